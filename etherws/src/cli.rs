@@ -1,0 +1,175 @@
+//! The command line: `etherws sw` and `etherws ctl`, with etherws 1.3's options and defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etherws",
+    version,
+    about = "Ethernet over WebSocket software switch"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the virtual switch.
+    Sw(SwArgs),
+    /// Control a virtual switch.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SwArgs {
+    /// Log debug messages (off otherwise, whatever the log configuration says).
+    #[arg(long)]
+    pub debug: bool,
+    /// Logging configuration file (TOML: `filter`, `output`; see README).
+    #[arg(long, value_name = "FILE")]
+    pub logconf: Option<PathBuf>,
+    /// Stay in the foreground instead of daemonizing.
+    #[arg(long)]
+    pub foreground: bool,
+    /// FDB ageout time in seconds.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
+    pub ageout: i64,
+
+    /// HTTP path to serve WebSocket on.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Address to serve WebSocket on (default: all addresses).
+    #[arg(long, default_value = "")]
+    pub host: String,
+    /// Port to serve WebSocket on (default 80, or 443 with TLS).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// htpasswd file to authenticate WebSocket clients with.
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// TLS private key for WebSocket (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub sslkey: Option<PathBuf>,
+    /// TLS certificate (chain) for WebSocket (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub sslcert: Option<PathBuf>,
+
+    /// HTTP path to serve the control API on.
+    #[arg(long, default_value = "/ctl")]
+    pub ctlpath: String,
+    /// Address to serve the control API on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ctlhost: String,
+    /// Port to serve the control API on.
+    #[arg(long, default_value_t = 7867)]
+    pub ctlport: u16,
+    /// htpasswd file to authenticate control clients with.
+    #[arg(long, value_name = "FILE")]
+    pub ctlhtpasswd: Option<PathBuf>,
+    /// TLS private key for the control API (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ctlsslkey: Option<PathBuf>,
+    /// TLS certificate (chain) for the control API (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ctlsslcert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// URL of the control API.
+    #[arg(long, default_value = "http://127.0.0.1:7867/ctl")]
+    pub ctlurl: String,
+    /// User name for the control API (prompts for the password if --ctlpasswd is not given).
+    #[arg(long)]
+    pub ctluser: Option<String>,
+    /// Password for the control API.
+    #[arg(long)]
+    pub ctlpasswd: Option<String>,
+    /// CA certificate to verify the control API's certificate with.
+    #[arg(long, value_name = "FILE")]
+    pub ctlsslcert: Option<PathBuf>,
+    /// Do not verify the control API's certificate.
+    #[arg(long)]
+    pub ctlinsecure: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Create and add a port.
+    Addport {
+        #[command(subcommand)]
+        kind: AddPort,
+    },
+    /// Set a port's configuration.
+    Setport {
+        /// Port number.
+        #[arg(allow_negative_numbers = true)]
+        port: i64,
+        /// Shut the port down (1) or bring it back (0).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+        shut: Option<u8>,
+    },
+    /// Delete a port.
+    Delport {
+        /// Port number.
+        #[arg(allow_negative_numbers = true)]
+        port: i64,
+    },
+    /// Show the port list.
+    Listport,
+    /// Set an interface's configuration (tap and netdev ports).
+    Setif {
+        /// Port number.
+        #[arg(allow_negative_numbers = true)]
+        port: i64,
+        /// IPv4 address.
+        #[arg(long)]
+        address: Option<String>,
+        /// IPv4 netmask.
+        #[arg(long)]
+        netmask: Option<String>,
+        /// MTU (576 or more).
+        #[arg(long, allow_negative_numbers = true)]
+        mtu: Option<i64>,
+    },
+    /// Show the interface list.
+    Listif,
+    /// Show the forwarding database.
+    Listfdb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddPort {
+    /// An existing network device.
+    Netdev {
+        /// Device name.
+        target: String,
+    },
+    /// A TAP device (created if it does not exist).
+    Tap {
+        /// Device name.
+        target: String,
+    },
+    /// A WebSocket client connection.
+    Client {
+        /// URL to connect to (ws:// or wss://).
+        target: String,
+        /// User name for the server (prompts for the password if --passwd is not given).
+        #[arg(long)]
+        user: Option<String>,
+        /// Password for the server.
+        #[arg(long)]
+        passwd: Option<String>,
+        /// CA certificate file to verify the server with.
+        #[arg(long, value_name = "FILE")]
+        cacerts: Option<PathBuf>,
+        /// Do not verify the server's certificate.
+        #[arg(long)]
+        insecure: bool,
+    },
+}

@@ -1,0 +1,274 @@
+//! The seven methods of etherws 1.3's control API.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::{Call, RpcError, parse_call, response};
+use crate::fdb::PortNo;
+use crate::netif::{IfChange, Netif};
+use crate::port::netdev::Netdev;
+use crate::port::tap::Tap;
+use crate::port::ws::{self, Credentials};
+use crate::port::{SharedSwitch, attach, lock};
+use crate::switch::{PortKind, PortStat};
+
+/// What the control API acts on.
+#[derive(Clone)]
+pub struct Control {
+    pub switch: SharedSwitch,
+    pub netif: Netif,
+}
+
+type MethodResult = Result<Value, RpcError>;
+
+fn bad(msg: impl Into<String>) -> RpcError {
+    RpcError::invalid_params(msg)
+}
+
+/// `params` as an object; absent params read as empty.
+fn object(params: &Value) -> Result<Map<String, Value>, RpcError> {
+    match params {
+        Value::Object(m) => Ok(m.clone()),
+        Value::Null => Ok(Map::new()),
+        other => Err(bad(format!("params must be an object, not {other}"))),
+    }
+}
+
+/// An integer parameter, given as a number or (as Python's `int()` allowed) a numeric string.
+fn integer(p: &Map<String, Value>, key: &str) -> Result<Option<i64>, RpcError> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("{key} must be an integer: {n}"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(format!("{key} must be an integer: {s:?}"))),
+        Some(v) => Err(bad(format!("{key} must be an integer: {v}"))),
+    }
+}
+
+fn string<'a>(p: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, RpcError> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(bad(format!("{key} must be a string: {v}"))),
+    }
+}
+
+/// Truthiness as etherws 1.3's `bool(x)`.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+fn port_no(p: &Map<String, Value>) -> Result<PortNo, RpcError> {
+    let n = integer(p, "port")?.ok_or_else(|| bad("missing port"))?;
+    PortNo::try_from(n).map_err(|_| bad(format!("no such port: {n}")))
+}
+
+fn ipv4(p: &Map<String, Value>, key: &str) -> Result<Option<Ipv4Addr>, RpcError> {
+    string(p, key)?
+        .map(|s| {
+            s.parse()
+                .map_err(|_| bad(format!("invalid IPv4 {key}: {s:?}")))
+        })
+        .transpose()
+}
+
+pub fn portstat(s: &PortStat) -> Value {
+    json!({
+        "port": s.port,
+        "type": s.kind.as_str(),
+        "target": s.target,
+        "tx": s.tx,
+        "rx": s.rx,
+        "shut": s.shut,
+        "rx_invalid": s.rx_invalid,
+        "tx_dropped": s.tx_dropped,
+    })
+}
+
+fn entries(v: Vec<Value>) -> Value {
+    json!({ "entries": v })
+}
+
+impl Control {
+    /// Answers one HTTP request body with one JSON-RPC response.
+    pub async fn handle(&self, body: &[u8]) -> Value {
+        match parse_call(body) {
+            Err((id, e)) => response(id, Err(e)),
+            Ok(call) => {
+                let id = call.id.clone();
+                let outcome = self.call(call).await;
+                if let Err(e) = &outcome {
+                    if e.code == -32602 {
+                        tracing::info!("control request failed: {}", e.data);
+                    }
+                }
+                response(id, outcome)
+            }
+        }
+    }
+
+    async fn call(&self, call: Call) -> MethodResult {
+        let p = &call.params;
+        match call.method.as_str() {
+            "listPort" => self.list_port(),
+            "addPort" => self.add_port(&object(p)?).await,
+            "setPort" => self.set_port(&object(p)?),
+            "delPort" => self.del_port(&object(p)?),
+            "setInterface" => self.set_interface(&object(p)?).await,
+            "listInterface" => self.list_interface().await,
+            "listFdb" => self.list_fdb(),
+            other => Err(RpcError::method_not_found(format!(
+                "no such method: {}{other}",
+                super::NAMESPACE
+            ))),
+        }
+    }
+
+    fn list_port(&self) -> MethodResult {
+        Ok(entries(lock(&self.switch).ports().map(portstat).collect()))
+    }
+
+    fn stat(&self, port: PortNo) -> Result<PortStat, RpcError> {
+        lock(&self.switch)
+            .port(port)
+            .cloned()
+            .ok_or_else(|| bad(format!("no such port: {port}")))
+    }
+
+    async fn add_port(&self, p: &Map<String, Value>) -> MethodResult {
+        let kind = string(p, "type")?.ok_or_else(|| bad("missing type"))?;
+        let target = string(p, "target")?.ok_or_else(|| bad("missing target"))?;
+        let fail = |e: anyhow::Error| bad(format!("{e:#}"));
+        let stat = match kind {
+            "tap" => {
+                let (tap, name) = Tap::open(target, &self.netif).await.map_err(fail)?;
+                attach(&self.switch, PortKind::Tap, name, tap)
+            }
+            "netdev" => {
+                let dev = Netdev::open(target, &self.netif).await.map_err(fail)?;
+                attach(&self.switch, PortKind::Netdev, target.to_string(), dev)
+            }
+            "client" => {
+                let opts = object(p.get("options").unwrap_or(&Value::Null))?;
+                let user = string(&opts, "user")?.filter(|u| !u.is_empty());
+                let passwd = string(&opts, "passwd")?;
+                let creds = match (user, passwd) {
+                    (Some(user), passwd) => Some(Credentials {
+                        user: user.to_string(),
+                        passwd: passwd.unwrap_or_default().to_string(),
+                    }),
+                    (None, Some(pw)) if !pw.is_empty() => {
+                        return Err(bad("Authentication required but username empty"));
+                    }
+                    (None, _) => None,
+                };
+                let port = ws::connect(target, creds.as_ref()).await.map_err(fail)?;
+                attach(&self.switch, PortKind::Client, target.to_string(), port)
+            }
+            other => return Err(bad(format!("unsupported port type: {other}"))),
+        };
+        Ok(entries(vec![portstat(&stat)]))
+    }
+
+    fn set_port(&self, p: &Map<String, Value>) -> MethodResult {
+        let port = port_no(p)?;
+        let stat = match p.get("shut") {
+            Some(v) if !v.is_null() => lock(&self.switch).set_shut(port, truthy(v)),
+            _ => lock(&self.switch).port(port).cloned(),
+        }
+        .ok_or_else(|| bad(format!("no such port: {port}")))?;
+        tracing::info!(port, shut = stat.shut, "port set");
+        Ok(entries(vec![portstat(&stat)]))
+    }
+
+    fn del_port(&self, p: &Map<String, Value>) -> MethodResult {
+        let port = port_no(p)?;
+        let stat = lock(&self.switch)
+            .remove_port(port)
+            .ok_or_else(|| bad(format!("no such port: {port}")))?;
+        tracing::info!(port, target = %stat.target, "port deleted");
+        Ok(entries(vec![portstat(&stat)]))
+    }
+
+    async fn set_interface(&self, p: &Map<String, Value>) -> MethodResult {
+        let port = port_no(p)?;
+        let stat = self.stat(port)?;
+        if !stat.kind.has_interface() {
+            return Err(bad(format!(
+                "Port {port} has unsupported interface: {}",
+                stat.kind.as_str()
+            )));
+        }
+        let mtu = integer(p, "mtu")?
+            .map(|m| u32::try_from(m).map_err(|_| bad(format!("invalid MTU: {m}"))))
+            .transpose()?;
+        let change = IfChange {
+            address: ipv4(p, "address")?,
+            netmask: ipv4(p, "netmask")?,
+            mtu,
+        };
+        self.netif
+            .set(&stat.target, &change)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        tracing::info!(port, ?change, "interface set");
+        Ok(entries(vec![self.ifstat(&stat).await]))
+    }
+
+    async fn ifstat(&self, s: &PortStat) -> Value {
+        let info = self.netif.get(&s.target).await.ok();
+        let show = |a: Option<Ipv4Addr>| a.map(|a| a.to_string()).unwrap_or_default();
+        json!({
+            "port": s.port,
+            "type": s.kind.as_str(),
+            "target": s.target,
+            "address": show(info.as_ref().and_then(|i| i.address)),
+            "netmask": show(info.as_ref().and_then(|i| i.netmask)),
+            "mtu": info.map(|i| i.mtu).unwrap_or(0),
+        })
+    }
+
+    async fn list_interface(&self) -> MethodResult {
+        let ports: Vec<PortStat> = lock(&self.switch)
+            .ports()
+            .filter(|p| p.kind.has_interface())
+            .cloned()
+            .collect();
+        let mut rows = Vec::with_capacity(ports.len());
+        for p in &ports {
+            rows.push(self.ifstat(p).await);
+        }
+        Ok(entries(rows))
+    }
+
+    fn list_fdb(&self) -> MethodResult {
+        let rows = lock(&self.switch).fdb_rows(Instant::now());
+        Ok(entries(
+            rows.iter()
+                .map(|r| {
+                    json!({
+                        "vid": r.vid,
+                        "mac": r.mac.to_string(),
+                        "port": r.port,
+                        "age": r.age.as_secs(),
+                    })
+                })
+                .collect(),
+        ))
+    }
+}

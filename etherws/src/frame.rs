@@ -1,0 +1,163 @@
+//! Ethernet frame parsing: just enough of the header to switch on.
+//!
+//! A frame is what one WebSocket binary message carries and what a TAP or AF_PACKET socket
+//! reads: destination MAC, source MAC, EtherType or 802.1Q tag, payload — no preamble, no FCS.
+//! The switch only ever needs the two addresses and the VLAN id, so parsing is a few bounds
+//! checks over a borrowed slice and never copies.
+
+use core::fmt;
+
+use etherws_common::{ETH_ALEN, ETH_HLEN, ETH_P_8021Q, VLAN_VID_MASK};
+
+/// A 48-bit IEEE 802 MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Mac(pub [u8; ETH_ALEN]);
+
+impl Mac {
+    /// The broadcast address `ff:ff:ff:ff:ff:ff`.
+    pub const BROADCAST: Mac = Mac([0xff; ETH_ALEN]);
+
+    /// True for group (multicast and broadcast) addresses: the I/G bit, the least significant
+    /// bit of the first octet. Such addresses are never learned and always flooded.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl fmt::Display for Mac {
+    /// Lower-case, colon separated, as etherws 1.3's `listFdb` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a byte string is not a frame the switch can forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than an Ethernet header (14 bytes), or than an 802.1Q header (18 bytes) when the
+    /// EtherType says a tag follows.
+    #[error("runt frame of {0} bytes")]
+    Runt(usize),
+}
+
+/// The switching-relevant view of an Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub dst: Mac,
+    pub src: Mac,
+    /// 802.1Q VLAN id, 0 for untagged frames (and for priority-tagged frames, whose VID is 0).
+    pub vid: u16,
+}
+
+impl Header {
+    /// Parses the header of `data`.
+    ///
+    /// The VLAN id is the low 12 bits of the TCI whatever the priority (PCP) and DEI bits say;
+    /// etherws 1.3 only recognised a tag whose TCI high byte was zero, so a frame with priority
+    /// bits landed in VLAN 0 — that bug is deliberately not kept.
+    pub fn parse(data: &[u8]) -> Result<Self, FrameError> {
+        if data.len() < ETH_HLEN {
+            return Err(FrameError::Runt(data.len()));
+        }
+        let mac = |at: usize| {
+            let mut m = [0; ETH_ALEN];
+            m.copy_from_slice(&data[at..at + ETH_ALEN]);
+            Mac(m)
+        };
+        let ethertype = u16::from_be_bytes([data[12], data[13]]);
+        let vid = if ethertype == ETH_P_8021Q {
+            if data.len() < ETH_HLEN + 4 {
+                return Err(FrameError::Runt(data.len()));
+            }
+            u16::from_be_bytes([data[14], data[15]]) & VLAN_VID_MASK
+        } else {
+            0
+        };
+        Ok(Header {
+            dst: mac(0),
+            src: mac(6),
+            vid,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a frame for tests: untagged when `vid` is None.
+    pub(crate) fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        if let Some(tci) = tci {
+            f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        f.extend_from_slice(&[0u8; 46]);
+        f
+    }
+
+    const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+
+    #[test]
+    fn untagged() {
+        let h = Header::parse(&frame(B, A, None)).unwrap();
+        assert_eq!(h.dst, Mac(B));
+        assert_eq!(h.src, Mac(A));
+        assert_eq!(h.vid, 0);
+    }
+
+    #[test]
+    fn tagged_vid() {
+        let h = Header::parse(&frame(B, A, Some(10))).unwrap();
+        assert_eq!(h.vid, 10);
+        let h = Header::parse(&frame(B, A, Some(4095))).unwrap();
+        assert_eq!(h.vid, 4095);
+    }
+
+    #[test]
+    fn priority_bits_do_not_hide_the_vid() {
+        // PCP 5, DEI 1, VID 10: etherws 1.3 read this as VLAN 0.
+        let tci = (5 << 13) | (1 << 12) | 10;
+        assert_eq!(Header::parse(&frame(B, A, Some(tci))).unwrap().vid, 10);
+        // Priority tag only (VID 0) stays in VLAN 0.
+        assert_eq!(Header::parse(&frame(B, A, Some(3 << 13))).unwrap().vid, 0);
+    }
+
+    #[test]
+    fn runts_are_rejected() {
+        for len in 0..ETH_HLEN {
+            assert_eq!(Header::parse(&vec![0; len]), Err(FrameError::Runt(len)));
+        }
+        let mut tagged_runt = frame(B, A, Some(10));
+        tagged_runt.truncate(16);
+        assert_eq!(Header::parse(&tagged_runt), Err(FrameError::Runt(16)));
+        // A bare 14-byte header is a (useless but) valid frame.
+        assert!(Header::parse(&frame(B, A, None)[..14]).is_ok());
+    }
+
+    #[test]
+    fn multicast_bit_and_format() {
+        assert!(Mac::BROADCAST.is_multicast());
+        assert!(Mac([0x01, 0, 0x5e, 0, 0, 1]).is_multicast());
+        assert!(!Mac(A).is_multicast());
+        assert_eq!(
+            Mac([0xde, 0xad, 0xbe, 0xef, 0, 0x0a]).to_string(),
+            "de:ad:be:ef:00:0a"
+        );
+    }
+}

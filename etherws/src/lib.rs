@@ -1,0 +1,16 @@
+//! etherws: an Ethernet over WebSocket software switch, compatible with etherws 1.3.
+//!
+//! The data path is port → [`switch`] → port: every [`port`] kind implements one small trait,
+//! and the switch core ([`fdb`], [`frame`], [`switch`]) knows nothing about sockets.
+
+pub mod cli;
+pub mod control;
+pub mod ctl;
+pub mod fdb;
+pub mod frame;
+pub mod logging;
+pub mod netif;
+pub mod port;
+pub mod server;
+pub mod sw;
+pub mod switch;

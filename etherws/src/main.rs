@@ -1,0 +1,31 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use etherws::cli::{Cli, Command};
+use etherws::ctl::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ctl(args) => {
+            if etherws::ctl::run(args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Sw(args) => match etherws::sw::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // The same shape etherws 1.3 used for start-up errors.
+                Failure {
+                    code: -32603,
+                    message: "Internal error".into(),
+                    data: format!("{e:#}"),
+                }
+                .print();
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,243 @@
+//! `etherws sw`: check the options, bind the listeners, daemonize, run the switch.
+//!
+//! Everything that can fail because of what the user typed — options, the log file, binding
+//! the ports — happens before daemonizing, so the error reaches the terminal. The tokio
+//! runtime starts only after the fork (a forked multi-threaded runtime would be broken).
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use socket2::{Domain, Socket, Type};
+
+use crate::cli::SwArgs;
+use crate::control::Control;
+use crate::logging::{self, LogConf};
+use crate::netif::Netif;
+use crate::port::{SharedSwitch, expire_loop, lock};
+use crate::server;
+use crate::switch::Switch;
+
+/// Validated `sw` settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub ageout: Duration,
+    pub path: String,
+    pub host: String,
+    pub port: u16,
+    pub ctlpath: String,
+    pub ctlhost: String,
+    pub ctlport: u16,
+}
+
+fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
+    p.as_ref()
+        .map(|p| {
+            std::fs::canonicalize(p).with_context(|| format!("cannot read {what} {}", p.display()))
+        })
+        .transpose()
+}
+
+/// Checks the options as etherws 1.3 does, with the same rules.
+pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
+    if args.ageout <= 0 {
+        bail!("Invalid ageout: {}", args.ageout);
+    }
+    for (name, path) in [("path", &args.path), ("ctlpath", &args.ctlpath)] {
+        if !path.starts_with('/') {
+            bail!("Invalid {name}: {path:?} (must start with /)");
+        }
+    }
+    for (k, c, kn, cn) in [
+        (&args.sslkey, &args.sslcert, "sslkey", "sslcert"),
+        (&args.ctlsslkey, &args.ctlsslcert, "ctlsslkey", "ctlsslcert"),
+    ] {
+        match (k, c) {
+            (Some(_), None) | (None, Some(_)) => bail!("Both --{kn} and --{cn} are required"),
+            (Some(_), Some(_)) => bail!("--{kn}/--{cn}: TLS is not supported by this build yet"),
+            (None, None) => {}
+        }
+    }
+    for (f, name) in [
+        (&args.htpasswd, "htpasswd"),
+        (&args.ctlhtpasswd, "ctlhtpasswd"),
+    ] {
+        if absolute(f, name)?.is_some() {
+            bail!("--{name}: authentication is not supported by this build yet");
+        }
+    }
+    let s = Settings {
+        ageout: Duration::from_secs(args.ageout as u64),
+        path: args.path.clone(),
+        host: args.host.clone(),
+        port: args.port.unwrap_or(80),
+        ctlpath: args.ctlpath.clone(),
+        ctlhost: args.ctlhost.clone(),
+        ctlport: args.ctlport,
+    };
+    if s.shared_listener() && s.path == s.ctlpath {
+        bail!("Same path/ctlpath on same host: {}", s.path);
+    }
+    Ok(s)
+}
+
+impl Settings {
+    /// WebSocket and control on one listener, as etherws 1.3 does when host and port match.
+    pub fn shared_listener(&self) -> bool {
+        self.host == self.ctlhost && self.port == self.ctlport
+    }
+}
+
+/// Binds a listening socket. An empty host means every address: IPv6 and IPv4 on one
+/// dual-stack socket, or IPv4 alone where IPv6 is unavailable.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = if host.is_empty() {
+        vec![
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+        ]
+    } else {
+        (host, port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect()
+    };
+    let mut last = None;
+    for addr in addrs {
+        match bind_one(addr, host.is_empty()) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = Some(anyhow::Error::from(e).context(format!("cannot listen on {addr}")))
+            }
+        }
+        // For the wildcard, only fall back to IPv4 when IPv6 itself is missing.
+        if host.is_empty()
+            && !matches!(
+                last.as_ref()
+                    .and_then(|e| e.downcast_ref::<std::io::Error>())
+                    .and_then(|e| e.raw_os_error()),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+            )
+        {
+            break;
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no address for {host}")))
+}
+
+fn bind_one(addr: SocketAddr, dual: bool) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if dual && addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Detaches from the terminal: fork, new session, cwd `/`, stdio on /dev/null.
+fn daemonize() -> anyhow::Result<()> {
+    // SAFETY: called while the process is still single-threaded (no runtime yet).
+    if unsafe { libc::daemon(0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot daemonize");
+    }
+    Ok(())
+}
+
+pub fn run(args: SwArgs) -> anyhow::Result<()> {
+    let settings = settings(&args)?;
+    let logconf = match absolute(&args.logconf, "logconf")? {
+        Some(p) => LogConf::load(&p)?,
+        None => LogConf::default(),
+    };
+    logging::init(&logconf, args.debug)?;
+
+    let ws_listener = bind(&settings.host, settings.port)?;
+    let ctl_listener = if settings.shared_listener() {
+        None
+    } else {
+        Some(bind(&settings.ctlhost, settings.ctlport)?)
+    };
+
+    if !args.foreground {
+        daemonize()?;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(settings, ws_listener, ctl_listener))
+}
+
+async fn serve(
+    s: Settings,
+    ws_listener: TcpListener,
+    ctl_listener: Option<TcpListener>,
+) -> anyhow::Result<()> {
+    let switch: SharedSwitch = Arc::new(Mutex::new(Switch::new(s.ageout)));
+    let netif = Netif::new().context("cannot open rtnetlink")?;
+    let control = Control {
+        switch: switch.clone(),
+        netif,
+    };
+    tokio::spawn(expire_loop(switch.clone(), s.ageout));
+
+    let ws = server::ws_routes(&s.path, switch.clone());
+    let ctl = server::ctl_routes(&s.ctlpath, control);
+    let ws_addr = ws_listener.local_addr()?;
+    let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
+    let mut servers = tokio::task::JoinSet::new();
+    match ctl_listener {
+        None => {
+            tracing::info!(%ws_addr, path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
+            servers.spawn(server::serve(ws_listener, ws.merge(ctl)));
+        }
+        Some(l) => {
+            let ctl_addr = l.local_addr()?;
+            tracing::info!(%ws_addr, path = %s.path, "serving WebSocket");
+            tracing::info!(%ctl_addr, path = %s.ctlpath, "serving control");
+            servers.spawn(server::serve(ws_listener, ws));
+            servers.spawn(server::serve(tokio::net::TcpListener::from_std(l)?, ctl));
+        }
+    }
+
+    tokio::select! {
+        Some(r) = servers.join_next() => {
+            r.context("server task failed")?.context("server failed")?;
+        }
+        sig = shutdown_signal() => {
+            tracing::info!("{sig}: shutting down");
+            close_all(&switch).await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Removes every port so WebSockets get a close frame and TAP devices go away, giving the
+/// port tasks a moment to finish.
+async fn close_all(switch: &SharedSwitch) {
+    let ports: Vec<_> = lock(switch).ports().map(|p| p.port).collect();
+    for p in ports {
+        lock(switch).remove_port(p);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}

@@ -1,0 +1,369 @@
+//! The switch core: ports, counters and the forwarding decision.
+//!
+//! It knows nothing about sockets. A port is a number, a description and an [`Egress`] — a
+//! non-blocking "offer this frame" — so a slow or dead peer can only ever fill its own queue:
+//! when the offer is refused the frame is dropped and counted against that port alone. The
+//! core is driven by whoever owns it (one `Mutex` in the daemon, plain calls in the tests).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::fdb::{Fdb, FdbRow, Learned, PortNo};
+use crate::frame::{FrameError, Header};
+
+/// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
+pub trait Egress {
+    /// Queues `frame` for transmission; false if it had to be dropped (queue full or closed).
+    fn offer(&self, frame: &Bytes) -> bool;
+}
+
+/// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// An incoming WebSocket connection.
+    Server,
+    /// An outgoing WebSocket connection.
+    Client,
+    /// A TAP device.
+    Tap,
+    /// An existing network interface.
+    Netdev,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Server => "server",
+            PortKind::Client => "client",
+            PortKind::Tap => "tap",
+            PortKind::Netdev => "netdev",
+        }
+    }
+
+    /// Only ports backed by a kernel interface have an address, netmask and MTU to set.
+    pub fn has_interface(self) -> bool {
+        matches!(self, PortKind::Tap | PortKind::Netdev)
+    }
+}
+
+/// A port's counters and state as `listPort` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortStat {
+    pub port: PortNo,
+    pub kind: PortKind,
+    /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
+    pub target: String,
+    pub shut: bool,
+    /// Frames received from this port and switched.
+    pub rx: u64,
+    /// Frames queued for transmission on this port.
+    pub tx: u64,
+    /// Frames received from this port that were not Ethernet frames (runts).
+    pub rx_invalid: u64,
+    /// Frames meant for this port but dropped because its queue was full.
+    pub tx_dropped: u64,
+}
+
+struct Port<E> {
+    stat: PortStat,
+    egress: E,
+}
+
+/// The switch: ports and their FDB.
+pub struct Switch<E> {
+    ports: BTreeMap<PortNo, Port<E>>,
+    next: PortNo,
+    fdb: Fdb,
+}
+
+impl<E: Egress> Switch<E> {
+    pub fn new(ageout: Duration) -> Self {
+        Switch {
+            ports: BTreeMap::new(),
+            next: 1,
+            fdb: Fdb::new(ageout),
+        }
+    }
+
+    /// Adds a port and returns its number; numbers are never reused while the switch runs.
+    pub fn add_port(&mut self, kind: PortKind, target: String, egress: E) -> PortNo {
+        let port = self.next;
+        self.next += 1;
+        let stat = PortStat {
+            port,
+            kind,
+            target,
+            shut: false,
+            rx: 0,
+            tx: 0,
+            rx_invalid: 0,
+            tx_dropped: 0,
+        };
+        self.ports.insert(port, Port { stat, egress });
+        port
+    }
+
+    /// Removes a port and forgets its FDB entries; returns the port as it was.
+    ///
+    /// Dropping its [`Egress`] is what tells the port's driver to close.
+    pub fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
+        let removed = self.ports.remove(&port)?;
+        self.fdb.flush_port(port);
+        Some(removed.stat)
+    }
+
+    /// Shuts a port (it neither receives nor sends, its counters stop) or brings it back.
+    pub fn set_shut(&mut self, port: PortNo, shut: bool) -> Option<PortStat> {
+        let p = self.ports.get_mut(&port)?;
+        p.stat.shut = shut;
+        Some(p.stat.clone())
+    }
+
+    pub fn port(&self, port: PortNo) -> Option<&PortStat> {
+        self.ports.get(&port).map(|p| &p.stat)
+    }
+
+    /// All ports in number order.
+    pub fn ports(&self) -> impl Iterator<Item = &PortStat> {
+        self.ports.values().map(|p| &p.stat)
+    }
+
+    pub fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
+        self.fdb.rows(now)
+    }
+
+    /// Drops aged-out FDB entries for good; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        self.fdb.expire(now)
+    }
+
+    /// Switches one frame received on `from`.
+    ///
+    /// Learns the source, then sends to the one port the destination is known on, or floods
+    /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
+    /// back out of the port it came in on. Frames from unknown or shut ports are ignored.
+    pub fn receive(&mut self, from: PortNo, frame: &Bytes, now: Instant) -> Result<(), FrameError> {
+        let Some(src_port) = self.ports.get_mut(&from) else {
+            return Ok(());
+        };
+        if src_port.stat.shut {
+            return Ok(());
+        }
+        let hdr = match Header::parse(frame) {
+            Ok(h) => h,
+            Err(e) => {
+                src_port.stat.rx_invalid += 1;
+                return Err(e);
+            }
+        };
+        src_port.stat.rx += 1;
+
+        if !hdr.src.is_multicast() {
+            let learned = self.fdb.learn(hdr.vid, hdr.src, from, now);
+            match learned {
+                Learned::Refreshed => {}
+                Learned::New => {
+                    tracing::debug!(port = from, vid = hdr.vid, mac = %hdr.src, "fdb learned")
+                }
+                Learned::Moved { from: old } => {
+                    tracing::debug!(port = from, old, vid = hdr.vid, mac = %hdr.src, "fdb moved")
+                }
+            }
+        }
+
+        let known = if hdr.dst.is_multicast() {
+            None
+        } else {
+            self.fdb.lookup(hdr.vid, hdr.dst, now)
+        };
+        match known {
+            // The destination sits behind the port the frame came from: filter it.
+            Some(to) if to == from => {}
+            Some(to) => {
+                if let Some(p) = self.ports.get_mut(&to) {
+                    send(p, frame);
+                }
+            }
+            None => {
+                for (_, p) in self.ports.iter_mut().filter(|(n, _)| **n != from) {
+                    send(p, frame);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn send<E: Egress>(p: &mut Port<E>, frame: &Bytes) {
+    if p.stat.shut {
+        return;
+    }
+    if p.egress.offer(frame) {
+        p.stat.tx += 1;
+    } else {
+        p.stat.tx_dropped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::frame::tests::frame;
+
+    /// A port queue that records what was offered, optionally refusing everything.
+    #[derive(Clone, Default)]
+    struct Sink {
+        got: Rc<RefCell<Vec<Bytes>>>,
+        full: bool,
+    }
+
+    impl Egress for Sink {
+        fn offer(&self, frame: &Bytes) -> bool {
+            if !self.full {
+                self.got.borrow_mut().push(frame.clone());
+            }
+            !self.full
+        }
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn switch(n: usize) -> (Switch<Sink>, Vec<Sink>) {
+        let mut sw = Switch::new(Duration::from_secs(300));
+        let sinks: Vec<Sink> = (0..n).map(|_| Sink::default()).collect();
+        for s in &sinks {
+            sw.add_port(PortKind::Tap, "t".into(), s.clone());
+        }
+        (sw, sinks)
+    }
+
+    fn counts(sinks: &[Sink]) -> Vec<usize> {
+        sinks.iter().map(|s| s.got.borrow().len()).collect()
+    }
+
+    fn rx(sw: &mut Switch<Sink>, port: PortNo, f: Vec<u8>) {
+        sw.receive(port, &Bytes::from(f), Instant::now()).unwrap();
+    }
+
+    #[test]
+    fn floods_unknown_then_forwards_known() {
+        let (mut sw, sinks) = switch(3);
+        rx(&mut sw, 1, frame(B, A, None)); // B unknown: flood to 2 and 3
+        assert_eq!(counts(&sinks), vec![0, 1, 1]);
+        rx(&mut sw, 2, frame(A, B, None)); // A known on 1: only there
+        assert_eq!(counts(&sinks), vec![1, 1, 1]);
+        rx(&mut sw, 1, frame(B, A, None)); // B now known on 2
+        assert_eq!(counts(&sinks), vec![1, 2, 1]);
+        let s: Vec<_> = sw.ports().map(|p| (p.rx, p.tx)).collect();
+        assert_eq!(s, vec![(2, 1), (1, 2), (0, 1)]);
+    }
+
+    #[test]
+    fn broadcast_and_multicast_flood_and_are_not_learned() {
+        let (mut sw, sinks) = switch(3);
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 1, 1]);
+        // A multicast source is not learned…
+        rx(&mut sw, 2, frame(B, [1, 0, 0x5e, 0, 0, 1], None));
+        assert!(sw.fdb_rows(Instant::now()).iter().all(|r| r.port != 2));
+        // …and a multicast destination floods even if "learned" somehow.
+        rx(&mut sw, 3, frame([1, 0, 0x5e, 0, 0, 1], C, None));
+        assert_eq!(counts(&sinks), vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn never_back_out_of_the_ingress_port() {
+        let (mut sw, sinks) = switch(2);
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        rx(&mut sw, 1, frame(BCAST, B, None)); // A and B both behind port 1
+        rx(&mut sw, 1, frame(B, A, None)); // local to port 1: filtered
+        assert_eq!(counts(&sinks), vec![0, 2]);
+    }
+
+    #[test]
+    fn vlans_do_not_leak_known_unicast() {
+        let (mut sw, sinks) = switch(3);
+        rx(&mut sw, 1, frame(BCAST, A, Some(10)));
+        // To A in VLAN 20: A is unknown there, so flooded (not sent to port 1 only).
+        rx(&mut sw, 2, frame(A, B, Some(20)));
+        assert_eq!(counts(&sinks), vec![1, 1, 2]);
+        // To A in VLAN 10: known on port 1.
+        rx(&mut sw, 3, frame(A, C, Some(10)));
+        assert_eq!(counts(&sinks), vec![2, 1, 2]);
+    }
+
+    #[test]
+    fn shut_port_neither_receives_nor_sends() {
+        let (mut sw, sinks) = switch(3);
+        sw.set_shut(2, true).unwrap();
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        rx(&mut sw, 2, frame(BCAST, B, None));
+        assert_eq!(counts(&sinks), vec![0, 0, 1]);
+        let p2 = sw.port(2).unwrap();
+        assert_eq!((p2.rx, p2.tx), (0, 0));
+        // Its stations were not learned either.
+        assert!(sw.fdb_rows(Instant::now()).iter().all(|r| r.port != 2));
+        sw.set_shut(2, false).unwrap();
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_stalling_others() {
+        let mut sw = Switch::new(Duration::from_secs(300));
+        let ok = Sink::default();
+        let slow = Sink {
+            full: true,
+            ..Default::default()
+        };
+        sw.add_port(PortKind::Client, "ws://a/".into(), Sink::default());
+        sw.add_port(PortKind::Client, "ws://b/".into(), slow);
+        sw.add_port(PortKind::Client, "ws://c/".into(), ok.clone());
+        for _ in 0..5 {
+            rx(&mut sw, 1, frame(BCAST, A, None));
+        }
+        assert_eq!(ok.got.borrow().len(), 5);
+        let slow = sw.port(2).unwrap();
+        assert_eq!((slow.tx, slow.tx_dropped), (0, 5));
+    }
+
+    #[test]
+    fn port_numbers_are_never_reused_and_removal_flushes_fdb() {
+        let (mut sw, _sinks) = switch(2);
+        rx(&mut sw, 2, frame(BCAST, B, None));
+        assert_eq!(sw.fdb_rows(Instant::now()).len(), 1);
+        let gone = sw.remove_port(2).unwrap();
+        assert_eq!(gone.rx, 1);
+        assert!(sw.fdb_rows(Instant::now()).is_empty());
+        assert!(sw.remove_port(2).is_none());
+        let n = sw.add_port(PortKind::Tap, "t".into(), Sink::default());
+        assert_eq!(n, 3);
+        let nums: Vec<_> = sw.ports().map(|p| p.port).collect();
+        assert_eq!(nums, vec![1, 3]);
+    }
+
+    #[test]
+    fn runts_are_counted_not_switched() {
+        let (mut sw, sinks) = switch(2);
+        let err = sw.receive(1, &Bytes::from_static(&[0; 10]), Instant::now());
+        assert!(err.is_err());
+        assert_eq!(counts(&sinks), vec![0, 0]);
+        let p = sw.port(1).unwrap();
+        assert_eq!((p.rx, p.rx_invalid), (0, 1));
+    }
+
+    #[test]
+    fn frames_from_unknown_ports_are_ignored() {
+        let (mut sw, sinks) = switch(2);
+        rx(&mut sw, 9, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 0]);
+    }
+}
