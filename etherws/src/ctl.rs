@@ -51,8 +51,7 @@ pub fn run(mut args: CtlArgs) -> bool {
 }
 
 fn execute(args: &mut CtlArgs) -> Result<String, Failure> {
-    let (method, params, table): (&str, Option<Value>, fn(&[Value]) -> String) =
-        request_for(&args.command).map_err(Failure::internal)?;
+    let (method, params, table) = request_for(&args.command).map_err(Failure::internal)?;
     let answer = call(args, method, params).map_err(Failure::internal)?;
     if let Some(err) = answer.get("error") {
         return Err(Failure {
