@@ -1,1 +1,80 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask TASK`.
+//!
+//! - `run [SW-ARGS…]`: build everything in release mode and start `etherws sw --foreground`.
+//! - `test [CARGO-TEST-ARGS…]`: the whole test suite — formatting, lints, unit and end-to-end
+//!   tests (the end-to-end ones build network namespaces and need root; under `CI=true` they
+//!   refuse to skip).
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its description if it fails.
+fn run(mut cmd: Command) -> anyhow::Result<()> {
+    let what = format!("{cmd:?}");
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed: {status}");
+    }
+    Ok(())
+}
+
+fn task_run(args: Vec<String>) -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "etherws"]);
+    run(build)?;
+    let bin = root().join("target/release/etherws");
+    let mut sw = Command::new(&bin);
+    sw.args(["sw", "--foreground"]).args(args);
+    eprintln!("xtask: {sw:?}");
+    use std::os::unix::process::CommandExt;
+    Err(sw.exec()).with_context(|| format!("cannot start {}", bin.display()))
+}
+
+fn task_test(args: Vec<String>) -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy)?;
+    let mut test = cargo();
+    test.arg("test").args(args);
+    run(test)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.skip_while(|a| a == "--").collect();
+    let result = match task.as_deref() {
+        Some("run") => task_run(rest),
+        Some("test") => task_test(rest),
+        _ => {
+            eprintln!("usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

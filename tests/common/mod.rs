@@ -1,0 +1,1100 @@
+//! Harness for the end-to-end tests of `etherws`.
+//!
+//! * `require_root()`: root-only tests skip loudly outside CI, and fail under CI.
+//! * `Netns`: a network namespace guard (unique name, `lo` up, IPv6 off so the kernel stays
+//!   quiet); on drop it SIGKILLs every process inside and deletes the namespace.
+//! * `veth()`: a veth pair created directly inside two namespaces.
+//! * `Switch`: an `etherws sw --foreground` process (inside a namespace, or on loopback in the
+//!   root namespace), stderr logged to a file that is printed if the test panics; `ctl()`,
+//!   `ctl_ok()`, `listport()`, `listif()`, `listfdb()`.
+//! * `table()` and the typed row parsers, `ping()` / `no_ping()`, `poll()`.
+//! * `rpc()`: raw HTTP/1.1 JSON-RPC POST with std only.
+//! * `RawSock`: an AF_PACKET socket on an interface inside a namespace, to send and receive
+//!   hand-made (e.g. 802.1Q tagged) Ethernet frames.
+//!
+//! The binary under test is `CARGO_BIN_EXE_etherws`; `ETHERWS_BIN=/path/to/other` overrides it
+//! (e.g. a wrapper running the Python etherws 1.3, to check the tests themselves).
+//!
+//! Addresses used in namespaces: only 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsString};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// basics
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A number unique within this test process.
+pub fn next_id() -> usize {
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The etherws binary under test.
+pub fn bin() -> OsString {
+    std::env::var_os("ETHERWS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_etherws").into())
+}
+
+/// True when running as root. Otherwise: panics under CI (`CI=true`), or prints a loud SKIPPED
+/// line and returns false (the caller then returns early).
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{test}: needs root (network namespaces, TAP devices); it must run under CI as root"
+        );
+    }
+    loud(&format!("SKIPPED (needs root): {test}"));
+    false
+}
+
+/// A message framed in `!!!` lines, written straight to stderr so that the test harness's
+/// output capture does not hide it (e.g. a skipped test or a skipped part of one).
+pub fn loud(msg: &str) {
+    let bar = "!".repeat(78);
+    let mut text = format!("\n{bar}\n");
+    for line in msg.lines() {
+        text.push_str(&format!("!!! {line}\n"));
+    }
+    text.push_str(&format!("{bar}\n\n"));
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Poll `f` until it returns Ok, every 100 ms, up to `timeout`; then panic with the last error.
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {e}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn command(argv: &[&str]) -> Command {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// Run a command to completion (stdin closed).
+pub fn run(argv: &[&str]) -> Output {
+    command(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+}
+
+/// Run a command, panic unless it succeeds; returns stdout.
+pub fn run_ok(argv: &[&str]) -> String {
+    let out = run(argv);
+    assert!(out.status.success(), "{argv:?} failed\n{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn clear_proxy_env(c: &mut Command) {
+    for k in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+    ] {
+        c.env_remove(k);
+    }
+}
+
+/// A fresh log file path in the temp dir (kept, and printed, only when a test fails).
+fn log_path(label: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "etherws-e2e-{}-{label}-{}.log",
+        std::process::id(),
+        next_id()
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// network namespaces
+
+/// A network namespace `ews-<tag>-<pid>-<n>`, deleted (with everything in it) on drop.
+pub struct Netns {
+    name: String,
+}
+
+static STALE_CLEANUP: Once = Once::new();
+
+/// Delete `ews-*-<pid>-<n>` namespaces left behind by test processes that no longer exist.
+fn cleanup_stale_namespaces() {
+    let out = run(&["ip", "netns", "list"]);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if !name.starts_with("ews-") {
+            continue;
+        }
+        let parts: Vec<&str> = name.rsplitn(3, '-').collect();
+        if parts.len() != 3 || parts[0].parse::<u64>().is_err() {
+            continue;
+        }
+        let Ok(pid) = parts[1].parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            eprintln!("e2e: removing stale network namespace {name}");
+            kill_netns_pids(name);
+            let _ = run(&["ip", "netns", "del", name]);
+        }
+    }
+}
+
+fn netns_pids(name: &str) -> Vec<i32> {
+    let out = run(&["ip", "netns", "pids", name]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn kill_netns_pids(name: &str) {
+    let me = std::process::id() as i32;
+    for _ in 0..50 {
+        let pids: Vec<i32> = netns_pids(name).into_iter().filter(|&p| p != me).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: plain kill(2) on a pid that `ip netns pids` reported inside our namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        STALE_CLEANUP.call_once(cleanup_stale_namespaces);
+        let name = format!("ews-{tag}-{}-{}", std::process::id(), next_id());
+        run_ok(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        // Keep the kernel quiet (no IPv6 ND / router solicitations on the test interfaces).
+        let _ = ns.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NAME argv...` as a Command (not started).
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name])
+            .args(argv)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        self.command(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {argv:?} in {}: {e}", self.name))
+    }
+
+    pub fn exec_ok(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in {} failed\n{}",
+            self.name,
+            show(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start a process in the namespace (stdout/stderr discarded); it is killed when the
+    /// namespace is dropped.
+    pub fn spawn(&self, argv: &[&str]) -> Child {
+        self.command(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {argv:?} in {}: {e}", self.name))
+    }
+
+    /// `ip -n NAME args...`, must succeed; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        run_ok(&argv)
+    }
+
+    /// `ip -n NAME args...`, returned as is.
+    pub fn ip_try(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        run(&argv)
+    }
+
+    pub fn has_link(&self, ifname: &str) -> bool {
+        self.ip_try(&["link", "show", "dev", ifname])
+            .status
+            .success()
+    }
+
+    /// The MAC address of an interface in this namespace, lower case `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self, ifname: &str) -> String {
+        let out = self.ip(&["-o", "link", "show", "dev", ifname]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "link/ether" {
+                return words.next().expect("mac after link/ether").to_lowercase();
+            }
+        }
+        panic!("no link/ether address for {ifname} in {}: {out}", self.name);
+    }
+
+    /// The MTU of an interface in this namespace.
+    pub fn mtu(&self, ifname: &str) -> u32 {
+        let out = self.ip(&["-o", "link", "show", "dev", ifname]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "mtu" {
+                return words
+                    .next()
+                    .and_then(|m| m.parse().ok())
+                    .expect("mtu value");
+            }
+        }
+        panic!("no mtu for {ifname} in {}: {out}", self.name);
+    }
+
+    /// IPv4 addresses (`a.b.c.d/len`) on an interface in this namespace.
+    pub fn addrs(&self, ifname: &str) -> Vec<String> {
+        let out = self.ip(&["-o", "-4", "addr", "show", "dev", ifname]);
+        let mut v = Vec::new();
+        for line in out.lines() {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "inet" {
+                    if let Some(a) = words.next() {
+                        v.push(a.to_string());
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Wait until the interface exists in this namespace.
+    pub fn wait_link(&self, ifname: &str) {
+        poll(
+            &format!("{ifname} in {}", self.name),
+            Duration::from_secs(10),
+            || {
+                if self.has_link(ifname) {
+                    Ok(())
+                } else {
+                    Err("not there".into())
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        kill_netns_pids(&self.name);
+        let out = run(&["ip", "netns", "del", &self.name]);
+        if !out.status.success() {
+            eprintln!("e2e: could not delete netns {}\n{}", self.name, show(&out));
+        }
+    }
+}
+
+/// A veth pair created directly inside the two namespaces (never in the root namespace), both
+/// ends up, optional IPv4 address (`a.b.c.d/len`) on each end.
+pub fn veth(
+    a: &Netns,
+    a_if: &str,
+    a_addr: Option<&str>,
+    b: &Netns,
+    b_if: &str,
+    b_addr: Option<&str>,
+) {
+    assert!(
+        a_if.len() <= 15 && b_if.len() <= 15,
+        "interface names must be <= 15 chars"
+    );
+    run_ok(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ]);
+    for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        if let Some(addr) = addr {
+            ns.ip(&["addr", "add", addr, "dev", ifname]);
+        }
+        ns.ip(&["link", "set", ifname, "up"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping
+
+/// Ping from `ns` until it succeeds (ARP and MAC learning need a moment), up to ~10 s.
+pub fn ping(ns: &Netns, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.exec(&["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", addr]);
+        if out.status.success() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "ping {addr} from {} never succeeded\n{}",
+                ns.name(),
+                show(&out)
+            );
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Assert that a ping from `ns` to `addr` fails.
+pub fn no_ping(ns: &Netns, addr: &str) {
+    let out = ns.exec(&["ping", "-n", "-c", "2", "-W", "1", addr]);
+    assert!(
+        !out.status.success(),
+        "ping {addr} from {} unexpectedly succeeded\n{}",
+        ns.name(),
+        show(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// tables printed by `etherws ctl`
+
+/// The rows of a ctl table (header skipped), each split on whitespace.
+pub fn table(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// The header row of a ctl table, split on whitespace.
+pub fn header(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Rows with exactly as many cells as the header. When a row has fewer words than the header
+/// (an empty cell, e.g. an unset address), the row is cut at the header's column starts, which
+/// works because every column is left-aligned and padded to its widest cell.
+pub fn table_cells(stdout: &str) -> Vec<Vec<String>> {
+    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+    let Some(head) = lines.next() else {
+        return Vec::new();
+    };
+    let mut starts = Vec::new();
+    let mut prev_space = true;
+    for (i, ch) in head.char_indices() {
+        if !ch.is_whitespace() && prev_space {
+            starts.push(i);
+        }
+        prev_space = ch.is_whitespace();
+    }
+    lines
+        .map(|l| {
+            let words: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            if words.len() == starts.len() {
+                return words;
+            }
+            (0..starts.len())
+                .map(|c| {
+                    let s = starts[c].min(l.len());
+                    let e = if c + 1 < starts.len() {
+                        starts[c + 1].min(l.len())
+                    } else {
+                        l.len()
+                    };
+                    l.get(s..e).unwrap_or("").trim().to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn num<T: std::str::FromStr>(s: &str, what: &str, out: &str) -> T {
+    s.parse()
+        .unwrap_or_else(|_| panic!("bad {what} {s:?} in ctl output:\n{out}"))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRow {
+    pub port: u32,
+    pub kind: String,
+    pub state: String,
+    pub rx: u64,
+    pub tx: u64,
+    pub target: String,
+}
+
+pub fn parse_ports(out: &str) -> Vec<PortRow> {
+    assert_eq!(
+        header(out),
+        ["Port", "Type", "State", "RX", "TX", "Target"],
+        "listport header:\n{out}"
+    );
+    table_cells(out)
+        .into_iter()
+        .map(|r| PortRow {
+            port: num(&r[0], "port", out),
+            kind: r[1].clone(),
+            state: r[2].clone(),
+            rx: num(&r[3], "rx", out),
+            tx: num(&r[4], "tx", out),
+            target: r[5].clone(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IfRow {
+    pub port: u32,
+    pub kind: String,
+    pub address: String,
+    pub netmask: String,
+    pub mtu: u32,
+    pub target: String,
+}
+
+pub fn parse_ifs(out: &str) -> Vec<IfRow> {
+    assert_eq!(
+        header(out),
+        ["Port", "Type", "Address", "Netmask", "MTU", "Target"],
+        "listif header:\n{out}"
+    );
+    table_cells(out)
+        .into_iter()
+        .map(|r| IfRow {
+            port: num(&r[0], "port", out),
+            kind: r[1].clone(),
+            address: r[2].clone(),
+            netmask: r[3].clone(),
+            mtu: num(&r[4], "mtu", out),
+            target: r[5].clone(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FdbRow {
+    pub port: u32,
+    pub vlan: u16,
+    pub mac: String,
+    pub age: u64,
+}
+
+pub fn parse_fdb(out: &str) -> Vec<FdbRow> {
+    assert_eq!(
+        header(out),
+        ["Port", "VLAN", "MAC", "Age"],
+        "listfdb header:\n{out}"
+    );
+    table_cells(out)
+        .into_iter()
+        .map(|r| FdbRow {
+            port: num(&r[0], "port", out),
+            vlan: num(&r[1], "vlan", out),
+            mac: r[2].to_lowercase(),
+            age: num(&r[3], "age", out),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the switch under test
+
+/// A running `etherws sw --foreground`, killed on drop; its log is printed if the test panics.
+pub struct Switch {
+    label: String,
+    netns: Option<String>,
+    child: Child,
+    log: PathBuf,
+    pub host: String,
+    pub ws_port: u16,
+    pub ctl_port: u16,
+}
+
+fn free_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+impl Switch {
+    /// `etherws sw --foreground --host HOST --port PORT --ctlhost 127.0.0.1 --ctlport CTLPORT
+    /// EXTRA...` inside `ns`.
+    pub fn in_netns(
+        ns: &Netns,
+        label: &str,
+        host: &str,
+        port: u16,
+        ctl_port: u16,
+        extra: &[&str],
+    ) -> Switch {
+        Self::start(
+            Some(ns.name().to_string()),
+            label,
+            host,
+            port,
+            ctl_port,
+            extra,
+        )
+    }
+
+    /// A switch in the root namespace on loopback only (no root needed), on two free ports.
+    pub fn local(label: &str, extra: &[&str]) -> Switch {
+        let (p, c) = free_port_pair();
+        Self::start(None, label, "127.0.0.1", p, c, extra)
+    }
+
+    fn cmd(netns: &Option<String>) -> Command {
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        clear_proxy_env(&mut c);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn start(
+        netns: Option<String>,
+        label: &str,
+        host: &str,
+        port: u16,
+        ctl_port: u16,
+        extra: &[&str],
+    ) -> Switch {
+        let log = log_path(label);
+        let logf = File::create(&log).expect("create switch log");
+        let port_s = port.to_string();
+        let ctl_s = ctl_port.to_string();
+        let mut c = Self::cmd(&netns);
+        c.args(["sw", "--foreground", "--host", host, "--port", &port_s])
+            .args(["--ctlhost", "127.0.0.1", "--ctlport", &ctl_s])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(logf);
+        let child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
+        let mut sw = Switch {
+            label: label.to_string(),
+            netns,
+            child,
+            log,
+            host: host.to_string(),
+            ws_port: port,
+            ctl_port,
+        };
+        sw.wait_ready();
+        sw
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("switch {} exited during start-up: {status}", self.label);
+            }
+            let out = self.ctl(&["listport"]);
+            if out.status.success()
+                && header(&String::from_utf8_lossy(&out.stdout))
+                    .first()
+                    .map(String::as_str)
+                    == Some("Port")
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "switch {} control API never answered\nlast ctl listport:\n{}",
+                    self.label,
+                    show(&out)
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn ctl_url(&self) -> String {
+        format!("http://127.0.0.1:{}/ctl", self.ctl_port)
+    }
+
+    /// The control API address as seen from inside the switch's namespace.
+    pub fn ctl_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ctl_port))
+    }
+
+    /// `etherws ctl --ctlurl URL ARGS...` (in the switch's namespace).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let url = self.ctl_url();
+        let mut c = Self::cmd(&self.netns);
+        c.args(["ctl", "--ctlurl", &url]).args(args);
+        c.output()
+            .unwrap_or_else(|e| panic!("cannot run ctl {args:?}: {e}"))
+    }
+
+    /// `ctl` that must succeed without a JSON-RPC error; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && !stdout.contains("(-3"),
+            "switch {}: ctl {args:?} failed\n{}",
+            self.label,
+            show(&out)
+        );
+        stdout
+    }
+
+    pub fn listport(&self) -> Vec<PortRow> {
+        parse_ports(&self.ctl_ok(&["listport"]))
+    }
+
+    pub fn listif(&self) -> Vec<IfRow> {
+        parse_ifs(&self.ctl_ok(&["listif"]))
+    }
+
+    pub fn listfdb(&self) -> Vec<FdbRow> {
+        parse_fdb(&self.ctl_ok(&["listfdb"]))
+    }
+
+    pub fn port(&self, n: u32) -> Option<PortRow> {
+        self.listport().into_iter().find(|p| p.port == n)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "===== log of switch {} ({}) =====\n{}===== end of log of switch {} =====",
+                self.label,
+                self.log.display(),
+                self.log(),
+                self.label
+            );
+        } else {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw JSON-RPC over HTTP/1.1
+
+/// POST `body` to `http://addr{path}` (Connection: close); returns (status, body).
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to control API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        // A server may reset after a full response; keep what arrived.
+        assert!(!raw.is_empty(), "reading response to {body:?}: {e}");
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header end in response to {body:?}:\n{text}"));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in response to {body:?}:\n{text}"));
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body_out = if chunked {
+        let mut out = String::new();
+        let mut rest = rest;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size =
+                usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+            if size == 0 || after.len() < size {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        rest.get(..len).unwrap_or(rest).to_string()
+    } else {
+        rest.to_string()
+    };
+    (status, body_out)
+}
+
+/// POST a JSON-RPC request body and parse the JSON response.
+pub fn rpc(addr: SocketAddr, path: &str, body: &str) -> Value {
+    let (status, text) = http_post(addr, path, body);
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("response to {body:?} is not JSON ({e}); HTTP {status}:\n{text}")
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw Ethernet frames (AF_PACKET) inside a namespace
+
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_OUTGOING: u8 = 4;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// A received frame, with an 802.1Q tag the kernel had stripped put back in place.
+#[derive(Debug, Clone)]
+pub struct RxFrame {
+    pub data: Vec<u8>,
+    pub pkttype: u8,
+}
+
+impl RxFrame {
+    /// The TCI of the outer 802.1Q tag, if any.
+    pub fn tci(&self) -> Option<u16> {
+        frame_tci(&self.data)
+    }
+}
+
+/// The TCI of an 802.1Q (0x8100) tag at offset 12, if present.
+pub fn frame_tci(f: &[u8]) -> Option<u16> {
+    (f.len() >= 16 && f[12] == 0x81 && f[13] == 0x00).then(|| u16::from_be_bytes([f[14], f[15]]))
+}
+
+/// Build an Ethernet frame: dst, src, optional 802.1Q TCI, ethertype, payload (padded to 60 bytes).
+pub fn build_frame(
+    dst: [u8; 6],
+    src: [u8; 6],
+    tci: Option<u16>,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(tci) = tci {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    while f.len() < 60 {
+        f.push(0);
+    }
+    f
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+pub fn parse_mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex mac"))
+        .collect();
+    v.try_into().expect("6-byte mac")
+}
+
+pub fn format_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// An AF_PACKET socket bound to one interface inside a namespace.
+pub struct RawSock {
+    fd: OwnedFd,
+    what: String,
+}
+
+impl RawSock {
+    pub fn open(ns: &Netns, ifname: &str) -> RawSock {
+        let path = format!("/run/netns/{}", ns.name());
+        let ifname_s = ifname.to_string();
+        // setns(CLONE_NEWNET) only moves the calling thread: do it in a throw-away thread. The
+        // socket keeps the namespace it was created in.
+        let fd = thread::spawn(move || -> Result<OwnedFd, String> {
+            let nsf = File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+            // SAFETY: plain syscalls with valid arguments; the fd returned by socket() is owned.
+            unsafe {
+                if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+                }
+                let fd = libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW,
+                    ETH_P_ALL.to_be() as libc::c_int,
+                );
+                if fd < 0 {
+                    return Err(format!(
+                        "socket(AF_PACKET): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let fd = OwnedFd::from_raw_fd(fd);
+                let cname = CString::new(ifname_s.clone()).unwrap();
+                let idx = libc::if_nametoindex(cname.as_ptr());
+                if idx == 0 {
+                    return Err(format!(
+                        "if_nametoindex({ifname_s}): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = ETH_P_ALL.to_be();
+                sll.sll_ifindex = idx as i32;
+                if libc::bind(
+                    fd.as_raw_fd(),
+                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                ) != 0
+                {
+                    return Err(format!(
+                        "bind to {ifname_s}: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                let one: libc::c_int = 1;
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    PACKET_AUXDATA,
+                    &one as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 100_000,
+                };
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+                Ok(fd)
+            }
+        })
+        .join()
+        .expect("raw socket thread")
+        .unwrap_or_else(|e| panic!("raw socket on {ifname} in {}: {e}", ns.name()));
+        RawSock {
+            fd,
+            what: format!("{ifname}@{}", ns.name()),
+        }
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: valid fd and buffer.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send on {}: {}",
+            self.what,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// One received (not outgoing) frame, or None after the socket's 100 ms timeout.
+    fn recv_one(&self) -> Option<RxFrame> {
+        let mut buf = vec![0u8; 65536];
+        let mut ctrl = [0u64; 64];
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: all pointers refer to live local buffers of the stated sizes.
+        let (n, aux) = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = ctrl.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+            let n = libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0);
+            if n < 0 {
+                return None;
+            }
+            let mut aux = None;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                    aux = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c) as *const TpacketAuxdata
+                    ));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            (n as usize, aux)
+        };
+        let mut data = buf[..n].to_vec();
+        if let Some(a) = aux {
+            if (a.tp_status & TP_STATUS_VLAN_VALID != 0 || a.tp_vlan_tci != 0) && data.len() >= 12 {
+                let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    a.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                let mut tag = tpid.to_be_bytes().to_vec();
+                tag.extend_from_slice(&a.tp_vlan_tci.to_be_bytes());
+                data.splice(12..12, tag);
+            }
+        }
+        Some(RxFrame {
+            data,
+            pkttype: sll.sll_pkttype,
+        })
+    }
+
+    /// Wait up to `timeout` for a received frame matching `pred`.
+    pub fn recv_matching(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&RxFrame) -> bool,
+    ) -> Option<RxFrame> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(f) = self.recv_one() {
+                if f.pkttype != PACKET_OUTGOING && pred(&f) {
+                    return Some(f);
+                }
+            }
+        }
+        None
+    }
+
+    /// Throw away whatever is queued.
+    pub fn drain(&self) {
+        while self.recv_one().is_some() {}
+    }
+}
+
+/// Distinct values, for readable assertion messages.
+pub fn distinct<T: std::hash::Hash + Eq + Clone>(v: &[T]) -> HashSet<T> {
+    v.iter().cloned().collect()
+}

@@ -1,0 +1,715 @@
+//! End-to-end tests of the `etherws` binary (1.3-compatible CLI and control API).
+//!
+//! Tests that need root build their networks inside private network namespaces (see
+//! tests/common/mod.rs); `jsonrpc_errors` and `ctl_validates_input` run on loopback only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const WS_PORT: u16 = 8080;
+const CTL_PORT: u16 = 7867;
+const A_VETH: &str = "198.51.100.1";
+const B_VETH: &str = "198.51.100.2";
+const A_TAP_IP: &str = "192.0.2.1";
+const B_TAP_IP: &str = "192.0.2.2";
+const NETMASK: &str = "255.255.255.0";
+
+fn client_url() -> String {
+    format!("ws://{A_VETH}:{WS_PORT}/")
+}
+
+/// Two namespaces joined by a veth (198.51.100.1 in A, .2 in B), a switch in each, a TAP port
+/// 1 on each (ewsA0 192.0.2.1/24, ewsB0 192.0.2.2/24), and B's switch connected to A's as a
+/// client (port 2 on B, server port 2 on A).
+///
+/// Fields drop in declaration order: the switches go before their namespaces.
+struct Pair {
+    sw_a: Switch,
+    sw_b: Switch,
+    ns_a: Netns,
+    ns_b: Netns,
+}
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        let ns_a = Netns::new(&format!("{tag}A"));
+        let ns_b = Netns::new(&format!("{tag}B"));
+        veth(
+            &ns_a,
+            "vAB",
+            Some(&format!("{A_VETH}/24")),
+            &ns_b,
+            "vBA",
+            Some(&format!("{B_VETH}/24")),
+        );
+        let sw_a = Switch::in_netns(&ns_a, &format!("{tag}-A"), A_VETH, WS_PORT, CTL_PORT, &[]);
+        let sw_b = Switch::in_netns(&ns_b, &format!("{tag}-B"), B_VETH, WS_PORT, CTL_PORT, &[]);
+
+        for (sw, ns, tap, ip) in [
+            (&sw_a, &ns_a, "ewsA0", A_TAP_IP),
+            (&sw_b, &ns_b, "ewsB0", B_TAP_IP),
+        ] {
+            let rows = parse_ports(&sw.ctl_ok(&["addport", "tap", tap]));
+            assert_eq!(rows.len(), 1, "addport prints the new port: {rows:?}");
+            assert_eq!(
+                (rows[0].port, rows[0].kind.as_str(), rows[0].target.as_str()),
+                (1, "tap", tap)
+            );
+            ns.wait_link(tap);
+            let ifs = parse_ifs(&sw.ctl_ok(&["setif", "1", "--address", ip, "--netmask", NETMASK]));
+            assert_eq!(ifs.len(), 1, "setif prints the interface: {ifs:?}");
+            assert_eq!(
+                (ifs[0].address.as_str(), ifs[0].netmask.as_str()),
+                (ip, NETMASK)
+            );
+            assert!(
+                ns.addrs(tap).contains(&format!("{ip}/24")),
+                "{tap} should carry {ip}/24 in the kernel, has {:?}",
+                ns.addrs(tap)
+            );
+        }
+
+        let rows = parse_ports(&sw_b.ctl_ok(&["addport", "client", &client_url()]));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].port, rows[0].kind.as_str()), (2, "client"));
+        let pair = Pair {
+            sw_a,
+            sw_b,
+            ns_a,
+            ns_b,
+        };
+        pair.wait_server_port(2);
+        pair
+    }
+
+    /// Wait until A lists server port `n`.
+    fn wait_server_port(&self, n: u32) {
+        poll(
+            &format!("server port {n} on switch A"),
+            Duration::from_secs(10),
+            || {
+                let ports = self.sw_a.listport();
+                if ports.iter().any(|p| p.port == n && p.kind == "server") {
+                    Ok(())
+                } else {
+                    Err(format!("{ports:?}"))
+                }
+            },
+        );
+    }
+}
+
+fn row(ports: &[PortRow], n: u32) -> PortRow {
+    ports
+        .iter()
+        .find(|p| p.port == n)
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {n} in {ports:?}"))
+}
+
+fn has_fdb(fdb: &[FdbRow], port: u32, vlan: u16, mac: &str) -> bool {
+    fdb.iter()
+        .any(|e| e.port == port && e.vlan == vlan && e.mac == mac)
+}
+
+#[test]
+fn two_switches_tap_ping() {
+    if !require_root("two_switches_tap_ping") {
+        return;
+    }
+    let p = Pair::new("tp");
+    ping(&p.ns_a, B_TAP_IP);
+    ping(&p.ns_b, A_TAP_IP);
+
+    // listport on A: tap port 1 and the server port 2, both carried traffic.
+    let a = p.sw_a.listport();
+    assert_eq!(a.len(), 2, "{a:?}");
+    let (a1, a2) = (row(&a, 1), row(&a, 2));
+    assert_eq!(
+        (a1.kind.as_str(), a1.state.as_str(), a1.target.as_str()),
+        ("tap", "up", "ewsA0"),
+        "{a:?}"
+    );
+    assert_eq!(
+        (a2.kind.as_str(), a2.state.as_str()),
+        ("server", "up"),
+        "{a:?}"
+    );
+    for r in [&a1, &a2] {
+        assert!(
+            r.rx > 0 && r.tx > 0,
+            "port counters should have moved after ping: {a:?}"
+        );
+    }
+
+    // listport on B: tap port 1 and client port 2 with the URL as target.
+    let b = p.sw_b.listport();
+    assert_eq!(b.len(), 2, "{b:?}");
+    let (b1, b2) = (row(&b, 1), row(&b, 2));
+    assert_eq!(
+        (b1.kind.as_str(), b1.target.as_str()),
+        ("tap", "ewsB0"),
+        "{b:?}"
+    );
+    assert_eq!(
+        (b2.kind.as_str(), b2.state.as_str(), b2.target.as_str()),
+        ("client", "up", client_url().as_str())
+    );
+    assert!(b2.rx > 0 && b2.tx > 0, "{b:?}");
+
+    // listfdb on B: A's TAP MAC behind the client port, B's own TAP MAC on port 1, VLAN 0.
+    let mac_a = p.ns_a.mac("ewsA0");
+    let mac_b = p.ns_b.mac("ewsB0");
+    let fdb = p.sw_b.listfdb();
+    assert!(
+        has_fdb(&fdb, 2, 0, &mac_a),
+        "B should learn {mac_a} on port 2 VLAN 0: {fdb:?}"
+    );
+    assert!(
+        has_fdb(&fdb, 1, 0, &mac_b),
+        "B should learn {mac_b} on port 1 VLAN 0: {fdb:?}"
+    );
+    let fdb_a = p.sw_a.listfdb();
+    assert!(has_fdb(&fdb_a, 1, 0, &mac_a), "{fdb_a:?}");
+    assert!(has_fdb(&fdb_a, 2, 0, &mac_b), "{fdb_a:?}");
+
+    // listif on A: only the TAP port.
+    let ifs = p.sw_a.listif();
+    assert_eq!(
+        ifs,
+        vec![IfRow {
+            port: 1,
+            kind: "tap".into(),
+            address: A_TAP_IP.into(),
+            netmask: NETMASK.into(),
+            mtu: 1500,
+            target: "ewsA0".into()
+        }],
+        "listif on A"
+    );
+
+    // setif --mtu
+    let ifs = parse_ifs(&p.sw_a.ctl_ok(&["setif", "1", "--mtu", "1400"]));
+    assert_eq!(ifs.len(), 1, "{ifs:?}");
+    assert_eq!(ifs[0].mtu, 1400, "{ifs:?}");
+    assert_eq!(p.sw_a.listif()[0].mtu, 1400);
+    assert_eq!(
+        p.ns_a.mtu("ewsA0"),
+        1400,
+        "the kernel interface MTU follows setif"
+    );
+
+    // Shut the client port on B: no traffic, counters frozen.
+    let rows = parse_ports(&p.sw_b.ctl_ok(&["setport", "2", "--shut", "1"]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].port, rows[0].state.as_str()),
+        (2, "shut"),
+        "{rows:?}"
+    );
+    let before = row(&p.sw_b.listport(), 2);
+    assert_eq!(before.state, "shut");
+    no_ping(&p.ns_b, A_TAP_IP);
+    no_ping(&p.ns_a, B_TAP_IP);
+    let after = row(&p.sw_b.listport(), 2);
+    assert_eq!(
+        (after.rx, after.tx),
+        (before.rx, before.tx),
+        "a shut port's counters stop"
+    );
+
+    let rows = parse_ports(&p.sw_b.ctl_ok(&["setport", "2", "--shut", "0"]));
+    assert_eq!(
+        (rows[0].port, rows[0].state.as_str()),
+        (2, "up"),
+        "{rows:?}"
+    );
+    ping(&p.ns_b, A_TAP_IP);
+    ping(&p.ns_a, B_TAP_IP);
+
+    // delport 2 on B: gone on B, its FDB entries forgotten; the server port on A goes too.
+    let rows = parse_ports(&p.sw_b.ctl_ok(&["delport", "2"]));
+    assert_eq!(
+        (rows.len(), rows[0].port, rows[0].kind.as_str()),
+        (1, 2, "client"),
+        "delport prints the port: {rows:?}"
+    );
+    let b = p.sw_b.listport();
+    assert_eq!(
+        b.iter().map(|r| r.port).collect::<Vec<_>>(),
+        vec![1],
+        "{b:?}"
+    );
+    let fdb = p.sw_b.listfdb();
+    assert!(
+        fdb.iter().all(|e| e.port != 2),
+        "B's FDB still has port 2 entries: {fdb:?}"
+    );
+    poll(
+        "server port to leave switch A",
+        Duration::from_secs(10),
+        || {
+            let a = p.sw_a.listport();
+            if a.iter().any(|r| r.kind == "server") {
+                Err(format!("{a:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let a = p.sw_a.listport();
+    assert_eq!(
+        a.iter().map(|r| r.port).collect::<Vec<_>>(),
+        vec![1],
+        "{a:?}"
+    );
+    let fdb_a = p.sw_a.listfdb();
+    assert!(
+        fdb_a.iter().all(|e| e.port != 2),
+        "A's FDB still has port 2 entries: {fdb_a:?}"
+    );
+
+    // Reconnect: port numbers are never reused.
+    let rows = parse_ports(&p.sw_b.ctl_ok(&["addport", "client", &client_url()]));
+    assert_eq!(
+        (rows.len(), rows[0].port, rows[0].kind.as_str()),
+        (1, 3, "client"),
+        "{rows:?}"
+    );
+    p.wait_server_port(3);
+    let b = p.sw_b.listport();
+    assert_eq!(
+        b.iter().map(|r| r.port).collect::<Vec<_>>(),
+        vec![1, 3],
+        "{b:?}"
+    );
+    ping(&p.ns_b, A_TAP_IP);
+    ping(&p.ns_a, B_TAP_IP);
+}
+
+#[test]
+fn netdev_port_reaches_remote_tap() {
+    if !require_root("netdev_port_reaches_remote_tap") {
+        return;
+    }
+    let p = Pair::new("nd");
+    let ns_c = Netns::new("ndC");
+    veth(&ns_c, "vc0", Some("192.0.2.3/24"), &p.ns_a, "vA1", None);
+
+    let rows = parse_ports(&p.sw_a.ctl_ok(&["addport", "netdev", "vA1"]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].port, rows[0].kind.as_str(), rows[0].target.as_str()),
+        (3, "netdev", "vA1"),
+        "{rows:?}"
+    );
+
+    ping(&ns_c, B_TAP_IP);
+    ping(&p.ns_b, "192.0.2.3");
+    ping(&ns_c, A_TAP_IP);
+
+    let a = p.sw_a.listport();
+    let nd = row(&a, 3);
+    assert_eq!(
+        (nd.kind.as_str(), nd.state.as_str(), nd.target.as_str()),
+        ("netdev", "up", "vA1"),
+        "{a:?}"
+    );
+    assert!(nd.rx > 0 && nd.tx > 0, "{a:?}");
+
+    let mac_c = ns_c.mac("vc0");
+    let fdb_a = p.sw_a.listfdb();
+    assert!(
+        has_fdb(&fdb_a, 3, 0, &mac_c),
+        "A should learn {mac_c} on the netdev port 3: {fdb_a:?}"
+    );
+    let fdb_b = p.sw_b.listfdb();
+    assert!(
+        has_fdb(&fdb_b, 2, 0, &mac_c),
+        "B should learn {mac_c} on its client port 2: {fdb_b:?}"
+    );
+
+    // netdev ports have interface settings; listif shows them next to the TAP.
+    let ifs = p.sw_a.listif();
+    let nd_if = ifs
+        .iter()
+        .find(|r| r.port == 3)
+        .unwrap_or_else(|| panic!("no netdev row in listif: {ifs:?}"));
+    assert_eq!(
+        (nd_if.kind.as_str(), nd_if.target.as_str(), nd_if.mtu),
+        ("netdev", "vA1", 1500),
+        "{ifs:?}"
+    );
+    assert!(ifs.iter().all(|r| r.kind != "server"), "{ifs:?}");
+}
+
+/// Create a VLAN sub-interface; false when the kernel has no 802.1Q support.
+fn add_vlan(ns: &Netns, parent: &str, name: &str, vid: u16, addr: &str, qos: Option<&str>) -> bool {
+    let vid_s = vid.to_string();
+    let mut args = vec![
+        "link", "add", "link", parent, "name", name, "type", "vlan", "id", &vid_s,
+    ];
+    if let Some(q) = qos {
+        args.extend_from_slice(&["egress-qos-map", q]);
+    }
+    let out = ns.ip_try(&args);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        if err.contains("Unknown device type") || err.contains("not supported") {
+            return false;
+        }
+        panic!("creating {name}: {}", show(&out));
+    }
+    ns.ip(&["addr", "add", addr, "dev", name]);
+    ns.ip(&["link", "set", name, "up"]);
+    true
+}
+
+#[test]
+fn vlan_stays_in_its_vlan() {
+    if !require_root("vlan_stays_in_its_vlan") {
+        return;
+    }
+    let p = Pair::new("vl");
+
+    // Part 1: hand-made tagged frames on the TAPs (works without the kernel's 8021q support).
+    let sa = RawSock::open(&p.ns_a, "ewsA0");
+    let sb = RawSock::open(&p.ns_b, "ewsB0");
+    sa.drain();
+    sb.drain();
+    let m1 = [0x02, 0xe7, 0x00, 0x00, 0x0a, 0x01];
+    let m1s = format_mac(m1);
+    let bcast = [0xff; 6];
+    let ethertype = 0x88b5; // local experimental
+    let marker = |step: u8| format!("etherws-e2e-{}-{step}", std::process::id()).into_bytes();
+    let wait = Duration::from_secs(5);
+
+    // (a) VLAN 10 with priority 5 from A's TAP, broadcast: reaches B with the tag intact and is
+    //     learned under VLAN 10 (not 0) on both switches.
+    let tci = (5 << 13) | 10;
+    sa.send(&build_frame(bcast, m1, Some(tci), ethertype, &marker(1)));
+    let got = sb
+        .recv_matching(wait, |f| contains(&f.data, &marker(1)))
+        .expect("VLAN 10 broadcast from A never reached B's TAP");
+    assert_eq!(
+        got.tci(),
+        Some(tci),
+        "the 802.1Q tag (PCP 5, VID 10) must pass unchanged: {:02x?}",
+        &got.data[..18]
+    );
+    let fdb_a = p.sw_a.listfdb();
+    let fdb_b = p.sw_b.listfdb();
+    assert!(
+        has_fdb(&fdb_a, 1, 10, &m1s),
+        "A must learn {m1s} on port 1 VLAN 10 (priority bits set): {fdb_a:?}"
+    );
+    assert!(
+        has_fdb(&fdb_b, 2, 10, &m1s),
+        "B must learn {m1s} on port 2 VLAN 10 (priority bits set): {fdb_b:?}"
+    );
+    assert!(
+        !fdb_a
+            .iter()
+            .chain(&fdb_b)
+            .any(|e| e.mac == m1s && e.vlan == 0),
+        "{m1s} learned as VLAN 0: {fdb_a:?} {fdb_b:?}"
+    );
+
+    // (b) The same MAC in VLAN 20 from B's TAP: a separate entry, VLAN 10's stays.
+    sb.send(&build_frame(bcast, m1, Some(20), ethertype, &marker(2)));
+    let got = sa
+        .recv_matching(wait, |f| contains(&f.data, &marker(2)))
+        .expect("VLAN 20 broadcast from B never reached A's TAP");
+    assert_eq!(got.tci(), Some(20));
+    let fdb_b = p.sw_b.listfdb();
+    assert!(
+        has_fdb(&fdb_b, 1, 20, &m1s) && has_fdb(&fdb_b, 2, 10, &m1s),
+        "FDB is keyed on (VLAN, MAC): {fdb_b:?}"
+    );
+    let fdb_a = p.sw_a.listfdb();
+    assert!(
+        has_fdb(&fdb_a, 2, 20, &m1s) && has_fdb(&fdb_a, 1, 10, &m1s),
+        "FDB is keyed on (VLAN, MAC): {fdb_a:?}"
+    );
+
+    // (c) Unicast to m1 from B: in VLAN 10 it goes to the client port and out of A's TAP; in
+    //     VLAN 20 m1 lives behind B's own TAP, so nothing crosses to A.
+    let src = parse_mac(&p.ns_b.mac("ewsB0"));
+    sb.send(&build_frame(m1, src, Some(10), ethertype, &marker(3)));
+    let got = sa
+        .recv_matching(wait, |f| contains(&f.data, &marker(3)))
+        .expect("VLAN 10 unicast to m1 from B never reached A");
+    assert_eq!(got.tci(), Some(10));
+    sb.send(&build_frame(m1, src, Some(20), ethertype, &marker(4)));
+    assert!(
+        sa.recv_matching(Duration::from_millis(1500), |f| contains(
+            &f.data,
+            &marker(4)
+        ))
+        .is_none(),
+        "VLAN 20 unicast to a MAC learned on B's own TAP leaked to A"
+    );
+
+    // Part 2: kernel VLAN sub-interfaces (needs 8021q in the kernel).
+    if !add_vlan(
+        &p.ns_a,
+        "ewsA0",
+        "ewsA0.10",
+        10,
+        "203.0.113.1/24",
+        Some("0:5"),
+    ) {
+        loud(
+            "vlan_stays_in_its_vlan: PART SKIPPED: this kernel has no 802.1Q (vlan) links;\n\
+             only the raw tagged-frame checks ran.",
+        );
+        return;
+    }
+    assert!(add_vlan(
+        &p.ns_b,
+        "ewsB0",
+        "ewsB0.10",
+        10,
+        "203.0.113.2/24",
+        None
+    ));
+    ping(&p.ns_a, "203.0.113.2");
+    ping(&p.ns_b, "203.0.113.1");
+    let mac_a10 = p.ns_a.mac("ewsA0.10");
+    let mac_b10 = p.ns_b.mac("ewsB0.10");
+    let fdb_b = p.sw_b.listfdb();
+    assert!(
+        has_fdb(&fdb_b, 2, 10, &mac_a10),
+        "A's VLAN 10 frames (egress-qos-map 0:5) learned under VLAN 10: {fdb_b:?}"
+    );
+    assert!(has_fdb(&fdb_b, 1, 10, &mac_b10), "{fdb_b:?}");
+    let fdb_a = p.sw_a.listfdb();
+    assert!(
+        has_fdb(&fdb_a, 1, 10, &mac_a10) && has_fdb(&fdb_a, 2, 10, &mac_b10),
+        "{fdb_a:?}"
+    );
+
+    // Same subnet, different VLANs: no way through.
+    assert!(add_vlan(
+        &p.ns_a,
+        "ewsA0",
+        "ewsA0.20",
+        20,
+        "192.0.2.129/25",
+        None
+    ));
+    assert!(add_vlan(
+        &p.ns_b,
+        "ewsB0",
+        "ewsB0.30",
+        30,
+        "192.0.2.130/25",
+        None
+    ));
+    no_ping(&p.ns_a, "192.0.2.130");
+    no_ping(&p.ns_b, "192.0.2.129");
+    // ...while VLAN 10 still works.
+    ping(&p.ns_a, "203.0.113.2");
+}
+
+fn local_switch(label: &str) -> Switch {
+    Switch::local(label, &[])
+}
+
+fn assert_rpc_error(resp: &Value, code: i64, message: &str, id: Value, what: &str) {
+    assert_eq!(resp["jsonrpc"], json!("2.0"), "{what}: {resp}");
+    assert_eq!(resp["id"], id, "{what}: id must be echoed: {resp}");
+    assert_eq!(resp["error"]["code"], json!(code), "{what}: {resp}");
+    assert_eq!(resp["error"]["message"], json!(message), "{what}: {resp}");
+    let data = resp["error"]["data"].as_str().unwrap_or("");
+    assert!(
+        !data.trim().is_empty(),
+        "{what}: error.data must be a non-empty string: {resp}"
+    );
+    assert!(
+        resp.get("result").is_none_or(Value::is_null),
+        "{what}: no result with an error: {resp}"
+    );
+}
+
+#[test]
+fn jsonrpc_errors() {
+    let sw = local_switch("rpc");
+    let addr = sw.ctl_addr();
+    let call = |body: &str| rpc(addr, "/ctl", body);
+
+    assert_rpc_error(
+        &call("{not json"),
+        -32700,
+        "Parse error",
+        Value::Null,
+        "body not JSON",
+    );
+    assert_rpc_error(
+        &call(r#"{"jsonrpc":"1.0","method":"etherws.control.listPort","id":7}"#),
+        -32600,
+        "Invalid Request",
+        json!(7),
+        "version 1.0",
+    );
+    assert_rpc_error(
+        &call(r#"{"jsonrpc":"2.0","id":8}"#),
+        -32600,
+        "Invalid Request",
+        json!(8),
+        "no method",
+    );
+    assert_rpc_error(
+        &call(r#"{"method":"etherws.control.listPort","id":81}"#),
+        -32600,
+        "Invalid Request",
+        json!(81),
+        "no jsonrpc member",
+    );
+    assert_rpc_error(
+        &call(r#"{"jsonrpc":"2.0","method":"etherws.control.nope","id":9}"#),
+        -32601,
+        "Method not found",
+        json!(9),
+        "unknown method",
+    );
+    assert_rpc_error(
+        &call(r#"{"jsonrpc":"2.0","method":"other.listPort","id":10}"#),
+        -32601,
+        "Method not found",
+        json!(10),
+        "wrong namespace",
+    );
+    assert_rpc_error(
+        &call(
+            r#"{"jsonrpc":"2.0","method":"etherws.control.setPort","params":{"port":99},"id":11}"#,
+        ),
+        -32602,
+        "Invalid params",
+        json!(11),
+        "setPort on an unknown port",
+    );
+    assert_rpc_error(
+        &call(
+            r#"{"jsonrpc":"2.0","method":"etherws.control.delPort","params":{"port":99},"id":"x-12"}"#,
+        ),
+        -32602,
+        "Invalid params",
+        json!("x-12"),
+        "delPort on an unknown port (string id)",
+    );
+
+    let ok = call(r#"{"jsonrpc":"2.0","method":"etherws.control.listPort","id":1}"#);
+    assert_eq!(ok["jsonrpc"], json!("2.0"), "{ok}");
+    assert_eq!(ok["id"], json!(1), "{ok}");
+    assert_eq!(ok["result"]["entries"], json!([]), "{ok}");
+    assert!(ok.get("error").is_none_or(Value::is_null), "{ok}");
+
+    for (method, what) in [("listInterface", "listInterface"), ("listFdb", "listFdb")] {
+        let body = format!(r#"{{"jsonrpc":"2.0","method":"etherws.control.{method}","id":2}}"#);
+        let ok = call(&body);
+        assert_eq!(ok["id"], json!(2), "{what}: {ok}");
+        assert_eq!(ok["result"]["entries"], json!([]), "{what}: {ok}");
+    }
+
+    // The switch survived all of that.
+    assert_eq!(sw.listport(), vec![]);
+}
+
+/// ctl's combined output, lower-cased.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .to_lowercase()
+}
+
+/// ctl refused the command: a non-zero exit (new in etherws 2), or, as etherws 1.3 does, exit 0
+/// with an error line `  MESSAGE (-326xx)`.
+fn refused(out: &std::process::Output) -> bool {
+    !out.status.success()
+        || String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let l = l.trim_end();
+            l.starts_with("  ") && l.ends_with(')') && l.contains(" (-32")
+        })
+}
+
+#[test]
+fn ctl_validates_input() {
+    let sw = local_switch("ctl");
+
+    // Refused by ctl itself, before asking the switch (which would answer -32602: no port 1).
+    for (args, what) in [
+        (&["setif", "1", "--mtu", "100"][..], "mtu"),
+        (&["setif", "1", "--address", "300.1.1.1"][..], ""),
+        (&["setif", "1", "--netmask", "255.255.255.256"][..], ""),
+    ] {
+        let out = sw.ctl(args);
+        assert!(
+            refused(&out),
+            "ctl {args:?} must be refused\n{}",
+            show(&out)
+        );
+        assert!(
+            text(&out).contains(what),
+            "the error should mention {what:?}\n{}",
+            show(&out)
+        );
+        assert!(
+            !text(&out).contains("(-32602)"),
+            "ctl {args:?} must be refused before sending\n{}",
+            show(&out)
+        );
+    }
+
+    let out = sw.ctl(&["addport", "client", "http://x/"]);
+    assert!(
+        refused(&out),
+        "http:// client target must be refused\n{}",
+        show(&out)
+    );
+    assert!(
+        text(&out).contains("scheme"),
+        "expected an 'Invalid target URL scheme' error\n{}",
+        show(&out)
+    );
+    assert_eq!(sw.listport(), vec![], "nothing may have been added");
+
+    // An error from the switch: `  MESSAGE (CODE)` then `    DATA`.
+    let out = sw.ctl(&["setport", "5", "--shut", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.first().map(|l| l.trim_end()) == Some("  Invalid params (-32602)"),
+        "expected '  Invalid params (-32602)'\n{}",
+        show(&out)
+    );
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.starts_with("    ") && !l.trim().is_empty()),
+        "expected the error data on the second line, indented by four spaces\n{}",
+        show(&out)
+    );
+
+    // Empty tables: just the header rows.
+    for (cmd, head) in [
+        ("listport", "  Port  Type  State  RX  TX  Target"),
+        ("listif", "  Port  Type  Address  Netmask  MTU  Target"),
+        ("listfdb", "  Port  VLAN  MAC  Age"),
+    ] {
+        let stdout = sw.ctl_ok(&[cmd]);
+        let lines: Vec<&str> = stdout
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines, vec![head], "ctl {cmd} on an empty switch:\n{stdout}");
+    }
+}
