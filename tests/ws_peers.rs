@@ -146,3 +146,17 @@ async fn slow_peer_does_not_stall_the_others() {
     let reader_port = ports.iter().find(|p| p["port"] == 3).expect("reader port");
     assert_eq!(reader_port["tx_dropped"], 0, "{reader_port}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_listener_serves_websocket_and_control() {
+    let sw = Switch::local_shared("wspeers-shared");
+    assert_eq!(sw.ws_port, sw.ctl_port);
+    let mut a = connect(&sw, false).await;
+    let mut b = connect(&sw, false).await;
+    a.send(Message::Binary(frame(0xa, 7, 60))).await.unwrap();
+    assert_eq!(next_frame(&mut b, 5).await, frame(0xa, 7, 60));
+    assert_eq!(server_ports(&sw).len(), 2);
+    // The WebSocket path is not the control API.
+    let (status, _) = common::http_post(sw.ctl_addr(), "/", "{}");
+    assert_ne!(status, 200);
+}

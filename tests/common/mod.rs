@@ -615,6 +615,13 @@ impl Switch {
         Self::start(None, label, "127.0.0.1", p, c, extra)
     }
 
+    /// A switch on loopback whose WebSocket and control API share one listener (same host and
+    /// port), as `--host/--port` equal to `--ctlhost/--ctlport` asks for.
+    pub fn local_shared(label: &str) -> Switch {
+        let (p, _) = free_port_pair();
+        Self::start(None, label, "127.0.0.1", p, p, &[])
+    }
+
     fn cmd(netns: &Option<String>) -> Command {
         let mut c = match netns {
             Some(ns) => {
