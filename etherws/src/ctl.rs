@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine;
 use serde_json::{Value, json};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::cli::{AddPort, CtlArgs, CtlCommand};
 use crate::control::NAMESPACE;
@@ -172,12 +173,6 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
 
 /// Posts one JSON-RPC request and returns the decoded answer.
 fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Result<Value> {
-    if args.ctlurl.starts_with("https://") {
-        bail!("https:// control URLs are not supported by this build yet");
-    }
-    if args.ctlsslcert.is_some() || args.ctlinsecure {
-        tracing::debug!("--ctlsslcert/--ctlinsecure only matter for https:// URLs");
-    }
     let mut body = json!({"jsonrpc": "2.0", "method": format!("{NAMESPACE}{method}"), "id": 0});
     if let Some(p) = params {
         body["params"] = p;
@@ -185,6 +180,7 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
+        .tls_config(tls_config(args)?)
         .build()
         .into();
     let mut req = agent
@@ -218,6 +214,29 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
         );
     }
     serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text:.200}"))
+}
+
+/// How `ctl` checks an `https://` control URL: against `--ctlsslcert`, the system roots, or
+/// (with `--ctlinsecure`) not at all.
+fn tls_config(args: &CtlArgs) -> anyhow::Result<TlsConfig> {
+    let builder = TlsConfig::builder().provider(TlsProvider::Rustls);
+    if args.ctlinsecure {
+        return Ok(builder.disable_verification(true).build());
+    }
+    if !args.ctlurl.starts_with("https://") {
+        return Ok(builder.build());
+    }
+    let certs = match &args.ctlsslcert {
+        Some(path) => crate::tls::load_certs(path)?,
+        None => crate::tls::system_roots()?,
+    };
+    let roots: Vec<Certificate<'static>> = certs
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    Ok(builder
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build())
 }
 
 /// etherws 1.3's `print_table`: two spaces, then left-aligned columns two spaces apart, each

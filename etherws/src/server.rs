@@ -6,8 +6,10 @@
 //! extractor so the connection ends up as the same `tokio_tungstenite::WebSocketStream` type a
 //! client port has, and both share one port implementation.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -15,30 +17,105 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::control::Control;
-use crate::port::ws::{WsPort, config};
+use crate::htpasswd::{Htpasswd, parse_basic};
+use crate::port::ws::{BoxIo, WsPort, config};
 use crate::port::{SharedSwitch, attach};
 use crate::switch::PortKind;
 
+/// Time a client gets to send its request headers, and to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The realm of the `401` challenge.
+const REALM: &str = "Basic realm=\"etherws\"";
+
+/// Checks HTTP Basic credentials against `htpasswd` (when one is configured).
+///
+/// The answer to a failure is the same whether the user exists or not, and so is the log line;
+/// the password is never logged. Hashing (bcrypt) runs off the async threads.
+async fn authorized(
+    htpasswd: &Option<Arc<Htpasswd>>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), Response> {
+    let Some(htpasswd) = htpasswd else {
+        return Ok(());
+    };
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_basic);
+    let ok = match &creds {
+        None => false,
+        Some((user, passwd)) => {
+            let (h, user, passwd) = (htpasswd.clone(), user.clone(), passwd.clone());
+            tokio::task::spawn_blocking(move || h.verify(&user, &passwd))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    match &creds {
+        Some((user, _)) => {
+            tracing::warn!(peer = %peer_target(peer), user = %user, "authentication failed")
+        }
+        None => tracing::info!(peer = %peer_target(peer), "no credentials given"),
+    }
+    Err((
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, REALM)],
+        "Authorization Required\n",
+    )
+        .into_response())
+}
+
+#[derive(Clone)]
+struct WsState {
+    switch: SharedSwitch,
+    htpasswd: Option<Arc<Htpasswd>>,
+}
+
+#[derive(Clone)]
+struct CtlState {
+    control: Arc<Control>,
+    htpasswd: Option<Arc<Htpasswd>>,
+}
+
 /// Routes for the WebSocket endpoint.
-pub fn ws_routes(path: &str, switch: SharedSwitch) -> Router {
-    Router::new().route(path, any(upgrade)).with_state(switch)
+pub fn ws_routes(path: &str, switch: SharedSwitch, htpasswd: Option<Arc<Htpasswd>>) -> Router {
+    Router::new()
+        .route(path, any(upgrade))
+        .with_state(WsState { switch, htpasswd })
 }
 
 /// Routes for the control endpoint.
-pub fn ctl_routes(path: &str, control: Control) -> Router {
+pub fn ctl_routes(path: &str, control: Control, htpasswd: Option<Arc<Htpasswd>>) -> Router {
     Router::new()
         .route(path, post(control_post))
-        .with_state(Arc::new(control))
+        .with_state(CtlState {
+            control: Arc::new(control),
+            htpasswd,
+        })
 }
 
-async fn control_post(State(control): State<Arc<Control>>, body: Bytes) -> Response {
-    let answer = control.handle(&body).await;
+async fn control_post(
+    State(st): State<CtlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(denied) = authorized(&st.htpasswd, &headers, peer).await {
+        return denied;
+    }
+    let answer = st.control.handle(&body).await;
     (
         [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
         answer.to_string(),
@@ -73,7 +150,7 @@ pub fn peer_target(peer: SocketAddr) -> String {
 }
 
 async fn upgrade(
-    State(switch): State<SharedSwitch>,
+    State(st): State<WsState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
 ) -> Response {
@@ -102,12 +179,16 @@ async fn upgrade(
         return refuse(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
+    if let Err(denied) = authorized(&st.htpasswd, h, peer).await {
+        return denied;
+    }
+    let switch = st.switch;
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let io: BoxIo = Box::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
                 attach(
                     &switch,
@@ -129,11 +210,60 @@ async fn upgrade(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Serves `app` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+/// Serves `app` on `listener` — over TLS when `tls` is given — until the process ends.
+///
+/// HTTP/1.1 only (WebSocket upgrades need it). A client that is slow to finish its TLS
+/// handshake or its request headers is dropped, so half-open connections cannot pile up.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (app, tls) = (app.clone(), tls.clone());
+        tokio::spawn(async move {
+            let io: BoxIo = match tls {
+                None => Box::new(tcp),
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer_target(peer), "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer_target(peer), "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut app = app.clone();
+                async move {
+                    use tower::Service;
+                    Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {}))
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %peer_target(peer), "HTTP connection ended: {e}");
+            }
+        });
+    }
 }

@@ -11,19 +11,24 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use socket2::{Domain, Socket, Type};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::SwArgs;
 use crate::control::Control;
+use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
 use crate::netif::Netif;
 use crate::port::{SharedSwitch, expire_loop, lock};
 use crate::server;
 use crate::switch::Switch;
 
-/// Validated `sw` settings.
-#[derive(Debug)]
+/// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub struct Settings {
     pub ageout: Duration,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub ctltls: Option<Arc<rustls::ServerConfig>>,
+    pub htpasswd: Option<Arc<Htpasswd>>,
+    pub ctlhtpasswd: Option<Arc<Htpasswd>>,
     pub path: String,
     pub host: String,
     pub port: u16,
@@ -50,35 +55,52 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
             bail!("Invalid {name}: {path:?} (must start with /)");
         }
     }
-    for (k, c, kn, cn) in [
-        (&args.sslkey, &args.sslcert, "sslkey", "sslcert"),
-        (&args.ctlsslkey, &args.ctlsslcert, "ctlsslkey", "ctlsslcert"),
-    ] {
-        match (k, c) {
-            (Some(_), None) | (None, Some(_)) => bail!("Both --{kn} and --{cn} are required"),
-            (Some(_), Some(_)) => bail!("--{kn}/--{cn}: TLS is not supported by this build yet"),
-            (None, None) => {}
-        }
-    }
-    for (f, name) in [
-        (&args.htpasswd, "htpasswd"),
-        (&args.ctlhtpasswd, "ctlhtpasswd"),
-    ] {
-        if absolute(f, name)?.is_some() {
-            bail!("--{name}: authentication is not supported by this build yet");
-        }
-    }
+    let tls_pair = |k: &Option<PathBuf>, c: &Option<PathBuf>, kn: &str, cn: &str| match (
+        absolute(k, kn)?,
+        absolute(c, cn)?,
+    ) {
+        (Some(k), Some(c)) => Ok(Some((k, c))),
+        (None, None) => Ok(None),
+        _ => bail!("Both --{kn} and --{cn} are required"),
+    };
+    let ws_pair = tls_pair(&args.sslkey, &args.sslcert, "sslkey", "sslcert")?;
+    let ctl_pair = tls_pair(&args.ctlsslkey, &args.ctlsslcert, "ctlsslkey", "ctlsslcert")?;
+    let load_tls = |pair: &Option<(PathBuf, PathBuf)>| {
+        pair.as_ref()
+            .map(|(k, c)| crate::tls::server_config(k, c))
+            .transpose()
+    };
+    let load_htpasswd = |f: &Option<PathBuf>, name: &str| -> anyhow::Result<_> {
+        absolute(f, name)?
+            .map(|p| Htpasswd::open(p).map(Arc::new))
+            .transpose()
+    };
     let s = Settings {
         ageout: Duration::from_secs(args.ageout as u64),
+        tls: load_tls(&ws_pair)?,
+        ctltls: load_tls(&ctl_pair)?,
+        htpasswd: load_htpasswd(&args.htpasswd, "htpasswd")?,
+        ctlhtpasswd: load_htpasswd(&args.ctlhtpasswd, "ctlhtpasswd")?,
         path: args.path.clone(),
         host: args.host.clone(),
-        port: args.port.unwrap_or(80),
+        port: args
+            .port
+            .unwrap_or(if ws_pair.is_some() { 443 } else { 80 }),
         ctlpath: args.ctlpath.clone(),
         ctlhost: args.ctlhost.clone(),
         ctlport: args.ctlport,
     };
-    if s.shared_listener() && s.path == s.ctlpath {
-        bail!("Same path/ctlpath on same host: {}", s.path);
+    if s.shared_listener() {
+        if s.path == s.ctlpath {
+            bail!("Same path/ctlpath on same host: {}", s.path);
+        }
+        // One listener has one certificate.
+        if ws_pair.as_ref().map(|p| &p.0) != ctl_pair.as_ref().map(|p| &p.0) {
+            bail!("Different sslkey/ctlsslkey on same host");
+        }
+        if ws_pair.as_ref().map(|p| &p.1) != ctl_pair.as_ref().map(|p| &p.1) {
+            bail!("Different sslcert/ctlsslcert on same host");
+        }
     }
     Ok(s)
 }
@@ -149,12 +171,12 @@ fn daemonize() -> anyhow::Result<()> {
 }
 
 pub fn run(args: SwArgs) -> anyhow::Result<()> {
-    let settings = settings(&args)?;
     let logconf = match absolute(&args.logconf, "logconf")? {
         Some(p) => LogConf::load(&p)?,
         None => LogConf::default(),
     };
     logging::init(&logconf, args.debug)?;
+    let settings = settings(&args)?;
 
     let ws_listener = bind(&settings.host, settings.port)?;
     let ctl_listener = if settings.shared_listener() {
@@ -187,22 +209,24 @@ async fn serve(
     };
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
-    let ws = server::ws_routes(&s.path, switch.clone());
-    let ctl = server::ctl_routes(&s.ctlpath, control);
+    let ws = server::ws_routes(&s.path, switch.clone(), s.htpasswd.clone());
+    let ctl = server::ctl_routes(&s.ctlpath, control, s.ctlhtpasswd.clone());
+    let acceptor = |c: &Option<Arc<rustls::ServerConfig>>| c.clone().map(TlsAcceptor::from);
     let ws_addr = ws_listener.local_addr()?;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
     let mut servers = tokio::task::JoinSet::new();
     match ctl_listener {
         None => {
-            tracing::info!(%ws_addr, path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
-            servers.spawn(server::serve(ws_listener, ws.merge(ctl)));
+            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
+            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws.merge(ctl)));
         }
         Some(l) => {
             let ctl_addr = l.local_addr()?;
-            tracing::info!(%ws_addr, path = %s.path, "serving WebSocket");
-            tracing::info!(%ctl_addr, path = %s.ctlpath, "serving control");
-            servers.spawn(server::serve(ws_listener, ws));
-            servers.spawn(server::serve(tokio::net::TcpListener::from_std(l)?, ctl));
+            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, "serving WebSocket");
+            tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
+            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws));
+            let l = tokio::net::TcpListener::from_std(l)?;
+            servers.spawn(server::serve(l, acceptor(&s.ctltls), ctl));
         }
     }
 

@@ -10,9 +10,10 @@ use crate::fdb::PortNo;
 use crate::netif::{IfChange, Netif};
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
-use crate::port::ws::{self, Credentials};
+use crate::port::ws::{self, ClientOptions, Credentials};
 use crate::port::{SharedSwitch, attach, lock};
 use crate::switch::{PortKind, PortStat};
+use crate::tls::Verify;
 
 /// What the control API acts on.
 #[derive(Clone)]
@@ -177,7 +178,16 @@ impl Control {
                     }
                     (None, _) => None,
                 };
-                let port = ws::connect(target, creds.as_ref()).await.map_err(fail)?;
+                let verify = if opts.get("insecure").is_some_and(truthy) {
+                    Verify::Insecure
+                } else {
+                    match string(&opts, "cacerts")? {
+                        Some(path) if !path.is_empty() => Verify::CaFile(path.into()),
+                        _ => Verify::System,
+                    }
+                };
+                let opts = ClientOptions { creds, verify };
+                let port = ws::connect(target, &opts).await.map_err(fail)?;
                 attach(&self.switch, PortKind::Client, target.to_string(), port)
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),

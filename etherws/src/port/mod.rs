@@ -10,6 +10,7 @@
 
 pub mod fd;
 pub mod netdev;
+pub mod proxy;
 pub mod tap;
 pub mod ws;
 

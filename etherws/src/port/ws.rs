@@ -12,14 +12,14 @@ use anyhow::Context;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
 
-use super::{MAX_FRAME, Port, PortIo};
+use super::{MAX_FRAME, Port, PortIo, proxy};
+use crate::tls::Verify;
 
 /// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
 /// segment train) per burst rather than per frame.
@@ -118,7 +118,22 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Validates a `client` target: a `ws://` URL with a host. (`wss://` is parsed here too.)
+/// How a `client` port connects: credentials and, for `wss://`, how the server is verified.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub creds: Option<Credentials>,
+    pub verify: Verify,
+}
+
+/// Any byte stream a WebSocket can run over: TCP, TLS over TCP (possibly through a proxy
+/// tunnel), or an upgraded HTTP connection.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A type-erased [`Io`], so client and server ports of every transport are one type.
+pub type BoxIo = Box<dyn Io>;
+
+/// Validates a `client` target: a `ws://` or `wss://` URL with a host.
 pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
         anyhow::bail!("Invalid target URL scheme: {url}");
@@ -130,21 +145,17 @@ pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
     Ok(uri)
 }
 
-/// Connects a `client` port to `url`.
-pub async fn connect(url: &str, creds: Option<&Credentials>) -> anyhow::Result<WsPort<TcpStream>> {
+/// Connects a `client` port to `url`: TCP (directly or through the environment's HTTP proxy),
+/// TLS for `wss://`, then the WebSocket handshake.
+pub async fn connect(url: &str, opts: &ClientOptions) -> anyhow::Result<WsPort<BoxIo>> {
     let uri = parse_target(url)?;
-    if uri.scheme_str() == Some("wss") {
-        anyhow::bail!("wss:// is not supported by this build yet: {url}");
-    }
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri.host().unwrap_or_default();
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
 
     let mut req = url.into_client_request()?;
-    if let Some(c) = creds {
+    if let Some(c) = &opts.creds {
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.passwd));
         req.headers_mut().insert(
@@ -152,13 +163,29 @@ pub async fn connect(url: &str, creds: Option<&Credentials>) -> anyhow::Result<W
             HeaderValue::from_str(&format!("Basic {token}"))?,
         );
     }
+    let tls_config = if tls {
+        if opts.verify == Verify::Insecure {
+            tracing::warn!(%url, "server certificate NOT verified (--insecure)");
+        }
+        Some(crate::tls::client_config(&opts.verify)?)
+    } else {
+        None
+    };
 
     let handshake = async {
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .with_context(|| format!("cannot connect to {host}:{port}"))?;
-        tcp.set_nodelay(true)?;
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tcp, Some(config()))
+        let tcp = proxy::connect(bare_host, port, tls).await?;
+        let io: BoxIo = match tls_config {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = crate::tls::server_name(bare_host)?;
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .with_context(|| format!("TLS handshake with {host}:{port} failed"))?;
+                Box::new(stream)
+            }
+        };
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config()))
             .await
             .map_err(describe_handshake_error)?;
         Ok::<_, anyhow::Error>(ws)
