@@ -38,6 +38,13 @@ pub struct SwArgs {
     #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
     pub ageout: i64,
 
+    /// Ping WebSocket peers idle this many seconds; drop those silent twice as long (0: off).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub keepalive: u64,
+    /// Longest wait between a client port's reconnection attempts, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_max: u64,
+
     /// HTTP path to serve WebSocket on.
     #[arg(long, default_value = "/")]
     pub path: String,

@@ -276,10 +276,17 @@ fn port_table(entries: &[Value]) -> String {
     ];
     for e in entries {
         let shut = e.get("shut").and_then(Value::as_bool).unwrap_or(false);
+        // `link` is an etherws 2 addition: a client port that lost its peer and is reconnecting.
+        let down = e.get("link").and_then(Value::as_str) == Some("down");
+        let state = match (shut, down) {
+            (true, _) => "shut",
+            (false, true) => "down",
+            (false, false) => "up",
+        };
         rows.push(vec![
             cell(e, "port"),
             cell(e, "type"),
-            if shut { "shut" } else { "up" }.into(),
+            state.into(),
             cell(e, "rx"),
             cell(e, "tx"),
             cell(e, "target"),

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::control::Control;
 use crate::htpasswd::{Htpasswd, parse_basic};
-use crate::port::ws::{BoxIo, WsPort, config};
+use crate::port::ws::{BoxIo, WsPort, WsSettings, config};
 use crate::port::{SharedSwitch, attach};
 use crate::switch::PortKind;
 
@@ -81,6 +81,7 @@ async fn authorized(
 struct WsState {
     switch: SharedSwitch,
     htpasswd: Option<Arc<Htpasswd>>,
+    settings: WsSettings,
 }
 
 #[derive(Clone)]
@@ -90,10 +91,17 @@ struct CtlState {
 }
 
 /// Routes for the WebSocket endpoint.
-pub fn ws_routes(path: &str, switch: SharedSwitch, htpasswd: Option<Arc<Htpasswd>>) -> Router {
-    Router::new()
-        .route(path, any(upgrade))
-        .with_state(WsState { switch, htpasswd })
+pub fn ws_routes(
+    path: &str,
+    switch: SharedSwitch,
+    htpasswd: Option<Arc<Htpasswd>>,
+    settings: WsSettings,
+) -> Router {
+    Router::new().route(path, any(upgrade)).with_state(WsState {
+        switch,
+        htpasswd,
+        settings,
+    })
 }
 
 /// Routes for the control endpoint.
@@ -182,7 +190,7 @@ async fn upgrade(
     if let Err(denied) = authorized(&st.htpasswd, h, peer).await {
         return denied;
     }
-    let switch = st.switch;
+    let (switch, keepalive) = (st.switch, st.settings.keepalive);
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -194,7 +202,7 @@ async fn upgrade(
                     &switch,
                     PortKind::Server,
                     peer_target(peer),
-                    WsPort::new(ws),
+                    WsPort::new(ws, keepalive),
                 );
             }
             Err(e) => tracing::warn!(%peer, "WebSocket upgrade failed: {e}"),

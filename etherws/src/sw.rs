@@ -18,6 +18,7 @@ use crate::control::Control;
 use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
 use crate::netif::Netif;
+use crate::port::ws::WsSettings;
 use crate::port::{SharedSwitch, expire_loop, lock};
 use crate::server;
 use crate::switch::Switch;
@@ -25,6 +26,7 @@ use crate::switch::Switch;
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub struct Settings {
     pub ageout: Duration,
+    pub ws: WsSettings,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub ctltls: Option<Arc<rustls::ServerConfig>>,
     pub htpasswd: Option<Arc<Htpasswd>>,
@@ -77,6 +79,10 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
     };
     let s = Settings {
         ageout: Duration::from_secs(args.ageout as u64),
+        ws: WsSettings {
+            keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive)),
+            reconnect_max: Duration::from_secs(args.reconnect_max),
+        },
         tls: load_tls(&ws_pair)?,
         ctltls: load_tls(&ctl_pair)?,
         htpasswd: load_htpasswd(&args.htpasswd, "htpasswd")?,
@@ -206,10 +212,11 @@ async fn serve(
     let control = Control {
         switch: switch.clone(),
         netif,
+        ws: s.ws,
     };
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
-    let ws = server::ws_routes(&s.path, switch.clone(), s.htpasswd.clone());
+    let ws = server::ws_routes(&s.path, switch.clone(), s.htpasswd.clone(), s.ws);
     let ctl = server::ctl_routes(&s.ctlpath, control, s.ctlhtpasswd.clone());
     let acceptor = |c: &Option<Arc<rustls::ServerConfig>>| c.clone().map(TlsAcceptor::from);
     let ws_addr = ws_listener.local_addr()?;

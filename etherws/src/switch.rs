@@ -56,6 +56,8 @@ pub struct PortStat {
     /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
     pub target: String,
     pub shut: bool,
+    /// False while the port's link is down (a client port reconnecting): nothing is sent to it.
+    pub link_up: bool,
     /// Frames received from this port and switched.
     pub rx: u64,
     /// Frames queued for transmission on this port.
@@ -96,6 +98,7 @@ impl<E: Egress> Switch<E> {
             kind,
             target,
             shut: false,
+            link_up: true,
             rx: 0,
             tx: 0,
             rx_invalid: 0,
@@ -119,6 +122,17 @@ impl<E: Egress> Switch<E> {
         let p = self.ports.get_mut(&port)?;
         p.stat.shut = shut;
         Some(p.stat.clone())
+    }
+
+    /// Records that a port's link went down or came back. Going down forgets the stations
+    /// learned on it: they may be anywhere by the time it returns.
+    pub fn set_link(&mut self, port: PortNo, up: bool) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.link_up = up;
+            if !up {
+                self.fdb.flush_port(port);
+            }
+        }
     }
 
     pub fn port(&self, port: PortNo) -> Option<&PortStat> {
@@ -197,7 +211,7 @@ impl<E: Egress> Switch<E> {
 }
 
 fn send<E: Egress>(p: &mut Port<E>, frame: &Bytes) {
-    if p.stat.shut {
+    if p.stat.shut || !p.stat.link_up {
         return;
     }
     if p.egress.offer(frame) {
@@ -348,6 +362,20 @@ mod tests {
         assert_eq!(n, 3);
         let nums: Vec<_> = sw.ports().map(|p| p.port).collect();
         assert_eq!(nums, vec![1, 3]);
+    }
+
+    #[test]
+    fn link_down_port_gets_nothing_and_forgets_its_stations() {
+        let (mut sw, sinks) = switch(3);
+        rx(&mut sw, 2, frame(BCAST, B, None));
+        sw.set_link(2, false);
+        assert!(sw.fdb_rows(Instant::now()).is_empty());
+        rx(&mut sw, 1, frame(B, A, None));
+        assert_eq!(counts(&sinks), vec![1, 0, 2]);
+        assert_eq!(sw.port(2).unwrap().tx, 0);
+        sw.set_link(2, true);
+        rx(&mut sw, 1, frame(B, A, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 3]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::fdb::PortNo;
 use crate::netif::{IfChange, Netif};
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
-use crate::port::ws::{self, ClientOptions, Credentials};
+use crate::port::ws::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
 use crate::switch::{PortKind, PortStat};
 use crate::tls::Verify;
@@ -20,6 +20,7 @@ use crate::tls::Verify;
 pub struct Control {
     pub switch: SharedSwitch,
     pub netif: Netif,
+    pub ws: WsSettings,
 }
 
 type MethodResult = Result<Value, RpcError>;
@@ -96,6 +97,7 @@ pub fn portstat(s: &PortStat) -> Value {
         "tx": s.tx,
         "rx": s.rx,
         "shut": s.shut,
+        "link": if s.link_up { "up" } else { "down" },
         "rx_invalid": s.rx_invalid,
         "tx_dropped": s.tx_dropped,
     })
@@ -187,7 +189,9 @@ impl Control {
                     }
                 };
                 let opts = ClientOptions { creds, verify };
-                let port = ws::connect(target, &opts).await.map_err(fail)?;
+                let port = ClientPort::connect(target, opts, self.ws)
+                    .await
+                    .map_err(fail)?;
                 attach(&self.switch, PortKind::Client, target.to_string(), port)
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),

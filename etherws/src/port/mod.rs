@@ -65,6 +65,11 @@ impl Ingress {
     pub fn port(&self) -> PortNo {
         self.port
     }
+
+    /// Tells the switch this port's link went down (true: came back).
+    pub fn set_link(&self, up: bool) {
+        lock(&self.switch).set_link(self.port, up);
+    }
 }
 
 /// A port's two ends: frames to transmit, and where received frames go.

@@ -6,17 +6,21 @@
 //! permessage-deflate offers are simply not accepted during the handshake (RFC 6455 lets the
 //! server ignore an extension), so the peer never compresses.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::{MAX_FRAME, Port, PortIo, proxy};
 use crate::tls::Verify;
@@ -36,14 +40,138 @@ pub fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME))
 }
 
+/// Connection upkeep shared by every WebSocket port of a switch.
+#[derive(Debug, Clone, Copy)]
+pub struct WsSettings {
+    /// Ping a peer that has been silent this long; drop it after twice as long. None: never.
+    pub keepalive: Option<Duration>,
+    /// Longest wait between reconnection attempts of a client port.
+    pub reconnect_max: Duration,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        WsSettings {
+            keepalive: Some(Duration::from_secs(30)),
+            reconnect_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a WebSocket session ended.
+#[derive(Debug)]
+pub enum End {
+    /// The switch removed the port; a close frame was sent.
+    Removed,
+    /// The peer closed the connection.
+    Closed,
+    /// The connection failed or the peer stopped answering.
+    Failed(anyhow::Error),
+}
+
 /// A WebSocket connection carrying frames.
 pub struct WsPort<S> {
     ws: WebSocketStream<S>,
+    keepalive: Option<Duration>,
 }
 
-impl<S> WsPort<S> {
-    pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsPort { ws }
+impl<S> WsPort<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub fn new(ws: WebSocketStream<S>, keepalive: Option<Duration>) -> Self {
+        WsPort { ws, keepalive }
+    }
+
+    /// Moves frames until the peer goes or the switch removes the port.
+    ///
+    /// With keepalive on, a peer silent for one interval gets a ping, and one silent for two
+    /// intervals (no pong either) is given up on: a peer that vanished without a FIN (power
+    /// cut, NAT timeout) would otherwise hold its port and its stations forever.
+    pub async fn session(self, io: &mut PortIo) -> End {
+        let PortIo { egress, ingress } = io;
+        let keepalive = self.keepalive;
+        let (mut sink, mut stream) = self.ws.split();
+        // Milliseconds since `start` at which the peer last sent anything.
+        let start = Instant::now();
+        let last_rx = AtomicU64::new(0);
+        let idle = || {
+            start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last_rx.load(Relaxed)))
+        };
+
+        let reader = async {
+            while let Some(msg) = stream.next().await {
+                last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
+                match msg {
+                    Ok(Message::Binary(frame)) => ingress.frame(frame),
+                    Ok(Message::Text(t)) => {
+                        tracing::trace!(
+                            port = ingress.port(),
+                            len = t.len(),
+                            "text message ignored"
+                        )
+                    }
+                    Ok(Message::Close(_)) => return End::Closed,
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                    Err(e) => return End::Failed(e.into()),
+                }
+            }
+            End::Closed
+        };
+
+        let writer = async {
+            let mut batch = Vec::with_capacity(BATCH);
+            // Check a few times per interval so a dead peer is noticed soon after 2 intervals.
+            let period = keepalive.map_or(Duration::from_secs(3600), |k| k / 4);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut last_ping = Instant::now();
+            loop {
+                tokio::select! {
+                    n = egress.recv_many(&mut batch, BATCH) => {
+                        if n == 0 {
+                            // The switch removed the port: say goodbye properly.
+                            let bye = CloseFrame { code: CloseCode::Away, reason: "port removed".into() };
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                sink.send(Message::Close(Some(bye))),
+                            )
+                            .await;
+                            return End::Removed;
+                        }
+                        for frame in batch.drain(..) {
+                            if let Err(e) = sink.feed(Message::Binary(frame)).await {
+                                return End::Failed(e.into());
+                            }
+                        }
+                        if let Err(e) = sink.flush().await {
+                            return End::Failed(e.into());
+                        }
+                    }
+                    _ = tick.tick(), if keepalive.is_some() => {
+                        let k = keepalive.unwrap_or(period);
+                        let idle = idle();
+                        if idle >= 2 * k {
+                            return End::Failed(anyhow::anyhow!(
+                                "peer silent for {}s (keepalive {}s)", idle.as_secs(), k.as_secs()
+                            ));
+                        }
+                        if idle >= k && last_ping.elapsed() >= k {
+                            last_ping = Instant::now();
+                            if let Err(e) = sink.send(Message::Ping(Bytes::new())).await {
+                                return End::Failed(e.into());
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        tokio::select! {
+            end = reader => end,
+            end = writer => end,
+        }
     }
 }
 
@@ -51,53 +179,97 @@ impl<S> Port for WsPort<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        let PortIo {
-            mut egress,
-            ingress,
-        } = io;
-        let (mut sink, mut stream) = self.ws.split();
+    async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
+        match self.session(&mut io).await {
+            End::Removed | End::Closed => Ok(()),
+            End::Failed(e) => Err(e),
+        }
+    }
+}
 
-        let reader = async {
-            while let Some(msg) = stream.next().await {
-                match msg? {
-                    Message::Binary(frame) => ingress.frame(frame),
-                    Message::Text(t) => {
-                        tracing::trace!(
-                            port = ingress.port(),
-                            len = t.len(),
-                            "text message ignored"
-                        )
-                    }
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                }
-            }
-            Ok::<_, anyhow::Error>(())
-        };
+/// A `client` port: a WebSocket connection that is re-established when it drops.
+///
+/// The port keeps its number while the link is down; the switch sends it nothing and forgets
+/// its stations meanwhile. Attempts back off exponentially (1 s, 2 s, 4 s… up to
+/// `reconnect_max`) with jitter, so a switch restarting under many clients is not hit by all
+/// of them at once. Removing the port stops the attempts, even one in progress.
+pub struct ClientPort {
+    url: String,
+    opts: ClientOptions,
+    settings: WsSettings,
+    first: WsPort<BoxIo>,
+}
 
-        let writer = async {
-            let mut batch = Vec::with_capacity(BATCH);
-            while egress.recv_many(&mut batch, BATCH).await > 0 {
-                for frame in batch.drain(..) {
-                    sink.feed(Message::Binary(frame)).await?;
-                }
-                sink.flush().await?;
-            }
-            // The switch removed the port: say goodbye properly.
-            let bye = CloseFrame {
-                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Away,
-                reason: "port removed".into(),
-            };
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), sink.send(Message::Close(Some(bye))))
-                    .await;
-            Ok(())
-        };
+impl ClientPort {
+    /// Connects for the first time; failing here fails `addPort`, as in etherws 1.3.
+    pub async fn connect(
+        url: &str,
+        opts: ClientOptions,
+        settings: WsSettings,
+    ) -> anyhow::Result<Self> {
+        let first = connect(url, &opts, settings.keepalive).await?;
+        Ok(ClientPort {
+            url: url.to_string(),
+            opts,
+            settings,
+            first,
+        })
+    }
+}
 
+/// Waits until `egress` is closed (true) or `delay` passed (false), discarding frames: a
+/// down link gets nothing, and nothing stale is sent once it is back.
+async fn closed_within(egress: &mut mpsc::Receiver<Bytes>, delay: Duration) -> bool {
+    let deadline = tokio::time::sleep(delay);
+    tokio::pin!(deadline);
+    loop {
         tokio::select! {
-            r = reader => r,
-            r = writer => r,
+            _ = &mut deadline => return false,
+            f = egress.recv() => if f.is_none() { return true },
+        }
+    }
+}
+
+impl Port for ClientPort {
+    async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
+        let port = io.ingress.port();
+        let mut ws = Some(self.first);
+        let mut delay = Duration::from_secs(1);
+        loop {
+            if let Some(w) = ws.take() {
+                match w.session(&mut io).await {
+                    End::Removed => return Ok(()),
+                    End::Closed => {
+                        tracing::warn!(port, url = %self.url, "peer closed the connection; reconnecting")
+                    }
+                    End::Failed(e) => {
+                        tracing::warn!(port, url = %self.url, "connection lost: {e:#}; reconnecting")
+                    }
+                }
+                io.ingress.set_link(false);
+                delay = Duration::from_secs(1);
+            }
+            // Full-ish jitter: somewhere between half and all of the current delay.
+            let wait = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
+            if closed_within(&mut io.egress, wait).await {
+                return Ok(());
+            }
+            let attempt = connect(&self.url, &self.opts, self.settings.keepalive);
+            let result = tokio::select! {
+                r = attempt => r,
+                true = closed_within(&mut io.egress, CONNECT_TIMEOUT * 2) => return Ok(()),
+            };
+            match result {
+                Ok(w) => {
+                    tracing::info!(port, url = %self.url, "reconnected");
+                    io.ingress.set_link(true);
+                    ws = Some(w);
+                }
+                Err(e) => {
+                    delay = (delay * 2).min(self.settings.reconnect_max);
+                    tracing::info!(port, url = %self.url, "reconnect failed: {e:#}");
+                }
+            }
         }
     }
 }
@@ -147,7 +319,11 @@ pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
 
 /// Connects a `client` port to `url`: TCP (directly or through the environment's HTTP proxy),
 /// TLS for `wss://`, then the WebSocket handshake.
-pub async fn connect(url: &str, opts: &ClientOptions) -> anyhow::Result<WsPort<BoxIo>> {
+pub async fn connect(
+    url: &str,
+    opts: &ClientOptions,
+    keepalive: Option<Duration>,
+) -> anyhow::Result<WsPort<BoxIo>> {
     let uri = parse_target(url)?;
     let tls = uri.scheme_str() == Some("wss");
     let host = uri.host().unwrap_or_default();
@@ -193,7 +369,7 @@ pub async fn connect(url: &str, opts: &ClientOptions) -> anyhow::Result<WsPort<B
     let ws = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
         .map_err(|_| anyhow::anyhow!("timed out connecting to {url}"))??;
-    Ok(WsPort::new(ws))
+    Ok(WsPort::new(ws, keepalive))
 }
 
 /// Turns a failed handshake into a one-line reason (an HTTP status says more than a debug dump).
