@@ -45,6 +45,31 @@ pub struct SwArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_max: u64,
 
+    /// Largest frame switched, in bytes (larger ones are dropped and counted).
+    #[arg(long, default_value_t = 9216, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65540))]
+    pub max_frame: u32,
+    /// Most MAC addresses learned in total (more are flooded to, not learned).
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_macs: usize,
+    /// Most MAC addresses learned on one port.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_macs_per_port: usize,
+    /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
+    #[arg(long, default_value_t = 5000, value_name = "PPS")]
+    pub storm_pps: u32,
+    /// Most concurrent incoming WebSocket connections.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_conns: usize,
+    /// Most concurrent incoming WebSocket connections from one address.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_conns_per_addr: usize,
+    /// Failed authentications after which an address is refused for --auth-window seconds.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_max_failures: u32,
+    /// Window of --auth-max-failures, and how long a throttled address is refused, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub auth_window: u64,
+
     /// HTTP path to serve WebSocket on.
     #[arg(long, default_value = "/")]
     pub path: String,

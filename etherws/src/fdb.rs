@@ -28,6 +28,26 @@ pub enum Learned {
     Refreshed,
     /// Was on another port (a station moved, or a loop).
     Moved { from: PortNo },
+    /// Not learned: the port or the whole table holds as many addresses as allowed. Frames to
+    /// it are flooded instead, which is safe, merely less efficient.
+    Refused,
+}
+
+/// How many addresses the table may hold, so a flood of random source MACs from one port
+/// cannot grow memory without bound or push out everyone else's stations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacLimits {
+    pub per_port: usize,
+    pub total: usize,
+}
+
+impl Default for MacLimits {
+    fn default() -> Self {
+        MacLimits {
+            per_port: 4096,
+            total: 65536,
+        }
+    }
 }
 
 /// One row of `listFdb`.
@@ -43,15 +63,41 @@ pub struct FdbRow {
 #[derive(Debug)]
 pub struct Fdb {
     ageout: Duration,
+    limits: MacLimits,
     table: HashMap<(u16, Mac), Entry>,
+    /// Entries per port, kept in step with `table` for the limits.
+    per_port: HashMap<PortNo, usize>,
 }
 
 impl Fdb {
     pub fn new(ageout: Duration) -> Self {
+        Self::with_limits(ageout, MacLimits::default())
+    }
+
+    pub fn with_limits(ageout: Duration, limits: MacLimits) -> Self {
         Fdb {
             ageout,
+            limits,
             table: HashMap::new(),
+            per_port: HashMap::new(),
         }
+    }
+
+    fn count(&mut self, port: PortNo, up: bool) {
+        let n = self.per_port.entry(port).or_insert(0);
+        if up {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_port.remove(&port);
+            }
+        }
+    }
+
+    /// Entries (live or not yet swept) on `port`.
+    pub fn port_len(&self, port: PortNo) -> usize {
+        self.per_port.get(&port).copied().unwrap_or(0)
     }
 
     pub fn ageout(&self) -> Duration {
@@ -69,11 +115,31 @@ impl Fdb {
     pub fn learn(&mut self, vid: u16, mac: Mac, port: PortNo, now: Instant) -> Learned {
         debug_assert!(!mac.is_multicast());
         let ageout = self.ageout;
-        match self.table.insert((vid, mac), Entry { port, seen: now }) {
-            Some(old) if now.saturating_duration_since(old.seen) > ageout => Learned::New,
-            Some(old) if old.port == port => Learned::Refreshed,
-            Some(old) => Learned::Moved { from: old.port },
-            None => Learned::New,
+        let key = (vid, mac);
+        let old = self.table.get(&key).copied();
+        if let Some(e) = old {
+            if e.port == port {
+                self.table.insert(key, Entry { port, seen: now });
+                return if now.saturating_duration_since(e.seen) > ageout {
+                    Learned::New
+                } else {
+                    Learned::Refreshed
+                };
+            }
+            // Leaving its old port: forget it there whatever happens next.
+            self.table.remove(&key);
+            self.count(e.port, false);
+        }
+        if self.port_len(port) >= self.limits.per_port || self.table.len() >= self.limits.total {
+            return Learned::Refused;
+        }
+        self.table.insert(key, Entry { port, seen: now });
+        self.count(port, true);
+        match old {
+            Some(e) if now.saturating_duration_since(e.seen) <= ageout => {
+                Learned::Moved { from: e.port }
+            }
+            _ => Learned::New,
         }
     }
 
@@ -89,6 +155,7 @@ impl Fdb {
     pub fn flush_port(&mut self, port: PortNo) -> usize {
         let before = self.table.len();
         self.table.retain(|_, e| e.port != port);
+        self.per_port.remove(&port);
         before - self.table.len()
     }
 
@@ -96,8 +163,17 @@ impl Fdb {
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.table.len();
         let ageout = self.ageout;
-        self.table
-            .retain(|_, e| now.saturating_duration_since(e.seen) <= ageout);
+        let mut gone = Vec::new();
+        self.table.retain(|_, e| {
+            let live = now.saturating_duration_since(e.seen) <= ageout;
+            if !live {
+                gone.push(e.port);
+            }
+            live
+        });
+        for port in gone {
+            self.count(port, false);
+        }
         before - self.table.len()
     }
 
@@ -193,6 +269,55 @@ mod tests {
         assert_eq!(fdb.flush_port(1), 2);
         assert_eq!(fdb.lookup(0, A, t0), None);
         assert_eq!(fdb.lookup(0, B, t0), Some(2));
+    }
+
+    fn mac(n: u32) -> Mac {
+        let b = n.to_be_bytes();
+        Mac([2, 0, b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn per_port_and_total_limits_hold() {
+        let t0 = Instant::now();
+        let limits = MacLimits {
+            per_port: 3,
+            total: 5,
+        };
+        let mut fdb = Fdb::with_limits(Duration::from_secs(300), limits);
+        for i in 0..10 {
+            fdb.learn(0, mac(i), 1, t0);
+        }
+        assert_eq!(fdb.port_len(1), 3);
+        assert_eq!(fdb.learn(0, mac(99), 1, t0), Learned::Refused);
+        // Known stations still refresh at the limit.
+        assert_eq!(fdb.learn(0, mac(0), 1, t0), Learned::Refreshed);
+        // Port 2 has its own allowance, within the total.
+        for i in 100..110 {
+            fdb.learn(0, mac(i), 2, t0);
+        }
+        assert_eq!((fdb.port_len(2), fdb.len()), (2, 5));
+        // Space comes back when entries go.
+        fdb.flush_port(1);
+        assert_eq!(fdb.learn(0, mac(200), 2, t0), Learned::New);
+        assert_eq!(fdb.port_len(2), 3);
+    }
+
+    #[test]
+    fn moves_and_expiry_keep_counts_right() {
+        let t0 = Instant::now();
+        let limits = MacLimits {
+            per_port: 1,
+            total: 10,
+        };
+        let mut fdb = Fdb::with_limits(Duration::from_secs(10), limits);
+        fdb.learn(0, A, 1, t0);
+        assert_eq!(fdb.learn(0, A, 2, t0), Learned::Moved { from: 1 });
+        assert_eq!((fdb.port_len(1), fdb.port_len(2)), (0, 1));
+        // Port 2 is full: B is refused there, but fits on port 1 again.
+        assert_eq!(fdb.learn(0, B, 2, t0), Learned::Refused);
+        assert_eq!(fdb.learn(0, B, 1, t0), Learned::New);
+        fdb.expire(t0 + 11 * SEC);
+        assert_eq!((fdb.port_len(1), fdb.port_len(2), fdb.len()), (0, 0, 0));
     }
 
     #[test]

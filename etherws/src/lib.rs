@@ -3,6 +3,7 @@
 //! The data path is port → [`switch`] → port: every [`port`] kind implements one small trait,
 //! and the switch core ([`fdb`], [`frame`], [`switch`]) knows nothing about sockets.
 
+pub mod admission;
 pub mod cli;
 pub mod control;
 pub mod ctl;

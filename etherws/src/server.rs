@@ -7,9 +7,9 @@
 //! client port has, and both share one port implementation.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,10 +23,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::admission::{AuthLimits, AuthThrottle, ConnLimits, ConnPermit, Connections};
 use crate::control::Control;
 use crate::htpasswd::{Htpasswd, parse_basic};
 use crate::port::ws::{BoxIo, WsPort, WsSettings, config};
-use crate::port::{SharedSwitch, attach};
+use crate::port::{Port, PortIo, SharedSwitch, attach};
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -41,12 +42,22 @@ const REALM: &str = "Basic realm=\"etherws\"";
 /// the password is never logged. Hashing (bcrypt) runs off the async threads.
 async fn authorized(
     htpasswd: &Option<Arc<Htpasswd>>,
+    throttle: &AuthThrottle,
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Result<(), Response> {
     let Some(htpasswd) = htpasswd else {
         return Ok(());
     };
+    let ip = canonical_ip(peer.ip());
+    if throttle.blocked(ip, Instant::now()) {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "60")],
+            "Too many failed authentications\n",
+        )
+            .into_response());
+    }
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -61,11 +72,15 @@ async fn authorized(
         }
     };
     if ok {
+        throttle.succeeded(ip);
         return Ok(());
     }
     match &creds {
         Some((user, _)) => {
-            tracing::warn!(peer = %peer_target(peer), user = %user, "authentication failed")
+            tracing::warn!(peer = %peer_target(peer), user = %user, "authentication failed");
+            if throttle.failed(ip, Instant::now()) {
+                tracing::warn!(peer = %ip, "too many failed authentications: address blocked for a while");
+            }
         }
         None => tracing::info!(peer = %peer_target(peer), "no credentials given"),
     }
@@ -77,17 +92,47 @@ async fn authorized(
         .into_response())
 }
 
+/// What the WebSocket and control endpoints share about who may come in.
+#[derive(Clone)]
+pub struct Gate {
+    pub conns: Arc<Connections>,
+    pub throttle: Arc<AuthThrottle>,
+}
+
+impl Gate {
+    pub fn new(conns: ConnLimits, auth: AuthLimits) -> Self {
+        Gate {
+            conns: Connections::new(conns),
+            throttle: Arc::new(AuthThrottle::new(auth)),
+        }
+    }
+}
+
+/// A port that holds a connection slot for as long as it lives.
+struct Admitted<P> {
+    port: P,
+    _permit: ConnPermit,
+}
+
+impl<P: Port> Port for Admitted<P> {
+    async fn run(self, io: PortIo) -> anyhow::Result<()> {
+        self.port.run(io).await
+    }
+}
+
 #[derive(Clone)]
 struct WsState {
     switch: SharedSwitch,
     htpasswd: Option<Arc<Htpasswd>>,
     settings: WsSettings,
+    gate: Gate,
 }
 
 #[derive(Clone)]
 struct CtlState {
     control: Arc<Control>,
     htpasswd: Option<Arc<Htpasswd>>,
+    gate: Gate,
 }
 
 /// Routes for the WebSocket endpoint.
@@ -96,21 +141,29 @@ pub fn ws_routes(
     switch: SharedSwitch,
     htpasswd: Option<Arc<Htpasswd>>,
     settings: WsSettings,
+    gate: Gate,
 ) -> Router {
     Router::new().route(path, any(upgrade)).with_state(WsState {
         switch,
         htpasswd,
         settings,
+        gate,
     })
 }
 
 /// Routes for the control endpoint.
-pub fn ctl_routes(path: &str, control: Control, htpasswd: Option<Arc<Htpasswd>>) -> Router {
+pub fn ctl_routes(
+    path: &str,
+    control: Control,
+    htpasswd: Option<Arc<Htpasswd>>,
+    gate: Gate,
+) -> Router {
     Router::new()
         .route(path, post(control_post))
         .with_state(CtlState {
             control: Arc::new(control),
             htpasswd,
+            gate,
         })
 }
 
@@ -120,7 +173,7 @@ async fn control_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = authorized(&st.htpasswd, &headers, peer).await {
+    if let Err(denied) = authorized(&st.htpasswd, &st.gate.throttle, &headers, peer).await {
         return denied;
     }
     let answer = st.control.handle(&body).await;
@@ -147,14 +200,18 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
 /// The address of a peer as `listPort` shows it: `198.51.100.2:40000` (IPv4-mapped IPv6
 /// addresses of a dual-stack listener are shown as the IPv4 address they are).
 pub fn peer_target(peer: SocketAddr) -> String {
-    let ip = match peer.ip() {
-        std::net::IpAddr::V6(v6) => v6
+    format!("{}:{}", canonical_ip(peer.ip()), peer.port())
+}
+
+/// An address as the peer knows itself: IPv4-mapped IPv6 addresses become IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(std::net::IpAddr::V6(v6)),
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
-    };
-    format!("{ip}:{}", peer.port())
+    }
 }
 
 async fn upgrade(
@@ -187,9 +244,16 @@ async fn upgrade(
         return refuse(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key\n");
     };
     let accept = derive_accept_key(key.as_bytes());
-    if let Err(denied) = authorized(&st.htpasswd, h, peer).await {
+    if let Err(denied) = authorized(&st.htpasswd, &st.gate.throttle, h, peer).await {
         return denied;
     }
+    let permit = match st.gate.conns.admit(canonical_ip(peer.ip())) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!(peer = %peer_target(peer), "WebSocket connection refused: {why}");
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+        }
+    };
     let (switch, keepalive) = (st.switch, st.settings.keepalive);
 
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -198,12 +262,11 @@ async fn upgrade(
             Ok(upgraded) => {
                 let io: BoxIo = Box::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
-                attach(
-                    &switch,
-                    PortKind::Server,
-                    peer_target(peer),
-                    WsPort::new(ws, keepalive),
-                );
+                let port = Admitted {
+                    port: WsPort::new(ws, keepalive),
+                    _permit: permit,
+                };
+                attach(&switch, PortKind::Server, peer_target(peer), port);
             }
             Err(e) => tracing::warn!(%peer, "WebSocket upgrade failed: {e}"),
         }

@@ -13,20 +13,25 @@ use anyhow::{Context, bail};
 use socket2::{Domain, Socket, Type};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{AuthLimits, ConnLimits};
 use crate::cli::SwArgs;
 use crate::control::Control;
+use crate::fdb::MacLimits;
 use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
 use crate::netif::Netif;
 use crate::port::ws::WsSettings;
 use crate::port::{SharedSwitch, expire_loop, lock};
-use crate::server;
-use crate::switch::Switch;
+use crate::server::{self, Gate};
+use crate::switch::{Limits, Switch};
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub struct Settings {
     pub ageout: Duration,
     pub ws: WsSettings,
+    pub limits: Limits,
+    pub conns: ConnLimits,
+    pub auth: AuthLimits,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub ctltls: Option<Arc<rustls::ServerConfig>>,
     pub htpasswd: Option<Arc<Htpasswd>>,
@@ -82,6 +87,22 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         ws: WsSettings {
             keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive)),
             reconnect_max: Duration::from_secs(args.reconnect_max),
+        },
+        limits: Limits {
+            macs: MacLimits {
+                per_port: args.max_macs_per_port,
+                total: args.max_macs,
+            },
+            storm_pps: args.storm_pps,
+            max_frame: args.max_frame as usize,
+        },
+        conns: ConnLimits {
+            total: args.max_conns,
+            per_addr: args.max_conns_per_addr,
+        },
+        auth: AuthLimits {
+            max_failures: args.auth_max_failures,
+            window: Duration::from_secs(args.auth_window),
         },
         tls: load_tls(&ws_pair)?,
         ctltls: load_tls(&ctl_pair)?,
@@ -207,7 +228,8 @@ async fn serve(
     ws_listener: TcpListener,
     ctl_listener: Option<TcpListener>,
 ) -> anyhow::Result<()> {
-    let switch: SharedSwitch = Arc::new(Mutex::new(Switch::new(s.ageout)));
+    let switch: SharedSwitch = Arc::new(Mutex::new(Switch::with_limits(s.ageout, s.limits)));
+    let gate = Gate::new(s.conns, s.auth);
     let netif = Netif::new().context("cannot open rtnetlink")?;
     let control = Control {
         switch: switch.clone(),
@@ -216,8 +238,14 @@ async fn serve(
     };
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
-    let ws = server::ws_routes(&s.path, switch.clone(), s.htpasswd.clone(), s.ws);
-    let ctl = server::ctl_routes(&s.ctlpath, control, s.ctlhtpasswd.clone());
+    let ws = server::ws_routes(
+        &s.path,
+        switch.clone(),
+        s.htpasswd.clone(),
+        s.ws,
+        gate.clone(),
+    );
+    let ctl = server::ctl_routes(&s.ctlpath, control, s.ctlhtpasswd.clone(), gate);
     let acceptor = |c: &Option<Arc<rustls::ServerConfig>>| c.clone().map(TlsAcceptor::from);
     let ws_addr = ws_listener.local_addr()?;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;

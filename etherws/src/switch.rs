@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::fdb::{Fdb, FdbRow, Learned, PortNo};
+use crate::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
 use crate::frame::{FrameError, Header};
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
@@ -64,13 +64,97 @@ pub struct PortStat {
     pub tx: u64,
     /// Frames received from this port that were not Ethernet frames (runts).
     pub rx_invalid: u64,
+    /// Frames received from this port that were larger than the switch allows.
+    pub rx_oversize: u64,
+    /// Broadcast/multicast frames from this port dropped by storm control.
+    pub storm_dropped: u64,
+    /// Frames whose source address was not learned because of the MAC limits.
+    pub macs_refused: u64,
     /// Frames meant for this port but dropped because its queue was full.
     pub tx_dropped: u64,
+}
+
+/// Protection against hostile or broken ports; each limit counts what it drops and says so
+/// in the log (at most every [`WARN_EVERY`] per port and limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub macs: MacLimits,
+    /// Broadcast and multicast frames a port may send per second (bursts of up to one
+    /// second's worth); 0 turns storm control off.
+    pub storm_pps: u32,
+    /// Largest frame switched, in bytes (Ethernet header and 802.1Q tag included).
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            macs: MacLimits::default(),
+            storm_pps: 5000,
+            max_frame: 9216,
+        }
+    }
+}
+
+/// Quiet period between two warnings about the same limit on the same port.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A token bucket: `rate` tokens a second, holding at most one second's worth.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, now: Instant) -> Self {
+        Bucket {
+            tokens: f64::from(rate),
+            last: now,
+        }
+    }
+
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(rate));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Rate-limits a warning and says how many events it stood for.
+#[derive(Debug, Default)]
+struct Warn {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Warn {
+    /// Counts one event; returns how many to report if it is time to warn again.
+    fn hit(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < WARN_EVERY => None,
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.since))
+            }
+        }
+    }
 }
 
 struct Port<E> {
     stat: PortStat,
     egress: E,
+    storm: Bucket,
+    warn_storm: Warn,
+    warn_macs: Warn,
+    warn_oversize: Warn,
 }
 
 /// The switch: ports and their FDB.
@@ -78,15 +162,25 @@ pub struct Switch<E> {
     ports: BTreeMap<PortNo, Port<E>>,
     next: PortNo,
     fdb: Fdb,
+    limits: Limits,
 }
 
 impl<E: Egress> Switch<E> {
     pub fn new(ageout: Duration) -> Self {
+        Self::with_limits(ageout, Limits::default())
+    }
+
+    pub fn with_limits(ageout: Duration, limits: Limits) -> Self {
         Switch {
             ports: BTreeMap::new(),
             next: 1,
-            fdb: Fdb::new(ageout),
+            fdb: Fdb::with_limits(ageout, limits.macs),
+            limits,
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Adds a port and returns its number; numbers are never reused while the switch runs.
@@ -102,9 +196,23 @@ impl<E: Egress> Switch<E> {
             rx: 0,
             tx: 0,
             rx_invalid: 0,
+            rx_oversize: 0,
+            storm_dropped: 0,
+            macs_refused: 0,
             tx_dropped: 0,
         };
-        self.ports.insert(port, Port { stat, egress });
+        let storm = Bucket::new(self.limits.storm_pps, Instant::now());
+        self.ports.insert(
+            port,
+            Port {
+                stat,
+                egress,
+                storm,
+                warn_storm: Warn::default(),
+                warn_macs: Warn::default(),
+                warn_oversize: Warn::default(),
+            },
+        );
         port
     }
 
@@ -172,17 +280,56 @@ impl<E: Egress> Switch<E> {
                 return Err(e);
             }
         };
+        if frame.len() > self.limits.max_frame {
+            src_port.stat.rx_oversize += 1;
+            if let Some(n) = src_port.warn_oversize.hit(now) {
+                tracing::warn!(
+                    port = from,
+                    len = frame.len(),
+                    max = self.limits.max_frame,
+                    dropped = n,
+                    "frames larger than the maximum frame size dropped"
+                );
+            }
+            return Ok(());
+        }
+        // Storm control: before learning, so a storm of made-up sources teaches nothing.
+        let rate = self.limits.storm_pps;
+        if rate > 0 && hdr.dst.is_multicast() && !src_port.storm.take(rate, now) {
+            src_port.stat.storm_dropped += 1;
+            if let Some(n) = src_port.warn_storm.hit(now) {
+                tracing::warn!(
+                    port = from,
+                    pps = rate,
+                    dropped = n,
+                    "storm control: broadcast/multicast above the limit dropped"
+                );
+            }
+            return Ok(());
+        }
         src_port.stat.rx += 1;
 
         if !hdr.src.is_multicast() {
-            let learned = self.fdb.learn(hdr.vid, hdr.src, from, now);
-            match learned {
+            match self.fdb.learn(hdr.vid, hdr.src, from, now) {
                 Learned::Refreshed => {}
                 Learned::New => {
                     tracing::debug!(port = from, vid = hdr.vid, mac = %hdr.src, "fdb learned")
                 }
                 Learned::Moved { from: old } => {
                     tracing::debug!(port = from, old, vid = hdr.vid, mac = %hdr.src, "fdb moved")
+                }
+                Learned::Refused => {
+                    src_port.stat.macs_refused += 1;
+                    if let Some(n) = src_port.warn_macs.hit(now) {
+                        let l = self.limits.macs;
+                        tracing::warn!(
+                            port = from,
+                            per_port = l.per_port,
+                            total = l.total,
+                            refused = n,
+                            "MAC limit reached: addresses not learned, frames to them flooded"
+                        );
+                    }
                 }
             }
         }
@@ -376,6 +523,78 @@ mod tests {
         sw.set_link(2, true);
         rx(&mut sw, 1, frame(B, A, None));
         assert_eq!(counts(&sinks), vec![1, 1, 3]);
+    }
+
+    #[test]
+    fn storm_control_caps_broadcast_per_port() {
+        let limits = Limits {
+            storm_pps: 10,
+            ..Limits::default()
+        };
+        let mut sw = Switch::with_limits(Duration::from_secs(300), limits);
+        let sinks: Vec<Sink> = (0..2).map(|_| Sink::default()).collect();
+        for s in &sinks {
+            sw.add_port(PortKind::Tap, "t".into(), s.clone());
+        }
+        let t0 = Instant::now();
+        let bcast = Bytes::from(frame(BCAST, A, None));
+        for _ in 0..100 {
+            sw.receive(1, &bcast, t0).unwrap();
+        }
+        // One second's burst passes, the rest is dropped and counted…
+        assert_eq!(counts(&sinks), vec![0, 10]);
+        assert_eq!(sw.port(1).unwrap().storm_dropped, 90);
+        // …unicast is not limited…
+        rx(&mut sw, 2, frame(BCAST, B, None));
+        for _ in 0..50 {
+            sw.receive(1, &Bytes::from(frame(B, A, None)), t0).unwrap();
+        }
+        assert_eq!(counts(&sinks)[1], 60);
+        // …and the bucket refills with time.
+        sw.receive(1, &bcast, t0 + Duration::from_millis(500))
+            .unwrap();
+        assert_eq!(counts(&sinks)[1], 61);
+    }
+
+    #[test]
+    fn oversize_frames_are_dropped_and_counted() {
+        let limits = Limits {
+            max_frame: 100,
+            ..Limits::default()
+        };
+        let mut sw = Switch::with_limits(Duration::from_secs(300), limits);
+        let sink = Sink::default();
+        sw.add_port(PortKind::Tap, "t".into(), Sink::default());
+        sw.add_port(PortKind::Tap, "t".into(), sink.clone());
+        let mut big = frame(BCAST, A, None);
+        big.resize(101, 0);
+        sw.receive(1, &Bytes::from(big), Instant::now()).unwrap();
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(sink.got.borrow().len(), 1);
+        assert_eq!(sw.port(1).unwrap().rx_oversize, 1);
+    }
+
+    #[test]
+    fn mac_flood_is_bounded_and_still_forwarded() {
+        let limits = Limits {
+            macs: MacLimits {
+                per_port: 8,
+                total: 100,
+            },
+            ..Limits::default()
+        };
+        let mut sw = Switch::with_limits(Duration::from_secs(300), limits);
+        let sinks: Vec<Sink> = (0..2).map(|_| Sink::default()).collect();
+        for s in &sinks {
+            sw.add_port(PortKind::Tap, "t".into(), s.clone());
+        }
+        for i in 0..1000u32 {
+            let b = i.to_be_bytes();
+            rx(&mut sw, 1, frame(B, [2, 0, b[0], b[1], b[2], b[3]], None));
+        }
+        assert_eq!(sw.fdb_rows(Instant::now()).len(), 8);
+        assert_eq!(sw.port(1).unwrap().macs_refused, 992);
+        assert_eq!(counts(&sinks), vec![0, 1000]);
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn portstat(s: &PortStat) -> Value {
         "shut": s.shut,
         "link": if s.link_up { "up" } else { "down" },
         "rx_invalid": s.rx_invalid,
+        "rx_oversize": s.rx_oversize,
+        "storm_dropped": s.storm_dropped,
+        "macs_refused": s.macs_refused,
         "tx_dropped": s.tx_dropped,
     })
 }

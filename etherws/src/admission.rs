@@ -1,0 +1,249 @@
+//! Who may connect: limits on concurrent WebSocket connections, overall and per source
+//! address, and throttling of addresses that keep failing authentication.
+//!
+//! Both protect the switch from one misbehaving or hostile host: without them, a single
+//! address could hold every file descriptor, or try passwords as fast as bcrypt allows.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Limits on concurrent WebSocket connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub total: usize,
+    pub per_addr: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            total: 4096,
+            per_addr: 64,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_addr: HashMap<IpAddr, usize>,
+}
+
+/// Counts live connections; a [`ConnPermit`] is one of them.
+#[derive(Debug, Default)]
+pub struct Connections {
+    limits: ConnLimits,
+    counts: Mutex<Counts>,
+}
+
+/// A connection slot, given back when dropped.
+#[derive(Debug)]
+pub struct ConnPermit {
+    owner: Arc<Connections>,
+    addr: IpAddr,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("too many connections ({0} at most)")]
+    Total(usize),
+    #[error("too many connections from one address ({0} at most)")]
+    PerAddr(usize),
+}
+
+impl Connections {
+    pub fn new(limits: ConnLimits) -> Arc<Self> {
+        Arc::new(Connections {
+            limits,
+            counts: Mutex::default(),
+        })
+    }
+
+    /// Takes a slot for a connection from `addr`, if the limits allow.
+    pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Refused> {
+        let mut c = lock(&self.counts);
+        if c.total >= self.limits.total {
+            return Err(Refused::Total(self.limits.total));
+        }
+        let n = c.per_addr.entry(addr).or_insert(0);
+        if *n >= self.limits.per_addr {
+            return Err(Refused::PerAddr(self.limits.per_addr));
+        }
+        *n += 1;
+        c.total += 1;
+        Ok(ConnPermit {
+            owner: self.clone(),
+            addr,
+        })
+    }
+
+    /// Live connections: overall, and from `addr`.
+    pub fn count(&self, addr: IpAddr) -> (usize, usize) {
+        let c = lock(&self.counts);
+        (c.total, c.per_addr.get(&addr).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        let mut c = lock(&self.owner.counts);
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_addr.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_addr.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// Throttling of failed authentication: an address that fails `max_failures` times within
+/// `window` is refused outright for `window`, without its password being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    failures: u32,
+    since: Instant,
+    blocked_until: Option<Instant>,
+}
+
+/// Addresses tracked at most; past that, stale records are swept first (and, under a flood
+/// of distinct addresses, the oldest are forgotten) so memory stays bounded.
+const MAX_TRACKED: usize = 16384;
+
+#[derive(Debug, Default)]
+pub struct AuthThrottle {
+    limits: AuthLimits,
+    records: Mutex<HashMap<IpAddr, Record>>,
+}
+
+impl AuthThrottle {
+    pub fn new(limits: AuthLimits) -> Self {
+        AuthThrottle {
+            limits,
+            records: Mutex::default(),
+        }
+    }
+
+    /// True while `addr` is blocked.
+    pub fn blocked(&self, addr: IpAddr, now: Instant) -> bool {
+        lock(&self.records)
+            .get(&addr)
+            .and_then(|r| r.blocked_until)
+            .is_some_and(|t| now < t)
+    }
+
+    /// Records a failure; returns true if this one started a block.
+    pub fn failed(&self, addr: IpAddr, now: Instant) -> bool {
+        let mut records = lock(&self.records);
+        let window = self.limits.window;
+        if records.len() >= MAX_TRACKED && !records.contains_key(&addr) {
+            records.retain(|_, r| {
+                now.saturating_duration_since(r.since) < window
+                    || r.blocked_until.is_some_and(|t| now < t)
+            });
+            if records.len() >= MAX_TRACKED {
+                records.clear();
+            }
+        }
+        let r = records.entry(addr).or_insert(Record {
+            failures: 0,
+            since: now,
+            blocked_until: None,
+        });
+        if now.saturating_duration_since(r.since) >= window {
+            *r = Record {
+                failures: 0,
+                since: now,
+                blocked_until: None,
+            };
+        }
+        r.failures += 1;
+        if r.failures >= self.limits.max_failures && r.blocked_until.is_none() {
+            r.blocked_until = Some(now + window);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets the failures of an address that just authenticated.
+    pub fn succeeded(&self, addr: IpAddr) {
+        lock(&self.records).remove(&addr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([198, 51, 100, n])
+    }
+
+    #[test]
+    fn per_address_and_total_limits() {
+        let c = Connections::new(ConnLimits {
+            total: 3,
+            per_addr: 2,
+        });
+        let a1 = c.admit(ip(1)).unwrap();
+        let _a2 = c.admit(ip(1)).unwrap();
+        assert_eq!(c.admit(ip(1)).unwrap_err(), Refused::PerAddr(2));
+        let _b1 = c.admit(ip(2)).unwrap();
+        assert_eq!(c.admit(ip(3)).unwrap_err(), Refused::Total(3));
+        drop(a1);
+        assert_eq!(c.count(ip(1)), (2, 1));
+        assert!(c.admit(ip(1)).is_ok());
+    }
+
+    #[test]
+    fn failures_block_then_expire() {
+        let t = AuthThrottle::new(AuthLimits {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        assert!(!t.failed(ip(1), t0));
+        assert!(!t.failed(ip(1), t0));
+        assert!(t.failed(ip(1), t0));
+        assert!(t.blocked(ip(1), t0 + Duration::from_secs(59)));
+        assert!(!t.blocked(ip(2), t0));
+        assert!(!t.blocked(ip(1), t0 + Duration::from_secs(61)));
+        // A fresh window after the block.
+        assert!(!t.failed(ip(1), t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn success_forgets_and_memory_is_bounded() {
+        let t = AuthThrottle::new(AuthLimits::default());
+        let t0 = Instant::now();
+        t.failed(ip(1), t0);
+        t.succeeded(ip(1));
+        assert!(lock(&t.records).is_empty());
+        for i in 0..(MAX_TRACKED as u32 + 100) {
+            t.failed(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert!(lock(&t.records).len() <= MAX_TRACKED);
+    }
+}
