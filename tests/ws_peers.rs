@@ -330,7 +330,12 @@ async fn password_guessing_is_throttled() {
     std::fs::create_dir_all(&dir).unwrap();
     let htpasswd = dir.join("htpasswd");
     // {SHA} of "right", as `htpasswd -s` writes it.
-    std::fs::write(&htpasswd, "alice:{SHA}tKtK9RtDPgh5QJRq0dLy2n2W1aY=\n").unwrap();
+    let sha = {
+        use base64::Engine;
+        use sha1::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b"right"))
+    };
+    std::fs::write(&htpasswd, format!("alice:{{SHA}}{sha}\n")).unwrap();
     let path = htpasswd.to_str().unwrap().to_string();
     let sw = Switch::local(
         "wspeers-throttle",
@@ -343,12 +348,6 @@ async fn password_guessing_is_throttled() {
             "60",
         ],
     );
-    let sha = {
-        use base64::Engine;
-        use sha1::Digest;
-        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b"right"))
-    };
-    std::fs::write(&htpasswd, format!("alice:{{SHA}}{sha}\n")).unwrap();
     assert!(
         try_connect(&sw, false, Some(("alice", "right")))
             .await
