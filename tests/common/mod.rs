@@ -11,6 +11,15 @@
 //! * `rpc()`: raw HTTP/1.1 JSON-RPC POST with std only.
 //! * `RawSock`: an AF_PACKET socket on an interface inside a namespace, to send and receive
 //!   hand-made (e.g. 802.1Q tagged) Ethernet frames.
+//! * `Switch::builder()`: a switch with extra environment variables (e.g. `http_proxy`), another
+//!   control address, and global ctl options (credentials, https:// URL, CA) that `ctl()` and
+//!   the readiness probe use; `ctl_with()` for other ctl options; `etherws()` for any other
+//!   command line; `sw_start_fails()` for start-up errors.
+//! * `http_exchange()`: a raw HTTP request on a connected socket, status and headers returned;
+//!   `Netns::tcp_connect()` connects from inside a namespace.
+//! * `require_tool()` (skip loudly, or fail under CI), `TempDir`, `Pki` (a CA and server
+//!   certificates made with the real `openssl`, keys in PKCS#8, PKCS#1 or SEC1 PEM),
+//!   `run_on_pty()` (type a password at a prompt on a pseudo-terminal).
 //!
 //! The binary under test is `CARGO_BIN_EXE_etherws`; `ETHERWS_BIN=/path/to/other` overrides it
 //! (e.g. a wrapper running the Python etherws 1.3, to check the tests themselves).
@@ -322,6 +331,23 @@ impl Netns {
         v
     }
 
+    /// A TCP connection made from inside this namespace (the socket stays in it), e.g. to
+    /// check that a server listens on an address only the namespace can reach.
+    pub fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let path = format!("/run/netns/{}", self.name);
+        // setns(CLONE_NEWNET) only moves the calling thread: do it in a throw-away thread.
+        thread::spawn(move || {
+            let nsf = File::open(&path)?;
+            // SAFETY: setns on a namespace file we opened, for this thread only.
+            if unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        })
+        .join()
+        .expect("tcp_connect thread")
+    }
+
     /// Wait until the interface exists in this namespace.
     pub fn wait_link(&self, ifname: &str) {
         poll(
@@ -577,6 +603,10 @@ pub struct Switch {
     pub host: String,
     pub ws_port: u16,
     pub ctl_port: u16,
+    /// `--ctlurl` for `ctl()`; None: `http://127.0.0.1:CTLPORT/ctl`.
+    ctl_url: Option<String>,
+    /// Global ctl options (e.g. credentials, CA) that `ctl()` passes before the command.
+    ctl_opts: Vec<String>,
 }
 
 fn free_port_pair() -> (u16, u16) {
@@ -644,30 +674,18 @@ impl Switch {
         ctl_port: u16,
         extra: &[&str],
     ) -> Switch {
-        let log = log_path(label);
-        let logf = File::create(&log).expect("create switch log");
-        let port_s = port.to_string();
-        let ctl_s = ctl_port.to_string();
-        let mut c = Self::cmd(&netns);
-        c.args(["sw", "--foreground", "--host", host, "--port", &port_s])
-            .args(["--ctlhost", "127.0.0.1", "--ctlport", &ctl_s])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(logf);
-        let child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
-        let mut sw = Switch {
-            label: label.to_string(),
-            netns,
-            child,
-            log,
-            host: host.to_string(),
-            ws_port: port,
-            ctl_port,
-        };
-        sw.wait_ready();
-        sw
+        let mut b = SwitchBuilder::new(label)
+            .host(host)
+            .port(port)
+            .ctl_port(ctl_port);
+        b.netns = netns;
+        b.args(extra).start()
+    }
+
+    /// A switch with more settings than `in_netns`/`local` offer (environment, control
+    /// address, ctl options); see [`SwitchBuilder`].
+    pub fn builder(label: &str) -> SwitchBuilder {
+        SwitchBuilder::new(label)
     }
 
     fn wait_ready(&mut self) {
@@ -697,7 +715,9 @@ impl Switch {
     }
 
     pub fn ctl_url(&self) -> String {
-        format!("http://127.0.0.1:{}/ctl", self.ctl_port)
+        self.ctl_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}/ctl", self.ctl_port))
     }
 
     /// The control API address as seen from inside the switch's namespace.
@@ -705,13 +725,21 @@ impl Switch {
         SocketAddr::from(([127, 0, 0, 1], self.ctl_port))
     }
 
-    /// `etherws ctl --ctlurl URL ARGS...` (in the switch's namespace).
+    /// `etherws ctl --ctlurl URL [CTL-OPTS...] ARGS...` (in the switch's namespace), with the
+    /// ctl options the switch was built with (none unless [`SwitchBuilder::ctl_opts`]).
     pub fn ctl(&self, args: &[&str]) -> Output {
+        let opts: Vec<&str> = self.ctl_opts.iter().map(String::as_str).collect();
+        self.ctl_with(&opts, args)
+    }
+
+    /// `etherws ctl --ctlurl URL OPTS... ARGS...` (in the switch's namespace): `opts` replace
+    /// the switch's own ctl options (e.g. other or no credentials).
+    pub fn ctl_with(&self, opts: &[&str], args: &[&str]) -> Output {
         let url = self.ctl_url();
         let mut c = Self::cmd(&self.netns);
-        c.args(["ctl", "--ctlurl", &url]).args(args);
+        c.args(["ctl", "--ctlurl", &url]).args(opts).args(args);
         c.output()
-            .unwrap_or_else(|e| panic!("cannot run ctl {args:?}: {e}"))
+            .unwrap_or_else(|e| panic!("cannot run ctl {opts:?} {args:?}: {e}"))
     }
 
     /// `ctl` that must succeed without a JSON-RPC error; returns stdout.
@@ -770,33 +798,246 @@ impl Drop for Switch {
     }
 }
 
+/// Settings for a [`Switch`] beyond `in_netns`/`local`: `etherws sw --foreground --host HOST
+/// --port PORT --ctlhost CTLHOST --ctlport CTLPORT ARGS...` with extra environment variables,
+/// and the `--ctlurl` and global ctl options that `ctl()` (and the readiness probe) use.
+///
+/// Defaults: root namespace, host and ctlhost 127.0.0.1, two free loopback ports, no extra
+/// environment (the proxy variables are always cleared first, then `env` is applied).
+pub struct SwitchBuilder {
+    label: String,
+    netns: Option<String>,
+    host: String,
+    port: Option<u16>,
+    ctl_host: String,
+    ctl_port: Option<u16>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    ctl_url: Option<String>,
+    ctl_opts: Vec<String>,
+}
+
+impl SwitchBuilder {
+    pub fn new(label: &str) -> SwitchBuilder {
+        SwitchBuilder {
+            label: label.to_string(),
+            netns: None,
+            host: "127.0.0.1".into(),
+            port: None,
+            ctl_host: "127.0.0.1".into(),
+            ctl_port: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            ctl_url: None,
+            ctl_opts: Vec::new(),
+        }
+    }
+
+    /// Run inside this namespace (the switch dies with it).
+    pub fn netns(mut self, ns: &Netns) -> Self {
+        self.netns = Some(ns.name().to_string());
+        self
+    }
+
+    /// `--host` (WebSocket listener address).
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    /// `--port` (WebSocket listener port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// `--ctlhost` (control API address).
+    pub fn ctl_host(mut self, host: &str) -> Self {
+        self.ctl_host = host.to_string();
+        self
+    }
+
+    /// `--ctlport` (control API port).
+    pub fn ctl_port(mut self, port: u16) -> Self {
+        self.ctl_port = Some(port);
+        self
+    }
+
+    /// More `sw` arguments (e.g. `--sslkey K --sslcert C`, `--htpasswd F`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// An environment variable for the switch process (e.g. `http_proxy`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The `--ctlurl` ctl uses (default `http://127.0.0.1:CTLPORT/ctl`), e.g. an https:// one.
+    pub fn ctl_url(mut self, url: &str) -> Self {
+        self.ctl_url = Some(url.to_string());
+        self
+    }
+
+    /// Global ctl options for `ctl()` and the readiness probe, e.g. `--ctluser U --ctlpasswd
+    /// P`, `--ctlsslcert CA`.
+    pub fn ctl_opts(mut self, opts: &[&str]) -> Self {
+        self.ctl_opts.extend(opts.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Start the switch and wait until its control API answers `ctl listport`.
+    pub fn start(self) -> Switch {
+        let (free_a, free_b) = free_port_pair();
+        let port = self.port.unwrap_or(free_a);
+        let ctl_port = self.ctl_port.unwrap_or(free_b);
+        let log = log_path(&self.label);
+        let logf = File::create(&log).expect("create switch log");
+        let port_s = port.to_string();
+        let ctl_s = ctl_port.to_string();
+        let mut c = Switch::cmd(&self.netns);
+        c.args([
+            "sw",
+            "--foreground",
+            "--host",
+            &self.host,
+            "--port",
+            &port_s,
+        ])
+        .args(["--ctlhost", &self.ctl_host, "--ctlport", &ctl_s])
+        .args(&self.args)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(logf);
+        let child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
+        let mut sw = Switch {
+            label: self.label,
+            netns: self.netns,
+            child,
+            log,
+            host: self.host,
+            ws_port: port,
+            ctl_port,
+            ctl_url: self.ctl_url,
+            ctl_opts: self.ctl_opts,
+        };
+        sw.wait_ready();
+        sw
+    }
+}
+
+/// An `etherws` command (not started), in `ns` or the root namespace, with the proxy
+/// variables cleared and stdin on /dev/null.
+pub fn etherws(ns: Option<&Netns>) -> Command {
+    Switch::cmd(&ns.map(|n| n.name().to_string()))
+}
+
+/// `etherws sw --foreground ARGS...` that must fail at start-up: waits up to 15 s for it to
+/// exit (killing it and panicking if it is still running), returns its output.
+pub fn sw_start_fails(args: &[&str]) -> Output {
+    let mut c = etherws(None);
+    c.args(["sw", "--foreground"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "etherws sw {args:?} kept running, expected a start-up error\n{}",
+                show(&out)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
 // ---------------------------------------------------------------------------------------------
 // raw JSON-RPC over HTTP/1.1
 
 /// POST `body` to `http://addr{path}` (Connection: close); returns (status, body).
 pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
-    let mut s =
+    let s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to control API");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("send request");
+    let resp = http_exchange(s, &req, body);
+    (resp.status, resp.body)
+}
+
+/// True when `raw` holds a whole response head and a body as long as its Content-Length says.
+fn response_complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| rest.len() >= len)
+}
+
+/// An HTTP response as read by [`http_exchange`]: header names lower-cased, body de-chunked.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header of that (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Send a raw HTTP/1.1 request (which should say `Connection: close`) on `s` and read the
+/// response until the server closes; `what` names the request in panic messages.
+pub fn http_exchange(mut s: TcpStream, request: &str, what: &str) -> HttpResponse {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).expect("send request");
     let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        // A server may reset after a full response; keep what arrived.
-        assert!(!raw.is_empty(), "reading response to {body:?}: {e}");
+    let mut buf = [0u8; 8192];
+    // Until the server closes, or a response with a Content-Length is complete (a server may
+    // keep the connection, e.g. after refusing a WebSocket upgrade).
+    while !response_complete(&raw) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                // A server may reset after a full response; keep what arrived.
+                assert!(!raw.is_empty(), "reading response to {what:?}: {e}");
+                break;
+            }
+        }
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP header end in response to {body:?}:\n{text}"));
+        .unwrap_or_else(|| panic!("no HTTP header end in response to {what:?}:\n{text}"));
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in response to {body:?}:\n{text}"));
+        .unwrap_or_else(|| panic!("bad status line in response to {what:?}:\n{text}"));
     let headers: Vec<(String, String)> = head
         .lines()
         .skip(1)
@@ -806,7 +1047,7 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body_out = if chunked {
+    let body = if chunked {
         let mut out = String::new();
         let mut rest = rest;
         while let Some((size, after)) = rest.split_once("\r\n") {
@@ -828,7 +1069,11 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     } else {
         rest.to_string()
     };
-    (status, body_out)
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// POST a JSON-RPC request body and parse the JSON response.
@@ -1104,4 +1349,370 @@ impl RawSock {
 /// Distinct values, for readable assertion messages.
 pub fn distinct<T: std::hash::Hash + Eq + Clone>(v: &[T]) -> HashSet<T> {
     v.iter().cloned().collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// external tools, temporary files, certificates
+
+/// True when `tool` is on PATH. Otherwise: panics under CI (`CI=true`), or prints a loud
+/// SKIPPED line and returns false (the caller then returns early).
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .any(|d| d.join(tool).is_file())
+    {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs `{tool}`, which is not installed; it must be installed under CI");
+    }
+    loud(&format!("SKIPPED (needs `{tool}`): {test}"));
+    false
+}
+
+/// A fresh directory in the temp dir, removed on drop (kept, and named, if the test panics).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "etherws-e2e-{}-{tag}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// `dir/name` as a string (for command lines).
+    pub fn file(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
+    }
+
+    /// Write `dir/name`; returns its path as a string.
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.file(name);
+        fs::write(&p, contents).unwrap_or_else(|e| panic!("write {p}: {e}"));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("e2e: keeping {} for inspection", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// The PEM form a private key is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// `-----BEGIN PRIVATE KEY-----` (RSA 2048, `openssl genpkey`).
+    Pkcs8,
+    /// `-----BEGIN RSA PRIVATE KEY-----` (RSA 2048, `openssl genrsa -traditional`).
+    Pkcs1,
+    /// `-----BEGIN EC PRIVATE KEY-----` (P-256, `openssl ecparam -genkey`, preceded by the
+    /// `EC PARAMETERS` block that command writes too).
+    Sec1,
+}
+
+impl KeyForm {
+    /// The PEM label the key file must carry.
+    pub fn pem_label(self) -> &'static str {
+        match self {
+            KeyForm::Pkcs8 => "-----BEGIN PRIVATE KEY-----",
+            KeyForm::Pkcs1 => "-----BEGIN RSA PRIVATE KEY-----",
+            KeyForm::Sec1 => "-----BEGIN EC PRIVATE KEY-----",
+        }
+    }
+}
+
+/// A certificate authority made with the real `openssl` (self-signed, CA:TRUE).
+pub struct Ca {
+    pub name: String,
+    /// The CA certificate (PEM): what `--cacerts` / `--ctlsslcert` (ctl) take.
+    pub cert: String,
+    key: String,
+}
+
+/// A server key and certificate (PEM files).
+pub struct ServerCert {
+    pub key: String,
+    pub cert: String,
+}
+
+/// Certificates made with the real `openssl` in a temporary directory.
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed\n{}",
+        show(&out)
+    );
+}
+
+impl Pki {
+    pub fn new(tag: &str) -> Pki {
+        Pki {
+            dir: TempDir::new(tag),
+        }
+    }
+
+    /// A self-signed CA `CN=etherws test CA <name>` (RSA 2048, valid 2 days).
+    pub fn ca(&self, name: &str) -> Ca {
+        let cnf = self.dir.write(
+            &format!("{name}-ca.cnf"),
+            &format!(
+                "[req]\ndistinguished_name = dn\nprompt = no\n\
+                 [dn]\nCN = etherws test CA {name}\n\
+                 [v3_ca]\nbasicConstraints = critical, CA:TRUE\n\
+                 keyUsage = critical, keyCertSign, cRLSign\n\
+                 subjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid:always\n"
+            ),
+        );
+        let key = self.dir.file(&format!("{name}-ca.key"));
+        let cert = self.dir.file(&format!("{name}-ca.pem"));
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-x509",
+                "-config",
+                &cnf,
+                "-extensions",
+                "v3_ca",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+                "-days",
+                "2",
+            ],
+        );
+        Ca {
+            name: name.to_string(),
+            cert,
+            key,
+        }
+    }
+
+    /// A private key in the given form, `dir/<name>.key`.
+    pub fn key(&self, name: &str, form: KeyForm) -> String {
+        let key = self.dir.file(&format!("{name}.key"));
+        match form {
+            KeyForm::Pkcs8 => openssl(
+                &self.dir,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    &key,
+                ],
+            ),
+            KeyForm::Pkcs1 => openssl(&self.dir, &["genrsa", "-traditional", "-out", &key, "2048"]),
+            KeyForm::Sec1 => openssl(
+                &self.dir,
+                &["ecparam", "-name", "prime256v1", "-genkey", "-out", &key],
+            ),
+        }
+        let pem = fs::read_to_string(&key).expect("read the new key");
+        assert!(
+            pem.contains(form.pem_label()),
+            "openssl wrote {key} not as {form:?}:\n{}",
+            pem.lines()
+                .filter(|l| l.starts_with("-----"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        key
+    }
+
+    /// A server certificate `CN=<name>` signed by `ca`, for these IP addresses
+    /// (`subjectAltName=IP:...`), with a new key in the given form.
+    pub fn server(&self, ca: &Ca, name: &str, ips: &[&str], form: KeyForm) -> ServerCert {
+        let key = self.key(name, form);
+        let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+        let cnf = self.dir.write(
+            &format!("{name}.cnf"),
+            &format!(
+                "[req]\ndistinguished_name = dn\nprompt = no\n\
+                 [dn]\nCN = {name}\n\
+                 [v3_srv]\nbasicConstraints = critical, CA:FALSE\n\
+                 keyUsage = critical, digitalSignature, keyEncipherment\n\
+                 extendedKeyUsage = serverAuth\n\
+                 subjectAltName = {}\n\
+                 subjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid\n",
+                sans.join(", ")
+            ),
+        );
+        let csr = self.dir.file(&format!("{name}.csr"));
+        let cert = self.dir.file(&format!("{name}.pem"));
+        openssl(
+            &self.dir,
+            &["req", "-new", "-config", &cnf, "-key", &key, "-out", &csr],
+        );
+        let serial = format!("{}", 1000 + next_id());
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca.cert,
+                "-CAkey",
+                &ca.key,
+                "-set_serial",
+                &serial,
+                "-days",
+                "2",
+                "-extfile",
+                &cnf,
+                "-extensions",
+                "v3_srv",
+                "-out",
+                &cert,
+            ],
+        );
+        ServerCert { key, cert }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// a pseudo-terminal, for password prompts
+
+/// What a command run on a pseudo-terminal did: its exit status and everything it wrote to the
+/// terminal (stdout, stderr and /dev/tty are all the terminal).
+#[derive(Debug)]
+pub struct PtyRun {
+    pub status: std::process::ExitStatus,
+    pub output: String,
+}
+
+/// Run `cmd` with a new pseudo-terminal as its controlling terminal and stdio; when `prompt`
+/// appears in its output, type `input` and Enter. Panics if the command does not end within
+/// 30 s (it is killed) or the prompt never appears before it ends.
+pub fn run_on_pty(mut cmd: Command, prompt: &str, input: &str) -> PtyRun {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex, mpsc};
+
+    // SAFETY: plain libc calls; the returned descriptor is owned right away.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        assert_eq!(libc::grantpt(fd.as_raw_fd()), 0, "grantpt");
+        assert_eq!(libc::unlockpt(fd.as_raw_fd()), 0, "unlockpt");
+        fd
+    };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    assert_eq!(rc, 0, "ptsname_r");
+    // SAFETY: ptsname_r wrote a NUL-terminated string into the buffer.
+    let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&slave_path)
+        .unwrap_or_else(|e| panic!("open {slave_path}: {e}"));
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn on a pty");
+    // Close our copies of the terminal's slave side, so that reading the master ends (EIO)
+    // once the child is gone.
+    drop(cmd);
+
+    let master = File::from(master);
+    let mut reader = master.try_clone().expect("dup pty master");
+    let mut writer = master;
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let (done_tx, done_rx) = mpsc::channel();
+    {
+        let seen = seen.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    let text =
+        |seen: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut typed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the pty child") {
+            break status;
+        }
+        if !typed && text(&seen).contains(prompt) {
+            writer
+                .write_all(format!("{input}\n").as_bytes())
+                .expect("type on the pty");
+            typed = true;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "command on the pty did not finish (prompt {prompt:?} typed: {typed}); output:\n{}",
+                text(&seen)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = done_rx.recv_timeout(Duration::from_secs(5));
+    let output = text(&seen);
+    assert!(
+        output.contains(prompt),
+        "the prompt {prompt:?} never appeared; the command ended with {status}, output:\n{output}"
+    );
+    PtyRun { status, output }
 }
