@@ -778,6 +778,27 @@ impl Switch {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends `sig` (e.g. `libc::SIGSTOP`, `SIGKILL`, `SIGTERM`) to the switch process (`ip
+    /// netns exec` execs, so the child is the switch itself).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `timeout` for the switch to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Switch {
@@ -1077,6 +1098,22 @@ pub fn http_exchange(mut s: TcpStream, request: &str, what: &str) -> HttpRespons
 }
 
 /// POST a JSON-RPC request body and parse the JSON response.
+/// [`rpc`] to a control API inside a namespace.
+pub fn rpc_in(ns: &Netns, addr: SocketAddr, path: &str, body: &str) -> Value {
+    let s = ns.tcp_connect(addr).expect("connect to control API");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = http_exchange(s, &req, body);
+    serde_json::from_str(&resp.body).unwrap_or_else(|e| {
+        panic!(
+            "response to {body:?} is not JSON ({e}); HTTP {}:\n{}",
+            resp.status, resp.body
+        )
+    })
+}
+
 pub fn rpc(addr: SocketAddr, path: &str, body: &str) -> Value {
     let (status, text) = http_post(addr, path, body);
     serde_json::from_str(&text).unwrap_or_else(|e| {
