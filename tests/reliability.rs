@@ -228,3 +228,64 @@ fn broadcast_storm_does_not_starve_the_others() {
     );
     assert!(p.rx < sent, "storm control let everything through: {p:?}");
 }
+
+#[test]
+fn config_file_brings_the_switch_back_whole() {
+    if !require_root("config_file_brings_the_switch_back_whole") {
+        return;
+    }
+    let ns_a = Netns::new("cfA");
+    let ns_b = Netns::new("cfB");
+    veth(
+        &ns_a,
+        "vAB",
+        Some(&format!("{A_VETH}/24")),
+        &ns_b,
+        "vBA",
+        Some(&format!("{B_VETH}/24")),
+    );
+    let _a = side(&ns_a, "cf-A", A_VETH, "ewsA0", A_TAP, &[]);
+    // B is declared entirely in a file: its TAP with address and MTU, and its client port.
+    let dir = TempDir::new("cfg");
+    let conf = dir.write(
+        "etherws.toml",
+        &format!(
+            "[switch]\nkeepalive = 1\nhost = \"{B_VETH}\"\nport = {WS_PORT}\nctlport = {CTL_PORT}\n\n\
+             [[port]]\ntype = \"tap\"\ntarget = \"ewsB0\"\naddress = \"{B_TAP}\"\nnetmask = \"255.255.255.0\"\nmtu = 1400\n\n\
+             [[port]]\ntype = \"client\"\ntarget = \"ws://{A_VETH}:{WS_PORT}/\"\n"
+        ),
+    );
+    let start = || {
+        Switch::builder("cf-B")
+            .netns(&ns_b)
+            .host(B_VETH)
+            .port(WS_PORT)
+            .ctl_port(CTL_PORT)
+            .args(&["--config", &conf])
+            .start()
+    };
+    let check = |b: &Switch| {
+        wait_state(b, 2, "up", Duration::from_secs(15));
+        let ports: Vec<_> = b
+            .listport()
+            .iter()
+            .map(|p| (p.port, p.kind.clone()))
+            .collect();
+        assert_eq!(ports, vec![(1, "tap".into()), (2, "client".into())]);
+        let ifs = b.listif();
+        assert_eq!(
+            (ifs[0].address.as_str(), ifs[0].mtu),
+            (B_TAP, 1400),
+            "{ifs:?}"
+        );
+        ping(&ns_b, A_TAP);
+    };
+    let mut b = start();
+    check(&b);
+    // A crash, and the restart systemd would do: everything comes back from the file.
+    b.signal(libc::SIGKILL);
+    b.wait_exit(Duration::from_secs(5)).expect("killed");
+    drop(b);
+    let b = start();
+    check(&b);
+}

@@ -34,6 +34,10 @@ pub struct SwArgs {
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
+    /// Configuration file (TOML): switch settings and the ports to create at start. Options
+    /// given on the command line override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// FDB ageout time in seconds.
     #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
     pub ageout: i64,

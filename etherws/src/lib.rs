@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod fdb;

@@ -1,11 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use etherws::cli::{Cli, Command};
 use etherws::ctl::Failure;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Ctl(args) => {
             if etherws::ctl::run(args) {
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Sw(args) => match etherws::sw::run(args) {
+        Command::Sw(args) => match etherws::sw::run(args, matches.subcommand_matches("sw")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 // The same shape etherws 1.3 used for start-up errors.

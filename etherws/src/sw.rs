@@ -5,7 +5,7 @@
 //! runtime starts only after the fork (a forked multi-threaded runtime would be broken).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,16 +14,22 @@ use socket2::{Domain, Socket, Type};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{AuthLimits, ConnLimits};
+use clap::ArgMatches;
+
 use crate::cli::SwArgs;
+use crate::config::{Config, IfConf, PortConf, SwitchConf};
 use crate::control::Control;
 use crate::fdb::MacLimits;
 use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
-use crate::netif::Netif;
+use crate::netif::{IfChange, Netif};
 use crate::port::ws::WsSettings;
+use crate::port::ws::{ClientOptions, Credentials};
 use crate::port::{SharedSwitch, expire_loop, lock};
 use crate::server::{self, Gate};
+use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
+use crate::tls::Verify;
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub struct Settings {
@@ -197,7 +203,68 @@ fn daemonize() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: SwArgs) -> anyhow::Result<()> {
+/// Fills in the options the command line left at their defaults from the configuration
+/// file's `[switch]` table: the command line wins, then the file, then the defaults.
+fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatches>) {
+    let explicit = |id: &str| {
+        matches.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    macro_rules! plain {
+        ($($f:ident),*) => {$(
+            if let Some(v) = &conf.$f {
+                if !explicit(stringify!($f)) {
+                    args.$f = v.clone();
+                }
+            }
+        )*};
+    }
+    macro_rules! optional {
+        ($($f:ident),*) => {$(
+            if conf.$f.is_some() && !explicit(stringify!($f)) {
+                args.$f = conf.$f.clone();
+            }
+        )*};
+    }
+    plain!(
+        debug,
+        ageout,
+        keepalive,
+        reconnect_max,
+        max_frame,
+        max_macs,
+        max_macs_per_port,
+        storm_pps,
+        max_conns,
+        max_conns_per_addr,
+        auth_max_failures,
+        auth_window,
+        path,
+        host,
+        ctlpath,
+        ctlhost,
+        ctlport
+    );
+    optional!(
+        logconf,
+        port,
+        htpasswd,
+        sslkey,
+        sslcert,
+        ctlhtpasswd,
+        ctlsslkey,
+        ctlsslcert
+    );
+}
+
+pub fn run(mut args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    let config = match args.config.clone() {
+        Some(path) => {
+            let conf = Config::load(&path)?;
+            apply_config(&mut args, &conf.switch, matches);
+            Some((std::path::absolute(&path)?, conf))
+        }
+        None => None,
+    };
     let logconf = match absolute(&args.logconf, "logconf")? {
         Some(p) => LogConf::load(&p)?,
         None => LogConf::default(),
@@ -220,13 +287,84 @@ pub fn run(args: SwArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(settings, ws_listener, ctl_listener))
+    runtime.block_on(serve(settings, ws_listener, ctl_listener, config))
+}
+
+/// Creates the ports the configuration file declares, in order (so they get numbers 1, 2…).
+async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> anyhow::Result<()> {
+    for (i, p) in ports.iter().enumerate() {
+        let what = format!("{}:{}: port {}", origin.display(), p.line(), i + 1);
+        let iface = |iface: &IfConf| IfChange {
+            address: iface.address,
+            netmask: iface.netmask,
+            mtu: iface.mtu,
+        };
+        let configure = |stat: PortStat, conf: &IfConf| {
+            let change = iface(conf);
+            async move {
+                if change != IfChange::default() {
+                    control
+                        .configure_interface(stat.port, &change)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e.data))?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        };
+        let result = match p {
+            PortConf::Tap { name, iface, .. } => match control.add_tap(name).await {
+                Ok(stat) => configure(stat, iface).await,
+                Err(e) => Err(e),
+            },
+            PortConf::Netdev {
+                name,
+                iface,
+                offload,
+                ..
+            } => {
+                if *offload {
+                    tracing::warn!(
+                        "{what}: eBPF offload is not available in this build; using AF_PACKET"
+                    );
+                }
+                match control.add_netdev(name).await {
+                    Ok(stat) => configure(stat, iface).await,
+                    Err(e) => Err(e),
+                }
+            }
+            PortConf::Client {
+                url,
+                user,
+                passwd,
+                cacerts,
+                insecure,
+                ..
+            } => {
+                let creds = user.as_ref().map(|u| Credentials {
+                    user: u.clone(),
+                    passwd: passwd.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+                });
+                let verify = match (insecure, cacerts) {
+                    (true, _) => Verify::Insecure,
+                    (false, Some(ca)) => Verify::CaFile(ca.clone()),
+                    (false, None) => Verify::System,
+                };
+                control
+                    .add_client(url, ClientOptions { creds, verify }, false)
+                    .await
+                    .map(drop)
+            }
+        };
+        result.with_context(|| what.clone())?;
+    }
+    Ok(())
 }
 
 async fn serve(
     s: Settings,
     ws_listener: TcpListener,
     ctl_listener: Option<TcpListener>,
+    config: Option<(PathBuf, Config)>,
 ) -> anyhow::Result<()> {
     let switch: SharedSwitch = Arc::new(Mutex::new(Switch::with_limits(s.ageout, s.limits)));
     let gate = Gate::new(s.conns, s.auth);
@@ -236,6 +374,13 @@ async fn serve(
         netif,
         ws: s.ws,
     };
+    if let Some((origin, conf)) = &config {
+        if let Err(e) = create_ports(&control, origin, &conf.ports).await {
+            tracing::error!("{e:#}");
+            close_all(&switch).await;
+            return Err(e);
+        }
+    }
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
     let ws = server::ws_routes(

@@ -161,14 +161,8 @@ impl Control {
         let target = string(p, "target")?.ok_or_else(|| bad("missing target"))?;
         let fail = |e: anyhow::Error| bad(format!("{e:#}"));
         let stat = match kind {
-            "tap" => {
-                let (tap, name) = Tap::open(target, &self.netif).await.map_err(fail)?;
-                attach(&self.switch, PortKind::Tap, name, tap)
-            }
-            "netdev" => {
-                let dev = Netdev::open(target, &self.netif).await.map_err(fail)?;
-                attach(&self.switch, PortKind::Netdev, target.to_string(), dev)
-            }
+            "tap" => self.add_tap(target).await.map_err(fail)?,
+            "netdev" => self.add_netdev(target).await.map_err(fail)?,
             "client" => {
                 let opts = object(p.get("options").unwrap_or(&Value::Null))?;
                 let user = string(&opts, "user")?.filter(|u| !u.is_empty());
@@ -192,14 +186,71 @@ impl Control {
                     }
                 };
                 let opts = ClientOptions { creds, verify };
-                let port = ClientPort::connect(target, opts, self.ws)
-                    .await
-                    .map_err(fail)?;
-                attach(&self.switch, PortKind::Client, target.to_string(), port)
+                self.add_client(target, opts, true).await.map_err(fail)?
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),
         };
         Ok(entries(vec![portstat(&stat)]))
+    }
+
+    /// Creates (or attaches to) TAP device `name` and adds it as a port.
+    pub async fn add_tap(&self, name: &str) -> anyhow::Result<PortStat> {
+        let (tap, name) = Tap::open(name, &self.netif).await?;
+        Ok(attach(&self.switch, PortKind::Tap, name, tap))
+    }
+
+    /// Adds interface `name` as a port.
+    pub async fn add_netdev(&self, name: &str) -> anyhow::Result<PortStat> {
+        let dev = Netdev::open(name, &self.netif).await?;
+        Ok(attach(
+            &self.switch,
+            PortKind::Netdev,
+            name.to_string(),
+            dev,
+        ))
+    }
+
+    /// Adds a client port. With `connect_first`, the first connection must succeed (as
+    /// `addPort` requires); without, the port starts down and keeps trying (a port declared
+    /// in the configuration file, whose peer may not be up yet).
+    pub async fn add_client(
+        &self,
+        url: &str,
+        opts: ClientOptions,
+        connect_first: bool,
+    ) -> anyhow::Result<PortStat> {
+        let port = if connect_first {
+            ClientPort::connect(url, opts, self.ws).await?
+        } else {
+            ClientPort::pending(url, opts, self.ws)?
+        };
+        Ok(attach(
+            &self.switch,
+            PortKind::Client,
+            url.to_string(),
+            port,
+        ))
+    }
+
+    /// Applies `setif` settings to a tap or netdev port.
+    pub async fn configure_interface(
+        &self,
+        port: PortNo,
+        change: &IfChange,
+    ) -> Result<PortStat, RpcError> {
+        let stat = self.stat(port)?;
+        if !stat.kind.has_interface() {
+            return Err(bad(format!(
+                "Port {port} has unsupported interface: {}",
+                stat.kind.as_str()
+            )));
+        }
+        self.netif
+            .set(&stat.target, change)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        tracing::info!(port, ?change, "interface set");
+        Ok(stat)
     }
 
     fn set_port(&self, p: &Map<String, Value>) -> MethodResult {
@@ -224,13 +275,7 @@ impl Control {
 
     async fn set_interface(&self, p: &Map<String, Value>) -> MethodResult {
         let port = port_no(p)?;
-        let stat = self.stat(port)?;
-        if !stat.kind.has_interface() {
-            return Err(bad(format!(
-                "Port {port} has unsupported interface: {}",
-                stat.kind.as_str()
-            )));
-        }
+        self.stat(port)?;
         let mtu = integer(p, "mtu")?
             .map(|m| u32::try_from(m).map_err(|_| bad(format!("invalid MTU: {m}"))))
             .transpose()?;
@@ -239,11 +284,7 @@ impl Control {
             netmask: ipv4(p, "netmask")?,
             mtu,
         };
-        self.netif
-            .set(&stat.target, &change)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        tracing::info!(port, ?change, "interface set");
+        let stat = self.configure_interface(port, &change).await?;
         Ok(entries(vec![self.ifstat(&stat).await]))
     }
 

@@ -95,7 +95,7 @@ pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, po
         let no = sw.add_port(kind, target, Queue(tx));
         sw.port(no).cloned().expect("port just added")
     };
-    tracing::info!(port = stat.port, kind = kind.as_str(), target = %stat.target, "connected");
+    tracing::info!(port = stat.port, kind = kind.as_str(), target = %stat.target, "port added");
     let io = PortIo {
         egress: rx,
         ingress: Ingress {

@@ -197,7 +197,7 @@ pub struct ClientPort {
     url: String,
     opts: ClientOptions,
     settings: WsSettings,
-    first: WsPort<BoxIo>,
+    first: Option<WsPort<BoxIo>>,
 }
 
 impl ClientPort {
@@ -212,7 +212,18 @@ impl ClientPort {
             url: url.to_string(),
             opts,
             settings,
-            first,
+            first: Some(first),
+        })
+    }
+
+    /// A port that starts down and connects in the background (checking the URL now).
+    pub fn pending(url: &str, opts: ClientOptions, settings: WsSettings) -> anyhow::Result<Self> {
+        parse_target(url)?;
+        Ok(ClientPort {
+            url: url.to_string(),
+            opts,
+            settings,
+            first: None,
         })
     }
 }
@@ -233,8 +244,16 @@ async fn closed_within(egress: &mut mpsc::Receiver<Bytes>, delay: Duration) -> b
 impl Port for ClientPort {
     async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
         let port = io.ingress.port();
-        let mut ws = Some(self.first);
-        let mut delay = Duration::from_secs(1);
+        let mut ws = self.first;
+        if ws.is_none() {
+            io.ingress.set_link(false);
+        }
+        // The first attempt of a pending port is immediate; later ones back off.
+        let mut delay = if ws.is_none() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
         loop {
             if let Some(w) = ws.take() {
                 match w.session(&mut io).await {
@@ -266,7 +285,9 @@ impl Port for ClientPort {
                     ws = Some(w);
                 }
                 Err(e) => {
-                    delay = (delay * 2).min(self.settings.reconnect_max);
+                    delay = (delay * 2)
+                        .max(Duration::from_secs(1))
+                        .min(self.settings.reconnect_max);
                     tracing::info!(port, url = %self.url, "reconnect failed: {e:#}");
                 }
             }
