@@ -83,6 +83,16 @@ pub fn write_fd(fd: RawFd, frame: &[u8]) -> std::io::Result<usize> {
     }
 }
 
+/// What one receive produced for the switch.
+pub enum Received {
+    /// One frame: the common case, straight from the receive buffer.
+    One(Bytes),
+    /// Several frames (an offloaded super-frame cut into segments).
+    Many(Vec<Bytes>),
+    /// Nothing to forward (a frame that had to be dropped); keep reading.
+    Nothing,
+}
+
 /// Errors after which the descriptor is useless: the device is gone.
 fn fatal(e: &io::Error) -> bool {
     matches!(
@@ -92,13 +102,14 @@ fn fatal(e: &io::Error) -> bool {
 }
 
 /// Runs a descriptor-backed port: frames read by `recv` go to the switch, frames from the
-/// switch are written with `write(2)`. Returns when the switch removes the port (`Ok`) or the
-/// device goes away (`Err`). A frame the device refuses (too big for its MTU, link down, no
-/// buffer space) is dropped and logged; the port lives on.
+/// switch are written with `send` (e.g. [`write_fd`]). Returns when the switch removes the port
+/// (`Ok`) or the device goes away (`Err`). A frame the device refuses (too big for its MTU,
+/// link down, no buffer space) is dropped and logged; the port lives on.
 pub async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
-    mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Bytes>,
+    mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
+    mut send: impl FnMut(RawFd, &[u8]) -> io::Result<usize>,
 ) -> anyhow::Result<()> {
     let PortIo {
         mut egress,
@@ -113,7 +124,9 @@ pub async fn drive<T: AsRawFd>(
             // Drain everything that is ready before waiting again.
             loop {
                 match recv(fd, &mut buf) {
-                    Ok(frame) => ingress.frame(frame),
+                    Ok(Received::One(frame)) => ingress.frame(frame),
+                    Ok(Received::Many(frames)) => frames.into_iter().for_each(|f| ingress.frame(f)),
+                    Ok(Received::Nothing) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         guard.clear_ready();
                         break;
@@ -134,7 +147,7 @@ pub async fn drive<T: AsRawFd>(
         while egress.recv_many(&mut batch, 64).await > 0 {
             for frame in batch.drain(..) {
                 loop {
-                    match write_fd(fd, &frame) {
+                    match send(fd, &frame) {
                         Ok(_) => break,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             afd.writable().await?.clear_ready();

@@ -9,6 +9,7 @@
 //! port's driver learns to close.
 
 pub mod fd;
+pub mod gso;
 pub mod netdev;
 pub mod proxy;
 pub mod tap;

@@ -8,7 +8,13 @@
 //!   socket closes;
 //! - the kernel strips the 802.1Q tag of received frames into metadata (VLAN offload); the tag
 //!   is read back from `PACKET_AUXDATA` and put back in front of the payload, or tagged traffic
-//!   would silently change VLAN.
+//!   would silently change VLAN;
+//! - on interfaces with offloads (veth by default, virtio, TAP with a vnet header) the kernel
+//!   hands over frames it has not finished: TCP/UDP checksums left for the "hardware", and GSO
+//!   super-frames of up to 64 KB. Forwarded as they are, the far end drops them (ping works,
+//!   TCP does not). With `PACKET_VNET_HDR` each frame comes with a `virtio_net_hdr` saying so;
+//!   the checksum is then filled in place and super-frames are cut into plain segments (see
+//!   [`super::gso`]). Plain frames, the vast majority, still go through without a copy.
 
 use std::cell::Cell;
 use std::io;
@@ -16,17 +22,20 @@ use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::Context;
-use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, RxBuf, drive};
+use super::fd::{HEADROOM, Received, RxBuf, drive};
+use super::gso::{self, VNET_HDR_LEN, VnetHdr};
 use super::{Port, PortIo};
 use crate::netif::Netif;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
+/// `<linux/if_packet.h>`: prefix every frame, both ways, with a `struct virtio_net_hdr`.
+const PACKET_VNET_HDR: libc::c_int = 15;
 
 pub struct Netdev {
     sock: AsyncFd<OwnedFd>,
+    name: String,
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -67,6 +76,13 @@ impl Netdev {
         .context("cannot open packet socket")?;
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR,
+            &1 as &libc::c_int,
+        )
+        .context("cannot enable PACKET_VNET_HDR")?;
 
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
@@ -104,25 +120,75 @@ impl Netdev {
 
         // SAFETY: the OwnedFd moves into the AsyncFd, which closes it only when dropped.
         let sock = unsafe { AsyncFd::register(fd)? };
-        Ok(Netdev { sock })
+        Ok(Netdev {
+            sock,
+            name: name.to_string(),
+        })
     }
 }
 
-/// Receives one frame, putting back a VLAN tag the kernel took off.
-fn recv_frame(fd: RawFd, buf: &mut RxBuf) -> io::Result<Bytes> {
+/// What the receive side remembers for its log lines.
+struct RxLog {
+    name: String,
+    segmented: bool,
+    dropped: u64,
+}
+
+impl RxLog {
+    fn first_gso(&mut self, hdr: &VnetHdr) {
+        if !self.segmented {
+            self.segmented = true;
+            tracing::info!(
+                interface = %self.name,
+                gso_type = hdr.gso_type,
+                gso_size = hdr.gso_size,
+                "segmenting offloaded super-frames in software"
+            );
+        }
+    }
+
+    fn dropped(&mut self, hdr: &VnetHdr, len: usize, e: &gso::Error) {
+        self.dropped += 1;
+        if self.dropped == 1 {
+            tracing::warn!(interface = %self.name, len, ?hdr, "dropped offloaded frame: {e}");
+        } else {
+            tracing::debug!(
+                interface = %self.name,
+                len,
+                ?hdr,
+                dropped = self.dropped,
+                "dropped offloaded frame: {e}"
+            );
+        }
+    }
+}
+
+/// Receives one frame, putting back a VLAN tag the kernel took off and finishing what
+/// offloads left undone (checksum in place; super-frames cut into segments).
+fn recv_frame(fd: RawFd, buf: &mut RxBuf, log: &mut RxLog) -> io::Result<Received> {
     let tag: Cell<Option<(u16, u16)>> = Cell::new(None);
-    buf.read(
+    let vnet: Cell<VnetHdr> = Cell::new(VnetHdr::default());
+    let bad: Cell<Option<gso::Error>> = Cell::new(None);
+    let frame = buf.read(
         |ptr, len| {
-            let mut iov = libc::iovec {
-                iov_base: ptr.cast(),
-                iov_len: len,
-            };
+            // The virtio_net_hdr lands on the stack, the frame straight in the receive buffer.
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let mut iov = [
+                libc::iovec {
+                    iov_base: hdr.as_mut_ptr().cast(),
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: len,
+                },
+            ];
             // Room for one tpacket_auxdata control message.
             let mut cmsg_buf = [0u64; 8];
             // SAFETY: msghdr is plain old data; the pointers set below outlive the call.
             let mut msg: libc::msghdr = unsafe { zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len();
             msg.msg_control = cmsg_buf.as_mut_ptr().cast();
             msg.msg_controllen = size_of::<[u64; 8]>();
             // SAFETY: msg describes valid buffers.
@@ -151,29 +217,95 @@ fn recv_frame(fd: RawFd, buf: &mut RxBuf) -> io::Result<Bytes> {
                     c = libc::CMSG_NXTHDR(&msg, c);
                 }
             }
+            // The kernel always writes the header (MSG_TRUNC: n is the real size of both).
+            let n = (n as usize)
+                .checked_sub(VNET_HDR_LEN)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))?;
+            vnet.set(VnetHdr::parse(&hdr));
             // A frame larger than the buffer is truncated (MSG_TRUNC gives its real size):
             // such a frame cannot be forwarded whole, so it is not forwarded at all.
-            if n as usize > len {
+            if n > len {
                 return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
             }
-            Ok(n as usize)
+            Ok(n)
         },
-        |frame| match tag.get() {
-            // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the
-            // headroom and write the tag where they were.
-            Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
-                frame.copy_within(HEADROOM..HEADROOM + 12, 0);
-                frame[12..14].copy_from_slice(&tpid.to_be_bytes());
-                frame[14..16].copy_from_slice(&tci.to_be_bytes());
-                0
+        |frame| {
+            let start = match tag.get() {
+                // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the
+                // headroom and write the tag where they were.
+                Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
+                    frame.copy_within(HEADROOM..HEADROOM + 12, 0);
+                    frame[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    frame[14..16].copy_from_slice(&tci.to_be_bytes());
+                    // The kernel's offsets count from the frame without the tag.
+                    vnet.set(vnet.get().shifted(HEADROOM as u16));
+                    0
+                }
+                _ => HEADROOM,
+            };
+            let hdr = vnet.get();
+            // A checksum left to the hardware: fill it in, in place (the buffer is ours).
+            if hdr.needs_csum() && !hdr.is_gso() {
+                if let Err(e) = gso::fix_csum(&hdr, &mut frame[start..]) {
+                    bad.set(Some(e));
+                }
             }
-            _ => HEADROOM,
+            start
         },
-    )
+    )?;
+    let hdr = vnet.get();
+    if let Some(e) = bad.take() {
+        log.dropped(&hdr, frame.len(), &e);
+        return Ok(Received::Nothing);
+    }
+    if !hdr.is_gso() {
+        return Ok(Received::One(frame));
+    }
+    log.first_gso(&hdr);
+    match gso::segment(&hdr, &frame) {
+        Ok(segments) => Ok(Received::Many(segments)),
+        Err(e) => {
+            log.dropped(&hdr, frame.len(), &e);
+            Ok(Received::Nothing)
+        }
+    }
+}
+
+/// Sends one frame behind an all-zero `virtio_net_hdr` (a plain frame: no offload asked).
+fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
+    static PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+    let iov = [
+        libc::iovec {
+            iov_base: PLAIN.as_ptr().cast_mut().cast(),
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr().cast_mut().cast(),
+            iov_len: frame.len(),
+        },
+    ];
+    // SAFETY: both iovecs describe readable memory that outlives the call; writev only reads.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
 }
 
 impl Port for Netdev {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        drive(&self.sock, io, recv_frame).await
+        let mut log = RxLog {
+            name: self.name,
+            segmented: false,
+            dropped: 0,
+        };
+        drive(
+            &self.sock,
+            io,
+            |fd, buf| recv_frame(fd, buf, &mut log),
+            send_frame,
+        )
+        .await
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 use tun_tap::{Iface, Mode};
 
-use super::fd::{HEADROOM, drive, read_fd, set_nonblocking};
+use super::fd::{HEADROOM, Received, drive, read_fd, set_nonblocking, write_fd};
 use super::{Port, PortIo};
 use crate::netif::Netif;
 
@@ -56,9 +56,15 @@ impl Tap {
 
 impl Port for Tap {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        drive(&self.iface, io, |fd, buf| {
-            buf.read(|ptr, len| read_fd(fd, ptr, len), |_| HEADROOM)
-        })
+        drive(
+            &self.iface,
+            io,
+            |fd, buf| {
+                buf.read(|ptr, len| read_fd(fd, ptr, len), |_| HEADROOM)
+                    .map(Received::One)
+            },
+            write_fd,
+        )
         .await
     }
 }
