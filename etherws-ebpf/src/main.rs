@@ -1,16 +1,235 @@
 //! eBPF programs of etherws, built for `bpfel-unknown-none` by `cargo xtask build-ebpf`.
 //!
-//! For now a single XDP program that passes every frame to the kernel's stack: the AF_PACKET
-//! datapath of `netdev` ports works without it. The offload (XDP → AF_XDP, in-kernel
-//! forwarding between netdev ports through a DEVMAP) builds on this crate.
+//! One XDP program, `etherws_xdp`, attached to every offloaded netdev port. Per frame it either
+//! forwards it in the kernel to another offloaded port (through a DEVMAP), drops it, or hands it
+//! to the port's AF_XDP socket so the userspace switch deals with it. The contract with
+//! userspace (maps, keys, values, decisions) is written down in `../README.md`; the types and map
+//! names come from `etherws-common`.
+//!
+//! Everything is bounds-checked against `data_end` before it is read (the verifier insists), no
+//! code path can panic, and nothing is logged.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
+    macros::{map, xdp},
+    maps::{DevMapHash, HashMap, PerCpuHashMap, XskMap},
+    programs::XdpContext,
+};
+use etherws_common::{
+    ETH_ALEN, ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_SHUT,
+    PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS, VLAN_HLEN, VLAN_VID_MASK,
+    XSKS_MAX_ENTRIES,
+};
+
+// The statics' names are the map names userspace looks up: keep them equal to the `MAP_*`
+// constants of etherws-common (the xtask eBPF tests open every map by those constants).
+
+/// The forwarding database, mirrored from userspace.
+#[map]
+static ETHERWS_FDB: HashMap<FdbKey, FdbValue> = HashMap::with_max_entries(FDB_MAX_ENTRIES, 0);
+
+/// Offloaded ports by ingress ifindex.
+#[map]
+static ETHERWS_PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(PORTS_MAX_ENTRIES, 0);
+
+/// In-kernel forwarding targets, keyed by ifindex.
+#[map]
+static ETHERWS_DEVMAP: DevMapHash = DevMapHash::with_max_entries(PORTS_MAX_ENTRIES, 0);
+
+/// AF_XDP sockets, at `PortConf::xsk_base + rx_queue_index`.
+#[map]
+static ETHERWS_XSKS: XskMap = XskMap::with_max_entries(XSKS_MAX_ENTRIES, 0);
+
+/// Per-port counters by ifindex.
+#[map]
+static ETHERWS_COUNTERS: PerCpuHashMap<u32, PortCounters> =
+    PerCpuHashMap::with_max_entries(PORTS_MAX_ENTRIES, 0);
 
 #[xdp]
-pub fn etherws_xdp(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn etherws_xdp(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // Not an offloaded port: this program has nothing to say about it.
+    let Some(conf) = ETHERWS_PORTS.get_ptr(ifindex) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: a valid map value; userspace may rewrite it concurrently, so copy it once.
+    let conf: PortConf = unsafe { core::ptr::read_volatile(conf) };
+    // Whole frame length, fragments of a multi-buffer frame included.
+    // SAFETY: the helper only reads the context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let rx = counters(ifindex);
+    if let Some(c) = rx {
+        // SAFETY: a valid per-CPU map value: only this CPU writes it while we run.
+        unsafe {
+            (*c).rx_frames += 1;
+            (*c).rx_bytes += len;
+        }
+    }
+    let action = decide(&ctx, ifindex, &conf, len);
+    if let Some(c) = rx {
+        // SAFETY: as above.
+        unsafe {
+            match action {
+                Verdict::Drop => (*c).dropped += 1,
+                Verdict::ToUser(xdp_action::XDP_REDIRECT) => (*c).to_user += 1,
+                Verdict::ToUser(_) => (*c).passed += 1,
+                Verdict::Forward => {}
+            }
+        }
+    }
+    match action {
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::ToUser(a) => a,
+        Verdict::Forward => xdp_action::XDP_REDIRECT,
+    }
+}
+
+/// What became of a frame of an offloaded port.
+#[derive(Clone, Copy)]
+enum Verdict {
+    /// Dropped.
+    Drop,
+    /// Redirected to the AF_XDP socket (`XDP_REDIRECT`), or passed to the stack (`XDP_PASS`)
+    /// when no socket is bound for the RX queue.
+    ToUser(u32),
+    /// Redirected into the DEVMAP (counted on the egress port already).
+    Forward,
+}
+
+#[inline(always)]
+fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict {
+    if conf.flags & PORT_F_SHUT != 0 {
+        return Verdict::Drop;
+    }
+    let Some((dst, src, vid)) = parse(ctx) else {
+        // Shorter than its Ethernet (and VLAN) header: userspace would discard it too.
+        return Verdict::Drop;
+    };
+    let to_user = || Verdict::ToUser(xsk_redirect(ctx, conf));
+
+    // Learning. The kernel only refreshes the age of a source it already knows on this very
+    // port; a new source or a moved one goes to userspace, which learns it and updates the map,
+    // whatever the destination.
+    let Some(src) = ETHERWS_FDB.get_ptr_mut(FdbKey { vid, mac: src }) else {
+        return to_user();
+    };
+    // SAFETY: a valid map value (userspace may rewrite it concurrently; a stale read only sends
+    // one frame to userspace, or forwards it as the old entry said).
+    unsafe {
+        if (*src).port != conf.port || (*src).ifindex != ifindex {
+            return to_user();
+        }
+        let now = bpf_ktime_get_ns();
+        if now.wrapping_sub((*src).seen_ns) >= SEEN_REFRESH_NS {
+            (*src).seen_ns = now;
+        }
+    }
+
+    // Group addresses (broadcast, multicast) are flooded by userspace.
+    if dst[0] & 1 != 0 {
+        return to_user();
+    }
+    let Some(dst) = ETHERWS_FDB.get_ptr(FdbKey { vid, mac: dst }) else {
+        return to_user(); // unknown unicast: flooded by userspace
+    };
+    // SAFETY: a valid map value, copied once.
+    let dst: FdbValue = unsafe { core::ptr::read_volatile(dst) };
+    if dst.port == conf.port || dst.ifindex == ifindex {
+        return Verdict::Drop; // never back out of the ingress port
+    }
+    if dst.ifindex == 0 {
+        return to_user(); // on a port only userspace reaches
+    }
+    // The egress port must be an offloaded port that is not shut; otherwise userspace decides.
+    let Some(out) = ETHERWS_PORTS.get_ptr(dst.ifindex) else {
+        return to_user();
+    };
+    // SAFETY: a valid map value.
+    if unsafe { core::ptr::read_volatile(&(*out).flags) } & PORT_F_SHUT != 0 {
+        return to_user();
+    }
+    match ETHERWS_DEVMAP.redirect(dst.ifindex, 0) {
+        Ok(_) => {
+            if let Some(c) = counters(dst.ifindex) {
+                // SAFETY: a valid per-CPU map value.
+                unsafe {
+                    (*c).tx_frames += 1;
+                    (*c).tx_bytes += len;
+                }
+            }
+            Verdict::Forward
+        }
+        // Not in the DEVMAP (userspace has not added it, or removed it): userspace forwards.
+        Err(_) => to_user(),
+    }
+}
+
+/// Redirects the frame to the port's AF_XDP socket for its RX queue: returns `XDP_REDIRECT`,
+/// or `XDP_PASS` if no socket is bound there.
+#[inline(always)]
+fn xsk_redirect(ctx: &XdpContext, conf: &PortConf) -> u32 {
+    let index = conf.xsk_base.wrapping_add(ctx.rx_queue_index());
+    match ETHERWS_XSKS.redirect(index, xdp_action::XDP_PASS as u64) {
+        Ok(a) | Err(a) => a,
+    }
+}
+
+/// The counters of port `ifindex` on this CPU, created (zeroed) if missing.
+#[inline(always)]
+fn counters(ifindex: u32) -> Option<*mut PortCounters> {
+    if let Some(c) = ETHERWS_COUNTERS.get_ptr_mut(ifindex) {
+        return Some(c);
+    }
+    // Userspace may create the entry when it adds the port; if not, the first frame does. A
+    // failure (map full, or a race with another CPU) only costs this frame's counts.
+    //
+    // The zeroes are written with one volatile store per field, and the value is passed by
+    // reference: LLVM would otherwise turn the zeroing (or the copy of a zeroed value) into a
+    // call to `memset`, a BPF-to-BPF call the verifier rejects (the function has no BTF).
+    let mut zero = core::mem::MaybeUninit::<PortCounters>::uninit();
+    let words = zero.as_mut_ptr().cast::<u64>();
+    for i in 0..core::mem::size_of::<PortCounters>() / 8 {
+        // SAFETY: `PortCounters` is made of u64s only (asserted in etherws-common).
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every field was written.
+    let zero: &PortCounters = unsafe { zero.assume_init_ref() };
+    let _ = ETHERWS_COUNTERS.insert(ifindex, zero, BPF_NOEXIST as u64);
+    ETHERWS_COUNTERS.get_ptr_mut(ifindex)
+}
+
+/// Destination and source MAC and VLAN id (first 802.1Q tag's, 0 if untagged) of the frame, or
+/// `None` if the frame is too short for them.
+#[inline(always)]
+fn parse(ctx: &XdpContext) -> Option<([u8; ETH_ALEN], [u8; ETH_ALEN], u16)> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + ETH_HLEN > end {
+        return None;
+    }
+    let p = start as *const u8;
+    // SAFETY: the ETH_HLEN bytes at `start` are inside the packet (checked above).
+    let (dst, src, proto) = unsafe {
+        (
+            core::ptr::read_unaligned(p as *const [u8; ETH_ALEN]),
+            core::ptr::read_unaligned(p.add(ETH_ALEN) as *const [u8; ETH_ALEN]),
+            u16::from_be_bytes(core::ptr::read_unaligned(p.add(12) as *const [u8; 2])),
+        )
+    };
+    let vid = if proto == ETH_P_8021Q {
+        if start + ETH_HLEN + VLAN_HLEN > end {
+            return None;
+        }
+        // SAFETY: the TCI is inside the packet (checked above).
+        let tci = unsafe { core::ptr::read_unaligned(p.add(ETH_HLEN) as *const [u8; 2]) };
+        u16::from_be_bytes(tci) & VLAN_VID_MASK
+    } else {
+        0
+    };
+    Some((dst, src, vid))
 }
 
 #[cfg(not(test))]

@@ -1,14 +1,21 @@
 //! Project tasks, run as `cargo xtask TASK`.
 //!
 //! - `run [SW-ARGS…]`: build everything in release mode and start `etherws sw --foreground`.
-//! - `test [CARGO-TEST-ARGS…]`: the whole test suite — formatting, lints, unit and end-to-end
-//!   tests (the end-to-end ones build network namespaces and need root; under `CI=true` they
-//!   refuse to skip).
+//! - `test [CARGO-TEST-ARGS…]`: the whole test suite — the eBPF object and its tests, then
+//!   formatting, lints, unit and end-to-end tests (the end-to-end ones build network namespaces
+//!   and need root; under `CI=true` they refuse to skip).
+//! - `build-ebpf`: build the XDP object `target/bpf/etherws-xdp.o` (installing the nightly's
+//!   `rust-src` and a matching `bpf-linker` first if missing); see `build_ebpf.rs`.
+//! - `test-ebpf`: run the XDP program on test frames with `BPF_PROG_TEST_RUN` and check its
+//!   decisions (needs root and the object); see `test_ebpf.rs`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
+
+mod build_ebpf;
+mod test_ebpf;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,6 +54,9 @@ fn task_run(args: Vec<String>) -> anyhow::Result<()> {
 }
 
 fn task_test(args: Vec<String>) -> anyhow::Result<()> {
+    // First, so that the object exists for every test that loads it.
+    build_ebpf::task_build_ebpf()?;
+    test_ebpf::task_test_ebpf()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -65,8 +75,13 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("run") => task_run(rest),
         Some("test") => task_test(rest),
+        Some("build-ebpf") => build_ebpf::task_build_ebpf().map(drop),
+        Some("test-ebpf") => test_ebpf::task_test_ebpf(),
         _ => {
-            eprintln!("usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…]");
+            eprintln!(
+                "usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…] | build-ebpf | \
+                 test-ebpf"
+            );
             return ExitCode::from(2);
         }
     };

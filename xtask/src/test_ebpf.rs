@@ -1,0 +1,598 @@
+//! `cargo xtask test-ebpf`: checks the decisions of the XDP program with `BPF_PROG_TEST_RUN`.
+//!
+//! The kernel runs the program of `target/bpf/etherws-xdp.o` (built by `cargo xtask build-ebpf`)
+//! on a frame we give it, as if the frame had arrived on the interface and RX queue named in the
+//! `xdp_md` context we pass, and returns the program's action; no traffic flows. Ingress
+//! interfaces and DEVMAP targets must be real devices, so the tests run in a thread of their own
+//! that first moves into a private network namespace (`unshare(CLONE_NEWNET)`) and makes veth
+//! pairs there: the host's interfaces are never touched, and everything vanishes with the thread.
+//!
+//! Loading BPF programs needs root: without it the tests are skipped loudly, unless `CI=true`,
+//! where that is a failure.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuHashMap, XskMap};
+use aya::programs::Xdp;
+use aya::{Ebpf, TestRun, TestRunOptions};
+use etherws_common::{
+    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_SHUT,
+    PortConf, PortCounters, SEEN_REFRESH_NS, XDP_PROGRAM,
+};
+
+use crate::build_ebpf::object_path;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+const MAC_R: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
+const BROADCAST: [u8; 6] = [0xff; 6];
+const MULTICAST: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
+
+/// Switch port numbers of the test ports.
+const PORT_A: u32 = 1;
+const PORT_B: u32 = 2;
+const PORT_REMOTE: u32 = 3;
+
+/// The loaded program, its maps, and the namespace's interfaces.
+struct Bench {
+    /// Holds the program.
+    ebpf: Ebpf,
+    fdb: HashMap<MapData, FdbKey, FdbValue>,
+    ports: HashMap<MapData, u32, PortConf>,
+    devmap: DevMapHash<MapData>,
+    xsks: XskMap<MapData>,
+    counters: PerCpuHashMap<MapData, u32, PortCounters>,
+    /// Offloaded port A (port 1) and B (port 2).
+    a: u32,
+    b: u32,
+    /// An interface that is no offloaded port.
+    other: u32,
+}
+
+impl Bench {
+    /// Empties every map: each test starts from scratch.
+    fn reset(&mut self) -> anyhow::Result<()> {
+        for k in self.fdb.keys().collect::<Result<Vec<_>, _>>()? {
+            self.fdb.remove(&k)?;
+        }
+        for k in self.ports.keys().collect::<Result<Vec<_>, _>>()? {
+            self.ports.remove(&k)?;
+        }
+        for k in self.devmap.keys().collect::<Result<Vec<_>, _>>()? {
+            self.devmap.remove(k)?;
+        }
+        for k in self.counters.keys().collect::<Result<Vec<_>, _>>()? {
+            self.counters.remove(&k)?;
+        }
+        for i in 0..self.xsks.len() {
+            let _ = self.xsks.unset(i);
+        }
+        Ok(())
+    }
+
+    /// The usual setup: A and B offloaded (B reachable through the DEVMAP), MAC_A known on A,
+    /// MAC_B on B, MAC_R on a remote port, all in VLAN `vid`.
+    fn standard(&mut self, vid: u16) -> anyhow::Result<()> {
+        self.port(self.a, PORT_A, 0, 0)?;
+        self.port(self.b, PORT_B, 0, 8)?;
+        self.devmap.insert(self.b, self.b, None, 0)?;
+        self.devmap.insert(self.a, self.a, None, 0)?;
+        self.learn(vid, MAC_A, self.a, PORT_A, 0)?;
+        self.learn(vid, MAC_B, self.b, PORT_B, 0)?;
+        self.learn(vid, MAC_R, 0, PORT_REMOTE, 0)?;
+        Ok(())
+    }
+
+    fn port(&mut self, ifindex: u32, port: u32, flags: u32, xsk_base: u32) -> anyhow::Result<()> {
+        let conf = PortConf {
+            port,
+            flags,
+            xsk_base,
+            _pad: 0,
+        };
+        Ok(self.ports.insert(ifindex, conf, 0)?)
+    }
+
+    fn learn(
+        &mut self,
+        vid: u16,
+        mac: [u8; 6],
+        ifindex: u32,
+        port: u32,
+        seen_ns: u64,
+    ) -> anyhow::Result<()> {
+        let v = FdbValue {
+            ifindex,
+            port,
+            seen_ns,
+        };
+        Ok(self.fdb.insert(FdbKey { vid, mac }, v, 0)?)
+    }
+
+    fn seen_ns(&self, vid: u16, mac: [u8; 6]) -> anyhow::Result<u64> {
+        Ok(self.fdb.get(&FdbKey { vid, mac }, 0)?.seen_ns)
+    }
+
+    /// Runs the program on `frame` as received on `ifindex`, RX queue `queue`.
+    fn run_on(&self, ifindex: u32, queue: u32, frame: &[u8]) -> anyhow::Result<u32> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex. The kernel wants data = data_meta = 0 and data_end = the frame's
+        // length.
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, queue, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let prog: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM)
+            .context("no program")?
+            .try_into()?;
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .with_context(|| format!("BPF_PROG_TEST_RUN on ifindex {ifindex}"))?;
+        Ok(r.return_value)
+    }
+
+    fn run(&self, ifindex: u32, frame: &[u8]) -> anyhow::Result<u32> {
+        self.run_on(ifindex, 0, frame)
+    }
+
+    /// Counters of `ifindex`, summed over the CPUs (zero if the entry does not exist).
+    fn counters(&self, ifindex: u32) -> anyhow::Result<PortCounters> {
+        let mut sum = PortCounters::default();
+        match self.counters.get(&ifindex, 0) {
+            Ok(per_cpu) => per_cpu.iter().for_each(|c| sum += *c),
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(sum)
+    }
+}
+
+/// An Ethernet frame from `src` to `dst`, tagged with `tci` if given, padded to 60 bytes.
+fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(tci) = tci {
+        f.extend_from_slice(&etherws_common::ETH_P_8021Q.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.resize(60, 0x5a);
+    f
+}
+
+fn action_name(a: u32) -> &'static str {
+    match a {
+        0 => "XDP_ABORTED",
+        XDP_DROP => "XDP_DROP",
+        XDP_PASS => "XDP_PASS",
+        3 => "XDP_TX",
+        XDP_REDIRECT => "XDP_REDIRECT",
+        _ => "?",
+    }
+}
+
+fn expect_action(got: u32, want: u32) -> anyhow::Result<()> {
+    ensure!(
+        got == want,
+        "action {} ({got}), expected {} ({want})",
+        action_name(got),
+        action_name(want)
+    );
+    Ok(())
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+type Case = fn(&mut Bench) -> anyhow::Result<()>;
+
+const CASES: &[(&str, Case)] = &[
+    ("not_offloaded_interface_passes", |t| {
+        t.standard(0)?;
+        expect_action(t.run(t.other, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        ensure!(t.counters(t.other)? == PortCounters::default(), "counted");
+        Ok(())
+    }),
+    ("known_dest_on_other_port_is_forwarded_in_kernel", |t| {
+        t.standard(0)?;
+        let f = frame(MAC_B, MAC_A, None);
+        expect_action(t.run(t.a, &f)?, XDP_REDIRECT)?;
+        let (a, b) = (t.counters(t.a)?, t.counters(t.b)?);
+        let len = f.len() as u64;
+        ensure!((a.rx_frames, a.rx_bytes) == (1, len), "rx of A: {a:?}");
+        ensure!((b.tx_frames, b.tx_bytes) == (1, len), "tx of B: {b:?}");
+        ensure!(
+            a.to_user + a.passed + a.dropped + a.tx_frames == 0,
+            "A: {a:?}"
+        );
+        ensure!(b.rx_frames == 0, "B: {b:?}");
+        Ok(())
+    }),
+    ("both_directions_and_counts_add_up", |t| {
+        t.standard(0)?;
+        for _ in 0..3 {
+            expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_REDIRECT)?;
+        }
+        expect_action(t.run(t.b, &frame(MAC_A, MAC_B, None))?, XDP_REDIRECT)?;
+        let (a, b) = (t.counters(t.a)?, t.counters(t.b)?);
+        ensure!((a.rx_frames, a.tx_frames) == (3, 1), "A: {a:?}");
+        ensure!((b.rx_frames, b.tx_frames) == (1, 3), "B: {b:?}");
+        Ok(())
+    }),
+    ("dest_on_ingress_port_is_dropped", |t| {
+        t.standard(0)?;
+        t.learn(0, MAC_B, t.a, PORT_A, 0)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_DROP)?;
+        let a = t.counters(t.a)?;
+        ensure!((a.rx_frames, a.dropped) == (1, 1), "A: {a:?}");
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        Ok(())
+    }),
+    ("unknown_dest_passes_without_xsk", |t| {
+        t.standard(0)?;
+        let unknown = [0x02, 0, 0, 0, 0, 0x99];
+        expect_action(t.run(t.a, &frame(unknown, MAC_A, None))?, XDP_PASS)?;
+        let a = t.counters(t.a)?;
+        ensure!((a.rx_frames, a.passed, a.to_user) == (1, 1, 0), "A: {a:?}");
+        Ok(())
+    }),
+    ("unknown_dest_goes_to_bound_xsk_of_its_queue", |t| {
+        t.standard(0)?;
+        // B's sockets start at index 8 of the XSKMAP: its queue-0 socket is at 8.
+        let xsk = xsk_socket(t.b, 0)?;
+        t.xsks.set(8, xsk.as_raw_fd(), 0)?;
+        let unknown = [0x02, 0, 0, 0, 0, 0x99];
+        expect_action(t.run(t.b, &frame(unknown, MAC_B, None))?, XDP_REDIRECT)?;
+        let b = t.counters(t.b)?;
+        ensure!((b.to_user, b.passed, b.tx_frames) == (1, 0, 0), "B: {b:?}");
+        // A's socket index (0) is empty: A falls back to the stack.
+        expect_action(t.run(t.a, &frame(unknown, MAC_A, None))?, XDP_PASS)?;
+        Ok(())
+    }),
+    ("broadcast_and_multicast_go_to_userspace", |t| {
+        t.standard(0)?;
+        for dst in [BROADCAST, MULTICAST] {
+            expect_action(t.run(t.a, &frame(dst, MAC_A, None))?, XDP_PASS)?;
+        }
+        // Even if a group address somehow got into the FDB.
+        t.learn(0, MULTICAST, t.b, PORT_B, 0)?;
+        expect_action(t.run(t.a, &frame(MULTICAST, MAC_A, None))?, XDP_PASS)?;
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        ensure!(t.counters(t.a)?.passed == 3, "{:?}", t.counters(t.a)?);
+        Ok(())
+    }),
+    ("remote_dest_goes_to_userspace", |t| {
+        t.standard(0)?;
+        expect_action(t.run(t.a, &frame(MAC_R, MAC_A, None))?, XDP_PASS)?;
+        Ok(())
+    }),
+    ("unknown_source_goes_to_userspace", |t| {
+        t.standard(0)?;
+        let new = [0x02, 0, 0, 0, 0, 0x77];
+        expect_action(t.run(t.a, &frame(MAC_B, new, None))?, XDP_PASS)?;
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        Ok(())
+    }),
+    ("moved_source_goes_to_userspace", |t| {
+        t.standard(0)?;
+        // MAC_R is known on the remote port, and now speaks on A.
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_R, None))?, XDP_PASS)?;
+        // MAC_B is known on B, and now speaks on A.
+        expect_action(t.run(t.a, &frame(MAC_R, MAC_B, None))?, XDP_PASS)?;
+        ensure!(t.seen_ns(0, MAC_R)? == 0, "moved source refreshed");
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        Ok(())
+    }),
+    ("source_age_is_refreshed", |t| {
+        t.standard(0)?;
+        let before = monotonic_ns();
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_REDIRECT)?;
+        let seen = t.seen_ns(0, MAC_A)?;
+        let after = monotonic_ns();
+        ensure!(
+            (before..=after).contains(&seen),
+            "seen_ns {seen} not in [{before}, {after}]"
+        );
+        ensure!(t.seen_ns(0, MAC_B)? == 0, "destination refreshed");
+        // Refreshed also when the frame goes to userspace (source known on this port).
+        t.learn(0, MAC_A, t.a, PORT_A, 0)?;
+        expect_action(t.run(t.a, &frame(BROADCAST, MAC_A, None))?, XDP_PASS)?;
+        ensure!(t.seen_ns(0, MAC_A)? >= before, "not refreshed by broadcast");
+        // A fresh timestamp is not rewritten for every frame.
+        let recent = monotonic_ns() - SEEN_REFRESH_NS / 2;
+        t.learn(0, MAC_A, t.a, PORT_A, recent)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_REDIRECT)?;
+        ensure!(
+            t.seen_ns(0, MAC_A)? == recent,
+            "rewritten within SEEN_REFRESH_NS"
+        );
+        // An old one is.
+        let old = monotonic_ns() - 2 * SEEN_REFRESH_NS;
+        t.learn(0, MAC_A, t.a, PORT_A, old)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_REDIRECT)?;
+        ensure!(t.seen_ns(0, MAC_A)? > old + SEEN_REFRESH_NS, "old age kept");
+        Ok(())
+    }),
+    ("vlans_are_separate", |t| {
+        t.standard(10)?;
+        // Known in VLAN 10 only.
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, Some(10)))?, XDP_REDIRECT)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, Some(20)))?, XDP_PASS)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        // Same MACs in VLAN 20 with B on A's side: dropped there, forwarded in VLAN 10.
+        t.learn(20, MAC_A, t.a, PORT_A, 0)?;
+        t.learn(20, MAC_B, t.a, PORT_A, 0)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, Some(20)))?, XDP_DROP)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, Some(10)))?, XDP_REDIRECT)?;
+        ensure!(t.counters(t.b)?.tx_frames == 2, "{:?}", t.counters(t.b)?);
+        Ok(())
+    }),
+    ("priority_bits_do_not_hide_the_vid", |t| {
+        t.standard(10)?;
+        let tci = (5 << 13) | (1 << 12) | 10; // PCP 5, DEI 1, VID 10
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, Some(tci)))?, XDP_REDIRECT)?;
+        // A priority-tagged frame (VID 0) is in VLAN 0, like an untagged one.
+        t.standard(0)?;
+        expect_action(
+            t.run(t.a, &frame(MAC_B, MAC_A, Some(3 << 13)))?,
+            XDP_REDIRECT,
+        )?;
+        Ok(())
+    }),
+    ("truncated_frames_are_dropped", |t| {
+        t.standard(0)?;
+        // A header alone (the kernel refuses to test-run less than ETH_HLEN bytes).
+        let f = frame(MAC_B, MAC_A, None);
+        expect_action(t.run(t.a, &f[..14])?, XDP_REDIRECT)?;
+        // A tag announced but cut short.
+        let f = frame(MAC_B, MAC_A, Some(10));
+        for len in 14..18 {
+            expect_action(t.run(t.a, &f[..len])?, XDP_DROP)?;
+        }
+        let a = t.counters(t.a)?;
+        ensure!((a.rx_frames, a.dropped) == (5, 4), "A: {a:?}");
+        // Not our interface: not our business either.
+        expect_action(t.run(t.other, &f[..15])?, XDP_PASS)?;
+        Ok(())
+    }),
+    ("shut_port_drops_everything", |t| {
+        t.standard(0)?;
+        t.port(t.a, PORT_A, PORT_F_SHUT, 0)?;
+        for dst in [MAC_B, BROADCAST, MAC_R] {
+            expect_action(t.run(t.a, &frame(dst, MAC_A, None))?, XDP_DROP)?;
+        }
+        let a = t.counters(t.a)?;
+        ensure!((a.rx_frames, a.dropped) == (3, 3), "A: {a:?}");
+        ensure!(t.seen_ns(0, MAC_A)? == 0, "shut port learned");
+        Ok(())
+    }),
+    ("shut_or_missing_egress_goes_to_userspace", |t| {
+        t.standard(0)?;
+        t.port(t.b, PORT_B, PORT_F_SHUT, 8)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        t.port(t.b, PORT_B, 0, 8)?;
+        t.devmap.remove(t.b)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        t.ports.remove(&t.b)?;
+        t.devmap.insert(t.b, t.b, None, 0)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        Ok(())
+    }),
+];
+
+/// Moves the calling thread into a new network namespace and makes two veth pairs there.
+/// Returns the ifindexes of `a`, `b` and `c` (`c` being `a`'s peer).
+fn private_netns() -> anyhow::Result<(u32, u32, u32)> {
+    // SAFETY: plain syscall; it only affects this thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    }
+    // Children inherit the namespace of the thread that starts them: `ip` acts in ours.
+    for args in [
+        "link add xa type veth peer name xc",
+        "link add xb type veth peer name xd",
+        "link set xa up",
+        "link set xb up",
+        "link set xc up",
+        "link set xd up",
+    ] {
+        let out = Command::new("ip")
+            .args(args.split(' '))
+            .output()
+            .context("cannot run `ip` (iproute2)")?;
+        ensure!(
+            out.status.success(),
+            "ip {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let index = |name: &str| {
+        let c = CString::new(name).expect("no NUL");
+        // SAFETY: valid C string.
+        match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+            0 => bail!("no interface {name}"),
+            i => Ok(i),
+        }
+    };
+    Ok((index("xa")?, index("xb")?, index("xc")?))
+}
+
+/// An AF_XDP socket (copy mode) bound to `queue` of `ifindex`: what the XSKMAP holds.
+fn xsk_socket(ifindex: u32, queue: u32) -> anyhow::Result<OwnedFd> {
+    const FRAMES: usize = 64;
+    const FRAME_SIZE: usize = 4096;
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("socket(AF_XDP): {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The UMEM: anonymous memory, never unmapped (a few pages, once per test run).
+    let len = FRAMES * FRAME_SIZE;
+    // SAFETY: anonymous mapping.
+    let umem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if umem == libc::MAP_FAILED {
+        bail!("mmap: {}", std::io::Error::last_os_error());
+    }
+    let setsockopt = |opt: libc::c_int, val: *const libc::c_void, size: usize| {
+        // SAFETY: `val` points to `size` readable bytes.
+        if unsafe { libc::setsockopt(fd, libc::SOL_XDP, opt, val, size as libc::socklen_t) } != 0 {
+            bail!(
+                "setsockopt(SOL_XDP, {opt}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    };
+    let reg = libc::xdp_umem_reg {
+        addr: umem as u64,
+        len: len as u64,
+        chunk_size: FRAME_SIZE as u32,
+        headroom: 0,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    setsockopt(
+        libc::XDP_UMEM_REG,
+        (&raw const reg).cast(),
+        size_of_val(&reg),
+    )?;
+    let ring: libc::c_int = FRAMES as libc::c_int;
+    for opt in [
+        libc::XDP_UMEM_FILL_RING,
+        libc::XDP_UMEM_COMPLETION_RING,
+        libc::XDP_RX_RING,
+    ] {
+        setsockopt(opt, (&raw const ring).cast(), size_of_val(&ring))?;
+    }
+    let addr = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: libc::XDP_COPY,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    // SAFETY: valid sockaddr_xdp.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            (&raw const addr).cast(),
+            size_of_val(&addr) as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        bail!("bind(AF_XDP): {}", std::io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// Loads the object and opens every map by the names userspace will use.
+fn bench(a: u32, b: u32, other: u32) -> anyhow::Result<Bench> {
+    let path = object_path();
+    let data = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read {} (run `cargo xtask build-ebpf` first)",
+            path.display()
+        )
+    })?;
+    let mut ebpf = Ebpf::load(&data).with_context(|| format!("loading {}", path.display()))?;
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .with_context(|| format!("no map {name} in the object"))
+    };
+    let fdb = take(MAP_FDB)?.try_into()?;
+    let ports = take(MAP_PORTS)?.try_into()?;
+    let devmap = take(MAP_DEVMAP)?.try_into()?;
+    let xsks = take(MAP_XSKS)?.try_into()?;
+    let counters = take(MAP_COUNTERS)?.try_into()?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .with_context(|| format!("no program {XDP_PROGRAM} in the object"))?
+        .try_into()?;
+    // Verification happens here: a verifier rejection fails every test.
+    prog.load().context("loading the XDP program (verifier)")?;
+    Ok(Bench {
+        ebpf,
+        fdb,
+        ports,
+        devmap,
+        xsks,
+        counters,
+        a,
+        b,
+        other,
+    })
+}
+
+pub fn task_test_ebpf() -> anyhow::Result<()> {
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("the eBPF tests need root (BPF, network namespaces); CI=true forbids skipping");
+        }
+        eprintln!();
+        eprintln!("######## SKIPPED: the eBPF tests need root (BPF, network namespaces) ########");
+        eprintln!();
+        return Ok(());
+    }
+    let handle = std::thread::Builder::new()
+        .name("ebpf-tests".into())
+        .spawn(|| -> anyhow::Result<(usize, usize)> {
+            let (a, b, other) = private_netns()?;
+            let mut t = bench(a, b, other)?;
+            let (mut passed, mut failed) = (0, 0);
+            for (name, case) in CASES {
+                let r = t.reset().and_then(|()| case(&mut t));
+                match r {
+                    Ok(()) => {
+                        passed += 1;
+                        eprintln!("test ebpf::{name} ... ok");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("test ebpf::{name} ... FAILED: {e:#}");
+                    }
+                }
+            }
+            Ok((passed, failed))
+        })
+        .context("cannot start the test thread")?;
+    let (passed, failed) = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the eBPF test thread panicked"))??;
+    eprintln!("ebpf: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} eBPF test(s) failed");
+    }
+    Ok(())
+}
