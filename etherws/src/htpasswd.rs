@@ -103,7 +103,7 @@ impl Signature {
 }
 
 /// Parsed contents of one version of the file.
-struct Entries {
+pub(crate) struct Entries {
     users: HashMap<String, Entry>,
     /// Verified against for unknown or refused users, so they cost the same as known ones.
     dummy: Hash,
@@ -259,7 +259,7 @@ fn load(path: &Path) -> io::Result<(Signature, Entries)> {
     Ok((signature, parse(path, &data)))
 }
 
-fn parse(path: &Path, data: &[u8]) -> Entries {
+pub(crate) fn parse(path: &Path, data: &[u8]) -> Entries {
     let mut users = HashMap::new();
     let mut dummy = None;
     for (index, raw) in data.split(|&b| b == b'\n').enumerate() {

@@ -10,6 +10,8 @@ pub mod control;
 pub mod ctl;
 pub mod fdb;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod htpasswd;
 pub mod logging;
 pub mod netif;

@@ -8,6 +8,8 @@
 //!   `rust-src` and a matching `bpf-linker` first if missing); see `build_ebpf.rs`.
 //! - `test-ebpf`: run the XDP program on test frames with `BPF_PROG_TEST_RUN` and check its
 //!   decisions (needs root and the object); see `test_ebpf.rs`.
+//! - `fuzz [--seconds N] [TARGET…]`: run the fuzz targets for a bounded time each; see
+//!   `fuzz.rs`. `test` ends with a short pass (`ETHERWS_FUZZ_SECONDS`, default 10 per target).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -15,6 +17,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 mod build_ebpf;
+mod fuzz;
 mod test_ebpf;
 
 fn root() -> PathBuf {
@@ -42,6 +45,7 @@ fn run(mut cmd: Command) -> anyhow::Result<()> {
 }
 
 fn task_run(args: Vec<String>) -> anyhow::Result<()> {
+    build_ebpf::task_build_ebpf()?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "etherws"]);
     run(build)?;
@@ -65,7 +69,9 @@ fn task_test(args: Vec<String>) -> anyhow::Result<()> {
     run(clippy)?;
     let mut test = cargo();
     test.arg("test").args(args);
-    run(test)
+    run(test)?;
+    let seconds = std::env::var("ETHERWS_FUZZ_SECONDS").unwrap_or_else(|_| "10".into());
+    fuzz::task_fuzz(vec!["--seconds".into(), seconds])
 }
 
 fn main() -> ExitCode {
@@ -77,10 +83,11 @@ fn main() -> ExitCode {
         Some("test") => task_test(rest),
         Some("build-ebpf") => build_ebpf::task_build_ebpf().map(drop),
         Some("test-ebpf") => test_ebpf::task_test_ebpf(),
+        Some("fuzz") => fuzz::task_fuzz(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…] | build-ebpf | \
-                 test-ebpf"
+                 test-ebpf | fuzz [--seconds N] [TARGET…]"
             );
             return ExitCode::from(2);
         }

@@ -34,6 +34,12 @@ pub const MAX_FRAME: usize = 65536 + 4;
 /// A port's transmit queue as the switch core sees it.
 pub struct Queue(mpsc::Sender<Bytes>);
 
+impl Queue {
+    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        Queue(tx)
+    }
+}
+
 impl Egress for Queue {
     fn offer(&self, frame: &Bytes) -> bool {
         self.0.try_send(frame.clone()).is_ok()
@@ -93,7 +99,7 @@ pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, po
     let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
     let stat = {
         let mut sw = lock(switch);
-        let no = sw.add_port(kind, target, Queue(tx));
+        let no = sw.add_port(kind, target, Queue::new(tx));
         sw.port(no).cloned().expect("port just added")
     };
     tracing::info!(port = stat.port, kind = kind.as_str(), target = %stat.target, "port added");
