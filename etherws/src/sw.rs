@@ -194,6 +194,30 @@ fn bind_one(addr: SocketAddr, dual: bool) -> std::io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// Raises the soft limit on open files to the hard one: every WebSocket peer is a descriptor,
+/// and the usual soft limit of 1024 would cap a switch far below what it can serve.
+fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit on a properly initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+                tracing::warn!(
+                    "cannot raise the open files limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// Detaches from the terminal: fork, new session, cwd `/`, stdio on /dev/null.
 fn daemonize() -> anyhow::Result<()> {
     // SAFETY: called while the process is still single-threaded (no runtime yet).
@@ -271,6 +295,7 @@ pub fn run(mut args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()>
     };
     logging::init(&logconf, args.debug)?;
     let settings = settings(&args)?;
+    raise_nofile_limit();
 
     let ws_listener = bind(&settings.host, settings.port)?;
     let ctl_listener = if settings.shared_listener() {
