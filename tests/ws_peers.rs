@@ -311,6 +311,14 @@ async fn connections_per_address_are_capped() {
     }
     assert_eq!((open.len(), refused), (50, 150));
     assert_eq!(server_ports(&sw).len(), 50);
+    // The refusals are counted for monitoring.
+    let (status, metrics) = common::http_get(sw.ctl_addr(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("etherws_ws_connections_refused_total 150\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("etherws_ws_connections 50\n"), "{metrics}");
     // Slots come back when connections go.
     open.truncate(40);
     common::poll("ports to go", Duration::from_secs(10), || {
@@ -364,6 +372,15 @@ async fn password_guessing_is_throttled() {
         .await
         .unwrap_err();
     assert_eq!(refused_status(&e), Some(429), "{e}");
+    let (_, metrics) = common::http_get(sw.ctl_addr(), "/metrics");
+    assert!(
+        metrics.contains("etherws_auth_failures_total 5\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("etherws_auth_throttled_total 1\n"),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ struct Counts {
 pub struct Connections {
     limits: ConnLimits,
     counts: Mutex<Counts>,
+    refused: AtomicU64,
 }
 
 /// A connection slot, given back when dropped.
@@ -63,6 +65,7 @@ impl Connections {
         Arc::new(Connections {
             limits,
             counts: Mutex::default(),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -70,18 +73,29 @@ impl Connections {
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Refused> {
         let mut c = lock(&self.counts);
         if c.total >= self.limits.total {
+            self.refused.fetch_add(1, Relaxed);
             return Err(Refused::Total(self.limits.total));
         }
-        let n = c.per_addr.entry(addr).or_insert(0);
-        if *n >= self.limits.per_addr {
+        if c.per_addr.get(&addr).copied().unwrap_or(0) >= self.limits.per_addr {
+            self.refused.fetch_add(1, Relaxed);
             return Err(Refused::PerAddr(self.limits.per_addr));
         }
-        *n += 1;
+        *c.per_addr.entry(addr).or_insert(0) += 1;
         c.total += 1;
         Ok(ConnPermit {
             owner: self.clone(),
             addr,
         })
+    }
+
+    /// Connections refused by the limits since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    /// Live connections overall.
+    pub fn total(&self) -> usize {
+        lock(&self.counts).total
     }
 
     /// Live connections: overall, and from `addr`.
@@ -136,26 +150,43 @@ const MAX_TRACKED: usize = 16384;
 pub struct AuthThrottle {
     limits: AuthLimits,
     records: Mutex<HashMap<IpAddr, Record>>,
+    failures: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl AuthThrottle {
     pub fn new(limits: AuthLimits) -> Self {
         AuthThrottle {
             limits,
-            records: Mutex::default(),
+            ..Default::default()
         }
     }
 
-    /// True while `addr` is blocked.
+    /// True while `addr` is blocked (and counts the refusal).
     pub fn blocked(&self, addr: IpAddr, now: Instant) -> bool {
-        lock(&self.records)
+        let blocked = lock(&self.records)
             .get(&addr)
             .and_then(|r| r.blocked_until)
-            .is_some_and(|t| now < t)
+            .is_some_and(|t| now < t);
+        if blocked {
+            self.throttled.fetch_add(1, Relaxed);
+        }
+        blocked
+    }
+
+    /// Failed authentications since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Relaxed)
+    }
+
+    /// Requests refused because their address was throttled, since start.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Relaxed)
     }
 
     /// Records a failure; returns true if this one started a block.
     pub fn failed(&self, addr: IpAddr, now: Instant) -> bool {
+        self.failures.fetch_add(1, Relaxed);
         let mut records = lock(&self.records);
         let window = self.limits.window;
         if records.len() >= MAX_TRACKED && !records.contains_key(&addr) {

@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::admission::{AuthLimits, AuthThrottle, ConnLimits, ConnPermit, Connections};
 use crate::control::Control;
+use crate::control::metrics::{Globals, render};
 use crate::htpasswd::{Htpasswd, parse_basic};
 use crate::port::ws::{BoxIo, WsPort, WsSettings, config};
 use crate::port::{Port, PortIo, SharedSwitch, attach};
@@ -160,11 +161,44 @@ pub fn ctl_routes(
 ) -> Router {
     Router::new()
         .route(path, post(control_post))
+        .route(METRICS_PATH, get(metrics))
         .with_state(CtlState {
             control: Arc::new(control),
             htpasswd,
             gate,
         })
+}
+
+/// Where the control listener serves Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+async fn metrics(
+    State(st): State<CtlState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = authorized(&st.htpasswd, &st.gate.throttle, &headers, peer).await {
+        return denied;
+    }
+    let (ports, fdb_entries) = {
+        let sw = crate::port::lock(&st.control.switch);
+        (sw.ports().cloned().collect::<Vec<_>>(), sw.fdb_len())
+    };
+    let globals = Globals {
+        fdb_entries,
+        ws_connections: st.gate.conns.total(),
+        ws_connections_refused: st.gate.conns.refused(),
+        auth_failures: st.gate.throttle.failures(),
+        auth_throttled: st.gate.throttle.throttled(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&ports, &globals),
+    )
+        .into_response()
 }
 
 async fn control_post(

@@ -123,6 +123,11 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         ctlhost: args.ctlhost.clone(),
         ctlport: args.ctlport,
     };
+    // Metrics live on the control listener, beside the control path.
+    if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && s.path == server::METRICS_PATH)
+    {
+        bail!("{} is reserved for metrics", server::METRICS_PATH);
+    }
     if s.shared_listener() {
         if s.path == s.ctlpath {
             bail!("Same path/ctlpath on same host: {}", s.path);

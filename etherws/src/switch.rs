@@ -252,6 +252,11 @@ impl<E: Egress> Switch<E> {
         self.ports.values().map(|p| &p.stat)
     }
 
+    /// Entries in the FDB (aged ones not yet swept included).
+    pub fn fdb_len(&self) -> usize {
+        self.fdb.len()
+    }
+
     pub fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
         self.fdb.rows(now)
     }

@@ -1098,6 +1098,15 @@ pub fn http_exchange(mut s: TcpStream, request: &str, what: &str) -> HttpRespons
 }
 
 /// POST a JSON-RPC request body and parse the JSON response.
+/// A plain HTTP GET; returns the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to control API");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let resp = http_exchange(s, &req, path);
+    (resp.status, resp.body)
+}
+
 /// [`rpc`] to a control API inside a namespace.
 pub fn rpc_in(ns: &Netns, addr: SocketAddr, path: &str, body: &str) -> Value {
     let s = ns.tcp_connect(addr).expect("connect to control API");

@@ -7,6 +7,7 @@
 //! reason.
 
 mod methods;
+pub mod metrics;
 
 use serde_json::{Value, json};
 
