@@ -69,9 +69,50 @@ fn task_test(args: Vec<String>) -> anyhow::Result<()> {
     run(clippy)?;
     let mut test = cargo();
     test.arg("test").args(args);
-    run(test)?;
+    let (passed, failed) = run_counting(test)?;
     let seconds = std::env::var("ETHERWS_FUZZ_SECONDS").unwrap_or_else(|_| "10".into());
-    fuzz::task_fuzz(vec!["--seconds".into(), seconds])
+    fuzz::task_fuzz(vec!["--seconds".into(), seconds])?;
+    // One plain closing line for whoever reads the log: cargo's last lines are doc-test
+    // summaries of crates without doc tests.
+    println!("summary: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
+fn run_counting(mut cmd: Command) -> anyhow::Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let what = format!("{cmd:?}");
+    eprintln!("xtask: {what}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{what} failed: {status} ({passed} passed, {failed} failed)");
+    }
+    Ok((passed, failed))
 }
 
 fn main() -> ExitCode {
