@@ -23,9 +23,19 @@ fn side(ns: &Netns, label: &str, host: &str, tap: &str, ip: &str, extra: &[&str]
     let mut args = vec!["--keepalive", KEEPALIVE];
     args.extend_from_slice(extra);
     let sw = Switch::in_netns(ns, label, host, WS_PORT, CTL_PORT, &args);
-    sw.ctl_ok(&["addport", "tap", tap]);
+    // Not necessarily port 1: a peer may reconnect to a restarted switch before its TAP is back.
+    let port = parse_ports(&sw.ctl_ok(&["addport", "tap", tap]))[0]
+        .port
+        .to_string();
     ns.wait_link(tap);
-    sw.ctl_ok(&["setif", "1", "--address", ip, "--netmask", "255.255.255.0"]);
+    sw.ctl_ok(&[
+        "setif",
+        &port,
+        "--address",
+        ip,
+        "--netmask",
+        "255.255.255.0",
+    ]);
     sw
 }
 
@@ -57,6 +67,17 @@ fn wait_state(sw: &Switch, port: u32, want: &str, timeout: Duration) {
         match state(sw, port) {
             Some(s) if s == want => Ok(()),
             other => Err(format!("{other:?}: {:?}", sw.listport())),
+        }
+    });
+}
+
+/// Waits until interface `ifname` no longer exists in `ns`.
+fn wait_gone(ns: &Netns, ifname: &str) {
+    poll(&format!("{ifname} to go"), Duration::from_secs(10), || {
+        if ns.has_link(ifname) {
+            Err("still there".into())
+        } else {
+            Ok(())
         }
     });
 }
@@ -111,6 +132,8 @@ fn killed_peer_restarts_and_client_comes_back_on_its_port() {
     a.signal(libc::SIGKILL);
     a.wait_exit(Duration::from_secs(5))
         .expect("killed switch exits");
+    // The kernel removes the dead switch's TAP shortly after; a restart reuses its name.
+    wait_gone(&ns_a, "ewsA0");
     wait_state(&b, 2, "down", Duration::from_secs(10));
     no_ping(&ns_b, A_TAP);
 
@@ -286,6 +309,7 @@ fn config_file_brings_the_switch_back_whole() {
     b.signal(libc::SIGKILL);
     b.wait_exit(Duration::from_secs(5)).expect("killed");
     drop(b);
+    wait_gone(&ns_b, "ewsB0");
     let b = start();
     check(&b);
 }

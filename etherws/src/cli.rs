@@ -185,6 +185,14 @@ pub enum AddPort {
     Netdev {
         /// Device name.
         target: String,
+        /// Offload with eBPF: XDP program + AF_XDP sockets, in-kernel forwarding between
+        /// offloaded ports (falls back to AF_PACKET, with the reason logged, where XDP cannot
+        /// serve). Needs a build with the XDP object (`cargo xtask build-ebpf`).
+        #[arg(long)]
+        offload: bool,
+        /// XDP attach mode for --offload: auto (native, else generic), native or generic.
+        #[arg(long, value_name = "MODE", requires = "offload", value_parser = ["auto", "native", "generic"])]
+        xdp_mode: Option<String>,
     },
     /// A TAP device (created if it does not exist).
     Tap {

@@ -129,7 +129,20 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
         }
         CtlCommand::Addport { kind } => {
             let (kind, target, opts) = match kind {
-                AddPort::Netdev { target } => ("netdev", target, json!({})),
+                AddPort::Netdev {
+                    target,
+                    offload,
+                    xdp_mode,
+                } => {
+                    let mut opts = json!({});
+                    if *offload {
+                        opts["offload"] = json!(true);
+                    }
+                    if let Some(m) = xdp_mode {
+                        opts["xdp_mode"] = json!(m);
+                    }
+                    ("netdev", target, opts)
+                }
                 AddPort::Tap { target } => ("tap", target, json!({})),
                 AddPort::Client {
                     target,
@@ -283,9 +296,14 @@ fn port_table(entries: &[Value]) -> String {
             (false, true) => "down",
             (false, false) => "up",
         };
+        // etherws 2: an eBPF-offloaded netdev port shows as `netdev/xdp`.
+        let kind = match e.get("datapath").and_then(Value::as_str) {
+            Some("xdp") => format!("{}/xdp", cell(e, "type")),
+            _ => cell(e, "type"),
+        };
         rows.push(vec![
             cell(e, "port"),
-            cell(e, "type"),
+            kind,
             state.into(),
             cell(e, "rx"),
             cell(e, "tx"),

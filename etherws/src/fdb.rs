@@ -161,20 +161,38 @@ impl Fdb {
 
     /// Removes aged-out entries; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
-        let before = self.table.len();
+        self.expire_with(now, |_, _, _| None).len()
+    }
+
+    /// Removes aged-out entries and returns their keys. Before an entry goes, `seen_elsewhere`
+    /// may report a later sighting of it (e.g. by the kernel's datapath, which forwards frames
+    /// userspace never sees); the entry then lives on from that time.
+    pub fn expire_with(
+        &mut self,
+        now: Instant,
+        mut seen_elsewhere: impl FnMut(u16, Mac, PortNo) -> Option<Instant>,
+    ) -> Vec<(u16, Mac)> {
         let ageout = self.ageout;
         let mut gone = Vec::new();
-        self.table.retain(|_, e| {
-            let live = now.saturating_duration_since(e.seen) <= ageout;
-            if !live {
-                gone.push(e.port);
+        self.table.retain(|&(vid, mac), e| {
+            if now.saturating_duration_since(e.seen) <= ageout {
+                return true;
             }
-            live
+            if let Some(t) = seen_elsewhere(vid, mac, e.port) {
+                if t > e.seen && now.saturating_duration_since(t) <= ageout {
+                    e.seen = t;
+                    return true;
+                }
+            }
+            gone.push((vid, mac, e.port));
+            false
         });
-        for port in gone {
-            self.count(port, false);
-        }
-        before - self.table.len()
+        gone.into_iter()
+            .map(|(vid, mac, port)| {
+                self.count(port, false);
+                (vid, mac)
+            })
+            .collect()
     }
 
     /// Live entries sorted by VLAN, then MAC, as etherws 1.3 lists them.

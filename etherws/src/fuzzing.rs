@@ -76,6 +76,7 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
             switch,
             netif,
             ws: WsSettings::default(),
+            offload: Default::default(),
         };
         // A few ports to act on, without devices behind them.
         for _ in 0..3 {

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod htpasswd;
 pub mod logging;
 pub mod netif;
+pub mod offload;
 pub mod port;
 pub mod server;
 pub mod sw;

@@ -352,12 +352,18 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
                 offload,
                 ..
             } => {
-                if *offload {
-                    tracing::warn!(
-                        "{what}: eBPF offload is not available in this build; using AF_PACKET"
-                    );
-                }
-                match control.add_netdev(name).await {
+                let added = if *offload && !crate::offload::available() {
+                    // A configuration file written for an offload build still starts.
+                    tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
+                    control.add_netdev(name).await
+                } else if *offload {
+                    control
+                        .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
+                        .await
+                } else {
+                    control.add_netdev(name).await
+                };
+                match added {
                     Ok(stat) => configure(stat, iface).await,
                     Err(e) => Err(e),
                 }
@@ -399,10 +405,13 @@ async fn serve(
     let switch: SharedSwitch = Arc::new(Mutex::new(Switch::with_limits(s.ageout, s.limits)));
     let gate = Gate::new(s.conns, s.auth);
     let netif = Netif::new().context("cannot open rtnetlink")?;
+    let offload = crate::offload::Offload::default();
+    lock(&switch).set_fdb_observer(Box::new(offload.clone()));
     let control = Control {
         switch: switch.clone(),
         netif,
         ws: s.ws,
+        offload,
     };
     if let Some((origin, conf)) = &config {
         if let Err(e) = create_ports(&control, origin, &conf.ports).await {

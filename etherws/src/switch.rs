@@ -11,12 +11,29 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
-use crate::frame::{FrameError, Header};
+use crate::frame::{FrameError, Header, Mac};
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
 pub trait Egress {
     /// Queues `frame` for transmission; false if it had to be dropped (queue full or closed).
     fn offer(&self, frame: &Bytes) -> bool;
+}
+
+/// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
+/// eBPF-offloaded ports) never disagrees with it. Called with the switch locked, only when
+/// something changes (a plain refresh of a known station costs nothing), and before an entry
+/// ages out.
+pub trait FdbObserver: Send {
+    /// `mac` in `vid` now lives on `port`: new, moved, or relearned after ageing out.
+    fn learned(&mut self, vid: u16, mac: Mac, port: PortNo);
+    /// `mac` in `vid` is forgotten (aged out, or left its port and could not be relearned).
+    fn forgotten(&mut self, vid: u16, mac: Mac);
+    /// Every entry on `port` is forgotten (port removed, or its link went down).
+    fn port_flushed(&mut self, port: PortNo);
+    /// The last time `mac` on `port` was seen by someone else than the switch (the kernel's
+    /// datapath), if known: consulted before the entry ages out.
+    fn seen_elsewhere(&mut self, vid: u16, mac: Mac, port: PortNo, now: Instant)
+    -> Option<Instant>;
 }
 
 /// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
@@ -163,6 +180,7 @@ pub struct Switch<E> {
     next: PortNo,
     fdb: Fdb,
     limits: Limits,
+    observer: Option<Box<dyn FdbObserver>>,
 }
 
 impl<E: Egress> Switch<E> {
@@ -176,6 +194,31 @@ impl<E: Egress> Switch<E> {
             next: 1,
             fdb: Fdb::with_limits(ageout, limits.macs),
             limits,
+            observer: None,
+        }
+    }
+
+    /// Installs the observer of FDB changes and tells it every live entry.
+    pub fn set_fdb_observer(&mut self, mut observer: Box<dyn FdbObserver>) {
+        for r in self.fdb.rows(Instant::now()) {
+            observer.learned(r.vid, r.mac, r.port);
+        }
+        self.observer = Some(observer);
+    }
+
+    /// Tells the observer every live entry again (its copy was lost or just created).
+    pub fn replay_fdb(&mut self) {
+        if let Some(o) = self.observer.as_mut() {
+            for r in self.fdb.rows(Instant::now()) {
+                o.learned(r.vid, r.mac, r.port);
+            }
+        }
+    }
+
+    fn flushed(&mut self, port: PortNo) {
+        self.fdb.flush_port(port);
+        if let Some(o) = self.observer.as_mut() {
+            o.port_flushed(port);
         }
     }
 
@@ -221,7 +264,7 @@ impl<E: Egress> Switch<E> {
     /// Dropping its [`Egress`] is what tells the port's driver to close.
     pub fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
         let removed = self.ports.remove(&port)?;
-        self.fdb.flush_port(port);
+        self.flushed(port);
         Some(removed.stat)
     }
 
@@ -238,7 +281,7 @@ impl<E: Egress> Switch<E> {
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.link_up = up;
             if !up {
-                self.fdb.flush_port(port);
+                self.flushed(port);
             }
         }
     }
@@ -263,7 +306,16 @@ impl<E: Egress> Switch<E> {
 
     /// Drops aged-out FDB entries for good; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
-        self.fdb.expire(now)
+        let Some(o) = self.observer.as_mut() else {
+            return self.fdb.expire(now);
+        };
+        let gone = self
+            .fdb
+            .expire_with(now, |vid, mac, port| o.seen_elsewhere(vid, mac, port, now));
+        for &(vid, mac) in &gone {
+            o.forgotten(vid, mac);
+        }
+        gone.len()
     }
 
     /// Switches one frame received on `from`.
@@ -318,12 +370,22 @@ impl<E: Egress> Switch<E> {
             match self.fdb.learn(hdr.vid, hdr.src, from, now) {
                 Learned::Refreshed => {}
                 Learned::New => {
-                    tracing::debug!(port = from, vid = hdr.vid, mac = %hdr.src, "fdb learned")
+                    tracing::debug!(port = from, vid = hdr.vid, mac = %hdr.src, "fdb learned");
+                    if let Some(o) = self.observer.as_mut() {
+                        o.learned(hdr.vid, hdr.src, from);
+                    }
                 }
                 Learned::Moved { from: old } => {
-                    tracing::debug!(port = from, old, vid = hdr.vid, mac = %hdr.src, "fdb moved")
+                    tracing::debug!(port = from, old, vid = hdr.vid, mac = %hdr.src, "fdb moved");
+                    if let Some(o) = self.observer.as_mut() {
+                        o.learned(hdr.vid, hdr.src, from);
+                    }
                 }
                 Learned::Refused => {
+                    // It may have left another port on the way: forgotten there too.
+                    if let Some(o) = self.observer.as_mut() {
+                        o.forgotten(hdr.vid, hdr.src);
+                    }
                     src_port.stat.macs_refused += 1;
                     if let Some(n) = src_port.warn_macs.hit(now) {
                         let l = self.limits.macs;

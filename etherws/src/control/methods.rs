@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::{Call, RpcError, parse_call, response};
 use crate::fdb::PortNo;
 use crate::netif::{IfChange, Netif};
+use crate::offload::{AttachMode, Offload, PortView};
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
 use crate::port::ws::{ClientOptions, ClientPort, Credentials, WsSettings};
@@ -21,6 +22,8 @@ pub struct Control {
     pub switch: SharedSwitch,
     pub netif: Netif,
     pub ws: WsSettings,
+    /// eBPF offload of netdev ports.
+    pub offload: Offload,
 }
 
 type MethodResult = Result<Value, RpcError>;
@@ -89,7 +92,42 @@ fn ipv4(p: &Map<String, Value>, key: &str) -> Result<Option<Ipv4Addr>, RpcError>
         .transpose()
 }
 
-pub fn portstat(s: &PortStat) -> Value {
+/// A port's `listPort` row. For an offloaded netdev port `rx`/`tx` include the frames the
+/// kernel switched itself (counted once: frames it handed to userspace are counted there);
+/// `datapath` says which path a netdev port uses, and `kernel` holds the XDP counters.
+pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
+    let mut v = portstat_plain(s);
+    if s.kind == PortKind::Netdev {
+        let xdp = view.is_some_and(|v| v.xdp);
+        v["datapath"] = json!(if xdp { "xdp" } else { "af_packet" });
+        if let Some(view) = view {
+            if let Some(reason) = &view.fallback {
+                v["offload_fallback"] = json!(reason);
+            }
+            if xdp {
+                let k = &view.kernel;
+                let kernel_only = k.rx_frames.saturating_sub(k.to_user + k.passed);
+                v["rx"] = json!(s.rx + kernel_only);
+                v["tx"] = json!(s.tx + k.tx_frames);
+                v["user_rx"] = json!(s.rx);
+                v["user_tx"] = json!(s.tx);
+                v["xdp_mode"] = json!(view.mode);
+                v["kernel"] = json!({
+                    "rx_frames": k.rx_frames,
+                    "rx_bytes": k.rx_bytes,
+                    "tx_frames": k.tx_frames,
+                    "tx_bytes": k.tx_bytes,
+                    "to_user": k.to_user,
+                    "dropped": k.dropped,
+                    "passed": k.passed,
+                });
+            }
+        }
+    }
+    v
+}
+
+fn portstat_plain(s: &PortStat) -> Value {
     json!({
         "port": s.port,
         "type": s.kind.as_str(),
@@ -146,7 +184,16 @@ impl Control {
     }
 
     fn list_port(&self) -> MethodResult {
-        Ok(entries(lock(&self.switch).ports().map(portstat).collect()))
+        let ports: Vec<PortStat> = lock(&self.switch).ports().cloned().collect();
+        Ok(entries(ports.iter().map(|p| self.row(p)).collect()))
+    }
+
+    /// A port's `listPort` row, with its offload state.
+    fn row(&self, s: &PortStat) -> Value {
+        let view = (s.kind == PortKind::Netdev)
+            .then(|| self.offload.view(s.port))
+            .flatten();
+        portstat_with(s, view.as_ref())
     }
 
     fn stat(&self, port: PortNo) -> Result<PortStat, RpcError> {
@@ -162,7 +209,21 @@ impl Control {
         let fail = |e: anyhow::Error| bad(format!("{e:#}"));
         let stat = match kind {
             "tap" => self.add_tap(target).await.map_err(fail)?,
-            "netdev" => self.add_netdev(target).await.map_err(fail)?,
+            "netdev" => {
+                let opts = object(p.get("options").unwrap_or(&Value::Null))?;
+                let offload = opts.get("offload").is_some_and(truthy);
+                let mode = string(&opts, "xdp_mode")?
+                    .map(str::parse::<AttachMode>)
+                    .transpose()
+                    .map_err(bad)?;
+                if offload {
+                    self.add_netdev_offloaded(target, mode.unwrap_or_default())
+                        .await
+                        .map_err(fail)?
+                } else {
+                    self.add_netdev(target).await.map_err(fail)?
+                }
+            }
             "client" => {
                 let opts = object(p.get("options").unwrap_or(&Value::Null))?;
                 let user = string(&opts, "user")?.filter(|u| !u.is_empty());
@@ -190,7 +251,7 @@ impl Control {
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),
         };
-        Ok(entries(vec![portstat(&stat)]))
+        Ok(entries(vec![self.row(&stat)]))
     }
 
     /// Creates (or attaches to) TAP device `name` and adds it as a port.
@@ -208,6 +269,42 @@ impl Control {
             name.to_string(),
             dev,
         ))
+    }
+
+    /// Adds interface `name` as a port offloaded with eBPF (XDP + AF_XDP), or, where XDP
+    /// cannot serve, as a plain AF_PACKET port with the reason logged. Only a build without
+    /// the XDP object is an error.
+    pub async fn add_netdev_offloaded(
+        &self,
+        name: &str,
+        mode: AttachMode,
+    ) -> anyhow::Result<PortStat> {
+        if !crate::offload::available() {
+            anyhow::bail!(crate::offload::NO_OBJECT);
+        }
+        let index = self.netif.index(name).await?;
+        let was_loaded = self.offload.loaded();
+        match self.offload.prepare(name, index, mode) {
+            Ok(port) => {
+                let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
+                self.offload.activate(index, stat.port);
+                if !was_loaded {
+                    // The kernel's FDB starts empty: give it what the switch knows.
+                    lock(&self.switch).replay_fdb();
+                }
+                Ok(stat)
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(
+                    interface = name,
+                    "eBPF offload not possible, using AF_PACKET instead: {reason}"
+                );
+                let stat = self.add_netdev(name).await?;
+                self.offload.note_fallback(stat.port, reason);
+                Ok(stat)
+            }
+        }
     }
 
     /// Adds a client port. With `connect_first`, the first connection must succeed (as
@@ -260,8 +357,9 @@ impl Control {
             _ => lock(&self.switch).port(port).cloned(),
         }
         .ok_or_else(|| bad(format!("no such port: {port}")))?;
+        self.offload.set_shut(port, stat.shut);
         tracing::info!(port, shut = stat.shut, "port set");
-        Ok(entries(vec![portstat(&stat)]))
+        Ok(entries(vec![self.row(&stat)]))
     }
 
     fn del_port(&self, p: &Map<String, Value>) -> MethodResult {
@@ -270,7 +368,9 @@ impl Control {
             .remove_port(port)
             .ok_or_else(|| bad(format!("no such port: {port}")))?;
         tracing::info!(port, target = %stat.target, "port deleted");
-        Ok(entries(vec![portstat(&stat)]))
+        let row = self.row(&stat);
+        self.offload.forget(port);
+        Ok(entries(vec![row]))
     }
 
     async fn set_interface(&self, p: &Map<String, Value>) -> MethodResult {

@@ -1,0 +1,528 @@
+//! eBPF offload of netdev ports (`etherws ctl addport netdev X --offload`), in network
+//! namespaces (root; skipped loudly otherwise, a failure under `CI=true`).
+//!
+//! ```text
+//! nsH1: h1 192.0.2.1/24 ── veth ── s1 ┐
+//!                                     ├ nsS: switch S, ports 1, 2 = netdev s1, s2 (--offload)
+//! nsH2: h2 192.0.2.2/24 ── veth ── s2 ┘
+//! ```
+//!
+//! The object must have been built (`cargo xtask build-ebpf`): without it etherws builds
+//! without offload and these tests say so loudly (a failure under `CI=true`).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const WS_PORT: u16 = 8080;
+const CTL_PORT: u16 = 7867;
+const H1: &str = "192.0.2.1";
+const H2: &str = "192.0.2.2";
+
+fn ready(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    let obj = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bpf/etherws-xdp.o");
+    if !obj.is_file() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{test}: no {} (run `cargo xtask build-ebpf`)",
+                obj.display()
+            );
+        }
+        loud(&format!(
+            "SKIPPED (no eBPF object, run `cargo xtask build-ebpf`): {test}"
+        ));
+        return false;
+    }
+    true
+}
+
+fn have_iperf3(test: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join("iperf3").is_file()) {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs iperf3, which must be installed under CI");
+    }
+    loud(&format!("SKIPPED (needs iperf3): {test}"));
+    false
+}
+
+/// Bytes received by a 3-second `iperf3` run from `client` to `addr` in `server`.
+fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16) -> (u64, f64) {
+    let port_s = port.to_string();
+    let mut srv = server
+        .command(&["iperf3", "-s", "-1", "-B", addr, "-p", &port_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 -s");
+    poll("iperf3 server listening", Duration::from_secs(10), || {
+        let out = server.exec(&["ss", "-Hltn", &format!("sport = :{port}")]);
+        if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port}")) {
+            Ok(())
+        } else {
+            Err(show(&out))
+        }
+    });
+    let out = client.exec(&[
+        "timeout",
+        "30",
+        "iperf3",
+        "-c",
+        addr,
+        "-p",
+        &port_s,
+        "-t",
+        "3",
+        "-J",
+        "--connect-timeout",
+        "5000",
+    ]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let end = &json["end"]["sum_received"];
+    let r = (
+        end["bytes"].as_u64().unwrap_or(0),
+        end["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6,
+    );
+    eprintln!("iperf3 to {addr}: {} B, {:.1} Mbit/s", r.0, r.1);
+    if r.0 == 0 {
+        eprintln!("{}", show(&out));
+    }
+    r
+}
+
+/// `listPort` as JSON rows.
+fn list_port(ns: &Netns, sw: &Switch) -> Vec<Value> {
+    let body = json!({"jsonrpc": "2.0", "method": "etherws.control.listPort", "id": 1}).to_string();
+    let v = rpc_in(ns, sw.ctl_addr(), "/ctl", &body);
+    v["result"]["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("listPort: {v}"))
+        .clone()
+}
+
+fn row(rows: &[Value], port: u64) -> Value {
+    rows.iter()
+        .find(|r| r["port"].as_u64() == Some(port))
+        .unwrap_or_else(|| panic!("no port {port} in {rows:?}"))
+        .clone()
+}
+
+fn k(r: &Value, key: &str) -> u64 {
+    r["kernel"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no kernel.{key} in {r}"))
+}
+
+/// Whether `ifname` in `ns` has an XDP program attached (`ip link` shows `xdp…` / `prog/xdp`).
+fn has_xdp(ns: &Netns, ifname: &str) -> bool {
+    let out = ns.ip(&["-d", "link", "show", ifname]);
+    out.contains("prog/xdp") || out.contains(" xdp")
+}
+
+/// Turns GRO on for `ifname` in `ns` (`ethtool -K IF gro on`, by ioctl: no ethtool here).
+/// A veth only takes frames redirected into its peer by native XDP when it has NAPI: GRO or an
+/// XDP program of its own (the hosts' ends of the test veths have neither by default).
+fn gro_on(ns: &Netns, ifname: &str) {
+    ethtool_set(ns, ifname, 0x2c, 1); // ETHTOOL_SGRO
+}
+
+/// Turns TX checksum offload off (`ethtool -K IF tx off`): frames the host sends then carry
+/// complete checksums. Frames switched in the kernel by native XDP lose the skb's
+/// "checksum partial" state, so a local sender with TX checksum offload on would have its TCP
+/// segments dropped by the receiver (bad checksum); from a real NIC frames are complete anyway.
+fn tx_csum_off(ns: &Netns, ifname: &str) {
+    ethtool_set(ns, ifname, 0x17, 0); // ETHTOOL_STXCSUM
+}
+
+fn ethtool_set(ns: &Netns, ifname: &str, cmd: u32, data: u32) {
+    let path = format!("/run/netns/{}", ns.name());
+    let name = ifname.to_string();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).expect("netns");
+        #[repr(C)]
+        struct EthtoolValue {
+            cmd: u32,
+            data: u32,
+        }
+        #[repr(C)]
+        struct Ifreq {
+            name: [u8; 16],
+            data: *mut EthtoolValue,
+            _pad: [u8; 16],
+        }
+        let mut val = EthtoolValue { cmd, data };
+        let mut ifr = Ifreq {
+            name: [0; 16],
+            data: &mut val,
+            _pad: [0; 16],
+        };
+        ifr.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: plain syscalls with valid arguments, in a throw-away thread.
+        unsafe {
+            assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            assert!(s >= 0);
+            let r = libc::ioctl(s, 0x8946, &mut ifr); // SIOCETHTOOL
+            let e = std::io::Error::last_os_error();
+            libc::close(s);
+            assert_eq!(r, 0, "ethtool cmd {cmd:#x} on {name}: {e}");
+        }
+    })
+    .join()
+    .expect("ethtool_set");
+}
+
+/// The switch namespace, two host namespaces on veths, the switch (not started).
+struct Topo {
+    sw: Option<Switch>,
+    ns_s: Netns,
+    h1: Netns,
+    h2: Netns,
+}
+
+impl Topo {
+    /// `kernel_tcp`: the hosts send complete checksums (see [`tx_csum_off`]).
+    fn new(tag: &str, extra: &[&str], kernel_tcp: bool) -> Topo {
+        let ns_s = Netns::new(&format!("{tag}S"));
+        let h1 = Netns::new(&format!("{tag}1"));
+        let h2 = Netns::new(&format!("{tag}2"));
+        veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_s, "s1", None);
+        veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+        gro_on(&h1, "h1");
+        gro_on(&h2, "h2");
+        if kernel_tcp {
+            tx_csum_off(&h1, "h1");
+            tx_csum_off(&h2, "h2");
+        }
+        let sw = Switch::in_netns(&ns_s, tag, "127.0.0.1", WS_PORT, CTL_PORT, extra);
+        Topo {
+            sw: Some(sw),
+            ns_s,
+            h1,
+            h2,
+        }
+    }
+
+    fn sw(&self) -> &Switch {
+        self.sw.as_ref().expect("switch running")
+    }
+
+    fn rows(&self) -> Vec<Value> {
+        list_port(&self.ns_s, self.sw())
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        self.sw.take();
+    }
+}
+
+#[test]
+fn two_offloaded_ports_switch_unicast_in_the_kernel() {
+    let test = "two_offloaded_ports_switch_unicast_in_the_kernel";
+    if !ready(test) || !have_iperf3(test) {
+        return;
+    }
+    let mut t = Topo::new("ol", &["--ageout", "4"], true);
+    let mode = std::env::var("OFFLOAD_MODE").unwrap_or_else(|_| "auto".into());
+    for dev in ["s1", "s2"] {
+        let rows = parse_ports(&t.sw().ctl_ok(&[
+            "addport",
+            "netdev",
+            dev,
+            "--offload",
+            "--xdp-mode",
+            &mode,
+        ]));
+        assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", t.sw().log());
+    }
+    let rows = parse_ports(&t.sw().ctl_ok(&["listport"]));
+    assert!(rows.iter().all(|r| r.kind == "netdev/xdp"), "{rows:?}");
+    let json = t.rows();
+    for r in &json {
+        assert_eq!(r["type"], "netdev", "{r}");
+        assert_eq!(r["datapath"], "xdp", "{r}");
+    }
+    assert!(has_xdp(&t.ns_s, "s1") && has_xdp(&t.ns_s, "s2"));
+
+    // ARP (broadcast) goes through userspace, then unicast is switched in the kernel.
+    ping(&t.h1, H2);
+    let before = t.rows();
+    let (bytes, mbit) = iperf3(&t.h2, &t.h1, H2, 5201);
+    assert!(
+        bytes > 1_000_000,
+        "iperf3 moved {bytes} B\n{:#?}\n{}\n{}",
+        t.rows(),
+        t.h2.exec_ok(&["ip", "-s", "link", "show", "h2"]),
+        t.h2.exec_ok(&[
+            "nstat",
+            "-az",
+            "TcpInCsumErrors",
+            "IpInReceives",
+            "TcpExtTCPRcvCoalesce"
+        ])
+    );
+    let after = t.rows();
+    let (p1, p2) = (row(&after, 1), row(&after, 2));
+    let (b1, b2) = (row(&before, 1), row(&before, 2));
+    eprintln!("after iperf3 ({mbit:.0} Mbit/s): port 1 {p1}\nport 2 {p2}");
+    let kernel_fwd = k(&p2, "tx_frames") - k(&b2, "tx_frames");
+    let user_rx = p1["user_rx"].as_u64().unwrap() - b1["user_rx"].as_u64().unwrap();
+    assert!(
+        kernel_fwd > 1000,
+        "kernel forwarded only {kernel_fwd} frames to port 2"
+    );
+    assert!(
+        user_rx < kernel_fwd / 20,
+        "userspace saw {user_rx} frames from port 1 for {kernel_fwd} forwarded in the kernel"
+    );
+    // listport's rx/tx include the kernel's frames.
+    assert!(p2["tx"].as_u64().unwrap() >= k(&p2, "tx_frames"));
+    assert!(p1["rx"].as_u64().unwrap() >= kernel_fwd);
+
+    // The stations stay known while only the kernel sees them (ageout 4 s; seen_ns).
+    let h1_mac = t.h1.mac("h1");
+    let h2_mac = t.h2.mac("h2");
+    let mut pinger =
+        t.h1.command(&["ping", "-n", "-i", "0.2", "-w", "9", H2])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ping");
+    std::thread::sleep(Duration::from_secs(8));
+    let fdb = t.sw().listfdb();
+    let _ = pinger.kill();
+    let _ = pinger.wait();
+    for mac in [&h1_mac, &h2_mac] {
+        assert!(
+            fdb.iter().any(|e| &e.mac == mac),
+            "{mac} aged out although the kernel forwards its frames: {fdb:?}"
+        );
+    }
+
+    // delport detaches, the other port stays.
+    t.sw().ctl_ok(&["delport", "1"]);
+    poll("XDP detached from s1", Duration::from_secs(5), || {
+        if has_xdp(&t.ns_s, "s1") {
+            Err(t.ns_s.ip(&["-d", "link", "show", "s1"]))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(has_xdp(&t.ns_s, "s2"));
+    // Switch exit (SIGTERM): nothing left attached.
+    {
+        let sw = t.sw.as_mut().unwrap();
+        sw.signal(libc::SIGTERM);
+        sw.wait_exit(Duration::from_secs(10))
+            .expect("switch exits on SIGTERM");
+    }
+    assert!(!has_xdp(&t.ns_s, "s2"), "{}", t.ns_s.ip(&["-d", "link"]));
+    let out = t.ns_s.exec_ok(&["bpftool", "net", "show"]);
+    assert!(!out.contains("etherws"), "bpftool net: {out}");
+}
+
+#[test]
+fn crash_leaves_nothing_attached() {
+    if !ready("crash_leaves_nothing_attached") {
+        return;
+    }
+    let mut t = Topo::new("oc", &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
+    assert!(has_xdp(&t.ns_s, "s1"));
+    let sw = t.sw.as_mut().unwrap();
+    sw.signal(libc::SIGKILL);
+    sw.wait_exit(Duration::from_secs(10))
+        .expect("switch killed");
+    poll("XDP gone after SIGKILL", Duration::from_secs(5), || {
+        if has_xdp(&t.ns_s, "s1") {
+            Err(t.ns_s.ip(&["-d", "link", "show", "s1"]))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+#[test]
+fn vlans_stay_separate_in_the_kernel_path() {
+    if !ready("vlans_stay_separate_in_the_kernel_path") {
+        return;
+    }
+    let t = Topo::new("ov", &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
+    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
+    let r1 = RawSock::open(&t.h1, "h1");
+    let r2 = RawSock::open(&t.h2, "h2");
+    r1.drain();
+    r2.drain();
+    let m1 = [0x02, 0xe7, 0, 0, 0x0b, 0x01];
+    let m2 = [0x02, 0xe7, 0, 0, 0x0b, 0x02];
+    let bcast = [0xff; 6];
+    let et = 0x88b5;
+    let mark = |s: u8| format!("etherws-offload-{}-{s}", std::process::id()).into_bytes();
+    let wait = Duration::from_secs(5);
+    // Both stations announce themselves in VLAN 10 (broadcast: through userspace).
+    r2.send(&build_frame(bcast, m2, Some(10), et, &mark(1)));
+    r1.recv_matching(wait, |f| contains(&f.data, &mark(1)))
+        .expect("VLAN 10 broadcast from h2 never reached h1");
+    r1.send(&build_frame(bcast, m1, Some(10), et, &mark(2)));
+    r2.recv_matching(wait, |f| contains(&f.data, &mark(2)))
+        .expect("VLAN 10 broadcast from h1 never reached h2");
+    // Unicast in VLAN 10: switched in the kernel, tag intact.
+    let before = k(&row(&t.rows(), 2), "tx_frames");
+    let mut got = None;
+    for i in 0..20u8 {
+        r1.send(&build_frame(m2, m1, Some(10), et, &mark(10 + i)));
+        if let Some(f) = r2.recv_matching(Duration::from_millis(500), |f| {
+            contains(&f.data, &mark(10 + i))
+        }) {
+            got = Some(f);
+            break;
+        }
+    }
+    let got = got.expect("VLAN 10 unicast never reached h2");
+    assert_eq!(got.tci(), Some(10));
+    assert!(
+        k(&row(&t.rows(), 2), "tx_frames") > before,
+        "VLAN 10 unicast not switched in the kernel: {:?}",
+        t.rows()
+    );
+    // In VLAN 20 m2 sits behind port 1 (h1's side): unicast to it from h1 stays there, in
+    // the kernel path too; VLAN 10 is untouched.
+    r1.send(&build_frame(bcast, m2, Some(20), et, &mark(40)));
+    std::thread::sleep(Duration::from_millis(300));
+    r2.drain();
+    let fwd = k(&row(&t.rows(), 2), "tx_frames");
+    for i in 0..5u8 {
+        r1.send(&build_frame(m2, m1, Some(20), et, &mark(50 + i)));
+    }
+    assert!(
+        r2.recv_matching(Duration::from_secs(1), |f| (50..55)
+            .any(|i| contains(&f.data, &mark(i))))
+            .is_none(),
+        "VLAN 20 frame for a station on the ingress side leaked to h2"
+    );
+    assert_eq!(
+        k(&row(&t.rows(), 2), "tx_frames"),
+        fwd,
+        "VLAN 20 frames forwarded"
+    );
+    r1.send(&build_frame(m2, m1, Some(10), et, &mark(60)));
+    let got = r2
+        .recv_matching(wait, |f| contains(&f.data, &mark(60)))
+        .expect("VLAN 10 unicast stopped working");
+    assert_eq!(got.tci(), Some(10));
+    let fdb = t.sw().listfdb();
+    let m2s = format_mac(m2);
+    assert!(
+        fdb.iter()
+            .any(|e| e.mac == m2s && e.vlan == 10 && e.port == 2)
+            && fdb
+                .iter()
+                .any(|e| e.mac == m2s && e.vlan == 20 && e.port == 1),
+        "{fdb:?}"
+    );
+}
+
+#[test]
+fn attach_failure_falls_back_to_af_packet() {
+    if !ready("attach_failure_falls_back_to_af_packet") {
+        return;
+    }
+    let t = Topo::new("of", &[], false);
+    // Native XDP on a veth refuses a peer MTU above a page: ask for native only.
+    t.ns_s.ip(&["link", "set", "s1", "mtu", "9000"]);
+    t.h1.ip(&["link", "set", "h1", "mtu", "9000"]);
+    let out = t.sw().ctl_ok(&[
+        "addport",
+        "netdev",
+        "s1",
+        "--offload",
+        "--xdp-mode",
+        "native",
+    ]);
+    let rows = parse_ports(&out);
+    assert_eq!(rows[0].kind, "netdev", "{out}\n{}", t.sw().log());
+    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
+    let json = t.rows();
+    assert_eq!(row(&json, 1)["datapath"], "af_packet", "{json:?}");
+    assert!(row(&json, 1)["offload_fallback"].is_string(), "{json:?}");
+    assert_eq!(row(&json, 2)["datapath"], "xdp", "{json:?}");
+    assert!(!has_xdp(&t.ns_s, "s1"));
+    ping(&t.h1, H2);
+    ping(&t.h2, H1);
+    assert!(
+        t.sw().log().contains("using AF_PACKET instead"),
+        "no logged reason:\n{}",
+        t.sw().log()
+    );
+}
+
+#[test]
+fn offloaded_port_and_websocket_peer() {
+    let test = "offloaded_port_and_websocket_peer";
+    if !ready(test) || !have_iperf3(test) {
+        return;
+    }
+    // Switch S: offloaded s1 (h1) + WebSocket server; switch B in nsB: TAP 192.0.2.2 and a
+    // client port to S over a veth (198.51.100.0/24).
+    let t = Topo::new("ow", &[], false);
+    let ns_b = Netns::new("owB");
+    veth(
+        &t.ns_s,
+        "sB",
+        Some("198.51.100.1/24"),
+        &ns_b,
+        "bS",
+        Some("198.51.100.2/24"),
+    );
+    let sw_s = Switch::in_netns(
+        &t.ns_s,
+        "ow-S2",
+        "198.51.100.1",
+        WS_PORT + 1,
+        CTL_PORT + 1,
+        &[],
+    );
+    let sw_b = Switch::in_netns(&ns_b, "ow-B", "198.51.100.2", WS_PORT, CTL_PORT, &[]);
+    sw_s.ctl_ok(&["addport", "netdev", "s1", "--offload"]);
+    sw_b.ctl_ok(&["addport", "tap", "ewsB0"]);
+    sw_b.ctl_ok(&[
+        "addport",
+        "client",
+        &format!("ws://198.51.100.1:{}/", WS_PORT + 1),
+    ]);
+    ns_b.ip(&["addr", "add", "192.0.2.2/24", "dev", "ewsB0"]);
+    ns_b.ip(&["link", "set", "ewsB0", "up"]);
+    let rows = parse_ports(&sw_s.ctl_ok(&["listport"]));
+    assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}");
+    ping(&t.h1, H2);
+    let (bytes, _) = iperf3(&ns_b, &t.h1, H2, 5202);
+    assert!(
+        bytes > 1_000_000,
+        "iperf3 h1 → B moved {bytes} B\n{}",
+        sw_s.log()
+    );
+    let (bytes, _) = iperf3(&t.h1, &ns_b, H1, 5203);
+    assert!(
+        bytes > 1_000_000,
+        "iperf3 B → h1 moved {bytes} B\n{}",
+        sw_s.log()
+    );
+    let started = Instant::now();
+    drop(sw_b);
+    drop(sw_s);
+    eprintln!("stopped in {:?}", started.elapsed());
+}
