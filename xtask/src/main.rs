@@ -10,6 +10,9 @@
 //!   decisions (needs root and the object); see `test_ebpf.rs`.
 //! - `fuzz [--seconds N] [TARGET…]`: run the fuzz targets for a bounded time each; see
 //!   `fuzz.rs`. `test` ends with a short pass (`ETHERWS_FUZZ_SECONDS`, default 10 per target).
+//! - `load [--clients N] [--seconds S] [--write]`: 1,000 WebSocket clients with unicast and
+//!   broadcast traffic on one release-built switch; RSS, CPU, control-API latency, fairness;
+//!   `--write` updates `BENCHMARKS.md`. See `load.rs`.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -18,6 +21,7 @@ use anyhow::{Context, bail};
 
 mod build_ebpf;
 mod fuzz;
+mod load;
 mod test_ebpf;
 
 fn root() -> PathBuf {
@@ -125,10 +129,12 @@ fn main() -> ExitCode {
         Some("build-ebpf") => build_ebpf::task_build_ebpf().map(drop),
         Some("test-ebpf") => test_ebpf::task_test_ebpf(),
         Some("fuzz") => fuzz::task_fuzz(rest),
+        Some("load") => load::task_load(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…] | build-ebpf | \
-                 test-ebpf | fuzz [--seconds N] [TARGET…]"
+                 test-ebpf | fuzz [--seconds N] [TARGET…] | \
+                 load [--clients N] [--seconds S] [--write]"
             );
             return ExitCode::from(2);
         }
