@@ -33,12 +33,18 @@ const BATCH: usize = 64;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Limits for every WebSocket: a message larger than the largest Ethernet frame we can carry
-/// is refused by tungstenite instead of being buffered.
+/// is refused by tungstenite instead of being buffered. The read buffer starts small (tungstenite's
+/// default is 128 KiB a connection, most of a thousand-peer switch's memory) and grows only for
+/// the peers that need it.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME))
+        .read_buffer_size(READ_BUFFER)
 }
+
+/// Initial read buffer of a WebSocket: a few full-size frames.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Connection upkeep shared by every WebSocket port of a switch.
 #[derive(Debug, Clone, Copy)]
