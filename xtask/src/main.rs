@@ -8,6 +8,9 @@
 //!   `rust-src` and a matching `bpf-linker` first if missing); see `build_ebpf.rs`.
 //! - `test-ebpf`: run the XDP program on test frames with `BPF_PROG_TEST_RUN` and check its
 //!   decisions (needs root and the object); see `test_ebpf.rs`.
+//! - `bench [--quick] [--only NAME…] [--write]`: the offload and tunnel benchmarks (root;
+//!   network namespaces; OpenVPN and VXLAN for comparison); `--write` updates `BENCHMARKS.md`.
+//!   See `bench.rs`.
 //! - `fuzz [--seconds N] [TARGET…]`: run the fuzz targets for a bounded time each; see
 //!   `fuzz.rs`. `test` ends with a short pass (`ETHERWS_FUZZ_SECONDS`, default 10 per target).
 //! - `load [--clients N] [--seconds S] [--write]`: 1,000 WebSocket clients with unicast and
@@ -19,6 +22,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+mod bench;
 mod build_ebpf;
 mod fuzz;
 mod load;
@@ -130,10 +134,12 @@ fn main() -> ExitCode {
         Some("test-ebpf") => test_ebpf::task_test_ebpf(),
         Some("fuzz") => fuzz::task_fuzz(rest),
         Some("load") => load::task_load(rest),
+        Some("bench") => bench::task_bench(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…] | build-ebpf | \
-                 test-ebpf | fuzz [--seconds N] [TARGET…] | \
+                 test-ebpf | fuzz [--seconds N] [TARGET…] | load [--clients N] [--seconds S] [--write] | \
+                 bench [--quick] [--only NAME…] [--write] | \
                  load [--clients N] [--seconds S] [--write]"
             );
             return ExitCode::from(2);

@@ -1,0 +1,1584 @@
+//! `cargo xtask bench [--quick] [--only NAME…] [--write]`: throughput, latency, small-frame
+//! rate and CPU cost of etherws against OpenVPN, a kernel VXLAN tunnel and Linux bridges, each
+//! scenario in its own network namespaces (addresses from 192.0.2.0/24 and 198.51.100.0/24
+//! only; host interfaces are never touched). Everything a scenario creates is deleted when it
+//! ends, on error and on panic too ([`Ns`] and [`Proc`] guards).
+//!
+//! Two groups of scenarios (`--only` takes scenario or group names):
+//!
+//! - `offload` (eBPF offload issue): one switch namespace between two host namespaces, the
+//!   hosts on veths. `af_packet` (two plain netdev ports), `af_xdp` (the ingress port
+//!   offloaded: XDP + AF_XDP into userspace, out through AF_PACKET), `xdp_kernel` (both ports
+//!   offloaded: unicast switched in the kernel), `linux_bridge` (a bridge instead of etherws).
+//! - `tunnel` (fast tunnel issue): host1 — switchA — switchB — host2, the switches joined by one
+//!   tunnel over a veth. etherws `ws`/`wss` with TAP ports (the switch namespaces are the
+//!   hosts) and with offloaded netdev ports (`--offload`), OpenVPN 2.6 TAP over TCP plain and
+//!   TLS (AES-128-GCM) each bridged to the host veth, a kernel VXLAN tunnel bridged the same
+//!   way, and plain Linux bridges (the upper bound).
+//!
+//! Measurements: iperf3 TCP both ways (`-J`, 10 s, 3 s with `--quick`); ping RTT
+//! (`-i 0.01 -c 200`, average and p99 of the per-packet times); small frames (60-byte
+//! Ethernet frames sent from host1 by a raw AF_PACKET socket with `sendmmsg`, counted at
+//! host2's interface: the most received per second and the loss at that load; for the offload
+//! group also the highest paced rate with loss < 0.1 %, found by stepping down); CPU seconds per
+//! GB moved by the two TCP runs: utime + stime of the switch/OpenVPN processes (both ends), and
+//! of the whole machine (`/proc/stat`, everything but idle/iowait: includes iperf3 and the
+//! kernel's softirq work, the only cost of the kernel datapaths).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+
+use crate::{cargo, root, run};
+
+const H1_IP: &str = "192.0.2.1";
+const H2_IP: &str = "192.0.2.2";
+const A_IP: &str = "198.51.100.1";
+const B_IP: &str = "198.51.100.2";
+const CTL: &str = "http://127.0.0.1:7867/ctl";
+const OFFLOAD_HEADING: &str = "## Bench: eBPF offload (netdev ports, one switch)";
+const TUNNEL_HEADING: &str = "## Bench: tunnel (etherws vs OpenVPN TAP over TCP)";
+
+// ---------------------------------------------------------------------------------------------
+// options and scenarios
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Group {
+    Offload,
+    Tunnel,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    name: &'static str,
+    group: Group,
+    what: &'static str,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "af_packet",
+        group: Group::Offload,
+        what: "etherws, netdev ports via AF_PACKET",
+    },
+    Scenario {
+        name: "af_xdp",
+        group: Group::Offload,
+        what: "etherws, ingress netdev via XDP + AF_XDP (egress AF_PACKET)",
+    },
+    Scenario {
+        name: "xdp_kernel",
+        group: Group::Offload,
+        what: "etherws, both netdev offloaded: in-kernel netdev↔netdev",
+    },
+    Scenario {
+        name: "linux_bridge",
+        group: Group::Offload,
+        what: "Linux bridge",
+    },
+    Scenario {
+        name: "ws_tap",
+        group: Group::Tunnel,
+        what: "etherws ws://, TAP ports",
+    },
+    Scenario {
+        name: "wss_tap",
+        group: Group::Tunnel,
+        what: "etherws wss://, TAP ports",
+    },
+    Scenario {
+        name: "ws_netdev",
+        group: Group::Tunnel,
+        what: "etherws ws://, netdev ports (--offload)",
+    },
+    Scenario {
+        name: "wss_netdev",
+        group: Group::Tunnel,
+        what: "etherws wss://, netdev ports (--offload)",
+    },
+    Scenario {
+        name: "openvpn",
+        group: Group::Tunnel,
+        what: "OpenVPN TAP/TCP, no crypto",
+    },
+    Scenario {
+        name: "openvpn_tls",
+        group: Group::Tunnel,
+        what: "OpenVPN TAP/TCP, TLS AES-128-GCM",
+    },
+    Scenario {
+        name: "vxlan",
+        group: Group::Tunnel,
+        what: "kernel VXLAN + bridges",
+    },
+    Scenario {
+        name: "bridges",
+        group: Group::Tunnel,
+        what: "plain Linux bridges (no tunnel)",
+    },
+];
+
+struct Opts {
+    quick: bool,
+    write: bool,
+    only: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        quick: false,
+        write: false,
+        only: Vec::new(),
+    };
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--write" => o.write = true,
+            "--only" => {
+                while let Some(n) = it.next_if(|n| !n.starts_with("--")) {
+                    o.only.extend(n.split(',').map(str::to_string));
+                }
+            }
+            _ => bail!(
+                "usage: cargo xtask bench [--quick] [--only NAME…] [--write]\n\
+                 names: offload, tunnel, {}",
+                SCENARIOS
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    for n in &o.only {
+        if n != "offload" && n != "tunnel" && !SCENARIOS.iter().any(|s| s.name == n) {
+            bail!("unknown scenario {n:?}");
+        }
+    }
+    Ok(o)
+}
+
+fn selected(o: &Opts, s: &Scenario) -> bool {
+    o.only.is_empty()
+        || o.only.iter().any(|n| {
+            n == s.name
+                || (n == "offload" && s.group == Group::Offload)
+                || (n == "tunnel" && s.group == Group::Tunnel)
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// commands, namespaces, processes
+
+fn output(mut c: Command) -> anyhow::Result<String> {
+    let what = format!("{c:?}");
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cmd(argv: &[&str]) -> Command {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+fn sh(argv: &[&str]) -> anyhow::Result<String> {
+    output(cmd(argv))
+}
+
+/// `ip netns exec NS argv…` (not started).
+fn ns_cmd(ns: &str, argv: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).args(argv);
+    c
+}
+
+fn ns_sh(ns: &str, argv: &[&str]) -> anyhow::Result<String> {
+    output(ns_cmd(ns, argv))
+}
+
+/// `ip -n NS args…`.
+fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut c = Command::new("ip");
+    c.args(["-n", ns]).args(args);
+    output(c)
+}
+
+fn ns_pids(ns: &str) -> Vec<i32> {
+    sh(&["ip", "netns", "pids", ns])
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn kill_ns_pids(ns: &str) {
+    for _ in 0..50 {
+        let pids = ns_pids(ns);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) on a process `ip netns pids` reported inside our namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A network namespace `ewsb-<tag>-<pid>`: deleted with every process in it on drop.
+struct Ns {
+    name: String,
+}
+
+impl Ns {
+    fn new(tag: &str) -> anyhow::Result<Ns> {
+        let name = format!("ewsb-{tag}-{}", std::process::id());
+        sh(&["ip", "netns", "add", &name])?;
+        let ns = Ns { name };
+        ip(&ns.name, &["link", "set", "lo", "up"])?;
+        let _ = ns_sh(
+            &ns.name,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
+        Ok(ns)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        kill_ns_pids(&self.name);
+        if let Err(e) = sh(&["ip", "netns", "del", &self.name]) {
+            eprintln!("bench: {e:#}");
+        }
+    }
+}
+
+/// Namespaces `ewsb-*-<pid>` left by bench runs that no longer exist.
+fn cleanup_stale() {
+    for line in sh(&["ip", "netns", "list"]).unwrap_or_default().lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name
+            .strip_prefix("ewsb-")
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("bench: removing stale namespace {name}");
+            kill_ns_pids(name);
+            let _ = sh(&["ip", "netns", "del", name]);
+        }
+    }
+}
+
+/// A process, killed on drop.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(ns: &str, argv: &[&str], log: &Path) -> anyhow::Result<Proc> {
+    let f = File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let child = ns_cmd(ns, argv)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()
+        .with_context(|| format!("cannot start {argv:?} in {ns}"))?;
+    Ok(Proc { child })
+}
+
+fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("timed out waiting for {what}")));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> anyhow::Result<()> {
+    sh(&[
+        "ip", "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b,
+    ])?;
+    ip(a, &["link", "set", a_if, "up"])?;
+    ip(b, &["link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+fn addr(ns: &str, ifname: &str, cidr: &str) -> anyhow::Result<()> {
+    ip(ns, &["addr", "add", cidr, "dev", ifname]).map(drop)
+}
+
+fn ethtool(ns: &str, ifname: &str, feature: &str, on: bool) -> anyhow::Result<()> {
+    ns_sh(
+        ns,
+        &[
+            "ethtool",
+            "-K",
+            ifname,
+            feature,
+            if on { "on" } else { "off" },
+        ],
+    )
+    .map(drop)
+}
+
+fn bridge(ns: &str, ports: &[&str]) -> anyhow::Result<()> {
+    ip(ns, &["link", "add", "br0", "type", "bridge"])?;
+    for p in ports {
+        ip(ns, &["link", "set", p, "master", "br0"])?;
+    }
+    ip(ns, &["link", "set", "br0", "up"]).map(drop)
+}
+
+fn mac(ns: &str, ifname: &str) -> anyhow::Result<[u8; 6]> {
+    let v: Value = serde_json::from_str(&ip(ns, &["-j", "link", "show", "dev", ifname])?)?;
+    let s = v[0]["address"].as_str().context("no MAC address")?;
+    let mut m = [0u8; 6];
+    for (i, part) in s.split(':').enumerate().take(6) {
+        m[i] = u8::from_str_radix(part, 16)?;
+    }
+    Ok(m)
+}
+
+fn rx_packets(ns: &str, ifname: &str) -> anyhow::Result<u64> {
+    let v: Value = serde_json::from_str(&ip(ns, &["-j", "-s", "link", "show", "dev", ifname])?)?;
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .context("no rx packets in ip -s link")
+}
+
+fn etherws_bin() -> PathBuf {
+    root().join("target/release/etherws")
+}
+
+fn ctl(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let bin = etherws_bin();
+    let mut argv = vec![bin.to_str().unwrap_or("etherws"), "ctl", "--ctlurl", CTL];
+    argv.extend_from_slice(args);
+    ns_sh(ns, &argv)
+}
+
+/// `utime + stime` of every process named `comm` in these namespaces, in clock ticks.
+fn proc_ticks(nss: &[String], comm: &str) -> u64 {
+    let mut sum = 0;
+    for ns in nss {
+        for pid in ns_pids(ns) {
+            let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if c.trim() != comm {
+                continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the ")" that ends the command name: state is field 3, utime 14.
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let t = |i: usize| f.get(i - 3).and_then(|x| x.parse::<u64>().ok());
+                sum += t(14).unwrap_or(0) + t(15).unwrap_or(0);
+            }
+        }
+    }
+    sum
+}
+
+/// Busy ticks of the whole machine (all but idle and iowait).
+fn sys_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = s.lines().next().unwrap_or("");
+    cpu.split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurements
+
+struct Endpoint {
+    ns: String,
+    ifname: String,
+}
+
+/// One iperf3 TCP run from host1 (`client`) to host2 (`server`, `addr`); `reverse`: host2 sends.
+/// Returns (Mbit/s, bytes received).
+fn iperf_tcp(
+    client: &str,
+    server: &str,
+    addr: &str,
+    secs: u32,
+    reverse: bool,
+    logs: &Path,
+) -> anyhow::Result<(f64, u64)> {
+    let port = if reverse { "5202" } else { "5201" };
+    let _srv = spawn(
+        server,
+        &["iperf3", "-s", "-1", "-B", addr, "-p", port],
+        &logs.join(format!("iperf3-server-{port}.log")),
+    )?;
+    poll("iperf3 -s", Duration::from_secs(10), || {
+        let out = ns_sh(server, &["ss", "-Hltn", &format!("sport = :{port}")])?;
+        if out.contains(port) {
+            Ok(())
+        } else {
+            Err(anyhow!("not listening"))
+        }
+    })?;
+    let t = secs.to_string();
+    let limit = (secs + 30).to_string();
+    let mut argv = vec![
+        "timeout",
+        &limit,
+        "iperf3",
+        "-c",
+        addr,
+        "-p",
+        port,
+        "-t",
+        &t,
+        "-J",
+        "--connect-timeout",
+        "5000",
+    ];
+    if reverse {
+        argv.push("-R");
+    }
+    let out = ns_cmd(client, &argv).stdin(Stdio::null()).output()?;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let end = &json["end"]["sum_received"];
+    match (end["bits_per_second"].as_f64(), end["bytes"].as_u64()) {
+        (Some(bps), Some(bytes)) if bytes > 0 => Ok((bps / 1e6, bytes)),
+        _ => bail!(
+            "iperf3 {} failed: {}",
+            if reverse { "-R" } else { "" },
+            json["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        ),
+    }
+}
+
+/// `ping -i 0.01 -c 200`: (average, p99, lost) in ms.
+fn ping_rtt(from: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
+    let out = ns_cmd(
+        from,
+        &["ping", "-n", "-i", "0.01", "-c", "200", "-W", "1", to],
+    )
+    .stdin(Stdio::null())
+    .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut times: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("time="))
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    if times.is_empty() {
+        bail!("no ping replies from {to}: {text}");
+    }
+    times.sort_by(f64::total_cmp);
+    let avg = times.iter().sum::<f64>() / times.len() as f64;
+    let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1];
+    Ok((avg, p99, 200usize.saturating_sub(times.len())))
+}
+
+/// Pings until one gets through (ARP, learning), up to 15 s.
+fn warm_up(from: &str, to: &str) -> anyhow::Result<()> {
+    poll(
+        &format!("ping {to} from {from}"),
+        Duration::from_secs(15),
+        || ns_sh(from, &["ping", "-n", "-c", "1", "-W", "1", to]).map(drop),
+    )
+}
+
+/// A 60-byte Ethernet frame (64 on a wire with the FCS): IPv4/UDP from host1 to host2's
+/// discard port, 18 bytes of payload.
+fn small_frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut iph = [
+        0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
+    let mut sum: u32 = iph
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    iph[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&iph);
+    f.extend_from_slice(&[0x9c, 0x40, 0, 9, 0, 26, 0, 0]); // 40000 -> 9, no checksum
+    f.resize(60, 0);
+    f
+}
+
+/// Sends `frame` on `ifname` in `ns` for `dur` with `sendmmsg` (qdisc bypassed), at `pps` if
+/// given, else as fast as one core can. Returns (frames sent, seconds).
+fn blast(
+    ns: &str,
+    ifname: &str,
+    frame: Vec<u8>,
+    pps: Option<f64>,
+    dur: Duration,
+) -> anyhow::Result<(u64, f64)> {
+    let path = format!("/run/netns/{ns}");
+    let ifname = std::ffi::CString::new(ifname)?;
+    thread::spawn(move || -> anyhow::Result<(u64, f64)> {
+        let nsf = File::open(&path)?;
+        const BATCH: usize = 64;
+        // SAFETY: plain syscalls on descriptors owned here; the message headers point into
+        // `frame` and `iov`, which outlive every sendmmsg call.
+        unsafe {
+            if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                bail!("setns: {}", std::io::Error::last_os_error());
+            }
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if fd < 0 {
+                bail!("socket: {}", std::io::Error::last_os_error());
+            }
+            let _close = scopeguard(fd);
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
+            if sll.sll_ifindex == 0 {
+                bail!("no interface {ifname:?}");
+            }
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                20, // PACKET_QDISC_BYPASS
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+            let mut iov = libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            };
+            let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+                .map(|_| {
+                    let mut m: libc::mmsghdr = std::mem::zeroed();
+                    m.msg_hdr.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+                    m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                    m.msg_hdr.msg_iov = &mut iov;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let start = Instant::now();
+            let mut sent = 0u64;
+            loop {
+                let now = start.elapsed();
+                if now >= dur {
+                    break;
+                }
+                if let Some(pps) = pps {
+                    let due = Duration::from_secs_f64(sent as f64 / pps);
+                    if due > now {
+                        let ahead = due - now;
+                        if ahead > Duration::from_micros(200) {
+                            thread::sleep(ahead);
+                        }
+                        continue;
+                    }
+                }
+                let n = libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0);
+                if n > 0 {
+                    sent += n as u64;
+                }
+            }
+            Ok((sent, start.elapsed().as_secs_f64()))
+        }
+    })
+    .join()
+    .map_err(|_| anyhow!("sender thread panicked"))?
+}
+
+/// Closes a raw descriptor on drop.
+struct FdGuard(i32);
+impl Drop for FdGuard {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+fn scopeguard(fd: i32) -> FdGuard {
+    FdGuard(fd)
+}
+
+/// Small frames host1 → host2 at an offered rate: (received frames/s, loss fraction).
+fn frames(h1: &Endpoint, h2: &Endpoint, pps: Option<f64>, secs: f64) -> anyhow::Result<(f64, f64)> {
+    let frame = small_frame(mac(&h1.ns, &h1.ifname)?, mac(&h2.ns, &h2.ifname)?);
+    let before = rx_packets(&h2.ns, &h2.ifname)?;
+    let (sent, took) = blast(
+        &h1.ns,
+        &h1.ifname,
+        frame,
+        pps,
+        Duration::from_secs_f64(secs),
+    )?;
+    thread::sleep(Duration::from_millis(300)); // let queues drain
+    let got = rx_packets(&h2.ns, &h2.ifname)?.saturating_sub(before);
+    let loss = if sent == 0 {
+        1.0
+    } else {
+        1.0 - (got.min(sent) as f64 / sent as f64)
+    };
+    Ok((got as f64 / took, loss))
+}
+
+// ---------------------------------------------------------------------------------------------
+// topologies
+
+/// A running scenario: processes first (dropped first), then the namespaces.
+struct Topo {
+    _procs: Vec<Proc>,
+    _nss: Vec<Ns>,
+    h1: Endpoint,
+    h2: Endpoint,
+    /// Processes whose CPU is counted: (name, namespaces to look in).
+    cpu: Option<(&'static str, Vec<String>)>,
+    note: String,
+}
+
+struct Env {
+    logs: PathBuf,
+    pki: Option<Pki>,
+}
+
+struct Pki {
+    ca: String,
+    key: String,
+    cert: String,
+}
+
+fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
+    let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let (ca_key, ca, key, csr, cert, ext) = (
+        f("ca.key"),
+        f("ca.pem"),
+        f("srv.key"),
+        f("srv.csr"),
+        f("srv.pem"),
+        f("srv.ext"),
+    );
+    std::fs::write(
+        &ext,
+        format!("basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:{A_IP}\n"),
+    )?;
+    sh(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=etherws bench CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ])?;
+    sh(&[
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=switch-a",
+    ])?;
+    sh(&[
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-set_serial",
+        "1001",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ])?;
+    Ok(Pki { ca, key, cert })
+}
+
+/// `etherws sw --foreground` in `ns`, ready when `ctl listport` answers.
+fn start_switch(ns: &str, extra: &[&str], log: &Path) -> anyhow::Result<Proc> {
+    let bin = etherws_bin();
+    let mut argv = vec![
+        bin.to_str().unwrap_or("etherws"),
+        "sw",
+        "--foreground",
+        "--ctlhost",
+        "127.0.0.1",
+        "--ctlport",
+        "7867",
+    ];
+    argv.extend_from_slice(extra);
+    let mut p = spawn(ns, &argv, log)?;
+    poll("the switch", Duration::from_secs(10), || {
+        if let Some(st) = p.child.try_wait()? {
+            bail!(
+                "switch exited: {st}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        ctl(ns, &["listport"]).map(drop)
+    })?;
+    Ok(p)
+}
+
+/// Adds a netdev port; returns its listport type (`netdev` or `netdev/xdp`).
+fn add_netdev(ns: &str, dev: &str, offload: bool) -> anyhow::Result<String> {
+    let mut args = vec!["addport", "netdev", dev];
+    if offload {
+        args.push("--offload");
+    }
+    let out = ctl(ns, &args)?;
+    Ok(out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string())
+}
+
+/// host1 ── s1 [switch namespace] s2 ── host2.
+fn offload_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
+    let mid = Ns::new("mid")?;
+    let n1 = Ns::new("h1")?;
+    let n2 = Ns::new("h2")?;
+    veth(&n1.name, "h1", &mid.name, "s1")?;
+    veth(&n2.name, "h2", &mid.name, "s2")?;
+    addr(&n1.name, "h1", &format!("{H1_IP}/24"))?;
+    addr(&n2.name, "h2", &format!("{H2_IP}/24"))?;
+    // The same host settings for every variant: GRO on (native XDP redirect into a veth needs
+    // its peer to have NAPI), TX checksum offload off (frames switched by XDP lose the
+    // "checksum partial" state).
+    for (n, i) in [(&n1.name, "h1"), (&n2.name, "h2")] {
+        ethtool(n, i, "gro", true)?;
+        ethtool(n, i, "tx", false)?;
+    }
+    let mut procs = Vec::new();
+    let mut cpu = None;
+    let mut note = String::new();
+    if s.name == "linux_bridge" {
+        bridge(&mid.name, &["s1", "s2"])?;
+    } else {
+        procs.push(start_switch(
+            &mid.name,
+            &["--host", "127.0.0.1", "--port", "8080"],
+            &env.logs.join(format!("{}-switch.log", s.name)),
+        )?);
+        let (o1, o2) = match s.name {
+            "af_packet" => (false, false),
+            "af_xdp" => (true, false),
+            _ => (true, true),
+        };
+        let t1 = add_netdev(&mid.name, "s1", o1)?;
+        let t2 = add_netdev(&mid.name, "s2", o2)?;
+        if (o1 && t1 != "netdev/xdp") || (o2 && t2 != "netdev/xdp") {
+            note = format!("offload fell back to AF_PACKET (ports: {t1}, {t2})");
+        }
+        cpu = Some(("etherws", vec![mid.name.clone()]));
+    }
+    Ok(Topo {
+        h1: Endpoint {
+            ns: n1.name.clone(),
+            ifname: "h1".into(),
+        },
+        h2: Endpoint {
+            ns: n2.name.clone(),
+            ifname: "h2".into(),
+        },
+        _procs: procs,
+        _nss: vec![mid, n1, n2],
+        cpu,
+        note,
+    })
+}
+
+/// host1 ── a1 [switchA] tA ══ tB [switchB] b1 ── host2 (TAP variants: the switch namespaces
+/// are the hosts).
+fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
+    let na = Ns::new("swA")?;
+    let nb = Ns::new("swB")?;
+    veth(&na.name, "tA", &nb.name, "tB")?;
+    // Room for VXLAN's 50 bytes around 1500-byte frames; the same link for every scenario.
+    ip(&na.name, &["link", "set", "tA", "mtu", "1550"])?;
+    ip(&nb.name, &["link", "set", "tB", "mtu", "1550"])?;
+    if s.name != "bridges" {
+        addr(&na.name, "tA", &format!("{A_IP}/24"))?;
+        addr(&nb.name, "tB", &format!("{B_IP}/24"))?;
+    }
+    let tap = s.name.ends_with("_tap");
+    let mut nss = vec![na, nb];
+    let (an, bn) = (nss[0].name.clone(), nss[1].name.clone());
+    let (h1, h2) = if tap {
+        (
+            Endpoint {
+                ns: an.clone(),
+                ifname: "ewsA0".into(),
+            },
+            Endpoint {
+                ns: bn.clone(),
+                ifname: "ewsB0".into(),
+            },
+        )
+    } else {
+        let n1 = Ns::new("h1")?;
+        let n2 = Ns::new("h2")?;
+        veth(&n1.name, "h1", &an, "a1")?;
+        veth(&n2.name, "h2", &bn, "b1")?;
+        addr(&n1.name, "h1", &format!("{H1_IP}/24"))?;
+        addr(&n2.name, "h2", &format!("{H2_IP}/24"))?;
+        for (n, i) in [(&n1.name, "h1"), (&n2.name, "h2")] {
+            ethtool(n, i, "gro", true)?;
+        }
+        let e = (
+            Endpoint {
+                ns: n1.name.clone(),
+                ifname: "h1".into(),
+            },
+            Endpoint {
+                ns: n2.name.clone(),
+                ifname: "h2".into(),
+            },
+        );
+        nss.push(n1);
+        nss.push(n2);
+        e
+    };
+    let mut procs = Vec::new();
+    let mut cpu = None;
+    let mut note = String::new();
+    let log = |n: &str| env.logs.join(format!("{}-{n}.log", s.name));
+    match s.name {
+        "ws_tap" | "wss_tap" | "ws_netdev" | "wss_netdev" => {
+            let tls = s.name.starts_with("wss");
+            let pki = env.pki.as_ref().context("no certificates")?;
+            let mut a_args = vec!["--host", A_IP, "--port", "8080"];
+            if tls {
+                a_args.extend_from_slice(&["--sslkey", &pki.key, "--sslcert", &pki.cert]);
+            }
+            procs.push(start_switch(&an, &a_args, &log("switchA"))?);
+            procs.push(start_switch(
+                &bn,
+                &["--host", B_IP, "--port", "8080"],
+                &log("switchB"),
+            )?);
+            if tap {
+                for (ns, dev, ip4) in [(&an, "ewsA0", H1_IP), (&bn, "ewsB0", H2_IP)] {
+                    ctl(ns, &["addport", "tap", dev])?;
+                    ctl(
+                        ns,
+                        &["setif", "1", "--address", ip4, "--netmask", "255.255.255.0"],
+                    )?;
+                }
+            } else {
+                let ta = add_netdev(&an, "a1", true)?;
+                let tb = add_netdev(&bn, "b1", true)?;
+                if ta != "netdev/xdp" || tb != "netdev/xdp" {
+                    note = format!("offload fell back to AF_PACKET ({ta}, {tb})");
+                }
+            }
+            let url = format!("{}://{A_IP}:8080/", if tls { "wss" } else { "ws" });
+            let mut args = vec!["addport", "client", url.as_str()];
+            if tls {
+                args.extend_from_slice(&["--cacerts", &pki.ca]);
+            }
+            ctl(&bn, &args)?;
+            cpu = Some(("etherws", vec![an.clone(), bn.clone()]));
+        }
+        "openvpn" | "openvpn_tls" => {
+            let crypto: Vec<String> = if s.name == "openvpn" {
+                ["--cipher", "none", "--auth", "none"]
+                    .map(String::from)
+                    .to_vec()
+            } else {
+                let pki = env.pki.as_ref().context("no certificates")?;
+                [
+                    "--ca",
+                    &pki.ca,
+                    "--cert",
+                    &pki.cert,
+                    "--key",
+                    &pki.key,
+                    "--dh",
+                    "none",
+                    "--data-ciphers",
+                    "AES-128-GCM",
+                    "--cipher",
+                    "AES-128-GCM",
+                    "--verify-x509-name",
+                    "switch-a",
+                    "name",
+                ]
+                .map(String::from)
+                .to_vec()
+            };
+            let common = [
+                "openvpn",
+                "--dev",
+                "tap0",
+                "--dev-type",
+                "tap",
+                "--tcp-nodelay",
+                "--verb",
+                "3",
+            ];
+            let mut a: Vec<String> = common.map(String::from).to_vec();
+            a.extend(
+                ["--proto", "tcp-server", "--local", A_IP, "--lport", "1194"].map(String::from),
+            );
+            let mut b: Vec<String> = common.map(String::from).to_vec();
+            b.extend(["--proto", "tcp-client", "--remote", A_IP, "1194"].map(String::from));
+            if s.name == "openvpn_tls" {
+                a.push("--tls-server".into());
+                b.push("--tls-client".into());
+            }
+            a.extend(crypto.iter().cloned());
+            b.extend(crypto.iter().cloned());
+            let av: Vec<&str> = a.iter().map(String::as_str).collect();
+            let bv: Vec<&str> = b.iter().map(String::as_str).collect();
+            procs.push(spawn(&an, &av, &log("openvpnA"))?);
+            thread::sleep(Duration::from_millis(300));
+            procs.push(spawn(&bn, &bv, &log("openvpnB"))?);
+            for (ns, side, host_if) in [(&an, "openvpnA", "a1"), (&bn, "openvpnB", "b1")] {
+                let l = log(side);
+                poll(
+                    &format!("{side} connected ({})", l.display()),
+                    Duration::from_secs(20),
+                    || {
+                        let text = std::fs::read_to_string(&l)?;
+                        if text.contains("Initialization Sequence Completed") {
+                            Ok(())
+                        } else {
+                            Err(anyhow!("not yet"))
+                        }
+                    },
+                )?;
+                ip(ns, &["link", "set", "tap0", "up"])?;
+                bridge(ns, &[host_if, "tap0"])?;
+            }
+            cpu = Some(("openvpn", vec![an.clone(), bn.clone()]));
+        }
+        "vxlan" => {
+            for (ns, local, remote, dev, host_if) in
+                [(&an, A_IP, B_IP, "tA", "a1"), (&bn, B_IP, A_IP, "tB", "b1")]
+            {
+                ip(
+                    ns,
+                    &[
+                        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local,
+                        "remote", remote, "dstport", "4789", "dev", dev,
+                    ],
+                )?;
+                ip(ns, &["link", "set", "vx0", "mtu", "1500", "up"])?;
+                bridge(ns, &[host_if, "vx0"])?;
+            }
+        }
+        "bridges" => {
+            bridge(&an, &["a1", "tA"])?;
+            bridge(&bn, &["b1", "tB"])?;
+        }
+        other => bail!("no topology for {other}"),
+    }
+    Ok(Topo {
+        _procs: procs,
+        _nss: nss,
+        h1,
+        h2,
+        cpu,
+        note,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// running a scenario
+
+#[derive(Default, Clone)]
+struct Res {
+    name: &'static str,
+    what: &'static str,
+    up: Option<f64>,
+    down: Option<f64>,
+    ping: Option<(f64, f64, usize)>,
+    /// Most frames/s received, loss at that load.
+    fps: Option<(f64, f64)>,
+    /// Highest paced rate with loss < 0.1 %; `true` when the sender was the limit.
+    zero_loss: Option<(f64, bool)>,
+    cpu_proc: Option<f64>,
+    cpu_sys: Option<f64>,
+    note: String,
+    error: Option<String>,
+}
+
+fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
+    let mut r = Res {
+        name: s.name,
+        what: s.what,
+        ..Res::default()
+    };
+    eprintln!("bench: ── {} ({})", s.name, s.what);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let t = match s.group {
+            Group::Offload => offload_topo(s, env),
+            Group::Tunnel => tunnel_topo(s, env),
+        }?;
+        r.note = t.note.clone();
+        measure_topo(&t, s, o, &mut r)
+    }));
+    let err = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some("panicked".into()),
+    };
+    if let Some(e) = err {
+        eprintln!("bench: {} failed: {e}", s.name);
+        r.error = Some(e.lines().next().unwrap_or("").chars().take(160).collect());
+    }
+    r
+}
+
+fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result<()> {
+    let secs = if o.quick { 3 } else { 10 };
+    warm_up(&t.h1.ns, H2_IP)?;
+    warm_up(&t.h2.ns, H1_IP)?;
+
+    let p0 = t.cpu.as_ref().map(|(c, n)| proc_ticks(n, c));
+    let s0 = sys_ticks();
+    let (up, b1) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, false, &env_logs())?;
+    let (down, b2) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, true, &env_logs())?;
+    let gb = (b1 + b2) as f64 / 1e9;
+    let s1 = sys_ticks();
+    if let (Some(p0), Some((c, n))) = (p0, t.cpu.as_ref()) {
+        r.cpu_proc = Some(proc_ticks(n, c).saturating_sub(p0) as f64 / clk_tck() / gb);
+    }
+    r.cpu_sys = Some(s1.saturating_sub(s0) as f64 / clk_tck() / gb);
+    r.up = Some(up);
+    r.down = Some(down);
+    eprintln!("bench: {}: TCP {up:.0} / {down:.0} Mbit/s", s.name);
+
+    r.ping = Some(ping_rtt(&t.h1.ns, H2_IP)?);
+
+    warm_up(&t.h1.ns, H2_IP)?;
+    let fsecs = if o.quick { 2.0 } else { 5.0 };
+    let (fps, loss) = frames(&t.h1, &t.h2, None, fsecs)?;
+    r.fps = Some((fps, loss));
+    eprintln!(
+        "bench: {}: {fps:.0} frames/s received, loss {:.2} %",
+        s.name,
+        loss * 100.0
+    );
+    if s.group == Group::Offload {
+        r.zero_loss = Some(if loss < 0.001 {
+            (fps, true)
+        } else {
+            let mut rate = fps;
+            let mut found = None;
+            for _ in 0..if o.quick { 5 } else { 8 } {
+                warm_up(&t.h1.ns, H2_IP)?;
+                let (got, l) = frames(&t.h1, &t.h2, Some(rate), fsecs.min(3.0))?;
+                eprintln!(
+                    "bench: {}: offered {rate:.0}/s: {got:.0}/s, loss {:.3} %",
+                    s.name,
+                    l * 100.0
+                );
+                if l < 0.001 {
+                    found = Some(got);
+                    break;
+                }
+                rate *= 0.8;
+            }
+            (found.unwrap_or(0.0), false)
+        });
+    }
+    Ok(())
+}
+
+fn env_logs() -> PathBuf {
+    std::env::temp_dir().join(format!("etherws-bench-{}", std::process::id()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// tables
+
+fn f0(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "—".into())
+}
+
+fn fk(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else {
+        format!("{:.0} k", v / 1e3)
+    }
+}
+
+fn f2(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into())
+}
+
+fn fails(rs: &[&Res]) -> String {
+    let mut t = String::new();
+    for r in rs {
+        if let Some(e) = &r.error {
+            let _ = writeln!(t, "- `{}` failed: {e}", r.name);
+        }
+        if !r.note.is_empty() {
+            let _ = writeln!(t, "- `{}`: {}", r.name, r.note);
+        }
+    }
+    t
+}
+
+fn offload_table(rs: &[&Res]) -> String {
+    let mut t = String::from(
+        "| scenario | datapath | small frames received/s (loss) | zero-loss frames/s | \
+         TCP h1→h2 Mbit/s | TCP h2→h1 Mbit/s | switch CPU s/GB | machine CPU s/GB |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rs {
+        let fps = r
+            .fps
+            .map(|(f, l)| format!("{} ({:.1} %)", fk(f), l * 100.0))
+            .unwrap_or_else(|| "—".into());
+        let zl = r
+            .zero_loss
+            .map(|(f, sender_bound)| {
+                if f == 0.0 {
+                    "not found".into()
+                } else if sender_bound {
+                    format!("≥ {}", fk(f))
+                } else {
+                    fk(f)
+                }
+            })
+            .unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            t,
+            "| `{}` | {} | {fps} | {zl} | {} | {} | {} | {} |",
+            r.name,
+            r.what,
+            f0(r.up),
+            f0(r.down),
+            f2(r.cpu_proc),
+            f2(r.cpu_sys)
+        );
+    }
+    let get = |n: &str| rs.iter().find(|r| r.name == n && r.error.is_none());
+    let mut v = String::new();
+    if let (Some(x), Some(a)) = (get("af_xdp"), get("af_packet"))
+        && let (Some((zx, x_bound)), Some((za, _))) = (x.zero_loss, a.zero_loss)
+        && za > 0.0
+    {
+        let ratio = zx / za;
+        let _ = writeln!(
+            v,
+            "- Offloaded ingress (XDP + AF_XDP) vs AF_PACKET, zero-loss rate: {}{ratio:.2}× \
+             (target ≥ 1.5×: {}).",
+            if x_bound { "≥ " } else { "" },
+            if ratio >= 1.5 { "met" } else { "**missed**" }
+        );
+    }
+    if let (Some(k), Some(b)) = (get("xdp_kernel"), get("linux_bridge"))
+        && let (Some((fk_, lk)), Some((fb, lb))) = (k.fps, b.fps)
+    {
+        let r1 = fk_ / fb;
+        let tcp = |r: &Res| r.up.unwrap_or(0.0) + r.down.unwrap_or(0.0);
+        let r2 = tcp(k) / tcp(b).max(1e-9);
+        let sender_bound = lk < 0.001 && lb < 0.001;
+        let verdict = if r2 >= 1.0 && (r1 >= 1.0 || sender_bound) {
+            "met"
+        } else {
+            "**missed**"
+        };
+        let _ = writeln!(
+            v,
+            "- In-kernel forwarding vs Linux bridge: {r1:.2}× the small-frame rate{}, \
+             {r2:.2}× the TCP throughput (both directions added) (target ≥ 1×: {verdict}).",
+            if sender_bound {
+                " (both lossless: the sender was the limit, so this compares the whole \
+                 send + forward + receive cost on one CPU)"
+            } else {
+                ""
+            }
+        );
+    }
+    format!("{t}\n{v}{}", fails(rs))
+}
+
+fn tunnel_table(rs: &[&Res]) -> String {
+    let mut t = String::from(
+        "| scenario | what | TCP h1→h2 Mbit/s | TCP h2→h1 Mbit/s | ping avg ms | ping p99 ms | \
+         small frames received/s (loss) | tunnel CPU s/GB | machine CPU s/GB |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rs {
+        let fps = r
+            .fps
+            .map(|(f, l)| format!("{} ({:.1} %)", fk(f), l * 100.0))
+            .unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            t,
+            "| `{}` | {} | {} | {} | {} | {} | {fps} | {} | {} |",
+            r.name,
+            r.what,
+            f0(r.up),
+            f0(r.down),
+            r.ping
+                .map(|p| format!("{:.3}", p.0))
+                .unwrap_or_else(|| "—".into()),
+            r.ping
+                .map(|p| format!("{:.3}", p.1))
+                .unwrap_or_else(|| "—".into()),
+            f2(r.cpu_proc),
+            f2(r.cpu_sys)
+        );
+    }
+    let get = |n: &str| rs.iter().find(|r| r.name == n && r.error.is_none());
+    let mut ratios = String::from(
+        "\nRatios to the matching OpenVPN figure (`ws` ↔ plain OpenVPN, `wss` ↔ OpenVPN TLS). \
+         Throughput and frame rate: higher is better; RTT and CPU per GB: lower is better.\n\n\
+         | etherws | vs | TCP h1→h2 | TCP h2→h1 | ping avg | ping p99 | small frames/s | \
+         tunnel CPU s/GB |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let mut any = false;
+    for (e, v) in [
+        ("ws_tap", "openvpn"),
+        ("ws_netdev", "openvpn"),
+        ("wss_tap", "openvpn_tls"),
+        ("wss_netdev", "openvpn_tls"),
+    ] {
+        let (Some(e), Some(v)) = (get(e), get(v)) else {
+            continue;
+        };
+        any = true;
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            ratios,
+            "| `{}` | `{}` | {} | {} | {} | {} | {} | {} |",
+            e.name,
+            v.name,
+            ratio(e.up, v.up),
+            ratio(e.down, v.down),
+            ratio(e.ping.map(|p| p.0), v.ping.map(|p| p.0)),
+            ratio(e.ping.map(|p| p.1), v.ping.map(|p| p.1)),
+            ratio(e.fps.map(|f| f.0), v.fps.map(|f| f.0)),
+            ratio(e.cpu_proc, v.cpu_proc),
+        );
+    }
+    if any {
+        t.push_str(&ratios);
+    }
+    format!("{t}\n{}", fails(rs))
+}
+
+// ---------------------------------------------------------------------------------------------
+// the task
+
+fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
+    let have = |t: &str| {
+        ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(t).is_file())
+    };
+    let mut missing = Vec::new();
+    if !have("ethtool") {
+        missing.push("ethtool");
+    }
+    if need_openvpn && !have("openvpn") {
+        missing.push("openvpn");
+    }
+    if !missing.is_empty() {
+        eprintln!("bench: installing {missing:?} with apt-get");
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(c)?;
+    }
+    for t in ["iperf3", "openssl", "ping", "ss"] {
+        if !have(t) {
+            bail!("`{t}` is needed and not installed");
+        }
+    }
+    Ok(())
+}
+
+fn loadavg() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" / ")
+}
+
+fn cpu_model() -> String {
+    let s = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = s
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    format!("{model}, {n} CPUs")
+}
+
+fn today() -> String {
+    sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+const BENCHMARKS_HEADER: &str = "# Benchmarks\n\n\
+Measurements of the `etherws` switch, each section written by the command it names (with \
+`--write`) and stating the machine, the date and the load it ran under. Numbers from a shared \
+2-core machine are indicative only: compare runs from the same machine, and never turn them \
+into test assertions.\n";
+
+/// Replaces (or appends) the section starting with `heading`; a section ends at the next
+/// `## ` heading.
+fn replace_section(text: &str, heading: &str, section: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    let mut replaced = false;
+    while let Some(l) = lines.next() {
+        if l.trim_end() == heading {
+            while lines.peek().is_some_and(|n| !n.starts_with("## ")) {
+                lines.next();
+            }
+            out.push_str(section);
+            if lines.peek().is_some() {
+                out.push('\n');
+            }
+            replaced = true;
+        } else {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(section);
+    }
+    out
+}
+
+pub fn task_bench(args: Vec<String>) -> anyhow::Result<()> {
+    let o = parse_args(&args)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("bench needs root (network namespaces, XDP, raw sockets)");
+    }
+    let chosen: Vec<&Scenario> = SCENARIOS.iter().filter(|s| selected(&o, s)).collect();
+    ensure_tools(chosen.iter().any(|s| s.name.starts_with("openvpn")))?;
+    crate::build_ebpf::task_build_ebpf()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "etherws"]);
+    run(build)?;
+    cleanup_stale();
+
+    let logs = env_logs();
+    std::fs::create_dir_all(&logs)?;
+    let load = loadavg();
+    let started = today();
+    let env = Env {
+        pki: Some(make_pki(&logs)?),
+        logs: logs.clone(),
+    };
+    let results: Vec<Res> = chosen.iter().map(|s| measure(s, &o, &env)).collect();
+
+    let mut command = String::from("cargo xtask bench");
+    for a in &args {
+        if a != "--write" {
+            command.push(' ');
+            command.push_str(a);
+        }
+    }
+    let kernel = sh(&["uname", "-r"]).unwrap_or_default().trim().to_string();
+    let about = format!(
+        "Run {started} with `{command}` (root): kernel {kernel}, {}, load average at start \
+         {load} (1/5/15 min). {} s iperf3 TCP runs each way, 200 pings at 10 ms, small frames: \
+         60-byte Ethernet frames from one raw-socket sender thread (`sendmmsg`, qdisc bypassed) \
+         on host1, counted at host2's interface. CPU s/GB: CPU seconds per GB received by the \
+         two TCP runs, of the etherws/OpenVPN processes at both ends, and of the whole machine \
+         (`/proc/stat`, all but idle: iperf3 and the kernel's softirq work included). Logs: \
+         `{}`.\n\n",
+        cpu_model(),
+        if o.quick { 3 } else { 10 },
+        logs.display()
+    );
+    let mut sections = Vec::new();
+    let off: Vec<&Res> = results
+        .iter()
+        .filter(|r| {
+            SCENARIOS
+                .iter()
+                .any(|s| s.name == r.name && s.group == Group::Offload)
+        })
+        .collect();
+    if !off.is_empty() {
+        sections.push((
+            OFFLOAD_HEADING,
+            format!(
+                "{OFFLOAD_HEADING}\n\n\
+                 host1 ── veth ── [switch namespace] ── veth ── host2; the same veths and host \
+                 settings (GRO on, TX checksum offload off) for every row. Native XDP on the \
+                 switch's veths when offloaded. \"Zero-loss\": the highest paced offered rate \
+                 (stepping down by 20 % from the most received) that lost < 0.1 %; \
+                 \"≥\" when the sender itself was the limit.\n\n{about}{}",
+                offload_table(&off)
+            ),
+        ));
+    }
+    let tun: Vec<&Res> = results
+        .iter()
+        .filter(|r| {
+            SCENARIOS
+                .iter()
+                .any(|s| s.name == r.name && s.group == Group::Tunnel)
+        })
+        .collect();
+    if !tun.is_empty() {
+        sections.push((
+            TUNNEL_HEADING,
+            format!(
+                "{TUNNEL_HEADING}\n\n\
+                 host1 ── switchA ══ one tunnel over a veth (MTU 1550) ══ switchB ── host2. TAP \
+                 rows: the switch namespaces are the hosts (addresses on the TAPs). Other rows: \
+                 hosts in their own namespaces on veths (GRO on); etherws netdev ports with \
+                 `--offload` (XDP + AF_XDP: the tunnel is in userspace), OpenVPN's and VXLAN's \
+                 devices joined to the host veth by a Linux bridge. OpenVPN {}: TAP, TCP, \
+                 `--tcp-nodelay`; plain = `--cipher none --auth none` (no TLS), TLS = \
+                 `--tls-server/--tls-client`, `--data-ciphers AES-128-GCM`.\n\n{about}{}",
+                sh(&["openvpn", "--version"])
+                    .ok()
+                    .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+                    .unwrap_or_default(),
+                tunnel_table(&tun)
+            ),
+        ));
+    }
+    for (_, s) in &sections {
+        println!("{s}");
+    }
+    if o.write {
+        let path = root().join("BENCHMARKS.md");
+        // Re-read right before writing: another task may have changed its own section.
+        let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| BENCHMARKS_HEADER.into());
+        for (heading, s) in &sections {
+            text = replace_section(&text, heading, s);
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    if results.iter().any(|r| r.error.is_some()) {
+        bail!("some scenarios failed (see above)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_frame_is_60_bytes_with_a_valid_ip_checksum() {
+        let f = small_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        assert_eq!(f.len(), 60);
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+    }
+
+    #[test]
+    fn sections_are_replaced_and_others_kept() {
+        let doc = "# B\n\n## Load: 1,000 WebSocket clients\n\nload\n\n## Bench: x\n\nold\n";
+        let new = replace_section(doc, "## Bench: x", "## Bench: x\n\nnew\n");
+        assert_eq!(
+            new,
+            "# B\n\n## Load: 1,000 WebSocket clients\n\nload\n\n## Bench: x\n\nnew\n"
+        );
+    }
+}
