@@ -180,10 +180,8 @@ async fn metrics(
     if let Err(denied) = authorized(&st.htpasswd, &st.gate.throttle, &headers, peer).await {
         return denied;
     }
-    let (ports, fdb_entries) = {
-        let sw = crate::port::lock(&st.control.switch);
-        (sw.ports().cloned().collect::<Vec<_>>(), sw.fdb_len())
-    };
+    let ports = st.control.port_counters();
+    let fdb_entries = crate::port::lock(&st.control.switch).fdb_len();
     let globals = Globals {
         fdb_entries,
         ws_connections: st.gate.conns.total(),

@@ -96,7 +96,7 @@ fn ipv4(p: &Map<String, Value>, key: &str) -> Result<Option<Ipv4Addr>, RpcError>
 /// kernel switched itself (counted once: frames it handed to userspace are counted there);
 /// `datapath` says which path a netdev port uses, and `kernel` holds the XDP counters.
 pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
-    let mut v = portstat_plain(s);
+    let mut v = portstat_plain(&with_kernel(s, view));
     if s.kind == PortKind::Netdev {
         let xdp = view.is_some_and(|v| v.xdp);
         v["datapath"] = json!(if xdp { "xdp" } else { "af_packet" });
@@ -106,9 +106,6 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
             }
             if xdp {
                 let k = &view.kernel;
-                let kernel_only = k.rx_frames.saturating_sub(k.to_user + k.passed);
-                v["rx"] = json!(s.rx + kernel_only);
-                v["tx"] = json!(s.tx + k.tx_frames);
                 v["user_rx"] = json!(s.rx);
                 v["user_tx"] = json!(s.tx);
                 v["xdp_mode"] = json!(view.mode);
@@ -125,6 +122,19 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
         }
     }
     v
+}
+
+/// A port's counters including what the kernel switched for it (offloaded netdev ports):
+/// frames the XDP program forwarded itself, counted once — those it handed to userspace are
+/// counted there already. What `listPort` and `/metrics` both report.
+pub fn with_kernel(s: &PortStat, view: Option<&PortView>) -> PortStat {
+    let mut s = s.clone();
+    if let Some(view) = view.filter(|v| v.xdp) {
+        let k = &view.kernel;
+        s.rx += k.rx_frames.saturating_sub(k.to_user + k.passed);
+        s.tx += k.tx_frames;
+    }
+    s
 }
 
 fn portstat_plain(s: &PortStat) -> Value {
@@ -186,6 +196,20 @@ impl Control {
     fn list_port(&self) -> MethodResult {
         let ports: Vec<PortStat> = lock(&self.switch).ports().cloned().collect();
         Ok(entries(ports.iter().map(|p| self.row(p)).collect()))
+    }
+
+    /// Every port's counters as `listPort` reports them (kernel-switched frames included).
+    pub fn port_counters(&self) -> Vec<PortStat> {
+        let ports: Vec<PortStat> = lock(&self.switch).ports().cloned().collect();
+        ports
+            .iter()
+            .map(|s| {
+                let view = (s.kind == PortKind::Netdev)
+                    .then(|| self.offload.view(s.port))
+                    .flatten();
+                with_kernel(s, view.as_ref())
+            })
+            .collect()
     }
 
     /// A port's `listPort` row, with its offload state.
