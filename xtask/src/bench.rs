@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 
+use crate::report::{BENCHMARKS_HEADER, loadavg, replace_section};
 use crate::{cargo, root, run};
 
 const H1_IP: &str = "192.0.2.1";
@@ -1381,11 +1382,6 @@ fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn loadavg() -> String {
-    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    s.split_whitespace().take(3).collect::<Vec<_>>().join(" / ")
-}
-
 fn cpu_model() -> String {
     let s = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = s
@@ -1402,42 +1398,6 @@ fn today() -> String {
     sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-const BENCHMARKS_HEADER: &str = "# Benchmarks\n\n\
-Measurements of the `etherws` switch, each section written by the command it names (with \
-`--write`) and stating the machine, the date and the load it ran under. Numbers from a shared \
-2-core machine are indicative only: compare runs from the same machine, and never turn them \
-into test assertions.\n";
-
-/// Replaces (or appends) the section starting with `heading`; a section ends at the next
-/// `## ` heading.
-fn replace_section(text: &str, heading: &str, section: &str) -> String {
-    let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    let mut replaced = false;
-    while let Some(l) = lines.next() {
-        if l.trim_end() == heading {
-            while lines.peek().is_some_and(|n| !n.starts_with("## ")) {
-                lines.next();
-            }
-            out.push_str(section);
-            if lines.peek().is_some() {
-                out.push('\n');
-            }
-            replaced = true;
-        } else {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    if !replaced {
-        if !out.ends_with("\n\n") {
-            out.push('\n');
-        }
-        out.push_str(section);
-    }
-    out
 }
 
 pub fn task_bench(args: Vec<String>) -> anyhow::Result<()> {

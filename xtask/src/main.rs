@@ -26,6 +26,7 @@ mod bench;
 mod build_ebpf;
 mod fuzz;
 mod load;
+mod report;
 mod test_ebpf;
 
 fn root() -> PathBuf {
