@@ -36,16 +36,7 @@ struct Pair {
 
 impl Pair {
     fn new(tag: &str) -> Pair {
-        let ns_a = Netns::new(&format!("{tag}A"));
-        let ns_b = Netns::new(&format!("{tag}B"));
-        veth(
-            &ns_a,
-            "vAB",
-            Some(&format!("{A_VETH}/24")),
-            &ns_b,
-            "vBA",
-            Some(&format!("{B_VETH}/24")),
-        );
+        let (ns_a, ns_b) = linked(tag, A_VETH, B_VETH);
         let sw_a = Switch::in_netns(&ns_a, &format!("{tag}-A"), A_VETH, WS_PORT, CTL_PORT, &[]);
         let sw_b = Switch::in_netns(&ns_b, &format!("{tag}-B"), B_VETH, WS_PORT, CTL_PORT, &[]);
 

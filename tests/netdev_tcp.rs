@@ -51,17 +51,8 @@ struct Topo {
 
 impl Topo {
     fn new(tag: &str) -> Topo {
-        let ns_a = Netns::new(&format!("{tag}A"));
-        let ns_b = Netns::new(&format!("{tag}B"));
+        let (ns_a, ns_b) = linked(tag, A_VETH, B_VETH);
         let ns_c = Netns::new(&format!("{tag}C"));
-        veth(
-            &ns_a,
-            "vAB",
-            Some(&format!("{A_VETH}/24")),
-            &ns_b,
-            "vBA",
-            Some(&format!("{B_VETH}/24")),
-        );
         veth(
             &ns_c,
             "vc0",
@@ -139,19 +130,6 @@ impl Topo {
         }
         true
     }
-}
-
-/// Like `require_root`: skip loudly without iperf3, fail under CI.
-fn have_iperf3(test: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if std::env::split_paths(&path).any(|d| d.join("iperf3").is_file()) {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs iperf3, which must be installed under CI");
-    }
-    loud(&format!("SKIPPED (needs iperf3): {test}"));
-    false
 }
 
 struct IperfResult {
@@ -318,7 +296,9 @@ fn port_counters(sw: &Switch, n: u32) -> String {
 
 #[test]
 fn netdev_port_carries_tcp() {
-    if !require_root("netdev_port_carries_tcp") || !have_iperf3("netdev_port_carries_tcp") {
+    if !require_root("netdev_port_carries_tcp")
+        || !require_tool("netdev_port_carries_tcp", "iperf3")
+    {
         return;
     }
     let t = Topo::new("ntcp");

@@ -43,18 +43,6 @@ fn ready(test: &str) -> bool {
     true
 }
 
-fn have_iperf3(test: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if std::env::split_paths(&path).any(|d| d.join("iperf3").is_file()) {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs iperf3, which must be installed under CI");
-    }
-    loud(&format!("SKIPPED (needs iperf3): {test}"));
-    false
-}
-
 /// Bytes received by a 3-second `iperf3` run from `client` to `addr` in `server`.
 fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16) -> (u64, f64) {
     let port_s = port.to_string();
@@ -233,7 +221,7 @@ impl Drop for Topo {
 #[test]
 fn two_offloaded_ports_switch_unicast_in_the_kernel() {
     let test = "two_offloaded_ports_switch_unicast_in_the_kernel";
-    if !ready(test) || !have_iperf3(test) {
+    if !ready(test) || !require_tool(test, "iperf3") {
         return;
     }
     let mut t = Topo::new("ol", &["--ageout", "4"], true);
@@ -473,7 +461,7 @@ fn attach_failure_falls_back_to_af_packet() {
 #[test]
 fn offloaded_port_and_websocket_peer() {
     let test = "offloaded_port_and_websocket_peer";
-    if !ready(test) || !have_iperf3(test) {
+    if !ready(test) || !require_tool(test, "iperf3") {
         return;
     }
     // Switch S: offloaded s1 (h1) + WebSocket server; switch B in nsB: TAP 192.0.2.2 and a

@@ -41,16 +41,7 @@ fn side(ns: &Netns, label: &str, host: &str, tap: &str, ip: &str, extra: &[&str]
 
 /// Two namespaces joined by a veth, each with a switch and a TAP; B connects to A.
 fn pair(tag: &str, extra: &[&str]) -> (Netns, Netns, Switch, Switch) {
-    let ns_a = Netns::new(&format!("{tag}A"));
-    let ns_b = Netns::new(&format!("{tag}B"));
-    veth(
-        &ns_a,
-        "vAB",
-        Some(&format!("{A_VETH}/24")),
-        &ns_b,
-        "vBA",
-        Some(&format!("{B_VETH}/24")),
-    );
+    let (ns_a, ns_b) = linked(tag, A_VETH, B_VETH);
     let a = side(&ns_a, &format!("{tag}-A"), A_VETH, "ewsA0", A_TAP, extra);
     let b = side(&ns_b, &format!("{tag}-B"), B_VETH, "ewsB0", B_TAP, extra);
     b.ctl_ok(&["addport", "client", &format!("ws://{A_VETH}:{WS_PORT}/")]);
@@ -257,16 +248,7 @@ fn config_file_brings_the_switch_back_whole() {
     if !require_root("config_file_brings_the_switch_back_whole") {
         return;
     }
-    let ns_a = Netns::new("cfA");
-    let ns_b = Netns::new("cfB");
-    veth(
-        &ns_a,
-        "vAB",
-        Some(&format!("{A_VETH}/24")),
-        &ns_b,
-        "vBA",
-        Some(&format!("{B_VETH}/24")),
-    );
+    let (ns_a, ns_b) = linked("cf", A_VETH, B_VETH);
     let _a = side(&ns_a, "cf-A", A_VETH, "ewsA0", A_TAP, &[]);
     // B is declared entirely in a file: its TAP with address and MTU, and its client port.
     let dir = TempDir::new("cfg");

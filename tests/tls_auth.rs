@@ -297,16 +297,7 @@ fn wss_tunnel_with_cacerts() {
     let wrong = pki.ca("wrong");
     let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
 
-    let ns_a = Netns::new("wssA");
-    let ns_b = Netns::new("wssB");
-    veth(
-        &ns_a,
-        "vAB",
-        Some(&format!("{A_VETH}/24")),
-        &ns_b,
-        "vBA",
-        Some(&format!("{B_VETH}/24")),
-    );
+    let (ns_a, ns_b) = linked("wss", A_VETH, B_VETH);
     // A second address on A, which A's certificate does not name.
     ns_a.ip(&["addr", "add", "198.51.100.11/24", "dev", "vAB"]);
     let sw_a = Switch::builder("wss-A")
@@ -578,16 +569,7 @@ fn remote_control_over_https() {
     let file = pki.dir.file("ctl.htpasswd");
     htpasswd(&file, &["-B"], "admin", "pw-admin");
 
-    let ns_a = Netns::new("rctlA");
-    let ns_b = Netns::new("rctlB");
-    veth(
-        &ns_a,
-        "vAB",
-        Some(&format!("{A_VETH}/24")),
-        &ns_b,
-        "vBA",
-        Some(&format!("{B_VETH}/24")),
-    );
+    let (ns_a, ns_b) = linked("rctl", A_VETH, B_VETH);
     let url = format!("https://{A_VETH}:7443/ctl");
     let creds = ["--ctluser", "admin", "--ctlpasswd", "pw-admin"];
     let sw_a = Switch::builder("rctl-A")

@@ -1107,6 +1107,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (resp.status, resp.body)
 }
 
+/// The two-site topology most tests start from: namespaces `{tag}A` and `{tag}B` joined by a
+/// veth, `vAB` in A carrying `a_addr`/24 and `vBA` in B carrying `b_addr`/24.
+pub fn linked(tag: &str, a_addr: &str, b_addr: &str) -> (Netns, Netns) {
+    let ns_a = Netns::new(&format!("{tag}A"));
+    let ns_b = Netns::new(&format!("{tag}B"));
+    veth(
+        &ns_a,
+        "vAB",
+        Some(&format!("{a_addr}/24")),
+        &ns_b,
+        "vBA",
+        Some(&format!("{b_addr}/24")),
+    );
+    (ns_a, ns_b)
+}
+
 /// [`rpc`] to a control API inside a namespace.
 pub fn rpc_in(ns: &Netns, addr: SocketAddr, path: &str, body: &str) -> Value {
     let s = ns.tcp_connect(addr).expect("connect to control API");
