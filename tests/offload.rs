@@ -514,3 +514,114 @@ fn offloaded_port_and_websocket_peer() {
     drop(sw_s);
     eprintln!("stopped in {:?}", started.elapsed());
 }
+
+/// The switch's own host on an offloaded interface: it keeps talking to the stations on that
+/// interface (XDP leaves broadcasts and frames for it to the stack), and what it sends out of
+/// the interface is switched like any frame on it, exactly as on an AF_PACKET port (checked
+/// both ways, so the parity itself is what is tested).
+#[test]
+fn host_on_an_offloaded_interface_works_as_without_offload() {
+    let test = "host_on_an_offloaded_interface_works_as_without_offload";
+    if !ready(test) {
+        return;
+    }
+    const HOST: &str = "192.0.2.100";
+    for (tag, offload) in [("ohx", true), ("ohp", false)] {
+        let t = Topo::new(tag, &[], false);
+        t.ns_s
+            .ip(&["addr", "add", &format!("{HOST}/24"), "dev", "s1"]);
+        for dev in ["s1", "s2"] {
+            let mut args = vec!["addport", "netdev", dev];
+            if offload {
+                args.push("--offload");
+            }
+            let rows = parse_ports(&t.sw().ctl_ok(&args));
+            let kind = if offload { "netdev/xdp" } else { "netdev" };
+            assert_eq!(rows[0].kind, kind, "{rows:?}\n{}", t.sw().log());
+        }
+        // A station on s1's segment reaches the host (ARP broadcast, then unicast to it).
+        ping(&t.h1, HOST);
+        // The host's own frames out of s1 are switched: its ARP request reaches h2 across the
+        // switch, and h2 answers it (the answer goes out of s1, onto the wire, as in 1.3).
+        let _ = t
+            .ns_s
+            .exec(&["ping", "-n", "-c", "1", "-W", "1", "-I", "s1", H2]);
+        let s1_mac = t.ns_s.mac("s1");
+        poll(
+            "h2 learned the host from its ARP request",
+            Duration::from_secs(5),
+            || {
+                let out = t.h2.ip(&["neigh", "show", HOST]);
+                if out.contains(&s1_mac) {
+                    Ok(())
+                } else {
+                    Err(format!("{out}\n{:#?}\n{}", t.rows(), t.sw().log()))
+                }
+            },
+        );
+        // The host and h1 are both on port 1; h2 on port 2. Nothing flapped.
+        let fdb = t.sw().listfdb();
+        let port_of = |mac: &str| fdb.iter().find(|e| e.mac == mac).map(|e| e.port);
+        assert_eq!(port_of(&s1_mac), Some(1), "{fdb:?}");
+        assert_eq!(port_of(&t.h1.mac("h1")), Some(1), "{fdb:?}");
+        assert_eq!(port_of(&t.h2.mac("h2")), Some(2), "{fdb:?}");
+        if offload {
+            let p1 = row(&t.rows(), 1);
+            assert!(k(&p1, "host") > 0, "{p1}");
+        }
+    }
+}
+
+/// A veth whose peer has neither GRO nor an XDP program drops every frame XDP redirects into
+/// it, silently. The switch reads the device's XDP features, keeps such a port out of in-kernel
+/// forwarding (its frames go through userspace: ping works) and says so; once the peer turns
+/// GRO on, the kernel forwards into it again.
+#[test]
+fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
+    let test = "port_that_cannot_take_redirected_frames_is_served_by_userspace";
+    if !ready(test) {
+        return;
+    }
+    let t = Topo::new("og", &[], false);
+    ethtool_set(&t.h1, "h1", 0x2c, 0); // ETHTOOL_SGRO off
+    ethtool_set(&t.h2, "h2", 0x2c, 0);
+    for dev in ["s1", "s2"] {
+        let args = [
+            "addport",
+            "netdev",
+            dev,
+            "--offload",
+            "--xdp-mode",
+            "native",
+        ];
+        let rows = parse_ports(&t.sw().ctl_ok(&args));
+        assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", t.sw().log());
+    }
+    ping(&t.h1, H2);
+    let rows = t.rows();
+    for r in &rows {
+        assert_eq!(r["kernel_tx"], false, "{r}");
+        assert_eq!(k(r, "tx_frames"), 0, "{r}");
+    }
+    assert!(
+        t.sw()
+            .log()
+            .contains("does not take frames redirected by XDP"),
+        "{}",
+        t.sw().log()
+    );
+    // The peer of s2 turns GRO on: s2 takes redirected frames again, h1 → h2 goes in-kernel.
+    gro_on(&t.h2, "h2");
+    poll("s2 back in the DEVMAP", Duration::from_secs(5), || {
+        let r = row(&t.rows(), 2);
+        if r["kernel_tx"] == true {
+            Ok(())
+        } else {
+            Err(r.to_string())
+        }
+    });
+    ping(&t.h1, H2);
+    let (r1, r2) = (row(&t.rows(), 1), row(&t.rows(), 2));
+    assert!(k(&r2, "tx_frames") > 0, "{r2}");
+    assert_eq!(r1["kernel_tx"], false, "{r1}");
+}

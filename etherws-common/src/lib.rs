@@ -95,8 +95,11 @@ pub struct PortConf {
     /// First index of this port's AF_XDP sockets in [`MAP_XSKS`]: the socket of RX queue `q` is
     /// at `xsk_base + q`.
     pub xsk_base: u32,
+    /// The interface's own MAC address: frames to it are for the host's stack (all zeroes:
+    /// none).
+    pub mac: [u8; ETH_ALEN],
     /// Explicit padding (keep 0).
-    pub _pad: u32,
+    pub _pad: [u8; 2],
 }
 
 /// Per-port, per-CPU counters kept by the XDP program; sum the CPUs' values.
@@ -118,6 +121,10 @@ pub struct PortCounters {
     /// Frames received on the port and passed to the kernel's stack because no AF_XDP socket was
     /// bound for their RX queue.
     pub passed: u64,
+    /// Frames received on the port and passed to the kernel's stack because the host may want
+    /// them: broadcast, multicast, or addressed to the interface itself. (XDP cannot copy a
+    /// frame; the port's packet socket hands these to the switch as well.)
+    pub host: u64,
 }
 
 impl core::ops::AddAssign for PortCounters {
@@ -129,6 +136,7 @@ impl core::ops::AddAssign for PortCounters {
         self.to_user += o.to_user;
         self.dropped += o.dropped;
         self.passed += o.passed;
+        self.host += o.host;
     }
 }
 
@@ -137,8 +145,8 @@ const _: () = {
     use core::mem::{align_of, size_of};
     assert!(size_of::<FdbKey>() == 8 && align_of::<FdbKey>() == 2);
     assert!(size_of::<FdbValue>() == 16 && align_of::<FdbValue>() == 8);
-    assert!(size_of::<PortConf>() == 16 && align_of::<PortConf>() == 4);
-    assert!(size_of::<PortCounters>() == 56 && align_of::<PortCounters>() == 8);
+    assert!(size_of::<PortConf>() == 20 && align_of::<PortConf>() == 4);
+    assert!(size_of::<PortCounters>() == 64 && align_of::<PortCounters>() == 8);
 };
 
 #[cfg(feature = "user")]

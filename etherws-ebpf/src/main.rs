@@ -1,8 +1,10 @@
 //! eBPF programs of etherws, built for `bpfel-unknown-none` by `cargo xtask build-ebpf`.
 //!
 //! One XDP program, `etherws_xdp`, attached to every offloaded netdev port. Per frame it either
-//! forwards it in the kernel to another offloaded port (through a DEVMAP), drops it, or hands it
-//! to the port's AF_XDP socket so the userspace switch deals with it. The contract with
+//! forwards it in the kernel to another offloaded port (through a DEVMAP), drops it, hands it
+//! to the port's AF_XDP socket so the userspace switch deals with it, or passes a frame the host
+//! may want (broadcast, multicast, its own address) to the kernel's stack, where the port's
+//! packet socket picks it up for the switch. The contract with
 //! userspace (maps, keys, values, decisions) is written down in `../README.md`; the types and map
 //! names come from `etherws-common`.
 //!
@@ -76,6 +78,7 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
                 Verdict::Drop => (*c).dropped += 1,
                 Verdict::ToUser(xdp_action::XDP_REDIRECT) => (*c).to_user += 1,
                 Verdict::ToUser(_) => (*c).passed += 1,
+                Verdict::Host => (*c).host += 1,
                 Verdict::Forward => {}
             }
         }
@@ -83,6 +86,7 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
     match action {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::ToUser(a) => a,
+        Verdict::Host => xdp_action::XDP_PASS,
         Verdict::Forward => xdp_action::XDP_REDIRECT,
     }
 }
@@ -95,6 +99,8 @@ enum Verdict {
     /// Redirected to the AF_XDP socket (`XDP_REDIRECT`), or passed to the stack (`XDP_PASS`)
     /// when no socket is bound for the RX queue.
     ToUser(u32),
+    /// Passed to the kernel's stack (`XDP_PASS`): a frame the host may want.
+    Host,
     /// Redirected into the DEVMAP (counted on the egress port already).
     Forward,
 }
@@ -110,28 +116,34 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     };
     let to_user = || Verdict::ToUser(xsk_redirect(ctx, conf));
 
+    // Frames the host's own stack may want (broadcast, multicast, the interface's address) go
+    // to the stack as they would without the offload; the port's packet socket, which sees
+    // what the stack receives, hands them to the switch too. (XDP cannot copy a frame, and
+    // sending them to the AF_XDP socket instead would leave the host deaf on this interface:
+    // no ARP, no neighbour discovery.)
+    let host = dst[0] & 1 != 0 || is_own(&dst, &conf.mac);
+
     // Learning. The kernel only refreshes the age of a source it already knows on this very
     // port; a new source or a moved one goes to userspace, which learns it and updates the map,
     // whatever the destination.
     let Some(src) = ETHERWS_FDB.get_ptr_mut(FdbKey { vid, mac: src }) else {
-        return to_user();
+        return if host { Verdict::Host } else { to_user() };
     };
     // SAFETY: a valid map value (userspace may rewrite it concurrently; a stale read only sends
     // one frame to userspace, or forwards it as the old entry said).
     unsafe {
         if (*src).port != conf.port || (*src).ifindex != ifindex {
-            return to_user();
+            return if host { Verdict::Host } else { to_user() };
         }
         let now = bpf_ktime_get_ns();
         if now.wrapping_sub((*src).seen_ns) >= SEEN_REFRESH_NS {
             (*src).seen_ns = now;
         }
     }
-
-    // Group addresses (broadcast, multicast) are flooded by userspace.
-    if dst[0] & 1 != 0 {
-        return to_user();
+    if host {
+        return Verdict::Host;
     }
+
     let Some(dst) = ETHERWS_FDB.get_ptr(FdbKey { vid, mac: dst }) else {
         return to_user(); // unknown unicast: flooded by userspace
     };
@@ -199,6 +211,20 @@ fn counters(ifindex: u32) -> Option<*mut PortCounters> {
     let zero: &PortCounters = unsafe { zero.assume_init_ref() };
     let _ = ETHERWS_COUNTERS.insert(ifindex, zero, BPF_NOEXIST as u64);
     ETHERWS_COUNTERS.get_ptr_mut(ifindex)
+}
+
+/// Whether `dst` is the interface's own address `own` (all zeroes: unknown, never matches).
+/// Written out byte by byte: an array comparison may become a call to `bcmp`, which BPF has
+/// not got.
+#[inline(always)]
+fn is_own(dst: &[u8; ETH_ALEN], own: &[u8; ETH_ALEN]) -> bool {
+    let mut diff = 0u8;
+    let mut any = 0u8;
+    for i in 0..ETH_ALEN {
+        diff |= dst[i] ^ own[i];
+        any |= own[i];
+    }
+    diff == 0 && any != 0
 }
 
 /// Destination and source MAC and VLAN id (first 802.1Q tag's, 0 if untagged) of the frame, or

@@ -109,6 +109,7 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
                 v["user_rx"] = json!(s.rx);
                 v["user_tx"] = json!(s.tx);
                 v["xdp_mode"] = json!(view.mode);
+                v["kernel_tx"] = json!(view.kernel_tx);
                 v["kernel"] = json!({
                     "rx_frames": k.rx_frames,
                     "rx_bytes": k.rx_bytes,
@@ -117,6 +118,7 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
                     "to_user": k.to_user,
                     "dropped": k.dropped,
                     "passed": k.passed,
+                    "host": k.host,
                 });
             }
         }
@@ -131,7 +133,7 @@ pub fn with_kernel(s: &PortStat, view: Option<&PortView>) -> PortStat {
     let mut s = s.clone();
     if let Some(view) = view.filter(|v| v.xdp) {
         let k = &view.kernel;
-        s.rx += k.rx_frames.saturating_sub(k.to_user + k.passed);
+        s.rx += k.rx_frames.saturating_sub(k.to_user + k.passed + k.host);
         s.tx += k.tx_frames;
     }
     s

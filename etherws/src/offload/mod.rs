@@ -18,6 +18,7 @@
 //! Where XDP cannot serve (program rejected, attach refused, no AF_XDP), the port falls back
 //! to the AF_PACKET path with the reason logged; only a build without the object is an error.
 
+pub mod features;
 pub mod xsk;
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,6 +40,7 @@ use tokio::io::unix::AsyncFd;
 use crate::fdb::PortNo;
 use crate::frame::Mac;
 use crate::port::gso::{self, F_NEEDS_CSUM, VnetHdr};
+use crate::port::netdev::Netdev;
 use crate::port::{Port, PortIo};
 use crate::switch::FdbObserver;
 
@@ -146,6 +148,26 @@ struct PortInfo {
     shut: bool,
     /// Switch port number, once attached.
     port: Option<PortNo>,
+    /// The interface's MAC address, as the program knows it.
+    mac: Mac,
+    /// Interface name (for sysfs and log lines).
+    name: String,
+    /// Whether the port is in the DEVMAP: other ports' frames can be forwarded into it in the
+    /// kernel (see [`Offload::refresh`]); `None` until first decided.
+    kernel_tx: Option<bool>,
+}
+
+impl PortInfo {
+    /// The port's entry in the kernel's port table.
+    fn conf(&self, port: PortNo) -> PortConf {
+        PortConf {
+            port,
+            flags: if self.shut { PORT_F_SHUT } else { 0 },
+            xsk_base: self.xsk_base,
+            mac: self.mac.0,
+            _pad: [0; 2],
+        }
+    }
 }
 
 #[derive(Default)]
@@ -164,13 +186,20 @@ struct Inner {
 /// The offload state of a switch: shared by the control API, the offloaded ports and the
 /// switch core (as its [`FdbObserver`]).
 #[derive(Clone, Default)]
-pub struct Offload(Arc<Mutex<Inner>>);
+pub struct Offload {
+    inner: Arc<Mutex<Inner>>,
+    /// Asks devices' XDP features; its own lock, so no netlink round trip is made while the
+    /// switch may be waiting for `inner` (the FDB mirror takes it from the switch core).
+    genl: Arc<Mutex<Option<features::Genl>>>,
+}
 
 /// What `listPort` adds for a netdev port.
 #[derive(Debug, Clone)]
 pub struct PortView {
     pub xdp: bool,
     pub mode: &'static str,
+    /// Frames from other offloaded ports are forwarded into this one in the kernel.
+    pub kernel_tx: bool,
     pub fallback: Option<String>,
     pub kernel: PortCounters,
 }
@@ -183,6 +212,23 @@ fn monotonic_ns() -> u64 {
     // SAFETY: valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The MAC address of interface `name` (sysfs); all zeroes if it cannot be read.
+fn if_mac(name: &str) -> Mac {
+    let mut mac = [0u8; 6];
+    let text =
+        std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default();
+    let octets: Vec<_> = text.trim().split(':').collect();
+    if octets.len() == 6 {
+        for (m, o) in mac.iter_mut().zip(octets) {
+            match u8::from_str_radix(o, 16) {
+                Ok(v) => *m = v,
+                Err(_) => return Mac([0; 6]),
+            }
+        }
+    }
+    Mac(mac)
 }
 
 /// Number of RX queues of `name` (sysfs), at least 1.
@@ -199,12 +245,16 @@ fn rx_queues(name: &str) -> u32 {
 
 impl Offload {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Attaches the program to `name` and opens its AF_XDP sockets. The port is not switched
     /// in the kernel until [`Offload::activate`] gives it its number.
     pub fn prepare(&self, name: &str, ifindex: u32, mode: AttachMode) -> anyhow::Result<XdpPort> {
+        // What XDP passes to the stack (frames for the host) and what the host sends out of the
+        // interface reach the switch through a packet socket; it also makes the interface
+        // promiscuous, which XDP on a real NIC needs as much as AF_PACKET does.
+        let companion = Netdev::open_index(name, ifindex)?;
         let mut inner = self.lock();
         if inner.ports.contains_key(&ifindex) {
             bail!("{name} is offloaded already");
@@ -227,6 +277,9 @@ impl Offload {
                 mode: mode_name,
                 shut: false,
                 port: None,
+                mac: if_mac(name),
+                name: name.to_string(),
+                kernel_tx: None,
             },
         );
         drop(inner);
@@ -242,6 +295,7 @@ impl Offload {
             name: name.to_string(),
             ifindex,
             socks,
+            companion,
             guard: Guard {
                 offload: self.clone(),
                 ifindex,
@@ -264,18 +318,51 @@ impl Offload {
         };
         p.port = Some(port);
         by_port.insert(port, ifindex);
-        let conf = PortConf {
-            port,
-            flags: 0,
-            xsk_base: p.xsk_base,
-            _pad: 0,
-        };
-        if let Err(e) = l.ports.insert(ifindex, conf, 0) {
+        if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
             tracing::warn!(port, "cannot enable in-kernel switching: {e}");
         }
-        if let Err(e) = l.devmap.insert(ifindex, ifindex, None, 0) {
-            tracing::warn!(port, "cannot add the port to the DEVMAP: {e}");
+        drop(inner);
+        // A native port joining may change what the others can take.
+        self.refresh_all();
+    }
+
+    /// [`Offload::refresh`] for every port.
+    fn refresh_all(&self) {
+        let all: Vec<u32> = self.lock().ports.keys().copied().collect();
+        for ifindex in all {
+            self.refresh(ifindex);
         }
+    }
+
+    /// Keeps the kernel's view of port `ifindex` true (run every second by the port, and for
+    /// all ports when one comes or goes):
+    /// - its MAC address (frames to it are for the host), which may be changed at any time;
+    /// - its DEVMAP entry. A port is a kernel forwarding target only if it takes XDP-redirected
+    ///   frames: its device says so (`NDO_XMIT`), or every offloaded port is in generic mode
+    ///   (the kernel then forwards socket buffers through the normal transmit path). Otherwise
+    ///   the kernel would drop them without a trace, so the port is left out and its frames go
+    ///   through userspace and its AF_XDP socket, which any device takes; the change is logged
+    ///   both ways. Without the netdev netlink family (Linux < 6.3) nothing can be known: the
+    ///   port stays in.
+    pub fn refresh(&self, ifindex: u32) {
+        let Some(name) = self.lock().ports.get(&ifindex).map(|p| p.name.clone()) else {
+            return;
+        };
+        // Ask the kernel without holding the state's lock.
+        let mac = if_mac(&name);
+        let xmit = {
+            let mut genl = self.genl.lock().unwrap_or_else(|e| e.into_inner());
+            if genl.is_none() {
+                *genl = features::Genl::open().ok();
+            }
+            match genl.as_mut().map(|g| g.xdp_features(ifindex)) {
+                Some(Ok(f)) => Ok(f & features::XDP_ACT_NDO_XMIT != 0),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no generic netlink socket".to_string()),
+            }
+        };
+        let mut inner = self.lock();
+        apply_refresh(&mut inner, ifindex, mac, xmit);
     }
 
     /// Records that netdev port `port` asked for offload and fell back.
@@ -299,13 +386,7 @@ impl Offload {
             return;
         };
         p.shut = shut;
-        let conf = PortConf {
-            port,
-            flags: if shut { PORT_F_SHUT } else { 0 },
-            xsk_base: p.xsk_base,
-            _pad: 0,
-        };
-        if let Err(e) = l.ports.insert(ifindex, conf, 0) {
+        if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
             tracing::warn!(port, "cannot update the kernel's port table: {e}");
         }
     }
@@ -324,6 +405,7 @@ impl Offload {
             return Some(PortView {
                 xdp: true,
                 mode: p.mode,
+                kernel_tx: p.kernel_tx.unwrap_or(false),
                 fallback: None,
                 kernel,
             });
@@ -331,6 +413,7 @@ impl Offload {
         inner.fallback.get(&port).map(|r| PortView {
             xdp: false,
             mode: "",
+            kernel_tx: false,
             fallback: Some(r.clone()),
             kernel: PortCounters::default(),
         })
@@ -389,7 +472,57 @@ impl Offload {
             inner.loaded = None;
             inner.mirrored.clear();
         }
+        drop(inner);
         tracing::info!(ifindex, "XDP program detached");
+        self.refresh_all();
+    }
+}
+
+/// Applies what [`Offload::refresh`] found out about port `ifindex`.
+fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Mac, xmit: Result<bool, String>) {
+    let all_generic = inner.ports.values().all(|p| p.mode == "generic");
+    let Inner { loaded, ports, .. } = inner;
+    let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
+        return;
+    };
+    let Some(port) = p.port else { return };
+    if mac != p.mac && mac != Mac([0; 6]) {
+        p.mac = mac;
+        if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
+            tracing::warn!(port, "cannot update the kernel's port table: {e}");
+        }
+    }
+    let want = all_generic || *xmit.as_ref().unwrap_or(&true);
+    if p.kernel_tx == Some(want) {
+        return;
+    }
+    let first = p.kernel_tx.is_none();
+    if want {
+        match l.devmap.insert(ifindex, ifindex, None, 0) {
+            Ok(()) => {
+                p.kernel_tx = Some(true);
+                if let Err(e) = &xmit {
+                    tracing::debug!(interface = %p.name, "XDP features unknown ({e})");
+                }
+                if !first {
+                    tracing::info!(
+                        interface = %p.name,
+                        "the device takes frames redirected by XDP now: in-kernel forwarding \
+                         into it is on"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(port, "cannot add the port to the DEVMAP: {e}"),
+        }
+    } else {
+        let _ = l.devmap.remove(ifindex);
+        p.kernel_tx = Some(false);
+        tracing::warn!(
+            interface = %p.name,
+            "the device does not take frames redirected by XDP (a veth whose peer has neither \
+             GRO nor an XDP program: `ethtool -K PEER gro on`; or a driver without \
+             ndo_xdp_xmit): frames to it from other offloaded ports go through userspace"
+        );
     }
 }
 
@@ -549,6 +682,8 @@ pub struct XdpPort {
     name: String,
     ifindex: u32,
     socks: Vec<Sock>,
+    /// The packet socket for frames XDP leaves to the stack and frames the host sends.
+    companion: Netdev,
     guard: Guard,
 }
 
@@ -643,10 +778,11 @@ impl Port for XdpPort {
         let XdpPort {
             name,
             socks,
+            companion,
             guard,
             ifindex: _,
         } = self;
-        let _guard = guard;
+        let guard = guard;
         let mut rxs = Vec::new();
         let mut tx = None;
         for Sock(sh, rx, t) in socks {
@@ -726,9 +862,19 @@ impl Port for XdpPort {
             }
             Ok::<(), anyhow::Error>(())
         };
+        let refresher = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                guard.offload.refresh(guard.ifindex);
+            }
+        };
         tokio::select! {
             r = readers => r.map(drop),
+            r = companion.receive_only(ingress) => r,
             r = writer => r,
+            () = refresher => Ok(()),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::{Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
-use super::{MAX_FRAME, PortIo};
+use super::{Ingress, MAX_FRAME, PortIo};
 
 /// Receive buffer for device ports: frames are read into one large block and handed out as
 /// [`Bytes`] slices of it, so reading a frame costs neither a copy nor an allocation.
@@ -117,30 +117,7 @@ pub async fn drive<T: AsRawFd>(
     } = io;
     let fd = afd.as_raw_fd();
 
-    let reader = async {
-        let mut buf = RxBuf::default();
-        loop {
-            let mut guard = afd.readable().await?;
-            // Drain everything that is ready before waiting again.
-            loop {
-                match recv(fd, &mut buf) {
-                    Ok(Received::One(frame)) => ingress.frame(frame),
-                    Ok(Received::Many(frames)) => frames.into_iter().for_each(|f| ingress.frame(f)),
-                    Ok(Received::Nothing) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        guard.clear_ready();
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if fatal(&e) => return Err::<(), _>(anyhow::Error::from(e)),
-                    Err(e) => {
-                        tracing::debug!(port = ingress.port(), "receive error: {e}");
-                        break;
-                    }
-                }
-            }
-        }
-    };
+    let reader = receive(afd, &ingress, &mut recv);
 
     let writer = async {
         let mut batch = Vec::with_capacity(64);
@@ -172,6 +149,38 @@ pub async fn drive<T: AsRawFd>(
     tokio::select! {
         r = reader => r,
         r = writer => r,
+    }
+}
+
+/// Reads frames with `recv` and hands them to the switch until the device goes away (`Err`):
+/// the receive half of [`drive`], also used alone by ports that send another way.
+pub async fn receive<T: AsRawFd>(
+    afd: &AsyncFd<T>,
+    ingress: &Ingress,
+    mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
+) -> anyhow::Result<()> {
+    let fd = afd.as_raw_fd();
+    let mut buf = RxBuf::default();
+    loop {
+        let mut guard = afd.readable().await?;
+        // Drain everything that is ready before waiting again.
+        loop {
+            match recv(fd, &mut buf) {
+                Ok(Received::One(frame)) => ingress.frame(frame),
+                Ok(Received::Many(frames)) => frames.into_iter().for_each(|f| ingress.frame(f)),
+                Ok(Received::Nothing) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if fatal(&e) => return Err(anyhow::Error::from(e)),
+                Err(e) => {
+                    tracing::debug!(port = ingress.port(), "receive error: {e}");
+                    break;
+                }
+            }
+        }
     }
 }
 

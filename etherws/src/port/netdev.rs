@@ -24,9 +24,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, drive};
+use super::fd::{HEADROOM, Received, RxBuf, drive, receive};
 use super::gso::{self, VNET_HDR_LEN, VnetHdr};
-use super::{Port, PortIo};
+use super::{Ingress, Port, PortIo};
 use crate::netif::Netif;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
@@ -64,6 +64,11 @@ impl Netdev {
     /// Opens a packet socket on interface `name`.
     pub async fn open(name: &str, netif: &Netif) -> anyhow::Result<Netdev> {
         let index = netif.index(name).await?;
+        Netdev::open_index(name, index)
+    }
+
+    /// Opens a packet socket on interface `name`, whose index is `index`.
+    pub fn open_index(name: &str, index: u32) -> anyhow::Result<Netdev> {
         // Protocol 0 until bound: no frames from other interfaces sneak in before bind().
         // SAFETY: plain socket(2) call.
         let raw = check(unsafe {
@@ -290,6 +295,20 @@ fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
+}
+
+impl Netdev {
+    /// Hands every frame the socket receives to the switch and sends nothing: the receive half
+    /// of an offloaded port, whose frames out leave another way. Returns only on error (the
+    /// device went away).
+    pub async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
+        let mut log = RxLog {
+            name: self.name,
+            segmented: false,
+            dropped: 0,
+        };
+        receive(&self.sock, ingress, |fd, buf| recv_frame(fd, buf, &mut log)).await
     }
 }
 
