@@ -45,6 +45,18 @@ fn ready(test: &str) -> bool {
 
 /// Bytes received by a 3-second `iperf3` run from `client` to `addr` in `server`.
 fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16) -> (u64, f64) {
+    iperf3_streams(server, client, addr, port, 1)
+}
+
+/// [`iperf3`] with `streams` parallel TCP connections (`-P`).
+fn iperf3_streams(
+    server: &Netns,
+    client: &Netns,
+    addr: &str,
+    port: u16,
+    streams: u32,
+) -> (u64, f64) {
+    let streams = streams.to_string();
     let port_s = port.to_string();
     let mut srv = server
         .command(&["iperf3", "-s", "-1", "-B", addr, "-p", &port_s])
@@ -70,6 +82,8 @@ fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16) -> (u64, f64) {
         &port_s,
         "-t",
         "3",
+        "-P",
+        &streams,
         "-J",
         "--connect-timeout",
         "5000",
@@ -624,4 +638,85 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
     let (r1, r2) = (row(&t.rows(), 1), row(&t.rows(), 2));
     assert!(k(&r2, "tx_frames") > 0, "{r2}");
     assert_eq!(r1["kernel_tx"], false, "{r1}");
+}
+
+/// A multi-queue device: one AF_XDP socket per RX queue, each bound in the XSKMAP. With
+/// several TCP flows spread over a 4-queue veth, frames arrive on several queues and every one
+/// of them reaches the switch through its own socket (none falls back to the stack).
+#[test]
+fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
+    let test = "every_rx_queue_of_a_multi_queue_device_has_its_socket";
+    if !ready(test) || !require_tool(test, "iperf3") || !require_tool(test, "ethtool") {
+        return;
+    }
+    let ns_s = Netns::new("omqS");
+    let h1 = Netns::new("omq1");
+    let h2 = Netns::new("omq2");
+    // s1/h1: 4 queues each way; s2/h2: a plain veth, a non-offloaded port.
+    let q = ["numtxqueues", "4", "numrxqueues", "4"];
+    let mut add = vec!["link", "add", "s1"];
+    add.extend(q);
+    add.extend(["netns", ns_s.name(), "type", "veth", "peer", "name", "h1"]);
+    add.extend(q);
+    add.extend(["netns", h1.name()]);
+    ns_s.ip(&["link", "set", "lo", "up"]);
+    run_ok(&[&["ip"][..], &add].concat());
+    h1.ip(&["addr", "add", &format!("{H1}/24"), "dev", "h1"]);
+    h1.ip(&["link", "set", "h1", "up"]);
+    ns_s.ip(&["link", "set", "s1", "up"]);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+    gro_on(&h1, "h1");
+    let sw = Switch::in_netns(&ns_s, "omq", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
+    let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload"]));
+    assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", sw.log());
+    sw.ctl_ok(&["addport", "netdev", "s2"]);
+    let log = strip_ansi(&sw.log());
+    assert!(log.contains("queues=4"), "{log}");
+
+    ping(&h1, H2);
+    let (bytes, mbit) = iperf3_streams(&h2, &h1, H2, 5203, 8);
+    let r1 = row(&list_port(&ns_s, &sw), 1);
+    eprintln!("8 flows over 4 queues ({mbit:.0} Mbit/s): port 1 {r1}");
+    assert!(
+        bytes > 1_000_000,
+        "iperf3 moved {bytes} B\n{r1}\n{}",
+        sw.log()
+    );
+    assert!(k(&r1, "to_user") > 1000, "{r1}");
+    assert_eq!(
+        k(&r1, "passed"),
+        0,
+        "frames found no socket on their queue: {r1}"
+    );
+    // The driver's own per-queue counters: frames were redirected on more than one queue.
+    let stats = ns_s.exec_ok(&["ethtool", "-S", "s1"]);
+    let busy: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.contains("_xdp_redirect:"))
+        .filter(|l| {
+            l.rsplit(':')
+                .next()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|v| v > 100)
+        })
+        .collect();
+    assert!(busy.len() >= 2, "frames on one queue only:\n{stats}");
+}
+
+/// `s` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
