@@ -53,6 +53,10 @@ pub const XSKS_MAX_ENTRIES: u32 = 1024;
 
 /// [`PortConf::flags`]: the port is shut; the XDP program drops everything it receives.
 pub const PORT_F_SHUT: u32 = 1 << 0;
+/// [`PortConf::flags`]: the program is attached in generic (SKB) mode. Frames it cannot forward
+/// in the kernel for checksum reasons then go to the stack (and the port's packet socket, which
+/// gets the checksum metadata and super-frames whole) rather than to the AF_XDP socket.
+pub const PORT_F_GENERIC: u32 = 1 << 1;
 
 /// The XDP program rewrites [`FdbValue::seen_ns`] only when the stored value is at least this
 /// old, so a busy station does not make every CPU write the same cache line for every frame.
@@ -125,6 +129,10 @@ pub struct PortCounters {
     /// them: broadcast, multicast, or addressed to the interface itself. (XDP cannot copy a
     /// frame; the port's packet socket hands these to the switch as well.)
     pub host: u64,
+    /// Frames for another offloaded port that were not forwarded in the kernel because their
+    /// TCP/UDP checksum looked left to the hardware (a local sender with checksum offload; XDP
+    /// redirection would deliver it unfinished). Userspace finishes and forwards them.
+    pub csum_partial: u64,
 }
 
 impl core::ops::AddAssign for PortCounters {
@@ -137,6 +145,7 @@ impl core::ops::AddAssign for PortCounters {
         self.dropped += o.dropped;
         self.passed += o.passed;
         self.host += o.host;
+        self.csum_partial += o.csum_partial;
     }
 }
 
@@ -146,7 +155,7 @@ const _: () = {
     assert!(size_of::<FdbKey>() == 8 && align_of::<FdbKey>() == 2);
     assert!(size_of::<FdbValue>() == 16 && align_of::<FdbValue>() == 8);
     assert!(size_of::<PortConf>() == 20 && align_of::<PortConf>() == 4);
-    assert!(size_of::<PortCounters>() == 64 && align_of::<PortCounters>() == 8);
+    assert!(size_of::<PortCounters>() == 72 && align_of::<PortCounters>() == 8);
 };
 
 #[cfg(feature = "user")]

@@ -21,9 +21,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use etherws_common::{
-    ETH_ALEN, ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_SHUT,
-    PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS, VLAN_HLEN, VLAN_VID_MASK,
-    XSKS_MAX_ENTRIES,
+    ETH_ALEN, ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_GENERIC,
+    PORT_F_SHUT, PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS, VLAN_HLEN,
+    VLAN_VID_MASK, XSKS_MAX_ENTRIES,
 };
 
 // The statics' names are the map names userspace looks up: keep them equal to the `MAP_*`
@@ -79,6 +79,18 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
                 Verdict::ToUser(xdp_action::XDP_REDIRECT) => (*c).to_user += 1,
                 Verdict::ToUser(_) => (*c).passed += 1,
                 Verdict::Host => (*c).host += 1,
+                Verdict::Partial(xdp_action::XDP_REDIRECT) => {
+                    (*c).to_user += 1;
+                    (*c).csum_partial += 1;
+                }
+                Verdict::Partial(_) => {
+                    if conf.flags & PORT_F_GENERIC != 0 {
+                        (*c).host += 1; // to the stack on purpose
+                    } else {
+                        (*c).passed += 1; // no socket bound for the queue
+                    }
+                    (*c).csum_partial += 1;
+                }
                 Verdict::Forward => {}
             }
         }
@@ -87,6 +99,7 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::ToUser(a) => a,
         Verdict::Host => xdp_action::XDP_PASS,
+        Verdict::Partial(a) => a,
         Verdict::Forward => xdp_action::XDP_REDIRECT,
     }
 }
@@ -101,6 +114,9 @@ enum Verdict {
     ToUser(u32),
     /// Passed to the kernel's stack (`XDP_PASS`): a frame the host may want.
     Host,
+    /// Known unicast for another offloaded port, but with its checksum left to the hardware:
+    /// to the AF_XDP socket (`XDP_REDIRECT`), or to the stack (`XDP_PASS`) in generic mode.
+    Partial(u32),
     /// Redirected into the DEVMAP (counted on the egress port already).
     Forward,
 }
@@ -163,6 +179,16 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     if unsafe { core::ptr::read_volatile(&(*out).flags) } & PORT_F_SHUT != 0 {
         return to_user();
     }
+    // A checksum a local sender left to the "hardware" would arrive unfinished: XDP carries no
+    // such metadata. Userspace finishes it (it knows how: a packet socket's virtio header in
+    // generic mode, the checksum itself otherwise).
+    if csum_partial_suspect(ctx) {
+        return Verdict::Partial(if conf.flags & PORT_F_GENERIC != 0 {
+            xdp_action::XDP_PASS
+        } else {
+            xsk_redirect(ctx, conf)
+        });
+    }
     match ETHERWS_DEVMAP.redirect(dst.ifindex, 0) {
         Ok(_) => {
             if let Some(c) = counters(dst.ifindex) {
@@ -211,6 +237,79 @@ fn counters(ifindex: u32) -> Option<*mut PortCounters> {
     let zero: &PortCounters = unsafe { zero.assume_init_ref() };
     let _ = ETHERWS_COUNTERS.insert(ifindex, zero, BPF_NOEXIST as u64);
     ETHERWS_COUNTERS.get_ptr_mut(ifindex)
+}
+
+/// Whether the frame is an IPv4/IPv6 TCP or UDP segment whose checksum field holds exactly the
+/// folded pseudo-header sum: what a sender with checksum offload writes, leaving the rest to
+/// the device (`CHECKSUM_PARTIAL`). A complete checksum equals that only by chance (1 in 65536);
+/// such a frame merely takes the slower path, where userspace verifies before it changes
+/// anything. IPv4 fragments and IPv6 extension headers are not looked into.
+#[inline(always)]
+fn csum_partial_suspect(ctx: &XdpContext) -> bool {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + ETH_HLEN > end {
+        return false;
+    }
+    let p = start as *const u8;
+    // SAFETY (all reads below): each range is checked against `end` first.
+    let be16 = |q: *const u8| {
+        u16::from_be_bytes(unsafe { core::ptr::read_unaligned(q as *const [u8; 2]) }) as u32
+    };
+    let mut l3 = start + ETH_HLEN;
+    let mut proto = be16(unsafe { p.add(12) });
+    if proto == ETH_P_8021Q as u32 {
+        if start + ETH_HLEN + VLAN_HLEN > end {
+            return false;
+        }
+        proto = be16(unsafe { p.add(16) });
+        l3 += VLAN_HLEN;
+    }
+    let (l4, l4_proto, l4_len, mut sum) = if proto == 0x0800 {
+        if l3 + 20 > end {
+            return false;
+        }
+        let ip = l3 as *const u8;
+        let vihl = unsafe { *ip };
+        let ihl = ((vihl & 0x0f) as usize) * 4;
+        let total = be16(unsafe { ip.add(2) }) as usize;
+        let frag = be16(unsafe { ip.add(6) }) & 0x3fff;
+        if vihl >> 4 != 4 || ihl < 20 || total < ihl || frag != 0 {
+            return false;
+        }
+        let l4_proto = unsafe { *ip.add(9) } as u32;
+        let mut sum = 0u32;
+        for i in 0..4 {
+            sum += be16(unsafe { ip.add(12 + 2 * i) });
+        }
+        (l3 + ihl, l4_proto, (total - ihl) as u32, sum)
+    } else if proto == 0x86dd {
+        if l3 + 40 > end {
+            return false;
+        }
+        let ip = l3 as *const u8;
+        let l4_proto = unsafe { *ip.add(6) } as u32;
+        let plen = be16(unsafe { ip.add(4) });
+        let mut sum = 0u32;
+        for i in 0..16 {
+            sum += be16(unsafe { ip.add(8 + 2 * i) });
+        }
+        (l3 + 40, l4_proto, plen, sum)
+    } else {
+        return false;
+    };
+    let field = match l4_proto {
+        6 => 16,
+        17 => 6,
+        _ => return false,
+    };
+    if l4 + field + 2 > end {
+        return false;
+    }
+    sum += l4_proto + l4_len;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    be16(unsafe { (l4 as *const u8).add(field) }) == sum
 }
 
 /// Whether `dst` is the interface's own address `own` (all zeroes: unknown, never matches).

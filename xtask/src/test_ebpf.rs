@@ -19,8 +19,8 @@ use aya::maps::{DevMapHash, HashMap, MapData, PerCpuHashMap, XskMap};
 use aya::programs::Xdp;
 use aya::{Ebpf, TestRun, TestRunOptions};
 use etherws_common::{
-    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_SHUT,
-    PortConf, PortCounters, SEEN_REFRESH_NS, XDP_PROGRAM,
+    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_GENERIC,
+    PORT_F_SHUT, PortConf, PortCounters, SEEN_REFRESH_NS, XDP_PROGRAM,
 };
 
 use crate::build_ebpf::object_path;
@@ -184,6 +184,46 @@ fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
     f
 }
 
+/// An IPv4/TCP frame (optionally tagged) whose checksum field holds the folded pseudo-header
+/// sum (`partial`, as a sender with checksum offload leaves it) or something else.
+fn tcp_frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>, partial: bool) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend(src);
+    if let Some(tci) = tci {
+        f.extend(0x8100u16.to_be_bytes());
+        f.extend(tci.to_be_bytes());
+    }
+    f.extend(0x0800u16.to_be_bytes());
+    let l3 = f.len();
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(20u16 + 20 + 4).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+    ip[16..20].copy_from_slice(&[192, 0, 2, 2]);
+    f.extend(ip);
+    let mut tcp = [0u8; 20];
+    tcp[12] = 0x50;
+    f.extend(tcp);
+    f.extend(b"abcd");
+    let words = |b: &[u8]| -> u32 {
+        b.chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum()
+    };
+    let mut sum = words(&f[l3 + 12..l3 + 20]) + 6 + 24;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    let field = if partial {
+        sum as u16
+    } else {
+        !(sum as u16) ^ 0x5a5a
+    };
+    f[l3 + 20 + 16..l3 + 20 + 18].copy_from_slice(&field.to_be_bytes());
+    f
+}
+
 fn action_name(a: u32) -> &'static str {
     match a {
         0 => "XDP_ABORTED",
@@ -319,6 +359,33 @@ const CASES: &[(&str, Case)] = &[
         let a = t.counters(t.a)?;
         ensure!((a.host, a.to_user) == (2, 1), "A: {a:?}");
         ensure!(t.counters(t.b)?.tx_frames == 1, "B: {:?}", t.counters(t.b)?);
+        Ok(())
+    }),
+    ("partial_checksums_are_not_forwarded_in_the_kernel", |t| {
+        t.standard(0)?;
+        // A complete checksum: forwarded in the kernel.
+        expect_action(
+            t.run(t.a, &tcp_frame(MAC_B, MAC_A, None, false))?,
+            XDP_REDIRECT,
+        )?;
+        ensure!(t.counters(t.b)?.tx_frames == 1, "{:?}", t.counters(t.b)?);
+        // Left to the hardware: to the AF_XDP socket (none bound here: the stack).
+        expect_action(t.run(t.a, &tcp_frame(MAC_B, MAC_A, None, true))?, XDP_PASS)?;
+        let xsk = xsk_socket(t.a, 0)?;
+        t.xsks.set(0, xsk.as_raw_fd(), 0)?;
+        expect_action(
+            t.run(t.a, &tcp_frame(MAC_B, MAC_A, Some(0), true))?,
+            XDP_REDIRECT,
+        )?;
+        // Generic mode: to the stack, whose packet socket has the metadata.
+        t.port(t.a, PORT_A, PORT_F_GENERIC, 0)?;
+        expect_action(t.run(t.a, &tcp_frame(MAC_B, MAC_A, None, true))?, XDP_PASS)?;
+        let a = t.counters(t.a)?;
+        ensure!(
+            (a.csum_partial, a.to_user, a.passed, a.host) == (3, 1, 1, 1),
+            "A: {a:?}"
+        );
+        ensure!(t.counters(t.b)?.tx_frames == 1, "{:?}", t.counters(t.b)?);
         Ok(())
     }),
     ("remote_dest_goes_to_userspace", |t| {

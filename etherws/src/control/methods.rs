@@ -119,6 +119,7 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
                     "dropped": k.dropped,
                     "passed": k.passed,
                     "host": k.host,
+                    "csum_partial": k.csum_partial,
                 });
             }
         }

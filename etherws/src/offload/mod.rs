@@ -32,8 +32,8 @@ use aya::maps::{DevMapHash, HashMap as BpfHash, MapData, PerCpuHashMap, XskMap};
 use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
 use etherws_common::{
-    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_SHUT,
-    PortConf, PortCounters, XDP_PROGRAM, XSKS_MAX_ENTRIES,
+    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_GENERIC,
+    PORT_F_SHUT, PortConf, PortCounters, XDP_PROGRAM, XSKS_MAX_ENTRIES,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -162,7 +162,12 @@ impl PortInfo {
     fn conf(&self, port: PortNo) -> PortConf {
         PortConf {
             port,
-            flags: if self.shut { PORT_F_SHUT } else { 0 },
+            flags: if self.shut { PORT_F_SHUT } else { 0 }
+                | if self.mode == "generic" {
+                    PORT_F_GENERIC
+                } else {
+                    0
+                },
             xsk_base: self.xsk_base,
             mac: self.mac.0,
             _pad: [0; 2],
