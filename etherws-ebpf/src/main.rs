@@ -130,7 +130,17 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
         // Shorter than its Ethernet (and VLAN) header: userspace would discard it too.
         return Verdict::Drop;
     };
-    let to_user = || Verdict::ToUser(xsk_redirect(ctx, conf));
+    // In generic mode a local sender's frames may be GSO super-frames, too big for an AF_XDP
+    // frame; they all have their checksum left to the hardware, and the stack's packet socket
+    // takes them whole with the metadata saying so.
+    let generic = conf.flags & PORT_F_GENERIC != 0;
+    let to_user = || {
+        if generic && csum_partial_suspect(ctx) {
+            Verdict::Partial(xdp_action::XDP_PASS)
+        } else {
+            Verdict::ToUser(xsk_redirect(ctx, conf))
+        }
+    };
 
     // Frames the host's own stack may want (broadcast, multicast, the interface's address) go
     // to the stack as they would without the offload; the port's packet socket, which sees
@@ -183,7 +193,7 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     // such metadata. Userspace finishes it (it knows how: a packet socket's virtio header in
     // generic mode, the checksum itself otherwise).
     if csum_partial_suspect(ctx) {
-        return Verdict::Partial(if conf.flags & PORT_F_GENERIC != 0 {
+        return Verdict::Partial(if generic {
             xdp_action::XDP_PASS
         } else {
             xsk_redirect(ctx, conf)

@@ -3,10 +3,16 @@
 //!
 //! What runs where (the per-frame contract is `etherws-ebpf/README.md`):
 //! - the XDP program sees every frame arriving on an offloaded port. Known unicast between two
-//!   offloaded ports is redirected in the kernel and never reaches userspace; everything else
-//!   (new or moved sources, broadcast, multicast, unknown unicast, stations behind other ports)
-//!   goes to the port's AF_XDP sockets (one per RX queue), whose frames the switch handles as it
-//!   would an AF_PACKET port's;
+//!   offloaded ports is redirected in the kernel and never reaches userspace; frames the host
+//!   may want (broadcast, multicast, its own address) go to the stack; everything else (new or
+//!   moved sources, unknown unicast, stations behind other ports, checksums left to the
+//!   hardware) goes to the port's AF_XDP sockets (one per RX queue), whose frames the switch
+//!   handles as it would an AF_PACKET port's;
+//! - a packet socket on the interface (the AF_PACKET port's receive half) hands the switch what
+//!   reached the stack and what the host sends out of the interface: the port carries every
+//!   frame in and out, as a plain netdev port does;
+//! - every second a port re-reads its device's XDP features ([`features`]): a device that does
+//!   not take redirected frames is kept out of the DEVMAP and served through userspace;
 //! - the switch core stays the authority. Its FDB changes reach the kernel's `ETHERWS_FDB`
 //!   through [`FdbObserver`] (learned, moved, forgotten, port flushed); a plain refresh costs
 //!   nothing, and before an entry on an offloaded port ages out the kernel's `seen_ns` is read;
