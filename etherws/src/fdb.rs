@@ -175,14 +175,20 @@ impl Fdb {
         let ageout = self.ageout;
         let mut gone = Vec::new();
         self.table.retain(|&(vid, mac), e| {
-            if now.saturating_duration_since(e.seen) <= ageout {
+            // Young enough to stay live until the next sweep (sweeps run at least every half
+            // ageout): nothing to ask.
+            if now.saturating_duration_since(e.seen) <= ageout / 2 {
                 return true;
             }
+            // Ask before the entry goes stale, not after: between ageout and the next sweep,
+            // lookups and listings would treat a station only the kernel sees as gone.
             if let Some(t) = seen_elsewhere(vid, mac, e.port) {
-                if t > e.seen && now.saturating_duration_since(t) <= ageout {
+                if t > e.seen {
                     e.seen = t;
-                    return true;
                 }
+            }
+            if now.saturating_duration_since(e.seen) <= ageout {
+                return true;
             }
             gone.push((vid, mac, e.port));
             false
@@ -347,5 +353,24 @@ mod tests {
         fdb.learn(0, B, 2, t0);
         let keys: Vec<_> = fdb.rows(t0).iter().map(|r| (r.vid, r.mac)).collect();
         assert_eq!(keys, vec![(0, B), (7, A), (7, B)]);
+    }
+
+    #[test]
+    fn stations_seen_elsewhere_never_look_gone_between_sweeps() {
+        // Ageout 10 s, sweeps every 5 s; the kernel keeps seeing A (1 s ago at each sweep).
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        fdb.learn(0, A, 1, t0);
+        fdb.learn(0, B, 1, t0);
+        for sweep in 1..=6u32 {
+            let now = t0 + 5 * sweep * SEC;
+            let gone = fdb.expire_with(now, |_, mac, _| (mac == A).then(|| now - SEC));
+            // Until the next sweep, A stays live for lookups and listings.
+            assert_eq!(fdb.lookup(0, A, now + 5 * SEC), Some(1), "sweep {sweep}");
+            // B, which nobody sees, goes at the first sweep after its ageout (15 s).
+            let expect = if sweep == 3 { vec![(0, B)] } else { vec![] };
+            assert_eq!(gone, expect, "sweep {sweep}");
+        }
+        assert_eq!(fdb.rows(t0 + 35 * SEC).len(), 1);
     }
 }
