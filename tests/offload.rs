@@ -681,7 +681,7 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
     let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload"]));
     assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", sw.log());
     sw.ctl_ok(&["addport", "netdev", "s2"]);
-    let log = strip_ansi(&sw.log());
+    let log = sw.log();
     assert!(log.contains("queues=4"), "{log}");
 
     ping(&h1, H2);
@@ -712,24 +712,6 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
         })
         .collect();
     assert!(busy.len() >= 2, "frames on one queue only:\n{stats}");
-}
-
-/// `s` without terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Local senders with TX checksum offload (a veth's default: containers) leave TCP checksums

@@ -8,6 +8,7 @@
 //! Debug messages are written only with `--debug`, whatever the filter says, as in etherws 1.3.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -57,11 +58,20 @@ pub fn init(conf: &LogConf, debug: bool) -> anyhow::Result<()> {
     };
     let registry = tracing_subscriber::registry().with(filter).with(cap);
     match conf.output.as_deref() {
+        // Colours only for a terminal: journald, files and pipes get plain text.
         None | Some("stderr") => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .init(),
         Some("stdout") => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(std::io::stdout),
+            )
             .init(),
         Some(path) => {
             let file = OpenOptions::new()
