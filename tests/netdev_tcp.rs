@@ -22,12 +22,10 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 const WS_PORT: u16 = 8080;
 const CTL_PORT: u16 = 7867;
@@ -130,75 +128,6 @@ impl Topo {
         }
         true
     }
-}
-
-struct IperfResult {
-    sent: u64,
-    received: u64,
-    mbit_s: f64,
-}
-
-/// One `iperf3 -t 3` run from `client` to a one-shot server in `server` on `addr` (`-R`: the
-/// server sends). A run that cannot connect or stalls counts as zero bytes.
-fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16, reverse: bool) -> IperfResult {
-    let port_s = port.to_string();
-    let mut srv = server
-        .command(&["iperf3", "-s", "-1", "-B", addr, "-p", &port_s])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 -s");
-    poll("iperf3 server listening", Duration::from_secs(10), || {
-        let out = server.exec(&["ss", "-Hltn", &format!("sport = :{port}")]);
-        if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port}")) {
-            Ok(())
-        } else {
-            Err(show(&out))
-        }
-    });
-    let mut argv = vec![
-        "timeout",
-        "30",
-        "iperf3",
-        "-c",
-        addr,
-        "-p",
-        &port_s,
-        "-t",
-        "3",
-        "-J",
-        "--connect-timeout",
-        "5000",
-    ];
-    if reverse {
-        argv.push("-R");
-    }
-    let out = client.exec(&argv);
-    let _ = srv.kill();
-    let _ = srv.wait();
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let end = &json["end"];
-    let r = IperfResult {
-        sent: end["sum_sent"]["bytes"].as_u64().unwrap_or(0),
-        received: end["sum_received"]["bytes"].as_u64().unwrap_or(0),
-        mbit_s: end["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / 1e6,
-    };
-    eprintln!(
-        "iperf3 {addr}{}: sent {} B, received {} B, {:.1} Mbit/s{}",
-        if reverse { " -R" } else { "" },
-        r.sent,
-        r.received,
-        r.mbit_s,
-        match json["error"].as_str() {
-            Some(e) => format!(" (error: {e})"),
-            None if !out.status.success() => format!("\n{}", show(&out)),
-            None => String::new(),
-        }
-    );
-    r
 }
 
 /// A TCP listener opened inside `ns` (setns only moves the calling thread: a throw-away one).
@@ -307,8 +236,8 @@ fn netdev_port_carries_tcp() {
 
     // iperf3 both ways; C's sends through the netdev port's receive side (super-frames,
     // partial checksums), B's through its transmit side.
-    let up = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5201, false);
-    let down = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5202, true);
+    let up = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5201, &[]);
+    let down = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5202, &["-R"]);
     for (what, r) in [("C -> B", &up), ("B -> C (-R)", &down)] {
         assert!(
             r.sent > 0 && r.received > 0,

@@ -43,66 +43,6 @@ fn ready(test: &str) -> bool {
     true
 }
 
-/// Bytes received by a 3-second `iperf3` run from `client` to `addr` in `server`.
-fn iperf3(server: &Netns, client: &Netns, addr: &str, port: u16) -> (u64, f64) {
-    iperf3_streams(server, client, addr, port, 1)
-}
-
-/// [`iperf3`] with `streams` parallel TCP connections (`-P`).
-fn iperf3_streams(
-    server: &Netns,
-    client: &Netns,
-    addr: &str,
-    port: u16,
-    streams: u32,
-) -> (u64, f64) {
-    let streams = streams.to_string();
-    let port_s = port.to_string();
-    let mut srv = server
-        .command(&["iperf3", "-s", "-1", "-B", addr, "-p", &port_s])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 -s");
-    poll("iperf3 server listening", Duration::from_secs(10), || {
-        let out = server.exec(&["ss", "-Hltn", &format!("sport = :{port}")]);
-        if String::from_utf8_lossy(&out.stdout).contains(&format!(":{port}")) {
-            Ok(())
-        } else {
-            Err(show(&out))
-        }
-    });
-    let out = client.exec(&[
-        "timeout",
-        "30",
-        "iperf3",
-        "-c",
-        addr,
-        "-p",
-        &port_s,
-        "-t",
-        "3",
-        "-P",
-        &streams,
-        "-J",
-        "--connect-timeout",
-        "5000",
-    ]);
-    let _ = srv.kill();
-    let _ = srv.wait();
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let end = &json["end"]["sum_received"];
-    let r = (
-        end["bytes"].as_u64().unwrap_or(0),
-        end["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6,
-    );
-    eprintln!("iperf3 to {addr}: {} B, {:.1} Mbit/s", r.0, r.1);
-    if r.0 == 0 {
-        eprintln!("{}", show(&out));
-    }
-    r
-}
-
 /// `listPort` as JSON rows.
 fn list_port(ns: &Netns, sw: &Switch) -> Vec<Value> {
     let body = json!({"jsonrpc": "2.0", "method": "etherws.control.listPort", "id": 1}).to_string();
@@ -263,7 +203,11 @@ fn two_offloaded_ports_switch_unicast_in_the_kernel() {
     // ARP (broadcast) goes through userspace, then unicast is switched in the kernel.
     ping(&t.h1, H2);
     let before = t.rows();
-    let (bytes, mbit) = iperf3(&t.h2, &t.h1, H2, 5201);
+    let IperfResult {
+        received: bytes,
+        mbit_s: mbit,
+        ..
+    } = iperf3(&t.h2, &t.h1, H2, 5201, &[]);
     assert!(
         bytes > 1_000_000,
         "iperf3 moved {bytes} B\n{:#?}\n{}\n{}",
@@ -521,13 +465,13 @@ fn offloaded_port_and_websocket_peer() {
         let rows = parse_ports(&sw_s.ctl_ok(&["listport"]));
         assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}");
         ping(&t.h1, H2);
-        let (bytes, _) = iperf3(&ns_b, &t.h1, H2, 5202);
+        let bytes = iperf3(&ns_b, &t.h1, H2, 5202, &[]).received;
         assert!(
             bytes > 1_000_000,
             "{mode}: iperf3 h1 → B moved {bytes} B\n{}",
             sw_s.log()
         );
-        let (bytes, _) = iperf3(&t.h1, &ns_b, H1, 5203);
+        let bytes = iperf3(&t.h1, &ns_b, H1, 5203, &[]).received;
         assert!(
             bytes > 1_000_000,
             "{mode}: iperf3 B → h1 moved {bytes} B\n{}",
@@ -685,7 +629,11 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
     assert!(log.contains("queues=4"), "{log}");
 
     ping(&h1, H2);
-    let (bytes, mbit) = iperf3_streams(&h2, &h1, H2, 5203, 8);
+    let IperfResult {
+        received: bytes,
+        mbit_s: mbit,
+        ..
+    } = iperf3(&h2, &h1, H2, 5203, &["-P", "8"]);
     let r1 = row(&list_port(&ns_s, &sw), 1);
     eprintln!("8 flows over 4 queues ({mbit:.0} Mbit/s): port 1 {r1}");
     assert!(
@@ -732,7 +680,11 @@ fn tcp_from_senders_with_checksum_offload_works() {
             assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", t.sw().log());
         }
         ping(&t.h1, H2);
-        let (bytes, mbit) = iperf3(&t.h2, &t.h1, H2, 5204);
+        let IperfResult {
+            received: bytes,
+            mbit_s: mbit,
+            ..
+        } = iperf3(&t.h2, &t.h1, H2, 5204, &[]);
         let r1 = row(&t.rows(), 1);
         eprintln!("{mode}, TX checksum offload on ({mbit:.0} Mbit/s): port 1 {r1}");
         assert!(bytes > 1_000_000, "{mode}: iperf3 moved {bytes} B\n{r1}");
