@@ -1042,24 +1042,28 @@ fn client_through_tinyproxy() {
 // ---------------------------------------------------------------------------------------------
 // start-up errors
 
-/// `sw` must refuse to start: exit non-zero, `  Internal error (-32603)` then the reason
-/// (returned) on stdout.
+/// `sw` must refuse to start: exit non-zero with one plain line `etherws sw: error: REASON`
+/// on stderr (the reason is returned), not a JSON-RPC error.
 fn assert_start_fails(args: &[&str], what: &str) -> String {
     let out = sw_start_fails(args);
-    let l = lines(&out);
     assert!(
         !out.status.success(),
         "{what}: sw must exit non-zero\n{}",
         show(&out)
     );
-    assert_eq!(
-        l.first().map(String::as_str),
-        Some("  Internal error (-32603)"),
-        "{what}\n{}",
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("etherws sw: error: "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    assert!(!reason.is_empty(), "{what}: no reason\n{}", show(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Internal error"),
+        "{what}: a start-up error is not a JSON-RPC error\n{}",
         show(&out)
     );
-    let reason = l.get(1).map(|r| r.trim().to_string()).unwrap_or_default();
-    assert!(!reason.is_empty(), "{what}: no reason\n{}", show(&out));
     reason
 }
 

@@ -137,21 +137,52 @@ impl Default for AuthLimits {
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
+    /// Attempts that did not (or not yet) succeed since `since`.
     failures: u32,
     since: Instant,
     blocked_until: Option<Instant>,
+    /// Verifications of this address's credentials under way.
+    in_flight: u32,
 }
 
 /// Addresses tracked at most; past that, stale records are swept first (and, under a flood
 /// of distinct addresses, the oldest are forgotten) so memory stays bounded.
 const MAX_TRACKED: usize = 16384;
 
+/// Verifications one address may have under way at once; more are refused with `429` at once
+/// rather than queued, so one address cannot hold the hashing threads.
+pub const MAX_IN_FLIGHT_PER_ADDR: u32 = 4;
+
+/// Why an authentication attempt was not even checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Throttled {
+    #[error("too many failed authentications")]
+    Blocked,
+    #[error("too many authentications under way from one address")]
+    Busy,
+}
+
+/// Throttling of password guessing for one listener.
+///
+/// An attempt counts as a failure from the moment it *starts* and is forgiven when it
+/// succeeds: counting at the end let 200 simultaneous guesses all be checked before the first
+/// failure was recorded.
 #[derive(Debug, Default)]
 pub struct AuthThrottle {
     limits: AuthLimits,
     records: Mutex<HashMap<IpAddr, Record>>,
     failures: AtomicU64,
     throttled: AtomicU64,
+}
+
+/// One authentication attempt under way; ends with [`Attempt::succeeded`] or
+/// [`Attempt::failed`] (or counts as failed if dropped).
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a AuthThrottle,
+    addr: IpAddr,
+    /// This attempt reached the limit: the address is blocked unless it succeeds.
+    pub blocks: bool,
 }
 
 impl AuthThrottle {
@@ -162,16 +193,66 @@ impl AuthThrottle {
         }
     }
 
-    /// True while `addr` is blocked (and counts the refusal).
-    pub fn blocked(&self, addr: IpAddr, now: Instant) -> bool {
-        let blocked = lock(&self.records)
+    /// Starts an attempt from `addr`, counting it as failed until it succeeds; refused while
+    /// the address is blocked or has too many attempts under way.
+    pub fn begin(&self, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Throttled> {
+        let mut records = lock(&self.records);
+        let window = self.limits.window;
+        if records.len() >= MAX_TRACKED && !records.contains_key(&addr) {
+            records.retain(|_, r| {
+                r.in_flight > 0
+                    || now.saturating_duration_since(r.since) < window
+                    || r.blocked_until.is_some_and(|t| now < t)
+            });
+            if records.len() >= MAX_TRACKED {
+                records.retain(|_, r| r.in_flight > 0);
+            }
+        }
+        let r = records.entry(addr).or_insert(Record {
+            failures: 0,
+            since: now,
+            blocked_until: None,
+            in_flight: 0,
+        });
+        match r.blocked_until {
+            Some(t) if now < t => {
+                self.throttled.fetch_add(1, Relaxed);
+                return Err(Throttled::Blocked);
+            }
+            Some(_) => {
+                r.failures = 0;
+                r.since = now;
+                r.blocked_until = None;
+            }
+            None if now.saturating_duration_since(r.since) >= window => {
+                r.failures = 0;
+                r.since = now;
+            }
+            None => {}
+        }
+        if r.in_flight >= MAX_IN_FLIGHT_PER_ADDR {
+            self.throttled.fetch_add(1, Relaxed);
+            return Err(Throttled::Busy);
+        }
+        r.in_flight += 1;
+        r.failures += 1;
+        let blocks = r.failures >= self.limits.max_failures;
+        if blocks {
+            r.blocked_until = Some(now + window);
+        }
+        Ok(Attempt {
+            throttle: self,
+            addr,
+            blocks,
+        })
+    }
+
+    /// True while `addr` is blocked (without counting anything).
+    pub fn is_blocked(&self, addr: IpAddr, now: Instant) -> bool {
+        lock(&self.records)
             .get(&addr)
             .and_then(|r| r.blocked_until)
-            .is_some_and(|t| now < t);
-        if blocked {
-            self.throttled.fetch_add(1, Relaxed);
-        }
-        blocked
+            .is_some_and(|t| now < t)
     }
 
     /// Failed authentications since start.
@@ -183,44 +264,32 @@ impl AuthThrottle {
     pub fn throttled(&self) -> u64 {
         self.throttled.load(Relaxed)
     }
+}
 
-    /// Records a failure; returns true if this one started a block.
-    pub fn failed(&self, addr: IpAddr, now: Instant) -> bool {
-        self.failures.fetch_add(1, Relaxed);
-        let mut records = lock(&self.records);
-        let window = self.limits.window;
-        if records.len() >= MAX_TRACKED && !records.contains_key(&addr) {
-            records.retain(|_, r| {
-                now.saturating_duration_since(r.since) < window
-                    || r.blocked_until.is_some_and(|t| now < t)
-            });
-            if records.len() >= MAX_TRACKED {
-                records.clear();
-            }
+impl Attempt<'_> {
+    /// The credentials were right: the address's failures are forgiven.
+    pub fn succeeded(self) {
+        if let Some(r) = lock(&self.throttle.records).get_mut(&self.addr) {
+            r.failures = 0;
+            r.blocked_until = None;
         }
-        let r = records.entry(addr).or_insert(Record {
-            failures: 0,
-            since: now,
-            blocked_until: None,
-        });
-        if now.saturating_duration_since(r.since) >= window {
-            *r = Record {
-                failures: 0,
-                since: now,
-                blocked_until: None,
-            };
-        }
-        r.failures += 1;
-        if r.failures >= self.limits.max_failures && r.blocked_until.is_none() {
-            r.blocked_until = Some(now + window);
-            return true;
-        }
-        false
     }
 
-    /// Forgets the failures of an address that just authenticated.
-    pub fn succeeded(&self, addr: IpAddr) {
-        lock(&self.records).remove(&addr);
+    /// The credentials were wrong (already counted when the attempt began).
+    pub fn failed(self) {
+        self.throttle.failures.fetch_add(1, Relaxed);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut records = lock(&self.throttle.records);
+        if let Some(r) = records.get_mut(&self.addr) {
+            r.in_flight = r.in_flight.saturating_sub(1);
+            if r.in_flight == 0 && r.failures == 0 && r.blocked_until.is_none() {
+                records.remove(&self.addr);
+            }
+        }
     }
 }
 
@@ -255,25 +324,57 @@ mod tests {
             window: Duration::from_secs(60),
         });
         let t0 = Instant::now();
-        assert!(!t.failed(ip(1), t0));
-        assert!(!t.failed(ip(1), t0));
-        assert!(t.failed(ip(1), t0));
-        assert!(t.blocked(ip(1), t0 + Duration::from_secs(59)));
-        assert!(!t.blocked(ip(2), t0));
-        assert!(!t.blocked(ip(1), t0 + Duration::from_secs(61)));
+        for _ in 0..2 {
+            let a = t.begin(ip(1), t0).unwrap();
+            assert!(!a.blocks);
+            a.failed();
+        }
+        let a = t.begin(ip(1), t0).unwrap();
+        assert!(a.blocks);
+        a.failed();
+        assert_eq!(t.failures(), 3);
+        let s59 = t0 + Duration::from_secs(59);
+        assert_eq!(t.begin(ip(1), s59).unwrap_err(), Throttled::Blocked);
+        assert!(t.begin(ip(2), t0).is_ok());
         // A fresh window after the block.
-        assert!(!t.failed(ip(1), t0 + Duration::from_secs(61)));
+        let a = t.begin(ip(1), t0 + Duration::from_secs(61)).unwrap();
+        assert!(!a.blocks);
     }
 
     #[test]
-    fn success_forgets_and_memory_is_bounded() {
+    fn attempts_count_when_they_start() {
+        let t = AuthThrottle::new(AuthLimits {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        // Simultaneous guesses: at most MAX_IN_FLIGHT_PER_ADDR are checked at once…
+        let mut under_way: Vec<_> = (0..MAX_IN_FLIGHT_PER_ADDR)
+            .map(|_| t.begin(ip(1), t0).unwrap())
+            .collect();
+        assert_eq!(t.begin(ip(1), t0).unwrap_err(), Throttled::Busy);
+        // …and, finished or not, ten of them block the address.
+        let mut checked = under_way.len();
+        while let Some(a) = under_way.pop() {
+            a.failed();
+            if let Ok(a) = t.begin(ip(1), t0) {
+                checked += 1;
+                under_way.push(a);
+            }
+        }
+        assert_eq!(checked, 10);
+        assert_eq!(t.begin(ip(1), t0).unwrap_err(), Throttled::Blocked);
+    }
+
+    #[test]
+    fn success_forgives_and_memory_is_bounded() {
         let t = AuthThrottle::new(AuthLimits::default());
         let t0 = Instant::now();
-        t.failed(ip(1), t0);
-        t.succeeded(ip(1));
+        t.begin(ip(1), t0).unwrap().failed();
+        t.begin(ip(1), t0).unwrap().succeeded();
         assert!(lock(&t.records).is_empty());
         for i in 0..(MAX_TRACKED as u32 + 100) {
-            t.failed(IpAddr::from(i.to_be_bytes()), t0);
+            t.begin(IpAddr::from(i.to_be_bytes()), t0).unwrap().failed();
         }
         assert!(lock(&t.records).len() <= MAX_TRACKED);
     }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the virtual switch.
-    Sw(SwArgs),
+    Sw(Box<SwArgs>),
     /// Control a virtual switch.
     Ctl(CtlArgs),
 }
@@ -58,6 +58,18 @@ pub struct SwArgs {
     /// Most MAC addresses learned on one port.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_macs_per_port: usize,
+    /// Most MAC addresses learned from one client address, all its WebSocket connections
+    /// together (a full table still learns other ports' stations, in place of the biggest
+    /// holder's).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_macs_per_addr: usize,
+    /// Loop guard: a port onto which stations move this many times within a second is
+    /// blocked for --loop-block seconds (0: off).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub loop_moves: u32,
+    /// How long the loop guard blocks a port, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub loop_block: u64,
     /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
     #[arg(long, default_value_t = 5000, value_name = "PPS")]
     pub storm_pps: u32,
@@ -102,6 +114,11 @@ pub struct SwArgs {
     /// Port to serve the control API on.
     #[arg(long, default_value_t = 7867)]
     pub ctlport: u16,
+    /// A host name the control API answers to (repeatable). Without --ctlhtpasswd, a request
+    /// whose Host is not an address the control API listens on, `localhost` (on loopback), the
+    /// --ctlhost name or one of these names is refused: that defeats DNS rebinding.
+    #[arg(long, value_name = "NAME")]
+    pub ctlallowhost: Vec<String>,
     /// htpasswd file to authenticate control clients with.
     #[arg(long, value_name = "FILE")]
     pub ctlhtpasswd: Option<PathBuf>,

@@ -38,7 +38,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
@@ -69,7 +68,10 @@ pub struct SwitchConf {
     pub max_frame: Option<u32>,
     pub max_macs: Option<usize>,
     pub max_macs_per_port: Option<usize>,
+    pub max_macs_per_addr: Option<usize>,
     pub storm_pps: Option<u32>,
+    pub loop_moves: Option<u32>,
+    pub loop_block: Option<u64>,
     pub max_conns: Option<usize>,
     pub max_conns_per_addr: Option<usize>,
     pub auth_max_failures: Option<u32>,
@@ -83,6 +85,7 @@ pub struct SwitchConf {
     pub ctlpath: Option<String>,
     pub ctlhost: Option<String>,
     pub ctlport: Option<u16>,
+    pub ctlallowhost: Option<Vec<String>>,
     pub ctlhtpasswd: Option<PathBuf>,
     pub ctlsslkey: Option<PathBuf>,
     pub ctlsslcert: Option<PathBuf>,
@@ -151,17 +154,15 @@ impl Config {
     /// others all access.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let origin = path.display().to_string();
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("{origin}: cannot open"))?;
         // The mode of the file actually read, not of whatever the path names a moment later.
-        let mode = file
-            .metadata()
-            .with_context(|| format!("{origin}: cannot stat"))?
-            .permissions()
-            .mode();
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .with_context(|| format!("{origin}: cannot read"))?;
+        let (data, meta) = crate::files::read_limited(path).map_err(|e| match e {
+            crate::files::FileError::Open { error, .. } => {
+                anyhow::anyhow!("{origin}: cannot open: {error}")
+            }
+            other => other.into(),
+        })?;
+        let mode = meta.permissions().mode();
+        let text = String::from_utf8(data).map_err(|_| anyhow::anyhow!("{origin}: not UTF-8"))?;
         let absolute = std::path::absolute(path).with_context(|| format!("{origin}: bad path"))?;
         let base = absolute.parent().unwrap_or(Path::new("/"));
         Doc {
@@ -197,7 +198,10 @@ const SWITCH_KEYS: &[&str] = &[
     "max_frame",
     "max_macs",
     "max_macs_per_port",
+    "max_macs_per_addr",
     "storm_pps",
+    "loop_moves",
+    "loop_block",
     "max_conns",
     "max_conns_per_addr",
     "auth_max_failures",
@@ -211,6 +215,7 @@ const SWITCH_KEYS: &[&str] = &[
     "ctlpath",
     "ctlhost",
     "ctlport",
+    "ctlallowhost",
     "ctlhtpasswd",
     "ctlsslkey",
     "ctlsslcert",
@@ -360,7 +365,10 @@ impl Doc<'_> {
             max_frame: s.num("max_frame", 64, 65540)?,
             max_macs: s.num("max_macs", 0, pos)?,
             max_macs_per_port: s.num("max_macs_per_port", 0, pos)?,
+            max_macs_per_addr: s.num("max_macs_per_addr", 0, pos)?,
             storm_pps: s.num("storm_pps", 0, u32::MAX.into())?,
+            loop_moves: s.num("loop_moves", 0, u32::MAX.into())?,
+            loop_block: s.num("loop_block", 1, pos)?,
             max_conns: s.num("max_conns", 0, pos)?,
             max_conns_per_addr: s.num("max_conns_per_addr", 0, pos)?,
             auth_max_failures: s.num("auth_max_failures", 1, u32::MAX.into())?,
@@ -374,6 +382,7 @@ impl Doc<'_> {
             ctlpath: s.http_path("ctlpath")?,
             ctlhost: s.string("ctlhost")?.map(Spanned::into_inner),
             ctlport: s.num("ctlport", 0, u16::MAX.into())?,
+            ctlallowhost: s.strings("ctlallowhost")?,
             ctlhtpasswd: s.path("ctlhtpasswd")?.map(Spanned::into_inner),
             ctlsslkey: s.path("ctlsslkey")?.map(Spanned::into_inner),
             ctlsslcert: s.path("ctlsslcert")?.map(Spanned::into_inner),
@@ -509,10 +518,6 @@ impl Doc<'_> {
                 PortConf::Netdev { name, .. } => (name, "netdev"),
                 PortConf::Client { .. } => continue,
             };
-            // `tap%d` and the like are patterns the kernel makes a fresh name from each time.
-            if name.contains('%') {
-                continue;
-            }
             if let Some(first) = seen.insert(name, i + 1) {
                 // Point at the second port's target if we can find it, else at its table.
                 let span = root
@@ -603,6 +608,24 @@ impl<'i> Section<'_, 'i> {
             DeValue::String(s) => Ok(Some(Spanned::new(v.span(), s.to_string()))),
             _ => Err(self.wrong_type(key, v, "a string")),
         }
+    }
+
+    /// An array of strings.
+    fn strings(&self, key: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let Some(v) = self.entry(key) else {
+            return Ok(None);
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            return Err(self.wrong_type(key, v, "an array of strings"));
+        };
+        items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                _ => Err(self.wrong_type(key, item, "a string")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(Some)
     }
 
     fn boolean_spanned(&self, key: &str) -> anyhow::Result<Option<Spanned<bool>>> {
@@ -756,12 +779,8 @@ impl<'i> Section<'_, 'i> {
             return Ok(None);
         };
         let path = f.get_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            self.err(
-                &f.span(),
-                format!("cannot read passwd_file {}: {e}", path.display()),
-            )
-        })?;
+        let text = crate::files::read_text(path)
+            .map_err(|e| self.err(&f.span(), format!("cannot read passwd_file {e:#}")))?;
         match text.lines().next() {
             Some(first) if !first.is_empty() => Ok(Some(Secret(first.to_string()))),
             _ => Err(self.err(
@@ -777,20 +796,9 @@ fn later(a: Range<usize>, b: Range<usize>) -> Range<usize> {
     if a.start > b.start { a } else { b }
 }
 
-/// An interface name the kernel could accept (as `port::tap::check_ifname`).
+/// An interface name the kernel could accept.
 fn check_ifname(name: &str) -> Result<(), String> {
-    if name.len() > 15 {
-        return Err(format!(
-            "interface name too long (15 bytes at most): {name:?}"
-        ));
-    }
-    if name == "."
-        || name == ".."
-        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(format!("invalid interface name {name:?}"));
-    }
-    Ok(())
+    crate::port::tap::check_ifname(name).map_err(|e| e.to_string())
 }
 
 /// A `ws://` or `wss://` URL with a host (as `port::ws::parse_target`, minus the full parse).
@@ -854,7 +862,10 @@ reconnect_max = 120
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
+max_macs_per_addr = 200
 storm_pps = 0
+loop_moves = 50
+loop_block = 10
 max_conns = 10
 max_conns_per_addr = 2
 auth_max_failures = 5
@@ -868,6 +879,7 @@ sslcert = "/etc/etherws/cert.pem"
 ctlpath = "/control"
 ctlhost = "127.0.0.1"
 ctlport = 7000
+ctlallowhost = ["switch.example", "192.0.2.7"]
 ctlhtpasswd = "/etc/etherws/ctl.htpasswd"
 ctlsslkey = "/etc/etherws/ctlkey.pem"
 ctlsslcert = "/etc/etherws/ctlcert.pem"
@@ -951,7 +963,10 @@ target = "ws://198.51.100.2:8080/sw"
             max_frame: Some(1518),
             max_macs: Some(1000),
             max_macs_per_port: Some(100),
+            max_macs_per_addr: Some(200),
             storm_pps: Some(0),
+            loop_moves: Some(50),
+            loop_block: Some(10),
             max_conns: Some(10),
             max_conns_per_addr: Some(2),
             auth_max_failures: Some(5),
@@ -965,6 +980,7 @@ target = "ws://198.51.100.2:8080/sw"
             ctlpath: Some("/control".into()),
             ctlhost: Some("127.0.0.1".into()),
             ctlport: Some(7000),
+            ctlallowhost: Some(vec!["switch.example".into(), "192.0.2.7".into()]),
             ctlhtpasswd: p("/etc/etherws/ctl.htpasswd"),
             ctlsslkey: p("/etc/etherws/ctlkey.pem"),
             ctlsslcert: p("/etc/etherws/ctlcert.pem"),
@@ -977,13 +993,13 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 29,
+                line: 33,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 36,
+                line: 40,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -991,7 +1007,7 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: Some(Secret("s3cret".into())),
                 cacerts: p("/etc/ssl/ca.pem"),
                 insecure: false,
-                line: 41,
+                line: 45,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -999,11 +1015,11 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: None,
                 cacerts: None,
                 insecure: false,
-                line: 49,
+                line: 53,
             },
         ];
         assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 41);
+        assert_eq!(c.ports[2].line(), 45);
         // Every key of [switch] is exercised above.
         for key in SWITCH_KEYS {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
@@ -1019,7 +1035,7 @@ target = "ws://198.51.100.2:8080/sw"
         assert_eq!(c.switch, SwitchConf::default());
         // Inline tables and dotted keys are TOML too.
         let c = Config::parse(
-            "switch.port = 80\nport = [{type = \"tap\", target = \"tap%d\"}]\n",
+            "switch.port = 80\nport = [{type = \"tap\", target = \"ews0\"}]\n",
             "t.toml",
         )
         .unwrap();
@@ -1027,7 +1043,7 @@ target = "ws://198.51.100.2:8080/sw"
         assert_eq!(
             c.ports,
             vec![PortConf::Tap {
-                name: "tap%d".into(),
+                name: "ews0".into(),
                 iface: IfConf::default(),
                 line: 2
             }]
@@ -1362,12 +1378,10 @@ target = "ws://198.51.100.2:8080/sw"
             12,
             "port 3 (netdev): interface \"t0\" is already port 1",
         );
-        // The same client URL twice, and kernel-named taps, are fine.
+        // The same client URL twice is fine.
         let text = "[[port]]\ntype = \"client\"\ntarget = \"ws://h/\"\n\
-                    [[port]]\ntype = \"client\"\ntarget = \"ws://h/\"\n\
-                    [[port]]\ntype = \"tap\"\ntarget = \"tap%d\"\n\
-                    [[port]]\ntype = \"tap\"\ntarget = \"tap%d\"\n";
-        assert_eq!(Config::parse(text, "t").unwrap().ports.len(), 4);
+                    [[port]]\ntype = \"client\"\ntarget = \"ws://h/\"\n";
+        assert_eq!(Config::parse(text, "t").unwrap().ports.len(), 2);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::cli::{AddPort, CtlArgs, CtlCommand};
 use crate::control::NAMESPACE;
+use crate::escape::printable;
 
 /// Something to print and exit 1 for.
 pub struct Failure {
@@ -31,9 +32,10 @@ impl Failure {
         }
     }
 
+    /// Prints the failure; what the server sent is escaped (it must not drive the terminal).
     pub fn print(&self) {
-        println!("  {} ({})", self.message, self.code);
-        println!("    {}", self.data);
+        println!("  {} ({})", printable(&self.message), self.code);
+        println!("    {}", printable(&self.data));
     }
 }
 
@@ -184,6 +186,9 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
     })
 }
 
+/// Largest answer read from a switch (a `listport` of thousands of ports is a few MB).
+const MAX_ANSWER: u64 = 64 * 1024 * 1024;
+
 /// Posts one JSON-RPC request and returns the decoded answer.
 fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Result<Value> {
     let mut body = json!({"jsonrpc": "2.0", "method": format!("{NAMESPACE}{method}"), "id": 0});
@@ -193,6 +198,9 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
+        // A redirect is an answer, never followed: following it would send the request (and
+        // its credentials) elsewhere and show another server's answer as the switch's.
+        .max_redirects(0)
         .tls_config(tls_config(args)?)
         .build()
         .into();
@@ -217,6 +225,8 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
     let status = resp.status();
     let text = resp
         .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
         .read_to_string()
         .with_context(|| format!("cannot read the answer of {}", args.ctlurl))?;
     if !status.is_success() {
@@ -226,7 +236,8 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
             status.canonical_reason().unwrap_or("")
         );
     }
-    serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text:.200}"))
+    serde_json::from_str(&text)
+        .with_context(|| format!("answer is not JSON: {:.200}", printable(&text)))
 }
 
 /// How `ctl` checks an `https://` control URL: against `--ctlsslcert`, the system roots, or
@@ -273,11 +284,13 @@ pub fn render(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A table cell: what the server sent, control characters escaped so that a hostile switch
+/// (or whoever named a port) cannot send escape sequences to the operator's terminal.
 fn cell(v: &Value, key: &str) -> String {
     match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => printable(s).into_owned(),
         Some(Value::Null) | None => "None".into(),
-        Some(other) => other.to_string(),
+        Some(other) => printable(&other.to_string()).into_owned(),
     }
 }
 
@@ -289,12 +302,15 @@ fn port_table(entries: &[Value]) -> String {
     ];
     for e in entries {
         let shut = e.get("shut").and_then(Value::as_bool).unwrap_or(false);
-        // `link` is an etherws 2 addition: a client port that lost its peer and is reconnecting.
+        // etherws 2 additions: `link` down (a client port that lost its peer and is
+        // reconnecting), `loop_blocked` (the loop guard holds the port for a while).
         let down = e.get("link").and_then(Value::as_str) == Some("down");
-        let state = match (shut, down) {
-            (true, _) => "shut",
-            (false, true) => "down",
-            (false, false) => "up",
+        let blocked = e.get("loop_blocked").and_then(Value::as_bool) == Some(true);
+        let state = match (shut, blocked, down) {
+            (true, _, _) => "shut",
+            (false, true, _) => "blocked",
+            (false, false, true) => "down",
+            (false, false, false) => "up",
         };
         // etherws 2: an eBPF-offloaded netdev port shows as `netdev/xdp`.
         let kind = match e.get("datapath").and_then(Value::as_str) {

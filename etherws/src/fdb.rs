@@ -5,7 +5,8 @@
 //! them for good and bounds memory. The clock is passed in, so the table is tested without
 //! sleeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::frame::Mac;
@@ -28,16 +29,22 @@ pub enum Learned {
     Refreshed,
     /// Was on another port (a station moved, or a loop).
     Moved { from: PortNo },
-    /// Not learned: the port or the whole table holds as many addresses as allowed. Frames to
-    /// it are flooded instead, which is safe, merely less efficient.
+    /// New, in a full table: room was made by forgetting `victim`, a station of the owner
+    /// holding the most entries (on port `from`).
+    Evicted { victim: (u16, Mac), from: PortNo },
+    /// Not learned: the port, its owner or the whole table holds as many addresses as allowed.
+    /// Frames to it are flooded instead, which is safe, merely less efficient.
     Refused,
 }
 
-/// How many addresses the table may hold, so a flood of random source MACs from one port
-/// cannot grow memory without bound or push out everyone else's stations.
+/// How many addresses the table may hold, so a flood of random source MACs cannot grow memory
+/// without bound or push out everyone else's stations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MacLimits {
     pub per_port: usize,
+    /// Per owner: all the WebSocket connections from one client address together (any other
+    /// port is an owner of its own).
+    pub per_addr: usize,
     pub total: usize,
 }
 
@@ -45,9 +52,18 @@ impl Default for MacLimits {
     fn default() -> Self {
         MacLimits {
             per_port: 4096,
+            per_addr: 4096,
             total: 65536,
         }
     }
+}
+
+/// Who a port's stations count against: the client address of an incoming WebSocket
+/// connection, or the port itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Addr(IpAddr),
+    Port(PortNo),
 }
 
 /// One row of `listFdb`.
@@ -60,13 +76,23 @@ pub struct FdbRow {
 }
 
 /// The learning table, keyed on (VLAN id, MAC).
+///
+/// When the table is full, a station new to a port whose owner holds less than its share is
+/// still learned: it replaces a station of the owner holding the most entries. So one client
+/// address filling the table (up to `per_addr`) or many filling it together can never stop the
+/// switch from learning an honest host, whose unicast would otherwise be flooded — to them.
 #[derive(Debug)]
 pub struct Fdb {
     ageout: Duration,
     limits: MacLimits,
     table: HashMap<(u16, Mac), Entry>,
-    /// Entries per port, kept in step with `table` for the limits.
-    per_port: HashMap<PortNo, usize>,
+    /// The keys on each port, kept in step with `table`: counts for the limits, and a station
+    /// to evict without scanning the table.
+    by_port: HashMap<PortNo, HashSet<(u16, Mac)>>,
+    /// Owner of each port that is not its own.
+    owners: HashMap<PortNo, Owner>,
+    /// Entries per owner.
+    per_owner: HashMap<Owner, usize>,
 }
 
 impl Fdb {
@@ -79,25 +105,52 @@ impl Fdb {
             ageout,
             limits,
             table: HashMap::new(),
-            per_port: HashMap::new(),
+            by_port: HashMap::new(),
+            owners: HashMap::new(),
+            per_owner: HashMap::new(),
         }
     }
 
-    fn count(&mut self, port: PortNo, up: bool) {
-        let n = self.per_port.entry(port).or_insert(0);
-        if up {
-            *n += 1;
-        } else {
+    /// Counts the stations of `port` against the client address `addr` from now on (call
+    /// before it learns anything).
+    pub fn set_owner(&mut self, port: PortNo, addr: IpAddr) {
+        self.owners.insert(port, Owner::Addr(addr));
+    }
+
+    fn owner(&self, port: PortNo) -> Owner {
+        self.owners.get(&port).copied().unwrap_or(Owner::Port(port))
+    }
+
+    fn insert(&mut self, key: (u16, Mac), entry: Entry) {
+        self.by_port.entry(entry.port).or_default().insert(key);
+        *self.per_owner.entry(self.owner(entry.port)).or_insert(0) += 1;
+        self.table.insert(key, entry);
+    }
+
+    /// Forgets `key`'s bookkeeping on `port` (the table entry itself is the caller's).
+    fn uncount(&mut self, key: (u16, Mac), port: PortNo) {
+        if let Some(set) = self.by_port.get_mut(&port) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_port.remove(&port);
+            }
+        }
+        let owner = self.owner(port);
+        if let Some(n) = self.per_owner.get_mut(&owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_port.remove(&port);
+                self.per_owner.remove(&owner);
             }
         }
     }
 
     /// Entries (live or not yet swept) on `port`.
     pub fn port_len(&self, port: PortNo) -> usize {
-        self.per_port.get(&port).copied().unwrap_or(0)
+        self.by_port.get(&port).map_or(0, HashSet::len)
+    }
+
+    fn owner_len(&self, owner: Owner) -> usize {
+        self.per_owner.get(&owner).copied().unwrap_or(0)
     }
 
     pub fn ageout(&self) -> Duration {
@@ -106,6 +159,22 @@ impl Fdb {
 
     fn live(&self, e: &Entry, now: Instant) -> bool {
         now.saturating_duration_since(e.seen) <= self.ageout
+    }
+
+    /// A station to forget so that `owner` can learn one in a full table: one of the owner
+    /// holding the most entries, if that one holds more than `owner` would after learning.
+    fn victim(&self, owner: Owner) -> Option<((u16, Mac), PortNo)> {
+        let mine = self.owner_len(owner) + 1;
+        let (&richest, &n) = self.per_owner.iter().max_by_key(|(_, n)| **n)?;
+        if n <= mine {
+            return None;
+        }
+        let (&port, keys) = self
+            .by_port
+            .iter()
+            .filter(|(p, _)| self.owner(**p) == richest)
+            .max_by_key(|(_, keys)| keys.len())?;
+        keys.iter().next().map(|&k| (k, port))
     }
 
     /// Records that `mac` in `vid` was seen on `port` at `now`.
@@ -128,15 +197,27 @@ impl Fdb {
             }
             // Leaving its old port: forget it there whatever happens next.
             self.table.remove(&key);
-            self.count(e.port, false);
+            self.uncount(key, e.port);
         }
-        if self.port_len(port) >= self.limits.per_port || self.table.len() >= self.limits.total {
+        let owner = self.owner(port);
+        if self.port_len(port) >= self.limits.per_port
+            || (matches!(owner, Owner::Addr(_)) && self.owner_len(owner) >= self.limits.per_addr)
+        {
             return Learned::Refused;
         }
-        self.table.insert(key, Entry { port, seen: now });
-        self.count(port, true);
-        match old {
-            Some(e) if now.saturating_duration_since(e.seen) <= ageout => {
+        let mut evicted = None;
+        if self.table.len() >= self.limits.total {
+            let Some((victim, from)) = self.victim(owner) else {
+                return Learned::Refused;
+            };
+            self.table.remove(&victim);
+            self.uncount(victim, from);
+            evicted = Some((victim, from));
+        }
+        self.insert(key, Entry { port, seen: now });
+        match (old, evicted) {
+            (_, Some((victim, from))) => Learned::Evicted { victim, from },
+            (Some(e), None) if now.saturating_duration_since(e.seen) <= ageout => {
                 Learned::Moved { from: e.port }
             }
             _ => Learned::New,
@@ -153,10 +234,24 @@ impl Fdb {
 
     /// Forgets every entry on `port` (the port was removed); returns how many.
     pub fn flush_port(&mut self, port: PortNo) -> usize {
-        let before = self.table.len();
-        self.table.retain(|_, e| e.port != port);
-        self.per_port.remove(&port);
-        before - self.table.len()
+        let keys = self.by_port.remove(&port).unwrap_or_default();
+        for key in &keys {
+            self.table.remove(key);
+        }
+        let owner = self.owner(port);
+        if let Some(n) = self.per_owner.get_mut(&owner) {
+            *n = n.saturating_sub(keys.len());
+            if *n == 0 {
+                self.per_owner.remove(&owner);
+            }
+        }
+        keys.len()
+    }
+
+    /// Forgets a removed port's owner (after [`Fdb::flush_port`]).
+    pub fn forget_port(&mut self, port: PortNo) {
+        self.flush_port(port);
+        self.owners.remove(&port);
     }
 
     /// Removes aged-out entries; returns how many.
@@ -195,7 +290,7 @@ impl Fdb {
         });
         gone.into_iter()
             .map(|(vid, mac, port)| {
-                self.count(port, false);
+                self.uncount((vid, mac), port);
                 (vid, mac)
             })
             .collect()
@@ -305,6 +400,7 @@ mod tests {
         let t0 = Instant::now();
         let limits = MacLimits {
             per_port: 3,
+            per_addr: 3,
             total: 5,
         };
         let mut fdb = Fdb::with_limits(Duration::from_secs(300), limits);
@@ -315,7 +411,8 @@ mod tests {
         assert_eq!(fdb.learn(0, mac(99), 1, t0), Learned::Refused);
         // Known stations still refresh at the limit.
         assert_eq!(fdb.learn(0, mac(0), 1, t0), Learned::Refreshed);
-        // Port 2 has its own allowance, within the total.
+        // Port 2 has its own allowance, within the total (it takes its fair share from port 1:
+        // 3 against 2 is fair enough).
         for i in 100..110 {
             fdb.learn(0, mac(i), 2, t0);
         }
@@ -331,6 +428,7 @@ mod tests {
         let t0 = Instant::now();
         let limits = MacLimits {
             per_port: 1,
+            per_addr: 1,
             total: 10,
         };
         let mut fdb = Fdb::with_limits(Duration::from_secs(10), limits);
@@ -342,6 +440,58 @@ mod tests {
         assert_eq!(fdb.learn(0, B, 1, t0), Learned::New);
         fdb.expire(t0 + 11 * SEC);
         assert_eq!((fdb.port_len(1), fdb.port_len(2), fdb.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn one_address_is_bounded_and_a_full_table_still_learns_honest_hosts() {
+        let t0 = Instant::now();
+        let limits = MacLimits {
+            per_port: 100,
+            per_addr: 150,
+            total: 300,
+        };
+        let mut fdb = Fdb::with_limits(Duration::from_secs(300), limits);
+        let attacker: IpAddr = [198, 51, 100, 66].into();
+        // Three connections from one address: 150 stations between them, not 300.
+        for port in 1..=3 {
+            fdb.set_owner(port, attacker);
+            for i in 0..100 {
+                fdb.learn(0, mac(port * 1000 + i), port, t0);
+            }
+        }
+        assert_eq!(fdb.len(), 150);
+        assert_eq!(fdb.learn(0, mac(9999), 3, t0), Learned::Refused);
+        // Two more addresses fill the table.
+        for (n, port, count) in [(1u8, 4, 100), (2, 5, 50)] {
+            fdb.set_owner(port, [203, 0, 113, n].into());
+            for i in 0..count {
+                fdb.learn(0, mac(port * 1000 + i), port, t0);
+            }
+        }
+        assert_eq!(fdb.len(), 300);
+        // An honest host on a port of its own is learned anyway, at the expense of the owner
+        // with the most entries (the first address).
+        match fdb.learn(0, A, 9, t0) {
+            Learned::Evicted { from, .. } => assert!((1..=3).contains(&from)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fdb.lookup(0, A, t0), Some(9));
+        assert_eq!(fdb.len(), 300);
+        // The biggest holder cannot grow at anyone's expense…
+        assert_eq!(fdb.learn(0, mac(7777), 3, t0), Learned::Refused);
+        // …a smaller one takes its share from the biggest, never from the honest host.
+        match fdb.learn(0, mac(8888), 5, t0) {
+            Learned::Evicted { from, .. } => assert!((1..=3).contains(&from)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fdb.lookup(0, A, t0), Some(9));
+        // Counts stay right through removal.
+        fdb.forget_port(1);
+        fdb.forget_port(2);
+        let rest = fdb.port_len(3) + fdb.port_len(4) + fdb.port_len(5) + fdb.port_len(9);
+        assert_eq!(fdb.len(), rest);
+        assert_eq!(fdb.owner_len(Owner::Addr(attacker)), fdb.port_len(3));
+        assert_eq!(fdb.learn(0, mac(5555), 3, t0), Learned::New);
     }
 
     #[test]

@@ -33,8 +33,11 @@ pub fn frames(data: &[u8]) {
         max_frame: 200,
         macs: crate::fdb::MacLimits {
             per_port: 4,
+            per_addr: 5,
             total: 6,
         },
+        loop_moves: 3,
+        loop_block: Duration::from_secs(2),
     };
     let mut sw = Switch::with_limits(Duration::from_secs(5), limits);
     for _ in 0..3 {

@@ -16,12 +16,12 @@
 //! etherws 1.3 did; if re-reading fails the previously loaded entries stay in force.
 //!
 //! Verification never reveals whether a user exists: an unknown (or refused) user still costs a
-//! hash computation of the same kind as the file's first usable entry, and digests are compared
-//! in constant time.
+//! hash computation of the same kind and cost as the file's most expensive usable entry, and
+//! digests are compared in constant time.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read};
+use std::fs::{self, Metadata};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -144,6 +144,17 @@ impl Hash {
         }
     }
 
+    /// How much work checking a password against this hash takes, in rising order: `{SHA}`
+    /// (one SHA-1), `$apr1$` (1,000 MD5 rounds), then bcrypt by cost (2^cost rounds).
+    fn cost(&self) -> u32 {
+        match self {
+            Hash::Sha1(_) => 0,
+            Hash::Apr1 { .. } => 1,
+            // Validated by `parse_bcrypt`: bytes 4..6 are the two cost digits.
+            Hash::Bcrypt(stored) => 2 + stored[4..6].parse::<u32>().unwrap_or(0),
+        }
+    }
+
     /// A hash of the same kind and cost that no password matches in practice.
     fn dummy(&self) -> Hash {
         match self {
@@ -164,8 +175,7 @@ impl Htpasswd {
     /// Loads the file; errors if it cannot be read (start-up should fail then). Logs refused entries.
     pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let path = path.into();
-        let (signature, entries) =
-            load(&path).with_context(|| format!("cannot read htpasswd file {}", path.display()))?;
+        let (signature, entries) = load(&path).context("cannot read htpasswd file")?;
         if !entries
             .users
             .values()
@@ -251,12 +261,9 @@ impl Htpasswd {
 
 /// Reads and parses the file; the signature is taken from the open descriptor before reading,
 /// so a change made while reading is noticed on the next verification.
-fn load(path: &Path) -> io::Result<(Signature, Entries)> {
-    let mut file = File::open(path)?;
-    let signature = Signature::of(&file.metadata()?);
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)?;
-    Ok((signature, parse(path, &data)))
+fn load(path: &Path) -> Result<(Signature, Entries), crate::files::FileError> {
+    let (data, meta) = crate::files::read_limited(path)?;
+    Ok((Signature::of(&meta), parse(path, &data)))
 }
 
 pub(crate) fn parse(path: &Path, data: &[u8]) -> Entries {
@@ -290,7 +297,9 @@ pub(crate) fn parse(path: &Path, data: &[u8]) -> Entries {
         let hash = rest.split(':').next().unwrap_or_default();
         let entry = match classify(hash) {
             Ok(hash) => {
-                if dummy.is_none() {
+                // Unknown users cost as much as the most expensive entry, so timing does not
+                // tell which users exist even in a file that mixes formats or costs.
+                if dummy.as_ref().is_none_or(|d: &Hash| hash.cost() > d.cost()) {
                     dummy = Some(hash.dummy());
                 }
                 Entry::Usable(hash)
@@ -808,7 +817,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt as _;
             fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
-            if File::open(&file).is_err() {
+            if fs::File::open(&file).is_err() {
                 assert!(ht.verify("bob", "bob-pw"));
             } else {
                 eprintln!("(running as root: permission-denied case not observable)");
@@ -933,7 +942,7 @@ mod tests {
     }
 
     #[test]
-    fn dummy_work_matches_the_first_entry() {
+    fn dummy_work_matches_the_most_expensive_entry() {
         let parse_str = |s: &str| parse(Path::new("test"), s.as_bytes());
         let e = parse_str(
             "x:plain\na:$2y$07$sZbasFzJ6HOkHm0o5r2hK.1mGKltQ7JM2sK0K5UfhhDd7MsINUug.\nb:{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=\n",
@@ -947,6 +956,11 @@ mod tests {
         let e = parse_str("b:$apr1$ab$n.gRySpeF4Zg.rR21jU30.\n");
         assert!(matches!(&e.dummy, Hash::Apr1 { salt, .. } if salt.len() == 2));
         assert!(!e.dummy.check("pass"));
+        // Mixed formats and costs: the dearest one, wherever it is in the file.
+        let e = parse_str(
+            "s:{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=\nm:$apr1$ab$n.gRySpeF4Zg.rR21jU30.\nc:$2y$05$sZbasFzJ6HOkHm0o5r2hK.1mGKltQ7JM2sK0K5UfhhDd7MsINUug.\nd:$2y$10$sZbasFzJ6HOkHm0o5r2hK.1mGKltQ7JM2sK0K5UfhhDd7MsINUug.\n",
+        );
+        assert!(matches!(&e.dummy, Hash::Bcrypt(h) if h.starts_with("$2y$10$")));
         let e = parse_str("# nothing usable\nx:plain\n");
         assert!(
             matches!(&e.dummy, Hash::Bcrypt(h) if h.starts_with("$2y$05$") && classify(h).is_ok())

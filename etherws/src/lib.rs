@@ -4,11 +4,14 @@
 //! and the switch core ([`fdb`], [`frame`], [`switch`]) knows nothing about sockets.
 
 pub mod admission;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod escape;
 pub mod fdb;
+pub mod files;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -28,8 +28,7 @@ pub struct LogConf {
 
 impl LogConf {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::files::read_text(path)?;
         toml::from_str(&text)
             .with_context(|| format!("invalid log configuration {}", path.display()))
     }

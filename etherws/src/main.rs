@@ -2,7 +2,6 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 use etherws::cli::{Cli, Command};
-use etherws::ctl::Failure;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -15,16 +14,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::Sw(args) => match etherws::sw::run(args, matches.subcommand_matches("sw")) {
+        Command::Sw(args) => match etherws::sw::run(*args, matches.subcommand_matches("sw")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                // The same shape etherws 1.3 used for start-up errors.
-                Failure {
-                    code: -32603,
-                    message: "Internal error".into(),
-                    data: format!("{e:#}"),
-                }
-                .print();
+                // A plain message on stderr, escaped: it may quote a path or a file's contents.
+                eprintln!(
+                    "etherws sw: error: {}",
+                    etherws::escape::printable(&format!("{e:#}"))
+                );
                 ExitCode::FAILURE
             }
         },

@@ -16,9 +16,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
+use crate::auth::Auth;
 use crate::cli::SwArgs;
 use crate::config::{Config, IfConf, PortConf, SwitchConf};
 use crate::control::Control;
+use crate::control::guard::{Guard, allowed_host};
 use crate::fdb::MacLimits;
 use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
@@ -26,7 +28,7 @@ use crate::netif::{IfChange, Netif};
 use crate::port::ws::WsSettings;
 use crate::port::ws::{ClientOptions, Credentials};
 use crate::port::{SharedSwitch, expire_loop, lock};
-use crate::server::{self, Gate};
+use crate::server::{self, WsSide};
 use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
 use crate::tls::Verify;
@@ -48,6 +50,8 @@ pub struct Settings {
     pub ctlpath: String,
     pub ctlhost: String,
     pub ctlport: u16,
+    /// Host names the control API answers to besides its addresses (`--ctlhost` included).
+    pub ctlallowhost: Vec<String>,
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -97,9 +101,12 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         limits: Limits {
             macs: MacLimits {
                 per_port: args.max_macs_per_port,
+                per_addr: args.max_macs_per_addr,
                 total: args.max_macs,
             },
             storm_pps: args.storm_pps,
+            loop_moves: args.loop_moves,
+            loop_block: Duration::from_secs(args.loop_block),
             max_frame: args.max_frame as usize,
         },
         conns: ConnLimits {
@@ -122,6 +129,12 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         ctlpath: args.ctlpath.clone(),
         ctlhost: args.ctlhost.clone(),
         ctlport: args.ctlport,
+        ctlallowhost: args
+            .ctlallowhost
+            .iter()
+            .chain((!args.ctlhost.is_empty()).then_some(&args.ctlhost))
+            .map(|h| allowed_host(h))
+            .collect(),
     };
     // Metrics live on the control listener, beside the control path.
     if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && s.path == server::METRICS_PATH)
@@ -262,7 +275,10 @@ fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatche
         max_frame,
         max_macs,
         max_macs_per_port,
+        max_macs_per_addr,
         storm_pps,
+        loop_moves,
+        loop_block,
         max_conns,
         max_conns_per_addr,
         auth_max_failures,
@@ -271,7 +287,8 @@ fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatche
         host,
         ctlpath,
         ctlhost,
-        ctlport
+        ctlport,
+        ctlallowhost
     );
     optional!(
         logconf,
@@ -403,7 +420,7 @@ async fn serve(
     config: Option<(PathBuf, Config)>,
 ) -> anyhow::Result<()> {
     let switch: SharedSwitch = Arc::new(Mutex::new(Switch::with_limits(s.ageout, s.limits)));
-    let gate = Gate::new(s.conns, s.auth);
+    let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth);
     let netif = Netif::new().context("cannot open rtnetlink")?;
     let offload = crate::offload::Offload::default();
     lock(&switch).set_fdb_observer(Box::new(offload.clone()));
@@ -422,14 +439,14 @@ async fn serve(
     }
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
-    let ws = server::ws_routes(
-        &s.path,
-        switch.clone(),
-        s.htpasswd.clone(),
-        s.ws,
-        gate.clone(),
-    );
-    let ctl = server::ctl_routes(&s.ctlpath, control, s.ctlhtpasswd.clone(), gate);
+    let ws = server::ws_routes(&s.path, switch.clone(), &ws_side, s.ws);
+    let guard = Guard {
+        tls: s.ctltls.is_some(),
+        allowed_hosts: s.ctlallowhost.clone(),
+        check_host: true,
+    };
+    let ctl_auth = Auth::new(s.ctlhtpasswd.clone(), s.auth, "control");
+    let ctl = server::ctl_routes(&s.ctlpath, control, ctl_auth, guard, &ws_side);
     let acceptor = |c: &Option<Arc<rustls::ServerConfig>>| c.clone().map(TlsAcceptor::from);
     let ws_addr = ws_listener.local_addr()?;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
@@ -437,15 +454,25 @@ async fn serve(
     match ctl_listener {
         None => {
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
-            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws.merge(ctl)));
+            servers.spawn(server::serve(
+                ws_listener,
+                acceptor(&s.tls),
+                ws.merge(ctl),
+                s.conns,
+            ));
         }
         Some(l) => {
             let ctl_addr = l.local_addr()?;
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, "serving WebSocket");
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
-            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws));
+            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws, s.conns));
             let l = tokio::net::TcpListener::from_std(l)?;
-            servers.spawn(server::serve(l, acceptor(&s.ctltls), ctl));
+            servers.spawn(server::serve(
+                l,
+                acceptor(&s.ctltls),
+                ctl,
+                server::CONTROL_CONNS,
+            ));
         }
     }
 

@@ -6,6 +6,7 @@
 //! core is driven by whoever owns it (one `Mutex` in the daemon, plain calls in the tests).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -89,6 +90,21 @@ pub struct PortStat {
     pub macs_refused: u64,
     /// Frames meant for this port but dropped because its queue was full.
     pub tx_dropped: u64,
+    /// The client address of an incoming WebSocket connection (its stations count against it).
+    pub addr: Option<IpAddr>,
+    /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
+    pub loop_blocked_until: Option<Instant>,
+    /// Times the loop guard blocked this port.
+    pub loop_blocks: u64,
+    /// Frames received from this port and dropped while it was blocked.
+    pub loop_dropped: u64,
+}
+
+impl PortStat {
+    /// True while the loop guard blocks the port.
+    pub fn loop_blocked(&self, now: Instant) -> bool {
+        self.loop_blocked_until.is_some_and(|t| now < t)
+    }
 }
 
 /// Protection against hostile or broken ports; each limit counts what it drops and says so
@@ -101,6 +117,10 @@ pub struct Limits {
     pub storm_pps: u32,
     /// Largest frame switched, in bytes (Ethernet header and 802.1Q tag included).
     pub max_frame: usize,
+    /// Loop guard: a port onto which stations move this many times within a second brings
+    /// looping frames, and is blocked for `loop_block`; 0 turns the guard off.
+    pub loop_moves: u32,
+    pub loop_block: Duration,
 }
 
 impl Default for Limits {
@@ -109,7 +129,28 @@ impl Default for Limits {
             macs: MacLimits::default(),
             storm_pps: 5000,
             max_frame: 9216,
+            loop_moves: 100,
+            loop_block: Duration::from_secs(30),
         }
+    }
+}
+
+/// Events counted over fixed one-second windows.
+#[derive(Debug)]
+struct PerSecond {
+    start: Instant,
+    n: u32,
+}
+
+impl PerSecond {
+    /// Counts one event; returns the count in the current second.
+    fn hit(&mut self, now: Instant) -> u32 {
+        if now.saturating_duration_since(self.start) >= Duration::from_secs(1) {
+            self.start = now;
+            self.n = 0;
+        }
+        self.n += 1;
+        self.n
     }
 }
 
@@ -169,9 +210,12 @@ struct Port<E> {
     stat: PortStat,
     egress: E,
     storm: Bucket,
+    /// Stations that moved onto this port, for the loop guard.
+    moves_in: PerSecond,
     warn_storm: Warn,
     warn_macs: Warn,
     warn_oversize: Warn,
+    warn_evict: Warn,
 }
 
 /// The switch: ports and their FDB.
@@ -228,8 +272,23 @@ impl<E: Egress> Switch<E> {
 
     /// Adds a port and returns its number; numbers are never reused while the switch runs.
     pub fn add_port(&mut self, kind: PortKind, target: String, egress: E) -> PortNo {
+        self.add_port_from(kind, target, None, egress)
+    }
+
+    /// Adds a port that a client at `addr` connected (its stations count against that
+    /// address, whatever connection they come through).
+    pub fn add_port_from(
+        &mut self,
+        kind: PortKind,
+        target: String,
+        addr: Option<IpAddr>,
+        egress: E,
+    ) -> PortNo {
         let port = self.next;
         self.next += 1;
+        if let Some(addr) = addr {
+            self.fdb.set_owner(port, addr);
+        }
         let stat = PortStat {
             port,
             kind,
@@ -243,17 +302,23 @@ impl<E: Egress> Switch<E> {
             storm_dropped: 0,
             macs_refused: 0,
             tx_dropped: 0,
+            addr,
+            loop_blocked_until: None,
+            loop_blocks: 0,
+            loop_dropped: 0,
         };
-        let storm = Bucket::new(self.limits.storm_pps, Instant::now());
+        let now = Instant::now();
         self.ports.insert(
             port,
             Port {
                 stat,
                 egress,
-                storm,
+                storm: Bucket::new(self.limits.storm_pps, now),
+                moves_in: PerSecond { start: now, n: 0 },
                 warn_storm: Warn::default(),
                 warn_macs: Warn::default(),
                 warn_oversize: Warn::default(),
+                warn_evict: Warn::default(),
             },
         );
         port
@@ -265,6 +330,7 @@ impl<E: Egress> Switch<E> {
     pub fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
         let removed = self.ports.remove(&port)?;
         self.flushed(port);
+        self.fdb.forget_port(port);
         Some(removed.stat)
     }
 
@@ -330,6 +396,10 @@ impl<E: Egress> Switch<E> {
         if src_port.stat.shut {
             return Ok(());
         }
+        if src_port.stat.loop_blocked(now) {
+            src_port.stat.loop_dropped += 1;
+            return Ok(());
+        }
         let hdr = match Header::parse(frame) {
             Ok(h) => h,
             Err(e) => {
@@ -380,6 +450,27 @@ impl<E: Egress> Switch<E> {
                     if let Some(o) = self.observer.as_mut() {
                         o.learned(hdr.vid, hdr.src, from);
                     }
+                    let limit = self.limits.loop_moves;
+                    if limit > 0 && src_port.moves_in.hit(now) >= limit {
+                        return self.block_looping(from, old, hdr.vid, hdr.src, now);
+                    }
+                }
+                Learned::Evicted {
+                    victim,
+                    from: owner,
+                } => {
+                    if let Some(o) = self.observer.as_mut() {
+                        o.forgotten(victim.0, victim.1);
+                        o.learned(hdr.vid, hdr.src, from);
+                    }
+                    if let Some(n) = src_port.warn_evict.hit(now) {
+                        tracing::warn!(
+                            port = from,
+                            evicted_from = owner,
+                            learned = n,
+                            "forwarding table full: stations learned in place of the biggest holder's"
+                        );
+                    }
                 }
                 Learned::Refused => {
                     // It may have left another port on the way: forgotten there too.
@@ -411,21 +502,51 @@ impl<E: Egress> Switch<E> {
             Some(to) if to == from => {}
             Some(to) => {
                 if let Some(p) = self.ports.get_mut(&to) {
-                    send(p, frame);
+                    send(p, frame, now);
                 }
             }
             None => {
                 for (_, p) in self.ports.iter_mut().filter(|(n, _)| **n != from) {
-                    send(p, frame);
+                    send(p, frame, now);
                 }
             }
         }
         Ok(())
     }
+
+    /// The loop guard: stations keep moving onto `port` (last `mac`, from `old`), so frames
+    /// are going round a loop through it. Block it for a while — it neither receives nor
+    /// sends — and forget its stations: whoever is really behind it is relearned afterwards.
+    fn block_looping(
+        &mut self,
+        port: PortNo,
+        old: PortNo,
+        vid: u16,
+        mac: Mac,
+        now: Instant,
+    ) -> Result<(), FrameError> {
+        let block = self.limits.loop_block;
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.loop_blocked_until = Some(now + block);
+            p.stat.loop_blocks += 1;
+            tracing::warn!(
+                port,
+                target = %crate::escape::Esc(&p.stat.target),
+                vid,
+                %mac,
+                from = old,
+                moves_per_sec = self.limits.loop_moves,
+                block_secs = block.as_secs(),
+                "loop suspected: stations keep moving onto this port; port blocked for a while"
+            );
+        }
+        self.flushed(port);
+        Ok(())
+    }
 }
 
-fn send<E: Egress>(p: &mut Port<E>, frame: &Bytes) {
-    if p.stat.shut || !p.stat.link_up {
+fn send<E: Egress>(p: &mut Port<E>, frame: &Bytes, now: Instant) {
+    if p.stat.shut || !p.stat.link_up || p.stat.loop_blocked(now) {
         return;
     }
     if p.egress.offer(frame) {
@@ -646,6 +767,7 @@ mod tests {
         let limits = Limits {
             macs: MacLimits {
                 per_port: 8,
+                per_addr: 8,
                 total: 100,
             },
             ..Limits::default()
@@ -662,6 +784,57 @@ mod tests {
         assert_eq!(sw.fdb_rows(Instant::now()).len(), 8);
         assert_eq!(sw.port(1).unwrap().macs_refused, 992);
         assert_eq!(counts(&sinks), vec![0, 1000]);
+    }
+
+    #[test]
+    fn loop_guard_blocks_the_port_stations_keep_moving_onto() {
+        let limits = Limits {
+            loop_moves: 10,
+            loop_block: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let mut sw = Switch::with_limits(Duration::from_secs(300), limits);
+        let sinks: Vec<Sink> = (0..3).map(|_| Sink::default()).collect();
+        for s in &sinks {
+            sw.add_port(PortKind::Netdev, "n".into(), s.clone());
+        }
+        let t0 = Instant::now();
+        let from_a = Bytes::from(frame(BCAST, A, None));
+        // A station that moves now and then (a VM migrating) is fine…
+        sw.receive(1, &from_a, t0).unwrap();
+        sw.receive(2, &from_a, t0).unwrap();
+        sw.receive(1, &from_a, t0 + Duration::from_secs(2)).unwrap();
+        assert!(sw.ports().all(|p| p.loop_blocks == 0));
+        // …but A's frames coming back round a loop through ports 2 and 3 are not.
+        for i in 0..20 {
+            let port = 2 + (i % 2);
+            sw.receive(port, &from_a, t0 + Duration::from_secs(3))
+                .unwrap();
+        }
+        let blocked: Vec<_> = sw
+            .ports()
+            .filter(|p| p.loop_blocked(t0 + Duration::from_secs(3)))
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(blocked.len(), 1, "one port of the loop is blocked");
+        let b = blocked[0];
+        assert!(b == 2 || b == 3);
+        // A blocked port neither sends nor receives; its frames are counted.
+        let t1 = t0 + Duration::from_secs(4);
+        let before = counts(&sinks);
+        sw.receive(b, &from_a, t1).unwrap();
+        assert_eq!(counts(&sinks), before);
+        sw.receive(1, &Bytes::from(frame(BCAST, B, None)), t1)
+            .unwrap();
+        assert_eq!(counts(&sinks)[b as usize - 1], before[b as usize - 1]);
+        let p = sw.port(b).unwrap();
+        assert_eq!((p.loop_blocks, p.loop_dropped), (1, 1));
+        // Afterwards it comes back by itself.
+        let later = t0 + Duration::from_secs(40);
+        assert!(!sw.port(b).unwrap().loop_blocked(later));
+        sw.receive(1, &Bytes::from(frame(BCAST, B, None)), later)
+            .unwrap();
+        assert_eq!(counts(&sinks)[b as usize - 1], before[b as usize - 1] + 1);
     }
 
     #[test]

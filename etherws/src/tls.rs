@@ -26,8 +26,8 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read certificates from {}", path.display()))?
+    let (pem, _) = crate::files::read_limited(path).context("cannot read certificates")?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("invalid PEM in {}", path.display()))?;
     if certs.is_empty() {
@@ -38,7 +38,8 @@ pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 /// Reads the first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
+    let (pem, _) = crate::files::read_limited(path).context("cannot read the private key")?;
+    PrivateKeyDer::from_pem_slice(&pem)
         .with_context(|| format!("no usable private key in {}", path.display()))
 }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::{Call, RpcError, parse_call, response};
+use crate::escape::Esc;
 use crate::fdb::PortNo;
 use crate::netif::{IfChange, Netif};
 use crate::offload::{AttachMode, Offload, PortView};
@@ -27,6 +28,12 @@ pub struct Control {
 }
 
 type MethodResult = Result<Value, RpcError>;
+
+/// The smallest MTU an interface may be given (what etherws 1.3's `ctl` allowed, and IPv4's
+/// minimum datagram).
+pub const MIN_MTU: u32 = 576;
+/// The largest MTU Linux accepts on a TAP or most devices.
+pub const MAX_MTU: u32 = 65535;
 
 fn bad(msg: impl Into<String>) -> RpcError {
     RpcError::invalid_params(msg)
@@ -154,6 +161,9 @@ fn portstat_plain(s: &PortStat) -> Value {
         "storm_dropped": s.storm_dropped,
         "macs_refused": s.macs_refused,
         "tx_dropped": s.tx_dropped,
+        "loop_blocked": s.loop_blocked(Instant::now()),
+        "loop_blocks": s.loop_blocks,
+        "loop_dropped": s.loop_dropped,
     })
 }
 
@@ -171,7 +181,7 @@ impl Control {
                 let outcome = self.call(call).await;
                 if let Err(e) = &outcome {
                     if e.code == -32602 {
-                        tracing::info!("control request failed: {}", e.data);
+                        tracing::info!("control request failed: {}", Esc(&e.data));
                     }
                 }
                 response(id, outcome)
@@ -281,14 +291,34 @@ impl Control {
         Ok(entries(vec![self.row(&stat)]))
     }
 
+    /// Refuses an interface that is a port already: its frames would go round between the two
+    /// ports (a TAP and a netdev of one name are one interface too).
+    fn interface_free(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(p) = lock(&self.switch)
+            .ports()
+            .find(|p| p.kind.has_interface() && p.target == name)
+        {
+            anyhow::bail!(
+                "interface {} is port {} already (adding it twice would loop every frame)",
+                crate::escape::printable(name),
+                p.port
+            );
+        }
+        Ok(())
+    }
+
     /// Creates (or attaches to) TAP device `name` and adds it as a port.
     pub async fn add_tap(&self, name: &str) -> anyhow::Result<PortStat> {
+        if !name.is_empty() {
+            self.interface_free(name)?;
+        }
         let (tap, name) = Tap::open(name, &self.netif).await?;
         Ok(attach(&self.switch, PortKind::Tap, name, tap))
     }
 
     /// Adds interface `name` as a port.
     pub async fn add_netdev(&self, name: &str) -> anyhow::Result<PortStat> {
+        self.interface_free(name)?;
         let dev = Netdev::open(name, &self.netif).await?;
         Ok(attach(
             &self.switch,
@@ -309,6 +339,7 @@ impl Control {
         if !crate::offload::available() {
             anyhow::bail!(crate::offload::NO_OBJECT);
         }
+        self.interface_free(name)?;
         let index = self.netif.index(name).await?;
         let was_loaded = self.offload.loaded();
         match self.offload.prepare(name, index, mode) {
@@ -346,7 +377,7 @@ impl Control {
         let port = if connect_first {
             ClientPort::connect(url, opts, self.ws).await?
         } else {
-            ClientPort::pending(url, opts, self.ws)?
+            ClientPort::pending(url, opts, self.ws).await?
         };
         Ok(attach(
             &self.switch,
@@ -394,7 +425,7 @@ impl Control {
         let stat = lock(&self.switch)
             .remove_port(port)
             .ok_or_else(|| bad(format!("no such port: {port}")))?;
-        tracing::info!(port, target = %stat.target, "port deleted");
+        tracing::info!(port, target = %Esc(&stat.target), "port deleted");
         let row = self.row(&stat);
         self.offload.forget(port);
         Ok(entries(vec![row]))
@@ -403,12 +434,34 @@ impl Control {
     async fn set_interface(&self, p: &Map<String, Value>) -> MethodResult {
         let port = port_no(p)?;
         self.stat(port)?;
+        // The checks etherws 1.3 left to its `ctl`, made here for every caller.
         let mtu = integer(p, "mtu")?
-            .map(|m| u32::try_from(m).map_err(|_| bad(format!("invalid MTU: {m}"))))
+            .map(|m| match u32::try_from(m) {
+                Ok(m) if (MIN_MTU..=MAX_MTU).contains(&m) => Ok(m),
+                _ => Err(bad(format!(
+                    "Invalid MTU: {m} (from {MIN_MTU} to {MAX_MTU})"
+                ))),
+            })
             .transpose()?;
+        let address = ipv4(p, "address")?;
+        if let Some(a) = address {
+            if a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.is_unspecified() {
+                return Err(bad(format!(
+                    "Invalid address: {a} (loopback, multicast, broadcast and 0.0.0.0 cannot be \
+                     an interface's address)"
+                )));
+            }
+        }
+        let netmask = ipv4(p, "netmask")?;
+        if let Some(m) = netmask {
+            let bits = u32::from(m);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(bad(format!("Invalid netmask: {m} (not contiguous)")));
+            }
+        }
         let change = IfChange {
-            address: ipv4(p, "address")?,
-            netmask: ipv4(p, "netmask")?,
+            address,
+            netmask,
             mtu,
         };
         let stat = self.configure_interface(port, &change).await?;

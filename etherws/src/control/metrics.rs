@@ -32,7 +32,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(ports: &[PortStat], g: &Globals) -> String {
     let mut out = String::new();
     type Field = fn(&PortStat) -> u64;
-    let per_port: [(&str, &str, &str, Field); 9] = [
+    let per_port: [(&str, &str, &str, Field); 11] = [
         (
             "etherws_port_rx_frames_total",
             "counter",
@@ -74,6 +74,18 @@ pub fn render(ports: &[PortStat], g: &Globals) -> String {
             "counter",
             "Source addresses not learned because of the MAC limits.",
             |p| p.macs_refused,
+        ),
+        (
+            "etherws_port_loop_blocks_total",
+            "counter",
+            "Times the loop guard blocked the port.",
+            |p| p.loop_blocks,
+        ),
+        (
+            "etherws_port_loop_dropped_total",
+            "counter",
+            "Frames from the port dropped while the loop guard blocked it.",
+            |p| p.loop_dropped,
         ),
         (
             "etherws_port_shut",
@@ -160,6 +172,10 @@ mod tests {
             storm_dropped: 3,
             macs_refused: 0,
             tx_dropped: 1,
+            addr: None,
+            loop_blocked_until: None,
+            loop_blocks: 0,
+            loop_dropped: 0,
         };
         let g = Globals {
             fdb_entries: 4,

@@ -6,6 +6,7 @@
 //! every failure of a method itself is `-32602 Invalid params`, and `error.data` is a one-line
 //! reason.
 
+pub mod guard;
 mod methods;
 pub mod metrics;
 

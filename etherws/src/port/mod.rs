@@ -16,12 +16,14 @@ pub mod tap;
 pub mod ws;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::escape::Esc;
 use crate::fdb::PortNo;
 use crate::switch::{Egress, PortKind, PortStat, Switch};
 
@@ -96,13 +98,24 @@ pub trait Port: Send + 'static {
 /// Adds `port` to the switch and runs it on its own task; the port is removed from the switch
 /// (and its FDB entries forgotten) when it stops for any reason.
 pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, port: P) -> PortStat {
+    attach_from(switch, kind, target, None, port)
+}
+
+/// [`attach`] for a port a client at `addr` connected: its stations count against `addr`.
+pub fn attach_from<P: Port>(
+    switch: &SharedSwitch,
+    kind: PortKind,
+    target: String,
+    addr: Option<IpAddr>,
+    port: P,
+) -> PortStat {
     let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
     let stat = {
         let mut sw = lock(switch);
-        let no = sw.add_port(kind, target, Queue::new(tx));
+        let no = sw.add_port_from(kind, target, addr, Queue::new(tx));
         sw.port(no).cloned().expect("port just added")
     };
-    tracing::info!(port = stat.port, kind = kind.as_str(), target = %stat.target, "port added");
+    tracing::info!(port = stat.port, kind = kind.as_str(), target = %Esc(&stat.target), "port added");
     let io = PortIo {
         egress: rx,
         ingress: Ingress {
@@ -118,7 +131,7 @@ pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, po
         match (result, removed) {
             (Err(e), _) => tracing::warn!(port = no, "disconnected: {e:#}"),
             (Ok(()), Some(stat)) => {
-                tracing::info!(port = no, target = %stat.target, "disconnected")
+                tracing::info!(port = no, target = %Esc(&stat.target), "disconnected")
             }
             (Ok(()), None) => tracing::info!(port = no, "removed"),
         }

@@ -21,13 +21,21 @@ pub struct Tap {
 
 /// Checks a name the kernel would accept for a network interface (IFNAMSIZ - 1 bytes, no `/`,
 /// no whitespace). An empty name lets the kernel pick `tapN`.
+///
+/// `%` is refused too: the kernel expands `%d` in a new device's name to a free number, so the
+/// device made would not be the one named, and a NUL would cut the name short.
 pub fn check_ifname(name: &str) -> anyhow::Result<()> {
     if name.len() > 15 {
-        anyhow::bail!("interface name too long (15 bytes at most): {name}");
+        anyhow::bail!(
+            "interface name too long (15 bytes at most): {}",
+            crate::escape::printable(name)
+        );
     }
     if name == "."
         || name == ".."
-        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+        || name.contains(|c: char| {
+            c == '/' || c == ':' || c == '%' || c.is_whitespace() || c.is_control()
+        })
     {
         anyhow::bail!("invalid interface name: {name:?}");
     }
@@ -36,7 +44,7 @@ pub fn check_ifname(name: &str) -> anyhow::Result<()> {
 
 impl Tap {
     /// Creates or attaches to the TAP device `name` and brings it up; returns the port and the
-    /// device's actual name (the kernel fills in patterns such as `tap%d`).
+    /// device's actual name (the kernel picks `tapN` for an empty name).
     pub async fn open(name: &str, netif: &Netif) -> anyhow::Result<(Tap, String)> {
         check_ifname(name)?;
         let iface = Iface::without_packet_info(name, Mode::Tap)

@@ -6,6 +6,7 @@
 //! permessage-deflate offers are simply not accepted during the handshake (RFC 6455 lets the
 //! server ignore an extension), so the peer never compresses.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::{MAX_FRAME, Port, PortIo, proxy};
+use crate::escape::Esc;
 use crate::tls::Verify;
 
 /// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
@@ -69,10 +71,30 @@ impl Default for WsSettings {
 pub enum End {
     /// The switch removed the port; a close frame was sent.
     Removed,
-    /// The peer closed the connection.
+    /// The peer closed the connection (its close frame was answered).
     Closed,
     /// The connection failed or the peer stopped answering.
     Failed(anyhow::Error),
+}
+
+/// Time allowed for a close frame to go out before the connection is dropped anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The close frame owed to a peer that broke the protocol (RFC 6455 7.1.7, 7.4.1), if any:
+/// 1009 for a message too large to carry, 1007 for a text message that is not UTF-8, 1002 for
+/// any other violation. I/O failures get none: the connection is gone.
+fn close_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<CloseFrame> {
+    use tokio_tungstenite::tungstenite::Error;
+    let (code, reason) = match e {
+        Error::Capacity(_) => (CloseCode::Size, "message too big"),
+        Error::Utf8(_) => (CloseCode::Invalid, "text message not UTF-8"),
+        Error::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
 }
 
 /// A WebSocket connection carrying frames.
@@ -107,6 +129,9 @@ where
                 .saturating_sub(Duration::from_millis(last_rx.load(Relaxed)))
         };
 
+        // What the reader owes the peer when it stops: the answer to its close frame
+        // (tungstenite queues it; it goes out on the next flush) or a close for its error.
+        let mut owed: Option<Option<CloseFrame>> = None;
         let reader = async {
             while let Some(msg) = stream.next().await {
                 last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
@@ -119,9 +144,17 @@ where
                             "text message ignored"
                         )
                     }
-                    Ok(Message::Close(_)) => return End::Closed,
+                    Ok(Message::Close(_)) => {
+                        owed = Some(None);
+                        return End::Closed;
+                    }
                     Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                    Err(e) => return End::Failed(e.into()),
+                    Err(e) => {
+                        if let Some(close) = close_for(&e) {
+                            owed = Some(Some(close));
+                        }
+                        return End::Failed(e.into());
+                    }
                 }
             }
             End::Closed
@@ -140,7 +173,7 @@ where
                             // The switch removed the port: say goodbye properly.
                             let bye = CloseFrame { code: CloseCode::Away, reason: "port removed".into() };
                             let _ = tokio::time::timeout(
-                                Duration::from_secs(2),
+                                CLOSE_TIMEOUT,
                                 sink.send(Message::Close(Some(bye))),
                             )
                             .await;
@@ -174,10 +207,21 @@ where
             }
         };
 
-        tokio::select! {
+        let end = tokio::select! {
             end = reader => end,
             end = writer => end,
+        };
+        if let Some(close) = owed {
+            let goodbye = async {
+                match close {
+                    // The reply to the peer's close frame is already queued.
+                    None => sink.flush().await,
+                    Some(frame) => sink.send(Message::Close(Some(frame))).await,
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
         }
+        end
     }
 }
 
@@ -200,8 +244,7 @@ where
 /// `reconnect_max`) with jitter, so a switch restarting under many clients is not hit by all
 /// of them at once. Removing the port stops the attempts, even one in progress.
 pub struct ClientPort {
-    url: String,
-    opts: ClientOptions,
+    dialer: Dialer,
     settings: WsSettings,
     first: Option<WsPort<BoxIo>>,
 }
@@ -213,21 +256,24 @@ impl ClientPort {
         opts: ClientOptions,
         settings: WsSettings,
     ) -> anyhow::Result<Self> {
-        let first = connect(url, &opts, settings.keepalive).await?;
+        let dialer = Dialer::new(url, opts).await?;
+        let first = dialer.connect(settings.keepalive).await?;
         Ok(ClientPort {
-            url: url.to_string(),
-            opts,
+            dialer,
             settings,
             first: Some(first),
         })
     }
 
-    /// A port that starts down and connects in the background (checking the URL now).
-    pub fn pending(url: &str, opts: ClientOptions, settings: WsSettings) -> anyhow::Result<Self> {
-        parse_target(url)?;
+    /// A port that starts down and connects in the background (checking the URL and loading
+    /// its TLS settings now).
+    pub async fn pending(
+        url: &str,
+        opts: ClientOptions,
+        settings: WsSettings,
+    ) -> anyhow::Result<Self> {
         Ok(ClientPort {
-            url: url.to_string(),
-            opts,
+            dialer: Dialer::new(url, opts).await?,
             settings,
             first: None,
         })
@@ -250,6 +296,7 @@ async fn closed_within(egress: &mut mpsc::Receiver<Bytes>, delay: Duration) -> b
 impl Port for ClientPort {
     async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
         let port = io.ingress.port();
+        let url = &self.dialer.url;
         let mut ws = self.first;
         if ws.is_none() {
             io.ingress.set_link(false);
@@ -265,10 +312,10 @@ impl Port for ClientPort {
                 match w.session(&mut io).await {
                     End::Removed => return Ok(()),
                     End::Closed => {
-                        tracing::warn!(port, url = %self.url, "peer closed the connection; reconnecting")
+                        tracing::warn!(port, url = %Esc(url), "peer closed the connection; reconnecting")
                     }
                     End::Failed(e) => {
-                        tracing::warn!(port, url = %self.url, "connection lost: {e:#}; reconnecting")
+                        tracing::warn!(port, url = %Esc(url), "connection lost: {e:#}; reconnecting")
                     }
                 }
                 io.ingress.set_link(false);
@@ -279,14 +326,14 @@ impl Port for ClientPort {
             if closed_within(&mut io.egress, wait).await {
                 return Ok(());
             }
-            let attempt = connect(&self.url, &self.opts, self.settings.keepalive);
+            let attempt = self.dialer.connect(self.settings.keepalive);
             let result = tokio::select! {
                 r = attempt => r,
                 true = closed_within(&mut io.egress, CONNECT_TIMEOUT * 2) => return Ok(()),
             };
             match result {
                 Ok(w) => {
-                    tracing::info!(port, url = %self.url, "reconnected");
+                    tracing::info!(port, url = %Esc(url), "reconnected");
                     io.ingress.set_link(true);
                     ws = Some(w);
                 }
@@ -294,7 +341,7 @@ impl Port for ClientPort {
                     delay = (delay * 2)
                         .max(Duration::from_secs(1))
                         .min(self.settings.reconnect_max);
-                    tracing::info!(port, url = %self.url, "reconnect failed: {e:#}");
+                    tracing::info!(port, url = %Esc(url), "reconnect failed: {e:#}");
                 }
             }
         }
@@ -344,59 +391,105 @@ pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
     Ok(uri)
 }
 
-/// Connects a `client` port to `url`: TCP (directly or through the environment's HTTP proxy),
-/// TLS for `wss://`, then the WebSocket handshake.
-pub async fn connect(
-    url: &str,
-    opts: &ClientOptions,
-    keepalive: Option<Duration>,
-) -> anyhow::Result<WsPort<BoxIo>> {
-    let uri = parse_target(url)?;
-    let tls = uri.scheme_str() == Some("wss");
-    let host = uri.host().unwrap_or_default();
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+/// The header in which a switch names itself when it connects out and when it accepts a
+/// connection: a switch that meets its own id has connected to itself (a `client` port to its
+/// own URL, directly or through a proxy), which would loop every frame it floods.
+pub const SWITCH_ID_HEADER: &str = "x-etherws-switch";
 
-    let mut req = url.into_client_request()?;
-    if let Some(c) = &opts.creds {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.passwd));
-        req.headers_mut().insert(
-            "Authorization",
-            HeaderValue::from_str(&format!("Basic {token}"))?,
-        );
-    }
-    let tls_config = if tls {
-        if opts.verify == Verify::Insecure {
-            tracing::warn!(%url, "server certificate NOT verified (--insecure)");
-        }
-        Some(crate::tls::client_config(&opts.verify)?)
-    } else {
-        None
-    };
+/// This process's switch id: random, made once.
+pub fn switch_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{:016x}", fastrand::u64(..)))
+}
 
-    let handshake = async {
-        let tcp = proxy::connect(bare_host, port, tls).await?;
-        let io: BoxIo = match tls_config {
-            None => Box::new(tcp),
-            Some(config) => {
-                let name = crate::tls::server_name(bare_host)?;
-                let stream = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, tcp)
-                    .await
-                    .with_context(|| format!("TLS handshake with {host}:{port} failed"))?;
-                Box::new(stream)
+/// How a `client` port reaches its peer, prepared once: the URL checked, the credentials
+/// encoded and, for `wss://`, the TLS configuration loaded (CA file or system roots, read on
+/// the blocking pool — never again on each reconnection).
+struct Dialer {
+    url: String,
+    authorization: Option<HeaderValue>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Dialer {
+    async fn new(url: &str, opts: ClientOptions) -> anyhow::Result<Self> {
+        let uri = parse_target(url)?;
+        let authorization = opts
+            .creds
+            .map(|c| {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", c.user, c.passwd));
+                HeaderValue::from_str(&format!("Basic {token}"))
+                    .context("credentials that cannot be sent in a header")
+            })
+            .transpose()?;
+        let tls = if uri.scheme_str() == Some("wss") {
+            if opts.verify == Verify::Insecure {
+                tracing::warn!(url = %Esc(url), "server certificate NOT verified (--insecure)");
             }
+            let verify = opts.verify;
+            let config = tokio::task::spawn_blocking(move || crate::tls::client_config(&verify))
+                .await
+                .context("loading the TLS settings failed")??;
+            Some(config)
+        } else {
+            None
         };
-        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config()))
+        Ok(Dialer {
+            url: url.to_string(),
+            authorization,
+            tls,
+        })
+    }
+
+    /// Connects: TCP (directly or through the environment's HTTP proxy), TLS for `wss://`,
+    /// then the WebSocket handshake.
+    async fn connect(&self, keepalive: Option<Duration>) -> anyhow::Result<WsPort<BoxIo>> {
+        let url = &self.url;
+        let uri = parse_target(url)?;
+        let host = uri.host().unwrap_or_default();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+
+        let mut req = url.as_str().into_client_request()?;
+        if let Some(auth) = &self.authorization {
+            req.headers_mut().insert("Authorization", auth.clone());
+        }
+        req.headers_mut()
+            .insert(SWITCH_ID_HEADER, HeaderValue::from_static(switch_id()));
+
+        let handshake = async {
+            let tcp = proxy::connect(bare_host, port, self.tls.is_some()).await?;
+            let io: BoxIo = match &self.tls {
+                None => Box::new(tcp),
+                Some(config) => {
+                    let name = crate::tls::server_name(bare_host)?;
+                    let stream = tokio_rustls::TlsConnector::from(config.clone())
+                        .connect(name, tcp)
+                        .await
+                        .with_context(|| format!("TLS handshake with {host}:{port} failed"))?;
+                    Box::new(stream)
+                }
+            };
+            let (ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config()))
+                .await
+                .map_err(describe_handshake_error)?;
+            if resp
+                .headers()
+                .get(SWITCH_ID_HEADER)
+                .is_some_and(|id| id.as_bytes() == switch_id().as_bytes())
+            {
+                anyhow::bail!("{url} is this switch itself: refusing a connection that would loop");
+            }
+            Ok::<_, anyhow::Error>(ws)
+        };
+        let ws = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
-            .map_err(describe_handshake_error)?;
-        Ok::<_, anyhow::Error>(ws)
-    };
-    let ws = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-        .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to {url}"))??;
-    Ok(WsPort::new(ws, keepalive))
+            .map_err(|_| anyhow::anyhow!("timed out connecting to {}", Esc(url)))??;
+        Ok(WsPort::new(ws, keepalive))
+    }
 }
 
 /// Turns a failed handshake into a one-line reason (an HTTP status says more than a debug dump).
@@ -405,10 +498,24 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
     match e {
         Error::Http(resp) => {
             let status = resp.status();
+            // The server's one-line reason, if it gave one (shortened, and escaped: it is the
+            // peer's text and ends up in logs and on the operator's terminal).
+            let body = resp.body().as_deref().unwrap_or_default();
+            let reason = String::from_utf8_lossy(body);
+            let reason: String = reason
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            let reason = crate::escape::printable(reason.trim());
             anyhow::anyhow!(
-                "WebSocket handshake refused: HTTP {} {}",
+                "WebSocket handshake refused: HTTP {} {}{}{}",
                 status.as_u16(),
-                status.canonical_reason().unwrap_or("")
+                status.canonical_reason().unwrap_or(""),
+                if reason.is_empty() { "" } else { ": " },
+                reason
             )
         }
         other => anyhow::anyhow!("WebSocket handshake failed: {other}"),

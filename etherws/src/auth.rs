@@ -1,0 +1,185 @@
+//! HTTP Basic authentication of one listener (WebSocket or control): the htpasswd file, the
+//! throttle of password guessing, and where the hashing runs.
+//!
+//! Each listener has its own [`Auth`], so bad WebSocket logins never lock the administrator's
+//! `ctl` out (and the reverse). Hashing (bcrypt, `$apr1$`) is what an attacker can make the
+//! switch spend CPU on, so it is bounded three ways: credentials longer than the htpasswd tool
+//! can create are refused before hashing; one address may have only a few verifications under
+//! way ([`MAX_IN_FLIGHT_PER_ADDR`](crate::admission::MAX_IN_FLIGHT_PER_ADDR)); and all
+//! listeners together verify on at most [`hashing_threads`] blocking threads, leaving a core to
+//! the data path.
+
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::admission::{AuthLimits, AuthThrottle, Throttled};
+use crate::escape::Esc;
+use crate::htpasswd::{Htpasswd, parse_basic};
+
+/// The realm of the `401` challenge.
+const REALM: &str = "Basic realm=\"etherws\"";
+
+/// Longest `Authorization` header value considered (base64 of a 255-byte user and password
+/// with room to spare); a longer one is a failed attempt, never hashed.
+pub const MAX_AUTHORIZATION: usize = 1024;
+
+/// Longest user name or password considered: the `htpasswd` tool's own limit.
+pub const MAX_CREDENTIAL: usize = 255;
+
+/// How long a request may wait for a hashing thread before it is answered `503`.
+const HASHING_WAIT: Duration = Duration::from_secs(10);
+
+/// Threads that verify passwords at once, across all listeners: all cores but one.
+pub fn hashing_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
+fn hashing() -> &'static Arc<Semaphore> {
+    static HASHING: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    HASHING.get_or_init(|| Arc::new(Semaphore::new(hashing_threads())))
+}
+
+/// Authentication of one listener.
+pub struct Auth {
+    htpasswd: Option<Arc<Htpasswd>>,
+    pub throttle: AuthThrottle,
+    /// `websocket` or `control`, for the log.
+    listener: &'static str,
+}
+
+fn challenge() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, REALM)],
+        "Authorization Required\n",
+    )
+        .into_response()
+}
+
+impl Auth {
+    pub fn new(
+        htpasswd: Option<Arc<Htpasswd>>,
+        limits: AuthLimits,
+        listener: &'static str,
+    ) -> Self {
+        Auth {
+            htpasswd,
+            throttle: AuthThrottle::new(limits),
+            listener,
+        }
+    }
+
+    /// True when a password is required.
+    pub fn required(&self) -> bool {
+        self.htpasswd.is_some()
+    }
+
+    /// Checks the request's Basic credentials (when a password is required); returns the
+    /// authenticated user, or the response to send instead.
+    ///
+    /// The answer to a failure is the same whether the user exists or not, and so is the log
+    /// line; the password is never logged, the user name only escaped.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        peer: &str,
+    ) -> Result<Option<String>, Response> {
+        let Some(htpasswd) = &self.htpasswd else {
+            return Ok(None);
+        };
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            tracing::info!(peer, listener = self.listener, "no credentials given");
+            return Err(challenge());
+        };
+        let attempt = match self.throttle.begin(ip, Instant::now()) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::debug!(
+                    peer,
+                    listener = self.listener,
+                    "authentication refused: {why}"
+                );
+                let retry = if why == Throttled::Blocked { "60" } else { "1" };
+                return Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry)],
+                    format!("{}\n", capitalised(&why.to_string())),
+                )
+                    .into_response());
+            }
+        };
+        let creds = (value.len() <= MAX_AUTHORIZATION)
+            .then(|| value.to_str().ok().and_then(parse_basic))
+            .flatten()
+            .filter(|(u, p)| u.len() <= MAX_CREDENTIAL && p.len() <= MAX_CREDENTIAL);
+        let ok = match &creds {
+            None => false,
+            Some((user, passwd)) => {
+                let Ok(Ok(permit)) =
+                    tokio::time::timeout(HASHING_WAIT, hashing().clone().acquire_owned()).await
+                else {
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "5")],
+                        "Too busy checking passwords\n",
+                    )
+                        .into_response());
+                };
+                let (h, user, passwd) = (htpasswd.clone(), user.clone(), passwd.clone());
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    h.verify(&user, &passwd)
+                })
+                .await
+                .unwrap_or(false)
+            }
+        };
+        match creds {
+            Some((user, _)) if ok => {
+                attempt.succeeded();
+                Ok(Some(user))
+            }
+            _ => {
+                let blocks = attempt.blocks;
+                attempt.failed();
+                match &creds {
+                    Some((user, _)) => tracing::warn!(
+                        peer,
+                        listener = self.listener,
+                        user = %Esc(user),
+                        "authentication failed"
+                    ),
+                    None => tracing::warn!(
+                        peer,
+                        listener = self.listener,
+                        len = value.len(),
+                        "authentication failed: malformed or oversized credentials"
+                    ),
+                }
+                if blocks {
+                    tracing::warn!(
+                        peer = %ip,
+                        listener = self.listener,
+                        "too many failed authentications: address blocked for a while"
+                    );
+                }
+                Err(challenge())
+            }
+        }
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
