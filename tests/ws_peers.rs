@@ -426,3 +426,55 @@ async fn malformed_jsonrpc_is_answered_and_harmless() {
     }
     still_forwarding(&sw).await;
 }
+
+/// vpn-ws's client (and others) leave `Sec-WebSocket-Version` out: taken as 13, the only
+/// version there is, while another version still gets `426`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_without_a_version_joins() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sw = Switch::local("wspeers-noversion", &[]);
+    let handshake = |version: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{version}\r\n"
+        )
+    };
+    async fn head(s: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+    let addr = format!("127.0.0.1:{}", sw.ws_port);
+    let mut old = TcpStream::connect(&addr).await.unwrap();
+    old.write_all(handshake("Sec-WebSocket-Version: 8\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(head(&mut old).await.starts_with("HTTP/1.1 426"));
+
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(handshake("").as_bytes()).await.unwrap();
+    let answer = head(&mut raw).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let mut other = connect(&sw, false).await;
+    // One masked binary frame (mask 0) carrying a broadcast frame.
+    let f = frame(0x42, 7, 60);
+    let mut wire = vec![0x82, 0x80 | f.len() as u8, 0, 0, 0, 0];
+    wire.extend_from_slice(&f);
+    raw.write_all(&wire).await.unwrap();
+    assert_eq!(next_frame(&mut other, 5).await, f);
+    // And back: the raw client receives the other's broadcast.
+    other
+        .send(Message::Binary(frame(0x43, 8, 60)))
+        .await
+        .unwrap();
+    let mut hdr = [0u8; 2];
+    raw.read_exact(&mut hdr).await.unwrap();
+    assert_eq!(hdr, [0x82, 60]);
+    let mut payload = [0u8; 60];
+    raw.read_exact(&mut payload).await.unwrap();
+    assert_eq!(&payload[..], &frame(0x43, 8, 60)[..]);
+}

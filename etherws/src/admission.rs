@@ -48,7 +48,8 @@ pub struct Connections {
 #[derive(Debug)]
 pub struct ConnPermit {
     owner: Arc<Connections>,
-    addr: IpAddr,
+    /// None: counted against the total only.
+    addr: Option<IpAddr>,
 }
 
 /// Why a connection was refused.
@@ -84,7 +85,22 @@ impl Connections {
         c.total += 1;
         Ok(ConnPermit {
             owner: self.clone(),
-            addr,
+            addr: Some(addr),
+        })
+    }
+
+    /// Takes a slot counted against the total only: for a connection from a trusted proxy,
+    /// which speaks for many clients.
+    pub fn admit_overall(self: &Arc<Self>) -> Result<ConnPermit, Refused> {
+        let mut c = lock(&self.counts);
+        if c.total >= self.limits.total {
+            self.refused.fetch_add(1, Relaxed);
+            return Err(Refused::Total(self.limits.total));
+        }
+        c.total += 1;
+        Ok(ConnPermit {
+            owner: self.clone(),
+            addr: None,
         })
     }
 
@@ -109,10 +125,12 @@ impl Drop for ConnPermit {
     fn drop(&mut self) {
         let mut c = lock(&self.owner.counts);
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_addr.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_addr.remove(&self.addr);
+        if let Some(addr) = self.addr {
+            if let Some(n) = c.per_addr.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_addr.remove(&addr);
+                }
             }
         }
     }

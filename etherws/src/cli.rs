@@ -20,7 +20,7 @@ pub enum Command {
     /// Start the virtual switch.
     Sw(Box<SwArgs>),
     /// Control a virtual switch.
-    Ctl(CtlArgs),
+    Ctl(Box<CtlArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +86,15 @@ pub struct SwArgs {
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub auth_window: u64,
 
+    /// A reverse proxy (CIDR or address) whose word about the client is taken: its
+    /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub trusted_proxy: Vec<String>,
+    /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
+    /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
     /// HTTP path to serve WebSocket on.
     #[arg(long, default_value = "/")]
     pub path: String,
@@ -104,6 +113,12 @@ pub struct SwArgs {
     /// TLS certificate (chain) for WebSocket (PEM).
     #[arg(long, value_name = "FILE")]
     pub sslcert: Option<PathBuf>,
+    /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub sslclientca: Option<PathBuf>,
+    /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
+    #[arg(long, value_name = "FILE")]
+    pub sslcrl: Option<PathBuf>,
 
     /// HTTP path to serve the control API on.
     #[arg(long, default_value = "/ctl")]
@@ -128,6 +143,12 @@ pub struct SwArgs {
     /// TLS certificate (chain) for the control API (PEM).
     #[arg(long, value_name = "FILE")]
     pub ctlsslcert: Option<PathBuf>,
+    /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ctlsslclientca: Option<PathBuf>,
+    /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
+    #[arg(long, value_name = "FILE")]
+    pub ctlsslcrl: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -141,12 +162,18 @@ pub struct CtlArgs {
     /// Password for the control API.
     #[arg(long)]
     pub ctlpasswd: Option<String>,
-    /// CA certificate to verify the control API's certificate with.
+    /// CA certificate to verify the control API's certificate with (or that very certificate).
     #[arg(long, value_name = "FILE")]
     pub ctlsslcert: Option<PathBuf>,
     /// Do not verify the control API's certificate.
     #[arg(long)]
     pub ctlinsecure: bool,
+    /// Client certificate (PEM) for a control API that requires one.
+    #[arg(long, value_name = "FILE", requires = "ctlkey")]
+    pub ctlcert: Option<PathBuf>,
+    /// Private key (PEM) of --ctlcert.
+    #[arg(long, value_name = "FILE", requires = "ctlcert")]
+    pub ctlkey: Option<PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -226,11 +253,17 @@ pub enum AddPort {
         /// Password for the server.
         #[arg(long)]
         passwd: Option<String>,
-        /// CA certificate file to verify the server with.
+        /// CA certificate file to verify the server with (or the server's very certificate).
         #[arg(long, value_name = "FILE")]
         cacerts: Option<PathBuf>,
         /// Do not verify the server's certificate.
         #[arg(long)]
         insecure: bool,
+        /// Client certificate (PEM) for a server that requires one (read by the switch).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Private key (PEM) of --cert (read by the switch).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
 }

@@ -26,6 +26,8 @@
 //! # passwd = "..."         # only if the config file is not readable by group or others
 //! cacerts = "ca.pem"
 //! insecure = false
+//! cert = "client.pem"      # a client certificate and its key, for a server requiring one
+//! key = "client.key"
 //! ```
 //!
 //! Everything is checked before anything is started, and every error names the file and the
@@ -82,13 +84,19 @@ pub struct SwitchConf {
     pub htpasswd: Option<PathBuf>,
     pub sslkey: Option<PathBuf>,
     pub sslcert: Option<PathBuf>,
+    pub sslclientca: Option<PathBuf>,
+    pub sslcrl: Option<PathBuf>,
     pub ctlpath: Option<String>,
     pub ctlhost: Option<String>,
     pub ctlport: Option<u16>,
     pub ctlallowhost: Option<Vec<String>>,
+    pub trusted_proxy: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
     pub ctlhtpasswd: Option<PathBuf>,
     pub ctlsslkey: Option<PathBuf>,
     pub ctlsslcert: Option<PathBuf>,
+    pub ctlsslclientca: Option<PathBuf>,
+    pub ctlsslcrl: Option<PathBuf>,
 }
 
 /// One `[[port]]` table. `line` is where it starts in the file, for later error messages.
@@ -112,6 +120,9 @@ pub enum PortConf {
         passwd: Option<Secret>,
         cacerts: Option<PathBuf>,
         insecure: bool,
+        /// Client certificate and its key (both or neither).
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
         line: usize,
     },
 }
@@ -212,13 +223,19 @@ const SWITCH_KEYS: &[&str] = &[
     "htpasswd",
     "sslkey",
     "sslcert",
+    "sslclientca",
+    "sslcrl",
     "ctlpath",
     "ctlhost",
     "ctlport",
     "ctlallowhost",
+    "trusted_proxy",
+    "proxy_protocol",
     "ctlhtpasswd",
     "ctlsslkey",
     "ctlsslcert",
+    "ctlsslclientca",
+    "ctlsslcrl",
 ];
 
 /// Keys of a `[[port]]`, with the port types each applies to.
@@ -234,6 +251,8 @@ const PORT_KEYS: &[(&str, &[Kind])] = &[
     ("passwd_file", &[Kind::Client]),
     ("cacerts", &[Kind::Client]),
     ("insecure", &[Kind::Client]),
+    ("cert", &[Kind::Client]),
+    ("key", &[Kind::Client]),
 ];
 
 /// The smallest MTU `etherws ctl setif` accepts.
@@ -379,13 +398,19 @@ impl Doc<'_> {
             htpasswd: s.path("htpasswd")?.map(Spanned::into_inner),
             sslkey: s.path("sslkey")?.map(Spanned::into_inner),
             sslcert: s.path("sslcert")?.map(Spanned::into_inner),
+            sslclientca: s.path("sslclientca")?.map(Spanned::into_inner),
+            sslcrl: s.path("sslcrl")?.map(Spanned::into_inner),
             ctlpath: s.http_path("ctlpath")?,
             ctlhost: s.string("ctlhost")?.map(Spanned::into_inner),
             ctlport: s.num("ctlport", 0, u16::MAX.into())?,
             ctlallowhost: s.strings("ctlallowhost")?,
+            trusted_proxy: s.strings("trusted_proxy")?,
+            proxy_protocol: s.boolean("proxy_protocol")?,
             ctlhtpasswd: s.path("ctlhtpasswd")?.map(Spanned::into_inner),
             ctlsslkey: s.path("ctlsslkey")?.map(Spanned::into_inner),
             ctlsslcert: s.path("ctlsslcert")?.map(Spanned::into_inner),
+            ctlsslclientca: s.path("ctlsslclientca")?.map(Spanned::into_inner),
+            ctlsslcrl: s.path("ctlsslcrl")?.map(Spanned::into_inner),
         };
         s.pair("sslkey", "sslcert")?;
         s.pair("ctlsslkey", "ctlsslcert")?;
@@ -497,12 +522,15 @@ impl Doc<'_> {
                         ));
                     }
                 }
+                s.pair("cert", "key")?;
                 Ok(PortConf::Client {
                     url: target.into_inner(),
                     user: user.map(Spanned::into_inner),
                     passwd,
                     cacerts: cacerts.map(Spanned::into_inner),
                     insecure: insecure.is_some_and(|i| i.into_inner()),
+                    cert: s.path("cert")?.map(Spanned::into_inner),
+                    key: s.path("key")?.map(Spanned::into_inner),
                     line,
                 })
             }
@@ -876,13 +904,19 @@ port = 8080
 htpasswd = "/etc/etherws/htpasswd"
 sslkey = "/etc/etherws/key.pem"
 sslcert = "/etc/etherws/cert.pem"
+sslclientca = "/etc/etherws/clientca.pem"
+sslcrl = "/etc/etherws/clients.crl"
 ctlpath = "/control"
 ctlhost = "127.0.0.1"
 ctlport = 7000
 ctlallowhost = ["switch.example", "192.0.2.7"]
+trusted_proxy = ["127.0.0.1/32"]
+proxy_protocol = true
 ctlhtpasswd = "/etc/etherws/ctl.htpasswd"
 ctlsslkey = "/etc/etherws/ctlkey.pem"
 ctlsslcert = "/etc/etherws/ctlcert.pem"
+ctlsslclientca = "/etc/etherws/ctlclientca.pem"
+ctlsslcrl = "/etc/etherws/ctlclients.crl"
 
 [[port]]
 type = "tap"
@@ -903,6 +937,8 @@ user = "alice"
 passwd = "s3cret"
 cacerts = "/etc/ssl/ca.pem"
 insecure = false
+cert = "/etc/etherws/client.pem"
+key = "/etc/etherws/client.key"
 
 [[port]]
 type = "client"
@@ -977,13 +1013,19 @@ target = "ws://198.51.100.2:8080/sw"
             htpasswd: p("/etc/etherws/htpasswd"),
             sslkey: p("/etc/etherws/key.pem"),
             sslcert: p("/etc/etherws/cert.pem"),
+            sslclientca: p("/etc/etherws/clientca.pem"),
+            sslcrl: p("/etc/etherws/clients.crl"),
             ctlpath: Some("/control".into()),
             ctlhost: Some("127.0.0.1".into()),
             ctlport: Some(7000),
             ctlallowhost: Some(vec!["switch.example".into(), "192.0.2.7".into()]),
+            trusted_proxy: Some(vec!["127.0.0.1/32".into()]),
+            proxy_protocol: Some(true),
             ctlhtpasswd: p("/etc/etherws/ctl.htpasswd"),
             ctlsslkey: p("/etc/etherws/ctlkey.pem"),
             ctlsslcert: p("/etc/etherws/ctlcert.pem"),
+            ctlsslclientca: p("/etc/etherws/ctlclientca.pem"),
+            ctlsslcrl: p("/etc/etherws/ctlclients.crl"),
         };
         let ports = vec![
             PortConf::Tap {
@@ -993,13 +1035,13 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 33,
+                line: 39,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 40,
+                line: 46,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1007,7 +1049,9 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: Some(Secret("s3cret".into())),
                 cacerts: p("/etc/ssl/ca.pem"),
                 insecure: false,
-                line: 45,
+                cert: p("/etc/etherws/client.pem"),
+                key: p("/etc/etherws/client.key"),
+                line: 51,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1015,11 +1059,13 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: None,
                 cacerts: None,
                 insecure: false,
-                line: 53,
+                cert: None,
+                key: None,
+                line: 61,
             },
         ];
         assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 45);
+        assert_eq!(c.ports[2].line(), 51);
         // Every key of [switch] is exercised above.
         for key in SWITCH_KEYS {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
@@ -1251,6 +1297,17 @@ target = "ws://198.51.100.2:8080/sw"
         );
         fails(&client("cacerts = \"\""), 4, "cacerts: empty file name");
         fails(
+            &client("cert = \"c.pem\""),
+            4,
+            "cert without key (give both or neither)",
+        );
+        fails(&client("\nkey = \"k.pem\""), 5, "key without cert");
+        fails(
+            "[[port]]\ntype = \"tap\"\ntarget = \"t0\"\ncert = \"c.pem\"\n",
+            4,
+            "\"cert\" applies only to client ports",
+        );
+        fails(
             &client("user = \"u\"\npasswd_file = \"/nonexistent/etherws-config-test\""),
             5,
             "cannot read passwd_file /nonexistent/etherws-config-test",
@@ -1264,6 +1321,8 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: None,
                 cacerts: None,
                 insecure: true,
+                cert: None,
+                key: None,
                 line: 1
             }
         );
@@ -1414,6 +1473,8 @@ target = "ws://198.51.100.2:8080/sw"
                 passwd: Some(Secret("pa ss".into())),
                 cacerts: Some(d.join("ca.pem")),
                 insecure: false,
+                cert: None,
+                key: None,
                 line: 9,
             }]
         );

@@ -3,18 +3,30 @@
 //! Output is byte-for-byte the original's: an aligned table with a header row, or an error as
 //! `  MESSAGE (CODE)` and `    DATA`. Unlike 1.3, an error also makes the exit status 1, so
 //! scripts can tell.
+//!
+//! The HTTP client is hyper's HTTP/1.1 client on a single-threaded tokio runtime, over the
+//! switch's own TLS ([`crate::tls::client_config`]) and proxy code ([`proxy::connect`]). It
+//! used to be ureq, whose `TlsConfig` takes root certificates but no certificate verifier:
+//! pinning a self-signed `--ctlsslcert` (as `client` ports pin `--cacerts`) needs our verifier,
+//! and ureq's transport API that could carry one is explicitly unversioned (it may change in
+//! any release). hyper, tokio and tokio-rustls are in the switch already, and this way `ctl`
+//! verifies, presents client certificates and goes through proxies exactly as client ports do.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use hyper::http::{Request as HttpRequest, StatusCode, Uri, header};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::cli::{AddPort, CtlArgs, CtlCommand};
 use crate::control::NAMESPACE;
 use crate::escape::printable;
+use crate::port::proxy;
+use crate::tls::{Identity, Verify};
 
 /// Something to print and exit 1 for.
 pub struct Failure {
@@ -40,7 +52,7 @@ impl Failure {
 }
 
 /// Runs `ctl`; prints the result or the failure. Returns whether it succeeded.
-pub fn run(mut args: CtlArgs) -> bool {
+pub fn run(mut args: Box<CtlArgs>) -> bool {
     match execute(&mut args) {
         Ok(out) => {
             print!("{out}");
@@ -152,6 +164,8 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
                     passwd,
                     cacerts,
                     insecure,
+                    cert,
+                    key,
                 } => {
                     if !target.starts_with("ws://") && !target.starts_with("wss://") {
                         bail!("Invalid target URL scheme: {target}");
@@ -163,18 +177,20 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
                     }
                     if user.is_some() && passwd.is_none() {
                         passwd = Some(
-                            rpassword::prompt_password("Client Password: ")
-                                .context("cannot read password")?,
+                            prompt_password("Client Password: ").context("cannot read password")?,
                         );
                     }
-                    let cacerts = cacerts
-                        .as_ref()
-                        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
-                    (
-                        "client",
-                        target,
-                        json!({"user": user, "passwd": passwd, "cacerts": cacerts, "insecure": insecure}),
-                    )
+                    // The switch reads these files: it gets absolute paths.
+                    let absolute = |p: &Option<std::path::PathBuf>| {
+                        p.as_ref()
+                            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                    };
+                    let mut opts = json!({"user": user, "passwd": passwd, "cacerts": absolute(cacerts), "insecure": insecure});
+                    if let (Some(cert), Some(key)) = (absolute(cert), absolute(key)) {
+                        opts["cert"] = json!(cert);
+                        opts["key"] = json!(key);
+                    }
+                    ("client", target, opts)
                 }
             };
             (
@@ -186,8 +202,59 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
     })
 }
 
+/// Prompts for a password on the terminal and reads it without echo.
+///
+/// rpassword turns echo off only after it has written the prompt, so a password typed as soon
+/// as the prompt shows (type-ahead, a script driving a terminal) could be echoed in between.
+/// Echo goes off here first, and comes back as it was afterwards.
+fn prompt_password(prompt: &str) -> std::io::Result<String> {
+    let _quiet = EchoOff::new();
+    rpassword::prompt_password(prompt)
+}
+
+/// The terminal's echo turned off, restored on drop (nothing happens without a terminal).
+struct EchoOff {
+    tty: std::fs::File,
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<EchoOff> {
+        use std::os::fd::AsRawFd;
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        // SAFETY: termios is plain data; tcgetattr fills it for an open descriptor.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a valid termios.
+        if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut saved) } != 0 {
+            return None;
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        if unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
+            return None;
+        }
+        Some(EchoOff { tty, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is still open; `saved` came from tcgetattr.
+        unsafe { libc::tcsetattr(self.tty.as_raw_fd(), libc::TCSANOW, &self.saved) };
+    }
+}
+
 /// Largest answer read from a switch (a `listport` of thousands of ports is a few MB).
-const MAX_ANSWER: u64 = 64 * 1024 * 1024;
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// Time allowed for the whole exchange: connecting, TLS, the request and the answer.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Posts one JSON-RPC request and returns the decoded answer.
 fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Result<Value> {
@@ -195,40 +262,43 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
     if let Some(p) = params {
         body["params"] = p;
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        // A redirect is an answer, never followed: following it would send the request (and
-        // its credentials) elsewhere and show another server's answer as the switch's.
-        .max_redirects(0)
-        .tls_config(tls_config(args)?)
-        .build()
-        .into();
-    let mut req = agent
-        .post(&args.ctlurl)
-        .header("Content-Type", "application/json");
+    let url = Target::parse(&args.ctlurl)?;
+    let mut authorization = None;
     if let Some(user) = &args.ctluser {
         if args.ctlpasswd.is_none() {
-            args.ctlpasswd = Some(
-                rpassword::prompt_password("Control Password: ").context("cannot read password")?,
-            );
+            args.ctlpasswd =
+                Some(prompt_password("Control Password: ").context("cannot read password")?);
         }
         let token = base64::engine::general_purpose::STANDARD.encode(format!(
             "{user}:{}",
             args.ctlpasswd.as_deref().unwrap_or_default()
         ));
-        req = req.header("Authorization", &format!("Basic {token}"));
+        authorization = Some(format!("Basic {token}"));
     }
-    let mut resp = req
-        .send(body.to_string())
-        .with_context(|| format!("cannot reach {}", args.ctlurl))?;
-    let status = resp.status();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER)
-        .read_to_string()
-        .with_context(|| format!("cannot read the answer of {}", args.ctlurl))?;
+    let tls = if url.tls {
+        Some(tls_config(args)?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let exchange = post(&url, tls, authorization, body.to_string());
+    let (status, text) = runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, exchange).await })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot reach {}: no answer within {} s",
+                args.ctlurl,
+                TIMEOUT.as_secs()
+            )
+        })?
+        // A server that refuses our client certificate (or our lack of one) says why in a TLS
+        // alert: put it in words.
+        .map_err(|e| anyhow::anyhow!(crate::tls::explain(&e)))?;
+    // A redirect is an answer, never followed: following it would send the request (and its
+    // credentials) elsewhere and show another server's answer as the switch's.
     if !status.is_success() {
         bail!(
             "HTTP Error {}: {}",
@@ -240,27 +310,125 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
         .with_context(|| format!("answer is not JSON: {:.200}", printable(&text)))
 }
 
-/// How `ctl` checks an `https://` control URL: against `--ctlsslcert`, the system roots, or
-/// (with `--ctlinsecure`) not at all.
-fn tls_config(args: &CtlArgs) -> anyhow::Result<TlsConfig> {
-    let builder = TlsConfig::builder().provider(TlsProvider::Rustls);
-    if args.ctlinsecure {
-        return Ok(builder.disable_verification(true).build());
+/// A control URL, taken apart: `http[s]://host[:port][/path]`.
+struct Target {
+    url: String,
+    tls: bool,
+    /// Host without IPv6 brackets.
+    host: String,
+    port: u16,
+    /// The `Host` header: the URL's host and port as written.
+    authority: String,
+    /// Path and query (at least `/`).
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri: Uri = url.parse().with_context(|| format!("invalid URL: {url}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => bail!("unsupported URL scheme in {url} (http:// or https://)"),
+        };
+        let host = uri.host().filter(|h| !h.is_empty());
+        let (Some(host), Some(authority)) = (host, uri.authority()) else {
+            bail!("no host in URL: {url}");
+        };
+        let authority = authority.as_str();
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Ok(Target {
+            url: url.to_string(),
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority: authority.to_string(),
+            path: if path.is_empty() { "/" } else { path }.to_string(),
+        })
     }
-    if !args.ctlurl.starts_with("https://") {
-        return Ok(builder.build());
-    }
-    let certs = match &args.ctlsslcert {
-        Some(path) => crate::tls::load_certs(path)?,
-        None => crate::tls::system_roots()?,
+}
+
+/// The TCP (and TLS) connection to the control API, boxed.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+/// One POST: connects (through the environment's proxy, as client ports do), runs TLS for
+/// `https://`, sends the body, and reads the answer (at most [`MAX_ANSWER`] bytes).
+async fn post(
+    url: &Target,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    authorization: Option<String>,
+    body: String,
+) -> anyhow::Result<(StatusCode, String)> {
+    let reach = || format!("cannot reach {}", url.url);
+    let tcp = proxy::connect(&url.host, url.port, url.tls)
+        .await
+        .with_context(reach)?;
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let name = crate::tls::server_name(&url.host)?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context(reach()))?;
+            Box::new(stream)
+        }
     };
-    let roots: Vec<Certificate<'static>> = certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    Ok(builder
-        .root_certs(RootCerts::new_with_certs(&roots))
-        .build())
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .with_context(reach)?;
+    // The connection runs beside the request; its own error (a TLS alert, say) is what
+    // explains a failed request best.
+    let conn = tokio::spawn(conn);
+    let mut req = HttpRequest::post(url.path.as_str())
+        .header(header::HOST, url.authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("etherws-ctl/", env!("CARGO_PKG_VERSION")),
+        );
+    if let Some(auth) = &authorization {
+        req = req.header(header::AUTHORIZATION, auth.as_str());
+    }
+    let req = req.body(body).context("cannot build the request")?;
+    let resp = match sender.send_request(req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let e = match conn.await {
+                Ok(Err(conn_err)) => anyhow::Error::from(conn_err),
+                _ => anyhow::Error::from(e),
+            };
+            return Err(e.context(reach()));
+        }
+    };
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), MAX_ANSWER)
+        .await
+        .with_context(|| format!("cannot read the answer of {}", url.url))?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// How `ctl` checks an `https://` control URL (against `--ctlsslcert`, the system roots, or
+/// with `--ctlinsecure` not at all), and the client certificate it presents (`--ctlcert`).
+fn tls_config(args: &CtlArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let verify = match (&args.ctlsslcert, args.ctlinsecure) {
+        (_, true) => Verify::Insecure,
+        (Some(path), false) => Verify::CaFile(path.clone()),
+        (None, false) => Verify::System,
+    };
+    let identity = match (&args.ctlcert, &args.ctlkey) {
+        (Some(cert), Some(key)) => Some(Identity {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    crate::tls::client_config(&verify, identity.as_ref())
 }
 
 /// etherws 1.3's `print_table`: two spaces, then left-aligned columns two spaces apart, each
@@ -408,11 +576,64 @@ mod tests {
                     passwd: passwd.map(String::from),
                     cacerts: None,
                     insecure: false,
+                    cert: None,
+                    key: None,
                 },
             })
         };
         assert!(client("http://x/", None, None).is_err());
         assert!(client("ws://x/", None, Some("pw")).is_err());
         assert!(client("ws://x/", Some("u"), Some("pw")).is_ok());
+    }
+
+    #[test]
+    fn client_certificate_paths_are_sent_absolute() {
+        let req = request_for(&CtlCommand::Addport {
+            kind: AddPort::Client {
+                target: "wss://192.0.2.1/".into(),
+                user: None,
+                passwd: None,
+                cacerts: Some("ca.pem".into()),
+                insecure: false,
+                cert: Some("client.pem".into()),
+                key: Some("/etc/client.key".into()),
+            },
+        })
+        .unwrap();
+        let opts = &req.1.unwrap()["options"];
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(opts["cert"], json!(cwd.join("client.pem")));
+        assert_eq!(opts["cacerts"], json!(cwd.join("ca.pem")));
+        assert_eq!(opts["key"], json!("/etc/client.key"));
+    }
+
+    #[test]
+    fn control_urls() {
+        let t = Target::parse("https://[2001:db8::1]:7443/ctl?x=1").unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            ("2001:db8::1", 7443, "[2001:db8::1]:7443", "/ctl?x=1")
+        );
+        let t = Target::parse("http://u:p@switch.example").unwrap();
+        assert_eq!(
+            (
+                t.tls,
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.path.as_str()
+            ),
+            (false, "switch.example", 80, "switch.example", "/")
+        );
+        assert_eq!(Target::parse("https://192.0.2.1/ctl").unwrap().port, 443);
+        for bad in ["ftp://192.0.2.1/", "/ctl", "http://", "not a url"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,14 +7,14 @@
 //! client port has, and both share one port implementation.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,7 +30,8 @@ use crate::control::guard::Guard;
 use crate::control::metrics::{Globals, render};
 use crate::htpasswd::Htpasswd;
 use crate::port::ws::{BoxIo, SWITCH_ID_HEADER, WsPort, WsSettings, config, switch_id};
-use crate::port::{Port, PortIo, SharedSwitch, attach_from};
+use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
+use crate::proxied::{Client, TrustedProxies, canonical, read_proxy_header};
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -52,9 +53,58 @@ pub const CONTROL_CONNS: ConnLimits = ConnLimits {
     per_addr: 16,
 };
 
-/// The address the client connected to (this end of the connection).
-#[derive(Debug, Clone, Copy)]
-pub struct LocalAddr(pub SocketAddr);
+/// Who is at the other end of a connection, set by [`serve`] on every request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client of the connection: the TCP peer, or whom its PROXY header named.
+    pub conn: Client,
+    /// The address the client connected to (this end).
+    pub local: SocketAddr,
+    /// Whose forwarding headers are believed.
+    pub proxies: Arc<TrustedProxies>,
+    /// The subject name of the client's certificate, on a listener that requires one.
+    pub identity: Option<String>,
+}
+
+impl Peer {
+    /// The peer of a request. One that did not come through [`serve`] has none and is taken
+    /// as from and to `0.0.0.0`: no Host names that, so the control API's checks fail closed.
+    fn of(extensions: &axum::http::Extensions) -> Peer {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        extensions.get::<Peer>().cloned().unwrap_or_else(|| Peer {
+            conn: Client::of(nowhere),
+            local: nowhere,
+            proxies: Arc::default(),
+            identity: None,
+        })
+    }
+
+    /// The client a request came from, after the trusted proxies' forwarding headers; a
+    /// malformed one from a trusted proxy is answered `400` and closes the connection.
+    async fn client(&self, headers: &HeaderMap) -> Result<Client, Response> {
+        self.proxies.client(self.conn, headers).map_err(|e| {
+            tracing::warn!(peer = %self.conn, "request refused: {e}");
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONNECTION, "close")],
+                format!("{e}\n"),
+            )
+                .into_response()
+        })
+    }
+}
+
+/// How a listener admits and reads connections.
+#[derive(Clone)]
+pub struct Listening {
+    /// Serve TLS with this.
+    pub tls: Option<TlsAcceptor>,
+    /// Connections still speaking HTTP, overall and per client address.
+    pub limits: ConnLimits,
+    pub proxies: Arc<TrustedProxies>,
+    /// Connections from trusted proxies start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
 
 /// What the WebSocket endpoint needs to admit a peer.
 #[derive(Clone)]
@@ -137,38 +187,26 @@ pub fn ctl_routes(
 pub const METRICS_PATH: &str = "/metrics";
 
 /// The guard and authentication every control request passes first.
+/// Checks a control request; returns its client.
 async fn admit_control(
     st: &CtlState,
     headers: &HeaderMap,
-    local: IpAddr,
-    peer: SocketAddr,
+    peer: &Peer,
     post: bool,
-) -> Result<(), Response> {
-    let shown = peer_target(peer);
-    if let Err(r) = st.guard.check(headers, local, post) {
+) -> Result<Client, Response> {
+    let client = peer.client(headers).await?;
+    let shown = client.to_string();
+    if let Err(r) = st.guard.check(headers, peer.local.ip(), post) {
         tracing::warn!(peer = %shown, "control request refused: {}", r.reason);
         return Err((r.status, format!("{}\n", r.reason)).into_response());
     }
-    st.auth
-        .check(headers, canonical_ip(peer.ip()), &shown)
-        .await
-        .map(drop)
+    st.auth.check(headers, client.ip, &shown).await?;
+    Ok(client)
 }
 
-/// The address a request's client connected to.
-fn local_ip(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<LocalAddr>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |l| l.0.ip())
-}
-
-async fn metrics(
-    State(st): State<CtlState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let local = local_ip(&req);
-    if let Err(denied) = admit_control(&st, req.headers(), local, peer, false).await {
+async fn metrics(State(st): State<CtlState>, req: Request) -> Response {
+    let peer = Peer::of(req.extensions());
+    if let Err(denied) = admit_control(&st, req.headers(), &peer, false).await {
         return denied;
     }
     let ports = st.control.port_counters();
@@ -191,26 +229,20 @@ async fn metrics(
         .into_response()
 }
 
-async fn control_post(
-    State(st): State<CtlState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+async fn control_post(State(st): State<CtlState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let local = parts
-        .extensions
-        .get::<LocalAddr>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |l| l.0.ip());
-    if let Err(denied) = admit_control(&st, &parts.headers, local, peer, true).await {
-        return denied;
-    }
+    let peer = Peer::of(&parts.extensions);
+    let client = match admit_control(&st, &parts.headers, &peer, true).await {
+        Ok(c) => c,
+        Err(denied) => return denied,
+    };
     // Only now, authenticated, is the body read: bounded in size and in time.
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_CONTROL_BODY as u64) {
-        tracing::warn!(peer = %peer_target(peer), length = declared, "control request body too large");
+        tracing::warn!(peer = %client, length = declared, "control request body too large");
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body over {MAX_CONTROL_BODY} bytes\n"),
@@ -225,7 +257,7 @@ async fn control_post(
     {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            tracing::warn!(peer = %peer_target(peer), "control request body refused: {e}");
+            tracing::warn!(peer = %client, "control request body refused: {e}");
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body unreadable or over {MAX_CONTROL_BODY} bytes\n"),
@@ -233,7 +265,7 @@ async fn control_post(
                 .into_response();
         }
         Err(_) => {
-            tracing::warn!(peer = %peer_target(peer), "control request body too slow");
+            tracing::warn!(peer = %client, "control request body too slow");
             return (StatusCode::REQUEST_TIMEOUT, "Request body too slow\n").into_response();
         }
     };
@@ -258,30 +290,12 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
     (status, why).into_response()
 }
 
-/// The address of a peer as `listPort` shows it: `198.51.100.2:40000` or `[2001:db8::2]:40000`
-/// (IPv4-mapped IPv6 addresses of a dual-stack listener are shown as the IPv4 address they
-/// are).
-pub fn peer_target(peer: SocketAddr) -> String {
-    // SocketAddr's own form brackets an IPv6 address: `[2001:db8::2]:48968`.
-    SocketAddr::new(canonical_ip(peer.ip()), peer.port()).to_string()
-}
-
-/// An address as the peer knows itself: IPv4-mapped IPv6 addresses become IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
-async fn upgrade(
-    State(st): State<WsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
-) -> Response {
+async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
+    let peer = Peer::of(req.extensions());
+    let client = match peer.client(req.headers()).await {
+        Ok(c) => c,
+        Err(denied) => return denied,
+    };
     let h = req.headers();
     // RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) GET.
     if req.version() < Version::HTTP_11 {
@@ -299,9 +313,10 @@ async fn upgrade(
             "Can \"Upgrade\" only to \"WebSocket\".\n",
         );
     }
+    // A handshake without a version is taken as 13, the only one there is: vpn-ws's client
+    // omits the header.
     if h.get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
+        .is_some_and(|v| v.as_bytes() != b"13")
     {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -317,23 +332,21 @@ async fn upgrade(
     if h.get(SWITCH_ID_HEADER)
         .is_some_and(|id| id.as_bytes() == switch_id().as_bytes())
     {
-        tracing::warn!(peer = %peer_target(peer), "refused a connection from this switch itself (a client port to its own URL)");
+        tracing::warn!(peer = %client, "refused a connection from this switch itself (a client port to its own URL)");
         return refuse(
             StatusCode::LOOP_DETECTED,
             "This is the switch that connects: a connection to itself would loop every frame.\n",
         );
     }
-    if let Err(denied) = st
-        .auth
-        .check(h, canonical_ip(peer.ip()), &peer_target(peer))
-        .await
-    {
-        return denied;
-    }
-    let permit = match st.conns.admit(canonical_ip(peer.ip())) {
+    // Who the peer proved to be: its htpasswd user, else its certificate's name.
+    let user = match st.auth.check(h, client.ip, &client.to_string()).await {
+        Ok(user) => user.or(peer.identity.clone()),
+        Err(denied) => return denied,
+    };
+    let permit = match st.conns.admit(client.ip) {
         Ok(p) => p,
         Err(why) => {
-            tracing::warn!(peer = %peer_target(peer), "WebSocket connection refused: {why}");
+            tracing::warn!(peer = %client, "WebSocket connection refused: {why}");
             return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
         }
     };
@@ -349,10 +362,13 @@ async fn upgrade(
                     port: WsPort::new(ws, keepalive),
                     _permit: permit,
                 };
-                let addr = Some(canonical_ip(peer.ip()));
-                attach_from(&switch, PortKind::Server, peer_target(peer), addr, port);
+                let origin = Origin {
+                    addr: Some(client.ip),
+                    user,
+                };
+                attach_from(&switch, PortKind::Server, client.to_string(), origin, port);
             }
-            Err(e) => tracing::warn!(%peer, "WebSocket upgrade failed: {e}"),
+            Err(e) => tracing::warn!(peer = %client, "WebSocket upgrade failed: {e}"),
         }
     });
 
@@ -366,24 +382,24 @@ async fn upgrade(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Serves `app` on `listener` — over TLS when `tls` is given — until the process ends.
+/// Serves `app` on `listener` — over TLS when asked — until the process ends.
 ///
 /// HTTP/1.1 only (WebSocket upgrades need it). A client that is slow to finish its TLS
 /// handshake or its request headers is dropped, so half-open connections cannot pile up.
 ///
-/// Connections still speaking HTTP (not yet upgraded to WebSocket) are bounded by `limits`,
-/// overall and per address: past them a new connection is closed at once, so a flood of slow
-/// requests cannot take memory or starve the administrator's `ctl`.
+/// Connections still speaking HTTP (not yet upgraded to WebSocket) are bounded by
+/// `how.limits`, overall and per address (a trusted proxy, which speaks for many clients, only
+/// overall): past them a new connection is closed at once, so a flood of slow requests cannot
+/// take memory or starve the administrator's `ctl`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Option<TlsAcceptor>,
+    how: Listening,
     app: Router,
-    limits: ConnLimits,
 ) -> std::io::Result<()> {
-    let pending = Connections::new(limits);
+    let pending = Connections::new(how.limits);
     let local_default = listener.local_addr()?;
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let (mut tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -392,52 +408,83 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match pending.admit(canonical_ip(peer.ip())) {
+        let from_proxy = how.proxies.trusts(peer.ip());
+        let admitted = if from_proxy {
+            pending.admit_overall()
+        } else {
+            pending.admit(canonical(peer.ip()))
+        };
+        let slot = match admitted {
             Ok(slot) => slot,
             Err(why) => {
-                tracing::debug!(peer = %peer_target(peer), "connection closed at once: {why}");
+                tracing::debug!(peer = %Client::of(peer), "connection closed at once: {why}");
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(local_default);
-        let (app, tls) = (app.clone(), tls.clone());
+        let (app, how) = (app.clone(), how.clone());
         tokio::spawn(async move {
             // Held until the connection ends or becomes a WebSocket (which has its own limits).
             let _slot = slot;
-            let io: BoxIo = match tls {
+            let mut conn = Client::of(peer);
+            if how.proxy_protocol && from_proxy {
+                match read_proxy_header(&mut tcp).await {
+                    Ok(Some(client)) => conn = client,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(peer = %conn, "connection closed: {e}");
+                        return;
+                    }
+                }
+            }
+            let mut identity = None;
+            let io: BoxIo = match how.tls {
                 None => Box::new(tcp),
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Ok(s)) => {
+                            // Verified by the handshake when the listener requires it.
+                            identity = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(crate::tls::peer_identity);
+                            Box::new(s)
+                        }
                         Ok(Err(e)) => {
-                            tracing::info!(peer = %peer_target(peer), "TLS handshake failed: {e}");
+                            tracing::info!(peer = %conn, "TLS handshake failed: {e}");
                             return;
                         }
                         Err(_) => {
-                            tracing::info!(peer = %peer_target(peer), "TLS handshake timed out");
+                            tracing::info!(peer = %conn, "TLS handshake timed out");
                             return;
                         }
                     }
                 }
             };
+            let who = Peer {
+                conn,
+                local,
+                proxies: how.proxies.clone(),
+                identity,
+            };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.extensions_mut().insert(LocalAddr(local));
+                req.extensions_mut().insert(who.clone());
                 let mut app = app.clone();
                 async move {
                     use tower::Service;
                     Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {}))
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
+            let http = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer_target(peer), "HTTP connection ended: {e}");
+            if let Err(e) = http.await {
+                tracing::debug!(peer = %conn, "HTTP connection ended: {e}");
             }
         });
     }

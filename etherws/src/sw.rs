@@ -28,10 +28,11 @@ use crate::netif::{IfChange, Netif};
 use crate::port::ws::WsSettings;
 use crate::port::ws::{ClientOptions, Credentials};
 use crate::port::{SharedSwitch, expire_loop, lock};
-use crate::server::{self, WsSide};
+use crate::proxied::TrustedProxies;
+use crate::server::{self, Listening, WsSide};
 use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
-use crate::tls::Verify;
+use crate::tls::{ClientAuth, Identity, Verify};
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub struct Settings {
@@ -52,6 +53,10 @@ pub struct Settings {
     pub ctlport: u16,
     /// Host names the control API answers to besides its addresses (`--ctlhost` included).
     pub ctlallowhost: Vec<String>,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
+    pub proxy_protocol: bool,
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -82,9 +87,34 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
     };
     let ws_pair = tls_pair(&args.sslkey, &args.sslcert, "sslkey", "sslcert")?;
     let ctl_pair = tls_pair(&args.ctlsslkey, &args.ctlsslcert, "ctlsslkey", "ctlsslcert")?;
-    let load_tls = |pair: &Option<(PathBuf, PathBuf)>| {
+    // Client certificates (mutual TLS): a CA file, and optionally CRLs, for a TLS listener.
+    let client_auth = |ca: &Option<PathBuf>,
+                       crl: &Option<PathBuf>,
+                       names: [&str; 4],
+                       pair: &Option<(PathBuf, PathBuf)>|
+     -> anyhow::Result<Option<ClientAuth>> {
+        let [can, crln, kn, cn] = names;
+        match (absolute(ca, can)?, absolute(crl, crln)?) {
+            (None, Some(_)) => bail!("--{crln} needs --{can}"),
+            (Some(_), _) if pair.is_none() => bail!("--{can} needs --{kn} and --{cn}"),
+            (ca, crl) => Ok(ca.map(|ca| ClientAuth { ca, crl })),
+        }
+    };
+    let ws_auth = client_auth(
+        &args.sslclientca,
+        &args.sslcrl,
+        ["sslclientca", "sslcrl", "sslkey", "sslcert"],
+        &ws_pair,
+    )?;
+    let ctl_auth = client_auth(
+        &args.ctlsslclientca,
+        &args.ctlsslcrl,
+        ["ctlsslclientca", "ctlsslcrl", "ctlsslkey", "ctlsslcert"],
+        &ctl_pair,
+    )?;
+    let load_tls = |pair: &Option<(PathBuf, PathBuf)>, auth: &Option<ClientAuth>| {
         pair.as_ref()
-            .map(|(k, c)| crate::tls::server_config(k, c))
+            .map(|(k, c)| crate::tls::server_config(k, c, auth.as_ref()))
             .transpose()
     };
     let load_htpasswd = |f: &Option<PathBuf>, name: &str| -> anyhow::Result<_> {
@@ -117,8 +147,8 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
             max_failures: args.auth_max_failures,
             window: Duration::from_secs(args.auth_window),
         },
-        tls: load_tls(&ws_pair)?,
-        ctltls: load_tls(&ctl_pair)?,
+        tls: load_tls(&ws_pair, &ws_auth)?,
+        ctltls: load_tls(&ctl_pair, &ctl_auth)?,
         htpasswd: load_htpasswd(&args.htpasswd, "htpasswd")?,
         ctlhtpasswd: load_htpasswd(&args.ctlhtpasswd, "ctlhtpasswd")?,
         path: args.path.clone(),
@@ -135,7 +165,14 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
             .chain((!args.ctlhost.is_empty()).then_some(&args.ctlhost))
             .map(|h| allowed_host(h))
             .collect(),
+        trusted_proxies: Arc::new(TrustedProxies::parse(&args.trusted_proxy)?),
+        proxy_protocol: args.proxy_protocol,
     };
+    if s.proxy_protocol && s.trusted_proxies.is_empty() {
+        bail!(
+            "--proxy-protocol needs --trusted-proxy: the addresses whose PROXY header is believed"
+        );
+    }
     // Metrics live on the control listener, beside the control path.
     if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && s.path == server::METRICS_PATH)
     {
@@ -151,6 +188,13 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         }
         if ws_pair.as_ref().map(|p| &p.1) != ctl_pair.as_ref().map(|p| &p.1) {
             bail!("Different sslcert/ctlsslcert on same host");
+        }
+        // …and one way of checking client certificates.
+        if ws_auth.as_ref().map(|a| &a.ca) != ctl_auth.as_ref().map(|a| &a.ca) {
+            bail!("Different sslclientca/ctlsslclientca on same host");
+        }
+        if ws_auth.as_ref().map(|a| &a.crl) != ctl_auth.as_ref().map(|a| &a.crl) {
+            bail!("Different sslcrl/ctlsslcrl on same host");
         }
     }
     Ok(s)
@@ -288,7 +332,9 @@ fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatche
         ctlpath,
         ctlhost,
         ctlport,
-        ctlallowhost
+        ctlallowhost,
+        trusted_proxy,
+        proxy_protocol
     );
     optional!(
         logconf,
@@ -296,9 +342,13 @@ fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatche
         htpasswd,
         sslkey,
         sslcert,
+        sslclientca,
+        sslcrl,
         ctlhtpasswd,
         ctlsslkey,
-        ctlsslcert
+        ctlsslcert,
+        ctlsslclientca,
+        ctlsslcrl
     );
 }
 
@@ -391,6 +441,8 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
                 passwd,
                 cacerts,
                 insecure,
+                cert,
+                key,
                 ..
             } => {
                 let creds = user.as_ref().map(|u| Credentials {
@@ -402,8 +454,23 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
                     (false, Some(ca)) => Verify::CaFile(ca.clone()),
                     (false, None) => Verify::System,
                 };
+                let identity = match (cert, key) {
+                    (Some(cert), Some(key)) => Some(Identity {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                };
                 control
-                    .add_client(url, ClientOptions { creds, verify }, false)
+                    .add_client(
+                        url,
+                        ClientOptions {
+                            creds,
+                            verify,
+                            identity,
+                        },
+                        false,
+                    )
                     .await
                     .map(drop)
             }
@@ -447,32 +514,30 @@ async fn serve(
     };
     let ctl_auth = Auth::new(s.ctlhtpasswd.clone(), s.auth, "control");
     let ctl = server::ctl_routes(&s.ctlpath, control, ctl_auth, guard, &ws_side);
-    let acceptor = |c: &Option<Arc<rustls::ServerConfig>>| c.clone().map(TlsAcceptor::from);
+    let listening = |tls: &Option<Arc<rustls::ServerConfig>>, limits, proxy_protocol| Listening {
+        tls: tls.clone().map(TlsAcceptor::from),
+        limits,
+        proxies: s.trusted_proxies.clone(),
+        proxy_protocol,
+    };
     let ws_addr = ws_listener.local_addr()?;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
     let mut servers = tokio::task::JoinSet::new();
     match ctl_listener {
         None => {
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
-            servers.spawn(server::serve(
-                ws_listener,
-                acceptor(&s.tls),
-                ws.merge(ctl),
-                s.conns,
-            ));
+            let how = listening(&s.tls, s.conns, s.proxy_protocol);
+            servers.spawn(server::serve(ws_listener, how, ws.merge(ctl)));
         }
         Some(l) => {
             let ctl_addr = l.local_addr()?;
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, "serving WebSocket");
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
-            servers.spawn(server::serve(ws_listener, acceptor(&s.tls), ws, s.conns));
+            let how = listening(&s.tls, s.conns, s.proxy_protocol);
+            servers.spawn(server::serve(ws_listener, how, ws));
             let l = tokio::net::TcpListener::from_std(l)?;
-            servers.spawn(server::serve(
-                l,
-                acceptor(&s.ctltls),
-                ctl,
-                server::CONTROL_CONNS,
-            ));
+            let how = listening(&s.ctltls, server::CONTROL_CONNS, false);
+            servers.spawn(server::serve(l, how, ctl));
         }
     }
 

@@ -92,6 +92,8 @@ pub struct PortStat {
     pub tx_dropped: u64,
     /// The client address of an incoming WebSocket connection (its stations count against it).
     pub addr: Option<IpAddr>,
+    /// Who authenticated the port's peer: htpasswd user or client certificate name.
+    pub user: Option<String>,
     /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
     pub loop_blocked_until: Option<Instant>,
     /// Times the loop guard blocked this port.
@@ -105,6 +107,13 @@ impl PortStat {
     pub fn loop_blocked(&self, now: Instant) -> bool {
         self.loop_blocked_until.is_some_and(|t| now < t)
     }
+}
+
+/// Who connected a port: the client's address and, if it authenticated, its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub addr: Option<IpAddr>,
+    pub user: Option<String>,
 }
 
 /// Protection against hostile or broken ports; each limit counts what it drops and says so
@@ -272,20 +281,21 @@ impl<E: Egress> Switch<E> {
 
     /// Adds a port and returns its number; numbers are never reused while the switch runs.
     pub fn add_port(&mut self, kind: PortKind, target: String, egress: E) -> PortNo {
-        self.add_port_from(kind, target, None, egress)
+        self.add_port_from(kind, target, Origin::default(), egress)
     }
 
-    /// Adds a port that a client at `addr` connected (its stations count against that
-    /// address, whatever connection they come through).
+    /// Adds a port a client connected: its stations count against the client's address,
+    /// whatever connection they come through.
     pub fn add_port_from(
         &mut self,
         kind: PortKind,
         target: String,
-        addr: Option<IpAddr>,
+        origin: Origin,
         egress: E,
     ) -> PortNo {
         let port = self.next;
         self.next += 1;
+        let Origin { addr, user } = origin;
         if let Some(addr) = addr {
             self.fdb.set_owner(port, addr);
         }
@@ -303,6 +313,7 @@ impl<E: Egress> Switch<E> {
             macs_refused: 0,
             tx_dropped: 0,
             addr,
+            user,
             loop_blocked_until: None,
             loop_blocks: 0,
             loop_dropped: 0,

@@ -257,6 +257,12 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A long-running program (a proxy, a server) in the namespace, killed and reaped when
+    /// the returned guard is dropped (or, at the latest, with the namespace).
+    pub fn daemon(&self, argv: &[&str]) -> Daemon {
+        Daemon(self.spawn(argv))
+    }
+
     /// Start a process in the namespace (stdout/stderr discarded); it is killed when the
     /// namespace is dropped.
     pub fn spawn(&self, argv: &[&str]) -> Child {
@@ -380,6 +386,16 @@ impl Netns {
                 }
             },
         )
+    }
+}
+
+/// See [`Netns::daemon`].
+pub struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

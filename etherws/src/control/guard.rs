@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, StatusCode, header};
 
 use crate::escape::printable;
+use crate::proxied::canonical;
 
 /// What the guard knows about the control listener.
 #[derive(Debug, Clone, Default)]
@@ -62,14 +63,6 @@ fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
         return None;
     }
     Some((host.trim_end_matches('.').to_ascii_lowercase(), port))
-}
-
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 impl Guard {

@@ -15,7 +15,7 @@ use crate::port::tap::Tap;
 use crate::port::ws::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
 use crate::switch::{PortKind, PortStat};
-use crate::tls::Verify;
+use crate::tls::{Identity, Verify};
 
 /// What the control API acts on.
 #[derive(Clone)]
@@ -161,6 +161,7 @@ fn portstat_plain(s: &PortStat) -> Value {
         "storm_dropped": s.storm_dropped,
         "macs_refused": s.macs_refused,
         "tx_dropped": s.tx_dropped,
+        "user": s.user,
         "loop_blocked": s.loop_blocked(Instant::now()),
         "loop_blocks": s.loop_blocks,
         "loop_dropped": s.loop_dropped,
@@ -283,7 +284,22 @@ impl Control {
                         _ => Verify::System,
                     }
                 };
-                let opts = ClientOptions { creds, verify };
+                // A client certificate for a server that requires one (mutual TLS).
+                let identity = match (string(&opts, "cert")?, string(&opts, "key")?) {
+                    (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+                        Some(Identity {
+                            cert: cert.into(),
+                            key: key.into(),
+                        })
+                    }
+                    (None | Some(""), None | Some("")) => None,
+                    _ => return Err(bad("Both cert and key are required")),
+                };
+                let opts = ClientOptions {
+                    creds,
+                    verify,
+                    identity,
+                };
                 self.add_client(target, opts, true).await.map_err(fail)?
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),

@@ -173,6 +173,7 @@ mod tests {
             macs_refused: 0,
             tx_dropped: 1,
             addr: None,
+            user: None,
             loop_blocked_until: None,
             loop_blocks: 0,
             loop_dropped: 0,

@@ -16,7 +16,6 @@ pub mod tap;
 pub mod ws;
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::escape::Esc;
 use crate::fdb::PortNo;
+pub use crate::switch::Origin;
 use crate::switch::{Egress, PortKind, PortStat, Switch};
 
 /// Frames a port may have queued for transmission before further ones are dropped.
@@ -98,24 +98,31 @@ pub trait Port: Send + 'static {
 /// Adds `port` to the switch and runs it on its own task; the port is removed from the switch
 /// (and its FDB entries forgotten) when it stops for any reason.
 pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, port: P) -> PortStat {
-    attach_from(switch, kind, target, None, port)
+    attach_from(switch, kind, target, Origin::default(), port)
 }
 
-/// [`attach`] for a port a client at `addr` connected: its stations count against `addr`.
+/// [`attach`] for a port a client connected: its stations count against its address.
 pub fn attach_from<P: Port>(
     switch: &SharedSwitch,
     kind: PortKind,
     target: String,
-    addr: Option<IpAddr>,
+    origin: Origin,
     port: P,
 ) -> PortStat {
     let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
     let stat = {
         let mut sw = lock(switch);
-        let no = sw.add_port_from(kind, target, addr, Queue::new(tx));
+        let no = sw.add_port_from(kind, target, origin, Queue::new(tx));
         sw.port(no).cloned().expect("port just added")
     };
-    tracing::info!(port = stat.port, kind = kind.as_str(), target = %Esc(&stat.target), "port added");
+    match &stat.user {
+        Some(user) => {
+            tracing::info!(port = stat.port, kind = kind.as_str(), target = %Esc(&stat.target), user = %Esc(user), "port added")
+        }
+        None => {
+            tracing::info!(port = stat.port, kind = kind.as_str(), target = %Esc(&stat.target), "port added")
+        }
+    }
     let io = PortIo {
         egress: rx,
         ingress: Ingress {

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::{MAX_FRAME, Port, PortIo, proxy};
 use crate::escape::Esc;
-use crate::tls::Verify;
+use crate::tls::{Identity, Verify};
 
 /// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
 /// segment train) per burst rather than per frame.
@@ -364,11 +364,13 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// How a `client` port connects: credentials and, for `wss://`, how the server is verified.
+/// How a `client` port connects: credentials and, for `wss://`, how the server is verified
+/// and the certificate presented to a server that asks for one.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub creds: Option<Credentials>,
     pub verify: Verify,
+    pub identity: Option<Identity>,
 }
 
 /// Any byte stream a WebSocket can run over: TCP, TLS over TCP (possibly through a proxy
@@ -427,10 +429,12 @@ impl Dialer {
             if opts.verify == Verify::Insecure {
                 tracing::warn!(url = %Esc(url), "server certificate NOT verified (--insecure)");
             }
-            let verify = opts.verify;
-            let config = tokio::task::spawn_blocking(move || crate::tls::client_config(&verify))
-                .await
-                .context("loading the TLS settings failed")??;
+            let (verify, identity) = (opts.verify, opts.identity);
+            let config = tokio::task::spawn_blocking(move || {
+                crate::tls::client_config(&verify, identity.as_ref())
+            })
+            .await
+            .context("loading the TLS settings failed")??;
             Some(config)
         } else {
             None
@@ -469,7 +473,15 @@ impl Dialer {
                     let stream = tokio_rustls::TlsConnector::from(config.clone())
                         .connect(name, tcp)
                         .await
-                        .with_context(|| format!("TLS handshake with {host}:{port} failed"))?;
+                        .map_err(|e| {
+                            let e = anyhow::Error::from(e)
+                                .context(format!("TLS handshake with {host}:{port} failed"));
+                            // Escaped: it may quote the names of the server's certificate.
+                            anyhow::anyhow!(
+                                "{}",
+                                crate::escape::printable(&crate::tls::explain(&e))
+                            )
+                        })?;
                     Box::new(stream)
                 }
             };
@@ -518,6 +530,13 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
                 reason
             )
         }
-        other => anyhow::anyhow!("WebSocket handshake failed: {other}"),
+        // A server that refuses our client certificate says so with a TLS alert, which TLS 1.3
+        // delivers only once the handshake is over: on the first read of the upgrade answer.
+        other => match crate::tls::alert_received(&other) {
+            Some(alert) => {
+                anyhow::anyhow!("TLS session refused: {}", crate::tls::describe_alert(alert))
+            }
+            None => anyhow::anyhow!("WebSocket handshake failed: {other}"),
+        },
     }
 }
