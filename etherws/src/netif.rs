@@ -39,6 +39,14 @@ pub struct IfInfo {
     pub mtu: u32,
 }
 
+/// What the offload needs to know of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hardware {
+    pub index: u32,
+    /// All zeroes for a device without an Ethernet address.
+    pub mac: [u8; 6],
+}
+
 /// A change requested by `setif`. `None` leaves that setting alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IfChange {
@@ -131,6 +139,44 @@ impl Netif {
     /// The kernel's index of `ifname`, which every other request needs.
     pub async fn index(&self, ifname: &str) -> Result<u32, NetifError> {
         Ok(self.link(ifname).await?.header.index)
+    }
+
+    /// Index and MAC address of `ifname`.
+    pub async fn hardware(&self, ifname: &str) -> Result<Hardware, NetifError> {
+        let link = self.link(ifname).await?;
+        let mut hw = Hardware {
+            index: link.header.index,
+            mac: [0; 6],
+        };
+        for attr in &link.attributes {
+            if let LinkAttribute::Address(a) = attr {
+                if a.len() == 6 {
+                    hw.mac.copy_from_slice(a);
+                }
+            }
+        }
+        Ok(hw)
+    }
+
+    /// Receive queues `ifname` has in use (at least 1).
+    ///
+    /// From sysfs (`queues/rx-N`), on the blocking pool: rtnetlink's `IFLA_NUM_RX_QUEUES` is
+    /// what the device *allocated* (a veth allocates one per possible CPU), not what it uses,
+    /// and AF_XDP can only bind to queues in use.
+    pub async fn rx_queues(ifname: &str) -> u32 {
+        let dir = format!("/sys/class/net/{ifname}/queues");
+        tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                        .count() as u32
+                })
+                .unwrap_or(1)
+        })
+        .await
+        .unwrap_or(1)
+        .max(1)
     }
 
     /// Primary IPv4 address, its netmask and the MTU of `ifname`.

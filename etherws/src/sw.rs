@@ -567,12 +567,26 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Removes every port so WebSockets get a close frame and TAP devices go away, giving the
-/// port tasks a moment to finish.
+/// Longest wait at shutdown for the ports to finish: a WebSocket's close frame has 2 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Removes every port so WebSockets get a close frame and TAP devices go away, and waits
+/// until every port task has finished (at most [`SHUTDOWN_GRACE`]).
 async fn close_all(switch: &SharedSwitch) {
     let ports: Vec<_> = lock(switch).ports().map(|p| p.port).collect();
     for p in ports {
         lock(switch).remove_port(p);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tasks = crate::port::tasks();
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = tasks.len(),
+            "ports still closing after {}s; exiting anyway",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
 }

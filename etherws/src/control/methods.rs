@@ -356,9 +356,11 @@ impl Control {
             anyhow::bail!(crate::offload::NO_OBJECT);
         }
         self.interface_free(name)?;
-        let index = self.netif.index(name).await?;
+        let hw = self.netif.hardware(name).await?;
+        let queues = Netif::rx_queues(name).await;
+        let index = hw.index;
         let was_loaded = self.offload.loaded();
-        match self.offload.prepare(name, index, mode) {
+        match self.offload.prepare(name, hw, queues, mode, self.netif.clone()) {
             Ok(port) => {
                 let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
                 self.offload.activate(index, stat.port);

@@ -45,6 +45,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::fdb::PortNo;
 use crate::frame::Mac;
+use crate::netif::{Hardware, Netif};
 use crate::port::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::port::netdev::Netdev;
 use crate::port::{Port, PortIo};
@@ -225,43 +226,23 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The MAC address of interface `name` (sysfs); all zeroes if it cannot be read.
-fn if_mac(name: &str) -> Mac {
-    let mut mac = [0u8; 6];
-    let text =
-        std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default();
-    let octets: Vec<_> = text.trim().split(':').collect();
-    if octets.len() == 6 {
-        for (m, o) in mac.iter_mut().zip(octets) {
-            match u8::from_str_radix(o, 16) {
-                Ok(v) => *m = v,
-                Err(_) => return Mac([0; 6]),
-            }
-        }
-    }
-    Mac(mac)
-}
-
-/// Number of RX queues of `name` (sysfs), at least 1.
-fn rx_queues(name: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1)
-}
-
 impl Offload {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Attaches the program to `name` and opens its AF_XDP sockets. The port is not switched
-    /// in the kernel until [`Offload::activate`] gives it its number.
-    pub fn prepare(&self, name: &str, ifindex: u32, mode: AttachMode) -> anyhow::Result<XdpPort> {
+    /// Attaches the program to `name` (whose index and MAC `hw` says, with `queues` receive
+    /// queues in use) and opens its AF_XDP sockets. The port is not switched in the kernel
+    /// until [`Offload::activate`] gives it its number; `netif` is how it keeps its MAC current.
+    pub fn prepare(
+        &self,
+        name: &str,
+        hw: Hardware,
+        queues: u32,
+        mode: AttachMode,
+        netif: Netif,
+    ) -> anyhow::Result<XdpPort> {
+        let ifindex = hw.index;
         // What XDP passes to the stack (frames for the host) and what the host sends out of the
         // interface reach the switch through a packet socket; it also makes the interface
         // promiscuous, which XDP on a real NIC needs as much as AF_PACKET does.
@@ -274,7 +255,7 @@ impl Offload {
         if fresh {
             inner.loaded = Some(Loaded::load()?);
         }
-        let r = prepare_locked(&mut inner, name, ifindex, mode);
+        let r = prepare_locked(&mut inner, ifindex, queues, mode);
         if r.is_err() && inner.ports.is_empty() {
             inner.loaded = None;
         }
@@ -288,7 +269,7 @@ impl Offload {
                 mode: mode_name,
                 shut: false,
                 port: None,
-                mac: if_mac(name),
+                mac: Mac(hw.mac),
                 name: name.to_string(),
                 kernel_tx: None,
             },
@@ -307,6 +288,7 @@ impl Offload {
             ifindex,
             socks,
             companion,
+            netif,
             guard: Guard {
                 offload: self.clone(),
                 ifindex,
@@ -337,11 +319,21 @@ impl Offload {
         self.refresh_all();
     }
 
-    /// [`Offload::refresh`] for every port.
+    /// [`Offload::refresh`] for every port (their MACs as known), on the blocking pool: the
+    /// netlink round trips must not hold up an async worker.
     fn refresh_all(&self) {
         let all: Vec<u32> = self.lock().ports.keys().copied().collect();
-        for ifindex in all {
-            self.refresh(ifindex);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let this = self.clone();
+                drop(rt.spawn_blocking(move || {
+                    for ifindex in all {
+                        this.refresh(ifindex, None);
+                    }
+                }));
+            }
+            // Shutting down, off the runtime: nothing to hold up.
+            Err(_) => all.into_iter().for_each(|i| self.refresh(i, None)),
         }
     }
 
@@ -355,12 +347,14 @@ impl Offload {
     ///   through userspace and its AF_XDP socket, which any device takes; the change is logged
     ///   both ways. Without the netdev netlink family (Linux < 6.3) nothing can be known: the
     ///   port stays in.
-    pub fn refresh(&self, ifindex: u32) {
-        let Some(name) = self.lock().ports.get(&ifindex).map(|p| p.name.clone()) else {
+    ///
+    /// `mac` is the device's address as just read (None: as last known). Blocking (a generic
+    /// netlink round trip): call it on the blocking pool.
+    pub fn refresh(&self, ifindex: u32, mac: Option<Mac>) {
+        if !self.lock().ports.contains_key(&ifindex) {
             return;
-        };
+        }
         // Ask the kernel without holding the state's lock.
-        let mac = if_mac(&name);
         let xmit = {
             let mut genl = self.genl.lock().unwrap_or_else(|e| e.into_inner());
             if genl.is_none() {
@@ -490,14 +484,19 @@ impl Offload {
 }
 
 /// Applies what [`Offload::refresh`] found out about port `ifindex`.
-fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Mac, xmit: Result<bool, String>) {
+fn apply_refresh(
+    inner: &mut Inner,
+    ifindex: u32,
+    mac: Option<Mac>,
+    xmit: Result<bool, String>,
+) {
     let all_generic = inner.ports.values().all(|p| p.mode == "generic");
     let Inner { loaded, ports, .. } = inner;
     let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
         return;
     };
     let Some(port) = p.port else { return };
-    if mac != p.mac && mac != Mac([0; 6]) {
+    if let Some(mac) = mac.filter(|m| *m != p.mac && *m != Mac([0; 6])) {
         p.mac = mac;
         if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
             tracing::warn!(port, "cannot update the kernel's port table: {e}");
@@ -541,11 +540,10 @@ type Prepared = (u32, u32, XdpLinkId, &'static str, Vec<Sock>);
 
 fn prepare_locked(
     inner: &mut Inner,
-    name: &str,
     ifindex: u32,
+    queues: u32,
     mode: AttachMode,
 ) -> anyhow::Result<Prepared> {
-    let queues = rx_queues(name);
     // A range of the XSKMAP of its own.
     let mut used = vec![false; XSKS_MAX_ENTRIES as usize];
     for p in inner.ports.values() {
@@ -695,6 +693,8 @@ pub struct XdpPort {
     socks: Vec<Sock>,
     /// The packet socket for frames XDP leaves to the stack and frames the host sends.
     companion: Netdev,
+    /// Reads the device's MAC address every second (it may change at any time).
+    netif: Netif,
     guard: Guard,
 }
 
@@ -790,6 +790,7 @@ impl Port for XdpPort {
             name,
             socks,
             companion,
+            netif,
             guard,
             ifindex: _,
         } = self;
@@ -878,7 +879,9 @@ impl Port for XdpPort {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                guard.offload.refresh(guard.ifindex);
+                let mac = netif.hardware(&name).await.ok().map(|hw| Mac(hw.mac));
+                let (offload, ifindex) = (guard.offload.clone(), guard.ifindex);
+                let _ = tokio::task::spawn_blocking(move || offload.refresh(ifindex, mac)).await;
             }
         };
         tokio::select! {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use crate::escape::Esc;
 use crate::fdb::PortNo;
@@ -132,7 +133,7 @@ pub fn attach_from<P: Port>(
     };
     let switch = switch.clone();
     let no = stat.port;
-    tokio::spawn(async move {
+    tasks().spawn(async move {
         let result = port.run(io).await;
         let removed = lock(&switch).remove_port(no);
         match (result, removed) {
@@ -144,6 +145,13 @@ pub fn attach_from<P: Port>(
         }
     });
     stat
+}
+
+/// Every port's task, so that shutdown can wait for them to say goodbye (a WebSocket's close
+/// frame, a TAP device's removal) — for as long as that takes and no longer.
+pub fn tasks() -> &'static TaskTracker {
+    static TASKS: std::sync::OnceLock<TaskTracker> = std::sync::OnceLock::new();
+    TASKS.get_or_init(TaskTracker::new)
 }
 
 /// Sweeps aged-out FDB entries so the table's memory follows the live stations.
