@@ -202,8 +202,9 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
 
 impl Settings {
     /// WebSocket and control on one listener, as etherws 1.3 does when host and port match.
+    /// Port 0 asks for any free port, separately for each listener.
     pub fn shared_listener(&self) -> bool {
-        self.host == self.ctlhost && self.port == self.ctlport
+        self.host == self.ctlhost && self.port == self.ctlport && self.port != 0
     }
 }
 

@@ -644,13 +644,20 @@ pub struct Switch {
     ctl_opts: Vec<String>,
 }
 
-fn free_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+/// A port that was free a moment ago (only for a shared listener, which needs one number for
+/// both `--port` and `--ctlport`; everything else asks the switch for `--port 0`).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// The port of `key=ADDR:PORT` in a line of the switch's log.
+fn logged_port(log: &str, key: &str) -> Option<u16> {
+    log.lines()
+        .filter(|l| l.contains("serving"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(key)))
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
 }
 
 impl Switch {
@@ -676,14 +683,13 @@ impl Switch {
 
     /// A switch in the root namespace on loopback only (no root needed), on two free ports.
     pub fn local(label: &str, extra: &[&str]) -> Switch {
-        let (p, c) = free_port_pair();
-        Self::start(None, label, "127.0.0.1", p, c, extra)
+        SwitchBuilder::new(label).args(extra).start()
     }
 
     /// A switch on loopback whose WebSocket and control API share one listener (same host and
     /// port), as `--host/--port` equal to `--ctlhost/--ctlport` asks for.
     pub fn local_shared(label: &str) -> Switch {
-        let (p, _) = free_port_pair();
+        let p = free_port();
         Self::start(None, label, "127.0.0.1", p, p, &[])
     }
 
@@ -949,11 +955,11 @@ impl SwitchBuilder {
         self
     }
 
-    /// Start the switch and wait until its control API answers `ctl listport`.
+    /// Start the switch and wait until its control API answers `ctl listport`. Ports not
+    /// given are `0`: the switch binds free ones, and says which in its log.
     pub fn start(self) -> Switch {
-        let (free_a, free_b) = free_port_pair();
-        let port = self.port.unwrap_or(free_a);
-        let ctl_port = self.ctl_port.unwrap_or(free_b);
+        let port = self.port.unwrap_or(0);
+        let ctl_port = self.ctl_port.unwrap_or(0);
         let log = log_path(&self.label);
         let logf = File::create(&log).expect("create switch log");
         let port_s = port.to_string();
@@ -986,6 +992,24 @@ impl SwitchBuilder {
             ctl_url: self.ctl_url,
             ctl_opts: self.ctl_opts,
         };
+        if port == 0 || ctl_port == 0 {
+            let (ws, ctl) = poll(
+                &format!("switch {} to say where it listens", sw.label),
+                Duration::from_secs(10),
+                || {
+                    if let Ok(Some(status)) = sw.child.try_wait() {
+                        panic!("switch {} exited during start-up: {status}\n{}", sw.label, sw.log());
+                    }
+                    let log = sw.log();
+                    match (logged_port(&log, "ws_addr="), logged_port(&log, "ctl_addr=")) {
+                        (Some(w), Some(c)) => Ok((w, c)),
+                        _ => Err(log),
+                    }
+                },
+            );
+            sw.ws_port = ws;
+            sw.ctl_port = ctl;
+        }
         sw.wait_ready();
         sw
     }
