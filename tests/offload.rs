@@ -111,7 +111,10 @@ fn ethtool_set(ns: &Netns, ifname: &str, cmd: u32, data: u32) {
             _pad: [0; 16],
         };
         ifr.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: plain syscalls with valid arguments, in a throw-away thread.
+        // SAFETY: setns moves only this throw-away thread; SIOCETHTOOL reads the 40-byte
+        // `ifr` (a struct ifreq: NUL-padded name, pointer to `val`, padding) and the `val` it
+        // points to, both live locals of the layout the kernel expects; the socket made here is
+        // closed once, here.
         unsafe {
             assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
             let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);

@@ -160,10 +160,14 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain `#[repr(C)]` data of integers and byte arrays without implicit padding (see
-    // the size assertions above): every bit pattern is valid and no byte is uninitialised.
+    // SAFETY: here and below, plain `#[repr(C)]` data of integers and byte arrays without
+    // implicit padding (see the size assertions above): every bit pattern is valid and no byte is
+    // uninitialised. `FdbKey`: u16 + [u8; 6], 8 bytes.
     unsafe impl aya::Pod for super::FdbKey {}
+    // SAFETY: as above; `FdbValue`: u32 + u32 + u64, 16 bytes.
     unsafe impl aya::Pod for super::FdbValue {}
+    // SAFETY: as above; `PortConf`: three u32s + [u8; 6] + an explicit [u8; 2] pad, 20 bytes.
     unsafe impl aya::Pod for super::PortConf {}
+    // SAFETY: as above; `PortCounters`: nine u64s, 72 bytes.
     unsafe impl aya::Pod for super::PortCounters {}
 }

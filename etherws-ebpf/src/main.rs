@@ -57,14 +57,17 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
     let Some(conf) = ETHERWS_PORTS.get_ptr(ifindex) else {
         return xdp_action::XDP_PASS;
     };
-    // SAFETY: a valid map value; userspace may rewrite it concurrently, so copy it once.
+    // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
+    // program runs; userspace may rewrite it concurrently, so it is copied once.
     let conf: PortConf = unsafe { core::ptr::read_volatile(conf) };
     // Whole frame length, fragments of a multi-buffer frame included.
-    // SAFETY: the helper only reads the context.
+    // SAFETY: `ctx.ctx` is the xdp_md the kernel passed this program, valid for its whole run;
+    // the helper only reads it.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     let rx = counters(ifindex);
     if let Some(c) = rx {
-        // SAFETY: a valid per-CPU map value: only this CPU writes it while we run.
+        // SAFETY: `counters` returned a pointer to this CPU's copy of the map value, which stays
+        // allocated while the program runs and which no other program run writes meanwhile.
         unsafe {
             (*c).rx_frames += 1;
             (*c).rx_bytes += len;
@@ -72,7 +75,7 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
     }
     let action = decide(&ctx, ifindex, &conf, len);
     if let Some(c) = rx {
-        // SAFETY: as above.
+        // SAFETY: as above: this CPU's copy of the counters, valid for the whole run.
         unsafe {
             match action {
                 Verdict::Drop => (*c).dropped += 1,
@@ -173,7 +176,8 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     let Some(dst) = ETHERWS_FDB.get_ptr(FdbKey { vid, mac: dst }) else {
         return to_user(); // unknown unicast: flooded by userspace
     };
-    // SAFETY: a valid map value, copied once.
+    // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
+    // program runs; copied once, since userspace may rewrite it.
     let dst: FdbValue = unsafe { core::ptr::read_volatile(dst) };
     if dst.port == conf.port || dst.ifindex == ifindex {
         return Verdict::Drop; // never back out of the ingress port
@@ -185,7 +189,8 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     let Some(out) = ETHERWS_PORTS.get_ptr(dst.ifindex) else {
         return to_user();
     };
-    // SAFETY: a valid map value.
+    // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
+    // program runs; the field is read once.
     if unsafe { core::ptr::read_volatile(&(*out).flags) } & PORT_F_SHUT != 0 {
         return to_user();
     }
@@ -202,7 +207,8 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     match ETHERWS_DEVMAP.redirect(dst.ifindex, 0) {
         Ok(_) => {
             if let Some(c) = counters(dst.ifindex) {
-                // SAFETY: a valid per-CPU map value.
+                // SAFETY: `counters` returned a pointer to this CPU's copy of the egress port's
+                // counters, valid for the whole run and written by no other run meanwhile.
                 unsafe {
                     (*c).tx_frames += 1;
                     (*c).tx_bytes += len;
@@ -240,7 +246,8 @@ fn counters(ifindex: u32) -> Option<*mut PortCounters> {
     let mut zero = core::mem::MaybeUninit::<PortCounters>::uninit();
     let words = zero.as_mut_ptr().cast::<u64>();
     for i in 0..core::mem::size_of::<PortCounters>() / 8 {
-        // SAFETY: `PortCounters` is made of u64s only (asserted in etherws-common).
+        // SAFETY: `PortCounters` is made of u64s only, with u64 alignment (asserted in
+        // etherws-common), so `words.add(i)` for i < size / 8 is an aligned u64 inside `zero`.
         unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
     // SAFETY: every field was written.
@@ -262,16 +269,20 @@ fn csum_partial_suspect(ctx: &XdpContext) -> bool {
         return false;
     }
     let p = start as *const u8;
-    // SAFETY (all reads below): each range is checked against `end` first.
+    // Every read below is of bytes whose range was checked against `end` first.
     let be16 = |q: *const u8| {
+        // SAFETY: each caller passes a pointer to 2 bytes inside the packet (checked against
+        // `end` before the call); `read_unaligned` needs no alignment.
         u16::from_be_bytes(unsafe { core::ptr::read_unaligned(q as *const [u8; 2]) }) as u32
     };
     let mut l3 = start + ETH_HLEN;
+    // SAFETY: bytes 12..14 (the EtherType) are inside the ETH_HLEN checked above.
     let mut proto = be16(unsafe { p.add(12) });
     if proto == ETH_P_8021Q as u32 {
         if start + ETH_HLEN + VLAN_HLEN > end {
             return false;
         }
+        // SAFETY: bytes 16..18 (the inner EtherType) are inside ETH_HLEN + VLAN_HLEN, checked.
         proto = be16(unsafe { p.add(16) });
         l3 += VLAN_HLEN;
     }
@@ -280,16 +291,21 @@ fn csum_partial_suspect(ctx: &XdpContext) -> bool {
             return false;
         }
         let ip = l3 as *const u8;
+        // SAFETY: byte 0 of the 20-byte IPv4 header checked above.
         let vihl = unsafe { *ip };
         let ihl = ((vihl & 0x0f) as usize) * 4;
+        // SAFETY: bytes 2..4 (total length) of the checked IPv4 header.
         let total = be16(unsafe { ip.add(2) }) as usize;
+        // SAFETY: bytes 6..8 (flags, fragment offset) of the checked IPv4 header.
         let frag = be16(unsafe { ip.add(6) }) & 0x3fff;
         if vihl >> 4 != 4 || ihl < 20 || total < ihl || frag != 0 {
             return false;
         }
+        // SAFETY: byte 9 (protocol) of the checked IPv4 header.
         let l4_proto = unsafe { *ip.add(9) } as u32;
         let mut sum = 0u32;
         for i in 0..4 {
+            // SAFETY: bytes 12..20 (the addresses) of the checked IPv4 header, i < 4.
             sum += be16(unsafe { ip.add(12 + 2 * i) });
         }
         (l3 + ihl, l4_proto, (total - ihl) as u32, sum)
@@ -298,10 +314,13 @@ fn csum_partial_suspect(ctx: &XdpContext) -> bool {
             return false;
         }
         let ip = l3 as *const u8;
+        // SAFETY: byte 6 (next header) of the 40-byte IPv6 header checked above.
         let l4_proto = unsafe { *ip.add(6) } as u32;
+        // SAFETY: bytes 4..6 (payload length) of the checked IPv6 header.
         let plen = be16(unsafe { ip.add(4) });
         let mut sum = 0u32;
         for i in 0..16 {
+            // SAFETY: bytes 8..40 (the addresses) of the checked IPv6 header, i < 16.
             sum += be16(unsafe { ip.add(8 + 2 * i) });
         }
         (l3 + 40, l4_proto, plen, sum)
@@ -319,6 +338,7 @@ fn csum_partial_suspect(ctx: &XdpContext) -> bool {
     sum += l4_proto + l4_len;
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
+    // SAFETY: `l4 + field + 2 <= end` was checked above.
     be16(unsafe { (l4 as *const u8).add(field) }) == sum
 }
 

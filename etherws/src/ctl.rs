@@ -228,13 +228,15 @@ impl EchoOff {
             .ok()?;
         // SAFETY: termios is plain data; tcgetattr fills it for an open descriptor.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid descriptor and a valid termios.
+        // SAFETY: `tty` is open for the call, and `saved` is a live termios that tcgetattr
+        // only writes.
         if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut saved) } != 0 {
             return None;
         }
         let mut quiet = saved;
         quiet.c_lflag &= !libc::ECHO;
-        // SAFETY: as above.
+        // SAFETY: `tty` is open for the call, and `quiet` is a live termios (a copy of what
+        // tcgetattr filled in) that tcsetattr only reads.
         if unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
             return None;
         }

@@ -530,6 +530,7 @@ mod tests {
         F: FnOnce(Netif) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("netif tests need root (CI=true, refusing to skip)");
@@ -538,6 +539,8 @@ mod tests {
             return;
         }
         let thread = std::thread::spawn(move || {
+            // SAFETY: unshare(2) takes no pointers; CLONE_NEWNET moves only this thread,
+            // spawned for the test alone, into a new network namespace.
             let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
             assert_eq!(
                 rc,

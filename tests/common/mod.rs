@@ -998,10 +998,17 @@ impl SwitchBuilder {
                 Duration::from_secs(10),
                 || {
                     if let Ok(Some(status)) = sw.child.try_wait() {
-                        panic!("switch {} exited during start-up: {status}\n{}", sw.label, sw.log());
+                        panic!(
+                            "switch {} exited during start-up: {status}\n{}",
+                            sw.label,
+                            sw.log()
+                        );
                     }
                     let log = sw.log();
-                    match (logged_port(&log, "ws_addr="), logged_port(&log, "ctl_addr=")) {
+                    match (
+                        logged_port(&log, "ws_addr="),
+                        logged_port(&log, "ctl_addr="),
+                    ) {
                         (Some(w), Some(c)) => Ok((w, c)),
                         _ => Err(log),
                     }
@@ -1306,7 +1313,10 @@ impl RawSock {
         // socket keeps the namespace it was created in.
         let fd = thread::spawn(move || -> Result<OwnedFd, String> {
             let nsf = File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
-            // SAFETY: plain syscalls with valid arguments; the fd returned by socket() is owned.
+            // SAFETY: setns/socket/if_nametoindex/bind/setsockopt get live locals (`nsf`, the
+            // NUL-terminated `cname`, `sll`, `one`, `tv`) with their exact sizes and only read
+            // them; the checked socket() result is owned at once; all-zero sockaddr_ll is valid;
+            // setns moves only this throw-away thread.
             unsafe {
                 if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                     return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
@@ -1378,7 +1388,8 @@ impl RawSock {
     }
 
     pub fn send(&self, frame: &[u8]) {
-        // SAFETY: valid fd and buffer.
+        // SAFETY: `frame` is a live slice, readable for the length passed, and send(2) only reads
+        // it; the socket stays open as long as `self`.
         let n = unsafe {
             libc::send(
                 self.fd.as_raw_fd(),
@@ -1400,6 +1411,7 @@ impl RawSock {
     fn recv_one(&self) -> Option<RxFrame> {
         let mut buf = vec![0u8; 65536];
         let mut ctrl = [0u64; 64];
+        // SAFETY: sockaddr_ll holds integers and byte arrays only: all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr() as *mut libc::c_void,
@@ -1751,7 +1763,8 @@ pub fn run_on_pty(mut cmd: Command, prompt: &str, input: &str) -> PtyRun {
     use std::os::unix::process::CommandExt;
     use std::sync::{Arc, Mutex, mpsc};
 
-    // SAFETY: plain libc calls; the returned descriptor is owned right away.
+    // SAFETY: posix_openpt/grantpt/unlockpt take no pointers; the descriptor is checked and
+    // owned at once, so it is open for the two calls after it.
     let master = unsafe {
         let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
         assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());

@@ -250,7 +250,8 @@ fn monotonic_ns() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid pointer to a timespec.
+    // SAFETY: `ts` is a live, writable timespec, the only memory clock_gettime writes;
+    // CLOCK_MONOTONIC always exists, so the call cannot fail and leave it unset.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -511,7 +512,8 @@ const CASES: &[(&str, Case)] = &[
 /// Moves the calling thread into a new network namespace and makes two veth pairs there.
 /// Returns the ifindexes of `a`, `b` and `c` (`c` being `a`'s peer).
 fn private_netns() -> anyhow::Result<(u32, u32, u32)> {
-    // SAFETY: plain syscall; it only affects this thread.
+    // SAFETY: unshare(2) takes no pointers; CLONE_NEWNET moves only the calling thread into a
+    // new network namespace.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         bail!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
     }
@@ -536,7 +538,7 @@ fn private_netns() -> anyhow::Result<(u32, u32, u32)> {
     }
     let index = |name: &str| {
         let c = CString::new(name).expect("no NUL");
-        // SAFETY: valid C string.
+        // SAFETY: `c` is a live NUL-terminated string, which if_nametoindex only reads.
         match unsafe { libc::if_nametoindex(c.as_ptr()) } {
             0 => bail!("no interface {name}"),
             i => Ok(i),
@@ -549,7 +551,7 @@ fn private_netns() -> anyhow::Result<(u32, u32, u32)> {
 fn xsk_socket(ifindex: u32, queue: u32) -> anyhow::Result<OwnedFd> {
     const FRAMES: usize = 64;
     const FRAME_SIZE: usize = 4096;
-    // SAFETY: plain syscall.
+    // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
     let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         bail!("socket(AF_XDP): {}", std::io::Error::last_os_error());
@@ -558,7 +560,8 @@ fn xsk_socket(ifindex: u32, queue: u32) -> anyhow::Result<OwnedFd> {
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // The UMEM: anonymous memory, never unmapped (a few pages, once per test run).
     let len = FRAMES * FRAME_SIZE;
-    // SAFETY: anonymous mapping.
+    // SAFETY: a new anonymous mapping at an address the kernel picks (null hint, no
+    // MAP_FIXED): no existing memory is affected; MAP_FAILED is checked below.
     let umem = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -613,7 +616,8 @@ fn xsk_socket(ifindex: u32, queue: u32) -> anyhow::Result<OwnedFd> {
     // The previous test's socket on this queue may still be on its way out (the XSKMAP entry
     // that held it was only just cleared): the queue is busy for a moment.
     for _ in 0..100 {
-        // SAFETY: valid sockaddr_xdp.
+        // SAFETY: `addr` is a live, fully initialised sockaddr_xdp and the length given is its
+        // size; bind only reads it.
         let r = unsafe {
             libc::bind(
                 fd,
@@ -672,7 +676,7 @@ fn bench(a: u32, b: u32, other: u32) -> anyhow::Result<Bench> {
 }
 
 pub fn task_test_ebpf() -> anyhow::Result<()> {
-    // SAFETY: plain syscall.
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         if std::env::var("CI").as_deref() == Ok("true") {
             bail!("the eBPF tests need root (BPF, network namespaces); CI=true forbids skipping");

@@ -360,7 +360,10 @@ impl Control {
         let queues = Netif::rx_queues(name).await;
         let index = hw.index;
         let was_loaded = self.offload.loaded();
-        match self.offload.prepare(name, hw, queues, mode, self.netif.clone()) {
+        match self
+            .offload
+            .prepare(name, hw, queues, mode, self.netif.clone())
+        {
             Ok(port) => {
                 let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
                 self.offload.activate(index, stat.port);

@@ -75,7 +75,7 @@ fn bad(what: &str) -> io::Error {
 
 impl Genl {
     pub fn open() -> io::Result<Genl> {
-        // SAFETY: plain socket(2) call.
+        // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
@@ -86,14 +86,15 @@ impl Genl {
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: a fresh descriptor we own.
+        // SAFETY: `raw` is an open descriptor (checked above) that nothing else owns or closes.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // A reply that never comes must not hang the caller.
         let tv = libc::timeval {
             tv_sec: 1,
             tv_usec: 0,
         };
-        // SAFETY: valid option value of the given size.
+        // SAFETY: `tv` is a live timeval and the size passed is its own; setsockopt only reads
+        // it.
         unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
@@ -111,7 +112,8 @@ impl Genl {
         // SAFETY: sockaddr_nl is plain old data; all zeroes addresses the kernel.
         let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         kernel.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: req and kernel are valid for the call.
+        // SAFETY: `req` is readable for `req.len()` bytes and `kernel` is a live sockaddr_nl of
+        // the size passed; sendto only reads both, and the socket is open (owned by `self`).
         let n = unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),

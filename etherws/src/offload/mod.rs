@@ -484,12 +484,7 @@ impl Offload {
 }
 
 /// Applies what [`Offload::refresh`] found out about port `ifindex`.
-fn apply_refresh(
-    inner: &mut Inner,
-    ifindex: u32,
-    mac: Option<Mac>,
-    xmit: Result<bool, String>,
-) {
+fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Option<Mac>, xmit: Result<bool, String>) {
     let all_generic = inner.ports.values().all(|p| p.mode == "generic");
     let Inner { loaded, ports, .. } = inner;
     let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {

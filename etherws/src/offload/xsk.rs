@@ -23,15 +23,58 @@ fn last_err(what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+// Ring index arithmetic, kept out of `Ring`'s methods (which need a ring mmap'd from a real
+// AF_XDP socket) so that it can be unit-tested, wrap-around included. The methods below call
+// these functions and compute exactly what they computed inline before.
+//
+// As in the kernel, a ring's producer and consumer indices are free-running `u32` counters:
+// they are stored unmasked, wrap at `u32::MAX`, and only their wrapping difference counts the
+// entries between them. Index `i` lives in slot `i & (RING - 1)`, which stays right across the
+// wrap because `RING`, a power of two, divides 2^32.
+const _: () = assert!(RING.is_power_of_two() && FRAME_SIZE.is_power_of_two());
+
+/// The slot of ring index `i`: always below `RING`.
+fn slot(i: u32) -> usize {
+    (i & (RING - 1)) as usize
+}
+
+/// Entries a consumer at index `cons` may take while the producer is at `prod` (RX and
+/// completion rings, which the kernel produces).
+fn ready(prod: u32, cons: u32) -> u32 {
+    prod.wrapping_sub(cons)
+}
+
+/// Entries a producer at index `prod` may still write while the consumer is at `cons` (the TX
+/// ring, which the kernel consumes): 0 when the ring is full.
+fn room(prod: u32, cons: u32) -> u32 {
+    RING.saturating_sub(prod.wrapping_sub(cons))
+}
+
+/// The UMEM frame (`FRAME_SIZE`-aligned chunk) that an address handed back by the kernel lies
+/// in: a descriptor's address may point past the start of its chunk.
+fn chunk_of(addr: u64) -> u64 {
+    addr & !u64::from(FRAME_SIZE - 1)
+}
+
+/// Offset of the `len` bytes at UMEM address `addr`, if they lie within a UMEM of `umem_len`
+/// bytes (descriptor addresses and lengths are the kernel's word: checked before use).
+fn umem_offset(addr: u64, len: usize, umem_len: usize) -> Option<usize> {
+    let end = (addr as usize).checked_add(len)?;
+    (end <= umem_len).then_some(addr as usize)
+}
+
 /// An anonymous or ring mapping, unmapped on drop.
 struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: plain memory; the rings' concurrent accesses go through atomics.
+// SAFETY: an `Mmap` is the only owner of its mapping (nothing else unmaps it), and the mapping
+// is not tied to the thread that made it: moving the owner to another thread is sound.
 unsafe impl Send for Mmap {}
-// SAFETY: as above.
+// SAFETY: `&Mmap` only hands out the pointer and length; the memory behind them is accessed by
+// code with its own synchronisation (ring indices through atomics, each UMEM frame and ring slot
+// owned by one side at a time, as the indices say).
 unsafe impl Sync for Mmap {}
 
 impl Mmap {
@@ -41,7 +84,8 @@ impl Mmap {
         } else {
             (libc::MAP_SHARED | libc::MAP_POPULATE, fd)
         };
-        // SAFETY: a fresh mapping; the kernel checks fd/offset.
+        // SAFETY: a new mapping at an address the kernel picks (null hint, no MAP_FIXED), so no
+        // existing memory is affected; a bad fd, offset or length gives MAP_FAILED, checked below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -64,7 +108,9 @@ impl Mmap {
 
 impl Drop for Mmap {
     fn drop(&mut self) {
-        // SAFETY: our own mapping.
+        // SAFETY: `ptr` and `len` are what mmap returned and was asked for, and this is the
+        // only unmap. Every pointer derived from the mapping is kept by the `Ring` or `Shared`
+        // that owns this `Mmap`, so none is used after this drop.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -79,7 +125,8 @@ struct Ring {
     local: u32,
 }
 
-// SAFETY: the pointers point into `_map`, which moves with the ring.
+// SAFETY: the raw pointers point into `_map`, which the ring owns and which moves with it (the
+// mapped memory itself never moves); the indices shared with the kernel are atomics.
 unsafe impl Send for Ring {}
 
 impl Ring {
@@ -87,7 +134,9 @@ impl Ring {
         let len = off.desc as usize + RING as usize * entry;
         let map = Mmap::new(fd, len, pgoff as libc::off_t, "mmap(AF_XDP ring)")?;
         let base = map.ptr.as_ptr();
-        // SAFETY: the offsets come from the kernel and lie within the mapping.
+        // SAFETY: the offsets come from the kernel (XDP_MMAP_OFFSETS) for this very ring, whose
+        // layout puts both indices before `desc`; the mapping is `off.desc + RING * entry` bytes
+        // long, so all three pointers lie within it.
         let ring = unsafe {
             Ring {
                 producer: base.add(off.producer as usize).cast(),
@@ -101,27 +150,29 @@ impl Ring {
     }
 
     fn producer(&self) -> &AtomicU32 {
-        // SAFETY: valid, aligned, shared with the kernel only through atomic accesses.
+        // SAFETY: `producer` points at the kernel's u32-aligned producer index inside the mapping
+        // that `self` owns, so it is valid for the returned borrow; the kernel and this code only
+        // access it atomically.
         unsafe { &*self.producer }
     }
 
     fn consumer(&self) -> &AtomicU32 {
-        // SAFETY: as above.
+        // SAFETY: as in `producer`, for the consumer index: aligned, inside the mapping `self`
+        // owns, and only accessed atomically.
         unsafe { &*self.consumer }
     }
 
     fn addr_slot(&self, i: u32) -> *mut u64 {
-        // SAFETY: index masked into the ring.
-        unsafe { self.desc.cast::<u64>().add((i & (RING - 1)) as usize) }
+        // SAFETY: `slot(i) < RING`, and a fill or completion ring is mapped with RING u64 entries
+        // after `desc` (`entry` = 8 in `Ring::map`): the pointer stays within the mapping.
+        unsafe { self.desc.cast::<u64>().add(slot(i)) }
     }
 
     fn desc_slot(&self, i: u32) -> *mut libc::xdp_desc {
-        // SAFETY: index masked into the ring.
-        unsafe {
-            self.desc
-                .cast::<libc::xdp_desc>()
-                .add((i & (RING - 1)) as usize)
-        }
+        // SAFETY: `slot(i) < RING`, and an RX or TX ring is mapped with RING `xdp_desc` entries
+        // after `desc` (`entry` = `size_of::<xdp_desc>()` in `open_with`): the pointer stays within
+        // the mapping.
+        unsafe { self.desc.cast::<libc::xdp_desc>().add(slot(i)) }
     }
 }
 
@@ -141,9 +192,10 @@ impl AsRawFd for Shared {
 
 impl Shared {
     fn frame(&self, addr: u64, len: usize) -> Option<*mut u8> {
-        let end = (addr as usize).checked_add(len)?;
-        // SAFETY: bounds checked against the UMEM.
-        (end <= self.umem.len).then(|| unsafe { self.umem.ptr.as_ptr().add(addr as usize) })
+        let off = umem_offset(addr, len, self.umem.len)?;
+        // SAFETY: `umem_offset` checked that `off + len <= umem.len`, so the pointer (and the
+        // `len` bytes after it) lie within the UMEM mapping.
+        Some(unsafe { self.umem.ptr.as_ptr().add(off) })
     }
 }
 
@@ -170,16 +222,17 @@ pub fn open(ifindex: u32, queue: u32) -> io::Result<(Shared, Rx, Tx)> {
 }
 
 fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)> {
-    // SAFETY: plain syscall.
+    // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
     let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(last_err("socket(AF_XDP)"));
     }
-    // SAFETY: a fresh descriptor we own.
+    // SAFETY: `raw` is an open descriptor (checked above) that nothing else owns or closes.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let umem = Mmap::new(-1, (2 * RING * FRAME_SIZE) as usize, 0, "mmap(UMEM)")?;
     let setopt = |opt: libc::c_int, val: *const libc::c_void, size: usize, what: &str| {
-        // SAFETY: `val` points to `size` readable bytes.
+        // SAFETY: every call below passes a pointer to a live local (`reg`, `n`) and its exact
+        // size, which setsockopt only reads; `raw` is open (owned by `fd`).
         let r = unsafe { libc::setsockopt(raw, libc::SOL_XDP, opt, val, size as libc::socklen_t) };
         if r != 0 {
             return Err(last_err(what));
@@ -209,10 +262,11 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
     ] {
         setopt(opt, (&raw const n).cast(), size_of_val(&n), what)?;
     }
-    // SAFETY: plain old data.
+    // SAFETY: xdp_mmap_offsets holds integers only, for which all zeroes is a valid value.
     let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
     let mut len = size_of_val(&off) as libc::socklen_t;
-    // SAFETY: valid buffer and length.
+    // SAFETY: `off` is writable for `len` bytes (its own size) and `len` is a live socklen_t
+    // that the kernel updates; `raw` is open.
     let r = unsafe {
         libc::getsockopt(
             raw,
@@ -233,7 +287,8 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
 
     // Every RX frame (the first half of the UMEM) goes into the fill ring at once.
     for i in 0..RING {
-        // SAFETY: slot within the ring.
+        // SAFETY: `addr_slot` stays within the fill ring's mapping, and the kernel reads fill
+        // entries only below the producer index, which is published after this loop.
         unsafe { *fill.addr_slot(i) = u64::from(i * FRAME_SIZE) };
     }
     fill.local = RING;
@@ -246,7 +301,8 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
         sxdp_queue_id: queue,
         sxdp_shared_umem_fd: 0,
     };
-    // SAFETY: valid sockaddr_xdp.
+    // SAFETY: `addr` is a live, fully initialised sockaddr_xdp and the length given is its size;
+    // bind only reads it.
     let r = unsafe {
         libc::bind(
             raw,
@@ -257,7 +313,7 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
     if r != 0 {
         return Err(last_err("bind(AF_XDP)"));
     }
-    // SAFETY: plain fcntl on our descriptor.
+    // SAFETY: F_GETFL and F_SETFL take no pointers, and `raw` is open (owned by `fd`).
     unsafe {
         let fl = libc::fcntl(raw, libc::F_GETFL);
         libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK);
@@ -287,21 +343,25 @@ impl Rx {
     /// to the fill ring; returns how many.
     pub fn recv(&mut self, sh: &Shared, max: u32, mut each: impl FnMut(&[u8])) -> u32 {
         let prod = self.rx.producer().load(Ordering::Acquire);
-        let n = prod.wrapping_sub(self.rx.local).min(max);
+        let n = ready(prod, self.rx.local).min(max);
         if n == 0 {
             return 0;
         }
         for i in 0..n {
-            // SAFETY: entries between our consumer index and the producer's are the kernel's
-            // finished descriptors.
+            // SAFETY: entries from our consumer index up to the producer's (i < n <= ready) are
+            // descriptors the kernel has finished, made visible by the Acquire load of the
+            // producer; `desc_slot` keeps the read within the ring.
             let d = unsafe { std::ptr::read(self.rx.desc_slot(self.rx.local.wrapping_add(i))) };
             let len = (d.len as usize).min(FRAME_SIZE as usize);
             if let Some(p) = sh.frame(d.addr, len) {
                 // SAFETY: within the UMEM; the frame is ours until it goes back to the fill ring.
                 each(unsafe { std::slice::from_raw_parts(p, len) });
             }
-            let chunk = d.addr & !u64::from(FRAME_SIZE - 1);
-            // SAFETY: the fill ring has room for every RX frame (it holds RING entries).
+            let chunk = chunk_of(d.addr);
+            // SAFETY: `addr_slot` stays within the fill ring. The slot is free: there are only
+            // RING RX frames, each in one place at a time (fill ring, kernel, RX ring, or this
+            // loop), so while this loop holds n of them the fill ring holds at most RING - n
+            // entries, and the n slots after its producer index are not the kernel's.
             unsafe { *self.fill.addr_slot(self.fill.local.wrapping_add(i)) = chunk };
         }
         self.rx.local = self.rx.local.wrapping_add(n);
@@ -322,11 +382,13 @@ impl Rx {
 impl Tx {
     fn reclaim(&mut self) {
         let prod = self.comp.producer().load(Ordering::Acquire);
-        let n = prod.wrapping_sub(self.comp.local);
+        let n = ready(prod, self.comp.local);
         for i in 0..n {
-            // SAFETY: completed entries between our consumer index and the producer's.
+            // SAFETY: entries from our consumer index up to the producer's (i < n = ready) are
+            // completions the kernel has written, made visible by the Acquire load of the
+            // producer; `addr_slot` keeps the read within the ring.
             let addr = unsafe { *self.comp.addr_slot(self.comp.local.wrapping_add(i)) };
-            self.free.push(addr & !u64::from(FRAME_SIZE - 1));
+            self.free.push(chunk_of(addr));
         }
         if n > 0 {
             self.comp.local = self.comp.local.wrapping_add(n);
@@ -346,7 +408,7 @@ impl Tx {
             self.reclaim();
         }
         let cons = self.tx.consumer().load(Ordering::Acquire);
-        if self.tx.local.wrapping_sub(cons) >= RING {
+        if room(self.tx.local, cons) == 0 {
             return Ok(false);
         }
         let Some(addr) = self.free.pop() else {
@@ -355,14 +417,18 @@ impl Tx {
         let p = sh
             .frame(addr, frame.len())
             .expect("TX frames lie in the UMEM");
-        // SAFETY: a free TX frame of the UMEM, FRAME_SIZE bytes long.
+        // SAFETY: the `frame.len()` bytes at `p` lie within the UMEM (`Shared::frame` checked),
+        // in a TX frame taken from `free`, which the kernel does not touch until its descriptor
+        // is published; `frame` is a distinct Rust slice, so the two do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), p, frame.len()) };
         let d = libc::xdp_desc {
             addr,
             len: frame.len() as u32,
             options: 0,
         };
-        // SAFETY: the slot is free (checked against the consumer index above).
+        // SAFETY: the slot is free (`room` > 0 against the consumer index above) and the kernel
+        // does not read it before the producer index is published in `kick`; `desc_slot` keeps
+        // the write within the ring.
         unsafe { std::ptr::write(self.tx.desc_slot(self.tx.local), d) };
         self.tx.local = self.tx.local.wrapping_add(1);
         self.pending += 1;
@@ -376,7 +442,9 @@ impl Tx {
             self.tx.producer().store(self.tx.local, Ordering::Release);
             self.pending = 0;
         }
-        // SAFETY: a zero-length send is the AF_XDP "wake up TX" call.
+        // SAFETY: the null buffer and address come with zero lengths, so the kernel reads
+        // neither (a zero-length send is the AF_XDP "wake up TX" call); `sh` keeps the socket
+        // open.
         let r = unsafe {
             libc::sendto(
                 sh.as_raw_fd(),
@@ -402,5 +470,227 @@ impl Tx {
     /// Whether frames are still waiting in the TX ring.
     pub fn busy(&self) -> bool {
         self.tx.consumer().load(Ordering::Acquire) != self.tx.local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The UMEM `open_with` maps: RX frames, then TX frames.
+    const UMEM_LEN: usize = (2 * RING * FRAME_SIZE) as usize;
+
+    #[test]
+    fn slot_masks_into_the_ring() {
+        assert_eq!(slot(0), 0);
+        assert_eq!(slot(1), 1);
+        assert_eq!(slot(RING - 1), RING as usize - 1);
+        assert_eq!(slot(RING), 0);
+        assert_eq!(slot(RING + 5), 5);
+        assert_eq!(slot(3 * RING + 7), 7);
+        assert_eq!(slot(u32::MAX), RING as usize - 1);
+        for i in [
+            0,
+            1,
+            RING - 1,
+            RING,
+            12345,
+            u32::MAX / 2,
+            u32::MAX - 1,
+            u32::MAX,
+        ] {
+            assert!(slot(i) < RING as usize, "slot({i})");
+        }
+    }
+
+    #[test]
+    fn slot_is_continuous_across_the_index_wrap() {
+        // u32::MAX + 1 wraps to 0, whose slot follows u32::MAX's (RING divides 2^32).
+        let mut i = u32::MAX - 2 * RING;
+        let mut expected = slot(i);
+        for _ in 0..4 * RING {
+            assert_eq!(slot(i), expected, "index {i}");
+            i = i.wrapping_add(1);
+            expected = (expected + 1) % RING as usize;
+        }
+        assert_eq!(
+            slot(u32::MAX.wrapping_add(1)),
+            (slot(u32::MAX) + 1) % RING as usize
+        );
+    }
+
+    #[test]
+    fn ready_counts_entries_between_indices() {
+        assert_eq!(ready(0, 0), 0);
+        assert_eq!(ready(5, 0), 5);
+        assert_eq!(ready(RING, 0), RING);
+        assert_eq!(ready(1000 + 17, 1000), 17);
+        // Equal indices anywhere: empty, even at the top of the range.
+        assert_eq!(ready(u32::MAX, u32::MAX), 0);
+    }
+
+    #[test]
+    fn ready_across_the_index_wrap() {
+        // The producer has wrapped past u32::MAX, the consumer not yet.
+        assert_eq!(ready(0, u32::MAX), 1);
+        assert_eq!(ready(2, u32::MAX - 1), 4);
+        assert_eq!(ready(RING / 2, u32::MAX - (RING / 2 - 1)), RING);
+        // Both have wrapped.
+        assert_eq!(ready(10, 3), 7);
+    }
+
+    #[test]
+    fn room_counts_free_entries_and_is_zero_when_full() {
+        assert_eq!(room(0, 0), RING);
+        assert_eq!(room(1, 0), RING - 1);
+        assert_eq!(room(RING - 1, 0), 1);
+        assert_eq!(room(RING, 0), 0);
+        assert_eq!(room(RING + 100, 100), 0);
+        // Consumer caught up: all free again.
+        assert_eq!(room(RING + 100, RING + 100), RING);
+        // An impossible state (more in flight than the ring holds) reads as full, not as a
+        // huge free count: `push` never writes into a slot the kernel has not consumed.
+        assert_eq!(room(RING + 1, 0), 0);
+        assert_eq!(room(u32::MAX, 0), 0);
+    }
+
+    #[test]
+    fn room_across_the_index_wrap() {
+        // Producer wrapped, consumer still below u32::MAX.
+        assert_eq!(room(0, u32::MAX), RING - 1);
+        assert_eq!(room(5, u32::MAX - 2), RING - 8);
+        // Exactly full across the wrap.
+        assert_eq!(room(5, 5u32.wrapping_sub(RING)), 0);
+        assert_eq!(room(RING - 1, u32::MAX), 0);
+        // Empty right at the wrap.
+        assert_eq!(room(0, 0), RING);
+        assert_eq!(room(u32::MAX, u32::MAX), RING);
+    }
+
+    #[test]
+    fn room_and_ready_agree() {
+        // For every legal distance between the indices, whatever their position: what the
+        // consumer may take plus what the producer may add is the ring's size.
+        for base in [0, 1, RING, u32::MAX - RING, u32::MAX - 1, u32::MAX] {
+            for d in [0, 1, RING / 2, RING - 1, RING] {
+                let prod = base.wrapping_add(d);
+                assert_eq!(ready(prod, base), d, "base {base}, distance {d}");
+                assert_eq!(
+                    ready(prod, base) + room(prod, base),
+                    RING,
+                    "base {base}, d {d}"
+                );
+            }
+        }
+    }
+
+    /// A ring in ordinary memory driven with the same arithmetic as `Rx::recv` and `Tx::push`:
+    /// what the consumer reads is what the producer wrote, in order, across the index wrap.
+    #[test]
+    fn produce_and_consume_across_the_index_wrap() {
+        let mut slots = vec![u64::MAX; RING as usize];
+        let start = u32::MAX - RING / 2;
+        let (mut prod, mut cons) = (start, start);
+        let mut next = 0u64;
+        let mut expected = 0u64;
+        // Batches of uneven sizes, so that the indices cross u32::MAX in the middle of one.
+        for round in 0..8u32 {
+            // Produce as much as fits (the TX side's check, one entry at a time).
+            let want = 300 + round * 97;
+            let mut produced = 0;
+            while produced < want && room(prod, cons) > 0 {
+                slots[slot(prod)] = next;
+                next += 1;
+                prod = prod.wrapping_add(1);
+                produced += 1;
+            }
+            assert!(ready(prod, cons) <= RING);
+            // Consume up to a budget (the RX side's `ready(..).min(max)`).
+            let n = ready(prod, cons).min(200 + round * 61);
+            for i in 0..n {
+                assert_eq!(slots[slot(cons.wrapping_add(i))], expected);
+                expected += 1;
+            }
+            cons = cons.wrapping_add(n);
+        }
+        // Drain the rest.
+        let n = ready(prod, cons);
+        for i in 0..n {
+            assert_eq!(slots[slot(cons.wrapping_add(i))], expected);
+            expected += 1;
+        }
+        cons = cons.wrapping_add(n);
+        assert_eq!(expected, next);
+        assert_eq!(ready(prod, cons), 0);
+        assert_eq!(room(prod, cons), RING);
+        assert!(prod < start, "the indices wrapped during the test");
+    }
+
+    #[test]
+    fn filling_the_ring_stops_at_ring_entries_across_the_wrap() {
+        let cons = u32::MAX - 10;
+        let mut prod = cons;
+        let mut pushed = 0;
+        while room(prod, cons) > 0 {
+            prod = prod.wrapping_add(1);
+            pushed += 1;
+        }
+        assert_eq!(pushed, RING);
+        assert_eq!(ready(prod, cons), RING);
+        // The next entry would land in the consumer's slot.
+        assert_eq!(slot(prod), slot(cons));
+    }
+
+    #[test]
+    fn chunk_of_rounds_down_to_the_frame() {
+        assert_eq!(chunk_of(0), 0);
+        assert_eq!(chunk_of(1), 0);
+        assert_eq!(chunk_of(u64::from(FRAME_SIZE) - 1), 0);
+        assert_eq!(chunk_of(u64::from(FRAME_SIZE)), u64::from(FRAME_SIZE));
+        // A descriptor address with headroom inside frame 3.
+        let f3 = 3 * u64::from(FRAME_SIZE);
+        assert_eq!(chunk_of(f3 + 256), f3);
+        assert_eq!(chunk_of(f3 + u64::from(FRAME_SIZE) - 1), f3);
+        for i in 0..2 * RING {
+            let a = u64::from(i * FRAME_SIZE);
+            assert_eq!(chunk_of(a), a);
+            assert_eq!(chunk_of(a + 42), a);
+        }
+    }
+
+    #[test]
+    fn umem_offset_checks_bounds() {
+        assert_eq!(umem_offset(0, 0, UMEM_LEN), Some(0));
+        assert_eq!(umem_offset(0, FRAME_SIZE as usize, UMEM_LEN), Some(0));
+        assert_eq!(umem_offset(4096, 60, UMEM_LEN), Some(4096));
+        // Ends exactly at the end: fine; one byte more: refused.
+        let last = (UMEM_LEN - FRAME_SIZE as usize) as u64;
+        assert_eq!(
+            umem_offset(last, FRAME_SIZE as usize, UMEM_LEN),
+            Some(last as usize)
+        );
+        assert_eq!(umem_offset(last, FRAME_SIZE as usize + 1, UMEM_LEN), None);
+        assert_eq!(umem_offset(UMEM_LEN as u64, 0, UMEM_LEN), Some(UMEM_LEN));
+        assert_eq!(umem_offset(UMEM_LEN as u64, 1, UMEM_LEN), None);
+        assert_eq!(umem_offset(UMEM_LEN as u64 + 4096, 1, UMEM_LEN), None);
+        // Overflowing address + length: refused, not wrapped around into the UMEM.
+        assert_eq!(umem_offset(u64::MAX, 1, UMEM_LEN), None);
+        assert_eq!(umem_offset(u64::MAX - 10, 100, UMEM_LEN), None);
+        assert_eq!(umem_offset(1, usize::MAX, UMEM_LEN), None);
+    }
+
+    #[test]
+    fn every_umem_frame_lies_within_the_umem() {
+        // The RX frames given to the fill ring and the TX frames of `Tx::free`, as `open_with`
+        // makes them: each whole frame is inside the UMEM (`Tx::push` relies on it).
+        for i in 0..2 * RING {
+            let a = u64::from(i * FRAME_SIZE);
+            assert_eq!(
+                umem_offset(a, FRAME_SIZE as usize, UMEM_LEN),
+                Some(a as usize)
+            );
+        }
+        let past = u64::from(2 * RING * FRAME_SIZE);
+        assert_eq!(umem_offset(past, 1, UMEM_LEN), None);
     }
 }

@@ -36,6 +36,9 @@ impl RxBuf {
     /// bytes (after [`HEADROOM`] spare ones) and returns how many it wrote. `fixup` may then
     /// edit the frame including the headroom and returns where the frame starts (0 or
     /// `HEADROOM`).
+    ///
+    /// The count `read` returns is trusted (capped at `MAX_FRAME`): the bytes it claims become
+    /// the frame, so it must have written them all.
     pub fn read(
         &mut self,
         read: impl FnOnce(*mut u8, usize) -> std::io::Result<usize>,
@@ -51,8 +54,10 @@ impl RxBuf {
         for b in &mut spare[..HEADROOM] {
             b.write(0);
         }
-        // SAFETY: `read` initialised n bytes after the headroom, and the headroom was just
-        // written; n + HEADROOM is within the spare capacity checked above.
+        // SAFETY: `read` initialised the n bytes after the headroom (its contract: it returns
+        // how many it wrote), and the headroom was just written, so all of the first
+        // HEADROOM + n bytes are initialised; n <= MAX_FRAME, so HEADROOM + n is within the spare
+        // capacity checked above.
         unsafe { self.buf.set_len(HEADROOM + n) };
         let start = fixup(&mut self.buf[..]);
         let mut frame = self.buf.split();
@@ -62,8 +67,14 @@ impl RxBuf {
 }
 
 /// `read(2)` of one frame from a non-blocking descriptor.
-pub fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
-    // SAFETY: ptr/len describe writable memory owned by the caller.
+///
+/// # Safety
+///
+/// `ptr` must be valid for writes of `len` bytes (as the pointer [`RxBuf::read`] hands its
+/// `read` closure is).
+pub unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
+    // SAFETY: the caller guarantees `len` writable bytes at `ptr`, and read(2) writes at most
+    // `len` bytes there; a bad `fd` only makes it fail.
     let n = unsafe { libc::read(fd, ptr.cast(), len) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
@@ -74,7 +85,8 @@ pub fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
 
 /// `write(2)` of one frame to a non-blocking descriptor.
 pub fn write_fd(fd: RawFd, frame: &[u8]) -> std::io::Result<usize> {
-    // SAFETY: frame is a valid readable slice.
+    // SAFETY: `frame` is a live slice, readable for its whole length, and write(2) only reads
+    // it; a bad `fd` only makes it fail.
     let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
@@ -186,7 +198,7 @@ pub async fn receive<T: AsRawFd>(
 
 /// Puts a descriptor in non-blocking mode, as readiness-driven I/O requires.
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: plain fcntl calls on a descriptor the caller owns.
+    // SAFETY: F_GETFL and F_SETFL take no pointers; a bad `fd` only makes them fail (checked).
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
@@ -194,4 +206,345 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the capacity check of [`RxBuf::read`] looks at: room left in the current block.
+    fn spare(rx: &RxBuf) -> usize {
+        rx.buf.capacity() - rx.buf.len()
+    }
+
+    /// Where the next frame's headroom starts (the buffer is empty between reads).
+    fn next(rx: &RxBuf) -> usize {
+        rx.buf.as_ptr() as usize
+    }
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// A `read` closure that writes `data` and reports its length.
+    fn writes(data: &[u8]) -> impl FnOnce(*mut u8, usize) -> io::Result<usize> + '_ {
+        move |ptr, len| {
+            assert!(
+                data.len() <= len,
+                "{} bytes offered, {} needed",
+                len,
+                data.len()
+            );
+            // SAFETY: `RxBuf::read` offers `len` writable bytes at `ptr`; `data` is a distinct
+            // slice of at most `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
+            Ok(data.len())
+        }
+    }
+
+    /// Reads `data` as one frame, leaving it where the device put it.
+    fn read(rx: &mut RxBuf, data: &[u8]) -> Bytes {
+        rx.read(writes(data), |_| HEADROOM).expect("read")
+    }
+
+    #[test]
+    fn a_new_buffer_is_one_empty_block() {
+        let rx = RxBuf::default();
+        assert_eq!(rx.buf.len(), 0);
+        assert!(rx.buf.capacity() >= BLOCK);
+    }
+
+    // A block holds several largest frames, each behind its headroom.
+    const _: () = assert!(BLOCK >= 2 * (MAX_FRAME + HEADROOM));
+
+    #[test]
+    fn read_offers_max_frame_bytes_after_the_headroom() {
+        let mut rx = RxBuf::default();
+        let base = next(&rx);
+        let mut offered = None;
+        rx.read(
+            |ptr, len| {
+                offered = Some((ptr as usize, len));
+                Ok(0)
+            },
+            |_| HEADROOM,
+        )
+        .unwrap();
+        assert_eq!(offered, Some((base + HEADROOM, MAX_FRAME)));
+    }
+
+    #[test]
+    fn a_partial_read_takes_headroom_and_frame_only() {
+        let mut rx = RxBuf::default();
+        let before = spare(&rx);
+        let base = next(&rx);
+        let data = pattern(60, 1);
+        let frame = read(&mut rx, &data);
+        assert_eq!(&frame[..], &data[..]);
+        assert_eq!(frame.as_ptr() as usize, base + HEADROOM);
+        // The buffer is empty again, just past the frame, with the rest of the block left.
+        assert_eq!(rx.buf.len(), 0);
+        assert_eq!(next(&rx), base + HEADROOM + 60);
+        assert_eq!(spare(&rx), before - HEADROOM - 60);
+    }
+
+    #[test]
+    fn a_full_read_takes_max_frame() {
+        let mut rx = RxBuf::default();
+        let before = spare(&rx);
+        let data = pattern(MAX_FRAME, 2);
+        let frame = read(&mut rx, &data);
+        assert_eq!(frame.len(), MAX_FRAME);
+        assert_eq!(&frame[..], &data[..]);
+        assert_eq!(spare(&rx), before - HEADROOM - MAX_FRAME);
+    }
+
+    #[test]
+    fn an_empty_read_gives_an_empty_frame() {
+        let mut rx = RxBuf::default();
+        let frame = read(&mut rx, &[]);
+        assert!(frame.is_empty());
+        // The headroom was used up all the same.
+        let mut rx2 = RxBuf::default();
+        let before = spare(&rx2);
+        read(&mut rx2, &[]);
+        assert_eq!(spare(&rx2), before - HEADROOM);
+    }
+
+    #[test]
+    fn fixup_sees_a_zeroed_headroom_then_the_frame() {
+        let mut rx = RxBuf::default();
+        // The first read scribbles over everything it is offered but claims only 10 bytes: the
+        // next frame's headroom lies in that scribbled memory.
+        rx.read(
+            |ptr, len| {
+                // SAFETY: `RxBuf::read` offers `len` writable bytes at `ptr`.
+                unsafe { std::ptr::write_bytes(ptr, 0xaa, len) };
+                Ok(10)
+            },
+            |_| HEADROOM,
+        )
+        .unwrap();
+        let data = pattern(100, 3);
+        let mut seen = None;
+        let frame = rx
+            .read(writes(&data), |f| {
+                seen = Some(f.to_vec());
+                HEADROOM
+            })
+            .unwrap();
+        let seen = seen.expect("fixup called");
+        assert_eq!(seen.len(), HEADROOM + 100);
+        assert_eq!(&seen[..HEADROOM], &[0; HEADROOM]);
+        assert_eq!(&seen[HEADROOM..], &data[..]);
+        assert_eq!(&frame[..], &data[..]);
+    }
+
+    #[test]
+    fn fixup_may_use_the_headroom() {
+        // What netdev does with a VLAN tag the kernel took off: the addresses slide into the
+        // headroom and the tag goes where they were; the frame then starts at 0.
+        let mut rx = RxBuf::default();
+        let data = pattern(64, 4);
+        let frame = rx
+            .read(writes(&data), |f| {
+                f.copy_within(HEADROOM..HEADROOM + 12, 0);
+                f[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x2a]);
+                0
+            })
+            .unwrap();
+        assert_eq!(frame.len(), HEADROOM + 64);
+        assert_eq!(&frame[..12], &data[..12]);
+        assert_eq!(&frame[12..16], &[0x81, 0x00, 0x00, 0x2a]);
+        assert_eq!(&frame[16..], &data[12..]);
+    }
+
+    #[test]
+    fn fixup_start_is_capped_at_the_headroom() {
+        let mut rx = RxBuf::default();
+        let data = pattern(50, 5);
+        // Past the headroom: the frame still starts right after it, nothing of it is lost.
+        let frame = rx.read(writes(&data), |_| 1000).unwrap();
+        assert_eq!(&frame[..], &data[..]);
+        // Inside the headroom: the rest of the (zeroed) headroom stays in front.
+        let frame = rx.read(writes(&data), |_| HEADROOM - 2).unwrap();
+        assert_eq!(frame.len(), 52);
+        assert_eq!(&frame[..2], &[0, 0]);
+        assert_eq!(&frame[2..], &data[..]);
+    }
+
+    #[test]
+    fn a_count_above_max_frame_is_capped() {
+        // A `read` that claims more than it was offered (say a count that includes a header
+        // it wrote elsewhere) must not make the frame reach past the block.
+        for claimed in [MAX_FRAME + 1, MAX_FRAME + HEADROOM + 1, BLOCK, usize::MAX] {
+            let mut rx = RxBuf::default();
+            let before = spare(&rx);
+            let data = pattern(MAX_FRAME, 6);
+            let frame = rx
+                .read(
+                    |ptr, len| {
+                        writes(&data)(ptr, len)?;
+                        Ok(claimed)
+                    },
+                    |_| HEADROOM,
+                )
+                .unwrap();
+            assert_eq!(frame.len(), MAX_FRAME, "claimed {claimed}");
+            assert_eq!(&frame[..], &data[..]);
+            assert_eq!(spare(&rx), before - HEADROOM - MAX_FRAME);
+        }
+    }
+
+    #[test]
+    fn a_failed_read_leaves_the_buffer_as_it_was() {
+        let mut rx = RxBuf::default();
+        let first = read(&mut rx, &pattern(30, 7));
+        let (at, room) = (next(&rx), spare(&rx));
+        let e = rx
+            .read(
+                |_, _| Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                |_| panic!("fixup after a failed read"),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(rx.buf.len(), 0);
+        assert_eq!((next(&rx), spare(&rx)), (at, room));
+        // The next read uses the very place the failed one was offered.
+        let data = pattern(40, 8);
+        let frame = read(&mut rx, &data);
+        assert_eq!(frame.as_ptr() as usize, at + HEADROOM);
+        assert_eq!(&frame[..], &data[..]);
+        assert_eq!(&first[..], &pattern(30, 7)[..]);
+    }
+
+    #[test]
+    fn reads_follow_each_other_in_the_block_and_keep_earlier_frames() {
+        let mut rx = RxBuf::default();
+        let sizes = [60, 1514, 1, 9000, 0, 64, 4096];
+        let frames: Vec<(Vec<u8>, Bytes)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let data = pattern(n, i as u8);
+                let frame = read(&mut rx, &data);
+                (data, frame)
+            })
+            .collect();
+        for pair in frames.windows(2) {
+            let (prev, cur) = (&pair[0].1, &pair[1].1);
+            assert_eq!(
+                cur.as_ptr() as usize,
+                prev.as_ptr() as usize + prev.len() + HEADROOM
+            );
+        }
+        // Later reads (and their zeroed headrooms) did not touch earlier frames.
+        for (data, frame) in &frames {
+            assert_eq!(&frame[..], &data[..]);
+        }
+    }
+
+    #[test]
+    fn the_last_read_of_a_block_may_use_exactly_the_rest() {
+        let mut rx = RxBuf::default();
+        let cap = spare(&rx);
+        // Bring the room left down to exactly what one read needs.
+        let target = cap - (MAX_FRAME + HEADROOM);
+        let mut used = 0;
+        let mut frames = Vec::new();
+        while used < target {
+            let n = (target - used)
+                .checked_sub(HEADROOM)
+                .expect("steps of at least HEADROOM")
+                .min(MAX_FRAME);
+            frames.push(read(&mut rx, &pattern(n, frames.len() as u8)));
+            used += HEADROOM + n;
+        }
+        assert_eq!(spare(&rx), MAX_FRAME + HEADROOM);
+        // Still this block: the read fills it to the last byte.
+        let at = next(&rx);
+        let data = pattern(MAX_FRAME, 0x55);
+        let last = read(&mut rx, &data);
+        assert_eq!(last.as_ptr() as usize, at + HEADROOM);
+        assert_eq!(spare(&rx), 0);
+        // Then a new block, with a full block's room.
+        let after = read(&mut rx, &pattern(10, 0x66));
+        assert_ne!(
+            after.as_ptr() as usize,
+            at + HEADROOM + MAX_FRAME + HEADROOM
+        );
+        assert!(spare(&rx) >= BLOCK - HEADROOM - 10);
+        assert_eq!(&last[..], &data[..]);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(&f[..], &pattern(f.len(), i as u8)[..]);
+        }
+    }
+
+    #[test]
+    fn a_new_block_when_the_rest_is_too_small() {
+        let mut rx = RxBuf::default();
+        let mut kept = Vec::new();
+        let mut new_blocks = 0;
+        for i in 0..20u8 {
+            let room = spare(&rx);
+            let at = next(&rx);
+            let data = pattern(MAX_FRAME - usize::from(i), i);
+            let mut offered = 0;
+            let frame = rx
+                .read(
+                    |ptr, len| {
+                        offered = ptr as usize;
+                        writes(&data)(ptr, len)
+                    },
+                    |_| HEADROOM,
+                )
+                .unwrap();
+            if room < MAX_FRAME + HEADROOM {
+                // Not enough left for a largest frame: a fresh block, away from the old one.
+                assert_ne!(offered, at + HEADROOM, "read {i}");
+                new_blocks += 1;
+            } else {
+                assert_eq!(offered, at + HEADROOM, "read {i}");
+            }
+            kept.push((data, frame));
+        }
+        assert!(new_blocks >= 4, "only {new_blocks} new blocks");
+        // Frames in replaced blocks stay valid: each block lives until its last frame goes.
+        for (data, frame) in &kept {
+            assert_eq!(&frame[..], &data[..]);
+        }
+        drop(rx);
+        for (data, frame) in &kept {
+            assert_eq!(&frame[..], &data[..]);
+        }
+    }
+
+    #[test]
+    fn read_fd_reads_one_datagram_per_frame() {
+        use std::os::unix::net::UnixDatagram;
+        let (a, b) = UnixDatagram::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let fd = b.as_raw_fd();
+        let read_b = |rx: &mut RxBuf| {
+            // SAFETY: `RxBuf::read` offers `len` writable bytes at `ptr`.
+            rx.read(|ptr, len| unsafe { read_fd(fd, ptr, len) }, |_| HEADROOM)
+        };
+        let mut rx = RxBuf::default();
+        let small = pattern(60, 9);
+        let big = pattern(MAX_FRAME + 100, 10);
+        a.send(&small).unwrap();
+        a.send(&big).unwrap();
+        let f1 = read_b(&mut rx).unwrap();
+        // read(2) of a datagram larger than the buffer keeps what fits.
+        let f2 = read_b(&mut rx).unwrap();
+        assert_eq!(&f1[..], &small[..]);
+        assert_eq!(&f2[..], &big[..MAX_FRAME]);
+        // Nothing more: the error comes through and the buffer is unchanged.
+        let (at, room) = (next(&rx), spare(&rx));
+        let e = read_b(&mut rx).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!((next(&rx), spare(&rx)), (at, room));
+    }
 }

@@ -70,7 +70,7 @@ impl Netdev {
     /// Opens a packet socket on interface `name`, whose index is `index`.
     pub fn open_index(name: &str, index: u32) -> anyhow::Result<Netdev> {
         // Protocol 0 until bound: no frames from other interfaces sneak in before bind().
-        // SAFETY: plain socket(2) call.
+        // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
         let raw = check(unsafe {
             libc::socket(
                 libc::AF_PACKET,
@@ -89,7 +89,7 @@ impl Netdev {
         )
         .context("cannot enable PACKET_VNET_HDR")?;
 
-        // SAFETY: sockaddr_ll is plain old data.
+        // SAFETY: sockaddr_ll holds integers and byte arrays only: all zeroes is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
@@ -104,7 +104,7 @@ impl Netdev {
         })
         .with_context(|| format!("cannot bind packet socket to {name}"))?;
 
-        // SAFETY: packet_mreq is plain old data.
+        // SAFETY: packet_mreq holds integers and a byte array only: all zeroes is a valid value.
         let mut mreq: libc::packet_mreq = unsafe { zeroed() };
         mreq.mr_ifindex = index as i32;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
@@ -190,18 +190,23 @@ fn recv_frame(fd: RawFd, buf: &mut RxBuf, log: &mut RxLog) -> io::Result<Receive
             ];
             // Room for one tpacket_auxdata control message.
             let mut cmsg_buf = [0u64; 8];
-            // SAFETY: msghdr is plain old data; the pointers set below outlive the call.
+            // SAFETY: msghdr holds integers and raw pointers: all zeroes (null pointers, zero
+            // lengths) is a valid value. The pointers set below outlive the recvmsg call.
             let mut msg: libc::msghdr = unsafe { zeroed() };
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = iov.len();
             msg.msg_control = cmsg_buf.as_mut_ptr().cast();
             msg.msg_controllen = size_of::<[u64; 8]>();
-            // SAFETY: msg describes valid buffers.
+            // SAFETY: `msg` points at `iov` (the `hdr` array, then the `len` writable bytes that
+            // `RxBuf::read` offers at `ptr`) and at `cmsg_buf` with its exact size, all live
+            // until after the call; recvmsg writes nowhere else.
             let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // SAFETY: walking the control messages the kernel just wrote into cmsg_buf.
+            // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
+            // `msg_controllen` as the kernel set them (`cmsg_buf`, still live), or null; a
+            // PACKET_AUXDATA message carries a tpacket_auxdata, read unaligned from its data.
             unsafe {
                 let mut c = libc::CMSG_FIRSTHDR(&msg);
                 while !c.is_null() {

@@ -68,8 +68,12 @@ impl Port for Tap {
             &self.iface,
             io,
             |fd, buf| {
-                buf.read(|ptr, len| read_fd(fd, ptr, len), |_| HEADROOM)
-                    .map(Received::One)
+                buf.read(
+                    // SAFETY: `RxBuf::read` hands its `read` closure `len` writable bytes.
+                    |ptr, len| unsafe { read_fd(fd, ptr, len) },
+                    |_| HEADROOM,
+                )
+                .map(Received::One)
             },
             write_fd,
         )
