@@ -25,3 +25,4 @@ pub mod server;
 pub mod sw;
 pub mod switch;
 pub mod tls;
+pub mod wire;

@@ -50,6 +50,7 @@ use crate::port::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::port::netdev::Netdev;
 use crate::port::{Port, PortIo};
 use crate::switch::FdbObserver;
+use crate::wire::{self, ip_protocol, tcp, udp};
 
 /// What `--offload` says when this build has no XDP object.
 pub const NO_OBJECT: &str = "eBPF offload is not available in this build: the XDP object was \
@@ -221,7 +222,8 @@ fn monotonic_ns() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid pointer.
+    // SAFETY: `ts` is a live, writable timespec, the only memory clock_gettime writes;
+    // CLOCK_MONOTONIC always exists, so the call cannot fail and leave it unset.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -705,71 +707,51 @@ const BATCH: u32 = 64;
 /// Finishes the checksum of a frame the sender left "checksum partial" (CHECKSUM_PARTIAL on a
 /// local veth/tap sender: the TCP/UDP field only holds the pseudo-header sum). AF_XDP carries
 /// no metadata saying so; such a field is recognised as exactly the folded pseudo-header sum
-/// of a segment whose full checksum does not verify. Anything else is left alone.
+/// of a segment whose full checksum does not verify. Anything else is left alone, and so are
+/// IP fragments. The headers are found by [`wire::walk`]: any number of VLAN tags, IPv6
+/// extension headers skipped.
 fn fix_partial_csum(f: &mut [u8]) -> bool {
-    let mut off = 12;
-    let mut ethertype = u16::from_be_bytes([f[12], f[13]]);
-    if ethertype == etherws_common::ETH_P_8021Q {
-        if f.len() < 18 {
-            return false;
-        }
-        ethertype = u16::from_be_bytes([f[16], f[17]]);
-        off += 4;
-    }
-    let l3 = off + 2;
-    let (proto, l4, l4_len, mut pseudo) = match ethertype {
-        0x0800 => {
-            if f.len() < l3 + 20 || f[l3] >> 4 != 4 {
-                return false;
-            }
-            let ihl = usize::from(f[l3] & 0xf) * 4;
-            let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
-            let frag = u16::from_be_bytes([f[l3 + 6], f[l3 + 7]]) & 0x3fff;
-            if ihl < 20 || total < ihl || l3 + total > f.len() || frag != 0 {
-                return false;
-            }
-            let pseudo = gso::sum(&f[l3 + 12..l3 + 20], 0);
-            (f[l3 + 9], l3 + ihl, total - ihl, pseudo)
-        }
-        0x86dd => {
-            if f.len() < l3 + 40 {
-                return false;
-            }
-            let plen = usize::from(u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]));
-            if l3 + 40 + plen > f.len() {
-                return false;
-            }
-            let pseudo = gso::sum(&f[l3 + 8..l3 + 40], 0);
-            (f[l3 + 6], l3 + 40, plen, pseudo)
-        }
-        _ => return false,
+    let Ok(h) = wire::walk(f) else {
+        return false;
     };
-    let field = match proto {
-        6 if l4_len >= 20 => 16,
-        17 if l4_len >= 8 => 6,
-        _ => return false,
-    };
-    pseudo += u64::from(proto) + l4_len as u64;
-    let stored = u16::from_be_bytes([f[l4 + field], f[l4 + field + 1]]);
-    if stored != gso::fold(pseudo) {
+    if h.is_fragment() {
         return false;
     }
-    if gso::fold(gso::sum(&f[l4..l4 + l4_len], pseudo)) == 0xffff {
+    let Some(end) = h.ip_end().filter(|&end| end <= f.len()) else {
+        return false;
+    };
+    let Some(l4_len) = end.checked_sub(h.l4_offset) else {
+        return false;
+    };
+    let field = match h.l4_protocol {
+        ip_protocol::TCP if l4_len >= tcp::MIN_HEADER_LEN => tcp::field::CHECKSUM,
+        ip_protocol::UDP if l4_len >= udp::HEADER_LEN => udp::field::CHECKSUM,
+        _ => return false,
+    };
+    let (Ok(csum_start), Ok(csum_offset)) =
+        (u16::try_from(h.l4_offset), u16::try_from(field.start))
+    else {
+        return false;
+    };
+    let l4 = &f[h.l4_offset..end];
+    let pseudo = gso::pseudo_sum(f, h.l3_offset(), h.is_ipv6(), h.l4_protocol, l4_len);
+    let stored = &l4[field];
+    if u16::from_be_bytes([stored[0], stored[1]]) != gso::fold(pseudo) {
+        return false;
+    }
+    if gso::fold(gso::sum(l4, pseudo)) == 0xffff {
         return false; // a real checksum that happens to look partial
     }
     let hdr = VnetHdr {
         flags: F_NEEDS_CSUM,
-        csum_start: l4 as u16,
-        csum_offset: field as u16,
+        csum_start,
+        csum_offset,
         ..VnetHdr::default()
     };
     gso::fix_csum(&hdr, f).is_ok()
 }
 
 fn to_frame(f: &[u8]) -> Bytes {
-    if f.len() < 14 {
-        return Bytes::copy_from_slice(f);
-    }
     let mut b = BytesMut::from(f);
     fix_partial_csum(&mut b);
     b.freeze()
@@ -922,5 +904,137 @@ mod tests {
         let before = f.clone();
         assert!(!fix_partial_csum(&mut f));
         assert_eq!(f, before);
+    }
+
+    /// A checksum-partial frame: VLAN tags with these TPIDs, IPv4 or IPv6 (with extension
+    /// headers of these types and lengths), a TCP or UDP header and 37 payload bytes, the
+    /// checksum field seeded with the folded pseudo-header sum. Returns it with the offset
+    /// of the L4 header and the pseudo-header's bytes.
+    fn partial_frame(
+        tpids: &[u16],
+        v6_exts: Option<&[(u8, usize)]>,
+        proto: u8,
+    ) -> (Vec<u8>, usize, Vec<u8>) {
+        let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+        for tpid in tpids {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&10u16.to_be_bytes());
+        }
+        let mut l4 = vec![0u8; if proto == 6 { 20 } else { 8 }];
+        if proto == 6 {
+            l4[12] = 0x50;
+        }
+        l4.extend((0..37u8).map(|i| i.wrapping_mul(41)));
+        let l4_len = l4.len();
+        if proto == 17 {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        }
+        let ip = match v6_exts {
+            None => {
+                let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+                ip[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+                ip.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+                f.extend_from_slice(&[0x08, 0x00]);
+                ip
+            }
+            Some(exts) => {
+                let ext_len: usize = exts.iter().map(|e| e.1).sum();
+                let mut ip = vec![0x60, 0, 0, 0, 0, 0, exts.first().map_or(proto, |e| e.0), 64];
+                ip[4..6].copy_from_slice(&((ext_len + l4_len) as u16).to_be_bytes());
+                for host in [3, 2] {
+                    ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
+                    ip.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, host]);
+                }
+                for (i, &(kind, len)) in exts.iter().enumerate() {
+                    let mut e = vec![0u8; len];
+                    e[0] = exts.get(i + 1).map_or(proto, |e| e.0);
+                    if kind != 44 {
+                        e[1] = (len / 8 - 1) as u8;
+                    }
+                    ip.extend_from_slice(&e);
+                }
+                f.extend_from_slice(&[0x86, 0xdd]);
+                ip
+            }
+        };
+        let mut pseudo = if v6_exts.is_some() {
+            ip[8..40].to_vec()
+        } else {
+            ip[12..20].to_vec()
+        };
+        f.extend_from_slice(&ip);
+        pseudo.extend_from_slice(&[0, proto]);
+        pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        let at = f.len();
+        f.extend_from_slice(&l4);
+        let seed = gso::fold(gso::sum(&pseudo, 0));
+        let field = at + if proto == 6 { 16 } else { 6 };
+        f[field..field + 2].copy_from_slice(&seed.to_be_bytes());
+        (f, at, pseudo)
+    }
+
+    /// The checksum of the L4 packet at `at` verifies.
+    fn verifies(f: &[u8], at: usize, pseudo: &[u8]) -> bool {
+        gso::fold(gso::sum(&f[at..], gso::sum(pseudo, 0))) == 0xffff
+    }
+
+    #[test]
+    fn stacked_vlan_tags_are_looked_through() {
+        for tpids in [&[0x88a8, 0x8100][..], &[0x8100, 0x8100, 0x8100]] {
+            for v6 in [None, Some(&[][..])] {
+                for proto in [6, 17] {
+                    let (mut f, at, pseudo) = partial_frame(tpids, v6, proto);
+                    assert_eq!(
+                        at,
+                        14 + 4 * tpids.len() + if v6.is_some() { 40 } else { 20 }
+                    );
+                    assert!(!verifies(&f, at, &pseudo));
+                    assert!(fix_partial_csum(&mut f), "{tpids:x?} {v6:?} {proto}");
+                    assert!(verifies(&f, at, &pseudo), "{tpids:x?} {v6:?} {proto}");
+                    assert!(!fix_partial_csum(&mut f));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        for exts in [
+            &[(0, 8)][..],
+            &[(0, 8), (60, 16)],
+            &[(0, 16), (43, 24), (44, 8), (60, 8)],
+        ] {
+            for tpids in [&[][..], &[0x8100]] {
+                for proto in [6, 17] {
+                    let (mut f, at, pseudo) = partial_frame(tpids, Some(exts), proto);
+                    let ext_len: usize = exts.iter().map(|e| e.1).sum();
+                    assert_eq!(at, 14 + 4 * tpids.len() + 40 + ext_len);
+                    assert!(fix_partial_csum(&mut f), "{exts:?} {tpids:x?} {proto}");
+                    assert!(verifies(&f, at, &pseudo), "{exts:?} {tpids:x?} {proto}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fragments_and_short_frames_are_left_alone() {
+        // A fragment header with more-fragments set: the L4 packet is not all there.
+        let (mut f, _, _) = partial_frame(&[], Some(&[(44, 8)]), 17);
+        f[14 + 40 + 3] = 1;
+        let before = f.clone();
+        assert!(!fix_partial_csum(&mut f));
+        assert_eq!(f, before);
+        // An IPv4 fragment.
+        let (mut f, _, _) = partial_frame(&[0x8100], None, 6);
+        f[18 + 6] = 0x20;
+        assert!(!fix_partial_csum(&mut f));
+        // Cut anywhere: never a panic, never a change.
+        let (f, _, _) = partial_frame(&[0x88a8, 0x8100], Some(&[(0, 8)]), 6);
+        for len in 0..f.len() {
+            let mut cut = f[..len].to_vec();
+            assert!(!fix_partial_csum(&mut cut), "{len}");
+            assert_eq!(cut, f[..len]);
+            assert_eq!(to_frame(&f[..len]), f[..len]);
+        }
     }
 }

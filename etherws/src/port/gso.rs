@@ -17,6 +17,8 @@
 
 use bytes::Bytes;
 
+use crate::wire::{self, ip_protocol, ipv4, ipv6, sctp, tcp, udp};
+
 /// Size of `struct virtio_net_hdr` (without `num_buffers`), as `PACKET_VNET_HDR` uses it.
 pub const VNET_HDR_LEN: usize = 10;
 
@@ -36,16 +38,6 @@ pub const GSO_TCPV6: u8 = 4;
 pub const GSO_UDP_L4: u8 = 5;
 /// Bit of `gso_type`: the TCP flow uses ECN (CWR goes on the first segment only).
 pub const GSO_ECN: u8 = 0x80;
-
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
-
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
 
 /// More segments than this from one super-frame is not something a sane sender asks for.
 const MAX_SEGMENTS: usize = 4096;
@@ -195,7 +187,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// header parsing
+// header fields (the headers themselves are found by `wire::walk`)
 
 fn be16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
@@ -205,96 +197,16 @@ fn put16(f: &mut [u8], at: usize, v: u16) {
     f[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Offset of the L3 header and its ethertype, after up to two VLAN tags.
-fn l3_of(frame: &[u8]) -> Option<(usize, u16)> {
-    let mut off = 12;
-    for _ in 0..3 {
-        if frame.len() < off + 2 {
-            return None;
-        }
-        let ethertype = be16(frame, off);
-        if matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
-            off += 4;
-        } else {
-            return Some((off + 2, ethertype));
-        }
-    }
-    None
-}
-
-/// The IP header at `l3`: where its L4 header starts, the L4 protocol, and where the IP packet
-/// ends as its header says (None if the header gives no usable length). IPv6 extension headers
-/// (hop-by-hop, routing, destination options, fragment) are skipped.
-struct Ip {
-    v6: bool,
-    l4: usize,
-    proto: u8,
-    end: Option<usize>,
-}
-
-fn ip_of(frame: &[u8], l3: usize, ethertype: u16) -> Option<Ip> {
-    match ethertype {
-        ETH_P_IP => {
-            let b = frame.get(l3..l3 + 20)?;
-            if b[0] >> 4 != 4 {
-                return None;
-            }
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            if ihl < 20 || frame.len() < l3 + ihl {
-                return None;
-            }
-            let tot = usize::from(be16(b, 2));
-            Some(Ip {
-                v6: false,
-                l4: l3 + ihl,
-                proto: b[9],
-                end: (tot >= ihl).then_some(l3 + tot),
-            })
-        }
-        ETH_P_IPV6 => {
-            let b = frame.get(l3..l3 + 40)?;
-            if b[0] >> 4 != 6 {
-                return None;
-            }
-            let plen = usize::from(be16(b, 4));
-            let mut next = b[6];
-            let mut off = l3 + 40;
-            for _ in 0..8 {
-                match next {
-                    0 | 43 | 60 => {
-                        let h = frame.get(off..off + 2)?;
-                        next = h[0];
-                        off += (usize::from(h[1]) + 1) * 8;
-                    }
-                    44 => {
-                        next = *frame.get(off)?;
-                        off += 8;
-                    }
-                    _ => break,
-                }
-            }
-            if off > frame.len() {
-                return None;
-            }
-            Some(Ip {
-                v6: true,
-                l4: off,
-                proto: next,
-                end: (plen != 0).then_some(l3 + 40 + plen),
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The pseudo-header sum for an L4 packet of `len` bytes.
-fn pseudo_sum(frame: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u64 {
-    let acc = if v6 {
-        sum(&frame[l3 + 8..l3 + 40], 0)
+/// The pseudo-header sum (addresses, protocol, length) for an L4 packet of `len` bytes behind
+/// the IP header at `l3`, which must lie within `frame` (as [`wire::walk`] finds it).
+pub fn pseudo_sum(frame: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u64 {
+    let ip = &frame[l3..];
+    let addrs = if v6 {
+        &ip[ipv6::field::SRC_ADDR.start..ipv6::field::DST_ADDR.end]
     } else {
-        sum(&frame[l3 + 12..l3 + 20], 0)
+        &ip[ipv4::field::SRC_ADDR.start..ipv4::field::DST_ADDR.end]
     };
-    acc + u64::from(proto) + len as u64
+    sum(addrs, 0) + u64::from(proto) + len as u64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -319,25 +231,28 @@ pub fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
     if field + 2 > frame.len() {
         return Err(out_of_range);
     }
-    let ip = l3_of(frame).and_then(|(l3, et)| ip_of(frame, l3, et));
-    let end = ip
-        .as_ref()
-        .and_then(|ip| ip.end)
+    let headers = wire::walk(frame).ok();
+    let end = headers
+        .and_then(|h| h.ip_end())
         .filter(|&e| e >= field + 2 && e <= frame.len())
         .unwrap_or(frame.len());
-    let proto = ip.filter(|ip| ip.l4 == start).map(|ip| ip.proto);
+    let proto = headers
+        .filter(|h| h.l4_offset == start)
+        .map(|h| h.l4_protocol);
 
-    if proto == Some(IPPROTO_SCTP) && hdr.csum_offset == 8 {
-        if field + 4 > end {
+    let crc_field = sctp::field::CHECKSUM;
+    if proto == Some(ip_protocol::SCTP) && usize::from(hdr.csum_offset) == crc_field.start {
+        let crc_at = field..field + crc_field.len();
+        if crc_at.end > end {
             return Err(out_of_range);
         }
-        frame[field..field + 4].fill(0);
+        frame[crc_at.clone()].fill(0);
         let crc = crc32c(&frame[start..end]);
-        frame[field..field + 4].copy_from_slice(&crc.to_le_bytes());
+        frame[crc_at].copy_from_slice(&crc.to_le_bytes());
         return Ok(());
     }
     let mut csum = !fold(sum(&frame[start..end], 0));
-    if csum == 0 && proto == Some(IPPROTO_UDP) {
+    if csum == 0 && proto == Some(ip_protocol::UDP) {
         // 0 means "no checksum" in UDP; 0xffff is the same value in one's complement.
         csum = 0xffff;
     }
@@ -359,10 +274,10 @@ pub fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
 /// segmentation parameters of `hdr` are needed.
 pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
     let kind = hdr.gso_type & !GSO_ECN;
-    let (want_et, want_proto) = match kind {
-        GSO_TCPV4 => (Some(ETH_P_IP), IPPROTO_TCP),
-        GSO_TCPV6 => (Some(ETH_P_IPV6), IPPROTO_TCP),
-        GSO_UDP_L4 => (None, IPPROTO_UDP),
+    let (want_v6, want_proto) = match kind {
+        GSO_TCPV4 => (Some(false), ip_protocol::TCP),
+        GSO_TCPV6 => (Some(true), ip_protocol::TCP),
+        GSO_UDP_L4 => (None, ip_protocol::UDP),
         GSO_UDP => return Err(Error::Ufo),
         t => return Err(Error::UnknownGsoType(t)),
     };
@@ -370,30 +285,18 @@ pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
     if mss == 0 {
         return Err(Error::ZeroGsoSize);
     }
-    let (l3, ethertype) = l3_of(frame).ok_or(Error::Malformed("no Ethernet header"))?;
-    if want_et.is_some_and(|et| et != ethertype) {
+    let malformed = |e: wire::Error| Error::Malformed(e.as_str());
+    let h = wire::walk(frame).map_err(malformed)?;
+    if want_v6.is_some_and(|v6| v6 != h.is_ipv6()) {
         return Err(Error::Malformed("IP version does not match the GSO type"));
     }
-    let ip = ip_of(frame, l3, ethertype).ok_or(Error::Malformed("no IP header"))?;
-    if ip.proto != want_proto {
+    if h.l4_protocol != want_proto {
         return Err(Error::Malformed("L4 protocol does not match the GSO type"));
     }
-    let l4 = ip.l4;
-    let l4_hlen = if want_proto == IPPROTO_TCP {
-        let doff = frame
-            .get(l4 + 12)
-            .ok_or(Error::Malformed("truncated TCP header"))?;
-        usize::from(doff >> 4) * 4
-    } else {
-        8
-    };
-    if l4_hlen < 8 || (want_proto == IPPROTO_TCP && l4_hlen < 20) {
-        return Err(Error::Malformed("bad TCP data offset"));
-    }
+    let (l3, l4, v6) = (h.l3_offset(), h.l4_offset, h.is_ipv6());
+    let l4_hlen = h.l4_header_len.map_err(malformed)?;
+    // All within the frame: the walker checked.
     let hdrs = l4 + l4_hlen;
-    if hdrs > frame.len() {
-        return Err(Error::Malformed("headers longer than the frame"));
-    }
     // The super-frame's own length fields may be stale (or 0 for BIG TCP): the frame length
     // is what counts.
     let payload = &frame[hdrs..];
@@ -405,9 +308,15 @@ pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
         return Err(Error::Malformed("segment too large for IP"));
     }
 
-    let ip_id = if ip.v6 { 0 } else { be16(frame, l3 + 4) };
-    let seq = if want_proto == IPPROTO_TCP {
-        u32::from_be_bytes([frame[l4 + 4], frame[l4 + 5], frame[l4 + 6], frame[l4 + 7]])
+    let ip_id = if v6 {
+        0
+    } else {
+        be16(frame, l3 + ipv4::field::IDENT.start)
+    };
+    let is_tcp = want_proto == ip_protocol::TCP;
+    let seq = if is_tcp {
+        let s = &frame[l4..][tcp::field::SEQ_NUM];
+        u32::from_be_bytes([s[0], s[1], s[2], s[3]])
     } else {
         0
     };
@@ -422,34 +331,45 @@ pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
         seg.extend_from_slice(chunk);
         let l4_len = l4_hlen + chunk.len();
 
-        if ip.v6 {
-            put16(&mut seg, l3 + 4, (hdrs - l3 - 40 + chunk.len()) as u16);
+        if v6 {
+            let plen = hdrs - l3 - ipv6::HEADER_LEN + chunk.len();
+            put16(&mut seg, l3 + ipv6::field::PAYLOAD_LEN.start, plen as u16);
         } else {
-            put16(&mut seg, l3 + 2, (hdrs - l3 + chunk.len()) as u16);
-            put16(&mut seg, l3 + 4, ip_id.wrapping_add(i as u16));
-            put16(&mut seg, l3 + 10, 0);
+            let at = |f: std::ops::Range<usize>| l3 + f.start;
+            put16(
+                &mut seg,
+                at(ipv4::field::LENGTH),
+                (hdrs - l3 + chunk.len()) as u16,
+            );
+            put16(
+                &mut seg,
+                at(ipv4::field::IDENT),
+                ip_id.wrapping_add(i as u16),
+            );
+            put16(&mut seg, at(ipv4::field::CHECKSUM), 0);
             let c = !fold(sum(&seg[l3..l3 + ihl], 0));
-            put16(&mut seg, l3 + 10, c);
+            put16(&mut seg, at(ipv4::field::CHECKSUM), c);
         }
 
-        let field = if want_proto == IPPROTO_TCP {
+        let field = if is_tcp {
             let s = seq.wrapping_add(off as u32);
-            seg[l4 + 4..l4 + 8].copy_from_slice(&s.to_be_bytes());
+            seg[l4..][tcp::field::SEQ_NUM].copy_from_slice(&s.to_be_bytes());
+            let flags = l4 + tcp::field::FLAGS;
             if i + 1 < n {
-                seg[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+                seg[flags] &= !(tcp::FIN | tcp::PSH);
             }
             if i > 0 {
-                seg[l4 + 13] &= !TCP_CWR;
+                seg[flags] &= !tcp::CWR;
             }
-            l4 + 16
+            l4 + tcp::field::CHECKSUM.start
         } else {
-            put16(&mut seg, l4 + 4, l4_len as u16);
-            l4 + 6
+            put16(&mut seg, l4 + udp::field::LENGTH.start, l4_len as u16);
+            l4 + udp::field::CHECKSUM.start
         };
         put16(&mut seg, field, 0);
-        let acc = pseudo_sum(&seg, l3, ip.v6, want_proto, l4_len);
+        let acc = pseudo_sum(&seg, l3, v6, want_proto, l4_len);
         let mut c = !fold(sum(&seg[l4..], acc));
-        if c == 0 && want_proto == IPPROTO_UDP {
+        if c == 0 && !is_tcp {
             c = 0xffff;
         }
         put16(&mut seg, field, c);
@@ -461,6 +381,9 @@ pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ethernet::{ETHERTYPE_IPV4 as ETH_P_IP, ETHERTYPE_IPV6 as ETH_P_IPV6};
+    use crate::wire::ip_protocol::{SCTP as IPPROTO_SCTP, TCP as IPPROTO_TCP, UDP as IPPROTO_UDP};
+    use crate::wire::tcp::{CWR as TCP_CWR, FIN as TCP_FIN, PSH as TCP_PSH};
 
     // --- an independent, deliberately naive checksum for verification ---
 
@@ -849,6 +772,34 @@ mod tests {
         t.extend_from_slice(&f[12..]);
         fix_csum(&hdr.shifted(4), &mut t).unwrap();
         assert!(l4_csum_ok(&t, 18, false));
+    }
+
+    #[test]
+    fn stacked_tags_are_looked_through() {
+        // 802.1ad, 802.1Q, 802.1Q: the header walker takes any number of tags.
+        let tags = [0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x81, 0x00, 0, 30];
+        let put_tags = |f: &[u8]| [&f[..12], &tags, &f[12..]].concat();
+        let (f, hdr) = partial(
+            None,
+            true,
+            IPPROTO_TCP,
+            tcp_hdr(0x18),
+            &payload(4000),
+            Some((GSO_TCPV6, 1428)),
+        );
+        let segs = segment(&hdr.shifted(12), &put_tags(&f)).unwrap();
+        assert_eq!(segs.len(), 3);
+        for s in &segs {
+            assert_eq!(s[12..24], tags);
+            assert!(l4_csum_ok(s, 26, true));
+        }
+        // Ethernet padding behind a UDP datagram is found (and left out) through the tags.
+        let (f, hdr) = partial(None, false, IPPROTO_UDP, udp_hdr(), &[0x42], None);
+        let mut t = put_tags(&f);
+        let real = t.len();
+        t.resize(real + 20, 0xee);
+        fix_csum(&hdr.shifted(12), &mut t).unwrap();
+        assert!(l4_csum_ok(&t[..real], 26, false));
     }
 
     fn check_uso(tag: Option<u16>, v6: bool, len: usize, mss: u16) {
