@@ -1,8 +1,19 @@
 //! The command line: `etherws sw` and `etherws ctl`, with etherws 1.3's options and defaults.
+//!
+//! `sw`'s options are also read from the environment and from the configuration file: they are
+//! defined once, in [`SwOptions`].
 
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use serde::Deserialize;
+use serde::de::Visitor;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,130 +36,341 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SwArgs {
-    /// Log debug messages (off otherwise, whatever the log configuration says).
-    #[arg(long)]
-    pub debug: bool,
-    /// Logging configuration file (TOML: `filter`, `output`; see README).
-    #[arg(long, value_name = "FILE")]
-    pub logconf: Option<PathBuf>,
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,
-    /// Configuration file (TOML): switch settings and the ports to create at start. Options
-    /// given on the command line override the file.
+    /// Configuration file (TOML): switch settings and the ports to create at start. Its
+    /// `[switch]` table takes the options below, `-` spelt `_`; an option set in the
+    /// environment (ETHERWS_…) overrides the file, and one on the command line both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// FDB ageout time in seconds.
-    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
-    pub ageout: i64,
+    #[command(flatten)]
+    pub options: SwOptions,
+}
 
-    /// Ping WebSocket peers idle this many seconds; drop those silent twice as long (0: off).
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    pub keepalive: u64,
-    /// Longest wait between a client port's reconnection attempts, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub reconnect_max: u64,
+/// Declares [`SwOptions`], and derives from its list of fields what neither clap nor serde
+/// can: [`SwOptions::or`], which lays one set of options over another, and
+/// [`SwOptions::paths_mut`], the file names among them.
+macro_rules! sw_options {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident: Option<$ty:ty>, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: Option<$ty>, )*
+        }
 
-    /// Largest frame switched, in bytes (larger ones are dropped and counted).
-    #[arg(long, default_value_t = 9216, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65540))]
-    pub max_frame: u32,
-    /// Most MAC addresses learned in total (more are flooded to, not learned).
-    #[arg(long, default_value_t = 65536, value_name = "N")]
-    pub max_macs: usize,
-    /// Most MAC addresses learned on one port.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
-    pub max_macs_per_port: usize,
-    /// Most MAC addresses learned from one client address, all its WebSocket connections
-    /// together (a full table still learns other ports' stations, in place of the biggest
-    /// holder's).
-    #[arg(long, default_value_t = 4096, value_name = "N")]
-    pub max_macs_per_addr: usize,
-    /// Loop guard: a port onto which stations move this many times within a second is
-    /// blocked for --loop-block seconds (0: off).
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub loop_moves: u32,
-    /// How long the loop guard blocks a port, in seconds.
-    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub loop_block: u64,
-    /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
-    #[arg(long, default_value_t = 5000, value_name = "PPS")]
-    pub storm_pps: u32,
-    /// Most concurrent incoming WebSocket connections.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
-    pub max_conns: usize,
-    /// Most concurrent incoming WebSocket connections from one address.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    pub max_conns_per_addr: usize,
-    /// Failed authentications after which an address is refused for --auth-window seconds.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub auth_max_failures: u32,
-    /// Window of --auth-max-failures, and how long a throttled address is refused, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub auth_window: u64,
+        impl $name {
+            /// Each option as `self` has it, or else as `lower` has it.
+            pub fn or(self, lower: $name) -> $name {
+                $name { $( $field: self.$field.or(lower.$field), )* }
+            }
 
-    /// A reverse proxy (CIDR or address) whose word about the client is taken: its
-    /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol (repeatable).
-    #[arg(long, value_name = "CIDR")]
-    pub trusted_proxy: Vec<String>,
-    /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
-    /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
-    #[arg(long)]
-    pub proxy_protocol: bool,
+            /// The file names given, each with its option's name.
+            pub fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+                let mut paths = Vec::new();
+                $(
+                    let field: &mut dyn Any = &mut self.$field;
+                    if let Some(Some(path)) = field.downcast_mut::<Option<PathBuf>>() {
+                        paths.push((stringify!($field), path));
+                    }
+                )*
+                paths
+            }
+        }
+    };
+}
 
-    /// HTTP path to serve WebSocket on.
-    #[arg(long, default_value = "/")]
-    pub path: String,
-    /// Address to serve WebSocket on (default: all addresses).
-    #[arg(long, default_value = "")]
-    pub host: String,
-    /// Port to serve WebSocket on (default 80, or 443 with TLS).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// htpasswd file to authenticate WebSocket clients with.
-    #[arg(long, value_name = "FILE")]
-    pub htpasswd: Option<PathBuf>,
-    /// TLS private key for WebSocket (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub sslkey: Option<PathBuf>,
-    /// TLS certificate (chain) for WebSocket (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub sslcert: Option<PathBuf>,
-    /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
-    #[arg(long, value_name = "FILE")]
-    pub sslclientca: Option<PathBuf>,
-    /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
-    #[arg(long, value_name = "FILE")]
-    pub sslcrl: Option<PathBuf>,
+sw_options! {
+    /// The options of `etherws sw`, defined once for its three sources: the command line and the
+    /// environment (clap: `--max-frame`, `ETHERWS_MAX_FRAME`) and the configuration file's
+    /// `[switch]` table (serde: `max_frame`). `--foreground` and `--config` are not among them.
+    ///
+    /// Every field is an `Option`, `None` when that source does not give it, so that the sources
+    /// can be laid over each other; [`SwOptions::layered`] does it, and fills in the defaults
+    /// last. The defaults are clap's `default_value`s, so that `--help` shows them; clap fills
+    /// them in when it parses, and `layered` tells them from given values by their
+    /// [`ValueSource`]. Ranges and the form of paths are checked by the types ([`Num`],
+    /// [`HttpPath`]), with the same words whichever the source.
+    #[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SwOptions {
+        /// Log debug messages (off otherwise, whatever the log configuration says).
+        #[arg(long, env = "ETHERWS_DEBUG", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub debug: Option<bool>,
+        /// Logging configuration file (TOML: `filter`, `output`; see README).
+        #[arg(long, env = "ETHERWS_LOGCONF", value_name = "FILE")]
+        pub logconf: Option<PathBuf>,
+        /// FDB ageout time in seconds.
+        #[arg(long, env = "ETHERWS_AGEOUT", value_name = "SECS", default_value = "300", allow_negative_numbers = true)]
+        pub ageout: Option<Num<u64, 1>>,
 
-    /// HTTP path to serve the control API on.
-    #[arg(long, default_value = "/ctl")]
-    pub ctlpath: String,
-    /// Address to serve the control API on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub ctlhost: String,
-    /// Port to serve the control API on.
-    #[arg(long, default_value_t = 7867)]
-    pub ctlport: u16,
-    /// A host name the control API answers to (repeatable). Without --ctlhtpasswd, a request
-    /// whose Host is not an address the control API listens on, `localhost` (on loopback), the
-    /// --ctlhost name or one of these names is refused: that defeats DNS rebinding.
-    #[arg(long, value_name = "NAME")]
-    pub ctlallowhost: Vec<String>,
-    /// htpasswd file to authenticate control clients with.
-    #[arg(long, value_name = "FILE")]
-    pub ctlhtpasswd: Option<PathBuf>,
-    /// TLS private key for the control API (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub ctlsslkey: Option<PathBuf>,
-    /// TLS certificate (chain) for the control API (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub ctlsslcert: Option<PathBuf>,
-    /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub ctlsslclientca: Option<PathBuf>,
-    /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
-    #[arg(long, value_name = "FILE")]
-    pub ctlsslcrl: Option<PathBuf>,
+        /// Ping WebSocket peers idle this many seconds; drop those silent twice as long (0: off).
+        #[arg(long, env = "ETHERWS_KEEPALIVE", value_name = "SECS", default_value = "30")]
+        pub keepalive: Option<Num<u64>>,
+        /// Longest wait between a client port's reconnection attempts, in seconds.
+        #[arg(long, env = "ETHERWS_RECONNECT_MAX", value_name = "SECS", default_value = "60")]
+        pub reconnect_max: Option<Num<u64, 1>>,
+
+        /// Largest frame switched, in bytes (larger ones are dropped and counted).
+        #[arg(long, env = "ETHERWS_MAX_FRAME", value_name = "BYTES", default_value = "9216")]
+        pub max_frame: Option<Num<u32, 64, 65540>>,
+        /// Most MAC addresses learned in total (more are flooded to, not learned).
+        #[arg(long, env = "ETHERWS_MAX_MACS", value_name = "N", default_value = "65536")]
+        pub max_macs: Option<Num<usize>>,
+        /// Most MAC addresses learned on one port.
+        #[arg(long, env = "ETHERWS_MAX_MACS_PER_PORT", value_name = "N", default_value = "4096")]
+        pub max_macs_per_port: Option<Num<usize>>,
+        /// Most MAC addresses learned from one client address, all its WebSocket connections
+        /// together (a full table still learns other ports' stations, in place of the biggest
+        /// holder's).
+        #[arg(long, env = "ETHERWS_MAX_MACS_PER_ADDR", value_name = "N", default_value = "4096")]
+        pub max_macs_per_addr: Option<Num<usize>>,
+        /// Loop guard: a port onto which stations move this many times within a second is
+        /// blocked for --loop-block seconds (0: off).
+        #[arg(long, env = "ETHERWS_LOOP_MOVES", value_name = "N", default_value = "100")]
+        pub loop_moves: Option<Num<u32>>,
+        /// How long the loop guard blocks a port, in seconds.
+        #[arg(long, env = "ETHERWS_LOOP_BLOCK", value_name = "SECS", default_value = "30")]
+        pub loop_block: Option<Num<u64, 1>>,
+        /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
+        #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS", default_value = "5000")]
+        pub storm_pps: Option<Num<u32>>,
+        /// Most concurrent incoming WebSocket connections.
+        #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N", default_value = "4096")]
+        pub max_conns: Option<Num<usize>>,
+        /// Most concurrent incoming WebSocket connections from one address.
+        #[arg(long, env = "ETHERWS_MAX_CONNS_PER_ADDR", value_name = "N", default_value = "64")]
+        pub max_conns_per_addr: Option<Num<usize>>,
+        /// Failed authentications after which an address is refused for --auth-window seconds.
+        #[arg(long, env = "ETHERWS_AUTH_MAX_FAILURES", value_name = "N", default_value = "10")]
+        pub auth_max_failures: Option<Num<u32, 1>>,
+        /// Window of --auth-max-failures, and how long a throttled address is refused, in seconds.
+        #[arg(long, env = "ETHERWS_AUTH_WINDOW", value_name = "SECS", default_value = "60")]
+        pub auth_window: Option<Num<u64, 1>>,
+
+        /// A reverse proxy (CIDR or address) whose word about the client is taken: its
+        /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol
+        /// (repeatable; comma-separated in the environment).
+        #[arg(long, env = "ETHERWS_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
+        pub trusted_proxy: Option<Vec<String>>,
+        /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
+        /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
+        #[arg(long, env = "ETHERWS_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub proxy_protocol: Option<bool>,
+
+        /// HTTP path to serve WebSocket on.
+        #[arg(long, env = "ETHERWS_PATH", default_value = "/")]
+        pub path: Option<HttpPath>,
+        /// Address to serve WebSocket on (default: all addresses).
+        #[arg(long, env = "ETHERWS_HOST")]
+        pub host: Option<String>,
+        /// Port to serve WebSocket on (default 80, or 443 with TLS; 0: any free port).
+        #[arg(long, env = "ETHERWS_PORT")]
+        pub port: Option<Num<u16>>,
+        /// htpasswd file to authenticate WebSocket clients with.
+        #[arg(long, env = "ETHERWS_HTPASSWD", value_name = "FILE")]
+        pub htpasswd: Option<PathBuf>,
+        /// TLS private key for WebSocket (PEM).
+        #[arg(long, env = "ETHERWS_SSLKEY", value_name = "FILE")]
+        pub sslkey: Option<PathBuf>,
+        /// TLS certificate (chain) for WebSocket (PEM).
+        #[arg(long, env = "ETHERWS_SSLCERT", value_name = "FILE")]
+        pub sslcert: Option<PathBuf>,
+        /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
+        #[arg(long, env = "ETHERWS_SSLCLIENTCA", value_name = "FILE")]
+        pub sslclientca: Option<PathBuf>,
+        /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
+        #[arg(long, env = "ETHERWS_SSLCRL", value_name = "FILE")]
+        pub sslcrl: Option<PathBuf>,
+
+        /// HTTP path to serve the control API on.
+        #[arg(long, env = "ETHERWS_CTLPATH", default_value = "/ctl")]
+        pub ctlpath: Option<HttpPath>,
+        /// Address to serve the control API on.
+        #[arg(long, env = "ETHERWS_CTLHOST", default_value = "127.0.0.1")]
+        pub ctlhost: Option<String>,
+        /// Port to serve the control API on (0: any free port).
+        #[arg(long, env = "ETHERWS_CTLPORT", default_value = "7867")]
+        pub ctlport: Option<Num<u16>>,
+        /// A host name the control API answers to (repeatable; comma-separated in the
+        /// environment). Without --ctlhtpasswd, a request whose Host is not an address the
+        /// control API listens on, `localhost` (on loopback), the --ctlhost name or one of these
+        /// names is refused: that defeats DNS rebinding.
+        #[arg(long, env = "ETHERWS_CTLALLOWHOST", value_name = "NAME", value_delimiter = ',')]
+        pub ctlallowhost: Option<Vec<String>>,
+        /// htpasswd file to authenticate control clients with.
+        #[arg(long, env = "ETHERWS_CTLHTPASSWD", value_name = "FILE")]
+        pub ctlhtpasswd: Option<PathBuf>,
+        /// TLS private key for the control API (PEM).
+        #[arg(long, env = "ETHERWS_CTLSSLKEY", value_name = "FILE")]
+        pub ctlsslkey: Option<PathBuf>,
+        /// TLS certificate (chain) for the control API (PEM).
+        #[arg(long, env = "ETHERWS_CTLSSLCERT", value_name = "FILE")]
+        pub ctlsslcert: Option<PathBuf>,
+        /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
+        #[arg(long, env = "ETHERWS_CTLSSLCLIENTCA", value_name = "FILE")]
+        pub ctlsslclientca: Option<PathBuf>,
+        /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
+        #[arg(long, env = "ETHERWS_CTLSSLCRL", value_name = "FILE")]
+        pub ctlsslcrl: Option<PathBuf>,
+    }
+}
+
+impl SwOptions {
+    /// The options in force: the command line over the environment over the configuration
+    /// file's `[switch]` table (`file`) over the defaults.
+    ///
+    /// clap has already put the command line over the environment (`env = "ETHERWS_…"`) and
+    /// filled in its `default_value`s; `matches` (`sw`'s) says which values are defaults
+    /// ([`ArgMatches::value_source`]), and those go under the file instead of over it. Without
+    /// `matches`, every value `self` has counts as given.
+    pub fn layered(
+        self,
+        matches: Option<&ArgMatches>,
+        file: SwOptions,
+    ) -> Result<SwOptions, clap::Error> {
+        let given = match matches {
+            Some(matches) => {
+                let mut given = matches.clone();
+                let defaulted: Vec<String> = matches
+                    .ids()
+                    .filter(|id| {
+                        matches.value_source(id.as_str()) == Some(ValueSource::DefaultValue)
+                    })
+                    .map(|id| id.as_str().to_owned())
+                    .collect();
+                for id in defaulted {
+                    // The id comes from these very matches: it cannot be unknown.
+                    let _ = given.try_clear_id(&id);
+                }
+                SwOptions::from_arg_matches(&given)?
+            }
+            None => self,
+        };
+        Ok(given.or(file).or(SwOptions::defaults()?))
+    }
+
+    /// The defaults, as `--help` shows them: what clap makes of an empty command line, the
+    /// environment aside. Options without a default (`--port`: 80 or 443, `--host`: every
+    /// address) stay `None`; their meaning is [`crate::sw::settings`]'s business.
+    pub fn defaults() -> Result<SwOptions, clap::Error> {
+        let cmd = SwOptions::augment_args(clap::Command::new("sw")).mut_args(|a| a.env(None));
+        SwOptions::from_arg_matches(&cmd.try_get_matches_from(["sw"])?)
+    }
+}
+
+/// An integer option and the range it must be in: `LO..=HI`, within what `T` holds. The
+/// command line, the environment and the configuration file all read it through here, so a
+/// bad value gets the same words (`must be at least 1, not 0`) wherever it comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Num<T, const LO: u64 = 0, const HI: u64 = { u64::MAX }>(pub T);
+
+/// The integer types of [`Num`].
+pub trait Int: Copy + fmt::Display + TryFrom<u64> {
+    const MAX: u64;
+}
+
+macro_rules! int {
+    ($($t:ty),*) => {$(
+        impl Int for $t {
+            const MAX: u64 = <$t>::MAX as u64;
+        }
+    )*};
+}
+int!(u16, u32, u64, usize);
+
+impl<T: Int, const LO: u64, const HI: u64> Num<T, LO, HI> {
+    fn new(n: i128) -> Result<Self, String> {
+        let hi = HI.min(T::MAX);
+        u64::try_from(n)
+            .ok()
+            .filter(|n| (LO..=hi).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .map(Num)
+            .ok_or_else(|| match hi {
+                u64::MAX => format!("must be at least {LO}, not {n}"),
+                _ => format!("must be from {LO} to {hi}, not {n}"),
+            })
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> FromStr for Num<T, LO, HI> {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = s.parse().map_err(|_| "must be an integer".to_string())?;
+        Self::new(n)
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> fmt::Display for Num<T, LO, HI> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de, T: Int, const LO: u64, const HI: u64> Deserialize<'de> for Num<T, LO, HI> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Integer<N>(PhantomData<N>);
+
+        impl<N: TryFrom<i128, Error = String>> Visitor<'_> for Integer<N> {
+            type Value = N;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<N, E> {
+                N::try_from(n.into()).map_err(E::custom)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<N, E> {
+                N::try_from(n.into()).map_err(E::custom)
+            }
+
+            fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<N, E> {
+                N::try_from(n).map_err(E::custom)
+            }
+        }
+
+        d.deserialize_i64(Integer(PhantomData))
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> TryFrom<i128> for Num<T, LO, HI> {
+    type Error = String;
+
+    fn try_from(n: i128) -> Result<Self, String> {
+        Self::new(n)
+    }
+}
+
+/// An HTTP path to serve on: it starts with `/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpPath(pub String);
+
+impl FromStr for HttpPath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            Ok(HttpPath(s.to_string()))
+        } else {
+            Err(format!("must start with '/', not {s:?}"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -266,4 +488,162 @@ pub enum AddPort {
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `sw`'s matches for `args`.
+    fn sw(args: &[&str]) -> ArgMatches {
+        let argv = ["etherws", "sw"].iter().chain(args);
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        matches.subcommand_matches("sw").unwrap().clone()
+    }
+
+    fn layered(args: &[&str], file: SwOptions) -> SwOptions {
+        let matches = sw(args);
+        let given = SwOptions::from_arg_matches(&matches).unwrap();
+        given.layered(Some(&matches), file).unwrap()
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_has_its_environment_variable() {
+        let cmd = SwOptions::augment_args(clap::Command::new("sw"));
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()));
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(format!("ETHERWS_{}", id.to_uppercase()).as_str()));
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let d = SwOptions::defaults().unwrap();
+        assert_eq!(d.ageout, Some(Num(300)));
+        assert_eq!(d.keepalive, Some(Num(30)));
+        assert_eq!(d.max_frame, Some(Num(9216)));
+        assert_eq!(d.path, Some(HttpPath("/".into())));
+        assert_eq!(d.ctlhost.as_deref(), Some("127.0.0.1"));
+        assert_eq!(d.ctlport, Some(Num(7867)));
+        assert_eq!((d.debug, d.proxy_protocol), (Some(false), Some(false)));
+        // Options whose default depends on others, or is "none".
+        assert_eq!((&d.host, d.port, &d.logconf), (&None, None, &None));
+        assert_eq!((&d.trusted_proxy, &d.ctlallowhost), (&None, &None));
+        // `--help` shows them.
+        let help = Cli::command()
+            .find_subcommand_mut("sw")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("[default: 300]"), "{help}");
+        assert!(help.contains("[env: ETHERWS_AGEOUT="), "{help}");
+        // …and the switch starts with them.
+        let s = crate::sw::settings(&d).unwrap();
+        assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
+        assert_eq!(s.ageout, std::time::Duration::from_secs(300));
+    }
+
+    #[test]
+    fn command_line_over_file_over_defaults() {
+        let file = SwOptions {
+            ageout: Some(Num(7)),
+            keepalive: Some(Num(9)),
+            ctlport: Some(Num(7000)),
+            debug: Some(true),
+            trusted_proxy: Some(vec!["10.0.0.0/8".into()]),
+            ..SwOptions::default()
+        };
+        let o = layered(&["--ageout", "5", "--ctlport", "7867"], file.clone());
+        assert_eq!(o.ageout, Some(Num(5)));
+        // Given on the command line, even if it is the default.
+        assert_eq!(o.ctlport, Some(Num(7867)));
+        assert_eq!(o.keepalive, Some(Num(9)));
+        assert_eq!(o.debug, Some(true));
+        assert_eq!(o.trusted_proxy, Some(vec!["10.0.0.0/8".to_string()]));
+        assert_eq!(o.max_frame, Some(Num(9216)));
+        assert_eq!(o.port, None);
+        // A list on the command line replaces the file's.
+        let o = layered(&["--trusted-proxy", "192.0.2.1,192.0.2.2"], file.clone());
+        let want = vec!["192.0.2.1".to_string(), "192.0.2.2".to_string()];
+        assert_eq!(o.trusted_proxy, Some(want));
+        let o = layered(&["--proxy-protocol"], SwOptions::default());
+        assert_eq!((o.proxy_protocol, o.debug), (Some(true), Some(false)));
+        // Without matches, what `self` holds counts as given.
+        let given = SwOptions {
+            ageout: Some(Num(1)),
+            ..SwOptions::default()
+        };
+        let o = given.layered(None, file).unwrap();
+        assert_eq!((o.ageout, o.keepalive), (Some(Num(1)), Some(Num(9))));
+    }
+
+    #[test]
+    fn environment_over_file() {
+        // An environment variable that is surely set stands in for ETHERWS_HOST.
+        let Some(value) = std::env::var("PATH").ok().filter(|v| !v.is_empty()) else {
+            return;
+        };
+        let cmd =
+            SwOptions::augment_args(clap::Command::new("sw")).mut_arg("host", |a| a.env("PATH"));
+        let file = SwOptions {
+            host: Some("file".into()),
+            ..SwOptions::default()
+        };
+        let layer = |argv: &[&str]| {
+            let m = cmd.clone().try_get_matches_from(argv).unwrap();
+            let given = SwOptions::from_arg_matches(&m).unwrap();
+            given.layered(Some(&m), file.clone()).unwrap().host
+        };
+        assert_eq!(layer(&["sw"]), Some(value));
+        assert_eq!(layer(&["sw", "--host", "cli"]), Some("cli".into()));
+    }
+
+    #[test]
+    fn numbers_and_paths() {
+        type Secs = Num<u64, 1>;
+        assert_eq!("5".parse::<Secs>(), Ok(Num(5)));
+        assert_eq!(
+            "0".parse::<Secs>().unwrap_err(),
+            "must be at least 1, not 0"
+        );
+        assert_eq!(
+            "-5".parse::<Secs>().unwrap_err(),
+            "must be at least 1, not -5"
+        );
+        assert_eq!("x".parse::<Secs>().unwrap_err(), "must be an integer");
+        assert_eq!(
+            "65536".parse::<Num<u16>>().unwrap_err(),
+            "must be from 0 to 65535, not 65536"
+        );
+        assert_eq!(
+            "63".parse::<Num<u32, 64, 65540>>().unwrap_err(),
+            "must be from 64 to 65540, not 63"
+        );
+        assert_eq!(
+            "18446744073709551616".parse::<Num<u64>>().unwrap_err(),
+            "must be at least 0, not 18446744073709551616"
+        );
+        assert_eq!("/ws".parse(), Ok(HttpPath("/ws".into())));
+        assert_eq!(
+            "ws".parse::<HttpPath>().unwrap_err(),
+            "must start with '/', not \"ws\""
+        );
+        let mut o = SwOptions {
+            sslkey: Some("k".into()),
+            ctlsslcrl: Some("c".into()),
+            host: Some("h".into()),
+            ..SwOptions::default()
+        };
+        let keys: Vec<_> = o.paths_mut().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["sslkey", "ctlsslcrl"]);
+    }
 }

@@ -34,9 +34,13 @@
 //! line of the offending key or table (`/etc/etherws.toml:12: port 2 (tap): invalid address
 //! "300.1.1.1"`), so a switch restarted by systemd either comes back whole or says why not.
 //!
-//! The document is walked as a [`DeTable`], whose keys and values carry their byte spans,
-//! rather than through `#[derive(Deserialize)]`: that keeps every message (unknown keys
-//! included) in one style, with the line and the port it is about.
+//! The `[switch]` table is [`SwOptions`] itself, the struct `etherws sw` also reads its command
+//! line and environment into; the file is the lowest of those layers (file < environment <
+//! command line, [`SwOptions::layered`]). A `[[port]]` is a `TapTable`, `NetdevTable` or
+//! `ClientTable`, chosen by its `type`. All derive `Deserialize` with `deny_unknown_fields`;
+//! serde's messages are put in the words of the checks made here (`unknown key "agout" in
+//! [switch] (did you mean "ageout"?)`, `mtu must be an integer, not string`), with the line
+//! of the key.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,60 +50,25 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Visitor};
 use toml::Spanned;
-use toml::de::{DeString, DeTable, DeValue};
+use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
+
+use crate::cli::{Num, SwOptions};
+use crate::switch::PortKind;
 
 /// A parsed, validated configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The `[switch]` table; every key optional (`None`: not set in the file).
-    pub switch: SwitchConf,
+    pub switch: SwOptions,
     /// The `[[port]]` tables, in file order; they get port numbers 1, 2, 3… in this order.
     pub ports: Vec<PortConf>,
 }
 
-/// The `[switch]` table: the options of `etherws sw` (all but `--foreground` and `--config`),
-/// named as on the command line with `-` spelt `_`. `None`: not set in the file.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SwitchConf {
-    pub debug: Option<bool>,
-    pub logconf: Option<PathBuf>,
-    pub ageout: Option<i64>,
-    pub keepalive: Option<u64>,
-    pub reconnect_max: Option<u64>,
-    pub max_frame: Option<u32>,
-    pub max_macs: Option<usize>,
-    pub max_macs_per_port: Option<usize>,
-    pub max_macs_per_addr: Option<usize>,
-    pub storm_pps: Option<u32>,
-    pub loop_moves: Option<u32>,
-    pub loop_block: Option<u64>,
-    pub max_conns: Option<usize>,
-    pub max_conns_per_addr: Option<usize>,
-    pub auth_max_failures: Option<u32>,
-    pub auth_window: Option<u64>,
-    pub path: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub htpasswd: Option<PathBuf>,
-    pub sslkey: Option<PathBuf>,
-    pub sslcert: Option<PathBuf>,
-    pub sslclientca: Option<PathBuf>,
-    pub sslcrl: Option<PathBuf>,
-    pub ctlpath: Option<String>,
-    pub ctlhost: Option<String>,
-    pub ctlport: Option<u16>,
-    pub ctlallowhost: Option<Vec<String>>,
-    pub trusted_proxy: Option<Vec<String>>,
-    pub proxy_protocol: Option<bool>,
-    pub ctlhtpasswd: Option<PathBuf>,
-    pub ctlsslkey: Option<PathBuf>,
-    pub ctlsslcert: Option<PathBuf>,
-    pub ctlsslclientca: Option<PathBuf>,
-    pub ctlsslcrl: Option<PathBuf>,
-}
-
-/// One `[[port]]` table. `line` is where it starts in the file, for later error messages.
+/// One `[[port]]` table, checked. `line` is where it starts in the file, for later error
+/// messages.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PortConf {
     Tap {
@@ -199,90 +168,133 @@ impl Config {
     }
 }
 
-/// Keys of `[switch]`: `SwArgs` minus `foreground` and `config`.
-const SWITCH_KEYS: &[&str] = &[
-    "debug",
-    "logconf",
-    "ageout",
-    "keepalive",
-    "reconnect_max",
-    "max_frame",
-    "max_macs",
-    "max_macs_per_port",
-    "max_macs_per_addr",
-    "storm_pps",
-    "loop_moves",
-    "loop_block",
-    "max_conns",
-    "max_conns_per_addr",
-    "auth_max_failures",
-    "auth_window",
-    "path",
-    "host",
-    "port",
-    "htpasswd",
-    "sslkey",
-    "sslcert",
-    "sslclientca",
-    "sslcrl",
-    "ctlpath",
-    "ctlhost",
-    "ctlport",
-    "ctlallowhost",
-    "trusted_proxy",
-    "proxy_protocol",
-    "ctlhtpasswd",
-    "ctlsslkey",
-    "ctlsslcert",
-    "ctlsslclientca",
-    "ctlsslcrl",
-];
+/// The MTUs `etherws ctl setif` accepts.
+const MIN_MTU: u64 = 576;
+const MAX_MTU: u64 = 65535;
 
-/// Keys of a `[[port]]`, with the port types each applies to.
-const PORT_KEYS: &[(&str, &[Kind])] = &[
-    ("type", &[Kind::Tap, Kind::Netdev, Kind::Client]),
-    ("target", &[Kind::Tap, Kind::Netdev, Kind::Client]),
-    ("address", &[Kind::Tap, Kind::Netdev]),
-    ("netmask", &[Kind::Tap, Kind::Netdev]),
-    ("mtu", &[Kind::Tap, Kind::Netdev]),
-    ("offload", &[Kind::Netdev]),
-    ("user", &[Kind::Client]),
-    ("passwd", &[Kind::Client]),
-    ("passwd_file", &[Kind::Client]),
-    ("cacerts", &[Kind::Client]),
-    ("insecure", &[Kind::Client]),
-    ("cert", &[Kind::Client]),
-    ("key", &[Kind::Client]),
-];
+/// An interface's MTU.
+type Mtu = Num<u32, MIN_MTU, MAX_MTU>;
 
-/// The smallest MTU `etherws ctl setif` accepts.
-const MIN_MTU: i64 = 576;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tap,
-    Netdev,
-    Client,
+/// A `[[port]]` of type `tap`: the keys it takes besides `type`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TapTable {
+    target: Spanned<String>,
+    address: Option<Spanned<String>>,
+    netmask: Option<Spanned<String>>,
+    mtu: Option<Mtu>,
 }
 
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Tap => "tap",
-            Kind::Netdev => "netdev",
-            Kind::Client => "client",
+/// A `[[port]]` of type `netdev`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetdevTable {
+    target: Spanned<String>,
+    address: Option<Spanned<String>>,
+    netmask: Option<Spanned<String>>,
+    mtu: Option<Mtu>,
+    offload: Option<bool>,
+}
+
+/// A `[[port]]` of type `client`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientTable {
+    target: Spanned<String>,
+    user: Option<Spanned<String>>,
+    passwd: Option<Spanned<String>>,
+    passwd_file: Option<Spanned<PathBuf>>,
+    cacerts: Option<Spanned<PathBuf>>,
+    insecure: Option<Spanned<bool>>,
+    cert: Option<Spanned<PathBuf>>,
+    key: Option<Spanned<PathBuf>>,
+}
+
+/// A `[[port]]` table, by its `type`.
+///
+/// Not `#[serde(tag = "type")]`: serde reads the fields of an internally tagged enum into a
+/// buffer before it picks the variant, and they lose there the spans toml gives them, so that
+/// `Spanned` fields fail and errors would point at the table rather than the key
+/// (toml-rs/toml#535). [`Doc::port`] reads `type` first and hands the rest of the table to the
+/// variant's own `Deserialize` ([`PORT_TYPES`]).
+enum PortTable {
+    Tap(TapTable),
+    Netdev(NetdevTable),
+    Client(ClientTable),
+}
+
+/// A `type` a `[[port]]` may have.
+struct PortType {
+    kind: PortKind,
+    /// The keys its table takes (serde's list of the fields), `type` aside.
+    keys: fn() -> &'static [&'static str],
+    /// Reads its table, `type` taken out.
+    read: fn(ValueDeserializer<'_>) -> Result<PortTable, toml::de::Error>,
+}
+
+const PORT_TYPES: [PortType; 3] = [
+    PortType {
+        kind: PortKind::Tap,
+        keys: keys_of::<TapTable>,
+        read: |d| TapTable::deserialize(d).map(PortTable::Tap),
+    },
+    PortType {
+        kind: PortKind::Netdev,
+        keys: keys_of::<NetdevTable>,
+        read: |d| NetdevTable::deserialize(d).map(PortTable::Netdev),
+    },
+    PortType {
+        kind: PortKind::Client,
+        keys: keys_of::<ClientTable>,
+        read: |d| ClientTable::deserialize(d).map(PortTable::Client),
+    },
+];
+
+/// "tap, netdev or client".
+fn port_types() -> String {
+    let names: Vec<_> = PORT_TYPES.iter().map(|t| t.kind.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The keys of a table type deriving `Deserialize`, as serde lists its fields, so that no list
+/// of keys is kept by hand: a deserializer that asks for a struct and records its fields.
+fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a table"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("probed"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
         }
     }
 
-    /// "tap and netdev ports", "client ports"…
-    fn describe(kinds: &[Kind]) -> String {
-        let names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
-        format!("{} ports", names.join(" and "))
-    }
+    let mut keys: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut keys));
+    keys
 }
 
-type Value<'i> = Spanned<DeValue<'i>>;
-type Key<'i> = Spanned<DeString<'i>>;
+type Entry<'i> = (Spanned<DeString<'i>>, Spanned<DeValue<'i>>);
 
 /// The text being parsed and what is needed to report on and resolve it.
 struct Doc<'a> {
@@ -314,44 +326,33 @@ impl Doc<'_> {
             Some(span) => self.err(&span, e.message()),
             None => anyhow::anyhow!("{}: {}", self.origin, e.message()),
         })?;
-        let mut switch = SwitchConf::default();
+        let mut switch = SwOptions::default();
         let mut ports = Vec::new();
-        for (key, value) in sorted(root.get_ref()) {
+        for (key, value) in in_file_order(root.into_inner()) {
             match key.get_ref().as_ref() {
-                "switch" => match value.get_ref() {
-                    DeValue::Table(t) => switch = self.switch(t)?,
-                    other => {
-                        return Err(self.err(
-                            &key.span(),
-                            format!(
-                                "switch must be a table ([switch]), not {}",
-                                other.type_str()
-                            ),
-                        ));
-                    }
-                },
-                "port" => match value.get_ref() {
-                    DeValue::Array(a) => {
-                        for (i, v) in a.iter().enumerate() {
-                            ports.push(self.port(i + 1, v)?);
+                "switch" => switch = self.switch(&key, value)?,
+                "port" => {
+                    let found = value.get_ref().type_str();
+                    match value.into_inner() {
+                        DeValue::Array(a) => {
+                            for (i, v) in a.into_iter().enumerate() {
+                                ports.push(self.port(i + 1, v)?);
+                            }
+                        }
+                        DeValue::Table(_) => {
+                            return Err(self.err(
+                                &key.span(),
+                                "ports are declared with [[port]] (an array of tables), not [port]",
+                            ));
+                        }
+                        _ => {
+                            return Err(self.err(
+                                &key.span(),
+                                format!("port must be an array of tables ([[port]]), not {found}"),
+                            ));
                         }
                     }
-                    DeValue::Table(_) => {
-                        return Err(self.err(
-                            &key.span(),
-                            "ports are declared with [[port]] (an array of tables), not [port]",
-                        ));
-                    }
-                    other => {
-                        return Err(self.err(
-                            &key.span(),
-                            format!(
-                                "port must be an array of tables ([[port]]), not {}",
-                                other.type_str()
-                            ),
-                        ));
-                    }
-                },
+                }
                 other => {
                     return Err(self.err(
                         &key.span(),
@@ -363,206 +364,134 @@ impl Doc<'_> {
                 }
             }
         }
-        self.check_duplicates(root.get_ref(), &ports)?;
-        Ok(Config { switch, ports })
+        self.check_duplicates(&ports)?;
+        Ok(Config {
+            switch,
+            ports: ports.into_iter().map(|(port, _)| port).collect(),
+        })
     }
 
-    fn switch(&self, table: &DeTable<'_>) -> anyhow::Result<SwitchConf> {
-        let s = Section {
-            doc: self,
-            prefix: String::new(),
-            table,
-        };
-        s.check_known(SWITCH_KEYS.iter().copied(), " in [switch]")?;
-        let pos = i64::MAX;
-        let conf = SwitchConf {
-            debug: s.boolean("debug")?,
-            logconf: s.path("logconf")?.map(Spanned::into_inner),
-            ageout: s.num("ageout", 1, i64::MAX)?,
-            keepalive: s.num("keepalive", 0, pos)?,
-            reconnect_max: s.num("reconnect_max", 1, pos)?,
-            max_frame: s.num("max_frame", 64, 65540)?,
-            max_macs: s.num("max_macs", 0, pos)?,
-            max_macs_per_port: s.num("max_macs_per_port", 0, pos)?,
-            max_macs_per_addr: s.num("max_macs_per_addr", 0, pos)?,
-            storm_pps: s.num("storm_pps", 0, u32::MAX.into())?,
-            loop_moves: s.num("loop_moves", 0, u32::MAX.into())?,
-            loop_block: s.num("loop_block", 1, pos)?,
-            max_conns: s.num("max_conns", 0, pos)?,
-            max_conns_per_addr: s.num("max_conns_per_addr", 0, pos)?,
-            auth_max_failures: s.num("auth_max_failures", 1, u32::MAX.into())?,
-            auth_window: s.num("auth_window", 1, pos)?,
-            path: s.http_path("path")?,
-            host: s.string("host")?.map(Spanned::into_inner),
-            port: s.num("port", 0, u16::MAX.into())?,
-            htpasswd: s.path("htpasswd")?.map(Spanned::into_inner),
-            sslkey: s.path("sslkey")?.map(Spanned::into_inner),
-            sslcert: s.path("sslcert")?.map(Spanned::into_inner),
-            sslclientca: s.path("sslclientca")?.map(Spanned::into_inner),
-            sslcrl: s.path("sslcrl")?.map(Spanned::into_inner),
-            ctlpath: s.http_path("ctlpath")?,
-            ctlhost: s.string("ctlhost")?.map(Spanned::into_inner),
-            ctlport: s.num("ctlport", 0, u16::MAX.into())?,
-            ctlallowhost: s.strings("ctlallowhost")?,
-            trusted_proxy: s.strings("trusted_proxy")?,
-            proxy_protocol: s.boolean("proxy_protocol")?,
-            ctlhtpasswd: s.path("ctlhtpasswd")?.map(Spanned::into_inner),
-            ctlsslkey: s.path("ctlsslkey")?.map(Spanned::into_inner),
-            ctlsslcert: s.path("ctlsslcert")?.map(Spanned::into_inner),
-            ctlsslclientca: s.path("ctlsslclientca")?.map(Spanned::into_inner),
-            ctlsslcrl: s.path("ctlsslcrl")?.map(Spanned::into_inner),
-        };
-        s.pair("sslkey", "sslcert")?;
-        s.pair("ctlsslkey", "ctlsslcert")?;
-        Ok(conf)
-    }
-
-    /// The `n`th (from 1) `[[port]]`.
-    fn port(&self, n: usize, value: &Value<'_>) -> anyhow::Result<PortConf> {
-        let span = value.span();
-        let line = self.line(span.start);
+    /// The `[switch]` table.
+    fn switch(
+        &self,
+        key: &Spanned<DeString<'_>>,
+        value: Spanned<DeValue<'_>>,
+    ) -> anyhow::Result<SwOptions> {
         let DeValue::Table(table) = value.get_ref() else {
             return Err(self.err(
-                &span,
+                &key.span(),
                 format!(
-                    "port {n} must be a table, not {}",
+                    "switch must be a table ([switch]), not {}",
                     value.get_ref().type_str()
                 ),
             ));
         };
-        let mut s = Section {
+        let s = Section {
             doc: self,
-            prefix: format!("port {n}: "),
-            table,
+            prefix: String::new(),
+            place: Place::Switch,
+            table: table.clone(),
+            span: value.span(),
         };
-        s.check_known(PORT_KEYS.iter().map(|(k, _)| *k), "")?;
-        let ty = s.string("type")?.ok_or_else(|| {
-            s.err(
+        let mut opts =
+            SwOptions::deserialize(ValueDeserializer::from(value)).map_err(|e| s.serde(&e))?;
+        for (key, path) in opts.paths_mut() {
+            if path.as_os_str().is_empty() {
+                return Err(s.err(&s.key_span(key), format!("{key}: empty file name")));
+            }
+            *path = self.resolve(path);
+        }
+        s.pair("sslkey", "sslcert")?;
+        s.pair("ctlsslkey", "ctlsslcert")?;
+        Ok(opts)
+    }
+
+    /// The `n`th (from 1) `[[port]]`, and the span of its target.
+    fn port(
+        &self,
+        n: usize,
+        value: Spanned<DeValue<'_>>,
+    ) -> anyhow::Result<(PortConf, Range<usize>)> {
+        let span = value.span();
+        let line = self.line(span.start);
+        let found = value.get_ref().type_str();
+        let DeValue::Table(mut table) = value.into_inner() else {
+            return Err(self.err(&span, format!("port {n} must be a table, not {found}")));
+        };
+        let Some(ty) = table.remove("type") else {
+            return Err(self.err(
                 &span,
-                "missing \"type\" (tap, netdev or client)".to_string(),
-            )
-        })?;
-        let kind = match ty.get_ref().as_str() {
-            "tap" => Kind::Tap,
-            "netdev" => Kind::Netdev,
-            "client" => Kind::Client,
-            other => {
-                return Err(s.err(
-                    &ty.span(),
-                    format!("invalid type {other:?} (tap, netdev or client)"),
-                ));
-            }
+                format!("port {n}: missing \"type\" ({})", port_types()),
+            ));
         };
-        s.prefix = format!("port {n} ({}): ", kind.name());
-        for (key, _) in sorted(table) {
-            let kinds = PORT_KEYS
-                .iter()
-                .find(|(k, _)| *k == key.get_ref().as_ref())
-                .map_or(&[][..], |(_, kinds)| *kinds);
-            if !kinds.contains(&kind) {
-                return Err(s.err(
-                    &key.span(),
-                    format!(
-                        "{:?} applies only to {}",
-                        key.get_ref(),
-                        Kind::describe(kinds)
-                    ),
-                ));
-            }
-        }
-        let target = s
-            .string("target")?
-            .ok_or_else(|| s.err(&span, "missing \"target\"".to_string()))?;
-        if target.get_ref().is_empty() {
-            return Err(s.err(&target.span(), "empty target"));
-        }
-        match kind {
-            Kind::Tap | Kind::Netdev => {
-                if let Err(why) = check_ifname(target.get_ref()) {
-                    return Err(s.err(&target.span(), why));
-                }
-                let iface = IfConf {
-                    address: s.address()?,
-                    netmask: s.netmask()?,
-                    mtu: s.num("mtu", MIN_MTU, 65535)?,
-                };
-                let name = target.into_inner();
-                Ok(if kind == Kind::Tap {
-                    PortConf::Tap { name, iface, line }
-                } else {
-                    let offload = s.boolean("offload")?.unwrap_or(false);
-                    PortConf::Netdev {
-                        name,
-                        offload,
-                        iface,
-                        line,
-                    }
-                })
-            }
-            Kind::Client => {
-                if let Err(why) = check_url(target.get_ref()) {
-                    return Err(s.err(&target.span(), why));
-                }
-                let user = s.string("user")?;
-                if let Some(u) = &user {
-                    if u.get_ref().is_empty() {
-                        return Err(s.err(&u.span(), "empty user (leave it out for none)"));
-                    }
-                }
-                let passwd = s.passwd(user.is_some())?;
-                let cacerts = s.path("cacerts")?;
-                let insecure = s.boolean_spanned("insecure")?;
-                if let (Some(ca), Some(ins)) = (&cacerts, &insecure) {
-                    if *ins.get_ref() {
-                        let span = later(ins.span(), ca.span());
-                        return Err(s.err(
-                            &span,
-                            "insecure = true contradicts cacerts (with insecure the server's \
-                             certificate is not verified at all)",
-                        ));
-                    }
-                }
-                s.pair("cert", "key")?;
-                Ok(PortConf::Client {
-                    url: target.into_inner(),
-                    user: user.map(Spanned::into_inner),
-                    passwd,
-                    cacerts: cacerts.map(Spanned::into_inner),
-                    insecure: insecure.is_some_and(|i| i.into_inner()),
-                    cert: s.path("cert")?.map(Spanned::into_inner),
-                    key: s.path("key")?.map(Spanned::into_inner),
+        let DeValue::String(name) = ty.get_ref() else {
+            return Err(self.err(
+                &ty.span(),
+                format!(
+                    "port {n}: type must be a string, not {}",
+                    ty.get_ref().type_str()
+                ),
+            ));
+        };
+        let Some(ty) = PORT_TYPES.iter().find(|t| t.kind.as_str() == name.as_ref()) else {
+            return Err(self.err(
+                &ty.span(),
+                format!("port {n}: invalid type {name:?} ({})", port_types()),
+            ));
+        };
+        let s = Section {
+            doc: self,
+            prefix: format!("port {n} ({}): ", ty.kind.as_str()),
+            place: Place::Port,
+            table: table.clone(),
+            span: span.clone(),
+        };
+        let port = (ty.read)(ValueDeserializer::from(Spanned::new(
+            span.clone(),
+            DeValue::Table(table),
+        )))
+        .map_err(|e| s.serde(&e))?;
+        Ok(match port {
+            PortTable::Tap(t) => (
+                PortConf::Tap {
+                    name: s.ifname(&t.target)?,
+                    iface: s.iface(t.address, t.netmask, t.mtu)?,
                     line,
-                })
+                },
+                t.target.span(),
+            ),
+            PortTable::Netdev(t) => (
+                PortConf::Netdev {
+                    name: s.ifname(&t.target)?,
+                    offload: t.offload.unwrap_or(false),
+                    iface: s.iface(t.address, t.netmask, t.mtu)?,
+                    line,
+                },
+                t.target.span(),
+            ),
+            PortTable::Client(c) => {
+                let target = c.target.span();
+                (s.client(c, line)?, target)
             }
-        }
+        })
     }
 
     /// Two tap/netdev ports on one interface cannot both work; report the second.
-    fn check_duplicates(&self, root: &DeTable<'_>, ports: &[PortConf]) -> anyhow::Result<()> {
+    fn check_duplicates(&self, ports: &[(PortConf, Range<usize>)]) -> anyhow::Result<()> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, port) in ports.iter().enumerate() {
+        for (i, (port, target)) in ports.iter().enumerate() {
             let (name, kind) = match port {
-                PortConf::Tap { name, .. } => (name, "tap"),
-                PortConf::Netdev { name, .. } => (name, "netdev"),
+                PortConf::Tap { name, .. } => (name, PortKind::Tap),
+                PortConf::Netdev { name, .. } => (name, PortKind::Netdev),
                 PortConf::Client { .. } => continue,
             };
             if let Some(first) = seen.insert(name, i + 1) {
-                // Point at the second port's target if we can find it, else at its table.
-                let span = root
-                    .get("port")
-                    .and_then(|p| p.get_ref().as_array())
-                    .and_then(|a| a.get(i))
-                    .map(|t| {
-                        t.get_ref()
-                            .get("target")
-                            .map_or_else(|| t.span(), Spanned::span)
-                    })
-                    .unwrap_or(0..0);
                 return Err(self.err(
-                    &span,
+                    target,
                     format!(
-                        "port {} ({kind}): interface {name:?} is already port {first}",
-                        i + 1
+                        "port {} ({}): interface {name:?} is already port {first}",
+                        i + 1,
+                        kind.as_str()
                     ),
                 ));
             }
@@ -571,149 +500,125 @@ impl Doc<'_> {
     }
 
     /// `path` made absolute against the config file's directory, if there is one.
-    fn resolve(&self, path: &str) -> PathBuf {
+    fn resolve(&self, path: &Path) -> PathBuf {
         match self.base {
             Some(base) => base.join(path),
-            None => PathBuf::from(path),
+            None => path.to_path_buf(),
         }
     }
 }
 
 /// A table's entries in file order (the map itself is sorted by key).
-fn sorted<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
-    let mut entries: Vec<_> = table.iter().collect();
+fn in_file_order(table: DeTable<'_>) -> Vec<Entry<'_>> {
+    let mut entries: Vec<_> = table.into_iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
     entries
 }
 
-/// One table being read, and how its messages start ("port 2 (tap): ").
+/// Which table a [`Section`] is.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Switch,
+    Port,
+}
+
+/// One table being read: how its messages start ("port 2 (tap): "), and its entries, to find
+/// the key an error is about.
 struct Section<'a, 'i> {
     doc: &'a Doc<'a>,
     prefix: String,
-    table: &'a DeTable<'i>,
+    place: Place,
+    table: DeTable<'i>,
+    /// The whole table's.
+    span: Range<usize>,
 }
 
-impl<'i> Section<'_, 'i> {
+impl Section<'_, '_> {
     fn err(&self, span: &Range<usize>, msg: impl fmt::Display) -> anyhow::Error {
         self.doc.err(span, format_args!("{}{msg}", self.prefix))
     }
 
-    /// Rejects the first (in file order) key not in `known`.
-    fn check_known<'k>(
-        &self,
-        known: impl Iterator<Item = &'k str> + Clone,
-        where_: &str,
-    ) -> anyhow::Result<()> {
-        for (key, _) in sorted(self.table) {
-            let name: &str = key.get_ref();
-            if !known.clone().any(|k| k == name) {
-                let known: Vec<_> = known.collect();
-                return Err(self.err(
-                    &key.span(),
-                    format!("unknown key {name:?}{where_}{}", suggest(name, &known)),
-                ));
+    /// Where `key` is, or else the table.
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.table
+            .get_key_value(key)
+            .map_or_else(|| self.span.clone(), |(k, _)| k.span())
+    }
+
+    /// The key whose value (or an item of whose array) is at `span`, and the type there.
+    fn locate(&self, span: &Range<usize>) -> Option<(&str, &'static str)> {
+        let within = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end;
+        self.table.iter().find_map(|(k, v)| {
+            if within(k.span()) {
+                return Some((k.get_ref().as_ref(), v.get_ref().type_str()));
             }
+            if !within(v.span()) {
+                return None;
+            }
+            let item = match v.get_ref() {
+                DeValue::Array(a) => a.iter().find(|i| i.span() == *span),
+                _ => None,
+            };
+            Some((k.get_ref().as_ref(), item.unwrap_or(v).get_ref().type_str()))
+        })
+    }
+
+    /// A serde error, in the words of the checks made here.
+    fn serde(&self, e: &toml::de::Error) -> anyhow::Error {
+        let span = e.span().unwrap_or_else(|| self.span.clone());
+        let msg = e.message();
+        let quoted = |prefix: &str| {
+            msg.strip_prefix(prefix)
+                .and_then(|rest| rest.split('`').next())
+        };
+        if let Some(key) = quoted("unknown field `") {
+            return self.err(&span, self.unknown(key));
         }
-        Ok(())
-    }
-
-    fn entry(&self, key: &str) -> Option<&Value<'i>> {
-        self.table.get(key)
-    }
-
-    fn wrong_type(&self, key: &str, value: &Value<'_>, want: &str) -> anyhow::Error {
-        self.err(
-            &value.span(),
-            format!("{key} must be {want}, not {}", value.get_ref().type_str()),
-        )
-    }
-
-    fn string(&self, key: &str) -> anyhow::Result<Option<Spanned<String>>> {
-        let Some(v) = self.entry(key) else {
-            return Ok(None);
+        if let Some(key) = quoted("missing field `") {
+            return self.err(&span, format!("missing {key:?}"));
+        }
+        let Some((key, found)) = self.locate(&span) else {
+            return self.err(&span, msg);
         };
-        match v.get_ref() {
-            DeValue::String(s) => Ok(Some(Spanned::new(v.span(), s.to_string()))),
-            _ => Err(self.wrong_type(key, v, "a string")),
+        let wanted = msg
+            .strip_prefix("invalid type: ")
+            .and_then(|m| m.split_once(", expected "))
+            .map(|(_, wanted)| match wanted {
+                "a boolean" => "true or false",
+                "path string" => "a string",
+                "a sequence" => "an array",
+                other => other,
+            });
+        match wanted {
+            Some(wanted) => self.err(&span, format!("{key} must be {wanted}, not {found}")),
+            None if msg.starts_with("must ") => self.err(&span, format!("{key} {msg}")),
+            None => self.err(&span, format!("{key}: {msg}")),
         }
     }
 
-    /// An array of strings.
-    fn strings(&self, key: &str) -> anyhow::Result<Option<Vec<String>>> {
-        let Some(v) = self.entry(key) else {
-            return Ok(None);
-        };
-        let DeValue::Array(items) = v.get_ref() else {
-            return Err(self.wrong_type(key, v, "an array of strings"));
-        };
-        items
+    /// What to say of a key the table does not take.
+    fn unknown(&self, key: &str) -> String {
+        if self.place == Place::Switch {
+            return format!(
+                "unknown key {key:?} in [switch]{}",
+                suggest(key, keys_of::<SwOptions>())
+            );
+        }
+        let takers: Vec<_> = PORT_TYPES
             .iter()
-            .map(|item| match item.get_ref() {
-                DeValue::String(s) => Ok(s.to_string()),
-                _ => Err(self.wrong_type(key, item, "a string")),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Some)
-    }
-
-    fn boolean_spanned(&self, key: &str) -> anyhow::Result<Option<Spanned<bool>>> {
-        let Some(v) = self.entry(key) else {
-            return Ok(None);
-        };
-        match v.get_ref() {
-            DeValue::Boolean(b) => Ok(Some(Spanned::new(v.span(), *b))),
-            _ => Err(self.wrong_type(key, v, "true or false")),
-        }
-    }
-
-    fn boolean(&self, key: &str) -> anyhow::Result<Option<bool>> {
-        Ok(self.boolean_spanned(key)?.map(Spanned::into_inner))
-    }
-
-    /// An integer in `lo..=hi`, converted to `T`.
-    fn num<T: TryFrom<i64>>(&self, key: &str, lo: i64, hi: i64) -> anyhow::Result<Option<T>> {
-        let Some(v) = self.entry(key) else {
-            return Ok(None);
-        };
-        let DeValue::Integer(i) = v.get_ref() else {
-            return Err(self.wrong_type(key, v, "an integer"));
-        };
-        let range = if hi == i64::MAX {
-            format!("at least {lo}")
+            .filter(|t| (t.keys)().contains(&key))
+            .map(|t| t.kind.as_str())
+            .collect();
+        if takers.is_empty() {
+            let known: Vec<_> = PORT_TYPES
+                .iter()
+                .flat_map(|t| (t.keys)().iter().copied())
+                .chain(["type"])
+                .collect();
+            format!("unknown key {key:?}{}", suggest(key, &known))
         } else {
-            format!("from {lo} to {hi}")
-        };
-        let out_of_range = || self.err(&v.span(), format!("{key} must be {range}, not {i}"));
-        let n = i64::from_str_radix(i.as_str(), i.radix()).map_err(|_| out_of_range())?;
-        if !(lo..=hi).contains(&n) {
-            return Err(out_of_range());
+            format!("{key:?} applies only to {} ports", takers.join(" and "))
         }
-        T::try_from(n).map(Some).map_err(|_| out_of_range())
-    }
-
-    /// A non-empty file name, resolved against the config file's directory.
-    fn path(&self, key: &str) -> anyhow::Result<Option<Spanned<PathBuf>>> {
-        let Some(s) = self.string(key)? else {
-            return Ok(None);
-        };
-        if s.get_ref().is_empty() {
-            return Err(self.err(&s.span(), format!("{key}: empty file name")));
-        }
-        Ok(Some(Spanned::new(s.span(), self.doc.resolve(s.get_ref()))))
-    }
-
-    /// An HTTP path to serve on: starts with `/`.
-    fn http_path(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let Some(s) = self.string(key)? else {
-            return Ok(None);
-        };
-        if !s.get_ref().starts_with('/') {
-            return Err(self.err(
-                &s.span(),
-                format!("{key} must start with '/', not {:?}", s.get_ref()),
-            ));
-        }
-        Ok(Some(s.into_inner()))
     }
 
     /// Both keys or neither (a TLS key and its certificate).
@@ -729,50 +634,134 @@ impl<'i> Section<'_, 'i> {
         }
     }
 
-    fn ipv4(&self, key: &str) -> anyhow::Result<Option<Spanned<Ipv4Addr>>> {
-        let Some(s) = self.string(key)? else {
-            return Ok(None);
-        };
-        match s.get_ref().parse::<Ipv4Addr>() {
-            Ok(a) => Ok(Some(Spanned::new(s.span(), a))),
-            Err(_) => Err(self.err(&s.span(), format!("invalid {key} {:?}", s.get_ref()))),
+    /// A non-empty file name, resolved against the config file's directory.
+    fn path(&self, key: &str, path: Spanned<PathBuf>) -> anyhow::Result<Spanned<PathBuf>> {
+        if path.get_ref().as_os_str().is_empty() {
+            return Err(self.err(&path.span(), format!("{key}: empty file name")));
         }
+        Ok(Spanned::new(path.span(), self.doc.resolve(path.get_ref())))
     }
 
-    fn address(&self) -> anyhow::Result<Option<Ipv4Addr>> {
-        let Some(a) = self.ipv4("address")? else {
-            return Ok(None);
-        };
-        let addr = *a.get_ref();
-        // What the kernel would refuse as an interface's own address (see `netif`).
-        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
-            return Err(self.err(
-                &a.span(),
-                format!("invalid address \"{addr}\" (not assignable to an interface)"),
-            ));
+    /// The interface of a tap or netdev port.
+    fn ifname(&self, target: &Spanned<String>) -> anyhow::Result<String> {
+        let name = target.get_ref();
+        if name.is_empty() {
+            return Err(self.err(&target.span(), "empty target"));
         }
-        Ok(Some(addr))
+        crate::port::tap::check_ifname(name).map_err(|e| self.err(&target.span(), e))?;
+        Ok(name.clone())
     }
 
-    fn netmask(&self) -> anyhow::Result<Option<Ipv4Addr>> {
-        let Some(m) = self.ipv4("netmask")? else {
-            return Ok(None);
+    /// The interface settings of a tap or netdev port.
+    fn iface(
+        &self,
+        address: Option<Spanned<String>>,
+        netmask: Option<Spanned<String>>,
+        mtu: Option<Mtu>,
+    ) -> anyhow::Result<IfConf> {
+        let ipv4 = |key: &str, s: &Spanned<String>| {
+            s.get_ref()
+                .parse::<Ipv4Addr>()
+                .map_err(|_| self.err(&s.span(), format!("invalid {key} {:?}", s.get_ref())))
         };
-        let mask = *m.get_ref();
-        let bits = u32::from(mask);
-        if bits.leading_ones() + bits.trailing_zeros() != 32 {
-            return Err(self.err(
-                &m.span(),
-                format!("invalid netmask \"{mask}\": the one bits are not contiguous"),
-            ));
+        let address = address
+            .map(|a| {
+                let addr = ipv4("address", &a)?;
+                // What the kernel would refuse as an interface's own address (see `netif`).
+                if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+                    return Err(self.err(
+                        &a.span(),
+                        format!("invalid address \"{addr}\" (not assignable to an interface)"),
+                    ));
+                }
+                Ok(addr)
+            })
+            .transpose()?;
+        let netmask = netmask
+            .map(|m| {
+                let mask = ipv4("netmask", &m)?;
+                let bits = u32::from(mask);
+                if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                    return Err(self.err(
+                        &m.span(),
+                        format!("invalid netmask \"{mask}\": the one bits are not contiguous"),
+                    ));
+                }
+                Ok(mask)
+            })
+            .transpose()?;
+        Ok(IfConf {
+            address,
+            netmask,
+            mtu: mtu.map(|m| m.0),
+        })
+    }
+
+    /// A client port.
+    fn client(&self, c: ClientTable, line: usize) -> anyhow::Result<PortConf> {
+        let url = c.target.get_ref();
+        if url.is_empty() {
+            return Err(self.err(&c.target.span(), "empty target"));
         }
-        Ok(Some(mask))
+        crate::port::ws::parse_target(url).map_err(|e| {
+            self.err(
+                &c.target.span(),
+                format!("{e:#} (expected a ws:// or wss:// URL with a host)"),
+            )
+        })?;
+        if let Some(u) = &c.user {
+            if u.get_ref().is_empty() {
+                return Err(self.err(&u.span(), "empty user (leave it out for none)"));
+            }
+        }
+        let passwd = self.passwd(c.passwd, c.passwd_file, c.user.is_some())?;
+        let cacerts = c.cacerts.map(|p| self.path("cacerts", p)).transpose()?;
+        if let (Some(ca), Some(insecure)) = (&cacerts, &c.insecure) {
+            if *insecure.get_ref() {
+                return Err(self.err(
+                    &later(insecure.span(), ca.span()),
+                    "insecure = true contradicts cacerts (with insecure the server's \
+                     certificate is not verified at all)",
+                ));
+            }
+        }
+        match (&c.cert, &c.key) {
+            (Some(cert), None) => {
+                return Err(self.err(&cert.span(), "cert without key (give both or neither)"));
+            }
+            (None, Some(key)) => {
+                return Err(self.err(&key.span(), "key without cert (give both or neither)"));
+            }
+            _ => {}
+        }
+        Ok(PortConf::Client {
+            url: c.target.into_inner(),
+            user: c.user.map(Spanned::into_inner),
+            passwd,
+            cacerts: cacerts.map(Spanned::into_inner),
+            insecure: c.insecure.is_some_and(|i| i.into_inner()),
+            cert: c
+                .cert
+                .map(|p| self.path("cert", p))
+                .transpose()?
+                .map(Spanned::into_inner),
+            key: c
+                .key
+                .map(|p| self.path("key", p))
+                .transpose()?
+                .map(Spanned::into_inner),
+            line,
+        })
     }
 
     /// A client's password: `passwd` inline, or the first line of `passwd_file`.
-    fn passwd(&self, has_user: bool) -> anyhow::Result<Option<Secret>> {
-        let inline = self.string("passwd")?;
-        let file = self.path("passwd_file")?;
+    fn passwd(
+        &self,
+        inline: Option<Spanned<String>>,
+        file: Option<Spanned<PathBuf>>,
+        has_user: bool,
+    ) -> anyhow::Result<Option<Secret>> {
+        let file = file.map(|f| self.path("passwd_file", f)).transpose()?;
         if let (Some(a), Some(b)) = (&inline, &file) {
             let span = later(a.span(), b.span());
             return Err(self.err(&span, "passwd and passwd_file are exclusive; give one"));
@@ -824,32 +813,6 @@ fn later(a: Range<usize>, b: Range<usize>) -> Range<usize> {
     if a.start > b.start { a } else { b }
 }
 
-/// An interface name the kernel could accept.
-fn check_ifname(name: &str) -> Result<(), String> {
-    crate::port::tap::check_ifname(name).map_err(|e| e.to_string())
-}
-
-/// A `ws://` or `wss://` URL with a host (as `port::ws::parse_target`, minus the full parse).
-fn check_url(url: &str) -> Result<(), String> {
-    let Some(rest) = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("wss://"))
-    else {
-        return Err(format!(
-            "invalid target URL {url:?} (must start with ws:// or wss://)"
-        ));
-    };
-    if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(format!("invalid target URL {url:?}"));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
-        return Err(format!("no host in target URL {url:?}"));
-    }
-    Ok(())
-}
-
 /// ` (did you mean "x"?)` for a near miss among `known`, else nothing.
 fn suggest(name: &str, known: &[&str]) -> String {
     known
@@ -879,6 +842,7 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::HttpPath;
 
     const FULL: &str = r#"# etherws switch
 [switch]
@@ -990,34 +954,34 @@ target = "ws://198.51.100.2:8080/sw"
     fn full_example() {
         let c = Config::parse(FULL, "t.toml").unwrap();
         let p = |s: &str| Some(PathBuf::from(s));
-        let switch = SwitchConf {
+        let switch = SwOptions {
             debug: Some(true),
             logconf: p("/etc/etherws/log.toml"),
-            ageout: Some(600),
-            keepalive: Some(15),
-            reconnect_max: Some(120),
-            max_frame: Some(1518),
-            max_macs: Some(1000),
-            max_macs_per_port: Some(100),
-            max_macs_per_addr: Some(200),
-            storm_pps: Some(0),
-            loop_moves: Some(50),
-            loop_block: Some(10),
-            max_conns: Some(10),
-            max_conns_per_addr: Some(2),
-            auth_max_failures: Some(5),
-            auth_window: Some(30),
-            path: Some("/ws".into()),
+            ageout: Some(Num(600)),
+            keepalive: Some(Num(15)),
+            reconnect_max: Some(Num(120)),
+            max_frame: Some(Num(1518)),
+            max_macs: Some(Num(1000)),
+            max_macs_per_port: Some(Num(100)),
+            max_macs_per_addr: Some(Num(200)),
+            storm_pps: Some(Num(0)),
+            loop_moves: Some(Num(50)),
+            loop_block: Some(Num(10)),
+            max_conns: Some(Num(10)),
+            max_conns_per_addr: Some(Num(2)),
+            auth_max_failures: Some(Num(5)),
+            auth_window: Some(Num(30)),
+            path: Some(HttpPath("/ws".into())),
             host: Some("0.0.0.0".into()),
-            port: Some(8080),
+            port: Some(Num(8080)),
             htpasswd: p("/etc/etherws/htpasswd"),
             sslkey: p("/etc/etherws/key.pem"),
             sslcert: p("/etc/etherws/cert.pem"),
             sslclientca: p("/etc/etherws/clientca.pem"),
             sslcrl: p("/etc/etherws/clients.crl"),
-            ctlpath: Some("/control".into()),
+            ctlpath: Some(HttpPath("/control".into())),
             ctlhost: Some("127.0.0.1".into()),
-            ctlport: Some(7000),
+            ctlport: Some(Num(7000)),
             ctlallowhost: Some(vec!["switch.example".into(), "192.0.2.7".into()]),
             trusted_proxy: Some(vec!["127.0.0.1/32".into()]),
             proxy_protocol: Some(true),
@@ -1067,25 +1031,44 @@ target = "ws://198.51.100.2:8080/sw"
         assert_eq!(c, Config { switch, ports });
         assert_eq!(c.ports[2].line(), 51);
         // Every key of [switch] is exercised above.
-        for key in SWITCH_KEYS {
+        let keys = keys_of::<SwOptions>();
+        assert_eq!(keys.len(), 35);
+        for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
     }
 
     #[test]
+    fn switch_keys_are_the_sw_options() {
+        use clap::Args;
+        let cmd = SwOptions::augment_args(clap::Command::new("sw"));
+        let ids: Vec<_> = cmd.get_arguments().map(|a| a.get_id().as_str()).collect();
+        assert_eq!(keys_of::<SwOptions>(), ids);
+        // Each port type's keys, as serde lists them.
+        let keys = |kind| {
+            let t = PORT_TYPES.iter().find(|t| t.kind == kind).unwrap();
+            (t.keys)()
+        };
+        assert_eq!(keys(PortKind::Tap), ["target", "address", "netmask", "mtu"]);
+        assert_eq!(keys(PortKind::Netdev).last(), Some(&"offload"));
+        assert_eq!(keys(PortKind::Client).len(), 8);
+        assert_eq!(port_types(), "tap, netdev or client");
+    }
+
+    #[test]
     fn empty_and_minimal() {
         let c = Config::parse("", "t.toml").unwrap();
-        assert_eq!(c.switch, SwitchConf::default());
+        assert_eq!(c.switch, SwOptions::default());
         assert!(c.ports.is_empty());
         let c = Config::parse("[switch]\n", "t.toml").unwrap();
-        assert_eq!(c.switch, SwitchConf::default());
+        assert_eq!(c.switch, SwOptions::default());
         // Inline tables and dotted keys are TOML too.
         let c = Config::parse(
             "switch.port = 80\nport = [{type = \"tap\", target = \"ews0\"}]\n",
             "t.toml",
         )
         .unwrap();
-        assert_eq!(c.switch.port, Some(80));
+        assert_eq!(c.switch.port, Some(Num(80)));
         assert_eq!(
             c.ports,
             vec![PortConf::Tap {
@@ -1125,7 +1108,7 @@ target = "ws://198.51.100.2:8080/sw"
         fails(
             "[[port]]\ntype = \"tap\"\ntarget = \"t0\"\n\n[[port]]\ntype = \"tap\"\ntarget = \"t1\"\nadress = \"192.0.2.1\"\n",
             8,
-            "port 2: unknown key \"adress\" (did you mean \"address\"?)",
+            "port 2 (tap): unknown key \"adress\" (did you mean \"address\"?)",
         );
         fails("[port]\ntype = \"tap\"\n", 1, "[[port]]");
         fails("port = 5\n", 1, "array of tables");
@@ -1176,17 +1159,18 @@ target = "ws://198.51.100.2:8080/sw"
         fails(
             "[[port]]\ntype = \"client\"\ntarget = \"http://x/\"\n",
             3,
-            "port 1 (client): invalid target URL \"http://x/\" (must start with ws:// or wss://)",
+            "port 1 (client): Invalid target URL scheme: http://x/ \
+             (expected a ws:// or wss:// URL with a host)",
         );
         fails(
             "[[port]]\ntype = \"client\"\ntarget = \"ws:///x\"\n",
             3,
-            "no host",
+            "invalid URL: ws:///x",
         );
         fails(
             "[[port]]\ntype = \"client\"\ntarget = \"wss://a b/\"\n",
             3,
-            "invalid target URL",
+            "invalid URL: wss://a b/",
         );
     }
 
@@ -1420,8 +1404,8 @@ target = "ws://198.51.100.2:8080/sw"
             "htpasswd: empty file name",
         );
         let c = Config::parse("[switch]\nageout = 0x10\nmax_macs = 1_000\n", "t").unwrap();
-        assert_eq!(c.switch.ageout, Some(16));
-        assert_eq!(c.switch.max_macs, Some(1000));
+        assert_eq!(c.switch.ageout, Some(Num(16)));
+        assert_eq!(c.switch.max_macs, Some(Num(1000)));
         // `parse` keeps relative paths as given.
         let c = Config::parse("[switch]\nhtpasswd = \"htpasswd\"\n", "t").unwrap();
         assert_eq!(c.switch.htpasswd, Some(PathBuf::from("htpasswd")));
@@ -1579,9 +1563,9 @@ target = "ws://198.51.100.2:8080/sw"
     fn near_misses() {
         assert_eq!(distance("agout", "ageout"), 1);
         assert_eq!(distance("", "abc"), 3);
-        assert_eq!(suggest("zzzzzz", SWITCH_KEYS), "");
+        assert_eq!(suggest("zzzzzz", keys_of::<SwOptions>()), "");
         assert_eq!(
-            suggest("ctlprt", SWITCH_KEYS),
+            suggest("ctlprt", keys_of::<SwOptions>()),
             " (did you mean \"ctlport\"?)"
         );
     }

@@ -17,8 +17,8 @@ use crate::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
 use crate::auth::Auth;
-use crate::cli::SwArgs;
-use crate::config::{Config, IfConf, PortConf, SwitchConf};
+use crate::cli::{SwArgs, SwOptions};
+use crate::config::{Config, IfConf, PortConf};
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
 use crate::fdb::MacLimits;
@@ -67,16 +67,10 @@ fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> 
         .transpose()
 }
 
-/// Checks the options as etherws 1.3 does, with the same rules.
-pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
-    if args.ageout <= 0 {
-        bail!("Invalid ageout: {}", args.ageout);
-    }
-    for (name, path) in [("path", &args.path), ("ctlpath", &args.ctlpath)] {
-        if !path.starts_with('/') {
-            bail!("Invalid {name}: {path:?} (must start with /)");
-        }
-    }
+/// Turns the options in force ([`SwOptions::layered`]: every option that has a default has a
+/// value) into settings, with etherws 1.3's rules. Ranges and the form of the HTTP paths were
+/// checked when the options were read ([`crate::cli::Num`], [`crate::cli::HttpPath`]).
+pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
     let tls_pair = |k: &Option<PathBuf>, c: &Option<PathBuf>, kn: &str, cn: &str| match (
         absolute(k, kn)?,
         absolute(c, cn)?,
@@ -85,8 +79,8 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         (None, None) => Ok(None),
         _ => bail!("Both --{kn} and --{cn} are required"),
     };
-    let ws_pair = tls_pair(&args.sslkey, &args.sslcert, "sslkey", "sslcert")?;
-    let ctl_pair = tls_pair(&args.ctlsslkey, &args.ctlsslcert, "ctlsslkey", "ctlsslcert")?;
+    let ws_pair = tls_pair(&o.sslkey, &o.sslcert, "sslkey", "sslcert")?;
+    let ctl_pair = tls_pair(&o.ctlsslkey, &o.ctlsslcert, "ctlsslkey", "ctlsslcert")?;
     // Client certificates (mutual TLS): a CA file, and optionally CRLs, for a TLS listener.
     let client_auth = |ca: &Option<PathBuf>,
                        crl: &Option<PathBuf>,
@@ -101,14 +95,14 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
         }
     };
     let ws_auth = client_auth(
-        &args.sslclientca,
-        &args.sslcrl,
+        &o.sslclientca,
+        &o.sslcrl,
         ["sslclientca", "sslcrl", "sslkey", "sslcert"],
         &ws_pair,
     )?;
     let ctl_auth = client_auth(
-        &args.ctlsslclientca,
-        &args.ctlsslcrl,
+        &o.ctlsslclientca,
+        &o.ctlsslcrl,
         ["ctlsslclientca", "ctlsslcrl", "ctlsslkey", "ctlsslcert"],
         &ctl_pair,
     )?;
@@ -122,51 +116,60 @@ pub fn settings(args: &SwArgs) -> anyhow::Result<Settings> {
             .map(|p| Htpasswd::open(p).map(Arc::new))
             .transpose()
     };
+    // Options with a default: `SwOptions::layered` filled them in.
+    fn set<T>(value: Option<T>) -> anyhow::Result<T> {
+        value.context("an option without a value (not from SwOptions::layered)")
+    }
+    let keepalive = set(o.keepalive)?.0;
+    let ctlhost = set(o.ctlhost.clone())?;
     let s = Settings {
-        ageout: Duration::from_secs(args.ageout as u64),
+        ageout: Duration::from_secs(set(o.ageout)?.0),
         ws: WsSettings {
-            keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive)),
-            reconnect_max: Duration::from_secs(args.reconnect_max),
+            keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
+            reconnect_max: Duration::from_secs(set(o.reconnect_max)?.0),
         },
         limits: Limits {
             macs: MacLimits {
-                per_port: args.max_macs_per_port,
-                per_addr: args.max_macs_per_addr,
-                total: args.max_macs,
+                per_port: set(o.max_macs_per_port)?.0,
+                per_addr: set(o.max_macs_per_addr)?.0,
+                total: set(o.max_macs)?.0,
             },
-            storm_pps: args.storm_pps,
-            loop_moves: args.loop_moves,
-            loop_block: Duration::from_secs(args.loop_block),
-            max_frame: args.max_frame as usize,
+            storm_pps: set(o.storm_pps)?.0,
+            loop_moves: set(o.loop_moves)?.0,
+            loop_block: Duration::from_secs(set(o.loop_block)?.0),
+            max_frame: set(o.max_frame)?.0 as usize,
         },
         conns: ConnLimits {
-            total: args.max_conns,
-            per_addr: args.max_conns_per_addr,
+            total: set(o.max_conns)?.0,
+            per_addr: set(o.max_conns_per_addr)?.0,
         },
         auth: AuthLimits {
-            max_failures: args.auth_max_failures,
-            window: Duration::from_secs(args.auth_window),
+            max_failures: set(o.auth_max_failures)?.0,
+            window: Duration::from_secs(set(o.auth_window)?.0),
         },
         tls: load_tls(&ws_pair, &ws_auth)?,
         ctltls: load_tls(&ctl_pair, &ctl_auth)?,
-        htpasswd: load_htpasswd(&args.htpasswd, "htpasswd")?,
-        ctlhtpasswd: load_htpasswd(&args.ctlhtpasswd, "ctlhtpasswd")?,
-        path: args.path.clone(),
-        host: args.host.clone(),
-        port: args
+        htpasswd: load_htpasswd(&o.htpasswd, "htpasswd")?,
+        ctlhtpasswd: load_htpasswd(&o.ctlhtpasswd, "ctlhtpasswd")?,
+        path: set(o.path.clone())?.0,
+        host: o.host.clone().unwrap_or_default(),
+        port: o
             .port
-            .unwrap_or(if ws_pair.is_some() { 443 } else { 80 }),
-        ctlpath: args.ctlpath.clone(),
-        ctlhost: args.ctlhost.clone(),
-        ctlport: args.ctlport,
-        ctlallowhost: args
+            .map_or(if ws_pair.is_some() { 443 } else { 80 }, |p| p.0),
+        ctlpath: set(o.ctlpath.clone())?.0,
+        ctlport: set(o.ctlport)?.0,
+        ctlallowhost: o
             .ctlallowhost
             .iter()
-            .chain((!args.ctlhost.is_empty()).then_some(&args.ctlhost))
+            .flatten()
+            .chain((!ctlhost.is_empty()).then_some(&ctlhost))
             .map(|h| allowed_host(h))
             .collect(),
-        trusted_proxies: Arc::new(TrustedProxies::parse(&args.trusted_proxy)?),
-        proxy_protocol: args.proxy_protocol,
+        ctlhost,
+        trusted_proxies: Arc::new(TrustedProxies::parse(
+            o.trusted_proxy.as_deref().unwrap_or_default(),
+        )?),
+        proxy_protocol: set(o.proxy_protocol)?,
     };
     if s.proxy_protocol && s.trusted_proxies.is_empty() {
         bail!(
@@ -290,84 +293,25 @@ fn daemonize() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fills in the options the command line left at their defaults from the configuration
-/// file's `[switch]` table: the command line wins, then the file, then the defaults.
-fn apply_config(args: &mut SwArgs, conf: &SwitchConf, matches: Option<&ArgMatches>) {
-    let explicit = |id: &str| {
-        matches.and_then(|m| m.value_source(id)) == Some(clap::parser::ValueSource::CommandLine)
-    };
-    macro_rules! plain {
-        ($($f:ident),*) => {$(
-            if let Some(v) = &conf.$f {
-                if !explicit(stringify!($f)) {
-                    args.$f = v.clone();
-                }
-            }
-        )*};
-    }
-    macro_rules! optional {
-        ($($f:ident),*) => {$(
-            if conf.$f.is_some() && !explicit(stringify!($f)) {
-                args.$f = conf.$f.clone();
-            }
-        )*};
-    }
-    plain!(
-        debug,
-        ageout,
-        keepalive,
-        reconnect_max,
-        max_frame,
-        max_macs,
-        max_macs_per_port,
-        max_macs_per_addr,
-        storm_pps,
-        loop_moves,
-        loop_block,
-        max_conns,
-        max_conns_per_addr,
-        auth_max_failures,
-        auth_window,
-        path,
-        host,
-        ctlpath,
-        ctlhost,
-        ctlport,
-        ctlallowhost,
-        trusted_proxy,
-        proxy_protocol
-    );
-    optional!(
-        logconf,
-        port,
-        htpasswd,
-        sslkey,
-        sslcert,
-        sslclientca,
-        sslcrl,
-        ctlhtpasswd,
-        ctlsslkey,
-        ctlsslcert,
-        ctlsslclientca,
-        ctlsslcrl
-    );
-}
-
-pub fn run(mut args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
-    let config = match args.config.clone() {
+/// Runs `etherws sw`. `matches` (`sw`'s) tell options given on the command line or in the
+/// environment from clap's defaults, so that the configuration file goes between them
+/// ([`SwOptions::layered`]).
+pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    let config = match &args.config {
         Some(path) => {
-            let conf = Config::load(&path)?;
-            apply_config(&mut args, &conf.switch, matches);
-            Some((std::path::absolute(&path)?, conf))
+            let conf = Config::load(path)?;
+            Some((std::path::absolute(path)?, conf))
         }
         None => None,
     };
-    let logconf = match absolute(&args.logconf, "logconf")? {
+    let file = config.as_ref().map(|(_, c)| c.switch.clone());
+    let opts = args.options.layered(matches, file.unwrap_or_default())?;
+    let logconf = match absolute(&opts.logconf, "logconf")? {
         Some(p) => LogConf::load(&p)?,
         None => LogConf::default(),
     };
-    logging::init(&logconf, args.debug)?;
-    let settings = settings(&args)?;
+    logging::init(&logconf, opts.debug == Some(true))?;
+    let settings = settings(&opts)?;
     raise_nofile_limit();
 
     let ws_listener = bind(&settings.host, settings.port)?;

@@ -1,0 +1,428 @@
+//! The switch under test: an `etherws sw` process, its log, its `ctl`.
+
+use super::*;
+
+/// A running `etherws sw --foreground`, killed on drop; its log is printed if the test panics.
+pub struct Switch {
+    label: String,
+    netns: Option<String>,
+    child: Child,
+    log: PathBuf,
+    pub host: String,
+    pub ws_port: u16,
+    pub ctl_port: u16,
+    /// `--ctlurl` for `ctl()`; None: `http://127.0.0.1:CTLPORT/ctl`.
+    ctl_url: Option<String>,
+    /// Global ctl options (e.g. credentials, CA) that `ctl()` passes before the command.
+    ctl_opts: Vec<String>,
+}
+
+/// A port that was free a moment ago (only for a shared listener, which needs one number for
+/// both `--port` and `--ctlport`; everything else asks the switch for `--port 0`).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// The port of `key=ADDR:PORT` in a line of the switch's log.
+fn logged_port(log: &str, key: &str) -> Option<u16> {
+    log.lines()
+        .filter(|l| l.contains("serving"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(key)))
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+}
+
+impl Switch {
+    /// `etherws sw --foreground --host HOST --port PORT --ctlhost 127.0.0.1 --ctlport CTLPORT
+    /// EXTRA...` inside `ns`.
+    pub fn in_netns(
+        ns: &Netns,
+        label: &str,
+        host: &str,
+        port: u16,
+        ctl_port: u16,
+        extra: &[&str],
+    ) -> Switch {
+        Self::start(
+            Some(ns.name().to_string()),
+            label,
+            host,
+            port,
+            ctl_port,
+            extra,
+        )
+    }
+
+    /// A switch in the root namespace on loopback only (no root needed), on two free ports.
+    pub fn local(label: &str, extra: &[&str]) -> Switch {
+        SwitchBuilder::new(label).args(extra).start()
+    }
+
+    /// A switch on loopback whose WebSocket and control API share one listener (same host and
+    /// port), as `--host/--port` equal to `--ctlhost/--ctlport` asks for.
+    pub fn local_shared(label: &str) -> Switch {
+        let p = free_port();
+        Self::start(None, label, "127.0.0.1", p, p, &[])
+    }
+
+    fn cmd(netns: &Option<String>) -> Command {
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        clear_proxy_env(&mut c);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn start(
+        netns: Option<String>,
+        label: &str,
+        host: &str,
+        port: u16,
+        ctl_port: u16,
+        extra: &[&str],
+    ) -> Switch {
+        let mut b = SwitchBuilder::new(label)
+            .host(host)
+            .port(port)
+            .ctl_port(ctl_port);
+        b.netns = netns;
+        b.args(extra).start()
+    }
+
+    /// A switch with more settings than `in_netns`/`local` offer (environment, control
+    /// address, ctl options); see [`SwitchBuilder`].
+    pub fn builder(label: &str) -> SwitchBuilder {
+        SwitchBuilder::new(label)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("switch {} exited during start-up: {status}", self.label);
+            }
+            let out = self.ctl(&["listport"]);
+            if out.status.success()
+                && header(&String::from_utf8_lossy(&out.stdout))
+                    .first()
+                    .map(String::as_str)
+                    == Some("Port")
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "switch {} control API never answered\nlast ctl listport:\n{}",
+                    self.label,
+                    show(&out)
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn ctl_url(&self) -> String {
+        self.ctl_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}/ctl", self.ctl_port))
+    }
+
+    /// The control API address as seen from inside the switch's namespace.
+    pub fn ctl_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ctl_port))
+    }
+
+    /// `etherws ctl --ctlurl URL [CTL-OPTS...] ARGS...` (in the switch's namespace), with the
+    /// ctl options the switch was built with (none unless [`SwitchBuilder::ctl_opts`]).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let opts: Vec<&str> = self.ctl_opts.iter().map(String::as_str).collect();
+        self.ctl_with(&opts, args)
+    }
+
+    /// `etherws ctl --ctlurl URL OPTS... ARGS...` (in the switch's namespace): `opts` replace
+    /// the switch's own ctl options (e.g. other or no credentials).
+    pub fn ctl_with(&self, opts: &[&str], args: &[&str]) -> Output {
+        let url = self.ctl_url();
+        let mut c = Self::cmd(&self.netns);
+        c.args(["ctl", "--ctlurl", &url]).args(opts).args(args);
+        c.output()
+            .unwrap_or_else(|e| panic!("cannot run ctl {opts:?} {args:?}: {e}"))
+    }
+
+    /// `ctl` that must succeed without a JSON-RPC error; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && !stdout.contains("(-3"),
+            "switch {}: ctl {args:?} failed\n{}",
+            self.label,
+            show(&out)
+        );
+        stdout
+    }
+
+    pub fn listport(&self) -> Vec<PortRow> {
+        parse_ports(&self.ctl_ok(&["listport"]))
+    }
+
+    pub fn listif(&self) -> Vec<IfRow> {
+        parse_ifs(&self.ctl_ok(&["listif"]))
+    }
+
+    pub fn listfdb(&self) -> Vec<FdbRow> {
+        parse_fdb(&self.ctl_ok(&["listfdb"]))
+    }
+
+    pub fn port(&self, n: u32) -> Option<PortRow> {
+        self.listport().into_iter().find(|p| p.port == n)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The switch's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGSTOP`, `SIGKILL`, `SIGTERM`) to the switch process (`ip
+    /// netns exec` execs, so the child is the switch itself).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `timeout` for the switch to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "===== log of switch {} ({}) =====\n{}===== end of log of switch {} =====",
+                self.label,
+                self.log.display(),
+                self.log(),
+                self.label
+            );
+        } else {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Settings for a [`Switch`] beyond `in_netns`/`local`: `etherws sw --foreground --host HOST
+/// --port PORT --ctlhost CTLHOST --ctlport CTLPORT ARGS...` with extra environment variables,
+/// and the `--ctlurl` and global ctl options that `ctl()` (and the readiness probe) use.
+///
+/// Defaults: root namespace, host and ctlhost 127.0.0.1, two free loopback ports, no extra
+/// environment (the proxy variables are always cleared first, then `env` is applied).
+pub struct SwitchBuilder {
+    label: String,
+    netns: Option<String>,
+    host: String,
+    port: Option<u16>,
+    ctl_host: String,
+    ctl_port: Option<u16>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    ctl_url: Option<String>,
+    ctl_opts: Vec<String>,
+}
+
+impl SwitchBuilder {
+    pub fn new(label: &str) -> SwitchBuilder {
+        SwitchBuilder {
+            label: label.to_string(),
+            netns: None,
+            host: "127.0.0.1".into(),
+            port: None,
+            ctl_host: "127.0.0.1".into(),
+            ctl_port: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            ctl_url: None,
+            ctl_opts: Vec::new(),
+        }
+    }
+
+    /// Run inside this namespace (the switch dies with it).
+    pub fn netns(mut self, ns: &Netns) -> Self {
+        self.netns = Some(ns.name().to_string());
+        self
+    }
+
+    /// `--host` (WebSocket listener address).
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    /// `--port` (WebSocket listener port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// `--ctlhost` (control API address).
+    pub fn ctl_host(mut self, host: &str) -> Self {
+        self.ctl_host = host.to_string();
+        self
+    }
+
+    /// `--ctlport` (control API port).
+    pub fn ctl_port(mut self, port: u16) -> Self {
+        self.ctl_port = Some(port);
+        self
+    }
+
+    /// More `sw` arguments (e.g. `--sslkey K --sslcert C`, `--htpasswd F`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// An environment variable for the switch process (e.g. `http_proxy`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The `--ctlurl` ctl uses (default `http://127.0.0.1:CTLPORT/ctl`), e.g. an https:// one.
+    pub fn ctl_url(mut self, url: &str) -> Self {
+        self.ctl_url = Some(url.to_string());
+        self
+    }
+
+    /// Global ctl options for `ctl()` and the readiness probe, e.g. `--ctluser U --ctlpasswd
+    /// P`, `--ctlsslcert CA`.
+    pub fn ctl_opts(mut self, opts: &[&str]) -> Self {
+        self.ctl_opts.extend(opts.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Start the switch and wait until its control API answers `ctl listport`. Ports not
+    /// given are `0`: the switch binds free ones, and says which in its log.
+    pub fn start(self) -> Switch {
+        let port = self.port.unwrap_or(0);
+        let ctl_port = self.ctl_port.unwrap_or(0);
+        let log = log_path(&self.label);
+        let logf = File::create(&log).expect("create switch log");
+        let port_s = port.to_string();
+        let ctl_s = ctl_port.to_string();
+        let mut c = Switch::cmd(&self.netns);
+        c.args([
+            "sw",
+            "--foreground",
+            "--host",
+            &self.host,
+            "--port",
+            &port_s,
+        ])
+        .args(["--ctlhost", &self.ctl_host, "--ctlport", &ctl_s])
+        .args(&self.args)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(logf);
+        let child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
+        let mut sw = Switch {
+            label: self.label,
+            netns: self.netns,
+            child,
+            log,
+            host: self.host,
+            ws_port: port,
+            ctl_port,
+            ctl_url: self.ctl_url,
+            ctl_opts: self.ctl_opts,
+        };
+        if port == 0 || ctl_port == 0 {
+            let (ws, ctl) = poll(
+                &format!("switch {} to say where it listens", sw.label),
+                Duration::from_secs(10),
+                || {
+                    if let Ok(Some(status)) = sw.child.try_wait() {
+                        panic!(
+                            "switch {} exited during start-up: {status}\n{}",
+                            sw.label,
+                            sw.log()
+                        );
+                    }
+                    let log = sw.log();
+                    match (
+                        logged_port(&log, "ws_addr="),
+                        logged_port(&log, "ctl_addr="),
+                    ) {
+                        (Some(w), Some(c)) => Ok((w, c)),
+                        _ => Err(log),
+                    }
+                },
+            );
+            sw.ws_port = ws;
+            sw.ctl_port = ctl;
+        }
+        sw.wait_ready();
+        sw
+    }
+}
+
+/// An `etherws` command (not started), in `ns` or the root namespace, with the proxy
+/// variables cleared and stdin on /dev/null.
+pub fn etherws(ns: Option<&Netns>) -> Command {
+    Switch::cmd(&ns.map(|n| n.name().to_string()))
+}
+
+/// `etherws sw --foreground ARGS...` that must fail at start-up: waits up to 15 s for it to
+/// exit (killing it and panicking if it is still running), returns its output.
+pub fn sw_start_fails(args: &[&str]) -> Output {
+    let mut c = etherws(None);
+    c.args(["sw", "--foreground"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "etherws sw {args:?} kept running, expected a start-up error\n{}",
+                show(&out)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect output")
+}
