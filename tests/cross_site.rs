@@ -426,8 +426,7 @@ fn headless_chromium(ns: &Netns, url: &str) -> (String, String) {
 /// may not read the port list.
 #[test]
 fn browser_page_cannot_drive_control_api() {
-    const T: &str = "browser_page_cannot_drive_control_api";
-    if !require_root(T) || !require_tool(T, "chromium") || !require_tool(T, "ping") {
+    if !require_root() || !require_tool("chromium") || !require_tool("ping") {
         return;
     }
     let lan = HonestLan::new("xs", &[]);

@@ -109,7 +109,7 @@ fn has_fdb(fdb: &[FdbRow], port: u32, vlan: u16, mac: &str) -> bool {
 
 #[test]
 fn two_switches_tap_ping() {
-    if !require_root("two_switches_tap_ping") {
+    if !require_root() {
         return;
     }
     let p = Pair::new("tp");
@@ -284,7 +284,7 @@ fn two_switches_tap_ping() {
 
 #[test]
 fn netdev_port_reaches_remote_tap() {
-    if !require_root("netdev_port_reaches_remote_tap") {
+    if !require_root() {
         return;
     }
     let p = Pair::new("nd");
@@ -362,7 +362,7 @@ fn add_vlan(ns: &Netns, parent: &str, name: &str, vid: u16, addr: &str, qos: Opt
 
 #[test]
 fn vlan_stays_in_its_vlan() {
-    if !require_root("vlan_stays_in_its_vlan") {
+    if !require_root() {
         return;
     }
     let p = Pair::new("vl");
@@ -454,10 +454,11 @@ fn vlan_stays_in_its_vlan() {
         "203.0.113.1/24",
         Some("0:5"),
     ) {
-        loud(
-            "vlan_stays_in_its_vlan: PART SKIPPED: this kernel has no 802.1Q (vlan) links;\n\
+        loud(&format!(
+            "{}: PART SKIPPED: this kernel has no 802.1Q (vlan) links;\n\
              only the raw tagged-frame checks ran.",
-        );
+            this_test()
+        ));
         return;
     }
     assert!(add_vlan(

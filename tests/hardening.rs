@@ -90,16 +90,12 @@ fn htpasswd(dir: &TempDir, name: &str, flag: &str, user: &str, passwd: &str) -> 
     path
 }
 
-fn needs(test: &str, tools: &[&str]) -> bool {
-    require_root(test) && tools.iter().all(|t| require_tool(test, t))
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. cross-site requests and DNS rebinding
 
 #[test]
 fn control_api_refuses_what_a_web_page_sends() {
-    if !needs("control_api_refuses_what_a_web_page_sends", &["ping"]) {
+    if !needs(&["ping"]) {
         return;
     }
     let lan = HonestLan::new("hxs", &["--ctlallowhost", "switch.example"]);
@@ -197,7 +193,7 @@ fn control_api_refuses_what_a_web_page_sends() {
 
 #[test]
 fn files_named_through_the_control_api_are_bounded() {
-    if !needs("files_named_through_the_control_api_are_bounded", &["ping"]) {
+    if !needs(&["ping"]) {
         return;
     }
     let lan = HonestLan::new("hfile", &[]);
@@ -292,7 +288,7 @@ impl Flooder {
 
 #[test]
 fn one_address_cannot_fill_the_forwarding_table() {
-    if !needs("one_address_cannot_fill_the_forwarding_table", &["ping"]) {
+    if !needs(&["ping"]) {
         return;
     }
     let lan = HonestLan::new(
@@ -370,10 +366,7 @@ fn one_address_cannot_fill_the_forwarding_table() {
 
 #[test]
 fn password_guessing_cannot_outrun_the_throttle() {
-    if !needs(
-        "password_guessing_cannot_outrun_the_throttle",
-        &["ping", "htpasswd"],
-    ) {
+    if !needs(&["ping", "htpasswd"]) {
         return;
     }
     let dir = TempDir::new("hpw");
@@ -457,10 +450,7 @@ fn status_within(s: &mut TcpStream, secs: u64) -> Option<u16> {
 
 #[test]
 fn slow_and_large_control_requests_are_bounded() {
-    if !needs(
-        "slow_and_large_control_requests_are_bounded",
-        &["ping", "htpasswd"],
-    ) {
+    if !needs(&["ping", "htpasswd"]) {
         return;
     }
     let dir = TempDir::new("hslow");
@@ -550,7 +540,7 @@ fn port_json(lan: &HonestLan) -> Vec<Value> {
 
 #[test]
 fn loops_are_refused_or_broken() {
-    if !needs("loops_are_refused_or_broken", &["ping"]) {
+    if !needs(&["ping"]) {
         return;
     }
     let lan = HonestLan::new("hloop", &["--loop-block", "120"]);
@@ -626,10 +616,7 @@ fn http_answer(status: &str, extra: &str, body: &str) -> String {
 
 #[test]
 fn peer_strings_cannot_forge_logs_or_drive_terminals() {
-    if !needs(
-        "peer_strings_cannot_forge_logs_or_drive_terminals",
-        &["ping"],
-    ) {
+    if !needs(&["ping"]) {
         return;
     }
     let dir = TempDir::new("hesc");
@@ -719,7 +706,7 @@ fn raw_ws(lan: &HonestLan) -> TcpStream {
 
 #[test]
 fn protocol_details_and_api_checks() {
-    if !needs("protocol_details_and_api_checks", &["ping"]) {
+    if !needs(&["ping"]) {
         return;
     }
     let lan = HonestLan::new("hproto", &[]);

@@ -190,10 +190,6 @@ struct Node {
     bin: TempDir,
 }
 
-fn needs(test: &str, tools: &[&str]) -> bool {
-    require_root(test) && tools.iter().all(|t| require_tool(test, t))
-}
-
 /// Nodes A (192.0.2.1) and B (192.0.2.2), joined by a veth.
 fn nodes(tag: &str) -> (Node, Node) {
     let (ns_a, ns_b) = linked(tag, A_ADDR, B_ADDR);
@@ -424,10 +420,7 @@ fn delport(node: &Node, port: u32) {
 
 #[test]
 fn self_signed_certificate_is_pinned_by_client_ports() {
-    if !needs(
-        "self_signed_certificate_is_pinned_by_client_ports",
-        &["openssl", "ping"],
-    ) {
+    if !needs(&["openssl", "ping"]) {
         return;
     }
     let (a, b) = nodes("pin");
@@ -480,7 +473,7 @@ fn self_signed_certificate_is_pinned_by_client_ports() {
 
 #[test]
 fn private_ca_recipe() {
-    if !needs("private_ca_recipe", &["openssl"]) {
+    if !needs(&["openssl"]) {
         return;
     }
     let (a, b) = nodes("pca");
@@ -513,10 +506,7 @@ fn private_ca_recipe() {
 
 #[test]
 fn self_signed_certificate_is_pinned_by_ctl() {
-    if !needs(
-        "self_signed_certificate_is_pinned_by_ctl",
-        &["openssl", "htpasswd"],
-    ) {
+    if !needs(&["openssl", "htpasswd"]) {
         return;
     }
     let (a, b) = nodes("cpin");
@@ -619,7 +609,7 @@ fn client_pki(a: &Node, b: &Node) {
 
 #[test]
 fn client_certificates_on_wss() {
-    if !needs("client_certificates_on_wss", &["openssl", "ping"]) {
+    if !needs(&["openssl", "ping"]) {
         return;
     }
     let (a, b) = nodes("mtls");
@@ -707,10 +697,7 @@ fn client_certificates_on_wss() {
 
 #[test]
 fn client_certificates_on_control_api() {
-    if !needs(
-        "client_certificates_on_control_api",
-        &["openssl", "htpasswd"],
-    ) {
+    if !needs(&["openssl", "htpasswd"]) {
         return;
     }
     let (a, b) = nodes("cmtls");
@@ -818,7 +805,7 @@ fn client_certificates_on_control_api() {
 
 #[test]
 fn client_certificate_settings_are_checked() {
-    if !require_tool("client_certificate_settings_are_checked", "openssl") {
+    if !require_tool("openssl") {
         return;
     }
     let dir = TempDir::new("mtls-settings");

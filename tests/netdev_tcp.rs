@@ -225,9 +225,7 @@ fn port_counters(sw: &Switch, n: u32) -> String {
 
 #[test]
 fn netdev_port_carries_tcp() {
-    if !require_root("netdev_port_carries_tcp")
-        || !require_tool("netdev_port_carries_tcp", "iperf3")
-    {
+    if !require_root() || !require_tool("iperf3") {
         return;
     }
     let t = Topo::new("ntcp");
@@ -269,12 +267,15 @@ fn netdev_port_carries_tcp() {
 /// below covers the same path with hand-made frames).
 #[test]
 fn netdev_port_carries_tagged_tcp() {
-    if !require_root("netdev_port_carries_tagged_tcp") {
+    if !require_root() {
         return;
     }
     let t = Topo::new("nvln");
     if !t.add_vlan() {
-        loud("SKIPPED (no 802.1Q support in this kernel): netdev_port_carries_tagged_tcp");
+        loud(&format!(
+            "SKIPPED (no 802.1Q support in this kernel): {}",
+            this_test()
+        ));
         return;
     }
     ping(&t.ns_c, B_VLAN_IP);
@@ -520,7 +521,7 @@ fn check_segment(spec: &Spec, f: &RxFrame) -> Result<(usize, Vec<u8>), String> {
 /// the checksum offsets without it: the switch must shift them when it puts the tag back).
 #[test]
 fn netdev_port_finishes_injected_offloads() {
-    if !require_root("netdev_port_finishes_injected_offloads") {
+    if !require_root() {
         return;
     }
     let t = Topo::new("ninj");

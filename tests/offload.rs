@@ -23,8 +23,9 @@ const CTL_PORT: u16 = 7867;
 const H1: &str = "192.0.2.1";
 const H2: &str = "192.0.2.2";
 
-fn ready(test: &str) -> bool {
-    if !require_root(test) {
+fn ready() -> bool {
+    let test = this_test();
+    if !require_root() {
         return false;
     }
     let obj = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bpf/etherws-xdp.o");
@@ -177,8 +178,7 @@ impl Drop for Topo {
 
 #[test]
 fn two_offloaded_ports_switch_unicast_in_the_kernel() {
-    let test = "two_offloaded_ports_switch_unicast_in_the_kernel";
-    if !ready(test) || !require_tool(test, "iperf3") {
+    if !ready() || !require_tool("iperf3") {
         return;
     }
     let mut t = Topo::new("ol", &["--ageout", "4"], true);
@@ -285,7 +285,7 @@ fn two_offloaded_ports_switch_unicast_in_the_kernel() {
 
 #[test]
 fn crash_leaves_nothing_attached() {
-    if !ready("crash_leaves_nothing_attached") {
+    if !ready() {
         return;
     }
     let mut t = Topo::new("oc", &[], false);
@@ -306,7 +306,7 @@ fn crash_leaves_nothing_attached() {
 
 #[test]
 fn vlans_stay_separate_in_the_kernel_path() {
-    if !ready("vlans_stay_separate_in_the_kernel_path") {
+    if !ready() {
         return;
     }
     let t = Topo::new("ov", &[], false);
@@ -387,7 +387,7 @@ fn vlans_stay_separate_in_the_kernel_path() {
 
 #[test]
 fn attach_failure_falls_back_to_af_packet() {
-    if !ready("attach_failure_falls_back_to_af_packet") {
+    if !ready() {
         return;
     }
     let t = Topo::new("of", &[], false);
@@ -421,8 +421,7 @@ fn attach_failure_falls_back_to_af_packet() {
 
 #[test]
 fn offloaded_port_and_websocket_peer() {
-    let test = "offloaded_port_and_websocket_peer";
-    if !ready(test) || !require_tool(test, "iperf3") {
+    if !ready() || !require_tool("iperf3") {
         return;
     }
     // Both attach modes: in generic mode a local sender's GSO super-frames reach the switch
@@ -493,8 +492,7 @@ fn offloaded_port_and_websocket_peer() {
 /// both ways, so the parity itself is what is tested).
 #[test]
 fn host_on_an_offloaded_interface_works_as_without_offload() {
-    let test = "host_on_an_offloaded_interface_works_as_without_offload";
-    if !ready(test) {
+    if !ready() {
         return;
     }
     const HOST: &str = "192.0.2.100";
@@ -550,8 +548,7 @@ fn host_on_an_offloaded_interface_works_as_without_offload() {
 /// GRO on, the kernel forwards into it again.
 #[test]
 fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
-    let test = "port_that_cannot_take_redirected_frames_is_served_by_userspace";
-    if !ready(test) {
+    if !ready() {
         return;
     }
     let t = Topo::new("og", &[], false);
@@ -603,8 +600,7 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
 /// of them reaches the switch through its own socket (none falls back to the stack).
 #[test]
 fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
-    let test = "every_rx_queue_of_a_multi_queue_device_has_its_socket";
-    if !ready(test) || !require_tool(test, "iperf3") || !require_tool(test, "ethtool") {
+    if !ready() || !require_tool("iperf3") || !require_tool("ethtool") {
         return;
     }
     let ns_s = Netns::new("omqS");
@@ -671,8 +667,7 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
 /// with the defaults, in both attach modes.
 #[test]
 fn tcp_from_senders_with_checksum_offload_works() {
-    let test = "tcp_from_senders_with_checksum_offload_works";
-    if !ready(test) || !require_tool(test, "iperf3") {
+    if !ready() || !require_tool("iperf3") {
         return;
     }
     for (tag, mode) in [("ocn", "native"), ("ocg", "generic")] {

@@ -166,11 +166,10 @@ fn basic(user: &str, passwd: &str) -> String {
 
 #[test]
 fn behind_nginx_each_client_keeps_its_address() {
-    let test = "behind_nginx_each_client_keeps_its_address";
-    if !(require_root(test)
-        && require_tool(test, "nginx")
-        && require_tool(test, "openssl")
-        && require_tool(test, "htpasswd"))
+    if !(require_root()
+        && require_tool("nginx")
+        && require_tool("openssl")
+        && require_tool("htpasswd"))
     {
         return;
     }
@@ -297,8 +296,7 @@ fn behind_nginx_each_client_keeps_its_address() {
 
 #[test]
 fn behind_haproxy_the_proxy_protocol_names_each_client() {
-    let test = "behind_haproxy_the_proxy_protocol_names_each_client";
-    if !(require_root(test) && require_tool(test, "haproxy")) {
+    if !(require_root() && require_tool("haproxy")) {
         return;
     }
     let net = sites("pxha");

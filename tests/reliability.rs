@@ -83,7 +83,7 @@ fn servers(sw: &Switch) -> Vec<u32> {
 
 #[test]
 fn frozen_peer_is_dropped_and_client_reconnects() {
-    if !require_root("frozen_peer_is_dropped_and_client_reconnects") {
+    if !require_root() {
         return;
     }
     let (ns_a, _ns_b, a, b) = pair("fz", &[]);
@@ -116,7 +116,7 @@ fn frozen_peer_is_dropped_and_client_reconnects() {
 
 #[test]
 fn killed_peer_restarts_and_client_comes_back_on_its_port() {
-    if !require_root("killed_peer_restarts_and_client_comes_back_on_its_port") {
+    if !require_root() {
         return;
     }
     let (ns_a, ns_b, mut a, b) = pair("kl", &[]);
@@ -143,7 +143,7 @@ fn killed_peer_restarts_and_client_comes_back_on_its_port() {
 
 #[test]
 fn cut_link_is_noticed_and_traffic_resumes() {
-    if !require_root("cut_link_is_noticed_and_traffic_resumes") {
+    if !require_root() {
         return;
     }
     let (ns_a, ns_b, a, b) = pair("ct", &[]);
@@ -168,7 +168,7 @@ fn cut_link_is_noticed_and_traffic_resumes() {
 
 #[test]
 fn sigterm_closes_politely_and_leaves_no_tap() {
-    if !require_root("sigterm_closes_politely_and_leaves_no_tap") {
+    if !require_root() {
         return;
     }
     let (ns_a, _ns_b, mut a, b) = pair("tm", &[]);
@@ -184,7 +184,7 @@ fn sigterm_closes_politely_and_leaves_no_tap() {
 
 #[test]
 fn broadcast_storm_does_not_starve_the_others() {
-    if !require_root("broadcast_storm_does_not_starve_the_others") {
+    if !require_root() {
         return;
     }
     let (ns_a, _ns_b, a, _b) = pair("st", &["--storm-pps", "1000"]);
@@ -245,7 +245,7 @@ fn broadcast_storm_does_not_starve_the_others() {
 
 #[test]
 fn config_file_brings_the_switch_back_whole() {
-    if !require_root("config_file_brings_the_switch_back_whole") {
+    if !require_root() {
         return;
     }
     let (ns_a, ns_b) = linked("cf", A_VETH, B_VETH);

@@ -27,11 +27,11 @@ const NETMASK: &str = "255.255.255.0";
 // helpers
 
 /// Root and every tool the test needs, or a loud skip (a failure under CI).
-fn needs(test: &str, root: bool, tools: &[&str]) -> bool {
-    if root && !require_root(test) {
+fn needs(root: bool, tools: &[&str]) -> bool {
+    if root && !require_root() {
         return false;
     }
-    tools.iter().all(|t| require_tool(test, t))
+    tools.iter().all(|t| require_tool(t))
 }
 
 fn stdout(out: &Output) -> String {
@@ -289,7 +289,7 @@ fn assert_401_challenge(resp: &HttpResponse, what: &str) {
 
 #[test]
 fn wss_tunnel_with_cacerts() {
-    if !needs("wss_tunnel_with_cacerts", true, &["openssl"]) {
+    if !needs(true, &["openssl"]) {
         return;
     }
     let pki = Pki::new("wss");
@@ -376,7 +376,7 @@ fn wss_tunnel_with_cacerts() {
 /// Every PEM key form OpenSSL writes serves wss:// and the HTTPS control API (loopback).
 #[test]
 fn wss_key_forms_loopback() {
-    if !needs("wss_key_forms_loopback", false, &["openssl"]) {
+    if !needs(false, &["openssl"]) {
         return;
     }
     let pki = Pki::new("keys");
@@ -423,7 +423,7 @@ fn wss_key_forms_loopback() {
 
 #[test]
 fn htpasswd_on_websocket() {
-    if !needs("htpasswd_on_websocket", false, &["htpasswd"]) {
+    if !needs(false, &["htpasswd"]) {
         return;
     }
     let dir = TempDir::new("htws");
@@ -502,7 +502,7 @@ fn htpasswd_on_websocket() {
 
 #[test]
 fn htpasswd_on_control_api() {
-    if !needs("htpasswd_on_control_api", false, &["htpasswd"]) {
+    if !needs(false, &["htpasswd"]) {
         return;
     }
     let dir = TempDir::new("htctl");
@@ -559,7 +559,7 @@ fn htpasswd_on_control_api() {
 
 #[test]
 fn remote_control_over_https() {
-    if !needs("remote_control_over_https", true, &["openssl", "htpasswd"]) {
+    if !needs(true, &["openssl", "htpasswd"]) {
         return;
     }
     let pki = Pki::new("rctl");
@@ -686,7 +686,7 @@ fn remote_control_over_https() {
 
 #[test]
 fn password_prompts() {
-    if !needs("password_prompts", false, &["htpasswd"]) {
+    if !needs(false, &["htpasswd"]) {
         return;
     }
     let dir = TempDir::new("prompt");
@@ -889,7 +889,7 @@ impl Drop for TinyProxy {
 
 #[test]
 fn client_through_tinyproxy() {
-    if !needs("client_through_tinyproxy", true, &["tinyproxy", "openssl"]) {
+    if !needs(true, &["tinyproxy", "openssl"]) {
         return;
     }
     // nsB (client switch) -- nsP (proxy, no forwarding) -- nsA (server switches).
@@ -1069,7 +1069,7 @@ fn assert_start_fails(args: &[&str], what: &str) -> String {
 
 #[test]
 fn tls_start_up_errors() {
-    if !needs("tls_start_up_errors", false, &["openssl"]) {
+    if !needs(false, &["openssl"]) {
         return;
     }
     let pki = Pki::new("tlserr");

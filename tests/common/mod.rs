@@ -73,9 +73,26 @@ pub fn bin() -> OsString {
     std::env::var_os("ETHERWS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_etherws").into())
 }
 
+/// The name of the running test: the test harness names each test's thread after it, so no
+/// test has to type its own name.
+pub fn this_test() -> String {
+    thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_string()
+}
+
+/// True when the test can run: as root, with every tool in `tools` installed. Otherwise it
+/// panics under CI (`CI=true`), or prints a loud SKIPPED line and returns false (the caller then
+/// returns early).
+pub fn needs(tools: &[&str]) -> bool {
+    require_root() && tools.iter().all(|t| require_tool(t))
+}
+
 /// True when running as root. Otherwise: panics under CI (`CI=true`), or prints a loud SKIPPED
 /// line and returns false (the caller then returns early).
-pub fn require_root(test: &str) -> bool {
+pub fn require_root() -> bool {
+    let test = this_test();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;

@@ -4,7 +4,8 @@ use super::*;
 
 /// True when `tool` is on PATH. Otherwise: panics under CI (`CI=true`), or prints a loud
 /// SKIPPED line and returns false (the caller then returns early).
-pub fn require_tool(test: &str, tool: &str) -> bool {
+pub fn require_tool(tool: &str) -> bool {
+    let test = this_test();
     let path = std::env::var_os("PATH").unwrap_or_default();
     if std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
