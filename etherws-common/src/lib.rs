@@ -159,6 +159,9 @@ const _: () = {
 };
 
 #[cfg(feature = "user")]
+pub mod object;
+
+#[cfg(feature = "user")]
 mod user {
     // SAFETY: here and below, plain `#[repr(C)]` data of integers and byte arrays without
     // implicit padding (see the size assertions above): every bit pattern is valid and no byte is

@@ -18,9 +18,10 @@ use anyhow::{Context, bail, ensure};
 use aya::maps::{DevMapHash, HashMap, MapData, PerCpuHashMap, XskMap};
 use aya::programs::Xdp;
 use aya::{Ebpf, TestRun, TestRunOptions};
+use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_GENERIC,
-    PORT_F_SHUT, PortConf, PortCounters, SEEN_REFRESH_NS, XDP_PROGRAM,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, SEEN_REFRESH_NS,
+    XDP_PROGRAM,
 };
 
 use crate::build_ebpf::object_path;
@@ -646,22 +647,16 @@ fn bench(a: u32, b: u32, other: u32) -> anyhow::Result<Bench> {
             path.display()
         )
     })?;
-    let mut ebpf = Ebpf::load(&data).with_context(|| format!("loading {}", path.display()))?;
-    let mut take = |name: &str| {
-        ebpf.take_map(name)
-            .with_context(|| format!("no map {name} in the object"))
-    };
-    let fdb = take(MAP_FDB)?.try_into()?;
-    let ports = take(MAP_PORTS)?.try_into()?;
-    let devmap = take(MAP_DEVMAP)?.try_into()?;
-    let xsks = take(MAP_XSKS)?.try_into()?;
-    let counters = take(MAP_COUNTERS)?.try_into()?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .with_context(|| format!("no program {XDP_PROGRAM} in the object"))?
-        .try_into()?;
-    // Verification happens here: a verifier rejection fails every test.
-    prog.load().context("loading the XDP program (verifier)")?;
+    // The switch's own loading sequence; verification happens here, so a verifier rejection
+    // fails every test.
+    let XdpObject {
+        ebpf,
+        fdb,
+        ports,
+        devmap,
+        xsks,
+        counters,
+    } = XdpObject::load(&data).with_context(|| format!("loading {}", path.display()))?;
     Ok(Bench {
         ebpf,
         fdb,

@@ -37,9 +37,10 @@ use aya::Ebpf;
 use aya::maps::{DevMapHash, HashMap as BpfHash, MapData, PerCpuHashMap, XskMap};
 use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
+use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PORT_F_GENERIC,
-    PORT_F_SHUT, PortConf, PortCounters, XDP_PROGRAM, XSKS_MAX_ENTRIES,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, XDP_PROGRAM,
+    XSKS_MAX_ENTRIES,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -112,22 +113,14 @@ struct Loaded {
 impl Loaded {
     fn load() -> anyhow::Result<Loaded> {
         let data = object().context(NO_OBJECT)?;
-        let mut ebpf = Ebpf::load(data).context("cannot load the eBPF object")?;
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("no map {name} in the eBPF object"))
-        };
-        let fdb = take(MAP_FDB)?.try_into()?;
-        let ports = take(MAP_PORTS)?.try_into()?;
-        let devmap = take(MAP_DEVMAP)?.try_into()?;
-        let xsks = take(MAP_XSKS)?.try_into()?;
-        let counters = take(MAP_COUNTERS)?.try_into()?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .with_context(|| format!("no program {XDP_PROGRAM} in the eBPF object"))?
-            .try_into()?;
-        prog.load()
-            .context("the kernel refused the XDP program (verifier)")?;
+        let XdpObject {
+            ebpf,
+            fdb,
+            ports,
+            devmap,
+            xsks,
+            counters,
+        } = XdpObject::load(data)?;
         Ok(Loaded {
             ebpf,
             fdb,
