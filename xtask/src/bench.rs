@@ -126,45 +126,33 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-struct Opts {
+/// `cargo xtask bench` options.
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// Shorter runs (a smoke test of the benchmarks, not figures to publish).
+    #[arg(long)]
     quick: bool,
+    /// Update BENCHMARKS.md with the results.
+    #[arg(long)]
     write: bool,
+    /// Only these scenarios, or groups `offload` and `tunnel` (repeatable, comma-separated).
+    #[arg(long, value_name = "NAME", num_args = 1.., value_delimiter = ',', value_parser = scenario_name)]
     only: Vec<String>,
 }
 
-fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
-    let mut o = Opts {
-        quick: false,
-        write: false,
-        only: Vec::new(),
-    };
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--write" => o.write = true,
-            "--only" => {
-                while let Some(n) = it.next_if(|n| !n.starts_with("--")) {
-                    o.only.extend(n.split(',').map(str::to_string));
-                }
-            }
-            _ => bail!(
-                "usage: cargo xtask bench [--quick] [--only NAME…] [--write]\n\
-                 names: offload, tunnel, {}",
-                SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+fn scenario_name(n: &str) -> Result<String, String> {
+    if n == "offload" || n == "tunnel" || SCENARIOS.iter().any(|s| s.name == n) {
+        Ok(n.to_string())
+    } else {
+        Err(format!(
+            "unknown scenario {n:?} (offload, tunnel, {})",
+            SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
-    for n in &o.only {
-        if n != "offload" && n != "tunnel" && !SCENARIOS.iter().any(|s| s.name == n) {
-            bail!("unknown scenario {n:?}");
-        }
-    }
-    Ok(o)
 }
 
 fn selected(o: &Opts, s: &Scenario) -> bool {
@@ -1400,8 +1388,7 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
-pub fn task_bench(args: Vec<String>) -> anyhow::Result<()> {
-    let o = parse_args(&args)?;
+pub fn task_bench(o: Opts) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("bench needs root (network namespaces, XDP, raw sockets)");
@@ -1424,13 +1411,7 @@ pub fn task_bench(args: Vec<String>) -> anyhow::Result<()> {
     };
     let results: Vec<Res> = chosen.iter().map(|s| measure(s, &o, &env)).collect();
 
-    let mut command = String::from("cargo xtask bench");
-    for a in &args {
-        if a != "--write" {
-            command.push(' ');
-            command.push_str(a);
-        }
-    }
+    let command = crate::command_line().replace(" --write", "");
     let kernel = sh(&["uname", "-r"]).unwrap_or_default().trim().to_string();
     let about = format!(
         "Run {started} with `{command}` (root): kernel {kernel}, {}, load average at start \

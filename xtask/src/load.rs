@@ -71,6 +71,38 @@ const SEED_WAVE: usize = 100;
 const CONNECT_CONCURRENCY: usize = 128;
 const SECTION_PREFIX: &str = "## Load: ";
 
+/// `cargo xtask load` options.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// WebSocket clients (2 to 65535).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..=65535))]
+    clients: u64,
+    /// How long the traffic runs, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+    /// Update BENCHMARKS.md with the results.
+    #[arg(long)]
+    write: bool,
+    /// Use the release binary as it is.
+    #[arg(long)]
+    no_build: bool,
+    /// Unicast frames per second each client sends.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    unicast_pps: u32,
+    /// Size of the unicast frames, in bytes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(HDR as u64..=9000))]
+    frame_bytes: u64,
+    /// Seconds between a client's broadcasts.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    bcast_every: u32,
+    /// Size of the broadcast frames, in bytes.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(HDR as u64..=9000))]
+    bcast_bytes: u64,
+    /// Peers each client sends unicast to.
+    #[arg(long, default_value_t = 4)]
+    peers: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Opts {
     clients: usize,
@@ -85,73 +117,22 @@ struct Opts {
     command: String,
 }
 
-fn parse_args(args: Vec<String>) -> anyhow::Result<Opts> {
-    let mut o = Opts {
-        clients: 1000,
-        seconds: 60,
-        write: false,
-        no_build: false,
-        unicast_pps: 10,
-        frame_bytes: 1000,
-        bcast_every: 30,
-        bcast_bytes: 60,
-        peers: 4,
-        command: std::iter::once("cargo xtask load".to_string())
-            .chain(args.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (a.clone(), None),
-        };
-        if key == "--write" {
-            o.write = true;
-            continue;
-        }
-        if key == "--no-build" {
-            o.no_build = true;
-            continue;
-        }
-        let mut value = || -> anyhow::Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it.next().with_context(|| format!("{key} needs a value")),
-            }
-        };
-        let v = match key.as_str() {
-            "--clients" | "--seconds" | "--unicast-pps" | "--frame-bytes" | "--bcast-every"
-            | "--bcast-bytes" | "--peers" => value()?,
-            other => bail!(
-                "unknown load option {other:?}; usage: cargo xtask load [--clients N] \
-                 [--seconds S] [--write] [--no-build] [--unicast-pps N] [--frame-bytes B] \
-                 [--bcast-every S] [--bcast-bytes B] [--peers K]"
-            ),
-        };
-        let n: u64 = v.parse().with_context(|| format!("bad {key} {v:?}"))?;
-        match key.as_str() {
-            "--clients" => o.clients = n as usize,
-            "--seconds" => o.seconds = n,
-            "--unicast-pps" => o.unicast_pps = n as u32,
-            "--frame-bytes" => o.frame_bytes = n as usize,
-            "--bcast-every" => o.bcast_every = n as u32,
-            "--bcast-bytes" => o.bcast_bytes = n as usize,
-            _ => o.peers = n as usize,
+impl From<LoadArgs> for Opts {
+    fn from(a: LoadArgs) -> Opts {
+        let clients = a.clients as usize;
+        Opts {
+            clients,
+            seconds: a.seconds,
+            write: a.write,
+            no_build: a.no_build,
+            unicast_pps: a.unicast_pps,
+            frame_bytes: a.frame_bytes as usize,
+            bcast_every: a.bcast_every,
+            bcast_bytes: a.bcast_bytes as usize,
+            peers: a.peers.clamp(1, clients - 1),
+            command: crate::command_line(),
         }
     }
-    if o.clients < 2 || o.clients > 65_535 {
-        bail!("--clients must be 2..=65535");
-    }
-    if o.seconds == 0 || o.unicast_pps == 0 || o.bcast_every == 0 {
-        bail!("--seconds, --unicast-pps and --bcast-every must be positive");
-    }
-    if o.frame_bytes < HDR || o.bcast_bytes < HDR || o.frame_bytes > 9000 || o.bcast_bytes > 9000 {
-        bail!("frame sizes must be {HDR}..=9000 bytes");
-    }
-    o.peers = o.peers.clamp(1, o.clients - 1);
-    Ok(o)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,8 +716,8 @@ fn command_output(argv: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------
 // the task
 
-pub fn task_load(args: Vec<String>) -> anyhow::Result<()> {
-    let o = parse_args(args)?;
+pub fn task_load(args: LoadArgs) -> anyhow::Result<()> {
+    let o = Opts::from(args);
     if !o.no_build {
         let mut build = cargo();
         build.args(["build", "--release", "-p", "etherws"]);

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 
 mod bench;
 mod build_ebpf;
@@ -124,27 +125,69 @@ fn run_counting(mut cmd: Command) -> anyhow::Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
+/// `cargo xtask TASK`: see the module documentation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "etherws project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build everything in release mode (eBPF included) and start `etherws sw --foreground`.
+    Run {
+        /// Arguments for `etherws sw`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: eBPF, fmt, clippy, unit and end-to-end tests, a short fuzz pass.
+    Test {
+        /// Arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the XDP object `target/bpf/etherws-xdp.o`.
+    BuildEbpf,
+    /// Run the XDP program on test frames with BPF_PROG_TEST_RUN (root).
+    TestEbpf,
+    /// Run the fuzz targets for a bounded time each.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
+    /// 1,000 WebSocket clients with traffic on one release-built switch.
+    Load(load::LoadArgs),
+    /// The offload and tunnel benchmarks (root).
+    Bench(bench::Opts),
+}
+
+/// The command line as typed, for the reports in BENCHMARKS.md.
+fn command_line() -> String {
+    std::iter::once("cargo xtask".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let task = args.next();
-    let rest: Vec<String> = args.skip_while(|a| a == "--").collect();
-    let result = match task.as_deref() {
-        Some("run") => task_run(rest),
-        Some("test") => task_test(rest),
-        Some("build-ebpf") => build_ebpf::task_build_ebpf().map(drop),
-        Some("test-ebpf") => test_ebpf::task_test_ebpf(),
-        Some("fuzz") => fuzz::task_fuzz(rest),
-        Some("load") => load::task_load(rest),
-        Some("bench") => bench::task_bench(rest),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask run [SW-ARGS…] | test [CARGO-TEST-ARGS…] | build-ebpf | \
-                 test-ebpf | fuzz [--seconds N] [TARGET…] | load [--clients N] [--seconds S] [--write] | \
-                 bench [--quick] [--only NAME…] [--write] | \
-                 load [--clients N] [--seconds S] [--write]"
-            );
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Run { args } => task_run(args),
+        Task::Test { args } => task_test(args),
+        Task::BuildEbpf => build_ebpf::task_build_ebpf().map(drop),
+        Task::TestEbpf => test_ebpf::task_test_ebpf(),
+        Task::Fuzz { seconds, targets } => fuzz::task_fuzz(
+            ["--seconds".to_string(), seconds.to_string()]
+                .into_iter()
+                .chain(targets)
+                .collect(),
+        ),
+        Task::Load(args) => load::task_load(args),
+        Task::Bench(opts) => bench::task_bench(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,5 +195,29 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn arguments_for_the_switch_and_cargo_pass_through() {
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).map(|c| c.task);
+        match parse(&["xtask", "run", "--", "--port", "8080"]).unwrap() {
+            Task::Run { args } => assert_eq!(args, ["--port", "8080"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["xtask", "run", "--port", "8080"]).unwrap() {
+            Task::Run { args } => assert_eq!(args, ["--port", "8080"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["xtask", "test", "hardening", "--", "--nocapture"]).unwrap() {
+            Task::Test { args } => assert_eq!(args, ["hardening", "--", "--nocapture"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["xtask", "bench", "--only", "offload,ws_tap", "--write"]).is_ok());
+        assert!(parse(&["xtask", "load", "--clients", "1"]).is_err());
     }
 }
