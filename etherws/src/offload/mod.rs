@@ -33,14 +33,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aya::Ebpf;
-use aya::maps::{DevMapHash, HashMap as BpfHash, MapData, PerCpuHashMap, XskMap};
-use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
+use aya::programs::{XdpMode, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
 use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, XDP_PROGRAM,
-    XSKS_MAX_ENTRIES,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, XSKS_MAX_ENTRIES,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -101,43 +98,11 @@ impl FromStr for AttachMode {
 }
 
 /// The loaded object: program and maps.
-struct Loaded {
-    ebpf: Ebpf,
-    fdb: BpfHash<MapData, FdbKey, FdbValue>,
-    ports: BpfHash<MapData, u32, PortConf>,
-    devmap: DevMapHash<MapData>,
-    xsks: XskMap<MapData>,
-    counters: PerCpuHashMap<MapData, u32, PortCounters>,
-}
+type Loaded = XdpObject;
 
-impl Loaded {
-    fn load() -> anyhow::Result<Loaded> {
-        let data = object().context(NO_OBJECT)?;
-        let XdpObject {
-            ebpf,
-            fdb,
-            ports,
-            devmap,
-            xsks,
-            counters,
-        } = XdpObject::load(data)?;
-        Ok(Loaded {
-            ebpf,
-            fdb,
-            ports,
-            devmap,
-            xsks,
-            counters,
-        })
-    }
-
-    fn prog(&mut self) -> &mut Xdp {
-        self.ebpf
-            .program_mut(XDP_PROGRAM)
-            .expect("checked at load")
-            .try_into()
-            .expect("checked at load")
-    }
+/// Loads the object built into this binary.
+fn load_object() -> anyhow::Result<Loaded> {
+    Ok(XdpObject::load(object().context(NO_OBJECT)?)?)
 }
 
 /// An offloaded port, as the offload state knows it.
@@ -248,7 +213,7 @@ impl Offload {
         }
         let fresh = inner.loaded.is_none();
         if fresh {
-            inner.loaded = Some(Loaded::load()?);
+            inner.loaded = Some(load_object()?);
         }
         let r = prepare_locked(&mut inner, ifindex, queues, mode);
         if r.is_err() && inner.ports.is_empty() {
@@ -462,7 +427,7 @@ impl Offload {
             }
             let _ = l.counters.remove(&ifindex);
             if let Some(link) = p.link {
-                if let Err(e) = l.prog().detach(link) {
+                if let Err(e) = l.program().detach(link) {
                     tracing::warn!(ifindex, "cannot detach the XDP program: {e}");
                 }
             }
@@ -559,7 +524,7 @@ fn prepare_locked(
     let mut errors = Vec::new();
     let mut attached = None;
     for &(m, n) in attempts {
-        match l.prog().attach_to_if_index(ifindex, m) {
+        match l.program().attach_to_if_index(ifindex, m) {
             Ok(link) => {
                 attached = Some((link, n));
                 break;
@@ -575,7 +540,7 @@ fn prepare_locked(
             for q2 in 0..q as u32 {
                 let _ = l.xsks.unset(base + q2);
             }
-            let _ = l.prog().detach(link);
+            let _ = l.program().detach(link);
             return Err(e).context("cannot put the AF_XDP socket in the XSKMAP");
         }
     }
