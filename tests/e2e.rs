@@ -10,88 +10,14 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const WS_PORT: u16 = 8080;
-const CTL_PORT: u16 = 7867;
-const A_VETH: &str = "198.51.100.1";
-const B_VETH: &str = "198.51.100.2";
-const A_TAP_IP: &str = "192.0.2.1";
-const B_TAP_IP: &str = "192.0.2.2";
-const NETMASK: &str = "255.255.255.0";
+const A_TAP_IP: &str = Sites::A_TAP;
+const B_TAP_IP: &str = Sites::B_TAP;
+const NETMASK: &str = Sites::NETMASK;
 
-fn client_url() -> String {
-    format!("ws://{A_VETH}:{WS_PORT}/")
-}
-
-/// Two namespaces joined by a veth (198.51.100.1 in A, .2 in B), a switch in each, a TAP port
-/// 1 on each (ewsA0 192.0.2.1/24, ewsB0 192.0.2.2/24), and B's switch connected to A's as a
-/// client (port 2 on B, server port 2 on A).
-///
-/// Fields drop in declaration order: the switches go before their namespaces.
-struct Pair {
-    sw_a: Switch,
-    sw_b: Switch,
-    ns_a: Netns,
-    ns_b: Netns,
-}
-
-impl Pair {
-    fn new(tag: &str) -> Pair {
-        let (ns_a, ns_b) = linked(tag, A_VETH, B_VETH);
-        let sw_a = Switch::in_netns(&ns_a, &format!("{tag}-A"), A_VETH, WS_PORT, CTL_PORT, &[]);
-        let sw_b = Switch::in_netns(&ns_b, &format!("{tag}-B"), B_VETH, WS_PORT, CTL_PORT, &[]);
-
-        for (sw, ns, tap, ip) in [
-            (&sw_a, &ns_a, "ewsA0", A_TAP_IP),
-            (&sw_b, &ns_b, "ewsB0", B_TAP_IP),
-        ] {
-            let rows = parse_ports(&sw.ctl_ok(&["addport", "tap", tap]));
-            assert_eq!(rows.len(), 1, "addport prints the new port: {rows:?}");
-            assert_eq!(
-                (rows[0].port, rows[0].kind.as_str(), rows[0].target.as_str()),
-                (1, "tap", tap)
-            );
-            ns.wait_link(tap);
-            let ifs = parse_ifs(&sw.ctl_ok(&["setif", "1", "--address", ip, "--netmask", NETMASK]));
-            assert_eq!(ifs.len(), 1, "setif prints the interface: {ifs:?}");
-            assert_eq!(
-                (ifs[0].address.as_str(), ifs[0].netmask.as_str()),
-                (ip, NETMASK)
-            );
-            assert!(
-                ns.addrs(tap).contains(&format!("{ip}/24")),
-                "{tap} should carry {ip}/24 in the kernel, has {:?}",
-                ns.addrs(tap)
-            );
-        }
-
-        let rows = parse_ports(&sw_b.ctl_ok(&["addport", "client", &client_url()]));
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        assert_eq!((rows[0].port, rows[0].kind.as_str()), (2, "client"));
-        let pair = Pair {
-            sw_a,
-            sw_b,
-            ns_a,
-            ns_b,
-        };
-        pair.wait_server_port(2);
-        pair
-    }
-
-    /// Wait until A lists server port `n`.
-    fn wait_server_port(&self, n: u32) {
-        poll(
-            &format!("server port {n} on switch A"),
-            Duration::from_secs(10),
-            || {
-                let ports = self.sw_a.listport();
-                if ports.iter().any(|p| p.port == n && p.kind == "server") {
-                    Ok(())
-                } else {
-                    Err(format!("{ports:?}"))
-                }
-            },
-        );
-    }
+/// Two sites, each with a TAP port 1 (ewsA0 192.0.2.1/24, ewsB0 192.0.2.2/24), and B's switch
+/// connected to A's as a client (port 2 on B, server port 2 on A).
+fn pair(tag: &str) -> Sites {
+    Sites::builder(tag).both(|s| s.tap()).connect(&[]).start()
 }
 
 fn row(ports: &[PortRow], n: u32) -> PortRow {
@@ -112,12 +38,12 @@ fn two_switches_tap_ping() {
     if !require_root() {
         return;
     }
-    let p = Pair::new("tp");
-    ping(&p.ns_a, B_TAP_IP);
-    ping(&p.ns_b, A_TAP_IP);
+    let p = pair("tp");
+    ping(&p.a.ns, B_TAP_IP);
+    ping(&p.b.ns, A_TAP_IP);
 
     // listport on A: tap port 1 and the server port 2, both carried traffic.
-    let a = p.sw_a.listport();
+    let a = p.a.sw.listport();
     assert_eq!(a.len(), 2, "{a:?}");
     let (a1, a2) = (row(&a, 1), row(&a, 2));
     assert_eq!(
@@ -138,7 +64,7 @@ fn two_switches_tap_ping() {
     }
 
     // listport on B: tap port 1 and client port 2 with the URL as target.
-    let b = p.sw_b.listport();
+    let b = p.b.sw.listport();
     assert_eq!(b.len(), 2, "{b:?}");
     let (b1, b2) = (row(&b, 1), row(&b, 2));
     assert_eq!(
@@ -148,14 +74,14 @@ fn two_switches_tap_ping() {
     );
     assert_eq!(
         (b2.kind.as_str(), b2.state.as_str(), b2.target.as_str()),
-        ("client", "up", client_url().as_str())
+        ("client", "up", p.client_url().as_str())
     );
     assert!(b2.rx > 0 && b2.tx > 0, "{b:?}");
 
     // listfdb on B: A's TAP MAC behind the client port, B's own TAP MAC on port 1, VLAN 0.
-    let mac_a = p.ns_a.mac("ewsA0");
-    let mac_b = p.ns_b.mac("ewsB0");
-    let fdb = p.sw_b.listfdb();
+    let mac_a = p.a.ns.mac("ewsA0");
+    let mac_b = p.b.ns.mac("ewsB0");
+    let fdb = p.b.sw.listfdb();
     assert!(
         has_fdb(&fdb, 2, 0, &mac_a),
         "B should learn {mac_a} on port 2 VLAN 0: {fdb:?}"
@@ -164,12 +90,12 @@ fn two_switches_tap_ping() {
         has_fdb(&fdb, 1, 0, &mac_b),
         "B should learn {mac_b} on port 1 VLAN 0: {fdb:?}"
     );
-    let fdb_a = p.sw_a.listfdb();
+    let fdb_a = p.a.sw.listfdb();
     assert!(has_fdb(&fdb_a, 1, 0, &mac_a), "{fdb_a:?}");
     assert!(has_fdb(&fdb_a, 2, 0, &mac_b), "{fdb_a:?}");
 
     // listif on A: only the TAP port.
-    let ifs = p.sw_a.listif();
+    let ifs = p.a.sw.listif();
     assert_eq!(
         ifs,
         vec![IfRow {
@@ -184,58 +110,58 @@ fn two_switches_tap_ping() {
     );
 
     // setif --mtu
-    let ifs = parse_ifs(&p.sw_a.ctl_ok(&["setif", "1", "--mtu", "1400"]));
+    let ifs = parse_ifs(&p.a.sw.ctl_ok(&["setif", "1", "--mtu", "1400"]));
     assert_eq!(ifs.len(), 1, "{ifs:?}");
     assert_eq!(ifs[0].mtu, 1400, "{ifs:?}");
-    assert_eq!(p.sw_a.listif()[0].mtu, 1400);
+    assert_eq!(p.a.sw.listif()[0].mtu, 1400);
     assert_eq!(
-        p.ns_a.mtu("ewsA0"),
+        p.a.ns.mtu("ewsA0"),
         1400,
         "the kernel interface MTU follows setif"
     );
 
     // Shut the client port on B: no traffic, counters frozen.
-    let rows = parse_ports(&p.sw_b.ctl_ok(&["setport", "2", "--shut", "1"]));
+    let rows = parse_ports(&p.b.sw.ctl_ok(&["setport", "2", "--shut", "1"]));
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].port, rows[0].state.as_str()),
         (2, "shut"),
         "{rows:?}"
     );
-    let before = row(&p.sw_b.listport(), 2);
+    let before = row(&p.b.sw.listport(), 2);
     assert_eq!(before.state, "shut");
-    no_ping(&p.ns_b, A_TAP_IP);
-    no_ping(&p.ns_a, B_TAP_IP);
-    let after = row(&p.sw_b.listport(), 2);
+    no_ping(&p.b.ns, A_TAP_IP);
+    no_ping(&p.a.ns, B_TAP_IP);
+    let after = row(&p.b.sw.listport(), 2);
     assert_eq!(
         (after.rx, after.tx),
         (before.rx, before.tx),
         "a shut port's counters stop"
     );
 
-    let rows = parse_ports(&p.sw_b.ctl_ok(&["setport", "2", "--shut", "0"]));
+    let rows = parse_ports(&p.b.sw.ctl_ok(&["setport", "2", "--shut", "0"]));
     assert_eq!(
         (rows[0].port, rows[0].state.as_str()),
         (2, "up"),
         "{rows:?}"
     );
-    ping(&p.ns_b, A_TAP_IP);
-    ping(&p.ns_a, B_TAP_IP);
+    ping(&p.b.ns, A_TAP_IP);
+    ping(&p.a.ns, B_TAP_IP);
 
     // delport 2 on B: gone on B, its FDB entries forgotten; the server port on A goes too.
-    let rows = parse_ports(&p.sw_b.ctl_ok(&["delport", "2"]));
+    let rows = parse_ports(&p.b.sw.ctl_ok(&["delport", "2"]));
     assert_eq!(
         (rows.len(), rows[0].port, rows[0].kind.as_str()),
         (1, 2, "client"),
         "delport prints the port: {rows:?}"
     );
-    let b = p.sw_b.listport();
+    let b = p.b.sw.listport();
     assert_eq!(
         b.iter().map(|r| r.port).collect::<Vec<_>>(),
         vec![1],
         "{b:?}"
     );
-    let fdb = p.sw_b.listfdb();
+    let fdb = p.b.sw.listfdb();
     assert!(
         fdb.iter().all(|e| e.port != 2),
         "B's FDB still has port 2 entries: {fdb:?}"
@@ -244,7 +170,7 @@ fn two_switches_tap_ping() {
         "server port to leave switch A",
         Duration::from_secs(10),
         || {
-            let a = p.sw_a.listport();
+            let a = p.a.sw.listport();
             if a.iter().any(|r| r.kind == "server") {
                 Err(format!("{a:?}"))
             } else {
@@ -252,34 +178,34 @@ fn two_switches_tap_ping() {
             }
         },
     );
-    let a = p.sw_a.listport();
+    let a = p.a.sw.listport();
     assert_eq!(
         a.iter().map(|r| r.port).collect::<Vec<_>>(),
         vec![1],
         "{a:?}"
     );
-    let fdb_a = p.sw_a.listfdb();
+    let fdb_a = p.a.sw.listfdb();
     assert!(
         fdb_a.iter().all(|e| e.port != 2),
         "A's FDB still has port 2 entries: {fdb_a:?}"
     );
 
     // Reconnect: port numbers are never reused.
-    let rows = parse_ports(&p.sw_b.ctl_ok(&["addport", "client", &client_url()]));
+    let rows = parse_ports(&p.b.sw.ctl_ok(&["addport", "client", &p.client_url()]));
     assert_eq!(
         (rows.len(), rows[0].port, rows[0].kind.as_str()),
         (1, 3, "client"),
         "{rows:?}"
     );
-    p.wait_server_port(3);
-    let b = p.sw_b.listport();
+    p.a.sw.wait_server_port(3);
+    let b = p.b.sw.listport();
     assert_eq!(
         b.iter().map(|r| r.port).collect::<Vec<_>>(),
         vec![1, 3],
         "{b:?}"
     );
-    ping(&p.ns_b, A_TAP_IP);
-    ping(&p.ns_a, B_TAP_IP);
+    ping(&p.b.ns, A_TAP_IP);
+    ping(&p.a.ns, B_TAP_IP);
 }
 
 #[test]
@@ -287,11 +213,11 @@ fn netdev_port_reaches_remote_tap() {
     if !require_root() {
         return;
     }
-    let p = Pair::new("nd");
+    let p = pair("nd");
     let ns_c = Netns::new("ndC");
-    veth(&ns_c, "vc0", Some("192.0.2.3/24"), &p.ns_a, "vA1", None);
+    veth(&ns_c, "vc0", Some("192.0.2.3/24"), &p.a.ns, "vA1", None);
 
-    let rows = parse_ports(&p.sw_a.ctl_ok(&["addport", "netdev", "vA1"]));
+    let rows = parse_ports(&p.a.sw.ctl_ok(&["addport", "netdev", "vA1"]));
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].port, rows[0].kind.as_str(), rows[0].target.as_str()),
@@ -300,10 +226,10 @@ fn netdev_port_reaches_remote_tap() {
     );
 
     ping(&ns_c, B_TAP_IP);
-    ping(&p.ns_b, "192.0.2.3");
+    ping(&p.b.ns, "192.0.2.3");
     ping(&ns_c, A_TAP_IP);
 
-    let a = p.sw_a.listport();
+    let a = p.a.sw.listport();
     let nd = row(&a, 3);
     assert_eq!(
         (nd.kind.as_str(), nd.state.as_str(), nd.target.as_str()),
@@ -313,19 +239,19 @@ fn netdev_port_reaches_remote_tap() {
     assert!(nd.rx > 0 && nd.tx > 0, "{a:?}");
 
     let mac_c = ns_c.mac("vc0");
-    let fdb_a = p.sw_a.listfdb();
+    let fdb_a = p.a.sw.listfdb();
     assert!(
         has_fdb(&fdb_a, 3, 0, &mac_c),
         "A should learn {mac_c} on the netdev port 3: {fdb_a:?}"
     );
-    let fdb_b = p.sw_b.listfdb();
+    let fdb_b = p.b.sw.listfdb();
     assert!(
         has_fdb(&fdb_b, 2, 0, &mac_c),
         "B should learn {mac_c} on its client port 2: {fdb_b:?}"
     );
 
     // netdev ports have interface settings; listif shows them next to the TAP.
-    let ifs = p.sw_a.listif();
+    let ifs = p.a.sw.listif();
     let nd_if = ifs
         .iter()
         .find(|r| r.port == 3)
@@ -338,38 +264,16 @@ fn netdev_port_reaches_remote_tap() {
     assert!(ifs.iter().all(|r| r.kind != "server"), "{ifs:?}");
 }
 
-/// Create a VLAN sub-interface; false when the kernel has no 802.1Q support.
-fn add_vlan(ns: &Netns, parent: &str, name: &str, vid: u16, addr: &str, qos: Option<&str>) -> bool {
-    let vid_s = vid.to_string();
-    let mut args = vec![
-        "link", "add", "link", parent, "name", name, "type", "vlan", "id", &vid_s,
-    ];
-    if let Some(q) = qos {
-        args.extend_from_slice(&["egress-qos-map", q]);
-    }
-    let out = ns.ip_try(&args);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        if err.contains("Unknown device type") || err.contains("not supported") {
-            return false;
-        }
-        panic!("creating {name}: {}", show(&out));
-    }
-    ns.ip(&["addr", "add", addr, "dev", name]);
-    ns.ip(&["link", "set", name, "up"]);
-    true
-}
-
 #[test]
 fn vlan_stays_in_its_vlan() {
     if !require_root() {
         return;
     }
-    let p = Pair::new("vl");
+    let p = pair("vl");
 
     // Part 1: hand-made tagged frames on the TAPs (works without the kernel's 8021q support).
-    let sa = RawSock::open(&p.ns_a, "ewsA0");
-    let sb = RawSock::open(&p.ns_b, "ewsB0");
+    let sa = RawSock::open(&p.a.ns, "ewsA0");
+    let sb = RawSock::open(&p.b.ns, "ewsB0");
     sa.drain();
     sb.drain();
     let m1 = [0x02, 0xe7, 0x00, 0x00, 0x0a, 0x01];
@@ -392,8 +296,8 @@ fn vlan_stays_in_its_vlan() {
         "the 802.1Q tag (PCP 5, VID 10) must pass unchanged: {:02x?}",
         &got.data[..18]
     );
-    let fdb_a = p.sw_a.listfdb();
-    let fdb_b = p.sw_b.listfdb();
+    let fdb_a = p.a.sw.listfdb();
+    let fdb_b = p.b.sw.listfdb();
     assert!(
         has_fdb(&fdb_a, 1, 10, &m1s),
         "A must learn {m1s} on port 1 VLAN 10 (priority bits set): {fdb_a:?}"
@@ -416,12 +320,12 @@ fn vlan_stays_in_its_vlan() {
         .recv_matching(wait, |f| contains(&f.data, &marker(2)))
         .expect("VLAN 20 broadcast from B never reached A's TAP");
     assert_eq!(got.tci(), Some(20));
-    let fdb_b = p.sw_b.listfdb();
+    let fdb_b = p.b.sw.listfdb();
     assert!(
         has_fdb(&fdb_b, 1, 20, &m1s) && has_fdb(&fdb_b, 2, 10, &m1s),
         "FDB is keyed on (VLAN, MAC): {fdb_b:?}"
     );
-    let fdb_a = p.sw_a.listfdb();
+    let fdb_a = p.a.sw.listfdb();
     assert!(
         has_fdb(&fdb_a, 2, 20, &m1s) && has_fdb(&fdb_a, 1, 10, &m1s),
         "FDB is keyed on (VLAN, MAC): {fdb_a:?}"
@@ -429,7 +333,7 @@ fn vlan_stays_in_its_vlan() {
 
     // (c) Unicast to m1 from B: in VLAN 10 it goes to the client port and out of A's TAP; in
     //     VLAN 20 m1 lives behind B's own TAP, so nothing crosses to A.
-    let src = parse_mac(&p.ns_b.mac("ewsB0"));
+    let src = parse_mac(&p.b.ns.mac("ewsB0"));
     sb.send(&build_frame(m1, src, Some(10), ethertype, &marker(3)));
     let got = sa
         .recv_matching(wait, |f| contains(&f.data, &marker(3)))
@@ -446,14 +350,11 @@ fn vlan_stays_in_its_vlan() {
     );
 
     // Part 2: kernel VLAN sub-interfaces (needs 8021q in the kernel).
-    if !add_vlan(
-        &p.ns_a,
-        "ewsA0",
-        "ewsA0.10",
-        10,
-        "203.0.113.1/24",
-        Some("0:5"),
-    ) {
+    if !p
+        .a
+        .ns
+        .add_vlan("ewsA0", "ewsA0.10", 10, "203.0.113.1/24", Some("0:5"))
+    {
         loud(&format!(
             "{}: PART SKIPPED: this kernel has no 802.1Q (vlan) links;\n\
              only the raw tagged-frame checks ran.",
@@ -461,51 +362,39 @@ fn vlan_stays_in_its_vlan() {
         ));
         return;
     }
-    assert!(add_vlan(
-        &p.ns_b,
-        "ewsB0",
-        "ewsB0.10",
-        10,
-        "203.0.113.2/24",
-        None
-    ));
-    ping(&p.ns_a, "203.0.113.2");
-    ping(&p.ns_b, "203.0.113.1");
-    let mac_a10 = p.ns_a.mac("ewsA0.10");
-    let mac_b10 = p.ns_b.mac("ewsB0.10");
-    let fdb_b = p.sw_b.listfdb();
+    assert!(
+        p.b.ns
+            .add_vlan("ewsB0", "ewsB0.10", 10, "203.0.113.2/24", None)
+    );
+    ping(&p.a.ns, "203.0.113.2");
+    ping(&p.b.ns, "203.0.113.1");
+    let mac_a10 = p.a.ns.mac("ewsA0.10");
+    let mac_b10 = p.b.ns.mac("ewsB0.10");
+    let fdb_b = p.b.sw.listfdb();
     assert!(
         has_fdb(&fdb_b, 2, 10, &mac_a10),
         "A's VLAN 10 frames (egress-qos-map 0:5) learned under VLAN 10: {fdb_b:?}"
     );
     assert!(has_fdb(&fdb_b, 1, 10, &mac_b10), "{fdb_b:?}");
-    let fdb_a = p.sw_a.listfdb();
+    let fdb_a = p.a.sw.listfdb();
     assert!(
         has_fdb(&fdb_a, 1, 10, &mac_a10) && has_fdb(&fdb_a, 2, 10, &mac_b10),
         "{fdb_a:?}"
     );
 
     // Same subnet, different VLANs: no way through.
-    assert!(add_vlan(
-        &p.ns_a,
-        "ewsA0",
-        "ewsA0.20",
-        20,
-        "192.0.2.129/25",
-        None
-    ));
-    assert!(add_vlan(
-        &p.ns_b,
-        "ewsB0",
-        "ewsB0.30",
-        30,
-        "192.0.2.130/25",
-        None
-    ));
-    no_ping(&p.ns_a, "192.0.2.130");
-    no_ping(&p.ns_b, "192.0.2.129");
+    assert!(
+        p.a.ns
+            .add_vlan("ewsA0", "ewsA0.20", 20, "192.0.2.129/25", None)
+    );
+    assert!(
+        p.b.ns
+            .add_vlan("ewsB0", "ewsB0.30", 30, "192.0.2.130/25", None)
+    );
+    no_ping(&p.a.ns, "192.0.2.130");
+    no_ping(&p.b.ns, "192.0.2.129");
     // ...while VLAN 10 still works.
-    ping(&p.ns_a, "203.0.113.2");
+    ping(&p.a.ns, "203.0.113.2");
 }
 
 fn local_switch(label: &str) -> Switch {

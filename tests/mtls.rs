@@ -225,18 +225,7 @@ impl Node {
         );
         let mut c = self.ns.command(&["sh", "-ec", script]);
         c.current_dir(self.dir.path()).env("PATH", path);
-        for k in [
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-            "no_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "NO_PROXY",
-        ] {
-            c.env_remove(k);
-        }
+        clear_proxy_env(&mut c);
         c.output().expect("run sh")
     }
 

@@ -27,29 +27,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const WS_PORT: u16 = 8080;
-const CTL_PORT: u16 = 7867;
-const A_VETH: &str = "198.51.100.1";
-const B_VETH: &str = "198.51.100.2";
-const B_TAP_IP: &str = "192.0.2.2";
+const B_TAP_IP: &str = Sites::B_TAP;
 const C_IP: &str = "192.0.2.3";
-const VID: &str = "100";
+const VID: u16 = 100;
 const B_VLAN_IP: &str = "203.0.113.2";
 const C_VLAN_IP: &str = "203.0.113.3";
 
-/// The three namespaces, both switches, B connected to A. Fields drop in declaration order:
-/// the switches go before their namespaces.
+/// The two sites (A with the netdev port 1 on vA1, B with its TAP, B connected to A) and C on
+/// the other end of vA1. Fields drop in declaration order: the sites go before C.
 struct Topo {
-    sw_a: Switch,
-    sw_b: Switch,
-    _ns_a: Netns,
-    ns_b: Netns,
+    s: Sites,
     ns_c: Netns,
 }
 
 impl Topo {
     fn new(tag: &str) -> Topo {
-        let (ns_a, ns_b) = linked(tag, A_VETH, B_VETH);
+        let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
         let ns_c = Netns::new(&format!("{tag}C"));
         veth(
             &ns_c,
@@ -59,74 +52,30 @@ impl Topo {
             "vA1",
             None,
         );
-        let sw_a = Switch::in_netns(&ns_a, &format!("{tag}-A"), A_VETH, WS_PORT, CTL_PORT, &[]);
-        let sw_b = Switch::in_netns(&ns_b, &format!("{tag}-B"), B_VETH, WS_PORT, CTL_PORT, &[]);
-
-        let rows = parse_ports(&sw_a.ctl_ok(&["addport", "netdev", "vA1"]));
-        assert_eq!(
-            rows.iter()
-                .map(|r| (r.port, r.kind.as_str()))
-                .collect::<Vec<_>>(),
-            vec![(1, "netdev")],
-            "{rows:?}"
-        );
-        let rows = parse_ports(&sw_b.ctl_ok(&["addport", "tap", "ewsB0"]));
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        ns_b.wait_link("ewsB0");
-        sw_b.ctl_ok(&[
-            "setif",
-            "1",
-            "--address",
-            B_TAP_IP,
-            "--netmask",
-            "255.255.255.0",
-        ]);
-        let url = format!("ws://{A_VETH}:{WS_PORT}/");
-        let rows = parse_ports(&sw_b.ctl_ok(&["addport", "client", &url]));
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        poll("server port 2 on A", Duration::from_secs(10), || {
-            let ports = sw_a.listport();
-            if ports.iter().any(|p| p.port == 2 && p.kind == "server") {
-                Ok(())
-            } else {
-                Err(format!("{ports:?}"))
-            }
-        });
+        let s = Sites::builder(tag)
+            .a(|a| a.netdev("vA1", &[]))
+            .b(|b| b.tap())
+            .connect(&[])
+            .start_in(ns_a, ns_b);
         eprintln!(
             "vc0 (offloads left as the kernel sets them): {}",
             ns_c.ip(&["-d", "-o", "link", "show", "dev", "vc0"]).trim()
         );
-        Topo {
-            sw_a,
-            sw_b,
-            _ns_a: ns_a,
-            ns_b,
-            ns_c,
-        }
+        Topo { s, ns_c }
     }
 
     /// VLAN 100 on both ends: vc0.100 in C, ewsB0.100 in B (tagged frames cross the netdev
     /// port with the tag stripped into metadata by the kernel and put back by the switch).
     fn add_vlan(&self) -> bool {
-        for (ns, parent, addr) in [
+        [
             (&self.ns_c, "vc0", C_VLAN_IP),
-            (&self.ns_b, "ewsB0", B_VLAN_IP),
-        ] {
+            (&self.s.b.ns, "ewsB0", B_VLAN_IP),
+        ]
+        .into_iter()
+        .all(|(ns, parent, addr)| {
             let name = format!("{parent}.{VID}");
-            let out = ns.ip_try(&[
-                "link", "add", "link", parent, "name", &name, "type", "vlan", "id", VID,
-            ]);
-            if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                if err.contains("Unknown device type") || err.contains("not supported") {
-                    return false;
-                }
-                panic!("creating {name}: {}", show(&out));
-            }
-            ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", &name]);
-            ns.ip(&["link", "set", &name, "up"]);
-        }
-        true
+            ns.add_vlan(parent, &name, VID, &format!("{addr}/24"), None)
+        })
     }
 }
 
@@ -230,30 +179,30 @@ fn netdev_port_carries_tcp() {
     }
     let t = Topo::new("ntcp");
     ping(&t.ns_c, B_TAP_IP);
-    ping(&t.ns_b, C_IP);
+    ping(&t.s.b.ns, C_IP);
 
     // iperf3 both ways; C's sends through the netdev port's receive side (super-frames,
     // partial checksums), B's through its transmit side.
-    let up = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5201, &[]);
-    let down = iperf3(&t.ns_b, &t.ns_c, B_TAP_IP, 5202, &["-R"]);
+    let up = iperf3(&t.s.b.ns, &t.ns_c, B_TAP_IP, 5201, &[]);
+    let down = iperf3(&t.s.b.ns, &t.ns_c, B_TAP_IP, 5202, &["-R"]);
     for (what, r) in [("C -> B", &up), ("B -> C (-R)", &down)] {
         assert!(
             r.sent > 0 && r.received > 0,
             "iperf3 {what} moved no data (sent {} B, received {} B)\nA netdev port: {}\nA log:\n{}",
             r.sent,
             r.received,
-            port_counters(&t.sw_a, 1),
-            t.sw_a.log()
+            port_counters(&t.s.a.sw, 1),
+            t.s.a.sw.log()
         );
     }
 
     // Bulk copies, compared byte for byte.
     let data = random_bytes(5 << 20, 0x5eed_0001);
-    copy(&t.ns_c, &t.ns_b, B_TAP_IP, 6001, &data);
-    copy(&t.ns_b, &t.ns_c, C_IP, 6002, &data);
+    copy(&t.ns_c, &t.s.b.ns, B_TAP_IP, 6001, &data);
+    copy(&t.s.b.ns, &t.ns_c, C_IP, 6002, &data);
 
     // The offloads were really in play: super-frames arrived and were cut up, none dropped.
-    let log = t.sw_a.log();
+    let log = t.s.a.sw.log();
     assert!(
         log.contains("segmenting offloaded super-frames"),
         "A never saw a GSO super-frame on vA1 (offloads off?):\n{log}"
@@ -279,17 +228,17 @@ fn netdev_port_carries_tagged_tcp() {
         return;
     }
     ping(&t.ns_c, B_VLAN_IP);
-    ping(&t.ns_b, C_VLAN_IP);
+    ping(&t.s.b.ns, C_VLAN_IP);
 
     let data = random_bytes(5 << 20, 0x5eed_0002);
-    copy(&t.ns_c, &t.ns_b, B_VLAN_IP, 6003, &data);
-    copy(&t.ns_b, &t.ns_c, C_VLAN_IP, 6004, &data);
+    copy(&t.ns_c, &t.s.b.ns, B_VLAN_IP, 6003, &data);
+    copy(&t.s.b.ns, &t.ns_c, C_VLAN_IP, 6004, &data);
     // The untagged side still works next to it.
-    copy(&t.ns_c, &t.ns_b, B_TAP_IP, 6005, &data);
+    copy(&t.ns_c, &t.s.b.ns, B_TAP_IP, 6005, &data);
 
     // The frames crossed tagged: B learned C's MAC on VLAN 100 behind its client port.
     let mac_c = t.ns_c.mac("vc0");
-    let fdb = t.sw_b.listfdb();
+    let fdb = t.s.b.sw.listfdb();
     assert!(
         fdb.iter()
             .any(|e| e.port == 2 && e.vlan == 100 && e.mac == mac_c),
@@ -526,12 +475,12 @@ fn netdev_port_finishes_injected_offloads() {
     }
     let t = Topo::new("ninj");
     ping(&t.ns_c, B_TAP_IP); // B's TAP MAC gets learned
-    let tap = vnet_tap(&t._ns_a, "tinj");
-    let rows = parse_ports(&t.sw_a.ctl_ok(&["addport", "netdev", "tinj"]));
+    let tap = vnet_tap(&t.s.a.ns, "tinj");
+    let rows = parse_ports(&t.s.a.sw.ctl_ok(&["addport", "netdev", "tinj"]));
     assert_eq!(rows.len(), 1, "{rows:?}");
     let port = rows[0].port;
-    let dst = parse_mac(&t.ns_b.mac("ewsB0"));
-    let rx = RawSock::open(&t.ns_b, "ewsB0");
+    let dst = parse_mac(&t.s.b.ns.mac("ewsB0"));
+    let rx = RawSock::open(&t.s.b.ns, "ewsB0");
     rx.drain();
 
     let specs = [
@@ -585,8 +534,8 @@ fn netdev_port_finishes_injected_offloads() {
                 panic!(
                     "{spec:?}: {} of {want} segments arrived\nA port {port}: {}\nA log:\n{}",
                     got.len(),
-                    port_counters(&t.sw_a, port),
-                    t.sw_a.log()
+                    port_counters(&t.s.a.sw, port),
+                    t.s.a.sw.log()
                 );
             };
             let seg = check_segment(spec, &f)
@@ -606,7 +555,7 @@ fn netdev_port_finishes_injected_offloads() {
         eprintln!("{spec:?}: {want} plain segment(s), checksums and payload OK");
     }
     // They reached the switch as super-frames (not cut up by the kernel on the way).
-    let log = t.sw_a.log();
+    let log = t.s.a.sw.log();
     assert!(
         log.contains("segmenting offloaded super-frames") && log.contains("tinj"),
         "{log}"

@@ -351,7 +351,8 @@ fn vlans_stay_separate_in_the_kernel_path() {
     // In VLAN 20 m2 sits behind port 1 (h1's side): unicast to it from h1 stays there, in
     // the kernel path too; VLAN 10 is untouched.
     r1.send(&build_frame(bcast, m2, Some(20), et, &mark(40)));
-    std::thread::sleep(Duration::from_millis(300));
+    r2.recv_matching(wait, |f| contains(&f.data, &mark(40)))
+        .expect("VLAN 20 broadcast from h1 never reached h2");
     r2.drain();
     let fwd = k(&row(&t.rows(), 2), "tx_frames");
     for i in 0..5u8 {
@@ -427,61 +428,35 @@ fn offloaded_port_and_websocket_peer() {
     // Both attach modes: in generic mode a local sender's GSO super-frames reach the switch
     // through the packet socket (too big for AF_XDP).
     for (tag, mode) in [("ow", "native"), ("owg", "generic")] {
-        // Switch S: offloaded s1 (h1) + WebSocket server; switch B in nsB: TAP 192.0.2.2 and a
-        // client port to S over a veth (198.51.100.0/24).
-        let t = Topo::new(tag, &[], false);
-        let ns_b = Netns::new(&format!("{tag}B"));
-        veth(
-            &t.ns_s,
-            "sB",
-            Some("198.51.100.1/24"),
-            &ns_b,
-            "bS",
-            Some("198.51.100.2/24"),
-        );
-        let sw_s = Switch::in_netns(
-            &t.ns_s,
-            &format!("{tag}-S2"),
-            "198.51.100.1",
-            WS_PORT + 1,
-            CTL_PORT + 1,
-            &[],
-        );
-        let sw_b = Switch::in_netns(
-            &ns_b,
-            &format!("{tag}-B"),
-            "198.51.100.2",
-            WS_PORT,
-            CTL_PORT,
-            &[],
-        );
-        sw_s.ctl_ok(&["addport", "netdev", "s1", "--offload", "--xdp-mode", mode]);
-        sw_b.ctl_ok(&["addport", "tap", "ewsB0"]);
-        sw_b.ctl_ok(&[
-            "addport",
-            "client",
-            &format!("ws://198.51.100.1:{}/", WS_PORT + 1),
-        ]);
-        ns_b.ip(&["addr", "add", "192.0.2.2/24", "dev", "ewsB0"]);
-        ns_b.ip(&["link", "set", "ewsB0", "up"]);
-        let rows = parse_ports(&sw_s.ctl_ok(&["listport"]));
+        // Site A: the switch with the offloaded s1 (h1 behind it) and the WebSocket server;
+        // site B: a TAP 192.0.2.2 and a client port to A over the veth between them.
+        let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
+        let h1 = Netns::new(&format!("{tag}1"));
+        veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
+        gro_on(&h1, "h1");
+        let s = Sites::builder(tag)
+            .a(|a| a.netdev("s1", &["--offload", "--xdp-mode", mode]))
+            .b(|b| b.tap())
+            .connect(&[])
+            .start_in(ns_a, ns_b);
+        let rows = s.a.sw.listport();
         assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}");
-        ping(&t.h1, H2);
-        let bytes = iperf3(&ns_b, &t.h1, H2, 5202, &[]).received;
+        ping(&h1, H2);
+        let bytes = iperf3(&s.b.ns, &h1, H2, 5202, &[]).received;
         assert!(
             bytes > 1_000_000,
             "{mode}: iperf3 h1 → B moved {bytes} B\n{}",
-            sw_s.log()
+            s.a.sw.log()
         );
-        let bytes = iperf3(&t.h1, &ns_b, H1, 5203, &[]).received;
+        let bytes = iperf3(&h1, &s.b.ns, H1, 5203, &[]).received;
         assert!(
             bytes > 1_000_000,
             "{mode}: iperf3 B → h1 moved {bytes} B\n{}",
-            sw_s.log()
+            s.a.sw.log()
         );
         let started = Instant::now();
-        drop(sw_b);
-        drop(sw_s);
+        drop(s.b.sw);
+        drop(s.a.sw);
         eprintln!("{mode}: stopped in {:?}", started.elapsed());
     }
 }

@@ -78,13 +78,13 @@ backend etherws
 "#;
 
 /// The switch namespace with the two client sites linked to it.
-struct Sites {
+struct ClientSites {
     s: Netns,
     c1: Netns,
     c2: Netns,
 }
 
-fn sites(tag: &str) -> Sites {
+fn sites(tag: &str) -> ClientSites {
     let s = Netns::new(&format!("{tag}S"));
     let c1 = Netns::new(&format!("{tag}1"));
     let c2 = Netns::new(&format!("{tag}2"));
@@ -104,7 +104,7 @@ fn sites(tag: &str) -> Sites {
         "c2",
         Some(&format!("{S_C2}/24")),
     );
-    Sites { s, c1, c2 }
+    ClientSites { s, c1, c2 }
 }
 
 /// A site's own switch, with no port yet.

@@ -17,11 +17,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const A_VETH: &str = "198.51.100.1";
-const B_VETH: &str = "198.51.100.2";
-const A_TAP_IP: &str = "192.0.2.1";
-const B_TAP_IP: &str = "192.0.2.2";
-const NETMASK: &str = "255.255.255.0";
+const A_VETH: &str = Sites::A_VETH;
+const B_VETH: &str = Sites::B_VETH;
+const A_TAP_IP: &str = Sites::A_TAP;
+const B_TAP_IP: &str = Sites::B_TAP;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -101,32 +100,10 @@ fn assert_ctl_401(out: &Output, what: &str) {
     );
 }
 
-/// A TAP port on `sw` with `ip/24`; returns its port number.
-fn add_tap(sw: &Switch, ns: &Netns, tap: &str, ip: &str) -> u32 {
-    let rows = parse_ports(&sw.ctl_ok(&["addport", "tap", tap]));
-    assert_eq!(rows.len(), 1, "addport prints the new port: {rows:?}");
-    ns.wait_link(tap);
-    let port = rows[0].port.to_string();
-    sw.ctl_ok(&["setif", &port, "--address", ip, "--netmask", NETMASK]);
-    rows[0].port
-}
-
 fn addport_client_args<'a>(url: &'a str, opts: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["addport", "client", url];
     args.extend_from_slice(opts);
     args
-}
-
-/// `ctl addport client URL OPTS...` that must succeed; returns the new port's row.
-fn add_client(sw: &Switch, url: &str, opts: &[&str]) -> PortRow {
-    let rows = parse_ports(&sw.ctl_ok(&addport_client_args(url, opts)));
-    assert_eq!(rows.len(), 1, "addport prints the new port: {rows:?}");
-    assert_eq!(
-        (rows[0].kind.as_str(), rows[0].target.as_str()),
-        ("client", url),
-        "{rows:?}"
-    );
-    rows[0].clone()
 }
 
 /// The ports of a switch as (port, type, target), counters left out.
@@ -167,29 +144,6 @@ fn add_client_fails(sw: &Switch, url: &str, opts: &[&str]) -> String {
         "{what}: a failed addport adds nothing"
     );
     reason.trim().to_string()
-}
-
-fn server_ports(sw: &Switch) -> Vec<PortRow> {
-    sw.listport()
-        .into_iter()
-        .filter(|p| p.kind == "server")
-        .collect()
-}
-
-/// Wait until `sw` has exactly `n` server ports.
-fn wait_server_ports(sw: &Switch, n: usize) -> Vec<PortRow> {
-    poll(
-        &format!("{n} server port(s)"),
-        Duration::from_secs(10),
-        || {
-            let s = server_ports(sw);
-            if s.len() == n {
-                Ok(s)
-            } else {
-                Err(format!("{s:?}"))
-            }
-        },
-    )
 }
 
 fn del_port(sw: &Switch, port: u32) {
@@ -297,37 +251,34 @@ fn wss_tunnel_with_cacerts() {
     let wrong = pki.ca("wrong");
     let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
 
-    let (ns_a, ns_b) = linked("wss", A_VETH, B_VETH);
-    // A second address on A, which A's certificate does not name.
+    let s = Sites::builder("wss")
+        .a(|a| {
+            a.switch(|b| b.host("0.0.0.0").port(8443)).args(&[
+                "--sslkey",
+                &cert.key,
+                "--sslcert",
+                &cert.cert,
+            ])
+        })
+        .both(|s| s.tap())
+        .start();
+    let (ns_a, ns_b, sw_a, sw_b) = (&s.a.ns, &s.b.ns, &s.a.sw, &s.b.sw);
+    // A second address on A (which listens on every address), that its certificate does not
+    // name.
     ns_a.ip(&["addr", "add", "198.51.100.11/24", "dev", "vAB"]);
-    let sw_a = Switch::builder("wss-A")
-        .netns(&ns_a)
-        .host("0.0.0.0")
-        .port(8443)
-        .ctl_port(7867)
-        .args(&["--sslkey", &cert.key, "--sslcert", &cert.cert])
-        .start();
-    let sw_b = Switch::builder("wss-B")
-        .netns(&ns_b)
-        .host(B_VETH)
-        .port(8080)
-        .ctl_port(7867)
-        .start();
-    add_tap(&sw_a, &ns_a, "ewsA0", A_TAP_IP);
-    add_tap(&sw_b, &ns_b, "ewsB0", B_TAP_IP);
     let url = format!("wss://{A_VETH}:8443/");
 
     // Verified against the private CA: the tunnel carries traffic both ways.
-    let client = add_client(&sw_b, &url, &["--cacerts", &ca.cert]);
-    wait_server_ports(&sw_a, 1);
-    ping(&ns_b, A_TAP_IP);
-    ping(&ns_a, B_TAP_IP);
-    let srv = &server_ports(&sw_a)[0];
+    let client = sw_b.add_port("client", &url, &["--cacerts", &ca.cert]);
+    sw_a.wait_servers(1);
+    ping(ns_b, A_TAP_IP);
+    ping(ns_a, B_TAP_IP);
+    let srv = &sw_a.servers()[0];
     assert!(srv.rx > 0 && srv.tx > 0, "{srv:?}");
     let cli = sw_b.port(client.port).expect("client port still there");
     assert!(cli.rx > 0 && cli.tx > 0, "{cli:?}");
-    del_port(&sw_b, client.port);
-    wait_server_ports(&sw_a, 0);
+    del_port(sw_b, client.port);
+    sw_a.wait_servers(0);
 
     // Certificates that do not verify.
     let alias = "wss://198.51.100.11:8443/";
@@ -348,28 +299,24 @@ fn wss_tunnel_with_cacerts() {
             "the right CA, but a URL host the certificate does not name",
         ),
     ] {
-        let reason = add_client_fails(&sw_b, target, &opts);
+        let reason = add_client_fails(sw_b, target, &opts);
         assert!(
             reason.to_lowercase().contains("certificate"),
             "{what}: the reason should be about the certificate: {reason:?}"
         );
-        assert_eq!(
-            server_ports(&sw_a),
-            vec![],
-            "{what}: no server port may appear"
-        );
+        assert_eq!(sw_a.servers(), vec![], "{what}: no server port may appear");
     }
     // Plain ws:// to the TLS listener does not get through either.
-    add_client_fails(&sw_b, &format!("ws://{A_VETH}:8443/"), &[]);
+    add_client_fails(sw_b, &format!("ws://{A_VETH}:8443/"), &[]);
 
     // --insecure: no verification (neither the CA nor the name), still a working tunnel.
     for target in [url.as_str(), alias] {
-        let client = add_client(&sw_b, target, &["--insecure"]);
-        wait_server_ports(&sw_a, 1);
-        ping(&ns_b, A_TAP_IP);
-        ping(&ns_a, B_TAP_IP);
-        del_port(&sw_b, client.port);
-        wait_server_ports(&sw_a, 0);
+        let client = sw_b.add_port("client", target, &["--insecure"]);
+        sw_a.wait_servers(1);
+        ping(ns_b, A_TAP_IP);
+        ping(ns_a, B_TAP_IP);
+        del_port(sw_b, client.port);
+        sw_a.wait_servers(0);
     }
 }
 
@@ -396,10 +343,10 @@ fn wss_key_forms_loopback() {
             .ctl_opts(&["--ctlsslcert", &ca.cert])
             .start();
         let url = format!("wss://127.0.0.1:{}/", server.ws_port);
-        let port = add_client(&client, &url, &["--cacerts", &ca.cert]);
-        wait_server_ports(&server, 1);
+        let port = client.add_port("client", &url, &["--cacerts", &ca.cert]);
+        server.wait_servers(1);
         del_port(&client, port.port);
-        wait_server_ports(&server, 0);
+        server.wait_servers(0);
         // Plain HTTP to the HTTPS control API fails.
         let out = etherws(None)
             .args([
@@ -440,10 +387,10 @@ fn htpasswd_on_websocket() {
         .collect();
 
     for (user, passwd) in &users {
-        let port = add_client(&client, &url, &["--user", user, "--passwd", passwd]);
-        wait_server_ports(&server, 1);
+        let port = client.add_port("client", &url, &["--user", user, "--passwd", passwd]);
+        server.wait_servers(1);
         del_port(&client, port.port);
-        wait_server_ports(&server, 0);
+        server.wait_servers(0);
     }
 
     // (At most five failed checks in a row here: the switch blocks an address after ten.)
@@ -472,7 +419,7 @@ fn htpasswd_on_websocket() {
             "{what}: the reason should mention 401: {reason:?}"
         );
     }
-    assert_eq!(server_ports(&server), vec![]);
+    assert_eq!(server.servers(), vec![]);
 
     // The challenge on the wire.
     let addr = SocketAddr::from(([127, 0, 0, 1], server.ws_port));
@@ -484,18 +431,18 @@ fn htpasswd_on_websocket() {
     // password for an existing one, work without a restart.
     htpasswd(&file, &[], "erin", "pw-new");
     htpasswd(&file, &["-s"], "alice", "pw-changed");
-    let port = add_client(&client, &url, &["--user", "erin", "--passwd", "pw-new"]);
-    wait_server_ports(&server, 1);
+    let port = client.add_port("client", &url, &["--user", "erin", "--passwd", "pw-new"]);
+    server.wait_servers(1);
     del_port(&client, port.port);
-    wait_server_ports(&server, 0);
-    let port = add_client(
-        &client,
+    server.wait_servers(0);
+    let port = client.add_port(
+        "client",
         &url,
         &["--user", "alice", "--passwd", "pw-changed"],
     );
-    wait_server_ports(&server, 1);
+    server.wait_servers(1);
     del_port(&client, port.port);
-    wait_server_ports(&server, 0);
+    server.wait_servers(0);
     let reason = add_client_fails(&client, &url, &["--user", "alice", "--passwd", "pw-sha1"]);
     assert!(reason.contains("401"), "old password: {reason:?}");
 }
@@ -757,7 +704,7 @@ fn password_prompts() {
         !run.output.contains("pw-ws") && run.output.contains(&url),
         "expected the new port, and no echo of the password: {run:?}"
     );
-    wait_server_ports(&server, 1);
+    server.wait_servers(1);
     assert_eq!(sw.listport().len(), 1);
     let run = run_on_pty(
         ctl(&[
@@ -951,34 +898,34 @@ fn client_through_tinyproxy() {
         .env("http_proxy", "http://203.0.113.1:8888")
         .env("HTTPS_PROXY", "http://puser:ppass@203.0.113.1:8889")
         .start();
-    add_tap(&sw_a, &ns_a, "ewsA0", A_TAP_IP);
-    add_tap(&sw_b, &ns_b, "ewsB0", B_TAP_IP);
+    sw_a.add_tap(&ns_a, "ewsA0", A_TAP_IP);
+    sw_b.add_tap(&ns_b, "ewsB0", B_TAP_IP);
 
     // ws:// through the open proxy ($http_proxy).
     let ws_url = format!("ws://{A_VETH}:8080/");
     let ws_target = format!("{A_VETH}:8080");
-    let client = add_client(&sw_b, &ws_url, &[]);
-    wait_server_ports(&sw_a, 1);
+    let client = sw_b.add_port("client", &ws_url, &[]);
+    sw_a.wait_servers(1);
     ping(&ns_b, A_TAP_IP);
     ping(&ns_a, B_TAP_IP);
     open.wait_connect(&ws_target);
     del_port(&sw_b, client.port);
-    wait_server_ports(&sw_a, 0);
+    sw_a.wait_servers(0);
     // Take the first A TAP out of nsA's routing, for the next one's replies.
     ns_a.ip(&["link", "set", "ewsA0", "down"]);
 
     // wss:// through the proxy that wants credentials ($HTTPS_PROXY, upper case), TLS verified
     // end to end against the CA (the proxy only sees an opaque tunnel).
-    add_tap(&sw_a_tls, &ns_a, "ewsA1", "192.0.2.3");
+    sw_a_tls.add_tap(&ns_a, "ewsA1", "192.0.2.3");
     let wss_url = format!("wss://{A_VETH}:8443/");
     let wss_target = format!("{A_VETH}:8443");
-    let client = add_client(&sw_b, &wss_url, &["--cacerts", &ca.cert]);
-    wait_server_ports(&sw_a_tls, 1);
+    let client = sw_b.add_port("client", &wss_url, &["--cacerts", &ca.cert]);
+    sw_a_tls.wait_servers(1);
     ping(&ns_b, "192.0.2.3");
     ping(&ns_a, B_TAP_IP);
     auth.wait_connect(&wss_target);
     del_port(&sw_b, client.port);
-    wait_server_ports(&sw_a_tls, 0);
+    sw_a_tls.wait_servers(0);
 
     // Wrong or missing proxy credentials: the proxy refuses, and the reason says so.
     let sw_b2 = Switch::builder("px-B2")
@@ -1197,10 +1144,10 @@ fn tls_start_up_errors() {
         .ctl_opts(&["--ctlsslcert", &ca.cert])
         .start();
     let client = Switch::local("tlserr-client", &[]);
-    add_client(
-        &client,
+    client.add_port(
+        "client",
         &format!("wss://127.0.0.1:{p}/"),
         &["--cacerts", &ca.cert],
     );
-    wait_server_ports(&sw, 1);
+    sw.wait_servers(1);
 }

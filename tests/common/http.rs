@@ -113,7 +113,6 @@ pub fn http_exchange(mut s: TcpStream, request: &str, what: &str) -> HttpRespons
     }
 }
 
-/// POST a JSON-RPC request body and parse the JSON response.
 /// A plain HTTP GET; returns the status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let s =
@@ -121,22 +120,6 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let resp = http_exchange(s, &req, path);
     (resp.status, resp.body)
-}
-
-/// The two-site topology most tests start from: namespaces `{tag}A` and `{tag}B` joined by a
-/// veth, `vAB` in A carrying `a_addr`/24 and `vBA` in B carrying `b_addr`/24.
-pub fn linked(tag: &str, a_addr: &str, b_addr: &str) -> (Netns, Netns) {
-    let ns_a = Netns::new(&format!("{tag}A"));
-    let ns_b = Netns::new(&format!("{tag}B"));
-    veth(
-        &ns_a,
-        "vAB",
-        Some(&format!("{a_addr}/24")),
-        &ns_b,
-        "vBA",
-        Some(&format!("{b_addr}/24")),
-    );
-    (ns_a, ns_b)
 }
 
 /// [`rpc`] to a control API inside a namespace.
@@ -155,6 +138,7 @@ pub fn rpc_in(ns: &Netns, addr: SocketAddr, path: &str, body: &str) -> Value {
     })
 }
 
+/// POST a JSON-RPC request body and parse the JSON response.
 pub fn rpc(addr: SocketAddr, path: &str, body: &str) -> Value {
     let (status, text) = http_post(addr, path, body);
     serde_json::from_str(&text).unwrap_or_else(|e| {

@@ -5,12 +5,17 @@
 //!   `loud()`, `poll()` (wait for a condition, never a fixed sleep), `run()`, `show()`;
 //! * `netns`: `Netns`, a network namespace guard (unique name, `lo` up, IPv6 off so the kernel
 //!   stays quiet; on drop it kills every process inside and deletes the namespace), `veth()`,
-//!   `linked()`, `Netns::tcp_connect[_from]()` (a socket made inside a namespace),
-//!   `Netns::daemon()` (a program killed and reaped with its guard), `ping()` / `no_ping()`;
+//!   `linked()`, `Netns::add_vlan()`, `Netns::tcp_connect[_from]()` (a socket made inside a
+//!   namespace), `Netns::daemon()` (a program killed and reaped with its guard), `ping()` /
+//!   `no_ping()`;
 //! * `switch`: `Switch`, an `etherws sw --foreground` process (in a namespace or on loopback),
 //!   on ports it picks itself (`--port 0`) unless told, its log printed if the test panics;
 //!   `ctl()`, `ctl_ok()`, `listport()`, `listif()`, `listfdb()`; `Switch::builder()` for
-//!   environment, control address and ctl options; `etherws()`, `sw_start_fails()`;
+//!   environment, control address and ctl options; `add_port()`, `add_tap()`, `servers()`,
+//!   `wait_servers()`, `wait_server_port()`; `etherws()`, `sw_start_fails()`;
+//! * `sites`: `Sites`, the two-switch topology: sites A and B in namespaces joined by
+//!   `linked()`, a switch in each (`Switch::builder()` settings), optional TAP and netdev ports,
+//!   optionally B connected to A as a client; `Site::restart()`;
 //! * `tables`: the tables `ctl` prints, parsed into typed rows;
 //! * `http`: `http_exchange()`, `http_post()`, `http_get()`, `rpc()` / `rpc_in()` (raw HTTP/1.1
 //!   and JSON-RPC with std only);
@@ -51,12 +56,15 @@ mod netns;
 mod packets;
 mod pki;
 mod pty;
+mod sites;
 mod switch;
 mod tables;
 
 // Each test binary uses part of the kit.
 #[allow(unused_imports)]
-pub use {http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, switch::*, tables::*};
+pub use {
+    http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, sites::*, switch::*, tables::*,
+};
 
 // ---------------------------------------------------------------------------------------------
 // basics
@@ -162,7 +170,8 @@ pub fn run_ok(argv: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn clear_proxy_env(c: &mut Command) {
+/// Removes the proxy variables (`http_proxy`, `NO_PROXY`, ...) from `c`'s environment.
+pub fn clear_proxy_env(c: &mut Command) {
     for k in [
         "http_proxy",
         "https_proxy",

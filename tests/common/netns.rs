@@ -218,6 +218,37 @@ impl Netns {
         .expect("tcp_connect thread")
     }
 
+    /// An 802.1Q sub-interface `name` of `parent` with VLAN id `vid`, carrying `addr`
+    /// (`a.b.c.d/len`), up; `qos`: an `egress-qos-map` (e.g. `0:5`). False when the kernel has
+    /// no 802.1Q support (the caller skips that part loudly).
+    pub fn add_vlan(
+        &self,
+        parent: &str,
+        name: &str,
+        vid: u16,
+        addr: &str,
+        qos: Option<&str>,
+    ) -> bool {
+        let vid_s = vid.to_string();
+        let mut args = vec![
+            "link", "add", "link", parent, "name", name, "type", "vlan", "id", &vid_s,
+        ];
+        if let Some(q) = qos {
+            args.extend_from_slice(&["egress-qos-map", q]);
+        }
+        let out = self.ip_try(&args);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("Unknown device type") || err.contains("not supported") {
+                return false;
+            }
+            panic!("creating {name} in {}: {}", self.name, show(&out));
+        }
+        self.ip(&["addr", "add", addr, "dev", name]);
+        self.ip(&["link", "set", name, "up"]);
+        true
+    }
+
     /// Wait until the interface exists in this namespace.
     pub fn wait_link(&self, ifname: &str) {
         poll(
@@ -289,6 +320,22 @@ pub fn veth(
         }
         ns.ip(&["link", "set", ifname, "up"]);
     }
+}
+
+/// Two namespaces, `{tag}A` and `{tag}B`, joined by a veth: `vAB` in A carrying `a_addr`/24 and
+/// `vBA` in B carrying `b_addr`/24 (what [`Sites`] starts from).
+pub fn linked(tag: &str, a_addr: &str, b_addr: &str) -> (Netns, Netns) {
+    let ns_a = Netns::new(&format!("{tag}A"));
+    let ns_b = Netns::new(&format!("{tag}B"));
+    veth(
+        &ns_a,
+        "vAB",
+        Some(&format!("{a_addr}/24")),
+        &ns_b,
+        "vBA",
+        Some(&format!("{b_addr}/24")),
+    );
+    (ns_a, ns_b)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -185,6 +185,82 @@ impl Switch {
         self.listport().into_iter().find(|p| p.port == n)
     }
 
+    /// `ctl addport KIND TARGET OPTS...` that must add one port of that kind (`netdev` also
+    /// matches `netdev/xdp`) on that target; returns the row it prints.
+    pub fn add_port(&self, kind: &str, target: &str, opts: &[&str]) -> PortRow {
+        let mut args = vec!["addport", kind, target];
+        args.extend_from_slice(opts);
+        let rows = parse_ports(&self.ctl_ok(&args));
+        assert!(
+            rows.len() == 1 && rows[0].kind.starts_with(kind) && rows[0].target == target,
+            "switch {}: ctl {args:?} should print the new port: {rows:?}",
+            self.label
+        );
+        rows[0].clone()
+    }
+
+    /// A TAP port carrying `ip`/24: `addport tap TAP`, then, once the interface is there in
+    /// `ns` (the switch's namespace), `setif PORT --address IP --netmask 255.255.255.0`;
+    /// checks what `setif` prints and the kernel's address. Returns the `addport` row (the
+    /// port is not necessarily 1: a peer may have connected first).
+    pub fn add_tap(&self, ns: &Netns, tap: &str, ip: &str) -> PortRow {
+        const NETMASK: &str = "255.255.255.0";
+        let row = self.add_port("tap", tap, &[]);
+        ns.wait_link(tap);
+        let port = row.port.to_string();
+        let ifs = parse_ifs(&self.ctl_ok(&["setif", &port, "--address", ip, "--netmask", NETMASK]));
+        assert!(
+            ifs.len() == 1 && (ifs[0].address.as_str(), ifs[0].netmask.as_str()) == (ip, NETMASK),
+            "setif {port} should print the interface with {ip}/{NETMASK}: {ifs:?}"
+        );
+        assert!(
+            ns.addrs(tap).contains(&format!("{ip}/24")),
+            "{tap} should carry {ip}/24 in the kernel, has {:?}",
+            ns.addrs(tap)
+        );
+        row
+    }
+
+    /// The server ports (incoming WebSocket connections).
+    pub fn servers(&self) -> Vec<PortRow> {
+        self.listport()
+            .into_iter()
+            .filter(|p| p.kind == "server")
+            .collect()
+    }
+
+    /// Waits up to 10 s until the switch has exactly `n` server ports; returns them.
+    pub fn wait_servers(&self, n: usize) -> Vec<PortRow> {
+        poll(
+            &format!("{n} server port(s) on switch {}", self.label),
+            Duration::from_secs(10),
+            || {
+                let s = self.servers();
+                if s.len() == n {
+                    Ok(s)
+                } else {
+                    Err(format!("{s:?}"))
+                }
+            },
+        )
+    }
+
+    /// Waits up to 10 s until port `n` is a server port.
+    pub fn wait_server_port(&self, n: u32) {
+        poll(
+            &format!("server port {n} on switch {}", self.label),
+            Duration::from_secs(10),
+            || {
+                let ports = self.listport();
+                if ports.iter().any(|p| p.port == n && p.kind == "server") {
+                    Ok(())
+                } else {
+                    Err(format!("{ports:?}"))
+                }
+            },
+        );
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -244,6 +320,7 @@ impl Drop for Switch {
 ///
 /// Defaults: root namespace, host and ctlhost 127.0.0.1, two free loopback ports, no extra
 /// environment (the proxy variables are always cleared first, then `env` is applied).
+#[derive(Clone)]
 pub struct SwitchBuilder {
     label: String,
     netns: Option<String>,
@@ -271,6 +348,12 @@ impl SwitchBuilder {
             ctl_url: None,
             ctl_opts: Vec::new(),
         }
+    }
+
+    /// The name the switch goes by in failure messages and its log file.
+    pub fn label(mut self, label: &str) -> Self {
+        self.label = label.to_string();
+        self
     }
 
     /// Run inside this namespace (the switch dies with it).
