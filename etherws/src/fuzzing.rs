@@ -141,3 +141,367 @@ mod tests {
         }
     }
 }
+
+/// GSO segmentation and checksum completion (`port::gso`), on what a packet socket with
+/// `PACKET_VNET_HDR` hands `port::netdev`. Input: a control byte, a 4-byte VLAN tag, the
+/// 10-byte `virtio_net_hdr` (any field values), then the frame. Control bit 0 puts the tag back
+/// in the frame, as netdev does for a tag the kernel took off; bit 1 writes an ethertype, IP
+/// version and L4 protocol over the frame's (bit 2: IPv6; bits 3-4: TCP, UDP, SCTP, or the
+/// frame's own), so that short runs reach the deep paths too; bits 5-7 all set append 64 KiB
+/// of zeros (super-frames are up to 64 KiB, fuzz inputs 4 KiB). Both `fix_csum` and `segment`
+/// run, whatever the header asks for, and their results are checked against the frame.
+pub fn gso(data: &[u8]) {
+    use crate::port::gso::{self, VNET_HDR_LEN, VnetHdr};
+
+    let [ctl, t0, t1, t2, t3, rest @ ..] = data else {
+        return;
+    };
+    let Some((raw, frame)) = rest.split_first_chunk::<VNET_HDR_LEN>() else {
+        return;
+    };
+    let mut hdr = VnetHdr::parse(raw);
+    assert_eq!(&hdr.to_bytes(), raw, "virtio_net_hdr round trip");
+    let mut frame = frame.to_vec();
+    let tagged = ctl & 1 != 0 && frame.len() >= 12;
+    if tagged {
+        frame.splice(12..12, [*t0, *t1, *t2, *t3]);
+        hdr = hdr.shifted(4);
+    }
+    let l3 = if tagged { 18 } else { 14 };
+    let v6 = ctl & 4 != 0;
+    if ctl & 2 != 0 && frame.len() >= l3 + if v6 { 40 } else { 20 } {
+        if tagged {
+            frame[12..14].copy_from_slice(&[0x81, 0x00]);
+        }
+        let proto = [Some(6), Some(17), Some(132), None][usize::from(ctl >> 3 & 3)];
+        let (ethertype, version, proto_at) = if v6 {
+            ([0x86, 0xdd], 0x60 | frame[l3] & 0x0f, l3 + 6)
+        } else {
+            ([0x08, 0x00], 0x40 | (frame[l3] & 0x0f).max(5), l3 + 9)
+        };
+        frame[l3 - 2..l3].copy_from_slice(&ethertype);
+        frame[l3] = version;
+        if let Some(proto) = proto {
+            frame[proto_at] = proto;
+        }
+    }
+    if ctl >> 5 == 7 {
+        frame.resize(frame.len() + 64 * 1024, 0);
+    }
+
+    // Completing a checksum writes the checksum field (4 bytes for SCTP's CRC32c) and nothing
+    // else; a refused frame is left alone.
+    let mut fixed = frame.clone();
+    let done = gso::fix_csum(&hdr, &mut fixed).is_ok() && hdr.needs_csum();
+    let field = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
+    let (from, to) = if done {
+        (field, (field + 4).min(frame.len()))
+    } else {
+        (0, 0)
+    };
+    assert!(
+        fixed[..from] == frame[..from] && fixed[to..] == frame[to..],
+        "fix_csum changed more than the checksum ({hdr:?})"
+    );
+
+    // Segments: at most 4096, none longer than the super-frame, each starting with its
+    // Ethernet addresses; all but the last carry exactly gso_size payload bytes behind the
+    // same headers, and the payloads put back together are the super-frame's.
+    let Ok(segments) = gso::segment(&hdr, &frame) else {
+        return;
+    };
+    let n = segments.len();
+    assert!((1..=4096).contains(&n), "{n} segments");
+    for s in &segments {
+        assert!(s.len() <= frame.len() && s[..12] == frame[..12], "{hdr:?}");
+    }
+    if n == 1 {
+        assert_eq!(segments[0].len(), frame.len());
+        return;
+    }
+    let mss = usize::from(hdr.gso_size);
+    let hdrs = segments[0]
+        .len()
+        .checked_sub(mss)
+        .expect("headers in front");
+    let mut payload = Vec::with_capacity(frame.len() - hdrs);
+    for (i, s) in segments.iter().enumerate() {
+        assert!(s.len() > hdrs, "segment {i} without payload");
+        if i + 1 < n {
+            assert_eq!(s.len(), hdrs + mss, "segment {i}");
+        }
+        payload.extend_from_slice(&s[hdrs..]);
+    }
+    assert!(
+        payload == frame[hdrs..],
+        "payloads differ from the super-frame's"
+    );
+}
+
+/// The `no_proxy` matcher (`port::proxy::bypass`, curl's rules) and the choice of a proxy
+/// around it (`proxy_for`). Input: the target port (2 bytes, little-endian), a flags byte
+/// (bit 0: wss://; bits 1 to 4: whether `http(s)_proxy`, `HTTP(S)_PROXY`, `no_proxy` and
+/// `NO_PROXY` are set), then UTF-8 `host\nno_proxy\nproxy URL`.
+pub fn no_proxy(data: &[u8]) {
+    use crate::port::proxy;
+
+    let [p0, p1, flags, rest @ ..] = data else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let port = u16::from_le_bytes([*p0, *p1]);
+    let mut parts = text.splitn(3, '\n');
+    let host = parts.next().unwrap_or("");
+    let list = parts.next().unwrap_or("");
+    let url = parts.next().unwrap_or("");
+
+    let bypassed = proxy::bypass(list, host, port);
+    // Case never matters (names, IPv6 hex digits).
+    let upper = proxy::bypass(&list.to_ascii_uppercase(), &host.to_ascii_uppercase(), port);
+    assert_eq!(bypassed, upper, "case changed the answer");
+    // More entries only exempt more; `*` exempts everything.
+    assert!(proxy::bypass(&format!("{list},*"), host, port));
+    if bypassed {
+        assert!(proxy::bypass(
+            &format!("example.invalid,{list}"),
+            host,
+            port
+        ));
+    }
+
+    let flags = *flags;
+    let tls = flags & 1 != 0;
+    let set = |bit: u8, value: &str| (flags >> bit & 1 != 0).then(|| value.to_owned());
+    let env = |name: &str| match name {
+        "http_proxy" | "https_proxy" => set(1, url),
+        "HTTP_PROXY" | "HTTPS_PROXY" => set(2, url),
+        "no_proxy" => set(3, list),
+        "NO_PROXY" => set(4, list),
+        _ => None,
+    };
+    let listed = flags & 0b1_1000 != 0;
+    match proxy::proxy_for(env, tls, host, port) {
+        Ok(Some(_)) => assert!(
+            flags & 0b110 != 0 && !url.trim().is_empty() && !(listed && bypassed),
+            "a proxy where none applies"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            assert!(
+                !(listed && bypassed),
+                "a bypassed target looked at the URL: {e}"
+            );
+        }
+    }
+}
+
+/// The proxy URL parser (`port::proxy::Proxy::parse`, for `http_proxy` and friends). A parsed
+/// proxy's `host:port` parses back to itself, and its debug output hides the password.
+pub fn proxy_url(data: &[u8]) {
+    use crate::port::proxy::Proxy;
+
+    let Ok(url) = std::str::from_utf8(data) else {
+        return;
+    };
+    let p = match Proxy::parse(url) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    assert!(!p.host.is_empty() && p.port != 0, "{p:?}");
+    let again = Proxy::parse(&p.to_string()).expect("a proxy's host:port parses");
+    assert_eq!(
+        (&again.host, again.port, &again.auth),
+        (&p.host, p.port, &None)
+    );
+    if let Some((user, _)) = &p.auth {
+        let other = Proxy {
+            auth: Some((user.clone(), String::new())),
+            ..p.clone()
+        };
+        assert_eq!(format!("{p:?}"), format!("{other:?}"), "password in Debug");
+    }
+}
+
+fn proxy_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// The proxy's answer to `CONNECT` (`port::proxy::handshake`: the head read without taking
+/// tunnel bytes, then the status line checked), over an in-process socket pair. Input: a count
+/// of 40-byte filler header lines to insert after the first line (to cross the 8 KiB head
+/// limit with short inputs), a write size (0: the answer in one write, else in pieces of that
+/// many bytes, or more to make at most 64), a flags byte (bit 0: the proxy has credentials),
+/// then the answer. Checked: a success needs an end of the head within the limit and leaves
+/// exactly the bytes after it in the stream; a `HTTP/1.1 200 ` answer with such an end
+/// succeeds.
+pub fn proxy_answer(data: &[u8]) {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use crate::port::proxy::{self, Proxy};
+
+    const FILLER: &[u8; 40] = b"X-Filler: 0123456789abcdefghijklmnopqr\r\n";
+    /// `MAX_HEAD` in `port::proxy`.
+    const MAX_HEAD: usize = 8 * 1024;
+
+    let [filler, piece, flags, rest @ ..] = data else {
+        return;
+    };
+    let first = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(rest.len(), |i| i + 1);
+    let mut answer = rest[..first].to_vec();
+    for _ in 0..*filler {
+        answer.extend_from_slice(FILLER);
+    }
+    answer.extend_from_slice(&rest[first..]);
+    // At most 64 writes: a long answer in tiny pieces would take thousands of system calls.
+    let piece = match *piece {
+        0 => answer.len(),
+        n => usize::from(n).max(answer.len().div_ceil(64)),
+    }
+    .max(1);
+    // Where the head ends: just past the first empty line (`\n\n` or `\n\r\n`).
+    let end = answer
+        .iter()
+        .enumerate()
+        .find_map(|(i, &b)| {
+            let next = &answer[i + 1..];
+            match b {
+                b'\n' if next.starts_with(b"\n") => Some(i + 2),
+                b'\n' if next.starts_with(b"\r\n") => Some(i + 3),
+                _ => None,
+            }
+        })
+        .filter(|&end| end <= MAX_HEAD);
+    let proxy = Proxy {
+        host: "proxy.invalid".into(),
+        port: 3128,
+        auth: (flags & 1 != 0).then(|| ("user".into(), "password".into())),
+    };
+
+    let (result, tunnel) = proxy_runtime().block_on(async {
+        // `handshake` takes a TcpStream; one end of a stream socket pair serves as well (peek,
+        // read, and send with MSG_NOSIGNAL), without ports or a network.
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        let tcp = |s: UnixStream| {
+            s.set_nonblocking(true).expect("non-blocking");
+            TcpStream::from_std(std::net::TcpStream::from(OwnedFd::from(s))).expect("register")
+        };
+        let (mut client, mut server) = (tcp(a), tcp(b));
+        let answer = &answer;
+        let server = async move {
+            // The request first, as a proxy would (a socket closed with unread bytes in it
+            // resets its peer), then the answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                match server.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            assert!(request.starts_with(b"CONNECT target.invalid:443 HTTP/1.1\r\n"));
+            for chunk in answer.chunks(piece) {
+                if server.write_all(chunk).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = server.shutdown().await;
+        };
+        let client = async move {
+            let result = proxy::handshake(&mut client, &proxy, "target.invalid", 443).await;
+            let mut tunnel = Vec::new();
+            if result.is_ok() {
+                client.read_to_end(&mut tunnel).await.expect("tunnel bytes");
+            }
+            (result, tunnel)
+        };
+        tokio::join!(client, server).0
+    });
+    match (result, end) {
+        (Ok(()), Some(end)) => assert!(tunnel == answer[end..], "tunnel bytes lost or added"),
+        (Ok(()), None) => panic!("CONNECT succeeded without an end of the head"),
+        (Err(e), Some(_)) => {
+            let e = format!("{e:#}");
+            assert!(!answer.starts_with(b"HTTP/1.1 200 "), "refused: {e}");
+        }
+        (Err(e), None) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod gso_and_proxy_tests {
+    use crate::port::gso::{F_NEEDS_CSUM, GSO_TCPV4, VnetHdr};
+
+    /// A control byte (tag put back), a tag, then `hdr` and a TCP/IPv4 frame with 3000
+    /// payload bytes.
+    fn tcp_input(hdr: VnetHdr) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20 + 3000];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34 + 12] = 5 << 4;
+        let mut input = vec![1, 0x81, 0x00, 0x00, 0x05];
+        input.extend_from_slice(&hdr.to_bytes());
+        input.extend_from_slice(&f);
+        input
+    }
+
+    /// The targets added with `gso` run on a few inputs here too, so they keep compiling and
+    /// not panicking between fuzzing runs.
+    #[test]
+    fn targets_accept_odd_input() {
+        let gso = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 1000,
+            ..VnetHdr::default()
+        };
+        let partial = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        // A super-frame that segment() cuts in three, so that the checks behind it run.
+        let super_frame = tcp_input(gso);
+        let mut frame = super_frame[15..].to_vec();
+        frame.splice(12..12, super_frame[1..5].iter().copied());
+        let cut = crate::port::gso::segment(&gso.shifted(4), &frame).map(|s| s.len());
+        assert_eq!(cut, Ok(3));
+        let inputs: [&[u8]; 8] = [
+            b"",
+            &super_frame,
+            &tcp_input(partial),
+            b"\x50\x00\x1fExample.COM.\n.example.com, 10.0.0.0/8,[::1]:80\nhttp://u:p@proxy:3128",
+            b"http://user:pa%41ss@[::1]:3128/",
+            b"\0\0\0HTTP/1.1 200 OK\r\nVia: x\r\n\r\ntunnel",
+            b"\x01\x01\x01HTTP/1.1 407 Proxy Authentication Required\n\n",
+            b"\xff\x07\0HTTP/1.0 200 OK\n\n",
+        ];
+        for i in inputs {
+            super::gso(i);
+            super::no_proxy(i);
+            super::proxy_url(i);
+            super::proxy_answer(i);
+        }
+    }
+}

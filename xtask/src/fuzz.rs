@@ -9,7 +9,16 @@ use anyhow::{Context, bail};
 use crate::{cargo, root, run};
 
 /// Every target, as named in `fuzz/Cargo.toml`.
-pub const TARGETS: &[&str] = &["frames", "jsonrpc", "htpasswd", "config"];
+pub const TARGETS: &[&str] = &[
+    "frames",
+    "jsonrpc",
+    "htpasswd",
+    "config",
+    "gso",
+    "no_proxy",
+    "proxy_url",
+    "proxy_answer",
+];
 
 fn have_cargo_fuzz() -> bool {
     Command::new("cargo")
