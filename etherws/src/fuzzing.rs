@@ -505,3 +505,26 @@ mod gso_and_proxy_tests {
         }
     }
 }
+
+/// What a reverse proxy says about the client: a PROXY protocol header (v1 or v2) at the start
+/// of the input, then, split at the first 0xff byte, `Forwarded` and `X-Forwarded-For` values
+/// judged from a trusted address.
+pub fn forwarded(data: &[u8]) {
+    use crate::proxied::{Client, TrustedProxies, parse_proxy_header};
+    if let Ok(Some((len, _))) = parse_proxy_header(data) {
+        assert!(len <= data.len(), "a header longer than its input");
+    }
+    let mut parts = data.split(|&b| b == 0xff);
+    let mut headers = axum::http::HeaderMap::new();
+    for name in ["forwarded", "x-forwarded-for"] {
+        if let Some(v) = parts.next() {
+            if let Ok(v) = axum::http::HeaderValue::from_bytes(v) {
+                headers.append(name, v);
+            }
+        }
+    }
+    let proxies = TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()])
+        .expect("valid CIDRs");
+    let conn = Client::of(std::net::SocketAddr::from(([127, 0, 0, 1], 4711)));
+    let _ = proxies.client(conn, &headers);
+}

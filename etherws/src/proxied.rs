@@ -188,11 +188,44 @@ const MAX_PROXY_HEADER: usize = 4096;
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 const V1_PREFIX: &[u8] = b"PROXY ";
+/// The longest v1 header, CRLF included.
+const V1_MAX: usize = 107;
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 
+/// Parses the PROXY protocol header `seen` starts with: `Ok(None)` while more bytes are
+/// needed, else its length and the client it names (None for `LOCAL`/`UNKNOWN`: the proxy's
+/// own connection, e.g. a health check).
+pub fn parse_proxy_header(seen: &[u8]) -> Result<Option<(usize, Option<Client>)>, Malformed> {
+    let n = seen.len();
+    let prefix_ok = |sig: &[u8]| seen[..n.min(sig.len())] == sig[..n.min(sig.len())];
+    if !prefix_ok(V1_PREFIX) && !prefix_ok(V2_SIGNATURE) {
+        return Err(Malformed(
+            "connection from a trusted proxy without a PROXY header".into(),
+        ));
+    }
+    use ppp::PartialResult;
+    let header = ppp::HeaderResult::parse(seen);
+    if header.is_incomplete() {
+        // A v1 header is one line of at most 107 bytes: once its end (or its limit) is there,
+        // more bytes cannot make it whole.
+        let v1 = seen.starts_with(V1_PREFIX);
+        let line_ended = v1 && seen[..n.min(V1_MAX)].windows(2).any(|w| w == b"\r\n");
+        if line_ended || (v1 && n >= V1_MAX) || n >= MAX_PROXY_HEADER {
+            return Err(Malformed("malformed or overlong PROXY header".into()));
+        }
+        return Ok(None);
+    }
+    match header {
+        ppp::HeaderResult::V1(Ok(h)) => Ok(Some((h.header.len(), v1_client(&h.addresses)))),
+        ppp::HeaderResult::V2(Ok(h)) => Ok(Some((h.header.len(), v2_client(&h)))),
+        ppp::HeaderResult::V1(Err(e)) => Err(Malformed(format!("malformed PROXY v1 header: {e}"))),
+        ppp::HeaderResult::V2(Err(e)) => Err(Malformed(format!("malformed PROXY v2 header: {e}"))),
+    }
+}
+
 /// Reads the PROXY protocol header a connection from a trusted proxy must start with, and
-/// returns the client it names (None for `LOCAL`/`UNKNOWN`: the proxy's own connection, e.g.
-/// a health check). Consumes exactly the header; nothing after it.
+/// returns the client it names (see [`parse_proxy_header`]). Consumes exactly the header;
+/// nothing after it.
 pub async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<Client>, Malformed> {
     let read = async {
         let mut buf = vec![0u8; MAX_PROXY_HEADER];
@@ -204,32 +237,10 @@ pub async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<Client>, Ma
             if n == 0 {
                 return Err(Malformed("connection closed before a PROXY header".into()));
             }
-            let seen = &buf[..n];
-            let prefix_ok = |sig: &[u8]| seen[..n.min(sig.len())] == sig[..n.min(sig.len())];
-            if !prefix_ok(V1_PREFIX) && !prefix_ok(V2_SIGNATURE) {
-                return Err(Malformed(
-                    "connection from a trusted proxy without a PROXY header".into(),
-                ));
-            }
-            use ppp::PartialResult;
-            let header = ppp::HeaderResult::parse(seen);
-            if header.is_incomplete() {
-                if n == MAX_PROXY_HEADER {
-                    return Err(Malformed("PROXY header too long".into()));
-                }
+            let Some((len, client)) = parse_proxy_header(&buf[..n])? else {
                 // The rest is on its way: the peeked bytes stay queued, so wait a moment.
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
-            }
-            let (len, client) = match header {
-                ppp::HeaderResult::V1(Ok(h)) => (h.header.len(), v1_client(&h.addresses)),
-                ppp::HeaderResult::V2(Ok(h)) => (h.header.len(), v2_client(&h)),
-                ppp::HeaderResult::V1(Err(e)) => {
-                    return Err(Malformed(format!("malformed PROXY v1 header: {e}")));
-                }
-                ppp::HeaderResult::V2(Err(e)) => {
-                    return Err(Malformed(format!("malformed PROXY v2 header: {e}")));
-                }
             };
             let mut consumed = vec![0u8; len];
             tcp.read_exact(&mut consumed)

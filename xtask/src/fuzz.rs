@@ -18,6 +18,7 @@ pub const TARGETS: &[&str] = &[
     "no_proxy",
     "proxy_url",
     "proxy_answer",
+    "forwarded",
 ];
 
 fn have_cargo_fuzz() -> bool {
