@@ -265,14 +265,6 @@ impl AuthThrottle {
         })
     }
 
-    /// True while `addr` is blocked (without counting anything).
-    pub fn is_blocked(&self, addr: IpAddr, now: Instant) -> bool {
-        lock(&self.records)
-            .get(&addr)
-            .and_then(|r| r.blocked_until)
-            .is_some_and(|t| now < t)
-    }
-
     /// Failed authentications since start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Relaxed)
