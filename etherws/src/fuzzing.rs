@@ -121,27 +121,6 @@ pub fn config(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// The targets run on a few inputs here too, so they keep compiling and not panicking
-    /// between fuzzing runs.
-    #[test]
-    fn targets_accept_odd_input() {
-        let inputs: [&[u8]; 5] = [
-            b"",
-            b"\x01\x0e\xff\xff\xff\xff\xff\xff\x02\0\0\0\0\x01\x81\x00",
-            b"{\"jsonrpc\":\"2.0\",\"method\":\"etherws.control.setPort\",\"params\":{\"port\":1,\"shut\":1}}",
-            b"alice:$apr1$x$y\nbob:{SHA}zz\n#c\n:\n",
-            b"[switch]\nport = 70000\n[[port]]\ntype = 'tap'\n",
-        ];
-        for i in inputs {
-            super::frames(i);
-            super::htpasswd(i);
-            super::config(i);
-        }
-    }
-}
-
 /// GSO segmentation and checksum completion (`port::gso`), on what a packet socket with
 /// `PACKET_VNET_HDR` hands `port::netdev`. Input: a control byte, a 4-byte VLAN tag, the
 /// 10-byte `virtio_net_hdr` (any field values), then the frame. Control bit 0 puts the tag back
@@ -448,6 +427,50 @@ pub fn proxy_answer(data: &[u8]) {
     }
 }
 
+/// What a reverse proxy says about the client: a PROXY protocol header (v1 or v2) at the start
+/// of the input, then, split at the first 0xff byte, `Forwarded` and `X-Forwarded-For` values
+/// judged from a trusted address.
+pub fn forwarded(data: &[u8]) {
+    use crate::proxied::{Client, TrustedProxies, parse_proxy_header};
+    if let Ok(Some((len, _))) = parse_proxy_header(data) {
+        assert!(len <= data.len(), "a header longer than its input");
+    }
+    let mut parts = data.split(|&b| b == 0xff);
+    let mut headers = axum::http::HeaderMap::new();
+    for name in ["forwarded", "x-forwarded-for"] {
+        if let Some(v) = parts.next() {
+            if let Ok(v) = axum::http::HeaderValue::from_bytes(v) {
+                headers.append(name, v);
+            }
+        }
+    }
+    let proxies = TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()])
+        .expect("valid CIDRs");
+    let conn = Client::of(std::net::SocketAddr::from(([127, 0, 0, 1], 4711)));
+    let _ = proxies.client(conn, &headers);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The targets run on a few inputs here too, so they keep compiling and not panicking
+    /// between fuzzing runs.
+    #[test]
+    fn targets_accept_odd_input() {
+        let inputs: [&[u8]; 5] = [
+            b"",
+            b"\x01\x0e\xff\xff\xff\xff\xff\xff\x02\0\0\0\0\x01\x81\x00",
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"etherws.control.setPort\",\"params\":{\"port\":1,\"shut\":1}}",
+            b"alice:$apr1$x$y\nbob:{SHA}zz\n#c\n:\n",
+            b"[switch]\nport = 70000\n[[port]]\ntype = 'tap'\n",
+        ];
+        for i in inputs {
+            super::frames(i);
+            super::htpasswd(i);
+            super::config(i);
+        }
+    }
+}
+
 #[cfg(test)]
 mod gso_and_proxy_tests {
     use crate::port::gso::{F_NEEDS_CSUM, GSO_TCPV4, VnetHdr};
@@ -504,27 +527,4 @@ mod gso_and_proxy_tests {
             super::proxy_answer(i);
         }
     }
-}
-
-/// What a reverse proxy says about the client: a PROXY protocol header (v1 or v2) at the start
-/// of the input, then, split at the first 0xff byte, `Forwarded` and `X-Forwarded-For` values
-/// judged from a trusted address.
-pub fn forwarded(data: &[u8]) {
-    use crate::proxied::{Client, TrustedProxies, parse_proxy_header};
-    if let Ok(Some((len, _))) = parse_proxy_header(data) {
-        assert!(len <= data.len(), "a header longer than its input");
-    }
-    let mut parts = data.split(|&b| b == 0xff);
-    let mut headers = axum::http::HeaderMap::new();
-    for name in ["forwarded", "x-forwarded-for"] {
-        if let Some(v) = parts.next() {
-            if let Ok(v) = axum::http::HeaderValue::from_bytes(v) {
-                headers.append(name, v);
-            }
-        }
-    }
-    let proxies = TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()])
-        .expect("valid CIDRs");
-    let conn = Client::of(std::net::SocketAddr::from(([127, 0, 0, 1], 4711)));
-    let _ = proxies.client(conn, &headers);
 }

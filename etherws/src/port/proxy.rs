@@ -42,7 +42,15 @@ impl Proxy {
         if url.is_empty() {
             bail!("empty proxy URL");
         }
-        let rest = match url.find("://") {
+        // A scheme is letters, digits, `+`, `-` and `.` (RFC 3986): `user:pa://ss@host` has
+        // none, and its text must not be quoted back as one (it holds the password).
+        let scheme_end = url.find("://").filter(|&i| {
+            i > 0
+                && url[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+        let rest = match scheme_end {
             None => url,
             Some(i) => match url[..i].to_ascii_lowercase().as_str() {
                 "http" => &url[i + 3..],
@@ -512,6 +520,11 @@ mod tests {
             (
                 "http://%C3%A9t%C3%A9:x@[::1]:8",
                 proxy("::1", 8, Some(("été", "x"))),
+            ),
+            // A password with `://` in it is not a scheme (nor quoted back as one).
+            (
+                "alice:s3cret://x@proxy.example:3128",
+                proxy("proxy.example", 3128, Some(("alice", "s3cret://x"))),
             ),
         ];
         for (url, want) in cases {
