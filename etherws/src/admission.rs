@@ -265,6 +265,11 @@ impl AuthThrottle {
         })
     }
 
+    /// How long a blocked address stays blocked.
+    pub fn window(&self) -> Duration {
+        self.limits.window
+    }
+
     /// Failed authentications since start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Relaxed)

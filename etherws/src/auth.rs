@@ -107,11 +107,17 @@ impl Auth {
                     listener = self.listener,
                     "authentication refused: {why}"
                 );
-                let retry = if why == Throttled::Blocked { "60" } else { "1" };
+                let (retry, text) = match why {
+                    Throttled::Blocked => (
+                        self.throttle.window().as_secs(),
+                        "Too many failed authentications\n",
+                    ),
+                    Throttled::Busy => (1, "Too many authentications under way\n"),
+                };
                 return Err((
                     StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, retry)],
-                    format!("{}\n", capitalised(&why.to_string())),
+                    [(header::RETRY_AFTER, retry.to_string())],
+                    text,
                 )
                     .into_response());
             }
@@ -175,11 +181,4 @@ impl Auth {
             }
         }
     }
-}
-
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }

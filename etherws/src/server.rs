@@ -31,7 +31,7 @@ use crate::control::metrics::{Globals, render};
 use crate::htpasswd::Htpasswd;
 use crate::port::ws::{BoxIo, SWITCH_ID_HEADER, WsPort, WsSettings, config, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
-use crate::proxied::{Client, TrustedProxies, canonical, read_proxy_header};
+use crate::proxied::{Client, Malformed, TrustedProxies, canonical, read_proxy_header};
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -79,18 +79,21 @@ impl Peer {
         })
     }
 
-    /// The client a request came from, after the trusted proxies' forwarding headers; a
-    /// malformed one from a trusted proxy is answered `400` and closes the connection.
-    async fn client(&self, headers: &HeaderMap) -> Result<Client, Response> {
-        self.proxies.client(self.conn, headers).map_err(|e| {
-            tracing::warn!(peer = %self.conn, "request refused: {e}");
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONNECTION, "close")],
-                format!("{e}\n"),
-            )
-                .into_response()
-        })
+    /// The client a request came from, after the trusted proxies' forwarding headers.
+    fn client(&self, headers: &HeaderMap) -> Result<Client, Malformed> {
+        self.proxies.client(self.conn, headers)
+    }
+
+    /// The answer to a malformed forwarding header from a trusted proxy: `400`, and the
+    /// connection closes.
+    fn refuse(&self, e: Malformed) -> Response {
+        tracing::warn!(peer = %self.conn, "request refused: {e}");
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CONNECTION, "close")],
+            format!("{e}\n"),
+        )
+            .into_response()
     }
 }
 
@@ -194,7 +197,7 @@ async fn admit_control(
     peer: &Peer,
     post: bool,
 ) -> Result<Client, Response> {
-    let client = peer.client(headers).await?;
+    let client = peer.client(headers).map_err(|e| peer.refuse(e))?;
     let shown = client.to_string();
     if let Err(r) = st.guard.check(headers, peer.local.ip(), post) {
         tracing::warn!(peer = %shown, "control request refused: {}", r.reason);
@@ -292,9 +295,9 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
 
 async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
     let peer = Peer::of(req.extensions());
-    let client = match peer.client(req.headers()).await {
+    let client = match peer.client(req.headers()) {
         Ok(c) => c,
-        Err(denied) => return denied,
+        Err(e) => return peer.refuse(e),
     };
     let h = req.headers();
     // RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) GET.
