@@ -22,8 +22,6 @@
 //! requests (text/plain fetch, text/plain form, Blob without a Content-Type) and the rebinding
 //! page all add their port; only the preflighted cross-site request is stopped by the browser.
 
-mod common;
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -34,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
+use etherws_testkit::*;
 use serde_json::Value;
 
 /// The attacker's site (cross-site attacks).

@@ -1,13 +1,11 @@
 //! End-to-end tests of the `etherws` binary (1.3-compatible CLI and control API).
 //!
 //! Tests that need root build their networks inside private network namespaces (see
-//! tests/common/mod.rs); `jsonrpc_errors` and `ctl_validates_input` run on loopback only.
-
-mod common;
+//! the etherws-testkit crate, testkit/); `jsonrpc_errors` and `ctl_validates_input` run on loopback only.
 
 use std::time::Duration;
 
-use common::*;
+use etherws_testkit::*;
 use serde_json::{Value, json};
 
 const A_TAP_IP: &str = Sites::A_TAP;

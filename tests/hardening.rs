@@ -15,14 +15,12 @@
 //! - RFC 6455 and HTTP details: close handshakes, protocol errors, HTTP/1.0 upgrades;
 //!   interface settings and TAP names the API must refuse itself.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use etherws_testkit::*;
 use serde_json::Value;
 
 /// `ctl` options for the switches of these tests that protect the control API with a password.

@@ -9,14 +9,12 @@
 //! the switch must drop nothing, and `listPort`/`listFdb` (JSON-RPC and `etherws ctl`) must
 //! show the 200 ports and MACs with counters matching what the clients sent and received.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Switch;
+use etherws_testkit::Switch;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -165,7 +163,7 @@ async fn delivered(sh: &Shared, expected: u64, what: &str) {
 }
 
 fn rpc(sw: &Switch, method: &str) -> Vec<Value> {
-    let answer = common::rpc(
+    let answer = etherws_testkit::rpc(
         sw.ctl_addr(),
         "/ctl",
         &format!(r#"{{"jsonrpc":"2.0","method":"etherws.control.{method}","id":1}}"#),
@@ -203,7 +201,7 @@ async fn two_hundred_ports_get_every_frame() {
 
     // All 200 are server ports, in the JSON-RPC answer and in `etherws ctl listport`. (A
     // client's handshake may end just before the switch has added its port: wait a moment.)
-    let ports = common::poll("200 ports", Duration::from_secs(10), || {
+    let ports = etherws_testkit::poll("200 ports", Duration::from_secs(10), || {
         let ports = rpc(&sw, "listPort");
         if ports.len() == N {
             Ok(ports)

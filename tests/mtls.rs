@@ -9,14 +9,12 @@
 //! Root is needed for the namespaces; `client_certificate_settings_are_checked` runs on
 //! loopback without it.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use etherws_testkit::*;
 
 const A_ADDR: &str = "192.0.2.1";
 const B_ADDR: &str = "192.0.2.2";

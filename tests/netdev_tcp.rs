@@ -15,8 +15,6 @@
 //! nsB: vBA 198.51.100.2/24; switch B, TAP port 1 ewsB0 192.0.2.2/24, ewsB0.100 203.0.113.2/24
 //! ```
 
-mod common;
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -25,7 +23,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use etherws_testkit::*;
 
 const B_TAP_IP: &str = Sites::B_TAP;
 const C_IP: &str = "192.0.2.3";

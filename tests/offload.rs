@@ -10,12 +10,10 @@
 //! The object must have been built (`cargo xtask build-ebpf`): without it etherws builds
 //! without offload and these tests say so loudly (a failure under `CI=true`).
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use etherws_testkit::*;
 use serde_json::{Value, json};
 
 const WS_PORT: u16 = 8080;

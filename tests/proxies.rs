@@ -9,13 +9,11 @@
 //! with a veth to S and an `etherws sw` connecting out through the proxy. The configurations
 //! are those the README's "Deploying behind nginx or HAProxy" shows.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use etherws_testkit::*;
 
 const S_C1: &str = "198.51.100.1";
 const C1: &str = "198.51.100.11";

@@ -1,13 +1,11 @@
 //! Faults a deployed switch meets: peers that die or freeze, links that are cut, restarts,
 //! shutdown, and broadcast storms. Each test builds its own network in namespaces (root).
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
+use etherws_testkit::*;
 
 const A_TAP: &str = Sites::A_TAP;
 const B_TAP: &str = Sites::B_TAP;

@@ -4,9 +4,7 @@
 //! Certificates are made per test with the real `openssl`, htpasswd files with the real
 //! `htpasswd`, and the proxy is the real `tinyproxy`; a test whose tool is missing skips loudly
 //! (and fails under CI=true). Tests that need root build their networks inside private network
-//! namespaces (see tests/common/mod.rs); the others run on loopback.
-
-mod common;
+//! namespaces (see the etherws-testkit crate, testkit/); the others run on loopback.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -14,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use etherws_testkit::*;
 use serde_json::Value;
 
 const A_VETH: &str = Sites::A_VETH;

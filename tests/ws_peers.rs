@@ -8,11 +8,9 @@
 //!   connection floods, password guessing, malformed JSON-RPC — each meet their limit, are
 //!   counted, and the switch keeps forwarding for everyone else.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Switch;
+use etherws_testkit::Switch;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -116,7 +114,7 @@ async fn next_frame(ws: &mut Ws, secs: u64) -> Bytes {
 }
 
 fn server_ports(sw: &Switch) -> Vec<Value> {
-    let answer = common::rpc(
+    let answer = etherws_testkit::rpc(
         sw.ctl_addr(),
         "/ctl",
         r#"{"jsonrpc":"2.0","method":"etherws.control.listPort","id":1}"#,
@@ -213,7 +211,7 @@ async fn one_listener_serves_websocket_and_control() {
     assert_eq!(next_frame(&mut b, 5).await, frame(0xa, 7, 60));
     assert_eq!(server_ports(&sw).len(), 2);
     // The WebSocket path is not the control API.
-    let (status, _) = common::http_post(sw.ctl_addr(), "/", "{}");
+    let (status, _) = etherws_testkit::http_post(sw.ctl_addr(), "/", "{}");
     assert_ne!(status, 200);
 }
 
@@ -279,7 +277,7 @@ async fn random_source_mac_flood_stays_bounded() {
             next_frame(&mut other, 10).await;
         }
     }
-    let fdb = common::rpc(
+    let fdb = etherws_testkit::rpc(
         sw.ctl_addr(),
         "/ctl",
         r#"{"jsonrpc":"2.0","method":"etherws.control.listFdb","id":1}"#,
@@ -312,7 +310,7 @@ async fn connections_per_address_are_capped() {
     assert_eq!((open.len(), refused), (50, 150));
     assert_eq!(server_ports(&sw).len(), 50);
     // The refusals are counted for monitoring.
-    let (status, metrics) = common::http_get(sw.ctl_addr(), "/metrics");
+    let (status, metrics) = etherws_testkit::http_get(sw.ctl_addr(), "/metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("etherws_ws_connections_refused_total 150\n"),
@@ -321,7 +319,7 @@ async fn connections_per_address_are_capped() {
     assert!(metrics.contains("etherws_ws_connections 50\n"), "{metrics}");
     // Slots come back when connections go.
     open.truncate(40);
-    common::poll("ports to go", Duration::from_secs(10), || {
+    etherws_testkit::poll("ports to go", Duration::from_secs(10), || {
         let n = server_ports(&sw).len();
         if n == 40 {
             Ok(())
@@ -372,7 +370,7 @@ async fn password_guessing_is_throttled() {
         .await
         .unwrap_err();
     assert_eq!(refused_status(&e), Some(429), "{e}");
-    let (_, metrics) = common::http_get(sw.ctl_addr(), "/metrics");
+    let (_, metrics) = etherws_testkit::http_get(sw.ctl_addr(), "/metrics");
     assert!(
         metrics.contains("etherws_auth_failures_total 5\n"),
         "{metrics}"
@@ -411,7 +409,7 @@ async fn malformed_jsonrpc_is_answered_and_harmless() {
         ("{\"jsonrpc\":\"2.0\",\"method\":\"etherws.control.setInterface\",\"params\":{\"port\":99,\"mtu\":\"big\"}}".into(), -32602),
     ];
     for (body, code) in &cases {
-        let answer = common::rpc(sw.ctl_addr(), "/ctl", body);
+        let answer = etherws_testkit::rpc(sw.ctl_addr(), "/ctl", body);
         assert_eq!(
             answer["error"]["code"], *code,
             "body {:.80}: {answer}",

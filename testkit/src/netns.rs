@@ -172,10 +172,10 @@ impl Netns {
         for line in out.lines() {
             let mut words = line.split_whitespace();
             while let Some(w) = words.next() {
-                if w == "inet" {
-                    if let Some(a) = words.next() {
-                        v.push(a.to_string());
-                    }
+                if w == "inet"
+                    && let Some(a) = words.next()
+                {
+                    v.push(a.to_string());
                 }
             }
         }

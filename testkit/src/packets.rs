@@ -225,17 +225,18 @@ impl RawSock {
             (n as usize, aux)
         };
         let mut data = buf[..n].to_vec();
-        if let Some(a) = aux {
-            if (a.tp_status & TP_STATUS_VLAN_VALID != 0 || a.tp_vlan_tci != 0) && data.len() >= 12 {
-                let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                    a.tp_vlan_tpid
-                } else {
-                    0x8100
-                };
-                let mut tag = tpid.to_be_bytes().to_vec();
-                tag.extend_from_slice(&a.tp_vlan_tci.to_be_bytes());
-                data.splice(12..12, tag);
-            }
+        if let Some(a) = aux
+            && (a.tp_status & TP_STATUS_VLAN_VALID != 0 || a.tp_vlan_tci != 0)
+            && data.len() >= 12
+        {
+            let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                a.tp_vlan_tpid
+            } else {
+                0x8100
+            };
+            let mut tag = tpid.to_be_bytes().to_vec();
+            tag.extend_from_slice(&a.tp_vlan_tci.to_be_bytes());
+            data.splice(12..12, tag);
         }
         Some(RxFrame {
             data,
@@ -251,10 +252,11 @@ impl RawSock {
     ) -> Option<RxFrame> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(f) = self.recv_one() {
-                if f.pkttype != PACKET_OUTGOING && pred(&f) {
-                    return Some(f);
-                }
+            if let Some(f) = self.recv_one()
+                && f.pkttype != PACKET_OUTGOING
+                && pred(&f)
+            {
+                return Some(f);
             }
         }
         None

@@ -1,5 +1,5 @@
-//! Harness for the end-to-end tests of `etherws`, one module per concern (all re-exported, so
-//! a test says `use common::*`):
+//! Harness for the end-to-end tests of `etherws` and for `cargo xtask bench`/`load`, one module
+//! per concern (all re-exported, so a test says `use etherws_testkit::*`):
 //!
 //! * here: `require_root()` (root-only tests skip loudly outside CI, and fail under CI),
 //!   `loud()`, `poll()` (wait for a condition, never a fixed sleep), `run()`, `show()`;
@@ -27,12 +27,14 @@
 //! * `iperf`: `iperf3()` between namespaces;
 //! * `lan`: `HonestLan`, the network every hardening test attacks, and `still_serves()`.
 //!
-//! The binary under test is `CARGO_BIN_EXE_etherws`; `ETHERWS_BIN=/path/to/other` overrides it
-//! (e.g. a wrapper running the Python etherws 1.3, to check the tests themselves).
+//! The binary under test is the `etherws` cargo built next to the running test (or the one
+//! `use_binary()` names, e.g. xtask's release build); `ETHERWS_BIN=/path/to/other` overrides
+//! both (e.g. a wrapper running the Python etherws 1.3, to check the tests themselves).
+//!
+//! Functions panic on failure, as a test wants; xtask runs each benchmark scenario under
+//! `std::panic::catch_unwind` and reports a panic as that scenario's failure.
 //!
 //! Addresses used in namespaces: only 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24.
-
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsString};
@@ -42,8 +44,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -60,8 +62,6 @@ mod sites;
 mod switch;
 mod tables;
 
-// Each test binary uses part of the kit.
-#[allow(unused_imports)]
 pub use {
     http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, sites::*, switch::*, tables::*,
 };
@@ -76,9 +76,31 @@ pub fn next_id() -> usize {
     COUNTER.fetch_add(1, Ordering::SeqCst)
 }
 
-/// The etherws binary under test.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes `bin()` answer `path` (unless `ETHERWS_BIN` is set); the first call wins.
+pub fn use_binary(path: PathBuf) {
+    let _ = BINARY.set(path);
+}
+
+/// The etherws binary under test: `ETHERWS_BIN`, else what `use_binary()` named, else the
+/// `etherws` in the cargo target directory this test runs from (`target/<profile>/deps/<test>`;
+/// cargo builds a package's binaries before its integration tests).
 pub fn bin() -> OsString {
-    std::env::var_os("ETHERWS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_etherws").into())
+    if let Some(b) = std::env::var_os("ETHERWS_BIN") {
+        return b;
+    }
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("the running test's path");
+            exe.ancestors()
+                .skip(1)
+                .map(|dir| dir.join("etherws"))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("no etherws binary above {}", exe.display()))
+        })
+        .clone()
+        .into()
 }
 
 /// The name of the running test: the test harness names each test's thread after it, so no
