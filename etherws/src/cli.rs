@@ -139,6 +139,16 @@ sw_options! {
         /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
         #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS", default_value = "5000")]
         pub storm_pps: Option<Num<u32>>,
+        /// Bytes one port's transmit queue may hold (more are dropped and counted).
+        #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "1048576")]
+        pub queue_bytes: Option<Num<usize, 1>>,
+        /// Bytes all ports' transmit queues together may hold.
+        #[arg(long, env = "ETHERWS_QUEUE_BUDGET", value_name = "BYTES", default_value = "134217728")]
+        pub queue_budget: Option<Num<usize, 1>>,
+        /// Longest a frame may wait in a transmit queue, in milliseconds; later it is dropped
+        /// (and counted) instead of delivered late.
+        #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS", default_value = "200")]
+        pub queue_delay: Option<Num<u64, 1>>,
         /// Most concurrent incoming WebSocket connections.
         #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N", default_value = "4096")]
         pub max_conns: Option<Num<usize>>,

@@ -858,6 +858,9 @@ max_macs_per_addr = 200
 storm_pps = 0
 loop_moves = 50
 loop_block = 10
+queue_bytes = 262144
+queue_budget = 67108864
+queue_delay = 50
 max_conns = 10
 max_conns_per_addr = 2
 auth_max_failures = 5
@@ -967,6 +970,9 @@ target = "ws://198.51.100.2:8080/sw"
             storm_pps: Some(Num(0)),
             loop_moves: Some(Num(50)),
             loop_block: Some(Num(10)),
+            queue_bytes: Some(Num(262144)),
+            queue_budget: Some(Num(67108864)),
+            queue_delay: Some(Num(50)),
             max_conns: Some(Num(10)),
             max_conns_per_addr: Some(Num(2)),
             auth_max_failures: Some(Num(5)),
@@ -999,13 +1005,13 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 39,
+                line: 42,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 46,
+                line: 49,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1015,7 +1021,7 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
-                line: 51,
+                line: 54,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1025,14 +1031,14 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: None,
                 key: None,
-                line: 61,
+                line: 64,
             },
         ];
         assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 51);
+        assert_eq!(c.ports[2].line(), 54);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 35);
+        assert_eq!(keys.len(), 38);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

@@ -5,7 +5,7 @@
 //! side effects outside the switch (no TAP devices, no interface changes, no connections).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,15 +13,20 @@ use bytes::Bytes;
 use crate::control::{self, Control};
 use crate::frame::Header;
 use crate::port::ws::WsSettings;
-use crate::port::{Queue, SharedSwitch};
-use crate::switch::{Egress, Limits, PortKind, Switch};
+use crate::port::{Budget, Core, QueueLimits, SharedSwitch};
+use crate::switch::{Egress, Limits, PortKind, Switch, TxCounters};
 
 /// A switch whose ports drop everything they are given.
+#[derive(Clone)]
 struct Discard;
 
 impl Egress for Discard {
-    fn offer(&self, _frame: &Bytes) -> bool {
+    fn offer(&self, _frame: &Bytes, _now: Instant) -> bool {
         true
+    }
+
+    fn counters(&self) -> TxCounters {
+        TxCounters::default()
     }
 }
 
@@ -71,7 +76,10 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
             .enable_all()
             .build()
             .expect("runtime");
-        let switch: SharedSwitch = Arc::new(Mutex::new(Switch::new(Duration::from_secs(300))));
+        let switch: SharedSwitch = Core::new(
+            Switch::new(Duration::from_secs(300)),
+            QueueLimits::default(),
+        );
         let netif = rt
             .block_on(async { crate::netif::Netif::new() })
             .expect("netlink");
@@ -83,11 +91,13 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
         };
         // A few ports to act on, without devices behind them.
         for _ in 0..3 {
-            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            let (queue, rx) =
+                crate::port::queue::queue(QueueLimits::default(), Arc::new(Budget::new(1 << 20)));
+            std::mem::forget(rx);
             crate::port::lock(&control.switch).add_port(
                 PortKind::Client,
                 "ws://fuzz/".into(),
-                Queue::new(tx),
+                queue,
             );
         }
         (rt, control)

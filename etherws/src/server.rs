@@ -221,6 +221,8 @@ async fn metrics(State(st): State<CtlState>, req: Request) -> Response {
         ws_connections_refused: st.ws_conns.refused(),
         auth_failures: ws.failures() + ctl.failures(),
         auth_throttled: ws.throttled() + ctl.throttled(),
+        queued_bytes: st.control.switch.budget().used(),
+        queue_budget_refused: st.control.switch.budget().refused(),
     };
     (
         [(

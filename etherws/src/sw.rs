@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -27,7 +27,7 @@ use crate::logging::{self, LogConf};
 use crate::netif::{IfChange, Netif};
 use crate::port::ws::WsSettings;
 use crate::port::ws::{ClientOptions, Credentials};
-use crate::port::{SharedSwitch, expire_loop, lock};
+use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::proxied::TrustedProxies;
 use crate::server::{self, Listening, WsSide};
 use crate::switch::PortStat;
@@ -39,6 +39,7 @@ pub struct Settings {
     pub ageout: Duration,
     pub ws: WsSettings,
     pub limits: Limits,
+    pub queues: QueueLimits,
     pub conns: ConnLimits,
     pub auth: AuthLimits,
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -138,6 +139,11 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
             loop_moves: set(o.loop_moves)?.0,
             loop_block: Duration::from_secs(set(o.loop_block)?.0),
             max_frame: set(o.max_frame)?.0 as usize,
+        },
+        queues: QueueLimits {
+            bytes: set(o.queue_bytes)?.0,
+            budget: set(o.queue_budget)?.0,
+            delay: Duration::from_millis(set(o.queue_delay)?.0),
         },
         conns: ConnLimits {
             total: set(o.max_conns)?.0,
@@ -431,7 +437,7 @@ async fn serve(
     ctl_listener: Option<TcpListener>,
     config: Option<(PathBuf, Config)>,
 ) -> anyhow::Result<()> {
-    let switch: SharedSwitch = Arc::new(Mutex::new(Switch::with_limits(s.ageout, s.limits)));
+    let switch: SharedSwitch = Core::new(Switch::with_limits(s.ageout, s.limits), s.queues);
     let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth);
     let netif = Netif::new().context("cannot open rtnetlink")?;
     let offload = crate::offload::Offload::default();

@@ -15,9 +15,28 @@ use crate::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
 use crate::frame::{FrameError, Header, Mac};
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
-pub trait Egress {
-    /// Queues `frame` for transmission; false if it had to be dropped (queue full or closed).
-    fn offer(&self, frame: &Bytes) -> bool;
+///
+/// The switch decides where a frame goes under its lock and offers it after: an egress is
+/// cloned into the decision, and counts what it was offered itself.
+pub trait Egress: Clone {
+    /// Queues `frame` (received at `now`) for transmission; false if it had to be dropped
+    /// (queue full or closed). Counts either outcome.
+    fn offer(&self, frame: &Bytes, now: Instant) -> bool;
+    /// What was offered so far.
+    fn counters(&self) -> TxCounters;
+}
+
+/// A port's transmit counters, kept by its [`Egress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    /// Frames queued for transmission.
+    pub tx: u64,
+    /// Frames refused: the port's queue or the switch's queue budget was full.
+    pub dropped: u64,
+    /// Frames queued but dropped because they waited too long to be sent.
+    pub expired: u64,
+    /// Bytes in the queue now.
+    pub queued_bytes: u64,
 }
 
 /// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
@@ -88,8 +107,13 @@ pub struct PortStat {
     pub storm_dropped: u64,
     /// Frames whose source address was not learned because of the MAC limits.
     pub macs_refused: u64,
-    /// Frames meant for this port but dropped because its queue was full.
+    /// Frames meant for this port but dropped because its queue (or the switch's budget for
+    /// all queues) was full.
     pub tx_dropped: u64,
+    /// Frames queued for this port but dropped because they waited too long in the queue.
+    pub tx_expired: u64,
+    /// Bytes waiting in this port's queue.
+    pub queued_bytes: u64,
     /// The client address of an incoming WebSocket connection (its stations count against it).
     pub addr: Option<IpAddr>,
     /// Who authenticated the port's peer: htpasswd user or client certificate name.
@@ -227,6 +251,74 @@ struct Port<E> {
     warn_evict: Warn,
 }
 
+impl<E: Egress> Port<E> {
+    /// The port's state with the counters its egress keeps.
+    fn stat(&self) -> PortStat {
+        let c = self.egress.counters();
+        PortStat {
+            tx: c.tx,
+            tx_dropped: c.dropped,
+            tx_expired: c.expired,
+            queued_bytes: c.queued_bytes,
+            ..self.stat.clone()
+        }
+    }
+
+    /// True if frames may be sent out of this port now.
+    fn open(&self, now: Instant) -> bool {
+        !self.stat.shut && self.stat.link_up && !self.stat.loop_blocked(now)
+    }
+}
+
+/// Where one received frame goes: decided under the switch's lock, carried out after it by
+/// [`Forward::emit`], so the lock is never held while frames are offered to queues.
+#[must_use = "a decision does nothing until emitted"]
+pub struct Forward<E> {
+    frame: Bytes,
+    now: Instant,
+    to: Targets<E>,
+}
+
+enum Targets<E> {
+    Nowhere,
+    One(E),
+    Many(Vec<E>),
+}
+
+impl<E: Egress> Forward<E> {
+    fn nowhere(frame: &Bytes, now: Instant) -> Self {
+        Forward {
+            frame: frame.clone(),
+            now,
+            to: Targets::Nowhere,
+        }
+    }
+
+    /// Offers the frame to each chosen port's egress (which counts what it takes or drops).
+    pub fn emit(self) {
+        match &self.to {
+            Targets::Nowhere => {}
+            Targets::One(e) => {
+                e.offer(&self.frame, self.now);
+            }
+            Targets::Many(es) => {
+                for e in es {
+                    e.offer(&self.frame, self.now);
+                }
+            }
+        }
+    }
+
+    /// How many ports the frame goes to.
+    pub fn fanout(&self) -> usize {
+        match &self.to {
+            Targets::Nowhere => 0,
+            Targets::One(_) => 1,
+            Targets::Many(es) => es.len(),
+        }
+    }
+}
+
 /// The switch: ports and their FDB.
 pub struct Switch<E> {
     ports: BTreeMap<PortNo, Port<E>>,
@@ -312,6 +404,8 @@ impl<E: Egress> Switch<E> {
             storm_dropped: 0,
             macs_refused: 0,
             tx_dropped: 0,
+            tx_expired: 0,
+            queued_bytes: 0,
             addr,
             user,
             loop_blocked_until: None,
@@ -363,13 +457,19 @@ impl<E: Egress> Switch<E> {
         }
     }
 
-    pub fn port(&self, port: PortNo) -> Option<&PortStat> {
-        self.ports.get(&port).map(|p| &p.stat)
+    /// A port's state and counters.
+    pub fn port(&self, port: PortNo) -> Option<PortStat> {
+        self.ports.get(&port).map(Port::stat)
     }
 
     /// All ports in number order.
-    pub fn ports(&self) -> impl Iterator<Item = &PortStat> {
-        self.ports.values().map(|p| &p.stat)
+    pub fn ports(&self) -> impl Iterator<Item = PortStat> + '_ {
+        self.ports.values().map(Port::stat)
+    }
+
+    /// The port numbers in order.
+    pub fn port_numbers(&self) -> impl Iterator<Item = PortNo> + '_ {
+        self.ports.keys().copied()
     }
 
     /// Entries in the FDB (aged ones not yet swept included).
@@ -395,21 +495,32 @@ impl<E: Egress> Switch<E> {
         gone.len()
     }
 
-    /// Switches one frame received on `from`.
-    ///
-    /// Learns the source, then sends to the one port the destination is known on, or floods
-    /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
-    /// back out of the port it came in on. Frames from unknown or shut ports are ignored.
+    /// Switches one frame received on `from`: [`decide`](Self::decide), then emit.
     pub fn receive(&mut self, from: PortNo, frame: &Bytes, now: Instant) -> Result<(), FrameError> {
+        self.decide(from, frame, now).map(Forward::emit)
+    }
+
+    /// Decides where one frame received on `from` goes.
+    ///
+    /// Learns the source, then chooses the one port the destination is known on, or floods
+    /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
+    /// back out of the port it came in on. Frames from unknown or shut ports go nowhere.
+    pub fn decide(
+        &mut self,
+        from: PortNo,
+        frame: &Bytes,
+        now: Instant,
+    ) -> Result<Forward<E>, FrameError> {
+        let nowhere = Forward::nowhere(frame, now);
         let Some(src_port) = self.ports.get_mut(&from) else {
-            return Ok(());
+            return Ok(nowhere);
         };
         if src_port.stat.shut {
-            return Ok(());
+            return Ok(nowhere);
         }
         if src_port.stat.loop_blocked(now) {
             src_port.stat.loop_dropped += 1;
-            return Ok(());
+            return Ok(nowhere);
         }
         let hdr = match Header::parse(frame) {
             Ok(h) => h,
@@ -429,7 +540,7 @@ impl<E: Egress> Switch<E> {
                     "frames larger than the maximum frame size dropped"
                 );
             }
-            return Ok(());
+            return Ok(nowhere);
         }
         // Storm control: before learning, so a storm of made-up sources teaches nothing.
         let rate = self.limits.storm_pps;
@@ -443,7 +554,7 @@ impl<E: Egress> Switch<E> {
                     "storm control: broadcast/multicast above the limit dropped"
                 );
             }
-            return Ok(());
+            return Ok(nowhere);
         }
         src_port.stat.rx += 1;
 
@@ -463,7 +574,8 @@ impl<E: Egress> Switch<E> {
                     }
                     let limit = self.limits.loop_moves;
                     if limit > 0 && src_port.moves_in.hit(now) >= limit {
-                        return self.block_looping(from, old, hdr.vid, hdr.src, now);
+                        self.block_looping(from, old, hdr.vid, hdr.src, now);
+                        return Ok(nowhere);
                     }
                 }
                 Learned::Evicted {
@@ -508,34 +620,28 @@ impl<E: Egress> Switch<E> {
         } else {
             self.fdb.lookup(hdr.vid, hdr.dst, now)
         };
-        match known {
+        let to = match known {
             // The destination sits behind the port the frame came from: filter it.
-            Some(to) if to == from => {}
-            Some(to) => {
-                if let Some(p) = self.ports.get_mut(&to) {
-                    send(p, frame, now);
-                }
-            }
-            None => {
-                for (_, p) in self.ports.iter_mut().filter(|(n, _)| **n != from) {
-                    send(p, frame, now);
-                }
-            }
-        }
-        Ok(())
+            Some(to) if to == from => Targets::Nowhere,
+            Some(to) => match self.ports.get(&to) {
+                Some(p) if p.open(now) => Targets::One(p.egress.clone()),
+                _ => Targets::Nowhere,
+            },
+            None => Targets::Many(
+                self.ports
+                    .iter()
+                    .filter(|(n, p)| **n != from && p.open(now))
+                    .map(|(_, p)| p.egress.clone())
+                    .collect(),
+            ),
+        };
+        Ok(Forward { to, ..nowhere })
     }
 
     /// The loop guard: stations keep moving onto `port` (last `mac`, from `old`), so frames
     /// are going round a loop through it. Block it for a while — it neither receives nor
     /// sends — and forget its stations: whoever is really behind it is relearned afterwards.
-    fn block_looping(
-        &mut self,
-        port: PortNo,
-        old: PortNo,
-        vid: u16,
-        mac: Mac,
-        now: Instant,
-    ) -> Result<(), FrameError> {
+    fn block_looping(&mut self, port: PortNo, old: PortNo, vid: u16, mac: Mac, now: Instant) {
         let block = self.limits.loop_block;
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.loop_blocked_until = Some(now + block);
@@ -552,18 +658,6 @@ impl<E: Egress> Switch<E> {
             );
         }
         self.flushed(port);
-        Ok(())
-    }
-}
-
-fn send<E: Egress>(p: &mut Port<E>, frame: &Bytes, now: Instant) {
-    if p.stat.shut || !p.stat.link_up || p.stat.loop_blocked(now) {
-        return;
-    }
-    if p.egress.offer(frame) {
-        p.stat.tx += 1;
-    } else {
-        p.stat.tx_dropped += 1;
     }
 }
 
@@ -579,12 +673,23 @@ mod tests {
     #[derive(Clone, Default)]
     struct Sink {
         got: Rc<RefCell<Vec<Bytes>>>,
+        refused: Rc<RefCell<u64>>,
         full: bool,
     }
 
     impl Egress for Sink {
-        fn offer(&self, frame: &Bytes) -> bool {
-            if !self.full {
+        fn counters(&self) -> TxCounters {
+            TxCounters {
+                tx: self.got.borrow().len() as u64,
+                dropped: *self.refused.borrow(),
+                ..TxCounters::default()
+            }
+        }
+
+        fn offer(&self, frame: &Bytes, _now: Instant) -> bool {
+            if self.full {
+                *self.refused.borrow_mut() += 1;
+            } else {
                 self.got.borrow_mut().push(frame.clone());
             }
             !self.full

@@ -161,6 +161,8 @@ fn portstat_plain(s: &PortStat) -> Value {
         "storm_dropped": s.storm_dropped,
         "macs_refused": s.macs_refused,
         "tx_dropped": s.tx_dropped,
+        "tx_expired": s.tx_expired,
+        "queued_bytes": s.queued_bytes,
         "user": s.user,
         "loop_blocked": s.loop_blocked(Instant::now()),
         "loop_blocks": s.loop_blocks,
@@ -208,13 +210,13 @@ impl Control {
     }
 
     fn list_port(&self) -> MethodResult {
-        let ports: Vec<PortStat> = lock(&self.switch).ports().cloned().collect();
+        let ports: Vec<PortStat> = lock(&self.switch).ports().collect();
         Ok(entries(ports.iter().map(|p| self.row(p)).collect()))
     }
 
     /// Every port's counters as `listPort` reports them (kernel-switched frames included).
     pub fn port_counters(&self) -> Vec<PortStat> {
-        let ports: Vec<PortStat> = lock(&self.switch).ports().cloned().collect();
+        let ports: Vec<PortStat> = lock(&self.switch).ports().collect();
         ports
             .iter()
             .map(|s| {
@@ -237,7 +239,6 @@ impl Control {
     fn stat(&self, port: PortNo) -> Result<PortStat, RpcError> {
         lock(&self.switch)
             .port(port)
-            .cloned()
             .ok_or_else(|| bad(format!("no such port: {port}")))
     }
 
@@ -433,7 +434,7 @@ impl Control {
         let port = port_no(p)?;
         let stat = match p.get("shut") {
             Some(v) if !v.is_null() => lock(&self.switch).set_shut(port, truthy(v)),
-            _ => lock(&self.switch).port(port).cloned(),
+            _ => lock(&self.switch).port(port),
         }
         .ok_or_else(|| bad(format!("no such port: {port}")))?;
         self.offload.set_shut(port, stat.shut);
@@ -506,7 +507,6 @@ impl Control {
         let ports: Vec<PortStat> = lock(&self.switch)
             .ports()
             .filter(|p| p.kind.has_interface())
-            .cloned()
             .collect();
         let mut rows = Vec::with_capacity(ports.len());
         for p in &ports {

@@ -14,6 +14,8 @@ pub struct Globals {
     pub ws_connections_refused: u64,
     pub auth_failures: u64,
     pub auth_throttled: u64,
+    pub queued_bytes: usize,
+    pub queue_budget_refused: u64,
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -32,7 +34,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(ports: &[PortStat], g: &Globals) -> String {
     let mut out = String::new();
     type Field = fn(&PortStat) -> u64;
-    let per_port: [(&str, &str, &str, Field); 11] = [
+    let per_port: [(&str, &str, &str, Field); 13] = [
         (
             "etherws_port_rx_frames_total",
             "counter",
@@ -48,8 +50,20 @@ pub fn render(ports: &[PortStat], g: &Globals) -> String {
         (
             "etherws_port_tx_dropped_total",
             "counter",
-            "Frames for the port dropped because its queue was full.",
+            "Frames for the port dropped because its queue (or the budget of all queues) was full.",
             |p| p.tx_dropped,
+        ),
+        (
+            "etherws_port_tx_expired_total",
+            "counter",
+            "Frames for the port dropped because they waited longer than --queue-delay.",
+            |p| p.tx_expired,
+        ),
+        (
+            "etherws_port_queued_bytes",
+            "gauge",
+            "Bytes waiting in the port's transmit queue.",
+            |p| p.queued_bytes,
         ),
         (
             "etherws_port_rx_invalid_total",
@@ -113,7 +127,7 @@ pub fn render(ports: &[PortStat], g: &Globals) -> String {
             );
         }
     }
-    let globals: [(&str, &str, &str, u64); 5] = [
+    let globals: [(&str, &str, &str, u64); 7] = [
         (
             "etherws_fdb_entries",
             "gauge",
@@ -144,6 +158,18 @@ pub fn render(ports: &[PortStat], g: &Globals) -> String {
             "Requests refused because their address failed to authenticate too often.",
             g.auth_throttled,
         ),
+        (
+            "etherws_queued_bytes",
+            "gauge",
+            "Bytes waiting in all transmit queues, against --queue-budget.",
+            g.queued_bytes as u64,
+        ),
+        (
+            "etherws_queue_budget_refused_total",
+            "counter",
+            "Frames dropped because all queues together held --queue-budget bytes.",
+            g.queue_budget_refused,
+        ),
     ];
     for (name, kind, help, value) in globals {
         header(&mut out, name, kind, help);
@@ -172,6 +198,8 @@ mod tests {
             storm_dropped: 3,
             macs_refused: 0,
             tx_dropped: 1,
+            tx_expired: 0,
+            queued_bytes: 0,
             addr: None,
             user: None,
             loop_blocked_until: None,

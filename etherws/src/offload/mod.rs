@@ -751,9 +751,7 @@ impl Port for XdpPort {
                     if frames.is_empty() {
                         break;
                     }
-                    for f in frames.drain(..) {
-                        ingress.frame(f);
-                    }
+                    ingress.frames(frames.drain(..));
                 }
                 guard.clear_ready();
                 if rx.pending() {

@@ -181,13 +181,19 @@ pub async fn receive<T: AsRawFd>(
 ) -> anyhow::Result<()> {
     let fd = afd.as_raw_fd();
     let mut buf = RxBuf::default();
+    // Frames read but not yet switched: handed over together, so the switch is locked once
+    // per batch rather than once per frame.
+    let mut batch = Vec::with_capacity(RECV_BATCH);
     loop {
         let mut guard = afd.readable().await?;
         // Drain everything that is ready before waiting again.
         loop {
+            if batch.len() >= RECV_BATCH {
+                ingress.frames(batch.drain(..));
+            }
             match recv(fd, &mut buf) {
-                Ok(Received::One(frame)) => ingress.frame(frame),
-                Ok(Received::Many(frames)) => frames.into_iter().for_each(|f| ingress.frame(f)),
+                Ok(Received::One(frame)) => batch.push(frame),
+                Ok(Received::Many(frames)) => batch.extend(frames),
                 Ok(Received::Nothing) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
@@ -201,8 +207,12 @@ pub async fn receive<T: AsRawFd>(
                 }
             }
         }
+        ingress.frames(batch.drain(..));
     }
 }
+
+/// Frames read from a device before they are switched together.
+const RECV_BATCH: usize = 64;
 
 /// Puts a descriptor in non-blocking mode, as readiness-driven I/O requires.
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {

@@ -2,16 +2,18 @@
 //!
 //! Every port kind implements [`Port`]: given a [`PortIo`], move frames between the device or
 //! peer and the switch until either side is done. The data path is straight — a port's reader
-//! hands each frame to [`Ingress::frame`], which runs the switch's forwarding decision and
-//! offers the frame to the chosen ports' bounded queues; each port's writer drains its own
-//! queue. A full queue drops (and counts) instead of waiting, so one stalled peer never holds
-//! up the others. Removing a port from the switch drops its queue's sender, which is how the
+//! hands what it read to [`Ingress::frames`], which takes the switch's forwarding decisions
+//! under its lock and, once it is released, offers the frames to the chosen ports' queues
+//! (bounded in bytes and in time, [`queue`]); each port's writer drains its own queue. A full
+//! queue drops (and counts) instead of waiting, so one stalled peer never holds up the
+//! others. Removing a port from the switch drops its queue's sender, which is how the
 //! port's driver learns to close.
 
 pub mod fd;
 pub mod gso;
 pub mod netdev;
 pub mod proxy;
+pub mod queue;
 pub mod tap;
 pub mod ws;
 
@@ -20,43 +22,52 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::escape::Esc;
 use crate::fdb::PortNo;
 pub use crate::switch::Origin;
-use crate::switch::{Egress, PortKind, PortStat, Switch};
-
-/// Frames a port may have queued for transmission before further ones are dropped.
-pub const QUEUE_FRAMES: usize = 512;
+use crate::switch::{Forward, PortKind, PortStat, Switch};
+pub use queue::{Budget, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device: the largest an MTU of 65535 allows, plus a VLAN tag.
 pub const MAX_FRAME: usize = 65536 + 4;
 
-/// A port's transmit queue as the switch core sees it.
-pub struct Queue(mpsc::Sender<Bytes>);
-
-impl Queue {
-    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        Queue(tx)
-    }
+/// The switch as shared by the port tasks and the control API, with what new ports' queues
+/// are bounded by.
+pub struct Core {
+    switch: Mutex<Switch<Queue>>,
+    queues: QueueLimits,
+    budget: Arc<Budget>,
 }
 
-impl Egress for Queue {
-    fn offer(&self, frame: &Bytes) -> bool {
-        self.0.try_send(frame.clone()).is_ok()
+/// The switch as the port tasks and the control API hold it.
+pub type SharedSwitch = Arc<Core>;
+
+impl Core {
+    pub fn new(switch: Switch<Queue>, queues: QueueLimits) -> SharedSwitch {
+        Arc::new(Core {
+            switch: Mutex::new(switch),
+            budget: Arc::new(Budget::new(queues.budget)),
+            queues,
+        })
+    }
+
+    /// The bytes all ports' queues hold, against `--queue-budget`.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 }
-
-/// The switch as shared by the port tasks and the control API.
-pub type SharedSwitch = Arc<Mutex<Switch<Queue>>>;
 
 /// Locks the switch. A panic while holding the lock cannot leave the tables half-updated in a
 /// way that matters more than losing the switch, so poisoning is ignored.
 pub fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
-    switch.lock().unwrap_or_else(|e| e.into_inner())
+    switch.switch.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Frames switched per lock of the switch: a batch read from a device is decided under one
+/// lock, then emitted after it.
+const DECIDE_BATCH: usize = 64;
 
 /// Where a port delivers the frames it receives.
 pub struct Ingress {
@@ -67,8 +78,27 @@ pub struct Ingress {
 impl Ingress {
     /// Switches one received frame.
     pub fn frame(&self, frame: Bytes) {
-        if let Err(e) = lock(&self.switch).receive(self.port, &frame, Instant::now()) {
-            tracing::debug!(port = self.port, "dropped received frame: {e}");
+        self.frames(std::iter::once(frame));
+    }
+
+    /// Switches received frames: the forwarding decisions of up to [`DECIDE_BATCH`] frames
+    /// are taken under one lock of the switch, and the frames offered to their queues after
+    /// it is released, so a flood to many ports never holds the switch.
+    pub fn frames(&self, frames: impl IntoIterator<Item = Bytes>) {
+        let mut frames = frames.into_iter().peekable();
+        let mut decided: Vec<Forward<Queue>> = Vec::new();
+        while frames.peek().is_some() {
+            let now = Instant::now();
+            {
+                let mut sw = lock(&self.switch);
+                for frame in frames.by_ref().take(DECIDE_BATCH) {
+                    match sw.decide(self.port, &frame, now) {
+                        Ok(f) => decided.push(f),
+                        Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
+                    }
+                }
+            }
+            decided.drain(..).for_each(Forward::emit);
         }
     }
 
@@ -85,7 +115,7 @@ impl Ingress {
 /// A port's two ends: frames to transmit, and where received frames go.
 pub struct PortIo {
     /// Frames the switch wants sent out of this port; ends when the port is removed.
-    pub egress: mpsc::Receiver<Bytes>,
+    pub egress: EgressRx,
     pub ingress: Ingress,
 }
 
@@ -110,11 +140,11 @@ pub fn attach_from<P: Port>(
     origin: Origin,
     port: P,
 ) -> PortStat {
-    let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+    let (queue, rx) = queue::queue(switch.queues, switch.budget.clone());
     let stat = {
         let mut sw = lock(switch);
-        let no = sw.add_port_from(kind, target, origin, Queue::new(tx));
-        sw.port(no).cloned().expect("port just added")
+        let no = sw.add_port_from(kind, target, origin, queue);
+        sw.port(no).expect("port just added")
     };
     match &stat.user {
         Some(user) => {

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
@@ -23,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use super::{MAX_FRAME, Port, PortIo, proxy};
+use super::{EgressRx, MAX_FRAME, Port, PortIo, proxy};
 use crate::escape::Esc;
 use crate::tls::{Identity, Verify};
 
@@ -133,29 +132,41 @@ where
         // (tungstenite queues it; it goes out on the next flush) or a close for its error.
         let mut owed: Option<Option<CloseFrame>> = None;
         let reader = async {
-            while let Some(msg) = stream.next().await {
+            // Messages already read are switched together (one lock of the switch): after
+            // each awaited message, those that are ready without waiting join it.
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(first) = stream.next().await {
                 last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
-                match msg {
-                    Ok(Message::Binary(frame)) => ingress.frame(frame),
-                    Ok(Message::Text(t)) => {
-                        tracing::trace!(
-                            port = ingress.port(),
-                            len = t.len(),
-                            "text message ignored"
-                        )
-                    }
-                    Ok(Message::Close(_)) => {
-                        owed = Some(None);
-                        return End::Closed;
-                    }
-                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                    Err(e) => {
-                        if let Some(close) = close_for(&e) {
-                            owed = Some(Some(close));
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Ok(Message::Binary(frame)) => batch.push(frame),
+                        Ok(Message::Text(t)) => {
+                            tracing::trace!(
+                                port = ingress.port(),
+                                len = t.len(),
+                                "text message ignored"
+                            )
                         }
-                        return End::Failed(e.into());
+                        Ok(Message::Close(_)) => {
+                            ingress.frames(batch.drain(..));
+                            owed = Some(None);
+                            return End::Closed;
+                        }
+                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                        Err(e) => {
+                            ingress.frames(batch.drain(..));
+                            if let Some(close) = close_for(&e) {
+                                owed = Some(Some(close));
+                            }
+                            return End::Failed(e.into());
+                        }
+                    }
+                    if batch.len() < BATCH {
+                        next = stream.next().now_or_never().flatten();
                     }
                 }
+                ingress.frames(batch.drain(..));
             }
             End::Closed
         };
@@ -282,7 +293,7 @@ impl ClientPort {
 
 /// Waits until `egress` is closed (true) or `delay` passed (false), discarding frames: a
 /// down link gets nothing, and nothing stale is sent once it is back.
-async fn closed_within(egress: &mut mpsc::Receiver<Bytes>, delay: Duration) -> bool {
+async fn closed_within(egress: &mut EgressRx, delay: Duration) -> bool {
     let deadline = tokio::time::sleep(delay);
     tokio::pin!(deadline);
     loop {

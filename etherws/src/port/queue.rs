@@ -1,0 +1,331 @@
+//! Ports' transmit queues, bounded in bytes and in time.
+//!
+//! A queue counted in frames holds 512 × 60 bytes or 512 × 64 KiB alike, and thousands of
+//! slow peers together could hold gigabytes. So every queue is bounded three ways:
+//!
+//! * its own bytes ([`QueueLimits::bytes`]): one slow peer fills only its own queue;
+//! * a budget shared by all queues ([`QueueLimits::budget`]): many slow peers together cannot
+//!   take the machine's memory;
+//! * time ([`QueueLimits::delay`]): a frame that waited longer is dropped when it comes out,
+//!   not delivered late (a frame seconds old only confuses the protocols above, as
+//!   bufferbloat does).
+//!
+//! Each refusal is counted (`tx_dropped`; `tx_expired` for the late ones), never waited on.
+//! The counters are atomics in the queue, so the switch counts transmissions without holding
+//! its lock while it offers frames.
+//!
+//! A frame flooded to many ports is one shared buffer, but it counts against each queue it
+//! sits in: the bound is conservative, never exceeded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::switch::{Egress, TxCounters};
+
+/// Frames a queue holds at most whatever their size: tokio's channel needs a bound in items,
+/// set so high that the byte bound is the one that matters (60-byte frames: 245 KB).
+const QUEUE_FRAMES: usize = 4096;
+
+/// How the transmit queues are bounded (`--queue-bytes`, `--queue-budget`, `--queue-delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Bytes one port's queue may hold (a frame larger than that still passes an empty queue).
+    pub bytes: usize,
+    /// Bytes all queues together may hold.
+    pub budget: usize,
+    /// Longest a frame may wait in a queue before it is dropped instead of sent.
+    pub delay: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            bytes: 1 << 20,
+            budget: 128 << 20,
+            delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The bytes held by all queues, against [`QueueLimits::budget`].
+#[derive(Debug, Default)]
+pub struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Frames refused because the budget was spent (also counted in their port's `tx_dropped`).
+    refused: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Budget {
+            limit,
+            ..Budget::default()
+        }
+    }
+
+    /// Bytes queued now, all ports together.
+    pub fn used(&self) -> usize {
+        self.used.load(Relaxed)
+    }
+
+    /// Frames refused so far because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    fn reserve(&self, len: usize) -> bool {
+        if self.used.fetch_add(len, Relaxed) + len > self.limit {
+            self.used.fetch_sub(len, Relaxed);
+            self.refused.fetch_add(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, len: usize) {
+        self.used.fetch_sub(len, Relaxed);
+    }
+}
+
+/// What a queue's two ends share: its byte count and counters.
+#[derive(Debug)]
+struct State {
+    bytes: AtomicUsize,
+    tx: AtomicU64,
+    dropped: AtomicU64,
+    expired: AtomicU64,
+    limits: QueueLimits,
+    budget: Arc<Budget>,
+}
+
+impl State {
+    /// Takes `len` bytes from the queue's bound and the budget, or refuses.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.bytes.fetch_add(len, Relaxed);
+        // An empty queue takes any frame, so a frame larger than the bound is not lost forever.
+        if before > 0 && before + len > self.limits.bytes {
+            self.bytes.fetch_sub(len, Relaxed);
+            return false;
+        }
+        if !self.budget.reserve(len) {
+            self.bytes.fetch_sub(len, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Relaxed);
+        self.budget.release(len);
+    }
+}
+
+/// A queued frame and when it was queued.
+type Queued = (Bytes, Instant);
+
+/// The switch's end of a port's transmit queue.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<Queued>,
+    state: Arc<State>,
+}
+
+/// The port's end of its transmit queue: frames in order, late ones dropped and counted. It
+/// ends (`recv_many` returns 0) when the switch drops the [`Queue`], which is how a port
+/// learns it was removed.
+#[derive(Debug)]
+pub struct EgressRx {
+    rx: mpsc::Receiver<Queued>,
+    state: Arc<State>,
+    batch: Vec<Queued>,
+}
+
+/// A new transmit queue bounded by `limits`, drawing on `budget`.
+pub fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressRx) {
+    let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+    let state = Arc::new(State {
+        bytes: AtomicUsize::new(0),
+        tx: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        expired: AtomicU64::new(0),
+        limits,
+        budget,
+    });
+    let rx = EgressRx {
+        rx,
+        state: state.clone(),
+        batch: Vec::new(),
+    };
+    (Queue { tx, state }, rx)
+}
+
+impl Egress for Queue {
+    fn offer(&self, frame: &Bytes, now: Instant) -> bool {
+        let s = &self.state;
+        let len = frame.len();
+        if !s.reserve(len) {
+            s.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        match self.tx.try_send((frame.clone(), now)) {
+            Ok(()) => {
+                s.tx.fetch_add(1, Relaxed);
+                true
+            }
+            Err(_) => {
+                s.release(len);
+                s.dropped.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
+    fn counters(&self) -> TxCounters {
+        let s = &self.state;
+        TxCounters {
+            tx: s.tx.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            expired: s.expired.load(Relaxed),
+            queued_bytes: s.bytes.load(Relaxed) as u64,
+        }
+    }
+}
+
+impl EgressRx {
+    /// Waits for frames and moves up to `limit` of them into `out`, dropping (and counting)
+    /// those that waited longer than the queue's delay bound; returns how many it moved, 0
+    /// once the queue is closed and empty.
+    pub async fn recv_many(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        loop {
+            if self.rx.recv_many(&mut self.batch, limit).await == 0 {
+                return 0;
+            }
+            let n = self.keep_fresh(out, Instant::now());
+            if n > 0 {
+                return n;
+            }
+        }
+    }
+
+    /// One frame, as [`recv_many`](Self::recv_many).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let mut one = Vec::with_capacity(1);
+        (self.recv_many(&mut one, 1).await > 0).then(|| one.pop())?
+    }
+
+    /// Moves the frames of `self.batch` that are still fresh at `now` into `out`.
+    fn keep_fresh(&mut self, out: &mut Vec<Bytes>, now: Instant) -> usize {
+        let s = &self.state;
+        let before = out.len();
+        for (frame, queued) in self.batch.drain(..) {
+            s.release(frame.len());
+            if now.saturating_duration_since(queued) > s.limits.delay {
+                s.expired.fetch_add(1, Relaxed);
+            } else {
+                out.push(frame);
+            }
+        }
+        out.len() - before
+    }
+}
+
+impl Drop for EgressRx {
+    /// Frames still queued give their bytes back to the budget.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok((frame, _)) = self.rx.try_recv() {
+            self.state.release(frame.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(bytes: usize, budget: usize) -> QueueLimits {
+        QueueLimits {
+            bytes,
+            budget,
+            delay: Duration::from_millis(200),
+        }
+    }
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![0u8; len])
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes_per_queue() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, mut rx) = queue(limits(3000, 1 << 20), budget.clone());
+        let now = Instant::now();
+        assert!(q.offer(&frame(1500), now));
+        assert!(q.offer(&frame(1500), now));
+        assert!(!q.offer(&frame(60), now), "3000 bytes queued: full");
+        assert_eq!(q.counters().queued_bytes, 3000);
+        assert_eq!(budget.used(), 3000);
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_many(&mut out, 64).await, 2);
+        let c = q.counters();
+        assert_eq!((c.tx, c.dropped, c.queued_bytes), (2, 1, 0));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_takes_a_frame_larger_than_its_bound() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, _rx) = queue(limits(1000, 1 << 20), budget);
+        let now = Instant::now();
+        assert!(q.offer(&frame(65536), now));
+        assert!(!q.offer(&frame(60), now));
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_all_queues_together() {
+        let budget = Arc::new(Budget::new(4000));
+        let (a, _ra) = queue(limits(3000, 4000), budget.clone());
+        let (b, rb) = queue(limits(3000, 4000), budget.clone());
+        let now = Instant::now();
+        assert!(a.offer(&frame(3000), now));
+        assert!(b.offer(&frame(1000), now));
+        assert!(
+            !b.offer(&frame(1000), now),
+            "budget spent though b has room"
+        );
+        assert_eq!(budget.refused(), 1);
+        assert_eq!(b.counters().dropped, 1);
+        // A removed port's queued frames go back to the budget.
+        drop(rb);
+        assert_eq!(budget.used(), 3000);
+    }
+
+    #[tokio::test]
+    async fn late_frames_are_dropped_not_delivered() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, mut rx) = queue(limits(1 << 20, 1 << 20), budget.clone());
+        let long_ago = Instant::now() - Duration::from_secs(1);
+        assert!(q.offer(&frame(100), long_ago));
+        assert!(q.offer(&frame(200), Instant::now()));
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_many(&mut out, 64).await, 1);
+        assert_eq!(out[0].len(), 200);
+        let c = q.counters();
+        assert_eq!((c.tx, c.expired, c.queued_bytes), (2, 1, 0));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn closes_when_the_switch_drops_the_queue() {
+        let (q, mut rx) = queue(QueueLimits::default(), Arc::new(Budget::new(1 << 20)));
+        assert!(q.offer(&frame(60), Instant::now()));
+        drop(q);
+        assert_eq!(rx.recv().await.map(|f| f.len()), Some(60));
+        assert_eq!(rx.recv().await, None);
+    }
+}
