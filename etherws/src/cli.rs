@@ -139,8 +139,12 @@ sw_options! {
         /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
         #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS", default_value = "5000")]
         pub storm_pps: Option<Num<u32>>,
+        /// Never exchange super-frames: WebSocket peers are not offered them (one MTU-sized
+        /// frame per message, as etherws 1.3), and TAP devices are opened without offloads.
+        #[arg(long, env = "ETHERWS_STRICT_FRAMES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub strict_frames: Option<bool>,
         /// Bytes one port's transmit queue may hold (more are dropped and counted).
-        #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "1048576")]
+        #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "4194304")]
         pub queue_bytes: Option<Num<usize, 1>>,
         /// Bytes all ports' transmit queues together may hold.
         #[arg(long, env = "ETHERWS_QUEUE_BUDGET", value_name = "BYTES", default_value = "134217728")]

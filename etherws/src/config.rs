@@ -861,6 +861,7 @@ loop_block = 10
 queue_bytes = 262144
 queue_budget = 67108864
 queue_delay = 50
+strict_frames = true
 max_conns = 10
 max_conns_per_addr = 2
 auth_max_failures = 5
@@ -973,6 +974,7 @@ target = "ws://198.51.100.2:8080/sw"
             queue_bytes: Some(Num(262144)),
             queue_budget: Some(Num(67108864)),
             queue_delay: Some(Num(50)),
+            strict_frames: Some(true),
             max_conns: Some(Num(10)),
             max_conns_per_addr: Some(Num(2)),
             auth_max_failures: Some(Num(5)),
@@ -1005,13 +1007,13 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 42,
+                line: 43,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 49,
+                line: 50,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1021,7 +1023,7 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
-                line: 54,
+                line: 55,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1031,14 +1033,14 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: None,
                 key: None,
-                line: 64,
+                line: 65,
             },
         ];
         assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 54);
+        assert_eq!(c.ports[2].line(), 55);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 38);
+        assert_eq!(keys.len(), 39);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

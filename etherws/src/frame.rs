@@ -7,7 +7,10 @@
 
 use core::fmt;
 
+use bytes::Bytes;
 use etherws_common::{ETH_ALEN, ETH_HLEN, ETH_P_8021Q, VLAN_VID_MASK};
+
+use crate::port::gso::{self, VnetHdr};
 
 /// A 48-bit IEEE 802 MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -89,6 +92,97 @@ impl Header {
             src: mac(6),
             vid,
         })
+    }
+}
+
+/// A frame as it moves through the switch: its bytes, and what is still to be done to it.
+///
+/// Devices with offloads (TAP with a vnet header, veth and NICs through `PACKET_VNET_HDR`) and
+/// peers that negotiated super-frames hand over frames the kernel has not finished: a checksum
+/// left to the "hardware", or a GSO super-frame of up to 64 KB to be cut into segments. Such a
+/// frame crosses the switch whole, with its `virtio_net_hdr`; only a port that cannot take it
+/// (a strict WebSocket peer, an AF_XDP socket) finishes it, with [`Frame::into_plain`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub data: Bytes,
+    /// What is left to do; all zero for a plain frame.
+    pub offload: VnetHdr,
+}
+
+impl From<Bytes> for Frame {
+    fn from(data: Bytes) -> Self {
+        Frame {
+            data,
+            offload: VnetHdr::default(),
+        }
+    }
+}
+
+impl Frame {
+    pub fn new(data: Bytes, offload: VnetHdr) -> Self {
+        Frame { data, offload }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// True if the frame can go out as it is, to anyone.
+    pub fn is_plain(&self) -> bool {
+        self.offload.is_plain()
+    }
+
+    /// The largest frame this one becomes once finished: a super-frame's segments (headers
+    /// plus `gso_size`), the frame itself otherwise. What `--max-frame` is checked against.
+    pub fn wire_len(&self) -> usize {
+        if !self.offload.is_gso() {
+            return self.data.len();
+        }
+        match crate::wire::walk(&self.data) {
+            Ok(h) => match h.l4_header_len {
+                Ok(l4) => {
+                    (h.l4_offset + l4 + usize::from(self.offload.gso_size)).min(self.data.len())
+                }
+                Err(_) => self.data.len(),
+            },
+            Err(_) => self.data.len(),
+        }
+    }
+
+    /// The plain frames this one stands for: itself; itself with its checksum filled in (a
+    /// copy: the bytes may be shared with other ports' queues); or a super-frame's segments.
+    pub fn into_plain(self) -> Result<Plain, gso::Error> {
+        let hdr = self.offload;
+        if hdr.is_gso() {
+            return Ok(Plain::Many(gso::segment(&hdr, &self.data)?.into_iter()));
+        }
+        if hdr.needs_csum() {
+            let mut data = self.data.to_vec();
+            gso::fix_csum(&hdr, &mut data)?;
+            return Ok(Plain::One(Some(Bytes::from(data))));
+        }
+        Ok(Plain::One(Some(self.data)))
+    }
+}
+
+/// The plain frames of one [`Frame`], in order.
+pub enum Plain {
+    One(Option<Bytes>),
+    Many(std::vec::IntoIter<Bytes>),
+}
+
+impl Iterator for Plain {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        match self {
+            Plain::One(f) => f.take(),
+            Plain::Many(it) => it.next(),
+        }
     }
 }
 

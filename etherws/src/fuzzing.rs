@@ -21,7 +21,7 @@ use crate::switch::{Egress, Limits, PortKind, Switch, TxCounters};
 struct Discard;
 
 impl Egress for Discard {
-    fn offer(&self, _frame: &Bytes, _now: Instant) -> bool {
+    fn offer(&self, _frame: &crate::frame::Frame, _now: Instant) -> bool {
         true
     }
 
@@ -128,6 +128,34 @@ pub fn htpasswd(data: &[u8]) {
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::config::Config::parse(text, "fuzz.toml");
+    }
+}
+
+/// A message from a peer that negotiated super-frames: the header checks, then what a strict
+/// port makes of the frame (segments, checksum), and the forwarding decision on it.
+pub fn super_frame(data: &[u8]) {
+    use crate::port::super_frame;
+    let Ok(frame) = super_frame::decode(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    assert_eq!(
+        super_frame::decode(super_frame::encode(&frame)).as_ref(),
+        Ok(&frame),
+        "super-frame round trip"
+    );
+    let _ = frame.wire_len();
+    let mut sw = Switch::with_limits(Duration::from_secs(5), Limits::default());
+    for _ in 0..2 {
+        sw.add_port(PortKind::Server, "fuzz".into(), Discard);
+    }
+    let _ = sw.decide(1, &frame, Instant::now());
+    if let Ok(plain) = frame.into_plain() {
+        for f in plain {
+            assert!(
+                f.len() <= crate::port::MAX_FRAME,
+                "a segment larger than any frame"
+            );
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use crate::control::Control;
 use crate::control::guard::Guard;
 use crate::control::metrics::{Globals, render};
 use crate::htpasswd::Htpasswd;
+use crate::port::super_frame;
 use crate::port::ws::{BoxIo, SWITCH_ID_HEADER, WsPort, WsSettings, config, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
 use crate::proxied::{Client, Malformed, TrustedProxies, canonical, read_proxy_header};
@@ -356,6 +357,8 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         }
     };
     let (switch, keepalive) = (st.switch, st.settings.keepalive);
+    // Super-frames if the client offers them and this switch may (see `port::super_frame`).
+    let super_frames = st.settings.super_frames && super_frame::offered(h);
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -364,7 +367,7 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
                 let io: BoxIo = Box::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
                 let port = Admitted {
-                    port: WsPort::new(ws, keepalive),
+                    port: WsPort::new(ws, keepalive, super_frames),
                     _permit: permit,
                 };
                 let origin = Origin {
@@ -377,12 +380,16 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         }
     });
 
-    Response::builder()
+    let mut answer = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .header(SWITCH_ID_HEADER, switch_id())
+        .header(SWITCH_ID_HEADER, switch_id());
+    if super_frames {
+        answer = answer.header(super_frame::HEADER, super_frame::VERSION);
+    }
+    answer
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

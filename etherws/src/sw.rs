@@ -128,6 +128,7 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
         ws: WsSettings {
             keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
             reconnect_max: Duration::from_secs(set(o.reconnect_max)?.0),
+            super_frames: !o.strict_frames.unwrap_or(false),
         },
         limits: Limits {
             macs: MacLimits {

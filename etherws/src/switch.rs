@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
-use crate::frame::{FrameError, Header, Mac};
+use crate::frame::{Frame, FrameError, Header, Mac};
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
 ///
@@ -21,7 +21,7 @@ use crate::frame::{FrameError, Header, Mac};
 pub trait Egress: Clone {
     /// Queues `frame` (received at `now`) for transmission; false if it had to be dropped
     /// (queue full or closed). Counts either outcome.
-    fn offer(&self, frame: &Bytes, now: Instant) -> bool;
+    fn offer(&self, frame: &Frame, now: Instant) -> bool;
     /// What was offered so far.
     fn counters(&self) -> TxCounters;
 }
@@ -114,6 +114,8 @@ pub struct PortStat {
     pub tx_expired: u64,
     /// Bytes waiting in this port's queue.
     pub queued_bytes: u64,
+    /// The port exchanges super-frames with its device or peer (offloads negotiated).
+    pub super_frames: bool,
     /// The client address of an incoming WebSocket connection (its stations count against it).
     pub addr: Option<IpAddr>,
     /// Who authenticated the port's peer: htpasswd user or client certificate name.
@@ -274,7 +276,7 @@ impl<E: Egress> Port<E> {
 /// [`Forward::emit`], so the lock is never held while frames are offered to queues.
 #[must_use = "a decision does nothing until emitted"]
 pub struct Forward<E> {
-    frame: Bytes,
+    frame: Frame,
     now: Instant,
     to: Targets<E>,
 }
@@ -286,7 +288,7 @@ enum Targets<E> {
 }
 
 impl<E: Egress> Forward<E> {
-    fn nowhere(frame: &Bytes, now: Instant) -> Self {
+    fn nowhere(frame: &Frame, now: Instant) -> Self {
         Forward {
             frame: frame.clone(),
             now,
@@ -406,6 +408,7 @@ impl<E: Egress> Switch<E> {
             tx_dropped: 0,
             tx_expired: 0,
             queued_bytes: 0,
+            super_frames: false,
             addr,
             user,
             loop_blocked_until: None,
@@ -444,6 +447,13 @@ impl<E: Egress> Switch<E> {
         let p = self.ports.get_mut(&port)?;
         p.stat.shut = shut;
         Some(p.stat.clone())
+    }
+
+    /// Records whether a port exchanges super-frames with its device or peer.
+    pub fn set_super_frames(&mut self, port: PortNo, on: bool) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.super_frames = on;
+        }
     }
 
     /// Records that a port's link went down or came back. Going down forgets the stations
@@ -495,9 +505,10 @@ impl<E: Egress> Switch<E> {
         gone.len()
     }
 
-    /// Switches one frame received on `from`: [`decide`](Self::decide), then emit.
+    /// Switches one plain frame received on `from`: [`decide`](Self::decide), then emit.
     pub fn receive(&mut self, from: PortNo, frame: &Bytes, now: Instant) -> Result<(), FrameError> {
-        self.decide(from, frame, now).map(Forward::emit)
+        self.decide(from, &Frame::from(frame.clone()), now)
+            .map(Forward::emit)
     }
 
     /// Decides where one frame received on `from` goes.
@@ -508,7 +519,7 @@ impl<E: Egress> Switch<E> {
     pub fn decide(
         &mut self,
         from: PortNo,
-        frame: &Bytes,
+        frame: &Frame,
         now: Instant,
     ) -> Result<Forward<E>, FrameError> {
         let nowhere = Forward::nowhere(frame, now);
@@ -522,19 +533,19 @@ impl<E: Egress> Switch<E> {
             src_port.stat.loop_dropped += 1;
             return Ok(nowhere);
         }
-        let hdr = match Header::parse(frame) {
+        let hdr = match Header::parse(&frame.data) {
             Ok(h) => h,
             Err(e) => {
                 src_port.stat.rx_invalid += 1;
                 return Err(e);
             }
         };
-        if frame.len() > self.limits.max_frame {
+        if frame.wire_len() > self.limits.max_frame {
             src_port.stat.rx_oversize += 1;
             if let Some(n) = src_port.warn_oversize.hit(now) {
                 tracing::warn!(
                     port = from,
-                    len = frame.len(),
+                    len = frame.wire_len(),
                     max = self.limits.max_frame,
                     dropped = n,
                     "frames larger than the maximum frame size dropped"
@@ -686,11 +697,11 @@ mod tests {
             }
         }
 
-        fn offer(&self, frame: &Bytes, _now: Instant) -> bool {
+        fn offer(&self, frame: &Frame, _now: Instant) -> bool {
             if self.full {
                 *self.refused.borrow_mut() += 1;
             } else {
-                self.got.borrow_mut().push(frame.clone());
+                self.got.borrow_mut().push(frame.data.clone());
             }
             !self.full
         }

@@ -15,6 +15,7 @@ pub const TARGETS: &[&str] = &[
     "htpasswd",
     "config",
     "gso",
+    "super_frame",
     "no_proxy",
     "proxy_url",
     "proxy_answer",

@@ -163,6 +163,7 @@ fn portstat_plain(s: &PortStat) -> Value {
         "tx_dropped": s.tx_dropped,
         "tx_expired": s.tx_expired,
         "queued_bytes": s.queued_bytes,
+        "super_frames": s.super_frames,
         "user": s.user,
         "loop_blocked": s.loop_blocked(Instant::now()),
         "loop_blocks": s.loop_blocks,
@@ -329,7 +330,7 @@ impl Control {
         if !name.is_empty() {
             self.interface_free(name)?;
         }
-        let (tap, name) = Tap::open(name, &self.netif).await?;
+        let (tap, name) = Tap::open(name, &self.netif, self.ws.super_frames).await?;
         Ok(attach(&self.switch, PortKind::Tap, name, tap))
     }
 

@@ -200,6 +200,7 @@ mod tests {
             tx_dropped: 1,
             tx_expired: 0,
             queued_bytes: 0,
+            super_frames: false,
             addr: None,
             user: None,
             loop_blocked_until: None,

@@ -766,7 +766,8 @@ impl Port for XdpPort {
             let sh = tx_fd.get_ref();
             let mut batch = Vec::with_capacity(64);
             let mut dropped = 0u64;
-            while egress.recv_many(&mut batch, 64).await > 0 {
+            // An AF_XDP socket takes plain frames only: super-frames are segmented first.
+            while egress.recv_plain(&mut batch, 64).await > 0 {
                 for frame in batch.drain(..) {
                     let mut tries = 0;
                     loop {

@@ -7,7 +7,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::{Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
+use super::gso::VNET_HDR_LEN;
 use super::{Ingress, MAX_FRAME, PortIo};
+use crate::frame::Frame;
 
 /// Receive buffer for device ports: frames are read into one large block and handed out as
 /// [`Bytes`] slices of it, so reading a frame costs neither a copy nor an allocation.
@@ -91,8 +93,9 @@ pub unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<us
     }
 }
 
-/// `write(2)` of one frame to a non-blocking descriptor.
-pub fn write_fd(fd: RawFd, frame: &[u8]) -> std::io::Result<usize> {
+/// `write(2)` of one plain frame to a non-blocking descriptor.
+pub fn write_fd(fd: RawFd, frame: &Frame) -> std::io::Result<usize> {
+    let frame = &frame.data;
     // SAFETY: `frame` is a live slice, readable for its whole length, and write(2) only reads
     // it; a bad `fd` only makes it fail.
     let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
@@ -106,11 +109,33 @@ pub fn write_fd(fd: RawFd, frame: &[u8]) -> std::io::Result<usize> {
 /// What one receive produced for the switch.
 pub enum Received {
     /// One frame: the common case, straight from the receive buffer.
-    One(Bytes),
-    /// Several frames (an offloaded super-frame cut into segments).
-    Many(Vec<Bytes>),
+    One(Frame),
     /// Nothing to forward (a frame that had to be dropped); keep reading.
     Nothing,
+}
+
+/// `writev(2)` of one frame behind its `virtio_net_hdr` (all zero for a plain frame), as a TAP
+/// with `IFF_VNET_HDR` or a packet socket with `PACKET_VNET_HDR` takes it; returns the frame
+/// bytes written.
+pub fn write_vnet(fd: RawFd, frame: &Frame) -> io::Result<usize> {
+    let hdr = frame.offload.to_bytes();
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr().cast_mut().cast(),
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: frame.data.as_ptr().cast_mut().cast(),
+            iov_len: frame.data.len(),
+        },
+    ];
+    // SAFETY: both iovecs describe readable memory that outlives the call; writev only reads.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
 }
 
 /// Errors after which the descriptor is useless: the device is gone.
@@ -121,15 +146,27 @@ fn fatal(e: &io::Error) -> bool {
     )
 }
 
+/// What a device's writes can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// Plain frames only: offloaded ones are finished (segmented, checksummed) first.
+    Plain,
+    /// Frames with their offload metadata (a `virtio_net_hdr` in front): the kernel finishes
+    /// them.
+    Offloaded,
+}
+
 /// Runs a descriptor-backed port: frames read by `recv` go to the switch, frames from the
-/// switch are written with `send` (e.g. [`write_fd`]). Returns when the switch removes the port
-/// (`Ok`) or the device goes away (`Err`). A frame the device refuses (too big for its MTU,
-/// link down, no buffer space) is dropped and logged; the port lives on.
+/// switch are written with `send` (e.g. [`write_fd`]), finished first unless the device
+/// [`Takes::Offloaded`] ones. Returns when the switch removes the port (`Ok`) or the device
+/// goes away (`Err`). A frame the device refuses (too big for its MTU, link down, no buffer
+/// space) is dropped and logged; the port lives on.
 pub async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
     mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
-    mut send: impl FnMut(RawFd, &[u8]) -> io::Result<usize>,
+    takes: Takes,
+    mut send: impl FnMut(RawFd, &Frame) -> io::Result<usize>,
 ) -> anyhow::Result<()> {
     let PortIo {
         mut egress,
@@ -141,7 +178,19 @@ pub async fn drive<T: AsRawFd>(
 
     let writer = async {
         let mut batch = Vec::with_capacity(64);
-        while egress.recv_many(&mut batch, 64).await > 0 {
+        let mut plain = Vec::new();
+        loop {
+            let n = match takes {
+                Takes::Offloaded => egress.recv_many(&mut batch, 64).await,
+                Takes::Plain => {
+                    let n = egress.recv_plain(&mut plain, 64).await;
+                    batch.extend(plain.drain(..).map(Frame::from));
+                    n
+                }
+            };
+            if n == 0 {
+                break;
+            }
             for frame in batch.drain(..) {
                 loop {
                     match send(fd, &frame) {
@@ -193,7 +242,6 @@ pub async fn receive<T: AsRawFd>(
             }
             match recv(fd, &mut buf) {
                 Ok(Received::One(frame)) => batch.push(frame),
-                Ok(Received::Many(frames)) => batch.extend(frames),
                 Ok(Received::Nothing) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();

@@ -14,6 +14,7 @@ pub mod gso;
 pub mod netdev;
 pub mod proxy;
 pub mod queue;
+pub mod super_frame;
 pub mod tap;
 pub mod ws;
 
@@ -21,17 +22,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
 use crate::escape::Esc;
 use crate::fdb::PortNo;
+use crate::frame::Frame;
 pub use crate::switch::Origin;
 use crate::switch::{Forward, PortKind, PortStat, Switch};
 pub use queue::{Budget, EgressRx, Queue, QueueLimits};
 
-/// Largest frame read from a device: the largest an MTU of 65535 allows, plus a VLAN tag.
-pub const MAX_FRAME: usize = 65536 + 4;
+/// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
+/// an Ethernet header and a VLAN tag (also more than the largest MTU, 65535, allows).
+pub const MAX_FRAME: usize = 65535 + 14 + 4;
 
 /// The switch as shared by the port tasks and the control API, with what new ports' queues
 /// are bounded by.
@@ -77,14 +79,14 @@ pub struct Ingress {
 
 impl Ingress {
     /// Switches one received frame.
-    pub fn frame(&self, frame: Bytes) {
-        self.frames(std::iter::once(frame));
+    pub fn frame(&self, frame: impl Into<Frame>) {
+        self.frames(std::iter::once(frame.into()));
     }
 
     /// Switches received frames: the forwarding decisions of up to [`DECIDE_BATCH`] frames
     /// are taken under one lock of the switch, and the frames offered to their queues after
     /// it is released, so a flood to many ports never holds the switch.
-    pub fn frames(&self, frames: impl IntoIterator<Item = Bytes>) {
+    pub fn frames<F: Into<Frame>>(&self, frames: impl IntoIterator<Item = F>) {
         let mut frames = frames.into_iter().peekable();
         let mut decided: Vec<Forward<Queue>> = Vec::new();
         while frames.peek().is_some() {
@@ -92,7 +94,7 @@ impl Ingress {
             {
                 let mut sw = lock(&self.switch);
                 for frame in frames.by_ref().take(DECIDE_BATCH) {
-                    match sw.decide(self.port, &frame, now) {
+                    match sw.decide(self.port, &frame.into(), now) {
                         Ok(f) => decided.push(f),
                         Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
                     }
@@ -104,6 +106,12 @@ impl Ingress {
 
     pub fn port(&self) -> PortNo {
         self.port
+    }
+
+    /// Records whether the port exchanges super-frames with its device or peer (`listPort`
+    /// shows it).
+    pub fn set_super_frames(&self, on: bool) {
+        lock(&self.switch).set_super_frames(self.port, on);
     }
 
     /// Tells the switch this port's link went down (true: came back).

@@ -12,9 +12,11 @@
 //! - on interfaces with offloads (veth by default, virtio, TAP with a vnet header) the kernel
 //!   hands over frames it has not finished: TCP/UDP checksums left for the "hardware", and GSO
 //!   super-frames of up to 64 KB. Forwarded as they are, the far end drops them (ping works,
-//!   TCP does not). With `PACKET_VNET_HDR` each frame comes with a `virtio_net_hdr` saying so;
-//!   the checksum is then filled in place and super-frames are cut into plain segments (see
-//!   [`super::gso`]). Plain frames, the vast majority, still go through without a copy.
+//!   TCP does not). With `PACKET_VNET_HDR` each frame comes with a `virtio_net_hdr` saying so,
+//!   and crosses the switch with it ([`crate::frame::Frame`]): a port that takes super-frames
+//!   (a TAP, another packet socket, a WebSocket peer that negotiated them) gets it whole, the
+//!   others get it finished (see [`super::gso`]). Frames sent through the socket carry their
+//!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
 
 use std::cell::Cell;
 use std::io;
@@ -24,9 +26,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, drive, receive};
-use super::gso::{self, VNET_HDR_LEN, VnetHdr};
+use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, receive, write_vnet};
+use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Ingress, Port, PortIo};
+use crate::frame::Frame;
 use crate::netif::Netif;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
@@ -35,7 +38,6 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 
 pub struct Netdev {
     sock: AsyncFd<OwnedFd>,
-    name: String,
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -125,55 +127,16 @@ impl Netdev {
 
         // SAFETY: the OwnedFd moves into the AsyncFd, which closes it only when dropped.
         let sock = unsafe { AsyncFd::register(fd)? };
-        Ok(Netdev {
-            sock,
-            name: name.to_string(),
-        })
+        Ok(Netdev { sock })
     }
 }
 
-/// What the receive side remembers for its log lines.
-struct RxLog {
-    name: String,
-    segmented: bool,
-    dropped: u64,
-}
-
-impl RxLog {
-    fn first_gso(&mut self, hdr: &VnetHdr) {
-        if !self.segmented {
-            self.segmented = true;
-            tracing::info!(
-                interface = %self.name,
-                gso_type = hdr.gso_type,
-                gso_size = hdr.gso_size,
-                "segmenting offloaded super-frames in software"
-            );
-        }
-    }
-
-    fn dropped(&mut self, hdr: &VnetHdr, len: usize, e: &gso::Error) {
-        self.dropped += 1;
-        if self.dropped == 1 {
-            tracing::warn!(interface = %self.name, len, ?hdr, "dropped offloaded frame: {e}");
-        } else {
-            tracing::debug!(
-                interface = %self.name,
-                len,
-                ?hdr,
-                dropped = self.dropped,
-                "dropped offloaded frame: {e}"
-            );
-        }
-    }
-}
-
-/// Receives one frame, putting back a VLAN tag the kernel took off and finishing what
-/// offloads left undone (checksum in place; super-frames cut into segments).
-fn recv_frame(fd: RawFd, buf: &mut RxBuf, log: &mut RxLog) -> io::Result<Received> {
+/// Receives one frame, putting back a VLAN tag the kernel took off. What offloads left undone
+/// (a checksum, a super-frame's segmentation) stays undone, described by the frame's
+/// `virtio_net_hdr`: the port it goes out of finishes it, or hands it to a kernel that does.
+fn recv_frame(fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
     let tag: Cell<Option<(u16, u16)>> = Cell::new(None);
     let vnet: Cell<VnetHdr> = Cell::new(VnetHdr::default());
-    let bad: Cell<Option<gso::Error>> = Cell::new(None);
     let frame = buf.read(
         |ptr, len| {
             // The virtio_net_hdr lands on the stack, the frame straight in the receive buffer.
@@ -240,7 +203,7 @@ fn recv_frame(fd: RawFd, buf: &mut RxBuf, log: &mut RxLog) -> io::Result<Receive
             Ok(n)
         },
         |frame| {
-            let start = match tag.get() {
+            match tag.get() {
                 // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the
                 // headroom and write the tag where they were.
                 Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
@@ -252,55 +215,10 @@ fn recv_frame(fd: RawFd, buf: &mut RxBuf, log: &mut RxLog) -> io::Result<Receive
                     0
                 }
                 _ => HEADROOM,
-            };
-            let hdr = vnet.get();
-            // A checksum left to the hardware: fill it in, in place (the buffer is ours).
-            if hdr.needs_csum() && !hdr.is_gso() {
-                if let Err(e) = gso::fix_csum(&hdr, &mut frame[start..]) {
-                    bad.set(Some(e));
-                }
             }
-            start
         },
     )?;
-    let hdr = vnet.get();
-    if let Some(e) = bad.take() {
-        log.dropped(&hdr, frame.len(), &e);
-        return Ok(Received::Nothing);
-    }
-    if !hdr.is_gso() {
-        return Ok(Received::One(frame));
-    }
-    log.first_gso(&hdr);
-    match gso::segment(&hdr, &frame) {
-        Ok(segments) => Ok(Received::Many(segments)),
-        Err(e) => {
-            log.dropped(&hdr, frame.len(), &e);
-            Ok(Received::Nothing)
-        }
-    }
-}
-
-/// Sends one frame behind an all-zero `virtio_net_hdr` (a plain frame: no offload asked).
-fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
-    static PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
-    let iov = [
-        libc::iovec {
-            iov_base: PLAIN.as_ptr().cast_mut().cast(),
-            iov_len: VNET_HDR_LEN,
-        },
-        libc::iovec {
-            iov_base: frame.as_ptr().cast_mut().cast(),
-            iov_len: frame.len(),
-        },
-    ];
-    // SAFETY: both iovecs describe readable memory that outlives the call; writev only reads.
-    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
-    }
+    Ok(Received::One(Frame::new(frame, vnet.get())))
 }
 
 impl Netdev {
@@ -308,28 +226,15 @@ impl Netdev {
     /// of an offloaded port, whose frames out leave another way. Returns only on error (the
     /// device went away).
     pub async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
-        let mut log = RxLog {
-            name: self.name,
-            segmented: false,
-            dropped: 0,
-        };
-        receive(&self.sock, ingress, |fd, buf| recv_frame(fd, buf, &mut log)).await
+        receive(&self.sock, ingress, recv_frame).await
     }
 }
 
 impl Port for Netdev {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        let mut log = RxLog {
-            name: self.name,
-            segmented: false,
-            dropped: 0,
-        };
-        drive(
-            &self.sock,
-            io,
-            |fd, buf| recv_frame(fd, buf, &mut log),
-            send_frame,
-        )
-        .await
+        // The packet socket takes frames with a virtio_net_hdr: the kernel segments a
+        // super-frame (in the device, or in software before it) and fills in checksums.
+        io.ingress.set_super_frames(true);
+        drive(&self.sock, io, recv_frame, Takes::Offloaded, write_vnet).await
     }
 }

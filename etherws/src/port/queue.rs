@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::frame::Frame;
 use crate::switch::{Egress, TxCounters};
 
 /// Frames a queue holds at most whatever their size: tokio's channel needs a bound in items,
@@ -44,7 +45,7 @@ pub struct QueueLimits {
 impl Default for QueueLimits {
     fn default() -> Self {
         QueueLimits {
-            bytes: 1 << 20,
+            bytes: 4 << 20,
             budget: 128 << 20,
             delay: Duration::from_millis(200),
         }
@@ -126,7 +127,7 @@ impl State {
 }
 
 /// A queued frame and when it was queued.
-type Queued = (Bytes, Instant);
+type Queued = (Frame, Instant);
 
 /// The switch's end of a port's transmit queue.
 #[derive(Debug, Clone)]
@@ -143,6 +144,8 @@ pub struct EgressRx {
     rx: mpsc::Receiver<Queued>,
     state: Arc<State>,
     batch: Vec<Queued>,
+    /// Reused by `recv_plain`.
+    plain: Vec<Frame>,
 }
 
 /// A new transmit queue bounded by `limits`, drawing on `budget`.
@@ -160,12 +163,13 @@ pub fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressRx) {
         rx,
         state: state.clone(),
         batch: Vec::new(),
+        plain: Vec::new(),
     };
     (Queue { tx, state }, rx)
 }
 
 impl Egress for Queue {
-    fn offer(&self, frame: &Bytes, now: Instant) -> bool {
+    fn offer(&self, frame: &Frame, now: Instant) -> bool {
         let s = &self.state;
         let len = frame.len();
         if !s.reserve(len) {
@@ -200,7 +204,7 @@ impl EgressRx {
     /// Waits for frames and moves up to `limit` of them into `out`, dropping (and counting)
     /// those that waited longer than the queue's delay bound; returns how many it moved, 0
     /// once the queue is closed and empty.
-    pub async fn recv_many(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+    pub async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
         loop {
             if self.rx.recv_many(&mut self.batch, limit).await == 0 {
                 return 0;
@@ -212,14 +216,43 @@ impl EgressRx {
         }
     }
 
+    /// As [`recv_many`](Self::recv_many), for a port that takes plain frames only: offloaded
+    /// frames are finished first (checksum filled in, super-frames cut into segments; see
+    /// [`Frame::into_plain`]). One that cannot be finished (malformed metadata from a peer)
+    /// is dropped and counted in `tx_dropped`. Returns how many plain frames it moved.
+    pub async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        let mut frames = std::mem::take(&mut self.plain);
+        loop {
+            if self.recv_many(&mut frames, limit).await == 0 {
+                self.plain = frames;
+                return 0;
+            }
+            let before = out.len();
+            for frame in frames.drain(..) {
+                let offload = frame.offload;
+                match frame.into_plain() {
+                    Ok(plain) => out.extend(plain),
+                    Err(e) => {
+                        self.state.dropped.fetch_add(1, Relaxed);
+                        tracing::debug!(?offload, "offloaded frame dropped: {e}");
+                    }
+                }
+            }
+            if out.len() > before {
+                self.plain = frames;
+                return out.len() - before;
+            }
+        }
+    }
+
     /// One frame, as [`recv_many`](Self::recv_many).
-    pub async fn recv(&mut self) -> Option<Bytes> {
+    pub async fn recv(&mut self) -> Option<Frame> {
         let mut one = Vec::with_capacity(1);
         (self.recv_many(&mut one, 1).await > 0).then(|| one.pop())?
     }
 
     /// Moves the frames of `self.batch` that are still fresh at `now` into `out`.
-    fn keep_fresh(&mut self, out: &mut Vec<Bytes>, now: Instant) -> usize {
+    fn keep_fresh(&mut self, out: &mut Vec<Frame>, now: Instant) -> usize {
         let s = &self.state;
         let before = out.len();
         for (frame, queued) in self.batch.drain(..) {
@@ -256,8 +289,8 @@ mod tests {
         }
     }
 
-    fn frame(len: usize) -> Bytes {
-        Bytes::from(vec![0u8; len])
+    fn frame(len: usize) -> Frame {
+        Frame::from(Bytes::from(vec![0u8; len]))
     }
 
     #[tokio::test]

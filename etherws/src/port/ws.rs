@@ -22,8 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use super::{EgressRx, MAX_FRAME, Port, PortIo, proxy};
+use super::{EgressRx, MAX_FRAME, Port, PortIo, proxy, super_frame};
 use crate::escape::Esc;
+use crate::frame::Frame;
 use crate::tls::{Identity, Verify};
 
 /// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
@@ -39,8 +40,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// the peers that need it.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME))
+        .max_message_size(Some(MAX_FRAME + super_frame::HDR_LEN))
+        .max_frame_size(Some(MAX_FRAME + super_frame::HDR_LEN))
         .read_buffer_size(READ_BUFFER)
 }
 
@@ -54,6 +55,9 @@ pub struct WsSettings {
     pub keepalive: Option<Duration>,
     /// Longest wait between reconnection attempts of a client port.
     pub reconnect_max: Duration,
+    /// Offer and accept super-frames with WebSocket peers, and open TAP devices with offloads
+    /// (`--strict-frames` turns both off).
+    pub super_frames: bool,
 }
 
 impl Default for WsSettings {
@@ -61,6 +65,7 @@ impl Default for WsSettings {
         WsSettings {
             keepalive: Some(Duration::from_secs(30)),
             reconnect_max: Duration::from_secs(60),
+            super_frames: true,
         }
     }
 }
@@ -100,14 +105,37 @@ fn close_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<CloseFrame> {
 pub struct WsPort<S> {
     ws: WebSocketStream<S>,
     keepalive: Option<Duration>,
+    /// Both ends negotiated super-frames ([`super_frame`]): every message has its header.
+    super_frames: bool,
+}
+
+/// Waits for frames to send and turns them into messages: super-frames with their header
+/// when negotiated, plain frames (super-frames segmented) otherwise. Returns 0 once the switch
+/// removed the port.
+async fn next_messages(
+    egress: &mut EgressRx,
+    frames: &mut Vec<Frame>,
+    out: &mut Vec<Bytes>,
+    super_frames: bool,
+) -> usize {
+    if !super_frames {
+        return egress.recv_plain(out, BATCH).await;
+    }
+    let n = egress.recv_many(frames, BATCH).await;
+    out.extend(frames.drain(..).map(|f| super_frame::encode(&f)));
+    n
 }
 
 impl<S> WsPort<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    pub fn new(ws: WebSocketStream<S>, keepalive: Option<Duration>) -> Self {
-        WsPort { ws, keepalive }
+    pub fn new(ws: WebSocketStream<S>, keepalive: Option<Duration>, super_frames: bool) -> Self {
+        WsPort {
+            ws,
+            keepalive,
+            super_frames,
+        }
     }
 
     /// Moves frames until the peer goes or the switch removes the port.
@@ -118,6 +146,8 @@ where
     pub async fn session(self, io: &mut PortIo) -> End {
         let PortIo { egress, ingress } = io;
         let keepalive = self.keepalive;
+        let super_frames = self.super_frames;
+        ingress.set_super_frames(super_frames);
         let (mut sink, mut stream) = self.ws.split();
         // Milliseconds since `start` at which the peer last sent anything.
         let start = Instant::now();
@@ -140,7 +170,22 @@ where
                 let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
-                        Ok(Message::Binary(frame)) => batch.push(frame),
+                        Ok(Message::Binary(msg)) if super_frames => {
+                            match super_frame::decode(msg) {
+                                Ok(frame) => batch.push(frame),
+                                Err(e) => {
+                                    ingress.frames(batch.drain(..));
+                                    owed = Some(Some(CloseFrame {
+                                        code: CloseCode::Protocol,
+                                        reason: "malformed super-frame".into(),
+                                    }));
+                                    return End::Failed(anyhow::anyhow!(
+                                        "malformed super-frame: {e}"
+                                    ));
+                                }
+                            }
+                        }
+                        Ok(Message::Binary(frame)) => batch.push(Frame::from(frame)),
                         Ok(Message::Text(t)) => {
                             tracing::trace!(
                                 port = ingress.port(),
@@ -173,13 +218,14 @@ where
 
         let writer = async {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut frames = Vec::with_capacity(BATCH);
             // Check a few times per interval so a dead peer is noticed soon after 2 intervals.
             let period = keepalive.map_or(Duration::from_secs(3600), |k| k / 4);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             let mut last_ping = Instant::now();
             loop {
                 tokio::select! {
-                    n = egress.recv_many(&mut batch, BATCH) => {
+                    n = next_messages(egress, &mut frames, &mut batch, super_frames) => {
                         if n == 0 {
                             // The switch removed the port: say goodbye properly.
                             let bye = CloseFrame { code: CloseCode::Away, reason: "port removed".into() };
@@ -268,7 +314,7 @@ impl ClientPort {
         settings: WsSettings,
     ) -> anyhow::Result<Self> {
         let dialer = Dialer::new(url, opts).await?;
-        let first = dialer.connect(settings.keepalive).await?;
+        let first = dialer.connect(&settings).await?;
         Ok(ClientPort {
             dialer,
             settings,
@@ -337,7 +383,7 @@ impl Port for ClientPort {
             if closed_within(&mut io.egress, wait).await {
                 return Ok(());
             }
-            let attempt = self.dialer.connect(self.settings.keepalive);
+            let attempt = self.dialer.connect(&self.settings);
             let result = tokio::select! {
                 r = attempt => r,
                 true = closed_within(&mut io.egress, CONNECT_TIMEOUT * 2) => return Ok(()),
@@ -459,7 +505,7 @@ impl Dialer {
 
     /// Connects: TCP (directly or through the environment's HTTP proxy), TLS for `wss://`,
     /// then the WebSocket handshake.
-    async fn connect(&self, keepalive: Option<Duration>) -> anyhow::Result<WsPort<BoxIo>> {
+    async fn connect(&self, settings: &WsSettings) -> anyhow::Result<WsPort<BoxIo>> {
         let url = &self.url;
         let uri = parse_target(url)?;
         let host = uri.host().unwrap_or_default();
@@ -474,6 +520,12 @@ impl Dialer {
         }
         req.headers_mut()
             .insert(SWITCH_ID_HEADER, HeaderValue::from_static(switch_id()));
+        if settings.super_frames {
+            req.headers_mut().insert(
+                super_frame::HEADER,
+                HeaderValue::from_static(super_frame::VERSION),
+            );
+        }
 
         let handshake = async {
             let tcp = proxy::connect(bare_host, port, self.tls.is_some()).await?;
@@ -506,12 +558,14 @@ impl Dialer {
             {
                 anyhow::bail!("{url} is this switch itself: refusing a connection that would loop");
             }
-            Ok::<_, anyhow::Error>(ws)
+            // Super-frames only if the server accepted them (and they were offered).
+            let super_frames = settings.super_frames && super_frame::offered(resp.headers());
+            Ok::<_, anyhow::Error>((ws, super_frames))
         };
-        let ws = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        let (ws, super_frames) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| anyhow::anyhow!("timed out connecting to {}", Esc(url)))??;
-        Ok(WsPort::new(ws, keepalive))
+        Ok(WsPort::new(ws, settings.keepalive, super_frames))
     }
 }
 
