@@ -143,6 +143,9 @@ sw_options! {
         /// frame per message, as etherws 1.3), and TAP devices are opened without offloads.
         #[arg(long, env = "ETHERWS_STRICT_FRAMES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         pub strict_frames: Option<bool>,
+        /// Threads that move frames and serve connections (0: one per CPU core).
+        #[arg(long, env = "ETHERWS_THREADS", value_name = "N", default_value = "0")]
+        pub threads: Option<Num<usize, 0, 1024>>,
         /// Bytes one port's transmit queue may hold (more are dropped and counted).
         #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "4194304")]
         pub queue_bytes: Option<Num<usize, 1>>,

@@ -862,6 +862,7 @@ queue_bytes = 262144
 queue_budget = 67108864
 queue_delay = 50
 strict_frames = true
+threads = 2
 max_conns = 10
 max_conns_per_addr = 2
 auth_max_failures = 5
@@ -975,6 +976,7 @@ target = "ws://198.51.100.2:8080/sw"
             queue_budget: Some(Num(67108864)),
             queue_delay: Some(Num(50)),
             strict_frames: Some(true),
+            threads: Some(Num(2)),
             max_conns: Some(Num(10)),
             max_conns_per_addr: Some(Num(2)),
             auth_max_failures: Some(Num(5)),
@@ -1007,13 +1009,13 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 43,
+                line: 44,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 50,
+                line: 51,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1023,7 +1025,7 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
-                line: 55,
+                line: 56,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1033,14 +1035,14 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: None,
                 key: None,
-                line: 65,
+                line: 66,
             },
         ];
         assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 55);
+        assert_eq!(c.ports[2].line(), 56);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 39);
+        assert_eq!(keys.len(), 40);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

@@ -17,7 +17,7 @@ use crate::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
 use crate::auth::Auth;
-use crate::cli::{SwArgs, SwOptions};
+use crate::cli::{Num, SwArgs, SwOptions};
 use crate::config::{Config, IfConf, PortConf};
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
@@ -332,7 +332,11 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
         daemonize()?;
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(Num(n @ 1..)) = opts.threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
