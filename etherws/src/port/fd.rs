@@ -114,21 +114,31 @@ pub enum Received {
     Nothing,
 }
 
+/// The two pieces of a frame read or written with its `virtio_net_hdr`: the header, then the
+/// frame's `len` bytes at `frame` (for `readv`/`recvmsg`, or `writev`).
+pub fn vnet_iov(hdr: *mut u8, frame: *mut u8, len: usize) -> [libc::iovec; 2] {
+    [
+        libc::iovec {
+            iov_base: hdr.cast(),
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: frame.cast(),
+            iov_len: len,
+        },
+    ]
+}
+
 /// `writev(2)` of one frame behind its `virtio_net_hdr` (all zero for a plain frame), as a TAP
 /// with `IFF_VNET_HDR` or a packet socket with `PACKET_VNET_HDR` takes it; returns the frame
 /// bytes written.
 pub fn write_vnet(fd: RawFd, frame: &Frame) -> io::Result<usize> {
     let hdr = frame.offload.to_bytes();
-    let iov = [
-        libc::iovec {
-            iov_base: hdr.as_ptr().cast_mut().cast(),
-            iov_len: VNET_HDR_LEN,
-        },
-        libc::iovec {
-            iov_base: frame.data.as_ptr().cast_mut().cast(),
-            iov_len: frame.data.len(),
-        },
-    ];
+    let iov = vnet_iov(
+        hdr.as_ptr().cast_mut(),
+        frame.data.as_ptr().cast_mut(),
+        frame.data.len(),
+    );
     // SAFETY: both iovecs describe readable memory that outlives the call; writev only reads.
     let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
     if n < 0 {

@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, receive, write_vnet};
+use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, receive, vnet_iov, write_vnet};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Ingress, Port, PortIo};
 use crate::frame::Frame;
@@ -141,16 +141,7 @@ fn recv_frame(fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
         |ptr, len| {
             // The virtio_net_hdr lands on the stack, the frame straight in the receive buffer.
             let mut hdr = [0u8; VNET_HDR_LEN];
-            let mut iov = [
-                libc::iovec {
-                    iov_base: hdr.as_mut_ptr().cast(),
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: ptr.cast(),
-                    iov_len: len,
-                },
-            ];
+            let mut iov = vnet_iov(hdr.as_mut_ptr(), ptr, len);
             // Room for one tpacket_auxdata control message.
             let mut cmsg_buf = [0u64; 8];
             // SAFETY: msghdr holds integers and raw pointers: all zeroes (null pointers, zero

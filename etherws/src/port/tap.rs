@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, read_fd, write_fd, write_vnet};
+use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, read_fd, vnet_iov, write_fd, write_vnet};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Port, PortIo};
 use crate::frame::Frame;
@@ -123,16 +123,7 @@ fn read_vnet(fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
     let mut hdr = [0u8; VNET_HDR_LEN];
     let data = buf.read(
         |ptr, len| {
-            let iov = [
-                libc::iovec {
-                    iov_base: hdr.as_mut_ptr().cast(),
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: ptr.cast(),
-                    iov_len: len,
-                },
-            ];
+            let iov = vnet_iov(hdr.as_mut_ptr(), ptr, len);
             // SAFETY: the iovecs describe `hdr` and the `len` writable bytes `RxBuf::read`
             // offers at `ptr`, both live for the call; readv writes nowhere else.
             let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
