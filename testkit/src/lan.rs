@@ -79,11 +79,7 @@ impl HonestLan {
         let out = self.sw.ctl(&["listport"]);
         let took = t0.elapsed();
         assert!(
-            out.status.success()
-                && header(&String::from_utf8_lossy(&out.stdout))
-                    .first()
-                    .map(String::as_str)
-                    == Some("Port"),
+            lists_ports(&out),
             "listport after the attack\n{}",
             show(&out)
         );

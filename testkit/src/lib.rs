@@ -4,28 +4,36 @@
 //! * here: `require_root()` (root-only tests skip loudly outside CI, and fail under CI),
 //!   `loud()`, `poll()` (wait for a condition, never a fixed sleep), `run()`, `show()`;
 //! * `netns`: `Netns`, a network namespace guard (unique name, `lo` up, IPv6 off so the kernel
-//!   stays quiet; on drop it kills every process inside and deletes the namespace), `veth()`,
-//!   `linked()`, `Netns::add_vlan()`, `Netns::tcp_connect[_from]()` (a socket made inside a
-//!   namespace), `Netns::daemon()` (a program killed and reaped with its guard), `ping()` /
-//!   `no_ping()`;
+//!   stays quiet; on drop it kills every process inside and deletes the namespace; a name
+//!   prefix of the caller's with `use_netns_prefix()`), `veth()`, `linked()`,
+//!   `Netns::enter()` (run code inside), `Netns::tcp_connect[_from]()` (a socket made inside a
+//!   namespace), `Netns::daemon()` / `daemon_with_log()` (a program killed and reaped with its
+//!   guard), `ping()` / `ping_within()` / `no_ping()`;
+//! * `links`: interfaces in a namespace: `Netns::mac()`, `mtu()` / `set_mtu()`, `addrs()`,
+//!   `rx_packets()`, `set_gro()` / `set_tx_csum()` (ethtool features by ioctl), `bridge()`,
+//!   `add_vlan()`, `wait_link()`;
 //! * `switch`: `Switch`, an `etherws sw --foreground` process (in a namespace or on loopback),
 //!   on ports it picks itself (`--port 0`) unless told, its log printed if the test panics;
-//!   `ctl()`, `ctl_ok()`, `listport()`, `listif()`, `listfdb()`; `Switch::builder()` for
-//!   environment, control address and ctl options; `add_port()`, `add_tap()`, `servers()`,
-//!   `wait_servers()`, `wait_server_port()`; `etherws()`, `sw_start_fails()`;
+//!   `ctl()`, `ctl_ok()`, `listport()`, `listif()`, `listfdb()`, `rpc()` and `port_status()` (the JSON view); `Switch::builder()` for
+//!   environment, control address, ctl options, a log file to keep, death with the parent;
+//!   `add_port()`, `add_tap()`, `servers()`, `wait_servers()`, `wait_server_port()`;
+//!   `etherws()`, `sw_start_fails()`;
 //! * `sites`: `Sites`, the two-switch topology: sites A and B in namespaces joined by
 //!   `linked()`, a switch in each (`Switch::builder()` settings), optional TAP and netdev ports,
 //!   optionally B connected to A as a client; `Site::restart()`;
 //! * `tables`: the tables `ctl` prints, parsed into typed rows;
 //! * `http`: `http_exchange()`, `http_post()`, `http_get()`, `rpc()` / `rpc_in()` (raw HTTP/1.1
-//!   and JSON-RPC with std only);
+//!   and JSON-RPC with std only); `try_http_exchange()` / `try_http_post()` return errors
+//!   instead of panicking;
 //! * `packets`: `RawSock`, an AF_PACKET socket inside a namespace for hand-made (e.g. 802.1Q
 //!   tagged) frames, `build_frame()`;
 //! * `pki`: `require_tool()`, `TempDir`, `Pki` (a CA and server certificates made with the real
 //!   `openssl`, keys in PKCS#8, PKCS#1 or SEC1 PEM);
 //! * `pty`: `run_on_pty()` (type a password at a prompt on a pseudo-terminal);
-//! * `iperf`: `iperf3()` between namespaces;
-//! * `lan`: `HonestLan`, the network every hardening test attacks, and `still_serves()`.
+//! * `iperf`: `iperf3()` / `iperf3_for()` between namespaces;
+//! * `lan`: `HonestLan`, the network every hardening test attacks, and `still_serves()`;
+//! * `transfer`: `copy()` (bulk data over TCP between namespaces, checked byte for byte),
+//!   `random_bytes()`, `listen_in()`.
 //!
 //! The binary under test is the `etherws` cargo built next to the running test (or the one
 //! `use_binary()` names, e.g. xtask's release build); `ETHERWS_BIN=/path/to/other` overrides
@@ -42,7 +50,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
@@ -54,6 +62,7 @@ use serde_json::Value;
 mod http;
 mod iperf;
 mod lan;
+mod links;
 mod netns;
 mod packets;
 mod pki;
@@ -61,9 +70,11 @@ mod pty;
 mod sites;
 mod switch;
 mod tables;
+mod transfer;
 
 pub use {
-    http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, sites::*, switch::*, tables::*,
+    http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, sites::*, switch::*,
+    tables::*, transfer::*,
 };
 
 // ---------------------------------------------------------------------------------------------

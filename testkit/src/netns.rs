@@ -1,20 +1,36 @@
-//! Network namespaces (a guard that deletes them), veth pairs, and ping between them.
+//! Network namespaces (a guard that deletes them), programs inside them, veth pairs, and ping
+//! between them.
 
 use super::*;
 
-/// A network namespace `ews-<tag>-<pid>-<n>`, deleted (with everything in it) on drop.
+/// A network namespace `<prefix>-<tag>-<pid>-<n>` (prefix `ews` unless [`use_netns_prefix`]
+/// says otherwise), deleted (with everything in it) on drop.
 pub struct Netns {
     name: String,
 }
 
 static STALE_CLEANUP: Once = Once::new();
+static PREFIX: OnceLock<&'static str> = OnceLock::new();
 
-/// Delete `ews-*-<pid>-<n>` namespaces left behind by test processes that no longer exist.
+/// Names the namespaces this process makes `<prefix>-<tag>-<pid>-<n>` instead of
+/// `ews-<tag>-<pid>-<n>` (e.g. `ewsb` for `cargo xtask bench`, so that its namespaces are told
+/// apart from the tests'); the stale ones cleaned up are then those with this prefix. Call it
+/// before the first [`Netns::new`]; the first call wins.
+pub fn use_netns_prefix(prefix: &'static str) {
+    let _ = PREFIX.set(prefix);
+}
+
+fn prefix() -> &'static str {
+    PREFIX.get().copied().unwrap_or("ews")
+}
+
+/// Delete `<prefix>-*-<pid>-<n>` namespaces left behind by processes that no longer exist.
 fn cleanup_stale_namespaces() {
     let out = run(&["ip", "netns", "list"]);
+    let prefix = format!("{}-", prefix());
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        if !name.starts_with("ews-") {
+        if !name.starts_with(&prefix) {
             continue;
         }
         let parts: Vec<&str> = name.rsplitn(3, '-').collect();
@@ -58,7 +74,7 @@ fn kill_netns_pids(name: &str) {
 impl Netns {
     pub fn new(tag: &str) -> Netns {
         STALE_CLEANUP.call_once(cleanup_stale_namespaces);
-        let name = format!("ews-{tag}-{}-{}", std::process::id(), next_id());
+        let name = format!("{}-{tag}-{}-{}", prefix(), std::process::id(), next_id());
         run_ok(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -74,6 +90,11 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The processes inside the namespace (`ip netns pids`).
+    pub fn pids(&self) -> Vec<i32> {
+        netns_pids(&self.name)
     }
 
     /// `ip netns exec NAME argv...` as a Command (not started).
@@ -108,6 +129,19 @@ impl Netns {
         Daemon(self.spawn(argv))
     }
 
+    /// [`Netns::daemon`] with its stdout and stderr written to the file `log` (created, or
+    /// truncated), e.g. to wait for a line it prints when ready.
+    pub fn daemon_with_log(&self, argv: &[&str], log: &Path) -> Daemon {
+        let f = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let child = self
+            .command(argv)
+            .stdout(f.try_clone().expect("dup the log file"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {argv:?} in {}: {e}", self.name));
+        Daemon(child)
+    }
+
     /// Start a process in the namespace (stdout/stderr discarded); it is killed when the
     /// namespace is dropped.
     pub fn spawn(&self, argv: &[&str]) -> Child {
@@ -116,6 +150,13 @@ impl Netns {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {argv:?} in {}: {e}", self.name))
+    }
+
+    /// Runs `f` on a thread of its own that has entered this namespace (`setns` moves only the
+    /// calling thread), and returns what it returns: the sockets it makes stay in the namespace
+    /// after the thread ends. A panic in `f` is raised again here.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        enter_named(&self.name, f)
     }
 
     /// `ip -n NAME args...`, must succeed; returns stdout.
@@ -132,56 +173,6 @@ impl Netns {
         run(&argv)
     }
 
-    pub fn has_link(&self, ifname: &str) -> bool {
-        self.ip_try(&["link", "show", "dev", ifname])
-            .status
-            .success()
-    }
-
-    /// The MAC address of an interface in this namespace, lower case `aa:bb:cc:dd:ee:ff`.
-    pub fn mac(&self, ifname: &str) -> String {
-        let out = self.ip(&["-o", "link", "show", "dev", ifname]);
-        let mut words = out.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "link/ether" {
-                return words.next().expect("mac after link/ether").to_lowercase();
-            }
-        }
-        panic!("no link/ether address for {ifname} in {}: {out}", self.name);
-    }
-
-    /// The MTU of an interface in this namespace.
-    pub fn mtu(&self, ifname: &str) -> u32 {
-        let out = self.ip(&["-o", "link", "show", "dev", ifname]);
-        let mut words = out.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "mtu" {
-                return words
-                    .next()
-                    .and_then(|m| m.parse().ok())
-                    .expect("mtu value");
-            }
-        }
-        panic!("no mtu for {ifname} in {}: {out}", self.name);
-    }
-
-    /// IPv4 addresses (`a.b.c.d/len`) on an interface in this namespace.
-    pub fn addrs(&self, ifname: &str) -> Vec<String> {
-        let out = self.ip(&["-o", "-4", "addr", "show", "dev", ifname]);
-        let mut v = Vec::new();
-        for line in out.lines() {
-            let mut words = line.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == "inet"
-                    && let Some(a) = words.next()
-                {
-                    v.push(a.to_string());
-                }
-            }
-        }
-        v
-    }
-
     /// A TCP connection made from inside this namespace (the socket stays in it), e.g. to
     /// check that a server listens on an address only the namespace can reach.
     pub fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
@@ -195,14 +186,7 @@ impl Netns {
         src: Option<std::net::IpAddr>,
         addr: SocketAddr,
     ) -> std::io::Result<TcpStream> {
-        let path = format!("/run/netns/{}", self.name);
-        // setns(CLONE_NEWNET) only moves the calling thread: do it in a throw-away thread.
-        thread::spawn(move || {
-            let nsf = File::open(&path)?;
-            // SAFETY: setns on a namespace file we opened, for this thread only.
-            if unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        self.enter(move || {
             let sock = socket2::Socket::new(
                 socket2::Domain::for_address(addr),
                 socket2::Type::STREAM,
@@ -214,59 +198,18 @@ impl Netns {
             sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
             Ok(sock.into())
         })
-        .join()
-        .expect("tcp_connect thread")
-    }
-
-    /// An 802.1Q sub-interface `name` of `parent` with VLAN id `vid`, carrying `addr`
-    /// (`a.b.c.d/len`), up; `qos`: an `egress-qos-map` (e.g. `0:5`). False when the kernel has
-    /// no 802.1Q support (the caller skips that part loudly).
-    pub fn add_vlan(
-        &self,
-        parent: &str,
-        name: &str,
-        vid: u16,
-        addr: &str,
-        qos: Option<&str>,
-    ) -> bool {
-        let vid_s = vid.to_string();
-        let mut args = vec![
-            "link", "add", "link", parent, "name", name, "type", "vlan", "id", &vid_s,
-        ];
-        if let Some(q) = qos {
-            args.extend_from_slice(&["egress-qos-map", q]);
-        }
-        let out = self.ip_try(&args);
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("Unknown device type") || err.contains("not supported") {
-                return false;
-            }
-            panic!("creating {name} in {}: {}", self.name, show(&out));
-        }
-        self.ip(&["addr", "add", addr, "dev", name]);
-        self.ip(&["link", "set", name, "up"]);
-        true
-    }
-
-    /// Wait until the interface exists in this namespace.
-    pub fn wait_link(&self, ifname: &str) {
-        poll(
-            &format!("{ifname} in {}", self.name),
-            Duration::from_secs(10),
-            || {
-                if self.has_link(ifname) {
-                    Ok(())
-                } else {
-                    Err("not there".into())
-                }
-            },
-        )
     }
 }
 
 /// See [`Netns::daemon`].
 pub struct Daemon(Child);
+
+impl Daemon {
+    /// The process id (of `ip netns exec`, which execs the program: the program's own).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -343,21 +286,20 @@ pub fn linked(tag: &str, a_addr: &str, b_addr: &str) -> (Netns, Netns) {
 
 /// Ping from `ns` until it succeeds (ARP and MAC learning need a moment), up to ~10 s.
 pub fn ping(ns: &Netns, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    ping_within(ns, addr, Duration::from_secs(10));
+}
+
+/// [`ping`], up to `timeout` (e.g. longer through a tunnel that is still connecting).
+pub fn ping_within(ns: &Netns, addr: &str, timeout: Duration) {
+    poll(&format!("ping {addr} from {}", ns.name()), timeout, || {
         let out = ns.exec(&["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", addr]);
         if out.status.success() {
-            return;
+            Ok(())
+        } else {
+            thread::sleep(Duration::from_millis(200));
+            Err(show(&out))
         }
-        if Instant::now() >= deadline {
-            panic!(
-                "ping {addr} from {} never succeeded\n{}",
-                ns.name(),
-                show(&out)
-            );
-        }
-        thread::sleep(Duration::from_millis(300));
-    }
+    })
 }
 
 /// Assert that a ping from `ns` to `addr` fails.
@@ -369,4 +311,20 @@ pub fn no_ping(ns: &Netns, addr: &str) {
         ns.name(),
         show(&out)
     );
+}
+
+/// Runs `f` on a throw-away thread inside the namespace called `name` ([`Netns::enter`] for a
+/// namespace known by name only, e.g. a switch's).
+pub fn enter_named<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    let joined = thread::spawn(move || {
+        let nsf = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on a namespace file we opened, for this thread only.
+        if unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            panic!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join();
+    joined.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

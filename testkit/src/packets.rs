@@ -89,80 +89,73 @@ pub struct RawSock {
 
 impl RawSock {
     pub fn open(ns: &Netns, ifname: &str) -> RawSock {
-        let path = format!("/run/netns/{}", ns.name());
         let ifname_s = ifname.to_string();
-        // setns(CLONE_NEWNET) only moves the calling thread: do it in a throw-away thread. The
-        // socket keeps the namespace it was created in.
-        let fd = thread::spawn(move || -> Result<OwnedFd, String> {
-            let nsf = File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
-            // SAFETY: setns/socket/if_nametoindex/bind/setsockopt get live locals (`nsf`, the
-            // NUL-terminated `cname`, `sll`, `one`, `tv`) with their exact sizes and only read
-            // them; the checked socket() result is owned at once; all-zero sockaddr_ll is valid;
-            // setns moves only this throw-away thread.
-            unsafe {
-                if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+        // The socket keeps the namespace it was created in.
+        let fd = ns
+            .enter(move || -> Result<OwnedFd, String> {
+                // SAFETY: socket/if_nametoindex/bind/setsockopt get live locals (the
+                // NUL-terminated `cname`, `sll`, `one`, `tv`) with their exact sizes and only
+                // read them; the checked socket() result is owned at once; all-zero sockaddr_ll
+                // is valid.
+                unsafe {
+                    let fd = libc::socket(
+                        libc::AF_PACKET,
+                        libc::SOCK_RAW,
+                        ETH_P_ALL.to_be() as libc::c_int,
+                    );
+                    if fd < 0 {
+                        return Err(format!(
+                            "socket(AF_PACKET): {}",
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                    let fd = OwnedFd::from_raw_fd(fd);
+                    let cname = CString::new(ifname_s.clone()).unwrap();
+                    let idx = libc::if_nametoindex(cname.as_ptr());
+                    if idx == 0 {
+                        return Err(format!(
+                            "if_nametoindex({ifname_s}): {}",
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                    let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                    sll.sll_family = libc::AF_PACKET as u16;
+                    sll.sll_protocol = ETH_P_ALL.to_be();
+                    sll.sll_ifindex = idx as i32;
+                    if libc::bind(
+                        fd.as_raw_fd(),
+                        &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                    ) != 0
+                    {
+                        return Err(format!(
+                            "bind to {ifname_s}: {}",
+                            std::io::Error::last_os_error()
+                        ));
+                    }
+                    let one: libc::c_int = 1;
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_PACKET,
+                        PACKET_AUXDATA,
+                        &one as *const _ as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                    let tv = libc::timeval {
+                        tv_sec: 0,
+                        tv_usec: 100_000,
+                    };
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVTIMEO,
+                        &tv as *const _ as *const libc::c_void,
+                        std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                    );
+                    Ok(fd)
                 }
-                let fd = libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW,
-                    ETH_P_ALL.to_be() as libc::c_int,
-                );
-                if fd < 0 {
-                    return Err(format!(
-                        "socket(AF_PACKET): {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                let fd = OwnedFd::from_raw_fd(fd);
-                let cname = CString::new(ifname_s.clone()).unwrap();
-                let idx = libc::if_nametoindex(cname.as_ptr());
-                if idx == 0 {
-                    return Err(format!(
-                        "if_nametoindex({ifname_s}): {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = ETH_P_ALL.to_be();
-                sll.sll_ifindex = idx as i32;
-                if libc::bind(
-                    fd.as_raw_fd(),
-                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                ) != 0
-                {
-                    return Err(format!(
-                        "bind to {ifname_s}: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                let one: libc::c_int = 1;
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    PACKET_AUXDATA,
-                    &one as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-                let tv = libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: 100_000,
-                };
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                );
-                Ok(fd)
-            }
-        })
-        .join()
-        .expect("raw socket thread")
-        .unwrap_or_else(|e| panic!("raw socket on {ifname} in {}: {e}", ns.name()));
+            })
+            .unwrap_or_else(|e| panic!("raw socket on {ifname} in {}: {e}", ns.name()));
         RawSock {
             fd,
             what: format!("{ifname}@{}", ns.name()),

@@ -8,6 +8,8 @@ pub struct Switch {
     netns: Option<String>,
     child: Child,
     log: PathBuf,
+    /// The log file is the caller's ([`SwitchBuilder::log_file`]): kept after the switch.
+    keep_log: bool,
     pub host: String,
     pub ws_port: u16,
     pub ctl_port: u16,
@@ -44,14 +46,13 @@ impl Switch {
         ctl_port: u16,
         extra: &[&str],
     ) -> Switch {
-        Self::start(
-            Some(ns.name().to_string()),
-            label,
-            host,
-            port,
-            ctl_port,
-            extra,
-        )
+        SwitchBuilder::new(label)
+            .netns(ns)
+            .host(host)
+            .port(port)
+            .ctl_port(ctl_port)
+            .args(extra)
+            .start()
     }
 
     /// A switch in the root namespace on loopback only (no root needed), on two free ports.
@@ -63,7 +64,7 @@ impl Switch {
     /// port), as `--host/--port` equal to `--ctlhost/--ctlport` asks for.
     pub fn local_shared(label: &str) -> Switch {
         let p = free_port();
-        Self::start(None, label, "127.0.0.1", p, p, &[])
+        SwitchBuilder::new(label).port(p).ctl_port(p).start()
     }
 
     fn cmd(netns: &Option<String>) -> Command {
@@ -80,22 +81,6 @@ impl Switch {
         c
     }
 
-    fn start(
-        netns: Option<String>,
-        label: &str,
-        host: &str,
-        port: u16,
-        ctl_port: u16,
-        extra: &[&str],
-    ) -> Switch {
-        let mut b = SwitchBuilder::new(label)
-            .host(host)
-            .port(port)
-            .ctl_port(ctl_port);
-        b.netns = netns;
-        b.args(extra).start()
-    }
-
     /// A switch with more settings than `in_netns`/`local` offer (environment, control
     /// address, ctl options); see [`SwitchBuilder`].
     pub fn builder(label: &str) -> SwitchBuilder {
@@ -109,12 +94,7 @@ impl Switch {
                 panic!("switch {} exited during start-up: {status}", self.label);
             }
             let out = self.ctl(&["listport"]);
-            if out.status.success()
-                && header(&String::from_utf8_lossy(&out.stdout))
-                    .first()
-                    .map(String::as_str)
-                    == Some("Port")
-            {
+            if lists_ports(&out) {
                 return;
             }
             if Instant::now() >= deadline {
@@ -167,6 +147,43 @@ impl Switch {
             show(&out)
         );
         stdout
+    }
+
+    /// A JSON-RPC call to the switch's control API (plain HTTP, no credentials), from inside
+    /// its namespace; returns the `result`.
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        let url = self.ctl_url();
+        let path = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| panic!("rpc() needs a plain http:// control URL: {url}"));
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": format!("etherws.control.{method}"),
+            "params": params,
+            "id": 1,
+        })
+        .to_string();
+        let addr = self.ctl_addr();
+        let call = move || http_post(addr, &path, &body);
+        let (status, answer) = match &self.netns {
+            Some(ns) => enter_named(ns, call),
+            None => call(),
+        };
+        let v: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{method}: HTTP {status}, not JSON ({e}): {answer}"));
+        assert!(v["error"].is_null(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// Port `n` as `listPort` reports it in JSON (every field, 1.3's and the extra ones).
+    pub fn port_status(&self, n: u32) -> Value {
+        let ports = self.rpc("listPort", serde_json::json!({}));
+        ports["entries"]
+            .as_array()
+            .and_then(|e| e.iter().find(|p| p["port"] == n))
+            .cloned()
+            .unwrap_or_else(|| panic!("switch {}: no port {n} in {ports}", self.label))
     }
 
     pub fn listport(&self) -> Vec<PortRow> {
@@ -265,6 +282,11 @@ impl Switch {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The file the switch logs to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The switch's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -308,7 +330,7 @@ impl Drop for Switch {
                 self.log(),
                 self.label
             );
-        } else {
+        } else if !self.keep_log {
             let _ = fs::remove_file(&self.log);
         }
     }
@@ -332,6 +354,8 @@ pub struct SwitchBuilder {
     env: Vec<(String, String)>,
     ctl_url: Option<String>,
     ctl_opts: Vec<String>,
+    log: Option<PathBuf>,
+    die_with_parent: bool,
 }
 
 impl SwitchBuilder {
@@ -347,6 +371,8 @@ impl SwitchBuilder {
             env: Vec::new(),
             ctl_url: None,
             ctl_opts: Vec::new(),
+            log: None,
+            die_with_parent: false,
         }
     }
 
@@ -411,13 +437,31 @@ impl SwitchBuilder {
         self
     }
 
+    /// Log to this file (created, or truncated), which is then the caller's: kept when the
+    /// switch is dropped. Default: a file in the temp dir, removed on drop unless the thread
+    /// panics (then it is printed).
+    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log = Some(path.into());
+        self
+    }
+
+    /// Have the kernel kill the switch (SIGKILL) when the thread that started it ends, e.g.
+    /// when a driver is killed before it could drop the [`Switch`] (`PR_SET_PDEATHSIG`). Only
+    /// for a switch started by a thread that outlives it, such as a program's main thread: a
+    /// test thread ends with its test.
+    pub fn die_with_parent(mut self) -> Self {
+        self.die_with_parent = true;
+        self
+    }
+
     /// Start the switch and wait until its control API answers `ctl listport`. Ports not
     /// given are `0`: the switch binds free ones, and says which in its log.
     pub fn start(self) -> Switch {
         let port = self.port.unwrap_or(0);
         let ctl_port = self.ctl_port.unwrap_or(0);
-        let log = log_path(&self.label);
-        let logf = File::create(&log).expect("create switch log");
+        let keep_log = self.log.is_some();
+        let log = self.log.unwrap_or_else(|| log_path(&self.label));
+        let logf = File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let port_s = port.to_string();
         let ctl_s = ctl_port.to_string();
         let mut c = Switch::cmd(&self.netns);
@@ -434,6 +478,20 @@ impl SwitchBuilder {
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(logf);
+        if self.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the child between fork and exec and only calls
+            // prctl(2), which is async-signal-safe; the setting survives the exec (of `ip netns
+            // exec`, which execs the switch in turn).
+            unsafe {
+                c.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = c
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", bin()));
@@ -442,6 +500,7 @@ impl SwitchBuilder {
             netns: self.netns,
             child,
             log,
+            keep_log,
             host: self.host,
             ws_port: port,
             ctl_port,
@@ -476,6 +535,15 @@ impl SwitchBuilder {
         sw.wait_ready();
         sw
     }
+}
+
+/// Whether `ctl listport` succeeded and printed its table (the switch answers).
+pub(crate) fn lists_ports(out: &Output) -> bool {
+    out.status.success()
+        && header(&String::from_utf8_lossy(&out.stdout))
+            .first()
+            .map(String::as_str)
+            == Some("Port")
 }
 
 /// An `etherws` command (not started), in `ns` or the root namespace, with the proxy

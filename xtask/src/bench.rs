@@ -1,8 +1,12 @@
 //! `cargo xtask bench [--quick] [--only NAME…] [--write]`: throughput, latency, small-frame
 //! rate and CPU cost of etherws against OpenVPN, a kernel VXLAN tunnel and Linux bridges, each
 //! scenario in its own network namespaces (addresses from 192.0.2.0/24 and 198.51.100.0/24
-//! only; host interfaces are never touched). Everything a scenario creates is deleted when it
-//! ends, on error and on panic too ([`Ns`] and [`Proc`] guards).
+//! only; host interfaces are never touched). The namespaces, veths, switches (the release
+//! build), daemons, certificates and iperf3 runs come from the test kit (`etherws-testkit`),
+//! whose guards delete everything a scenario creates when it ends, on error and on panic too;
+//! the kit panics on failure, and each scenario runs under `catch_unwind`, a panic being that
+//! scenario's failure. The namespaces are named `ewsb-…` (stale ones, left by a bench run that
+//! was killed, are removed by the next run).
 //!
 //! Two groups of scenarios (`--only` takes scenario or group names):
 //!
@@ -26,15 +30,19 @@
 //! kernel's softirq work, the only cost of the kernel datapaths).
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
-use serde_json::Value;
+use anyhow::{Context, bail};
+use etherws_testkit::{
+    Ca, Daemon, KeyForm, Netns, Pki, ServerCert, Switch, build_frame, iperf3_for, parse_mac,
+    ping_within, poll, use_binary, use_netns_prefix, veth,
+};
 
 use crate::report::{BENCHMARKS_HEADER, loadavg, replace_section};
 use crate::{cargo, root, run};
@@ -43,7 +51,8 @@ const H1_IP: &str = "192.0.2.1";
 const H2_IP: &str = "192.0.2.2";
 const A_IP: &str = "198.51.100.1";
 const B_IP: &str = "198.51.100.2";
-const CTL: &str = "http://127.0.0.1:7867/ctl";
+/// The switches' WebSocket port (their control ports they pick themselves).
+const WS_PORT: u16 = 8080;
 const OFFLOAD_HEADING: &str = "## Bench: eBPF offload (netdev ports, one switch)";
 const TUNNEL_HEADING: &str = "## Bench: tunnel (etherws vs OpenVPN TAP over TCP)";
 
@@ -165,235 +174,13 @@ fn selected(o: &Opts, s: &Scenario) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// commands, namespaces, processes
-
-fn output(mut c: Command) -> anyhow::Result<String> {
-    let what = format!("{c:?}");
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn cmd(argv: &[&str]) -> Command {
-    let mut c = Command::new(argv[0]);
-    c.args(&argv[1..]);
-    c
-}
-
-fn sh(argv: &[&str]) -> anyhow::Result<String> {
-    output(cmd(argv))
-}
-
-/// `ip netns exec NS argv…` (not started).
-fn ns_cmd(ns: &str, argv: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).args(argv);
-    c
-}
-
-fn ns_sh(ns: &str, argv: &[&str]) -> anyhow::Result<String> {
-    output(ns_cmd(ns, argv))
-}
-
-/// `ip -n NS args…`.
-fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    let mut c = Command::new("ip");
-    c.args(["-n", ns]).args(args);
-    output(c)
-}
-
-fn ns_pids(ns: &str) -> Vec<i32> {
-    sh(&["ip", "netns", "pids", ns])
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-fn kill_ns_pids(ns: &str) {
-    for _ in 0..50 {
-        let pids = ns_pids(ns);
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            // SAFETY: kill(2) on a process `ip netns pids` reported inside our namespace.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A network namespace `ewsb-<tag>-<pid>`: deleted with every process in it on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(tag: &str) -> anyhow::Result<Ns> {
-        let name = format!("ewsb-{tag}-{}", std::process::id());
-        sh(&["ip", "netns", "add", &name])?;
-        let ns = Ns { name };
-        ip(&ns.name, &["link", "set", "lo", "up"])?;
-        let _ = ns_sh(
-            &ns.name,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        );
-        Ok(ns)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        kill_ns_pids(&self.name);
-        if let Err(e) = sh(&["ip", "netns", "del", &self.name]) {
-            eprintln!("bench: {e:#}");
-        }
-    }
-}
-
-/// Namespaces `ewsb-*-<pid>` left by bench runs that no longer exist.
-fn cleanup_stale() {
-    for line in sh(&["ip", "netns", "list"]).unwrap_or_default().lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name
-            .strip_prefix("ewsb-")
-            .and_then(|r| r.rsplit('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("bench: removing stale namespace {name}");
-            kill_ns_pids(name);
-            let _ = sh(&["ip", "netns", "del", name]);
-        }
-    }
-}
-
-/// A process, killed on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(ns: &str, argv: &[&str], log: &Path) -> anyhow::Result<Proc> {
-    let f = File::create(log).with_context(|| format!("create {}", log.display()))?;
-    let child = ns_cmd(ns, argv)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .spawn()
-        .with_context(|| format!("cannot start {argv:?} in {ns}"))?;
-    Ok(Proc { child })
-}
-
-fn poll<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e.context(format!("timed out waiting for {what}")));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> anyhow::Result<()> {
-    sh(&[
-        "ip", "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b,
-    ])?;
-    ip(a, &["link", "set", a_if, "up"])?;
-    ip(b, &["link", "set", b_if, "up"])?;
-    Ok(())
-}
-
-fn addr(ns: &str, ifname: &str, cidr: &str) -> anyhow::Result<()> {
-    ip(ns, &["addr", "add", cidr, "dev", ifname]).map(drop)
-}
-
-fn ethtool(ns: &str, ifname: &str, feature: &str, on: bool) -> anyhow::Result<()> {
-    ns_sh(
-        ns,
-        &[
-            "ethtool",
-            "-K",
-            ifname,
-            feature,
-            if on { "on" } else { "off" },
-        ],
-    )
-    .map(drop)
-}
-
-fn bridge(ns: &str, ports: &[&str]) -> anyhow::Result<()> {
-    ip(ns, &["link", "add", "br0", "type", "bridge"])?;
-    for p in ports {
-        ip(ns, &["link", "set", p, "master", "br0"])?;
-    }
-    ip(ns, &["link", "set", "br0", "up"]).map(drop)
-}
-
-fn mac(ns: &str, ifname: &str) -> anyhow::Result<[u8; 6]> {
-    let v: Value = serde_json::from_str(&ip(ns, &["-j", "link", "show", "dev", ifname])?)?;
-    let s = v[0]["address"].as_str().context("no MAC address")?;
-    let mut m = [0u8; 6];
-    for (i, part) in s.split(':').enumerate().take(6) {
-        m[i] = u8::from_str_radix(part, 16)?;
-    }
-    Ok(m)
-}
-
-fn rx_packets(ns: &str, ifname: &str) -> anyhow::Result<u64> {
-    let v: Value = serde_json::from_str(&ip(ns, &["-j", "-s", "link", "show", "dev", ifname])?)?;
-    v[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .context("no rx packets in ip -s link")
-}
-
-fn etherws_bin() -> PathBuf {
-    root().join("target/release/etherws")
-}
-
-fn ctl(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    let bin = etherws_bin();
-    let mut argv = vec![bin.to_str().unwrap_or("etherws"), "ctl", "--ctlurl", CTL];
-    argv.extend_from_slice(args);
-    ns_sh(ns, &argv)
-}
+// CPU accounting
 
 /// `utime + stime` of every process named `comm` in these namespaces, in clock ticks.
-fn proc_ticks(nss: &[String], comm: &str) -> u64 {
+fn proc_ticks(nss: &[Rc<Netns>], comm: &str) -> u64 {
     let mut sum = 0;
     for ns in nss {
-        for pid in ns_pids(ns) {
+        for pid in ns.pids() {
             let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if c.trim() != comm {
                 continue;
@@ -431,78 +218,36 @@ fn clk_tck() -> f64 {
 // ---------------------------------------------------------------------------------------------
 // measurements
 
+/// A host: an interface in a namespace (shared with the topology that owns it).
 struct Endpoint {
-    ns: String,
-    ifname: String,
+    ns: Rc<Netns>,
+    ifname: &'static str,
 }
 
 /// One iperf3 TCP run from host1 (`client`) to host2 (`server`, `addr`); `reverse`: host2 sends.
 /// Returns (Mbit/s, bytes received).
 fn iperf_tcp(
-    client: &str,
-    server: &str,
+    client: &Netns,
+    server: &Netns,
     addr: &str,
     secs: u32,
     reverse: bool,
-    logs: &Path,
 ) -> anyhow::Result<(f64, u64)> {
-    let port = if reverse { "5202" } else { "5201" };
-    let _srv = spawn(
-        server,
-        &["iperf3", "-s", "-1", "-B", addr, "-p", port],
-        &logs.join(format!("iperf3-server-{port}.log")),
-    )?;
-    poll("iperf3 -s", Duration::from_secs(10), || {
-        let out = ns_sh(server, &["ss", "-Hltn", &format!("sport = :{port}")])?;
-        if out.contains(port) {
-            Ok(())
-        } else {
-            Err(anyhow!("not listening"))
-        }
-    })?;
-    let t = secs.to_string();
-    let limit = (secs + 30).to_string();
-    let mut argv = vec![
-        "timeout",
-        &limit,
-        "iperf3",
-        "-c",
-        addr,
-        "-p",
-        port,
-        "-t",
-        &t,
-        "-J",
-        "--connect-timeout",
-        "5000",
-    ];
-    if reverse {
-        argv.push("-R");
-    }
-    let out = ns_cmd(client, &argv).stdin(Stdio::null()).output()?;
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let end = &json["end"]["sum_received"];
-    match (end["bits_per_second"].as_f64(), end["bytes"].as_u64()) {
-        (Some(bps), Some(bytes)) if bytes > 0 => Ok((bps / 1e6, bytes)),
-        _ => bail!(
-            "iperf3 {} failed: {}",
-            if reverse { "-R" } else { "" },
-            json["error"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
-        ),
+    let (port, extra): (u16, &[&str]) = if reverse {
+        (5202, &["-R"])
+    } else {
+        (5201, &[])
+    };
+    let r = iperf3_for(server, client, addr, port, secs, extra);
+    match r.error {
+        None => Ok((r.mbit_s, r.received)),
+        Some(e) => bail!("iperf3 {} failed: {e}", extra.join(" ")),
     }
 }
 
 /// `ping -i 0.01 -c 200`: (average, p99, lost) in ms.
-fn ping_rtt(from: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
-    let out = ns_cmd(
-        from,
-        &["ping", "-n", "-i", "0.01", "-c", "200", "-W", "1", to],
-    )
-    .stdin(Stdio::null())
-    .output()?;
+fn ping_rtt(from: &Netns, to: &str) -> anyhow::Result<(f64, f64, usize)> {
+    let out = from.exec(&["ping", "-n", "-i", "0.01", "-c", "200", "-W", "1", to]);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut times: Vec<f64> = text
         .split_whitespace()
@@ -518,22 +263,14 @@ fn ping_rtt(from: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
     Ok((avg, p99, 200usize.saturating_sub(times.len())))
 }
 
-/// Pings until one gets through (ARP, learning), up to 15 s.
-fn warm_up(from: &str, to: &str) -> anyhow::Result<()> {
-    poll(
-        &format!("ping {to} from {from}"),
-        Duration::from_secs(15),
-        || ns_sh(from, &["ping", "-n", "-c", "1", "-W", "1", to]).map(drop),
-    )
+/// Pings until they get through (ARP, learning), up to 15 s.
+fn warm_up(from: &Netns, to: &str) {
+    ping_within(from, to, Duration::from_secs(15));
 }
 
 /// A 60-byte Ethernet frame (64 on a wire with the FCS): IPv4/UDP from host1 to host2's
 /// discard port, 18 bytes of payload.
 fn small_frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x08, 0x00]);
     let mut iph = [
         0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
     ];
@@ -545,37 +282,31 @@ fn small_frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     iph[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    f.extend_from_slice(&iph);
-    f.extend_from_slice(&[0x9c, 0x40, 0, 9, 0, 26, 0, 0]); // 40000 -> 9, no checksum
-    f.resize(60, 0);
-    f
+    let mut payload = iph.to_vec();
+    payload.extend_from_slice(&[0x9c, 0x40, 0, 9, 0, 26, 0, 0]); // 40000 -> 9, no checksum
+    build_frame(dst, src, None, 0x0800, &payload)
 }
 
 /// Sends `frame` on `ifname` in `ns` for `dur` with `sendmmsg` (qdisc bypassed), at `pps` if
 /// given, else as fast as one core can. Returns (frames sent, seconds).
 fn blast(
-    ns: &str,
+    ns: &Netns,
     ifname: &str,
     frame: Vec<u8>,
     pps: Option<f64>,
     dur: Duration,
 ) -> anyhow::Result<(u64, f64)> {
-    let path = format!("/run/netns/{ns}");
     let ifname = std::ffi::CString::new(ifname)?;
-    thread::spawn(move || -> anyhow::Result<(u64, f64)> {
-        let nsf = File::open(&path)?;
+    ns.enter(move || -> anyhow::Result<(u64, f64)> {
         const BATCH: usize = 64;
-        // SAFETY: plain syscalls on descriptors owned here; the message headers point into
-        // `frame` and `iov`, which outlive every sendmmsg call.
+        // SAFETY: plain syscalls on a descriptor owned here (closed on drop); the message
+        // headers point into `frame`, `sll` and `iov`, which outlive every sendmmsg call.
         unsafe {
-            if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                bail!("setns: {}", std::io::Error::last_os_error());
-            }
             let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
             if fd < 0 {
                 bail!("socket: {}", std::io::Error::last_os_error());
             }
-            let _close = scopeguard(fd);
+            let fd = OwnedFd::from_raw_fd(fd);
             let mut sll: libc::sockaddr_ll = std::mem::zeroed();
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
@@ -586,7 +317,7 @@ fn blast(
             sll.sll_addr[..6].copy_from_slice(&frame[..6]);
             let one: libc::c_int = 1;
             libc::setsockopt(
-                fd,
+                fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 20, // PACKET_QDISC_BYPASS
                 &one as *const _ as *const libc::c_void,
@@ -623,7 +354,7 @@ fn blast(
                         continue;
                     }
                 }
-                let n = libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0);
+                let n = libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0);
                 if n > 0 {
                     sent += n as u64;
                 }
@@ -631,35 +362,18 @@ fn blast(
             Ok((sent, start.elapsed().as_secs_f64()))
         }
     })
-    .join()
-    .map_err(|_| anyhow!("sender thread panicked"))?
-}
-
-/// Closes a raw descriptor on drop.
-struct FdGuard(i32);
-impl Drop for FdGuard {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe { libc::close(self.0) };
-    }
-}
-fn scopeguard(fd: i32) -> FdGuard {
-    FdGuard(fd)
 }
 
 /// Small frames host1 → host2 at an offered rate: (received frames/s, loss fraction).
 fn frames(h1: &Endpoint, h2: &Endpoint, pps: Option<f64>, secs: f64) -> anyhow::Result<(f64, f64)> {
-    let frame = small_frame(mac(&h1.ns, &h1.ifname)?, mac(&h2.ns, &h2.ifname)?);
-    let before = rx_packets(&h2.ns, &h2.ifname)?;
-    let (sent, took) = blast(
-        &h1.ns,
-        &h1.ifname,
-        frame,
-        pps,
-        Duration::from_secs_f64(secs),
-    )?;
+    let frame = small_frame(
+        parse_mac(&h1.ns.mac(h1.ifname)),
+        parse_mac(&h2.ns.mac(h2.ifname)),
+    );
+    let before = h2.ns.rx_packets(h2.ifname);
+    let (sent, took) = blast(&h1.ns, h1.ifname, frame, pps, Duration::from_secs_f64(secs))?;
     thread::sleep(Duration::from_millis(300)); // let queues drain
-    let got = rx_packets(&h2.ns, &h2.ifname)?.saturating_sub(before);
+    let got = h2.ns.rx_packets(h2.ifname).saturating_sub(before);
     let loss = if sent == 0 {
         1.0
     } else {
@@ -671,245 +385,163 @@ fn frames(h1: &Endpoint, h2: &Endpoint, pps: Option<f64>, secs: f64) -> anyhow::
 // ---------------------------------------------------------------------------------------------
 // topologies
 
-/// A running scenario: processes first (dropped first), then the namespaces.
+/// A running scenario. Fields drop in declaration order: the processes first, then the
+/// namespaces (each with the last of its `Rc`s).
 struct Topo {
-    _procs: Vec<Proc>,
-    _nss: Vec<Ns>,
+    _switches: Vec<Switch>,
+    _daemons: Vec<Daemon>,
     h1: Endpoint,
     h2: Endpoint,
     /// Processes whose CPU is counted: (name, namespaces to look in).
-    cpu: Option<(&'static str, Vec<String>)>,
+    cpu: Option<(&'static str, Vec<Rc<Netns>>)>,
+    _nss: Vec<Rc<Netns>>,
     note: String,
 }
 
 struct Env {
     logs: PathBuf,
-    pki: Option<Pki>,
+    /// The switch A certificate (`CN=switch-a`, for 198.51.100.1) and its CA, for `wss://` and
+    /// OpenVPN TLS.
+    pki: Option<BenchPki>,
 }
 
-struct Pki {
-    ca: String,
-    key: String,
-    cert: String,
+struct BenchPki {
+    /// Owns the files (removed with it).
+    _pki: Pki,
+    ca: Ca,
+    srv: ServerCert,
 }
 
-fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
-    let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    let (ca_key, ca, key, csr, cert, ext) = (
-        f("ca.key"),
-        f("ca.pem"),
-        f("srv.key"),
-        f("srv.csr"),
-        f("srv.pem"),
-        f("srv.ext"),
-    );
-    std::fs::write(
-        &ext,
-        format!("basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:{A_IP}\n"),
-    )?;
-    sh(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=etherws bench CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ])?;
-    sh(&[
-        "openssl",
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        "/CN=switch-a",
-    ])?;
-    sh(&[
-        "openssl",
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-set_serial",
-        "1001",
-        "-days",
-        "2",
-        "-extfile",
-        &ext,
-        "-out",
-        &cert,
-    ])?;
-    Ok(Pki { ca, key, cert })
+fn make_pki() -> BenchPki {
+    let pki = Pki::new("bench-pki");
+    let ca = pki.ca("bench");
+    let srv = pki.server(&ca, "switch-a", &[A_IP], KeyForm::Pkcs8);
+    BenchPki { _pki: pki, ca, srv }
 }
 
-/// `etherws sw --foreground` in `ns`, ready when `ctl listport` answers.
-fn start_switch(ns: &str, extra: &[&str], log: &Path) -> anyhow::Result<Proc> {
-    let bin = etherws_bin();
-    let mut argv = vec![
-        bin.to_str().unwrap_or("etherws"),
-        "sw",
-        "--foreground",
-        "--ctlhost",
-        "127.0.0.1",
-        "--ctlport",
-        "7867",
-    ];
-    argv.extend_from_slice(extra);
-    let mut p = spawn(ns, &argv, log)?;
-    poll("the switch", Duration::from_secs(10), || {
-        if let Some(st) = p.child.try_wait()? {
-            bail!(
-                "switch exited: {st}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        ctl(ns, &["listport"]).map(drop)
-    })?;
-    Ok(p)
+/// `etherws sw --foreground --host HOST --port 8080 EXTRA…` in `ns` (the release build, its
+/// log in the bench's log directory), ready when `ctl listport` answers.
+fn start_switch(env: &Env, log: &str, ns: &Netns, host: &str, extra: &[&str]) -> Switch {
+    Switch::builder(log)
+        .netns(ns)
+        .host(host)
+        .port(WS_PORT)
+        .args(extra)
+        .log_file(env.logs.join(format!("{log}.log")))
+        .start()
 }
 
 /// Adds a netdev port; returns its listport type (`netdev` or `netdev/xdp`).
-fn add_netdev(ns: &str, dev: &str, offload: bool) -> anyhow::Result<String> {
-    let mut args = vec!["addport", "netdev", dev];
-    if offload {
-        args.push("--offload");
-    }
-    let out = ctl(ns, &args)?;
-    Ok(out
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?")
-        .to_string())
+fn add_netdev(sw: &Switch, dev: &str, offload: bool) -> String {
+    let opts: &[&str] = if offload { &["--offload"] } else { &[] };
+    sw.add_port("netdev", dev, opts).kind
 }
 
 /// host1 ── s1 [switch namespace] s2 ── host2.
-fn offload_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
-    let mid = Ns::new("mid")?;
-    let n1 = Ns::new("h1")?;
-    let n2 = Ns::new("h2")?;
-    veth(&n1.name, "h1", &mid.name, "s1")?;
-    veth(&n2.name, "h2", &mid.name, "s2")?;
-    addr(&n1.name, "h1", &format!("{H1_IP}/24"))?;
-    addr(&n2.name, "h2", &format!("{H2_IP}/24"))?;
+fn offload_topo(s: &Scenario, env: &Env) -> Topo {
+    let mid = Rc::new(Netns::new("mid"));
+    let n1 = Rc::new(Netns::new("h1"));
+    let n2 = Rc::new(Netns::new("h2"));
+    veth(&n1, "h1", Some(&format!("{H1_IP}/24")), &mid, "s1", None);
+    veth(&n2, "h2", Some(&format!("{H2_IP}/24")), &mid, "s2", None);
     // The same host settings for every variant: GRO on (native XDP redirect into a veth needs
     // its peer to have NAPI), TX checksum offload off (frames switched by XDP lose the
     // "checksum partial" state).
-    for (n, i) in [(&n1.name, "h1"), (&n2.name, "h2")] {
-        ethtool(n, i, "gro", true)?;
-        ethtool(n, i, "tx", false)?;
+    for (n, i) in [(&n1, "h1"), (&n2, "h2")] {
+        n.set_gro(i, true);
+        n.set_tx_csum(i, false);
     }
-    let mut procs = Vec::new();
+    let mut switches = Vec::new();
     let mut cpu = None;
     let mut note = String::new();
     if s.name == "linux_bridge" {
-        bridge(&mid.name, &["s1", "s2"])?;
+        mid.bridge("br0", &["s1", "s2"]);
     } else {
-        procs.push(start_switch(
-            &mid.name,
-            &["--host", "127.0.0.1", "--port", "8080"],
-            &env.logs.join(format!("{}-switch.log", s.name)),
-        )?);
+        let sw = start_switch(env, &format!("{}-switch", s.name), &mid, "127.0.0.1", &[]);
         let (o1, o2) = match s.name {
             "af_packet" => (false, false),
             "af_xdp" => (true, false),
             _ => (true, true),
         };
-        let t1 = add_netdev(&mid.name, "s1", o1)?;
-        let t2 = add_netdev(&mid.name, "s2", o2)?;
+        let t1 = add_netdev(&sw, "s1", o1);
+        let t2 = add_netdev(&sw, "s2", o2);
         if (o1 && t1 != "netdev/xdp") || (o2 && t2 != "netdev/xdp") {
             note = format!("offload fell back to AF_PACKET (ports: {t1}, {t2})");
         }
-        cpu = Some(("etherws", vec![mid.name.clone()]));
+        switches.push(sw);
+        cpu = Some(("etherws", vec![mid.clone()]));
     }
-    Ok(Topo {
+    Topo {
+        _switches: switches,
+        _daemons: Vec::new(),
         h1: Endpoint {
-            ns: n1.name.clone(),
-            ifname: "h1".into(),
+            ns: n1.clone(),
+            ifname: "h1",
         },
         h2: Endpoint {
-            ns: n2.name.clone(),
-            ifname: "h2".into(),
+            ns: n2.clone(),
+            ifname: "h2",
         },
-        _procs: procs,
-        _nss: vec![mid, n1, n2],
         cpu,
+        _nss: vec![mid, n1, n2],
         note,
-    })
+    }
 }
 
 /// host1 ── a1 [switchA] tA ══ tB [switchB] b1 ── host2 (TAP variants: the switch namespaces
 /// are the hosts).
 fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
-    let na = Ns::new("swA")?;
-    let nb = Ns::new("swB")?;
-    veth(&na.name, "tA", &nb.name, "tB")?;
+    let na = Rc::new(Netns::new("swA"));
+    let nb = Rc::new(Netns::new("swB"));
+    let bridges = s.name == "bridges";
+    let (a_addr, b_addr) = (format!("{A_IP}/24"), format!("{B_IP}/24"));
+    veth(
+        &na,
+        "tA",
+        (!bridges).then_some(a_addr.as_str()),
+        &nb,
+        "tB",
+        (!bridges).then_some(b_addr.as_str()),
+    );
     // Room for VXLAN's 50 bytes around 1500-byte frames; the same link for every scenario.
-    ip(&na.name, &["link", "set", "tA", "mtu", "1550"])?;
-    ip(&nb.name, &["link", "set", "tB", "mtu", "1550"])?;
-    if s.name != "bridges" {
-        addr(&na.name, "tA", &format!("{A_IP}/24"))?;
-        addr(&nb.name, "tB", &format!("{B_IP}/24"))?;
-    }
+    na.set_mtu("tA", 1550);
+    nb.set_mtu("tB", 1550);
     let tap = s.name.ends_with("_tap");
-    let mut nss = vec![na, nb];
-    let (an, bn) = (nss[0].name.clone(), nss[1].name.clone());
+    let mut nss = vec![na.clone(), nb.clone()];
     let (h1, h2) = if tap {
         (
             Endpoint {
-                ns: an.clone(),
-                ifname: "ewsA0".into(),
+                ns: na.clone(),
+                ifname: "ewsA0",
             },
             Endpoint {
-                ns: bn.clone(),
-                ifname: "ewsB0".into(),
+                ns: nb.clone(),
+                ifname: "ewsB0",
             },
         )
     } else {
-        let n1 = Ns::new("h1")?;
-        let n2 = Ns::new("h2")?;
-        veth(&n1.name, "h1", &an, "a1")?;
-        veth(&n2.name, "h2", &bn, "b1")?;
-        addr(&n1.name, "h1", &format!("{H1_IP}/24"))?;
-        addr(&n2.name, "h2", &format!("{H2_IP}/24"))?;
-        for (n, i) in [(&n1.name, "h1"), (&n2.name, "h2")] {
-            ethtool(n, i, "gro", true)?;
+        let n1 = Rc::new(Netns::new("h1"));
+        let n2 = Rc::new(Netns::new("h2"));
+        veth(&n1, "h1", Some(&format!("{H1_IP}/24")), &na, "a1", None);
+        veth(&n2, "h2", Some(&format!("{H2_IP}/24")), &nb, "b1", None);
+        for (n, i) in [(&n1, "h1"), (&n2, "h2")] {
+            n.set_gro(i, true);
         }
-        let e = (
+        nss.push(n1.clone());
+        nss.push(n2.clone());
+        (
             Endpoint {
-                ns: n1.name.clone(),
-                ifname: "h1".into(),
+                ns: n1,
+                ifname: "h1",
             },
             Endpoint {
-                ns: n2.name.clone(),
-                ifname: "h2".into(),
+                ns: n2,
+                ifname: "h2",
             },
-        );
-        nss.push(n1);
-        nss.push(n2);
-        e
+        )
     };
-    let mut procs = Vec::new();
+    let mut switches = Vec::new();
+    let mut daemons = Vec::new();
     let mut cpu = None;
     let mut note = String::new();
     let log = |n: &str| env.logs.join(format!("{}-{n}.log", s.name));
@@ -917,38 +549,32 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
         "ws_tap" | "wss_tap" | "ws_netdev" | "wss_netdev" => {
             let tls = s.name.starts_with("wss");
             let pki = env.pki.as_ref().context("no certificates")?;
-            let mut a_args = vec!["--host", A_IP, "--port", "8080"];
-            if tls {
-                a_args.extend_from_slice(&["--sslkey", &pki.key, "--sslcert", &pki.cert]);
-            }
-            procs.push(start_switch(&an, &a_args, &log("switchA"))?);
-            procs.push(start_switch(
-                &bn,
-                &["--host", B_IP, "--port", "8080"],
-                &log("switchB"),
-            )?);
-            if tap {
-                for (ns, dev, ip4) in [(&an, "ewsA0", H1_IP), (&bn, "ewsB0", H2_IP)] {
-                    ctl(ns, &["addport", "tap", dev])?;
-                    ctl(
-                        ns,
-                        &["setif", "1", "--address", ip4, "--netmask", "255.255.255.0"],
-                    )?;
-                }
+            let tls_args: &[&str] = if tls {
+                &["--sslkey", &pki.srv.key, "--sslcert", &pki.srv.cert]
             } else {
-                let ta = add_netdev(&an, "a1", true)?;
-                let tb = add_netdev(&bn, "b1", true)?;
+                &[]
+            };
+            let a = start_switch(env, &format!("{}-switchA", s.name), &na, A_IP, tls_args);
+            let b = start_switch(env, &format!("{}-switchB", s.name), &nb, B_IP, &[]);
+            if tap {
+                a.add_tap(&na, "ewsA0", H1_IP);
+                b.add_tap(&nb, "ewsB0", H2_IP);
+            } else {
+                let ta = add_netdev(&a, "a1", true);
+                let tb = add_netdev(&b, "b1", true);
                 if ta != "netdev/xdp" || tb != "netdev/xdp" {
                     note = format!("offload fell back to AF_PACKET ({ta}, {tb})");
                 }
             }
-            let url = format!("{}://{A_IP}:8080/", if tls { "wss" } else { "ws" });
-            let mut args = vec!["addport", "client", url.as_str()];
-            if tls {
-                args.extend_from_slice(&["--cacerts", &pki.ca]);
-            }
-            ctl(&bn, &args)?;
-            cpu = Some(("etherws", vec![an.clone(), bn.clone()]));
+            let url = format!("{}://{A_IP}:{}/", if tls { "wss" } else { "ws" }, a.ws_port);
+            let ca_opts: &[&str] = if tls {
+                &["--cacerts", &pki.ca.cert]
+            } else {
+                &[]
+            };
+            b.add_port("client", &url, ca_opts);
+            switches.extend([a, b]);
+            cpu = Some(("etherws", vec![na.clone(), nb.clone()]));
         }
         "openvpn" | "openvpn_tls" => {
             let crypto: Vec<String> = if s.name == "openvpn" {
@@ -959,11 +585,11 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
                 let pki = env.pki.as_ref().context("no certificates")?;
                 [
                     "--ca",
-                    &pki.ca,
+                    &pki.ca.cert,
                     "--cert",
-                    &pki.cert,
+                    &pki.srv.cert,
                     "--key",
-                    &pki.key,
+                    &pki.srv.key,
                     "--dh",
                     "none",
                     "--data-ciphers",
@@ -1001,55 +627,53 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
             b.extend(crypto.iter().cloned());
             let av: Vec<&str> = a.iter().map(String::as_str).collect();
             let bv: Vec<&str> = b.iter().map(String::as_str).collect();
-            procs.push(spawn(&an, &av, &log("openvpnA"))?);
+            daemons.push(na.daemon_with_log(&av, &log("openvpnA")));
             thread::sleep(Duration::from_millis(300));
-            procs.push(spawn(&bn, &bv, &log("openvpnB"))?);
-            for (ns, side, host_if) in [(&an, "openvpnA", "a1"), (&bn, "openvpnB", "b1")] {
+            daemons.push(nb.daemon_with_log(&bv, &log("openvpnB")));
+            for (ns, side, host_if) in [(&na, "openvpnA", "a1"), (&nb, "openvpnB", "b1")] {
                 let l = log(side);
                 poll(
                     &format!("{side} connected ({})", l.display()),
                     Duration::from_secs(20),
                     || {
-                        let text = std::fs::read_to_string(&l)?;
+                        let text = std::fs::read_to_string(&l).map_err(|e| e.to_string())?;
                         if text.contains("Initialization Sequence Completed") {
                             Ok(())
                         } else {
-                            Err(anyhow!("not yet"))
+                            Err("not yet".to_string())
                         }
                     },
-                )?;
-                ip(ns, &["link", "set", "tap0", "up"])?;
-                bridge(ns, &[host_if, "tap0"])?;
+                );
+                ns.ip(&["link", "set", "tap0", "up"]);
+                ns.bridge("br0", &[host_if, "tap0"]);
             }
-            cpu = Some(("openvpn", vec![an.clone(), bn.clone()]));
+            cpu = Some(("openvpn", vec![na.clone(), nb.clone()]));
         }
         "vxlan" => {
             for (ns, local, remote, dev, host_if) in
-                [(&an, A_IP, B_IP, "tA", "a1"), (&bn, B_IP, A_IP, "tB", "b1")]
+                [(&na, A_IP, B_IP, "tA", "a1"), (&nb, B_IP, A_IP, "tB", "b1")]
             {
-                ip(
-                    ns,
-                    &[
-                        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local,
-                        "remote", remote, "dstport", "4789", "dev", dev,
-                    ],
-                )?;
-                ip(ns, &["link", "set", "vx0", "mtu", "1500", "up"])?;
-                bridge(ns, &[host_if, "vx0"])?;
+                ns.ip(&[
+                    "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local, "remote",
+                    remote, "dstport", "4789", "dev", dev,
+                ]);
+                ns.ip(&["link", "set", "vx0", "mtu", "1500", "up"]);
+                ns.bridge("br0", &[host_if, "vx0"]);
             }
         }
         "bridges" => {
-            bridge(&an, &["a1", "tA"])?;
-            bridge(&bn, &["b1", "tB"])?;
+            na.bridge("br0", &["a1", "tA"]);
+            nb.bridge("br0", &["b1", "tB"]);
         }
         other => bail!("no topology for {other}"),
     }
     Ok(Topo {
-        _procs: procs,
-        _nss: nss,
+        _switches: switches,
+        _daemons: daemons,
         h1,
         h2,
         cpu,
+        _nss: nss,
         note,
     })
 }
@@ -1074,6 +698,14 @@ struct Res {
     error: Option<String>,
 }
 
+/// What a panic said (the test kit panics on failure).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
+}
+
 fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
     let mut r = Res {
         name: s.name,
@@ -1081,18 +713,20 @@ fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
         ..Res::default()
     };
     eprintln!("bench: ── {} ({})", s.name, s.what);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // Everything the scenario made (processes, namespaces) is dropped before this returns,
+    // also when it panicked: unwinding drops the topology.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let t = match s.group {
             Group::Offload => offload_topo(s, env),
-            Group::Tunnel => tunnel_topo(s, env),
-        }?;
+            Group::Tunnel => tunnel_topo(s, env)?,
+        };
         r.note = t.note.clone();
         measure_topo(&t, s, o, &mut r)
     }));
     let err = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(_) => Some("panicked".into()),
+        Err(p) => Some(format!("panicked: {}", panic_message(&*p))),
     };
     if let Some(e) = err {
         eprintln!("bench: {} failed: {e}", s.name);
@@ -1103,13 +737,13 @@ fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
 
 fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result<()> {
     let secs = if o.quick { 3 } else { 10 };
-    warm_up(&t.h1.ns, H2_IP)?;
-    warm_up(&t.h2.ns, H1_IP)?;
+    warm_up(&t.h1.ns, H2_IP);
+    warm_up(&t.h2.ns, H1_IP);
 
     let p0 = t.cpu.as_ref().map(|(c, n)| proc_ticks(n, c));
     let s0 = sys_ticks();
-    let (up, b1) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, false, &env_logs())?;
-    let (down, b2) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, true, &env_logs())?;
+    let (up, b1) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, false)?;
+    let (down, b2) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, true)?;
     let gb = (b1 + b2) as f64 / 1e9;
     let s1 = sys_ticks();
     if let (Some(p0), Some((c, n))) = (p0, t.cpu.as_ref()) {
@@ -1122,7 +756,7 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
 
     r.ping = Some(ping_rtt(&t.h1.ns, H2_IP)?);
 
-    warm_up(&t.h1.ns, H2_IP)?;
+    warm_up(&t.h1.ns, H2_IP);
     let fsecs = if o.quick { 2.0 } else { 5.0 };
     let (fps, loss) = frames(&t.h1, &t.h2, None, fsecs)?;
     r.fps = Some((fps, loss));
@@ -1138,7 +772,7 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
             let mut rate = fps;
             let mut found = None;
             for _ in 0..if o.quick { 5 } else { 8 } {
-                warm_up(&t.h1.ns, H2_IP)?;
+                warm_up(&t.h1.ns, H2_IP);
                 let (got, l) = frames(&t.h1, &t.h2, Some(rate), fsecs.min(3.0))?;
                 eprintln!(
                     "bench: {}: offered {rate:.0}/s: {got:.0}/s, loss {:.3} %",
@@ -1348,9 +982,6 @@ fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
             .any(|d| Path::new(d).join(t).is_file())
     };
     let mut missing = Vec::new();
-    if !have("ethtool") {
-        missing.push("ethtool");
-    }
     if need_openvpn && !have("openvpn") {
         missing.push("openvpn");
     }
@@ -1382,10 +1013,19 @@ fn cpu_model() -> String {
     format!("{model}, {n} CPUs")
 }
 
+/// A command's output, trimmed (empty if it fails).
+fn sh(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 fn today() -> String {
     sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 pub fn task_bench(o: Opts) -> anyhow::Result<()> {
@@ -1399,20 +1039,23 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--release", "-p", "etherws"]);
     run(build)?;
-    cleanup_stale();
+    use_binary(root().join("target/release/etherws"));
+    use_netns_prefix("ewsb");
 
     let logs = env_logs();
     std::fs::create_dir_all(&logs)?;
     let load = loadavg();
     let started = today();
     let env = Env {
-        pki: Some(make_pki(&logs)?),
+        pki: std::panic::catch_unwind(make_pki)
+            .map_err(|p| anyhow::anyhow!("certificates: {}", panic_message(&*p)))
+            .map(Some)?,
         logs: logs.clone(),
     };
     let results: Vec<Res> = chosen.iter().map(|s| measure(s, &o, &env)).collect();
 
     let command = crate::command_line().replace(" --write", "");
-    let kernel = sh(&["uname", "-r"]).unwrap_or_default().trim().to_string();
+    let kernel = sh(&["uname", "-r"]);
     let about = format!(
         "Run {started} with `{command}` (root): kernel {kernel}, {}, load average at start \
          {load} (1/5/15 min). {} s iperf3 TCP runs each way, 200 pings at 10 ms, small frames: \
@@ -1469,8 +1112,8 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
                  `--tcp-nodelay`; plain = `--cipher none --auth none` (no TLS), TLS = \
                  `--tls-server/--tls-client`, `--data-ciphers AES-128-GCM`.\n\n{about}{}",
                 sh(&["openvpn", "--version"])
-                    .ok()
-                    .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+                    .split_whitespace()
+                    .nth(1)
                     .unwrap_or_default(),
                 tunnel_table(&tun)
             ),

@@ -33,16 +33,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use etherws_testkit::{Switch, bin, try_http_post, use_binary};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -138,120 +137,48 @@ impl From<LoadArgs> for Opts {
 // ---------------------------------------------------------------------------------------------
 // the switch process and what /proc says about it
 
-struct SwitchProc {
-    child: Child,
-    ws: u16,
-    ctl: SocketAddr,
-    log: PathBuf,
-}
-
-impl SwitchProc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "the switch exited ({status}); end of its log {}:\n{}",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for SwitchProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_switch() -> anyhow::Result<SwitchProc> {
-    let bin = root().join("target/release/etherws");
-    let (ws, ctl) = loop {
-        let (a, b) = (free_port()?, free_port()?);
-        if a != b {
-            break (a, b);
-        }
-    };
+/// The release-built switch on loopback (the test kit's [`Switch`] on ports it picks itself),
+/// storm control off and connection caps lifted, its log in `target/load/etherws-sw.log`; killed
+/// when dropped, and by the kernel if this process dies first.
+fn start_switch() -> anyhow::Result<Switch> {
     let dir = root().join("target/load");
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("etherws-sw.log");
-    let out = std::fs::File::create(&log)?;
-    let mut cmd = Command::new(&bin);
-    cmd.args(["sw", "--foreground", "--host", "127.0.0.1", "--port"])
-        .arg(ws.to_string())
-        .args(["--ctlhost", "127.0.0.1", "--ctlport"])
-        .arg(ctl.to_string())
-        .args([
-            "--max-conns-per-addr",
-            "100000",
-            "--max-conns",
-            "100000",
-            "--storm-pps",
-            "0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    for k in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-    ] {
-        cmd.env_remove(k);
+    let args = [
+        "--max-conns-per-addr",
+        "100000",
+        "--max-conns",
+        "100000",
+        "--storm-pps",
+        "0",
+    ];
+    eprintln!(
+        "xtask: {} sw --foreground --host 127.0.0.1 --port 0 --ctlhost 127.0.0.1 --ctlport 0 {} \
+         (log: {})",
+        bin().to_string_lossy(),
+        args.join(" "),
+        log.display()
+    );
+    // The kit panics if the switch does not start (and prints its log).
+    Ok(Switch::builder("load")
+        .args(&args)
+        .log_file(&log)
+        .die_with_parent()
+        .start())
+}
+
+/// Fails, with the end of its log, when the switch is no longer running.
+fn check_alive(sw: &mut Switch) -> anyhow::Result<()> {
+    if let Some(status) = sw.wait_exit(Duration::ZERO) {
+        let text = sw.log();
+        let lines: Vec<&str> = text.lines().collect();
+        bail!(
+            "the switch exited ({status}); end of its log {}:\n{}",
+            sw.log_path().display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        );
     }
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; the switch dies with this process.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    eprintln!("xtask: {cmd:?}");
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let mut sw = SwitchProc {
-        child,
-        ws,
-        ctl: SocketAddr::from(([127, 0, 0, 1], ctl)),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        sw.check_alive()?;
-        if rpc(sw.ctl, "listPort").is_ok() {
-            return Ok(sw);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the switch's control API never answered; log:\n{}",
-                sw.log_tail()
-            );
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    Ok(())
 }
 
 /// VmRSS of a process, in KiB.
@@ -329,51 +256,19 @@ fn raise_nofile() -> anyhow::Result<u64> {
 /// time from connect to the whole response read, and the `result`.
 fn rpc(addr: SocketAddr, method: &str) -> anyhow::Result<(Duration, Value)> {
     let body = format!(r#"{{"jsonrpc":"2.0","method":"etherws.control.{method}","id":1}}"#);
-    let req = format!(
-        "POST /ctl HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
     let t0 = Instant::now();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let resp = try_http_post(addr, "/ctl", &body, Duration::from_secs(30))
+        .map_err(|e| anyhow::anyhow!("{method}: {e}"))?;
     let took = t0.elapsed();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("no end of HTTP headers")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{method}: {}", head.lines().next().unwrap_or(""));
+    if resp.status != 200 {
+        bail!("{method}: HTTP {}", resp.status);
     }
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
-    let v: Value = serde_json::from_str(&body).with_context(|| format!("{method}: not JSON"))?;
+    let v: Value =
+        serde_json::from_str(&resp.body).with_context(|| format!("{method}: not JSON"))?;
     if let Some(e) = v.get("error") {
         bail!("{method}: {e}");
     }
     Ok((took, v["result"].clone()))
-}
-
-fn dechunk(mut s: &str) -> anyhow::Result<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = s.split_once("\r\n").context("bad chunk")?;
-        let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.push_str(rest.get(..n).context("short chunk")?);
-        s = rest.get(n + 2..).context("short chunk")?;
-    }
 }
 
 fn entries(v: &Value) -> &[Value] {
@@ -723,6 +618,7 @@ pub fn task_load(args: LoadArgs) -> anyhow::Result<()> {
         build.args(["build", "--release", "-p", "etherws"]);
         run(build)?;
     }
+    use_binary(root().join("target/release/etherws"));
     let nofile = raise_nofile()?;
     if nofile < o.clients as u64 + 64 {
         bail!(
@@ -757,7 +653,7 @@ pub fn task_load(args: LoadArgs) -> anyhow::Result<()> {
     sampler_stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     rt.shutdown_timeout(Duration::from_secs(2));
-    let alive = sw.check_alive();
+    let alive = check_alive(&mut sw);
     drop(sw);
     let report = result?;
     alive?;
@@ -779,7 +675,7 @@ pub fn task_load(args: LoadArgs) -> anyhow::Result<()> {
 
 async fn drive(
     o: &Opts,
-    sw: &mut SwitchProc,
+    sw: &mut Switch,
     rss_samples: &Arc<Mutex<Vec<(Instant, u64)>>>,
     rss_idle: u64,
     load_at_start: String,
@@ -797,7 +693,7 @@ async fn drive(
     // --- connect
     eprintln!("xtask: connecting {n} WebSocket clients");
     let t_connect = Instant::now();
-    let port = sw.ws;
+    let port = sw.ws_port;
     let mut conns: Vec<(usize, Ws, Duration)> =
         futures_util::stream::iter((0..n).map(|i| async move {
             connect(port)
@@ -823,7 +719,7 @@ async fn drive(
     // A handshake ends (101) just before the switch adds the port: allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ports = rpc(sw.ctl, "listPort")?.1;
+        let ports = rpc(sw.ctl_addr(), "listPort")?.1;
         let servers = entries(&ports)
             .iter()
             .filter(|p| p["type"] == "server")
@@ -866,7 +762,7 @@ async fn drive(
         }
     }
     let seed_time = t_seed.elapsed();
-    let fdb = rpc(sw.ctl, "listFdb")?.1;
+    let fdb = rpc(sw.ctl_addr(), "listFdb")?.1;
     if entries(&fdb).len() != n {
         bail!(
             "listFdb has {} entries after seeding, not {n}",
@@ -875,7 +771,7 @@ async fn drive(
     }
 
     // --- control API at rest (all clients connected, no traffic)
-    let addr = sw.ctl;
+    let addr = sw.ctl_addr();
     let (idle_lp, idle_lf) = tokio::task::spawn_blocking(move || {
         let (mut lp, mut lf) = (CtlSamples::default(), CtlSamples::default());
         let t = Instant::now();
@@ -968,8 +864,8 @@ async fn drive(
         }
     }
     let drain = t_drain.elapsed();
-    sw.check_alive()?;
-    let final_ports = rpc(sw.ctl, "listPort")?.1;
+    check_alive(sw)?;
+    let final_ports = rpc(sw.ctl_addr(), "listPort")?.1;
     let rss_end = rss_kib(sw.pid()).unwrap_or(0);
 
     // --- close the connections; the readers end with them
@@ -1341,6 +1237,5 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(dechunk("5\r\nhello\r\n0\r\n\r\n").unwrap(), "hello");
     }
 }

@@ -1,0 +1,228 @@
+//! Super-frames: TCP/UDP super-frames of up to 64 KB cross a tunnel between two etherws
+//! switches whole (negotiated with `X-Etherws-Frames: super/1`), and never reach a peer that
+//! did not negotiate them.
+//!
+//! ```text
+//! nsA: switch A, TAP ewsA0 192.0.2.1/24 (offloads on), WebSocket on 198.51.100.1:8080
+//!   | veth; B is A's client; raw WebSocket clients connect from nsB
+//! nsB: switch B, TAP ewsB0 192.0.2.2/24
+//! ```
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use etherws_testkit::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+/// Largest plain frame a 1500-byte MTU allows: header and one VLAN tag.
+const MTU_FRAME: usize = 1500 + 14 + 4;
+
+/// A station nobody has: frames to it are flooded to every port.
+const NOBODY_IP: &str = "192.0.2.99";
+const NOBODY_MAC: &str = "02:00:00:00:00:99";
+
+/// Sends `count` UDP datagrams of `segments` × `size` bytes from `ns` to `to`:9 with UDP
+/// segmentation offload (`UDP_SEGMENT`), so the stack hands the TAP super-frames.
+fn udp_gso_burst(ns: &Netns, to: &str, count: usize, segments: usize, size: u16) {
+    let to: SocketAddr = format!("{to}:9").parse().unwrap();
+    ns.enter(move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        let gso = libc::c_int::from(size);
+        // SAFETY: UDP_SEGMENT (103) takes an int, passed by pointer with its size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_UDP,
+                103,
+                (&gso as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+        let payload = vec![0x5a; segments * usize::from(size)];
+        for _ in 0..count {
+            sock.send_to(&payload, to).expect("send");
+        }
+    });
+}
+
+type RawWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket client made by hand inside `ns`, connected to A: a v86-style strict peer, or
+/// one that offers super-frames (returns whether A accepted them).
+async fn raw_client(ns: &Netns, offer_super: bool) -> (RawWs, bool) {
+    let addr: SocketAddr = format!("{}:{}", Sites::A_VETH, Sites::WS_PORT)
+        .parse()
+        .unwrap();
+    let tcp = ns.tcp_connect(addr).expect("connect to A");
+    tcp.set_nonblocking(true).unwrap();
+    let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    if offer_super {
+        req.headers_mut()
+            .insert("X-Etherws-Frames", HeaderValue::from_static("super/1"));
+    }
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("handshake");
+    let accepted = resp
+        .headers()
+        .get("x-etherws-frames")
+        .is_some_and(|v| v == "super/1");
+    (ws, accepted)
+}
+
+/// Every binary message `ws` receives within `secs`.
+async fn messages(mut ws: RawWs, secs: u64) -> Vec<Bytes> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Binary(b) = m {
+            got.push(b);
+        }
+    }
+    got
+}
+
+fn status(site: &Site, port: u32) -> Value {
+    site.sw.port_status(port)
+}
+
+#[test]
+fn super_frames_cross_between_switches() {
+    if !needs(&["iperf3"]) {
+        return;
+    }
+    let s = Sites::builder("sfx").both(|s| s.tap()).connect(&[]).start();
+    ping(&s.b.ns, Sites::A_TAP);
+    for (site, port, what) in [
+        (&s.a, 1, "A's TAP"),
+        (&s.a, 2, "A's server port"),
+        (&s.b, 1, "B's TAP"),
+        (&s.b, 2, "B's client port"),
+    ] {
+        assert_eq!(status(site, port)["super_frames"], true, "{what}");
+    }
+
+    let up = iperf3(&s.a.ns, &s.b.ns, Sites::A_TAP, 5201, &[]);
+    let down = iperf3(&s.a.ns, &s.b.ns, Sites::A_TAP, 5202, &["-R"]);
+    for (what, r) in [("B -> A", &up), ("A -> B", &down)] {
+        assert!(r.received > 0, "iperf3 {what} moved nothing");
+        eprintln!("iperf3 {what}: {:.0} Mbit/s", r.mbit_s);
+    }
+    // Super-frames crossed whole: for 8 MiB from A to B, B's client port received far fewer
+    // messages than TCP segments of 1448 bytes would have made (5,793).
+    let data = random_bytes(8 << 20, 0x5f5f_0001);
+    let rx = || status(&s.b, 2)["rx"].as_u64().unwrap();
+    let before = rx();
+    copy(&s.a.ns, &s.b.ns, Sites::B_TAP, 6001, &data);
+    let frames = rx() - before;
+    eprintln!("8 MiB A -> B: {frames} messages");
+    assert!(
+        frames < (8 << 20) / 1448 / 2,
+        "B received {frames} messages for 8 MiB: super-frames were cut up"
+    );
+    copy(&s.b.ns, &s.a.ns, Sites::A_TAP, 6002, &data);
+    for site in [&s.a, &s.b] {
+        for port in [1, 2] {
+            let p = status(site, port);
+            assert_eq!(p["rx_oversize"], 0, "{p}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_peers_get_plain_frames() {
+    if !needs(&[]) {
+        return;
+    }
+    // B never negotiates super-frames: A must cut up what its TAP hands it.
+    let s = Sites::builder("sfs")
+        .a(|a| a.tap())
+        .b(|b| b.args(&["--strict-frames"]).tap())
+        .connect(&[])
+        .start();
+    ping(&s.b.ns, Sites::A_TAP);
+    assert_eq!(status(&s.a, 2)["super_frames"], false);
+    assert_eq!(status(&s.b, 2)["super_frames"], false);
+    assert_eq!(
+        status(&s.b, 1)["super_frames"],
+        false,
+        "B's TAP has no offloads"
+    );
+
+    let data = random_bytes(4 << 20, 0x5f5f_0002);
+    copy(&s.a.ns, &s.b.ns, Sites::B_TAP, 6003, &data);
+    copy(&s.b.ns, &s.a.ns, Sites::A_TAP, 6004, &data);
+    let b_client = status(&s.b, 2);
+    assert_eq!(
+        b_client["rx_oversize"], 0,
+        "A sent B a super-frame: {b_client}"
+    );
+
+    // A flood of UDP super-frames from A's TAP to a station nobody has reaches every port:
+    // a strict raw client (v86-style) gets plain frames only, one that negotiated super-frames
+    // gets them whole, B (strict) gets plain frames.
+    let (strict, accepted) = raw_client(&s.b.ns, false).await;
+    assert!(!accepted);
+    let (superior, accepted) = raw_client(&s.b.ns, true).await;
+    assert!(
+        accepted,
+        "A accepts super-frames from a client that offers them"
+    );
+    s.a.sw.wait_servers(3);
+    s.a.ns.ip(&[
+        "neigh",
+        "replace",
+        NOBODY_IP,
+        "lladdr",
+        NOBODY_MAC,
+        "dev",
+        "ewsA0",
+        "nud",
+        "permanent",
+    ]);
+    let strict_rx = tokio::spawn(messages(strict, 3));
+    let super_rx = tokio::spawn(messages(superior, 3));
+    tokio::task::block_in_place(|| udp_gso_burst(&s.a.ns, NOBODY_IP, 20, 8, 1400));
+    let strict_got = strict_rx.await.unwrap();
+    let super_got = super_rx.await.unwrap();
+
+    let floods = |msgs: &[Bytes], skip: usize| {
+        msgs.iter()
+            .filter(|m| m.len() > skip + 6 && m[skip..skip + 6] == [2, 0, 0, 0, 0, 0x99])
+            .map(|m| m.len() - skip)
+            .collect::<Vec<_>>()
+    };
+    let strict_sizes = floods(&strict_got, 0);
+    assert!(
+        strict_sizes.len() >= 20 * 8,
+        "the strict client got {} of the {} flooded segments",
+        strict_sizes.len(),
+        20 * 8
+    );
+    assert!(
+        strict_sizes.iter().all(|&n| n <= MTU_FRAME),
+        "a strict peer got a frame above the MTU: {strict_sizes:?}"
+    );
+    let super_sizes = floods(&super_got, 8);
+    assert!(
+        !super_sizes.is_empty(),
+        "the super-frame client got nothing"
+    );
+    let whole = super_got
+        .iter()
+        .filter(|m| m.len() > 8 && m[1] != 0)
+        .count();
+    assert!(
+        whole > 0 && super_sizes.iter().any(|&n| n > MTU_FRAME),
+        "no super-frame reached the client that negotiated them: {super_sizes:?}"
+    );
+    let b_client = status(&s.b, 2);
+    assert_eq!(b_client["rx_oversize"], 0, "{b_client}");
+}
