@@ -71,63 +71,6 @@ fn has_xdp(ns: &Netns, ifname: &str) -> bool {
     out.contains("prog/xdp") || out.contains(" xdp")
 }
 
-/// Turns GRO on for `ifname` in `ns` (`ethtool -K IF gro on`, by ioctl: no ethtool here).
-/// A veth only takes frames redirected into its peer by native XDP when it has NAPI: GRO or an
-/// XDP program of its own (the hosts' ends of the test veths have neither by default).
-fn gro_on(ns: &Netns, ifname: &str) {
-    ethtool_set(ns, ifname, 0x2c, 1); // ETHTOOL_SGRO
-}
-
-/// Turns TX checksum offload off (`ethtool -K IF tx off`): frames the host sends then carry
-/// complete checksums. Frames switched in the kernel by native XDP lose the skb's
-/// "checksum partial" state, so a local sender with TX checksum offload on would have its TCP
-/// segments dropped by the receiver (bad checksum); from a real NIC frames are complete anyway.
-fn tx_csum_off(ns: &Netns, ifname: &str) {
-    ethtool_set(ns, ifname, 0x17, 0); // ETHTOOL_STXCSUM
-}
-
-fn ethtool_set(ns: &Netns, ifname: &str, cmd: u32, data: u32) {
-    let path = format!("/run/netns/{}", ns.name());
-    let name = ifname.to_string();
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(&path).expect("netns");
-        #[repr(C)]
-        struct EthtoolValue {
-            cmd: u32,
-            data: u32,
-        }
-        #[repr(C)]
-        struct Ifreq {
-            name: [u8; 16],
-            data: *mut EthtoolValue,
-            _pad: [u8; 16],
-        }
-        let mut val = EthtoolValue { cmd, data };
-        let mut ifr = Ifreq {
-            name: [0; 16],
-            data: &mut val,
-            _pad: [0; 16],
-        };
-        ifr.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: setns moves only this throw-away thread; SIOCETHTOOL reads the 40-byte
-        // `ifr` (a struct ifreq: NUL-padded name, pointer to `val`, padding) and the `val` it
-        // points to, both live locals of the layout the kernel expects; the socket made here is
-        // closed once, here.
-        unsafe {
-            assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
-            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-            assert!(s >= 0);
-            let r = libc::ioctl(s, 0x8946, &mut ifr); // SIOCETHTOOL
-            let e = std::io::Error::last_os_error();
-            libc::close(s);
-            assert_eq!(r, 0, "ethtool cmd {cmd:#x} on {name}: {e}");
-        }
-    })
-    .join()
-    .expect("ethtool_set");
-}
-
 /// The switch namespace, two host namespaces on veths, the switch (not started).
 struct Topo {
     sw: Option<Switch>,
@@ -137,18 +80,23 @@ struct Topo {
 }
 
 impl Topo {
-    /// `kernel_tcp`: the hosts send complete checksums (see [`tx_csum_off`]).
+    /// `kernel_tcp`: the hosts send complete checksums (TX checksum offload off).
     fn new(tag: &str, extra: &[&str], kernel_tcp: bool) -> Topo {
         let ns_s = Netns::new(&format!("{tag}S"));
         let h1 = Netns::new(&format!("{tag}1"));
         let h2 = Netns::new(&format!("{tag}2"));
         veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_s, "s1", None);
         veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
-        gro_on(&h1, "h1");
-        gro_on(&h2, "h2");
+        // A veth only takes frames redirected into its peer by native XDP when it has NAPI:
+        // GRO or an XDP program of its own (the hosts' ends have neither by default).
+        h1.set_gro("h1", true);
+        h2.set_gro("h2", true);
+        // Frames switched in the kernel by native XDP lose the skb's "checksum partial"
+        // state, so a local sender with TX checksum offload on would have its TCP segments
+        // dropped by the receiver (bad checksum); from a real NIC frames are complete anyway.
         if kernel_tcp {
-            tx_csum_off(&h1, "h1");
-            tx_csum_off(&h2, "h2");
+            h1.set_tx_csum("h1", false);
+            h2.set_tx_csum("h2", false);
         }
         let sw = Switch::in_netns(&ns_s, tag, "127.0.0.1", WS_PORT, CTL_PORT, extra);
         Topo {
@@ -431,7 +379,7 @@ fn offloaded_port_and_websocket_peer() {
         let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
         let h1 = Netns::new(&format!("{tag}1"));
         veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
-        gro_on(&h1, "h1");
+        h1.set_gro("h1", true);
         let s = Sites::builder(tag)
             .a(|a| a.netdev("s1", &["--offload", "--xdp-mode", mode]))
             .b(|b| b.tap())
@@ -525,8 +473,8 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         return;
     }
     let t = Topo::new("og", &[], false);
-    ethtool_set(&t.h1, "h1", 0x2c, 0); // ETHTOOL_SGRO off
-    ethtool_set(&t.h2, "h2", 0x2c, 0);
+    t.h1.set_gro("h1", false);
+    t.h2.set_gro("h2", false);
     for dev in ["s1", "s2"] {
         let args = [
             "addport",
@@ -553,7 +501,7 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         t.sw().log()
     );
     // The peer of s2 turns GRO on: s2 takes redirected frames again, h1 → h2 goes in-kernel.
-    gro_on(&t.h2, "h2");
+    t.h2.set_gro("h2", true);
     poll("s2 back in the DEVMAP", Duration::from_secs(5), || {
         let r = row(&t.rows(), 2);
         if r["kernel_tx"] == true {
@@ -592,7 +540,7 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
     h1.ip(&["link", "set", "h1", "up"]);
     ns_s.ip(&["link", "set", "s1", "up"]);
     veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
-    gro_on(&h1, "h1");
+    h1.set_gro("h1", true);
     let sw = Switch::in_netns(&ns_s, "omq", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
     let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload"]));
     assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", sw.log());

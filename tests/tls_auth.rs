@@ -191,13 +191,6 @@ fn htpasswd_file(dir: &TempDir, name: &str) -> String {
     file
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 fn basic(user: &str, passwd: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{passwd}"))

@@ -19,9 +19,10 @@ pub struct Switch {
     ctl_opts: Vec<String>,
 }
 
-/// A port that was free a moment ago (only for a shared listener, which needs one number for
-/// both `--port` and `--ctlport`; everything else asks the switch for `--port 0`).
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago (racy: only where a port must be known before
+/// the switch starts, e.g. a shared listener's one number for `--port` and `--ctlport`, or an
+/// `https://` control URL; everything else asks the switch for `--port 0`).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
