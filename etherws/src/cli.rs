@@ -154,7 +154,7 @@ sw_options! {
         pub queue_budget: Option<Num<usize, 1>>,
         /// Longest a frame may wait in a transmit queue, in milliseconds; later it is dropped
         /// (and counted) instead of delivered late.
-        #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS", default_value = "200")]
+        #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS", default_value = "1000")]
         pub queue_delay: Option<Num<u64, 1>>,
         /// Most concurrent incoming WebSocket connections.
         #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N", default_value = "4096")]

@@ -47,7 +47,7 @@ impl Default for QueueLimits {
         QueueLimits {
             bytes: 4 << 20,
             budget: 128 << 20,
-            delay: Duration::from_millis(200),
+            delay: Duration::from_millis(1000),
         }
     }
 }
