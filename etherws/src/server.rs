@@ -365,7 +365,9 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io: BoxIo = Box::new(TokioIo::new(upgraded));
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(config(super_frames)))
+                        .await;
                 let port = Admitted {
                     port: WsPort::new(ws, keepalive, super_frames),
                     _permit: permit,

@@ -35,18 +35,26 @@ const BATCH: usize = 64;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Limits for every WebSocket: a message larger than the largest Ethernet frame we can carry
-/// is refused by tungstenite instead of being buffered. The read buffer starts small (tungstenite's
-/// default is 128 KiB a connection, most of a thousand-peer switch's memory) and grows only for
-/// the peers that need it.
-pub fn config() -> WebSocketConfig {
+/// is refused by tungstenite instead of being buffered. The read buffer starts small
+/// (tungstenite's default is 128 KiB a connection, most of a many-peer switch's memory) and
+/// grows only for the peers that need it: a peer that exchanges super-frames starts with
+/// room for a quarter of one, every other peer (one MTU-sized frame per message: browsers,
+/// v86, etherws 1.3) with a few frames' worth.
+pub fn config(super_frames: bool) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME + super_frame::HDR_LEN))
         .max_frame_size(Some(MAX_FRAME + super_frame::HDR_LEN))
-        .read_buffer_size(READ_BUFFER)
+        .read_buffer_size(if super_frames {
+            SUPER_READ_BUFFER
+        } else {
+            READ_BUFFER
+        })
 }
 
-/// Initial read buffer of a WebSocket: a few full-size frames.
-const READ_BUFFER: usize = 16 * 1024;
+/// Initial read buffer of a WebSocket that carries plain frames: a couple of them.
+const READ_BUFFER: usize = 4 * 1024;
+/// Initial read buffer of a WebSocket that carries super-frames.
+const SUPER_READ_BUFFER: usize = 16 * 1024;
 
 /// Connection upkeep shared by every WebSocket port of a switch.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +172,8 @@ where
         let reader = async {
             // Messages already read are switched together (one lock of the switch): after
             // each awaited message, those that are ready without waiting join it.
-            let mut batch = Vec::with_capacity(BATCH);
+            // Grown on first use: thousands of idle peers hold no batch.
+            let mut batch = Vec::new();
             while let Some(first) = stream.next().await {
                 last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
                 let mut next = Some(first);
@@ -217,8 +226,7 @@ where
         };
 
         let writer = async {
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut frames = Vec::with_capacity(BATCH);
+            let (mut batch, mut frames) = (Vec::new(), Vec::new());
             // Check a few times per interval so a dead peer is noticed soon after 2 intervals.
             let period = keepalive.map_or(Duration::from_secs(3600), |k| k / 4);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -548,9 +556,13 @@ impl Dialer {
                     Box::new(stream)
                 }
             };
-            let (ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(config()))
-                .await
-                .map_err(describe_handshake_error)?;
+            let (ws, resp) = tokio_tungstenite::client_async_with_config(
+                req,
+                io,
+                Some(config(settings.super_frames)),
+            )
+            .await
+            .map_err(describe_handshake_error)?;
             if resp
                 .headers()
                 .get(SWITCH_ID_HEADER)
