@@ -94,7 +94,8 @@ pub struct Ca {
     key: String,
 }
 
-/// A server key and certificate (PEM files).
+/// A key and certificate (PEM files): a server's ([`Pki::server`]) or a client's
+/// ([`Pki::client`]).
 pub struct ServerCert {
     pub key: String,
     pub cert: String,
@@ -205,8 +206,28 @@ impl Pki {
     /// A server certificate `CN=<name>` signed by `ca`, for these IP addresses
     /// (`subjectAltName=IP:...`), with a new key in the given form.
     pub fn server(&self, ca: &Ca, name: &str, ips: &[&str], form: KeyForm) -> ServerCert {
-        let key = self.key(name, form);
         let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+        self.leaf(
+            ca,
+            name,
+            form,
+            &format!(
+                "extendedKeyUsage = serverAuth\nsubjectAltName = {}\n",
+                sans.join(", ")
+            ),
+        )
+    }
+
+    /// A TLS client certificate `CN=<name>` signed by `ca` (`extendedKeyUsage = clientAuth`),
+    /// with a new key in the given form: for peers that authenticate clients (e.g. OpenVPN's
+    /// `--tls-server`).
+    pub fn client(&self, ca: &Ca, name: &str, form: KeyForm) -> ServerCert {
+        self.leaf(ca, name, form, "extendedKeyUsage = clientAuth\n")
+    }
+
+    /// A certificate signed by `ca` with these extra `v3_srv` extension lines.
+    fn leaf(&self, ca: &Ca, name: &str, form: KeyForm, ext: &str) -> ServerCert {
+        let key = self.key(name, form);
         let cnf = self.dir.write(
             &format!("{name}.cnf"),
             &format!(
@@ -214,11 +235,9 @@ impl Pki {
                  [dn]\nCN = {name}\n\
                  [v3_srv]\nbasicConstraints = critical, CA:FALSE\n\
                  keyUsage = critical, digitalSignature, keyEncipherment\n\
-                 extendedKeyUsage = serverAuth\n\
-                 subjectAltName = {}\n\
+                 {ext}\
                  subjectKeyIdentifier = hash\n\
-                 authorityKeyIdentifier = keyid\n",
-                sans.join(", ")
+                 authorityKeyIdentifier = keyid\n"
             ),
         );
         let csr = self.dir.file(&format!("{name}.csr"));

@@ -8,17 +8,27 @@
 //! scenario's failure. The namespaces are named `ewsb-…` (stale ones, left by a bench run that
 //! was killed, are removed by the next run).
 //!
-//! Two groups of scenarios (`--only` takes scenario or group names):
+//! Two groups of scenarios (`--only` takes scenario or group names). Every row runs with the
+//! hosts' interfaces at their defaults (what users have): the bench changes no GRO, checksum or
+//! other offload setting, except in the one extra row whose name says so.
 //!
 //! - `offload` (eBPF offload issue): one switch namespace between two host namespaces, the
 //!   hosts on veths. `af_packet` (two plain netdev ports), `af_xdp` (the ingress port
 //!   offloaded: XDP + AF_XDP into userspace, out through AF_PACKET), `xdp_kernel` (both ports
-//!   offloaded: unicast switched in the kernel), `linux_bridge` (a bridge instead of etherws).
+//!   offloaded: unicast switched in the kernel), `linux_bridge` (a bridge instead of etherws),
+//!   and the extra `xdp_kernel_gro_on` (as `xdp_kernel`, the host veths with GRO on, which
+//!   native XDP redirect into a veth needs, and TX checksum offload off).
 //! - `tunnel` (fast tunnel issue): host1 — switchA — switchB — host2, the switches joined by one
 //!   tunnel over a veth. etherws `ws`/`wss` with TAP ports (the switch namespaces are the
-//!   hosts) and with offloaded netdev ports (`--offload`), OpenVPN 2.6 TAP over TCP plain and
-//!   TLS (AES-128-GCM) each bridged to the host veth, a kernel VXLAN tunnel bridged the same
-//!   way, and plain Linux bridges (the upper bound).
+//!   hosts), super-frames (the default) and `_strict` (`--strict-frames` on both switches);
+//!   `ws_netdev` rows with netdev ports, offloaded (`--offload`) or not (`_nooffload`);
+//!   OpenVPN 2.6 TAP over TCP plain and TLS (AES-128-GCM), SoftEther VPN (two Debian
+//!   `vpnserver`s, B's hub cascaded to A's over one TLS connection, each hub bridged to a TAP)
+//!   and a kernel VXLAN tunnel, each bridged to the host veth, and plain Linux bridges (the
+//!   upper bound). The report gives each etherws row as ratios to OpenVPN (plain for `ws`, TLS
+//!   for `wss`; SoftEther too for `wss`) and to VXLAN of the same run, and draws the TCP
+//!   figures as an SVG chart (`bench-tunnel.svg` beside BENCHMARKS.md with `--write`; always
+//!   in the log directory).
 //!
 //! Measurements: iperf3 TCP both ways (`-J`, 10 s, 3 s with `--quick`); ping RTT
 //! (`-i 0.01 -c 200`, average and p99 of the per-packet times); small frames (60-byte
@@ -94,24 +104,50 @@ const SCENARIOS: &[Scenario] = &[
         what: "Linux bridge",
     },
     Scenario {
+        name: "xdp_kernel_gro_on",
+        group: Group::Offload,
+        what: "xdp_kernel (gro on): as `xdp_kernel`, host veths with GRO on and TX checksum \
+               offload off",
+    },
+    Scenario {
         name: "ws_tap",
         group: Group::Tunnel,
-        what: "etherws ws://, TAP ports",
+        what: "etherws ws://, TAP ports, super-frames (default)",
+    },
+    Scenario {
+        name: "ws_tap_strict",
+        group: Group::Tunnel,
+        what: "etherws ws://, TAP ports, `--strict-frames`",
     },
     Scenario {
         name: "wss_tap",
         group: Group::Tunnel,
-        what: "etherws wss://, TAP ports",
+        what: "etherws wss://, TAP ports, super-frames (default)",
+    },
+    Scenario {
+        name: "wss_tap_strict",
+        group: Group::Tunnel,
+        what: "etherws wss://, TAP ports, `--strict-frames`",
     },
     Scenario {
         name: "ws_netdev",
         group: Group::Tunnel,
-        what: "etherws ws://, netdev ports (--offload)",
+        what: "etherws ws://, netdev ports `--offload`, super-frames (default)",
+    },
+    Scenario {
+        name: "ws_netdev_strict",
+        group: Group::Tunnel,
+        what: "etherws ws://, netdev ports `--offload`, `--strict-frames`",
+    },
+    Scenario {
+        name: "ws_netdev_nooffload",
+        group: Group::Tunnel,
+        what: "etherws ws://, netdev ports (AF_PACKET), super-frames (default)",
     },
     Scenario {
         name: "wss_netdev",
         group: Group::Tunnel,
-        what: "etherws wss://, netdev ports (--offload)",
+        what: "etherws wss://, netdev ports `--offload`, super-frames (default)",
     },
     Scenario {
         name: "openvpn",
@@ -122,6 +158,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "openvpn_tls",
         group: Group::Tunnel,
         what: "OpenVPN TAP/TCP, TLS AES-128-GCM",
+    },
+    Scenario {
+        name: "softether",
+        group: Group::Tunnel,
+        what: "SoftEther VPN cascade (TLS), local bridges to TAPs",
     },
     Scenario {
         name: "vxlan",
@@ -396,6 +437,9 @@ struct Topo {
     cpu: Option<(&'static str, Vec<Rc<Netns>>)>,
     _nss: Vec<Rc<Netns>>,
     note: String,
+    /// etherws tunnels: switch B's client port and whether it should carry super-frames
+    /// (checked in `listPort` once traffic passed).
+    check_super: Option<(u32, bool)>,
 }
 
 struct Env {
@@ -410,13 +454,22 @@ struct BenchPki {
     _pki: Pki,
     ca: Ca,
     srv: ServerCert,
+    /// Switch B's client certificate (`CN=switch-b`), for OpenVPN TLS (whose server checks
+    /// its client's certificate).
+    cli: ServerCert,
 }
 
 fn make_pki() -> BenchPki {
     let pki = Pki::new("bench-pki");
     let ca = pki.ca("bench");
     let srv = pki.server(&ca, "switch-a", &[A_IP], KeyForm::Pkcs8);
-    BenchPki { _pki: pki, ca, srv }
+    let cli = pki.client(&ca, "switch-b", KeyForm::Pkcs8);
+    BenchPki {
+        _pki: pki,
+        ca,
+        srv,
+        cli,
+    }
 }
 
 /// `etherws sw --foreground --host HOST --port 8080 EXTRA…` in `ns` (the release build, its
@@ -444,12 +497,14 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
     let n2 = Rc::new(Netns::new("h2"));
     veth(&n1, "h1", Some(&format!("{H1_IP}/24")), &mid, "s1", None);
     veth(&n2, "h2", Some(&format!("{H2_IP}/24")), &mid, "s2", None);
-    // The same host settings for every variant: GRO on (native XDP redirect into a veth needs
-    // its peer to have NAPI), TX checksum offload off (frames switched by XDP lose the
-    // "checksum partial" state).
-    for (n, i) in [(&n1, "h1"), (&n2, "h2")] {
-        n.set_gro(i, true);
-        n.set_tx_csum(i, false);
+    // Hosts keep a new veth's defaults (what users have) in every row but the extra
+    // `xdp_kernel_gro_on`: GRO on (native XDP redirect into a veth needs its peer to have
+    // NAPI), TX checksum offload off (frames switched by XDP lose the "checksum partial" state).
+    if s.name == "xdp_kernel_gro_on" {
+        for (n, i) in [(&n1, "h1"), (&n2, "h2")] {
+            n.set_gro(i, true);
+            n.set_tx_csum(i, false);
+        }
     }
     let mut switches = Vec::new();
     let mut cpu = None;
@@ -485,6 +540,7 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
         cpu,
         _nss: vec![mid, n1, n2],
         note,
+        check_super: None,
     }
 }
 
@@ -524,9 +580,7 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
         let n2 = Rc::new(Netns::new("h2"));
         veth(&n1, "h1", Some(&format!("{H1_IP}/24")), &na, "a1", None);
         veth(&n2, "h2", Some(&format!("{H2_IP}/24")), &nb, "b1", None);
-        for (n, i) in [(&n1, "h1"), (&n2, "h2")] {
-            n.set_gro(i, true);
-        }
+        // The hosts' veths keep their defaults (no GRO or checksum offload changes).
         nss.push(n1.clone());
         nss.push(n2.clone());
         (
@@ -544,25 +598,32 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
     let mut daemons = Vec::new();
     let mut cpu = None;
     let mut note = String::new();
+    let mut check_super = None;
     let log = |n: &str| env.logs.join(format!("{}-{n}.log", s.name));
     match s.name {
-        "ws_tap" | "wss_tap" | "ws_netdev" | "wss_netdev" => {
-            let tls = s.name.starts_with("wss");
+        n if n.starts_with("ws") => {
+            let tls = n.starts_with("wss");
+            let strict = n.ends_with("_strict");
+            let offload = !n.ends_with("_nooffload");
             let pki = env.pki.as_ref().context("no certificates")?;
-            let tls_args: &[&str] = if tls {
-                &["--sslkey", &pki.srv.key, "--sslcert", &pki.srv.cert]
-            } else {
-                &[]
-            };
-            let a = start_switch(env, &format!("{}-switchA", s.name), &na, A_IP, tls_args);
-            let b = start_switch(env, &format!("{}-switchB", s.name), &nb, B_IP, &[]);
+            let mut a_args: Vec<&str> = Vec::new();
+            let mut b_args: Vec<&str> = Vec::new();
+            if tls {
+                a_args.extend(["--sslkey", &pki.srv.key, "--sslcert", &pki.srv.cert]);
+            }
+            if strict {
+                a_args.push("--strict-frames");
+                b_args.push("--strict-frames");
+            }
+            let a = start_switch(env, &format!("{}-switchA", s.name), &na, A_IP, &a_args);
+            let b = start_switch(env, &format!("{}-switchB", s.name), &nb, B_IP, &b_args);
             if tap {
                 a.add_tap(&na, "ewsA0", H1_IP);
                 b.add_tap(&nb, "ewsB0", H2_IP);
             } else {
-                let ta = add_netdev(&a, "a1", true);
-                let tb = add_netdev(&b, "b1", true);
-                if ta != "netdev/xdp" || tb != "netdev/xdp" {
+                let ta = add_netdev(&a, "a1", offload);
+                let tb = add_netdev(&b, "b1", offload);
+                if offload && (ta != "netdev/xdp" || tb != "netdev/xdp") {
                     note = format!("offload fell back to AF_PACKET ({ta}, {tb})");
                 }
             }
@@ -572,36 +633,50 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
             } else {
                 &[]
             };
-            b.add_port("client", &url, ca_opts);
+            let client = b.add_port("client", &url, ca_opts);
             switches.extend([a, b]);
             cpu = Some(("etherws", vec![na.clone(), nb.clone()]));
+            check_super = Some((client.port, !strict));
+        }
+        "softether" => {
+            daemons = softether(env, s, &na, &nb)?;
+            cpu = Some(("vpnserver", vec![na.clone(), nb.clone()]));
         }
         "openvpn" | "openvpn_tls" => {
-            let crypto: Vec<String> = if s.name == "openvpn" {
-                ["--cipher", "none", "--auth", "none"]
-                    .map(String::from)
-                    .to_vec()
-            } else {
+            // (A's arguments, B's arguments)
+            let crypto = |side_a: bool| -> anyhow::Result<Vec<String>> {
+                if s.name == "openvpn" {
+                    return Ok(["--cipher", "none", "--auth", "none"]
+                        .map(String::from)
+                        .to_vec());
+                }
                 let pki = env.pki.as_ref().context("no certificates")?;
-                [
+                let (own, peer_name, peer_kind) = if side_a {
+                    (&pki.srv, "switch-b", "client")
+                } else {
+                    (&pki.cli, "switch-a", "server")
+                };
+                Ok([
                     "--ca",
                     &pki.ca.cert,
                     "--cert",
-                    &pki.srv.cert,
+                    &own.cert,
                     "--key",
-                    &pki.srv.key,
+                    &own.key,
                     "--dh",
                     "none",
                     "--data-ciphers",
                     "AES-128-GCM",
                     "--cipher",
                     "AES-128-GCM",
+                    "--remote-cert-tls",
+                    peer_kind,
                     "--verify-x509-name",
-                    "switch-a",
+                    peer_name,
                     "name",
                 ]
                 .map(String::from)
-                .to_vec()
+                .to_vec())
             };
             let common = [
                 "openvpn",
@@ -623,8 +698,8 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
                 a.push("--tls-server".into());
                 b.push("--tls-client".into());
             }
-            a.extend(crypto.iter().cloned());
-            b.extend(crypto.iter().cloned());
+            a.extend(crypto(true)?);
+            b.extend(crypto(false)?);
             let av: Vec<&str> = a.iter().map(String::as_str).collect();
             let bv: Vec<&str> = b.iter().map(String::as_str).collect();
             daemons.push(na.daemon_with_log(&av, &log("openvpnA")));
@@ -675,7 +750,153 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
         cpu,
         _nss: nss,
         note,
+        check_super,
     })
+}
+
+/// SoftEther's admin tool (`vpncmd`) on the server in `ns`, hub `DEFAULT`: fails unless it
+/// reports success.
+fn vpncmd(ns: &Netns, cmd: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec![
+        "vpncmd",
+        "localhost:5555",
+        "/SERVER",
+        "/ADMINHUB:DEFAULT",
+        "/CMD",
+    ];
+    argv.extend_from_slice(cmd);
+    let out = ns.exec(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.contains("Error occurred") {
+        bail!(
+            "vpncmd {} in {}: {}",
+            cmd.join(" "),
+            ns.name(),
+            text.lines()
+                .filter(|l| l.contains("rror") || l.contains("failed"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    Ok(text)
+}
+
+/// Two SoftEther VPN servers (Debian's `vpnserver`), A in `na` and B in `nb`, each with its own
+/// state directory (a private mount namespace binds directories of the log directory over
+/// `/var/lib/softether`, `/var/log/softether` and `/run/softether`, where a server takes a
+/// single-instance lock: with one shared, the second server quietly exits): B's hub cascades to A's over one TCP
+/// connection (TLS) to 198.51.100.1:443, each hub has a local bridge to a TAP (`tap_se`),
+/// and each TAP is joined to the host veth by a Linux bridge. The namespaces' guards kill what
+/// is left of the servers (`vpnserver execsvc` forks a worker) after their daemon guards.
+fn softether(env: &Env, s: &Scenario, na: &Netns, nb: &Netns) -> anyhow::Result<Vec<Daemon>> {
+    let mut daemons = Vec::new();
+    const PW: &str = "etherws-bench";
+    let server = "/usr/libexec/softether/vpnserver/vpnserver";
+    for (ns, side) in [(na, "A"), (nb, "B")] {
+        let state = env.logs.join(format!("{}-state{side}", s.name));
+        let (lib, logdir, run) = (state.join("lib"), state.join("log"), state.join("run"));
+        for d in [&lib, &logdir, &run] {
+            std::fs::create_dir_all(d)?;
+        }
+        let script = format!(
+            "set -e; mount --make-rprivate /; \
+             mkdir -p /var/lib/softether /var/log/softether /run/softether; \
+             mount --bind '{}' /var/lib/softether; mount --bind '{}' /var/log/softether; \
+             mount --bind '{}' /run/softether; exec {server} execsvc",
+            lib.display(),
+            logdir.display(),
+            run.display()
+        );
+        let log = env.logs.join(format!("{}-vpnserver{side}.log", s.name));
+        daemons.push(ns.daemon_with_log(&["unshare", "-m", "sh", "-c", &script], &log));
+        poll(
+            &format!("vpnserver {side} listening on 5555 ({})", log.display()),
+            Duration::from_secs(20),
+            || {
+                let out = ns.exec(&["ss", "-ltnH", "sport = :5555"]);
+                if String::from_utf8_lossy(&out.stdout).contains("5555") {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            },
+        );
+        if side == "A" {
+            vpncmd(
+                ns,
+                &[
+                    "UserCreate",
+                    "benchuser",
+                    "/GROUP:none",
+                    "/REALNAME:none",
+                    "/NOTE:none",
+                ],
+            )?;
+            vpncmd(
+                ns,
+                &["UserPasswordSet", "benchuser", &format!("/PASSWORD:{PW}")],
+            )?;
+        } else {
+            vpncmd(
+                ns,
+                &[
+                    "CascadeCreate",
+                    "c1",
+                    &format!("/SERVER:{A_IP}:443"),
+                    "/HUB:DEFAULT",
+                    // (`cascade` is a name vpncmd refuses for a user.)
+                    "/USERNAME:benchuser",
+                ],
+            )?;
+            vpncmd(
+                ns,
+                &[
+                    "CascadePasswordSet",
+                    "c1",
+                    &format!("/PASSWORD:{PW}"),
+                    "/TYPE:standard",
+                ],
+            )?;
+            vpncmd(
+                ns,
+                &[
+                    "CascadeDetailSet",
+                    "c1",
+                    "/MAXTCP:1",
+                    "/INTERVAL:1",
+                    "/TTL:0",
+                    "/HALF:no",
+                    "/NOQOS:yes",
+                ],
+            )?;
+            vpncmd(ns, &["CascadeOnline", "c1"])?;
+        }
+        vpncmd(ns, &["BridgeCreate", "DEFAULT", "/DEVICE:se", "/TAP:yes"])?;
+    }
+    poll(
+        "SoftEther cascade B -> A established",
+        Duration::from_secs(30),
+        || match vpncmd(nb, &["CascadeStatusGet", "c1"]) {
+            Ok(t) if t.contains("Session Established") => Ok(()),
+            Ok(t) => Err(t
+                .lines()
+                .find(|l| l.starts_with("Session Status"))
+                .unwrap_or("no status")
+                .to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let status = vpncmd(nb, &["CascadeStatusGet", "c1"])?;
+    let _ = std::fs::write(
+        env.logs.join(format!("{}-cascade-status.txt", s.name)),
+        &status,
+    );
+    for (ns, host_if) in [(na, "a1"), (nb, "b1")] {
+        ns.wait_link("tap_se");
+        ns.ip(&["link", "set", "tap_se", "up"]);
+        ns.bridge("br0", &[host_if, "tap_se"]);
+    }
+    Ok(daemons)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,6 +915,8 @@ struct Res {
     zero_loss: Option<(f64, bool)>,
     cpu_proc: Option<f64>,
     cpu_sys: Option<f64>,
+    /// etherws tunnels: `listPort`'s `super_frames` of switch B's client port.
+    super_frames: Option<bool>,
     note: String,
     error: Option<String>,
 }
@@ -739,6 +962,15 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
     let secs = if o.quick { 3 } else { 10 };
     warm_up(&t.h1.ns, H2_IP);
     warm_up(&t.h2.ns, H1_IP);
+    if let (Some((port, want)), Some(b)) = (t.check_super, t._switches.get(1)) {
+        let got = b.port_status(port)["super_frames"].as_bool();
+        r.super_frames = got;
+        if got != Some(want) {
+            r.note = format!(
+                "switch B's client port: super_frames {got:?}, expected {want} (see the logs)"
+            );
+        }
+    }
 
     let p0 = t.cpu.as_ref().map(|(c, n)| proc_ticks(n, c));
     let s0 = sys_ticks();
@@ -905,18 +1137,23 @@ fn offload_table(rs: &[&Res]) -> String {
 
 fn tunnel_table(rs: &[&Res]) -> String {
     let mut t = String::from(
-        "| scenario | what | TCP h1→h2 Mbit/s | TCP h2→h1 Mbit/s | ping avg ms | ping p99 ms | \
-         small frames received/s (loss) | tunnel CPU s/GB | machine CPU s/GB |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| scenario | what | frames | TCP h1→h2 Mbit/s | TCP h2→h1 Mbit/s | ping avg ms | \
+         ping p99 ms | small frames received/s (loss) | tunnel CPU s/GB | machine CPU s/GB |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rs {
         let fps = r
             .fps
             .map(|(f, l)| format!("{} ({:.1} %)", fk(f), l * 100.0))
             .unwrap_or_else(|| "—".into());
+        let frames = match r.super_frames {
+            Some(true) => "super",
+            Some(false) => "strict",
+            None => "—",
+        };
         let _ = writeln!(
             t,
-            "| `{}` | {} | {} | {} | {} | {} | {fps} | {} | {} |",
+            "| `{}` | {} | {frames} | {} | {} | {} | {} | {fps} | {} | {} |",
             r.name,
             r.what,
             f0(r.up),
@@ -931,51 +1168,81 @@ fn tunnel_table(rs: &[&Res]) -> String {
             f2(r.cpu_sys)
         );
     }
+    format!("{t}\n{}\n{}", tunnel_ratios(rs), fails(rs))
+}
+
+/// The etherws rows as ratios to the reference rows of the same run.
+fn tunnel_ratios(rs: &[&Res]) -> String {
     let get = |n: &str| rs.iter().find(|r| r.name == n && r.error.is_none());
-    let mut ratios = String::from(
-        "\nRatios to the matching OpenVPN figure (`ws` ↔ plain OpenVPN, `wss` ↔ OpenVPN TLS). \
-         Throughput and frame rate: higher is better; RTT and CPU per GB: lower is better.\n\n\
-         | etherws | vs | TCP h1→h2 | TCP h2→h1 | ping avg | ping p99 | small frames/s | \
-         tunnel CPU s/GB |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    };
+    let mut out = String::from(
+        "Ratios of each etherws row to references measured in the same run: OpenVPN (`ws` rows \
+         ↔ plain OpenVPN, `wss` rows ↔ OpenVPN TLS; `wss` rows also ↔ SoftEther, TLS too) and \
+         the kernel VXLAN tunnel. Throughput: higher is better; RTT and CPU per GB: lower is \
+         better. \"Tunnel CPU\" compares the etherws processes with the OpenVPN/SoftEther \
+         processes; VXLAN has no process, so against it the machine's CPU per GB is compared.\n\n\
+         | etherws | vs | TCP h1→h2 | TCP h2→h1 | ping avg | ping p99 | CPU s/GB (tunnel) | \
+         CPU s/GB (machine) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let mut any = false;
-    for (e, v) in [
-        ("ws_tap", "openvpn"),
-        ("ws_netdev", "openvpn"),
-        ("wss_tap", "openvpn_tls"),
-        ("wss_netdev", "openvpn_tls"),
-    ] {
-        let (Some(e), Some(v)) = (get(e), get(v)) else {
-            continue;
-        };
-        any = true;
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
-            _ => "—".into(),
-        };
-        let _ = writeln!(
-            ratios,
-            "| `{}` | `{}` | {} | {} | {} | {} | {} | {} |",
-            e.name,
-            v.name,
-            ratio(e.up, v.up),
-            ratio(e.down, v.down),
-            ratio(e.ping.map(|p| p.0), v.ping.map(|p| p.0)),
-            ratio(e.ping.map(|p| p.1), v.ping.map(|p| p.1)),
-            ratio(e.fps.map(|f| f.0), v.fps.map(|f| f.0)),
-            ratio(e.cpu_proc, v.cpu_proc),
-        );
+    for e in rs
+        .iter()
+        .filter(|r| r.name.starts_with("ws") && r.error.is_none())
+    {
+        let mut refs = Vec::new();
+        if e.name.starts_with("wss") {
+            refs.extend(["openvpn_tls", "softether"]);
+        } else {
+            refs.push("openvpn");
+        }
+        refs.push("vxlan");
+        for v in refs {
+            let Some(v) = get(v) else {
+                continue;
+            };
+            any = true;
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} | {} | {} | {} | {} | {} |",
+                e.name,
+                v.name,
+                ratio(e.up, v.up),
+                ratio(e.down, v.down),
+                ratio(e.ping.map(|p| p.0), v.ping.map(|p| p.0)),
+                ratio(e.ping.map(|p| p.1), v.ping.map(|p| p.1)),
+                ratio(e.cpu_proc, v.cpu_proc),
+                ratio(e.cpu_sys, v.cpu_sys),
+            );
+        }
     }
-    if any {
-        t.push_str(&ratios);
-    }
-    format!("{t}\n{}", fails(rs))
+    if any { out } else { String::new() }
+}
+
+/// The tunnel rows' TCP throughput as an SVG bar chart (for BENCHMARKS.md).
+fn tunnel_chart(rs: &[&Res], title: &str) -> String {
+    let rows: Vec<crate::report::ChartRow> = rs
+        .iter()
+        .map(|r| crate::report::ChartRow {
+            label: r.name.to_string(),
+            values: [r.up.unwrap_or(0.0), r.down.unwrap_or(0.0)],
+            failed: r.error.is_some(),
+        })
+        .collect();
+    crate::report::bar_chart_svg(
+        title,
+        "Mbit/s (iperf3 TCP)",
+        ["host1 → host2", "host2 → host1"],
+        &rows,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
 // the task
 
-fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
+fn ensure_tools(need_openvpn: bool, need_softether: bool) -> anyhow::Result<()> {
     let have = |t: &str| {
         ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
             .iter()
@@ -985,6 +1252,11 @@ fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
     if need_openvpn && !have("openvpn") {
         missing.push("openvpn");
     }
+    let softether_missing = need_softether
+        && !(have("vpncmd") && Path::new("/usr/libexec/softether/vpnserver/vpnserver").is_file());
+    if softether_missing {
+        missing.extend(["softether-vpnserver", "softether-vpncmd"]);
+    }
     if !missing.is_empty() {
         eprintln!("bench: installing {missing:?} with apt-get");
         let mut c = Command::new("apt-get");
@@ -992,6 +1264,13 @@ fn ensure_tools(need_openvpn: bool) -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive");
         run(c)?;
+    }
+    if softether_missing && have("systemctl") {
+        // The package enables (and, under systemd, starts) its own server on the host's
+        // ports: the bench runs its own in namespaces only.
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "softether-vpnserver"])
+            .output();
     }
     for t in ["iperf3", "openssl", "ping", "ss"] {
         if !have(t) {
@@ -1034,7 +1313,10 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
         bail!("bench needs root (network namespaces, XDP, raw sockets)");
     }
     let chosen: Vec<&Scenario> = SCENARIOS.iter().filter(|s| selected(&o, s)).collect();
-    ensure_tools(chosen.iter().any(|s| s.name.starts_with("openvpn")))?;
+    ensure_tools(
+        chosen.iter().any(|s| s.name.starts_with("openvpn")),
+        chosen.iter().any(|s| s.name == "softether"),
+    )?;
     crate::build_ebpf::task_build_ebpf()?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "etherws"]);
@@ -1061,7 +1343,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
          {load} (1/5/15 min). {} s iperf3 TCP runs each way, 200 pings at 10 ms, small frames: \
          60-byte Ethernet frames from one raw-socket sender thread (`sendmmsg`, qdisc bypassed) \
          on host1, counted at host2's interface. CPU s/GB: CPU seconds per GB received by the \
-         two TCP runs, of the etherws/OpenVPN processes at both ends, and of the whole machine \
+         two TCP runs, of the etherws/OpenVPN/SoftEther processes at both ends, and of the whole machine \
          (`/proc/stat`, all but idle: iperf3 and the kernel's softirq work included). Logs: \
          `{}`.\n\n",
         cpu_model(),
@@ -1069,6 +1351,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
         logs.display()
     );
     let mut sections = Vec::new();
+    let mut charts = Vec::new();
     let off: Vec<&Res> = results
         .iter()
         .filter(|r| {
@@ -1082,9 +1365,11 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             OFFLOAD_HEADING,
             format!(
                 "{OFFLOAD_HEADING}\n\n\
-                 host1 ── veth ── [switch namespace] ── veth ── host2; the same veths and host \
-                 settings (GRO on, TX checksum offload off) for every row. Native XDP on the \
-                 switch's veths when offloaded. \"Zero-loss\": the highest paced offered rate \
+                 host1 ── veth ── [switch namespace] ── veth ── host2; the hosts' veths keep \
+                 a new veth's default settings (what users have) in every row but \
+                 `xdp_kernel_gro_on`, the extra row with GRO on and TX checksum offload off on \
+                 the host veths (native XDP redirect into a veth needs NAPI on its peer). \
+                 Native XDP on the switch's veths when offloaded. \"Zero-loss\": the highest paced offered rate \
                  (stepping down by 20 % from the most received) that lost < 0.1 %; \
                  \"≥\" when the sender itself was the limit.\n\n{about}{}",
                 offload_table(&off)
@@ -1100,24 +1385,42 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
         })
         .collect();
     if !tun.is_empty() {
+        let chart = tunnel_chart(
+            &tun,
+            &format!("etherws tunnel bench, {started}: iperf3 TCP"),
+        );
         sections.push((
             TUNNEL_HEADING,
             format!(
                 "{TUNNEL_HEADING}\n\n\
-                 host1 ── switchA ══ one tunnel over a veth (MTU 1550) ══ switchB ── host2. TAP \
-                 rows: the switch namespaces are the hosts (addresses on the TAPs). Other rows: \
-                 hosts in their own namespaces on veths (GRO on); etherws netdev ports with \
-                 `--offload` (XDP + AF_XDP: the tunnel is in userspace), OpenVPN's and VXLAN's \
-                 devices joined to the host veth by a Linux bridge. OpenVPN {}: TAP, TCP, \
-                 `--tcp-nodelay`; plain = `--cipher none --auth none` (no TLS), TLS = \
-                 `--tls-server/--tls-client`, `--data-ciphers AES-128-GCM`.\n\n{about}{}",
+                 host1 ── switchA ══ one tunnel over a veth (MTU 1550) ══ switchB ── host2. \
+                 Every interface keeps its default settings: the bench changes no GRO, \
+                 checksum or other offload. TAP rows: the switch namespaces are the hosts \
+                 (addresses on etherws's TAPs, which have offloads). Other rows: hosts in \
+                 their own namespaces on veths; etherws netdev ports with `--offload` (XDP + \
+                 AF_XDP into userspace; `_nooffload`: AF_PACKET), OpenVPN's, SoftEther's and \
+                 VXLAN's devices joined to the host veth by a Linux bridge. etherws: \
+                 super-frames (GSO frames up to 64 KB whole over the WebSocket, negotiated; \
+                 column \"frames\": `listPort`'s `super_frames` of switch B's client port) \
+                 unless `_strict` (both switches `--strict-frames`: one MTU frame per message). \
+                 OpenVPN {}: TAP, TCP, `--tcp-nodelay`; plain = `--cipher none --auth none` \
+                 (no TLS), TLS = `--tls-server/--tls-client`, `--data-ciphers AES-128-GCM`. \
+                 SoftEther: Debian's `softether-vpnserver` {}, one server per switch \
+                 namespace (own state directory), B's hub cascaded to A's over one TCP \
+                 connection (TLS, port 443, `/MAXTCP:1`), each hub bridged (local bridge) to a \
+                 TAP.\n\n{about}![TCP throughput per tunnel row](bench-tunnel.svg)\n\n{}",
                 sh(&["openvpn", "--version"])
                     .split_whitespace()
                     .nth(1)
                     .unwrap_or_default(),
+                sh(&["dpkg-query", "-W", "-f=${Version}", "softether-vpnserver"]),
                 tunnel_table(&tun)
             ),
         ));
+        charts.push(("bench-tunnel.svg", chart));
+    }
+    for (name, svg) in &charts {
+        let _ = std::fs::write(logs.join(name), svg);
     }
     for (_, s) in &sections {
         println!("{s}");
@@ -1130,6 +1433,11 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             text = replace_section(&text, heading, s);
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        for (name, svg) in &charts {
+            let p = root().join(name);
+            std::fs::write(&p, svg).with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("xtask: wrote {}", p.display());
+        }
         eprintln!("xtask: wrote {}", path.display());
     }
     if results.iter().any(|r| r.error.is_some()) {
