@@ -131,11 +131,6 @@ impl Frame {
         self.data.is_empty()
     }
 
-    /// True if the frame can go out as it is, to anyone.
-    pub fn is_plain(&self) -> bool {
-        self.offload.is_plain()
-    }
-
     /// The largest frame this one becomes once finished: a super-frame's segments (headers
     /// plus `gso_size`), the frame itself otherwise. What `--max-frame` is checked against.
     pub fn wire_len(&self) -> usize {

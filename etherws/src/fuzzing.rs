@@ -148,7 +148,7 @@ pub fn super_frame(data: &[u8]) {
     for _ in 0..2 {
         sw.add_port(PortKind::Server, "fuzz".into(), Discard);
     }
-    let _ = sw.decide(1, &frame, Instant::now());
+    let _ = sw.decide(1, frame.clone(), Instant::now());
     if let Ok(plain) = frame.into_plain() {
         for f in plain {
             assert!(
@@ -563,6 +563,7 @@ mod gso_and_proxy_tests {
             super::no_proxy(i);
             super::proxy_url(i);
             super::proxy_answer(i);
+            super::super_frame(i);
         }
     }
 }

@@ -288,21 +288,11 @@ fn v2_client(h: &ppp::v2::Header<'_>) -> Option<Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::guard::tests::headers;
 
     fn trusted() -> TrustedProxies {
         TrustedProxies::parse(&["127.0.0.1/32".into(), "203.0.113.0/24".into(), "::1".into()])
             .unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
     }
 
     fn client_of(conn: &str, pairs: &[(&str, &str)]) -> Result<String, Malformed> {

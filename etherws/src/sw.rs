@@ -529,7 +529,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Removes every port so WebSockets get a close frame and TAP devices go away, and waits
 /// until every port task has finished (at most [`SHUTDOWN_GRACE`]).
 async fn close_all(switch: &SharedSwitch) {
-    let ports: Vec<_> = lock(switch).ports().map(|p| p.port).collect();
+    let ports: Vec<_> = lock(switch).port_numbers().collect();
     for p in ports {
         lock(switch).remove_port(p);
     }

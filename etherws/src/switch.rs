@@ -288,14 +288,6 @@ enum Targets<E> {
 }
 
 impl<E: Egress> Forward<E> {
-    fn nowhere(frame: &Frame, now: Instant) -> Self {
-        Forward {
-            frame: frame.clone(),
-            now,
-            to: Targets::Nowhere,
-        }
-    }
-
     /// Offers the frame to each chosen port's egress (which counts what it takes or drops).
     pub fn emit(self) {
         match &self.to {
@@ -308,15 +300,6 @@ impl<E: Egress> Forward<E> {
                     e.offer(&self.frame, self.now);
                 }
             }
-        }
-    }
-
-    /// How many ports the frame goes to.
-    pub fn fanout(&self) -> usize {
-        match &self.to {
-            Targets::Nowhere => 0,
-            Targets::One(_) => 1,
-            Targets::Many(es) => es.len(),
         }
     }
 }
@@ -507,7 +490,7 @@ impl<E: Egress> Switch<E> {
 
     /// Switches one plain frame received on `from`: [`decide`](Self::decide), then emit.
     pub fn receive(&mut self, from: PortNo, frame: &Bytes, now: Instant) -> Result<(), FrameError> {
-        self.decide(from, &Frame::from(frame.clone()), now)
+        self.decide(from, Frame::from(frame.clone()), now)
             .map(Forward::emit)
     }
 
@@ -519,10 +502,16 @@ impl<E: Egress> Switch<E> {
     pub fn decide(
         &mut self,
         from: PortNo,
-        frame: &Frame,
+        frame: Frame,
         now: Instant,
     ) -> Result<Forward<E>, FrameError> {
-        let nowhere = Forward::nowhere(frame, now);
+        // The decision carries the frame; until a destination is chosen it goes nowhere.
+        let nowhere = Forward {
+            frame,
+            now,
+            to: Targets::Nowhere,
+        };
+        let frame = &nowhere.frame;
         let Some(src_port) = self.ports.get_mut(&from) else {
             return Ok(nowhere);
         };

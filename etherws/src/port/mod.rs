@@ -94,7 +94,7 @@ impl Ingress {
             {
                 let mut sw = lock(&self.switch);
                 for frame in frames.by_ref().take(DECIDE_BATCH) {
-                    match sw.decide(self.port, &frame.into(), now) {
+                    match sw.decide(self.port, frame.into(), now) {
                         Ok(f) => decided.push(f),
                         Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
                     }
