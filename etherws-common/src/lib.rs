@@ -57,6 +57,10 @@ pub const PORT_F_SHUT: u32 = 1 << 0;
 /// in the kernel for checksum reasons then go to the stack (and the port's packet socket, which
 /// gets the checksum metadata and super-frames whole) rather than to the AF_XDP socket.
 pub const PORT_F_GENERIC: u32 = 1 << 1;
+/// The port has rules only userspace applies (an access VLAN, isolation, a mesh flag, a mirror
+/// or a rate limit): its frames all go to userspace, and none are forwarded into it in the
+/// kernel.
+pub const PORT_F_USER: u32 = 1 << 2;
 
 /// The XDP program rewrites [`FdbValue::seen_ns`] only when the stored value is at least this
 /// old, so a busy station does not make every CPU write the same cache line for every frame.

@@ -22,8 +22,8 @@ use aya_ebpf::{
 };
 use etherws_common::{
     ETH_ALEN, ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_GENERIC,
-    PORT_F_SHUT, PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS, VLAN_HLEN,
-    VLAN_VID_MASK, XSKS_MAX_ENTRIES,
+    PORT_F_SHUT, PORT_F_USER, PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS,
+    VLAN_HLEN, VLAN_VID_MASK, XSKS_MAX_ENTRIES,
 };
 
 // The statics' names are the map names userspace looks up: keep them equal to the `MAP_*`
@@ -151,6 +151,9 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     // sending them to the AF_XDP socket instead would leave the host deaf on this interface:
     // no ARP, no neighbour discovery.)
     let host = dst[0] & 1 != 0 || is_own(&dst, &conf.mac);
+    if conf.flags & PORT_F_USER != 0 {
+        return if host { Verdict::Host } else { to_user() };
+    }
 
     // Learning. The kernel only refreshes the age of a source it already knows on this very
     // port; a new source or a moved one goes to userspace, which learns it and updates the map,
@@ -185,13 +188,14 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
     if dst.ifindex == 0 {
         return to_user(); // on a port only userspace reaches
     }
-    // The egress port must be an offloaded port that is not shut; otherwise userspace decides.
+    // The egress port must be an offloaded port that is neither shut nor left to userspace
+    // (see `PORT_F_USER`); otherwise userspace decides.
     let Some(out) = ETHERWS_PORTS.get_ptr(dst.ifindex) else {
         return to_user();
     };
     // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
     // program runs; the field is read once.
-    if unsafe { core::ptr::read_volatile(&(*out).flags) } & PORT_F_SHUT != 0 {
+    if unsafe { core::ptr::read_volatile(&(*out).flags) } & (PORT_F_SHUT | PORT_F_USER) != 0 {
         return to_user();
     }
     // A checksum a local sender left to the "hardware" would arrive unfinished: XDP carries no

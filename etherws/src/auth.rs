@@ -76,6 +76,11 @@ impl Auth {
         }
     }
 
+    /// The listener's htpasswd file.
+    pub fn htpasswd(&self) -> Option<&Arc<Htpasswd>> {
+        self.htpasswd.as_ref()
+    }
+
     /// True when a password is required.
     pub fn required(&self) -> bool {
         self.htpasswd.is_some()
@@ -92,7 +97,20 @@ impl Auth {
         ip: IpAddr,
         peer: &str,
     ) -> Result<Option<String>, Response> {
-        let Some(htpasswd) = &self.htpasswd else {
+        self.check_with(self.htpasswd.as_ref(), headers, ip, peer)
+            .await
+    }
+
+    /// [`Auth::check`] against another htpasswd file (a WebSocket path's own), with this
+    /// listener's throttle: guesses spread over several paths count together.
+    pub async fn check_with(
+        &self,
+        htpasswd: Option<&Arc<Htpasswd>>,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        peer: &str,
+    ) -> Result<Option<String>, Response> {
+        let Some(htpasswd) = htpasswd else {
             return Ok(None);
         };
         let Some(value) = headers.get(header::AUTHORIZATION) else {

@@ -15,6 +15,8 @@ use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 use serde::de::Visitor;
 
+use crate::profile::{BitRate, PathSpec};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "etherws",
@@ -179,9 +181,20 @@ sw_options! {
         #[arg(long, env = "ETHERWS_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         pub proxy_protocol: Option<bool>,
 
-        /// HTTP path to serve WebSocket on.
-        #[arg(long, env = "ETHERWS_PATH", default_value = "/")]
-        pub path: Option<HttpPath>,
+        /// HTTP path to serve WebSocket on, with what its clients' ports start with:
+        /// `PATH[=SETTING,…]`, settings `vlan:N`, `isolated`, `mesh`, `rate-in:RATE`,
+        /// `rate-out:RATE`, `burst:BYTES`, `htpasswd:FILE` (repeatable: several paths on one
+        /// listener, e.g. `--path /lab1=vlan:10 --path /lab2=vlan:20,isolated`).
+        #[arg(long, env = "ETHERWS_PATH", default_value = "/", value_name = "PATH[=SETTINGS]")]
+        #[serde(default, deserialize_with = "crate::profile::one_or_many")]
+        pub path: Option<Vec<PathSpec>>,
+        /// Rate limit of the frames each incoming WebSocket connection sends, in bits per
+        /// second (`10M`; 0: none); a path's own wins.
+        #[arg(long, env = "ETHERWS_RATE_IN", value_name = "RATE")]
+        pub rate_in: Option<BitRate>,
+        /// Rate limit of the frames sent to each incoming WebSocket connection (bits/s).
+        #[arg(long, env = "ETHERWS_RATE_OUT", value_name = "RATE")]
+        pub rate_out: Option<BitRate>,
         /// Address to serve WebSocket on (default: all addresses).
         #[arg(long, env = "ETHERWS_HOST")]
         pub host: Option<String>,
@@ -432,6 +445,28 @@ pub enum CtlCommand {
         /// Shut the port down (1) or bring it back (0).
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
         shut: Option<u8>,
+        /// Make it an access port of this VLAN (1-4094): untagged frames in belong to it,
+        /// frames out leave untagged, tagged frames in are dropped; 0: a trunk again.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=4094))]
+        vlan: Option<u16>,
+        /// Isolate the port (1): it exchanges frames only with ports that are not isolated.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+        isolated: Option<u8>,
+        /// Mark the port a mesh link (1): frames from one mesh port never leave by another.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+        mesh: Option<u8>,
+        /// Copy every frame into and out of the port to port M (0: stop).
+        #[arg(long, value_name = "M")]
+        mirror: Option<u32>,
+        /// Limit the frames received from the port, in bits per second (`10M`; 0: none).
+        #[arg(long, value_name = "RATE")]
+        rate_in: Option<BitRate>,
+        /// Limit the frames sent out of the port, in bits per second (0: none).
+        #[arg(long, value_name = "RATE")]
+        rate_out: Option<BitRate>,
+        /// Burst of the rate limits, in bytes (0: a tenth of a second's worth, at least 128 KiB).
+        #[arg(long, value_name = "BYTES")]
+        burst: Option<u64>,
     },
     /// Delete a port.
     Delport {
@@ -440,7 +475,11 @@ pub enum CtlCommand {
         port: i64,
     },
     /// Show the port list.
-    Listport,
+    Listport {
+        /// More columns: VLAN, user, path, isolation/mesh flags, mirror, rate limits, drops.
+        #[arg(long, short = 'l')]
+        verbose: bool,
+    },
     /// Set an interface's configuration (tap and netdev ports).
     Setif {
         /// Port number.
@@ -504,6 +543,9 @@ pub enum AddPort {
         /// Private key (PEM) of --cert (read by the switch).
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
+        /// A mesh link: frames from it never leave by another mesh port (split horizon).
+        #[arg(long)]
+        mesh: bool,
     },
 }
 
@@ -548,7 +590,7 @@ mod tests {
         assert_eq!(d.ageout, Some(Num(300)));
         assert_eq!(d.keepalive, Some(Num(30)));
         assert_eq!(d.max_frame, Some(Num(9216)));
-        assert_eq!(d.path, Some(HttpPath("/".into())));
+        assert_eq!(d.path, Some(vec!["/".parse().unwrap()]));
         assert_eq!(d.ctlhost.as_deref(), Some("127.0.0.1"));
         assert_eq!(d.ctlport, Some(Num(7867)));
         assert_eq!((d.debug, d.proxy_protocol), (Some(false), Some(false)));

@@ -56,6 +56,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
 use crate::cli::{Num, SwOptions};
+use crate::profile::{PathSpec, PathTable, Profile};
 use crate::switch::PortKind;
 
 /// A parsed, validated configuration file.
@@ -65,6 +66,8 @@ pub struct Config {
     pub switch: SwOptions,
     /// The `[[port]]` tables, in file order; they get port numbers 1, 2, 3… in this order.
     pub ports: Vec<PortConf>,
+    /// The `[user.NAME]` tables: users pinned to a VLAN (and other settings).
+    pub users: HashMap<String, Profile>,
 }
 
 /// One `[[port]]` table, checked. `line` is where it starts in the file, for later error
@@ -74,12 +77,14 @@ pub enum PortConf {
     Tap {
         name: String,
         iface: IfConf,
+        profile: Profile,
         line: usize,
     },
     Netdev {
         name: String,
         offload: bool,
         iface: IfConf,
+        profile: Profile,
         line: usize,
     },
     Client {
@@ -92,8 +97,20 @@ pub enum PortConf {
         /// Client certificate and its key (both or neither).
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
+        profile: Profile,
         line: usize,
     },
+}
+
+impl PortConf {
+    /// The VLAN, isolation, mesh and rate settings the port starts with.
+    pub fn profile(&self) -> &Profile {
+        match self {
+            PortConf::Tap { profile, .. }
+            | PortConf::Netdev { profile, .. }
+            | PortConf::Client { profile, .. } => profile,
+        }
+    }
 }
 
 impl PortConf {
@@ -328,9 +345,24 @@ impl Doc<'_> {
         })?;
         let mut switch = SwOptions::default();
         let mut ports = Vec::new();
+        let mut paths: Vec<PathSpec> = Vec::new();
+        let mut users = HashMap::new();
         for (key, value) in in_file_order(root.into_inner()) {
             match key.get_ref().as_ref() {
                 "switch" => switch = self.switch(&key, value)?,
+                "path" => {
+                    let found = value.get_ref().type_str();
+                    let DeValue::Array(a) = value.into_inner() else {
+                        return Err(self.err(
+                            &key.span(),
+                            format!("path must be an array of tables ([[path]]), not {found}"),
+                        ));
+                    };
+                    for (i, v) in a.into_iter().enumerate() {
+                        paths.push(self.path(i + 1, v)?);
+                    }
+                }
+                "user" => users = self.users(&key, value)?,
                 "port" => {
                     let found = value.get_ref().type_str();
                     match value.into_inner() {
@@ -357,18 +389,85 @@ impl Doc<'_> {
                     return Err(self.err(
                         &key.span(),
                         format!(
-                            "unknown key {other:?}{} (expected [switch] or [[port]])",
-                            suggest(other, &["switch", "port"])
+                            "unknown key {other:?}{} (expected [switch], [[port]], [[path]] or \
+                             [user.NAME])",
+                            suggest(other, &["switch", "port", "path", "user"])
                         ),
                     ));
                 }
             }
         }
         self.check_duplicates(&ports)?;
+        if !paths.is_empty() {
+            let mut all = switch.path.take().unwrap_or_default();
+            all.extend(paths);
+            switch.path = Some(all);
+        }
         Ok(Config {
             switch,
             ports: ports.into_iter().map(|(port, _)| port).collect(),
+            users,
         })
+    }
+
+    /// The `n`th (from 1) `[[path]]`.
+    fn path(&self, n: usize, value: Spanned<DeValue<'_>>) -> anyhow::Result<PathSpec> {
+        let span = value.span();
+        let found = value.get_ref().type_str();
+        let DeValue::Table(table) = value.get_ref() else {
+            return Err(self.err(&span, format!("path {n} must be a table, not {found}")));
+        };
+        let s = Section {
+            doc: self,
+            prefix: format!("path {n}: "),
+            place: Place::Path,
+            table: table.clone(),
+            span: span.clone(),
+        };
+        let mut spec: PathSpec = PathTable::deserialize(ValueDeserializer::from(value))
+            .map_err(|e| s.serde(&e))?
+            .into();
+        if let Some(h) = spec.htpasswd.as_mut() {
+            *h = self.resolve(h);
+        }
+        Ok(spec)
+    }
+
+    /// The `[user.NAME]` tables.
+    fn users(
+        &self,
+        key: &Spanned<DeString<'_>>,
+        value: Spanned<DeValue<'_>>,
+    ) -> anyhow::Result<HashMap<String, Profile>> {
+        let found = value.get_ref().type_str();
+        let DeValue::Table(table) = value.into_inner() else {
+            return Err(self.err(
+                &key.span(),
+                format!("user must be tables of users ([user.NAME]), not {found}"),
+            ));
+        };
+        let mut users = HashMap::new();
+        for (name, v) in in_file_order(table) {
+            let name = name.get_ref().to_string();
+            let span = v.span();
+            let DeValue::Table(t) = v.get_ref() else {
+                return Err(self.err(
+                    &span,
+                    format!("user {name:?} must be a table ([user.{name}])"),
+                ));
+            };
+            let s = Section {
+                doc: self,
+                prefix: format!("user {}: ", crate::escape::Esc(&name)),
+                place: Place::User,
+                table: t.clone(),
+                span: span.clone(),
+            };
+            let profile =
+                Profile::deserialize(ValueDeserializer::from(v)).map_err(|e| s.serde(&e))?;
+            users.insert(name, profile);
+        }
+        Ok(users)
     }
 
     /// The `[switch]` table.
@@ -400,6 +499,11 @@ impl Doc<'_> {
                 return Err(s.err(&s.key_span(key), format!("{key}: empty file name")));
             }
             *path = self.resolve(path);
+        }
+        for spec in opts.path.iter_mut().flatten() {
+            if let Some(h) = spec.htpasswd.as_mut() {
+                *h = self.resolve(h);
+            }
         }
         s.pair("sslkey", "sslcert")?;
         s.pair("ctlsslkey", "ctlsslcert")?;
@@ -446,6 +550,18 @@ impl Doc<'_> {
             table: table.clone(),
             span: span.clone(),
         };
+        // The settings every kind of port takes (VLAN, isolation, mesh, rates), read apart.
+        let mut settings = DeTable::new();
+        for key in keys_of::<Profile>() {
+            if let Some((k, v)) = table.remove_entry(*key) {
+                settings.insert(k, v);
+            }
+        }
+        let profile = Profile::deserialize(ValueDeserializer::from(Spanned::new(
+            span.clone(),
+            DeValue::Table(settings),
+        )))
+        .map_err(|e| s.serde(&e))?;
         let port = (ty.read)(ValueDeserializer::from(Spanned::new(
             span.clone(),
             DeValue::Table(table),
@@ -456,6 +572,7 @@ impl Doc<'_> {
                 PortConf::Tap {
                     name: s.ifname(&t.target)?,
                     iface: s.iface(t.address, t.netmask, t.mtu)?,
+                    profile,
                     line,
                 },
                 t.target.span(),
@@ -465,13 +582,18 @@ impl Doc<'_> {
                     name: s.ifname(&t.target)?,
                     offload: t.offload.unwrap_or(false),
                     iface: s.iface(t.address, t.netmask, t.mtu)?,
+                    profile,
                     line,
                 },
                 t.target.span(),
             ),
             PortTable::Client(c) => {
                 let target = c.target.span();
-                (s.client(c, line)?, target)
+                let mut client = s.client(c, line)?;
+                if let PortConf::Client { profile: p, .. } = &mut client {
+                    *p = profile;
+                }
+                (client, target)
             }
         })
     }
@@ -520,6 +642,8 @@ fn in_file_order(table: DeTable<'_>) -> Vec<Entry<'_>> {
 enum Place {
     Switch,
     Port,
+    Path,
+    User,
 }
 
 /// One table being read: how its messages start ("port 2 (tap): "), and its entries, to find
@@ -598,11 +722,23 @@ impl Section<'_, '_> {
 
     /// What to say of a key the table does not take.
     fn unknown(&self, key: &str) -> String {
-        if self.place == Place::Switch {
-            return format!(
-                "unknown key {key:?} in [switch]{}",
-                suggest(key, keys_of::<SwOptions>())
-            );
+        match self.place {
+            Place::Switch => {
+                return format!(
+                    "unknown key {key:?} in [switch]{}",
+                    suggest(key, keys_of::<SwOptions>())
+                );
+            }
+            Place::Path => {
+                return format!(
+                    "unknown key {key:?} in [[path]]{}",
+                    suggest(key, keys_of::<PathTable>())
+                );
+            }
+            Place::User => {
+                return format!("unknown key {key:?}{}", suggest(key, keys_of::<Profile>()));
+            }
+            Place::Port => {}
         }
         let takers: Vec<_> = PORT_TYPES
             .iter()
@@ -614,6 +750,7 @@ impl Section<'_, '_> {
                 .iter()
                 .flat_map(|t| (t.keys)().iter().copied())
                 .chain(["type"])
+                .chain(keys_of::<Profile>().iter().copied())
                 .collect();
             format!("unknown key {key:?}{}", suggest(key, &known))
         } else {
@@ -750,6 +887,7 @@ impl Section<'_, '_> {
                 .map(|p| self.path("key", p))
                 .transpose()?
                 .map(Spanned::into_inner),
+            profile: Profile::default(),
             line,
         })
     }
@@ -843,6 +981,7 @@ fn distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
     use crate::cli::HttpPath;
+    use crate::profile::BitRate;
 
     const FULL: &str = r#"# etherws switch
 [switch]
@@ -868,6 +1007,8 @@ max_conns_per_addr = 2
 auth_max_failures = 5
 auth_window = 30
 path = "/ws"
+rate_in = "10M"
+rate_out = 20000000
 host = "0.0.0.0"
 port = 8080
 htpasswd = "/etc/etherws/htpasswd"
@@ -912,6 +1053,16 @@ key = "/etc/etherws/client.key"
 [[port]]
 type = "client"
 target = "ws://198.51.100.2:8080/sw"
+mesh = true
+
+[[path]]
+path = "/lab"
+vlan = 10
+isolated = true
+htpasswd = "lab.htpasswd"
+
+[user.bob]
+vlan = 20
 "#;
 
     /// Asserts that `text` fails at `line` with a message containing `needle`.
@@ -981,7 +1132,14 @@ target = "ws://198.51.100.2:8080/sw"
             max_conns_per_addr: Some(Num(2)),
             auth_max_failures: Some(Num(5)),
             auth_window: Some(Num(30)),
-            path: Some(HttpPath("/ws".into())),
+            path: Some(vec![
+                "/ws".parse().unwrap(),
+                "/lab=vlan:10,isolated,htpasswd:lab.htpasswd"
+                    .parse()
+                    .unwrap(),
+            ]),
+            rate_in: Some(BitRate(10_000_000)),
+            rate_out: Some(BitRate(20_000_000)),
             host: Some("0.0.0.0".into()),
             port: Some(Num(8080)),
             htpasswd: p("/etc/etherws/htpasswd"),
@@ -1009,13 +1167,15 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::new(255, 255, 255, 0)),
                     mtu: Some(1400),
                 },
-                line: 44,
+                profile: Profile::default(),
+                line: 46,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
-                line: 51,
+                profile: Profile::default(),
+                line: 53,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1025,7 +1185,8 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
-                line: 56,
+                profile: Profile::default(),
+                line: 58,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1035,14 +1196,32 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: None,
                 key: None,
-                line: 66,
+                profile: Profile {
+                    mesh: Some(true),
+                    ..Profile::default()
+                },
+                line: 68,
             },
         ];
-        assert_eq!(c, Config { switch, ports });
-        assert_eq!(c.ports[2].line(), 56);
+        let users = HashMap::from([(
+            "bob".to_string(),
+            Profile {
+                vlan: Some(Num(20)),
+                ..Profile::default()
+            },
+        )]);
+        assert_eq!(
+            c,
+            Config {
+                switch,
+                ports,
+                users
+            }
+        );
+        assert_eq!(c.ports[2].line(), 58);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 40);
+        assert_eq!(keys.len(), 42);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
@@ -1084,6 +1263,7 @@ target = "ws://198.51.100.2:8080/sw"
             vec![PortConf::Tap {
                 name: "ews0".into(),
                 iface: IfConf::default(),
+                profile: Profile::default(),
                 line: 2
             }]
         );
@@ -1256,6 +1436,7 @@ target = "ws://198.51.100.2:8080/sw"
                     netmask: Some(Ipv4Addr::BROADCAST),
                     mtu: Some(576)
                 },
+                profile: Profile::default(),
                 line: 1
             }
         );
@@ -1317,6 +1498,7 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: true,
                 cert: None,
                 key: None,
+                profile: Profile::default(),
                 line: 1
             }
         );
@@ -1469,6 +1651,7 @@ target = "ws://198.51.100.2:8080/sw"
                 insecure: false,
                 cert: None,
                 key: None,
+                profile: Profile::default(),
                 line: 9,
             }]
         );

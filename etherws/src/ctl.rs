@@ -102,7 +102,15 @@ type Request = (&'static str, Option<Value>, fn(&[Value]) -> String);
 /// The method, params and output table for a command, after the checks 1.3's ctl made locally.
 fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
     Ok(match cmd {
-        CtlCommand::Listport => ("listPort", None, port_table),
+        CtlCommand::Listport { verbose } => (
+            "listPort",
+            None,
+            if *verbose {
+                port_table_verbose
+            } else {
+                port_table
+            },
+        ),
         CtlCommand::Listif => ("listInterface", None, if_table),
         CtlCommand::Listfdb => ("listFdb", None, fdb_table),
         CtlCommand::Delport { port } => (
@@ -110,12 +118,48 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
             Some(json!({"port": positive(*port)?})),
             port_table,
         ),
-        CtlCommand::Setport { port, shut } => {
+        CtlCommand::Setport {
+            port,
+            shut,
+            vlan,
+            isolated,
+            mesh,
+            mirror,
+            rate_in,
+            rate_out,
+            burst,
+        } => {
             let mut p = json!({"port": positive(*port)?});
             if let Some(s) = shut {
                 p["shut"] = json!(*s == 1);
             }
-            ("setPort", Some(p), port_table)
+            // etherws 2: VLAN, isolation, mesh, mirror and rate limits.
+            let flags = [("isolated", isolated), ("mesh", mesh)];
+            for (key, v) in flags {
+                if let Some(v) = v {
+                    p[key] = json!(*v == 1);
+                }
+            }
+            let numbers = [
+                ("vlan", vlan.map(u64::from)),
+                ("mirror", mirror.map(u64::from)),
+                ("rate_in", rate_in.map(|r| r.0)),
+                ("rate_out", rate_out.map(|r| r.0)),
+                ("burst", *burst),
+            ];
+            for (key, v) in numbers {
+                if let Some(v) = v {
+                    p[key] = json!(v);
+                }
+            }
+            // 1.3's table unless an etherws 2 setting was given.
+            let given = p.as_object().map_or(0, |o| o.len());
+            let table = if given > 1 + usize::from(shut.is_some()) {
+                port_table_verbose
+            } else {
+                port_table
+            };
+            ("setPort", Some(p), table)
         }
         CtlCommand::Setif {
             port,
@@ -166,6 +210,7 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
                     insecure,
                     cert,
                     key,
+                    mesh,
                 } => {
                     if !target.starts_with("ws://") && !target.starts_with("wss://") {
                         bail!("Invalid target URL scheme: {target}");
@@ -189,6 +234,9 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
                     if let (Some(cert), Some(key)) = (absolute(cert), absolute(key)) {
                         opts["cert"] = json!(cert);
                         opts["key"] = json!(key);
+                    }
+                    if *mesh {
+                        opts["mesh"] = json!(true);
                     }
                     ("client", target, opts)
                 }
@@ -499,6 +547,77 @@ fn port_table(entries: &[Value]) -> String {
     render(&rows)
 }
 
+/// `listport --verbose`: 1.3's columns, then what etherws 2 adds.
+fn port_table_verbose(entries: &[Value]) -> String {
+    let base = port_table(entries);
+    let mut rows = vec![
+        [
+            "VLAN", "Flags", "Mirror", "Rate-in", "Rate-out", "Drops", "User", "Path",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let or_dash = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => printable(s).into_owned(),
+        Some(v) => printable(&v.to_string()).into_owned(),
+    };
+    let rate = |v: Option<&Value>| match v.and_then(Value::as_u64) {
+        Some(r) => crate::profile::BitRate(r).to_string(),
+        None => "-".into(),
+    };
+    for e in entries {
+        let vlan = match e.get("vlan").and_then(Value::as_u64) {
+            Some(v) => v.to_string(),
+            None => "trunk".into(),
+        };
+        let mut flags: Vec<&str> = Vec::new();
+        for (key, name) in [
+            ("isolated", "isolated"),
+            ("mesh", "mesh"),
+            ("super_frames", "super"),
+        ] {
+            if e.get(key).and_then(Value::as_bool) == Some(true) {
+                flags.push(name);
+            }
+        }
+        let drops: u64 = [
+            "tx_dropped",
+            "tx_expired",
+            "storm_dropped",
+            "vlan_dropped",
+            "rate_in_dropped",
+            "rate_out_dropped",
+            "loop_dropped",
+            "rx_invalid",
+            "rx_oversize",
+        ]
+        .iter()
+        .filter_map(|k| e.get(*k).and_then(Value::as_u64))
+        .sum();
+        rows.push(vec![
+            vlan,
+            if flags.is_empty() {
+                "-".into()
+            } else {
+                flags.join(",")
+            },
+            or_dash(e.get("mirror")),
+            rate(e.get("rate_in")),
+            rate(e.get("rate_out")),
+            drops.to_string(),
+            or_dash(e.get("user")),
+            or_dash(e.get("path")),
+        ]);
+    }
+    // Side by side: the 1.3 table's lines, each followed by the added columns.
+    let extra = render(&rows);
+    base.lines()
+        .zip(extra.lines())
+        .map(|(a, b)| format!("{a}  {b}\n"))
+        .collect()
+}
+
 fn if_table(entries: &[Value]) -> String {
     let mut rows = vec![
         ["Port", "Type", "Address", "Netmask", "MTU", "Target"]
@@ -580,6 +699,7 @@ mod tests {
                     insecure: false,
                     cert: None,
                     key: None,
+                    mesh: false,
                 },
             })
         };
@@ -599,6 +719,7 @@ mod tests {
                 insecure: false,
                 cert: Some("client.pem".into()),
                 key: Some("/etc/client.key".into()),
+                mesh: false,
             },
         })
         .unwrap();

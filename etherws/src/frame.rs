@@ -8,7 +8,7 @@
 use core::fmt;
 
 use bytes::Bytes;
-use etherws_common::{ETH_ALEN, ETH_HLEN, ETH_P_8021Q, VLAN_VID_MASK};
+use etherws_common::{ETH_ALEN, ETH_HLEN, ETH_P_8021Q, VLAN_HLEN, VLAN_VID_MASK};
 
 use crate::port::gso::{self, VnetHdr};
 
@@ -61,6 +61,8 @@ pub struct Header {
     pub src: Mac,
     /// 802.1Q VLAN id, 0 for untagged frames (and for priority-tagged frames, whose VID is 0).
     pub vid: u16,
+    /// The frame carries an 802.1Q tag (a priority tag with VID 0 included).
+    pub tagged: bool,
 }
 
 impl Header {
@@ -79,8 +81,9 @@ impl Header {
             Mac(m)
         };
         let ethertype = u16::from_be_bytes([data[12], data[13]]);
-        let vid = if ethertype == ETH_P_8021Q {
-            if data.len() < ETH_HLEN + 4 {
+        let tagged = ethertype == ETH_P_8021Q;
+        let vid = if tagged {
+            if data.len() < ETH_HLEN + VLAN_HLEN {
                 return Err(FrameError::Runt(data.len()));
             }
             u16::from_be_bytes([data[14], data[15]]) & VLAN_VID_MASK
@@ -91,9 +94,13 @@ impl Header {
             dst: mac(0),
             src: mac(6),
             vid,
+            tagged,
         })
     }
 }
+
+/// The destination and source addresses: where an 802.1Q tag is inserted.
+const ADDRS_LEN: usize = 2 * ETH_ALEN;
 
 /// A frame as it moves through the switch: its bytes, and what is still to be done to it.
 ///
@@ -145,6 +152,39 @@ impl Frame {
                 Err(_) => self.data.len(),
             },
             Err(_) => self.data.len(),
+        }
+    }
+
+    /// This frame with an 802.1Q tag for `vid` inserted after the addresses (priority 0): how an
+    /// access port's frame leaves by a trunk. A super-frame's offsets move with its headers.
+    pub fn with_tag(&self, vid: u16) -> Frame {
+        let d = &self.data;
+        let mut out = Vec::with_capacity(d.len() + VLAN_HLEN);
+        out.extend_from_slice(&d[..ADDRS_LEN.min(d.len())]);
+        out.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+        out.extend_from_slice(&(vid & VLAN_VID_MASK).to_be_bytes());
+        out.extend_from_slice(&d[ADDRS_LEN.min(d.len())..]);
+        Frame {
+            data: Bytes::from(out),
+            offload: self.offload.shifted(VLAN_HLEN as u16),
+        }
+    }
+
+    /// This frame without its outer 802.1Q tag: how a trunk's frame leaves by an access port.
+    /// A frame without a tag is returned as it is.
+    pub fn without_tag(&self) -> Frame {
+        let d = &self.data;
+        let tagged =
+            d.len() >= ETH_HLEN + VLAN_HLEN && u16::from_be_bytes([d[12], d[13]]) == ETH_P_8021Q;
+        if !tagged {
+            return self.clone();
+        }
+        let mut out = Vec::with_capacity(d.len() - VLAN_HLEN);
+        out.extend_from_slice(&d[..ADDRS_LEN]);
+        out.extend_from_slice(&d[ADDRS_LEN + VLAN_HLEN..]);
+        Frame {
+            data: Bytes::from(out),
+            offload: self.offload.unshifted(VLAN_HLEN as u16),
         }
     }
 
@@ -225,6 +265,31 @@ pub(crate) mod tests {
         assert_eq!(Header::parse(&frame(B, A, Some(tci))).unwrap().vid, 10);
         // Priority tag only (VID 0) stays in VLAN 0.
         assert_eq!(Header::parse(&frame(B, A, Some(3 << 13))).unwrap().vid, 0);
+    }
+
+    #[test]
+    fn tags_are_pushed_and_popped_with_the_offsets() {
+        let plain = Frame::new(
+            Bytes::from(frame(B, A, None)),
+            VnetHdr {
+                flags: 1, // needs checksum
+                csum_start: 34,
+                csum_offset: 16,
+                hdr_len: 54,
+                ..VnetHdr::default()
+            },
+        );
+        let tagged = plain.with_tag(10);
+        assert_eq!(tagged.data[..], frame(B, A, Some(10))[..]);
+        assert_eq!(
+            (tagged.offload.csum_start, tagged.offload.hdr_len),
+            (38, 58)
+        );
+        let h = Header::parse(&tagged.data).unwrap();
+        assert!(h.tagged && h.vid == 10);
+        assert_eq!(tagged.without_tag(), plain);
+        // Nothing to pop on an untagged frame.
+        assert_eq!(plain.without_tag(), plain);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod netif;
 pub mod offload;
 pub mod port;
+pub mod profile;
 pub mod proxied;
 pub mod server;
 pub mod sw;

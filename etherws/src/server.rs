@@ -6,6 +6,7 @@
 //! extractor so the connection ends up as the same `tokio_tungstenite::WebSocketStream` type a
 //! client port has, and both share one port implementation.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::htpasswd::Htpasswd;
 use crate::port::super_frame;
 use crate::port::ws::{BoxIo, SWITCH_ID_HEADER, WsPort, WsSettings, config, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
+use crate::profile::Profile;
 use crate::proxied::{Client, Malformed, TrustedProxies, canonical, read_proxy_header};
 use crate::switch::PortKind;
 
@@ -117,7 +119,23 @@ struct WsState {
     auth: Arc<Auth>,
     settings: WsSettings,
     conns: Arc<Connections>,
+    path: Arc<WsPath>,
+    users: Arc<Users>,
 }
+
+/// One WebSocket path: what its clients' ports start with, and who may connect.
+#[derive(Clone)]
+pub struct WsPath {
+    pub path: String,
+    /// The path's settings over the defaults for server ports.
+    pub profile: Profile,
+    /// Its own htpasswd file; `None`: the listener's (`--htpasswd`), if any.
+    pub htpasswd: Option<Arc<Htpasswd>>,
+}
+
+/// Users pinned to settings (`[user.NAME]` in the configuration file), by htpasswd name or
+/// client-certificate name; theirs win over their path's.
+pub type Users = HashMap<String, Profile>;
 
 /// What the control endpoint needs; the WebSocket side's counters are there for `/metrics`.
 #[derive(Clone)]
@@ -156,13 +174,27 @@ impl WsSide {
     }
 }
 
-/// Routes for the WebSocket endpoint.
-pub fn ws_routes(path: &str, switch: SharedSwitch, side: &WsSide, settings: WsSettings) -> Router {
-    Router::new().route(path, any(upgrade)).with_state(WsState {
-        switch,
-        auth: side.auth.clone(),
-        settings,
-        conns: side.conns.clone(),
+/// Routes for the WebSocket endpoint: one per path, each with its own settings.
+pub fn ws_routes(
+    paths: &[WsPath],
+    users: Arc<Users>,
+    switch: SharedSwitch,
+    side: &WsSide,
+    settings: WsSettings,
+) -> Router {
+    paths.iter().fold(Router::new(), |router, path| {
+        router.merge(
+            Router::new()
+                .route(&path.path, any(upgrade))
+                .with_state(WsState {
+                    switch: switch.clone(),
+                    auth: side.auth.clone(),
+                    settings,
+                    conns: side.conns.clone(),
+                    path: Arc::new(path.clone()),
+                    users: users.clone(),
+                }),
+        )
     })
 }
 
@@ -345,10 +377,21 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         );
     }
     // Who the peer proved to be: its htpasswd user, else its certificate's name.
-    let user = match st.auth.check(h, client.ip, &client.to_string()).await {
+    let htpasswd = st.path.htpasswd.as_ref().or(st.auth.htpasswd());
+    let user = match st
+        .auth
+        .check_with(htpasswd, h, client.ip, &client.to_string())
+        .await
+    {
         Ok(user) => user.or(peer.identity.clone()),
         Err(denied) => return denied,
     };
+    // What the port starts with: the user's pinned settings over the path's.
+    let profile = match user.as_ref().and_then(|u| st.users.get(u)) {
+        Some(pinned) => pinned.over(&st.path.profile),
+        None => st.path.profile.clone(),
+    };
+    let path = st.path.path.clone();
     let permit = match st.conns.admit(client.ip) {
         Ok(p) => p,
         Err(why) => {
@@ -375,6 +418,8 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
                 let origin = Origin {
                     addr: Some(client.ip),
                     user,
+                    path: Some(path),
+                    policy: profile.policy(),
                 };
                 attach_from(&switch, PortKind::Server, client.to_string(), origin, port);
             }

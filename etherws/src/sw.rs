@@ -28,8 +28,9 @@ use crate::netif::{IfChange, Netif};
 use crate::port::ws::WsSettings;
 use crate::port::ws::{ClientOptions, Credentials};
 use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
+use crate::profile::{PathSpec, Profile};
 use crate::proxied::TrustedProxies;
-use crate::server::{self, Listening, WsSide};
+use crate::server::{self, Listening, WsPath, WsSide};
 use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
 use crate::tls::{ClientAuth, Identity, Verify};
@@ -46,7 +47,8 @@ pub struct Settings {
     pub ctltls: Option<Arc<rustls::ServerConfig>>,
     pub htpasswd: Option<Arc<Htpasswd>>,
     pub ctlhtpasswd: Option<Arc<Htpasswd>>,
-    pub path: String,
+    /// The WebSocket paths, each with its settings; the first is the main one.
+    pub paths: Vec<WsPath>,
     pub host: String,
     pub port: u16,
     pub ctlpath: String,
@@ -122,6 +124,12 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
         value.context("an option without a value (not from SwOptions::layered)")
     }
     let keepalive = set(o.keepalive)?.0;
+    // What every server port starts with, under its path's own settings.
+    let defaults = Profile {
+        rate_in: o.rate_in,
+        rate_out: o.rate_out,
+        ..Profile::default()
+    };
     let ctlhost = set(o.ctlhost.clone())?;
     let s = Settings {
         ageout: Duration::from_secs(set(o.ageout)?.0),
@@ -158,7 +166,7 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
         ctltls: load_tls(&ctl_pair, &ctl_auth)?,
         htpasswd: load_htpasswd(&o.htpasswd, "htpasswd")?,
         ctlhtpasswd: load_htpasswd(&o.ctlhtpasswd, "ctlhtpasswd")?,
-        path: set(o.path.clone())?.0,
+        paths: ws_paths(&set(o.path.clone())?, &defaults, &load_htpasswd)?,
         host: o.host.clone().unwrap_or_default(),
         port: o
             .port
@@ -184,13 +192,13 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
         );
     }
     // Metrics live on the control listener, beside the control path.
-    if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && s.path == server::METRICS_PATH)
-    {
+    let on_ws = |p: &str| s.paths.iter().any(|w| w.path == p);
+    if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && on_ws(server::METRICS_PATH)) {
         bail!("{} is reserved for metrics", server::METRICS_PATH);
     }
     if s.shared_listener() {
-        if s.path == s.ctlpath {
-            bail!("Same path/ctlpath on same host: {}", s.path);
+        if on_ws(&s.ctlpath) {
+            bail!("Same path/ctlpath on same host: {}", s.ctlpath);
         }
         // One listener has one certificate.
         if ws_pair.as_ref().map(|p| &p.0) != ctl_pair.as_ref().map(|p| &p.0) {
@@ -210,7 +218,40 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
+type LoadedHtpasswd = Option<Arc<Htpasswd>>;
+
+/// The WebSocket paths of `--path`, with their htpasswd files loaded; each path once.
+fn ws_paths(
+    specs: &[PathSpec],
+    defaults: &Profile,
+    load_htpasswd: &dyn Fn(&Option<PathBuf>, &str) -> anyhow::Result<LoadedHtpasswd>,
+) -> anyhow::Result<Vec<WsPath>> {
+    let mut paths: Vec<WsPath> = Vec::new();
+    for spec in specs {
+        if paths.iter().any(|p| p.path == spec.path) {
+            bail!("--path {} given twice", spec.path);
+        }
+        let htpasswd = load_htpasswd(&spec.htpasswd, "path's htpasswd")
+            .with_context(|| format!("path {}", spec.path))?;
+        paths.push(WsPath {
+            path: spec.path.clone(),
+            profile: spec.profile.over(defaults),
+            htpasswd,
+        });
+    }
+    if paths.is_empty() {
+        bail!("--path: no WebSocket path given");
+    }
+    Ok(paths)
+}
+
 impl Settings {
+    /// The paths served, for the log: `/, /lab1`.
+    pub fn path_list(&self) -> String {
+        let names: Vec<&str> = self.paths.iter().map(|p| p.path.as_str()).collect();
+        names.join(", ")
+    }
+
     /// WebSocket and control on one listener, as etherws 1.3 does when host and port match.
     /// Port 0 asks for any free port, separately for each listener.
     pub fn shared_listener(&self) -> bool {
@@ -361,7 +402,7 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
                         .await
                         .map_err(|e| anyhow::anyhow!(e.data))?;
                 }
-                Ok::<_, anyhow::Error>(())
+                Ok::<_, anyhow::Error>(stat)
             }
         };
         let result = match p {
@@ -428,10 +469,14 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
                         false,
                     )
                     .await
-                    .map(drop)
             }
         };
-        result.with_context(|| what.clone())?;
+        let stat = result.with_context(|| what.clone())?;
+        if *p.profile() != Profile::default() {
+            control
+                .apply_profile(stat.port, p.profile())
+                .with_context(|| what.clone())?;
+        }
     }
     Ok(())
 }
@@ -462,7 +507,11 @@ async fn serve(
     }
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
 
-    let ws = server::ws_routes(&s.path, switch.clone(), &ws_side, s.ws);
+    let users = config
+        .as_ref()
+        .map(|(_, c)| c.users.clone())
+        .unwrap_or_default();
+    let ws = server::ws_routes(&s.paths, Arc::new(users), switch.clone(), &ws_side, s.ws);
     let guard = Guard {
         tls: s.ctltls.is_some(),
         allowed_hosts: s.ctlallowhost.clone(),
@@ -481,13 +530,13 @@ async fn serve(
     let mut servers = tokio::task::JoinSet::new();
     match ctl_listener {
         None => {
-            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, ctlpath = %s.ctlpath, "serving WebSocket and control");
+            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path_list(), ctlpath = %s.ctlpath, "serving WebSocket and control");
             let how = listening(&s.tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws.merge(ctl)));
         }
         Some(l) => {
             let ctl_addr = l.local_addr()?;
-            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path, "serving WebSocket");
+            tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path_list(), "serving WebSocket");
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
             let how = listening(&s.tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws));

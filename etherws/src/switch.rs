@@ -126,6 +126,16 @@ pub struct PortStat {
     pub loop_blocks: u64,
     /// Frames received from this port and dropped while it was blocked.
     pub loop_dropped: u64,
+    /// VLAN, isolation, mesh, mirror and rate limits.
+    pub policy: Policy,
+    /// The WebSocket path a server port's client came in on.
+    pub path: Option<String>,
+    /// Tagged frames received on an access port, dropped.
+    pub vlan_dropped: u64,
+    /// Frames received from this port over its `rate_in`, dropped.
+    pub rate_in_dropped: u64,
+    /// Frames meant for this port over its `rate_out`, dropped.
+    pub rate_out_dropped: u64,
 }
 
 impl PortStat {
@@ -135,11 +145,116 @@ impl PortStat {
     }
 }
 
-/// Who connected a port: the client's address and, if it authenticated, its name.
+/// Who connected a port and what it starts with: the client's address, its name if it
+/// authenticated, the WebSocket path it came in on, and the policy those give it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     pub addr: Option<IpAddr>,
     pub user: Option<String>,
+    pub path: Option<String>,
+    pub policy: Policy,
+}
+
+/// How a port takes part in switching beyond 1.3's `shut`: its VLAN, whom it may talk to, where
+/// copies of its frames go and how fast it may send and receive. Set by `setPort`, by the
+/// WebSocket path a client came in on, by the user it authenticated as, or in the
+/// configuration file; all off by default (a trunk that talks to everyone, as in 1.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Access VLAN: untagged frames in belong to it, frames out leave untagged, tagged frames in
+    /// are dropped. `None`: a trunk (tags kept as they are).
+    pub vlan: Option<u16>,
+    /// Exchanges frames only with ports that are not isolated (private VLAN: the clients of a
+    /// shared relay reach its gateway, never each other).
+    pub isolated: bool,
+    /// A frame that came in on a mesh port is never sent out of another one (split horizon):
+    /// switches joined in a full mesh are one segment without a loop.
+    pub mesh: bool,
+    /// Every frame into and out of this port is copied to that port too.
+    pub mirror: Option<PortNo>,
+    /// Limit on the frames received from the port.
+    pub rate_in: Option<Rate>,
+    /// Limit on the frames sent out of the port.
+    pub rate_out: Option<Rate>,
+}
+
+impl Policy {
+    /// True when the port's frames must all pass the switch core: the kernel's datapath
+    /// (eBPF offload) knows none of these rules.
+    pub fn needs_core(&self) -> bool {
+        *self != Policy::default()
+    }
+}
+
+/// Why a [`Policy`] cannot be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("no such port: {0}")]
+    NoPort(PortNo),
+    #[error("VLAN must be 1 to 4094 (0 for a trunk), not {0}")]
+    Vlan(u16),
+    #[error("no such port to mirror to: {0} (another existing port)")]
+    Mirror(PortNo),
+}
+
+/// A byte-rate limit: a token bucket refilled at `bits_per_sec`, holding `burst` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub bits_per_sec: u64,
+    /// Bytes that may pass at once after a quiet period; at least one largest frame.
+    pub burst: u64,
+}
+
+impl Rate {
+    /// The smallest default burst: two of the largest super-frames, so that they pass at all.
+    pub const MIN_BURST: u64 = 128 * 1024;
+
+    /// A limit of `bits_per_sec` with `burst` bytes (0: a tenth of a second's worth, at least
+    /// [`Rate::MIN_BURST`]).
+    pub fn new(bits_per_sec: u64, burst: u64) -> Rate {
+        let burst = if burst == 0 {
+            (bits_per_sec / 8 / 10).max(Rate::MIN_BURST)
+        } else {
+            burst
+        };
+        Rate {
+            bits_per_sec,
+            burst,
+        }
+    }
+
+    fn bytes_per_sec(&self) -> f64 {
+        self.bits_per_sec as f64 / 8.0
+    }
+}
+
+/// A token bucket counting bytes, for [`Rate`] limits.
+#[derive(Debug)]
+struct ByteBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl ByteBucket {
+    fn full(rate: &Rate, now: Instant) -> Self {
+        ByteBucket {
+            tokens: rate.burst as f64,
+            last: now,
+        }
+    }
+
+    /// Takes `len` bytes' worth of tokens if there are; false (and nothing taken) if not.
+    fn take(&mut self, rate: &Rate, len: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * rate.bytes_per_sec()).min(rate.burst as f64);
+        if self.tokens >= len as f64 {
+            self.tokens -= len as f64;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Protection against hostile or broken ports; each limit counts what it drops and says so
@@ -245,12 +360,15 @@ struct Port<E> {
     stat: PortStat,
     egress: E,
     storm: Bucket,
+    rate_in: Option<ByteBucket>,
+    rate_out: Option<ByteBucket>,
     /// Stations that moved onto this port, for the loop guard.
     moves_in: PerSecond,
     warn_storm: Warn,
     warn_macs: Warn,
     warn_oversize: Warn,
     warn_evict: Warn,
+    warn_vlan: Warn,
 }
 
 impl<E: Egress> Port<E> {
@@ -270,6 +388,47 @@ impl<E: Egress> Port<E> {
     fn open(&self, now: Instant) -> bool {
         !self.stat.shut && self.stat.link_up && !self.stat.loop_blocked(now)
     }
+
+    /// Whether a frame in VLAN `vid` from a port with policy `from` may leave by this port,
+    /// and how: VLAN membership, isolation and split horizon.
+    fn edit_for(&self, from: &Policy, vid: u16) -> Option<Edit> {
+        let to = &self.stat.policy;
+        if (from.isolated && to.isolated) || (from.mesh && to.mesh) {
+            return None;
+        }
+        match (to.vlan, from.vlan) {
+            (Some(v), _) if v != vid => None,
+            // Into an access port: untagged (a trunk's frame loses its tag).
+            (Some(_), Some(_)) => Some(Edit::AsIs),
+            (Some(_), None) => Some(Edit::Untag),
+            // From an access port into a trunk: tagged with the access VLAN.
+            (None, Some(v)) => Some(Edit::Tag(v)),
+            (None, None) => Some(Edit::AsIs),
+        }
+    }
+
+    /// Spends `len` bytes of the port's `rate_out`; false (counted) if over it.
+    fn allow_out(&mut self, len: usize, now: Instant) -> bool {
+        let (Some(rate), Some(bucket)) = (self.stat.policy.rate_out, self.rate_out.as_mut()) else {
+            return true;
+        };
+        if bucket.take(&rate, len, now) {
+            true
+        } else {
+            self.stat.rate_out_dropped += 1;
+            false
+        }
+    }
+}
+
+/// What a frame needs before it leaves by one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    AsIs,
+    /// Push a VLAN tag (from an access port into a trunk).
+    Tag(u16),
+    /// Pop the VLAN tag (from a trunk into an access port).
+    Untag,
 }
 
 /// Where one received frame goes: decided under the switch's lock, carried out after it by
@@ -283,24 +442,41 @@ pub struct Forward<E> {
 
 enum Targets<E> {
     Nowhere,
-    One(E),
-    Many(Vec<E>),
+    One(PortNo, E, Edit),
+    Many(Vec<(PortNo, E, Edit)>),
 }
 
 impl<E: Egress> Forward<E> {
-    /// Offers the frame to each chosen port's egress (which counts what it takes or drops).
+    /// Offers the frame to each chosen port's egress (which counts what it takes or drops),
+    /// tagged or untagged as that port wants: each variant is made once, after the lock.
     pub fn emit(self) {
+        let (frame, now) = (&self.frame, self.now);
         match &self.to {
             Targets::Nowhere => {}
-            Targets::One(e) => {
-                e.offer(&self.frame, self.now);
+            Targets::One(_, e, edit) => {
+                e.offer(&edited(frame, *edit), now);
             }
             Targets::Many(es) => {
-                for e in es {
-                    e.offer(&self.frame, self.now);
+                let (mut tagged, mut untagged) = (None, None);
+                for (_, e, edit) in es {
+                    let f = match edit {
+                        Edit::AsIs => frame,
+                        Edit::Tag(v) => &*tagged.get_or_insert_with(|| frame.with_tag(*v)),
+                        Edit::Untag => &*untagged.get_or_insert_with(|| frame.without_tag()),
+                    };
+                    e.offer(f, now);
                 }
             }
         }
+    }
+}
+
+/// `frame` as one port wants it.
+fn edited(frame: &Frame, edit: Edit) -> std::borrow::Cow<'_, Frame> {
+    match edit {
+        Edit::AsIs => std::borrow::Cow::Borrowed(frame),
+        Edit::Tag(v) => std::borrow::Cow::Owned(frame.with_tag(v)),
+        Edit::Untag => std::borrow::Cow::Owned(frame.without_tag()),
     }
 }
 
@@ -311,6 +487,8 @@ pub struct Switch<E> {
     fdb: Fdb,
     limits: Limits,
     observer: Option<Box<dyn FdbObserver>>,
+    /// Ports with a mirror set: while there are none, decisions skip looking for them.
+    mirroring: usize,
 }
 
 impl<E: Egress> Switch<E> {
@@ -325,6 +503,7 @@ impl<E: Egress> Switch<E> {
             fdb: Fdb::with_limits(ageout, limits.macs),
             limits,
             observer: None,
+            mirroring: 0,
         }
     }
 
@@ -372,7 +551,12 @@ impl<E: Egress> Switch<E> {
     ) -> PortNo {
         let port = self.next;
         self.next += 1;
-        let Origin { addr, user } = origin;
+        let Origin {
+            addr,
+            user,
+            path,
+            policy,
+        } = origin;
         if let Some(addr) = addr {
             self.fdb.set_owner(port, addr);
         }
@@ -397,6 +581,11 @@ impl<E: Egress> Switch<E> {
             loop_blocked_until: None,
             loop_blocks: 0,
             loop_dropped: 0,
+            policy: Policy::default(),
+            path,
+            vlan_dropped: 0,
+            rate_in_dropped: 0,
+            rate_out_dropped: 0,
         };
         let now = Instant::now();
         self.ports.insert(
@@ -405,14 +594,54 @@ impl<E: Egress> Switch<E> {
                 stat,
                 egress,
                 storm: Bucket::new(self.limits.storm_pps, now),
+                rate_in: None,
+                rate_out: None,
                 moves_in: PerSecond { start: now, n: 0 },
                 warn_storm: Warn::default(),
                 warn_macs: Warn::default(),
                 warn_oversize: Warn::default(),
                 warn_evict: Warn::default(),
+                warn_vlan: Warn::default(),
             },
         );
+        if policy != Policy::default() {
+            if let Err(e) = self.set_policy(port, policy) {
+                tracing::warn!(port, "port policy not applied: {e}");
+            }
+        }
         port
+    }
+
+    /// Sets a port's [`Policy`]. Changing the VLAN forgets the stations learned on the port
+    /// (they were learned in the old one); a mirror must name another existing port.
+    pub fn set_policy(&mut self, port: PortNo, policy: Policy) -> Result<PortStat, PolicyError> {
+        if let Some(v) = policy.vlan {
+            if !(1..=4094).contains(&v) {
+                return Err(PolicyError::Vlan(v));
+            }
+        }
+        if let Some(m) = policy.mirror {
+            if m == port || !self.ports.contains_key(&m) {
+                return Err(PolicyError::Mirror(m));
+            }
+        }
+        let now = Instant::now();
+        let p = self.ports.get_mut(&port).ok_or(PolicyError::NoPort(port))?;
+        let old = p.stat.policy;
+        p.stat.policy = policy;
+        if old.rate_in != policy.rate_in {
+            p.rate_in = policy.rate_in.map(|r| ByteBucket::full(&r, now));
+        }
+        if old.rate_out != policy.rate_out {
+            p.rate_out = policy.rate_out.map(|r| ByteBucket::full(&r, now));
+        }
+        let stat = p.stat();
+        self.mirroring = self.mirroring + usize::from(policy.mirror.is_some())
+            - usize::from(old.mirror.is_some());
+        if old.vlan != policy.vlan {
+            self.flushed(port);
+        }
+        Ok(stat)
     }
 
     /// Removes a port and forgets its FDB entries; returns the port as it was.
@@ -420,6 +649,15 @@ impl<E: Egress> Switch<E> {
     /// Dropping its [`Egress`] is what tells the port's driver to close.
     pub fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
         let removed = self.ports.remove(&port)?;
+        if removed.stat.policy.mirror.is_some() {
+            self.mirroring -= 1;
+        }
+        for p in self.ports.values_mut() {
+            if p.stat.policy.mirror == Some(port) {
+                p.stat.policy.mirror = None;
+                self.mirroring -= 1;
+            }
+        }
         self.flushed(port);
         self.fdb.forget_port(port);
         Some(removed.stat)
@@ -542,6 +780,23 @@ impl<E: Egress> Switch<E> {
             }
             return Ok(nowhere);
         }
+        // The frame's VLAN: an access port's own (its frames come untagged), the tag's on a trunk.
+        let policy = src_port.stat.policy;
+        let vid = match policy.vlan {
+            Some(_) if hdr.tagged => {
+                src_port.stat.vlan_dropped += 1;
+                if let Some(n) = src_port.warn_vlan.hit(now) {
+                    tracing::warn!(
+                        port = from,
+                        dropped = n,
+                        "tagged frames received on an access port dropped"
+                    );
+                }
+                return Ok(nowhere);
+            }
+            Some(v) => v,
+            None => hdr.vid,
+        };
         // Storm control: before learning, so a storm of made-up sources teaches nothing.
         let rate = self.limits.storm_pps;
         if rate > 0 && hdr.dst.is_multicast() && !src_port.storm.take(rate, now) {
@@ -556,25 +811,32 @@ impl<E: Egress> Switch<E> {
             }
             return Ok(nowhere);
         }
+        let len = frame.data.len();
+        if let (Some(rate), Some(bucket)) = (policy.rate_in, src_port.rate_in.as_mut()) {
+            if !bucket.take(&rate, len, now) {
+                src_port.stat.rate_in_dropped += 1;
+                return Ok(nowhere);
+            }
+        }
         src_port.stat.rx += 1;
 
         if !hdr.src.is_multicast() {
-            match self.fdb.learn(hdr.vid, hdr.src, from, now) {
+            match self.fdb.learn(vid, hdr.src, from, now) {
                 Learned::Refreshed => {}
                 Learned::New => {
-                    tracing::debug!(port = from, vid = hdr.vid, mac = %hdr.src, "fdb learned");
+                    tracing::debug!(port = from, vid = vid, mac = %hdr.src, "fdb learned");
                     if let Some(o) = self.observer.as_mut() {
-                        o.learned(hdr.vid, hdr.src, from);
+                        o.learned(vid, hdr.src, from);
                     }
                 }
                 Learned::Moved { from: old } => {
-                    tracing::debug!(port = from, old, vid = hdr.vid, mac = %hdr.src, "fdb moved");
+                    tracing::debug!(port = from, old, vid = vid, mac = %hdr.src, "fdb moved");
                     if let Some(o) = self.observer.as_mut() {
-                        o.learned(hdr.vid, hdr.src, from);
+                        o.learned(vid, hdr.src, from);
                     }
                     let limit = self.limits.loop_moves;
                     if limit > 0 && src_port.moves_in.hit(now) >= limit {
-                        self.block_looping(from, old, hdr.vid, hdr.src, now);
+                        self.block_looping(from, old, vid, hdr.src, now);
                         return Ok(nowhere);
                     }
                 }
@@ -584,7 +846,7 @@ impl<E: Egress> Switch<E> {
                 } => {
                     if let Some(o) = self.observer.as_mut() {
                         o.forgotten(victim.0, victim.1);
-                        o.learned(hdr.vid, hdr.src, from);
+                        o.learned(vid, hdr.src, from);
                     }
                     if let Some(n) = src_port.warn_evict.hit(now) {
                         tracing::warn!(
@@ -598,7 +860,7 @@ impl<E: Egress> Switch<E> {
                 Learned::Refused => {
                     // It may have left another port on the way: forgotten there too.
                     if let Some(o) = self.observer.as_mut() {
-                        o.forgotten(hdr.vid, hdr.src);
+                        o.forgotten(vid, hdr.src);
                     }
                     src_port.stat.macs_refused += 1;
                     if let Some(n) = src_port.warn_macs.hit(now) {
@@ -618,24 +880,70 @@ impl<E: Egress> Switch<E> {
         let known = if hdr.dst.is_multicast() {
             None
         } else {
-            self.fdb.lookup(hdr.vid, hdr.dst, now)
+            self.fdb.lookup(vid, hdr.dst, now)
         };
         let to = match known {
             // The destination sits behind the port the frame came from: filter it.
             Some(to) if to == from => Targets::Nowhere,
-            Some(to) => match self.ports.get(&to) {
-                Some(p) if p.open(now) => Targets::One(p.egress.clone()),
+            Some(to) => match self.ports.get_mut(&to) {
+                Some(p) if p.open(now) => match p.edit_for(&policy, vid) {
+                    Some(edit) if p.allow_out(len, now) => Targets::One(to, p.egress.clone(), edit),
+                    _ => Targets::Nowhere,
+                },
                 _ => Targets::Nowhere,
             },
             None => Targets::Many(
                 self.ports
-                    .iter()
+                    .iter_mut()
                     .filter(|(n, p)| **n != from && p.open(now))
-                    .map(|(_, p)| p.egress.clone())
+                    .filter_map(|(n, p)| {
+                        let edit = p.edit_for(&policy, vid)?;
+                        p.allow_out(len, now).then(|| (*n, p.egress.clone(), edit))
+                    })
                     .collect(),
             ),
         };
+        let to = if self.mirroring > 0 {
+            self.with_mirrors(from, &policy, to, now)
+        } else {
+            to
+        };
         Ok(Forward { to, ..nowhere })
+    }
+
+    /// Adds the mirror ports' copies to a decision: the frame as it came in for the source
+    /// port's mirror, as it goes out for each destination's. A port that gets the frame anyway
+    /// does not get it twice.
+    fn with_mirrors(
+        &self,
+        from: PortNo,
+        policy: &Policy,
+        to: Targets<E>,
+        now: Instant,
+    ) -> Targets<E> {
+        let mut list = match to {
+            Targets::Nowhere => Vec::new(),
+            Targets::One(n, e, edit) => vec![(n, e, edit)],
+            Targets::Many(list) => list,
+        };
+        let mut copies: Vec<(PortNo, Edit)> = Vec::new();
+        if let Some(m) = policy.mirror {
+            copies.push((m, Edit::AsIs));
+        }
+        for (n, _, edit) in &list {
+            if let Some(m) = self.ports.get(n).and_then(|p| p.stat.policy.mirror) {
+                copies.push((m, *edit));
+            }
+        }
+        for (m, edit) in copies {
+            if m == from || list.iter().any(|(n, _, _)| *n == m) {
+                continue;
+            }
+            if let Some(p) = self.ports.get(&m).filter(|p| p.open(now)) {
+                list.push((m, p.egress.clone(), edit));
+            }
+        }
+        Targets::Many(list)
     }
 
     /// The loop guard: stations keep moving onto `port` (last `mac`, from `old`), so frames
@@ -763,6 +1071,176 @@ mod tests {
         // To A in VLAN 10: known on port 1.
         rx(&mut sw, 3, frame(A, C, Some(10)));
         assert_eq!(counts(&sinks), vec![2, 1, 2]);
+    }
+
+    fn policy(sw: &mut Switch<Sink>, port: PortNo, f: impl FnOnce(&mut Policy)) {
+        let mut p = sw.port(port).unwrap().policy;
+        f(&mut p);
+        sw.set_policy(port, p).unwrap();
+    }
+
+    /// The VLAN tag of the last frame port `i` (0-based) got, if tagged; its length.
+    fn last(sinks: &[Sink], i: usize) -> (Option<u16>, usize) {
+        let got = sinks[i].got.borrow();
+        let f = got.last().expect("a frame");
+        let h = Header::parse(f).unwrap();
+        (h.tagged.then_some(h.vid), f.len())
+    }
+
+    #[test]
+    fn access_ports_tag_into_trunks_and_untag_out_of_them() {
+        // Ports 1 and 2: access VLAN 10; 3: access VLAN 20; 4: trunk.
+        let (mut sw, sinks) = switch(4);
+        policy(&mut sw, 1, |p| p.vlan = Some(10));
+        policy(&mut sw, 2, |p| p.vlan = Some(10));
+        policy(&mut sw, 3, |p| p.vlan = Some(20));
+        let plain = frame(BCAST, A, None).len();
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        // VLAN 10 only: port 2 untagged, the trunk tagged 10; never VLAN 20's port.
+        assert_eq!(counts(&sinks), vec![0, 1, 0, 1]);
+        assert_eq!(last(&sinks, 1), (None, plain));
+        assert_eq!(last(&sinks, 3), (Some(10), plain + 4));
+        assert_eq!(sw.fdb_rows(Instant::now())[0].vid, 10);
+        // From the trunk, tagged 20: port 3 gets it untagged.
+        rx(&mut sw, 4, frame(BCAST, B, Some(20)));
+        assert_eq!(counts(&sinks), vec![0, 1, 1, 1]);
+        assert_eq!(last(&sinks, 2), (None, plain));
+        // Known unicast from the trunk in VLAN 10 to A: only port 1, untagged.
+        rx(&mut sw, 4, frame(A, B, Some(10)));
+        assert_eq!(counts(&sinks), vec![1, 1, 1, 1]);
+        assert_eq!(last(&sinks, 0), (None, plain));
+        // Untagged from the trunk (VLAN 0) reaches no access port.
+        rx(&mut sw, 4, frame(BCAST, C, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 1, 1]);
+        // Tagged frames on an access port are dropped and counted.
+        rx(&mut sw, 1, frame(BCAST, A, Some(10)));
+        assert_eq!(counts(&sinks), vec![1, 1, 1, 1]);
+        assert_eq!(sw.port(1).unwrap().vlan_dropped, 1);
+        // Trunk to trunk keeps the tag as it is.
+        let (mut sw, sinks) = switch(2);
+        rx(&mut sw, 1, frame(BCAST, A, Some(30)));
+        assert_eq!(last(&sinks, 1), (Some(30), plain + 4));
+    }
+
+    #[test]
+    fn vlan_out_of_range_and_bad_mirror_are_refused() {
+        let (mut sw, _) = switch(2);
+        for bad in [0, 4095] {
+            let p = Policy {
+                vlan: Some(bad),
+                ..Policy::default()
+            };
+            assert_eq!(sw.set_policy(1, p), Err(PolicyError::Vlan(bad)));
+        }
+        for m in [1, 3] {
+            let p = Policy {
+                mirror: Some(m),
+                ..Policy::default()
+            };
+            assert_eq!(sw.set_policy(1, p), Err(PolicyError::Mirror(m)));
+        }
+        assert_eq!(
+            sw.set_policy(9, Policy::default()),
+            Err(PolicyError::NoPort(9))
+        );
+    }
+
+    #[test]
+    fn isolated_ports_reach_only_the_others() {
+        // 1 and 2 isolated clients, 3 the gateway.
+        let (mut sw, sinks) = switch(3);
+        policy(&mut sw, 1, |p| p.isolated = true);
+        policy(&mut sw, 2, |p| p.isolated = true);
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 0, 1]);
+        rx(&mut sw, 2, frame(BCAST, B, None));
+        assert_eq!(counts(&sinks), vec![0, 0, 2]);
+        // Known unicast between isolated ports goes nowhere; the gateway reaches both.
+        rx(&mut sw, 1, frame(B, A, None));
+        assert_eq!(counts(&sinks), vec![0, 0, 2]);
+        rx(&mut sw, 3, frame(BCAST, C, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 2]);
+        rx(&mut sw, 1, frame(C, A, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 3]);
+    }
+
+    #[test]
+    fn split_horizon_between_mesh_ports() {
+        // 1, 2: mesh links to other switches; 3: a local TAP.
+        let (mut sw, sinks) = switch(3);
+        policy(&mut sw, 1, |p| p.mesh = true);
+        policy(&mut sw, 2, |p| p.mesh = true);
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 0, 1]);
+        rx(&mut sw, 3, frame(BCAST, C, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 1]);
+        // A known station behind one mesh port is not reached from the other.
+        rx(&mut sw, 2, frame(A, B, None));
+        assert_eq!(counts(&sinks), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn mirror_gets_both_directions_once() {
+        // Port 3 mirrors port 1; port 4 is a trunk.
+        let (mut sw, sinks) = switch(4);
+        policy(&mut sw, 1, |p| {
+            p.mirror = Some(3);
+            p.vlan = Some(10);
+        });
+        // Into port 1 (a flood that port 3 gets anyway: once, not twice).
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        assert_eq!(counts(&sinks), vec![0, 1, 1, 1]);
+        // Learn B on 2 (VLAN 0 from a trunk: not for port 1).
+        rx(&mut sw, 2, frame(BCAST, B, Some(10)));
+        assert_eq!(counts(&sinks), vec![1, 1, 2, 2]);
+        // Unicast out of port 1: the mirror gets it as port 1 does (untagged).
+        rx(&mut sw, 4, frame(A, C, Some(10)));
+        assert_eq!(counts(&sinks), vec![2, 1, 3, 2]);
+        assert_eq!(last(&sinks, 2), (None, frame(A, C, None).len()));
+        // Unicast into port 1: the mirror gets it as it came.
+        rx(&mut sw, 1, frame(B, A, None));
+        assert_eq!(counts(&sinks), vec![2, 2, 4, 2]);
+        assert_eq!(last(&sinks, 2), (None, frame(B, A, None).len()));
+        // Mirror off; removing the mirror port clears it too.
+        policy(&mut sw, 1, |p| p.mirror = None);
+        rx(&mut sw, 1, frame(B, A, None));
+        assert_eq!(counts(&sinks), vec![2, 3, 4, 2]);
+        policy(&mut sw, 1, |p| p.mirror = Some(3));
+        sw.remove_port(3);
+        assert_eq!(sw.port(1).unwrap().policy.mirror, None);
+        assert_eq!(sw.mirroring, 0);
+    }
+
+    #[test]
+    fn rate_limits_drop_and_count_over_the_burst() {
+        let (mut sw, sinks) = switch(2);
+        let len = frame(BCAST, A, None).len() as u64;
+        // 8 bit/s: nothing refills within the test; a burst of 10 frames.
+        let rate = Some(Rate::new(8, 10 * len));
+        policy(&mut sw, 1, |p| p.rate_in = rate);
+        let now = Instant::now();
+        for _ in 0..15 {
+            sw.receive(1, &Bytes::from(frame(BCAST, A, None)), now)
+                .unwrap();
+        }
+        assert_eq!(counts(&sinks), vec![0, 10]);
+        assert_eq!(sw.port(1).unwrap().rate_in_dropped, 5);
+        policy(&mut sw, 1, |p| p.rate_in = None);
+        policy(&mut sw, 2, |p| p.rate_out = rate);
+        for _ in 0..15 {
+            sw.receive(1, &Bytes::from(frame(BCAST, A, None)), now)
+                .unwrap();
+        }
+        assert_eq!(counts(&sinks), vec![0, 20]);
+        assert_eq!(sw.port(2).unwrap().rate_out_dropped, 5);
+        // A second later the bucket holds one more byte: still not a frame.
+        let later = now + Duration::from_secs(1);
+        sw.receive(1, &Bytes::from(frame(BCAST, A, None)), later)
+            .unwrap();
+        assert_eq!(counts(&sinks), vec![0, 20]);
+        // The default burst passes two of the largest super-frames.
+        assert_eq!(Rate::new(1_000_000, 0).burst, Rate::MIN_BURST);
+        assert_eq!(Rate::new(10_000_000_000, 0).burst, 125_000_000);
     }
 
     #[test]

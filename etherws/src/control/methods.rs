@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::{Call, RpcError, parse_call, response};
+use crate::cli::Num;
 use crate::escape::Esc;
 use crate::fdb::PortNo;
 use crate::netif::{IfChange, Netif};
@@ -14,7 +15,8 @@ use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
 use crate::port::ws::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
-use crate::switch::{PortKind, PortStat};
+use crate::profile::{BitRate, Profile};
+use crate::switch::{Policy, PolicyError, PortKind, PortStat};
 use crate::tls::{Identity, Verify};
 
 /// What the control API acts on.
@@ -168,6 +170,17 @@ fn portstat_plain(s: &PortStat) -> Value {
         "loop_blocked": s.loop_blocked(Instant::now()),
         "loop_blocks": s.loop_blocks,
         "loop_dropped": s.loop_dropped,
+        "vlan": s.policy.vlan,
+        "isolated": s.policy.isolated,
+        "mesh": s.policy.mesh,
+        "mirror": s.policy.mirror,
+        "rate_in": s.policy.rate_in.map(|r| r.bits_per_sec),
+        "rate_out": s.policy.rate_out.map(|r| r.bits_per_sec),
+        "burst": s.policy.rate_in.or(s.policy.rate_out).map(|r| r.burst),
+        "vlan_dropped": s.vlan_dropped,
+        "rate_in_dropped": s.rate_in_dropped,
+        "rate_out_dropped": s.rate_out_dropped,
+        "path": s.path,
     })
 }
 
@@ -297,12 +310,22 @@ impl Control {
                     (None | Some(""), None | Some("")) => None,
                     _ => return Err(bad("Both cert and key are required")),
                 };
+                let mesh = opts.get("mesh").is_some_and(truthy);
                 let opts = ClientOptions {
                     creds,
                     verify,
                     identity,
                 };
-                self.add_client(target, opts, true).await.map_err(fail)?
+                let stat = self.add_client(target, opts, true).await.map_err(fail)?;
+                if mesh {
+                    let profile = Profile {
+                        mesh: Some(true),
+                        ..Profile::default()
+                    };
+                    self.apply_profile(stat.port, &profile).map_err(fail)?
+                } else {
+                    stat
+                }
             }
             other => return Err(bad(format!("unsupported port type: {other}"))),
         };
@@ -433,14 +456,59 @@ impl Control {
 
     fn set_port(&self, p: &Map<String, Value>) -> MethodResult {
         let port = port_no(p)?;
+        // etherws 2's settings, all checked before anything changes.
+        let number = |key: &str, hi: i64| -> Result<Option<u64>, RpcError> {
+            match integer(p, key)? {
+                None => Ok(None),
+                Some(n) if (0..=hi).contains(&n) => Ok(Some(n as u64)),
+                Some(n) => Err(bad(format!("{key} must be from 0 to {hi}, not {n}"))),
+            }
+        };
+        let flag = |key: &str| p.get(key).filter(|v| !v.is_null()).map(truthy);
+        let profile = Profile {
+            vlan: number("vlan", 4094)?.map(|v| Num(v as u16)),
+            isolated: flag("isolated"),
+            mesh: flag("mesh"),
+            rate_in: number("rate_in", 400_000_000_000)?.map(BitRate),
+            rate_out: number("rate_out", 400_000_000_000)?.map(BitRate),
+            burst: number("burst", i64::MAX)?.map(Num),
+        };
+        let mirror = number("mirror", i64::from(u32::MAX))?;
+        let changes = profile != Profile::default() || mirror.is_some();
         let stat = match p.get("shut") {
             Some(v) if !v.is_null() => lock(&self.switch).set_shut(port, truthy(v)),
             _ => lock(&self.switch).port(port),
         }
         .ok_or_else(|| bad(format!("no such port: {port}")))?;
         self.offload.set_shut(port, stat.shut);
-        tracing::info!(port, shut = stat.shut, "port set");
+        let stat = if changes {
+            let mut policy = stat.policy;
+            profile.apply(&mut policy);
+            if let Some(m) = mirror {
+                policy.mirror = (m != 0).then_some(m as PortNo);
+            }
+            self.set_policy(port, policy)
+                .map_err(|e| bad(e.to_string()))?
+        } else {
+            stat
+        };
+        tracing::info!(port, shut = stat.shut, policy = ?stat.policy, "port set");
         Ok(entries(vec![self.row(&stat)]))
+    }
+
+    /// Sets a port's policy, and tells the kernel's datapath whether it may still switch the
+    /// port's frames itself (not once any policy applies: it knows none of them).
+    fn set_policy(&self, port: PortNo, policy: Policy) -> Result<PortStat, PolicyError> {
+        let stat = lock(&self.switch).set_policy(port, policy)?;
+        self.offload.set_user_only(port, policy.needs_core());
+        Ok(stat)
+    }
+
+    /// Applies the settings a port starts with (a `[[port]]` table's, `addport client --mesh`).
+    pub fn apply_profile(&self, port: PortNo, profile: &Profile) -> anyhow::Result<PortStat> {
+        let mut policy = self.stat(port).map_err(|e| anyhow::anyhow!(e.data))?.policy;
+        profile.apply(&mut policy);
+        Ok(self.set_policy(port, policy)?)
     }
 
     fn del_port(&self, p: &Map<String, Value>) -> MethodResult {

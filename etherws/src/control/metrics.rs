@@ -34,7 +34,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(ports: &[PortStat], g: &Globals) -> String {
     let mut out = String::new();
     type Field = fn(&PortStat) -> u64;
-    let per_port: [(&str, &str, &str, Field); 13] = [
+    let per_port: [(&str, &str, &str, Field); 16] = [
         (
             "etherws_port_rx_frames_total",
             "counter",
@@ -88,6 +88,24 @@ pub fn render(ports: &[PortStat], g: &Globals) -> String {
             "counter",
             "Source addresses not learned because of the MAC limits.",
             |p| p.macs_refused,
+        ),
+        (
+            "etherws_port_vlan_dropped_total",
+            "counter",
+            "Tagged frames received on an access port, dropped.",
+            |p| p.vlan_dropped,
+        ),
+        (
+            "etherws_port_rate_in_dropped_total",
+            "counter",
+            "Frames from the port over its rate_in limit, dropped.",
+            |p| p.rate_in_dropped,
+        ),
+        (
+            "etherws_port_rate_out_dropped_total",
+            "counter",
+            "Frames to the port over its rate_out limit, dropped.",
+            |p| p.rate_out_dropped,
         ),
         (
             "etherws_port_loop_blocks_total",
@@ -206,6 +224,11 @@ mod tests {
             loop_blocked_until: None,
             loop_blocks: 0,
             loop_dropped: 0,
+            policy: Default::default(),
+            path: None,
+            vlan_dropped: 0,
+            rate_in_dropped: 0,
+            rate_out_dropped: 0,
         };
         let g = Globals {
             fdb_entries: 4,

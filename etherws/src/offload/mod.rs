@@ -37,7 +37,8 @@ use aya::programs::{XdpMode, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
 use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, XSKS_MAX_ENTRIES,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_USER, PortConf, PortCounters,
+    XSKS_MAX_ENTRIES,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -112,6 +113,8 @@ struct PortInfo {
     link: Option<XdpLinkId>,
     mode: &'static str,
     shut: bool,
+    /// Every frame goes through userspace (the port has a policy the kernel cannot apply).
+    user_only: bool,
     /// Switch port number, once attached.
     port: Option<PortNo>,
     /// The interface's MAC address, as the program knows it.
@@ -129,6 +132,7 @@ impl PortInfo {
         PortConf {
             port,
             flags: if self.shut { PORT_F_SHUT } else { 0 }
+                | if self.user_only { PORT_F_USER } else { 0 }
                 | if self.mode == "generic" {
                     PORT_F_GENERIC
                 } else {
@@ -228,6 +232,7 @@ impl Offload {
                 link: Some(link),
                 mode: mode_name,
                 shut: false,
+                user_only: false,
                 port: None,
                 mac: Mac(hw.mac),
                 name: name.to_string(),
@@ -335,6 +340,13 @@ impl Offload {
         self.lock().fallback.insert(port, reason);
     }
 
+    /// Makes the kernel hand every frame of `port` to userspace and never forward into it
+    /// (true), or switch it in the kernel again (false): a port with a VLAN, isolation, mesh
+    /// flag, mirror or rate limit has rules only the switch core applies.
+    pub fn set_user_only(&self, port: PortNo, user_only: bool) {
+        self.update_conf(port, |p| p.user_only = user_only);
+    }
+
     /// Mirrors a port's shut state into the kernel.
     pub fn set_shut(&self, port: PortNo, shut: bool) {
         let mut inner = self.lock();
@@ -351,6 +363,27 @@ impl Offload {
             return;
         };
         p.shut = shut;
+        if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
+            tracing::warn!(port, "cannot update the kernel's port table: {e}");
+        }
+    }
+
+    /// Changes an offloaded port's entry in the kernel's port table.
+    fn update_conf(&self, port: PortNo, change: impl FnOnce(&mut PortInfo)) {
+        let mut inner = self.lock();
+        let Inner {
+            loaded,
+            ports,
+            by_port,
+            ..
+        } = &mut *inner;
+        let Some(ifindex) = by_port.get(&port).copied() else {
+            return;
+        };
+        let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
+            return;
+        };
+        change(p);
         if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
             tracing::warn!(port, "cannot update the kernel's port table: {e}");
         }

@@ -110,6 +110,20 @@ impl VnetHdr {
             ..self
         }
     }
+
+    /// The header for the same frame with `n` bytes fewer in front of its network header
+    /// (an 802.1Q tag popped).
+    pub fn unshifted(self, n: u16) -> VnetHdr {
+        VnetHdr {
+            csum_start: if self.needs_csum() {
+                self.csum_start.saturating_sub(n)
+            } else {
+                self.csum_start
+            },
+            hdr_len: self.hdr_len.saturating_sub(n),
+            ..self
+        }
+    }
 }
 
 /// Why an offloaded frame could not be made plain (it is then dropped).

@@ -1,0 +1,359 @@
+//! What a port starts with: the settings of the WebSocket path a client came in on, of the
+//! user it authenticated as, of a `[[port]]` table, or the defaults for server ports — its
+//! VLAN, isolation, mesh flag and rate limits ([`Policy`]).
+//!
+//! Each source gives a [`Profile`], whose fields are all optional; they are laid over each
+//! other (a user's over its path's over the defaults) and the result applied to the port.
+//! One spelling everywhere: `--path /lab=vlan:10,isolated,rate-in:10M` on the command line,
+//! the same string or a `[[path]]` table in the configuration file.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use crate::cli::{HttpPath, Num};
+use crate::switch::{Policy, Rate};
+
+/// A rate in bits per second: an integer, optionally with a decimal SI suffix (`k`, `M`, `G`:
+/// powers of 1000, as `tc` and `iperf3` count), e.g. `10M` or `1.5G`; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BitRate(pub u64);
+
+impl FromStr for BitRate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (num, mult) = match t.char_indices().last() {
+            Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+            Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+            Some((i, 'g' | 'G')) => (&t[..i], 1e9),
+            _ => (t, 1.0),
+        };
+        let bad = || format!("must be bits per second, e.g. 10M or 1500000, not {s:?}");
+        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(bad());
+        }
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let bits = v * mult;
+        // 400 Gbit/s is more than any port moves; a larger number is a typo.
+        if !(0.0..=4e11).contains(&bits) {
+            return Err(format!("must be at most 400G, not {s:?}"));
+        }
+        Ok(BitRate(bits.round() as u64))
+    }
+}
+
+impl fmt::Display for BitRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        match b {
+            0 => f.write_str("0"),
+            _ if b % 1_000_000_000 == 0 => write!(f, "{}G", b / 1_000_000_000),
+            _ if b % 1_000_000 == 0 => write!(f, "{}M", b / 1_000_000),
+            _ if b % 1_000 == 0 => write!(f, "{}k", b / 1_000),
+            _ => write!(f, "{b}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BitRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BitRate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bits per second (an integer, or a string like \"10M\")")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<BitRate, E> {
+                u64::try_from(n)
+                    .map(BitRate)
+                    .map_err(|_| E::custom(format!("must be at least 0, not {n}")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<BitRate, E> {
+                Ok(BitRate(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<BitRate, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An access VLAN: 1 to 4094, or 0 for a trunk.
+pub type Vlan = Num<u16, 0, 4094>;
+
+/// Settings a port starts with; `None`: not given here (a lower layer's, or off).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Access VLAN (0: trunk).
+    pub vlan: Option<Vlan>,
+    pub isolated: Option<bool>,
+    pub mesh: Option<bool>,
+    pub rate_in: Option<BitRate>,
+    pub rate_out: Option<BitRate>,
+    /// Burst of the rate limits, in bytes (0: the default).
+    pub burst: Option<Num<u64>>,
+}
+
+impl Profile {
+    /// Each setting as `self` has it, or else as `lower` has it.
+    pub fn over(&self, lower: &Profile) -> Profile {
+        Profile {
+            vlan: self.vlan.or(lower.vlan),
+            isolated: self.isolated.or(lower.isolated),
+            mesh: self.mesh.or(lower.mesh),
+            rate_in: self.rate_in.or(lower.rate_in),
+            rate_out: self.rate_out.or(lower.rate_out),
+            burst: self.burst.or(lower.burst),
+        }
+    }
+
+    /// Sets in `policy` what this profile gives, leaving the rest (a mirror, say) as it is.
+    pub fn apply(&self, policy: &mut Policy) {
+        if let Some(v) = self.vlan {
+            policy.vlan = (v.0 != 0).then_some(v.0);
+        }
+        if let Some(i) = self.isolated {
+            policy.isolated = i;
+        }
+        if let Some(m) = self.mesh {
+            policy.mesh = m;
+        }
+        let burst = self.burst.map(|b| b.0);
+        let rate = |given: Option<BitRate>, old: Option<Rate>| match (given, burst) {
+            (Some(BitRate(0)), _) => None,
+            (Some(BitRate(r)), b) => Some(Rate::new(r, b.unwrap_or(0))),
+            (None, Some(b)) => old.map(|o| Rate::new(o.bits_per_sec, b)),
+            (None, None) => old,
+        };
+        policy.rate_in = rate(self.rate_in, policy.rate_in);
+        policy.rate_out = rate(self.rate_out, policy.rate_out);
+    }
+
+    /// The policy of a new port with this profile.
+    pub fn policy(&self) -> Policy {
+        let mut p = Policy::default();
+        self.apply(&mut p);
+        p
+    }
+
+    /// Reads one `KEY[:VALUE]` setting of a `--path` (`vlan:10`, `isolated`, `rate-in:10M`).
+    fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, String> {
+        let need = || value.ok_or_else(|| format!("{key} needs a value ({key}:VALUE)"));
+        let flag = || match value {
+            None | Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(format!("{key} must be true or false, not {v:?}")),
+        };
+        let what = |e: String| format!("{key} {e}");
+        match key {
+            "vlan" => self.vlan = Some(need()?.parse().map_err(what)?),
+            "isolated" => self.isolated = Some(flag()?),
+            "mesh" => self.mesh = Some(flag()?),
+            "rate-in" | "rate_in" => self.rate_in = Some(need()?.parse().map_err(what)?),
+            "rate-out" | "rate_out" => self.rate_out = Some(need()?.parse().map_err(what)?),
+            "burst" => self.burst = Some(need()?.parse().map_err(what)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// One WebSocket path the switch serves, and what its clients' ports start with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathSpec {
+    pub path: String,
+    pub profile: Profile,
+    /// Its own htpasswd file, instead of `--htpasswd`.
+    pub htpasswd: Option<PathBuf>,
+}
+
+impl FromStr for PathSpec {
+    type Err = String;
+
+    /// `PATH` or `PATH=SETTING,SETTING…`, settings being `vlan:N`, `isolated`, `mesh`,
+    /// `rate-in:RATE`, `rate-out:RATE`, `burst:BYTES` and `htpasswd:FILE`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, settings) = match s.split_once('=') {
+            Some((p, rest)) => (p, Some(rest)),
+            None => (s, None),
+        };
+        let mut spec = PathSpec {
+            path: path.parse::<HttpPath>()?.0,
+            ..PathSpec::default()
+        };
+        for item in settings.into_iter().flat_map(|r| r.split(',')) {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let (key, value) = match item.split_once(':') {
+                Some((k, v)) => (k, Some(v)),
+                None => (item, None),
+            };
+            if key == "htpasswd" {
+                match value {
+                    Some(f) if !f.is_empty() => spec.htpasswd = Some(PathBuf::from(f)),
+                    _ => return Err("htpasswd needs a file name (htpasswd:FILE)".into()),
+                }
+            } else if !spec.profile.set(key, value)? {
+                return Err(format!(
+                    "unknown setting {key:?} of path {path} (vlan, isolated, mesh, rate-in, \
+                     rate-out, burst, htpasswd)"
+                ));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// A `[[path]]` table of the configuration file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathTable {
+    path: HttpPath,
+    vlan: Option<Vlan>,
+    isolated: Option<bool>,
+    mesh: Option<bool>,
+    rate_in: Option<BitRate>,
+    rate_out: Option<BitRate>,
+    burst: Option<Num<u64>>,
+    htpasswd: Option<PathBuf>,
+}
+
+impl From<PathTable> for PathSpec {
+    fn from(t: PathTable) -> PathSpec {
+        PathSpec {
+            path: t.path.0,
+            profile: Profile {
+                vlan: t.vlan,
+                isolated: t.isolated,
+                mesh: t.mesh,
+                rate_in: t.rate_in,
+                rate_out: t.rate_out,
+                burst: t.burst,
+            },
+            htpasswd: t.htpasswd,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PathSpec {
+    /// A `--path` string, or a table of the same settings.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PathSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path (\"/lab=vlan:10\") or a table")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PathSpec, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PathSpec, A::Error> {
+                PathTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(Into::into)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `path = "/"` or `path = ["/a=vlan:10", "/b"]` in `[switch]`.
+pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<PathSpec>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let specs = match OneOrMany::deserialize(d)
+        .map_err(|_| de::Error::custom("must be a path or an array of paths"))?
+    {
+        OneOrMany::One(s) => vec![s.parse().map_err(de::Error::custom)?],
+        OneOrMany::Many(v) => v
+            .iter()
+            .map(|s| s.parse().map_err(de::Error::custom))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Some(specs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_rates() {
+        for (s, n) in [
+            ("0", 0),
+            ("1500000", 1_500_000),
+            ("10M", 10_000_000),
+            ("10m", 10_000_000),
+            ("1.5G", 1_500_000_000),
+            ("100k", 100_000),
+        ] {
+            assert_eq!(s.parse::<BitRate>(), Ok(BitRate(n)), "{s}");
+        }
+        for s in ["", "M", "-1", "10X", "1e9", "500G", "nan"] {
+            assert!(s.parse::<BitRate>().is_err(), "{s}");
+        }
+        assert_eq!(BitRate(20_000_000).to_string(), "20M");
+        assert_eq!(BitRate(1_234).to_string(), "1234");
+    }
+
+    #[test]
+    fn path_specs() {
+        let p: PathSpec = "/".parse().unwrap();
+        assert_eq!(p.path, "/");
+        assert_eq!(p.profile, Profile::default());
+        let p: PathSpec = "/lab=vlan:10,isolated,rate-in:10M,htpasswd:lab.htpasswd"
+            .parse()
+            .unwrap();
+        assert_eq!(p.path, "/lab");
+        assert_eq!(p.profile.vlan, Some(Num(10)));
+        assert_eq!(p.profile.isolated, Some(true));
+        assert_eq!(p.profile.rate_in, Some(BitRate(10_000_000)));
+        assert_eq!(p.htpasswd, Some(PathBuf::from("lab.htpasswd")));
+        for bad in [
+            "lab",
+            "/a=vlan",
+            "/a=vlan:5000",
+            "/a=colour:red",
+            "/a=isolated:maybe",
+            "/a=htpasswd:",
+            "/a=rate-in:fast",
+        ] {
+            assert!(bad.parse::<PathSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layers_and_policy() {
+        let path: PathSpec = "/a=vlan:10,rate-out:8M".parse().unwrap();
+        let user = Profile {
+            vlan: Some(Num(20)),
+            ..Profile::default()
+        };
+        let p = user.over(&path.profile).policy();
+        assert_eq!(p.vlan, Some(20));
+        assert_eq!(p.rate_out, Some(Rate::new(8_000_000, 0)));
+        assert!(!p.isolated);
+        // vlan 0 and rate 0 turn them off.
+        let off = Profile {
+            vlan: Some(Num(0)),
+            rate_out: Some(BitRate(0)),
+            ..Profile::default()
+        };
+        let mut q = p;
+        off.apply(&mut q);
+        assert_eq!((q.vlan, q.rate_out), (None, None));
+    }
+}
