@@ -20,8 +20,8 @@ use aya::programs::Xdp;
 use aya::{Ebpf, TestRun, TestRunOptions};
 use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PortConf, PortCounters, SEEN_REFRESH_NS,
-    XDP_PROGRAM,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_USER, PortConf, PortCounters,
+    SEEN_REFRESH_NS, XDP_PROGRAM,
 };
 
 use crate::build_ebpf::object_path;
@@ -506,6 +506,22 @@ const CASES: &[(&str, Case)] = &[
         t.devmap.insert(t.b, t.b, None, 0)?;
         expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
         ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        Ok(())
+    }),
+    ("ports_with_a_policy_are_left_to_userspace", |t| {
+        // A VLAN, isolation, mesh flag, mirror or rate limit: only the switch core applies
+        // them, so neither a frame from such a port nor one to it is forwarded in the kernel.
+        t.standard(0)?;
+        t.port(t.a, PORT_A, PORT_F_USER, 0)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        t.port(t.a, PORT_A, 0, 0)?;
+        t.port(t.b, PORT_B, PORT_F_USER, 8)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_PASS)?;
+        ensure!(t.counters(t.b)?.tx_frames == 0, "forwarded");
+        // Without the flag the same frame is forwarded in the kernel.
+        t.port(t.b, PORT_B, 0, 8)?;
+        expect_action(t.run(t.a, &frame(MAC_B, MAC_A, None))?, XDP_REDIRECT)?;
+        ensure!(t.counters(t.b)?.tx_frames == 1, "not forwarded");
         Ok(())
     }),
 ];
