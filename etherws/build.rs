@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 fn main() {
+    git_revision();
     println!("cargo::rustc-check-cfg=cfg(etherws_xdp_object)");
     println!("cargo::rerun-if-env-changed=ETHERWS_XDP_OBJECT");
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
@@ -40,4 +41,34 @@ fn main() {
             path.display()
         ),
     }
+}
+
+/// `ETHERWS_GIT_REV` for `--version`: the commit built, or `ETHERWS_GIT_REV` from the
+/// environment (a package built outside a clone), or `unknown`.
+fn git_revision() {
+    println!("cargo::rerun-if-env-changed=ETHERWS_GIT_REV");
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let git = manifest.join("../.git");
+    // A new commit or checkout changes HEAD or the branch it points to.
+    for f in ["HEAD", "index", "packed-refs"] {
+        if git.join(f).exists() {
+            println!("cargo::rerun-if-changed={}", git.join(f).display());
+        }
+    }
+    let rev = std::env::var("ETHERWS_GIT_REV").ok().or_else(|| {
+        let run = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(&manifest)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        run(&["rev-parse", "--short=12", "HEAD"])
+    });
+    println!(
+        "cargo::rustc-env=ETHERWS_GIT_REV={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
 }

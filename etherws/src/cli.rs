@@ -15,17 +15,34 @@ use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 use serde::de::Visitor;
 
+use crate::logging::LogFormat;
 use crate::profile::{BitRate, PathSpec};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "etherws",
     version,
+    propagate_version = true,
     about = "Ethernet over WebSocket software switch"
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `--version` says: the version, the commit it was built from, and whether the eBPF
+/// object (netdev offload) is built in.
+pub fn long_version() -> String {
+    format!(
+        "{} (git {}; eBPF offload: {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ETHERWS_GIT_REV"),
+        if crate::offload::available() {
+            "built in"
+        } else {
+            "not built in (cargo xtask build-ebpf, then rebuild)"
+        }
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +63,10 @@ pub struct SwArgs {
     /// environment (ETHERWS_…) overrides the file, and one on the command line both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check a configuration file (and the files it names: TLS keys, htpasswd…) and exit: 0 if
+    /// the switch would start with it, 1 with the reason if not. Binds nothing, creates nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
     #[command(flatten)]
     pub options: SwOptions,
 }
@@ -106,6 +127,13 @@ sw_options! {
         /// Logging configuration file (TOML: `filter`, `output`; see README).
         #[arg(long, env = "ETHERWS_LOGCONF", value_name = "FILE")]
         pub logconf: Option<PathBuf>,
+        /// Log format: `text`, or `json` (one object per line, for log shippers).
+        #[arg(long, env = "ETHERWS_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+        pub log_format: Option<LogFormat>,
+        /// Write the switch's process id to this file (removed when it stops); a file naming a
+        /// running etherws stops a second one from starting.
+        #[arg(long, env = "ETHERWS_PIDFILE", value_name = "FILE")]
+        pub pidfile: Option<PathBuf>,
         /// FDB ageout time in seconds.
         #[arg(long, env = "ETHERWS_AGEOUT", value_name = "SECS", default_value = "300", allow_negative_numbers = true)]
         pub ageout: Option<Num<u64, 1>>,
@@ -426,6 +454,10 @@ pub struct CtlArgs {
     /// Private key (PEM) of --ctlcert.
     #[arg(long, value_name = "FILE", requires = "ctlcert")]
     pub ctlkey: Option<PathBuf>,
+    /// Print the JSON-RPC result as the switch sent it (one JSON document: `{"entries": […]}`),
+    /// or `{"error": {code, message, data}}`, instead of a table.
+    #[arg(long)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }

@@ -987,6 +987,8 @@ mod tests {
 [switch]
 debug = true
 logconf = "/etc/etherws/log.toml"
+log_format = "json"
+pidfile = "/run/etherws.pid"
 ageout = 600
 keepalive = 15
 reconnect_max = 120
@@ -1113,6 +1115,8 @@ vlan = 20
         let switch = SwOptions {
             debug: Some(true),
             logconf: p("/etc/etherws/log.toml"),
+            log_format: Some(crate::logging::LogFormat::Json),
+            pidfile: p("/run/etherws.pid"),
             ageout: Some(Num(600)),
             keepalive: Some(Num(15)),
             reconnect_max: Some(Num(120)),
@@ -1168,14 +1172,14 @@ vlan = 20
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 46,
+                line: 48,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 53,
+                line: 55,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1186,7 +1190,7 @@ vlan = 20
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 58,
+                line: 60,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1200,7 +1204,7 @@ vlan = 20
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 68,
+                line: 70,
             },
         ];
         let users = HashMap::from([(
@@ -1218,10 +1222,10 @@ vlan = 20
                 users
             }
         );
-        assert_eq!(c.ports[2].line(), 58);
+        assert_eq!(c.ports[2].line(), 60);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 42);
+        assert_eq!(keys.len(), 44);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

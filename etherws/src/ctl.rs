@@ -33,6 +33,8 @@ pub struct Failure {
     pub code: i64,
     pub message: String,
     pub data: String,
+    /// `--json`: print the error object instead.
+    pub json: bool,
 }
 
 impl Failure {
@@ -41,14 +43,36 @@ impl Failure {
             code: -32603,
             message: "Internal error".into(),
             data: format!("{e:#}"),
+            json: false,
         }
     }
 
     /// Prints the failure; what the server sent is escaped (it must not drive the terminal).
     pub fn print(&self) {
+        if self.json {
+            let err = json!({"code": self.code, "message": self.message, "data": self.data});
+            println!("{}", json_text(&json!({ "error": err })));
+            return;
+        }
         println!("  {} ({})", printable(&self.message), self.code);
         println!("    {}", printable(&self.data));
     }
+}
+
+/// `--json` output: one pretty-printed document. JSON already escapes C0 controls; the C1
+/// ones (U+007F–U+009F, which some terminals obey as escape sequences) are escaped too, so a
+/// hostile switch cannot drive the terminal this way either.
+pub fn json_text(v: &Value) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Runs `ctl`; prints the result or the failure. Returns whether it succeeded.
@@ -66,14 +90,25 @@ pub fn run(mut args: Box<CtlArgs>) -> bool {
 }
 
 fn execute(args: &mut CtlArgs) -> Result<String, Failure> {
-    let (method, params, table) = request_for(&args.command).map_err(Failure::internal)?;
-    let answer = call(args, method, params).map_err(Failure::internal)?;
+    let (method, params, table) = request_for(&args.command).map_err(|e| Failure {
+        json: args.json,
+        ..Failure::internal(e)
+    })?;
+    let answer = call(args, method, params).map_err(|e| Failure {
+        json: args.json,
+        ..Failure::internal(e)
+    })?;
     if let Some(err) = answer.get("error") {
         return Err(Failure {
             code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
             message: text(err.get("message")),
             data: text(err.get("data")),
+            json: args.json,
         });
+    }
+    if args.json {
+        let result = answer.get("result").cloned().unwrap_or(Value::Null);
+        return Ok(format!("{}\n", json_text(&result)));
     }
     let entries = answer
         .pointer("/result/entries")
@@ -513,6 +548,13 @@ fn cell(v: &Value, key: &str) -> String {
 }
 
 fn port_table(entries: &[Value]) -> String {
+    let mut out = render(&port_rows(entries));
+    out.push_str(&offload_notes(entries));
+    out
+}
+
+/// 1.3's `listport` table, row by row.
+fn port_rows(entries: &[Value]) -> Vec<Vec<String>> {
     let mut rows = vec![
         ["Port", "Type", "State", "RX", "TX", "Target"]
             .map(String::from)
@@ -530,9 +572,11 @@ fn port_table(entries: &[Value]) -> String {
             (false, false, true) => "down",
             (false, false, false) => "up",
         };
-        // etherws 2: an eBPF-offloaded netdev port shows as `netdev/xdp`.
-        let kind = match e.get("datapath").and_then(Value::as_str) {
-            Some("xdp") => format!("{}/xdp", cell(e, "type")),
+        // etherws 2: an offloaded netdev port shows what the offload does for it.
+        let kind = match e.get("offload").and_then(Value::as_str) {
+            Some("kernel") => format!("{}/xdp", cell(e, "type")),
+            Some("userspace") => format!("{}/xdp-user", cell(e, "type")),
+            Some("fallback") => format!("{}/fallback", cell(e, "type")),
             _ => cell(e, "type"),
         };
         rows.push(vec![
@@ -544,12 +588,36 @@ fn port_table(entries: &[Value]) -> String {
             cell(e, "target"),
         ]);
     }
-    render(&rows)
+    rows
+}
+
+/// Below the table, for each offloaded port not (fully) switched in the kernel: why, in the
+/// switch's words (`offload_reason`). Nothing for a switch without offloaded ports, so 1.3's
+/// table stays as it was.
+fn offload_notes(entries: &[Value]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let what = match e.get("offload").and_then(Value::as_str) {
+            Some("userspace") => "XDP attached, frames into it go through userspace",
+            Some("fallback") => "offload fell back to AF_PACKET",
+            _ => continue,
+        };
+        let why = e
+            .get("offload_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        out.push_str(&format!(
+            "  port {}: {what}: {}\n",
+            cell(e, "port"),
+            printable(why)
+        ));
+    }
+    out
 }
 
 /// `listport --verbose`: 1.3's columns, then what etherws 2 adds.
 fn port_table_verbose(entries: &[Value]) -> String {
-    let base = port_table(entries);
+    let base = render(&port_rows(entries));
     let mut rows = vec![
         [
             "VLAN", "Flags", "Mirror", "Rate-in", "Rate-out", "Drops", "User", "Path",
@@ -612,10 +680,13 @@ fn port_table_verbose(entries: &[Value]) -> String {
     }
     // Side by side: the 1.3 table's lines, each followed by the added columns.
     let extra = render(&rows);
-    base.lines()
+    let mut out: String = base
+        .lines()
         .zip(extra.lines())
         .map(|(a, b)| format!("{a}  {b}\n"))
-        .collect()
+        .collect();
+    out.push_str(&offload_notes(entries));
+    out
 }
 
 fn if_table(entries: &[Value]) -> String {

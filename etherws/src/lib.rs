@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod ctl;
 pub mod escape;
 pub mod fdb;

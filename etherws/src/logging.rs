@@ -1,21 +1,30 @@
-//! Logging: `tracing` to stderr by default; `--logconf FILE` picks the filter and the output.
+//! Logging: `tracing` to stderr by default; `--logconf FILE` picks the filter and the output,
+//! `--log-format` text or JSON lines.
 //!
 //! The file is TOML:
 //! ```toml
 //! filter = "etherws=info,axum=warn"   # tracing-subscriber EnvFilter directives
-//! output = "/var/log/etherws.log"     # "stderr" (default), "stdout", or a file to append to
+//! output = "/var/log/etherws.log"     # "stderr" (default), "stdout", "syslog", or a file to append to
 //! ```
-//! Debug messages are written only with `--debug`, whatever the filter says, as in etherws 1.3.
+//! A daemonized switch (no `--foreground`) has no terminal: without an `output` it logs to
+//! syslog (`/dev/log`, which journald also reads), or where there is none to
+//! [`DAEMON_LOG_FILE`]. Debug messages are written only with `--debug`, whatever the filter
+//! says, as in etherws 1.3.
 
 use std::fs::OpenOptions;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use clap::ValueEnum;
 use serde::Deserialize;
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -34,9 +43,28 @@ impl LogConf {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, the other fields,
+    /// `target`), for log shippers.
+    Json,
+}
+
+/// Where a daemonized switch logs when there is no syslog socket and no `output` is set.
+pub const DAEMON_LOG_FILE: &str = "/var/log/etherws.log";
+
+/// The syslog socket of the local host.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
 /// Installs the global subscriber. Call before daemonizing: a file output is opened here, so
-/// errors reach the terminal and relative paths mean what the user meant.
-pub fn init(conf: &LogConf, debug: bool) -> anyhow::Result<()> {
+/// errors reach the terminal and relative paths mean what the user meant. `daemon`: the
+/// process is about to lose its terminal.
+pub fn init(conf: &LogConf, debug: bool, format: LogFormat, daemon: bool) -> anyhow::Result<()> {
     let default = if debug {
         "etherws=debug,info"
     } else {
@@ -55,37 +83,168 @@ pub fn init(conf: &LogConf, debug: bool) -> anyhow::Result<()> {
     } else {
         LevelFilter::INFO
     };
-    let registry = tracing_subscriber::registry().with(filter).with(cap);
-    match conf.output.as_deref() {
-        // Colours only for a terminal: journald, files and pipes get plain text.
-        None | Some("stderr") => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        Some("stdout") => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(std::io::stdout),
-            )
-            .init(),
-        Some(path) => {
+    let output = match conf.output.as_deref() {
+        Some(o) => o,
+        None if daemon && Path::new(SYSLOG_SOCKET).exists() => "syslog",
+        None if daemon => DAEMON_LOG_FILE,
+        None => "stderr",
+    };
+    // Colours only for a terminal: journald, files and pipes get plain text.
+    let layer = match output {
+        "stderr" => output_layer(format, std::io::stderr().is_terminal(), true, std::io::stderr),
+        "stdout" => output_layer(format, std::io::stdout().is_terminal(), true, std::io::stdout),
+        // syslog stamps the time itself.
+        "syslog" => output_layer(format, false, false, Syslog::connect(SYSLOG_SOCKET)?),
+        path => {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {path}"))?;
-            registry
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_ansi(false)
-                        .with_writer(Mutex::new(file)),
-                )
-                .init()
+            output_layer(format, false, true, Mutex::new(file))
+        }
+    };
+    // The output first (its type is boxed for the registry alone); the filters are global.
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .with(cap)
+        .init();
+    Ok(())
+}
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The formatting layer for `format`, writing to `writer`.
+fn output_layer<W>(format: LogFormat, ansi: bool, time: bool, writer: W) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    match (format, time) {
+        (LogFormat::Json, _) => fmt.json().with_ansi(false).boxed(),
+        (LogFormat::Text, true) => fmt.with_ansi(ansi).boxed(),
+        (LogFormat::Text, false) => fmt.with_ansi(ansi).without_time().boxed(),
+    }
+}
+
+/// Log lines as syslog datagrams on a Unix socket, framed as syslog(3) frames them
+/// (`<PRI>etherws[PID]: line`, facility daemon). Written by hand: it is one datagram per
+/// event, and the crates that do it bring a `log` facade this program does not use.
+pub struct Syslog {
+    path: String,
+    sock: Mutex<Option<UnixDatagram>>,
+}
+
+impl Syslog {
+    pub fn connect(path: &str) -> anyhow::Result<Syslog> {
+        let sock = UnixDatagram::unbound().context("cannot open a syslog socket")?;
+        sock.connect(path)
+            .with_context(|| format!("cannot reach syslog at {path}"))?;
+        Ok(Syslog {
+            path: path.into(),
+            sock: Mutex::new(Some(sock)),
+        })
+    }
+
+    fn send(&self, msg: &[u8]) {
+        let mut sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        if sock.as_ref().is_some_and(|s| s.send(msg).is_ok()) {
+            return;
+        }
+        // The syslog daemon restarted: connect again, once per line at most.
+        *sock = UnixDatagram::unbound()
+            .and_then(|s| s.connect(&self.path).map(|()| s))
+            .ok();
+        if let Some(s) = sock.as_ref() {
+            let _ = s.send(msg);
         }
     }
-    Ok(())
+}
+
+/// One event's line, sent when the formatter is done with it.
+pub struct SyslogLine<'a> {
+    to: &'a Syslog,
+    pri: u8,
+    buf: Vec<u8>,
+}
+
+/// Facility `daemon` (3), shifted as syslog wants it.
+const LOG_DAEMON: u8 = 3 << 3;
+
+impl<'a> MakeWriter<'a> for Syslog {
+    type Writer = SyslogLine<'a>;
+
+    fn make_writer(&'a self) -> SyslogLine<'a> {
+        SyslogLine {
+            to: self,
+            pri: LOG_DAEMON | 6,
+            buf: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine<'a> {
+        let severity = match *meta.level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            _ => 7,
+        };
+        SyslogLine {
+            to: self,
+            pri: LOG_DAEMON | severity,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Write for SyslogLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogLine<'_> {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = line.trim_end();
+        if line.is_empty() {
+            return;
+        }
+        let msg = format!("<{}>etherws[{}]: {line}", self.pri, std::process::id());
+        self.to.send(msg.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_lines_are_framed_with_their_priority() {
+        let dir = std::env::temp_dir().join(format!("etherws-syslog-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let server = UnixDatagram::bind(&path).unwrap();
+        let syslog = Syslog::connect(path.to_str().unwrap()).unwrap();
+        {
+            let mut w = syslog.make_writer();
+            w.pri = LOG_DAEMON | 4;
+            w.write_all(b"port added port=1\n").unwrap();
+        }
+        let mut buf = [0; 256];
+        let n = server.recv(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert_eq!(
+            got,
+            format!("<28>etherws[{}]: port added port=1", std::process::id())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -4,7 +4,9 @@ use clap::{CommandFactory, FromArgMatches};
 use etherws::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    // Built once, at start: clap wants a `'static` string.
+    let version: &'static str = Box::leak(etherws::cli::long_version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Ctl(args) => {

@@ -31,6 +31,7 @@ use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::profile::{PathSpec, Profile};
 use crate::proxied::TrustedProxies;
 use crate::server::{self, Listening, WsPath, WsSide};
+use crate::daemon;
 use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
 use crate::tls::{ClientAuth, Identity, Verify};
@@ -332,19 +333,13 @@ fn raise_nofile_limit() {
     }
 }
 
-/// Detaches from the terminal: fork, new session, cwd `/`, stdio on /dev/null.
-fn daemonize() -> anyhow::Result<()> {
-    // SAFETY: called while the process is still single-threaded (no runtime yet).
-    if unsafe { libc::daemon(0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot daemonize");
-    }
-    Ok(())
-}
-
 /// Runs `etherws sw`. `matches` (`sw`'s) tell options given on the command line or in the
 /// environment from clap's defaults, so that the configuration file goes between them
 /// ([`SwOptions::layered`]).
 pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    if let Some(path) = &args.check_config {
+        return check_config(path, args.options, matches);
+    }
     let config = match &args.config {
         Some(path) => {
             let conf = Config::load(path)?;
@@ -358,7 +353,22 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
         Some(p) => LogConf::load(&p)?,
         None => LogConf::default(),
     };
-    logging::init(&logconf, opts.debug == Some(true))?;
+    // The pidfile need not exist yet; its name is taken from here, before `/` becomes the cwd.
+    let pidfile = opts
+        .pidfile
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("--pidfile")?;
+    if let Some(p) = &pidfile {
+        daemon::PidFile::check(p)?;
+    }
+    logging::init(
+        &logconf,
+        opts.debug == Some(true),
+        opts.log_format.unwrap_or_default(),
+        !args.foreground,
+    )?;
     let settings = settings(&opts)?;
     raise_nofile_limit();
 
@@ -370,18 +380,47 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     };
 
     if !args.foreground {
-        daemonize()?;
+        // Returns in the daemon only; the shell gets its answer once it is up (or why not).
+        daemon::detach()?;
     }
+    let started = (|| {
+        let _pidfile = pidfile.as_deref().map(daemon::PidFile::write).transpose()?;
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        if let Some(Num(n @ 1..)) = opts.threads {
+            runtime.worker_threads(n);
+        }
+        let runtime = runtime
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        runtime.block_on(serve(settings, ws_listener, ctl_listener, config))
+    })();
+    if let Err(e) = &started {
+        tracing::error!("{e:#}");
+        daemon::failed(e);
+    }
+    started
+}
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(Num(n @ 1..)) = opts.threads {
-        runtime.worker_threads(n);
+/// `--check-config FILE`: everything `run` checks before it binds, and nothing else.
+fn check_config(path: &Path, options: SwOptions, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    let conf = Config::load(path)?;
+    let opts = options.layered(matches, conf.switch.clone())?;
+    if let Some(p) = absolute(&opts.logconf, "logconf")? {
+        LogConf::load(&p)?;
     }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(serve(settings, ws_listener, ctl_listener, config))
+    let s = settings(&opts)?;
+    println!(
+        "{}: OK ({} port{}, WebSocket path{} {}, {} pinned user{})",
+        crate::escape::printable(&path.display().to_string()),
+        conf.ports.len(),
+        if conf.ports.len() == 1 { "" } else { "s" },
+        if s.paths.len() == 1 { "" } else { "s" },
+        s.path_list(),
+        conf.users.len(),
+        if conf.users.len() == 1 { "" } else { "s" },
+    );
+    Ok(())
 }
 
 /// Creates the ports the configuration file declares, in order (so they get numbers 1, 2…).
@@ -500,7 +539,6 @@ async fn serve(
     };
     if let Some((origin, conf)) = &config {
         if let Err(e) = create_ports(&control, origin, &conf.ports).await {
-            tracing::error!("{e:#}");
             close_all(&switch).await;
             return Err(e);
         }
@@ -546,6 +584,8 @@ async fn serve(
         }
     }
 
+    // Listening, and every declared port created: a daemonizing parent may return now.
+    daemon::ready();
     tokio::select! {
         Some(r) = servers.join_next() => {
             r.context("server task failed")?.context("server failed")?;

@@ -109,6 +109,17 @@ pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
     if s.kind == PortKind::Netdev {
         let xdp = view.is_some_and(|v| v.xdp);
         v["datapath"] = json!(if xdp { "xdp" } else { "af_packet" });
+        // One word for what the offload does for this port, and why not more.
+        let (state, why) = match view {
+            Some(v) if v.xdp => match &v.userspace_why {
+                None => ("kernel", None),
+                Some(why) => ("userspace", Some(why.clone())),
+            },
+            Some(v) => ("fallback", v.fallback.clone()),
+            None => ("off", None),
+        };
+        v["offload"] = json!(state);
+        v["offload_reason"] = json!(why);
         if let Some(view) = view {
             if let Some(reason) = &view.fallback {
                 v["offload_fallback"] = json!(reason);

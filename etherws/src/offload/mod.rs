@@ -124,6 +124,8 @@ struct PortInfo {
     /// Whether the port is in the DEVMAP: other ports' frames can be forwarded into it in the
     /// kernel (see [`Offload::refresh`]); `None` until first decided.
     kernel_tx: Option<bool>,
+    /// Why it is not in the DEVMAP, in words an operator can act on.
+    kernel_tx_why: Option<String>,
 }
 
 impl PortInfo {
@@ -176,6 +178,8 @@ pub struct PortView {
     /// Frames from other offloaded ports are forwarded into this one in the kernel.
     pub kernel_tx: bool,
     pub fallback: Option<String>,
+    /// Why frames of this offloaded port go through userspace, if they do.
+    pub userspace_why: Option<String>,
     pub kernel: PortCounters,
 }
 
@@ -233,6 +237,7 @@ impl Offload {
                 mode: mode_name,
                 shut: false,
                 user_only: false,
+                kernel_tx_why: None,
                 port: None,
                 mac: Mac(hw.mac),
                 name: name.to_string(),
@@ -400,11 +405,25 @@ impl Offload {
                     per_cpu.iter().for_each(|c| kernel += *c);
                 }
             }
+            let userspace_why = if p.user_only {
+                Some(
+                    "the port has a VLAN, isolation, mesh, mirror or rate setting, which only \
+                     userspace applies"
+                        .to_string(),
+                )
+            } else if p.kernel_tx != Some(true) {
+                Some(p.kernel_tx_why.clone().unwrap_or_else(|| {
+                    "not decided yet (the port's device is being checked)".into()
+                }))
+            } else {
+                None
+            };
             return Some(PortView {
                 xdp: true,
                 mode: p.mode,
                 kernel_tx: p.kernel_tx.unwrap_or(false),
                 fallback: None,
+                userspace_why,
                 kernel,
             });
         }
@@ -413,6 +432,7 @@ impl Offload {
             mode: "",
             kernel_tx: false,
             fallback: Some(r.clone()),
+            userspace_why: None,
             kernel: PortCounters::default(),
         })
     }
@@ -499,6 +519,7 @@ fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Option<Mac>, xmit: Result
         match l.devmap.insert(ifindex, ifindex, None, 0) {
             Ok(()) => {
                 p.kernel_tx = Some(true);
+                p.kernel_tx_why = None;
                 if let Err(e) = &xmit {
                     tracing::debug!(interface = %p.name, "XDP features unknown ({e})");
                 }
@@ -510,11 +531,19 @@ fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Option<Mac>, xmit: Result
                     );
                 }
             }
-            Err(e) => tracing::warn!(port, "cannot add the port to the DEVMAP: {e}"),
+            Err(e) => {
+                p.kernel_tx_why = Some(format!("cannot add the port to the DEVMAP: {e}"));
+                tracing::warn!(port, "cannot add the port to the DEVMAP: {e}")
+            }
         }
     } else {
         let _ = l.devmap.remove(ifindex);
         p.kernel_tx = Some(false);
+        p.kernel_tx_why = Some(
+            "the device does not take frames redirected by XDP (a veth whose peer has neither GRO \
+             nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
+                .into(),
+        );
         tracing::warn!(
             interface = %p.name,
             "the device does not take frames redirected by XDP (a veth whose peer has neither \

@@ -1,0 +1,144 @@
+//! Running in the background as people expect a daemon to: `etherws sw` without
+//! `--foreground` returns to the shell only once the switch is up — listening, and with every
+//! port of its configuration file created — or with the reason it is not, on the terminal, and
+//! a non-zero status. `--pidfile` names the running process.
+//!
+//! `daemon(3)` cannot do the first part: its parent exits at once, so an error met after it (a
+//! TAP the configuration declares but the kernel refuses) went to /dev/null with status 0. Here
+//! the parent waits on a pipe until the child writes `ok` (or an error, or dies).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+
+/// The child's end of the start-up pipe, until it has said how start-up went.
+static STARTUP: Mutex<Option<File>> = Mutex::new(None);
+
+/// What the child writes when the switch is up.
+const READY: &str = "ok\n";
+
+/// Detaches from the terminal: fork, new session, cwd `/`, stdio on /dev/null. Returns in the
+/// child only; the parent waits for [`ready`] or [`failed`] and exits with the outcome.
+///
+/// Must be called while the process has one thread (before the runtime starts).
+pub fn detach() -> anyhow::Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a live array of two ints, which pipe2 fills in.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot daemonize: pipe");
+    }
+    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nobody else.
+    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded (the caller's contract), so the child is a whole
+    // copy of it; no lock can be held by a thread that does not exist there.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("cannot daemonize: fork"),
+        0 => {
+            drop(rx);
+            // SAFETY: setsid takes no arguments; in a fresh child it cannot fail (the child is
+            // not a process group leader).
+            unsafe { libc::setsid() };
+            std::env::set_current_dir("/").context("cannot daemonize: chdir /")?;
+            to_dev_null()?;
+            *STARTUP.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(tx));
+            Ok(())
+        }
+        _child => {
+            drop(tx);
+            let mut said = String::new();
+            let _ = File::from(rx).take(64 * 1024).read_to_string(&mut said);
+            if said == READY {
+                std::process::exit(0);
+            }
+            let why = said.trim_end();
+            if why.is_empty() {
+                eprintln!("etherws sw: error: the switch exited during start-up (see its log)");
+            } else {
+                eprintln!("etherws sw: error: {}", crate::escape::printable(why));
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null.
+fn to_dev_null() -> anyhow::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("cannot daemonize: /dev/null")?;
+    use std::os::fd::AsRawFd;
+    for fd in 0..=2 {
+        // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot daemonize: dup2");
+        }
+    }
+    Ok(())
+}
+
+/// Tells the waiting parent (if any) that the switch is up.
+pub fn ready() {
+    if let Some(mut f) = STARTUP.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = f.write_all(READY.as_bytes());
+    }
+}
+
+/// Tells the waiting parent (if any) why start-up failed.
+pub fn failed(e: &anyhow::Error) {
+    if let Some(mut f) = STARTUP.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = writeln!(f, "{e:#}");
+    }
+}
+
+/// The `--pidfile`: written once the process that stays is known, removed when it exits.
+pub struct PidFile {
+    path: PathBuf,
+}
+
+impl PidFile {
+    /// Refuses to go on if the file names a live etherws (another switch with this pidfile).
+    pub fn check(path: &Path) -> anyhow::Result<()> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let Ok(pid) = text.trim().parse::<i32>() else {
+            return Ok(()); // Not ours, or half-written: overwritten.
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if pid > 0 && pid != std::process::id() as i32 && comm.trim() == "etherws" {
+            bail!(
+                "{} names a running etherws (pid {pid}); stop it first, or use another --pidfile",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes this process's id to `path` (whole or not at all: through a temporary file).
+    pub fn write(path: &Path) -> anyhow::Result<PidFile> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write pidfile {}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Only if it still names this process (a second switch may have taken it over).
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|t| t.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
