@@ -496,7 +496,7 @@ pub enum CtlCommand {
         /// Limit the frames sent out of the port, in bits per second (0: none).
         #[arg(long, value_name = "RATE")]
         rate_out: Option<BitRate>,
-        /// Burst of the rate limits, in bytes (0: a tenth of a second's worth, at least 128 KiB).
+        /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
         #[arg(long, value_name = "BYTES")]
         burst: Option<u64>,
     },

@@ -595,6 +595,7 @@ fn port_rows(entries: &[Value]) -> Vec<Vec<String>> {
 /// switch's words (`offload_reason`). Nothing for a switch without offloaded ports, so 1.3's
 /// table stays as it was.
 fn offload_notes(entries: &[Value]) -> String {
+    // Apart from the table by a blank line, so that whoever parses the table can stop there.
     let mut out = String::new();
     for e in entries {
         let what = match e.get("offload").and_then(Value::as_str) {
@@ -606,6 +607,9 @@ fn offload_notes(entries: &[Value]) -> String {
             .get("offload_reason")
             .and_then(Value::as_str)
             .unwrap_or("");
+        if out.is_empty() {
+            out.push('\n');
+        }
         out.push_str(&format!(
             "  port {}: {what}: {}\n",
             cell(e, "port"),

@@ -33,7 +33,12 @@
 //! * `iperf`: `iperf3()` / `iperf3_for()` between namespaces;
 //! * `lan`: `HonestLan`, the network every hardening test attacks, and `still_serves()`;
 //! * `transfer`: `copy()` (bulk data over TCP between namespaces, checked byte for byte),
-//!   `random_bytes()`, `listen_in()`.
+//!   `random_bytes()`, `listen_in()`;
+//! * `nets` (by path, not re-exported): the topologies of the several-networks tests — a
+//!   server switch with client switches on WebSocket paths, hosts on netdev ports, frame
+//!   capture, the `listport --verbose` table;
+//! * `dhcp` (by path): `udhcpc()` (a real DHCP client's lease), `contrib()` (the scripts of
+//!   `contrib/`), `nft_has_table()`.
 //!
 //! The binary under test is the `etherws` cargo built next to the running test (or the one
 //! `use_binary()` names, e.g. xtask's release build); `ETHERWS_BIN=/path/to/other` overrides
@@ -59,11 +64,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod dhcp;
 mod http;
 mod iperf;
 mod lan;
 mod links;
 mod netns;
+pub mod nets;
 mod packets;
 mod pki;
 mod pty;

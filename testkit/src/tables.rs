@@ -1,10 +1,17 @@
 //! The tables `etherws ctl` prints, parsed into rows.
 
-/// The rows of a ctl table (header skipped), each split on whitespace.
-pub fn table(stdout: &str) -> Vec<Vec<String>> {
+/// The lines of a ctl table, header first: up to the first blank line after it (notes may
+/// follow, such as `listport`'s about offloaded ports).
+fn table_lines(stdout: &str) -> impl Iterator<Item = &str> {
     stdout
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+}
+
+/// The rows of a ctl table (header skipped), each split on whitespace.
+pub fn table(stdout: &str) -> Vec<Vec<String>> {
+    table_lines(stdout)
         .skip(1)
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
@@ -23,7 +30,7 @@ pub fn header(stdout: &str) -> Vec<String> {
 /// (an empty cell, e.g. an unset address), the row is cut at the header's column starts, which
 /// works because every column is left-aligned and padded to its widest cell.
 pub fn table_cells(stdout: &str) -> Vec<Vec<String>> {
-    let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
+    let mut lines = table_lines(stdout);
     let Some(head) = lines.next() else {
         return Vec::new();
     };

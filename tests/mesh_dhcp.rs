@@ -1,0 +1,523 @@
+//! Meshes of switches, and the DHCP and NAT recipe for browser VMs (README "Meshes" and "DHCP
+//! and NAT for browser VMs").
+//!
+//! `three_switches_in_a_full_mesh`:
+//!
+//! ```text
+//! nsU: Linux bridge br0 joining u1, u2, u3 (the underlay)
+//! nsM{i}, i = 1..3: eth0 198.51.100.{i}/24, switch S{i} on 198.51.100.{i}:8080 with
+//!                   `--path /mesh=mesh --path /`, TAP mesh0 192.0.2.{i}/24
+//! S2 -> S1 and S3 -> S1: `addport client ws://198.51.100.1:8080/mesh --mesh` (mesh by path)
+//! S3 -> S2:              `addport client ws://198.51.100.2:8080/ --mesh`, and S2 makes its
+//!                        server port a mesh port with `setport N --mesh 1`
+//! ```
+//!
+//! `dhcp_and_nat_for_a_browser_vm`, driving `contrib/etherws-lan-gateway` as the README does:
+//!
+//! ```text
+//! nsInet: eth0 198.51.100.2/24 (beyond the NAT; no route back to 192.0.2.0/24)
+//!   | veth
+//! nsGw: up0 198.51.100.1/24 (uplink), ws0 203.0.113.1/24; switch S on 0.0.0.0 with
+//!       `--path /lab=vlan:10`; the script adds TAP lan0 (VLAN 10, 192.0.2.1/24), dnsmasq on it
+//!       and the nftables table `inet etherws-lan-lan0`
+//!   | veth
+//! nsVm: ws0 203.0.113.2/24; switch C with TAP vm0 (the "browser VM", addressed by udhcpc)
+//!       and a client port to ws://203.0.113.1:PORT/lab
+//! ```
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use etherws_testkit::dhcp::*;
+use etherws_testkit::*;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// meshes
+
+/// Every mesh switch's TAP.
+const MESH_TAP: &str = "mesh0";
+/// A local experimental EtherType for the hand-made broadcasts.
+const ETHERTYPE: u16 = 0x88b5;
+
+/// One switch of the mesh. Fields drop in declaration order: the switch before its namespace.
+struct Node {
+    sw: Switch,
+    ns: Netns,
+    /// 1, 2, 3: the last byte of its underlay and TAP addresses.
+    i: usize,
+}
+
+impl Node {
+    fn start(i: usize, under: &Netns) -> Node {
+        let ns = Netns::new(&format!("mesh{i}"));
+        let host = format!("198.51.100.{i}");
+        veth(
+            &ns,
+            "eth0",
+            Some(&format!("{host}/24")),
+            under,
+            &format!("u{i}"),
+            None,
+        );
+        let sw = Switch::builder(&format!("mesh-S{i}"))
+            .netns(&ns)
+            .host(&host)
+            .port(8080)
+            .ctl_port(7867)
+            .args(&["--path", "/mesh=mesh", "--path", "/"])
+            .start();
+        Node { sw, ns, i }
+    }
+
+    fn tap_ip(&self) -> String {
+        format!("192.0.2.{}", self.i)
+    }
+
+    /// The URL of this switch's WebSocket `path`.
+    fn url(&self, path: &str) -> String {
+        format!("ws://198.51.100.{}:8080{path}", self.i)
+    }
+
+    /// Every port as `listPort` reports it.
+    fn ports(&self) -> Vec<Value> {
+        self.sw.rpc("listPort", serde_json::json!({}))["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The payload of round `round`'s broadcast from node `i`.
+fn marker(round: u8, i: usize) -> Vec<u8> {
+    let mut p = b"etherws mesh broadcast".to_vec();
+    p.extend_from_slice(&[round, i as u8]);
+    p
+}
+
+/// Each node in `senders` sends one broadcast frame out of its TAP (into its switch), all at
+/// once; then every node's TAP is read for 2 s. Returns `counts[r][s]`: how many copies of
+/// node `s`'s broadcast node `r`'s host received (indices into `nodes`).
+fn broadcast_counts(nodes: &[&Node], senders: &[usize], round: u8) -> Vec<Vec<usize>> {
+    let socks: Vec<RawSock> = nodes
+        .iter()
+        .map(|n| RawSock::open(&n.ns, MESH_TAP))
+        .collect();
+    for s in &socks {
+        s.drain();
+    }
+    for &s in senders {
+        let src = parse_mac(&nodes[s].ns.mac(MESH_TAP));
+        socks[s].send(&build_frame(
+            [0xff; 6],
+            src,
+            None,
+            ETHERTYPE,
+            &marker(round, nodes[s].i),
+        ));
+    }
+    // Copies that went round a loop would come within milliseconds; 2 s is plenty.
+    thread::sleep(Duration::from_secs(2));
+    let mut counts = vec![vec![0; nodes.len()]; nodes.len()];
+    for (r, sock) in socks.iter().enumerate() {
+        while let Some(f) = sock.recv_matching(Duration::from_millis(300), |f| {
+            (0..nodes.len()).any(|s| contains(&f.data, &marker(round, nodes[s].i)))
+        }) {
+            let s = (0..nodes.len())
+                .find(|&s| contains(&f.data, &marker(round, nodes[s].i)))
+                .unwrap();
+            counts[r][s] += 1;
+        }
+    }
+    counts
+}
+
+/// Asserts that each sender's broadcast reached every other node's host exactly once, and
+/// never came back to its own.
+fn assert_each_once(nodes: &[&Node], senders: &[usize], counts: &[Vec<usize>]) {
+    for (r, row) in counts.iter().enumerate() {
+        for &s in senders {
+            let want = usize::from(r != s);
+            assert_eq!(
+                row[s], want,
+                "host {} received {} copies of host {}'s broadcast, expected {want} \
+                 (counts[receiver][sender]: {counts:?})",
+                nodes[r].i, row[s], nodes[s].i
+            );
+        }
+    }
+}
+
+/// Port number -> (rx, tx) of a switch.
+fn traffic(node: &Node) -> Vec<(u64, u64, u64)> {
+    node.ports()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_u64().unwrap(),
+                p["rx"].as_u64().unwrap(),
+                p["tx"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_switches_in_a_full_mesh() {
+    if !require_root() {
+        return;
+    }
+    let under = Netns::new("meshU");
+    let mut n1 = Node::start(1, &under);
+    let n2 = Node::start(2, &under);
+    let n3 = Node::start(3, &under);
+    under.bridge("br0", &["u1", "u2", "u3"]);
+
+    // The mesh links, before any host exists (no frame crosses them yet).
+    let c21 = n2.sw.add_port("client", &n1.url("/mesh"), &["--mesh"]);
+    n1.sw.wait_servers(1);
+    let c31 = n3.sw.add_port("client", &n1.url("/mesh"), &["--mesh"]);
+    let s1 = n1.sw.wait_servers(2);
+    let c32 = n3.sw.add_port("client", &n2.url("/"), &["--mesh"]);
+    let s2 = n2.sw.wait_servers(1)[0].port;
+    // "/" is a plain path: S2 makes the port a mesh port at run time.
+    let p = n2.sw.port_status(s2);
+    assert_eq!(
+        (&p["path"], &p["mesh"]),
+        (&Value::from("/"), &Value::from(false)),
+        "{p}"
+    );
+    n2.sw.ctl_ok(&["setport", &s2.to_string(), "--mesh", "1"]);
+    assert_eq!(n2.sw.port_status(s2)["mesh"], true);
+    let verbose = n2.sw.ctl_ok(&["listport", "-l"]);
+    let head = header(&verbose);
+    let col = |name: &str| {
+        head.iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("no {name} column in listport -l:\n{verbose}"))
+    };
+    let (flags, path) = (col("Flags"), col("Path"));
+    let row = table_cells(&verbose)
+        .into_iter()
+        .find(|r| r[0] == s2.to_string())
+        .unwrap_or_else(|| panic!("no port {s2} in listport -l:\n{verbose}"));
+    assert!(
+        row[flags].split(',').any(|f| f == "mesh") && row[path] == "/",
+        "listport -l should show port {s2} with the mesh flag and path /:\n{verbose}"
+    );
+    for row in &s1 {
+        let p = n1.sw.port_status(row.port);
+        assert_eq!(
+            (&p["path"], &p["mesh"]),
+            (&Value::from("/mesh"), &Value::from(true)),
+            "S1's server ports are mesh ports by their path: {p}"
+        );
+    }
+    for (node, port) in [(&n2, c21.port), (&n3, c31.port), (&n3, c32.port)] {
+        let p = node.sw.port_status(port);
+        assert_eq!(p["mesh"], true, "client ports added with --mesh: {p}");
+    }
+
+    let nodes = [&n1, &n2, &n3];
+    for n in nodes {
+        n.sw.add_tap(&n.ns, MESH_TAP, &n.tap_ip());
+    }
+    for a in nodes {
+        for b in nodes {
+            if a.i != b.i {
+                ping(&a.ns, &b.tap_ip());
+            }
+        }
+    }
+
+    // One broadcast from each host at once: every other host gets each exactly once, and
+    // nothing circulates afterwards.
+    let before = nodes.map(traffic);
+    let t0 = Instant::now();
+    let counts = broadcast_counts(&nodes, &[0, 1, 2], 1);
+    assert_each_once(&nodes, &[0, 1, 2], &counts);
+    thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
+    let after = nodes.map(traffic);
+    for (k, n) in nodes.iter().enumerate() {
+        for &(port, rx, tx) in &after[k] {
+            let (rx0, tx0) = before[k]
+                .iter()
+                .find(|b| b.0 == port)
+                .map(|b| (b.1, b.2))
+                .unwrap_or((0, 0));
+            assert!(
+                rx - rx0 <= 20 && tx - tx0 <= 20,
+                "S{} port {port}: {} frames in, {} out in the 10 s after three broadcasts \
+                 (a storm?)\nbefore {:?}\nafter {:?}",
+                n.i,
+                rx - rx0,
+                tx - tx0,
+                before[k],
+                after[k]
+            );
+        }
+        for p in n.ports() {
+            assert!(
+                p["loop_blocks"] == 0 && p["loop_blocked"] != true && p["storm_dropped"] == 0,
+                "S{}: the loop guard or storm control had to act: {p}",
+                n.i
+            );
+        }
+    }
+
+    // S1 dies: S2 and S3 keep their own link.
+    n1.sw.signal(libc::SIGKILL);
+    assert!(
+        n1.sw.wait_exit(Duration::from_secs(5)).is_some(),
+        "S1 did not die"
+    );
+    ping(&n2.ns, &n3.tap_ip());
+    ping(&n3.ns, &n2.tap_ip());
+    let pair = [&n2, &n3];
+    let counts = broadcast_counts(&pair, &[0, 1], 2);
+    assert_each_once(&pair, &[0, 1], &counts);
+    assert_eq!(
+        n3.sw.port(c32.port).map(|r| r.state),
+        Some("up".to_string()),
+        "S3's link to S2"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// DHCP and NAT
+
+const LAN_TAP: &str = "lan0";
+const VM_TAP: &str = "vm0";
+const GATEWAY: &str = "192.0.2.1";
+const BEYOND: &str = "198.51.100.2";
+
+/// Runs `contrib/etherws-lan-gateway` in `gw` with the recipe's settings and `extra`; returns
+/// what it printed.
+fn lan_gateway(gw: &Netns, s: &Switch, state: &TempDir, extra: &[&str]) -> String {
+    let script = contrib("etherws-lan-gateway");
+    let etherws = format!("ETHERWS={}", bin().to_string_lossy());
+    let ctlurl = s.ctl_url();
+    let state_dir = state.file("run");
+    let mut argv = vec![
+        "env",
+        &etherws,
+        "sh",
+        script.to_str().unwrap(),
+        "--ctlurl",
+        &ctlurl,
+        "--tap",
+        LAN_TAP,
+        "--state-dir",
+        &state_dir,
+    ];
+    argv.extend_from_slice(extra);
+    let out = gw.exec(&argv);
+    assert!(
+        out.status.success(),
+        "etherws-lan-gateway {extra:?} failed\n{}",
+        show(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The recipe's settings (README): VLAN 10, the gateway 192.0.2.1/24, leases from
+/// 192.0.2.100-150, uplink up0.
+const RECIPE: [&str; 8] = [
+    "--vlan",
+    "10",
+    "--address",
+    "192.0.2.1/24",
+    "--range",
+    "192.0.2.100,192.0.2.150",
+    "--uplink",
+    "up0",
+];
+
+/// Whether a TCP connection from `ns` to `addr` is accepted within 1.5 s.
+fn tcp_opens(ns: &Netns, addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.enter(move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok()
+    })
+}
+
+fn sysctl(ns: &Netns, key: &str) -> String {
+    ns.exec_ok(&["cat", &format!("/proc/sys/net/ipv4/{key}")])
+        .trim()
+        .to_string()
+}
+
+/// The dnsmasq the script started: its pid, from the pid file, if it runs in `gw`.
+fn dnsmasq_pid(gw: &Netns, state: &TempDir) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(state.file("run/dnsmasq.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dnsmasq" && gw.pids().contains(&pid)).then_some(pid)
+}
+
+#[test]
+fn dhcp_and_nat_for_a_browser_vm() {
+    if !needs(&["dnsmasq", "nft", "busybox"]) {
+        return;
+    }
+    let gw = Netns::new("gw");
+    let inet = Netns::new("inet");
+    let vm = Netns::new("vm");
+    veth(
+        &gw,
+        "up0",
+        Some("198.51.100.1/24"),
+        &inet,
+        "eth0",
+        Some("198.51.100.2/24"),
+    );
+    veth(
+        &gw,
+        "ws0",
+        Some("203.0.113.1/24"),
+        &vm,
+        "ws0",
+        Some("203.0.113.2/24"),
+    );
+    let s = Switch::builder("gw")
+        .netns(&gw)
+        .host("0.0.0.0")
+        .args(&["--path", "/lab=vlan:10"])
+        .start();
+    let state = TempDir::new("lan-gw");
+
+    // The recipe, egress closed (the default).
+    assert_eq!(sysctl(&gw, "ip_forward"), "0");
+    let said = lan_gateway(&gw, &s, &state, &RECIPE);
+    assert!(said.contains("egress closed"), "{said}");
+    let taps: Vec<PortRow> = s
+        .listport()
+        .into_iter()
+        .filter(|p| p.kind == "tap")
+        .collect();
+    assert!(
+        taps.len() == 1 && taps[0].target == LAN_TAP,
+        "one tap port lan0: {taps:?}"
+    );
+    let lan_port = taps[0].port;
+    assert_eq!(s.port_status(lan_port)["vlan"], 10);
+    assert!(
+        s.listif()
+            .iter()
+            .any(|i| i.port == lan_port && i.address == GATEWAY && i.netmask == "255.255.255.0"),
+        "{:?}",
+        s.listif()
+    );
+    assert!(nft_has_table(&gw, "inet", "etherws-lan-lan0"));
+    let dnsmasq = dnsmasq_pid(&gw, &state).expect("dnsmasq runs in the gateway's namespace");
+    // Forwarding on the TAP and the uplink only.
+    for (key, want) in [
+        ("conf/lan0/forwarding", "1"),
+        ("conf/up0/forwarding", "1"),
+        ("conf/ws0/forwarding", "0"),
+        ("ip_forward", "0"),
+    ] {
+        assert_eq!(sysctl(&gw, key), want, "{key}");
+    }
+
+    // The "browser VM": a TAP on a switch of its own, connected to S's path /lab.
+    let c = Switch::builder("vm").netns(&vm).start();
+    c.add_port("tap", VM_TAP, &[]);
+    vm.wait_link(VM_TAP);
+    let url = format!("ws://203.0.113.1:{}/lab", s.ws_port);
+    c.add_port("client", &url, &[]);
+    let server = s.wait_servers(1)[0].port;
+    let p = s.port_status(server);
+    assert_eq!(
+        (&p["path"], &p["vlan"]),
+        (&Value::from("/lab"), &Value::from(10)),
+        "{p}"
+    );
+
+    let dir = TempDir::new("udhcpc");
+    let lease = udhcpc(&vm, VM_TAP, &dir, 10);
+    let last: u8 = lease
+        .ip
+        .strip_prefix("192.0.2.")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("lease outside 192.0.2.0/24: {lease:?}"));
+    assert!((100..=150).contains(&last), "{lease:?}");
+    assert_eq!(lease.prefix, 24, "{lease:?}");
+    assert_eq!(lease.routers, [GATEWAY], "{lease:?}");
+    assert_eq!(lease.server, GATEWAY, "{lease:?}");
+    assert!(
+        lease.dns.is_empty(),
+        "no DNS server unless --dns: {lease:?}"
+    );
+    assert!(vm.addrs(VM_TAP).contains(&format!("{}/24", lease.ip)));
+    let leases = std::fs::read_to_string(state.file("run/leases")).unwrap_or_default();
+    let vm_mac = vm.mac(VM_TAP);
+    assert!(
+        leases.contains(&vm_mac) && leases.contains(&lease.ip),
+        "dnsmasq's lease file should hold {vm_mac} {}: {leases}",
+        lease.ip
+    );
+
+    // Egress closed: the gateway answers, nothing beyond it does, and the gateway's own
+    // services are closed to the VMs (S listens on every address).
+    ping(&vm, GATEWAY);
+    no_ping(&vm, BEYOND);
+    let ws_on_lan = format!("{GATEWAY}:{}", s.ws_port);
+    assert!(tcp_opens(&vm, &format!("203.0.113.1:{}", s.ws_port)));
+    assert!(!tcp_opens(&vm, &ws_on_lan), "the VM reached S's listener");
+
+    // Beyond the NAT: a web server and a mail server in nsInet, which has no route back.
+    assert!(
+        !inet
+            .ip_try(&["route", "get", "192.0.2.100"])
+            .status
+            .success(),
+        "nsInet must not route to the VMs: only the masquerade gets replies back"
+    );
+    let listeners = inet.enter(|| {
+        ["198.51.100.2:80", "198.51.100.2:25"]
+            .map(|a| std::net::TcpListener::bind(a).expect("listen in nsInet"))
+    });
+    assert!(
+        !tcp_opens(&vm, "198.51.100.2:80"),
+        "egress should be closed"
+    );
+
+    // Again with --allow-egress: the same port, the lease still good.
+    let mut open = RECIPE.to_vec();
+    open.push("--allow-egress");
+    let said = lan_gateway(&gw, &s, &state, &open);
+    assert!(said.contains("egress open"), "{said}");
+    let taps: Vec<u32> = s
+        .listport()
+        .into_iter()
+        .filter(|p| p.kind == "tap")
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(taps, [lan_port], "the second run reuses the port");
+    let dnsmasq2 = dnsmasq_pid(&gw, &state).expect("dnsmasq runs again");
+    assert!(
+        !gw.pids().contains(&dnsmasq) || dnsmasq == dnsmasq2,
+        "the first dnsmasq should be gone"
+    );
+    ping(&vm, BEYOND);
+    assert!(tcp_opens(&vm, "198.51.100.2:80"), "web through the NAT");
+    assert!(!tcp_opens(&vm, "198.51.100.2:25"), "SMTP stays closed");
+    assert!(!tcp_opens(&vm, &ws_on_lan), "the gateway stays closed");
+    drop(listeners);
+
+    // --down undoes it all.
+    let said = lan_gateway(&gw, &s, &state, &["--down"]);
+    assert!(said.contains("down"), "{said}");
+    assert!(!nft_has_table(&gw, "inet", "etherws-lan-lan0"));
+    assert_eq!(dnsmasq_pid(&gw, &state), None, "dnsmasq should be stopped");
+    assert!(
+        s.listport().iter().all(|p| p.kind != "tap"),
+        "{:?}",
+        s.listport()
+    );
+}
