@@ -722,6 +722,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_output_escapes_c1_controls_too() {
+        let v = json!({"target": "a\u{1b}[2Jb\u{9b}31mc\u{7f}"});
+        let out = json_text(&v);
+        assert!(out.contains(r"a\u001b[2Jb\u009b31mc\u007f"), "{out}");
+        assert!(out.chars().all(|c| !c.is_control() || c == '\n'), "{out}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
+    }
+
+    #[test]
     fn table_matches_etherws_1_3() {
         // What Python's print_table prints for this listport answer.
         let out = port_table(&[

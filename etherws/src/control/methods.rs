@@ -403,6 +403,10 @@ impl Control {
             Ok(port) => {
                 let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
                 self.offload.activate(index, stat.port);
+                // Decided before answering, so that `addport` already says whether the kernel
+                // forwards into the port (a netlink round trip: off the async workers).
+                let offload = self.offload.clone();
+                let _ = tokio::task::spawn_blocking(move || offload.refresh(index, None)).await;
                 if !was_loaded {
                     // The kernel's FDB starts empty: give it what the switch knows.
                     lock(&self.switch).replay_fdb();

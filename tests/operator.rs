@@ -1,0 +1,328 @@
+//! What an operator meets before and around the data path: a daemon that says why it did not
+//! start, its pidfile and its log, `--version`, `--check-config`, `--log-format json` and
+//! `ctl --json`.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etherws_testkit::*;
+use serde_json::Value;
+
+/// Runs `etherws ARGS` in `ns` (or on the host) to completion, with a deadline: a daemonizing
+/// `sw` returns once the switch is up or has failed.
+fn etherws_run(ns: Option<&Netns>, args: &[&str]) -> Output {
+    let mut child = etherws(ns)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start etherws");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("etherws {args:?} did not return");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn daemon_says_why_it_did_not_start_and_names_itself_in_its_pidfile() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("opd");
+    let dir = TempDir::new("opd");
+    let (port, ctl) = (free_port(), free_port());
+    let log = dir.file("etherws.log");
+    let logconf = dir.write("log.toml", &format!("output = {log:?}\n"));
+    let pidfile = dir.file("etherws.pid");
+
+    // A port the configuration declares but the kernel cannot give: the daemon exits 1 and the
+    // reason reaches the terminal, before it would have detached.
+    let bad = dir.write(
+        "bad.toml",
+        &format!(
+            "[switch]\nport = {port}\nctlport = {ctl}\n\n[[port]]\ntype = \"netdev\"\ntarget = \"nosuch0\"\n"
+        ),
+    );
+    let out = etherws_run(Some(&ns), &["sw", "--config", &bad, "--logconf", &logconf]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml:5: port 1") && err.contains("nosuch0"),
+        "{err}"
+    );
+    assert!(std::fs::read_to_string(&log).unwrap().contains("nosuch0"));
+
+    // A good one: it returns 0 once the switch is up, and the pidfile names the daemon.
+    let good = dir.write(
+        "good.toml",
+        &format!(
+            "[switch]\nport = {port}\nctlport = {ctl}\n\n[[port]]\ntype = \"tap\"\ntarget = \"opdtap0\"\n\n[[port]]\ntype = \"client\"\ntarget = \"wss://192.0.2.9/\"\ninsecure = true\n"
+        ),
+    );
+    let args = [
+        "sw",
+        "--config",
+        &good,
+        "--logconf",
+        &logconf,
+        "--pidfile",
+        &pidfile,
+    ];
+    let out = etherws_run(Some(&ns), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile written")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "etherws");
+    assert!(ns.pids().contains(&pid), "{pid} not in {:?}", ns.pids());
+    // Up already: the ports of the file exist, ctl answers.
+    let url = format!("http://127.0.0.1:{ctl}/ctl");
+    let out = etherws_run(Some(&ns), &["ctl", "--ctlurl", &url, "listport"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("opdtap0") && table.contains("wss://192.0.2.9/"),
+        "{table}"
+    );
+    // Warnings reach the log, not /dev/null.
+    poll(
+        "the insecure-TLS warning in the log",
+        Duration::from_secs(10),
+        || {
+            let l = std::fs::read_to_string(&log).unwrap_or_default();
+            if l.contains("NOT verified (--insecure)") {
+                Ok(())
+            } else {
+                Err(l)
+            }
+        },
+    );
+
+    // A second switch with the same pidfile is refused, with the reason.
+    let other = [
+        "sw",
+        "--foreground",
+        "--port",
+        "0",
+        "--ctlport",
+        "0",
+        "--pidfile",
+        &pidfile,
+    ];
+    let out = etherws_run(Some(&ns), &other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("names a running etherws (pid {pid})")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // SIGTERM: it stops, and takes its pidfile with it.
+    // SAFETY: kill(2) on a pid of our own namespace's daemon; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    poll("the pidfile gone", Duration::from_secs(10), || {
+        if std::path::Path::new(&pidfile).exists() {
+            Err("still there".into())
+        } else {
+            Ok(())
+        }
+    });
+}
+
+#[test]
+fn version_names_the_build() {
+    let out = etherws(None).arg("--version").output().expect("run");
+    let v = text(&out.stdout);
+    assert!(out.status.success(), "{v}");
+    // `etherws 2.0.0-alpha.1 (git 0123456789ab; eBPF offload: built in)`
+    assert!(v.starts_with("etherws 2."), "{v}");
+    assert!(v.contains("(git ") && v.contains("eBPF offload: "), "{v}");
+    let sw = text(
+        &etherws(None)
+            .args(["sw", "--version"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(sw.contains("eBPF offload: "), "{sw}");
+}
+
+#[test]
+fn check_config_validates_without_starting_anything() {
+    let dir = TempDir::new("opc");
+    let port = free_port();
+    let good = dir.write(
+        "good.toml",
+        &format!(
+            "[switch]\nport = {port}\n\n[[path]]\npath = \"/lab\"\nvlan = 10\n\n[user.alice]\nvlan = 20\n\n[[port]]\ntype = \"tap\"\ntarget = \"chk0\"\n"
+        ),
+    );
+    let out = etherws_run(None, &["sw", "--check-config", &good]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(
+        said.contains("good.toml: OK (1 port, WebSocket path /lab, 1 pinned user)"),
+        "{said}"
+    );
+    // Nothing was bound: the port is still free.
+    std::net::TcpListener::bind(("0.0.0.0", port)).expect("the port is still free");
+
+    for (file, body, want) in [
+        (
+            "typo.toml",
+            "[switch]\nagout = 3\n",
+            "typo.toml:2: unknown key \"agout\" in [switch]",
+        ),
+        (
+            "nohtpasswd.toml",
+            "[switch]\nhtpasswd = \"missing.htpasswd\"\n",
+            "missing.htpasswd",
+        ),
+        (
+            "badpath.toml",
+            "[[path]]\npath = \"/a\"\nvlan = 5000\n",
+            "badpath.toml:3: path 1: vlan must be from 0 to 4094",
+        ),
+    ] {
+        let f = dir.write(file, body);
+        let out = etherws_run(None, &["sw", "--check-config", &f]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(want), "{file}: {err}");
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = TempDir::new("opj");
+    let log = dir.file("sw.log");
+    let logconf = dir.write("log.toml", &format!("output = {log:?}\n"));
+    let (port, ctl) = (free_port(), free_port());
+    let (port_s, ctl_s) = (port.to_string(), ctl.to_string());
+    let mut child = etherws(None)
+        .args([
+            "sw",
+            "--foreground",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+        ])
+        .args([
+            "--ctlport",
+            &ctl_s,
+            "--log-format",
+            "json",
+            "--logconf",
+            &logconf,
+        ])
+        .spawn()
+        .expect("start the switch");
+    let url = format!("http://127.0.0.1:{ctl}/ctl");
+    let lines = poll("log lines", Duration::from_secs(10), || {
+        // An error the switch logs: a control request for a port that does not exist.
+        let _ = etherws_run(None, &["ctl", "--ctlurl", &url, "delport", "7"]);
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("no such port: 7") {
+            Ok(l)
+        } else {
+            Err(l)
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in lines.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{v}"
+        );
+    }
+    assert!(lines.contains("\"message\":\"serving control\""), "{lines}");
+}
+
+#[test]
+fn ctl_json_prints_every_answer_as_one_document() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("ojs");
+    let sw = Switch::in_netns(&ns, "ojs", "127.0.0.1", free_port(), free_port(), &[]);
+    let json = |args: &[&str]| -> (bool, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = sw.ctl(&all);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out.stdout)));
+        (out.status.success(), v)
+    };
+    let (ok, v) = json(&["addport", "tap", "ojs0"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"][0]["target"], "ojs0", "{v}");
+    assert_eq!(v["entries"][0]["type"], "tap", "{v}");
+    let (ok, v) = json(&["setport", "1", "--vlan", "10", "--isolated", "1"]);
+    assert!(ok, "{v}");
+    assert_eq!(
+        (&v["entries"][0]["vlan"], &v["entries"][0]["isolated"]),
+        (&Value::from(10), &Value::from(true)),
+        "{v}"
+    );
+    let (ok, v) = json(&[
+        "setif",
+        "1",
+        "--address",
+        "192.0.2.1",
+        "--netmask",
+        "255.255.255.0",
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["entries"][0]["address"], "192.0.2.1", "{v}");
+    let (ok, v) = json(&["listif"]);
+    assert!(
+        ok && v["entries"].as_array().is_some_and(|e| e.len() == 1),
+        "{v}"
+    );
+    let (ok, v) = json(&["listport"]);
+    assert!(ok && v["entries"][0]["port"] == 1, "{v}");
+    let (ok, v) = json(&["listfdb"]);
+    assert!(ok && v["entries"].is_array(), "{v}");
+    let (ok, v) = json(&["delport", "1"]);
+    assert!(ok && v["entries"][0]["port"] == 1, "{v}");
+    // Errors: the error object, and status 1.
+    let (ok, v) = json(&["delport", "9"]);
+    assert!(!ok, "{v}");
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert_eq!(v["error"]["data"], "no such port: 9", "{v}");
+    let (ok, v) = json(&["setport", "0"]);
+    assert!(!ok && v["error"]["data"] == "Invalid port: 0", "{v}");
+}
+
+/// A switch that cannot be reached is an error document too.
+#[test]
+fn ctl_json_reports_an_unreachable_switch_as_json() {
+    let out = Command::new(bin())
+        .args([
+            "ctl",
+            "--json",
+            "--ctlurl",
+            "http://127.0.0.1:1/ctl",
+            "listport",
+        ])
+        .output()
+        .expect("run");
+    // Connection refused: an error document, still JSON.
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["error"]["code"], -32603, "{v}");
+    assert!(!out.status.success());
+}
