@@ -354,23 +354,7 @@ impl Offload {
 
     /// Mirrors a port's shut state into the kernel.
     pub fn set_shut(&self, port: PortNo, shut: bool) {
-        let mut inner = self.lock();
-        let Inner {
-            loaded,
-            ports,
-            by_port,
-            ..
-        } = &mut *inner;
-        let Some(ifindex) = by_port.get(&port).copied() else {
-            return;
-        };
-        let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
-            return;
-        };
-        p.shut = shut;
-        if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
-            tracing::warn!(port, "cannot update the kernel's port table: {e}");
-        }
+        self.update_conf(port, |p| p.shut = shut);
     }
 
     /// Changes an offloaded port's entry in the kernel's port table.
