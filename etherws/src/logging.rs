@@ -91,8 +91,18 @@ pub fn init(conf: &LogConf, debug: bool, format: LogFormat, daemon: bool) -> any
     };
     // Colours only for a terminal: journald, files and pipes get plain text.
     let layer = match output {
-        "stderr" => output_layer(format, std::io::stderr().is_terminal(), true, std::io::stderr),
-        "stdout" => output_layer(format, std::io::stdout().is_terminal(), true, std::io::stdout),
+        "stderr" => output_layer(
+            format,
+            std::io::stderr().is_terminal(),
+            true,
+            std::io::stderr,
+        ),
+        "stdout" => output_layer(
+            format,
+            std::io::stdout().is_terminal(),
+            true,
+            std::io::stdout,
+        ),
         // syslog stamps the time itself.
         "syslog" => output_layer(format, false, false, Syslog::connect(SYSLOG_SOCKET)?),
         path => {

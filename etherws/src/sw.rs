@@ -21,6 +21,7 @@ use crate::cli::{Num, SwArgs, SwOptions};
 use crate::config::{Config, IfConf, PortConf};
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
+use crate::daemon;
 use crate::fdb::MacLimits;
 use crate::htpasswd::Htpasswd;
 use crate::logging::{self, LogConf};
@@ -31,7 +32,6 @@ use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::profile::{PathSpec, Profile};
 use crate::proxied::TrustedProxies;
 use crate::server::{self, Listening, WsPath, WsSide};
-use crate::daemon;
 use crate::switch::PortStat;
 use crate::switch::{Limits, Switch};
 use crate::tls::{ClientAuth, Identity, Verify};
@@ -403,7 +403,11 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
 }
 
 /// `--check-config FILE`: everything `run` checks before it binds, and nothing else.
-fn check_config(path: &Path, options: SwOptions, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+fn check_config(
+    path: &Path,
+    options: SwOptions,
+    matches: Option<&ArgMatches>,
+) -> anyhow::Result<()> {
     let conf = Config::load(path)?;
     let opts = options.layered(matches, conf.switch.clone())?;
     if let Some(p) = absolute(&opts.logconf, "logconf")? {

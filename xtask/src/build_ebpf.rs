@@ -278,6 +278,14 @@ fn build(nightly: &Nightly, linker: &Path) -> anyhow::Result<PathBuf> {
     let dest = object_path();
     let dir = dest.parent().expect("object path has a directory");
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // An unchanged object keeps its modification time: etherws/build.rs watches it, and a fresh
+    // copy would rebuild etherws (minutes in release) for nothing.
+    let unchanged = fs::read(&built)
+        .ok()
+        .is_some_and(|new| fs::read(&dest).is_ok_and(|old| old == new));
+    if unchanged {
+        return Ok(dest);
+    }
     // Copy then rename, so that a loader never sees a half-written object.
     let tmp = dir.join(format!(".{}.tmp", etherws_common::XDP_OBJECT));
     fs::copy(&built, &tmp)

@@ -16,6 +16,11 @@
 //! - `load [--clients N] [--seconds S] [--write]`: 1,000 WebSocket clients with unicast and
 //!   broadcast traffic on one release-built switch; RSS, CPU, control-API latency, fairness;
 //!   `--write` updates `BENCHMARKS.md`. See `load.rs`.
+//! - `dist`: shell completions and man pages generated from etherws's command line, into
+//!   `target/dist/{completions,man}/`; see `dist.rs` (in the `xtask` library).
+//! - `deb [--debug]`: the eBPF object, the release binary and `dist`, packed into
+//!   `target/debian/etherws_<version>_<arch>.deb` (`--debug`: the dev build, into
+//!   `target/debian/debug/`); see `deb.rs` (in the library, which `tests/package.rs` uses too).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -65,6 +70,81 @@ fn task_run(args: Vec<String>) -> anyhow::Result<()> {
     eprintln!("xtask: {sw:?}");
     use std::os::unix::process::CommandExt;
     Err(sw.exec()).with_context(|| format!("cannot start {}", bin.display()))
+}
+
+fn task_dist() -> anyhow::Result<xtask::dist::Dist> {
+    let dir = root().join("target/dist");
+    let dist = xtask::dist::generate(&dir)?;
+    eprintln!(
+        "xtask: {} completions and {} man pages in {} ({} written)",
+        dist.completions.len(),
+        dist.man_pages.len(),
+        dir.display(),
+        dist.written
+    );
+    Ok(dist)
+}
+
+fn task_deb(debug: bool) -> anyhow::Result<()> {
+    let object = build_ebpf::task_build_ebpf()?;
+    let mut build = cargo();
+    build.args(["build", "-p", "etherws", "--bin", "etherws"]);
+    if !debug {
+        build.arg("--release");
+    }
+    run(build)?;
+    let binary = root()
+        .join("target")
+        .join(if debug { "debug" } else { "release" })
+        .join("etherws");
+    // `etherws/build.rs` embeds the object it finds; make sure this binary has this one.
+    let (bin_bytes, obj_bytes) = (std::fs::read(&binary)?, std::fs::read(&object)?);
+    if !contains(&bin_bytes, &obj_bytes) {
+        bail!(
+            "{} does not embed {} (is ETHERWS_XDP_OBJECT set?)",
+            binary.display(),
+            object.display()
+        );
+    }
+    let dist = task_dist()?;
+    let built = xtask::deb::build(&xtask::deb::Deb {
+        binary: &binary,
+        dist: &dist,
+        // The dev build's package apart, so that it is never taken for the release one.
+        out_dir: &root().join(if debug {
+            "target/debian/debug"
+        } else {
+            "target/debian"
+        }),
+        compression: if debug {
+            xtask::deb::Compression::Fast
+        } else {
+            xtask::deb::Compression::Xz
+        },
+    })?;
+    let size = std::fs::metadata(&built.path)?.len();
+    eprintln!(
+        "xtask: {} ({} KiB; version {}, {}; Depends: {} from {}; eBPF object embedded)",
+        built.path.display(),
+        size.div_ceil(1024),
+        built.version,
+        built.arch,
+        built.depends,
+        built.depends_from
+    );
+    Ok(())
+}
+
+/// Whether `needle` occurs in `haystack` (the object is embedded byte for byte).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == first)
+        .any(|(i, _)| haystack[i..].starts_with(needle))
 }
 
 fn task_test(args: Vec<String>) -> anyhow::Result<()> {
@@ -163,6 +243,15 @@ enum Task {
     Load(load::LoadArgs),
     /// The offload and tunnel benchmarks (root).
     Bench(bench::Opts),
+    /// Shell completions and man pages, into target/dist/.
+    Dist,
+    /// The Debian package target/debian/etherws_<version>_<arch>.deb.
+    Deb {
+        /// Pack the dev build instead of the release one (faster; for tests), into
+        /// target/debian/debug/.
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 /// The command line as typed, for the reports in BENCHMARKS.md.
@@ -188,6 +277,8 @@ fn main() -> ExitCode {
         ),
         Task::Load(args) => load::task_load(args),
         Task::Bench(opts) => bench::task_bench(opts),
+        Task::Dist => task_dist().map(drop),
+        Task::Deb { debug } => task_deb(debug),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,5 +310,10 @@ mod cli_tests {
         }
         assert!(parse(&["xtask", "bench", "--only", "offload,ws_tap", "--write"]).is_ok());
         assert!(parse(&["xtask", "load", "--clients", "1"]).is_err());
+        assert!(matches!(
+            parse(&["xtask", "deb", "--debug"]).unwrap(),
+            Task::Deb { debug: true }
+        ));
+        assert!(matches!(parse(&["xtask", "dist"]).unwrap(), Task::Dist));
     }
 }
