@@ -145,6 +145,7 @@ struct CtlState {
     guard: Arc<Guard>,
     ws_auth: Arc<Auth>,
     ws_conns: Arc<Connections>,
+    status: Arc<crate::control::status::StatusPage>,
 }
 
 /// A port that holds a connection slot for as long as it lives.
@@ -210,7 +211,11 @@ pub fn ctl_routes(
     Router::new()
         .route(path, post(control_post))
         .route(METRICS_PATH, get(metrics))
+        .route(crate::control::status::PAGE_PATH, get(status_page))
+        .route(crate::control::status::SCRIPT_PATH, get(status_page))
+        .route(crate::control::status::STYLE_PATH, get(status_page))
         .with_state(CtlState {
+            status: Arc::new(crate::control::status::StatusPage::new(path)),
             control: Arc::new(control),
             auth: Arc::new(auth),
             guard: Arc::new(guard),
@@ -265,6 +270,17 @@ async fn metrics(State(st): State<CtlState>, req: Request) -> Response {
         render(&ports, &globals),
     )
         .into_response()
+}
+
+/// The status page, its script and its style (`control::status`): admitted as `/metrics` is,
+/// and every answer, a refusal too, with the page's security headers.
+async fn status_page(State(st): State<CtlState>, req: Request) -> Response {
+    let peer = Peer::of(req.extensions());
+    let answer = match admit_control(&st, req.headers(), &peer, false).await {
+        Ok(_) => st.status.asset(req.uri().path()),
+        Err(denied) => denied,
+    };
+    crate::control::status::secured(answer)
 }
 
 async fn control_post(State(st): State<CtlState>, req: Request) -> Response {

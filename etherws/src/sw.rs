@@ -193,9 +193,15 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
         );
     }
     // Metrics live on the control listener, beside the control path.
+    // Metrics and the status page live on the control listener, beside the control path.
     let on_ws = |p: &str| s.paths.iter().any(|w| w.path == p);
-    if s.ctlpath == server::METRICS_PATH || (s.shared_listener() && on_ws(server::METRICS_PATH)) {
-        bail!("{} is reserved for metrics", server::METRICS_PATH);
+    let reserved = [(server::METRICS_PATH, "metrics")]
+        .into_iter()
+        .chain(crate::control::status::PATHS.map(|p| (p, "the status page")));
+    for (path, what) in reserved {
+        if s.ctlpath == path || (s.shared_listener() && on_ws(path)) {
+            bail!("{path} is reserved for {what}");
+        }
     }
     if s.shared_listener() {
         if on_ws(&s.ctlpath) {

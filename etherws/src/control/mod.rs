@@ -9,6 +9,7 @@
 pub mod guard;
 mod methods;
 pub mod metrics;
+pub mod status;
 
 use serde_json::{Value, json};
 
