@@ -536,6 +536,7 @@ async fn serve(
     ctl_listener: Option<TcpListener>,
     config: Option<(PathBuf, Config)>,
 ) -> anyhow::Result<()> {
+    crate::port::set_data_path();
     let switch: SharedSwitch = Core::new(Switch::with_limits(s.ageout, s.limits), s.queues);
     let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth);
     let netif = Netif::new().context("cannot open rtnetlink")?;
@@ -588,9 +589,12 @@ async fn serve(
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
             let how = listening(&s.tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws));
-            let l = tokio::net::TcpListener::from_std(l)?;
             let how = listening(&s.ctltls, server::CONTROL_CONNS, false);
-            servers.spawn(server::serve(l, how, ctl));
+            let done = serve_control_apart(l, how, ctl)?;
+            servers.spawn(async move {
+                done.await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the control thread died")))
+            });
         }
     }
 
@@ -606,6 +610,32 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serves the control API on a thread and runtime of its own, so that an administrator's
+/// `listport` (or a monitoring scrape) is answered in milliseconds however busy the data path's
+/// runtime is; what it does that creates ports still runs there ([`crate::port::on_data_path`]).
+/// The receiver gets the server's end.
+fn serve_control_apart(
+    listener: TcpListener,
+    how: Listening,
+    app: axum::Router,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control API's runtime")?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("etherws-ctl".into())
+        .spawn(move || {
+            let served = runtime.block_on(async move {
+                server::serve(tokio::net::TcpListener::from_std(listener)?, how, app).await
+            });
+            let _ = tx.send(served);
+        })
+        .context("cannot start the control API's thread")?;
+    Ok(rx)
 }
 
 async fn shutdown_signal() -> &'static str {

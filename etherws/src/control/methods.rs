@@ -195,8 +195,10 @@ fn portstat_plain(s: &PortStat) -> Value {
     })
 }
 
+/// `{"entries": v}`, built by moving `v` in: `json!` would serialize the whole tree again (for
+/// a thousand ports, most of the time `listPort` took).
 fn entries(v: Vec<Value>) -> Value {
-    json!({ "entries": v })
+    Value::Object(Map::from_iter([("entries".to_string(), Value::Array(v))]))
 }
 
 impl Control {
@@ -221,7 +223,14 @@ impl Control {
         let p = &call.params;
         match call.method.as_str() {
             "listPort" => self.list_port(),
-            "addPort" => self.add_port(&object(p)?).await,
+            "addPort" => {
+                // A new port's device and connection belong to the data path's runtime (see
+                // `port::data_path`), not to the control API's own thread.
+                let (this, p) = (self.clone(), object(p)?);
+                crate::port::on_data_path(async move { this.add_port(&p).await })
+                    .await
+                    .unwrap_or_else(|e| Err(RpcError::internal(e.to_string())))
+            }
             "setPort" => self.set_port(&object(p)?),
             "delPort" => self.del_port(&object(p)?),
             "setInterface" => self.set_interface(&object(p)?).await,

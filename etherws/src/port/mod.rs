@@ -185,6 +185,30 @@ pub fn attach_from<P: Port>(
     stat
 }
 
+/// The runtime that moves frames: ports run there whoever adds them. The control API may run
+/// on a thread of its own (so that its latency does not follow the data path's load); what it
+/// does that creates ports goes through [`on_data_path`].
+static DATA_PATH: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Makes the current runtime the data path's (called once, by `etherws sw`).
+pub fn set_data_path() {
+    let _ = DATA_PATH.set(tokio::runtime::Handle::current());
+}
+
+/// Runs `fut` on the data path's runtime (here, if this is it, or none was set) and waits.
+pub async fn on_data_path<F>(fut: F) -> Result<F::Output, tokio::task::JoinError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match DATA_PATH.get() {
+        Some(h) if tokio::runtime::Handle::try_current().map(|c| c.id()).ok() != Some(h.id()) => {
+            h.spawn(fut).await
+        }
+        _ => Ok(fut.await),
+    }
+}
+
 /// Every port's task, so that shutdown can wait for them to say goodbye (a WebSocket's close
 /// frame, a TAP device's removal) — for as long as that takes and no longer.
 pub fn tasks() -> &'static TaskTracker {
