@@ -326,7 +326,7 @@ async fn control_post(State(st): State<CtlState>, req: Request) -> Response {
     let answer = st.control.handle(&body).await;
     (
         [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        answer.to_string(),
+        answer,
     )
         .into_response()
 }
