@@ -448,6 +448,15 @@ enum Targets<E> {
 }
 
 impl<E: Egress> Forward<E> {
+    /// How many ports the frame goes to.
+    pub fn fanout(&self) -> usize {
+        match &self.to {
+            Targets::Nowhere => 0,
+            Targets::One(..) => 1,
+            Targets::Many(list) => list.len(),
+        }
+    }
+
     /// Offers the frame to each chosen port's egress (which counts what it takes or drops),
     /// tagged or untagged as that port wants: each variant is made once, after the lock.
     pub fn emit(self) {

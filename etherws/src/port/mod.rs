@@ -71,6 +71,11 @@ pub fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
 /// lock, then emitted after it.
 const DECIDE_BATCH: usize = 64;
 
+/// Destinations decided per lock at most: a batch of broadcasts on a switch of 10,000 ports
+/// would otherwise hold 64 lists of 10,000 queues at once (tens of megabytes, kept by the
+/// allocator afterwards) and the lock that long.
+const DECIDE_FANOUT: usize = 4096;
+
 /// Where a port delivers the frames it receives.
 pub struct Ingress {
     switch: SharedSwitch,
@@ -93,10 +98,17 @@ impl Ingress {
             let now = Instant::now();
             {
                 let mut sw = lock(&self.switch);
+                let mut fanout = 0;
                 for frame in frames.by_ref().take(DECIDE_BATCH) {
                     match sw.decide(self.port, frame.into(), now) {
-                        Ok(f) => decided.push(f),
+                        Ok(f) => {
+                            fanout += f.fanout();
+                            decided.push(f);
+                        }
                         Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
+                    }
+                    if fanout >= DECIDE_FANOUT {
+                        break;
                     }
                 }
             }

@@ -15,7 +15,8 @@
 //! its lock while it offers frames.
 //!
 //! A frame flooded to many ports is one shared buffer, but it counts against each queue it
-//! sits in: the bound is conservative, never exceeded.
+//! sits in: the bound is conservative, never exceeded. Each frame also counts its slot in the
+//! queue ([`SLOT`] bytes), so that the bounds are bounds on memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -129,6 +130,16 @@ impl State {
 /// A queued frame and when it was queued.
 type Queued = (Frame, Instant);
 
+/// What one queued frame costs besides its bytes: its slot in the channel. Counted against the
+/// bounds, so that they bound memory: 60-byte frames flooded to 10,000 slow peers are mostly
+/// slots (the frame itself is one buffer shared by every queue).
+const SLOT: usize = std::mem::size_of::<Queued>();
+
+/// What `frame` counts against a queue's bound and the budget.
+fn cost(frame: &Frame) -> usize {
+    frame.len() + SLOT
+}
+
 /// The switch's end of a port's transmit queue.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -171,7 +182,7 @@ pub fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressRx) {
 impl Egress for Queue {
     fn offer(&self, frame: &Frame, now: Instant) -> bool {
         let s = &self.state;
-        let len = frame.len();
+        let len = cost(frame);
         if !s.reserve(len) {
             s.dropped.fetch_add(1, Relaxed);
             return false;
@@ -256,7 +267,7 @@ impl EgressRx {
         let s = &self.state;
         let before = out.len();
         for (frame, queued) in self.batch.drain(..) {
-            s.release(frame.len());
+            s.release(cost(&frame));
             if now.saturating_duration_since(queued) > s.limits.delay {
                 s.expired.fetch_add(1, Relaxed);
             } else {
@@ -272,7 +283,7 @@ impl Drop for EgressRx {
     fn drop(&mut self) {
         self.rx.close();
         while let Ok((frame, _)) = self.rx.try_recv() {
-            self.state.release(frame.len());
+            self.state.release(cost(&frame));
         }
     }
 }
@@ -298,8 +309,8 @@ mod tests {
         let budget = Arc::new(Budget::new(1 << 20));
         let (q, mut rx) = queue(limits(3000, 1 << 20), budget.clone());
         let now = Instant::now();
-        assert!(q.offer(&frame(1500), now));
-        assert!(q.offer(&frame(1500), now));
+        assert!(q.offer(&frame(1500 - SLOT), now));
+        assert!(q.offer(&frame(1500 - SLOT), now));
         assert!(!q.offer(&frame(60), now), "3000 bytes queued: full");
         assert_eq!(q.counters().queued_bytes, 3000);
         assert_eq!(budget.used(), 3000);
@@ -325,10 +336,10 @@ mod tests {
         let (a, _ra) = queue(limits(3000, 4000), budget.clone());
         let (b, rb) = queue(limits(3000, 4000), budget.clone());
         let now = Instant::now();
-        assert!(a.offer(&frame(3000), now));
-        assert!(b.offer(&frame(1000), now));
+        assert!(a.offer(&frame(3000 - SLOT), now));
+        assert!(b.offer(&frame(1000 - SLOT), now));
         assert!(
-            !b.offer(&frame(1000), now),
+            !b.offer(&frame(1000 - SLOT), now),
             "budget spent though b has room"
         );
         assert_eq!(budget.refused(), 1);

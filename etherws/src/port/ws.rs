@@ -49,7 +49,20 @@ pub fn config(super_frames: bool) -> WebSocketConfig {
         } else {
             READ_BUFFER
         })
+        .write_buffer_size(if super_frames {
+            SUPER_WRITE_BUFFER
+        } else {
+            WRITE_BUFFER
+        })
 }
+
+/// Bytes gathered before they are written to the socket (a batch is flushed at its end
+/// anyway). The buffer keeps its size once grown, so tungstenite's default (128 KiB) made a
+/// busy connection cost that much for good: 10,000 of them, over a gigabyte. A few plain
+/// frames per write still keep the system calls few.
+const WRITE_BUFFER: usize = 8 * 1024;
+/// The same for a peer that exchanges super-frames: one of them per write.
+const SUPER_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Initial read buffer of a WebSocket that carries plain frames: a couple of them.
 const READ_BUFFER: usize = 4 * 1024;
