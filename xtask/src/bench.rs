@@ -484,7 +484,14 @@ fn start_switch(env: &Env, log: &str, ns: &Netns, host: &str, extra: &[&str]) ->
         .start()
 }
 
-/// Adds a netdev port; returns its listport type (`netdev` or `netdev/xdp`).
+/// Whether a netdev port's listport type says XDP is attached (forwarding into it in the
+/// kernel or not).
+fn xdp(kind: &str) -> bool {
+    kind.starts_with("netdev/xdp")
+}
+
+/// Adds a netdev port; returns its listport type (`netdev`, or with `--offload` `netdev/xdp`,
+/// `netdev/xdp-user` (XDP, frames into it through userspace) or `netdev/fallback`).
 fn add_netdev(sw: &Switch, dev: &str, offload: bool) -> String {
     let opts: &[&str] = if offload { &["--offload"] } else { &[] };
     sw.add_port("netdev", dev, opts).kind
@@ -520,7 +527,7 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
         };
         let t1 = add_netdev(&sw, "s1", o1);
         let t2 = add_netdev(&sw, "s2", o2);
-        if (o1 && t1 != "netdev/xdp") || (o2 && t2 != "netdev/xdp") {
+        if (o1 && !xdp(&t1)) || (o2 && !xdp(&t2)) {
             note = format!("offload fell back to AF_PACKET (ports: {t1}, {t2})");
         }
         switches.push(sw);
@@ -623,7 +630,7 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
             } else {
                 let ta = add_netdev(&a, "a1", offload);
                 let tb = add_netdev(&b, "b1", offload);
-                if offload && (ta != "netdev/xdp" || tb != "netdev/xdp") {
+                if offload && (!xdp(&ta) || !xdp(&tb)) {
                     note = format!("offload fell back to AF_PACKET ({ta}, {tb})");
                 }
             }
