@@ -60,7 +60,7 @@ use crate::profile::{PathSpec, PathTable, Profile};
 use crate::switch::PortKind;
 
 /// A parsed, validated configuration file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// The `[switch]` table; every key optional (`None`: not set in the file).
     pub switch: SwOptions,

@@ -346,19 +346,7 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     if let Some(path) = &args.check_config {
         return check_config(path, args.options, matches);
     }
-    let config = match &args.config {
-        Some(path) => {
-            let conf = Config::load(path)?;
-            Some((std::path::absolute(path)?, conf))
-        }
-        None => None,
-    };
-    let file = config.as_ref().map(|(_, c)| c.switch.clone());
-    let opts = args.options.layered(matches, file.unwrap_or_default())?;
-    let logconf = match absolute(&opts.logconf, "logconf")? {
-        Some(p) => LogConf::load(&p)?,
-        None => LogConf::default(),
-    };
+    let (config, opts, logconf) = read_options(args.config.as_deref(), args.options, matches)?;
     // The pidfile need not exist yet; its name is taken from here, before `/` becomes the cwd.
     let pidfile = opts
         .pidfile
@@ -408,17 +396,38 @@ pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     started
 }
 
+/// A configuration file read, with its absolute path.
+type ConfigFile = Option<(PathBuf, Config)>;
+
+/// What `run` and `--check-config` read first: the configuration file (with its absolute
+/// path), the options in force (command line over environment over file), and the log
+/// configuration.
+fn read_options(
+    config: Option<&Path>,
+    options: SwOptions,
+    matches: Option<&ArgMatches>,
+) -> anyhow::Result<(ConfigFile, SwOptions, LogConf)> {
+    let config = match config {
+        Some(path) => Some((std::path::absolute(path)?, Config::load(path)?)),
+        None => None,
+    };
+    let file = config.as_ref().map(|(_, c)| c.switch.clone());
+    let opts = options.layered(matches, file.unwrap_or_default())?;
+    let logconf = match absolute(&opts.logconf, "logconf")? {
+        Some(p) => LogConf::load(&p)?,
+        None => LogConf::default(),
+    };
+    Ok((config, opts, logconf))
+}
+
 /// `--check-config FILE`: everything `run` checks before it binds, and nothing else.
 fn check_config(
     path: &Path,
     options: SwOptions,
     matches: Option<&ArgMatches>,
 ) -> anyhow::Result<()> {
-    let conf = Config::load(path)?;
-    let opts = options.layered(matches, conf.switch.clone())?;
-    if let Some(p) = absolute(&opts.logconf, "logconf")? {
-        LogConf::load(&p)?;
-    }
+    let (config, opts, _) = read_options(Some(path), options, matches)?;
+    let conf = config.map(|(_, c)| c).unwrap_or_default();
     let s = settings(&opts)?;
     println!(
         "{}: OK ({} port{}, WebSocket path{} {}, {} pinned user{})",

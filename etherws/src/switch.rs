@@ -229,35 +229,6 @@ impl Rate {
     }
 }
 
-/// A token bucket counting bytes, for [`Rate`] limits.
-#[derive(Debug)]
-struct ByteBucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl ByteBucket {
-    fn full(rate: &Rate, now: Instant) -> Self {
-        ByteBucket {
-            tokens: rate.burst as f64,
-            last: now,
-        }
-    }
-
-    /// Takes `len` bytes' worth of tokens if there are; false (and nothing taken) if not.
-    fn take(&mut self, rate: &Rate, len: usize, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * rate.bytes_per_sec()).min(rate.burst as f64);
-        if self.tokens >= len as f64 {
-            self.tokens -= len as f64;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Protection against hostile or broken ports; each limit counts what it drops and says so
 /// in the log (at most every [`WARN_EVERY`] per port and limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,7 +279,8 @@ impl PerSecond {
 /// Quiet period between two warnings about the same limit on the same port.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// A token bucket: `rate` tokens a second, holding at most one second's worth.
+/// A token bucket: `per_sec` tokens a second, holding at most `capacity`. Storm control counts
+/// frames in it (one second's worth), rate limits count bytes (their burst).
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -316,23 +288,34 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: u32, now: Instant) -> Self {
+    fn full(capacity: f64, now: Instant) -> Self {
         Bucket {
-            tokens: f64::from(rate),
+            tokens: capacity,
             last: now,
         }
     }
 
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
+    /// Takes `cost` tokens if there are; false (and nothing taken) if not.
+    fn take(&mut self, per_sec: f64, capacity: f64, cost: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(rate));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        self.tokens = (self.tokens + elapsed * per_sec).min(capacity);
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
         }
+    }
+
+    /// Storm control: one frame of `pps` a second.
+    fn take_frame(&mut self, pps: u32, now: Instant) -> bool {
+        self.take(f64::from(pps), f64::from(pps), 1.0, now)
+    }
+
+    /// A rate limit: `len` bytes of `rate`.
+    fn take_bytes(&mut self, rate: &Rate, len: usize, now: Instant) -> bool {
+        self.take(rate.bytes_per_sec(), rate.burst as f64, len as f64, now)
     }
 }
 
@@ -361,8 +344,8 @@ struct Port<E> {
     stat: PortStat,
     egress: E,
     storm: Bucket,
-    rate_in: Option<ByteBucket>,
-    rate_out: Option<ByteBucket>,
+    rate_in: Option<Bucket>,
+    rate_out: Option<Bucket>,
     /// Stations that moved onto this port, for the loop guard.
     moves_in: PerSecond,
     warn_storm: Warn,
@@ -413,7 +396,7 @@ impl<E: Egress> Port<E> {
         let (Some(rate), Some(bucket)) = (self.stat.policy.rate_out, self.rate_out.as_mut()) else {
             return true;
         };
-        if bucket.take(&rate, len, now) {
+        if bucket.take_bytes(&rate, len, now) {
             true
         } else {
             self.stat.rate_out_dropped += 1;
@@ -603,7 +586,7 @@ impl<E: Egress> Switch<E> {
             Port {
                 stat,
                 egress,
-                storm: Bucket::new(self.limits.storm_pps, now),
+                storm: Bucket::full(f64::from(self.limits.storm_pps), now),
                 rate_in: None,
                 rate_out: None,
                 moves_in: PerSecond { start: now, n: 0 },
@@ -640,10 +623,10 @@ impl<E: Egress> Switch<E> {
         let old = p.stat.policy;
         p.stat.policy = policy;
         if old.rate_in != policy.rate_in {
-            p.rate_in = policy.rate_in.map(|r| ByteBucket::full(&r, now));
+            p.rate_in = policy.rate_in.map(|r| Bucket::full(r.burst as f64, now));
         }
         if old.rate_out != policy.rate_out {
-            p.rate_out = policy.rate_out.map(|r| ByteBucket::full(&r, now));
+            p.rate_out = policy.rate_out.map(|r| Bucket::full(r.burst as f64, now));
         }
         let stat = p.stat();
         self.mirroring = self.mirroring + usize::from(policy.mirror.is_some())
@@ -809,7 +792,7 @@ impl<E: Egress> Switch<E> {
         };
         // Storm control: before learning, so a storm of made-up sources teaches nothing.
         let rate = self.limits.storm_pps;
-        if rate > 0 && hdr.dst.is_multicast() && !src_port.storm.take(rate, now) {
+        if rate > 0 && hdr.dst.is_multicast() && !src_port.storm.take_frame(rate, now) {
             src_port.stat.storm_dropped += 1;
             if let Some(n) = src_port.warn_storm.hit(now) {
                 tracing::warn!(
@@ -823,7 +806,7 @@ impl<E: Egress> Switch<E> {
         }
         let len = frame.data.len();
         if let (Some(rate), Some(bucket)) = (policy.rate_in, src_port.rate_in.as_mut()) {
-            if !bucket.take(&rate, len, now) {
+            if !bucket.take_bytes(&rate, len, now) {
                 src_port.stat.rate_in_dropped += 1;
                 return Ok(nowhere);
             }
