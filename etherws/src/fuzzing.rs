@@ -159,6 +159,39 @@ pub fn super_frame(data: &[u8]) {
     }
 }
 
+/// WebSocket frames from a peer (`port::websocket`), as a server (first byte even) or a
+/// client reads them, with a small message limit so that the limit is reached too, fed in
+/// pieces whose sizes come from the second byte. Every message parsed is checked against
+/// what it must be, and reading stops at the first error, as a port does.
+pub fn websocket(data: &[u8]) {
+    use crate::port::websocket::{Message, Reader, Role};
+    let [ctl, step, rest @ ..] = data else {
+        return;
+    };
+    let role = if ctl & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let max = 1 << (ctl >> 1 & 0xf);
+    let mut r = Reader::new(role, max, 64, &[]);
+    let step = usize::from(*step).max(1);
+    for piece in rest.chunks(step) {
+        r.push(piece);
+        loop {
+            match r.parse() {
+                Ok(Some(Message::Binary(b))) => assert!(b.len() <= max, "message over the limit"),
+                Ok(Some(Message::Text(n))) => assert!(n <= max, "text over the limit"),
+                Ok(Some(Message::Ping(p))) => assert!(p.len() <= 125, "ping over 125 bytes"),
+                Ok(Some(Message::Close(Some((code, _))))) => assert!(code >= 1000),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// GSO segmentation and checksum completion (`port::gso`), on what a packet socket with
 /// `PACKET_VNET_HDR` hands `port::netdev`. Input: a control byte, a 4-byte VLAN tag, the
 /// 10-byte `virtio_net_hdr` (any field values), then the frame. Control bit 0 puts the tag back
@@ -564,6 +597,7 @@ mod gso_and_proxy_tests {
             super::proxy_url(i);
             super::proxy_answer(i);
             super::super_frame(i);
+            super::websocket(i);
         }
     }
 }

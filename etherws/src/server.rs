@@ -20,9 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
 use crate::auth::Auth;
@@ -31,7 +29,7 @@ use crate::control::guard::Guard;
 use crate::control::metrics::{Globals, render};
 use crate::htpasswd::Htpasswd;
 use crate::port::super_frame;
-use crate::port::ws::{BoxIo, SWITCH_ID_HEADER, WsPort, WsSettings, config, switch_id};
+use crate::port::ws::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
 use crate::profile::Profile;
 use crate::proxied::{Client, Malformed, TrustedProxies, canonical, read_proxy_header};
@@ -423,12 +421,10 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                // hyper keeps what it read past the request in `upgraded` itself: no tail.
                 let io: BoxIo = Box::new(TokioIo::new(upgraded));
-                let ws =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(config(super_frames)))
-                        .await;
                 let port = Admitted {
-                    port: WsPort::new(ws, keepalive, super_frames),
+                    port: WsPort::new(io, Role::Server, Vec::new(), keepalive, super_frames),
                     _permit: permit,
                 };
                 let origin = Origin {

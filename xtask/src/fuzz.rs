@@ -16,6 +16,7 @@ pub const TARGETS: &[&str] = &[
     "config",
     "gso",
     "super_frame",
+    "websocket",
     "no_proxy",
     "proxy_url",
     "proxy_answer",

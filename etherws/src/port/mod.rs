@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod queue;
 pub mod super_frame;
 pub mod tap;
+pub mod websocket;
 pub mod ws;
 
 use std::future::Future;

@@ -256,6 +256,18 @@ impl EgressRx {
         }
     }
 
+    /// True if no frame waits.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Frees the batch buffers (up to a batch of frames' slots each): a port that drained its
+    /// queue keeps none, so thousands of idle ports hold nothing here.
+    pub fn release(&mut self) {
+        self.batch = Vec::new();
+        self.plain = Vec::new();
+    }
+
     /// One frame, as [`recv_many`](Self::recv_many).
     pub async fn recv(&mut self) -> Option<Frame> {
         let mut one = Vec::with_capacity(1);

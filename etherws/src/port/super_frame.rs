@@ -58,15 +58,22 @@ pub fn offered(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(VERSION))
 }
 
-/// The message that carries `frame`.
-pub fn encode(frame: &Frame) -> Bytes {
+/// The header of the message that carries `frame` (the frame follows it).
+pub fn header(frame: &Frame) -> [u8; HDR_LEN] {
     let h = &frame.offload;
+    let mut m = [0u8; HDR_LEN];
+    m[0] = h.flags & (F_NEEDS_CSUM | F_DATA_VALID);
+    m[1] = h.gso_type;
+    m[2..4].copy_from_slice(&(if h.is_gso() { h.gso_size } else { 0 }).to_be_bytes());
+    m[4..6].copy_from_slice(&h.csum_start.to_be_bytes());
+    m[6..8].copy_from_slice(&h.csum_offset.to_be_bytes());
+    m
+}
+
+/// The message that carries `frame`: its header, then the frame.
+pub fn encode(frame: &Frame) -> Bytes {
     let mut m = BytesMut::with_capacity(HDR_LEN + frame.data.len());
-    m.put_u8(h.flags & (F_NEEDS_CSUM | F_DATA_VALID));
-    m.put_u8(h.gso_type);
-    m.put_u16(if h.is_gso() { h.gso_size } else { 0 });
-    m.put_u16(h.csum_start);
-    m.put_u16(h.csum_offset);
+    m.put_slice(&header(frame));
     m.put_slice(&frame.data);
     m.freeze()
 }

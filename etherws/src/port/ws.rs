@@ -6,22 +6,22 @@
 //! permessage-deflate offers are simply not accepted during the handshake (RFC 6455 lets the
 //! server ignore an extension), so the peer never compresses.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+pub use super::websocket::Role;
+use super::websocket::{self, Message, Outgoing};
 use super::{EgressRx, MAX_FRAME, Port, PortIo, proxy, super_frame};
 use crate::escape::Esc;
 use crate::frame::Frame;
@@ -34,40 +34,32 @@ const BATCH: usize = 64;
 /// Time allowed for an outgoing connection and its handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Limits for every WebSocket: a message larger than the largest Ethernet frame we can carry
-/// is refused by tungstenite instead of being buffered. The read buffer starts small
-/// (tungstenite's default is 128 KiB a connection, most of a many-peer switch's memory) and
-/// grows only for the peers that need it: a peer that exchanges super-frames starts with
-/// room for a quarter of one, every other peer (one MTU-sized frame per message: browsers,
-/// v86, etherws 1.3) with a few frames' worth.
+/// Limits for a client port's handshake (the data phase is [`websocket`]'s): a message larger
+/// than the largest Ethernet frame we can carry is refused.
 pub fn config(super_frames: bool) -> WebSocketConfig {
     WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME + super_frame::HDR_LEN))
-        .max_frame_size(Some(MAX_FRAME + super_frame::HDR_LEN))
-        .read_buffer_size(if super_frames {
-            SUPER_READ_BUFFER
-        } else {
-            READ_BUFFER
-        })
-        .write_buffer_size(if super_frames {
-            SUPER_WRITE_BUFFER
-        } else {
-            WRITE_BUFFER
-        })
+        .max_message_size(Some(max_message(super_frames)))
+        .max_frame_size(Some(max_message(super_frames)))
+        .read_buffer_size(read_chunk(super_frames))
 }
 
-/// Bytes gathered before they are written to the socket (a batch is flushed at its end
-/// anyway). The buffer keeps its size once grown, so tungstenite's default (128 KiB) made a
-/// busy connection cost that much for good: 10,000 of them, over a gigabyte. A few plain
-/// frames per write still keep the system calls few.
-const WRITE_BUFFER: usize = 8 * 1024;
-/// The same for a peer that exchanges super-frames: one of them per write.
-const SUPER_WRITE_BUFFER: usize = 64 * 1024;
+/// The largest message a peer may send: the largest frame, behind a super-frame header if
+/// negotiated.
+fn max_message(super_frames: bool) -> usize {
+    MAX_FRAME
+        + if super_frames {
+            super_frame::HDR_LEN
+        } else {
+            0
+        }
+}
 
-/// Initial read buffer of a WebSocket that carries plain frames: a couple of them.
-const READ_BUFFER: usize = 4 * 1024;
-/// Initial read buffer of a WebSocket that carries super-frames.
-const SUPER_READ_BUFFER: usize = 16 * 1024;
+/// Bytes a read asks for: a connection that carries plain frames holds a couple of them (a
+/// switch of 10,000 idle peers holds 40 MB of these), one that carries super-frames a quarter
+/// of one (a larger frame gets room for all of it as its header arrives).
+fn read_chunk(super_frames: bool) -> usize {
+    if super_frames { 16 * 1024 } else { 4 * 1024 }
+}
 
 /// Connection upkeep shared by every WebSocket port of a switch.
 #[derive(Debug, Clone, Copy)]
@@ -105,55 +97,79 @@ pub enum End {
 /// Time allowed for a close frame to go out before the connection is dropped anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The close frame owed to a peer that broke the protocol (RFC 6455 7.1.7, 7.4.1), if any:
-/// 1009 for a message too large to carry, 1007 for a text message that is not UTF-8, 1002 for
-/// any other violation. I/O failures get none: the connection is gone.
-fn close_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<CloseFrame> {
-    use tokio_tungstenite::tungstenite::Error;
-    let (code, reason) = match e {
-        Error::Capacity(_) => (CloseCode::Size, "message too big"),
-        Error::Utf8(_) => (CloseCode::Invalid, "text message not UTF-8"),
-        Error::Protocol(_) => (CloseCode::Protocol, "protocol error"),
-        _ => return None,
-    };
-    Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    })
-}
-
-/// A WebSocket connection carrying frames.
-pub struct WsPort<S> {
-    ws: WebSocketStream<S>,
+/// A WebSocket connection carrying frames, its handshake done.
+pub struct WsPort {
+    io: BoxIo,
+    role: Role,
+    /// What was read past the handshake: the peer's first frames may have come with it.
+    tail: Vec<u8>,
     keepalive: Option<Duration>,
     /// Both ends negotiated super-frames ([`super_frame`]): every message has its header.
     super_frames: bool,
 }
 
-/// Waits for frames to send and turns them into messages: super-frames with their header
-/// when negotiated, plain frames (super-frames segmented) otherwise. Returns 0 once the switch
-/// removed the port.
-async fn next_messages(
-    egress: &mut EgressRx,
-    frames: &mut Vec<Frame>,
-    out: &mut Vec<Bytes>,
-    super_frames: bool,
-) -> usize {
-    if !super_frames {
-        return egress.recv_plain(out, BATCH).await;
-    }
-    let n = egress.recv_many(frames, BATCH).await;
-    out.extend(frames.drain(..).map(|f| super_frame::encode(&f)));
-    n
+/// The frames a batch sends, as the writer takes them.
+enum Batch {
+    /// Plain frames (super-frames segmented): one message each.
+    Plain(Vec<Bytes>),
+    /// Frames with their super-frame headers.
+    Super(Vec<Frame>, Vec<[u8; super_frame::HDR_LEN]>),
 }
 
-impl<S> WsPort<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    pub fn new(ws: WebSocketStream<S>, keepalive: Option<Duration>, super_frames: bool) -> Self {
+impl Batch {
+    /// Waits for frames to send. Returns 0 once the switch removed the port.
+    async fn next(&mut self, egress: &mut EgressRx) -> usize {
+        match self {
+            Batch::Plain(out) => {
+                out.clear();
+                egress.recv_plain(out, BATCH).await
+            }
+            Batch::Super(frames, heads) => {
+                frames.clear();
+                let n = egress.recv_many(frames, BATCH).await;
+                heads.clear();
+                heads.extend(frames.iter().map(super_frame::header));
+                n
+            }
+        }
+    }
+
+    fn messages(&self) -> Vec<Outgoing<'_>> {
+        match self {
+            Batch::Plain(out) => out.iter().map(|b| Outgoing::binary(&[], b)).collect(),
+            Batch::Super(frames, heads) => frames
+                .iter()
+                .zip(heads)
+                .map(|(f, h)| Outgoing::binary(h, &f.data))
+                .collect(),
+        }
+    }
+
+    /// Lets go of what the last batch held: thousands of idle peers keep no batch buffers.
+    fn release(&mut self) {
+        match self {
+            Batch::Plain(out) => *out = Vec::new(),
+            Batch::Super(frames, heads) => {
+                *frames = Vec::new();
+                *heads = Vec::new();
+            }
+        }
+    }
+}
+
+impl WsPort {
+    /// A port on a connection whose handshake is done; `tail` is what was read past it.
+    pub fn new(
+        io: BoxIo,
+        role: Role,
+        tail: Vec<u8>,
+        keepalive: Option<Duration>,
+        super_frames: bool,
+    ) -> Self {
         WsPort {
-            ws,
+            io,
+            role,
+            tail,
             keepalive,
             super_frames,
         }
@@ -169,7 +185,15 @@ where
         let keepalive = self.keepalive;
         let super_frames = self.super_frames;
         ingress.set_super_frames(super_frames);
-        let (mut sink, mut stream) = self.ws.split();
+        let (mut rd, mut wr) = tokio::io::split(self.io);
+        let mut reader = websocket::Reader::new(
+            self.role,
+            max_message(super_frames),
+            read_chunk(super_frames),
+            &self.tail,
+        );
+        drop(self.tail);
+        let mut writer = websocket::Writer::new(self.role);
         // Milliseconds since `start` at which the peer last sent anything.
         let start = Instant::now();
         let last_rx = AtomicU64::new(0);
@@ -178,92 +202,115 @@ where
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last_rx.load(Relaxed)))
         };
+        // The pong owed for the peer's latest ping (RFC 6455 5.5.3: only the latest needs
+        // one), handed from the reader to the writer.
+        let pong: std::sync::Mutex<Option<Bytes>> = std::sync::Mutex::new(None);
+        let pong_due = tokio::sync::Notify::new();
+        // Whether the writer is in the middle of a message: if the session ends then, the
+        // connection cannot carry a close frame any more.
+        let writing = AtomicBool::new(false);
 
-        // What the reader owes the peer when it stops: the answer to its close frame
-        // (tungstenite queues it; it goes out on the next flush) or a close for its error.
-        let mut owed: Option<Option<CloseFrame>> = None;
+        // What the reader owes the peer when it stops: the answer to its close frame, or a
+        // close for its error (code, reason).
+        let mut owed: Option<(Option<u16>, &'static str)> = None;
         let reader = async {
             // Messages already read are switched together (one lock of the switch): after
-            // each awaited message, those that are ready without waiting join it.
+            // each awaited message, those buffered join it.
             // Grown on first use: thousands of idle peers hold no batch.
             let mut batch = Vec::new();
-            while let Some(first) = stream.next().await {
+            loop {
+                let mut next = match reader.next(&mut rd).await {
+                    Ok(Some(m)) => Some(m),
+                    Ok(None) => return End::Closed,
+                    Err(e) => {
+                        owed = e.close_code().map(|c| (Some(c), reason_for(&e)));
+                        return End::Failed(e.into());
+                    }
+                };
                 last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
-                let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
-                        Ok(Message::Binary(msg)) if super_frames => {
-                            match super_frame::decode(msg) {
-                                Ok(frame) => batch.push(frame),
-                                Err(e) => {
-                                    ingress.frames(batch.drain(..));
-                                    owed = Some(Some(CloseFrame {
-                                        code: CloseCode::Protocol,
-                                        reason: "malformed super-frame".into(),
-                                    }));
-                                    return End::Failed(anyhow::anyhow!(
-                                        "malformed super-frame: {e}"
-                                    ));
-                                }
+                        Message::Binary(msg) if super_frames => match super_frame::decode(msg) {
+                            Ok(frame) => batch.push(frame),
+                            Err(e) => {
+                                ingress.frames(batch.drain(..));
+                                owed = Some((Some(1002), "malformed super-frame"));
+                                return End::Failed(anyhow::anyhow!("malformed super-frame: {e}"));
                             }
+                        },
+                        Message::Binary(frame) => batch.push(Frame::from(frame)),
+                        Message::Text(len) => {
+                            tracing::trace!(port = ingress.port(), len, "text message ignored")
                         }
-                        Ok(Message::Binary(frame)) => batch.push(Frame::from(frame)),
-                        Ok(Message::Text(t)) => {
-                            tracing::trace!(
-                                port = ingress.port(),
-                                len = t.len(),
-                                "text message ignored"
-                            )
+                        Message::Ping(payload) => {
+                            *pong.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
+                            pong_due.notify_one();
                         }
-                        Ok(Message::Close(_)) => {
+                        Message::Pong => {}
+                        Message::Close(c) => {
                             ingress.frames(batch.drain(..));
-                            owed = Some(None);
+                            // Echo the peer's code, as RFC 6455 5.5.1 suggests.
+                            owed = Some((c.map(|(code, _)| code), ""));
                             return End::Closed;
-                        }
-                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                        Err(e) => {
-                            ingress.frames(batch.drain(..));
-                            if let Some(close) = close_for(&e) {
-                                owed = Some(Some(close));
-                            }
-                            return End::Failed(e.into());
                         }
                     }
                     if batch.len() < BATCH {
-                        next = stream.next().now_or_never().flatten();
+                        match reader.parse() {
+                            Ok(m) => next = m,
+                            Err(e) => {
+                                ingress.frames(batch.drain(..));
+                                owed = e.close_code().map(|c| (Some(c), reason_for(&e)));
+                                return End::Failed(e.into());
+                            }
+                        }
                     }
                 }
                 ingress.frames(batch.drain(..));
+                if batch.capacity() > BATCH {
+                    batch = Vec::new();
+                }
             }
-            End::Closed
         };
 
-        let writer = async {
-            let (mut batch, mut frames) = (Vec::new(), Vec::new());
+        let writer_loop = async {
+            let mut batch = if super_frames {
+                Batch::Super(Vec::new(), Vec::new())
+            } else {
+                Batch::Plain(Vec::new())
+            };
             // Check a few times per interval so a dead peer is noticed soon after 2 intervals.
             let period = keepalive.map_or(Duration::from_secs(3600), |k| k / 4);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             let mut last_ping = Instant::now();
             loop {
                 tokio::select! {
-                    n = next_messages(egress, &mut frames, &mut batch, super_frames) => {
+                    n = batch.next(egress) => {
                         if n == 0 {
                             // The switch removed the port: say goodbye properly.
-                            let bye = CloseFrame { code: CloseCode::Away, reason: "port removed".into() };
-                            let _ = tokio::time::timeout(
-                                CLOSE_TIMEOUT,
-                                sink.send(Message::Close(Some(bye))),
-                            )
-                            .await;
+                            let bye = writer.close(&mut wr, Some(1001), "port removed");
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
                             return End::Removed;
                         }
-                        for frame in batch.drain(..) {
-                            if let Err(e) = sink.feed(Message::Binary(frame)).await {
+                        writing.store(true, Relaxed);
+                        let sent = writer.send(&mut wr, &batch.messages()).await;
+                        writing.store(false, Relaxed);
+                        if egress.is_empty() {
+                            batch.release();
+                            egress.release();
+                        }
+                        if let Err(e) = sent {
+                            return End::Failed(e.into());
+                        }
+                    }
+                    _ = pong_due.notified() => {
+                        let owed_pong = pong.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        if let Some(p) = owed_pong {
+                            writing.store(true, Relaxed);
+                            let sent = writer.control(&mut wr, websocket::opcode::PONG, &p).await;
+                            writing.store(false, Relaxed);
+                            if let Err(e) = sent {
                                 return End::Failed(e.into());
                             }
-                        }
-                        if let Err(e) = sink.flush().await {
-                            return End::Failed(e.into());
                         }
                     }
                     _ = tick.tick(), if keepalive.is_some() => {
@@ -276,7 +323,10 @@ where
                         }
                         if idle >= k && last_ping.elapsed() >= k {
                             last_ping = Instant::now();
-                            if let Err(e) = sink.send(Message::Ping(Bytes::new())).await {
+                            writing.store(true, Relaxed);
+                            let sent = writer.control(&mut wr, websocket::opcode::PING, &[]).await;
+                            writing.store(false, Relaxed);
+                            if let Err(e) = sent {
                                 return End::Failed(e.into());
                             }
                         }
@@ -287,26 +337,27 @@ where
 
         let end = tokio::select! {
             end = reader => end,
-            end = writer => end,
+            end = writer_loop => end,
         };
-        if let Some(close) = owed {
-            let goodbye = async {
-                match close {
-                    // The reply to the peer's close frame is already queued.
-                    None => sink.flush().await,
-                    Some(frame) => sink.send(Message::Close(Some(frame))).await,
-                }
-            };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+        // A close frame cannot follow half a message.
+        if let Some((code, reason)) = owed.filter(|_| !writing.load(Relaxed)) {
+            let bye = writer.close(&mut wr, code, reason);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
         }
         end
     }
 }
 
-impl<S> Port for WsPort<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+/// The reason sent with the close code for a protocol error.
+fn reason_for(e: &websocket::Error) -> &'static str {
+    match e {
+        websocket::Error::TooBig(..) => "message too big",
+        websocket::Error::Utf8 => "text message not UTF-8",
+        _ => "protocol error",
+    }
+}
+
+impl Port for WsPort {
     async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
         match self.session(&mut io).await {
             End::Removed | End::Closed => Ok(()),
@@ -324,7 +375,7 @@ where
 pub struct ClientPort {
     dialer: Dialer,
     settings: WsSettings,
-    first: Option<WsPort<BoxIo>>,
+    first: Option<WsPort>,
 }
 
 impl ClientPort {
@@ -526,7 +577,7 @@ impl Dialer {
 
     /// Connects: TCP (directly or through the environment's HTTP proxy), TLS for `wss://`,
     /// then the WebSocket handshake.
-    async fn connect(&self, settings: &WsSettings) -> anyhow::Result<WsPort<BoxIo>> {
+    async fn connect(&self, settings: &WsSettings) -> anyhow::Result<WsPort> {
         let url = &self.url;
         let uri = parse_target(url)?;
         let host = uri.host().unwrap_or_default();
@@ -571,11 +622,12 @@ impl Dialer {
             };
             let (ws, resp) = tokio_tungstenite::client_async_with_config(
                 req,
-                io,
+                Recorder::new(io),
                 Some(config(settings.super_frames)),
             )
             .await
             .map_err(describe_handshake_error)?;
+            let (io, tail) = ws.into_inner().finish()?;
             if resp
                 .headers()
                 .get(SWITCH_ID_HEADER)
@@ -585,12 +637,86 @@ impl Dialer {
             }
             // Super-frames only if the server accepted them (and they were offered).
             let super_frames = settings.super_frames && super_frame::offered(resp.headers());
-            Ok::<_, anyhow::Error>((ws, super_frames))
+            Ok::<_, anyhow::Error>((io, tail, super_frames))
         };
-        let (ws, super_frames) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        let (io, tail, super_frames) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| anyhow::anyhow!("timed out connecting to {}", Esc(url)))??;
-        Ok(WsPort::new(ws, settings.keepalive, super_frames))
+        Ok(WsPort::new(
+            io,
+            Role::Client,
+            tail,
+            settings.keepalive,
+            super_frames,
+        ))
+    }
+}
+
+/// A connection that keeps what its client handshake read: tungstenite reads the server's
+/// answer in chunks, and the frames the server sent right behind it may be in the last one.
+/// The data phase starts with those bytes ([`WsPort::new`]'s tail), so none is lost.
+struct Recorder {
+    io: BoxIo,
+    seen: Vec<u8>,
+}
+
+/// Bytes of handshake answer recorded at most (tungstenite refuses long answers sooner).
+const MAX_ANSWER: usize = 64 * 1024;
+
+impl Recorder {
+    fn new(io: BoxIo) -> Self {
+        Recorder {
+            io,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The connection, and what was read past the end of the handshake answer.
+    fn finish(self) -> anyhow::Result<(BoxIo, Vec<u8>)> {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&self.seen) {
+            Ok(httparse::Status::Complete(n)) => Ok((self.io, self.seen[n..].to_vec())),
+            _ => anyhow::bail!("WebSocket handshake answer not understood"),
+        }
+    }
+}
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut me.io).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        if me.seen.len() + new.len() > MAX_ANSWER {
+            return Poll::Ready(Err(std::io::Error::other(
+                "WebSocket handshake answer too long",
+            )));
+        }
+        me.seen.extend_from_slice(new);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
