@@ -38,21 +38,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// than the largest Ethernet frame we can carry is refused.
 pub fn config(super_frames: bool) -> WebSocketConfig {
     WebSocketConfig::default()
-        .max_message_size(Some(max_message(super_frames)))
-        .max_frame_size(Some(max_message(super_frames)))
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
         .read_buffer_size(read_chunk(super_frames))
 }
 
-/// The largest message a peer may send: the largest frame, behind a super-frame header if
-/// negotiated.
-fn max_message(super_frames: bool) -> usize {
-    MAX_FRAME
-        + if super_frames {
-            super_frame::HDR_LEN
-        } else {
-            0
-        }
-}
+/// The largest message a peer may send: the largest frame behind a super-frame header
+/// (whether or not super-frames were negotiated: one limit for every peer).
+const MAX_MESSAGE: usize = MAX_FRAME + super_frame::HDR_LEN;
 
 /// Bytes a read asks for: a connection that carries plain frames holds a couple of them (a
 /// switch of 10,000 idle peers holds 40 MB of these), one that carries super-frames a quarter
@@ -188,7 +181,7 @@ impl WsPort {
         let (mut rd, mut wr) = tokio::io::split(self.io);
         let mut reader = websocket::Reader::new(
             self.role,
-            max_message(super_frames),
+            MAX_MESSAGE,
             read_chunk(super_frames),
             &self.tail,
         );
