@@ -179,12 +179,8 @@ impl WsPort {
         let super_frames = self.super_frames;
         ingress.set_super_frames(super_frames);
         let (mut rd, mut wr) = tokio::io::split(self.io);
-        let mut reader = websocket::Reader::new(
-            self.role,
-            MAX_MESSAGE,
-            read_chunk(super_frames),
-            &self.tail,
-        );
+        let mut reader =
+            websocket::Reader::new(self.role, MAX_MESSAGE, read_chunk(super_frames), &self.tail);
         drop(self.tail);
         let mut writer = websocket::Writer::new(self.role);
         // Milliseconds since `start` at which the peer last sent anything.
@@ -747,5 +743,63 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
             }
             None => anyhow::anyhow!("WebSocket handshake failed: {other}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that sends its first frame in the same segment as its handshake answer: the
+    /// frame must reach the client port's data phase, not be lost with tungstenite.
+    #[tokio::test]
+    async fn a_frame_right_behind_the_handshake_answer_is_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request cut short");
+                req.extend_from_slice(&buf[..n]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            let key = req
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Sec-WebSocket-Key: ")
+                        .or(l.strip_prefix("sec-websocket-key: "))
+                })
+                .expect("key")
+                .trim();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            answer.extend_from_slice(&[0x82, 3, 1, 2, 3]);
+            s.write_all(&answer).await.unwrap();
+            s
+        });
+        let opts = ClientOptions {
+            creds: None,
+            verify: Verify::System,
+            identity: None,
+        };
+        let dialer = Dialer::new(&format!("ws://{addr}/"), opts).await.unwrap();
+        let port = dialer.connect(&WsSettings::default()).await.unwrap();
+        let _server = server.await.unwrap();
+        assert_eq!(port.tail, [0x82, 3, 1, 2, 3]);
+        assert!(!port.super_frames, "the server did not accept super-frames");
+        let mut r = websocket::Reader::new(Role::Client, MAX_MESSAGE, 64, &port.tail);
+        assert_eq!(
+            r.parse().unwrap(),
+            Some(Message::Binary(Bytes::from_static(&[1, 2, 3])))
+        );
     }
 }
