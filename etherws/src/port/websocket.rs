@@ -16,8 +16,8 @@
 //! Everything read is checked as RFC 6455 says and refused with the close code it names:
 //! unmasked frames from a client and masked ones from a server, reserved bits (no extension
 //! is ever negotiated), unknown opcodes, fragmented or long control frames, continuation
-//! frames out of place, close frames with a bad code or reason (1002 each); text that is not
-//! UTF-8 (1007); a message larger than the largest frame carried (1009), checked against the
+//! frames out of place, close frames with a bad code (1002 each); text or a close reason that
+//! is not UTF-8 (1007); a message larger than the largest frame carried (1009), checked against the
 //! length in its header before any of it is buffered.
 
 use std::io::{self, IoSlice};
@@ -85,7 +85,7 @@ pub enum Error {
     TooBig(u64, usize),
     #[error("WebSocket protocol error: {0}")]
     Protocol(&'static str),
-    #[error("text message not UTF-8")]
+    #[error("text message or close reason not UTF-8")]
     Utf8,
 }
 
@@ -124,6 +124,23 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= k[i];
     }
+}
+
+/// Appends `src` masked with `key` (`offset` bytes into the key's cycle) to `out`: copy and
+/// mask in one pass, eight bytes at a time (a client sends every super-frame this way).
+pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
+    let mut k = [0u8; 8];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = key[(offset + i) % 4];
+    }
+    let word = u64::from_ne_bytes(k);
+    out.reserve(src.len());
+    let mut chunks = src.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8")) ^ word;
+        out.extend_from_slice(&v.to_ne_bytes());
+    }
+    out.extend(chunks.remainder().iter().zip(k).map(|(b, m)| b ^ m));
 }
 
 /// Writes a frame header for a payload of `len` bytes into `out`; returns its length.
@@ -221,8 +238,12 @@ impl Reader {
             };
             let total = hdr_len + len;
             if self.buf.len() < total {
-                // Room for the whole frame, so that its payload arrives in one piece.
-                self.buf.reserve(total - self.buf.len());
+                // Room for the frame, so that its payload arrives in one piece: all of it
+                // for a frame of up to four reads' worth, as much again as has arrived for a
+                // larger one (a header alone does not make a peer that stops there hold
+                // 64 KB).
+                let room = (total - self.buf.len()).min(self.buf.len().max(4 * self.chunk));
+                self.buf.reserve(room);
                 return Ok(None);
             }
             self.buf.advance(hdr_len);
@@ -311,6 +332,9 @@ impl Reader {
                 "control frame fragmented or longer than 125 bytes",
             ));
         }
+        if self.frag.is_some() && matches!(op, opcode::TEXT | opcode::BINARY) {
+            return Err(Error::Protocol("new message inside a fragmented one"));
+        }
         let so_far = self.frag.as_ref().map_or(0, |f| f.data.len() as u64);
         if !control && so_far + len > self.max as u64 {
             return Err(Error::TooBig(so_far + len, self.max));
@@ -352,8 +376,7 @@ fn close(payload: &[u8]) -> Result<Option<(u16, String)>, Error> {
                     "close frame with a code a peer may not send",
                 ));
             }
-            let reason = std::str::from_utf8(reason)
-                .map_err(|_| Error::Protocol("close reason not UTF-8"))?;
+            let reason = std::str::from_utf8(reason).map_err(|_| Error::Utf8)?;
             Ok(Some((code, reason.to_string())))
         }
     }
@@ -436,11 +459,15 @@ impl Writer {
                     let mut h = [0u8; MAX_HEADER];
                     let n = header(&mut h, m.opcode, m.len(), key);
                     buf.extend_from_slice(&h[..n]);
-                    let start = buf.len();
-                    buf.extend_from_slice(m.prefix);
-                    buf.extend_from_slice(m.payload);
-                    if let Some(key) = key {
-                        apply_mask(&mut buf[start..], key, 0);
+                    match key {
+                        Some(key) => {
+                            extend_masked(buf, m.prefix, key, 0);
+                            extend_masked(buf, m.payload, key, m.prefix.len());
+                        }
+                        None => {
+                            buf.extend_from_slice(m.prefix);
+                            buf.extend_from_slice(m.payload);
+                        }
                     }
                 }
                 let written = io.write_all(buf).await;
@@ -586,6 +613,19 @@ mod tests {
     }
 
     #[test]
+    fn masked_copies_match_masking_in_place() {
+        for (len, offset) in [(0, 0), (3, 1), (8, 0), (13, 2), (100, 3), (65_000, 1)] {
+            let src: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut v = src.clone();
+            apply_mask(&mut v, [1, 2, 3, 4], offset);
+            let mut out = vec![0xaa];
+            extend_masked(&mut out, &src, [1, 2, 3, 4], offset);
+            assert_eq!(out[0], 0xaa);
+            assert_eq!(out[1..], v[..], "len {len} offset {offset}");
+        }
+    }
+
+    #[test]
     fn headers_use_the_shortest_length_form() {
         let mut h = [0u8; MAX_HEADER];
         assert_eq!(header(&mut h, opcode::BINARY, 125, None), 2);
@@ -651,7 +691,7 @@ mod tests {
             (
                 Role::Server,
                 frame(opcode::CLOSE, true, &[0x03, 0xe8, 0xff], K),
-                1002,
+                1007,
             ),
             (Role::Server, frame(opcode::TEXT, true, &[0xff], K), 1007),
             (

@@ -2,7 +2,8 @@
 //! same thing once the handshake is done — one binary message is one Ethernet frame.
 //!
 //! What peers in the wild send besides frames must not end the port: text messages (browser
-//! emulators' keepalive chatter) are ignored, pings are answered by tungstenite, and
+//! emulators' keepalive chatter) are ignored, pings are answered (see
+//! [`websocket`], which frames the data phase; tungstenite does the handshakes), and
 //! permessage-deflate offers are simply not accepted during the handshake (RFC 6455 lets the
 //! server ignore an extension), so the peer never compresses.
 
@@ -275,13 +276,16 @@ impl WsPort {
                 tokio::select! {
                     n = batch.next(egress) => {
                         if n == 0 {
-                            // The switch removed the port: say goodbye properly.
+                            // The switch removed the port: say goodbye properly. Nothing may
+                            // follow a close frame, not even half of one: the session sends
+                            // no other close after it.
+                            writing.store(true, Relaxed);
                             let bye = writer.close(&mut wr, Some(1001), "port removed");
                             let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
                             return End::Removed;
                         }
                         writing.store(true, Relaxed);
-                        let sent = writer.send(&mut wr, &batch.messages()).await;
+                        let sent = not_stuck(keepalive, writer.send(&mut wr, &batch.messages())).await;
                         writing.store(false, Relaxed);
                         if egress.is_empty() {
                             batch.release();
@@ -295,7 +299,7 @@ impl WsPort {
                         let owed_pong = pong.lock().unwrap_or_else(|e| e.into_inner()).take();
                         if let Some(p) = owed_pong {
                             writing.store(true, Relaxed);
-                            let sent = writer.control(&mut wr, websocket::opcode::PONG, &p).await;
+                            let sent = not_stuck(keepalive, writer.control(&mut wr, websocket::opcode::PONG, &p)).await;
                             writing.store(false, Relaxed);
                             if let Err(e) = sent {
                                 return End::Failed(e.into());
@@ -313,7 +317,7 @@ impl WsPort {
                         if idle >= k && last_ping.elapsed() >= k {
                             last_ping = Instant::now();
                             writing.store(true, Relaxed);
-                            let sent = writer.control(&mut wr, websocket::opcode::PING, &[]).await;
+                            let sent = not_stuck(keepalive, writer.control(&mut wr, websocket::opcode::PING, &[])).await;
                             writing.store(false, Relaxed);
                             if let Err(e) = sent {
                                 return End::Failed(e.into());
@@ -334,6 +338,24 @@ impl WsPort {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
         }
         end
+    }
+}
+
+/// A send, given up after two keepalive intervals: a peer that stopped reading (its
+/// receive window shut for good, no FIN) would otherwise hold its port, and its stations,
+/// forever. Without keepalive, the send waits as long as it takes.
+async fn not_stuck(
+    keepalive: Option<Duration>,
+    send: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    match keepalive {
+        None => send.await,
+        Some(k) => tokio::time::timeout(2 * k, send).await.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("peer not reading for {}s", (2 * k).as_secs()),
+            ))
+        }),
     }
 }
 
