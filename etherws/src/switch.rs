@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -91,7 +92,7 @@ pub struct PortStat {
     pub port: PortNo,
     pub kind: PortKind,
     /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
-    pub target: String,
+    pub target: Arc<str>,
     pub shut: bool,
     /// False while the port's link is down (a client port reconnecting): nothing is sent to it.
     pub link_up: bool,
@@ -119,7 +120,7 @@ pub struct PortStat {
     /// The client address of an incoming WebSocket connection (its stations count against it).
     pub addr: Option<IpAddr>,
     /// Who authenticated the port's peer: htpasswd user or client certificate name.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
     pub loop_blocked_until: Option<Instant>,
     /// Times the loop guard blocked this port.
@@ -129,7 +130,7 @@ pub struct PortStat {
     /// VLAN, isolation, mesh, mirror and rate limits.
     pub policy: Policy,
     /// The WebSocket path a server port's client came in on.
-    pub path: Option<String>,
+    pub path: Option<Arc<str>>,
     /// Tagged frames received on an access port, dropped.
     pub vlan_dropped: u64,
     /// Frames received from this port over its `rate_in`, dropped.
@@ -556,7 +557,7 @@ impl<E: Egress> Switch<E> {
         let stat = PortStat {
             port,
             kind,
-            target,
+            target: target.into(),
             shut: false,
             link_up: true,
             rx: 0,
@@ -570,12 +571,12 @@ impl<E: Egress> Switch<E> {
             queued_bytes: 0,
             super_frames: false,
             addr,
-            user,
+            user: user.map(Into::into),
             loop_blocked_until: None,
             loop_blocks: 0,
             loop_dropped: 0,
             policy: Policy::default(),
-            path,
+            path: path.map(Into::into),
             vlan_dropped: 0,
             rate_in_dropped: 0,
             rate_out_dropped: 0,
