@@ -369,22 +369,15 @@ fn headless_chromium(ns: &Netns, url: &str) -> (String, String) {
         "--host-resolver-rules=MAP {ATTACKER_HOST} 127.0.0.1, MAP {REBIND_HOST} {REBIND_IP}"
     );
     let user_data = format!("--user-data-dir={profile}");
-    let mut cmd = ns.command(&[
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        &user_data,
+    let mut argv = CHROMIUM_HEADLESS.to_vec();
+    argv.extend([
+        user_data.as_str(),
         &rules,
         "--virtual-time-budget=5000",
         "--dump-dom",
         url,
     ]);
+    let mut cmd = ns.command(&argv);
     cmd.env("HOME", dir.path())
         .stdout(File::create(&out_path).expect("create dom file"))
         .stderr(File::create(&err_path).expect("create chromium log"))

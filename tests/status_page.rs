@@ -139,27 +139,20 @@ impl Browser {
         let log = profile.path().join("chromium.log");
         let logf = fs::File::create(&log).expect("create chromium.log");
         let user_data = format!("--user-data-dir={}", profile.file("profile"));
+        let mut argv = CHROMIUM_HEADLESS.to_vec();
+        argv.extend([
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            &user_data,
+            "about:blank",
+        ]);
         let child = ns
-            .command(&[
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--window-size=1280,900",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-                &user_data,
-                "about:blank",
-            ])
+            .command(&argv)
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()

@@ -2,7 +2,8 @@
 //! per concern (all re-exported, so a test says `use etherws_testkit::*`):
 //!
 //! * here: `require_root()` (root-only tests skip loudly outside CI, and fail under CI),
-//!   `loud()`, `poll()` (wait for a condition, never a fixed sleep), `run()`, `show()`;
+//!   `loud()`, `poll()` (wait for a condition, never a fixed sleep), `run()`, `show()`,
+//!   `CHROMIUM_HEADLESS` (how the browser tests start Debian's `chromium`);
 //! * `netns`: `Netns`, a network namespace guard (unique name, `lo` up, IPv6 off so the kernel
 //!   stays quiet; on drop it kills every process inside and deletes the namespace; a name
 //!   prefix of the caller's with `use_netns_prefix()`), `veth()`, `linked()`,
@@ -63,6 +64,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The start of every headless Chromium command line of the tests: no sandbox (root in a
+/// namespace), no GPU, and nothing that reaches out on its own (QUIC, background networking,
+/// component updates, sync), so the browser talks only to what the test points it at.
+pub const CHROMIUM_HEADLESS: &[&str] = &[
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
 
 pub mod dhcp;
 mod http;

@@ -90,14 +90,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// The close code owed to the peer (RFC 6455 7.4.1), if the connection is still there to
-    /// send it on.
-    pub fn close_code(&self) -> Option<u16> {
+    /// The close frame owed to the peer (RFC 6455 7.4.1), code and reason, if the connection
+    /// is still there to send it on.
+    pub fn close(&self) -> Option<(u16, &'static str)> {
         match self {
             Error::Io(_) => None,
-            Error::TooBig(..) => Some(1009),
-            Error::Protocol(_) => Some(1002),
-            Error::Utf8 => Some(1007),
+            Error::TooBig(..) => Some((1009, "message too big")),
+            Error::Protocol(_) => Some((1002, "protocol error")),
+            Error::Utf8 => Some((1007, "text message not UTF-8")),
         }
     }
 }
@@ -108,13 +108,15 @@ fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Eight bytes of the masking key's cycle, starting `offset` bytes into it.
+fn key_bytes(key: [u8; 4], offset: usize) -> [u8; 8] {
+    std::array::from_fn(|i| key[(offset + i) % 4])
+}
+
 /// XORs `data` with the masking key, `offset` bytes into the key's cycle. Eight bytes at a
 /// time: a 64 KB super-frame is unmasked on every receive.
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
-    let mut k = [0u8; 8];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = key[(offset + i) % 4];
-    }
+    let k = key_bytes(key, offset);
     let word = u64::from_ne_bytes(k);
     let mut chunks = data.chunks_exact_mut(8);
     for c in &mut chunks {
@@ -129,10 +131,7 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
 /// Appends `src` masked with `key` (`offset` bytes into the key's cycle) to `out`: copy and
 /// mask in one pass, eight bytes at a time (a client sends every super-frame this way).
 pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
-    let mut k = [0u8; 8];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = key[(offset + i) % 4];
-    }
+    let k = key_bytes(key, offset);
     let word = u64::from_ne_bytes(k);
     out.reserve(src.len());
     let mut chunks = src.chunks_exact(8);
@@ -438,13 +437,16 @@ impl Writer {
         }
         match self.role {
             Role::Server if io.is_write_vectored() => {
-                let mut heads = vec![[0u8; MAX_HEADER]; msgs.len()];
-                let mut lens = Vec::with_capacity(msgs.len());
-                for (h, m) in heads.iter_mut().zip(msgs) {
-                    lens.push(header(h, m.opcode, m.len(), None));
-                }
+                let heads: Vec<([u8; MAX_HEADER], usize)> = msgs
+                    .iter()
+                    .map(|m| {
+                        let mut h = [0u8; MAX_HEADER];
+                        let n = header(&mut h, m.opcode, m.len(), None);
+                        (h, n)
+                    })
+                    .collect();
                 let mut slices = Vec::with_capacity(msgs.len() * 3);
-                for ((h, n), m) in heads.iter().zip(&lens).zip(msgs) {
+                for ((h, n), m) in heads.iter().zip(msgs) {
                     slices.push(IoSlice::new(&h[..*n]));
                     slices.push(IoSlice::new(m.prefix));
                     slices.push(IoSlice::new(m.payload));
@@ -708,7 +710,7 @@ mod tests {
         for (role, wire, code) in bad {
             let mut r = Reader::new(role, 1000, 64, &wire);
             let e = r.parse().expect_err(&format!("{wire:?} accepted"));
-            assert_eq!(e.close_code(), Some(code), "{wire:?}: {e}");
+            assert_eq!(e.close().map(|(c, _)| c), Some(code), "{wire:?}: {e}");
         }
         // A message too large is refused on its header, before its payload arrives.
         let mut r = Reader::new(Role::Client, 1000, 64, &[0x82, 126, 0x03, 0xe9]);

@@ -213,7 +213,7 @@ impl WsPort {
                     Ok(Some(m)) => Some(m),
                     Ok(None) => return End::Closed,
                     Err(e) => {
-                        owed = e.close_code().map(|c| (Some(c), reason_for(&e)));
+                        owed = e.close().map(|(code, why)| (Some(code), why));
                         return End::Failed(e.into());
                     }
                 };
@@ -249,7 +249,7 @@ impl WsPort {
                             Ok(m) => next = m,
                             Err(e) => {
                                 ingress.frames(batch.drain(..));
-                                owed = e.close_code().map(|c| (Some(c), reason_for(&e)));
+                                owed = e.close().map(|(code, why)| (Some(code), why));
                                 return End::Failed(e.into());
                             }
                         }
@@ -356,15 +356,6 @@ async fn not_stuck(
                 format!("peer not reading for {}s", (2 * k).as_secs()),
             ))
         }),
-    }
-}
-
-/// The reason sent with the close code for a protocol error.
-fn reason_for(e: &websocket::Error) -> &'static str {
-    match e {
-        websocket::Error::TooBig(..) => "message too big",
-        websocket::Error::Utf8 => "text message not UTF-8",
-        _ => "protocol error",
     }
 }
 
