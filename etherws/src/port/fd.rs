@@ -197,17 +197,30 @@ pub enum Takes {
     Offloaded,
 }
 
+/// A port's `send` for [`drive`] that writes one frame per call with `write` (e.g.
+/// [`write_fd`]), for devices that take no batches: a TAP is a character device, one `write`
+/// is one frame.
+pub fn one_at_a_time(
+    mut write: impl FnMut(RawFd, &Frame) -> io::Result<usize>,
+) -> impl FnMut(RawFd, &[Frame]) -> io::Result<usize> {
+    move |fd, frames: &[Frame]| write(fd, &frames[0]).map(|_| 1)
+}
+
 /// Runs a descriptor-backed port: frames read by `recv` go to the switch, frames from the
-/// switch are written with `send` (e.g. [`write_fd`]), finished first unless the device
-/// [`Takes::Offloaded`] ones. Returns when the switch removes the port (`Ok`) or the device
-/// goes away (`Err`). A frame the device refuses (too big for its MTU, link down, no buffer
-/// space) is dropped and logged; the port lives on.
+/// switch are written with `send`, finished first
+/// unless the device [`Takes::Offloaded`] ones. Returns when the switch removes the port
+/// (`Ok`) or the device goes away (`Err`). A frame the device refuses (too big for its MTU,
+/// link down, no buffer space) is dropped and logged; the port lives on.
+///
+/// `send` writes frames from the front of the slice it is given and returns how many it
+/// wrote: at least one, or the error of the first, which `drive` handles and then moves past
+/// (e.g. [`one_at_a_time`]`(`[`write_fd`]`)`, or a `sendmmsg` of the whole batch).
 pub async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
     mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
     takes: Takes,
-    mut send: impl FnMut(RawFd, &Frame) -> io::Result<usize>,
+    mut send: impl FnMut(RawFd, &[Frame]) -> io::Result<usize>,
 ) -> anyhow::Result<()> {
     let PortIo {
         mut egress,
@@ -232,26 +245,26 @@ pub async fn drive<T: AsRawFd>(
             if n == 0 {
                 break;
             }
-            for frame in batch.drain(..) {
-                loop {
-                    match send(fd, &frame) {
-                        Ok(_) => break,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            afd.writable().await?.clear_ready();
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if fatal(&e) => return Err(anyhow::Error::from(e)),
-                        Err(e) => {
-                            tracing::debug!(
-                                port = ingress.port(),
-                                len = frame.len(),
-                                "frame not sent: {e}"
-                            );
-                            break;
-                        }
+            let mut sent = 0;
+            while sent < batch.len() {
+                match send(fd, &batch[sent..]) {
+                    Ok(n) => sent += n.max(1),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        afd.writable().await?.clear_ready();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if fatal(&e) => return Err(anyhow::Error::from(e)),
+                    Err(e) => {
+                        tracing::debug!(
+                            port = ingress.port(),
+                            len = batch[sent].len(),
+                            "frame not sent: {e}"
+                        );
+                        sent += 1;
                     }
                 }
             }
+            batch.clear();
         }
         Ok(())
     };

@@ -19,7 +19,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, read_fd, vnet_iov, write_fd, write_vnet};
+use super::fd::{
+    HEADROOM, Received, RxBuf, Takes, drive, one_at_a_time, read_fd, vnet_iov, write_fd, write_vnet,
+};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Port, PortIo};
 use crate::frame::Frame;
@@ -162,7 +164,14 @@ impl Port for Tap {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
         if self.offloads {
             io.ingress.set_super_frames(true);
-            return drive(&self.fd, io, read_vnet, Takes::Offloaded, write_vnet).await;
+            return drive(
+                &self.fd,
+                io,
+                read_vnet,
+                Takes::Offloaded,
+                one_at_a_time(write_vnet),
+            )
+            .await;
         }
         drive(
             &self.fd,
@@ -176,7 +185,7 @@ impl Port for Tap {
                 .map(|data| Received::One(Frame::from(data)))
             },
             Takes::Plain,
-            write_fd,
+            one_at_a_time(write_fd),
         )
         .await
     }
