@@ -18,17 +18,18 @@
 //!   others get it finished (see [`super::gso`]). Frames sent through the socket carry their
 //!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
 
-use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::Context;
+use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, receive, vnet_iov};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
-use super::{Ingress, Port, PortIo};
+use super::{Ingress, MAX_FRAME, Port, PortIo};
 use crate::frame::Frame;
 use crate::netif::Netif;
 
@@ -131,85 +132,191 @@ impl Netdev {
     }
 }
 
-/// Receives one frame, putting back a VLAN tag the kernel took off. What offloads left undone
-/// (a checksum, a super-frame's segmentation) stays undone, described by the frame's
-/// `virtio_net_hdr`: the port it goes out of finishes it, or hands it to a kernel that does.
-fn recv_frame(fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
-    let tag: Cell<Option<(u16, u16)>> = Cell::new(None);
-    let vnet: Cell<VnetHdr> = Cell::new(VnetHdr::default());
-    let frame = buf.read(
-        |ptr, len| {
-            // The virtio_net_hdr lands on the stack, the frame straight in the receive buffer.
-            let mut hdr = [0u8; VNET_HDR_LEN];
-            let mut iov = vnet_iov(hdr.as_mut_ptr(), ptr, len);
-            // Room for one tpacket_auxdata control message.
-            let mut cmsg_buf = [0u64; 8];
-            // SAFETY: msghdr holds integers and raw pointers: all zeroes (null pointers, zero
-            // lengths) is a valid value. The pointers set below outlive the recvmsg call.
-            let mut msg: libc::msghdr = unsafe { zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iov.len();
-            msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 8]>();
-            // SAFETY: `msg` points at `iov` (the `hdr` array, then the `len` writable bytes that
-            // `RxBuf::read` offers at `ptr`) and at `cmsg_buf` with its exact size, all live
-            // until after the call; recvmsg writes nowhere else.
-            let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
+/// Frames received per `recvmmsg` at most.
+const RECV_BATCH: usize = 16;
+
+/// A frame at least this long is handed on in the slot it was received in; a shorter one is
+/// copied into the port's receive buffer (where it takes only its own length) and the slot
+/// used again. So a slot's unused tail never doubles what a queued frame costs in memory,
+/// and the copies are of at most half a slot.
+const KEEP_SLOT: usize = MAX_FRAME / 2;
+
+/// A packet socket's receive side: up to [`RECV_BATCH`] frames per `recvmmsg(2)`, so a stream
+/// of small frames costs a system call per batch rather than per frame.
+///
+/// Each frame needs room for the largest (a 64 KB super-frame) before it is read, so the
+/// batch lands in slots of [`MAX_FRAME`] bytes, allocated once and not initialised (the kernel
+/// says how many bytes it wrote, and only those are ever exposed). Frames then leave their
+/// slot as [`KEEP_SLOT`] says.
+#[derive(Default)]
+struct Receiver {
+    slots: Vec<BytesMut>,
+    /// Frames of the last batch not yet handed on.
+    pending: VecDeque<Frame>,
+}
+
+/// Capacity of a receive slot: a largest frame behind the headroom.
+const SLOT: usize = HEADROOM + MAX_FRAME;
+
+impl Receiver {
+    /// One frame for [`receive`]/[`drive`]: the next of the last batch, or the first of a new
+    /// one.
+    fn recv(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
+        if self.pending.is_empty() {
+            self.batch(fd, buf)?;
+        }
+        Ok(self
+            .pending
+            .pop_front()
+            .map_or(Received::Nothing, Received::One))
+    }
+
+    /// Receives a batch into `pending`, putting back VLAN tags the kernel took off. What
+    /// offloads left undone (a checksum, a super-frame's segmentation) stays undone, described
+    /// by each frame's `virtio_net_hdr`: the port it goes out of finishes it, or hands it to a
+    /// kernel that does.
+    fn batch(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<()> {
+        self.slots
+            .resize_with(RECV_BATCH, || BytesMut::with_capacity(SLOT));
+        for slot in &mut self.slots {
+            if slot.capacity() < SLOT {
+                *slot = BytesMut::with_capacity(SLOT);
             }
-            // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
-            // `msg_controllen` as the kernel set them (`cmsg_buf`, still live), or null; a
-            // PACKET_AUXDATA message carries a tpacket_auxdata, read unaligned from its data.
-            unsafe {
-                let mut c = libc::CMSG_FIRSTHDR(&msg);
-                while !c.is_null() {
-                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
-                    {
-                        let aux = std::ptr::read_unaligned(
-                            libc::CMSG_DATA(c) as *const libc::tpacket_auxdata
-                        );
-                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                                aux.tp_vlan_tpid
-                            } else {
-                                etherws_common::ETH_P_8021Q
-                            };
-                            tag.set(Some((tpid, aux.tp_vlan_tci)));
-                        }
-                    }
-                    c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        // Per frame: its virtio_net_hdr and room for one tpacket_auxdata control message.
+        let mut hdrs = [[0u8; VNET_HDR_LEN]; RECV_BATCH];
+        let mut cmsgs = [[0u64; 8]; RECV_BATCH];
+        let mut iovs: [[libc::iovec; 2]; RECV_BATCH] = std::array::from_fn(|_| {
+            [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2]
+        });
+        for ((iov, hdr), slot) in iovs.iter_mut().zip(&mut hdrs).zip(&mut self.slots) {
+            let room = &mut slot.spare_capacity_mut()[HEADROOM..];
+            *iov = vnet_iov(hdr.as_mut_ptr(), room.as_mut_ptr().cast(), MAX_FRAME);
+        }
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = std::array::from_fn(|i| {
+            // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (null pointers, zero
+            // lengths) is a valid value. The pointers set below outlive the recvmmsg call.
+            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 2;
+            m.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = size_of::<[u64; 8]>();
+            m
+        });
+        // SAFETY: each header points at its two iovecs (its `hdrs` entry, then MAX_FRAME bytes
+        // of its slot's spare capacity, which is SLOT - HEADROOM long) and at its `cmsgs` entry
+        // with that entry's exact size; all live until after the call, and recvmmsg writes
+        // nowhere else. MSG_TRUNC: each `msg_len` is the frame's real size, even if larger.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for (i, m) in msgs.iter().take(n as usize).enumerate() {
+            // The kernel always writes the header: the rest is the frame.
+            let Some(len) = (m.msg_len as usize).checked_sub(VNET_HDR_LEN) else {
+                tracing::debug!("packet socket frame without its virtio_net_hdr, dropped");
+                continue;
+            };
+            // A frame larger than its slot was truncated: it cannot be forwarded whole, so it
+            // is not forwarded at all.
+            if len > MAX_FRAME {
+                tracing::debug!(len, "packet socket frame over {MAX_FRAME} bytes, dropped");
+                continue;
+            }
+            let tag = vlan_tag(&m.msg_hdr);
+            let mut vnet = VnetHdr::parse(&hdrs[i]);
+            let slot = &mut self.slots[i];
+            let data = if len < KEEP_SLOT {
+                // SAFETY: the kernel wrote `len` bytes (msg_len less the header, at most the
+                // iovec's MAX_FRAME) at HEADROOM into the slot's spare capacity.
+                let got = unsafe {
+                    std::slice::from_raw_parts(
+                        slot.spare_capacity_mut()[HEADROOM..].as_ptr().cast::<u8>(),
+                        len,
+                    )
+                };
+                buf.read(
+                    |ptr, room| {
+                        // SAFETY: `RxBuf::read` offers `room` (>= MAX_FRAME >= len) writable
+                        // bytes at `ptr`, in its own buffer: not the slot `got` is in.
+                        unsafe { std::ptr::copy_nonoverlapping(got.as_ptr(), ptr, len.min(room)) };
+                        Ok(len)
+                    },
+                    |frame| put_back_tag(frame, tag, &mut vnet),
+                )?
+            } else {
+                let mut frame = std::mem::take(slot);
+                for b in &mut frame.spare_capacity_mut()[..HEADROOM] {
+                    b.write(0);
+                }
+                // SAFETY: the headroom was just initialised, and the kernel wrote the `len`
+                // bytes after it (see above); HEADROOM + len <= SLOT, the capacity.
+                unsafe { frame.set_len(HEADROOM + len) };
+                let start = put_back_tag(&mut frame, tag, &mut vnet);
+                let _ = frame.split_to(start);
+                frame.freeze()
+            };
+            self.pending.push_back(Frame::new(data, vnet));
+        }
+        Ok(())
+    }
+}
+
+/// The 802.1Q tag the kernel took off a received frame (VLAN offload), from its
+/// `PACKET_AUXDATA` control message: (TPID, TCI).
+fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    let mut tag = None;
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
+    // `msg_controllen` as the kernel set them (a buffer still live), or null; a PACKET_AUXDATA
+    // message carries a tpacket_auxdata, read unaligned from its data.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                let aux =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        etherws_common::ETH_P_8021Q
+                    };
+                    tag = Some((tpid, aux.tp_vlan_tci));
                 }
             }
-            // The kernel always writes the header (MSG_TRUNC: n is the real size of both).
-            let n = (n as usize)
-                .checked_sub(VNET_HDR_LEN)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))?;
-            vnet.set(VnetHdr::parse(&hdr));
-            // A frame larger than the buffer is truncated (MSG_TRUNC gives its real size):
-            // such a frame cannot be forwarded whole, so it is not forwarded at all.
-            if n > len {
-                return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-            }
-            Ok(n)
-        },
-        |frame| {
-            match tag.get() {
-                // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the
-                // headroom and write the tag where they were.
-                Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
-                    frame.copy_within(HEADROOM..HEADROOM + 12, 0);
-                    frame[12..14].copy_from_slice(&tpid.to_be_bytes());
-                    frame[14..16].copy_from_slice(&tci.to_be_bytes());
-                    // The kernel's offsets count from the frame without the tag.
-                    vnet.set(vnet.get().shifted(HEADROOM as u16));
-                    0
-                }
-                _ => HEADROOM,
-            }
-        },
-    )?;
-    Ok(Received::One(Frame::new(frame, vnet.get())))
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    tag
+}
+
+/// Puts `tag` back into `frame` (HEADROOM spare bytes, then the frame as received) and returns
+/// where the frame now starts: 0 with a tag, HEADROOM without.
+fn put_back_tag(frame: &mut [u8], tag: Option<(u16, u16)>, vnet: &mut VnetHdr) -> usize {
+    match tag {
+        // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the headroom
+        // and write the tag where they were.
+        Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
+            frame.copy_within(HEADROOM..HEADROOM + 12, 0);
+            frame[12..14].copy_from_slice(&tpid.to_be_bytes());
+            frame[14..16].copy_from_slice(&tci.to_be_bytes());
+            // The kernel's offsets count from the frame without the tag.
+            *vnet = vnet.shifted(HEADROOM as u16);
+            0
+        }
+        _ => HEADROOM,
+    }
 }
 
 /// Frames sent per `sendmmsg` at most: the batch a port's writer takes off its queue.
@@ -260,7 +367,8 @@ impl Netdev {
     /// of an offloaded port, whose frames out leave another way. Returns only on error (the
     /// device went away).
     pub async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
-        receive(&self.sock, ingress, recv_frame).await
+        let mut rx = Receiver::default();
+        receive(&self.sock, ingress, |fd, buf| rx.recv(fd, buf)).await
     }
 }
 
@@ -269,7 +377,15 @@ impl Port for Netdev {
         // The packet socket takes frames with a virtio_net_hdr: the kernel segments a
         // super-frame (in the device, or in software before it) and fills in checksums.
         io.ingress.set_super_frames(true);
-        drive(&self.sock, io, recv_frame, Takes::Offloaded, send_frames).await
+        let mut rx = Receiver::default();
+        drive(
+            &self.sock,
+            io,
+            |fd, buf| rx.recv(fd, buf),
+            Takes::Offloaded,
+            send_frames,
+        )
+        .await
     }
 }
 
@@ -330,5 +446,71 @@ mod tests {
             assert_eq!(got[VNET_HDR_LEN..], f.data[..], "frame {i}");
         }
         assert!(recv_datagram(b.as_raw_fd()).is_none(), "nothing more");
+    }
+
+    /// Sends `data` as one datagram.
+    fn send_datagram(fd: RawFd, data: &[u8]) {
+        // SAFETY: `data` is readable for its length.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) };
+        assert_eq!(n, data.len() as isize, "{}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_batch_comes_in_whole_and_in_order_small_frames_copied_large_ones_kept() {
+        let (a, b) = datagram_pair();
+        // More than a batch, one of them larger than KEEP_SLOT.
+        let sizes: Vec<usize> = (0..RECV_BATCH + 3)
+            .map(|i| if i == 5 { KEEP_SLOT + 100 } else { 60 + i * 50 })
+            .collect();
+        let mut sent = Vec::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            let hdr = VnetHdr {
+                flags: 1,
+                csum_start: i as u16,
+                ..VnetHdr::default()
+            };
+            let data: Vec<u8> = (0..len).map(|j| (i * 7 + j) as u8).collect();
+            let mut wire = hdr.to_bytes().to_vec();
+            wire.extend(&data);
+            send_datagram(a.as_raw_fd(), &wire);
+            sent.push((hdr, data));
+        }
+        let (mut rx, mut buf) = (Receiver::default(), RxBuf::default());
+        let mut got = Vec::new();
+        loop {
+            match rx.recv(b.as_raw_fd(), &mut buf) {
+                Ok(Received::One(f)) => got.push(f),
+                Ok(Received::Nothing) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got.len(), sent.len());
+        for (i, (f, (hdr, data))) in got.iter().zip(&sent).enumerate() {
+            assert_eq!(f.offload, *hdr, "frame {i}");
+            assert_eq!(f.data[..], data[..], "frame {i}");
+        }
+    }
+
+    #[test]
+    fn a_tag_the_kernel_took_off_goes_back_in_front_of_the_ethertype() {
+        let mut frame = vec![0u8; HEADROOM];
+        frame.extend([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x08, 0x00, 0x45]);
+        let mut vnet = VnetHdr {
+            flags: 1, // VIRTIO_NET_HDR_F_NEEDS_CSUM
+            csum_start: 34,
+            ..VnetHdr::default()
+        };
+        let start = put_back_tag(&mut frame, Some((0x8100, 10)), &mut vnet);
+        assert_eq!(start, 0);
+        assert_eq!(
+            frame,
+            [
+                1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0x81, 0x00, 0, 10, 0x08, 0x00, 0x45
+            ]
+        );
+        assert_eq!(vnet.csum_start, 38, "offsets move with the tag");
+        let mut untagged = vec![0u8; HEADROOM + 15];
+        assert_eq!(put_back_tag(&mut untagged, None, &mut vnet), HEADROOM);
     }
 }
