@@ -85,6 +85,22 @@ impl RxBuf {
         let _ = frame.split_to(start.min(HEADROOM));
         Ok(frame.freeze())
     }
+
+    /// A frame received elsewhere, copied in behind the headroom: it takes only its own length
+    /// of the block. `fixup` as for [`read`](Self::read). `data` must not exceed
+    /// [`MAX_FRAME`] (longer is cut there).
+    pub fn copy(&mut self, data: &[u8], fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
+        let data = &data[..data.len().min(MAX_FRAME)];
+        if self.buf.capacity() - self.buf.len() < data.len() + HEADROOM {
+            self.refill();
+        }
+        self.buf.extend_from_slice(&[0; HEADROOM]);
+        self.buf.extend_from_slice(data);
+        let start = fixup(&mut self.buf[..]);
+        let mut frame = self.buf.split();
+        let _ = frame.split_to(start.min(HEADROOM));
+        frame.freeze()
+    }
 }
 
 impl RxBuf {
@@ -214,7 +230,9 @@ pub fn one_at_a_time(
 ///
 /// `send` writes frames from the front of the slice it is given and returns how many it
 /// wrote: at least one, or the error of the first, which `drive` handles and then moves past
-/// (e.g. [`one_at_a_time`]`(`[`write_fd`]`)`, or a `sendmmsg` of the whole batch).
+/// (e.g. [`one_at_a_time`]`(`[`write_fd`]`)`, or a `sendmmsg` of the whole batch). A frame
+/// refused in the middle of a `sendmmsg` is tried once more, first of the next call, before
+/// it is dropped.
 pub async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
@@ -231,13 +249,13 @@ pub async fn drive<T: AsRawFd>(
     let reader = receive(afd, &ingress, &mut recv);
 
     let writer = async {
-        let mut batch = Vec::with_capacity(64);
+        let mut batch = Vec::with_capacity(SEND_BATCH);
         let mut plain = Vec::new();
         loop {
             let n = match takes {
-                Takes::Offloaded => egress.recv_many(&mut batch, 64).await,
+                Takes::Offloaded => egress.recv_many(&mut batch, SEND_BATCH).await,
                 Takes::Plain => {
-                    let n = egress.recv_plain(&mut plain, 64).await;
+                    let n = egress.recv_plain(&mut plain, SEND_BATCH).await;
                     batch.extend(plain.drain(..).map(Frame::from));
                     n
                 }
@@ -248,7 +266,10 @@ pub async fn drive<T: AsRawFd>(
             let mut sent = 0;
             while sent < batch.len() {
                 match send(fd, &batch[sent..]) {
-                    Ok(n) => sent += n.max(1),
+                    Ok(n) => {
+                        debug_assert!(n > 0, "send wrote no frame");
+                        sent += n.max(1);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         afd.writable().await?.clear_ready();
                     }
@@ -315,6 +336,9 @@ pub async fn receive<T: AsRawFd>(
 
 /// Frames read from a device before they are switched together.
 const RECV_BATCH: usize = 64;
+
+/// Frames a port's writer takes off its queue at once, and hands its `send` together.
+pub const SEND_BATCH: usize = 64;
 
 /// Puts a descriptor in non-blocking mode, as readiness-driven I/O requires.
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -391,6 +415,30 @@ mod tests {
             &full[..],
             "a frame still held is never overwritten"
         );
+    }
+
+    #[test]
+    fn a_copied_frame_takes_only_its_own_length() {
+        let mut rx = RxBuf::default();
+        let base = next(&rx);
+        let a = rx.copy(&pattern(60, 1), |_| HEADROOM);
+        let b = rx.copy(&pattern(1514, 2), |_| HEADROOM);
+        assert_eq!(
+            (&a[..], &b[..]),
+            (&pattern(60, 1)[..], &pattern(1514, 2)[..])
+        );
+        assert_eq!(a.as_ptr() as usize, base + HEADROOM);
+        assert_eq!(
+            b.as_ptr() as usize,
+            base + 2 * HEADROOM + 60,
+            "packed behind the first"
+        );
+        // A full block is replaced, as for reads.
+        while spare(&rx) >= MAX_FRAME + HEADROOM {
+            rx.copy(&pattern(MAX_FRAME, 3), |_| HEADROOM);
+        }
+        let c = rx.copy(&pattern(spare(&rx), 4), |_| HEADROOM);
+        assert!(!(base..base + BLOCK).contains(&(c.as_ptr() as usize)));
     }
 
     #[test]

@@ -27,9 +27,10 @@ use anyhow::Context;
 use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, Takes, drive, receive, vnet_iov};
+use super::fd::{HEADROOM, Received, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Ingress, MAX_FRAME, Port, PortIo};
+use crate::fdb::PortNo;
 use crate::frame::Frame;
 use crate::netif::Netif;
 
@@ -145,12 +146,17 @@ const KEEP_SLOT: usize = MAX_FRAME / 2;
 /// of small frames costs a system call per batch rather than per frame.
 ///
 /// Each frame needs room for the largest (a 64 KB super-frame) before it is read, so the
-/// batch lands in slots of [`MAX_FRAME`] bytes, allocated once and not initialised (the kernel
-/// says how many bytes it wrote, and only those are ever exposed). Frames then leave their
-/// slot as [`KEEP_SLOT`] says.
-#[derive(Default)]
+/// batch lands in [`RECV_BATCH`] slots of [`SLOT`] bytes (1 MiB a port, and at most as much
+/// again parked), not initialised: the
+/// kernel says how many bytes it wrote, and only those are ever exposed. Frames then leave
+/// their slot as [`KEEP_SLOT`] says. A slot whose frame left with it is parked; once that frame
+/// is gone, the slot's memory is taken again instead of a new 64 KB being allocated per
+/// super-frame (as [`RxBuf`]'s blocks are).
 struct Receiver {
+    port: PortNo,
     slots: Vec<BytesMut>,
+    /// Slots whose frames may still be on their way, to be taken again once they are gone.
+    parked: VecDeque<BytesMut>,
     /// Frames of the last batch not yet handed on.
     pending: VecDeque<Frame>,
 }
@@ -158,12 +164,32 @@ struct Receiver {
 /// Capacity of a receive slot: a largest frame behind the headroom.
 const SLOT: usize = HEADROOM + MAX_FRAME;
 
+/// Parked slots kept at most (as many again as a batch).
+const PARKED: usize = RECV_BATCH;
+
 impl Receiver {
+    fn new(port: PortNo) -> Self {
+        Receiver {
+            port,
+            slots: Vec::new(),
+            parked: VecDeque::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
     /// One frame for [`receive`]/[`drive`]: the next of the last batch, or the first of a new
     /// one.
-    fn recv(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be a packet socket (or another datagram socket): with `MSG_TRUNC` such a
+    /// socket reports a frame's real length, of which it wrote what fits. On a stream socket
+    /// `MSG_TRUNC` discards bytes unwritten and still counts them, which would expose
+    /// uninitialised memory.
+    unsafe fn recv(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
         if self.pending.is_empty() {
-            self.batch(fd, buf)?;
+            // SAFETY: the caller's promise, passed on.
+            unsafe { self.batch(fd, buf)? };
         }
         Ok(self
             .pending
@@ -171,18 +197,39 @@ impl Receiver {
             .map_or(Received::Nothing, Received::One))
     }
 
+    /// Makes every slot empty with room for [`SLOT`] bytes: a parked slot whose frame is gone,
+    /// or a new one.
+    fn ready_slots(&mut self) {
+        self.slots.resize_with(RECV_BATCH, BytesMut::new);
+        for slot in &mut self.slots {
+            if slot.capacity() - slot.len() >= SLOT || slot.try_reclaim(SLOT) {
+                continue;
+            }
+            let used = std::mem::take(slot);
+            let free = self.parked.iter_mut().position(|p| p.try_reclaim(SLOT));
+            *slot = match free.and_then(|i| self.parked.remove(i)) {
+                Some(p) => p,
+                None => BytesMut::with_capacity(SLOT),
+            };
+            if used.capacity() > 0 {
+                if self.parked.len() == PARKED {
+                    self.parked.pop_front();
+                }
+                self.parked.push_back(used);
+            }
+        }
+    }
+
     /// Receives a batch into `pending`, putting back VLAN tags the kernel took off. What
     /// offloads left undone (a checksum, a super-frame's segmentation) stays undone, described
     /// by each frame's `virtio_net_hdr`: the port it goes out of finishes it, or hands it to a
     /// kernel that does.
-    fn batch(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<()> {
-        self.slots
-            .resize_with(RECV_BATCH, || BytesMut::with_capacity(SLOT));
-        for slot in &mut self.slots {
-            if slot.capacity() < SLOT {
-                *slot = BytesMut::with_capacity(SLOT);
-            }
-        }
+    ///
+    /// # Safety
+    ///
+    /// As [`recv`](Self::recv).
+    unsafe fn batch(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<()> {
+        self.ready_slots();
         // Per frame: its virtio_net_hdr and room for one tpacket_auxdata control message.
         let mut hdrs = [[0u8; VNET_HDR_LEN]; RECV_BATCH];
         let mut cmsgs = [[0u64; 8]; RECV_BATCH];
@@ -207,9 +254,10 @@ impl Receiver {
             m
         });
         // SAFETY: each header points at its two iovecs (its `hdrs` entry, then MAX_FRAME bytes
-        // of its slot's spare capacity, which is SLOT - HEADROOM long) and at its `cmsgs` entry
-        // with that entry's exact size; all live until after the call, and recvmmsg writes
-        // nowhere else. MSG_TRUNC: each `msg_len` is the frame's real size, even if larger.
+        // of its slot's spare capacity, which is at least SLOT - HEADROOM long) and at its
+        // `cmsgs` entry with that entry's exact size; all live until after the call, and
+        // recvmmsg writes nowhere else. MSG_TRUNC: each `msg_len` is the frame's real size,
+        // even if larger than what was written (a datagram socket, as the caller promised).
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -223,15 +271,21 @@ impl Receiver {
             return Err(io::Error::last_os_error());
         }
         for (i, m) in msgs.iter().take(n as usize).enumerate() {
+            let port = self.port;
             // The kernel always writes the header: the rest is the frame.
             let Some(len) = (m.msg_len as usize).checked_sub(VNET_HDR_LEN) else {
-                tracing::debug!("packet socket frame without its virtio_net_hdr, dropped");
+                tracing::debug!(port, "frame without its virtio_net_hdr, dropped");
                 continue;
             };
             // A frame larger than its slot was truncated: it cannot be forwarded whole, so it
             // is not forwarded at all.
             if len > MAX_FRAME {
-                tracing::debug!(len, "packet socket frame over {MAX_FRAME} bytes, dropped");
+                tracing::debug!(port, len, "frame over {MAX_FRAME} bytes, dropped");
+                continue;
+            }
+            // Control data cut short may have lost the VLAN tag: the frame would change VLAN.
+            if m.msg_hdr.msg_flags & libc::MSG_CTRUNC != 0 {
+                tracing::debug!(port, "frame's control data truncated, dropped");
                 continue;
             }
             let tag = vlan_tag(&m.msg_hdr);
@@ -239,31 +293,24 @@ impl Receiver {
             let slot = &mut self.slots[i];
             let data = if len < KEEP_SLOT {
                 // SAFETY: the kernel wrote `len` bytes (msg_len less the header, at most the
-                // iovec's MAX_FRAME) at HEADROOM into the slot's spare capacity.
+                // iovec's MAX_FRAME, see above) at HEADROOM into the slot's spare capacity.
                 let got = unsafe {
                     std::slice::from_raw_parts(
                         slot.spare_capacity_mut()[HEADROOM..].as_ptr().cast::<u8>(),
                         len,
                     )
                 };
-                buf.read(
-                    |ptr, room| {
-                        // SAFETY: `RxBuf::read` offers `room` (>= MAX_FRAME >= len) writable
-                        // bytes at `ptr`, in its own buffer: not the slot `got` is in.
-                        unsafe { std::ptr::copy_nonoverlapping(got.as_ptr(), ptr, len.min(room)) };
-                        Ok(len)
-                    },
-                    |frame| put_back_tag(frame, tag, &mut vnet),
-                )?
+                buf.copy(got, |frame| put_back_tag(frame, tag, &mut vnet))
             } else {
-                let mut frame = std::mem::take(slot);
-                for b in &mut frame.spare_capacity_mut()[..HEADROOM] {
+                for b in &mut slot.spare_capacity_mut()[..HEADROOM] {
                     b.write(0);
                 }
                 // SAFETY: the headroom was just initialised, and the kernel wrote the `len`
-                // bytes after it (see above); HEADROOM + len <= SLOT, the capacity.
-                unsafe { frame.set_len(HEADROOM + len) };
-                let start = put_back_tag(&mut frame, tag, &mut vnet);
+                // bytes after it (see above); the slot is empty with at least SLOT >= HEADROOM
+                // + len bytes of capacity (`ready_slots`).
+                unsafe { slot.set_len(HEADROOM + len) };
+                let start = put_back_tag(slot, tag, &mut vnet);
+                let mut frame = slot.split();
                 let _ = frame.split_to(start);
                 frame.freeze()
             };
@@ -319,42 +366,37 @@ fn put_back_tag(frame: &mut [u8], tag: Option<(u16, u16)>, vnet: &mut VnetHdr) -
     }
 }
 
-/// Frames sent per `sendmmsg` at most: the batch a port's writer takes off its queue.
-const SEND_BATCH: usize = 64;
-
 /// Sends frames from the front of `frames`, each behind its `virtio_net_hdr`, with one
 /// `sendmmsg(2)` for up to [`SEND_BATCH`] of them: a stream of small frames costs a system call
 /// per batch rather than per frame. Returns how many were sent (the kernel stops at the first
 /// it refuses, whose error the next call returns), or the error of the first.
 fn send_frames(fd: RawFd, frames: &[Frame]) -> io::Result<usize> {
     let frames = &frames[..frames.len().min(SEND_BATCH)];
-    let hdrs: Vec<[u8; VNET_HDR_LEN]> = frames.iter().map(|f| f.offload.to_bytes()).collect();
-    let mut iovs: Vec<[libc::iovec; 2]> = frames
-        .iter()
-        .zip(&hdrs)
-        .map(|(f, h)| {
-            vnet_iov(
-                h.as_ptr().cast_mut(),
-                f.data.as_ptr().cast_mut(),
-                f.data.len(),
-            )
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (no address, no
-            // control data) is a valid value.
-            let mut m: libc::mmsghdr = unsafe { zeroed() };
-            m.msg_hdr.msg_iov = iov.as_mut_ptr();
-            m.msg_hdr.msg_iovlen = iov.len();
-            m
-        })
-        .collect();
-    // SAFETY: `msgs` holds `msgs.len()` headers, each pointing at its two iovecs in `iovs`,
-    // which describe the live `hdrs` entries and frame buffers; all outlive the call, and
-    // sendmmsg only reads the data (it writes only each header's `msg_len`).
-    let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, 0) };
+    let hdrs: [[u8; VNET_HDR_LEN]; SEND_BATCH] = std::array::from_fn(|i| {
+        frames
+            .get(i)
+            .map_or([0; VNET_HDR_LEN], |f| f.offload.to_bytes())
+    });
+    let mut iovs: [[libc::iovec; 2]; SEND_BATCH] = std::array::from_fn(|i| {
+        let data = frames.get(i).map_or(&[][..], |f| &f.data[..]);
+        vnet_iov(
+            hdrs[i].as_ptr().cast_mut(),
+            data.as_ptr().cast_mut(),
+            data.len(),
+        )
+    });
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = std::array::from_fn(|i| {
+        // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (no address, no control
+        // data) is a valid value.
+        let mut m: libc::mmsghdr = unsafe { zeroed() };
+        m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
+        m.msg_hdr.msg_iovlen = 2;
+        m
+    });
+    // SAFETY: the first `frames.len()` headers each point at their two iovecs in `iovs`, which
+    // describe the live `hdrs` entries and frame buffers; all outlive the call, and sendmmsg
+    // only reads the data (it writes only each header's `msg_len`).
+    let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), frames.len() as libc::c_uint, 0) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -367,8 +409,9 @@ impl Netdev {
     /// of an offloaded port, whose frames out leave another way. Returns only on error (the
     /// device went away).
     pub async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
-        let mut rx = Receiver::default();
-        receive(&self.sock, ingress, |fd, buf| rx.recv(fd, buf)).await
+        let mut rx = Receiver::new(ingress.port());
+        // SAFETY: `fd` is this port's packet socket.
+        receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }).await
     }
 }
 
@@ -377,11 +420,12 @@ impl Port for Netdev {
         // The packet socket takes frames with a virtio_net_hdr: the kernel segments a
         // super-frame (in the device, or in software before it) and fills in checksums.
         io.ingress.set_super_frames(true);
-        let mut rx = Receiver::default();
+        let mut rx = Receiver::new(io.ingress.port());
         drive(
             &self.sock,
             io,
-            |fd, buf| rx.recv(fd, buf),
+            // SAFETY: `fd` is this port's packet socket.
+            |fd, buf| unsafe { rx.recv(fd, buf) },
             Takes::Offloaded,
             send_frames,
         )
@@ -475,10 +519,11 @@ mod tests {
             send_datagram(a.as_raw_fd(), &wire);
             sent.push((hdr, data));
         }
-        let (mut rx, mut buf) = (Receiver::default(), RxBuf::default());
+        let (mut rx, mut buf) = (Receiver::new(1), RxBuf::default());
         let mut got = Vec::new();
         loop {
-            match rx.recv(b.as_raw_fd(), &mut buf) {
+            // SAFETY: `b` is a datagram socket.
+            match unsafe { rx.recv(b.as_raw_fd(), &mut buf) } {
                 Ok(Received::One(f)) => got.push(f),
                 Ok(Received::Nothing) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -512,5 +557,29 @@ mod tests {
         assert_eq!(vnet.csum_start, 38, "offsets move with the tag");
         let mut untagged = vec![0u8; HEADROOM + 15];
         assert_eq!(put_back_tag(&mut untagged, None, &mut vnet), HEADROOM);
+    }
+
+    #[test]
+    fn a_slot_whose_frame_is_gone_is_used_again() {
+        let (a, b) = datagram_pair();
+        let big = vec![7u8; VNET_HDR_LEN + KEEP_SLOT + 1];
+        let (mut rx, mut buf) = (Receiver::new(1), RxBuf::default());
+        let mut next = || {
+            send_datagram(a.as_raw_fd(), &big);
+            // SAFETY: `b` is a datagram socket.
+            match unsafe { rx.recv(b.as_raw_fd(), &mut buf) } {
+                Ok(Received::One(f)) => f,
+                _ => panic!("no frame"),
+            }
+        };
+        let first = next();
+        let at = first.data.as_ptr();
+        drop(first);
+        let second = next();
+        assert_eq!(second.data.as_ptr(), at, "the same memory, taken again");
+        // Still held: the next frame gets other memory, and this one stays intact.
+        let third = next();
+        assert_ne!(third.data.as_ptr(), second.data.as_ptr());
+        assert!(second.data.iter().all(|&b| b == 7));
     }
 }
