@@ -22,11 +22,43 @@ pub struct RxBuf {
     /// one is gone, the block is taken again as it is (already initialised), instead of a new
     /// one being allocated and zeroed. Under a stream of 64 KB super-frames that zeroing was
     /// a memset of every byte read, and each 256 KiB block an mmap and page faults.
-    retired: std::collections::VecDeque<BytesMut>,
+    retired: Retired,
 }
 
 /// Used-up blocks kept for reuse at most (a megabyte a port).
 const RETIRED: usize = 4;
+
+/// Buffers whose frames may still be on their way (frames are [`Bytes`] cut from them), kept
+/// so that a buffer whose frames are all gone is taken again rather than a new one allocated.
+#[derive(Debug)]
+pub struct Retired {
+    bufs: std::collections::VecDeque<BytesMut>,
+    /// Buffers kept at most: the oldest goes (to its frames alone) when one more comes in.
+    max: usize,
+}
+
+impl Retired {
+    pub fn new(max: usize) -> Self {
+        Retired {
+            bufs: Default::default(),
+            max,
+        }
+    }
+
+    /// Takes in `used` (a buffer with no room left) and gives back a kept one whose frames are
+    /// all gone, with room for `need` bytes, if there is one.
+    pub fn exchange(&mut self, used: BytesMut, need: usize) -> Option<BytesMut> {
+        let free = self.bufs.iter_mut().position(|b| b.try_reclaim(need));
+        let found = free.and_then(|i| self.bufs.remove(i));
+        if used.capacity() > 0 {
+            if self.bufs.len() == self.max {
+                self.bufs.pop_front();
+            }
+            self.bufs.push_back(used);
+        }
+        found
+    }
+}
 
 /// Bytes kept free in front of each frame so a VLAN tag can be put back without moving it.
 pub const HEADROOM: usize = 4;
@@ -37,7 +69,7 @@ impl Default for RxBuf {
     fn default() -> Self {
         RxBuf {
             buf: block(),
-            retired: Default::default(),
+            retired: Retired::new(RETIRED),
         }
     }
 }
@@ -65,9 +97,7 @@ impl RxBuf {
         read: impl FnOnce(*mut u8, usize) -> std::io::Result<usize>,
         fixup: impl FnOnce(&mut [u8]) -> usize,
     ) -> std::io::Result<Bytes> {
-        if self.buf.capacity() - self.buf.len() < MAX_FRAME + HEADROOM {
-            self.refill();
-        }
+        self.room(MAX_FRAME + HEADROOM);
         let spare = self.buf.spare_capacity_mut();
         let n = read(spare[HEADROOM..].as_mut_ptr().cast(), MAX_FRAME)?;
         let n = n.min(MAX_FRAME);
@@ -80,10 +110,7 @@ impl RxBuf {
         // are initialised whatever `read` returned; n <= MAX_FRAME, so HEADROOM + n is within
         // the spare capacity checked above.
         unsafe { self.buf.set_len(HEADROOM + n) };
-        let start = fixup(&mut self.buf[..]);
-        let mut frame = self.buf.split();
-        let _ = frame.split_to(start.min(HEADROOM));
-        Ok(frame.freeze())
+        Ok(self.cut(fixup))
     }
 
     /// A frame received elsewhere, copied in behind the headroom: it takes only its own length
@@ -91,35 +118,32 @@ impl RxBuf {
     /// [`MAX_FRAME`] (longer is cut there).
     pub fn copy(&mut self, data: &[u8], fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
         let data = &data[..data.len().min(MAX_FRAME)];
-        if self.buf.capacity() - self.buf.len() < data.len() + HEADROOM {
-            self.refill();
-        }
+        self.room(data.len() + HEADROOM);
         self.buf.extend_from_slice(&[0; HEADROOM]);
         self.buf.extend_from_slice(data);
+        self.cut(fixup)
+    }
+
+    /// Makes sure the block has `need` bytes free: if not, it is replaced by a retired one
+    /// whose frames are all gone (its bytes were initialised when it was made and only
+    /// overwritten since), or a new one.
+    fn room(&mut self, need: usize) {
+        if self.buf.capacity() - self.buf.len() < need {
+            let used = std::mem::take(&mut self.buf);
+            self.buf = self
+                .retired
+                .exchange(used, MAX_FRAME + HEADROOM)
+                .unwrap_or_else(block);
+        }
+    }
+
+    /// Cuts the frame just put in the buffer (behind its headroom) off it, once `fixup` has
+    /// said where it starts.
+    fn cut(&mut self, fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
         let start = fixup(&mut self.buf[..]);
         let mut frame = self.buf.split();
         let _ = frame.split_to(start.min(HEADROOM));
         frame.freeze()
-    }
-}
-
-impl RxBuf {
-    /// Replaces the used-up block with a retired one whose frames are all gone (its bytes
-    /// were initialised when it was made and only overwritten since), or a new one.
-    fn refill(&mut self) {
-        let used = std::mem::take(&mut self.buf);
-        let free = self
-            .retired
-            .iter_mut()
-            .position(|b| b.try_reclaim(MAX_FRAME + HEADROOM));
-        self.buf = match free.and_then(|i| self.retired.remove(i)) {
-            Some(b) => b,
-            None => block(),
-        };
-        if self.retired.len() == RETIRED {
-            self.retired.pop_front();
-        }
-        self.retired.push_back(used);
     }
 }
 
@@ -223,9 +247,8 @@ pub fn one_at_a_time(
 }
 
 /// Runs a descriptor-backed port: frames read by `recv` go to the switch, frames from the
-/// switch are written with `send`, finished first
-/// unless the device [`Takes::Offloaded`] ones. Returns when the switch removes the port
-/// (`Ok`) or the device goes away (`Err`). A frame the device refuses (too big for its MTU,
+/// switch are written with `send`, finished first unless the device [`Takes::Offloaded`] ones.
+/// Returns when the switch removes the port (`Ok`) or the device goes away (`Err`). A frame the device refuses (too big for its MTU,
 /// link down, no buffer space) is dropped and logged; the port lives on.
 ///
 /// `send` writes frames from the front of the slice it is given and returns how many it

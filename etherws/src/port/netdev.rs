@@ -27,7 +27,7 @@ use anyhow::Context;
 use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
+use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
 use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Ingress, MAX_FRAME, Port, PortIo};
 use crate::fdb::PortNo;
@@ -156,7 +156,7 @@ struct Receiver {
     port: PortNo,
     slots: Vec<BytesMut>,
     /// Slots whose frames may still be on their way, to be taken again once they are gone.
-    parked: VecDeque<BytesMut>,
+    parked: Retired,
     /// Frames of the last batch not yet handed on.
     pending: VecDeque<Frame>,
 }
@@ -172,7 +172,7 @@ impl Receiver {
         Receiver {
             port,
             slots: Vec::new(),
-            parked: VecDeque::new(),
+            parked: Retired::new(PARKED),
             pending: VecDeque::new(),
         }
     }
@@ -206,17 +206,10 @@ impl Receiver {
                 continue;
             }
             let used = std::mem::take(slot);
-            let free = self.parked.iter_mut().position(|p| p.try_reclaim(SLOT));
-            *slot = match free.and_then(|i| self.parked.remove(i)) {
-                Some(p) => p,
-                None => BytesMut::with_capacity(SLOT),
-            };
-            if used.capacity() > 0 {
-                if self.parked.len() == PARKED {
-                    self.parked.pop_front();
-                }
-                self.parked.push_back(used);
-            }
+            *slot = self
+                .parked
+                .exchange(used, SLOT)
+                .unwrap_or_else(|| BytesMut::with_capacity(SLOT));
         }
     }
 

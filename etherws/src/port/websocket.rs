@@ -262,10 +262,8 @@ impl Reader {
                     let f = self.frag.take().expect("fragmented message");
                     return complete(f.op, f.data).map(Some);
                 }
+                // A new message inside a fragmented one was refused with its header.
                 _ => {
-                    if self.frag.is_some() {
-                        return Err(Error::Protocol("new message inside a fragmented one"));
-                    }
                     if !fin {
                         self.frag = Some(Fragmented { op, data: payload });
                         continue;

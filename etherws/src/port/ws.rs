@@ -88,6 +88,9 @@ pub enum End {
     Failed(anyhow::Error),
 }
 
+/// The close frame a session owes its peer: code (none: an empty close) and reason.
+type Owed = (Option<u16>, &'static str);
+
 /// Time allowed for a close frame to go out before the connection is dropped anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -202,7 +205,7 @@ impl WsPort {
 
         // What the reader owes the peer when it stops: the answer to its close frame, or a
         // close for its error (code, reason).
-        let mut owed: Option<(Option<u16>, &'static str)> = None;
+        let mut owed: Option<Owed> = None;
         let reader = async {
             // Messages already read are switched together (one lock of the switch): after
             // each awaited message, those buffered join it.
@@ -212,10 +215,7 @@ impl WsPort {
                 let mut next = match reader.next(&mut rd).await {
                     Ok(Some(m)) => Some(m),
                     Ok(None) => return End::Closed,
-                    Err(e) => {
-                        owed = e.close().map(|(code, why)| (Some(code), why));
-                        return End::Failed(e.into());
-                    }
+                    Err(e) => return read_failed(e, &mut owed),
                 };
                 last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
                 while let Some(msg) = next.take() {
@@ -249,8 +249,7 @@ impl WsPort {
                             Ok(m) => next = m,
                             Err(e) => {
                                 ingress.frames(batch.drain(..));
-                                owed = e.close().map(|(code, why)| (Some(code), why));
-                                return End::Failed(e.into());
+                                return read_failed(e, &mut owed);
                             }
                         }
                     }
@@ -284,9 +283,7 @@ impl WsPort {
                             let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
                             return End::Removed;
                         }
-                        writing.store(true, Relaxed);
-                        let sent = not_stuck(keepalive, writer.send(&mut wr, &batch.messages())).await;
-                        writing.store(false, Relaxed);
+                        let sent = sending(&writing, keepalive, writer.send(&mut wr, &batch.messages())).await;
                         if egress.is_empty() {
                             batch.release();
                             egress.release();
@@ -298,10 +295,8 @@ impl WsPort {
                     _ = pong_due.notified() => {
                         let owed_pong = pong.lock().unwrap_or_else(|e| e.into_inner()).take();
                         if let Some(p) = owed_pong {
-                            writing.store(true, Relaxed);
-                            let sent = not_stuck(keepalive, writer.control(&mut wr, websocket::opcode::PONG, &p)).await;
-                            writing.store(false, Relaxed);
-                            if let Err(e) = sent {
+                            let pong = writer.control(&mut wr, websocket::opcode::PONG, &p);
+                            if let Err(e) = sending(&writing, keepalive, pong).await {
                                 return End::Failed(e.into());
                             }
                         }
@@ -316,10 +311,8 @@ impl WsPort {
                         }
                         if idle >= k && last_ping.elapsed() >= k {
                             last_ping = Instant::now();
-                            writing.store(true, Relaxed);
-                            let sent = not_stuck(keepalive, writer.control(&mut wr, websocket::opcode::PING, &[])).await;
-                            writing.store(false, Relaxed);
-                            if let Err(e) = sent {
+                            let ping = writer.control(&mut wr, websocket::opcode::PING, &[]);
+                            if let Err(e) = sending(&writing, keepalive, ping).await {
                                 return End::Failed(e.into());
                             }
                         }
@@ -341,14 +334,23 @@ impl WsPort {
     }
 }
 
-/// A send, given up after two keepalive intervals: a peer that stopped reading (its
-/// receive window shut for good, no FIN) would otherwise hold its port, and its stations,
-/// forever. Without keepalive, the send waits as long as it takes.
-async fn not_stuck(
+/// How a session ends on a read error, with the close frame it owes the peer for it.
+fn read_failed(e: websocket::Error, owed: &mut Option<Owed>) -> End {
+    *owed = e.close().map(|(code, why)| (Some(code), why));
+    End::Failed(e.into())
+}
+
+/// A send, with `writing` set while it is under way (if the session ends then, the
+/// connection cannot carry a close frame any more), given up after two keepalive intervals:
+/// a peer that stopped reading (its receive window shut for good, no FIN) would otherwise hold
+/// its port, and its stations, forever. Without keepalive, the send waits as long as it takes.
+async fn sending(
+    writing: &AtomicBool,
     keepalive: Option<Duration>,
     send: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> std::io::Result<()> {
-    match keepalive {
+    writing.store(true, Relaxed);
+    let sent = match keepalive {
         None => send.await,
         Some(k) => tokio::time::timeout(2 * k, send).await.unwrap_or_else(|_| {
             Err(std::io::Error::new(
@@ -356,7 +358,9 @@ async fn not_stuck(
                 format!("peer not reading for {}s", (2 * k).as_secs()),
             ))
         }),
-    }
+    };
+    writing.store(false, Relaxed);
+    sent
 }
 
 impl Port for WsPort {
