@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::control::{self, Control};
-use crate::frame::Header;
-use crate::port::ws::WsSettings;
+use crate::port::websocket::WsSettings;
 use crate::port::{Budget, Core, QueueLimits, SharedSwitch};
+use crate::switch::frame::Header;
 use crate::switch::{Egress, Limits, PortKind, Switch, TxCounters};
 
 /// A switch whose ports drop everything they are given.
@@ -21,7 +21,7 @@ use crate::switch::{Egress, Limits, PortKind, Switch, TxCounters};
 struct Discard;
 
 impl Egress for Discard {
-    fn offer(&self, _frame: &crate::frame::Frame, _now: Instant) -> bool {
+    fn offer(&self, _frame: &crate::switch::frame::Frame, _now: Instant) -> bool {
         true
     }
 
@@ -36,7 +36,7 @@ pub fn frames(data: &[u8]) {
     let limits = Limits {
         storm_pps: 3,
         max_frame: 200,
-        macs: crate::fdb::MacLimits {
+        macs: crate::switch::fdb::MacLimits {
             per_port: 4,
             per_addr: 5,
             total: 6,
@@ -81,7 +81,7 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
             QueueLimits::default(),
         );
         let netif = rt
-            .block_on(async { crate::netif::Netif::new() })
+            .block_on(async { crate::sys::netif::Netif::new() })
             .expect("netlink");
         let control = Control {
             switch,
@@ -121,20 +121,20 @@ pub fn jsonrpc(data: &[u8]) {
 
 /// The htpasswd file parser (no password is verified: a fuzzed bcrypt cost could take hours).
 pub fn htpasswd(data: &[u8]) {
-    let _ = crate::htpasswd::parse(Path::new("fuzz"), data);
+    let _ = crate::edge::htpasswd::parse(Path::new("fuzz"), data);
 }
 
 /// The configuration file parser.
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::config::Config::parse(text, "fuzz.toml");
+        let _ = crate::app::config::Config::parse(text, "fuzz.toml");
     }
 }
 
 /// A message from a peer that negotiated super-frames: the header checks, then what a strict
 /// port makes of the frame (segments, checksum), and the forwarding decision on it.
 pub fn super_frame(data: &[u8]) {
-    use crate::port::super_frame;
+    use crate::port::websocket::super_frame;
     let Ok(frame) = super_frame::decode(Bytes::copy_from_slice(data)) else {
         return;
     };
@@ -164,7 +164,7 @@ pub fn super_frame(data: &[u8]) {
 /// pieces whose sizes come from the second byte. Every message parsed is checked against
 /// what it must be, and reading stops at the first error, as a port does.
 pub fn websocket(data: &[u8]) {
-    use crate::port::websocket::{Message, Reader, Role};
+    use crate::port::websocket::framing::{Message, Reader, Role};
     let [ctl, step, rest @ ..] = data else {
         return;
     };
@@ -201,7 +201,7 @@ pub fn websocket(data: &[u8]) {
 /// of zeros (super-frames are up to 64 KiB, fuzz inputs 4 KiB). Both `fix_csum` and `segment`
 /// run, whatever the header asks for, and their results are checked against the frame.
 pub fn gso(data: &[u8]) {
-    use crate::port::gso::{self, VNET_HDR_LEN, VnetHdr};
+    use crate::wire::gso::{self, VNET_HDR_LEN, VnetHdr};
 
     let [ctl, t0, t1, t2, t3, rest @ ..] = data else {
         return;
@@ -288,12 +288,12 @@ pub fn gso(data: &[u8]) {
     );
 }
 
-/// The `no_proxy` matcher (`port::proxy::bypass`, curl's rules) and the choice of a proxy
+/// The `no_proxy` matcher (`port::http_proxy::bypass`, curl's rules) and the choice of a proxy
 /// around it (`proxy_for`). Input: the target port (2 bytes, little-endian), a flags byte
 /// (bit 0: wss://; bits 1 to 4: whether `http(s)_proxy`, `HTTP(S)_PROXY`, `no_proxy` and
 /// `NO_PROXY` are set), then UTF-8 `host\nno_proxy\nproxy URL`.
 pub fn no_proxy(data: &[u8]) {
-    use crate::port::proxy;
+    use crate::port::websocket::http_proxy;
 
     let [p0, p1, flags, rest @ ..] = data else {
         return;
@@ -307,14 +307,14 @@ pub fn no_proxy(data: &[u8]) {
     let list = parts.next().unwrap_or("");
     let url = parts.next().unwrap_or("");
 
-    let bypassed = proxy::bypass(list, host, port);
+    let bypassed = http_proxy::bypass(list, host, port);
     // Case never matters (names, IPv6 hex digits).
-    let upper = proxy::bypass(&list.to_ascii_uppercase(), &host.to_ascii_uppercase(), port);
+    let upper = http_proxy::bypass(&list.to_ascii_uppercase(), &host.to_ascii_uppercase(), port);
     assert_eq!(bypassed, upper, "case changed the answer");
     // More entries only exempt more; `*` exempts everything.
-    assert!(proxy::bypass(&format!("{list},*"), host, port));
+    assert!(http_proxy::bypass(&format!("{list},*"), host, port));
     if bypassed {
-        assert!(proxy::bypass(
+        assert!(http_proxy::bypass(
             &format!("example.invalid,{list}"),
             host,
             port
@@ -332,7 +332,7 @@ pub fn no_proxy(data: &[u8]) {
         _ => None,
     };
     let listed = flags & 0b1_1000 != 0;
-    match proxy::proxy_for(env, tls, host, port) {
+    match http_proxy::proxy_for(env, tls, host, port) {
         Ok(Some(_)) => assert!(
             flags & 0b110 != 0 && !url.trim().is_empty() && !(listed && bypassed),
             "a proxy where none applies"
@@ -350,7 +350,7 @@ pub fn no_proxy(data: &[u8]) {
 /// The proxy URL parser (`port::proxy::Proxy::parse`, for `http_proxy` and friends). A parsed
 /// proxy's `host:port` parses back to itself, and its debug output hides the password.
 pub fn proxy_url(data: &[u8]) {
-    use crate::port::proxy::Proxy;
+    use crate::port::websocket::http_proxy::Proxy;
 
     let Ok(url) = std::str::from_utf8(data) else {
         return;
@@ -387,7 +387,7 @@ fn proxy_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// The proxy's answer to `CONNECT` (`port::proxy::handshake`: the head read without taking
+/// The proxy's answer to `CONNECT` (`port::http_proxy::handshake`: the head read without taking
 /// tunnel bytes, then the status line checked), over an in-process socket pair. Input: a count
 /// of 40-byte filler header lines to insert after the first line (to cross the 8 KiB head
 /// limit with short inputs), a write size (0: the answer in one write, else in pieces of that
@@ -402,7 +402,7 @@ pub fn proxy_answer(data: &[u8]) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use crate::port::proxy::{self, Proxy};
+    use crate::port::websocket::http_proxy::{self, Proxy};
 
     const FILLER: &[u8; 40] = b"X-Filler: 0123456789abcdefghijklmnopqr\r\n";
     /// `MAX_HEAD` in `port::proxy`.
@@ -476,7 +476,7 @@ pub fn proxy_answer(data: &[u8]) {
             let _ = server.shutdown().await;
         };
         let client = async move {
-            let result = proxy::handshake(&mut client, &proxy, "target.invalid", 443).await;
+            let result = http_proxy::handshake(&mut client, &proxy, "target.invalid", 443).await;
             let mut tunnel = Vec::new();
             if result.is_ok() {
                 client.read_to_end(&mut tunnel).await.expect("tunnel bytes");
@@ -502,7 +502,7 @@ pub fn proxy_answer(data: &[u8]) {
 /// of the input, then, split at the first 0xff byte, `Forwarded` and `X-Forwarded-For` values
 /// judged from a trusted address.
 pub fn forwarded(data: &[u8]) {
-    use crate::proxied::{Client, TrustedProxies, parse_proxy_header};
+    use crate::edge::forwarded::{Client, TrustedProxies, parse_proxy_header};
     if let Ok(Some((len, _))) = parse_proxy_header(data) {
         assert!(len <= data.len(), "a header longer than its input");
     }
@@ -544,7 +544,7 @@ mod tests {
 
 #[cfg(test)]
 mod gso_and_proxy_tests {
-    use crate::port::gso::{F_NEEDS_CSUM, GSO_TCPV4, VnetHdr};
+    use crate::wire::gso::{F_NEEDS_CSUM, GSO_TCPV4, VnetHdr};
 
     /// A control byte (tag put back), a tag, then `hdr` and a TCP/IPv4 frame with 3000
     /// payload bytes.
@@ -579,7 +579,7 @@ mod gso_and_proxy_tests {
         let super_frame = tcp_input(gso);
         let mut frame = super_frame[15..].to_vec();
         frame.splice(12..12, super_frame[1..5].iter().copied());
-        let cut = crate::port::gso::segment(&gso.shifted(4), &frame).map(|s| s.len());
+        let cut = crate::wire::gso::segment(&gso.shifted(4), &frame).map(|s| s.len());
         assert_eq!(cut, Ok(3));
         let inputs: [&[u8]; 8] = [
             b"",

@@ -1,30 +1,37 @@
 //! etherws: an Ethernet over WebSocket software switch, compatible with etherws 1.3.
 //!
-//! The data path is port → [`switch`] → port: every [`port`] kind implements one small trait,
-//! and the switch core ([`fdb`], [`frame`], [`switch`]) knows nothing about sockets.
+//! The layers, each using only those below it (ARCHITECTURE.md tells more):
+//!
+//! | layer | what it holds |
+//! |---|---|
+//! | [`app`] | the command line, the configuration file, `etherws sw` and `etherws ctl` |
+//! | [`edge`] | the HTTP listeners: WebSocket upgrades, admission, authentication, reverse proxies |
+//! | [`control`] | the JSON-RPC control API, `/metrics`, the status page |
+//! | [`offload`] | eBPF offload of `netdev` ports |
+//! | [`port`] | the port kinds (TAP, netdev, WebSocket) and their queues |
+//! | [`settings`] | settings' value types and what a port starts with |
+//! | [`switch`] | the switch core: frames, the forwarding database, the forwarding decision |
+//! | [`wire`] | header layouts on the wire, GSO and checksums |
+//! | [`base`] | escaping, bounded file reads, IP addresses, TLS configuration |
+//! | [`sys`] | system calls and netlink |
+//!
+//! The library is not an API: the binary, `cargo xtask` and the fuzz targets use [`main`],
+//! [`command`] and [`fuzzing`]; everything else is `pub(crate)`.
 
-pub mod admission;
-pub mod auth;
-pub mod cli;
-pub mod config;
-pub mod control;
-pub mod ctl;
-pub mod daemon;
-pub mod escape;
-pub mod fdb;
-pub mod files;
-pub mod frame;
+// Everything is `pub(crate)` but the few items above; this keeps it so.
+#![warn(unreachable_pub)]
+
+pub(crate) mod app;
+pub(crate) mod base;
+pub(crate) mod control;
+pub(crate) mod edge;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod htpasswd;
-pub mod logging;
-pub mod netif;
-pub mod offload;
-pub mod port;
-pub mod profile;
-pub mod proxied;
-pub mod server;
-pub mod sw;
-pub mod switch;
-pub mod tls;
-pub mod wire;
+pub(crate) mod offload;
+pub(crate) mod port;
+pub(crate) mod settings;
+pub(crate) mod switch;
+pub(crate) mod sys;
+pub(crate) mod wire;
+
+pub use app::{command, main};

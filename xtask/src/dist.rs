@@ -1,5 +1,5 @@
 //! `cargo xtask dist`: shell completions (bash, zsh, fish) with `clap_complete` and man pages
-//! with `clap_mangen`, generated from etherws's own command line (`etherws::cli::Cli`), so they
+//! with `clap_mangen`, generated from etherws's own command line (`etherws::command`), so they
 //! say what `--help` says: `target/dist/completions/` and `target/dist/man/`.
 //!
 //! There is one man page per command, as `clap_mangen` names them: `etherws.1`, `etherws-sw.1`,
@@ -13,7 +13,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_complete::{Generator, Shell};
 use clap_mangen::Man;
 
@@ -45,7 +44,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Dist> {
 
     let mut completions = Vec::new();
     for shell in SHELLS {
-        let mut cmd = etherws::cli::Cli::command();
+        let mut cmd = etherws::command();
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut cmd, BIN, &mut script);
         let path = completions_dir.join(shell.file_name(BIN));
@@ -54,7 +53,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Dist> {
     }
 
     let mut pages = Vec::new();
-    let mut cmd = etherws::cli::Cli::command().disable_help_subcommand(true);
+    let mut cmd = etherws::command().disable_help_subcommand(true);
     cmd.build();
     man_pages(&cmd, &mut pages)?;
     let mut man_pages = Vec::new();

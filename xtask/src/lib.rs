@@ -1,7 +1,7 @@
 //! The part of xtask the tests share: what an installation is made of.
 //!
 //! - [`dist`]: shell completions and man pages, generated from etherws's own command line
-//!   (`etherws::cli::Cli`) — `cargo xtask dist`;
+//!   (`etherws::command`) — `cargo xtask dist`;
 //! - [`deb`]: the Debian package assembled from a built binary, `dist/` and those pages —
 //!   `cargo xtask deb`.
 //!

@@ -18,25 +18,25 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, StatusCode, header};
 
-use crate::escape::printable;
-use crate::proxied::canonical;
+use crate::base::escape::printable;
+use crate::base::ip::canonical;
 
 /// What the guard knows about the control listener.
 #[derive(Debug, Clone, Default)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Served over TLS: the API's origin is `https://…`.
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// Host names (lower case, no trailing dot) besides the listener's own addresses.
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     /// Check `Host` (no control password is configured).
-    pub check_host: bool,
+    pub(crate) check_host: bool,
 }
 
 /// A refused request: the status and the one-line reason for the caller and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub reason: String,
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
 }
 
 fn refuse(status: StatusCode, reason: String) -> Refusal {
@@ -68,7 +68,12 @@ fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
 impl Guard {
     /// Checks a request to the control listener that accepted it on `local` (the address the
     /// client connected to).
-    pub fn check(&self, headers: &HeaderMap, local: IpAddr, post: bool) -> Result<(), Refusal> {
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        local: IpAddr,
+        post: bool,
+    ) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
             .map(|h| std::str::from_utf8(h.as_bytes()).unwrap_or("\u{fffd}"))
@@ -148,7 +153,7 @@ impl Guard {
 }
 
 /// Normalises a `--ctlallowhost` value as the guard compares it.
-pub fn allowed_host(name: &str) -> String {
+pub(crate) fn allowed_host(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 

@@ -8,36 +8,37 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Call, RpcError, parse_call, response};
-use crate::cli::Num;
-use crate::escape::Esc;
-use crate::fdb::PortNo;
-use crate::netif::{IfChange, Netif};
+use crate::base::escape::Esc;
+use crate::base::tls::{Identity, Verify};
 use crate::offload::{AttachMode, Offload, PortView};
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
-use crate::port::ws::{ClientOptions, ClientPort, Credentials, WsSettings};
+use crate::port::websocket::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
-use crate::profile::{BitRate, Profile};
+use crate::settings::profile::Profile;
+use crate::settings::values::BitRate;
+use crate::settings::values::Num;
+use crate::switch::fdb::PortNo;
 use crate::switch::{Policy, PolicyError, PortKind, PortStat};
-use crate::tls::{Identity, Verify};
+use crate::sys::netif::{IfChange, Netif};
 
 /// What the control API acts on.
 #[derive(Clone)]
-pub struct Control {
-    pub switch: SharedSwitch,
-    pub netif: Netif,
-    pub ws: WsSettings,
+pub(crate) struct Control {
+    pub(crate) switch: SharedSwitch,
+    pub(crate) netif: Netif,
+    pub(crate) ws: WsSettings,
     /// eBPF offload of netdev ports.
-    pub offload: Offload,
+    pub(crate) offload: Offload,
 }
 
 type MethodResult = Result<Value, RpcError>;
 
 /// The smallest MTU an interface may be given (what etherws 1.3's `ctl` allowed, and IPv4's
 /// minimum datagram).
-pub const MIN_MTU: u32 = 576;
+pub(crate) const MIN_MTU: u32 = 576;
 /// The largest MTU Linux accepts on a TAP or most devices.
-pub const MAX_MTU: u32 = 65535;
+pub(crate) const MAX_MTU: u32 = 65535;
 
 fn bad(msg: impl Into<String>) -> RpcError {
     RpcError::invalid_params(msg)
@@ -109,7 +110,7 @@ fn ipv4(p: &Map<String, Value>, key: &str) -> Result<Option<Ipv4Addr>, RpcError>
 /// counters. One typed row, serialized straight to text for `listPort` (a thousand ports in well
 /// under a millisecond) and to a `Value` for the methods that answer with one port.
 #[derive(Serialize)]
-pub struct PortRow<'a> {
+pub(crate) struct PortRow<'a> {
     port: PortNo,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -201,7 +202,7 @@ impl From<&PortCounters> for KernelRow {
 
 impl<'a> PortRow<'a> {
     /// `s` as `listPort` shows it, with its offload state (`view`, netdev ports).
-    pub fn new(s: &'a PortStat, view: Option<&'a PortView>, now: Instant) -> PortRow<'a> {
+    pub(crate) fn new(s: &'a PortStat, view: Option<&'a PortView>, now: Instant) -> PortRow<'a> {
         let total = with_kernel(s, view);
         let netdev = (s.kind == PortKind::Netdev).then(|| {
             let xdp = view.filter(|v| v.xdp);
@@ -265,14 +266,14 @@ impl<'a> PortRow<'a> {
 }
 
 /// A port's `listPort` row as a JSON value.
-pub fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
+pub(crate) fn portstat_with(s: &PortStat, view: Option<&PortView>) -> Value {
     serde_json::to_value(PortRow::new(s, view, Instant::now())).unwrap_or(Value::Null)
 }
 
 /// A port's counters including what the kernel switched for it (offloaded netdev ports):
 /// frames the XDP program forwarded itself, counted once — those it handed to userspace are
 /// counted there already. What `listPort` and `/metrics` both report.
-pub fn with_kernel(s: &PortStat, view: Option<&PortView>) -> PortStat {
+pub(crate) fn with_kernel(s: &PortStat, view: Option<&PortView>) -> PortStat {
     let mut s = s.clone();
     if let Some(view) = view.filter(|v| v.xdp) {
         let k = &view.kernel;
@@ -290,7 +291,7 @@ fn entries(v: Vec<Value>) -> Value {
 
 impl Control {
     /// Answers one HTTP request body with one JSON-RPC response, as text.
-    pub async fn handle(&self, body: &[u8]) -> String {
+    pub(crate) async fn handle(&self, body: &[u8]) -> String {
         match parse_call(body) {
             Err((id, e)) => response(id, Err(e)).to_string(),
             // The one answer that grows with the switch: written straight to text.
@@ -367,7 +368,7 @@ impl Control {
     }
 
     /// Every port's counters as `listPort` reports them (kernel-switched frames included).
-    pub fn port_counters(&self) -> Vec<PortStat> {
+    pub(crate) fn port_counters(&self) -> Vec<PortStat> {
         let ports: Vec<PortStat> = lock(&self.switch).ports().collect();
         ports
             .iter()
@@ -478,7 +479,7 @@ impl Control {
         {
             anyhow::bail!(
                 "interface {} is port {} already (adding it twice would loop every frame)",
-                crate::escape::printable(name),
+                crate::base::escape::printable(name),
                 p.port
             );
         }
@@ -486,7 +487,7 @@ impl Control {
     }
 
     /// Creates (or attaches to) TAP device `name` and adds it as a port.
-    pub async fn add_tap(&self, name: &str) -> anyhow::Result<PortStat> {
+    pub(crate) async fn add_tap(&self, name: &str) -> anyhow::Result<PortStat> {
         if !name.is_empty() {
             self.interface_free(name)?;
         }
@@ -495,7 +496,7 @@ impl Control {
     }
 
     /// Adds interface `name` as a port.
-    pub async fn add_netdev(&self, name: &str) -> anyhow::Result<PortStat> {
+    pub(crate) async fn add_netdev(&self, name: &str) -> anyhow::Result<PortStat> {
         self.interface_free(name)?;
         let dev = Netdev::open(name, &self.netif).await?;
         Ok(attach(
@@ -509,7 +510,7 @@ impl Control {
     /// Adds interface `name` as a port offloaded with eBPF (XDP + AF_XDP), or, where XDP
     /// cannot serve, as a plain AF_PACKET port with the reason logged. Only a build without
     /// the XDP object is an error.
-    pub async fn add_netdev_offloaded(
+    pub(crate) async fn add_netdev_offloaded(
         &self,
         name: &str,
         mode: AttachMode,
@@ -555,7 +556,7 @@ impl Control {
     /// Adds a client port. With `connect_first`, the first connection must succeed (as
     /// `addPort` requires); without, the port starts down and keeps trying (a port declared
     /// in the configuration file, whose peer may not be up yet).
-    pub async fn add_client(
+    pub(crate) async fn add_client(
         &self,
         url: &str,
         opts: ClientOptions,
@@ -575,7 +576,7 @@ impl Control {
     }
 
     /// Applies `setif` settings to a tap or netdev port.
-    pub async fn configure_interface(
+    pub(crate) async fn configure_interface(
         &self,
         port: PortNo,
         change: &IfChange,
@@ -646,7 +647,11 @@ impl Control {
     }
 
     /// Applies the settings a port starts with (a `[[port]]` table's, `addport client --mesh`).
-    pub fn apply_profile(&self, port: PortNo, profile: &Profile) -> anyhow::Result<PortStat> {
+    pub(crate) fn apply_profile(
+        &self,
+        port: PortNo,
+        profile: &Profile,
+    ) -> anyhow::Result<PortStat> {
         let mut policy = self.stat(port).map_err(|e| anyhow::anyhow!(e.data))?.policy;
         profile.apply(&mut policy);
         Ok(self.set_policy(port, policy)?)

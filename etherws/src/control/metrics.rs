@@ -8,14 +8,14 @@ use crate::switch::PortStat;
 
 /// Switch-wide figures besides the ports.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Globals {
-    pub fdb_entries: usize,
-    pub ws_connections: usize,
-    pub ws_connections_refused: u64,
-    pub auth_failures: u64,
-    pub auth_throttled: u64,
-    pub queued_bytes: usize,
-    pub queue_budget_refused: u64,
+pub(crate) struct Globals {
+    pub(crate) fdb_entries: usize,
+    pub(crate) ws_connections: usize,
+    pub(crate) ws_connections_refused: u64,
+    pub(crate) auth_failures: u64,
+    pub(crate) auth_throttled: u64,
+    pub(crate) queued_bytes: usize,
+    pub(crate) queue_budget_refused: u64,
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -31,7 +31,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the exposition.
-pub fn render(ports: &[PortStat], g: &Globals) -> String {
+pub(crate) fn render(ports: &[PortStat], g: &Globals) -> String {
     let mut out = String::new();
     type Field = fn(&PortStat) -> u64;
     let per_port: [(&str, &str, &str, Field); 16] = [

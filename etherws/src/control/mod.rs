@@ -6,56 +6,56 @@
 //! every failure of a method itself is `-32602 Invalid params`, and `error.data` is a one-line
 //! reason.
 
-pub mod guard;
+pub(crate) mod guard;
 mod methods;
-pub mod metrics;
-pub mod status;
+pub(crate) mod metrics;
+pub(crate) mod status;
 
 use serde_json::{Value, json};
 
-pub use methods::Control;
+pub(crate) use methods::Control;
 
 /// Namespace every method name starts with.
-pub const NAMESPACE: &str = "etherws.control.";
+pub(crate) const NAMESPACE: &str = "etherws.control.";
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcError {
-    pub code: i64,
-    pub message: &'static str,
-    pub data: String,
+pub(crate) struct RpcError {
+    pub(crate) code: i64,
+    pub(crate) message: &'static str,
+    pub(crate) data: String,
 }
 
 impl RpcError {
-    pub fn parse(data: impl Into<String>) -> Self {
+    pub(crate) fn parse(data: impl Into<String>) -> Self {
         RpcError {
             code: -32700,
             message: "Parse error",
             data: data.into(),
         }
     }
-    pub fn invalid_request(data: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(data: impl Into<String>) -> Self {
         RpcError {
             code: -32600,
             message: "Invalid Request",
             data: data.into(),
         }
     }
-    pub fn method_not_found(data: impl Into<String>) -> Self {
+    pub(crate) fn method_not_found(data: impl Into<String>) -> Self {
         RpcError {
             code: -32601,
             message: "Method not found",
             data: data.into(),
         }
     }
-    pub fn invalid_params(data: impl Into<String>) -> Self {
+    pub(crate) fn invalid_params(data: impl Into<String>) -> Self {
         RpcError {
             code: -32602,
             message: "Invalid params",
             data: data.into(),
         }
     }
-    pub fn internal(data: impl Into<String>) -> Self {
+    pub(crate) fn internal(data: impl Into<String>) -> Self {
         RpcError {
             code: -32603,
             message: "Internal error",
@@ -66,7 +66,7 @@ impl RpcError {
 
 /// Builds the response envelope; `id` is echoed (null when the request had none or was
 /// unreadable).
-pub fn response(id: Value, outcome: Result<Value, RpcError>) -> Value {
+pub(crate) fn response(id: Value, outcome: Result<Value, RpcError>) -> Value {
     match outcome {
         // Moved in, not copied as `json!` would (a `listPort` of thousands of ports).
         Ok(result) => Value::Object(serde_json::Map::from_iter([
@@ -84,16 +84,16 @@ pub fn response(id: Value, outcome: Result<Value, RpcError>) -> Value {
 
 /// A request that passed the envelope checks.
 #[derive(Debug)]
-pub struct Call {
-    pub id: Value,
+pub(crate) struct Call {
+    pub(crate) id: Value,
     /// Method name without the namespace.
-    pub method: String,
-    pub params: Value,
+    pub(crate) method: String,
+    pub(crate) params: Value,
 }
 
 /// Checks the envelope of a request body: JSON, an object, version "2.0", a method in our
 /// namespace. Errors carry the id when one could be read.
-pub fn parse_call(body: &[u8]) -> Result<Call, (Value, RpcError)> {
+pub(crate) fn parse_call(body: &[u8]) -> Result<Call, (Value, RpcError)> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| (Value::Null, RpcError::parse(format!("not JSON: {e}"))))?;
     let Value::Object(obj) = req else {

@@ -18,17 +18,17 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// The page.
-pub const PAGE_PATH: &str = "/status";
+pub(crate) const PAGE_PATH: &str = "/status";
 /// Its script.
-pub const SCRIPT_PATH: &str = "/status.js";
+pub(crate) const SCRIPT_PATH: &str = "/status.js";
 /// Its style sheet.
-pub const STYLE_PATH: &str = "/status.css";
+pub(crate) const STYLE_PATH: &str = "/status.css";
 /// The paths the status page takes on the control listener (reserved like `/metrics`).
-pub const PATHS: [&str; 3] = [PAGE_PATH, SCRIPT_PATH, STYLE_PATH];
+pub(crate) const PATHS: [&str; 3] = [PAGE_PATH, SCRIPT_PATH, STYLE_PATH];
 
 /// The policy every answer on the three paths carries: the page's own script, style and
 /// JSON-RPC endpoint, nothing else, and no framing.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 
@@ -43,13 +43,13 @@ const VERSION_SLOT: &str = "{{version}}";
 
 /// The status page of one control listener, its template filled in once.
 #[derive(Debug, Clone)]
-pub struct StatusPage {
+pub(crate) struct StatusPage {
     page: String,
 }
 
 impl StatusPage {
     /// The page for a control API at `ctlpath`.
-    pub fn new(ctlpath: &str) -> StatusPage {
+    pub(crate) fn new(ctlpath: &str) -> StatusPage {
         StatusPage {
             page: PAGE
                 .replace(CTLPATH_SLOT, &html_escape(ctlpath))
@@ -59,7 +59,7 @@ impl StatusPage {
 
     /// The answer for one of [`PATHS`] (the request already admitted), without the security
     /// headers [`secured`] adds.
-    pub fn asset(&self, path: &str) -> Response {
+    pub(crate) fn asset(&self, path: &str) -> Response {
         let (content_type, body) = match path {
             PAGE_PATH => ("text/html; charset=utf-8", self.page.clone()),
             SCRIPT_PATH => ("text/javascript; charset=utf-8", SCRIPT.to_string()),
@@ -72,7 +72,7 @@ impl StatusPage {
 
 /// The headers every answer on the status paths carries, a refusal (`401`, `403`, `421`)
 /// included: the policy, no framing, no MIME sniffing, no referrer, no caching.
-pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+pub(crate) const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -81,7 +81,7 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 ];
 
 /// `answer` with [`SECURITY_HEADERS`] (replacing any of the same name).
-pub fn secured(mut answer: Response) -> Response {
+pub(crate) fn secured(mut answer: Response) -> Response {
     let headers = answer.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
@@ -90,7 +90,7 @@ pub fn secured(mut answer: Response) -> Response {
 }
 
 /// `s` safe inside HTML text or a quoted attribute value.
-pub fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

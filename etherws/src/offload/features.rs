@@ -16,7 +16,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the device takes frames redirected into it by XDP.
-pub const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+pub(crate) const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
 
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
@@ -63,7 +63,7 @@ impl Request {
 }
 
 /// A `NETLINK_GENERIC` socket.
-pub struct Genl {
+pub(crate) struct Genl {
     fd: OwnedFd,
     /// The `netdev` family's id, once known.
     netdev: Option<u16>,
@@ -74,7 +74,7 @@ fn bad(what: &str) -> io::Error {
 }
 
 impl Genl {
-    pub fn open() -> io::Result<Genl> {
+    pub(crate) fn open() -> io::Result<Genl> {
         // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
         let raw = unsafe {
             libc::socket(
@@ -137,7 +137,7 @@ impl Genl {
     }
 
     /// The `xdp_features` bits (`NETDEV_XDP_ACT_*`) of device `ifindex`.
-    pub fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
+    pub(crate) fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
         let family = match self.netdev {
             Some(f) => f,
             None => {

@@ -24,8 +24,8 @@
 //! Where XDP cannot serve (program rejected, attach refused, no AF_XDP), the port falls back
 //! to the AF_PACKET path with the reason logged; only a build without the object is an error.
 
-pub mod features;
-pub mod xsk;
+pub(crate) mod features;
+pub(crate) mod xsk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -42,17 +42,17 @@ use etherws_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use crate::fdb::PortNo;
-use crate::frame::Mac;
-use crate::netif::{Hardware, Netif};
-use crate::port::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::port::netdev::Netdev;
 use crate::port::{Port, PortIo};
 use crate::switch::FdbObserver;
+use crate::switch::fdb::PortNo;
+use crate::switch::frame::Mac;
+use crate::sys::netif::{Hardware, Netif};
+use crate::wire::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::wire::{self, ip_protocol, tcp, udp};
 
 /// What `--offload` says when this build has no XDP object.
-pub const NO_OBJECT: &str = "eBPF offload is not available in this build: the XDP object was \
+pub(crate) const NO_OBJECT: &str = "eBPF offload is not available in this build: the XDP object was \
      missing when etherws was built; run `cargo xtask build-ebpf`, then rebuild etherws";
 
 #[cfg(etherws_xdp_object)]
@@ -70,13 +70,13 @@ fn object() -> Option<&'static [u8]> {
 }
 
 /// Whether this build embeds the XDP object.
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     object().is_some()
 }
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttachMode {
+pub(crate) enum AttachMode {
     /// Native (in the driver) if the device allows, else generic.
     #[default]
     Auto,
@@ -163,7 +163,7 @@ struct Inner {
 /// The offload state of a switch: shared by the control API, the offloaded ports and the
 /// switch core (as its [`FdbObserver`]).
 #[derive(Clone, Default)]
-pub struct Offload {
+pub(crate) struct Offload {
     inner: Arc<Mutex<Inner>>,
     /// Asks devices' XDP features; its own lock, so no netlink round trip is made while the
     /// switch may be waiting for `inner` (the FDB mirror takes it from the switch core).
@@ -172,15 +172,15 @@ pub struct Offload {
 
 /// What `listPort` adds for a netdev port.
 #[derive(Debug, Clone)]
-pub struct PortView {
-    pub xdp: bool,
-    pub mode: &'static str,
+pub(crate) struct PortView {
+    pub(crate) xdp: bool,
+    pub(crate) mode: &'static str,
     /// Frames from other offloaded ports are forwarded into this one in the kernel.
-    pub kernel_tx: bool,
-    pub fallback: Option<String>,
+    pub(crate) kernel_tx: bool,
+    pub(crate) fallback: Option<String>,
     /// Why frames of this offloaded port go through userspace, if they do.
-    pub userspace_why: Option<String>,
-    pub kernel: PortCounters,
+    pub(crate) userspace_why: Option<String>,
+    pub(crate) kernel: PortCounters,
 }
 
 fn monotonic_ns() -> u64 {
@@ -202,7 +202,7 @@ impl Offload {
     /// Attaches the program to `name` (whose index and MAC `hw` says, with `queues` receive
     /// queues in use) and opens its AF_XDP sockets. The port is not switched in the kernel
     /// until [`Offload::activate`] gives it its number; `netif` is how it keeps its MAC current.
-    pub fn prepare(
+    pub(crate) fn prepare(
         &self,
         name: &str,
         hw: Hardware,
@@ -255,7 +255,6 @@ impl Offload {
         );
         Ok(XdpPort {
             name: name.to_string(),
-            ifindex,
             socks,
             companion,
             netif,
@@ -268,7 +267,7 @@ impl Offload {
 
     /// Makes the prepared port `ifindex` switch port `port`: from now on the program switches
     /// its frames (PORTS and DEVMAP entries).
-    pub fn activate(&self, ifindex: u32, port: PortNo) {
+    pub(crate) fn activate(&self, ifindex: u32, port: PortNo) {
         let mut inner = self.lock();
         let Inner {
             loaded,
@@ -320,7 +319,7 @@ impl Offload {
     ///
     /// `mac` is the device's address as just read (None: as last known). Blocking (a generic
     /// netlink round trip): call it on the blocking pool.
-    pub fn refresh(&self, ifindex: u32, mac: Option<Mac>) {
+    pub(crate) fn refresh(&self, ifindex: u32, mac: Option<Mac>) {
         if !self.lock().ports.contains_key(&ifindex) {
             return;
         }
@@ -341,19 +340,19 @@ impl Offload {
     }
 
     /// Records that netdev port `port` asked for offload and fell back.
-    pub fn note_fallback(&self, port: PortNo, reason: String) {
+    pub(crate) fn note_fallback(&self, port: PortNo, reason: String) {
         self.lock().fallback.insert(port, reason);
     }
 
     /// Makes the kernel hand every frame of `port` to userspace and never forward into it
     /// (true), or switch it in the kernel again (false): a port with a VLAN, isolation, mesh
     /// flag, mirror or rate limit has rules only the switch core applies.
-    pub fn set_user_only(&self, port: PortNo, user_only: bool) {
+    pub(crate) fn set_user_only(&self, port: PortNo, user_only: bool) {
         self.update_conf(port, |p| p.user_only = user_only);
     }
 
     /// Mirrors a port's shut state into the kernel.
-    pub fn set_shut(&self, port: PortNo, shut: bool) {
+    pub(crate) fn set_shut(&self, port: PortNo, shut: bool) {
         self.update_conf(port, |p| p.shut = shut);
     }
 
@@ -379,7 +378,7 @@ impl Offload {
     }
 
     /// What `listPort` shows about `port`, if it is (or asked to be) offloaded.
-    pub fn view(&self, port: PortNo) -> Option<PortView> {
+    pub(crate) fn view(&self, port: PortNo) -> Option<PortView> {
         let inner = self.lock();
         if let Some(ifindex) = inner.by_port.get(&port) {
             let p = &inner.ports[ifindex];
@@ -422,12 +421,12 @@ impl Offload {
     }
 
     /// Forgets a removed port's fallback note.
-    pub fn forget(&self, port: PortNo) {
+    pub(crate) fn forget(&self, port: PortNo) {
         self.lock().fallback.remove(&port);
     }
 
     /// Whether the program and maps are loaded (some port is offloaded).
-    pub fn loaded(&self) -> bool {
+    pub(crate) fn loaded(&self) -> bool {
         self.lock().loaded.is_some()
     }
 
@@ -688,21 +687,14 @@ struct Sock(xsk::Shared, xsk::Rx, xsk::Tx);
 
 /// An offloaded netdev port: the frames XDP hands to userspace come from its AF_XDP sockets,
 /// and the switch's frames for it leave through the socket of queue 0.
-pub struct XdpPort {
+pub(crate) struct XdpPort {
     name: String,
-    ifindex: u32,
     socks: Vec<Sock>,
     /// The packet socket for frames XDP leaves to the stack and frames the host sends.
     companion: Netdev,
     /// Reads the device's MAC address every second (it may change at any time).
     netif: Netif,
     guard: Guard,
-}
-
-impl XdpPort {
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
 }
 
 /// Frames taken from an RX ring per round.
@@ -773,7 +765,6 @@ impl Port for XdpPort {
             companion,
             netif,
             guard,
-            ifindex: _,
         } = self;
         let guard = guard;
         let mut rxs = Vec::new();

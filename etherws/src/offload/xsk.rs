@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Size of a UMEM chunk: the largest frame an AF_XDP socket carries here.
-pub const FRAME_SIZE: u32 = 4096;
+pub(crate) const FRAME_SIZE: u32 = 4096;
 /// Frames of each half of the UMEM, and size of every ring.
 const RING: u32 = 2048;
 
@@ -177,11 +177,10 @@ impl Ring {
 }
 
 /// What both halves share: the socket and the UMEM.
-pub struct Shared {
+pub(crate) struct Shared {
     fd: OwnedFd,
     umem: Mmap,
-    pub zerocopy: bool,
-    pub queue: u32,
+    pub(crate) zerocopy: bool,
 }
 
 impl AsRawFd for Shared {
@@ -200,13 +199,13 @@ impl Shared {
 }
 
 /// The receive half: RX ring and fill ring.
-pub struct Rx {
+pub(crate) struct Rx {
     rx: Ring,
     fill: Ring,
 }
 
 /// The transmit half: TX ring, completion ring and the free TX frames.
-pub struct Tx {
+pub(crate) struct Tx {
     tx: Ring,
     comp: Ring,
     free: Vec<u64>,
@@ -214,7 +213,7 @@ pub struct Tx {
 }
 
 /// Opens an AF_XDP socket on `queue` of `ifindex`: zero-copy if the driver allows, else copy.
-pub fn open(ifindex: u32, queue: u32) -> io::Result<(Shared, Rx, Tx)> {
+pub(crate) fn open(ifindex: u32, queue: u32) -> io::Result<(Shared, Rx, Tx)> {
     match open_with(ifindex, queue, libc::XDP_ZEROCOPY) {
         Ok(x) => Ok(x),
         Err(_) => open_with(ifindex, queue, libc::XDP_COPY),
@@ -326,7 +325,6 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
             fd,
             umem,
             zerocopy: mode == libc::XDP_ZEROCOPY,
-            queue,
         },
         Rx { rx, fill },
         Tx {
@@ -341,7 +339,7 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
 impl Rx {
     /// Takes up to `max` received frames (copied out), handing their UMEM frames straight back
     /// to the fill ring; returns how many.
-    pub fn recv(&mut self, sh: &Shared, max: u32, mut each: impl FnMut(&[u8])) -> u32 {
+    pub(crate) fn recv(&mut self, sh: &Shared, max: u32, mut each: impl FnMut(&[u8])) -> u32 {
         let prod = self.rx.producer().load(Ordering::Acquire);
         let n = ready(prod, self.rx.local).min(max);
         if n == 0 {
@@ -374,7 +372,7 @@ impl Rx {
     }
 
     /// Whether frames are waiting in the RX ring.
-    pub fn pending(&self) -> bool {
+    pub(crate) fn pending(&self) -> bool {
         self.rx.producer().load(Ordering::Acquire) != self.rx.local
     }
 }
@@ -400,7 +398,7 @@ impl Tx {
 
     /// Queues one frame in the TX ring; false if there is no room right now (call
     /// [`Tx::kick`] and retry). Frames larger than a UMEM frame fail with `EMSGSIZE`.
-    pub fn push(&mut self, sh: &Shared, frame: &[u8]) -> io::Result<bool> {
+    pub(crate) fn push(&mut self, sh: &Shared, frame: &[u8]) -> io::Result<bool> {
         if frame.len() > FRAME_SIZE as usize {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
@@ -437,7 +435,7 @@ impl Tx {
 
     /// Publishes the queued frames and asks the kernel to send them (copy mode sends them
     /// during the call), then takes back the completed frames.
-    pub fn kick(&mut self, sh: &Shared) -> io::Result<()> {
+    pub(crate) fn kick(&mut self, sh: &Shared) -> io::Result<()> {
         if self.pending > 0 {
             self.tx.producer().store(self.tx.local, Ordering::Release);
             self.pending = 0;
@@ -468,7 +466,7 @@ impl Tx {
     }
 
     /// Whether frames are still waiting in the TX ring.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.tx.consumer().load(Ordering::Acquire) != self.tx.local
     }
 }

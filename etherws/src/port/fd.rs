@@ -7,16 +7,16 @@ use std::os::fd::{AsRawFd, RawFd};
 use bytes::{Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
-use super::gso::VNET_HDR_LEN;
 use super::{Ingress, MAX_FRAME, PortIo};
-use crate::frame::Frame;
+use crate::switch::frame::Frame;
+use crate::wire::gso::VNET_HDR_LEN;
 
 /// Receive buffer for device ports: frames are read into one large block and handed out as
 /// [`Bytes`] slices of it, so reading a frame costs neither a copy nor an allocation.
 ///
 /// A block is freed when the last frame cut from it is dropped; blocks are kept small enough
 /// that frames parked in a slow port's queue pin a bounded amount of memory.
-pub struct RxBuf {
+pub(crate) struct RxBuf {
     buf: BytesMut,
     /// Blocks used up, kept while their frames are still on their way: once every frame of
     /// one is gone, the block is taken again as it is (already initialised), instead of a new
@@ -31,14 +31,14 @@ const RETIRED: usize = 4;
 /// Buffers whose frames may still be on their way (frames are [`Bytes`] cut from them), kept
 /// so that a buffer whose frames are all gone is taken again rather than a new one allocated.
 #[derive(Debug)]
-pub struct Retired {
+pub(crate) struct Retired {
     bufs: std::collections::VecDeque<BytesMut>,
     /// Buffers kept at most: the oldest goes (to its frames alone) when one more comes in.
     max: usize,
 }
 
 impl Retired {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Retired {
             bufs: Default::default(),
             max,
@@ -47,7 +47,7 @@ impl Retired {
 
     /// Takes in `used` (a buffer with no room left) and gives back a kept one whose frames are
     /// all gone, with room for `need` bytes, if there is one.
-    pub fn exchange(&mut self, used: BytesMut, need: usize) -> Option<BytesMut> {
+    pub(crate) fn exchange(&mut self, used: BytesMut, need: usize) -> Option<BytesMut> {
         let free = self.bufs.iter_mut().position(|b| b.try_reclaim(need));
         let found = free.and_then(|i| self.bufs.remove(i));
         if used.capacity() > 0 {
@@ -61,7 +61,7 @@ impl Retired {
 }
 
 /// Bytes kept free in front of each frame so a VLAN tag can be put back without moving it.
-pub const HEADROOM: usize = 4;
+pub(crate) const HEADROOM: usize = crate::wire::vlan::HEADER_LEN;
 
 const BLOCK: usize = 4 * MAX_FRAME;
 
@@ -92,7 +92,7 @@ impl RxBuf {
     /// The count `read` returns (capped at `MAX_FRAME`) says which bytes become the frame. It
     /// should be what `read` wrote; if it claims more, the frame holds zeroes or bytes of earlier
     /// frames of the block, never uninitialised memory (see [`block`]).
-    pub fn read(
+    pub(crate) fn read(
         &mut self,
         read: impl FnOnce(*mut u8, usize) -> std::io::Result<usize>,
         fixup: impl FnOnce(&mut [u8]) -> usize,
@@ -116,7 +116,7 @@ impl RxBuf {
     /// A frame received elsewhere, copied in behind the headroom: it takes only its own length
     /// of the block. `fixup` as for [`read`](Self::read). `data` must not exceed
     /// [`MAX_FRAME`] (longer is cut there).
-    pub fn copy(&mut self, data: &[u8], fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
+    pub(crate) fn copy(&mut self, data: &[u8], fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
         let data = &data[..data.len().min(MAX_FRAME)];
         self.room(data.len() + HEADROOM);
         self.buf.extend_from_slice(&[0; HEADROOM]);
@@ -153,7 +153,7 @@ impl RxBuf {
 ///
 /// `ptr` must be valid for writes of `len` bytes (as the pointer [`RxBuf::read`] hands its
 /// `read` closure is).
-pub unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
+pub(crate) unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
     // SAFETY: the caller guarantees `len` writable bytes at `ptr`, and read(2) writes at most
     // `len` bytes there; a bad `fd` only makes it fail.
     let n = unsafe { libc::read(fd, ptr.cast(), len) };
@@ -165,7 +165,7 @@ pub unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<us
 }
 
 /// `write(2)` of one plain frame to a non-blocking descriptor.
-pub fn write_fd(fd: RawFd, frame: &Frame) -> std::io::Result<usize> {
+pub(crate) fn write_fd(fd: RawFd, frame: &Frame) -> std::io::Result<usize> {
     let frame = &frame.data;
     // SAFETY: `frame` is a live slice, readable for its whole length, and write(2) only reads
     // it; a bad `fd` only makes it fail.
@@ -178,7 +178,7 @@ pub fn write_fd(fd: RawFd, frame: &Frame) -> std::io::Result<usize> {
 }
 
 /// What one receive produced for the switch.
-pub enum Received {
+pub(crate) enum Received {
     /// One frame: the common case, straight from the receive buffer.
     One(Frame),
     /// Nothing to forward (a frame that had to be dropped); keep reading.
@@ -187,7 +187,7 @@ pub enum Received {
 
 /// The two pieces of a frame read or written with its `virtio_net_hdr`: the header, then the
 /// frame's `len` bytes at `frame` (for `readv`/`recvmsg`, or `writev`).
-pub fn vnet_iov(hdr: *mut u8, frame: *mut u8, len: usize) -> [libc::iovec; 2] {
+pub(crate) fn vnet_iov(hdr: *mut u8, frame: *mut u8, len: usize) -> [libc::iovec; 2] {
     [
         libc::iovec {
             iov_base: hdr.cast(),
@@ -203,7 +203,7 @@ pub fn vnet_iov(hdr: *mut u8, frame: *mut u8, len: usize) -> [libc::iovec; 2] {
 /// `writev(2)` of one frame behind its `virtio_net_hdr` (all zero for a plain frame), as a TAP
 /// with `IFF_VNET_HDR` or a packet socket with `PACKET_VNET_HDR` takes it; returns the frame
 /// bytes written.
-pub fn write_vnet(fd: RawFd, frame: &Frame) -> io::Result<usize> {
+pub(crate) fn write_vnet(fd: RawFd, frame: &Frame) -> io::Result<usize> {
     let hdr = frame.offload.to_bytes();
     let iov = vnet_iov(
         hdr.as_ptr().cast_mut(),
@@ -229,7 +229,7 @@ fn fatal(e: &io::Error) -> bool {
 
 /// What a device's writes can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Takes {
+pub(crate) enum Takes {
     /// Plain frames only: offloaded ones are finished (segmented, checksummed) first.
     Plain,
     /// Frames with their offload metadata (a `virtio_net_hdr` in front): the kernel finishes
@@ -240,7 +240,7 @@ pub enum Takes {
 /// A port's `send` for [`drive`] that writes one frame per call with `write` (e.g.
 /// [`write_fd`]), for devices that take no batches: a TAP is a character device, one `write`
 /// is one frame.
-pub fn one_at_a_time(
+pub(crate) fn one_at_a_time(
     mut write: impl FnMut(RawFd, &Frame) -> io::Result<usize>,
 ) -> impl FnMut(RawFd, &[Frame]) -> io::Result<usize> {
     move |fd, frames: &[Frame]| write(fd, &frames[0]).map(|_| 1)
@@ -256,7 +256,7 @@ pub fn one_at_a_time(
 /// (e.g. [`one_at_a_time`]`(`[`write_fd`]`)`, or a `sendmmsg` of the whole batch). A frame
 /// refused in the middle of a `sendmmsg` is tried once more, first of the next call, before
 /// it is dropped.
-pub async fn drive<T: AsRawFd>(
+pub(crate) async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
     mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
@@ -321,7 +321,7 @@ pub async fn drive<T: AsRawFd>(
 
 /// Reads frames with `recv` and hands them to the switch until the device goes away (`Err`):
 /// the receive half of [`drive`], also used alone by ports that send another way.
-pub async fn receive<T: AsRawFd>(
+pub(crate) async fn receive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     ingress: &Ingress,
     mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
@@ -361,19 +361,7 @@ pub async fn receive<T: AsRawFd>(
 const RECV_BATCH: usize = 64;
 
 /// Frames a port's writer takes off its queue at once, and hands its `send` together.
-pub const SEND_BATCH: usize = 64;
-
-/// Puts a descriptor in non-blocking mode, as readiness-driven I/O requires.
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL and F_SETFL take no pointers; a bad `fd` only makes them fail (checked).
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
+pub(crate) const SEND_BATCH: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -9,15 +9,11 @@
 //! others. Removing a port from the switch drops its queue's sender, which is how the
 //! port's driver learns to close.
 
-pub mod fd;
-pub mod gso;
-pub mod netdev;
-pub mod proxy;
-pub mod queue;
-pub mod super_frame;
-pub mod tap;
-pub mod websocket;
-pub mod ws;
+pub(crate) mod fd;
+pub(crate) mod netdev;
+pub(crate) mod queue;
+pub(crate) mod tap;
+pub(crate) mod websocket;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,30 +21,30 @@ use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
 
-use crate::escape::Esc;
-use crate::fdb::PortNo;
-use crate::frame::Frame;
-pub use crate::switch::Origin;
+use crate::base::escape::Esc;
+pub(crate) use crate::switch::Origin;
+use crate::switch::fdb::PortNo;
+use crate::switch::frame::Frame;
 use crate::switch::{Forward, PortKind, PortStat, Switch};
-pub use queue::{Budget, EgressRx, Queue, QueueLimits};
+pub(crate) use queue::{Budget, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
 /// an Ethernet header and a VLAN tag (also more than the largest MTU, 65535, allows).
-pub const MAX_FRAME: usize = 65535 + 14 + 4;
+pub(crate) const MAX_FRAME: usize = 65535 + 14 + 4;
 
 /// The switch as shared by the port tasks and the control API, with what new ports' queues
 /// are bounded by.
-pub struct Core {
+pub(crate) struct Core {
     switch: Mutex<Switch<Queue>>,
     queues: QueueLimits,
     budget: Arc<Budget>,
 }
 
 /// The switch as the port tasks and the control API hold it.
-pub type SharedSwitch = Arc<Core>;
+pub(crate) type SharedSwitch = Arc<Core>;
 
 impl Core {
-    pub fn new(switch: Switch<Queue>, queues: QueueLimits) -> SharedSwitch {
+    pub(crate) fn new(switch: Switch<Queue>, queues: QueueLimits) -> SharedSwitch {
         Arc::new(Core {
             switch: Mutex::new(switch),
             budget: Arc::new(Budget::new(queues.budget)),
@@ -57,14 +53,14 @@ impl Core {
     }
 
     /// The bytes all ports' queues hold, against `--queue-budget`.
-    pub fn budget(&self) -> &Budget {
+    pub(crate) fn budget(&self) -> &Budget {
         &self.budget
     }
 }
 
 /// Locks the switch. A panic while holding the lock cannot leave the tables half-updated in a
 /// way that matters more than losing the switch, so poisoning is ignored.
-pub fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
+pub(crate) fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
     switch.switch.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -78,21 +74,16 @@ const DECIDE_BATCH: usize = 64;
 const DECIDE_FANOUT: usize = 4096;
 
 /// Where a port delivers the frames it receives.
-pub struct Ingress {
+pub(crate) struct Ingress {
     switch: SharedSwitch,
     port: PortNo,
 }
 
 impl Ingress {
-    /// Switches one received frame.
-    pub fn frame(&self, frame: impl Into<Frame>) {
-        self.frames(std::iter::once(frame.into()));
-    }
-
     /// Switches received frames: the forwarding decisions of up to [`DECIDE_BATCH`] frames
     /// are taken under one lock of the switch, and the frames offered to their queues after
     /// it is released, so a flood to many ports never holds the switch.
-    pub fn frames<F: Into<Frame>>(&self, frames: impl IntoIterator<Item = F>) {
+    pub(crate) fn frames<F: Into<Frame>>(&self, frames: impl IntoIterator<Item = F>) {
         let mut frames = frames.into_iter().peekable();
         let mut decided: Vec<Forward<Queue>> = Vec::new();
         while frames.peek().is_some() {
@@ -117,31 +108,31 @@ impl Ingress {
         }
     }
 
-    pub fn port(&self) -> PortNo {
+    pub(crate) fn port(&self) -> PortNo {
         self.port
     }
 
     /// Records whether the port exchanges super-frames with its device or peer (`listPort`
     /// shows it).
-    pub fn set_super_frames(&self, on: bool) {
+    pub(crate) fn set_super_frames(&self, on: bool) {
         lock(&self.switch).set_super_frames(self.port, on);
     }
 
     /// Tells the switch this port's link went down (true: came back).
-    pub fn set_link(&self, up: bool) {
+    pub(crate) fn set_link(&self, up: bool) {
         lock(&self.switch).set_link(self.port, up);
     }
 }
 
 /// A port's two ends: frames to transmit, and where received frames go.
-pub struct PortIo {
+pub(crate) struct PortIo {
     /// Frames the switch wants sent out of this port; ends when the port is removed.
-    pub egress: EgressRx,
-    pub ingress: Ingress,
+    pub(crate) egress: EgressRx,
+    pub(crate) ingress: Ingress,
 }
 
 /// A kind of port: one device or connection attached to the switch.
-pub trait Port: Send + 'static {
+pub(crate) trait Port: Send + 'static {
     /// Moves frames both ways until the peer or device goes away (an error or `Ok`) or the
     /// switch removes the port (`io.egress` ends; the port should then close politely).
     fn run(self, io: PortIo) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -149,12 +140,17 @@ pub trait Port: Send + 'static {
 
 /// Adds `port` to the switch and runs it on its own task; the port is removed from the switch
 /// (and its FDB entries forgotten) when it stops for any reason.
-pub fn attach<P: Port>(switch: &SharedSwitch, kind: PortKind, target: String, port: P) -> PortStat {
+pub(crate) fn attach<P: Port>(
+    switch: &SharedSwitch,
+    kind: PortKind,
+    target: String,
+    port: P,
+) -> PortStat {
     attach_from(switch, kind, target, Origin::default(), port)
 }
 
 /// [`attach`] for a port a client connected: its stations count against its address.
-pub fn attach_from<P: Port>(
+pub(crate) fn attach_from<P: Port>(
     switch: &SharedSwitch,
     kind: PortKind,
     target: String,
@@ -204,12 +200,12 @@ pub fn attach_from<P: Port>(
 static DATA_PATH: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
 
 /// Makes the current runtime the data path's (called once, by `etherws sw`).
-pub fn set_data_path() {
+pub(crate) fn set_data_path() {
     let _ = DATA_PATH.set(tokio::runtime::Handle::current());
 }
 
 /// Runs `fut` on the data path's runtime (here, if this is it, or none was set) and waits.
-pub async fn on_data_path<F>(fut: F) -> Result<F::Output, tokio::task::JoinError>
+pub(crate) async fn on_data_path<F>(fut: F) -> Result<F::Output, tokio::task::JoinError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -224,13 +220,13 @@ where
 
 /// Every port's task, so that shutdown can wait for them to say goodbye (a WebSocket's close
 /// frame, a TAP device's removal) — for as long as that takes and no longer.
-pub fn tasks() -> &'static TaskTracker {
+pub(crate) fn tasks() -> &'static TaskTracker {
     static TASKS: std::sync::OnceLock<TaskTracker> = std::sync::OnceLock::new();
     TASKS.get_or_init(TaskTracker::new)
 }
 
 /// Sweeps aged-out FDB entries so the table's memory follows the live stations.
-pub async fn expire_loop(switch: SharedSwitch, ageout: Duration) {
+pub(crate) async fn expire_loop(switch: SharedSwitch, ageout: Duration) {
     let period = (ageout / 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

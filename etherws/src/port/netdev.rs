@@ -13,9 +13,9 @@
 //!   hands over frames it has not finished: TCP/UDP checksums left for the "hardware", and GSO
 //!   super-frames of up to 64 KB. Forwarded as they are, the far end drops them (ping works,
 //!   TCP does not). With `PACKET_VNET_HDR` each frame comes with a `virtio_net_hdr` saying so,
-//!   and crosses the switch with it ([`crate::frame::Frame`]): a port that takes super-frames
+//!   and crosses the switch with it ([`crate::switch::frame::Frame`]): a port that takes super-frames
 //!   (a TAP, another packet socket, a WebSocket peer that negotiated them) gets it whole, the
-//!   others get it finished (see [`super::gso`]). Frames sent through the socket carry their
+//!   others get it finished (see [`crate::wire::gso`]). Frames sent through the socket carry their
 //!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
 
 use std::collections::VecDeque;
@@ -28,17 +28,18 @@ use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
-use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Ingress, MAX_FRAME, Port, PortIo};
-use crate::fdb::PortNo;
-use crate::frame::Frame;
-use crate::netif::Netif;
+use crate::switch::fdb::PortNo;
+use crate::switch::frame::Frame;
+use crate::sys::netif::Netif;
+use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
+use crate::wire::vlan;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 /// `<linux/if_packet.h>`: prefix every frame, both ways, with a `struct virtio_net_hdr`.
 const PACKET_VNET_HDR: libc::c_int = 15;
 
-pub struct Netdev {
+pub(crate) struct Netdev {
     sock: AsyncFd<OwnedFd>,
 }
 
@@ -66,13 +67,13 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> i
 
 impl Netdev {
     /// Opens a packet socket on interface `name`.
-    pub async fn open(name: &str, netif: &Netif) -> anyhow::Result<Netdev> {
+    pub(crate) async fn open(name: &str, netif: &Netif) -> anyhow::Result<Netdev> {
         let index = netif.index(name).await?;
         Netdev::open_index(name, index)
     }
 
     /// Opens a packet socket on interface `name`, whose index is `index`.
-    pub fn open_index(name: &str, index: u32) -> anyhow::Result<Netdev> {
+    pub(crate) fn open_index(name: &str, index: u32) -> anyhow::Result<Netdev> {
         // Protocol 0 until bound: no frames from other interfaces sneak in before bind().
         // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
         let raw = check(unsafe {
@@ -345,12 +346,11 @@ fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
 /// where the frame now starts: 0 with a tag, HEADROOM without.
 fn put_back_tag(frame: &mut [u8], tag: Option<(u16, u16)>, vnet: &mut VnetHdr) -> usize {
     match tag {
-        // frame = headroom(4) + dst(6) + src(6) + rest: slide the addresses into the headroom
+        // frame = headroom (a tag's length) + dst + src + rest: slide the addresses into the headroom
         // and write the tag where they were.
-        Some((tpid, tci)) if frame.len() >= HEADROOM + 12 => {
-            frame.copy_within(HEADROOM..HEADROOM + 12, 0);
-            frame[12..14].copy_from_slice(&tpid.to_be_bytes());
-            frame[14..16].copy_from_slice(&tci.to_be_bytes());
+        Some((tpid, tci)) if frame.len() >= HEADROOM + vlan::OUTER => {
+            frame.copy_within(HEADROOM..HEADROOM + vlan::OUTER, 0);
+            vlan::write_outer(frame, tpid, tci);
             // The kernel's offsets count from the frame without the tag.
             *vnet = vnet.shifted(HEADROOM as u16);
             0
@@ -401,7 +401,7 @@ impl Netdev {
     /// Hands every frame the socket receives to the switch and sends nothing: the receive half
     /// of an offloaded port, whose frames out leave another way. Returns only on error (the
     /// device went away).
-    pub async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
+    pub(crate) async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
         let mut rx = Receiver::new(ingress.port());
         // SAFETY: `fd` is this port's packet socket.
         receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }).await

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::frame::Frame;
+use crate::switch::frame::Frame;
 use crate::switch::{Egress, TxCounters};
 
 /// Frames a queue holds at most whatever their size: tokio's channel needs a bound in items,
@@ -34,13 +34,13 @@ const QUEUE_FRAMES: usize = 4096;
 
 /// How the transmit queues are bounded (`--queue-bytes`, `--queue-budget`, `--queue-delay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
+pub(crate) struct QueueLimits {
     /// Bytes one port's queue may hold (a frame larger than that still passes an empty queue).
-    pub bytes: usize,
+    pub(crate) bytes: usize,
     /// Bytes all queues together may hold.
-    pub budget: usize,
+    pub(crate) budget: usize,
     /// Longest a frame may wait in a queue before it is dropped instead of sent.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
 }
 
 impl Default for QueueLimits {
@@ -55,7 +55,7 @@ impl Default for QueueLimits {
 
 /// The bytes held by all queues, against [`QueueLimits::budget`].
 #[derive(Debug, Default)]
-pub struct Budget {
+pub(crate) struct Budget {
     limit: usize,
     used: AtomicUsize,
     /// Frames refused because the budget was spent (also counted in their port's `tx_dropped`).
@@ -63,7 +63,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Budget {
             limit,
             ..Budget::default()
@@ -71,12 +71,12 @@ impl Budget {
     }
 
     /// Bytes queued now, all ports together.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Relaxed)
     }
 
     /// Frames refused so far because the budget was spent.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Relaxed)
     }
 
@@ -142,7 +142,7 @@ fn cost(frame: &Frame) -> usize {
 
 /// The switch's end of a port's transmit queue.
 #[derive(Debug, Clone)]
-pub struct Queue {
+pub(crate) struct Queue {
     tx: mpsc::Sender<Queued>,
     state: Arc<State>,
 }
@@ -151,7 +151,7 @@ pub struct Queue {
 /// ends (`recv_many` returns 0) when the switch drops the [`Queue`], which is how a port
 /// learns it was removed.
 #[derive(Debug)]
-pub struct EgressRx {
+pub(crate) struct EgressRx {
     rx: mpsc::Receiver<Queued>,
     state: Arc<State>,
     batch: Vec<Queued>,
@@ -160,7 +160,7 @@ pub struct EgressRx {
 }
 
 /// A new transmit queue bounded by `limits`, drawing on `budget`.
-pub fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressRx) {
+pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressRx) {
     let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
     let state = Arc::new(State {
         bytes: AtomicUsize::new(0),
@@ -215,7 +215,7 @@ impl EgressRx {
     /// Waits for frames and moves up to `limit` of them into `out`, dropping (and counting)
     /// those that waited longer than the queue's delay bound; returns how many it moved, 0
     /// once the queue is closed and empty.
-    pub async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
+    pub(crate) async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
         loop {
             if self.rx.recv_many(&mut self.batch, limit).await == 0 {
                 return 0;
@@ -231,7 +231,7 @@ impl EgressRx {
     /// frames are finished first (checksum filled in, super-frames cut into segments; see
     /// [`Frame::into_plain`]). One that cannot be finished (malformed metadata from a peer)
     /// is dropped and counted in `tx_dropped`. Returns how many plain frames it moved.
-    pub async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+    pub(crate) async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
         let mut frames = std::mem::take(&mut self.plain);
         loop {
             if self.recv_many(&mut frames, limit).await == 0 {
@@ -257,19 +257,19 @@ impl EgressRx {
     }
 
     /// True if no frame waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
 
     /// Frees the batch buffers (up to a batch of frames' slots each): a port that drained its
     /// queue keeps none, so thousands of idle ports hold nothing here.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.batch = Vec::new();
         self.plain = Vec::new();
     }
 
     /// One frame, as [`recv_many`](Self::recv_many).
-    pub async fn recv(&mut self) -> Option<Frame> {
+    pub(crate) async fn recv(&mut self) -> Option<Frame> {
         let mut one = Vec::with_capacity(1);
         (self.recv_many(&mut one, 1).await > 0).then(|| one.pop())?
     }

@@ -22,12 +22,12 @@ use tokio::io::unix::AsyncFd;
 use super::fd::{
     HEADROOM, Received, RxBuf, Takes, drive, one_at_a_time, read_fd, vnet_iov, write_fd, write_vnet,
 };
-use super::gso::{VNET_HDR_LEN, VnetHdr};
 use super::{Port, PortIo};
-use crate::frame::Frame;
-use crate::netif::Netif;
+use crate::switch::frame::Frame;
+use crate::sys::netif::Netif;
+use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
 
-pub struct Tap {
+pub(crate) struct Tap {
     fd: AsyncFd<OwnedFd>,
     /// Opened with `IFF_VNET_HDR` and offloads.
     offloads: bool,
@@ -38,11 +38,11 @@ pub struct Tap {
 ///
 /// `%` is refused too: the kernel expands `%d` in a new device's name to a free number, so the
 /// device made would not be the one named, and a NUL would cut the name short.
-pub fn check_ifname(name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_ifname(name: &str) -> anyhow::Result<()> {
     if name.len() > 15 {
         anyhow::bail!(
             "interface name too long (15 bytes at most): {}",
-            crate::escape::printable(name)
+            crate::base::escape::printable(name)
         );
     }
     if name == "."
@@ -145,7 +145,11 @@ impl Tap {
     /// Creates or attaches to the TAP device `name` and brings it up; returns the port and the
     /// device's actual name (the kernel picks `tapN` for an empty name). With `offloads`, the
     /// device exchanges super-frames with the switch (see the module's doc).
-    pub async fn open(name: &str, netif: &Netif, offloads: bool) -> anyhow::Result<(Tap, String)> {
+    pub(crate) async fn open(
+        name: &str,
+        netif: &Netif,
+        offloads: bool,
+    ) -> anyhow::Result<(Tap, String)> {
         check_ifname(name)?;
         let (fd, name) =
             open_tap(name, offloads).with_context(|| format!("cannot create TAP device {name}"))?;

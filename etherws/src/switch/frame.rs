@@ -8,21 +8,23 @@
 use core::fmt;
 
 use bytes::Bytes;
-use etherws_common::{ETH_ALEN, ETH_HLEN, ETH_P_8021Q, VLAN_HLEN, VLAN_VID_MASK};
+use etherws_common::{ETH_ALEN, ETH_P_8021Q};
 
-use crate::port::gso::{self, VnetHdr};
+use crate::wire::gso::{self, VnetHdr};
+use crate::wire::{ethernet, vlan};
 
 /// A 48-bit IEEE 802 MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Mac(pub [u8; ETH_ALEN]);
+pub(crate) struct Mac(pub(crate) [u8; ETH_ALEN]);
 
 impl Mac {
+    #[cfg(test)]
     /// The broadcast address `ff:ff:ff:ff:ff:ff`.
-    pub const BROADCAST: Mac = Mac([0xff; ETH_ALEN]);
+    pub(crate) const BROADCAST: Mac = Mac([0xff; ETH_ALEN]);
 
     /// True for group (multicast and broadcast) addresses: the I/G bit, the least significant
     /// bit of the first octet. Such addresses are never learned and always flooded.
-    pub fn is_multicast(&self) -> bool {
+    pub(crate) fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
     }
 }
@@ -47,7 +49,7 @@ impl fmt::Debug for Mac {
 
 /// Why a byte string is not a frame the switch can forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// Shorter than an Ethernet header (14 bytes), or than an 802.1Q header (18 bytes) when the
     /// EtherType says a tag follows.
     #[error("runt frame of {0} bytes")]
@@ -56,13 +58,13 @@ pub enum FrameError {
 
 /// The switching-relevant view of an Ethernet frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    pub dst: Mac,
-    pub src: Mac,
+pub(crate) struct Header {
+    pub(crate) dst: Mac,
+    pub(crate) src: Mac,
     /// 802.1Q VLAN id, 0 for untagged frames (and for priority-tagged frames, whose VID is 0).
-    pub vid: u16,
+    pub(crate) vid: u16,
     /// The frame carries an 802.1Q tag (a priority tag with VID 0 included).
-    pub tagged: bool,
+    pub(crate) tagged: bool,
 }
 
 impl Header {
@@ -71,36 +73,39 @@ impl Header {
     /// The VLAN id is the low 12 bits of the TCI whatever the priority (PCP) and DEI bits say;
     /// etherws 1.3 only recognised a tag whose TCI high byte was zero, so a frame with priority
     /// bits landed in VLAN 0 — that bug is deliberately not kept.
-    pub fn parse(data: &[u8]) -> Result<Self, FrameError> {
-        if data.len() < ETH_HLEN {
+    pub(crate) fn parse(data: &[u8]) -> Result<Self, FrameError> {
+        if data.len() < ethernet::HEADER_LEN {
             return Err(FrameError::Runt(data.len()));
         }
-        let mac = |at: usize| {
+        let mac = |at: core::ops::Range<usize>| {
             let mut m = [0; ETH_ALEN];
-            m.copy_from_slice(&data[at..at + ETH_ALEN]);
+            m.copy_from_slice(&data[at]);
             Mac(m)
         };
-        let ethertype = u16::from_be_bytes([data[12], data[13]]);
-        let tagged = ethertype == ETH_P_8021Q;
+        let tagged = ethernet::ethertype(data) == Some(ETH_P_8021Q);
         let vid = if tagged {
-            if data.len() < ETH_HLEN + VLAN_HLEN {
-                return Err(FrameError::Runt(data.len()));
-            }
-            u16::from_be_bytes([data[14], data[15]]) & VLAN_VID_MASK
+            // The tag, and the EtherType after it.
+            let (_, tci) = vlan::outer(data)
+                .filter(|_| data.len() >= TAGGED_HEADER_LEN)
+                .ok_or(FrameError::Runt(data.len()))?;
+            tci & vlan::VID_MASK
         } else {
             0
         };
         Ok(Header {
-            dst: mac(0),
-            src: mac(6),
+            dst: mac(ethernet::field::DST),
+            src: mac(ethernet::field::SRC),
             vid,
             tagged,
         })
     }
 }
 
+/// An Ethernet header with one tag: addresses, tag, EtherType.
+const TAGGED_HEADER_LEN: usize = ethernet::HEADER_LEN + vlan::HEADER_LEN;
+
 /// The destination and source addresses: where an 802.1Q tag is inserted.
-const ADDRS_LEN: usize = 2 * ETH_ALEN;
+const ADDRS_LEN: usize = vlan::OUTER;
 
 /// A frame as it moves through the switch: its bytes, and what is still to be done to it.
 ///
@@ -110,10 +115,10 @@ const ADDRS_LEN: usize = 2 * ETH_ALEN;
 /// frame crosses the switch whole, with its `virtio_net_hdr`; only a port that cannot take it
 /// (a strict WebSocket peer, an AF_XDP socket) finishes it, with [`Frame::into_plain`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Frame {
-    pub data: Bytes,
+pub(crate) struct Frame {
+    pub(crate) data: Bytes,
     /// What is left to do; all zero for a plain frame.
-    pub offload: VnetHdr,
+    pub(crate) offload: VnetHdr,
 }
 
 impl From<Bytes> for Frame {
@@ -126,21 +131,17 @@ impl From<Bytes> for Frame {
 }
 
 impl Frame {
-    pub fn new(data: Bytes, offload: VnetHdr) -> Self {
+    pub(crate) fn new(data: Bytes, offload: VnetHdr) -> Self {
         Frame { data, offload }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
     }
 
     /// The largest frame this one becomes once finished: a super-frame's segments (headers
     /// plus `gso_size`), the frame itself otherwise. What `--max-frame` is checked against.
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         if !self.offload.is_gso() {
             return self.data.len();
         }
@@ -157,40 +158,40 @@ impl Frame {
 
     /// This frame with an 802.1Q tag for `vid` inserted after the addresses (priority 0): how an
     /// access port's frame leaves by a trunk. A super-frame's offsets move with its headers.
-    pub fn with_tag(&self, vid: u16) -> Frame {
+    pub(crate) fn with_tag(&self, vid: u16) -> Frame {
         let d = &self.data;
-        let mut out = Vec::with_capacity(d.len() + VLAN_HLEN);
+        let mut out = Vec::with_capacity(d.len() + vlan::HEADER_LEN);
         out.extend_from_slice(&d[..ADDRS_LEN.min(d.len())]);
         out.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
-        out.extend_from_slice(&(vid & VLAN_VID_MASK).to_be_bytes());
+        out.extend_from_slice(&(vid & vlan::VID_MASK).to_be_bytes());
         out.extend_from_slice(&d[ADDRS_LEN.min(d.len())..]);
         Frame {
             data: Bytes::from(out),
-            offload: self.offload.shifted(VLAN_HLEN as u16),
+            offload: self.offload.shifted(vlan::HEADER_LEN as u16),
         }
     }
 
     /// This frame without its outer 802.1Q tag: how a trunk's frame leaves by an access port.
     /// A frame without a tag is returned as it is.
-    pub fn without_tag(&self) -> Frame {
+    pub(crate) fn without_tag(&self) -> Frame {
         let d = &self.data;
-        let tagged =
-            d.len() >= ETH_HLEN + VLAN_HLEN && u16::from_be_bytes([d[12], d[13]]) == ETH_P_8021Q;
+        let tagged = d.len() >= TAGGED_HEADER_LEN
+            && vlan::outer(d).is_some_and(|(tpid, _)| tpid == ETH_P_8021Q);
         if !tagged {
             return self.clone();
         }
-        let mut out = Vec::with_capacity(d.len() - VLAN_HLEN);
+        let mut out = Vec::with_capacity(d.len() - vlan::HEADER_LEN);
         out.extend_from_slice(&d[..ADDRS_LEN]);
-        out.extend_from_slice(&d[ADDRS_LEN + VLAN_HLEN..]);
+        out.extend_from_slice(&d[ADDRS_LEN + vlan::HEADER_LEN..]);
         Frame {
             data: Bytes::from(out),
-            offload: self.offload.unshifted(VLAN_HLEN as u16),
+            offload: self.offload.unshifted(vlan::HEADER_LEN as u16),
         }
     }
 
     /// The plain frames this one stands for: itself; itself with its checksum filled in (a
     /// copy: the bytes may be shared with other ports' queues); or a super-frame's segments.
-    pub fn into_plain(self) -> Result<Plain, gso::Error> {
+    pub(crate) fn into_plain(self) -> Result<Plain, gso::Error> {
         let hdr = self.offload;
         if hdr.is_gso() {
             return Ok(Plain::Many(gso::segment(&hdr, &self.data)?.into_iter()));
@@ -205,7 +206,7 @@ impl Frame {
 }
 
 /// The plain frames of one [`Frame`], in order.
-pub enum Plain {
+pub(crate) enum Plain {
     One(Option<Bytes>),
     Many(std::vec::IntoIter<Bytes>),
 }
@@ -294,7 +295,7 @@ pub(crate) mod tests {
 
     #[test]
     fn runts_are_rejected() {
-        for len in 0..ETH_HLEN {
+        for len in 0..ethernet::HEADER_LEN {
             assert_eq!(Header::parse(&vec![0; len]), Err(FrameError::Runt(len)));
         }
         let mut tagged_runt = frame(B, A, Some(10));

@@ -9,10 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::frame::Mac;
+use crate::switch::frame::Mac;
 
 /// A switch port number: 1, 2, 3… in the order ports are added, never reused.
-pub type PortNo = u32;
+pub(crate) type PortNo = u32;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -22,7 +22,7 @@ struct Entry {
 
 /// What [`Fdb::learn`] did, so callers can log (and mirror into other tables) only changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Learned {
+pub(crate) enum Learned {
     /// A new (VLAN, MAC).
     New,
     /// Known on this port already; its age was reset.
@@ -40,12 +40,12 @@ pub enum Learned {
 /// How many addresses the table may hold, so a flood of random source MACs cannot grow memory
 /// without bound or push out everyone else's stations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MacLimits {
-    pub per_port: usize,
+pub(crate) struct MacLimits {
+    pub(crate) per_port: usize,
     /// Per owner: all the WebSocket connections from one client address together (any other
     /// port is an owner of its own).
-    pub per_addr: usize,
-    pub total: usize,
+    pub(crate) per_addr: usize,
+    pub(crate) total: usize,
 }
 
 impl Default for MacLimits {
@@ -61,18 +61,18 @@ impl Default for MacLimits {
 /// Who a port's stations count against: the client address of an incoming WebSocket
 /// connection, or the port itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Owner {
+pub(crate) enum Owner {
     Addr(IpAddr),
     Port(PortNo),
 }
 
 /// One row of `listFdb`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FdbRow {
-    pub vid: u16,
-    pub mac: Mac,
-    pub port: PortNo,
-    pub age: Duration,
+pub(crate) struct FdbRow {
+    pub(crate) vid: u16,
+    pub(crate) mac: Mac,
+    pub(crate) port: PortNo,
+    pub(crate) age: Duration,
 }
 
 /// The learning table, keyed on (VLAN id, MAC).
@@ -82,7 +82,7 @@ pub struct FdbRow {
 /// address filling the table (up to `per_addr`) or many filling it together can never stop the
 /// switch from learning an honest host, whose unicast would otherwise be flooded — to them.
 #[derive(Debug)]
-pub struct Fdb {
+pub(crate) struct Fdb {
     ageout: Duration,
     limits: MacLimits,
     table: HashMap<(u16, Mac), Entry>,
@@ -96,11 +96,12 @@ pub struct Fdb {
 }
 
 impl Fdb {
-    pub fn new(ageout: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(ageout: Duration) -> Self {
         Self::with_limits(ageout, MacLimits::default())
     }
 
-    pub fn with_limits(ageout: Duration, limits: MacLimits) -> Self {
+    pub(crate) fn with_limits(ageout: Duration, limits: MacLimits) -> Self {
         Fdb {
             ageout,
             limits,
@@ -113,7 +114,7 @@ impl Fdb {
 
     /// Counts the stations of `port` against the client address `addr` from now on (call
     /// before it learns anything).
-    pub fn set_owner(&mut self, port: PortNo, addr: IpAddr) {
+    pub(crate) fn set_owner(&mut self, port: PortNo, addr: IpAddr) {
         self.owners.insert(port, Owner::Addr(addr));
     }
 
@@ -145,16 +146,12 @@ impl Fdb {
     }
 
     /// Entries (live or not yet swept) on `port`.
-    pub fn port_len(&self, port: PortNo) -> usize {
+    pub(crate) fn port_len(&self, port: PortNo) -> usize {
         self.by_port.get(&port).map_or(0, HashSet::len)
     }
 
     fn owner_len(&self, owner: Owner) -> usize {
         self.per_owner.get(&owner).copied().unwrap_or(0)
-    }
-
-    pub fn ageout(&self) -> Duration {
-        self.ageout
     }
 
     fn live(&self, e: &Entry, now: Instant) -> bool {
@@ -181,7 +178,7 @@ impl Fdb {
     ///
     /// Group addresses must not be passed in: the caller filters them, as only a station's own
     /// (individual) address says where it is.
-    pub fn learn(&mut self, vid: u16, mac: Mac, port: PortNo, now: Instant) -> Learned {
+    pub(crate) fn learn(&mut self, vid: u16, mac: Mac, port: PortNo, now: Instant) -> Learned {
         debug_assert!(!mac.is_multicast());
         let ageout = self.ageout;
         let key = (vid, mac);
@@ -225,7 +222,7 @@ impl Fdb {
     }
 
     /// The port `mac` in `vid` lives on, unless unknown or aged out.
-    pub fn lookup(&self, vid: u16, mac: Mac, now: Instant) -> Option<PortNo> {
+    pub(crate) fn lookup(&self, vid: u16, mac: Mac, now: Instant) -> Option<PortNo> {
         self.table
             .get(&(vid, mac))
             .filter(|e| self.live(e, now))
@@ -233,7 +230,7 @@ impl Fdb {
     }
 
     /// Forgets every entry on `port` (the port was removed); returns how many.
-    pub fn flush_port(&mut self, port: PortNo) -> usize {
+    pub(crate) fn flush_port(&mut self, port: PortNo) -> usize {
         let keys = self.by_port.remove(&port).unwrap_or_default();
         for key in &keys {
             self.table.remove(key);
@@ -249,20 +246,20 @@ impl Fdb {
     }
 
     /// Forgets a removed port's owner (after [`Fdb::flush_port`]).
-    pub fn forget_port(&mut self, port: PortNo) {
+    pub(crate) fn forget_port(&mut self, port: PortNo) {
         self.flush_port(port);
         self.owners.remove(&port);
     }
 
     /// Removes aged-out entries; returns how many.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
         self.expire_with(now, |_, _, _| None).len()
     }
 
     /// Removes aged-out entries and returns their keys. Before an entry goes, `seen_elsewhere`
     /// may report a later sighting of it (e.g. by the kernel's datapath, which forwards frames
     /// userspace never sees); the entry then lives on from that time.
-    pub fn expire_with(
+    pub(crate) fn expire_with(
         &mut self,
         now: Instant,
         mut seen_elsewhere: impl FnMut(u16, Mac, PortNo) -> Option<Instant>,
@@ -297,7 +294,7 @@ impl Fdb {
     }
 
     /// Live entries sorted by VLAN, then MAC, as etherws 1.3 lists them.
-    pub fn rows(&self, now: Instant) -> Vec<FdbRow> {
+    pub(crate) fn rows(&self, now: Instant) -> Vec<FdbRow> {
         let mut rows: Vec<FdbRow> = self
             .table
             .iter()
@@ -314,12 +311,8 @@ impl Fdb {
     }
 
     /// Number of entries, aged ones not yet swept included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.table.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 }
 

@@ -16,7 +16,7 @@
 //! which webpki refuses as a server certificate) serve `wss://` as it did with etherws 1.3.
 //! Every other certificate is verified by webpki against the file's certificates, as before.
 //!
-//! Every file is read through [`crate::files::read_limited`]; callers on the async runtime
+//! Every file is read through [`crate::base::files::read_limited`]; callers on the async runtime
 //! build configurations on the blocking pool.
 
 use std::path::{Path, PathBuf};
@@ -46,8 +46,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads every certificate of a PEM file.
-pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let (pem, _) = crate::files::read_limited(path).context("cannot read certificates")?;
+pub(crate) fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let (pem, _) = crate::base::files::read_limited(path).context("cannot read certificates")?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("invalid PEM in {}", path.display()))?;
@@ -58,8 +58,8 @@ pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 /// Reads the first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let (pem, _) = crate::files::read_limited(path).context("cannot read the private key")?;
+pub(crate) fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let (pem, _) = crate::base::files::read_limited(path).context("cannot read the private key")?;
     PrivateKeyDer::from_pem_slice(&pem)
         .with_context(|| format!("no usable private key in {}", path.display()))
 }
@@ -67,19 +67,19 @@ pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
 /// How a server checks its clients' certificates (mutual TLS): a client must present a
 /// certificate issued by a CA of `ca`, not revoked by a CRL of `crl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAuth {
+pub(crate) struct ClientAuth {
     /// PEM file of the CA certificates client certificates must chain to.
-    pub ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// PEM file of certificate revocation lists. With it, the file must hold a CRL of every CA
     /// of a client's chain (as nginx's `ssl_crl`): a certificate whose revocation status is
     /// unknown is refused.
-    pub crl: Option<PathBuf>,
+    pub(crate) crl: Option<PathBuf>,
 }
 
 /// Reads every CRL of a PEM file.
-pub fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
-    let (pem, _) =
-        crate::files::read_limited(path).context("cannot read certificate revocation lists")?;
+pub(crate) fn load_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
+    let (pem, _) = crate::base::files::read_limited(path)
+        .context("cannot read certificate revocation lists")?;
     let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("invalid PEM in {}", path.display()))?;
@@ -107,7 +107,7 @@ fn root_store(certs: Vec<CertificateDer<'static>>, path: &Path) -> anyhow::Resul
 
 /// The configuration of a TLS server with the given key and certificate chain, requiring
 /// client certificates when `client_auth` is given.
-pub fn server_config(
+pub(crate) fn server_config(
     key: &Path,
     cert: &Path,
     client_auth: Option<&ClientAuth>,
@@ -164,7 +164,7 @@ fn client_verifier(
 
 /// How a client checks the server it talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
+pub(crate) enum Verify {
     /// Against the system's trusted roots.
     System,
     /// Against the CA certificates in this PEM file only.
@@ -174,7 +174,7 @@ pub enum Verify {
 }
 
 /// The system's trusted roots (the OpenSSL directory, `SSL_CERT_FILE`/`SSL_CERT_DIR`).
-pub fn system_roots() -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn system_roots() -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let found = rustls_native_certs::load_native_certs();
     for e in &found.errors {
         tracing::debug!("skipping a system root certificate: {e}");
@@ -187,16 +187,16 @@ pub fn system_roots() -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 /// The certificate and key a client presents to a server that asks for one (mutual TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// PEM certificate (chain) of the client.
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// PEM private key of that certificate.
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// The configuration of a TLS client: how it verifies the server, and the certificate it
 /// presents if the server asks for one.
-pub fn client_config(
+pub(crate) fn client_config(
     verify: &Verify,
     identity: Option<&Identity>,
 ) -> anyhow::Result<Arc<ClientConfig>> {
@@ -236,7 +236,7 @@ pub fn client_config(
 
 /// The name a server's certificate must carry: a DNS name or an IP address (brackets of an
 /// IPv6 URL host removed).
-pub fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
+pub(crate) fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(host.to_string()).with_context(|| format!("invalid server name {host:?}"))
 }
@@ -392,7 +392,7 @@ const MAX_IDENTITY: usize = 256;
 ///
 /// The certificates are those rustls verified (`ServerConnection::peer_certificates`), so with
 /// client authentication required this names a client the CA vouched for.
-pub fn peer_identity(certs: &[CertificateDer<'_>]) -> Option<String> {
+pub(crate) fn peer_identity(certs: &[CertificateDer<'_>]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     (!cn.is_empty()).then(|| cn.chars().take(MAX_IDENTITY).collect())
@@ -418,7 +418,7 @@ fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
 
 /// The TLS alert a peer ended the session with, if that is what `err` (or one of its causes)
 /// is.
-pub fn alert_received(err: &(dyn std::error::Error + 'static)) -> Option<AlertDescription> {
+pub(crate) fn alert_received(err: &(dyn std::error::Error + 'static)) -> Option<AlertDescription> {
     match rustls_error(err) {
         Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
         _ => None,
@@ -437,7 +437,7 @@ fn ca_as_server_cert(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// What a server's TLS alert means to a client, in words: why a server refused our client
 /// certificate (or our lack of one), or just the alert.
-pub fn describe_alert(alert: AlertDescription) -> String {
+pub(crate) fn describe_alert(alert: AlertDescription) -> String {
     use AlertDescription as A;
     let (meaning, name) = match alert {
         A::CertificateRequired => (
@@ -476,7 +476,7 @@ pub fn describe_alert(alert: AlertDescription) -> String {
 
 /// `err` in one line, with a server's TLS alert put in words (see [`describe_alert`]), and a
 /// hint when a self-signed CA certificate was not the one the client was told to trust.
-pub fn explain(err: &anyhow::Error) -> String {
+pub(crate) fn explain(err: &anyhow::Error) -> String {
     if let Some(alert) = alert_received(err.as_ref()) {
         let outer = if err.chain().count() > 1 {
             format!("{err}: ")

@@ -25,7 +25,7 @@ const READY: &str = "ok\n";
 /// child only; the parent waits for [`ready`] or [`failed`] and exits with the outcome.
 ///
 /// Must be called while the process has one thread (before the runtime starts).
-pub fn detach() -> anyhow::Result<()> {
+pub(crate) fn detach() -> anyhow::Result<()> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a live array of two ints, which pipe2 fills in.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -58,7 +58,7 @@ pub fn detach() -> anyhow::Result<()> {
             if why.is_empty() {
                 eprintln!("etherws sw: error: the switch exited during start-up (see its log)");
             } else {
-                eprintln!("etherws sw: error: {}", crate::escape::printable(why));
+                eprintln!("etherws sw: error: {}", crate::base::escape::printable(why));
             }
             std::process::exit(1);
         }
@@ -83,27 +83,27 @@ fn to_dev_null() -> anyhow::Result<()> {
 }
 
 /// Tells the waiting parent (if any) that the switch is up.
-pub fn ready() {
+pub(crate) fn ready() {
     if let Some(mut f) = STARTUP.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = f.write_all(READY.as_bytes());
     }
 }
 
 /// Tells the waiting parent (if any) why start-up failed.
-pub fn failed(e: &anyhow::Error) {
+pub(crate) fn failed(e: &anyhow::Error) {
     if let Some(mut f) = STARTUP.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = writeln!(f, "{e:#}");
     }
 }
 
 /// The `--pidfile`: written once the process that stays is known, removed when it exits.
-pub struct PidFile {
+pub(crate) struct PidFile {
     path: PathBuf,
 }
 
 impl PidFile {
     /// Refuses to go on if the file names a live etherws (another switch with this pidfile).
-    pub fn check(path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
         let Ok(text) = std::fs::read_to_string(path) else {
             return Ok(());
         };
@@ -121,7 +121,7 @@ impl PidFile {
     }
 
     /// Writes this process's id to `path` (whole or not at all: through a temporary file).
-    pub fn write(path: &Path) -> anyhow::Result<PidFile> {
+    pub(crate) fn write(path: &Path) -> anyhow::Result<PidFile> {
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, format!("{}\n", std::process::id()))
             .and_then(|()| std::fs::rename(&tmp, path))

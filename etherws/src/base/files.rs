@@ -13,11 +13,11 @@ use std::path::Path;
 
 /// The largest file the switch reads: far above any configuration, htpasswd file of a few
 /// thousand users, certificate bundle (the Mozilla roots are ~220 KB) or CRL it needs.
-pub const MAX_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE: u64 = 1024 * 1024;
 
 /// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
-pub enum FileError {
+pub(crate) enum FileError {
     #[error("{path}: {error}")]
     Open { path: String, error: std::io::Error },
     #[error("{path}: not a regular file")]
@@ -31,8 +31,8 @@ pub enum FileError {
 /// Reads a whole regular file of at most [`MAX_FILE`] bytes; returns its bytes and the
 /// metadata of the very file read (its mode and signature, not those of whatever the path names
 /// a moment later).
-pub fn read_limited(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata), FileError> {
-    let shown = || crate::escape::printable(&path.display().to_string()).into_owned();
+pub(crate) fn read_limited(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata), FileError> {
+    let shown = || crate::base::escape::printable(&path.display().to_string()).into_owned();
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. It does not
     // change how a regular file reads.
     let mut file = std::fs::OpenOptions::new()
@@ -75,12 +75,12 @@ pub fn read_limited(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata), FileErr
 }
 
 /// [`read_limited`] as UTF-8 text.
-pub fn read_text(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
     let (data, _) = read_limited(path)?;
     String::from_utf8(data).map_err(|_| {
         anyhow::anyhow!(
             "{} is not UTF-8 text",
-            crate::escape::printable(&path.display().to_string())
+            crate::base::escape::printable(&path.display().to_string())
         )
     })
 }

@@ -16,9 +16,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Limits on concurrent WebSocket connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub total: usize,
-    pub per_addr: usize,
+pub(crate) struct ConnLimits {
+    pub(crate) total: usize,
+    pub(crate) per_addr: usize,
 }
 
 impl Default for ConnLimits {
@@ -38,7 +38,7 @@ struct Counts {
 
 /// Counts live connections; a [`ConnPermit`] is one of them.
 #[derive(Debug, Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     limits: ConnLimits,
     counts: Mutex<Counts>,
     refused: AtomicU64,
@@ -46,7 +46,7 @@ pub struct Connections {
 
 /// A connection slot, given back when dropped.
 #[derive(Debug)]
-pub struct ConnPermit {
+pub(crate) struct ConnPermit {
     owner: Arc<Connections>,
     /// None: counted against the total only.
     addr: Option<IpAddr>,
@@ -54,7 +54,7 @@ pub struct ConnPermit {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     #[error("too many connections ({0} at most)")]
     Total(usize),
     #[error("too many connections from one address ({0} at most)")]
@@ -62,7 +62,7 @@ pub enum Refused {
 }
 
 impl Connections {
-    pub fn new(limits: ConnLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: ConnLimits) -> Arc<Self> {
         Arc::new(Connections {
             limits,
             counts: Mutex::default(),
@@ -71,7 +71,7 @@ impl Connections {
     }
 
     /// Takes a slot for a connection from `addr`, if the limits allow.
-    pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, addr: IpAddr) -> Result<ConnPermit, Refused> {
         let mut c = lock(&self.counts);
         if c.total >= self.limits.total {
             self.refused.fetch_add(1, Relaxed);
@@ -91,7 +91,7 @@ impl Connections {
 
     /// Takes a slot counted against the total only: for a connection from a trusted proxy,
     /// which speaks for many clients.
-    pub fn admit_overall(self: &Arc<Self>) -> Result<ConnPermit, Refused> {
+    pub(crate) fn admit_overall(self: &Arc<Self>) -> Result<ConnPermit, Refused> {
         let mut c = lock(&self.counts);
         if c.total >= self.limits.total {
             self.refused.fetch_add(1, Relaxed);
@@ -105,17 +105,18 @@ impl Connections {
     }
 
     /// Connections refused by the limits since start.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Relaxed)
     }
 
     /// Live connections overall.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         lock(&self.counts).total
     }
 
+    #[cfg(test)]
     /// Live connections: overall, and from `addr`.
-    pub fn count(&self, addr: IpAddr) -> (usize, usize) {
+    pub(crate) fn count(&self, addr: IpAddr) -> (usize, usize) {
         let c = lock(&self.counts);
         (c.total, c.per_addr.get(&addr).copied().unwrap_or(0))
     }
@@ -139,9 +140,9 @@ impl Drop for ConnPermit {
 /// Throttling of failed authentication: an address that fails `max_failures` times within
 /// `window` is refused outright for `window`, without its password being checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthLimits {
-    pub max_failures: u32,
-    pub window: Duration,
+pub(crate) struct AuthLimits {
+    pub(crate) max_failures: u32,
+    pub(crate) window: Duration,
 }
 
 impl Default for AuthLimits {
@@ -169,11 +170,11 @@ const MAX_TRACKED: usize = 16384;
 
 /// Verifications one address may have under way at once; more are refused with `429` at once
 /// rather than queued, so one address cannot hold the hashing threads.
-pub const MAX_IN_FLIGHT_PER_ADDR: u32 = 4;
+pub(crate) const MAX_IN_FLIGHT_PER_ADDR: u32 = 4;
 
 /// Why an authentication attempt was not even checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Throttled {
+pub(crate) enum Throttled {
     #[error("too many failed authentications")]
     Blocked,
     #[error("too many authentications under way from one address")]
@@ -186,7 +187,7 @@ pub enum Throttled {
 /// succeeds: counting at the end let 200 simultaneous guesses all be checked before the first
 /// failure was recorded.
 #[derive(Debug, Default)]
-pub struct AuthThrottle {
+pub(crate) struct AuthThrottle {
     limits: AuthLimits,
     records: Mutex<HashMap<IpAddr, Record>>,
     failures: AtomicU64,
@@ -196,15 +197,15 @@ pub struct AuthThrottle {
 /// One authentication attempt under way; ends with [`Attempt::succeeded`] or
 /// [`Attempt::failed`] (or counts as failed if dropped).
 #[derive(Debug)]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     throttle: &'a AuthThrottle,
     addr: IpAddr,
     /// This attempt reached the limit: the address is blocked unless it succeeds.
-    pub blocks: bool,
+    pub(crate) blocks: bool,
 }
 
 impl AuthThrottle {
-    pub fn new(limits: AuthLimits) -> Self {
+    pub(crate) fn new(limits: AuthLimits) -> Self {
         AuthThrottle {
             limits,
             ..Default::default()
@@ -213,7 +214,7 @@ impl AuthThrottle {
 
     /// Starts an attempt from `addr`, counting it as failed until it succeeds; refused while
     /// the address is blocked or has too many attempts under way.
-    pub fn begin(&self, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Throttled> {
+    pub(crate) fn begin(&self, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Throttled> {
         let mut records = lock(&self.records);
         let window = self.limits.window;
         if records.len() >= MAX_TRACKED && !records.contains_key(&addr) {
@@ -266,24 +267,24 @@ impl AuthThrottle {
     }
 
     /// How long a blocked address stays blocked.
-    pub fn window(&self) -> Duration {
+    pub(crate) fn window(&self) -> Duration {
         self.limits.window
     }
 
     /// Failed authentications since start.
-    pub fn failures(&self) -> u64 {
+    pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Relaxed)
     }
 
     /// Requests refused because their address was throttled, since start.
-    pub fn throttled(&self) -> u64 {
+    pub(crate) fn throttled(&self) -> u64 {
         self.throttled.load(Relaxed)
     }
 }
 
 impl Attempt<'_> {
     /// The credentials were right: the address's failures are forgiven.
-    pub fn succeeded(self) {
+    pub(crate) fn succeeded(self) {
         if let Some(r) = lock(&self.throttle.records).get_mut(&self.addr) {
             r.failures = 0;
             r.blocked_until = None;
@@ -291,7 +292,7 @@ impl Attempt<'_> {
     }
 
     /// The credentials were wrong (already counted when the attempt began).
-    pub fn failed(self) {
+    pub(crate) fn failed(self) {
         self.throttle.failures.fetch_add(1, Relaxed);
     }
 }

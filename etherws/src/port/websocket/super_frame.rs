@@ -32,24 +32,24 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::http::HeaderMap;
 
-use super::gso::{
+use crate::switch::frame::Frame;
+use crate::wire::gso::{
     F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VnetHdr,
 };
-use crate::frame::Frame;
 
 /// The upgrade header that offers (request) and accepts (response) super-frames.
-pub const HEADER: &str = "x-etherws-frames";
+pub(crate) const HEADER: &str = "x-etherws-frames";
 /// Its value for this version of the wire format.
-pub const VERSION: &str = "super/1";
+pub(crate) const VERSION: &str = "super/1";
 /// Bytes in front of each frame.
-pub const HDR_LEN: usize = 8;
+pub(crate) const HDR_LEN: usize = 8;
 
 /// Smallest segment size accepted: Linux's smallest TCP MSS (`tcp_min_snd_mss`). Smaller ones
 /// would only make a receiver cut a super-frame into thousands of tiny frames.
 const MIN_GSO_SIZE: u16 = 48;
 
 /// True if `headers` offer (or accept) `super/1` (a comma-separated list may hold others).
-pub fn offered(headers: &HeaderMap) -> bool {
+pub(crate) fn offered(headers: &HeaderMap) -> bool {
     headers
         .get_all(HEADER)
         .iter()
@@ -59,7 +59,7 @@ pub fn offered(headers: &HeaderMap) -> bool {
 }
 
 /// The header of the message that carries `frame` (the frame follows it).
-pub fn header(frame: &Frame) -> [u8; HDR_LEN] {
+pub(crate) fn header(frame: &Frame) -> [u8; HDR_LEN] {
     let h = &frame.offload;
     let mut m = [0u8; HDR_LEN];
     m[0] = h.flags & (F_NEEDS_CSUM | F_DATA_VALID);
@@ -71,7 +71,7 @@ pub fn header(frame: &Frame) -> [u8; HDR_LEN] {
 }
 
 /// The message that carries `frame`: its header, then the frame.
-pub fn encode(frame: &Frame) -> Bytes {
+pub(crate) fn encode(frame: &Frame) -> Bytes {
     let mut m = BytesMut::with_capacity(HDR_LEN + frame.data.len());
     m.put_slice(&header(frame));
     m.put_slice(&frame.data);
@@ -80,7 +80,7 @@ pub fn encode(frame: &Frame) -> Bytes {
 
 /// Why a message is not a `super/1` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("message shorter than the super-frame header")]
     Short,
     #[error("unknown super-frame flags {0:#04x}")]
@@ -97,7 +97,7 @@ pub enum Error {
 
 /// The frame a message carries, checked against the rules above (the bytes are shared, not
 /// copied).
-pub fn decode(msg: Bytes) -> Result<Frame, Error> {
+pub(crate) fn decode(msg: Bytes) -> Result<Frame, Error> {
     if msg.len() < HDR_LEN {
         return Err(Error::Short);
     }

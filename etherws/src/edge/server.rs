@@ -22,17 +22,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use crate::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
-use crate::auth::Auth;
+use crate::base::ip::canonical;
 use crate::control::Control;
 use crate::control::guard::Guard;
 use crate::control::metrics::{Globals, render};
-use crate::htpasswd::Htpasswd;
-use crate::port::super_frame;
-use crate::port::ws::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
+use crate::edge::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
+use crate::edge::auth::Auth;
+use crate::edge::forwarded::{Client, Malformed, TrustedProxies, read_proxy_header};
+use crate::edge::htpasswd::Htpasswd;
+use crate::port::websocket::super_frame;
+use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
-use crate::profile::Profile;
-use crate::proxied::{Client, Malformed, TrustedProxies, canonical, read_proxy_header};
+use crate::settings::profile::Profile;
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -42,29 +43,29 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest control request body: a JSON-RPC call is a few hundred bytes.
-pub const MAX_CONTROL_BODY: usize = 64 * 1024;
+pub(crate) const MAX_CONTROL_BODY: usize = 64 * 1024;
 
 /// Largest request head (request line and headers) a listener buffers.
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Concurrent connections the control listener serves, overall and from one address: enough
 /// for any number of administrators and scripts, too few for a slow-request flood to matter.
-pub const CONTROL_CONNS: ConnLimits = ConnLimits {
+pub(crate) const CONTROL_CONNS: ConnLimits = ConnLimits {
     total: 64,
     per_addr: 16,
 };
 
 /// Who is at the other end of a connection, set by [`serve`] on every request.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The client of the connection: the TCP peer, or whom its PROXY header named.
-    pub conn: Client,
+    pub(crate) conn: Client,
     /// The address the client connected to (this end).
-    pub local: SocketAddr,
+    pub(crate) local: SocketAddr,
     /// Whose forwarding headers are believed.
-    pub proxies: Arc<TrustedProxies>,
+    pub(crate) proxies: Arc<TrustedProxies>,
     /// The subject name of the client's certificate, on a listener that requires one.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
 }
 
 impl Peer {
@@ -100,14 +101,14 @@ impl Peer {
 
 /// How a listener admits and reads connections.
 #[derive(Clone)]
-pub struct Listening {
+pub(crate) struct Listening {
     /// Serve TLS with this.
-    pub tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<TlsAcceptor>,
     /// Connections still speaking HTTP, overall and per client address.
-    pub limits: ConnLimits,
-    pub proxies: Arc<TrustedProxies>,
+    pub(crate) limits: ConnLimits,
+    pub(crate) proxies: Arc<TrustedProxies>,
     /// Connections from trusted proxies start with a PROXY protocol header.
-    pub proxy_protocol: bool,
+    pub(crate) proxy_protocol: bool,
 }
 
 /// What the WebSocket endpoint needs to admit a peer.
@@ -123,17 +124,17 @@ struct WsState {
 
 /// One WebSocket path: what its clients' ports start with, and who may connect.
 #[derive(Clone)]
-pub struct WsPath {
-    pub path: String,
+pub(crate) struct WsPath {
+    pub(crate) path: String,
     /// The path's settings over the defaults for server ports.
-    pub profile: Profile,
+    pub(crate) profile: Profile,
     /// Its own htpasswd file; `None`: the listener's (`--htpasswd`), if any.
-    pub htpasswd: Option<Arc<Htpasswd>>,
+    pub(crate) htpasswd: Option<Arc<Htpasswd>>,
 }
 
 /// Users pinned to settings (`[user.NAME]` in the configuration file), by htpasswd name or
 /// client-certificate name; theirs win over their path's.
-pub type Users = HashMap<String, Profile>;
+pub(crate) type Users = HashMap<String, Profile>;
 
 /// What the control endpoint needs; the WebSocket side's counters are there for `/metrics`.
 #[derive(Clone)]
@@ -159,13 +160,17 @@ impl<P: Port> Port for Admitted<P> {
 }
 
 /// The WebSocket side: who may connect, and how many.
-pub struct WsSide {
-    pub auth: Arc<Auth>,
-    pub conns: Arc<Connections>,
+pub(crate) struct WsSide {
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) conns: Arc<Connections>,
 }
 
 impl WsSide {
-    pub fn new(htpasswd: Option<Arc<Htpasswd>>, conns: ConnLimits, auth: AuthLimits) -> Self {
+    pub(crate) fn new(
+        htpasswd: Option<Arc<Htpasswd>>,
+        conns: ConnLimits,
+        auth: AuthLimits,
+    ) -> Self {
         WsSide {
             auth: Arc::new(Auth::new(htpasswd, auth, "websocket")),
             conns: Connections::new(conns),
@@ -174,7 +179,7 @@ impl WsSide {
 }
 
 /// Routes for the WebSocket endpoint: one per path, each with its own settings.
-pub fn ws_routes(
+pub(crate) fn ws_routes(
     paths: &[WsPath],
     users: Arc<Users>,
     switch: SharedSwitch,
@@ -198,7 +203,7 @@ pub fn ws_routes(
 }
 
 /// Routes for the control endpoint (with its own authentication and throttle).
-pub fn ctl_routes(
+pub(crate) fn ctl_routes(
     path: &str,
     control: Control,
     auth: Auth,
@@ -223,7 +228,7 @@ pub fn ctl_routes(
 }
 
 /// Where the control listener serves Prometheus metrics.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// The guard and authentication every control request passes first.
 /// Checks a control request; returns its client.
@@ -462,7 +467,7 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
 /// `how.limits`, overall and per address (a trusted proxy, which speaks for many clients, only
 /// overall): past them a new connection is closed at once, so a flood of slow requests cannot
 /// take memory or starve the administrator's `ctl`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     how: Listening,
     app: Router,
@@ -520,7 +525,7 @@ pub async fn serve(
                                 .get_ref()
                                 .1
                                 .peer_certificates()
-                                .and_then(crate::tls::peer_identity);
+                                .and_then(crate::base::tls::peer_identity);
                             Box::new(s)
                         }
                         Ok(Err(e)) => {

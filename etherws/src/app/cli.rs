@@ -4,19 +4,16 @@
 //! defined once, in [`SwOptions`].
 
 use std::any::Any;
-use std::fmt;
-use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
-use serde::de::Visitor;
 
-use crate::logging::LogFormat;
-use crate::profile::{BitRate, PathSpec};
+use crate::app::logging::LogFormat;
+use crate::settings::profile::PathSpec;
+use crate::settings::values::{BitRate, HttpPath, Num};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,14 +22,14 @@ use crate::profile::{BitRate, PathSpec};
     propagate_version = true,
     about = "Ethernet over WebSocket software switch"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// What `--version` says: the version, the commit it was built from, and whether the eBPF
 /// object (netdev offload) is built in.
-pub fn long_version() -> String {
+pub(crate) fn long_version() -> String {
     format!(
         "{} (git {}; eBPF offload: {})",
         env!("CARGO_PKG_VERSION"),
@@ -46,7 +43,7 @@ pub fn long_version() -> String {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start the virtual switch.
     Sw(Box<SwArgs>),
     /// Control a virtual switch.
@@ -54,21 +51,21 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct SwArgs {
+pub(crate) struct SwArgs {
     /// Stay in the foreground instead of daemonizing.
     #[arg(long)]
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// Configuration file (TOML): switch settings and the ports to create at start. Its
     /// `[switch]` table takes the options below, `-` spelt `_`; an option set in the
     /// environment (ETHERWS_…) overrides the file, and one on the command line both.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Check a configuration file (and the files it names: TLS keys, htpasswd…) and exit: 0 if
     /// the switch would start with it, 1 with the reason if not. Binds nothing, creates nothing.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
-    pub check_config: Option<PathBuf>,
+    pub(crate) check_config: Option<PathBuf>,
     #[command(flatten)]
-    pub options: SwOptions,
+    pub(crate) options: SwOptions,
 }
 
 /// Declares [`SwOptions`], and derives from its list of fields what neither clap nor serde
@@ -77,23 +74,23 @@ pub struct SwArgs {
 macro_rules! sw_options {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident {
-            $( $(#[$field_meta:meta])* pub $field:ident: Option<$ty:ty>, )*
+        pub(crate) struct $name:ident {
+            $( $(#[$field_meta:meta])* pub(crate) $field:ident: Option<$ty:ty>, )*
         }
     ) => {
         $(#[$meta])*
-        pub struct $name {
-            $( $(#[$field_meta])* pub $field: Option<$ty>, )*
+        pub(crate) struct $name {
+            $( $(#[$field_meta])* pub(crate) $field: Option<$ty>, )*
         }
 
         impl $name {
             /// Each option as `self` has it, or else as `lower` has it.
-            pub fn or(self, lower: $name) -> $name {
+            pub(crate) fn or(self, lower: $name) -> $name {
                 $name { $( $field: self.$field.or(lower.$field), )* }
             }
 
             /// The file names given, each with its option's name.
-            pub fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+            pub(crate) fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
                 let mut paths = Vec::new();
                 $(
                     let field: &mut dyn Any = &mut self.$field;
@@ -120,161 +117,161 @@ sw_options! {
     /// [`HttpPath`]), with the same words whichever the source.
     #[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct SwOptions {
+    pub(crate) struct SwOptions {
         /// Log debug messages (off otherwise, whatever the log configuration says).
         #[arg(long, env = "ETHERWS_DEBUG", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub debug: Option<bool>,
+        pub(crate) debug: Option<bool>,
         /// Logging configuration file (TOML: `filter`, `output`; see README).
         #[arg(long, env = "ETHERWS_LOGCONF", value_name = "FILE")]
-        pub logconf: Option<PathBuf>,
+        pub(crate) logconf: Option<PathBuf>,
         /// Log format: `text`, or `json` (one object per line, for log shippers).
         #[arg(long, env = "ETHERWS_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
-        pub log_format: Option<LogFormat>,
+        pub(crate) log_format: Option<LogFormat>,
         /// Write the switch's process id to this file (removed when it stops); a file naming a
         /// running etherws stops a second one from starting.
         #[arg(long, env = "ETHERWS_PIDFILE", value_name = "FILE")]
-        pub pidfile: Option<PathBuf>,
+        pub(crate) pidfile: Option<PathBuf>,
         /// FDB ageout time in seconds.
         #[arg(long, env = "ETHERWS_AGEOUT", value_name = "SECS", default_value = "300", allow_negative_numbers = true)]
-        pub ageout: Option<Num<u64, 1>>,
+        pub(crate) ageout: Option<Num<u64, 1>>,
 
         /// Ping WebSocket peers idle this many seconds; drop those silent twice as long (0: off).
         #[arg(long, env = "ETHERWS_KEEPALIVE", value_name = "SECS", default_value = "30")]
-        pub keepalive: Option<Num<u64>>,
+        pub(crate) keepalive: Option<Num<u64>>,
         /// Longest wait between a client port's reconnection attempts, in seconds.
         #[arg(long, env = "ETHERWS_RECONNECT_MAX", value_name = "SECS", default_value = "60")]
-        pub reconnect_max: Option<Num<u64, 1>>,
+        pub(crate) reconnect_max: Option<Num<u64, 1>>,
 
         /// Largest frame switched, in bytes (larger ones are dropped and counted).
         #[arg(long, env = "ETHERWS_MAX_FRAME", value_name = "BYTES", default_value = "9216")]
-        pub max_frame: Option<Num<u32, 64, 65540>>,
+        pub(crate) max_frame: Option<Num<u32, 64, 65540>>,
         /// Most MAC addresses learned in total (more are flooded to, not learned).
         #[arg(long, env = "ETHERWS_MAX_MACS", value_name = "N", default_value = "65536")]
-        pub max_macs: Option<Num<usize>>,
+        pub(crate) max_macs: Option<Num<usize>>,
         /// Most MAC addresses learned on one port.
         #[arg(long, env = "ETHERWS_MAX_MACS_PER_PORT", value_name = "N", default_value = "4096")]
-        pub max_macs_per_port: Option<Num<usize>>,
+        pub(crate) max_macs_per_port: Option<Num<usize>>,
         /// Most MAC addresses learned from one client address, all its WebSocket connections
         /// together (a full table still learns other ports' stations, in place of the biggest
         /// holder's).
         #[arg(long, env = "ETHERWS_MAX_MACS_PER_ADDR", value_name = "N", default_value = "4096")]
-        pub max_macs_per_addr: Option<Num<usize>>,
+        pub(crate) max_macs_per_addr: Option<Num<usize>>,
         /// Loop guard: a port onto which stations move this many times within a second is
         /// blocked for --loop-block seconds (0: off).
         #[arg(long, env = "ETHERWS_LOOP_MOVES", value_name = "N", default_value = "100")]
-        pub loop_moves: Option<Num<u32>>,
+        pub(crate) loop_moves: Option<Num<u32>>,
         /// How long the loop guard blocks a port, in seconds.
         #[arg(long, env = "ETHERWS_LOOP_BLOCK", value_name = "SECS", default_value = "30")]
-        pub loop_block: Option<Num<u64, 1>>,
+        pub(crate) loop_block: Option<Num<u64, 1>>,
         /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
         #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS", default_value = "5000")]
-        pub storm_pps: Option<Num<u32>>,
+        pub(crate) storm_pps: Option<Num<u32>>,
         /// Never exchange super-frames: WebSocket peers are not offered them (one MTU-sized
         /// frame per message, as etherws 1.3), and TAP devices are opened without offloads.
         #[arg(long, env = "ETHERWS_STRICT_FRAMES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub strict_frames: Option<bool>,
+        pub(crate) strict_frames: Option<bool>,
         /// Threads that move frames and serve connections (0: one per CPU core).
         #[arg(long, env = "ETHERWS_THREADS", value_name = "N", default_value = "0")]
-        pub threads: Option<Num<usize, 0, 1024>>,
+        pub(crate) threads: Option<Num<usize, 0, 1024>>,
         /// Bytes one port's transmit queue may hold (more are dropped and counted).
         #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "4194304")]
-        pub queue_bytes: Option<Num<usize, 1>>,
+        pub(crate) queue_bytes: Option<Num<usize, 1>>,
         /// Bytes all ports' transmit queues together may hold.
         #[arg(long, env = "ETHERWS_QUEUE_BUDGET", value_name = "BYTES", default_value = "134217728")]
-        pub queue_budget: Option<Num<usize, 1>>,
+        pub(crate) queue_budget: Option<Num<usize, 1>>,
         /// Longest a frame may wait in a transmit queue, in milliseconds; later it is dropped
         /// (and counted) instead of delivered late.
         #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS", default_value = "1000")]
-        pub queue_delay: Option<Num<u64, 1>>,
+        pub(crate) queue_delay: Option<Num<u64, 1>>,
         /// Most concurrent incoming WebSocket connections.
         #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N", default_value = "4096")]
-        pub max_conns: Option<Num<usize>>,
+        pub(crate) max_conns: Option<Num<usize>>,
         /// Most concurrent incoming WebSocket connections from one address.
         #[arg(long, env = "ETHERWS_MAX_CONNS_PER_ADDR", value_name = "N", default_value = "64")]
-        pub max_conns_per_addr: Option<Num<usize>>,
+        pub(crate) max_conns_per_addr: Option<Num<usize>>,
         /// Failed authentications after which an address is refused for --auth-window seconds.
         #[arg(long, env = "ETHERWS_AUTH_MAX_FAILURES", value_name = "N", default_value = "10")]
-        pub auth_max_failures: Option<Num<u32, 1>>,
+        pub(crate) auth_max_failures: Option<Num<u32, 1>>,
         /// Window of --auth-max-failures, and how long a throttled address is refused, in seconds.
         #[arg(long, env = "ETHERWS_AUTH_WINDOW", value_name = "SECS", default_value = "60")]
-        pub auth_window: Option<Num<u64, 1>>,
+        pub(crate) auth_window: Option<Num<u64, 1>>,
 
         /// A reverse proxy (CIDR or address) whose word about the client is taken: its
         /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol
         /// (repeatable; comma-separated in the environment).
         #[arg(long, env = "ETHERWS_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
-        pub trusted_proxy: Option<Vec<String>>,
+        pub(crate) trusted_proxy: Option<Vec<String>>,
         /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
         /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
         #[arg(long, env = "ETHERWS_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub proxy_protocol: Option<bool>,
+        pub(crate) proxy_protocol: Option<bool>,
 
         /// HTTP path to serve WebSocket on, with what its clients' ports start with:
         /// `PATH[=SETTING,…]`, settings `vlan:N`, `isolated`, `mesh`, `rate-in:RATE`,
         /// `rate-out:RATE`, `burst:BYTES`, `htpasswd:FILE` (repeatable: several paths on one
         /// listener, e.g. `--path /lab1=vlan:10 --path /lab2=vlan:20,isolated`).
         #[arg(long, env = "ETHERWS_PATH", default_value = "/", value_name = "PATH[=SETTINGS]")]
-        #[serde(default, deserialize_with = "crate::profile::one_or_many")]
-        pub path: Option<Vec<PathSpec>>,
+        #[serde(default, deserialize_with = "crate::settings::profile::one_or_many")]
+        pub(crate) path: Option<Vec<PathSpec>>,
         /// Rate limit of the frames each incoming WebSocket connection sends, in bits per
         /// second (`10M`; 0: none); a path's own wins.
         #[arg(long, env = "ETHERWS_RATE_IN", value_name = "RATE")]
-        pub rate_in: Option<BitRate>,
+        pub(crate) rate_in: Option<BitRate>,
         /// Rate limit of the frames sent to each incoming WebSocket connection (bits/s).
         #[arg(long, env = "ETHERWS_RATE_OUT", value_name = "RATE")]
-        pub rate_out: Option<BitRate>,
+        pub(crate) rate_out: Option<BitRate>,
         /// Address to serve WebSocket on (default: all addresses).
         #[arg(long, env = "ETHERWS_HOST")]
-        pub host: Option<String>,
+        pub(crate) host: Option<String>,
         /// Port to serve WebSocket on (default 80, or 443 with TLS; 0: any free port).
         #[arg(long, env = "ETHERWS_PORT")]
-        pub port: Option<Num<u16>>,
+        pub(crate) port: Option<Num<u16>>,
         /// htpasswd file to authenticate WebSocket clients with.
         #[arg(long, env = "ETHERWS_HTPASSWD", value_name = "FILE")]
-        pub htpasswd: Option<PathBuf>,
+        pub(crate) htpasswd: Option<PathBuf>,
         /// TLS private key for WebSocket (PEM).
         #[arg(long, env = "ETHERWS_SSLKEY", value_name = "FILE")]
-        pub sslkey: Option<PathBuf>,
+        pub(crate) sslkey: Option<PathBuf>,
         /// TLS certificate (chain) for WebSocket (PEM).
         #[arg(long, env = "ETHERWS_SSLCERT", value_name = "FILE")]
-        pub sslcert: Option<PathBuf>,
+        pub(crate) sslcert: Option<PathBuf>,
         /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
         #[arg(long, env = "ETHERWS_SSLCLIENTCA", value_name = "FILE")]
-        pub sslclientca: Option<PathBuf>,
+        pub(crate) sslclientca: Option<PathBuf>,
         /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
         #[arg(long, env = "ETHERWS_SSLCRL", value_name = "FILE")]
-        pub sslcrl: Option<PathBuf>,
+        pub(crate) sslcrl: Option<PathBuf>,
 
         /// HTTP path to serve the control API on.
         #[arg(long, env = "ETHERWS_CTLPATH", default_value = "/ctl")]
-        pub ctlpath: Option<HttpPath>,
+        pub(crate) ctlpath: Option<HttpPath>,
         /// Address to serve the control API on.
         #[arg(long, env = "ETHERWS_CTLHOST", default_value = "127.0.0.1")]
-        pub ctlhost: Option<String>,
+        pub(crate) ctlhost: Option<String>,
         /// Port to serve the control API on (0: any free port).
         #[arg(long, env = "ETHERWS_CTLPORT", default_value = "7867")]
-        pub ctlport: Option<Num<u16>>,
+        pub(crate) ctlport: Option<Num<u16>>,
         /// A host name the control API answers to (repeatable; comma-separated in the
         /// environment). Without --ctlhtpasswd, a request whose Host is not an address the
         /// control API listens on, `localhost` (on loopback), the --ctlhost name or one of these
         /// names is refused: that defeats DNS rebinding.
         #[arg(long, env = "ETHERWS_CTLALLOWHOST", value_name = "NAME", value_delimiter = ',')]
-        pub ctlallowhost: Option<Vec<String>>,
+        pub(crate) ctlallowhost: Option<Vec<String>>,
         /// htpasswd file to authenticate control clients with.
         #[arg(long, env = "ETHERWS_CTLHTPASSWD", value_name = "FILE")]
-        pub ctlhtpasswd: Option<PathBuf>,
+        pub(crate) ctlhtpasswd: Option<PathBuf>,
         /// TLS private key for the control API (PEM).
         #[arg(long, env = "ETHERWS_CTLSSLKEY", value_name = "FILE")]
-        pub ctlsslkey: Option<PathBuf>,
+        pub(crate) ctlsslkey: Option<PathBuf>,
         /// TLS certificate (chain) for the control API (PEM).
         #[arg(long, env = "ETHERWS_CTLSSLCERT", value_name = "FILE")]
-        pub ctlsslcert: Option<PathBuf>,
+        pub(crate) ctlsslcert: Option<PathBuf>,
         /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
         #[arg(long, env = "ETHERWS_CTLSSLCLIENTCA", value_name = "FILE")]
-        pub ctlsslclientca: Option<PathBuf>,
+        pub(crate) ctlsslclientca: Option<PathBuf>,
         /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
         #[arg(long, env = "ETHERWS_CTLSSLCRL", value_name = "FILE")]
-        pub ctlsslcrl: Option<PathBuf>,
+        pub(crate) ctlsslcrl: Option<PathBuf>,
     }
 }
 
@@ -286,7 +283,7 @@ impl SwOptions {
     /// filled in its `default_value`s; `matches` (`sw`'s) says which values are defaults
     /// ([`ArgMatches::value_source`]), and those go under the file instead of over it. Without
     /// `matches`, every value `self` has counts as given.
-    pub fn layered(
+    pub(crate) fn layered(
         self,
         matches: Option<&ArgMatches>,
         file: SwOptions,
@@ -314,156 +311,46 @@ impl SwOptions {
 
     /// The defaults, as `--help` shows them: what clap makes of an empty command line, the
     /// environment aside. Options without a default (`--port`: 80 or 443, `--host`: every
-    /// address) stay `None`; their meaning is [`crate::sw::settings`]'s business.
-    pub fn defaults() -> Result<SwOptions, clap::Error> {
+    /// address) stay `None`; their meaning is [`crate::app::sw_command::settings`]'s business.
+    pub(crate) fn defaults() -> Result<SwOptions, clap::Error> {
         let cmd = SwOptions::augment_args(clap::Command::new("sw")).mut_args(|a| a.env(None));
         SwOptions::from_arg_matches(&cmd.try_get_matches_from(["sw"])?)
     }
 }
 
-/// An integer option and the range it must be in: `LO..=HI`, within what `T` holds. The
-/// command line, the environment and the configuration file all read it through here, so a
-/// bad value gets the same words (`must be at least 1, not 0`) wherever it comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Num<T, const LO: u64 = 0, const HI: u64 = { u64::MAX }>(pub T);
-
-/// The integer types of [`Num`].
-pub trait Int: Copy + fmt::Display + TryFrom<u64> {
-    const MAX: u64;
-}
-
-macro_rules! int {
-    ($($t:ty),*) => {$(
-        impl Int for $t {
-            const MAX: u64 = <$t>::MAX as u64;
-        }
-    )*};
-}
-int!(u16, u32, u64, usize);
-
-impl<T: Int, const LO: u64, const HI: u64> Num<T, LO, HI> {
-    fn new(n: i128) -> Result<Self, String> {
-        let hi = HI.min(T::MAX);
-        u64::try_from(n)
-            .ok()
-            .filter(|n| (LO..=hi).contains(n))
-            .and_then(|n| T::try_from(n).ok())
-            .map(Num)
-            .ok_or_else(|| match hi {
-                u64::MAX => format!("must be at least {LO}, not {n}"),
-                _ => format!("must be from {LO} to {hi}, not {n}"),
-            })
-    }
-}
-
-impl<T: Int, const LO: u64, const HI: u64> FromStr for Num<T, LO, HI> {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let n = s.parse().map_err(|_| "must be an integer".to_string())?;
-        Self::new(n)
-    }
-}
-
-impl<T: Int, const LO: u64, const HI: u64> fmt::Display for Num<T, LO, HI> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl<'de, T: Int, const LO: u64, const HI: u64> Deserialize<'de> for Num<T, LO, HI> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Integer<N>(PhantomData<N>);
-
-        impl<N: TryFrom<i128, Error = String>> Visitor<'_> for Integer<N> {
-            type Value = N;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an integer")
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<N, E> {
-                N::try_from(n.into()).map_err(E::custom)
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<N, E> {
-                N::try_from(n.into()).map_err(E::custom)
-            }
-
-            fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<N, E> {
-                N::try_from(n).map_err(E::custom)
-            }
-        }
-
-        d.deserialize_i64(Integer(PhantomData))
-    }
-}
-
-impl<T: Int, const LO: u64, const HI: u64> TryFrom<i128> for Num<T, LO, HI> {
-    type Error = String;
-
-    fn try_from(n: i128) -> Result<Self, String> {
-        Self::new(n)
-    }
-}
-
-/// An HTTP path to serve on: it starts with `/`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HttpPath(pub String);
-
-impl FromStr for HttpPath {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with('/') {
-            Ok(HttpPath(s.to_string()))
-        } else {
-            Err(format!("must start with '/', not {s:?}"))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for HttpPath {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[derive(Debug, Args)]
-pub struct CtlArgs {
+pub(crate) struct CtlArgs {
     /// URL of the control API.
     #[arg(long, default_value = "http://127.0.0.1:7867/ctl")]
-    pub ctlurl: String,
+    pub(crate) ctlurl: String,
     /// User name for the control API (prompts for the password if --ctlpasswd is not given).
     #[arg(long)]
-    pub ctluser: Option<String>,
+    pub(crate) ctluser: Option<String>,
     /// Password for the control API.
     #[arg(long)]
-    pub ctlpasswd: Option<String>,
+    pub(crate) ctlpasswd: Option<String>,
     /// CA certificate to verify the control API's certificate with (or that very certificate).
     #[arg(long, value_name = "FILE")]
-    pub ctlsslcert: Option<PathBuf>,
+    pub(crate) ctlsslcert: Option<PathBuf>,
     /// Do not verify the control API's certificate.
     #[arg(long)]
-    pub ctlinsecure: bool,
+    pub(crate) ctlinsecure: bool,
     /// Client certificate (PEM) for a control API that requires one.
     #[arg(long, value_name = "FILE", requires = "ctlkey")]
-    pub ctlcert: Option<PathBuf>,
+    pub(crate) ctlcert: Option<PathBuf>,
     /// Private key (PEM) of --ctlcert.
     #[arg(long, value_name = "FILE", requires = "ctlcert")]
-    pub ctlkey: Option<PathBuf>,
+    pub(crate) ctlkey: Option<PathBuf>,
     /// Print the JSON-RPC result as the switch sent it (one JSON document: `{"entries": […]}`),
     /// or `{"error": {code, message, data}}`, instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(subcommand)]
-    pub command: CtlCommand,
+    pub(crate) command: CtlCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CtlCommand {
+pub(crate) enum CtlCommand {
     /// Create and add a port.
     Addport {
         #[command(subcommand)]
@@ -534,7 +421,7 @@ pub enum CtlCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AddPort {
+pub(crate) enum AddPort {
     /// An existing network device.
     Netdev {
         /// Device name.
@@ -637,10 +524,6 @@ mod tests {
             .to_string();
         assert!(help.contains("[default: 300]"), "{help}");
         assert!(help.contains("[env: ETHERWS_AGEOUT="), "{help}");
-        // …and the switch starts with them.
-        let s = crate::sw::settings(&d).unwrap();
-        assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
-        assert_eq!(s.ageout, std::time::Duration::from_secs(300));
     }
 
     #[test]

@@ -11,31 +11,42 @@
 //! Every read is checked against the slice: a frame too short for what its headers announce
 //! is an [`Error`], never a panic.
 
+pub(crate) mod gso;
+
 use core::fmt;
 use core::ops::Range;
 
 /// Ethernet II header: addresses, then the EtherType (or the TPID of a VLAN tag).
-pub mod ethernet {
-    pub mod field {
+pub(crate) mod ethernet {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
-        pub const DST: Range<usize> = 0..6;
-        pub const SRC: Range<usize> = 6..12;
-        pub const ETHERTYPE: Range<usize> = 12..14;
+        pub(crate) const DST: Range<usize> = 0..6;
+        pub(crate) const SRC: Range<usize> = 6..12;
+        pub(crate) const ETHERTYPE: Range<usize> = 12..14;
     }
-    pub const HEADER_LEN: usize = field::ETHERTYPE.end;
+    pub(crate) const HEADER_LEN: usize = field::ETHERTYPE.end;
 
-    pub const ETHERTYPE_IPV4: u16 = 0x0800;
-    pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+    pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+    pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
     /// IEEE 802.1Q customer tag.
-    pub const ETHERTYPE_VLAN: u16 = etherws_common::ETH_P_8021Q;
+    pub(crate) const ETHERTYPE_VLAN: u16 = etherws_common::ETH_P_8021Q;
     /// IEEE 802.1ad service tag (Q-in-Q).
-    pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+    pub(crate) const ETHERTYPE_QINQ: u16 = 0x88a8;
     /// The pre-standard Q-in-Q TPID some switches still send.
-    pub const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+    pub(crate) const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+
+    /// The EtherType (or a tag's TPID) of `frame`, if it is long enough to have one.
+    pub(crate) fn ethertype(frame: &[u8]) -> Option<u16> {
+        super::be16(frame, 0, field::ETHERTYPE)
+    }
 
     /// Whether `ethertype` is the TPID of a VLAN tag.
-    pub fn is_vlan_tag(ethertype: u16) -> bool {
+    pub(crate) fn is_vlan_tag(ethertype: u16) -> bool {
         matches!(
             ethertype,
             ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
@@ -45,142 +56,196 @@ pub mod ethernet {
 
 /// A VLAN tag: the TPID stands where the EtherType was, the TCI follows, and the real
 /// EtherType (or the next tag's TPID) comes after it. Fields count from the TPID.
-pub mod vlan {
-    pub mod field {
+pub(crate) mod vlan {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
-        pub const TPID: Range<usize> = 0..2;
-        pub const TCI: Range<usize> = 2..4;
+        pub(crate) const TPID: Range<usize> = 0..2;
+        pub(crate) const TCI: Range<usize> = 2..4;
     }
-    pub const HEADER_LEN: usize = field::TCI.end;
+    pub(crate) const HEADER_LEN: usize = field::TCI.end;
+    /// The VLAN id: the low 12 bits of the TCI (priority and DEI above it).
+    pub(crate) const VID_MASK: u16 = 0x0fff;
+
+    /// Where a frame's outer tag starts: after the two addresses, where the EtherType was.
+    pub(crate) const OUTER: usize = super::ethernet::field::ETHERTYPE.start;
+
+    /// The outer tag of `frame` as (TPID, TCI), if the frame has room for one (whether the
+    /// TPID is a tag's is the caller's question).
+    pub(crate) fn outer(frame: &[u8]) -> Option<(u16, u16)> {
+        Some((
+            super::be16(frame, OUTER, field::TPID)?,
+            super::be16(frame, OUTER, field::TCI)?,
+        ))
+    }
+
+    /// Writes a tag into the four bytes at `OUTER`.
+    pub(crate) fn write_outer(frame: &mut [u8], tpid: u16, tci: u16) {
+        frame[OUTER + field::TPID.start..OUTER + field::TPID.end]
+            .copy_from_slice(&tpid.to_be_bytes());
+        frame[OUTER + field::TCI.start..OUTER + field::TCI.end].copy_from_slice(&tci.to_be_bytes());
+    }
 }
 
 /// IP protocol numbers (IPv4's protocol, IPv6's next header).
-pub mod ip_protocol {
-    pub const HOP_BY_HOP: u8 = 0;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const IPV6_ROUTING: u8 = 43;
-    pub const IPV6_FRAGMENT: u8 = 44;
-    pub const IPV6_DST_OPTS: u8 = 60;
-    pub const SCTP: u8 = 132;
+pub(crate) mod ip_protocol {
+    pub(crate) const HOP_BY_HOP: u8 = 0;
+    pub(crate) const TCP: u8 = 6;
+    pub(crate) const UDP: u8 = 17;
+    pub(crate) const IPV6_ROUTING: u8 = 43;
+    pub(crate) const IPV6_FRAGMENT: u8 = 44;
+    pub(crate) const IPV6_DST_OPTS: u8 = 60;
+    pub(crate) const SCTP: u8 = 132;
 }
 
-pub mod ipv4 {
-    pub mod field {
+pub(crate) mod ipv4 {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
         /// Version (high nibble) and header length in 32-bit words (low nibble).
-        pub const VER_IHL: usize = 0;
-        pub const DSCP_ECN: usize = 1;
-        pub const LENGTH: Range<usize> = 2..4;
-        pub const IDENT: Range<usize> = 4..6;
-        pub const FLG_OFF: Range<usize> = 6..8;
-        pub const TTL: usize = 8;
-        pub const PROTOCOL: usize = 9;
-        pub const CHECKSUM: Range<usize> = 10..12;
-        pub const SRC_ADDR: Range<usize> = 12..16;
-        pub const DST_ADDR: Range<usize> = 16..20;
+        pub(crate) const VER_IHL: usize = 0;
+        pub(crate) const DSCP_ECN: usize = 1;
+        pub(crate) const LENGTH: Range<usize> = 2..4;
+        pub(crate) const IDENT: Range<usize> = 4..6;
+        pub(crate) const FLG_OFF: Range<usize> = 6..8;
+        pub(crate) const TTL: usize = 8;
+        pub(crate) const PROTOCOL: usize = 9;
+        pub(crate) const CHECKSUM: Range<usize> = 10..12;
+        pub(crate) const SRC_ADDR: Range<usize> = 12..16;
+        pub(crate) const DST_ADDR: Range<usize> = 16..20;
     }
-    pub const MIN_HEADER_LEN: usize = field::DST_ADDR.end;
+    pub(crate) const MIN_HEADER_LEN: usize = field::DST_ADDR.end;
     /// The bits of `FLG_OFF` set in any fragment: more-fragments and the offset (not DF).
-    pub const FRAGMENT_MASK: u16 = 0x3fff;
+    pub(crate) const FRAGMENT_MASK: u16 = 0x3fff;
 }
 
-pub mod ipv6 {
-    pub mod field {
+pub(crate) mod ipv6 {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
         /// Version (high nibble of the first byte), traffic class, flow label.
-        pub const VER_TC_FLOW: Range<usize> = 0..4;
+        pub(crate) const VER_TC_FLOW: Range<usize> = 0..4;
         /// Length of everything behind this header, extension headers included.
-        pub const PAYLOAD_LEN: Range<usize> = 4..6;
-        pub const NXT_HDR: usize = 6;
-        pub const HOP_LIMIT: usize = 7;
-        pub const SRC_ADDR: Range<usize> = 8..24;
-        pub const DST_ADDR: Range<usize> = 24..40;
+        pub(crate) const PAYLOAD_LEN: Range<usize> = 4..6;
+        pub(crate) const NXT_HDR: usize = 6;
+        pub(crate) const HOP_LIMIT: usize = 7;
+        pub(crate) const SRC_ADDR: Range<usize> = 8..24;
+        pub(crate) const DST_ADDR: Range<usize> = 24..40;
     }
-    pub const HEADER_LEN: usize = field::DST_ADDR.end;
+    pub(crate) const HEADER_LEN: usize = field::DST_ADDR.end;
 
     /// The generic extension header (hop-by-hop, routing, destination options): its length
     /// counts 8-byte units beyond the first.
-    pub mod ext {
-        pub mod field {
-            pub const NXT_HDR: usize = 0;
-            pub const LENGTH: usize = 1;
+    pub(crate) mod ext {
+        #[allow(
+            dead_code,
+            reason = "the whole header as drawn, not only the fields read"
+        )]
+        pub(crate) mod field {
+            pub(crate) const NXT_HDR: usize = 0;
+            pub(crate) const LENGTH: usize = 1;
         }
-        pub const UNIT: usize = 8;
+        pub(crate) const UNIT: usize = 8;
     }
 
     /// The fragment header, of fixed length.
-    pub mod frag {
-        pub mod field {
+    pub(crate) mod frag {
+        #[allow(
+            dead_code,
+            reason = "the whole header as drawn, not only the fields read"
+        )]
+        pub(crate) mod field {
             use core::ops::Range;
 
-            pub const NXT_HDR: usize = 0;
+            pub(crate) const NXT_HDR: usize = 0;
             /// Offset (13 bits, in 8-byte units), 2 reserved bits, more-fragments.
-            pub const OFF_M: Range<usize> = 2..4;
-            pub const IDENT: Range<usize> = 4..8;
+            pub(crate) const OFF_M: Range<usize> = 2..4;
+            pub(crate) const IDENT: Range<usize> = 4..8;
         }
-        pub const HEADER_LEN: usize = field::IDENT.end;
+        pub(crate) const HEADER_LEN: usize = field::IDENT.end;
         /// The bits of `OFF_M` set in any fragment (not in an atomic fragment).
-        pub const FRAGMENT_MASK: u16 = 0xfff9;
+        pub(crate) const FRAGMENT_MASK: u16 = 0xfff9;
     }
 }
 
-pub mod tcp {
-    pub mod field {
+pub(crate) mod tcp {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
-        pub const SRC_PORT: Range<usize> = 0..2;
-        pub const DST_PORT: Range<usize> = 2..4;
-        pub const SEQ_NUM: Range<usize> = 4..8;
-        pub const ACK_NUM: Range<usize> = 8..12;
+        pub(crate) const SRC_PORT: Range<usize> = 0..2;
+        pub(crate) const DST_PORT: Range<usize> = 2..4;
+        pub(crate) const SEQ_NUM: Range<usize> = 4..8;
+        pub(crate) const ACK_NUM: Range<usize> = 8..12;
         /// Header length in 32-bit words (high nibble).
-        pub const DATA_OFF: usize = 12;
-        pub const FLAGS: usize = 13;
-        pub const WIN_SIZE: Range<usize> = 14..16;
-        pub const CHECKSUM: Range<usize> = 16..18;
-        pub const URGENT: Range<usize> = 18..20;
+        pub(crate) const DATA_OFF: usize = 12;
+        pub(crate) const FLAGS: usize = 13;
+        pub(crate) const WIN_SIZE: Range<usize> = 14..16;
+        pub(crate) const CHECKSUM: Range<usize> = 16..18;
+        pub(crate) const URGENT: Range<usize> = 18..20;
     }
-    pub const MIN_HEADER_LEN: usize = field::URGENT.end;
+    pub(crate) const MIN_HEADER_LEN: usize = field::URGENT.end;
 
-    pub const FIN: u8 = 0x01;
-    pub const PSH: u8 = 0x08;
-    pub const CWR: u8 = 0x80;
+    pub(crate) const FIN: u8 = 0x01;
+    pub(crate) const PSH: u8 = 0x08;
+    pub(crate) const CWR: u8 = 0x80;
 }
 
-pub mod udp {
-    pub mod field {
+pub(crate) mod udp {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
-        pub const SRC_PORT: Range<usize> = 0..2;
-        pub const DST_PORT: Range<usize> = 2..4;
-        pub const LENGTH: Range<usize> = 4..6;
-        pub const CHECKSUM: Range<usize> = 6..8;
+        pub(crate) const SRC_PORT: Range<usize> = 0..2;
+        pub(crate) const DST_PORT: Range<usize> = 2..4;
+        pub(crate) const LENGTH: Range<usize> = 4..6;
+        pub(crate) const CHECKSUM: Range<usize> = 6..8;
     }
-    pub const HEADER_LEN: usize = field::CHECKSUM.end;
+    pub(crate) const HEADER_LEN: usize = field::CHECKSUM.end;
 }
 
-pub mod sctp {
-    pub mod field {
+pub(crate) mod sctp {
+    #[allow(
+        dead_code,
+        reason = "the whole header as drawn, not only the fields read"
+    )]
+    pub(crate) mod field {
         use core::ops::Range;
 
-        pub const SRC_PORT: Range<usize> = 0..2;
-        pub const DST_PORT: Range<usize> = 2..4;
-        pub const VERIFICATION_TAG: Range<usize> = 4..8;
+        pub(crate) const SRC_PORT: Range<usize> = 0..2;
+        pub(crate) const DST_PORT: Range<usize> = 2..4;
+        pub(crate) const VERIFICATION_TAG: Range<usize> = 4..8;
         /// CRC32c, little-endian.
-        pub const CHECKSUM: Range<usize> = 8..12;
+        pub(crate) const CHECKSUM: Range<usize> = 8..12;
     }
-    pub const HEADER_LEN: usize = field::CHECKSUM.end;
+    #[allow(dead_code, reason = "the whole header as drawn")]
+    pub(crate) const HEADER_LEN: usize = field::CHECKSUM.end;
 }
 
 /// IPv6 extension headers walked at most before the L4 header; a longer chain is an error.
-pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+pub(crate) const MAX_IPV6_EXT_HEADERS: usize = 8;
 
 /// Why [`walk`] found no L3/L4 headers, or no L4 header length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
+pub(crate) enum Error {
     EthernetTruncated,
     VlanTruncated,
     NotIp,
@@ -199,7 +264,7 @@ pub enum Error {
 
 impl Error {
     /// What went wrong, as a fixed string (for errors that carry a `&'static str`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Error::EthernetTruncated => "truncated Ethernet header",
             Error::VlanTruncated => "truncated VLAN tag",
@@ -229,7 +294,7 @@ impl std::error::Error for Error {}
 
 /// The IP header of a frame, as [`walk`] found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ip {
+pub(crate) enum Ip {
     V4 {
         /// IHL × 4: 20 to 60, all of it within the frame.
         header_len: usize,
@@ -248,33 +313,33 @@ pub enum Ip {
 
 /// Where a frame's headers are, as [`walk`] found them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Headers {
+pub(crate) struct Headers {
     /// Length of the Ethernet header with all its VLAN tags: the offset of the IP header.
-    pub l2_len: usize,
+    pub(crate) l2_len: usize,
     /// How many VLAN tags (802.1Q, 802.1ad or 0x9100, in any order) stand before the IP header.
-    pub vlan_tags: usize,
-    pub ip: Ip,
+    pub(crate) vlan_tags: usize,
+    pub(crate) ip: Ip,
     /// Offset of the L4 header: behind the IPv4 options or the IPv6 extension headers.
-    pub l4_offset: usize,
+    pub(crate) l4_offset: usize,
     /// IPv4's protocol, or the next header of the last IPv6 (extension) header.
-    pub l4_protocol: u8,
+    pub(crate) l4_protocol: u8,
     /// Length of the TCP (its data offset) or UDP header, all of it within the frame; or why
     /// there is none. The IP header is sound either way.
-    pub l4_header_len: Result<usize, Error>,
+    pub(crate) l4_header_len: Result<usize, Error>,
 }
 
 impl Headers {
     /// Offset of the IP header.
-    pub fn l3_offset(&self) -> usize {
+    pub(crate) fn l3_offset(&self) -> usize {
         self.l2_len
     }
 
-    pub fn is_ipv6(&self) -> bool {
+    pub(crate) fn is_ipv6(&self) -> bool {
         matches!(self.ip, Ip::V6 { .. })
     }
 
     /// Whether the packet is an IP fragment (an atomic IPv6 fragment is not).
-    pub fn is_fragment(&self) -> bool {
+    pub(crate) fn is_fragment(&self) -> bool {
         match self.ip {
             Ip::V4 { fragment, .. } | Ip::V6 { fragment, .. } => fragment,
         }
@@ -283,7 +348,7 @@ impl Headers {
     /// Where the IP packet ends as its header says (it may lie beyond the frame, or before
     /// the L4 header); `None` when the header gives no usable length: an IPv4 total length
     /// shorter than the header, an IPv6 payload length of 0.
-    pub fn ip_end(&self) -> Option<usize> {
+    pub(crate) fn ip_end(&self) -> Option<usize> {
         let l3 = self.l3_offset();
         match self.ip {
             Ip::V4 {
@@ -316,7 +381,7 @@ fn be16(frame: &[u8], at: usize, field: Range<usize>) -> Option<u16> {
 /// the EtherType, and an IPv4 header is at least 20 bytes. It trusts no length field beyond
 /// that: the IP lengths are reported as they stand ([`Headers::ip_end`]), for the caller to
 /// compare with the frame.
-pub fn walk(frame: &[u8]) -> Result<Headers, Error> {
+pub(crate) fn walk(frame: &[u8]) -> Result<Headers, Error> {
     let mut at = ethernet::field::ETHERTYPE.start;
     let mut vlan_tags = 0;
     // The EtherType, or the TPID of a tag standing in its place: then the TCI follows, and

@@ -13,54 +13,55 @@ use anyhow::{Context, bail};
 use socket2::{Domain, Socket, Type};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{AuthLimits, ConnLimits};
+use crate::edge::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
-use crate::auth::Auth;
-use crate::cli::{Num, SwArgs, SwOptions};
-use crate::config::{Config, IfConf, PortConf};
+use crate::app::cli::{SwArgs, SwOptions};
+use crate::app::config::{Config, IfConf, PortConf};
+use crate::app::daemon;
+use crate::app::logging::{self, LogConf};
+use crate::base::tls::{ClientAuth, Identity, Verify};
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
-use crate::daemon;
-use crate::fdb::MacLimits;
-use crate::htpasswd::Htpasswd;
-use crate::logging::{self, LogConf};
-use crate::netif::{IfChange, Netif};
-use crate::port::ws::WsSettings;
-use crate::port::ws::{ClientOptions, Credentials};
+use crate::edge::auth::Auth;
+use crate::edge::forwarded::TrustedProxies;
+use crate::edge::htpasswd::Htpasswd;
+use crate::edge::server::{self, Listening, WsPath, WsSide};
+use crate::port::websocket::WsSettings;
+use crate::port::websocket::{ClientOptions, Credentials};
 use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
-use crate::profile::{PathSpec, Profile};
-use crate::proxied::TrustedProxies;
-use crate::server::{self, Listening, WsPath, WsSide};
+use crate::settings::profile::{PathSpec, Profile};
+use crate::settings::values::Num;
 use crate::switch::PortStat;
+use crate::switch::fdb::MacLimits;
 use crate::switch::{Limits, Switch};
-use crate::tls::{ClientAuth, Identity, Verify};
+use crate::sys::netif::{IfChange, Netif};
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
-pub struct Settings {
-    pub ageout: Duration,
-    pub ws: WsSettings,
-    pub limits: Limits,
-    pub queues: QueueLimits,
-    pub conns: ConnLimits,
-    pub auth: AuthLimits,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub ctltls: Option<Arc<rustls::ServerConfig>>,
-    pub htpasswd: Option<Arc<Htpasswd>>,
-    pub ctlhtpasswd: Option<Arc<Htpasswd>>,
+pub(crate) struct Settings {
+    pub(crate) ageout: Duration,
+    pub(crate) ws: WsSettings,
+    pub(crate) limits: Limits,
+    pub(crate) queues: QueueLimits,
+    pub(crate) conns: ConnLimits,
+    pub(crate) auth: AuthLimits,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) ctltls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) htpasswd: Option<Arc<Htpasswd>>,
+    pub(crate) ctlhtpasswd: Option<Arc<Htpasswd>>,
     /// The WebSocket paths, each with its settings; the first is the main one.
-    pub paths: Vec<WsPath>,
-    pub host: String,
-    pub port: u16,
-    pub ctlpath: String,
-    pub ctlhost: String,
-    pub ctlport: u16,
+    pub(crate) paths: Vec<WsPath>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) ctlpath: String,
+    pub(crate) ctlhost: String,
+    pub(crate) ctlport: u16,
     /// Host names the control API answers to besides its addresses (`--ctlhost` included).
-    pub ctlallowhost: Vec<String>,
+    pub(crate) ctlallowhost: Vec<String>,
     /// Reverse proxies whose forwarding headers name the client.
-    pub trusted_proxies: Arc<TrustedProxies>,
+    pub(crate) trusted_proxies: Arc<TrustedProxies>,
     /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
-    pub proxy_protocol: bool,
+    pub(crate) proxy_protocol: bool,
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -73,8 +74,8 @@ fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> 
 
 /// Turns the options in force ([`SwOptions::layered`]: every option that has a default has a
 /// value) into settings, with etherws 1.3's rules. Ranges and the form of the HTTP paths were
-/// checked when the options were read ([`crate::cli::Num`], [`crate::cli::HttpPath`]).
-pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
+/// checked when the options were read ([`crate::settings::values::Num`], [`crate::settings::values::HttpPath`]).
+pub(crate) fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
     let tls_pair = |k: &Option<PathBuf>, c: &Option<PathBuf>, kn: &str, cn: &str| match (
         absolute(k, kn)?,
         absolute(c, cn)?,
@@ -112,7 +113,7 @@ pub fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
     )?;
     let load_tls = |pair: &Option<(PathBuf, PathBuf)>, auth: &Option<ClientAuth>| {
         pair.as_ref()
-            .map(|(k, c)| crate::tls::server_config(k, c, auth.as_ref()))
+            .map(|(k, c)| crate::base::tls::server_config(k, c, auth.as_ref()))
             .transpose()
     };
     let load_htpasswd = |f: &Option<PathBuf>, name: &str| -> anyhow::Result<_> {
@@ -254,21 +255,21 @@ fn ws_paths(
 
 impl Settings {
     /// The paths served, for the log: `/, /lab1`.
-    pub fn path_list(&self) -> String {
+    pub(crate) fn path_list(&self) -> String {
         let names: Vec<&str> = self.paths.iter().map(|p| p.path.as_str()).collect();
         names.join(", ")
     }
 
     /// WebSocket and control on one listener, as etherws 1.3 does when host and port match.
     /// Port 0 asks for any free port, separately for each listener.
-    pub fn shared_listener(&self) -> bool {
+    pub(crate) fn shared_listener(&self) -> bool {
         self.host == self.ctlhost && self.port == self.ctlport && self.port != 0
     }
 }
 
 /// Binds a listening socket. An empty host means every address: IPv6 and IPv4 on one
 /// dual-stack socket, or IPv4 alone where IPv6 is unavailable.
-pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+pub(crate) fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     let addrs: Vec<SocketAddr> = if host.is_empty() {
         vec![
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
@@ -342,7 +343,7 @@ fn raise_nofile_limit() {
 /// Runs `etherws sw`. `matches` (`sw`'s) tell options given on the command line or in the
 /// environment from clap's defaults, so that the configuration file goes between them
 /// ([`SwOptions::layered`]).
-pub fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     if let Some(path) = &args.check_config {
         return check_config(path, args.options, matches);
     }
@@ -431,7 +432,7 @@ fn check_config(
     let s = settings(&opts)?;
     println!(
         "{}: OK ({} port{}, WebSocket path{} {}, {} pinned user{})",
-        crate::escape::printable(&path.display().to_string()),
+        crate::base::escape::printable(&path.display().to_string()),
         conf.ports.len(),
         if conf.ports.len() == 1 { "" } else { "s" },
         if s.paths.len() == 1 { "" } else { "s" },
@@ -682,5 +683,17 @@ async fn close_all(switch: &SharedSwitch) {
             "ports still closing after {}s; exiting anyway",
             SHUTDOWN_GRACE.as_secs()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_switch_starts_with_the_defaults() {
+        let s = settings(&SwOptions::defaults().unwrap()).unwrap();
+        assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
+        assert_eq!(s.ageout, std::time::Duration::from_secs(300));
     }
 }

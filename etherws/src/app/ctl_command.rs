@@ -5,7 +5,7 @@
 //! scripts can tell.
 //!
 //! The HTTP client is hyper's HTTP/1.1 client on a single-threaded tokio runtime, over the
-//! switch's own TLS ([`crate::tls::client_config`]) and proxy code ([`proxy::connect`]). It
+//! switch's own TLS ([`crate::base::tls::client_config`]) and proxy code ([`http_proxy::connect`]). It
 //! used to be ureq, whose `TlsConfig` takes root certificates but no certificate verifier:
 //! pinning a self-signed `--ctlsslcert` (as `client` ports pin `--cacerts`) needs our verifier,
 //! and ureq's transport API that could carry one is explicitly unversioned (it may change in
@@ -22,19 +22,19 @@ use hyper::http::{Request as HttpRequest, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use crate::cli::{AddPort, CtlArgs, CtlCommand};
+use crate::app::cli::{AddPort, CtlArgs, CtlCommand};
+use crate::base::escape::printable;
+use crate::base::tls::{Identity, Verify};
 use crate::control::NAMESPACE;
-use crate::escape::printable;
-use crate::port::proxy;
-use crate::tls::{Identity, Verify};
+use crate::port::websocket::http_proxy;
 
 /// Something to print and exit 1 for.
-pub struct Failure {
-    pub code: i64,
-    pub message: String,
-    pub data: String,
+pub(crate) struct Failure {
+    pub(crate) code: i64,
+    pub(crate) message: String,
+    pub(crate) data: String,
     /// `--json`: print the error object instead.
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 impl Failure {
@@ -48,7 +48,7 @@ impl Failure {
     }
 
     /// Prints the failure; what the server sent is escaped (it must not drive the terminal).
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         if self.json {
             let err = json!({"code": self.code, "message": self.message, "data": self.data});
             println!("{}", json_text(&json!({ "error": err })));
@@ -62,7 +62,7 @@ impl Failure {
 /// `--json` output: one pretty-printed document. JSON already escapes C0 controls; the C1
 /// ones (U+007F–U+009F, which some terminals obey as escape sequences) are escaped too, so a
 /// hostile switch cannot drive the terminal this way either.
-pub fn json_text(v: &Value) -> String {
+pub(crate) fn json_text(v: &Value) -> String {
     let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -76,7 +76,7 @@ pub fn json_text(v: &Value) -> String {
 }
 
 /// Runs `ctl`; prints the result or the failure. Returns whether it succeeded.
-pub fn run(mut args: Box<CtlArgs>) -> bool {
+pub(crate) fn run(mut args: Box<CtlArgs>) -> bool {
     match execute(&mut args) {
         Ok(out) => {
             print!("{out}");
@@ -381,7 +381,7 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
         })?
         // A server that refuses our client certificate (or our lack of one) says why in a TLS
         // alert: put it in words.
-        .map_err(|e| anyhow::anyhow!(crate::tls::explain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(crate::base::tls::explain(&e)))?;
     // A redirect is an answer, never followed: following it would send the request (and its
     // credentials) elsewhere and show another server's answer as the switch's.
     if !status.is_success() {
@@ -450,13 +450,13 @@ async fn post(
     body: String,
 ) -> anyhow::Result<(StatusCode, String)> {
     let reach = || format!("cannot reach {}", url.url);
-    let tcp = proxy::connect(&url.host, url.port, url.tls)
+    let tcp = http_proxy::connect(&url.host, url.port, url.tls)
         .await
         .with_context(reach)?;
     let io: Box<dyn Io> = match tls {
         None => Box::new(tcp),
         Some(config) => {
-            let name = crate::tls::server_name(&url.host)?;
+            let name = crate::base::tls::server_name(&url.host)?;
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
@@ -513,12 +513,12 @@ fn tls_config(args: &CtlArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         }),
         _ => None,
     };
-    crate::tls::client_config(&verify, identity.as_ref())
+    crate::base::tls::client_config(&verify, identity.as_ref())
 }
 
 /// etherws 1.3's `print_table`: two spaces, then left-aligned columns two spaces apart, each
 /// as wide as its widest cell (the last one padded too).
-pub fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -635,7 +635,7 @@ fn port_table_verbose(entries: &[Value]) -> String {
         Some(v) => printable(&v.to_string()).into_owned(),
     };
     let rate = |v: Option<&Value>| match v.and_then(Value::as_u64) {
-        Some(r) => crate::profile::BitRate(r).to_string(),
+        Some(r) => crate::settings::values::BitRate(r).to_string(),
         None => "-".into(),
     };
     for e in entries {

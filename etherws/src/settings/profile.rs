@@ -14,96 +14,26 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use crate::cli::{HttpPath, Num};
+use crate::settings::values::{BitRate, HttpPath, Num, Vlan};
 use crate::switch::{Policy, Rate};
-
-/// A rate in bits per second: an integer, optionally with a decimal SI suffix (`k`, `M`, `G`:
-/// powers of 1000, as `tc` and `iperf3` count), e.g. `10M` or `1.5G`; 0 is no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BitRate(pub u64);
-
-impl FromStr for BitRate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let (num, mult) = match t.char_indices().last() {
-            Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-            Some((i, 'm' | 'M')) => (&t[..i], 1e6),
-            Some((i, 'g' | 'G')) => (&t[..i], 1e9),
-            _ => (t, 1.0),
-        };
-        let bad = || format!("must be bits per second, e.g. 10M or 1500000, not {s:?}");
-        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(bad());
-        }
-        let v: f64 = num.parse().map_err(|_| bad())?;
-        let bits = v * mult;
-        // 400 Gbit/s is more than any port moves; a larger number is a typo.
-        if !(0.0..=4e11).contains(&bits) {
-            return Err(format!("must be at most 400G, not {s:?}"));
-        }
-        Ok(BitRate(bits.round() as u64))
-    }
-}
-
-impl fmt::Display for BitRate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        match b {
-            0 => f.write_str("0"),
-            _ if b % 1_000_000_000 == 0 => write!(f, "{}G", b / 1_000_000_000),
-            _ if b % 1_000_000 == 0 => write!(f, "{}M", b / 1_000_000),
-            _ if b % 1_000 == 0 => write!(f, "{}k", b / 1_000),
-            _ => write!(f, "{b}"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for BitRate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = BitRate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bits per second (an integer, or a string like \"10M\")")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<BitRate, E> {
-                u64::try_from(n)
-                    .map(BitRate)
-                    .map_err(|_| E::custom(format!("must be at least 0, not {n}")))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<BitRate, E> {
-                Ok(BitRate(n))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<BitRate, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// An access VLAN: 1 to 4094, or 0 for a trunk.
-pub type Vlan = Num<u16, 0, 4094>;
 
 /// Settings a port starts with; `None`: not given here (a lower layer's, or off).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Access VLAN (0: trunk).
-    pub vlan: Option<Vlan>,
-    pub isolated: Option<bool>,
-    pub mesh: Option<bool>,
-    pub rate_in: Option<BitRate>,
-    pub rate_out: Option<BitRate>,
+    pub(crate) vlan: Option<Vlan>,
+    pub(crate) isolated: Option<bool>,
+    pub(crate) mesh: Option<bool>,
+    pub(crate) rate_in: Option<BitRate>,
+    pub(crate) rate_out: Option<BitRate>,
     /// Burst of the rate limits, in bytes (0: the default).
-    pub burst: Option<Num<u64>>,
+    pub(crate) burst: Option<Num<u64>>,
 }
 
 impl Profile {
     /// Each setting as `self` has it, or else as `lower` has it.
-    pub fn over(&self, lower: &Profile) -> Profile {
+    pub(crate) fn over(&self, lower: &Profile) -> Profile {
         Profile {
             vlan: self.vlan.or(lower.vlan),
             isolated: self.isolated.or(lower.isolated),
@@ -115,7 +45,7 @@ impl Profile {
     }
 
     /// Sets in `policy` what this profile gives, leaving the rest (a mirror, say) as it is.
-    pub fn apply(&self, policy: &mut Policy) {
+    pub(crate) fn apply(&self, policy: &mut Policy) {
         if let Some(v) = self.vlan {
             policy.vlan = (v.0 != 0).then_some(v.0);
         }
@@ -137,7 +67,7 @@ impl Profile {
     }
 
     /// The policy of a new port with this profile.
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         let mut p = Policy::default();
         self.apply(&mut p);
         p
@@ -167,11 +97,11 @@ impl Profile {
 
 /// One WebSocket path the switch serves, and what its clients' ports start with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PathSpec {
-    pub path: String,
-    pub profile: Profile,
+pub(crate) struct PathSpec {
+    pub(crate) path: String,
+    pub(crate) profile: Profile,
     /// Its own htpasswd file, instead of `--htpasswd`.
-    pub htpasswd: Option<PathBuf>,
+    pub(crate) htpasswd: Option<PathBuf>,
 }
 
 impl FromStr for PathSpec {
@@ -216,7 +146,7 @@ impl FromStr for PathSpec {
 /// A `[[path]]` table of the configuration file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PathTable {
+pub(crate) struct PathTable {
     path: HttpPath,
     vlan: Option<Vlan>,
     isolated: Option<bool>,
@@ -265,7 +195,7 @@ impl<'de> Deserialize<'de> for PathSpec {
 }
 
 /// `path = "/"` or `path = ["/a=vlan:10", "/b"]` in `[switch]`.
-pub fn one_or_many<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn one_or_many<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Vec<PathSpec>>, D::Error> {
     #[derive(Deserialize)]

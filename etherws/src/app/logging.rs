@@ -30,14 +30,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConf {
-    pub filter: Option<String>,
-    pub output: Option<String>,
+pub(crate) struct LogConf {
+    pub(crate) filter: Option<String>,
+    pub(crate) output: Option<String>,
 }
 
 impl LogConf {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = crate::files::read_text(path)?;
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = crate::base::files::read_text(path)?;
         toml::from_str(&text)
             .with_context(|| format!("invalid log configuration {}", path.display()))
     }
@@ -46,7 +46,7 @@ impl LogConf {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One human-readable line per event.
     #[default]
     Text,
@@ -56,7 +56,7 @@ pub enum LogFormat {
 }
 
 /// Where a daemonized switch logs when there is no syslog socket and no `output` is set.
-pub const DAEMON_LOG_FILE: &str = "/var/log/etherws.log";
+pub(crate) const DAEMON_LOG_FILE: &str = "/var/log/etherws.log";
 
 /// The syslog socket of the local host.
 const SYSLOG_SOCKET: &str = "/dev/log";
@@ -64,7 +64,12 @@ const SYSLOG_SOCKET: &str = "/dev/log";
 /// Installs the global subscriber. Call before daemonizing: a file output is opened here, so
 /// errors reach the terminal and relative paths mean what the user meant. `daemon`: the
 /// process is about to lose its terminal.
-pub fn init(conf: &LogConf, debug: bool, format: LogFormat, daemon: bool) -> anyhow::Result<()> {
+pub(crate) fn init(
+    conf: &LogConf,
+    debug: bool,
+    format: LogFormat,
+    daemon: bool,
+) -> anyhow::Result<()> {
     let default = if debug {
         "etherws=debug,info"
     } else {
@@ -141,13 +146,13 @@ where
 /// Log lines as syslog datagrams on a Unix socket, framed as syslog(3) frames them
 /// (`<PRI>etherws[PID]: line`, facility daemon). Written by hand: it is one datagram per
 /// event, and the crates that do it bring a `log` facade this program does not use.
-pub struct Syslog {
+pub(crate) struct Syslog {
     path: String,
     sock: Mutex<Option<UnixDatagram>>,
 }
 
 impl Syslog {
-    pub fn connect(path: &str) -> anyhow::Result<Syslog> {
+    pub(crate) fn connect(path: &str) -> anyhow::Result<Syslog> {
         let sock = UnixDatagram::unbound().context("cannot open a syslog socket")?;
         sock.connect(path)
             .with_context(|| format!("cannot reach syslog at {path}"))?;
@@ -173,7 +178,7 @@ impl Syslog {
 }
 
 /// One event's line, sent when the formatter is done with it.
-pub struct SyslogLine<'a> {
+pub(crate) struct SyslogLine<'a> {
     to: &'a Syslog,
     pri: u8,
     buf: Vec<u8>,

@@ -5,6 +5,9 @@
 //! when the offer is refused the frame is dropped and counted against that port alone. The
 //! core is driven by whoever owns it (one `Mutex` in the daemon, plain calls in the tests).
 
+pub(crate) mod fdb;
+pub(crate) mod frame;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
-use crate::frame::{Frame, FrameError, Header, Mac};
+use crate::switch::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
+use crate::switch::frame::{Frame, FrameError, Header, Mac};
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
 ///
 /// The switch decides where a frame goes under its lock and offers it after: an egress is
 /// cloned into the decision, and counts what it was offered itself.
-pub trait Egress: Clone {
+pub(crate) trait Egress: Clone {
     /// Queues `frame` (received at `now`) for transmission; false if it had to be dropped
     /// (queue full or closed). Counts either outcome.
     fn offer(&self, frame: &Frame, now: Instant) -> bool;
@@ -29,22 +32,22 @@ pub trait Egress: Clone {
 
 /// A port's transmit counters, kept by its [`Egress`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TxCounters {
+pub(crate) struct TxCounters {
     /// Frames queued for transmission.
-    pub tx: u64,
+    pub(crate) tx: u64,
     /// Frames refused: the port's queue or the switch's queue budget was full.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Frames queued but dropped because they waited too long to be sent.
-    pub expired: u64,
+    pub(crate) expired: u64,
     /// Bytes in the queue now.
-    pub queued_bytes: u64,
+    pub(crate) queued_bytes: u64,
 }
 
 /// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
 /// eBPF-offloaded ports) never disagrees with it. Called with the switch locked, only when
 /// something changes (a plain refresh of a known station costs nothing), and before an entry
 /// ages out.
-pub trait FdbObserver: Send {
+pub(crate) trait FdbObserver: Send {
     /// `mac` in `vid` now lives on `port`: new, moved, or relearned after ageing out.
     fn learned(&mut self, vid: u16, mac: Mac, port: PortNo);
     /// `mac` in `vid` is forgotten (aged out, or left its port and could not be relearned).
@@ -59,7 +62,7 @@ pub trait FdbObserver: Send {
 
 /// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortKind {
+pub(crate) enum PortKind {
     /// An incoming WebSocket connection.
     Server,
     /// An outgoing WebSocket connection.
@@ -71,7 +74,7 @@ pub enum PortKind {
 }
 
 impl PortKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PortKind::Server => "server",
             PortKind::Client => "client",
@@ -81,67 +84,67 @@ impl PortKind {
     }
 
     /// Only ports backed by a kernel interface have an address, netmask and MTU to set.
-    pub fn has_interface(self) -> bool {
+    pub(crate) fn has_interface(self) -> bool {
         matches!(self, PortKind::Tap | PortKind::Netdev)
     }
 }
 
 /// A port's counters and state as `listPort` reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortStat {
-    pub port: PortNo,
-    pub kind: PortKind,
+pub(crate) struct PortStat {
+    pub(crate) port: PortNo,
+    pub(crate) kind: PortKind,
     /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
-    pub target: Arc<str>,
-    pub shut: bool,
+    pub(crate) target: Arc<str>,
+    pub(crate) shut: bool,
     /// False while the port's link is down (a client port reconnecting): nothing is sent to it.
-    pub link_up: bool,
+    pub(crate) link_up: bool,
     /// Frames received from this port and switched.
-    pub rx: u64,
+    pub(crate) rx: u64,
     /// Frames queued for transmission on this port.
-    pub tx: u64,
+    pub(crate) tx: u64,
     /// Frames received from this port that were not Ethernet frames (runts).
-    pub rx_invalid: u64,
+    pub(crate) rx_invalid: u64,
     /// Frames received from this port that were larger than the switch allows.
-    pub rx_oversize: u64,
+    pub(crate) rx_oversize: u64,
     /// Broadcast/multicast frames from this port dropped by storm control.
-    pub storm_dropped: u64,
+    pub(crate) storm_dropped: u64,
     /// Frames whose source address was not learned because of the MAC limits.
-    pub macs_refused: u64,
+    pub(crate) macs_refused: u64,
     /// Frames meant for this port but dropped because its queue (or the switch's budget for
     /// all queues) was full.
-    pub tx_dropped: u64,
+    pub(crate) tx_dropped: u64,
     /// Frames queued for this port but dropped because they waited too long in the queue.
-    pub tx_expired: u64,
+    pub(crate) tx_expired: u64,
     /// Bytes waiting in this port's queue.
-    pub queued_bytes: u64,
+    pub(crate) queued_bytes: u64,
     /// The port exchanges super-frames with its device or peer (offloads negotiated).
-    pub super_frames: bool,
+    pub(crate) super_frames: bool,
     /// The client address of an incoming WebSocket connection (its stations count against it).
-    pub addr: Option<IpAddr>,
+    pub(crate) addr: Option<IpAddr>,
     /// Who authenticated the port's peer: htpasswd user or client certificate name.
-    pub user: Option<Arc<str>>,
+    pub(crate) user: Option<Arc<str>>,
     /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
-    pub loop_blocked_until: Option<Instant>,
+    pub(crate) loop_blocked_until: Option<Instant>,
     /// Times the loop guard blocked this port.
-    pub loop_blocks: u64,
+    pub(crate) loop_blocks: u64,
     /// Frames received from this port and dropped while it was blocked.
-    pub loop_dropped: u64,
+    pub(crate) loop_dropped: u64,
     /// VLAN, isolation, mesh, mirror and rate limits.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// The WebSocket path a server port's client came in on.
-    pub path: Option<Arc<str>>,
+    pub(crate) path: Option<Arc<str>>,
     /// Tagged frames received on an access port, dropped.
-    pub vlan_dropped: u64,
+    pub(crate) vlan_dropped: u64,
     /// Frames received from this port over its `rate_in`, dropped.
-    pub rate_in_dropped: u64,
+    pub(crate) rate_in_dropped: u64,
     /// Frames meant for this port over its `rate_out`, dropped.
-    pub rate_out_dropped: u64,
+    pub(crate) rate_out_dropped: u64,
 }
 
 impl PortStat {
     /// True while the loop guard blocks the port.
-    pub fn loop_blocked(&self, now: Instant) -> bool {
+    pub(crate) fn loop_blocked(&self, now: Instant) -> bool {
         self.loop_blocked_until.is_some_and(|t| now < t)
     }
 }
@@ -149,11 +152,11 @@ impl PortStat {
 /// Who connected a port and what it starts with: the client's address, its name if it
 /// authenticated, the WebSocket path it came in on, and the policy those give it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    pub addr: Option<IpAddr>,
-    pub user: Option<String>,
-    pub path: Option<String>,
-    pub policy: Policy,
+pub(crate) struct Origin {
+    pub(crate) addr: Option<IpAddr>,
+    pub(crate) user: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) policy: Policy,
 }
 
 /// How a port takes part in switching beyond 1.3's `shut`: its VLAN, whom it may talk to, where
@@ -161,35 +164,35 @@ pub struct Origin {
 /// WebSocket path a client came in on, by the user it authenticated as, or in the
 /// configuration file; all off by default (a trunk that talks to everyone, as in 1.3).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Access VLAN: untagged frames in belong to it, frames out leave untagged, tagged frames in
     /// are dropped. `None`: a trunk (tags kept as they are).
-    pub vlan: Option<u16>,
+    pub(crate) vlan: Option<u16>,
     /// Exchanges frames only with ports that are not isolated (private VLAN: the clients of a
     /// shared relay reach its gateway, never each other).
-    pub isolated: bool,
+    pub(crate) isolated: bool,
     /// A frame that came in on a mesh port is never sent out of another one (split horizon):
     /// switches joined in a full mesh are one segment without a loop.
-    pub mesh: bool,
+    pub(crate) mesh: bool,
     /// Every frame into and out of this port is copied to that port too.
-    pub mirror: Option<PortNo>,
+    pub(crate) mirror: Option<PortNo>,
     /// Limit on the frames received from the port.
-    pub rate_in: Option<Rate>,
+    pub(crate) rate_in: Option<Rate>,
     /// Limit on the frames sent out of the port.
-    pub rate_out: Option<Rate>,
+    pub(crate) rate_out: Option<Rate>,
 }
 
 impl Policy {
     /// True when the port's frames must all pass the switch core: the kernel's datapath
     /// (eBPF offload) knows none of these rules.
-    pub fn needs_core(&self) -> bool {
+    pub(crate) fn needs_core(&self) -> bool {
         *self != Policy::default()
     }
 }
 
 /// Why a [`Policy`] cannot be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
+pub(crate) enum PolicyError {
     #[error("no such port: {0}")]
     NoPort(PortNo),
     #[error("VLAN must be 1 to 4094 (0 for a trunk), not {0}")]
@@ -200,20 +203,20 @@ pub enum PolicyError {
 
 /// A byte-rate limit: a token bucket refilled at `bits_per_sec`, holding `burst` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub bits_per_sec: u64,
+pub(crate) struct Rate {
+    pub(crate) bits_per_sec: u64,
     /// Bytes that may pass at once after a quiet period; at least one largest frame.
-    pub burst: u64,
+    pub(crate) burst: u64,
 }
 
 impl Rate {
     /// The smallest default burst: two of the largest super-frames, so that they pass at all.
-    pub const MIN_BURST: u64 = 128 * 1024;
+    pub(crate) const MIN_BURST: u64 = 128 * 1024;
 
     /// A limit of `bits_per_sec` with `burst` bytes (0: a quarter of a second's worth, at least
     /// [`Rate::MIN_BURST`]: a policer with less makes TCP back off to about half the rate; with
     /// this, iperf3 over TCP gets within 10 % of it).
-    pub fn new(bits_per_sec: u64, burst: u64) -> Rate {
+    pub(crate) fn new(bits_per_sec: u64, burst: u64) -> Rate {
         let burst = if burst == 0 {
             (bits_per_sec / 8 / 4).max(Rate::MIN_BURST)
         } else {
@@ -233,17 +236,17 @@ impl Rate {
 /// Protection against hostile or broken ports; each limit counts what it drops and says so
 /// in the log (at most every [`WARN_EVERY`] per port and limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub macs: MacLimits,
+pub(crate) struct Limits {
+    pub(crate) macs: MacLimits,
     /// Broadcast and multicast frames a port may send per second (bursts of up to one
     /// second's worth); 0 turns storm control off.
-    pub storm_pps: u32,
+    pub(crate) storm_pps: u32,
     /// Largest frame switched, in bytes (Ethernet header and 802.1Q tag included).
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// Loop guard: a port onto which stations move this many times within a second brings
     /// looping frames, and is blocked for `loop_block`; 0 turns the guard off.
-    pub loop_moves: u32,
-    pub loop_block: Duration,
+    pub(crate) loop_moves: u32,
+    pub(crate) loop_block: Duration,
 }
 
 impl Default for Limits {
@@ -278,7 +281,7 @@ impl PerSecond {
 }
 
 /// Quiet period between two warnings about the same limit on the same port.
-pub const WARN_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A token bucket: `per_sec` tokens a second, holding at most `capacity`. Storm control counts
 /// frames in it (one second's worth), rate limits count bytes (their burst).
@@ -419,7 +422,7 @@ enum Edit {
 /// Where one received frame goes: decided under the switch's lock, carried out after it by
 /// [`Forward::emit`], so the lock is never held while frames are offered to queues.
 #[must_use = "a decision does nothing until emitted"]
-pub struct Forward<E> {
+pub(crate) struct Forward<E> {
     frame: Frame,
     now: Instant,
     to: Targets<E>,
@@ -433,7 +436,7 @@ enum Targets<E> {
 
 impl<E: Egress> Forward<E> {
     /// How many ports the frame goes to.
-    pub fn fanout(&self) -> usize {
+    pub(crate) fn fanout(&self) -> usize {
         match &self.to {
             Targets::Nowhere => 0,
             Targets::One(..) => 1,
@@ -443,7 +446,7 @@ impl<E: Egress> Forward<E> {
 
     /// Offers the frame to each chosen port's egress (which counts what it takes or drops),
     /// tagged or untagged as that port wants: each variant is made once, after the lock.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let (frame, now) = (&self.frame, self.now);
         match &self.to {
             Targets::Nowhere => {}
@@ -475,7 +478,7 @@ fn edited(frame: &Frame, edit: Edit) -> std::borrow::Cow<'_, Frame> {
 }
 
 /// The switch: ports and their FDB.
-pub struct Switch<E> {
+pub(crate) struct Switch<E> {
     ports: BTreeMap<PortNo, Port<E>>,
     next: PortNo,
     fdb: Fdb,
@@ -486,11 +489,11 @@ pub struct Switch<E> {
 }
 
 impl<E: Egress> Switch<E> {
-    pub fn new(ageout: Duration) -> Self {
+    pub(crate) fn new(ageout: Duration) -> Self {
         Self::with_limits(ageout, Limits::default())
     }
 
-    pub fn with_limits(ageout: Duration, limits: Limits) -> Self {
+    pub(crate) fn with_limits(ageout: Duration, limits: Limits) -> Self {
         Switch {
             ports: BTreeMap::new(),
             next: 1,
@@ -502,7 +505,7 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Installs the observer of FDB changes and tells it every live entry.
-    pub fn set_fdb_observer(&mut self, mut observer: Box<dyn FdbObserver>) {
+    pub(crate) fn set_fdb_observer(&mut self, mut observer: Box<dyn FdbObserver>) {
         for r in self.fdb.rows(Instant::now()) {
             observer.learned(r.vid, r.mac, r.port);
         }
@@ -510,7 +513,7 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Tells the observer every live entry again (its copy was lost or just created).
-    pub fn replay_fdb(&mut self) {
+    pub(crate) fn replay_fdb(&mut self) {
         if let Some(o) = self.observer.as_mut() {
             for r in self.fdb.rows(Instant::now()) {
                 o.learned(r.vid, r.mac, r.port);
@@ -525,18 +528,14 @@ impl<E: Egress> Switch<E> {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Adds a port and returns its number; numbers are never reused while the switch runs.
-    pub fn add_port(&mut self, kind: PortKind, target: String, egress: E) -> PortNo {
+    pub(crate) fn add_port(&mut self, kind: PortKind, target: String, egress: E) -> PortNo {
         self.add_port_from(kind, target, Origin::default(), egress)
     }
 
     /// Adds a port a client connected: its stations count against the client's address,
     /// whatever connection they come through.
-    pub fn add_port_from(
+    pub(crate) fn add_port_from(
         &mut self,
         kind: PortKind,
         target: String,
@@ -608,7 +607,11 @@ impl<E: Egress> Switch<E> {
 
     /// Sets a port's [`Policy`]. Changing the VLAN forgets the stations learned on the port
     /// (they were learned in the old one); a mirror must name another existing port.
-    pub fn set_policy(&mut self, port: PortNo, policy: Policy) -> Result<PortStat, PolicyError> {
+    pub(crate) fn set_policy(
+        &mut self,
+        port: PortNo,
+        policy: Policy,
+    ) -> Result<PortStat, PolicyError> {
         if let Some(v) = policy.vlan {
             if !(1..=4094).contains(&v) {
                 return Err(PolicyError::Vlan(v));
@@ -641,7 +644,7 @@ impl<E: Egress> Switch<E> {
     /// Removes a port and forgets its FDB entries; returns the port as it was.
     ///
     /// Dropping its [`Egress`] is what tells the port's driver to close.
-    pub fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
+    pub(crate) fn remove_port(&mut self, port: PortNo) -> Option<PortStat> {
         let removed = self.ports.remove(&port)?;
         if removed.stat.policy.mirror.is_some() {
             self.mirroring -= 1;
@@ -658,14 +661,14 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Shuts a port (it neither receives nor sends, its counters stop) or brings it back.
-    pub fn set_shut(&mut self, port: PortNo, shut: bool) -> Option<PortStat> {
+    pub(crate) fn set_shut(&mut self, port: PortNo, shut: bool) -> Option<PortStat> {
         let p = self.ports.get_mut(&port)?;
         p.stat.shut = shut;
         Some(p.stat.clone())
     }
 
     /// Records whether a port exchanges super-frames with its device or peer.
-    pub fn set_super_frames(&mut self, port: PortNo, on: bool) {
+    pub(crate) fn set_super_frames(&mut self, port: PortNo, on: bool) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.super_frames = on;
         }
@@ -673,7 +676,7 @@ impl<E: Egress> Switch<E> {
 
     /// Records that a port's link went down or came back. Going down forgets the stations
     /// learned on it: they may be anywhere by the time it returns.
-    pub fn set_link(&mut self, port: PortNo, up: bool) {
+    pub(crate) fn set_link(&mut self, port: PortNo, up: bool) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.link_up = up;
             if !up {
@@ -683,31 +686,31 @@ impl<E: Egress> Switch<E> {
     }
 
     /// A port's state and counters.
-    pub fn port(&self, port: PortNo) -> Option<PortStat> {
+    pub(crate) fn port(&self, port: PortNo) -> Option<PortStat> {
         self.ports.get(&port).map(Port::stat)
     }
 
     /// All ports in number order.
-    pub fn ports(&self) -> impl Iterator<Item = PortStat> + '_ {
+    pub(crate) fn ports(&self) -> impl Iterator<Item = PortStat> + '_ {
         self.ports.values().map(Port::stat)
     }
 
     /// The port numbers in order.
-    pub fn port_numbers(&self) -> impl Iterator<Item = PortNo> + '_ {
+    pub(crate) fn port_numbers(&self) -> impl Iterator<Item = PortNo> + '_ {
         self.ports.keys().copied()
     }
 
     /// Entries in the FDB (aged ones not yet swept included).
-    pub fn fdb_len(&self) -> usize {
+    pub(crate) fn fdb_len(&self) -> usize {
         self.fdb.len()
     }
 
-    pub fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
+    pub(crate) fn fdb_rows(&self, now: Instant) -> Vec<FdbRow> {
         self.fdb.rows(now)
     }
 
     /// Drops aged-out FDB entries for good; returns how many.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
         let Some(o) = self.observer.as_mut() else {
             return self.fdb.expire(now);
         };
@@ -721,7 +724,12 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Switches one plain frame received on `from`: [`decide`](Self::decide), then emit.
-    pub fn receive(&mut self, from: PortNo, frame: &Bytes, now: Instant) -> Result<(), FrameError> {
+    pub(crate) fn receive(
+        &mut self,
+        from: PortNo,
+        frame: &Bytes,
+        now: Instant,
+    ) -> Result<(), FrameError> {
         self.decide(from, Frame::from(frame.clone()), now)
             .map(Forward::emit)
     }
@@ -731,7 +739,7 @@ impl<E: Egress> Switch<E> {
     /// Learns the source, then chooses the one port the destination is known on, or floods
     /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
     /// back out of the port it came in on. Frames from unknown or shut ports go nowhere.
-    pub fn decide(
+    pub(crate) fn decide(
         &mut self,
         from: PortNo,
         frame: Frame,
@@ -950,7 +958,7 @@ impl<E: Egress> Switch<E> {
             p.stat.loop_blocks += 1;
             tracing::warn!(
                 port,
-                target = %crate::escape::Esc(&p.stat.target),
+                target = %crate::base::escape::Esc(&p.stat.target),
                 vid,
                 %mac,
                 from = old,
@@ -969,7 +977,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::frame::tests::frame;
+    use crate::switch::frame::tests::frame;
 
     /// A port queue that records what was offered, optionally refusing everything.
     #[derive(Clone, Default)]

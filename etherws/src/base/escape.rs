@@ -14,7 +14,7 @@ fn unsafe_char(c: char) -> bool {
 }
 
 /// `s` with its control characters escaped (borrowed when there are none).
-pub fn printable(s: &str) -> Cow<'_, str> {
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     if !s.contains(unsafe_char) {
         return Cow::Borrowed(s);
     }
@@ -30,7 +30,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 }
 
 /// Displays a string with its control characters escaped: `tracing::warn!(user = %Esc(u), …)`.
-pub struct Esc<'a>(pub &'a str);
+pub(crate) struct Esc<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -20,24 +20,24 @@ use bytes::Bytes;
 use crate::wire::{self, ip_protocol, ipv4, ipv6, sctp, tcp, udp};
 
 /// Size of `struct virtio_net_hdr` (without `num_buffers`), as `PACKET_VNET_HDR` uses it.
-pub const VNET_HDR_LEN: usize = 10;
+pub(crate) const VNET_HDR_LEN: usize = 10;
 
 /// `flags`: the checksum from `csum_start` to the end is still to be computed and stored at
 /// `csum_start + csum_offset`.
-pub const F_NEEDS_CSUM: u8 = 1;
+pub(crate) const F_NEEDS_CSUM: u8 = 1;
 /// `flags`: the checksum was verified (receive side); nothing to do.
-pub const F_DATA_VALID: u8 = 2;
+pub(crate) const F_DATA_VALID: u8 = 2;
 
 /// `gso_type` values.
-pub const GSO_NONE: u8 = 0;
-pub const GSO_TCPV4: u8 = 1;
+pub(crate) const GSO_NONE: u8 = 0;
+pub(crate) const GSO_TCPV4: u8 = 1;
 /// UDP fragmentation offload (UFO): the super-frame becomes IP fragments.
-pub const GSO_UDP: u8 = 3;
-pub const GSO_TCPV6: u8 = 4;
+pub(crate) const GSO_UDP: u8 = 3;
+pub(crate) const GSO_TCPV6: u8 = 4;
 /// UDP segmentation offload (USO): the super-frame becomes UDP datagrams.
-pub const GSO_UDP_L4: u8 = 5;
+pub(crate) const GSO_UDP_L4: u8 = 5;
 /// Bit of `gso_type`: the TCP flow uses ECN (CWR goes on the first segment only).
-pub const GSO_ECN: u8 = 0x80;
+pub(crate) const GSO_ECN: u8 = 0x80;
 
 /// More segments than this from one super-frame is not something a sane sender asks for.
 const MAX_SEGMENTS: usize = 4096;
@@ -45,19 +45,19 @@ const MAX_SEGMENTS: usize = 4096;
 /// A `struct virtio_net_hdr`. Packet sockets use little-endian fields on little-endian hosts
 /// and native ones otherwise (`vio_le()` in the kernel): native byte order either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VnetHdr {
-    pub flags: u8,
-    pub gso_type: u8,
+pub(crate) struct VnetHdr {
+    pub(crate) flags: u8,
+    pub(crate) gso_type: u8,
     /// Length of the headers (informational; the headers are parsed instead).
-    pub hdr_len: u16,
+    pub(crate) hdr_len: u16,
     /// Payload bytes per segment.
-    pub gso_size: u16,
-    pub csum_start: u16,
-    pub csum_offset: u16,
+    pub(crate) gso_size: u16,
+    pub(crate) csum_start: u16,
+    pub(crate) csum_offset: u16,
 }
 
 impl VnetHdr {
-    pub fn parse(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+    pub(crate) fn parse(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
         VnetHdr {
             flags: b[0],
@@ -69,7 +69,7 @@ impl VnetHdr {
         }
     }
 
-    pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
         let mut b = [0; VNET_HDR_LEN];
         b[0] = self.flags;
         b[1] = self.gso_type;
@@ -80,22 +80,23 @@ impl VnetHdr {
         b
     }
 
-    pub fn needs_csum(&self) -> bool {
+    pub(crate) fn needs_csum(&self) -> bool {
         self.flags & F_NEEDS_CSUM != 0
     }
 
-    pub fn is_gso(&self) -> bool {
+    pub(crate) fn is_gso(&self) -> bool {
         self.gso_type != GSO_NONE
     }
 
+    #[cfg(test)]
     /// A frame that can go out as it is.
-    pub fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         !self.needs_csum() && !self.is_gso()
     }
 
     /// The header for the same frame with `n` more bytes in front of it (an 802.1Q tag put
     /// back: the kernel counted offsets from the frame without it).
-    pub fn shifted(self, n: u16) -> VnetHdr {
+    pub(crate) fn shifted(self, n: u16) -> VnetHdr {
         VnetHdr {
             csum_start: if self.needs_csum() {
                 self.csum_start.saturating_add(n)
@@ -113,7 +114,7 @@ impl VnetHdr {
 
     /// The header for the same frame with `n` bytes fewer in front of its network header
     /// (an 802.1Q tag popped).
-    pub fn unshifted(self, n: u16) -> VnetHdr {
+    pub(crate) fn unshifted(self, n: u16) -> VnetHdr {
         VnetHdr {
             csum_start: if self.needs_csum() {
                 self.csum_start.saturating_sub(n)
@@ -128,7 +129,7 @@ impl VnetHdr {
 
 /// Why an offloaded frame could not be made plain (it is then dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("checksum at {start}+{offset} lies outside the {len}-byte frame")]
     CsumOutOfRange { start: u16, offset: u16, len: usize },
     #[error("UDP fragmentation offload (UFO) super-frame: not supported")]
@@ -149,7 +150,7 @@ pub enum Error {
 /// Adds `data` to a one's-complement sum accumulator: big-endian 16-bit words, an odd last
 /// byte padded with zero. Fold the result with [`fold`]. (32-bit words summed into 64 bits
 /// give the same folded sum, since 2^16 ≡ 1 modulo 0xffff; no overflow below 2^32 words.)
-pub fn sum(data: &[u8], mut acc: u64) -> u64 {
+pub(crate) fn sum(data: &[u8], mut acc: u64) -> u64 {
     let mut words = data.chunks_exact(4);
     for w in &mut words {
         acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
@@ -167,7 +168,7 @@ pub fn sum(data: &[u8], mut acc: u64) -> u64 {
 }
 
 /// Folds a [`sum`] accumulator to 16 bits (end-around carry); the checksum is its complement.
-pub fn fold(mut acc: u64) -> u16 {
+pub(crate) fn fold(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -175,7 +176,7 @@ pub fn fold(mut acc: u64) -> u16 {
 }
 
 /// CRC32c (Castagnoli, reflected), as SCTP uses; `crc32c(b"123456789") == 0xe306_9283`.
-pub fn crc32c(data: &[u8]) -> u32 {
+pub(crate) fn crc32c(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;
@@ -213,7 +214,7 @@ fn put16(f: &mut [u8], at: usize, v: u16) {
 
 /// The pseudo-header sum (addresses, protocol, length) for an L4 packet of `len` bytes behind
 /// the IP header at `l3`, which must lie within `frame` (as [`wire::walk`] finds it).
-pub fn pseudo_sum(frame: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u64 {
+pub(crate) fn pseudo_sum(frame: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u64 {
     let ip = &frame[l3..];
     let addrs = if v6 {
         &ip[ipv6::field::SRC_ADDR.start..ipv6::field::DST_ADDR.end]
@@ -231,7 +232,7 @@ pub fn pseudo_sum(frame: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u
 /// complement of the one's-complement sum from `csum_start` to the end, that field included,
 /// goes there). An SCTP packet gets its CRC32c instead, as the kernel flags those the same way.
 /// Bytes past the end of the IP packet (Ethernet padding) are left out.
-pub fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
     if !hdr.needs_csum() {
         return Ok(());
     }
@@ -286,7 +287,7 @@ pub fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
 /// `hdr.csum_start`, if set, must already count a VLAN tag put back in front (see
 /// [`VnetHdr::shifted`]); the headers are parsed from the frame itself, so only the
 /// segmentation parameters of `hdr` are needed.
-pub fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
+pub(crate) fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
     let kind = hdr.gso_type & !GSO_ECN;
     let (want_v6, want_proto) = match kind {
         GSO_TCPV4 => (Some(false), ip_protocol::TCP),

@@ -31,33 +31,33 @@ const IFNAME_MAX: usize = 15;
 
 /// What `listif` shows for an interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IfInfo {
+pub(crate) struct IfInfo {
     /// Primary IPv4 address (the first one the kernel lists), if any.
-    pub address: Option<Ipv4Addr>,
+    pub(crate) address: Option<Ipv4Addr>,
     /// Its netmask (from the prefix length), if there is an address.
-    pub netmask: Option<Ipv4Addr>,
-    pub mtu: u32,
+    pub(crate) netmask: Option<Ipv4Addr>,
+    pub(crate) mtu: u32,
 }
 
 /// What the offload needs to know of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hardware {
-    pub index: u32,
+pub(crate) struct Hardware {
+    pub(crate) index: u32,
     /// All zeroes for a device without an Ethernet address.
-    pub mac: [u8; 6],
+    pub(crate) mac: [u8; 6],
 }
 
 /// A change requested by `setif`. `None` leaves that setting alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IfChange {
-    pub address: Option<Ipv4Addr>,
-    pub netmask: Option<Ipv4Addr>,
-    pub mtu: Option<u32>,
+pub(crate) struct IfChange {
+    pub(crate) address: Option<Ipv4Addr>,
+    pub(crate) netmask: Option<Ipv4Addr>,
+    pub(crate) mtu: Option<u32>,
 }
 
 /// Why reading or changing an interface failed.
 #[derive(Debug, thiserror::Error)]
-pub enum NetifError {
+pub(crate) enum NetifError {
     /// The kernel has no interface of that name (in our network namespace).
     #[error("no such interface: {0}")]
     NoSuchInterface(String),
@@ -122,14 +122,14 @@ struct Primary {
 /// The netlink socket belongs to the network namespace of the thread that
 /// calls [`Netif::new`], whichever thread later drives it.
 #[derive(Clone)]
-pub struct Netif {
+pub(crate) struct Netif {
     handle: Handle,
 }
 
 impl Netif {
     /// Opens an rtnetlink socket and spawns its connection task on the
     /// current tokio runtime. Fails (rather than panicking) outside one.
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (connection, handle, _) = rtnetlink::new_connection()?;
         runtime.spawn(connection);
@@ -137,12 +137,12 @@ impl Netif {
     }
 
     /// The kernel's index of `ifname`, which every other request needs.
-    pub async fn index(&self, ifname: &str) -> Result<u32, NetifError> {
+    pub(crate) async fn index(&self, ifname: &str) -> Result<u32, NetifError> {
         Ok(self.link(ifname).await?.header.index)
     }
 
     /// Index and MAC address of `ifname`.
-    pub async fn hardware(&self, ifname: &str) -> Result<Hardware, NetifError> {
+    pub(crate) async fn hardware(&self, ifname: &str) -> Result<Hardware, NetifError> {
         let link = self.link(ifname).await?;
         let mut hw = Hardware {
             index: link.header.index,
@@ -163,7 +163,7 @@ impl Netif {
     /// From sysfs (`queues/rx-N`), on the blocking pool: rtnetlink's `IFLA_NUM_RX_QUEUES` is
     /// what the device *allocated* (a veth allocates one per possible CPU), not what it uses,
     /// and AF_XDP can only bind to queues in use.
-    pub async fn rx_queues(ifname: &str) -> u32 {
+    pub(crate) async fn rx_queues(ifname: &str) -> u32 {
         let dir = format!("/sys/class/net/{ifname}/queues");
         tokio::task::spawn_blocking(move || {
             std::fs::read_dir(dir)
@@ -180,7 +180,7 @@ impl Netif {
     }
 
     /// Primary IPv4 address, its netmask and the MTU of `ifname`.
-    pub async fn get(&self, ifname: &str) -> Result<IfInfo, NetifError> {
+    pub(crate) async fn get(&self, ifname: &str) -> Result<IfInfo, NetifError> {
         let link = self.link(ifname).await?;
         let mtu = link
             .attributes
@@ -206,7 +206,7 @@ impl Netif {
     ///
     /// Arguments are validated before anything is changed, so a bad netmask
     /// or address leaves the interface untouched.
-    pub async fn set(&self, ifname: &str, change: &IfChange) -> Result<(), NetifError> {
+    pub(crate) async fn set(&self, ifname: &str, change: &IfChange) -> Result<(), NetifError> {
         let prefix = match change.netmask {
             Some(mask) => Some(netmask_to_prefix(mask).ok_or(NetifError::BadNetmask(mask))?),
             None => None,
@@ -250,7 +250,7 @@ impl Netif {
     }
 
     /// Sets `IFF_UP` on `ifname` (`ip link set dev IFNAME up`).
-    pub async fn link_up(&self, ifname: &str) -> Result<(), NetifError> {
+    pub(crate) async fn link_up(&self, ifname: &str) -> Result<(), NetifError> {
         let index = self.index(ifname).await?;
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.handle
@@ -397,7 +397,7 @@ fn local_v4(message: &AddressMessage) -> Option<Ipv4Addr> {
 /// rtnetlink describes an address's subnet by prefix length only, so a
 /// non-contiguous mask (which the ioctls accepted, to no good end) cannot be
 /// expressed and is rejected instead.
-pub fn netmask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
+pub(crate) fn netmask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(mask);
     let ones = bits.leading_ones();
     // Contiguous iff nothing is left once the leading ones are shifted out.
@@ -410,7 +410,7 @@ pub fn netmask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
 
 /// The netmask of a prefix length (24 -> 255.255.255.0). Lengths above 32
 /// are treated as 32.
-pub fn prefix_to_netmask(prefix: u8) -> Ipv4Addr {
+pub(crate) fn prefix_to_netmask(prefix: u8) -> Ipv4Addr {
     let host_bits = 32u32.saturating_sub(u32::from(prefix));
     // A shift by 32 (prefix 0) overflows; its mask is all zeros.
     Ipv4Addr::from(u32::MAX.checked_shl(host_bits).unwrap_or(0))
@@ -422,7 +422,7 @@ pub fn prefix_to_netmask(prefix: u8) -> Ipv4Addr {
 /// (The kernel's `inet_abc_len` additionally gives 0.0.0.0/8 and
 /// 255.255.255.255 a zero prefix and refuses class D; [`Netif::set`] rejects
 /// those addresses before a prefix matters.)
-pub fn classful_prefix(addr: Ipv4Addr) -> u8 {
+pub(crate) fn classful_prefix(addr: Ipv4Addr) -> u8 {
     match addr.octets()[0] {
         0..=127 => 8,    // class A: 0xxxxxxx
         128..=191 => 16, // class B: 10xxxxxx

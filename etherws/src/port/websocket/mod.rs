@@ -21,23 +21,27 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub use super::websocket::Role;
-use super::websocket::{self, Message, Outgoing};
-use super::{EgressRx, MAX_FRAME, Port, PortIo, proxy, super_frame};
-use crate::escape::Esc;
-use crate::frame::Frame;
-use crate::tls::{Identity, Verify};
+pub(crate) mod framing;
+pub(crate) mod http_proxy;
+pub(crate) mod super_frame;
+
+use super::{EgressRx, MAX_FRAME, Port, PortIo};
+use crate::base::escape::Esc;
+use crate::base::tls::{Identity, Verify};
+use crate::switch::frame::Frame;
+pub(crate) use framing::Role;
+use framing::{Message, Outgoing};
 
 /// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
 /// segment train) per burst rather than per frame.
 const BATCH: usize = 64;
 
 /// Time allowed for an outgoing connection and its handshake.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Limits for a client port's handshake (the data phase is [`websocket`]'s): a message larger
 /// than the largest Ethernet frame we can carry is refused.
-pub fn config(super_frames: bool) -> WebSocketConfig {
+pub(crate) fn config(super_frames: bool) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
@@ -57,14 +61,14 @@ fn read_chunk(super_frames: bool) -> usize {
 
 /// Connection upkeep shared by every WebSocket port of a switch.
 #[derive(Debug, Clone, Copy)]
-pub struct WsSettings {
+pub(crate) struct WsSettings {
     /// Ping a peer that has been silent this long; drop it after twice as long. None: never.
-    pub keepalive: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
     /// Longest wait between reconnection attempts of a client port.
-    pub reconnect_max: Duration,
+    pub(crate) reconnect_max: Duration,
     /// Offer and accept super-frames with WebSocket peers, and open TAP devices with offloads
     /// (`--strict-frames` turns both off).
-    pub super_frames: bool,
+    pub(crate) super_frames: bool,
 }
 
 impl Default for WsSettings {
@@ -79,7 +83,7 @@ impl Default for WsSettings {
 
 /// How a WebSocket session ended.
 #[derive(Debug)]
-pub enum End {
+pub(crate) enum End {
     /// The switch removed the port; a close frame was sent.
     Removed,
     /// The peer closed the connection (its close frame was answered).
@@ -95,7 +99,7 @@ type Owed = (Option<u16>, &'static str);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A WebSocket connection carrying frames, its handshake done.
-pub struct WsPort {
+pub(crate) struct WsPort {
     io: BoxIo,
     role: Role,
     /// What was read past the handshake: the peer's first frames may have come with it.
@@ -156,7 +160,7 @@ impl Batch {
 
 impl WsPort {
     /// A port on a connection whose handshake is done; `tail` is what was read past it.
-    pub fn new(
+    pub(crate) fn new(
         io: BoxIo,
         role: Role,
         tail: Vec<u8>,
@@ -177,16 +181,16 @@ impl WsPort {
     /// With keepalive on, a peer silent for one interval gets a ping, and one silent for two
     /// intervals (no pong either) is given up on: a peer that vanished without a FIN (power
     /// cut, NAT timeout) would otherwise hold its port and its stations forever.
-    pub async fn session(self, io: &mut PortIo) -> End {
+    pub(crate) async fn session(self, io: &mut PortIo) -> End {
         let PortIo { egress, ingress } = io;
         let keepalive = self.keepalive;
         let super_frames = self.super_frames;
         ingress.set_super_frames(super_frames);
         let (mut rd, mut wr) = tokio::io::split(self.io);
         let mut reader =
-            websocket::Reader::new(self.role, MAX_MESSAGE, read_chunk(super_frames), &self.tail);
+            framing::Reader::new(self.role, MAX_MESSAGE, read_chunk(super_frames), &self.tail);
         drop(self.tail);
-        let mut writer = websocket::Writer::new(self.role);
+        let mut writer = framing::Writer::new(self.role);
         // Milliseconds since `start` at which the peer last sent anything.
         let start = Instant::now();
         let last_rx = AtomicU64::new(0);
@@ -295,7 +299,7 @@ impl WsPort {
                     _ = pong_due.notified() => {
                         let owed_pong = pong.lock().unwrap_or_else(|e| e.into_inner()).take();
                         if let Some(p) = owed_pong {
-                            let pong = writer.control(&mut wr, websocket::opcode::PONG, &p);
+                            let pong = writer.control(&mut wr, framing::opcode::PONG, &p);
                             if let Err(e) = sending(&writing, keepalive, pong).await {
                                 return End::Failed(e.into());
                             }
@@ -311,7 +315,7 @@ impl WsPort {
                         }
                         if idle >= k && last_ping.elapsed() >= k {
                             last_ping = Instant::now();
-                            let ping = writer.control(&mut wr, websocket::opcode::PING, &[]);
+                            let ping = writer.control(&mut wr, framing::opcode::PING, &[]);
                             if let Err(e) = sending(&writing, keepalive, ping).await {
                                 return End::Failed(e.into());
                             }
@@ -335,7 +339,7 @@ impl WsPort {
 }
 
 /// How a session ends on a read error, with the close frame it owes the peer for it.
-fn read_failed(e: websocket::Error, owed: &mut Option<Owed>) -> End {
+fn read_failed(e: framing::Error, owed: &mut Option<Owed>) -> End {
     *owed = e.close().map(|(code, why)| (Some(code), why));
     End::Failed(e.into())
 }
@@ -378,7 +382,7 @@ impl Port for WsPort {
 /// its stations meanwhile. Attempts back off exponentially (1 s, 2 s, 4 s… up to
 /// `reconnect_max`) with jitter, so a switch restarting under many clients is not hit by all
 /// of them at once. Removing the port stops the attempts, even one in progress.
-pub struct ClientPort {
+pub(crate) struct ClientPort {
     dialer: Dialer,
     settings: WsSettings,
     first: Option<WsPort>,
@@ -386,7 +390,7 @@ pub struct ClientPort {
 
 impl ClientPort {
     /// Connects for the first time; failing here fails `addPort`, as in etherws 1.3.
-    pub async fn connect(
+    pub(crate) async fn connect(
         url: &str,
         opts: ClientOptions,
         settings: WsSettings,
@@ -402,7 +406,7 @@ impl ClientPort {
 
     /// A port that starts down and connects in the background (checking the URL and loading
     /// its TLS settings now).
-    pub async fn pending(
+    pub(crate) async fn pending(
         url: &str,
         opts: ClientOptions,
         settings: WsSettings,
@@ -485,9 +489,9 @@ impl Port for ClientPort {
 
 /// Credentials for HTTP Basic authentication of an outgoing connection.
 #[derive(Clone, Default)]
-pub struct Credentials {
-    pub user: String,
-    pub passwd: String,
+pub(crate) struct Credentials {
+    pub(crate) user: String,
+    pub(crate) passwd: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -502,22 +506,22 @@ impl std::fmt::Debug for Credentials {
 /// How a `client` port connects: credentials and, for `wss://`, how the server is verified
 /// and the certificate presented to a server that asks for one.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
-    pub creds: Option<Credentials>,
-    pub verify: Verify,
-    pub identity: Option<Identity>,
+pub(crate) struct ClientOptions {
+    pub(crate) creds: Option<Credentials>,
+    pub(crate) verify: Verify,
+    pub(crate) identity: Option<Identity>,
 }
 
 /// Any byte stream a WebSocket can run over: TCP, TLS over TCP (possibly through a proxy
 /// tunnel), or an upgraded HTTP connection.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// A type-erased [`Io`], so client and server ports of every transport are one type.
-pub type BoxIo = Box<dyn Io>;
+pub(crate) type BoxIo = Box<dyn Io>;
 
 /// Validates a `client` target: a `ws://` or `wss://` URL with a host.
-pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
+pub(crate) fn parse_target(url: &str) -> anyhow::Result<Uri> {
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
         anyhow::bail!("Invalid target URL scheme: {url}");
     }
@@ -531,10 +535,10 @@ pub fn parse_target(url: &str) -> anyhow::Result<Uri> {
 /// The header in which a switch names itself when it connects out and when it accepts a
 /// connection: a switch that meets its own id has connected to itself (a `client` port to its
 /// own URL, directly or through a proxy), which would loop every frame it floods.
-pub const SWITCH_ID_HEADER: &str = "x-etherws-switch";
+pub(crate) const SWITCH_ID_HEADER: &str = "x-etherws-switch";
 
 /// This process's switch id: random, made once.
-pub fn switch_id() -> &'static str {
+pub(crate) fn switch_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| format!("{:016x}", fastrand::u64(..)))
 }
@@ -566,7 +570,7 @@ impl Dialer {
             }
             let (verify, identity) = (opts.verify, opts.identity);
             let config = tokio::task::spawn_blocking(move || {
-                crate::tls::client_config(&verify, identity.as_ref())
+                crate::base::tls::client_config(&verify, identity.as_ref())
             })
             .await
             .context("loading the TLS settings failed")??;
@@ -606,11 +610,11 @@ impl Dialer {
         }
 
         let handshake = async {
-            let tcp = proxy::connect(bare_host, port, self.tls.is_some()).await?;
+            let tcp = http_proxy::connect(bare_host, port, self.tls.is_some()).await?;
             let io: BoxIo = match &self.tls {
                 None => Box::new(tcp),
                 Some(config) => {
-                    let name = crate::tls::server_name(bare_host)?;
+                    let name = crate::base::tls::server_name(bare_host)?;
                     let stream = tokio_rustls::TlsConnector::from(config.clone())
                         .connect(name, tcp)
                         .await
@@ -620,7 +624,7 @@ impl Dialer {
                             // Escaped: it may quote the names of the server's certificate.
                             anyhow::anyhow!(
                                 "{}",
-                                crate::escape::printable(&crate::tls::explain(&e))
+                                crate::base::escape::printable(&crate::base::tls::explain(&e))
                             )
                         })?;
                     Box::new(stream)
@@ -743,7 +747,7 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
                 .chars()
                 .take(200)
                 .collect();
-            let reason = crate::escape::printable(reason.trim());
+            let reason = crate::base::escape::printable(reason.trim());
             anyhow::anyhow!(
                 "WebSocket handshake refused: HTTP {} {}{}{}",
                 status.as_u16(),
@@ -754,9 +758,12 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
         }
         // A server that refuses our client certificate says so with a TLS alert, which TLS 1.3
         // delivers only once the handshake is over: on the first read of the upgrade answer.
-        other => match crate::tls::alert_received(&other) {
+        other => match crate::base::tls::alert_received(&other) {
             Some(alert) => {
-                anyhow::anyhow!("TLS session refused: {}", crate::tls::describe_alert(alert))
+                anyhow::anyhow!(
+                    "TLS session refused: {}",
+                    crate::base::tls::describe_alert(alert)
+                )
             }
             None => anyhow::anyhow!("WebSocket handshake failed: {other}"),
         },
@@ -813,7 +820,7 @@ mod tests {
         let _server = server.await.unwrap();
         assert_eq!(port.tail, [0x82, 3, 1, 2, 3]);
         assert!(!port.super_frames, "the server did not accept super-frames");
-        let mut r = websocket::Reader::new(Role::Client, MAX_MESSAGE, 64, &port.tail);
+        let mut r = framing::Reader::new(Role::Client, MAX_MESSAGE, 64, &port.tail);
         assert_eq!(
             r.parse().unwrap(),
             Some(Message::Binary(Bytes::from_static(&[1, 2, 3])))

@@ -24,16 +24,18 @@ use ipnet::IpNet;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::base::ip::canonical;
+
 /// A client's address as known: the port is missing when a proxy's header gave none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Client {
-    pub ip: IpAddr,
-    pub port: Option<u16>,
+pub(crate) struct Client {
+    pub(crate) ip: IpAddr,
+    pub(crate) port: Option<u16>,
 }
 
 impl Client {
     /// The client at the other end of a socket (IPv4-mapped addresses as IPv4).
-    pub fn of(peer: SocketAddr) -> Client {
+    pub(crate) fn of(peer: SocketAddr) -> Client {
         Client {
             ip: canonical(peer.ip()),
             port: Some(peer.port()),
@@ -51,26 +53,18 @@ impl fmt::Display for Client {
     }
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// The proxies whose word about the client is taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 /// Why a trusted proxy's account of the client was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Malformed(String);
+pub(crate) struct Malformed(String);
 
 impl TrustedProxies {
     /// From `--trusted-proxy` values: CIDR blocks, or single addresses.
-    pub fn parse(values: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(values: &[String]) -> anyhow::Result<Self> {
         values
             .iter()
             .map(|v| {
@@ -86,11 +80,11 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(&ip))
     }
@@ -98,7 +92,7 @@ impl TrustedProxies {
     /// The client a request came from: `conn` (the connection's client) unless that is a
     /// trusted proxy, in which case the rightmost untrusted hop of `Forwarded` (or, without
     /// it, `X-Forwarded-For`); the leftmost hop if every one is trusted. No header: `conn`.
-    pub fn client(&self, conn: Client, headers: &HeaderMap) -> Result<Client, Malformed> {
+    pub(crate) fn client(&self, conn: Client, headers: &HeaderMap) -> Result<Client, Malformed> {
         if !self.trusts(conn.ip) {
             return Ok(conn);
         }
@@ -158,7 +152,7 @@ fn bad(what: &str, item: &str) -> Malformed {
     let shown: String = item.chars().take(80).collect();
     Malformed(format!(
         "{what} from a trusted proxy names no address: {:?}",
-        crate::escape::printable(&shown)
+        crate::base::escape::printable(&shown)
     ))
 }
 
@@ -195,7 +189,9 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Parses the PROXY protocol header `seen` starts with: `Ok(None)` while more bytes are
 /// needed, else its length and the client it names (None for `LOCAL`/`UNKNOWN`: the proxy's
 /// own connection, e.g. a health check).
-pub fn parse_proxy_header(seen: &[u8]) -> Result<Option<(usize, Option<Client>)>, Malformed> {
+pub(crate) fn parse_proxy_header(
+    seen: &[u8],
+) -> Result<Option<(usize, Option<Client>)>, Malformed> {
     let n = seen.len();
     let prefix_ok = |sig: &[u8]| seen[..n.min(sig.len())] == sig[..n.min(sig.len())];
     if !prefix_ok(V1_PREFIX) && !prefix_ok(V2_SIGNATURE) {
@@ -226,7 +222,7 @@ pub fn parse_proxy_header(seen: &[u8]) -> Result<Option<(usize, Option<Client>)>
 /// Reads the PROXY protocol header a connection from a trusted proxy must start with, and
 /// returns the client it names (see [`parse_proxy_header`]). Consumes exactly the header;
 /// nothing after it.
-pub async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<Client>, Malformed> {
+pub(crate) async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<Client>, Malformed> {
     let read = async {
         let mut buf = vec![0u8; MAX_PROXY_HEADER];
         loop {

@@ -5,7 +5,7 @@
 //! `ctl` out (and the reverse). Hashing (bcrypt, `$apr1$`) is what an attacker can make the
 //! switch spend CPU on, so it is bounded three ways: credentials longer than the htpasswd tool
 //! can create are refused before hashing; one address may have only a few verifications under
-//! way ([`MAX_IN_FLIGHT_PER_ADDR`](crate::admission::MAX_IN_FLIGHT_PER_ADDR)); and all
+//! way ([`MAX_IN_FLIGHT_PER_ADDR`](crate::edge::admission::MAX_IN_FLIGHT_PER_ADDR)); and all
 //! listeners together verify on at most [`hashing_threads`] blocking threads, leaving a core to
 //! the data path.
 
@@ -17,25 +17,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
-use crate::admission::{AuthLimits, AuthThrottle, Throttled};
-use crate::escape::Esc;
-use crate::htpasswd::{Htpasswd, parse_basic};
+use crate::base::escape::Esc;
+use crate::edge::admission::{AuthLimits, AuthThrottle, Throttled};
+use crate::edge::htpasswd::{Htpasswd, parse_basic};
 
 /// The realm of the `401` challenge.
 const REALM: &str = "Basic realm=\"etherws\"";
 
 /// Longest `Authorization` header value considered (base64 of a 255-byte user and password
 /// with room to spare); a longer one is a failed attempt, never hashed.
-pub const MAX_AUTHORIZATION: usize = 1024;
+pub(crate) const MAX_AUTHORIZATION: usize = 1024;
 
 /// Longest user name or password considered: the `htpasswd` tool's own limit.
-pub const MAX_CREDENTIAL: usize = 255;
+pub(crate) const MAX_CREDENTIAL: usize = 255;
 
 /// How long a request may wait for a hashing thread before it is answered `503`.
 const HASHING_WAIT: Duration = Duration::from_secs(10);
 
 /// Threads that verify passwords at once, across all listeners: all cores but one.
-pub fn hashing_threads() -> usize {
+pub(crate) fn hashing_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .max(1)
@@ -47,9 +47,9 @@ fn hashing() -> &'static Arc<Semaphore> {
 }
 
 /// Authentication of one listener.
-pub struct Auth {
+pub(crate) struct Auth {
     htpasswd: Option<Arc<Htpasswd>>,
-    pub throttle: AuthThrottle,
+    pub(crate) throttle: AuthThrottle,
     /// `websocket` or `control`, for the log.
     listener: &'static str,
 }
@@ -64,7 +64,7 @@ fn challenge() -> Response {
 }
 
 impl Auth {
-    pub fn new(
+    pub(crate) fn new(
         htpasswd: Option<Arc<Htpasswd>>,
         limits: AuthLimits,
         listener: &'static str,
@@ -77,12 +77,12 @@ impl Auth {
     }
 
     /// The listener's htpasswd file.
-    pub fn htpasswd(&self) -> Option<&Arc<Htpasswd>> {
+    pub(crate) fn htpasswd(&self) -> Option<&Arc<Htpasswd>> {
         self.htpasswd.as_ref()
     }
 
     /// True when a password is required.
-    pub fn required(&self) -> bool {
+    pub(crate) fn required(&self) -> bool {
         self.htpasswd.is_some()
     }
 
@@ -91,7 +91,7 @@ impl Auth {
     ///
     /// The answer to a failure is the same whether the user exists or not, and so is the log
     /// line; the password is never logged, the user name only escaped.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         headers: &HeaderMap,
         ip: IpAddr,
@@ -103,7 +103,7 @@ impl Auth {
 
     /// [`Auth::check`] against another htpasswd file (a WebSocket path's own), with this
     /// listener's throttle: guesses spread over several paths count together.
-    pub async fn check_with(
+    pub(crate) async fn check_with(
         &self,
         htpasswd: Option<&Arc<Htpasswd>>,
         headers: &HeaderMap,

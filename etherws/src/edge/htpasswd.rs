@@ -35,7 +35,7 @@ use sha1::{Digest as _, Sha1};
 use subtle::ConstantTimeEq as _;
 
 /// An htpasswd file, re-read when it changes on disk.
-pub struct Htpasswd {
+pub(crate) struct Htpasswd {
     path: PathBuf,
     state: Mutex<State>,
 }
@@ -173,7 +173,7 @@ impl Hash {
 
 impl Htpasswd {
     /// Loads the file; errors if it cannot be read (start-up should fail then). Logs refused entries.
-    pub fn open(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let path = path.into();
         let (signature, entries) = load(&path).context("cannot read htpasswd file")?;
         if !entries
@@ -195,7 +195,7 @@ impl Htpasswd {
     /// True if `user`/`password` match an entry. Re-reads the file first if its metadata changed
     /// (if the re-read fails, keep the previous entries and log a warning). CPU-bound (bcrypt):
     /// callers run it in spawn_blocking.
-    pub fn verify(&self, user: &str, password: &str) -> bool {
+    pub(crate) fn verify(&self, user: &str, password: &str) -> bool {
         let entries = self.current();
         match entries.users.get(user) {
             Some(Entry::Usable(hash)) => hash.check(password),
@@ -206,7 +206,8 @@ impl Htpasswd {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -261,8 +262,8 @@ impl Htpasswd {
 
 /// Reads and parses the file; the signature is taken from the open descriptor before reading,
 /// so a change made while reading is noticed on the next verification.
-fn load(path: &Path) -> Result<(Signature, Entries), crate::files::FileError> {
-    let (data, meta) = crate::files::read_limited(path)?;
+fn load(path: &Path) -> Result<(Signature, Entries), crate::base::files::FileError> {
+    let (data, meta) = crate::base::files::read_limited(path)?;
     Ok((Signature::of(&meta), parse(path, &data)))
 }
 
@@ -459,7 +460,7 @@ fn apr1_digest(password: &[u8], salt: &[u8]) -> [u8; 22] {
 /// Decodes an `Authorization: Basic …` header value into (user, password); the password may
 /// contain ':' (split at the first one). None if not Basic or malformed. Scheme name
 /// case-insensitive.
-pub fn parse_basic(header: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
     /// Standard alphabet; padding optional, since some clients omit it.
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &alphabet::STANDARD,

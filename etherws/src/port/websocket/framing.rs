@@ -27,45 +27,45 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The fixed part of a frame header and its fields (RFC 6455 5.2), then the extended payload
 /// length (16 or 64 bits) and the masking key, if present.
-pub mod field {
+pub(crate) mod field {
     /// Byte 0: FIN, RSV1-3, opcode.
-    pub const FIN: u8 = 0x80;
-    pub const RSV: u8 = 0x70;
-    pub const OPCODE: u8 = 0x0f;
+    pub(crate) const FIN: u8 = 0x80;
+    pub(crate) const RSV: u8 = 0x70;
+    pub(crate) const OPCODE: u8 = 0x0f;
     /// Byte 1: MASK, payload length (7 bits; 126: a 16-bit length follows, 127: 64-bit).
-    pub const MASK: u8 = 0x80;
-    pub const LEN: u8 = 0x7f;
-    pub const LEN_16: u8 = 126;
-    pub const LEN_64: u8 = 127;
+    pub(crate) const MASK: u8 = 0x80;
+    pub(crate) const LEN: u8 = 0x7f;
+    pub(crate) const LEN_16: u8 = 126;
+    pub(crate) const LEN_64: u8 = 127;
 }
 
 /// Opcodes (RFC 6455 5.2).
-pub mod opcode {
-    pub const CONTINUATION: u8 = 0x0;
-    pub const TEXT: u8 = 0x1;
-    pub const BINARY: u8 = 0x2;
-    pub const CLOSE: u8 = 0x8;
-    pub const PING: u8 = 0x9;
-    pub const PONG: u8 = 0xa;
+pub(crate) mod opcode {
+    pub(crate) const CONTINUATION: u8 = 0x0;
+    pub(crate) const TEXT: u8 = 0x1;
+    pub(crate) const BINARY: u8 = 0x2;
+    pub(crate) const CLOSE: u8 = 0x8;
+    pub(crate) const PING: u8 = 0x9;
+    pub(crate) const PONG: u8 = 0xa;
 }
 
 /// Longest frame header: 2 bytes, a 64-bit length, a masking key.
-pub const MAX_HEADER: usize = 2 + 8 + 4;
+pub(crate) const MAX_HEADER: usize = 2 + 8 + 4;
 
 /// Longest payload of a control frame.
-pub const MAX_CONTROL: usize = 125;
+pub(crate) const MAX_CONTROL: usize = 125;
 
 /// Which end of the connection this is: a client masks what it sends, a server must not, and
 /// each insists on the other doing it right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Client,
     Server,
 }
 
 /// A complete message read from the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     Binary(Bytes),
     /// A text message (valid UTF-8) of this many bytes: no port has a use for its content.
     Text(usize),
@@ -78,7 +78,7 @@ pub enum Message {
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("message of {0} bytes, more than the {1} bytes allowed")]
@@ -92,7 +92,7 @@ pub enum Error {
 impl Error {
     /// The close frame owed to the peer (RFC 6455 7.4.1), code and reason, if the connection
     /// is still there to send it on.
-    pub fn close(&self) -> Option<(u16, &'static str)> {
+    pub(crate) fn close(&self) -> Option<(u16, &'static str)> {
         match self {
             Error::Io(_) => None,
             Error::TooBig(..) => Some((1009, "message too big")),
@@ -117,7 +117,7 @@ fn key_bytes<const N: usize>(key: [u8; 4], offset: usize) -> [u8; N] {
 /// a 64 KB super-frame is unmasked on every receive, and the compiler turns a fixed-width XOR
 /// of 32 bytes into vector instructions (measured on 64 KB: 51 GB/s, against 32 GB/s eight
 /// bytes at a time).
-pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
+pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     let wide: [u8; 32] = key_bytes(key, offset);
     let mut chunks = data.chunks_exact_mut(32);
     for c in &mut chunks {
@@ -132,14 +132,19 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
 /// sends every super-frame this way): a copy, then [`apply_mask`] over the copy while it is
 /// still in cache. Measured on 64 KB, 28 GB/s, where masking while copying, eight bytes at a
 /// time, reached 14 GB/s.
-pub fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
+pub(crate) fn extend_masked(out: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
     let start = out.len();
     out.extend_from_slice(src);
     apply_mask(&mut out[start..], key, offset);
 }
 
 /// Writes a frame header for a payload of `len` bytes into `out`; returns its length.
-pub fn header(out: &mut [u8; MAX_HEADER], op: u8, len: usize, mask: Option<[u8; 4]>) -> usize {
+pub(crate) fn header(
+    out: &mut [u8; MAX_HEADER],
+    op: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> usize {
     out[0] = field::FIN | op;
     let m = if mask.is_some() { field::MASK } else { 0 };
     let mut n = if len < field::LEN_16 as usize {
@@ -174,7 +179,7 @@ struct Fragmented {
 /// Reads messages off a connection. Cancel-safe: bytes read stay buffered here, so a
 /// [`Reader::next`] dropped in a `select!` loses nothing.
 #[derive(Debug)]
-pub struct Reader {
+pub(crate) struct Reader {
     role: Role,
     max: usize,
     buf: BytesMut,
@@ -186,7 +191,7 @@ pub struct Reader {
 impl Reader {
     /// A reader for messages of up to `max` bytes, starting with the bytes that were read
     /// past the handshake (`tail`), asking for `chunk` bytes a read.
-    pub fn new(role: Role, max: usize, chunk: usize, tail: &[u8]) -> Reader {
+    pub(crate) fn new(role: Role, max: usize, chunk: usize, tail: &[u8]) -> Reader {
         let mut buf = BytesMut::with_capacity(chunk.max(tail.len()));
         buf.extend_from_slice(tail);
         Reader {
@@ -200,7 +205,7 @@ impl Reader {
 
     /// The next message, reading as needed; `None` when the peer closed the connection
     /// without a close frame between two messages.
-    pub async fn next<R: AsyncRead + Unpin>(
+    pub(crate) async fn next<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
     ) -> Result<Option<Message>, Error> {
@@ -221,12 +226,12 @@ impl Reader {
     }
 
     /// Appends bytes as if read from the connection (for the fuzzer, and tests).
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next message if the bytes buffered hold one, without reading.
-    pub fn parse(&mut self) -> Result<Option<Message>, Error> {
+    pub(crate) fn parse(&mut self) -> Result<Option<Message>, Error> {
         loop {
             let Some((b0, hdr_len, len, key)) = self.frame_header()? else {
                 return Ok(None);
@@ -378,14 +383,14 @@ fn close(payload: &[u8]) -> Result<Option<(u16, String)>, Error> {
 /// One message to send: an optional prefix (the super-frame header) and the payload, sent
 /// as one message without being copied together.
 #[derive(Debug, Clone, Copy)]
-pub struct Outgoing<'a> {
-    pub opcode: u8,
-    pub prefix: &'a [u8],
-    pub payload: &'a [u8],
+pub(crate) struct Outgoing<'a> {
+    pub(crate) opcode: u8,
+    pub(crate) prefix: &'a [u8],
+    pub(crate) payload: &'a [u8],
 }
 
 impl<'a> Outgoing<'a> {
-    pub fn binary(prefix: &'a [u8], payload: &'a [u8]) -> Self {
+    pub(crate) fn binary(prefix: &'a [u8], payload: &'a [u8]) -> Self {
         Outgoing {
             opcode: opcode::BINARY,
             prefix,
@@ -400,7 +405,7 @@ impl<'a> Outgoing<'a> {
 
 /// Writes messages to a connection.
 #[derive(Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     role: Role,
     /// A client's masked copy of a batch (a client must mask, so it cannot write from the
     /// frames' own buffers); emptied, and freed if it grew large, after each batch.
@@ -411,7 +416,7 @@ pub struct Writer {
 const KEEP_MASKED: usize = 16 * 1024;
 
 impl Writer {
-    pub fn new(role: Role) -> Writer {
+    pub(crate) fn new(role: Role) -> Writer {
         Writer {
             role,
             masked: Vec::new(),
@@ -421,7 +426,7 @@ impl Writer {
     /// Sends `msgs` (and flushes): as a server with vectored writes straight from the
     /// messages' buffers, as a client from one masked copy of the batch. Not cancel-safe: a
     /// connection whose send was dropped halfway is broken, and must be dropped too.
-    pub async fn send<W: AsyncWrite + Unpin>(
+    pub(crate) async fn send<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
         msgs: &[Outgoing<'_>],
@@ -478,7 +483,7 @@ impl Writer {
     }
 
     /// Sends one control frame (ping, pong, close), its payload cut to 125 bytes.
-    pub async fn control<W: AsyncWrite + Unpin>(
+    pub(crate) async fn control<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
         op: u8,
@@ -497,7 +502,7 @@ impl Writer {
     }
 
     /// Sends a close frame with `code` and `reason` (cut to fit).
-    pub async fn close<W: AsyncWrite + Unpin>(
+    pub(crate) async fn close<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
         code: Option<u16>,

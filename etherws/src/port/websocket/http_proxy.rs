@@ -26,18 +26,18 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// A proxy to tunnel through.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// Host name or IP address, IPv6 without brackets.
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// User name and password, percent-decoded.
-    pub auth: Option<(String, String)>,
+    pub(crate) auth: Option<(String, String)>,
 }
 
 impl Proxy {
     /// Parses a proxy URL from the environment: `[http://][user[:password]@]host[:port][/]`,
     /// IPv6 hosts bracketed. Error messages never repeat the credentials.
-    pub fn parse(url: &str) -> Result<Proxy> {
+    pub(crate) fn parse(url: &str) -> Result<Proxy> {
         let url = url.trim();
         if url.is_empty() {
             bail!("empty proxy URL");
@@ -199,7 +199,7 @@ fn unbracket(host: &str) -> &str {
 ///
 /// A bypassed target never looks at the proxy URL, so a malformed one only fails the targets
 /// that would use it.
-pub fn proxy_for(
+pub(crate) fn proxy_for(
     env: impl Fn(&str) -> Option<String>,
     tls: bool,
     host: &str,
@@ -238,7 +238,7 @@ pub fn proxy_for(
 /// everything; a name matches the host exactly or as a domain suffix (a leading `.` or `*.`
 /// changes nothing), ignoring case; an IP address or CIDR block matches IP hosts (a name entry
 /// never does); `entry:port` (`[v6]:port`) matches only that port.
-pub fn bypass(no_proxy: &str, host: &str, port: u16) -> bool {
+pub(crate) fn bypass(no_proxy: &str, host: &str, port: u16) -> bool {
     let host = unbracket(host.trim())
         .trim_end_matches('.')
         .to_ascii_lowercase();
@@ -321,7 +321,7 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// Opens a TCP connection to host:port: through the proxy the process environment names
 /// (std::env::var), or directly. Sets TCP_NODELAY. Errors are one-line and readable. Logs
 /// which proxy is used, never credentials.
-pub async fn connect(host: &str, port: u16, tls: bool) -> Result<TcpStream> {
+pub(crate) async fn connect(host: &str, port: u16, tls: bool) -> Result<TcpStream> {
     connect_env(|name| std::env::var(name).ok(), host, port, tls).await
 }
 
@@ -358,7 +358,12 @@ async fn connect_env(
 /// The CONNECT handshake on an already-open stream to the proxy: sends `CONNECT host:port
 /// HTTP/1.1` with `Host` and, when the proxy has credentials, `Proxy-Authorization: Basic`;
 /// reads the answer's head without consuming any tunnel byte after it; requires a 2xx status.
-pub async fn handshake(stream: &mut TcpStream, proxy: &Proxy, host: &str, port: u16) -> Result<()> {
+pub(crate) async fn handshake(
+    stream: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+) -> Result<()> {
     let target = authority(host, port);
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some((user, password)) = &proxy.auth {

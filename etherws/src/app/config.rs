@@ -55,25 +55,26 @@ use serde::de::{DeserializeOwned, Visitor};
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
-use crate::cli::{Num, SwOptions};
-use crate::profile::{PathSpec, PathTable, Profile};
+use crate::app::cli::SwOptions;
+use crate::settings::profile::{PathSpec, PathTable, Profile};
+use crate::settings::values::Num;
 use crate::switch::PortKind;
 
 /// A parsed, validated configuration file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Config {
+pub(crate) struct Config {
     /// The `[switch]` table; every key optional (`None`: not set in the file).
-    pub switch: SwOptions,
+    pub(crate) switch: SwOptions,
     /// The `[[port]]` tables, in file order; they get port numbers 1, 2, 3… in this order.
-    pub ports: Vec<PortConf>,
+    pub(crate) ports: Vec<PortConf>,
     /// The `[user.NAME]` tables: users pinned to a VLAN (and other settings).
-    pub users: HashMap<String, Profile>,
+    pub(crate) users: HashMap<String, Profile>,
 }
 
 /// One `[[port]]` table, checked. `line` is where it starts in the file, for later error
 /// messages.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PortConf {
+pub(crate) enum PortConf {
     Tap {
         name: String,
         iface: IfConf,
@@ -104,7 +105,7 @@ pub enum PortConf {
 
 impl PortConf {
     /// The VLAN, isolation, mesh and rate settings the port starts with.
-    pub fn profile(&self) -> &Profile {
+    pub(crate) fn profile(&self) -> &Profile {
         match self {
             PortConf::Tap { profile, .. }
             | PortConf::Netdev { profile, .. }
@@ -115,7 +116,7 @@ impl PortConf {
 
 impl PortConf {
     /// The line of the port's table in the configuration file.
-    pub fn line(&self) -> usize {
+    pub(crate) fn line(&self) -> usize {
         match self {
             PortConf::Tap { line, .. }
             | PortConf::Netdev { line, .. }
@@ -126,15 +127,15 @@ impl PortConf {
 
 /// The interface settings of a tap or netdev port, as `etherws ctl setif` takes them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct IfConf {
-    pub address: Option<Ipv4Addr>,
-    pub netmask: Option<Ipv4Addr>,
-    pub mtu: Option<u32>,
+pub(crate) struct IfConf {
+    pub(crate) address: Option<Ipv4Addr>,
+    pub(crate) netmask: Option<Ipv4Addr>,
+    pub(crate) mtu: Option<u32>,
 }
 
 /// A password; Debug prints "<redacted>".
 #[derive(Clone, PartialEq)]
-pub struct Secret(pub String);
+pub(crate) struct Secret(pub(crate) String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,11 +150,11 @@ impl Config {
     /// Relative paths in the file are resolved against the file's directory, `passwd_file`s
     /// are read, and an inline `passwd` is refused unless the file's mode denies group and
     /// others all access.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
         let origin = path.display().to_string();
         // The mode of the file actually read, not of whatever the path names a moment later.
-        let (data, meta) = crate::files::read_limited(path).map_err(|e| match e {
-            crate::files::FileError::Open { error, .. } => {
+        let (data, meta) = crate::base::files::read_limited(path).map_err(|e| match e {
+            crate::base::files::FileError::Open { error, .. } => {
                 anyhow::anyhow!("{origin}: cannot open: {error}")
             }
             other => other.into(),
@@ -174,7 +175,7 @@ impl Config {
     /// Same from text (for tests and fuzzing); `origin` names it in errors. Paths are kept as
     /// given (a `passwd_file` is read relative to the working directory), and an inline
     /// `passwd` is accepted, as there is no file whose permissions could give it away.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Config> {
+    pub(crate) fn parse(text: &str, origin: &str) -> anyhow::Result<Config> {
         Doc {
             text,
             origin,
@@ -458,7 +459,7 @@ impl Doc<'_> {
             };
             let s = Section {
                 doc: self,
-                prefix: format!("user {}: ", crate::escape::Esc(&name)),
+                prefix: format!("user {}: ", crate::base::escape::Esc(&name)),
                 place: Place::User,
                 table: t.clone(),
                 span: span.clone(),
@@ -840,7 +841,7 @@ impl Section<'_, '_> {
         if url.is_empty() {
             return Err(self.err(&c.target.span(), "empty target"));
         }
-        crate::port::ws::parse_target(url).map_err(|e| {
+        crate::port::websocket::parse_target(url).map_err(|e| {
             self.err(
                 &c.target.span(),
                 format!("{e:#} (expected a ws:// or wss:// URL with a host)"),
@@ -934,7 +935,7 @@ impl Section<'_, '_> {
             return Ok(None);
         };
         let path = f.get_ref();
-        let text = crate::files::read_text(path)
+        let text = crate::base::files::read_text(path)
             .map_err(|e| self.err(&f.span(), format!("cannot read passwd_file {e:#}")))?;
         match text.lines().next() {
             Some(first) if !first.is_empty() => Ok(Some(Secret(first.to_string()))),
@@ -980,8 +981,8 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::HttpPath;
-    use crate::profile::BitRate;
+    use crate::settings::values::BitRate;
+    use crate::settings::values::HttpPath;
 
     const FULL: &str = r#"# etherws switch
 [switch]
@@ -1115,7 +1116,7 @@ vlan = 20
         let switch = SwOptions {
             debug: Some(true),
             logconf: p("/etc/etherws/log.toml"),
-            log_format: Some(crate::logging::LogFormat::Json),
+            log_format: Some(crate::app::logging::LogFormat::Json),
             pidfile: p("/run/etherws.pid"),
             ageout: Some(Num(600)),
             keepalive: Some(Num(15)),

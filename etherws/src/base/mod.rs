@@ -1,0 +1,7 @@
+//! What every layer above uses: escaping for logs and terminals, bounded file reads, TLS
+//! configuration.
+
+pub(crate) mod escape;
+pub(crate) mod files;
+pub(crate) mod ip;
+pub(crate) mod tls;

@@ -1,0 +1,190 @@
+//! The value types of settings: integers in a range, HTTP paths, bit rates. The command line,
+//! the environment, the configuration file and the control API all read values through these,
+//! so a bad value gets the same words wherever it comes from.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// An integer option and the range it must be in: `LO..=HI`, within what `T` holds. The
+/// command line, the environment and the configuration file all read it through here, so a
+/// bad value gets the same words (`must be at least 1, not 0`) wherever it comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Num<T, const LO: u64 = 0, const HI: u64 = { u64::MAX }>(pub(crate) T);
+
+/// The integer types of [`Num`].
+pub(crate) trait Int: Copy + fmt::Display + TryFrom<u64> {
+    const MAX: u64;
+}
+
+macro_rules! int {
+    ($($t:ty),*) => {$(
+        impl Int for $t {
+            const MAX: u64 = <$t>::MAX as u64;
+        }
+    )*};
+}
+int!(u16, u32, u64, usize);
+
+impl<T: Int, const LO: u64, const HI: u64> Num<T, LO, HI> {
+    fn new(n: i128) -> Result<Self, String> {
+        let hi = HI.min(T::MAX);
+        u64::try_from(n)
+            .ok()
+            .filter(|n| (LO..=hi).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .map(Num)
+            .ok_or_else(|| match hi {
+                u64::MAX => format!("must be at least {LO}, not {n}"),
+                _ => format!("must be from {LO} to {hi}, not {n}"),
+            })
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> FromStr for Num<T, LO, HI> {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = s.parse().map_err(|_| "must be an integer".to_string())?;
+        Self::new(n)
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> fmt::Display for Num<T, LO, HI> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de, T: Int, const LO: u64, const HI: u64> Deserialize<'de> for Num<T, LO, HI> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Integer<N>(PhantomData<N>);
+
+        impl<N: TryFrom<i128, Error = String>> Visitor<'_> for Integer<N> {
+            type Value = N;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<N, E> {
+                N::try_from(n.into()).map_err(E::custom)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<N, E> {
+                N::try_from(n.into()).map_err(E::custom)
+            }
+
+            fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<N, E> {
+                N::try_from(n).map_err(E::custom)
+            }
+        }
+
+        d.deserialize_i64(Integer(PhantomData))
+    }
+}
+
+impl<T: Int, const LO: u64, const HI: u64> TryFrom<i128> for Num<T, LO, HI> {
+    type Error = String;
+
+    fn try_from(n: i128) -> Result<Self, String> {
+        Self::new(n)
+    }
+}
+
+/// An HTTP path to serve on: it starts with `/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HttpPath(pub(crate) String);
+
+impl FromStr for HttpPath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            Ok(HttpPath(s.to_string()))
+        } else {
+            Err(format!("must start with '/', not {s:?}"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rate in bits per second: an integer, optionally with a decimal SI suffix (`k`, `M`, `G`:
+/// powers of 1000, as `tc` and `iperf3` count), e.g. `10M` or `1.5G`; 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BitRate(pub(crate) u64);
+
+impl FromStr for BitRate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (num, mult) = match t.char_indices().last() {
+            Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+            Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+            Some((i, 'g' | 'G')) => (&t[..i], 1e9),
+            _ => (t, 1.0),
+        };
+        let bad = || format!("must be bits per second, e.g. 10M or 1500000, not {s:?}");
+        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(bad());
+        }
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let bits = v * mult;
+        // 400 Gbit/s is more than any port moves; a larger number is a typo.
+        if !(0.0..=4e11).contains(&bits) {
+            return Err(format!("must be at most 400G, not {s:?}"));
+        }
+        Ok(BitRate(bits.round() as u64))
+    }
+}
+
+impl fmt::Display for BitRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        match b {
+            0 => f.write_str("0"),
+            _ if b % 1_000_000_000 == 0 => write!(f, "{}G", b / 1_000_000_000),
+            _ if b % 1_000_000 == 0 => write!(f, "{}M", b / 1_000_000),
+            _ if b % 1_000 == 0 => write!(f, "{}k", b / 1_000),
+            _ => write!(f, "{b}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BitRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BitRate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bits per second (an integer, or a string like \"10M\")")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<BitRate, E> {
+                u64::try_from(n)
+                    .map(BitRate)
+                    .map_err(|_| E::custom(format!("must be at least 0, not {n}")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<BitRate, E> {
+                Ok(BitRate(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<BitRate, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An access VLAN: 1 to 4094, or 0 for a trunk.
+pub(crate) type Vlan = Num<u16, 0, 4094>;

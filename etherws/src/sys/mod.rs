@@ -1,0 +1,3 @@
+//! The operating system's interfaces: raw system calls and netlink.
+
+pub(crate) mod netif;
