@@ -30,168 +30,181 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// One metric: its name, type and help text, and how its value is read.
+struct Metric<T> {
+    name: &'static str,
+    /// `counter` or `gauge`.
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&T) -> u64,
+}
+
+/// The metrics of every port, labelled with the port.
+const PER_PORT: [Metric<PortStat>; 16] = [
+    Metric {
+        name: "etherws_port_rx_frames_total",
+        kind: "counter",
+        help: "Frames received from the port and switched.",
+        value: |p| p.rx,
+    },
+    Metric {
+        name: "etherws_port_tx_frames_total",
+        kind: "counter",
+        help: "Frames queued for transmission on the port.",
+        value: |p| p.tx,
+    },
+    Metric {
+        name: "etherws_port_tx_dropped_total",
+        kind: "counter",
+        help: "Frames for the port dropped because its queue (or the budget of all queues) was full.",
+        value: |p| p.tx_dropped,
+    },
+    Metric {
+        name: "etherws_port_tx_expired_total",
+        kind: "counter",
+        help: "Frames for the port dropped because they waited longer than --queue-delay.",
+        value: |p| p.tx_expired,
+    },
+    Metric {
+        name: "etherws_port_queued_bytes",
+        kind: "gauge",
+        help: "Bytes waiting in the port's transmit queue.",
+        value: |p| p.queued_bytes,
+    },
+    Metric {
+        name: "etherws_port_rx_invalid_total",
+        kind: "counter",
+        help: "Frames from the port shorter than an Ethernet header.",
+        value: |p| p.rx_invalid,
+    },
+    Metric {
+        name: "etherws_port_rx_oversize_total",
+        kind: "counter",
+        help: "Frames from the port larger than --max-frame.",
+        value: |p| p.rx_oversize,
+    },
+    Metric {
+        name: "etherws_port_storm_dropped_total",
+        kind: "counter",
+        help: "Broadcast/multicast frames from the port dropped by storm control.",
+        value: |p| p.storm_dropped,
+    },
+    Metric {
+        name: "etherws_port_macs_refused_total",
+        kind: "counter",
+        help: "Source addresses not learned because of the MAC limits.",
+        value: |p| p.macs_refused,
+    },
+    Metric {
+        name: "etherws_port_vlan_dropped_total",
+        kind: "counter",
+        help: "Tagged frames received on an access port, dropped.",
+        value: |p| p.vlan_dropped,
+    },
+    Metric {
+        name: "etherws_port_rate_in_dropped_total",
+        kind: "counter",
+        help: "Frames from the port over its rate_in limit, dropped.",
+        value: |p| p.rate_in_dropped,
+    },
+    Metric {
+        name: "etherws_port_rate_out_dropped_total",
+        kind: "counter",
+        help: "Frames to the port over its rate_out limit, dropped.",
+        value: |p| p.rate_out_dropped,
+    },
+    Metric {
+        name: "etherws_port_loop_blocks_total",
+        kind: "counter",
+        help: "Times the loop guard blocked the port.",
+        value: |p| p.loop_blocks,
+    },
+    Metric {
+        name: "etherws_port_loop_dropped_total",
+        kind: "counter",
+        help: "Frames from the port dropped while the loop guard blocked it.",
+        value: |p| p.loop_dropped,
+    },
+    Metric {
+        name: "etherws_port_shut",
+        kind: "gauge",
+        help: "1 if the port is shut.",
+        value: |p| u64::from(p.shut),
+    },
+    Metric {
+        name: "etherws_port_link_up",
+        kind: "gauge",
+        help: "1 if the port's link is up (a client port reconnecting is down).",
+        value: |p| u64::from(p.link_up),
+    },
+];
+
+/// The switch-wide metrics.
+const GLOBAL: [Metric<Globals>; 7] = [
+    Metric {
+        name: "etherws_fdb_entries",
+        kind: "gauge",
+        help: "Entries in the forwarding database.",
+        value: |g| g.fdb_entries as u64,
+    },
+    Metric {
+        name: "etherws_ws_connections",
+        kind: "gauge",
+        help: "Incoming WebSocket connections.",
+        value: |g| g.ws_connections as u64,
+    },
+    Metric {
+        name: "etherws_ws_connections_refused_total",
+        kind: "counter",
+        help: "WebSocket connections refused by --max-conns or --max-conns-per-addr.",
+        value: |g| g.ws_connections_refused,
+    },
+    Metric {
+        name: "etherws_auth_failures_total",
+        kind: "counter",
+        help: "Failed HTTP Basic authentications.",
+        value: |g| g.auth_failures,
+    },
+    Metric {
+        name: "etherws_auth_throttled_total",
+        kind: "counter",
+        help: "Requests refused because their address failed to authenticate too often.",
+        value: |g| g.auth_throttled,
+    },
+    Metric {
+        name: "etherws_queued_bytes",
+        kind: "gauge",
+        help: "Bytes waiting in all transmit queues, against --queue-budget.",
+        value: |g| g.queued_bytes as u64,
+    },
+    Metric {
+        name: "etherws_queue_budget_refused_total",
+        kind: "counter",
+        help: "Frames dropped because all queues together held --queue-budget bytes.",
+        value: |g| g.queue_budget_refused,
+    },
+];
+
 /// Renders the exposition.
 pub(crate) fn render(ports: &[PortStat], g: &Globals) -> String {
     let mut out = String::new();
-    type Field = fn(&PortStat) -> u64;
-    let per_port: [(&str, &str, &str, Field); 16] = [
-        (
-            "etherws_port_rx_frames_total",
-            "counter",
-            "Frames received from the port and switched.",
-            |p| p.rx,
-        ),
-        (
-            "etherws_port_tx_frames_total",
-            "counter",
-            "Frames queued for transmission on the port.",
-            |p| p.tx,
-        ),
-        (
-            "etherws_port_tx_dropped_total",
-            "counter",
-            "Frames for the port dropped because its queue (or the budget of all queues) was full.",
-            |p| p.tx_dropped,
-        ),
-        (
-            "etherws_port_tx_expired_total",
-            "counter",
-            "Frames for the port dropped because they waited longer than --queue-delay.",
-            |p| p.tx_expired,
-        ),
-        (
-            "etherws_port_queued_bytes",
-            "gauge",
-            "Bytes waiting in the port's transmit queue.",
-            |p| p.queued_bytes,
-        ),
-        (
-            "etherws_port_rx_invalid_total",
-            "counter",
-            "Frames from the port shorter than an Ethernet header.",
-            |p| p.rx_invalid,
-        ),
-        (
-            "etherws_port_rx_oversize_total",
-            "counter",
-            "Frames from the port larger than --max-frame.",
-            |p| p.rx_oversize,
-        ),
-        (
-            "etherws_port_storm_dropped_total",
-            "counter",
-            "Broadcast/multicast frames from the port dropped by storm control.",
-            |p| p.storm_dropped,
-        ),
-        (
-            "etherws_port_macs_refused_total",
-            "counter",
-            "Source addresses not learned because of the MAC limits.",
-            |p| p.macs_refused,
-        ),
-        (
-            "etherws_port_vlan_dropped_total",
-            "counter",
-            "Tagged frames received on an access port, dropped.",
-            |p| p.vlan_dropped,
-        ),
-        (
-            "etherws_port_rate_in_dropped_total",
-            "counter",
-            "Frames from the port over its rate_in limit, dropped.",
-            |p| p.rate_in_dropped,
-        ),
-        (
-            "etherws_port_rate_out_dropped_total",
-            "counter",
-            "Frames to the port over its rate_out limit, dropped.",
-            |p| p.rate_out_dropped,
-        ),
-        (
-            "etherws_port_loop_blocks_total",
-            "counter",
-            "Times the loop guard blocked the port.",
-            |p| p.loop_blocks,
-        ),
-        (
-            "etherws_port_loop_dropped_total",
-            "counter",
-            "Frames from the port dropped while the loop guard blocked it.",
-            |p| p.loop_dropped,
-        ),
-        (
-            "etherws_port_shut",
-            "gauge",
-            "1 if the port is shut.",
-            |p| u64::from(p.shut),
-        ),
-        (
-            "etherws_port_link_up",
-            "gauge",
-            "1 if the port's link is up (a client port reconnecting is down).",
-            |p| u64::from(p.link_up),
-        ),
-    ];
-    for (name, kind, help, field) in per_port {
-        header(&mut out, name, kind, help);
+    for m in &PER_PORT {
+        header(&mut out, m.name, m.kind, m.help);
         for p in ports {
             let _ = writeln!(
                 out,
-                "{name}{{port=\"{}\",type=\"{}\",target=\"{}\"}} {}",
+                "{}{{port=\"{}\",type=\"{}\",target=\"{}\"}} {}",
+                m.name,
                 p.port,
                 p.kind.as_str(),
                 label(&p.target),
-                field(p)
+                (m.value)(p)
             );
         }
     }
-    let globals: [(&str, &str, &str, u64); 7] = [
-        (
-            "etherws_fdb_entries",
-            "gauge",
-            "Entries in the forwarding database.",
-            g.fdb_entries as u64,
-        ),
-        (
-            "etherws_ws_connections",
-            "gauge",
-            "Incoming WebSocket connections.",
-            g.ws_connections as u64,
-        ),
-        (
-            "etherws_ws_connections_refused_total",
-            "counter",
-            "WebSocket connections refused by --max-conns or --max-conns-per-addr.",
-            g.ws_connections_refused,
-        ),
-        (
-            "etherws_auth_failures_total",
-            "counter",
-            "Failed HTTP Basic authentications.",
-            g.auth_failures,
-        ),
-        (
-            "etherws_auth_throttled_total",
-            "counter",
-            "Requests refused because their address failed to authenticate too often.",
-            g.auth_throttled,
-        ),
-        (
-            "etherws_queued_bytes",
-            "gauge",
-            "Bytes waiting in all transmit queues, against --queue-budget.",
-            g.queued_bytes as u64,
-        ),
-        (
-            "etherws_queue_budget_refused_total",
-            "counter",
-            "Frames dropped because all queues together held --queue-budget bytes.",
-            g.queue_budget_refused,
-        ),
-    ];
-    for (name, kind, help, value) in globals {
-        header(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name} {value}");
+    for m in &GLOBAL {
+        header(&mut out, m.name, m.kind, m.help);
+        let _ = writeln!(out, "{} {}", m.name, (m.value)(g));
     }
     out
 }

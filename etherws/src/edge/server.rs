@@ -353,48 +353,11 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return peer.refuse(e),
     };
-    let h = req.headers();
-    // RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) GET.
-    if req.version() < Version::HTTP_11 {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "WebSocket needs HTTP/1.1 or later.\n",
-        );
-    }
-    if req.method() != Method::GET
-        || !header_has_token(h, header::CONNECTION, "upgrade")
-        || !header_has_token(h, header::UPGRADE, "websocket")
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Can \"Upgrade\" only to \"WebSocket\".\n",
-        );
-    }
-    // A handshake without a version is taken as 13, the only one there is: vpn-ws's client
-    // omits the header.
-    if h.get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v.as_bytes() != b"13")
-    {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "WebSocket version 13 required\n",
-        )
-            .into_response();
-    }
-    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
-        return refuse(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key\n");
+    let accept = match handshake(&req, &client) {
+        Ok(accept) => accept,
+        Err(refused) => return refused.into_response(),
     };
-    let accept = derive_accept_key(key.as_bytes());
-    if h.get(SWITCH_ID_HEADER)
-        .is_some_and(|id| id.as_bytes() == switch_id().as_bytes())
-    {
-        tracing::warn!(peer = %client, "refused a connection from this switch itself (a client port to its own URL)");
-        return refuse(
-            StatusCode::LOOP_DETECTED,
-            "This is the switch that connects: a connection to itself would loop every frame.\n",
-        );
-    }
+    let h = req.headers();
     // Who the peer proved to be: its htpasswd user, else its certificate's name.
     let htpasswd = st.path.htpasswd.as_ref().or(st.auth.htpasswd());
     let user = match st
@@ -410,7 +373,6 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         Some(pinned) => pinned.over(&st.path.profile),
         None => st.path.profile.clone(),
     };
-    let path = st.path.path.clone();
     let permit = match st.conns.admit(client.ip) {
         Ok(p) => p,
         Err(why) => {
@@ -418,32 +380,124 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
         }
     };
-    let (switch, keepalive) = (st.switch, st.settings.keepalive);
     // Super-frames if the client offers them and this switch may (see `port::super_frame`).
     let super_frames = st.settings.super_frames && super_frame::offered(h);
+    let origin = Origin {
+        addr: Some(client.ip),
+        user,
+        path: Some(st.path.path.clone()),
+        policy: profile.policy(),
+    };
+    let port = Upgrading {
+        switch: st.switch,
+        keepalive: st.settings.keepalive,
+        super_frames,
+        permit,
+        client,
+        origin,
+    };
+    tokio::spawn(port.attach(hyper::upgrade::on(&mut req)));
+    switching_protocols(accept, super_frames)
+}
 
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+/// Checks an upgrade request as RFC 6455 4.1 and 4.2.2 ask, and refuses a connection from this
+/// switch itself; gives the `Sec-WebSocket-Accept` value, or why the request is refused.
+fn handshake(req: &Request, client: &Client) -> Result<String, Refused> {
+    let h = req.headers();
+    // RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) GET.
+    if req.version() < Version::HTTP_11 {
+        return Err(Refused::Bad("WebSocket needs HTTP/1.1 or later.\n"));
+    }
+    if req.method() != Method::GET
+        || !header_has_token(h, header::CONNECTION, "upgrade")
+        || !header_has_token(h, header::UPGRADE, "websocket")
+    {
+        return Err(Refused::Bad("Can \"Upgrade\" only to \"WebSocket\".\n"));
+    }
+    // A handshake without a version is taken as 13, the only one there is: vpn-ws's client
+    // omits the header.
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() != b"13")
+    {
+        return Err(Refused::Version);
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(Refused::Bad("Missing Sec-WebSocket-Key\n"));
+    };
+    if h.get(SWITCH_ID_HEADER)
+        .is_some_and(|id| id.as_bytes() == switch_id().as_bytes())
+    {
+        tracing::warn!(peer = %client, "refused a connection from this switch itself (a client port to its own URL)");
+        return Err(Refused::Loop);
+    }
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// Why an upgrade request is refused.
+enum Refused {
+    /// 400, with the reason.
+    Bad(&'static str),
+    /// 426: not WebSocket version 13.
+    Version,
+    /// 508: the switch's own client port.
+    Loop,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Bad(why) => refuse(StatusCode::BAD_REQUEST, why),
+            Refused::Version => (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "WebSocket version 13 required\n",
+            )
+                .into_response(),
+            Refused::Loop => refuse(
+                StatusCode::LOOP_DETECTED,
+                "This is the switch that connects: a connection to itself would loop every frame.\n",
+            ),
+        }
+    }
+}
+
+/// An admitted WebSocket connection whose upgrade is under way: once hyper hands over the
+/// connection, it becomes a `server` port.
+struct Upgrading {
+    switch: SharedSwitch,
+    keepalive: Option<Duration>,
+    super_frames: bool,
+    permit: ConnPermit,
+    client: Client,
+    origin: Origin,
+}
+
+impl Upgrading {
+    async fn attach(self, on_upgrade: hyper::upgrade::OnUpgrade) {
         match on_upgrade.await {
             Ok(upgraded) => {
                 // hyper keeps what it read past the request in `upgraded` itself: no tail.
                 let io: BoxIo = Box::new(TokioIo::new(upgraded));
                 let port = Admitted {
-                    port: WsPort::new(io, Role::Server, Vec::new(), keepalive, super_frames),
-                    _permit: permit,
+                    port: WsPort::new(
+                        io,
+                        Role::Server,
+                        Vec::new(),
+                        self.keepalive,
+                        self.super_frames,
+                    ),
+                    _permit: self.permit,
                 };
-                let origin = Origin {
-                    addr: Some(client.ip),
-                    user,
-                    path: Some(path),
-                    policy: profile.policy(),
-                };
-                attach_from(&switch, PortKind::Server, client.to_string(), origin, port);
+                let name = self.client.to_string();
+                attach_from(&self.switch, PortKind::Server, name, self.origin, port);
             }
-            Err(e) => tracing::warn!(peer = %client, "WebSocket upgrade failed: {e}"),
+            Err(e) => tracing::warn!(peer = %self.client, "WebSocket upgrade failed: {e}"),
         }
-    });
+    }
+}
 
+/// The `101 Switching Protocols` answer.
+fn switching_protocols(accept: String, super_frames: bool) -> Response {
     let mut answer = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")

@@ -9,13 +9,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::task::{Context as TaskContext, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
@@ -23,18 +21,15 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) mod framing;
 pub(crate) mod http_proxy;
+mod session;
 pub(crate) mod super_frame;
+
+pub(crate) use session::{End, WsPort};
 
 use super::{EgressRx, MAX_FRAME, Port, PortIo};
 use crate::base::escape::Esc;
 use crate::base::tls::{Identity, Verify};
-use crate::switch::frame::Frame;
 pub(crate) use framing::Role;
-use framing::{Message, Outgoing};
-
-/// Frames written before the sink is flushed: one flush (and, with TCP_NODELAY, usually one
-/// segment train) per burst rather than per frame.
-const BATCH: usize = 64;
 
 /// Time allowed for an outgoing connection and its handshake.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -77,301 +72,6 @@ impl Default for WsSettings {
             keepalive: Some(Duration::from_secs(30)),
             reconnect_max: Duration::from_secs(60),
             super_frames: true,
-        }
-    }
-}
-
-/// How a WebSocket session ended.
-#[derive(Debug)]
-pub(crate) enum End {
-    /// The switch removed the port; a close frame was sent.
-    Removed,
-    /// The peer closed the connection (its close frame was answered).
-    Closed,
-    /// The connection failed or the peer stopped answering.
-    Failed(anyhow::Error),
-}
-
-/// The close frame a session owes its peer: code (none: an empty close) and reason.
-type Owed = (Option<u16>, &'static str);
-
-/// Time allowed for a close frame to go out before the connection is dropped anyway.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A WebSocket connection carrying frames, its handshake done.
-pub(crate) struct WsPort {
-    io: BoxIo,
-    role: Role,
-    /// What was read past the handshake: the peer's first frames may have come with it.
-    tail: Vec<u8>,
-    keepalive: Option<Duration>,
-    /// Both ends negotiated super-frames ([`super_frame`]): every message has its header.
-    super_frames: bool,
-}
-
-/// The frames a batch sends, as the writer takes them.
-enum Batch {
-    /// Plain frames (super-frames segmented): one message each.
-    Plain(Vec<Bytes>),
-    /// Frames with their super-frame headers.
-    Super(Vec<Frame>, Vec<[u8; super_frame::HDR_LEN]>),
-}
-
-impl Batch {
-    /// Waits for frames to send. Returns 0 once the switch removed the port.
-    async fn next(&mut self, egress: &mut EgressRx) -> usize {
-        match self {
-            Batch::Plain(out) => {
-                out.clear();
-                egress.recv_plain(out, BATCH).await
-            }
-            Batch::Super(frames, heads) => {
-                frames.clear();
-                let n = egress.recv_many(frames, BATCH).await;
-                heads.clear();
-                heads.extend(frames.iter().map(super_frame::header));
-                n
-            }
-        }
-    }
-
-    fn messages(&self) -> Vec<Outgoing<'_>> {
-        match self {
-            Batch::Plain(out) => out.iter().map(|b| Outgoing::binary(&[], b)).collect(),
-            Batch::Super(frames, heads) => frames
-                .iter()
-                .zip(heads)
-                .map(|(f, h)| Outgoing::binary(h, &f.data))
-                .collect(),
-        }
-    }
-
-    /// Lets go of what the last batch held: thousands of idle peers keep no batch buffers.
-    fn release(&mut self) {
-        match self {
-            Batch::Plain(out) => *out = Vec::new(),
-            Batch::Super(frames, heads) => {
-                *frames = Vec::new();
-                *heads = Vec::new();
-            }
-        }
-    }
-}
-
-impl WsPort {
-    /// A port on a connection whose handshake is done; `tail` is what was read past it.
-    pub(crate) fn new(
-        io: BoxIo,
-        role: Role,
-        tail: Vec<u8>,
-        keepalive: Option<Duration>,
-        super_frames: bool,
-    ) -> Self {
-        WsPort {
-            io,
-            role,
-            tail,
-            keepalive,
-            super_frames,
-        }
-    }
-
-    /// Moves frames until the peer goes or the switch removes the port.
-    ///
-    /// With keepalive on, a peer silent for one interval gets a ping, and one silent for two
-    /// intervals (no pong either) is given up on: a peer that vanished without a FIN (power
-    /// cut, NAT timeout) would otherwise hold its port and its stations forever.
-    pub(crate) async fn session(self, io: &mut PortIo) -> End {
-        let PortIo { egress, ingress } = io;
-        let keepalive = self.keepalive;
-        let super_frames = self.super_frames;
-        ingress.set_super_frames(super_frames);
-        let (mut rd, mut wr) = tokio::io::split(self.io);
-        let mut reader =
-            framing::Reader::new(self.role, MAX_MESSAGE, read_chunk(super_frames), &self.tail);
-        drop(self.tail);
-        let mut writer = framing::Writer::new(self.role);
-        // Milliseconds since `start` at which the peer last sent anything.
-        let start = Instant::now();
-        let last_rx = AtomicU64::new(0);
-        let idle = || {
-            start
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last_rx.load(Relaxed)))
-        };
-        // The pong owed for the peer's latest ping (RFC 6455 5.5.3: only the latest needs
-        // one), handed from the reader to the writer.
-        let pong: std::sync::Mutex<Option<Bytes>> = std::sync::Mutex::new(None);
-        let pong_due = tokio::sync::Notify::new();
-        // Whether the writer is in the middle of a message: if the session ends then, the
-        // connection cannot carry a close frame any more.
-        let writing = AtomicBool::new(false);
-
-        // What the reader owes the peer when it stops: the answer to its close frame, or a
-        // close for its error (code, reason).
-        let mut owed: Option<Owed> = None;
-        let reader = async {
-            // Messages already read are switched together (one lock of the switch): after
-            // each awaited message, those buffered join it.
-            // Grown on first use: thousands of idle peers hold no batch.
-            let mut batch = Vec::new();
-            loop {
-                let mut next = match reader.next(&mut rd).await {
-                    Ok(Some(m)) => Some(m),
-                    Ok(None) => return End::Closed,
-                    Err(e) => return read_failed(e, &mut owed),
-                };
-                last_rx.store(start.elapsed().as_millis() as u64, Relaxed);
-                while let Some(msg) = next.take() {
-                    match msg {
-                        Message::Binary(msg) if super_frames => match super_frame::decode(msg) {
-                            Ok(frame) => batch.push(frame),
-                            Err(e) => {
-                                ingress.frames(batch.drain(..));
-                                owed = Some((Some(1002), "malformed super-frame"));
-                                return End::Failed(anyhow::anyhow!("malformed super-frame: {e}"));
-                            }
-                        },
-                        Message::Binary(frame) => batch.push(Frame::from(frame)),
-                        Message::Text(len) => {
-                            tracing::trace!(port = ingress.port(), len, "text message ignored")
-                        }
-                        Message::Ping(payload) => {
-                            *pong.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
-                            pong_due.notify_one();
-                        }
-                        Message::Pong => {}
-                        Message::Close(c) => {
-                            ingress.frames(batch.drain(..));
-                            // Echo the peer's code, as RFC 6455 5.5.1 suggests.
-                            owed = Some((c.map(|(code, _)| code), ""));
-                            return End::Closed;
-                        }
-                    }
-                    if batch.len() < BATCH {
-                        match reader.parse() {
-                            Ok(m) => next = m,
-                            Err(e) => {
-                                ingress.frames(batch.drain(..));
-                                return read_failed(e, &mut owed);
-                            }
-                        }
-                    }
-                }
-                ingress.frames(batch.drain(..));
-                if batch.capacity() > BATCH {
-                    batch = Vec::new();
-                }
-            }
-        };
-
-        let writer_loop = async {
-            let mut batch = if super_frames {
-                Batch::Super(Vec::new(), Vec::new())
-            } else {
-                Batch::Plain(Vec::new())
-            };
-            // Check a few times per interval so a dead peer is noticed soon after 2 intervals.
-            let period = keepalive.map_or(Duration::from_secs(3600), |k| k / 4);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            let mut last_ping = Instant::now();
-            loop {
-                tokio::select! {
-                    n = batch.next(egress) => {
-                        if n == 0 {
-                            // The switch removed the port: say goodbye properly. Nothing may
-                            // follow a close frame, not even half of one: the session sends
-                            // no other close after it.
-                            writing.store(true, Relaxed);
-                            let bye = writer.close(&mut wr, Some(1001), "port removed");
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
-                            return End::Removed;
-                        }
-                        let sent = sending(&writing, keepalive, writer.send(&mut wr, &batch.messages())).await;
-                        if egress.is_empty() {
-                            batch.release();
-                            egress.release();
-                        }
-                        if let Err(e) = sent {
-                            return End::Failed(e.into());
-                        }
-                    }
-                    _ = pong_due.notified() => {
-                        let owed_pong = pong.lock().unwrap_or_else(|e| e.into_inner()).take();
-                        if let Some(p) = owed_pong {
-                            let pong = writer.control(&mut wr, framing::opcode::PONG, &p);
-                            if let Err(e) = sending(&writing, keepalive, pong).await {
-                                return End::Failed(e.into());
-                            }
-                        }
-                    }
-                    _ = tick.tick(), if keepalive.is_some() => {
-                        let k = keepalive.unwrap_or(period);
-                        let idle = idle();
-                        if idle >= 2 * k {
-                            return End::Failed(anyhow::anyhow!(
-                                "peer silent for {}s (keepalive {}s)", idle.as_secs(), k.as_secs()
-                            ));
-                        }
-                        if idle >= k && last_ping.elapsed() >= k {
-                            last_ping = Instant::now();
-                            let ping = writer.control(&mut wr, framing::opcode::PING, &[]);
-                            if let Err(e) = sending(&writing, keepalive, ping).await {
-                                return End::Failed(e.into());
-                            }
-                        }
-                    }
-                }
-            }
-        };
-
-        let end = tokio::select! {
-            end = reader => end,
-            end = writer_loop => end,
-        };
-        // A close frame cannot follow half a message.
-        if let Some((code, reason)) = owed.filter(|_| !writing.load(Relaxed)) {
-            let bye = writer.close(&mut wr, code, reason);
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
-        }
-        end
-    }
-}
-
-/// How a session ends on a read error, with the close frame it owes the peer for it.
-fn read_failed(e: framing::Error, owed: &mut Option<Owed>) -> End {
-    *owed = e.close().map(|(code, why)| (Some(code), why));
-    End::Failed(e.into())
-}
-
-/// A send, with `writing` set while it is under way (if the session ends then, the
-/// connection cannot carry a close frame any more), given up after two keepalive intervals:
-/// a peer that stopped reading (its receive window shut for good, no FIN) would otherwise hold
-/// its port, and its stations, forever. Without keepalive, the send waits as long as it takes.
-async fn sending(
-    writing: &AtomicBool,
-    keepalive: Option<Duration>,
-    send: impl std::future::Future<Output = std::io::Result<()>>,
-) -> std::io::Result<()> {
-    writing.store(true, Relaxed);
-    let sent = match keepalive {
-        None => send.await,
-        Some(k) => tokio::time::timeout(2 * k, send).await.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("peer not reading for {}s", (2 * k).as_secs()),
-            ))
-        }),
-    };
-    writing.store(false, Relaxed);
-    sent
-}
-
-impl Port for WsPort {
-    async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
-        match self.session(&mut io).await {
-            End::Removed | End::Closed => Ok(()),
-            End::Failed(e) => Err(e),
         }
     }
 }
@@ -773,6 +473,8 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use framing::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server that sends its first frame in the same segment as its handshake answer: the
