@@ -18,10 +18,7 @@ use core::ops::Range;
 
 /// Ethernet II header: addresses, then the EtherType (or the TPID of a VLAN tag).
 pub(crate) mod ethernet {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -57,10 +54,7 @@ pub(crate) mod ethernet {
 /// A VLAN tag: the TPID stands where the EtherType was, the TCI follows, and the real
 /// EtherType (or the next tag's TPID) comes after it. Fields count from the TPID.
 pub(crate) mod vlan {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -103,10 +97,7 @@ pub(crate) mod ip_protocol {
 }
 
 pub(crate) mod ipv4 {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -128,10 +119,7 @@ pub(crate) mod ipv4 {
 }
 
 pub(crate) mod ipv6 {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -149,10 +137,7 @@ pub(crate) mod ipv6 {
     /// The generic extension header (hop-by-hop, routing, destination options): its length
     /// counts 8-byte units beyond the first.
     pub(crate) mod ext {
-        #[allow(
-            dead_code,
-            reason = "the whole header as drawn, not only the fields read"
-        )]
+        #[allow(dead_code, reason = "the whole header as drawn")]
         pub(crate) mod field {
             pub(crate) const NXT_HDR: usize = 0;
             pub(crate) const LENGTH: usize = 1;
@@ -162,10 +147,7 @@ pub(crate) mod ipv6 {
 
     /// The fragment header, of fixed length.
     pub(crate) mod frag {
-        #[allow(
-            dead_code,
-            reason = "the whole header as drawn, not only the fields read"
-        )]
+        #[allow(dead_code, reason = "the whole header as drawn")]
         pub(crate) mod field {
             use core::ops::Range;
 
@@ -181,10 +163,7 @@ pub(crate) mod ipv6 {
 }
 
 pub(crate) mod tcp {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -207,10 +186,7 @@ pub(crate) mod tcp {
 }
 
 pub(crate) mod udp {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
@@ -223,10 +199,7 @@ pub(crate) mod udp {
 }
 
 pub(crate) mod sctp {
-    #[allow(
-        dead_code,
-        reason = "the whole header as drawn, not only the fields read"
-    )]
+    #[allow(dead_code, reason = "the whole header as drawn")]
     pub(crate) mod field {
         use core::ops::Range;
 
