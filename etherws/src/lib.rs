@@ -4,16 +4,16 @@
 //!
 //! | layer | what it holds |
 //! |---|---|
-//! | [`app`] | the command line, the configuration file, `etherws sw` and `etherws ctl` |
-//! | [`edge`] | the HTTP listeners: WebSocket upgrades, admission, authentication, reverse proxies |
-//! | [`control`] | the JSON-RPC control API, `/metrics`, the status page |
-//! | [`offload`] | eBPF offload of `netdev` ports |
-//! | [`port`] | the port kinds (TAP, netdev, WebSocket) and their queues |
-//! | [`settings`] | settings' value types and what a port starts with |
-//! | [`switch`] | the switch core: frames, the forwarding database, the forwarding decision |
-//! | [`wire`] | header layouts on the wire, GSO and checksums |
-//! | [`base`] | escaping, bounded file reads, IP addresses, TLS configuration |
-//! | [`sys`] | system calls and netlink |
+//! | `app/` | the command line, the configuration file, `etherws sw` and `etherws ctl` |
+//! | `edge/` | the HTTP listeners: WebSocket upgrades, admission, authentication, reverse proxies |
+//! | `control/` | the JSON-RPC control API, `/metrics`, the status page |
+//! | `offload/` | eBPF offload of `netdev` ports |
+//! | `port/` | the port kinds (TAP, netdev, WebSocket) and their queues |
+//! | `settings/` | settings' value types and what a port starts with |
+//! | `switch/` | the switch core: frames, the forwarding database, the forwarding decision |
+//! | `wire/` | header layouts on the wire, GSO and checksums |
+//! | `base/` | escaping, bounded file reads, IP addresses, TLS configuration |
+//! | `sys/` | system calls and netlink |
 //!
 //! The library is not an API: the binary, `cargo xtask` and the fuzz targets use [`main`],
 //! [`command`] and [`fuzzing`]; everything else is `pub(crate)`.

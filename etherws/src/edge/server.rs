@@ -3,8 +3,9 @@
 //! `--host/--port` equal `--ctlhost/--ctlport`.
 //!
 //! The WebSocket upgrade is done by hand on hyper's upgrade mechanism rather than with axum's
-//! extractor so the connection ends up as the same `tokio_tungstenite::WebSocketStream` type a
-//! client port has, and both share one port implementation.
+//! extractor: the upgraded connection becomes a [`WsPort`] exactly as a client port's connection
+//! does once its handshake is done, and both share one port implementation (the data phase is
+//! framed by `port::websocket::framing`, not by tungstenite).
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -2,10 +2,14 @@
 //! same thing once the handshake is done — one binary message is one Ethernet frame.
 //!
 //! What peers in the wild send besides frames must not end the port: text messages (browser
-//! emulators' keepalive chatter) are ignored, pings are answered (see
-//! [`websocket`], which frames the data phase; tungstenite does the handshakes), and
+//! emulators' keepalive chatter) are ignored, pings are answered (see [`session`], which runs
+//! the data phase, and [`framing`], which frames it; tungstenite does the handshakes), and
 //! permessage-deflate offers are simply not accepted during the handshake (RFC 6455 lets the
 //! server ignore an extension), so the peer never compresses.
+//!
+//! Its parts: [`session`] (one connection's reader and writer), [`framing`] (RFC 6455 frames),
+//! [`super_frame`] (GSO super-frames between etherws peers), [`http_proxy`] (HTTP CONNECT
+//! proxies for client ports); client ports' dialing and reconnecting are here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +38,7 @@ pub(crate) use framing::Role;
 /// Time allowed for an outgoing connection and its handshake.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Limits for a client port's handshake (the data phase is [`websocket`]'s): a message larger
+/// Limits for a client port's handshake (the data phase is [`framing`]'s): a message larger
 /// than the largest Ethernet frame we can carry is refused.
 pub(crate) fn config(super_frames: bool) -> WebSocketConfig {
     WebSocketConfig::default()
