@@ -630,6 +630,16 @@ fn peer_strings_cannot_forge_logs_or_drive_terminals() {
     );
     assert!(!log.lines().any(|l| l.starts_with("INFO etherws forged")));
     assert!(!log.contains('\u{1b}'), "raw ESC in the log");
+    // A bidirectional override would make the rest of the line read backwards.
+    let reversed = basic("mallory\u{202e}nimda", "x");
+    let resp = lan.http(None, lan.ws_addr(), &upgrade("HTTP/1.1", Some(&reversed)));
+    assert_eq!(resp.status, 401);
+    let log = lan.sw.log();
+    assert!(
+        log.contains(r"mallory\u{202e}nimda"),
+        "override not escaped:\n{log}"
+    );
+    assert!(!log.contains('\u{202e}'), "raw U+202E in the log");
 
     // ctl shows what a switch sends with its control characters escaped…
     let evil = r#"{"jsonrpc":"2.0","id":0,"result":{"entries":[{"port":1,"type":"tap","target":"\u001b]0;owned\u0007\u001b[2Jevil","tx":0,"rx":0,"shut":false}]}}"#;
@@ -646,6 +656,18 @@ fn peer_strings_cannot_forge_logs_or_drive_terminals() {
         "{stdout:?}"
     );
     assert!(stdout.contains(r"\u{1b}[2Jevil"), "{stdout:?}");
+    let evil = r#"{"jsonrpc":"2.0","id":0,"result":{"entries":[{"port":1,"type":"tap","target":"ws://a\u202ecod.exe","tx":0,"rx":0,"shut":false}]}}"#;
+    let (addr, h) = fake_server(http_answer("200 OK", "", evil));
+    let out = etherws(None)
+        .args(["ctl", "--ctlurl", &format!("http://{addr}/ctl"), "listport"])
+        .output()
+        .unwrap();
+    h.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains('\u{202e}') && stdout.contains(r"ws://a\u{202e}cod.exe"),
+        "{stdout:?}"
+    );
     // …and never follows a redirect to show another server's answer as the switch's.
     let other = r#"{"jsonrpc":"2.0","id":0,"result":{"entries":[{"port":7,"type":"tap","target":"elsewhere","tx":0,"rx":0,"shut":false}]}}"#;
     let (other_addr, other_h) = fake_server(http_answer("200 OK", "", other));
