@@ -121,14 +121,44 @@ impl PidFile {
     }
 
     /// Writes this process's id to `path` (whole or not at all: through a temporary file).
+    ///
+    /// The pidfile's directory may be shared (`/run`, `/tmp`): the temporary file gets a name
+    /// nobody can guess and is created anew (`O_EXCL`), never through a link someone put
+    /// there, so the switch (often root) cannot be made to write into another file.
     pub(crate) fn write(path: &Path) -> anyhow::Result<PidFile> {
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, format!("{}\n", std::process::id()))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("cannot write pidfile {}", path.display()))?;
+        let context = || format!("cannot write pidfile {}", path.display());
+        let (tmp, mut file) = create_temporary(path).with_context(context)?;
+        let written = file
+            .write_all(format!("{}\n", std::process::id()).as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(context);
+        }
         Ok(PidFile {
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// A new file beside `path` with a random name, created exclusively (not a link, not a file
+/// that was there), readable by all as pidfiles are.
+fn create_temporary(path: &Path) -> std::io::Result<(PathBuf, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tries = 0;
+    loop {
+        let tmp = path.with_extension(format!("tmp.{:016x}", fastrand::u64(..)));
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp);
+        match created {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -140,5 +170,32 @@ impl Drop for PidFile {
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pidfile_is_never_written_through_a_planted_link() {
+        let dir = std::env::temp_dir().join(format!("etherws-pidfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.join("etherws.pid");
+        // Links at the names a guessable temporary file would have had.
+        for name in [format!("tmp.{}", std::process::id()), "tmp".to_string()] {
+            std::os::unix::fs::symlink(&victim, path.with_extension(name)).unwrap();
+        }
+        let pidfile = PidFile::write(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{}\n", std::process::id()));
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        drop(pidfile);
+        assert!(!path.exists(), "removed when the switch stops");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
