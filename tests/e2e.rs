@@ -592,3 +592,65 @@ fn ctl_validates_input() {
         assert_eq!(lines, vec![head], "ctl {cmd} on an empty switch:\n{stdout}");
     }
 }
+
+/// The README's "Basic usage", run as it stands in two namespaces, the switches daemonized as
+/// its commands make them. NodeA and NodeB are 203.0.113.10 and 203.0.113.5 here (the
+/// README's 10.0.0.10 and 10.0.0.5: the tests use documentation prefixes only); the TAPs'
+/// addresses are the README's own.
+#[test]
+fn readme_basic_usage_as_shown() {
+    if !require_root() {
+        return;
+    }
+    let readme = etherws_testkit::docs::page("README.md");
+    let basic = readme
+        .split("\n## Basic usage\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a section \"Basic usage\"");
+    let blocks = etherws_testkit::docs::fenced_blocks(basic, "sh");
+    let [node_a, node_b, show_tables] = &blocks[..] else {
+        panic!("Basic usage: NodeA's, NodeB's and the tables' commands: {blocks:?}");
+    };
+    let physical = |s: &str| {
+        s.replace("10.0.0.10", "203.0.113.10")
+            .replace("10.0.0.5", "203.0.113.5")
+    };
+    let (a, b) = linked("bu", "203.0.113.10", "203.0.113.5");
+    // `etherws` on PATH is the binary under test.
+    let on_path = TempDir::new("bu-bin");
+    std::os::unix::fs::symlink(bin(), on_path.path().join("etherws")).expect("symlink etherws");
+    let path = format!(
+        "{}:{}",
+        on_path.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sh = |ns: &Netns, script: &str| {
+        let mut c = ns.command(&["sh", "-ec", script]);
+        c.env("PATH", &path);
+        clear_proxy_env(&mut c);
+        let out = c.output().expect("run sh");
+        assert!(
+            out.status.success(),
+            "in {}:\n{script}failed\n{}",
+            ns.name(),
+            show(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh(&a, &physical(node_a));
+    sh(&b, &physical(node_b));
+    // The two TAPs share one segment through the tunnel.
+    ping(&b, "192.0.2.10");
+    ping(&a, "192.0.2.5");
+    let tables = sh(&b, show_tables);
+    for want in [
+        "ethws0",
+        "ws://203.0.113.10/",
+        "192.0.2.5",
+        "255.255.255.0",
+        &a.mac("ethws0"),
+    ] {
+        assert!(tables.contains(want), "{want} in\n{tables}");
+    }
+}

@@ -1,5 +1,5 @@
-//! Meshes of switches, and the DHCP and NAT recipe for browser VMs (README "Meshes" and "DHCP
-//! and NAT for browser VMs").
+//! Meshes of switches, and the DHCP and NAT recipe for browser VMs (docs/networks.md, "Meshes",
+//! and docs/dhcp-nat.md).
 //!
 //! `three_switches_in_a_full_mesh`:
 //!
@@ -12,12 +12,14 @@
 //!                        server port a mesh port with `setport N --mesh 1`
 //! ```
 //!
-//! `dhcp_and_nat_for_a_browser_vm`, driving `contrib/etherws-lan-gateway` as the README does:
+//! `dhcp_and_nat_for_a_browser_vm`, driving `contrib/etherws-lan-gateway` with the commands
+//! docs/dhcp-nat.md shows, read from the page (plus the switch's control URL, a state
+//! directory of the test's, and `--range`):
 //!
 //! ```text
 //! nsInet: eth0 198.51.100.2/24 (beyond the NAT; no route back to 192.0.2.0/24)
 //!   | veth
-//! nsGw: up0 198.51.100.1/24 (uplink), ws0 203.0.113.1/24; switch S on 0.0.0.0 with
+//! nsGw: eth0 198.51.100.1/24 (uplink), ws0 203.0.113.1/24; switch S on 0.0.0.0 with
 //!       `--path /lab=vlan:10`; the script adds TAP lan0 (VLAN 10, 192.0.2.1/24), dnsmasq on it
 //!       and the nftables table `inet etherws-lan-lan0`
 //!   | veth
@@ -292,9 +294,9 @@ const VM_TAP: &str = "vm0";
 const GATEWAY: &str = "192.0.2.1";
 const BEYOND: &str = "198.51.100.2";
 
-/// Runs `contrib/etherws-lan-gateway` in `gw` with the recipe's settings and `extra`; returns
-/// what it printed.
-fn lan_gateway(gw: &Netns, s: &Switch, state: &TempDir, extra: &[&str]) -> String {
+/// Runs `contrib/etherws-lan-gateway ARGS` in `gw`, on the switch `s` and with its state in
+/// `state`; returns what it printed.
+fn lan_gateway(gw: &Netns, s: &Switch, state: &TempDir, args: &[&str]) -> String {
     let script = contrib("etherws-lan-gateway");
     let etherws = format!("ETHERWS={}", bin().to_string_lossy());
     let ctlurl = s.ctl_url();
@@ -306,33 +308,61 @@ fn lan_gateway(gw: &Netns, s: &Switch, state: &TempDir, extra: &[&str]) -> Strin
         script.to_str().unwrap(),
         "--ctlurl",
         &ctlurl,
-        "--tap",
-        LAN_TAP,
         "--state-dir",
         &state_dir,
     ];
-    argv.extend_from_slice(extra);
+    argv.extend_from_slice(args);
     let out = gw.exec(&argv);
     assert!(
         out.status.success(),
-        "etherws-lan-gateway {extra:?} failed\n{}",
+        "etherws-lan-gateway {args:?} failed\n{}",
         show(&out)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The recipe's settings (README): VLAN 10, the gateway 192.0.2.1/24, leases from
-/// 192.0.2.100-150, uplink up0.
-const RECIPE: [&str; 8] = [
-    "--vlan",
-    "10",
-    "--address",
-    "192.0.2.1/24",
-    "--range",
-    "192.0.2.100,192.0.2.150",
-    "--uplink",
-    "up0",
-];
+/// The page that shows the recipe.
+const DHCP_PAGE: &str = "docs/dhcp-nat.md";
+
+/// The helper's commands as the page shows them, in order: egress closed, egress open, down.
+/// Their settings: TAP lan0, VLAN 10, the gateway 192.0.2.1/24, uplink eth0.
+fn page_commands() -> Vec<Vec<String>> {
+    let page = etherws_testkit::docs::page(DHCP_PAGE);
+    let commands: Vec<Vec<String>> = etherws_testkit::docs::fenced_blocks(&page, "sh")
+        .iter()
+        .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| {
+            l.strip_prefix("etherws-lan-gateway ")
+                .map(|args| args.split_whitespace().map(str::to_string).collect())
+        })
+        .collect();
+    let closed = [
+        "--tap",
+        "lan0",
+        "--vlan",
+        "10",
+        "--address",
+        "192.0.2.1/24",
+        "--uplink",
+        "eth0",
+    ];
+    let open: Vec<&str> = closed.iter().copied().chain(["--allow-egress"]).collect();
+    assert_eq!(
+        commands,
+        [&closed[..], &open[..], &["--down", "--tap", "lan0"][..]],
+        "{DHCP_PAGE} should show the helper's commands this test runs"
+    );
+    commands
+}
+
+/// The leases the test asks for besides the page's settings: 192.0.2.100-150 (the page's
+/// commands hand out the default range, 100-199).
+const RANGE: [&str; 2] = ["--range", "192.0.2.100,192.0.2.150"];
+
+/// The page's command `command` with the test's [`RANGE`].
+fn with_range(command: &[String]) -> Vec<&str> {
+    command.iter().map(String::as_str).chain(RANGE).collect()
+}
 
 /// Whether a TCP connection from `ns` to `addr` is accepted within 1.5 s.
 fn tcp_opens(ns: &Netns, addr: &str) -> bool {
@@ -369,7 +399,7 @@ fn dhcp_and_nat_for_a_browser_vm() {
     let vm = Netns::new("vm");
     veth(
         &gw,
-        "up0",
+        "eth0",
         Some("198.51.100.1/24"),
         &inet,
         "eth0",
@@ -390,9 +420,10 @@ fn dhcp_and_nat_for_a_browser_vm() {
         .start();
     let state = TempDir::new("lan-gw");
 
-    // The recipe, egress closed (the default).
+    // The page's recipe, egress closed (the default).
+    let commands = page_commands();
     assert_eq!(sysctl(&gw, "ip_forward"), "0");
-    let said = lan_gateway(&gw, &s, &state, &RECIPE);
+    let said = lan_gateway(&gw, &s, &state, &with_range(&commands[0]));
     assert!(said.contains("egress closed"), "{said}");
     let taps: Vec<PortRow> = s
         .listport()
@@ -417,7 +448,7 @@ fn dhcp_and_nat_for_a_browser_vm() {
     // Forwarding on the TAP and the uplink only.
     for (key, want) in [
         ("conf/lan0/forwarding", "1"),
-        ("conf/up0/forwarding", "1"),
+        ("conf/eth0/forwarding", "1"),
         ("conf/ws0/forwarding", "0"),
         ("ip_forward", "0"),
     ] {
@@ -488,9 +519,7 @@ fn dhcp_and_nat_for_a_browser_vm() {
     );
 
     // Again with --allow-egress: the same port, the lease still good.
-    let mut open = RECIPE.to_vec();
-    open.push("--allow-egress");
-    let said = lan_gateway(&gw, &s, &state, &open);
+    let said = lan_gateway(&gw, &s, &state, &with_range(&commands[1]));
     assert!(said.contains("egress open"), "{said}");
     let taps: Vec<u32> = s
         .listport()
@@ -511,7 +540,8 @@ fn dhcp_and_nat_for_a_browser_vm() {
     drop(listeners);
 
     // --down undoes it all.
-    let said = lan_gateway(&gw, &s, &state, &["--down"]);
+    let down: Vec<&str> = commands[2].iter().map(String::as_str).collect();
+    let said = lan_gateway(&gw, &s, &state, &down);
     assert!(said.contains("down"), "{said}");
     assert!(!nft_has_table(&gw, "inet", "etherws-lan-lan0"));
     assert_eq!(dnsmasq_pid(&gw, &state), None, "dnsmasq should be stopped");
@@ -520,4 +550,88 @@ fn dhcp_and_nat_for_a_browser_vm() {
         "{:?}",
         s.listport()
     );
+}
+
+/// The shell words of `text`, continuation lines joined.
+fn words(text: &str) -> Vec<String> {
+    text.replace("\\\n", " ")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The page's recipe by hand (steps 3 and 5, and the rules that open the egress) is what the
+/// helper does for the page's settings (TAP lan0, uplink eth0, 192.0.2.1/24): the same nftables
+/// table, the same egress rules, the same dnsmasq options but for where its files go.
+#[test]
+fn the_recipe_by_hand_is_what_the_helper_does() {
+    let page = etherws_testkit::docs::page(DHCP_PAGE);
+    let script = std::fs::read_to_string(contrib("etherws-lan-gateway")).expect("the helper");
+    let fill = |s: &str| {
+        s.replace("\t", "    ")
+            .replace("\\\"", "\"")
+            .replace("$table", "etherws-lan-lan0")
+            .replace("\"$tap\"", "\"lan0\"")
+            .replace("\"$uplink\"", "\"eth0\"")
+            .replace("$subnet", "192.0.2.0/24")
+            .replace("\"$gw\"", "192.0.2.1")
+            .replace(
+                "$first,$last,$netmask,$lease_time",
+                "192.0.2.100,192.0.2.199,255.255.255.0,1h",
+            )
+    };
+    let between = |text: &str, from: &str, to: &str| -> String {
+        let start = text.find(from).unwrap_or_else(|| panic!("no {from:?}")) + from.len();
+        let len = text[start..]
+            .find(to)
+            .unwrap_or_else(|| panic!("no {to:?}"));
+        text[start..start + len].to_string()
+    };
+    let sh = etherws_testkit::docs::fenced_blocks(&page, "sh");
+
+    // Step 3: the table.
+    let shown = sh
+        .iter()
+        .find_map(|b| b.strip_prefix("nft -f - <<'EOF'\n"))
+        .and_then(|b| b.strip_suffix("EOF\n"))
+        .expect("the page's nftables table");
+    let made = fill(&between(&script, "delete table inet $table\n", "EOF\n"))
+        .replace("$egress_rules\n", "");
+    assert_eq!(shown, made, "{DHCP_PAGE}'s table is not the helper's");
+
+    // The rules that open the egress.
+    let shown = etherws_testkit::docs::fenced_blocks(&page, "")
+        .into_iter()
+        .find(|b| b.contains("tcp dport 25 drop"))
+        .expect("the page's egress rules");
+    let made: String = fill(&between(&script, "egress_rules=\"", "\"\nelse"))
+        .lines()
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert_eq!(
+        shown, made,
+        "{DHCP_PAGE}'s egress rules are not the helper's"
+    );
+
+    // Step 5: dnsmasq, its files aside.
+    let shown = words(
+        sh.iter()
+            .find(|b| b.starts_with("dnsmasq "))
+            .expect("the page's dnsmasq command"),
+    );
+    let made: Vec<String> = words(&fill(&between(
+        &script,
+        "stop_dnsmasq\nset -- ",
+        "\nif [ -n \"$dns\" ]",
+    )))
+    .iter()
+    .map(|w| w.replace('"', ""))
+    .collect();
+    let files = ["--dhcp-leasefile=", "--pid-file="];
+    for arg in &shown[1..] {
+        match files.iter().find(|f| arg.starts_with(*f)) {
+            Some(f) => assert!(made.iter().any(|m| m.starts_with(f)), "{f} {made:?}"),
+            None => assert!(made.contains(arg), "{arg}: not in the helper's {made:?}"),
+        }
+    }
 }

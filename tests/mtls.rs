@@ -1,10 +1,11 @@
 //! End-to-end tests of pinned self-signed server certificates and of client certificates
 //! (mutual TLS), for `client` ports and for `etherws ctl`.
 //!
-//! The recipes are the README's, byte for byte: each block below is checked to appear in
-//! README.md as a fenced block, and is run as it stands with `sh -e` in the node's directory
+//! The recipes are those of docs/tls.md (and, for the control API opened to other nodes,
+//! docs/control-api.md), byte for byte: each block below is checked to appear there as a
+//! fenced block, and is run as it stands with `sh -e` in the node's directory
 //! (certificates made with the real `openssl`; the `etherws` on PATH is the binary under test,
-//! which daemonizes as the README's commands make it). Two nodes are two network namespaces
+//! which daemonizes as the page's commands make it). Two nodes are two network namespaces
 //! joined by a veth: A is 192.0.2.1 (the address the certificates name), B is 192.0.2.2.
 //! Root is needed for the namespaces; `client_certificate_settings_are_checked` runs on
 //! loopback without it.
@@ -22,7 +23,7 @@ const A_TAP_IP: &str = "198.51.100.1";
 const B_TAP_IP: &str = "198.51.100.2";
 
 // ---------------------------------------------------------------------------------------------
-// the README's recipes
+// the recipes of docs/tls.md
 
 /// A self-signed server certificate for node A.
 const SELF_SIGNED: &str = "\
@@ -120,27 +121,21 @@ etherws ctl --ctlurl https://192.0.2.1:7443/ctl --ctlsslcert ssl.crt --ctlcert n
     --ctlkey nodeb.key listport
 ";
 
-/// Asserts that README.md shows `block` as a fenced block of the given language.
-#[track_caller]
-fn readme_shows(lang: &str, block: &str) {
-    let readme = include_str!("../README.md");
-    let fenced = format!("```{lang}\n{block}```\n");
-    assert!(
-        readme.contains(&fenced),
-        "README.md does not show this recipe as written:\n{fenced}"
-    );
-}
+/// The page of the certificate recipes.
+const PAGE: &str = "docs/tls.md";
+
+/// The page that opens the control API to other nodes ("Remote control"): [`SERVE_CTL_PINNED`]
+/// and [`CTL_PINNED`].
+const REMOTE_CONTROL_PAGE: &str = "docs/control-api.md";
 
 #[test]
-fn readme_shows_the_recipes_tested_here() {
+fn docs_show_the_recipes_tested_here() {
     for block in [
         SELF_SIGNED,
         SERVE_WSS,
         CONNECT_PINNED,
         PRIVATE_CA,
         CONNECT_CA,
-        SERVE_CTL_PINNED,
-        CTL_PINNED,
         CLIENT_CA,
         SERVE_WSS_MTLS,
         CONNECT_MTLS,
@@ -148,9 +143,12 @@ fn readme_shows_the_recipes_tested_here() {
         SERVE_CTL_MTLS,
         CTL_MTLS,
     ] {
-        readme_shows("sh", block);
+        etherws_testkit::docs::assert_shows(PAGE, "sh", block);
     }
-    readme_shows("ini", CA_CNF);
+    etherws_testkit::docs::assert_shows(PAGE, "ini", CA_CNF);
+    for block in [SERVE_CTL_PINNED, CTL_PINNED] {
+        etherws_testkit::docs::assert_shows(REMOTE_CONTROL_PAGE, "sh", block);
+    }
 }
 
 /// [`CLIENT_CA`]'s last two commands for another client (`nodeb` → `name`).
@@ -278,7 +276,7 @@ impl Node {
         )
     }
 
-    /// Stops the switches running in the node (the README's commands daemonize them): SIGTERM
+    /// Stops the switches running in the node (the page's commands daemonize them): SIGTERM
     /// to the `etherws` processes in its namespace, then waits until they are gone.
     fn stop_switches(&self) {
         let pids = || -> Vec<i32> {
@@ -418,7 +416,7 @@ fn self_signed_certificate_is_pinned_by_client_ports() {
 
     // The recipe: B pins A's certificate, CA:TRUE as `openssl req -x509` makes it.
     let out = b.sh(CONNECT_PINNED);
-    let client = joined(&out, "the README's client port");
+    let client = joined(&out, "the page's client port");
     assert_eq!(client.target, "wss://192.0.2.1/");
     wait_server_ports(&a, &[], 1);
     a.add_tap("ewsA0", A_TAP_IP);
@@ -525,7 +523,7 @@ fn self_signed_certificate_is_pinned_by_ctl() {
     let run = run_on_pty(cmd, "Control Password: ", "password");
     assert!(
         run.status.success() && run.output.contains("Port  Type  State"),
-        "the README's ctl command: {run:?}"
+        "the page's ctl command: {run:?}"
     );
 
     // Another self-signed certificate is not the switch's.
@@ -711,7 +709,7 @@ fn client_certificates_on_control_api() {
     let out = b.sh(CTL_MTLS);
     assert!(
         stdout(&out).starts_with("  Port  Type  State"),
-        "the README's ctl command\n{}",
+        "the page's ctl command\n{}",
         show(&out)
     );
     // Refused: no certificate, one of a foreign CA.

@@ -144,7 +144,21 @@ fn deb_installs_into_a_private_root_and_its_switch_answers() {
         ),
         ("/usr/share/doc/etherws/README.md", "-rw-r--r--"),
         ("/usr/share/doc/etherws/copyright", "-rw-r--r--"),
+        ("/usr/share/doc/etherws/docs/", "drwxr-xr-x"),
     ];
+    // Beside the README, the pages it maps (and their images), so its links work there too.
+    let docs: Vec<String> = xtask::deb::doc_pages(&etherws_testkit::docs::root())
+        .expect("docs/")
+        .iter()
+        .map(|name| format!("/usr/share/doc/etherws/docs/{name}"))
+        .collect();
+    for page in ["tls.md", "production.md", "status.png"] {
+        let path = format!("/usr/share/doc/etherws/docs/{page}");
+        assert!(docs.contains(&path), "{path} in {docs:?}");
+    }
+    for page in &docs {
+        promised.push((page, "-rw-r--r--"));
+    }
     let pages: Vec<String> = dist
         .man_pages
         .iter()

@@ -6,8 +6,9 @@
 //!
 //! The network: the switch and the proxy in namespace S (the switch on 127.0.0.1, the proxy on
 //! every address), two client sites C1 (198.51.100.11) and C2 (203.0.113.12), each a namespace
-//! with a veth to S and an `etherws sw` connecting out through the proxy. The configurations
-//! are those the README's "Deploying behind nginx or HAProxy" shows.
+//! with a veth to S and an `etherws sw` connecting out through the proxy. The switch's command
+//! line and the nginx and HAProxy configurations are those docs/reverse-proxies.md shows: the
+//! tests assert that the page shows them, and build what they run from them.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -20,9 +21,44 @@ const C1: &str = "198.51.100.11";
 const S_C2: &str = "203.0.113.1";
 const C2: &str = "203.0.113.12";
 
-/// The nginx configuration of the README, with the test's paths filled in: TLS on 443 (and
-/// plain HTTP on 80, for raw requests), WebSocket upgrades passed to etherws on 127.0.0.1:8080.
-const NGINX_CONF: &str = r#"
+/// The page whose examples these are.
+const PAGE: &str = "docs/reverse-proxies.md";
+
+/// The switch behind the proxy, as the page starts it; the tests start it so (`Switch`'s
+/// `--host 127.0.0.1`, `.port(8080)`, and [`TRUSTED`]).
+const SWITCH: &str = "\
+etherws sw --host 127.0.0.1 --port 8080 --trusted-proxy 127.0.0.1/32
+";
+
+/// The `--trusted-proxy` of [`SWITCH`].
+const TRUSTED: [&str; 2] = ["--trusted-proxy", "127.0.0.1/32"];
+
+/// The nginx configuration of the page: TLS on 443, WebSocket upgrades passed to etherws on
+/// 127.0.0.1:8080.
+const NGINX_SITE: &str = r#"map $http_upgrade $connection_upgrade {
+    default upgrade;
+    ''      close;
+}
+server {
+    listen 443 ssl;
+    ssl_certificate     /etc/etherws/proxy.crt;
+    ssl_certificate_key /etc/etherws/proxy.key;
+    location / {
+        proxy_pass http://127.0.0.1:8080;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_read_timeout 1h;
+        proxy_send_timeout 1h;
+    }
+}
+"#;
+
+/// What nginx needs around [`NGINX_SITE`] to run as the test's own process, with its files in
+/// `DIR`.
+const NGINX_MAIN: &str = r#"
 user root;
 daemon off;
 pid DIR/nginx.pid;
@@ -35,34 +71,22 @@ http {
     fastcgi_temp_path DIR/fastcgi;
     uwsgi_temp_path DIR/uwsgi;
     scgi_temp_path DIR/scgi;
-
-    map $http_upgrade $connection_upgrade {
-        default upgrade;
-        ''      close;
-    }
-    server {
-        listen 443 ssl;
-        listen 80;
-        ssl_certificate     DIR/proxy.crt;
-        ssl_certificate_key DIR/proxy.key;
-        location / {
-            proxy_pass http://127.0.0.1:8080;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_read_timeout 1h;
-            proxy_send_timeout 1h;
-        }
-    }
-}
+SITE}
 "#;
 
-/// The HAProxy configuration of the README: TCP on 8000, PROXY protocol v2 to etherws.
-const HAPROXY_CONF: &str = r#"
-global
-    maxconn 1000
+/// The configuration nginx runs with: the page's, its files in `dir`, and plain HTTP on 80 as
+/// well (for raw requests).
+fn nginx_conf(dir: &str) -> String {
+    let site = NGINX_SITE.replace("/etc/etherws/", "DIR/").replace(
+        "    listen 443 ssl;\n",
+        "    listen 443 ssl;\n    listen 80;\n",
+    );
+    assert!(site.contains("listen 80;"), "{site}");
+    NGINX_MAIN.replace("SITE", &site).replace("DIR", dir)
+}
+
+/// The HAProxy configuration of the page: TCP on 8000, PROXY protocol v2 to etherws.
+const HAPROXY: &str = "\
 defaults
     mode tcp
     timeout connect 5s
@@ -73,7 +97,21 @@ frontend websocket
     default_backend etherws
 backend etherws
     server sw1 127.0.0.1:8080 send-proxy-v2
-"#;
+";
+
+#[test]
+fn docs_show_the_examples_tested_here() {
+    etherws_testkit::docs::assert_shows(PAGE, "sh", SWITCH);
+    assert_eq!(
+        SWITCH,
+        format!(
+            "etherws sw --host 127.0.0.1 --port 8080 {}\n",
+            TRUSTED.join(" ")
+        )
+    );
+    etherws_testkit::docs::assert_shows(PAGE, "nginx", NGINX_SITE);
+    etherws_testkit::docs::assert_shows(PAGE, "", HAPROXY);
+}
 
 /// The switch namespace with the two client sites linked to it.
 struct ClientSites {
@@ -183,23 +221,18 @@ fn behind_nginx_each_client_keeps_its_address() {
     }
     let conf = dir.write(
         "nginx.conf",
-        &NGINX_CONF.replace("DIR", &dir.file("")[..dir.file("").len() - 1]),
+        &nginx_conf(&dir.file("")[..dir.file("").len() - 1]),
     );
     let htpasswd = dir.file("htpasswd");
     run_ok(&["htpasswd", "-cbs", &htpasswd, "site", "site-pw"]);
 
     let sw = Switch::builder("pxng")
         .netns(&net.s)
+        .host("127.0.0.1")
         .port(8080)
         .ctl_port(7867)
-        .args(&[
-            "--trusted-proxy",
-            "127.0.0.1/32",
-            "--max-conns-per-addr",
-            "2",
-            "--htpasswd",
-            &htpasswd,
-        ])
+        .args(&TRUSTED)
+        .args(&["--max-conns-per-addr", "2", "--htpasswd", &htpasswd])
         .start();
     let _nginx = net.s.daemon(&["nginx", "-c", &conf]);
     poll("nginx", Duration::from_secs(10), || {
@@ -299,12 +332,18 @@ fn behind_haproxy_the_proxy_protocol_names_each_client() {
     }
     let net = sites("pxha");
     let dir = TempDir::new("pxha");
-    let conf = dir.write("haproxy.cfg", HAPROXY_CONF);
+    // The page's configuration, with a connection limit of the test's own.
+    let conf = dir.write(
+        "haproxy.cfg",
+        &format!("global\n    maxconn 1000\n{HAPROXY}"),
+    );
     let sw = Switch::builder("pxha")
         .netns(&net.s)
+        .host("127.0.0.1")
         .port(8080)
         .ctl_port(7867)
-        .args(&["--trusted-proxy", "127.0.0.1/32", "--proxy-protocol"])
+        .args(&TRUSTED)
+        .args(&["--proxy-protocol"])
         .start();
     let _haproxy = net.s.daemon(&["haproxy", "-db", "-f", &conf]);
     poll("haproxy", Duration::from_secs(10), || {

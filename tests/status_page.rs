@@ -19,9 +19,9 @@
 //! that without credentials all three paths answer 401. Screenshots (laptop and phone) are kept
 //! under `target/test-artifacts/`.
 //!
-//! `STATUS_PAGE_HOLD=SECONDS` adds a third screenshot, `status-docs.png` (the README's
-//! `docs/status.png`): that long later, with bursts of traffic meanwhile and without the hostile
-//! user's port.
+//! `STATUS_PAGE_HOLD=SECONDS` adds a third screenshot, `status-docs.png` (`docs/status.png`,
+//! the image of docs/production.md): that long later, with bursts of traffic meanwhile and
+//! without the hostile user's port.
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -1,5 +1,5 @@
 //! DHCP from the client's side, and the repository's `contrib/` scripts: what the test of the
-//! README's "DHCP and NAT for browser VMs" recipe needs.
+//! "DHCP and NAT for browser VMs" recipe (docs/dhcp-nat.md) needs.
 //!
 //! * [`udhcpc`]: a real DHCP client (`busybox udhcpc`) on an interface in a namespace, which
 //!   applies the lease (address, default route) as a VM's would, and returns it;

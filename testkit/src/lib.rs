@@ -39,7 +39,9 @@
 //!   server switch with client switches on WebSocket paths, hosts on netdev ports, frame
 //!   capture, the `listport --verbose` table;
 //! * `dhcp` (by path): `udhcpc()` (a real DHCP client's lease), `contrib()` (the scripts of
-//!   `contrib/`), `nft_has_table()`.
+//!   `contrib/`), `nft_has_table()`;
+//! * `docs` (by path): the documentation's pages, `assert_shows()` (a page shows an example as a
+//!   test runs it), `fenced_blocks()` (an example read from its page), `links()` and `anchors()`.
 //!
 //! The binary under test is the `etherws` cargo built next to the running test (or the one
 //! `use_binary()` names, e.g. xtask's release build); `ETHERWS_BIN=/path/to/other` overrides
@@ -81,6 +83,7 @@ pub const CHROMIUM_HEADLESS: &[&str] = &[
 ];
 
 pub mod dhcp;
+pub mod docs;
 mod http;
 mod iperf;
 mod lan;

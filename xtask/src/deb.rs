@@ -19,6 +19,7 @@
 //! | `/usr/share/man/man1/*.1.gz` | `cargo xtask dist` ([`crate::dist`]), `gzip -9n` |
 //! | `/usr/share/bash-completion/completions/etherws`, `/usr/share/zsh/vendor-completions/_etherws`, `/usr/share/fish/vendor_completions.d/etherws.fish` | the same |
 //! | `/usr/share/doc/etherws/README.md`, `copyright` | `README.md`; `LICENSE-MIT` in Debian's machine-readable format |
+//! | `/usr/share/doc/etherws/docs/` | the pages of `docs/` the README maps, and their images ([`doc_pages`]), so its links work there too |
 //!
 //! Its control fields: the workspace's version made Debian-safe ([`debian_version`]),
 //! the architecture of `dpkg --print-architecture`, and Depends as `dpkg-shlibdeps` (dpkg-dev)
@@ -208,6 +209,11 @@ pub fn build(deb: &Deb) -> anyhow::Result<Built> {
     let doc = "/usr/share/doc/etherws";
     let readme = fs::read(root_dir.join("README.md")).context("README.md")?;
     put(&tree, &at(&format!("{doc}/README.md")), &readme, 0o644)?;
+    for name in doc_pages(&root_dir)? {
+        let page =
+            fs::read(root_dir.join("docs").join(&name)).with_context(|| format!("docs/{name}"))?;
+        put(&tree, &at(&format!("{doc}/docs/{name}")), &page, 0o644)?;
+    }
     let copyright = copyright(&read(&root_dir.join("LICENSE-MIT"))?, homepage().as_deref())?;
     put(
         &tree,
@@ -643,6 +649,25 @@ fn mkdirs(tree: &Path, dir: &Path) -> anyhow::Result<()> {
         set_mode(d, 0o755)?;
     }
     Ok(())
+}
+
+/// The files of `docs/` the package installs beside the README, sorted: its pages (`.md`) and
+/// the images they show (`.png`).
+///
+/// # Errors
+///
+/// When `docs/` cannot be read.
+pub fn doc_pages(root_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = root_dir.join("docs");
+    let mut names = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") || name.ends_with(".png") {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Writes `path` (its directories made by [`mkdirs`]) with `mode`.

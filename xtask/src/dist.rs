@@ -119,8 +119,10 @@ fn extra_sections(page: &str) -> String {
     };
     s.push_str(&format!(
         ".SH SEE ALSO\n{see_also}\n.PP\n\
-         The README (\\fI/usr/share/doc/etherws/README.md\\fR when installed from the Debian \
-         package) covers configuration, TLS, authentication, eBPF offload and deployment.\n"
+         The README and the pages of \\fIdocs/\\fR it maps \
+         (\\fI/usr/share/doc/etherws/README.md\\fR and \\fI/usr/share/doc/etherws/docs/\\fR \
+         when installed from the Debian package) cover configuration, TLS, authentication, \
+         eBPF offload and deployment.\n"
     ));
     s
 }
