@@ -469,36 +469,7 @@ pub(crate) enum CtlCommand {
         kind: AddPort,
     },
     /// Set a port's configuration.
-    Setport {
-        /// Port number.
-        #[arg(allow_negative_numbers = true)]
-        port: i64,
-        /// Shut the port down (1) or bring it back (0).
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        shut: Option<u8>,
-        /// Make it an access port of this VLAN (1-4094): untagged frames in belong to it,
-        /// frames out leave untagged, tagged frames in are dropped; 0: a trunk again.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=4094))]
-        vlan: Option<u16>,
-        /// Isolate the port (1): it exchanges frames only with ports that are not isolated.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        isolated: Option<u8>,
-        /// Mark the port a mesh link (1): frames from one mesh port never leave by another.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        mesh: Option<u8>,
-        /// Copy every frame into and out of the port to port M (0: stop).
-        #[arg(long, value_name = "M")]
-        mirror: Option<u32>,
-        /// Limit the frames received from the port, in bits per second (`10M`; 0: none).
-        #[arg(long, value_name = "RATE")]
-        rate_in: Option<BitRate>,
-        /// Limit the frames sent out of the port, in bits per second (0: none).
-        #[arg(long, value_name = "RATE")]
-        rate_out: Option<BitRate>,
-        /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
-        #[arg(long, value_name = "BYTES")]
-        burst: Option<u64>,
-    },
+    Setport(SetPort),
     /// Delete a port.
     Delport {
         /// Port number.
@@ -530,6 +501,39 @@ pub(crate) enum CtlCommand {
     Listif,
     /// Show the forwarding database.
     Listfdb,
+}
+
+// `ctl setport`'s arguments (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub(crate) struct SetPort {
+    /// Port number.
+    #[arg(allow_negative_numbers = true)]
+    pub(crate) port: i64,
+    /// Shut the port down (1) or bring it back (0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) shut: Option<u8>,
+    /// Make it an access port of this VLAN (1-4094): untagged frames in belong to it,
+    /// frames out leave untagged, tagged frames in are dropped; 0: a trunk again.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=4094))]
+    pub(crate) vlan: Option<u16>,
+    /// Isolate the port (1): it exchanges frames only with ports that are not isolated.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) isolated: Option<u8>,
+    /// Mark the port a mesh link (1): frames from one mesh port never leave by another.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) mesh: Option<u8>,
+    /// Copy every frame into and out of the port to port M (0: stop).
+    #[arg(long, value_name = "M")]
+    pub(crate) mirror: Option<u32>,
+    /// Limit the frames received from the port, in bits per second (`10M`; 0: none).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) rate_in: Option<BitRate>,
+    /// Limit the frames sent out of the port, in bits per second (0: none).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) rate_out: Option<BitRate>,
+    /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) burst: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,10 +17,10 @@ use crate::edge::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
 use crate::app::cli::{EffectiveOptions, SwArgs, SwOptions};
-use crate::app::config::{Config, IfConf, PortConf};
+use crate::app::config::{Config, PortConf};
 use crate::app::daemon;
 use crate::app::logging::{self, LogConf};
-use crate::base::tls::{ClientAuth, Identity, Verify};
+use crate::base::tls::ClientAuth;
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
 use crate::edge::auth::Auth;
@@ -488,90 +488,9 @@ fn check_config(
 async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> anyhow::Result<()> {
     for (i, p) in ports.iter().enumerate() {
         let what = format!("{}:{}: port {}", origin.display(), p.line(), i + 1);
-        let iface = |iface: &IfConf| IfChange {
-            address: iface.address,
-            netmask: iface.netmask,
-            mtu: iface.mtu,
-        };
-        let configure = |stat: PortStat, conf: &IfConf| {
-            let change = iface(conf);
-            async move {
-                if change != IfChange::default() {
-                    control
-                        .configure_interface(stat.port, &change)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e.data))?;
-                }
-                Ok::<_, anyhow::Error>(stat)
-            }
-        };
-        let result = match p {
-            PortConf::Tap { name, iface, .. } => match control.add_tap(name).await {
-                Ok(stat) => configure(stat, iface).await,
-                Err(e) => Err(e),
-            },
-            PortConf::Netdev {
-                name,
-                iface,
-                offload,
-                ..
-            } => {
-                let added = if *offload && !crate::offload::available() {
-                    // A configuration file written for an offload build still starts.
-                    tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
-                    control.add_netdev(name).await
-                } else if *offload {
-                    control
-                        .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
-                        .await
-                } else {
-                    control.add_netdev(name).await
-                };
-                match added {
-                    Ok(stat) => configure(stat, iface).await,
-                    Err(e) => Err(e),
-                }
-            }
-            PortConf::Client {
-                url,
-                user,
-                passwd,
-                cacerts,
-                insecure,
-                cert,
-                key,
-                ..
-            } => {
-                let creds = user.as_ref().map(|u| Credentials {
-                    user: u.clone(),
-                    passwd: passwd.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
-                });
-                let verify = match (insecure, cacerts) {
-                    (true, _) => Verify::Insecure,
-                    (false, Some(ca)) => Verify::CaFile(ca.clone()),
-                    (false, None) => Verify::System,
-                };
-                let identity = match (cert, key) {
-                    (Some(cert), Some(key)) => Some(Identity {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    }),
-                    _ => None,
-                };
-                control
-                    .add_client(
-                        url,
-                        ClientOptions {
-                            creds,
-                            verify,
-                            identity,
-                        },
-                        false,
-                    )
-                    .await
-            }
-        };
-        let stat = result.with_context(|| what.clone())?;
+        let stat = create_port(control, p, &what)
+            .await
+            .with_context(|| what.clone())?;
         if *p.profile() != Profile::default() {
             control
                 .apply_profile(stat.port, p.profile())
@@ -579,6 +498,69 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
         }
     }
     Ok(())
+}
+
+/// Creates one port of the configuration file, with its interface settings; `what` names it
+/// in warnings.
+async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Result<PortStat> {
+    let (added, iface) = match p {
+        PortConf::Tap { name, iface, .. } => (control.add_tap(name).await, iface),
+        PortConf::Netdev {
+            name,
+            iface,
+            offload,
+            ..
+        } => (add_netdev(control, name, *offload, what).await, iface),
+        PortConf::Client {
+            url, user, passwd, ..
+        } => {
+            let creds = user.as_ref().map(|u| Credentials {
+                user: u.clone(),
+                passwd: passwd.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            });
+            // Always `Some` for a client port.
+            let tls = p.client_tls().transpose()?.unwrap_or_default();
+            let opts = ClientOptions {
+                creds,
+                verify: tls.verify,
+                identity: tls.identity,
+            };
+            return control.add_client(url, opts, false).await;
+        }
+    };
+    let stat = added?;
+    let change = IfChange {
+        address: iface.address,
+        netmask: iface.netmask,
+        mtu: iface.mtu,
+    };
+    if change != IfChange::default() {
+        control
+            .configure_interface(stat.port, &change)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.data))?;
+    }
+    Ok(stat)
+}
+
+/// Adds a netdev port, offloaded if `offload` (and the eBPF object is built in: a
+/// configuration file written for an offload build still starts, with a warning).
+async fn add_netdev(
+    control: &Control,
+    name: &str,
+    offload: bool,
+    what: &str,
+) -> anyhow::Result<PortStat> {
+    if offload && !crate::offload::available() {
+        tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
+        control.add_netdev(name).await
+    } else if offload {
+        control
+            .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
+            .await
+    } else {
+        control.add_netdev(name).await
+    }
 }
 
 async fn serve(
