@@ -78,15 +78,85 @@ pub(crate) struct SwArgs {
 /// default is a `Type`, one without stays an `Option<Type>`, whose `None` each field's
 /// documentation explains. A default is written once, as a value: clap shows it in `--help`
 /// ([`DefaultText`]) and fills it in when it parses.
+///
+/// A listener's files, the same five for the WebSocket and the control listener, are declared
+/// once, as `listener_files { htpasswd, key, cert, clientca, crl; … }`, with the names of the
+/// five options and the words their help texts differ by (see the invocation).
 macro_rules! sw_options {
+    // The fields are read one by one into a list of `{ [attributes] name: Type = default }`,
+    // a listener's files expanded into their five fields; `@emit` declares what they make.
+    (@fields $header:tt [$($done:tt)*]) => {
+        sw_options!(@emit $header $($done)*);
+    };
+    (@fields $header:tt [$($done:tt)*]
+        listener_files {
+            $htpasswd:ident, $key:ident, $cert:ident, $clientca:ident, $crl:ident;
+            env: $env:literal, clients: $clients:literal, listener: $listener:literal,
+            on: $on:literal, mutual: $mutual:literal, revoked: $revoked:literal $(,)?
+        }
+        $($rest:tt)*
+    ) => {
+        sw_options!(@fields $header [$($done)*
+            { [
+                #[doc = concat!("htpasswd file to authenticate ", $clients, " clients with.")]
+                #[arg(long, env = concat!($env, "HTPASSWD"), value_name = "FILE")]
+                #[arg(help = concat!("htpasswd file to authenticate ", $clients, " clients with"))]
+            ] $htpasswd: PathBuf }
+            { [
+                #[doc = concat!("TLS private key for ", $listener, " (PEM).")]
+                #[arg(long, env = concat!($env, "SSLKEY"), value_name = "FILE")]
+                #[arg(help = concat!("TLS private key for ", $listener, " (PEM)"))]
+            ] $key: PathBuf }
+            { [
+                #[doc = concat!("TLS certificate (chain) for ", $listener, " (PEM).")]
+                #[arg(long, env = concat!($env, "SSLCERT"), value_name = "FILE")]
+                #[arg(help = concat!("TLS certificate (chain) for ", $listener, " (PEM)"))]
+            ] $cert: PathBuf }
+            { [
+                #[doc = concat!("Require a client certificate on ", $on,
+                    " issued by a CA of this file (PEM", $mutual, ").")]
+                #[arg(long, env = concat!($env, "SSLCLIENTCA"), value_name = "FILE")]
+                #[arg(help = concat!("Require a client certificate on ", $on,
+                    " issued by a CA of this file (PEM", $mutual, ")"))]
+            ] $clientca: PathBuf }
+            { [
+                #[doc = concat!("Refuse ", $revoked, " revoked by these CRLs (PEM; needs --",
+                    stringify!($clientca), ").")]
+                #[arg(long, env = concat!($env, "SSLCRL"), value_name = "FILE")]
+                #[arg(help = concat!("Refuse ", $revoked, " revoked by these CRLs (PEM; needs --",
+                    stringify!($clientca), ")"))]
+            ] $crl: PathBuf }
+        ] $($rest)*);
+    };
+    (@fields $header:tt [$($done:tt)*]
+        $(#[$field_meta:meta])* pub(crate) $field:ident: $ty:ty $(= $default:expr)?,
+        $($rest:tt)*
+    ) => {
+        sw_options!(@fields $header [$($done)*
+            { [$(#[$field_meta])*] $field: $ty $(= $default)? }
+        ] $($rest)*);
+    };
     (
         $(#[$meta:meta])*
         pub(crate) struct $name:ident;
         $(#[$effective_meta:meta])*
         pub(crate) struct $effective:ident {
-            $( $(#[$field_meta:meta])* pub(crate) $field:ident: $ty:ty $(= $default:expr)?, )*
+            $($fields:tt)*
         }
     ) => {
+        sw_options!(@fields {
+            $(#[$meta])*
+            pub(crate) struct $name;
+            $(#[$effective_meta])*
+            pub(crate) struct $effective;
+        } [] $($fields)*);
+    };
+    (@emit {
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident;
+        $(#[$effective_meta:meta])*
+        pub(crate) struct $effective:ident;
+    } $( { [$(#[$field_meta:meta])*] $field:ident: $ty:ty $(= $default:expr)? } )*) => {
         $(#[$meta])*
         pub(crate) struct $name {
             $(
@@ -330,21 +400,12 @@ sw_options! {
         /// Port to serve WebSocket on (default 80, or 443 with TLS; 0: any free port).
         #[arg(long, env = "ETHERWS_PORT")]
         pub(crate) port: Num<u16>,
-        /// htpasswd file to authenticate WebSocket clients with.
-        #[arg(long, env = "ETHERWS_HTPASSWD", value_name = "FILE")]
-        pub(crate) htpasswd: PathBuf,
-        /// TLS private key for WebSocket (PEM).
-        #[arg(long, env = "ETHERWS_SSLKEY", value_name = "FILE")]
-        pub(crate) sslkey: PathBuf,
-        /// TLS certificate (chain) for WebSocket (PEM).
-        #[arg(long, env = "ETHERWS_SSLCERT", value_name = "FILE")]
-        pub(crate) sslcert: PathBuf,
-        /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
-        #[arg(long, env = "ETHERWS_SSLCLIENTCA", value_name = "FILE")]
-        pub(crate) sslclientca: PathBuf,
-        /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
-        #[arg(long, env = "ETHERWS_SSLCRL", value_name = "FILE")]
-        pub(crate) sslcrl: PathBuf,
+        // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
+        listener_files {
+            htpasswd, sslkey, sslcert, sslclientca, sslcrl;
+            env: "ETHERWS_", clients: "WebSocket", listener: "WebSocket", on: "wss://",
+            mutual: "; mutual TLS", revoked: "client certificates",
+        }
 
         /// HTTP path to serve the control API on.
         #[arg(long, env = "ETHERWS_CTLPATH")]
@@ -361,21 +422,12 @@ sw_options! {
         /// names is refused: that defeats DNS rebinding.
         #[arg(long, env = "ETHERWS_CTLALLOWHOST", value_name = "NAME", value_delimiter = ',')]
         pub(crate) ctlallowhost: Vec<String>,
-        /// htpasswd file to authenticate control clients with.
-        #[arg(long, env = "ETHERWS_CTLHTPASSWD", value_name = "FILE")]
-        pub(crate) ctlhtpasswd: PathBuf,
-        /// TLS private key for the control API (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLKEY", value_name = "FILE")]
-        pub(crate) ctlsslkey: PathBuf,
-        /// TLS certificate (chain) for the control API (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLCERT", value_name = "FILE")]
-        pub(crate) ctlsslcert: PathBuf,
-        /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLCLIENTCA", value_name = "FILE")]
-        pub(crate) ctlsslclientca: PathBuf,
-        /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
-        #[arg(long, env = "ETHERWS_CTLSSLCRL", value_name = "FILE")]
-        pub(crate) ctlsslcrl: PathBuf,
+        // --ctlhtpasswd, --ctlsslkey, --ctlsslcert, --ctlsslclientca, --ctlsslcrl.
+        listener_files {
+            ctlhtpasswd, ctlsslkey, ctlsslcert, ctlsslclientca, ctlsslcrl;
+            env: "ETHERWS_CTL", clients: "control", listener: "the control API",
+            on: "the HTTPS control API", mutual: "", revoked: "control clients' certificates",
+        }
     }
 }
 
