@@ -75,7 +75,7 @@ pub(crate) struct SwArgs {
 ///
 /// A field is `name: Type` or `name: Type = default`. In [`SwOptions`] every field is an
 /// `Option<Type>` (`None`: that source does not give it). In [`EffectiveOptions`] a field with a
-/// default is a `Type`, one without stays an `Option<Type>`, whose `None` each field's
+/// default is a `Type`, one without stays an `Option<Type>`, whose `None` its struct
 /// documentation explains. A default is written once, as a value: clap shows it in `--help`
 /// ([`DefaultText`]) and fills it in when it parses.
 ///
