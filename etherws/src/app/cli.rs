@@ -5,15 +5,16 @@
 
 use std::any::Any;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::app::logging::LogFormat;
 use crate::settings::profile::PathSpec;
-use crate::settings::values::{BitRate, HttpPath, Num};
+use crate::settings::values::{BitRate, HttpPath, Int, Num};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,25 +69,121 @@ pub(crate) struct SwArgs {
     pub(crate) options: SwOptions,
 }
 
-/// Declares [`SwOptions`], and derives from its list of fields what neither clap nor serde
-/// can: [`SwOptions::or`], which lays one set of options over another, and
-/// [`SwOptions::paths_mut`], the file names among them.
+/// Declares [`SwOptions`] and [`EffectiveOptions`] from one list of fields, and derives from it
+/// what neither clap nor serde can: [`SwOptions::over`], which lays one set of options over
+/// another and fills in the defaults, and [`SwOptions::paths_mut`], the file names among them.
+///
+/// A field is `name: Type` or `name: Type = default`. In [`SwOptions`] every field is an
+/// `Option<Type>` (`None`: that source does not give it). In [`EffectiveOptions`] a field with a
+/// default is a `Type`, one without stays an `Option<Type>`, whose `None` its struct
+/// documentation explains. A default is written once, as a value: clap shows it in `--help`
+/// ([`DefaultText`]) and fills it in when it parses.
+///
+/// A listener's files, the same five for the WebSocket and the control listener, are declared
+/// once, as `listener_files { htpasswd, key, cert, clientca, crl; … }`, with the names of the
+/// five options and the words their help texts differ by (see the invocation).
 macro_rules! sw_options {
+    // The fields are read one by one into a list of `{ [attributes] name: Type = default }`,
+    // a listener's files expanded into their five fields; `@emit` declares what they make.
+    (@fields $header:tt [$($done:tt)*]) => {
+        sw_options!(@emit $header $($done)*);
+    };
+    (@fields $header:tt [$($done:tt)*]
+        listener_files {
+            $htpasswd:ident, $key:ident, $cert:ident, $clientca:ident, $crl:ident;
+            env: $env:literal, clients: $clients:literal, listener: $listener:literal,
+            on: $on:literal, mutual: $mutual:literal, revoked: $revoked:literal $(,)?
+        }
+        $($rest:tt)*
+    ) => {
+        sw_options!(@fields $header [$($done)*
+            { [
+                #[doc = concat!("htpasswd file to authenticate ", $clients, " clients with.")]
+                #[arg(long, env = concat!($env, "HTPASSWD"), value_name = "FILE")]
+                #[arg(help = concat!("htpasswd file to authenticate ", $clients, " clients with"))]
+            ] $htpasswd: PathBuf }
+            { [
+                #[doc = concat!("TLS private key for ", $listener, " (PEM).")]
+                #[arg(long, env = concat!($env, "SSLKEY"), value_name = "FILE")]
+                #[arg(help = concat!("TLS private key for ", $listener, " (PEM)"))]
+            ] $key: PathBuf }
+            { [
+                #[doc = concat!("TLS certificate (chain) for ", $listener, " (PEM).")]
+                #[arg(long, env = concat!($env, "SSLCERT"), value_name = "FILE")]
+                #[arg(help = concat!("TLS certificate (chain) for ", $listener, " (PEM)"))]
+            ] $cert: PathBuf }
+            { [
+                #[doc = concat!("Require a client certificate on ", $on,
+                    " issued by a CA of this file (PEM", $mutual, ").")]
+                #[arg(long, env = concat!($env, "SSLCLIENTCA"), value_name = "FILE")]
+                #[arg(help = concat!("Require a client certificate on ", $on,
+                    " issued by a CA of this file (PEM", $mutual, ")"))]
+            ] $clientca: PathBuf }
+            { [
+                #[doc = concat!("Refuse ", $revoked, " revoked by these CRLs (PEM; needs --",
+                    stringify!($clientca), ").")]
+                #[arg(long, env = concat!($env, "SSLCRL"), value_name = "FILE")]
+                #[arg(help = concat!("Refuse ", $revoked, " revoked by these CRLs (PEM; needs --",
+                    stringify!($clientca), ")"))]
+            ] $crl: PathBuf }
+        ] $($rest)*);
+    };
+    (@fields $header:tt [$($done:tt)*]
+        $(#[$field_meta:meta])* pub(crate) $field:ident: $ty:ty $(= $default:expr)?,
+        $($rest:tt)*
+    ) => {
+        sw_options!(@fields $header [$($done)*
+            { [$(#[$field_meta])*] $field: $ty $(= $default)? }
+        ] $($rest)*);
+    };
     (
         $(#[$meta:meta])*
-        pub(crate) struct $name:ident {
-            $( $(#[$field_meta:meta])* pub(crate) $field:ident: Option<$ty:ty>, )*
+        pub(crate) struct $name:ident;
+        $(#[$effective_meta:meta])*
+        pub(crate) struct $effective:ident {
+            $($fields:tt)*
         }
     ) => {
+        sw_options!(@fields {
+            $(#[$meta])*
+            pub(crate) struct $name;
+            $(#[$effective_meta])*
+            pub(crate) struct $effective;
+        } [] $($fields)*);
+    };
+    (@emit {
+        $(#[$meta:meta])*
+        pub(crate) struct $name:ident;
+        $(#[$effective_meta:meta])*
+        pub(crate) struct $effective:ident;
+    } $( { [$(#[$field_meta:meta])*] $field:ident: $ty:ty $(= $default:expr)? } )*) => {
         $(#[$meta])*
         pub(crate) struct $name {
-            $( $(#[$field_meta])* pub(crate) $field: Option<$ty>, )*
+            $(
+                $(#[$field_meta])*
+                $(#[arg(default_value = {
+                    static TEXT: OnceLock<String> = OnceLock::new();
+                    TEXT.get_or_init(|| {
+                        let default: $ty = $default;
+                        DefaultText::text(&default)
+                    })
+                    .as_str()
+                })])?
+                pub(crate) $field: Option<$ty>,
+            )*
+        }
+
+        $(#[$effective_meta])*
+        pub(crate) struct $effective {
+            $( pub(crate) $field: effective_type!($ty $(, $default)?), )*
         }
 
         impl $name {
-            /// Each option as `self` has it, or else as `lower` has it.
-            pub(crate) fn or(self, lower: $name) -> $name {
-                $name { $( $field: self.$field.or(lower.$field), )* }
+            /// Each option as `self` has it, or else as `lower` has it, or else its default.
+            pub(crate) fn over(self, lower: $name) -> $effective {
+                $effective {
+                    $( $field: effective_value!(self.$field.or(lower.$field) $(, $default)?), )*
+                }
             }
 
             /// The file names given, each with its option's name.
@@ -104,6 +201,69 @@ macro_rules! sw_options {
     };
 }
 
+/// The type of an [`EffectiveOptions`] field: the option's type if it has a default, an
+/// `Option` of it if not.
+macro_rules! effective_type {
+    ($ty:ty) => { Option<$ty> };
+    ($ty:ty, $default:expr) => { $ty };
+}
+
+/// The value of an [`EffectiveOptions`] field: the option as given, or else its default.
+macro_rules! effective_value {
+    ($given:expr) => {
+        $given
+    };
+    ($given:expr, $default:expr) => {
+        $given.unwrap_or_else(|| $default)
+    };
+}
+
+/// How `--help` shows a default, and what clap reads back as that default.
+trait DefaultText {
+    fn text(&self) -> String;
+}
+
+impl<T: Int, const LO: u64, const HI: u64> DefaultText for Num<T, LO, HI> {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl DefaultText for bool {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl DefaultText for String {
+    fn text(&self) -> String {
+        self.clone()
+    }
+}
+
+impl DefaultText for HttpPath {
+    fn text(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl DefaultText for LogFormat {
+    fn text(&self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The paths, without settings (a default has none). `--path` takes no list: a default is one
+/// path.
+impl DefaultText for Vec<PathSpec> {
+    fn text(&self) -> String {
+        let paths: Vec<&str> = self.iter().map(|p| p.path.as_str()).collect();
+        paths.join(",")
+    }
+}
+
 sw_options! {
     /// The options of `etherws sw`, defined once for its three sources: the command line and the
     /// environment (clap: `--max-frame`, `ETHERWS_MAX_FRAME`) and the configuration file's
@@ -111,167 +271,163 @@ sw_options! {
     ///
     /// Every field is an `Option`, `None` when that source does not give it, so that the sources
     /// can be laid over each other; [`SwOptions::layered`] does it, and fills in the defaults
-    /// last. The defaults are clap's `default_value`s, so that `--help` shows them; clap fills
-    /// them in when it parses, and `layered` tells them from given values by their
+    /// last, into [`EffectiveOptions`]. clap fills the defaults in when it parses (so that
+    /// `--help` shows them), and `layered` tells them from given values by their
     /// [`ValueSource`]. Ranges and the form of paths are checked by the types ([`Num`],
     /// [`HttpPath`]), with the same words whichever the source.
     #[derive(Debug, Clone, Default, PartialEq, Args, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(crate) struct SwOptions {
+    pub(crate) struct SwOptions;
+
+    /// The options `etherws sw` runs with: the command line over the environment over the
+    /// configuration file over the defaults ([`SwOptions::layered`]). Each field is the option
+    /// of [`SwOptions`] of that name; those without a default are `Option`s:
+    ///
+    /// - `logconf`, `pidfile`, `htpasswd`, `ctlhtpasswd`: `None`, no such file;
+    /// - `sslkey`, `sslcert`, `sslclientca`, `sslcrl` and their `ctl` twins: `None`, no TLS
+    ///   (no client certificates, no CRLs);
+    /// - `trusted_proxy`, `ctlallowhost`: `None`, none (as an empty list);
+    /// - `rate_in`, `rate_out`: `None`, no limit but a path's own;
+    /// - `host`: `None`, every address;
+    /// - `port`: `None`, 443 with TLS (`sslkey`), 80 without.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(crate) struct EffectiveOptions {
         /// Log debug messages (off otherwise, whatever the log configuration says).
         #[arg(long, env = "ETHERWS_DEBUG", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub(crate) debug: Option<bool>,
+        pub(crate) debug: bool = false,
         /// Logging configuration file (TOML: `filter`, `output`; see README).
         #[arg(long, env = "ETHERWS_LOGCONF", value_name = "FILE")]
-        pub(crate) logconf: Option<PathBuf>,
+        pub(crate) logconf: PathBuf,
         /// Log format: `text`, or `json` (one object per line, for log shippers).
-        #[arg(long, env = "ETHERWS_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
-        pub(crate) log_format: Option<LogFormat>,
+        #[arg(long, env = "ETHERWS_LOG_FORMAT", value_name = "FORMAT")]
+        pub(crate) log_format: LogFormat = LogFormat::Text,
         /// Write the switch's process id to this file (removed when it stops); a file naming a
         /// running etherws stops a second one from starting.
         #[arg(long, env = "ETHERWS_PIDFILE", value_name = "FILE")]
-        pub(crate) pidfile: Option<PathBuf>,
+        pub(crate) pidfile: PathBuf,
         /// FDB ageout time in seconds.
-        #[arg(long, env = "ETHERWS_AGEOUT", value_name = "SECS", default_value = "300", allow_negative_numbers = true)]
-        pub(crate) ageout: Option<Num<u64, 1>>,
+        #[arg(long, env = "ETHERWS_AGEOUT", value_name = "SECS", allow_negative_numbers = true)]
+        pub(crate) ageout: Num<u64, 1> = Num(300),
 
         /// Ping WebSocket peers idle this many seconds; drop those silent twice as long (0: off).
-        #[arg(long, env = "ETHERWS_KEEPALIVE", value_name = "SECS", default_value = "30")]
-        pub(crate) keepalive: Option<Num<u64>>,
+        #[arg(long, env = "ETHERWS_KEEPALIVE", value_name = "SECS")]
+        pub(crate) keepalive: Num<u64> = Num(30),
         /// Longest wait between a client port's reconnection attempts, in seconds.
-        #[arg(long, env = "ETHERWS_RECONNECT_MAX", value_name = "SECS", default_value = "60")]
-        pub(crate) reconnect_max: Option<Num<u64, 1>>,
+        #[arg(long, env = "ETHERWS_RECONNECT_MAX", value_name = "SECS")]
+        pub(crate) reconnect_max: Num<u64, 1> = Num(60),
 
         /// Largest frame switched, in bytes (larger ones are dropped and counted).
-        #[arg(long, env = "ETHERWS_MAX_FRAME", value_name = "BYTES", default_value = "9216")]
-        pub(crate) max_frame: Option<Num<u32, 64, 65540>>,
+        #[arg(long, env = "ETHERWS_MAX_FRAME", value_name = "BYTES")]
+        pub(crate) max_frame: Num<u32, 64, 65540> = Num(9216),
         /// Most MAC addresses learned in total (more are flooded to, not learned).
-        #[arg(long, env = "ETHERWS_MAX_MACS", value_name = "N", default_value = "65536")]
-        pub(crate) max_macs: Option<Num<usize>>,
+        #[arg(long, env = "ETHERWS_MAX_MACS", value_name = "N")]
+        pub(crate) max_macs: Num<usize> = Num(65536),
         /// Most MAC addresses learned on one port.
-        #[arg(long, env = "ETHERWS_MAX_MACS_PER_PORT", value_name = "N", default_value = "4096")]
-        pub(crate) max_macs_per_port: Option<Num<usize>>,
+        #[arg(long, env = "ETHERWS_MAX_MACS_PER_PORT", value_name = "N")]
+        pub(crate) max_macs_per_port: Num<usize> = Num(4096),
         /// Most MAC addresses learned from one client address, all its WebSocket connections
         /// together (a full table still learns other ports' stations, in place of the biggest
         /// holder's).
-        #[arg(long, env = "ETHERWS_MAX_MACS_PER_ADDR", value_name = "N", default_value = "4096")]
-        pub(crate) max_macs_per_addr: Option<Num<usize>>,
+        #[arg(long, env = "ETHERWS_MAX_MACS_PER_ADDR", value_name = "N")]
+        pub(crate) max_macs_per_addr: Num<usize> = Num(4096),
         /// Loop guard: a port onto which stations move this many times within a second is
         /// blocked for --loop-block seconds (0: off).
-        #[arg(long, env = "ETHERWS_LOOP_MOVES", value_name = "N", default_value = "100")]
-        pub(crate) loop_moves: Option<Num<u32>>,
+        #[arg(long, env = "ETHERWS_LOOP_MOVES", value_name = "N")]
+        pub(crate) loop_moves: Num<u32> = Num(100),
         /// How long the loop guard blocks a port, in seconds.
-        #[arg(long, env = "ETHERWS_LOOP_BLOCK", value_name = "SECS", default_value = "30")]
-        pub(crate) loop_block: Option<Num<u64, 1>>,
+        #[arg(long, env = "ETHERWS_LOOP_BLOCK", value_name = "SECS")]
+        pub(crate) loop_block: Num<u64, 1> = Num(30),
         /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
-        #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS", default_value = "5000")]
-        pub(crate) storm_pps: Option<Num<u32>>,
+        #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS")]
+        pub(crate) storm_pps: Num<u32> = Num(5000),
         /// Never exchange super-frames: WebSocket peers are not offered them (one MTU-sized
         /// frame per message, as etherws 1.3), and TAP devices are opened without offloads.
         #[arg(long, env = "ETHERWS_STRICT_FRAMES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub(crate) strict_frames: Option<bool>,
+        pub(crate) strict_frames: bool = false,
         /// Threads that move frames and serve connections (0: one per CPU core).
-        #[arg(long, env = "ETHERWS_THREADS", value_name = "N", default_value = "0")]
-        pub(crate) threads: Option<Num<usize, 0, 1024>>,
+        #[arg(long, env = "ETHERWS_THREADS", value_name = "N")]
+        pub(crate) threads: Num<usize, 0, 1024> = Num(0),
         /// Bytes one port's transmit queue may hold (more are dropped and counted).
-        #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES", default_value = "4194304")]
-        pub(crate) queue_bytes: Option<Num<usize, 1>>,
+        #[arg(long, env = "ETHERWS_QUEUE_BYTES", value_name = "BYTES")]
+        pub(crate) queue_bytes: Num<usize, 1> = Num(4_194_304),
         /// Bytes all ports' transmit queues together may hold.
-        #[arg(long, env = "ETHERWS_QUEUE_BUDGET", value_name = "BYTES", default_value = "134217728")]
-        pub(crate) queue_budget: Option<Num<usize, 1>>,
+        #[arg(long, env = "ETHERWS_QUEUE_BUDGET", value_name = "BYTES")]
+        pub(crate) queue_budget: Num<usize, 1> = Num(134_217_728),
         /// Longest a frame may wait in a transmit queue, in milliseconds; later it is dropped
         /// (and counted) instead of delivered late.
-        #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS", default_value = "1000")]
-        pub(crate) queue_delay: Option<Num<u64, 1>>,
+        #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS")]
+        pub(crate) queue_delay: Num<u64, 1> = Num(1000),
         /// Most concurrent incoming WebSocket connections.
-        #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N", default_value = "4096")]
-        pub(crate) max_conns: Option<Num<usize>>,
+        #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N")]
+        pub(crate) max_conns: Num<usize> = Num(4096),
         /// Most concurrent incoming WebSocket connections from one address.
-        #[arg(long, env = "ETHERWS_MAX_CONNS_PER_ADDR", value_name = "N", default_value = "64")]
-        pub(crate) max_conns_per_addr: Option<Num<usize>>,
+        #[arg(long, env = "ETHERWS_MAX_CONNS_PER_ADDR", value_name = "N")]
+        pub(crate) max_conns_per_addr: Num<usize> = Num(64),
         /// Failed authentications after which an address is refused for --auth-window seconds.
-        #[arg(long, env = "ETHERWS_AUTH_MAX_FAILURES", value_name = "N", default_value = "10")]
-        pub(crate) auth_max_failures: Option<Num<u32, 1>>,
+        #[arg(long, env = "ETHERWS_AUTH_MAX_FAILURES", value_name = "N")]
+        pub(crate) auth_max_failures: Num<u32, 1> = Num(10),
         /// Window of --auth-max-failures, and how long a throttled address is refused, in seconds.
-        #[arg(long, env = "ETHERWS_AUTH_WINDOW", value_name = "SECS", default_value = "60")]
-        pub(crate) auth_window: Option<Num<u64, 1>>,
+        #[arg(long, env = "ETHERWS_AUTH_WINDOW", value_name = "SECS")]
+        pub(crate) auth_window: Num<u64, 1> = Num(60),
 
         /// A reverse proxy (CIDR or address) whose word about the client is taken: its
         /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol
         /// (repeatable; comma-separated in the environment).
         #[arg(long, env = "ETHERWS_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
-        pub(crate) trusted_proxy: Option<Vec<String>>,
+        pub(crate) trusted_proxy: Vec<String>,
         /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
         /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
         #[arg(long, env = "ETHERWS_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-        pub(crate) proxy_protocol: Option<bool>,
+        pub(crate) proxy_protocol: bool = false,
 
         /// HTTP path to serve WebSocket on, with what its clients' ports start with:
         /// `PATH[=SETTING,…]`, settings `vlan:N`, `isolated`, `mesh`, `rate-in:RATE`,
         /// `rate-out:RATE`, `burst:BYTES`, `htpasswd:FILE` (repeatable: several paths on one
         /// listener, e.g. `--path /lab1=vlan:10 --path /lab2=vlan:20,isolated`).
-        #[arg(long, env = "ETHERWS_PATH", default_value = "/", value_name = "PATH[=SETTINGS]")]
+        #[arg(long, env = "ETHERWS_PATH", value_name = "PATH[=SETTINGS]")]
         #[serde(default, deserialize_with = "crate::settings::profile::one_or_many")]
-        pub(crate) path: Option<Vec<PathSpec>>,
+        pub(crate) path: Vec<PathSpec> = vec![PathSpec::root()],
         /// Rate limit of the frames each incoming WebSocket connection sends, in bits per
         /// second (`10M`; 0: none); a path's own wins.
         #[arg(long, env = "ETHERWS_RATE_IN", value_name = "RATE")]
-        pub(crate) rate_in: Option<BitRate>,
+        pub(crate) rate_in: BitRate,
         /// Rate limit of the frames sent to each incoming WebSocket connection (bits/s).
         #[arg(long, env = "ETHERWS_RATE_OUT", value_name = "RATE")]
-        pub(crate) rate_out: Option<BitRate>,
+        pub(crate) rate_out: BitRate,
         /// Address to serve WebSocket on (default: all addresses).
         #[arg(long, env = "ETHERWS_HOST")]
-        pub(crate) host: Option<String>,
+        pub(crate) host: String,
         /// Port to serve WebSocket on (default 80, or 443 with TLS; 0: any free port).
         #[arg(long, env = "ETHERWS_PORT")]
-        pub(crate) port: Option<Num<u16>>,
-        /// htpasswd file to authenticate WebSocket clients with.
-        #[arg(long, env = "ETHERWS_HTPASSWD", value_name = "FILE")]
-        pub(crate) htpasswd: Option<PathBuf>,
-        /// TLS private key for WebSocket (PEM).
-        #[arg(long, env = "ETHERWS_SSLKEY", value_name = "FILE")]
-        pub(crate) sslkey: Option<PathBuf>,
-        /// TLS certificate (chain) for WebSocket (PEM).
-        #[arg(long, env = "ETHERWS_SSLCERT", value_name = "FILE")]
-        pub(crate) sslcert: Option<PathBuf>,
-        /// Require a client certificate on wss:// issued by a CA of this file (PEM; mutual TLS).
-        #[arg(long, env = "ETHERWS_SSLCLIENTCA", value_name = "FILE")]
-        pub(crate) sslclientca: Option<PathBuf>,
-        /// Refuse client certificates revoked by these CRLs (PEM; needs --sslclientca).
-        #[arg(long, env = "ETHERWS_SSLCRL", value_name = "FILE")]
-        pub(crate) sslcrl: Option<PathBuf>,
+        pub(crate) port: Num<u16>,
+        // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
+        listener_files {
+            htpasswd, sslkey, sslcert, sslclientca, sslcrl;
+            env: "ETHERWS_", clients: "WebSocket", listener: "WebSocket", on: "wss://",
+            mutual: "; mutual TLS", revoked: "client certificates",
+        }
 
         /// HTTP path to serve the control API on.
-        #[arg(long, env = "ETHERWS_CTLPATH", default_value = "/ctl")]
-        pub(crate) ctlpath: Option<HttpPath>,
+        #[arg(long, env = "ETHERWS_CTLPATH")]
+        pub(crate) ctlpath: HttpPath = HttpPath("/ctl".into()),
         /// Address to serve the control API on.
-        #[arg(long, env = "ETHERWS_CTLHOST", default_value = "127.0.0.1")]
-        pub(crate) ctlhost: Option<String>,
+        #[arg(long, env = "ETHERWS_CTLHOST")]
+        pub(crate) ctlhost: String = "127.0.0.1".into(),
         /// Port to serve the control API on (0: any free port).
-        #[arg(long, env = "ETHERWS_CTLPORT", default_value = "7867")]
-        pub(crate) ctlport: Option<Num<u16>>,
+        #[arg(long, env = "ETHERWS_CTLPORT")]
+        pub(crate) ctlport: Num<u16> = Num(7867),
         /// A host name the control API answers to (repeatable; comma-separated in the
         /// environment). Without --ctlhtpasswd, a request whose Host is not an address the
         /// control API listens on, `localhost` (on loopback), the --ctlhost name or one of these
         /// names is refused: that defeats DNS rebinding.
         #[arg(long, env = "ETHERWS_CTLALLOWHOST", value_name = "NAME", value_delimiter = ',')]
-        pub(crate) ctlallowhost: Option<Vec<String>>,
-        /// htpasswd file to authenticate control clients with.
-        #[arg(long, env = "ETHERWS_CTLHTPASSWD", value_name = "FILE")]
-        pub(crate) ctlhtpasswd: Option<PathBuf>,
-        /// TLS private key for the control API (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLKEY", value_name = "FILE")]
-        pub(crate) ctlsslkey: Option<PathBuf>,
-        /// TLS certificate (chain) for the control API (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLCERT", value_name = "FILE")]
-        pub(crate) ctlsslcert: Option<PathBuf>,
-        /// Require a client certificate on the HTTPS control API issued by a CA of this file (PEM).
-        #[arg(long, env = "ETHERWS_CTLSSLCLIENTCA", value_name = "FILE")]
-        pub(crate) ctlsslclientca: Option<PathBuf>,
-        /// Refuse control clients' certificates revoked by these CRLs (PEM; needs --ctlsslclientca).
-        #[arg(long, env = "ETHERWS_CTLSSLCRL", value_name = "FILE")]
-        pub(crate) ctlsslcrl: Option<PathBuf>,
+        pub(crate) ctlallowhost: Vec<String>,
+        // --ctlhtpasswd, --ctlsslkey, --ctlsslcert, --ctlsslclientca, --ctlsslcrl.
+        listener_files {
+            ctlhtpasswd, ctlsslkey, ctlsslcert, ctlsslclientca, ctlsslcrl;
+            env: "ETHERWS_CTL", clients: "control", listener: "the control API",
+            on: "the HTTPS control API", mutual: "", revoked: "control clients' certificates",
+        }
     }
 }
 
@@ -280,14 +436,14 @@ impl SwOptions {
     /// file's `[switch]` table (`file`) over the defaults.
     ///
     /// clap has already put the command line over the environment (`env = "ETHERWS_…"`) and
-    /// filled in its `default_value`s; `matches` (`sw`'s) says which values are defaults
+    /// filled in its defaults; `matches` (`sw`'s) says which values are defaults
     /// ([`ArgMatches::value_source`]), and those go under the file instead of over it. Without
     /// `matches`, every value `self` has counts as given.
     pub(crate) fn layered(
         self,
         matches: Option<&ArgMatches>,
         file: SwOptions,
-    ) -> Result<SwOptions, clap::Error> {
+    ) -> Result<EffectiveOptions, clap::Error> {
         let given = match matches {
             Some(matches) => {
                 let mut given = matches.clone();
@@ -306,15 +462,23 @@ impl SwOptions {
             }
             None => self,
         };
-        Ok(given.or(file).or(SwOptions::defaults()?))
+        Ok(given.over(file))
     }
 
-    /// The defaults, as `--help` shows them: what clap makes of an empty command line, the
+    /// The defaults as clap fills them in: what it makes of an empty command line, the
     /// environment aside. Options without a default (`--port`: 80 or 443, `--host`: every
-    /// address) stay `None`; their meaning is [`crate::app::sw_command::settings`]'s business.
+    /// address) stay `None`.
+    #[cfg(test)]
     pub(crate) fn defaults() -> Result<SwOptions, clap::Error> {
         let cmd = SwOptions::augment_args(clap::Command::new("sw")).mut_args(|a| a.env(None));
         SwOptions::from_arg_matches(&cmd.try_get_matches_from(["sw"])?)
+    }
+}
+
+impl Default for EffectiveOptions {
+    /// Every option at its default: what `etherws sw` runs with when given nothing.
+    fn default() -> Self {
+        SwOptions::default().over(SwOptions::default())
     }
 }
 
@@ -357,36 +521,7 @@ pub(crate) enum CtlCommand {
         kind: AddPort,
     },
     /// Set a port's configuration.
-    Setport {
-        /// Port number.
-        #[arg(allow_negative_numbers = true)]
-        port: i64,
-        /// Shut the port down (1) or bring it back (0).
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        shut: Option<u8>,
-        /// Make it an access port of this VLAN (1-4094): untagged frames in belong to it,
-        /// frames out leave untagged, tagged frames in are dropped; 0: a trunk again.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=4094))]
-        vlan: Option<u16>,
-        /// Isolate the port (1): it exchanges frames only with ports that are not isolated.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        isolated: Option<u8>,
-        /// Mark the port a mesh link (1): frames from one mesh port never leave by another.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        mesh: Option<u8>,
-        /// Copy every frame into and out of the port to port M (0: stop).
-        #[arg(long, value_name = "M")]
-        mirror: Option<u32>,
-        /// Limit the frames received from the port, in bits per second (`10M`; 0: none).
-        #[arg(long, value_name = "RATE")]
-        rate_in: Option<BitRate>,
-        /// Limit the frames sent out of the port, in bits per second (0: none).
-        #[arg(long, value_name = "RATE")]
-        rate_out: Option<BitRate>,
-        /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
-        #[arg(long, value_name = "BYTES")]
-        burst: Option<u64>,
-    },
+    Setport(SetPort),
     /// Delete a port.
     Delport {
         /// Port number.
@@ -418,6 +553,39 @@ pub(crate) enum CtlCommand {
     Listif,
     /// Show the forwarding database.
     Listfdb,
+}
+
+// `ctl setport`'s arguments (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub(crate) struct SetPort {
+    /// Port number.
+    #[arg(allow_negative_numbers = true)]
+    pub(crate) port: i64,
+    /// Shut the port down (1) or bring it back (0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) shut: Option<u8>,
+    /// Make it an access port of this VLAN (1-4094): untagged frames in belong to it,
+    /// frames out leave untagged, tagged frames in are dropped; 0: a trunk again.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=4094))]
+    pub(crate) vlan: Option<u16>,
+    /// Isolate the port (1): it exchanges frames only with ports that are not isolated.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) isolated: Option<u8>,
+    /// Mark the port a mesh link (1): frames from one mesh port never leave by another.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) mesh: Option<u8>,
+    /// Copy every frame into and out of the port to port M (0: stop).
+    #[arg(long, value_name = "M")]
+    pub(crate) mirror: Option<u32>,
+    /// Limit the frames received from the port, in bits per second (`10M`; 0: none).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) rate_in: Option<BitRate>,
+    /// Limit the frames sent out of the port, in bits per second (0: none).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) rate_out: Option<BitRate>,
+    /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) burst: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -481,7 +649,7 @@ mod tests {
         matches.subcommand_matches("sw").unwrap().clone()
     }
 
-    fn layered(args: &[&str], file: SwOptions) -> SwOptions {
+    fn layered(args: &[&str], file: SwOptions) -> EffectiveOptions {
         let matches = sw(args);
         let given = SwOptions::from_arg_matches(&matches).unwrap();
         given.layered(Some(&matches), file).unwrap()
@@ -537,27 +705,27 @@ mod tests {
             ..SwOptions::default()
         };
         let o = layered(&["--ageout", "5", "--ctlport", "7867"], file.clone());
-        assert_eq!(o.ageout, Some(Num(5)));
+        assert_eq!(o.ageout, Num(5));
         // Given on the command line, even if it is the default.
-        assert_eq!(o.ctlport, Some(Num(7867)));
-        assert_eq!(o.keepalive, Some(Num(9)));
-        assert_eq!(o.debug, Some(true));
+        assert_eq!(o.ctlport, Num(7867));
+        assert_eq!(o.keepalive, Num(9));
+        assert!(o.debug);
         assert_eq!(o.trusted_proxy, Some(vec!["10.0.0.0/8".to_string()]));
-        assert_eq!(o.max_frame, Some(Num(9216)));
+        assert_eq!(o.max_frame, Num(9216));
         assert_eq!(o.port, None);
         // A list on the command line replaces the file's.
         let o = layered(&["--trusted-proxy", "192.0.2.1,192.0.2.2"], file.clone());
         let want = vec!["192.0.2.1".to_string(), "192.0.2.2".to_string()];
         assert_eq!(o.trusted_proxy, Some(want));
         let o = layered(&["--proxy-protocol"], SwOptions::default());
-        assert_eq!((o.proxy_protocol, o.debug), (Some(true), Some(false)));
+        assert_eq!((o.proxy_protocol, o.debug), (true, false));
         // Without matches, what `self` holds counts as given.
         let given = SwOptions {
             ageout: Some(Num(1)),
             ..SwOptions::default()
         };
         let o = given.layered(None, file).unwrap();
-        assert_eq!((o.ageout, o.keepalive), (Some(Num(1)), Some(Num(9))));
+        assert_eq!((o.ageout, o.keepalive), (Num(1), Num(9)));
     }
 
     #[test]
@@ -579,6 +747,53 @@ mod tests {
         };
         assert_eq!(layer(&["sw"]), Some(value));
         assert_eq!(layer(&["sw", "--host", "cli"]), Some("cli".into()));
+    }
+
+    #[test]
+    fn command_line_over_environment_over_file_over_defaults() {
+        // An environment variable that is surely set stands in for ETHERWS_CTLHOST, an option
+        // with a default.
+        let Some(value) = std::env::var("PATH").ok().filter(|v| !v.is_empty()) else {
+            return;
+        };
+        let layer = |env: bool, argv: &[&str], file: SwOptions| {
+            let cmd = SwOptions::augment_args(clap::Command::new("sw"))
+                .mut_args(|a| a.env(None))
+                .mut_arg("ctlhost", |a| if env { a.env("PATH") } else { a });
+            let m = cmd.try_get_matches_from(argv).unwrap();
+            let given = SwOptions::from_arg_matches(&m).unwrap();
+            given.layered(Some(&m), file).unwrap().ctlhost
+        };
+        let file = SwOptions {
+            ctlhost: Some("file".into()),
+            ..SwOptions::default()
+        };
+        let cli = ["sw", "--ctlhost", "cli"];
+        assert_eq!(layer(true, &cli, file.clone()), "cli");
+        assert_eq!(layer(true, &["sw"], file.clone()), value);
+        assert_eq!(layer(false, &["sw"], file), "file");
+        assert_eq!(layer(false, &["sw"], SwOptions::default()), "127.0.0.1");
+    }
+
+    #[test]
+    fn clap_fills_in_the_same_defaults() {
+        // The default texts `--help` shows read back as the defaults `over` fills in.
+        let clap = SwOptions::defaults().unwrap().over(SwOptions::default());
+        assert_eq!(clap, EffectiveOptions::default());
+        let o = EffectiveOptions::default();
+        assert_eq!(
+            (o.ageout, o.queue_bytes, o.threads),
+            (Num(300), Num(4_194_304), Num(0))
+        );
+        assert_eq!(
+            (o.log_format, o.path),
+            (LogFormat::Text, vec![PathSpec::root()])
+        );
+        assert_eq!(
+            (o.ctlpath.0.as_str(), o.ctlhost.as_str()),
+            ("/ctl", "127.0.0.1")
+        );
+        assert_eq!((o.host, o.port, o.sslkey), (None, None, None));
     }
 
     #[test]

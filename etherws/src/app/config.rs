@@ -56,6 +56,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
 use crate::app::cli::SwOptions;
+use crate::base::tls::{ClientTls, HalfIdentity};
 use crate::settings::profile::{PathSpec, PathTable, Profile};
 use crate::settings::values::Num;
 use crate::switch::PortKind;
@@ -122,6 +123,29 @@ impl PortConf {
             | PortConf::Netdev { line, .. }
             | PortConf::Client { line, .. } => *line,
         }
+    }
+
+    /// How a client port checks its server and what it presents ([`ClientTls::new`]); `None`
+    /// for a TAP or netdev port. A file's client port has a certificate and its key, or
+    /// neither (checked when the file is read).
+    pub(crate) fn client_tls(&self) -> Option<Result<ClientTls, HalfIdentity>> {
+        let PortConf::Client {
+            cacerts,
+            insecure,
+            cert,
+            key,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let ca = cacerts.as_deref();
+        Some(ClientTls::new(
+            *insecure,
+            ca,
+            cert.as_deref(),
+            key.as_deref(),
+        ))
     }
 }
 

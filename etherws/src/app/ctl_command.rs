@@ -22,9 +22,9 @@ use hyper::http::{Request as HttpRequest, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use crate::app::cli::{AddPort, CtlArgs, CtlCommand};
+use crate::app::cli::{AddPort, CtlArgs, CtlCommand, SetPort};
 use crate::base::escape::printable;
-use crate::base::tls::{Identity, Verify};
+use crate::base::tls::ClientTls;
 use crate::control::NAMESPACE;
 use crate::port::websocket::http_proxy;
 
@@ -153,49 +153,7 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
             Some(json!({"port": positive(*port)?})),
             port_table,
         ),
-        CtlCommand::Setport {
-            port,
-            shut,
-            vlan,
-            isolated,
-            mesh,
-            mirror,
-            rate_in,
-            rate_out,
-            burst,
-        } => {
-            let mut p = json!({"port": positive(*port)?});
-            if let Some(s) = shut {
-                p["shut"] = json!(*s == 1);
-            }
-            // etherws 2: VLAN, isolation, mesh, mirror and rate limits.
-            let flags = [("isolated", isolated), ("mesh", mesh)];
-            for (key, v) in flags {
-                if let Some(v) = v {
-                    p[key] = json!(*v == 1);
-                }
-            }
-            let numbers = [
-                ("vlan", vlan.map(u64::from)),
-                ("mirror", mirror.map(u64::from)),
-                ("rate_in", rate_in.map(|r| r.0)),
-                ("rate_out", rate_out.map(|r| r.0)),
-                ("burst", *burst),
-            ];
-            for (key, v) in numbers {
-                if let Some(v) = v {
-                    p[key] = json!(v);
-                }
-            }
-            // 1.3's table unless an etherws 2 setting was given.
-            let given = p.as_object().map_or(0, |o| o.len());
-            let table = if given > 1 + usize::from(shut.is_some()) {
-                port_table_verbose
-            } else {
-                port_table
-            };
-            ("setPort", Some(p), table)
-        }
+        CtlCommand::Setport(set) => setport_request(set)?,
         CtlCommand::Setif {
             port,
             address,
@@ -221,66 +179,117 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
             ("setInterface", Some(p), if_table)
         }
         CtlCommand::Addport { kind } => {
-            let (kind, target, opts) = match kind {
-                AddPort::Netdev {
-                    target,
-                    offload,
-                    xdp_mode,
-                } => {
-                    let mut opts = json!({});
-                    if *offload {
-                        opts["offload"] = json!(true);
-                    }
-                    if let Some(m) = xdp_mode {
-                        opts["xdp_mode"] = json!(m);
-                    }
-                    ("netdev", target, opts)
-                }
-                AddPort::Tap { target } => ("tap", target, json!({})),
-                AddPort::Client {
-                    target,
-                    user,
-                    passwd,
-                    cacerts,
-                    insecure,
-                    cert,
-                    key,
-                    mesh,
-                } => {
-                    if !target.starts_with("ws://") && !target.starts_with("wss://") {
-                        bail!("Invalid target URL scheme: {target}");
-                    }
-                    let user = user.clone().filter(|u| !u.is_empty());
-                    let mut passwd = passwd.clone().filter(|p| !p.is_empty());
-                    if user.is_none() && passwd.is_some() {
-                        bail!("Authentication required but username empty");
-                    }
-                    if user.is_some() && passwd.is_none() {
-                        passwd = Some(
-                            prompt_password("Client Password: ").context("cannot read password")?,
-                        );
-                    }
-                    // The switch reads these files: it gets absolute paths.
-                    let absolute = |p: &Option<std::path::PathBuf>| {
-                        p.as_ref()
-                            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
-                    };
-                    let mut opts = json!({"user": user, "passwd": passwd, "cacerts": absolute(cacerts), "insecure": insecure});
-                    if let (Some(cert), Some(key)) = (absolute(cert), absolute(key)) {
-                        opts["cert"] = json!(cert);
-                        opts["key"] = json!(key);
-                    }
-                    if *mesh {
-                        opts["mesh"] = json!(true);
-                    }
-                    ("client", target, opts)
-                }
-            };
+            let (kind, target, opts) = addport_options(kind)?;
             (
                 "addPort",
                 Some(json!({"type": kind, "target": target, "options": opts})),
                 port_table,
             )
+        }
+    })
+}
+
+/// `setport`: the settings given, and 1.3's table unless an etherws 2 setting is among them.
+fn setport_request(set: &SetPort) -> anyhow::Result<Request> {
+    let SetPort {
+        port,
+        shut,
+        vlan,
+        isolated,
+        mesh,
+        mirror,
+        rate_in,
+        rate_out,
+        burst,
+    } = set;
+    let mut p = json!({"port": positive(*port)?});
+    if let Some(s) = shut {
+        p["shut"] = json!(*s == 1);
+    }
+    // etherws 2: VLAN, isolation, mesh, mirror and rate limits.
+    let flags = [("isolated", isolated), ("mesh", mesh)];
+    for (key, v) in flags {
+        if let Some(v) = v {
+            p[key] = json!(*v == 1);
+        }
+    }
+    let numbers = [
+        ("vlan", vlan.map(u64::from)),
+        ("mirror", mirror.map(u64::from)),
+        ("rate_in", rate_in.map(|r| r.0)),
+        ("rate_out", rate_out.map(|r| r.0)),
+        ("burst", *burst),
+    ];
+    for (key, v) in numbers {
+        if let Some(v) = v {
+            p[key] = json!(v);
+        }
+    }
+    // 1.3's table unless an etherws 2 setting was given.
+    let given = p.as_object().map_or(0, |o| o.len());
+    let table = if given > 1 + usize::from(shut.is_some()) {
+        port_table_verbose
+    } else {
+        port_table
+    };
+    Ok(("setPort", Some(p), table))
+}
+
+/// `addport`: the port's type, target and options, after 1.3's local checks; for a client
+/// port, the password is asked for if a user is given without one.
+fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Value)> {
+    Ok(match kind {
+        AddPort::Netdev {
+            target,
+            offload,
+            xdp_mode,
+        } => {
+            let mut opts = json!({});
+            if *offload {
+                opts["offload"] = json!(true);
+            }
+            if let Some(m) = xdp_mode {
+                opts["xdp_mode"] = json!(m);
+            }
+            ("netdev", target, opts)
+        }
+        AddPort::Tap { target } => ("tap", target, json!({})),
+        AddPort::Client {
+            target,
+            user,
+            passwd,
+            cacerts,
+            insecure,
+            cert,
+            key,
+            mesh,
+        } => {
+            if !target.starts_with("ws://") && !target.starts_with("wss://") {
+                bail!("Invalid target URL scheme: {target}");
+            }
+            let user = user.clone().filter(|u| !u.is_empty());
+            let mut passwd = passwd.clone().filter(|p| !p.is_empty());
+            if user.is_none() && passwd.is_some() {
+                bail!("Authentication required but username empty");
+            }
+            if user.is_some() && passwd.is_none() {
+                passwd =
+                    Some(prompt_password("Client Password: ").context("cannot read password")?);
+            }
+            // The switch reads these files: it gets absolute paths.
+            let absolute = |p: &Option<std::path::PathBuf>| {
+                p.as_ref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            };
+            let mut opts = json!({"user": user, "passwd": passwd, "cacerts": absolute(cacerts), "insecure": insecure});
+            if let (Some(cert), Some(key)) = (absolute(cert), absolute(key)) {
+                opts["cert"] = json!(cert);
+                opts["key"] = json!(key);
+            }
+            if *mesh {
+                opts["mesh"] = json!(true);
+            }
+            ("client", target, opts)
         }
     })
 }
@@ -501,19 +510,13 @@ async fn post(
 /// How `ctl` checks an `https://` control URL (against `--ctlsslcert`, the system roots, or
 /// with `--ctlinsecure` not at all), and the client certificate it presents (`--ctlcert`).
 fn tls_config(args: &CtlArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let verify = match (&args.ctlsslcert, args.ctlinsecure) {
-        (_, true) => Verify::Insecure,
-        (Some(path), false) => Verify::CaFile(path.clone()),
-        (None, false) => Verify::System,
-    };
-    let identity = match (&args.ctlcert, &args.ctlkey) {
-        (Some(cert), Some(key)) => Some(Identity {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
-        _ => None,
-    };
-    crate::base::tls::client_config(&verify, identity.as_ref())
+    ClientTls::new(
+        args.ctlinsecure,
+        args.ctlsslcert.as_deref(),
+        args.ctlcert.as_deref(),
+        args.ctlkey.as_deref(),
+    )?
+    .config()
 }
 
 /// etherws 1.3's `print_table`: two spaces, then left-aligned columns two spaces apart, each

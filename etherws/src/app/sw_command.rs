@@ -16,11 +16,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::edge::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
-use crate::app::cli::{SwArgs, SwOptions};
-use crate::app::config::{Config, IfConf, PortConf};
+use crate::app::cli::{EffectiveOptions, SwArgs, SwOptions};
+use crate::app::config::{Config, PortConf};
 use crate::app::daemon;
 use crate::app::logging::{self, LogConf};
-use crate::base::tls::{ClientAuth, Identity, Verify};
+use crate::base::tls::ClientAuth;
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
 use crate::edge::auth::Auth;
@@ -72,168 +72,214 @@ fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> 
         .transpose()
 }
 
-/// Turns the options in force ([`SwOptions::layered`]: every option that has a default has a
-/// value) into settings, with etherws 1.3's rules. Ranges and the form of the HTTP paths were
-/// checked when the options were read ([`crate::settings::values::Num`], [`crate::settings::values::HttpPath`]).
-pub(crate) fn settings(o: &SwOptions) -> anyhow::Result<Settings> {
-    let tls_pair = |k: &Option<PathBuf>, c: &Option<PathBuf>, kn: &str, cn: &str| match (
-        absolute(k, kn)?,
-        absolute(c, cn)?,
-    ) {
-        (Some(k), Some(c)) => Ok(Some((k, c))),
-        (None, None) => Ok(None),
-        _ => bail!("Both --{kn} and --{cn} are required"),
-    };
-    let ws_pair = tls_pair(&o.sslkey, &o.sslcert, "sslkey", "sslcert")?;
-    let ctl_pair = tls_pair(&o.ctlsslkey, &o.ctlsslcert, "ctlsslkey", "ctlsslcert")?;
-    // Client certificates (mutual TLS): a CA file, and optionally CRLs, for a TLS listener.
-    let client_auth = |ca: &Option<PathBuf>,
-                       crl: &Option<PathBuf>,
-                       names: [&str; 4],
-                       pair: &Option<(PathBuf, PathBuf)>|
-     -> anyhow::Result<Option<ClientAuth>> {
-        let [can, crln, kn, cn] = names;
-        match (absolute(ca, can)?, absolute(crl, crln)?) {
-            (None, Some(_)) => bail!("--{crln} needs --{can}"),
-            (Some(_), _) if pair.is_none() => bail!("--{can} needs --{kn} and --{cn}"),
-            (ca, crl) => Ok(ca.map(|ca| ClientAuth { ca, crl })),
-        }
-    };
-    let ws_auth = client_auth(
-        &o.sslclientca,
-        &o.sslcrl,
-        ["sslclientca", "sslcrl", "sslkey", "sslcert"],
-        &ws_pair,
-    )?;
-    let ctl_auth = client_auth(
-        &o.ctlsslclientca,
-        &o.ctlsslcrl,
-        ["ctlsslclientca", "ctlsslcrl", "ctlsslkey", "ctlsslcert"],
-        &ctl_pair,
-    )?;
-    let load_tls = |pair: &Option<(PathBuf, PathBuf)>, auth: &Option<ClientAuth>| {
-        pair.as_ref()
-            .map(|(k, c)| crate::base::tls::server_config(k, c, auth.as_ref()))
-            .transpose()
-    };
-    let load_htpasswd = |f: &Option<PathBuf>, name: &str| -> anyhow::Result<_> {
-        absolute(f, name)?
-            .map(|p| Htpasswd::open(p).map(Arc::new))
-            .transpose()
-    };
-    // Options with a default: `SwOptions::layered` filled them in.
-    fn set<T>(value: Option<T>) -> anyhow::Result<T> {
-        value.context("an option without a value (not from SwOptions::layered)")
-    }
-    let keepalive = set(o.keepalive)?.0;
+/// Turns the options in force ([`SwOptions::layered`]) into settings, with etherws 1.3's
+/// rules. Ranges and the form of the HTTP paths were checked when the options were read
+/// ([`crate::settings::values::Num`], [`crate::settings::values::HttpPath`]).
+pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
+    let [ws_tls, ctl_tls] = ListenerTls::both(o)?;
     // What every server port starts with, under its path's own settings.
     let defaults = Profile {
         rate_in: o.rate_in,
         rate_out: o.rate_out,
         ..Profile::default()
     };
-    let ctlhost = set(o.ctlhost.clone())?;
     let s = Settings {
-        ageout: Duration::from_secs(set(o.ageout)?.0),
+        ageout: Duration::from_secs(o.ageout.0),
         ws: WsSettings {
-            keepalive: (keepalive > 0).then(|| Duration::from_secs(keepalive)),
-            reconnect_max: Duration::from_secs(set(o.reconnect_max)?.0),
-            super_frames: !o.strict_frames.unwrap_or(false),
+            keepalive: (o.keepalive.0 > 0).then(|| Duration::from_secs(o.keepalive.0)),
+            reconnect_max: Duration::from_secs(o.reconnect_max.0),
+            super_frames: !o.strict_frames,
         },
-        limits: Limits {
-            macs: MacLimits {
-                per_port: set(o.max_macs_per_port)?.0,
-                per_addr: set(o.max_macs_per_addr)?.0,
-                total: set(o.max_macs)?.0,
-            },
-            storm_pps: set(o.storm_pps)?.0,
-            loop_moves: set(o.loop_moves)?.0,
-            loop_block: Duration::from_secs(set(o.loop_block)?.0),
-            max_frame: set(o.max_frame)?.0 as usize,
-        },
+        limits: limits(o),
         queues: QueueLimits {
-            bytes: set(o.queue_bytes)?.0,
-            budget: set(o.queue_budget)?.0,
-            delay: Duration::from_millis(set(o.queue_delay)?.0),
+            bytes: o.queue_bytes.0,
+            budget: o.queue_budget.0,
+            delay: Duration::from_millis(o.queue_delay.0),
         },
         conns: ConnLimits {
-            total: set(o.max_conns)?.0,
-            per_addr: set(o.max_conns_per_addr)?.0,
+            total: o.max_conns.0,
+            per_addr: o.max_conns_per_addr.0,
         },
         auth: AuthLimits {
-            max_failures: set(o.auth_max_failures)?.0,
-            window: Duration::from_secs(set(o.auth_window)?.0),
+            max_failures: o.auth_max_failures.0,
+            window: Duration::from_secs(o.auth_window.0),
         },
-        tls: load_tls(&ws_pair, &ws_auth)?,
-        ctltls: load_tls(&ctl_pair, &ctl_auth)?,
+        tls: ws_tls.server_config()?,
+        ctltls: ctl_tls.server_config()?,
         htpasswd: load_htpasswd(&o.htpasswd, "htpasswd")?,
         ctlhtpasswd: load_htpasswd(&o.ctlhtpasswd, "ctlhtpasswd")?,
-        paths: ws_paths(&set(o.path.clone())?, &defaults, &load_htpasswd)?,
+        paths: ws_paths(&o.path, &defaults)?,
         host: o.host.clone().unwrap_or_default(),
         port: o
             .port
-            .map_or(if ws_pair.is_some() { 443 } else { 80 }, |p| p.0),
-        ctlpath: set(o.ctlpath.clone())?.0,
-        ctlport: set(o.ctlport)?.0,
-        ctlallowhost: o
-            .ctlallowhost
-            .iter()
-            .flatten()
-            .chain((!ctlhost.is_empty()).then_some(&ctlhost))
-            .map(|h| allowed_host(h))
-            .collect(),
-        ctlhost,
+            .map_or(if ws_tls.pair.is_some() { 443 } else { 80 }, |p| p.0),
+        ctlpath: o.ctlpath.0.clone(),
+        ctlhost: o.ctlhost.clone(),
+        ctlport: o.ctlport.0,
+        ctlallowhost: allowed_hosts(o),
         trusted_proxies: Arc::new(TrustedProxies::parse(
             o.trusted_proxy.as_deref().unwrap_or_default(),
         )?),
-        proxy_protocol: set(o.proxy_protocol)?,
+        proxy_protocol: o.proxy_protocol,
     };
-    if s.proxy_protocol && s.trusted_proxies.is_empty() {
-        bail!(
-            "--proxy-protocol needs --trusted-proxy: the addresses whose PROXY header is believed"
-        );
+    s.check(&ws_tls, &ctl_tls)?;
+    Ok(s)
+}
+
+/// The switch's limits: MAC addresses learned, storms, loops, frame size.
+fn limits(o: &EffectiveOptions) -> Limits {
+    Limits {
+        macs: MacLimits {
+            per_port: o.max_macs_per_port.0,
+            per_addr: o.max_macs_per_addr.0,
+            total: o.max_macs.0,
+        },
+        storm_pps: o.storm_pps.0,
+        loop_moves: o.loop_moves.0,
+        loop_block: Duration::from_secs(o.loop_block.0),
+        max_frame: o.max_frame.0 as usize,
     }
-    // Metrics live on the control listener, beside the control path.
-    // Metrics and the status page live on the control listener, beside the control path.
-    let on_ws = |p: &str| s.paths.iter().any(|w| w.path == p);
-    let reserved = [(server::METRICS_PATH, "metrics")]
-        .into_iter()
-        .chain(crate::control::status::PATHS.map(|p| (p, "the status page")));
-    for (path, what) in reserved {
-        if s.ctlpath == path || (s.shared_listener() && on_ws(path)) {
-            bail!("{path} is reserved for {what}");
+}
+
+/// Host names the control API answers to besides its addresses: `--ctlallowhost`, and
+/// `--ctlhost` unless it is every address.
+fn allowed_hosts(o: &EffectiveOptions) -> Vec<String> {
+    o.ctlallowhost
+        .iter()
+        .flatten()
+        .chain((!o.ctlhost.is_empty()).then_some(&o.ctlhost))
+        .map(|h| allowed_host(h))
+        .collect()
+}
+
+/// An htpasswd file, loaded; `what` names it in errors.
+fn load_htpasswd(file: &Option<PathBuf>, what: &str) -> anyhow::Result<LoadedHtpasswd> {
+    absolute(file, what)?
+        .map(|p| Htpasswd::open(p).map(Arc::new))
+        .transpose()
+}
+
+/// The TLS options of one listener (WebSocket or control): its key, certificate, client CA
+/// and CRL files, and their names for messages.
+struct TlsOptions<'a> {
+    files: [&'a Option<PathBuf>; 4],
+    names: [&'static str; 4],
+}
+
+/// What one listener's TLS options say, checked: its key and certificate (absolute), and how
+/// it checks client certificates.
+struct ListenerTls {
+    pair: Option<(PathBuf, PathBuf)>,
+    auth: Option<ClientAuth>,
+}
+
+impl ListenerTls {
+    /// The WebSocket listener's and the control listener's. Keys and certificates of both are
+    /// checked before client certificates, so that the first error told is the same as ever.
+    fn both(o: &EffectiveOptions) -> anyhow::Result<[ListenerTls; 2]> {
+        let ws = TlsOptions {
+            files: [&o.sslkey, &o.sslcert, &o.sslclientca, &o.sslcrl],
+            names: ["sslkey", "sslcert", "sslclientca", "sslcrl"],
+        };
+        let ctl = TlsOptions {
+            files: [&o.ctlsslkey, &o.ctlsslcert, &o.ctlsslclientca, &o.ctlsslcrl],
+            names: ["ctlsslkey", "ctlsslcert", "ctlsslclientca", "ctlsslcrl"],
+        };
+        let (ws_pair, ctl_pair) = (ListenerTls::pair(&ws), ListenerTls::pair(&ctl));
+        let (ws_pair, ctl_pair) = (ws_pair?, ctl_pair?);
+        let ws_auth = ListenerTls::client_auth(&ws, &ws_pair)?;
+        let ctl_auth = ListenerTls::client_auth(&ctl, &ctl_pair)?;
+        Ok([(ws_pair, ws_auth), (ctl_pair, ctl_auth)]
+            .map(|(pair, auth)| ListenerTls { pair, auth }))
+    }
+
+    /// A key and its certificate, or neither.
+    fn pair(o: &TlsOptions<'_>) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+        let ([key, cert, ..], [kn, cn, ..]) = (o.files, o.names);
+        match (absolute(key, kn)?, absolute(cert, cn)?) {
+            (Some(k), Some(c)) => Ok(Some((k, c))),
+            (None, None) => Ok(None),
+            _ => bail!("Both --{kn} and --{cn} are required"),
         }
     }
-    if s.shared_listener() {
-        if on_ws(&s.ctlpath) {
-            bail!("Same path/ctlpath on same host: {}", s.ctlpath);
+
+    /// Client certificates (mutual TLS): a CA file, and optionally CRLs, for a TLS listener.
+    fn client_auth(
+        o: &TlsOptions<'_>,
+        pair: &Option<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<Option<ClientAuth>> {
+        let ([.., ca, crl], [kn, cn, can, crln]) = (o.files, o.names);
+        match (absolute(ca, can)?, absolute(crl, crln)?) {
+            (None, Some(_)) => bail!("--{crln} needs --{can}"),
+            (Some(_), _) if pair.is_none() => bail!("--{can} needs --{kn} and --{cn}"),
+            (ca, crl) => Ok(ca.map(|ca| ClientAuth { ca, crl })),
         }
-        // One listener has one certificate.
-        if ws_pair.as_ref().map(|p| &p.0) != ctl_pair.as_ref().map(|p| &p.0) {
+    }
+
+    /// The listener's TLS configuration, its files loaded; `None` without TLS.
+    fn server_config(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        self.pair
+            .as_ref()
+            .map(|(k, c)| crate::base::tls::server_config(k, c, self.auth.as_ref()))
+            .transpose()
+    }
+}
+
+impl Settings {
+    /// What the settings must not say together: PROXY headers without trusted proxies, a
+    /// reserved path, and two listeners on one that differ.
+    fn check(&self, ws_tls: &ListenerTls, ctl_tls: &ListenerTls) -> anyhow::Result<()> {
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            bail!(
+                "--proxy-protocol needs --trusted-proxy: the addresses whose PROXY header is believed"
+            );
+        }
+        // Metrics and the status page live on the control listener, beside the control path.
+        let on_ws = |p: &str| self.paths.iter().any(|w| w.path == p);
+        let reserved = [(server::METRICS_PATH, "metrics")]
+            .into_iter()
+            .chain(crate::control::status::PATHS.map(|p| (p, "the status page")));
+        for (path, what) in reserved {
+            if self.ctlpath == path || (self.shared_listener() && on_ws(path)) {
+                bail!("{path} is reserved for {what}");
+            }
+        }
+        if self.shared_listener() {
+            if on_ws(&self.ctlpath) {
+                bail!("Same path/ctlpath on same host: {}", self.ctlpath);
+            }
+            ws_tls.same_as(ctl_tls)?;
+        }
+        Ok(())
+    }
+}
+
+impl ListenerTls {
+    /// One listener has one certificate, and one way of checking client certificates: the
+    /// WebSocket and control options must agree when they share one.
+    fn same_as(&self, ctl: &ListenerTls) -> anyhow::Result<()> {
+        let (ws_pair, ctl_pair) = (self.pair.as_ref(), ctl.pair.as_ref());
+        if ws_pair.map(|p| &p.0) != ctl_pair.map(|p| &p.0) {
             bail!("Different sslkey/ctlsslkey on same host");
         }
-        if ws_pair.as_ref().map(|p| &p.1) != ctl_pair.as_ref().map(|p| &p.1) {
+        if ws_pair.map(|p| &p.1) != ctl_pair.map(|p| &p.1) {
             bail!("Different sslcert/ctlsslcert on same host");
         }
-        // …and one way of checking client certificates.
-        if ws_auth.as_ref().map(|a| &a.ca) != ctl_auth.as_ref().map(|a| &a.ca) {
+        let (ws_auth, ctl_auth) = (self.auth.as_ref(), ctl.auth.as_ref());
+        if ws_auth.map(|a| &a.ca) != ctl_auth.map(|a| &a.ca) {
             bail!("Different sslclientca/ctlsslclientca on same host");
         }
-        if ws_auth.as_ref().map(|a| &a.crl) != ctl_auth.as_ref().map(|a| &a.crl) {
+        if ws_auth.map(|a| &a.crl) != ctl_auth.map(|a| &a.crl) {
             bail!("Different sslcrl/ctlsslcrl on same host");
         }
+        Ok(())
     }
-    Ok(s)
 }
 
 type LoadedHtpasswd = Option<Arc<Htpasswd>>;
 
 /// The WebSocket paths of `--path`, with their htpasswd files loaded; each path once.
-fn ws_paths(
-    specs: &[PathSpec],
-    defaults: &Profile,
-    load_htpasswd: &dyn Fn(&Option<PathBuf>, &str) -> anyhow::Result<LoadedHtpasswd>,
-) -> anyhow::Result<Vec<WsPath>> {
+fn ws_paths(specs: &[PathSpec], defaults: &Profile) -> anyhow::Result<Vec<WsPath>> {
     let mut paths: Vec<WsPath> = Vec::new();
     for spec in specs {
         if paths.iter().any(|p| p.path == spec.path) {
@@ -358,12 +404,7 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
     if let Some(p) = &pidfile {
         daemon::PidFile::check(p)?;
     }
-    logging::init(
-        &logconf,
-        opts.debug == Some(true),
-        opts.log_format.unwrap_or_default(),
-        !args.foreground,
-    )?;
+    logging::init(&logconf, opts.debug, opts.log_format, !args.foreground)?;
     let settings = settings(&opts)?;
     raise_nofile_limit();
 
@@ -381,7 +422,7 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
     let started = (|| {
         let _pidfile = pidfile.as_deref().map(daemon::PidFile::write).transpose()?;
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        if let Some(Num(n @ 1..)) = opts.threads {
+        if let Num(n @ 1..) = opts.threads {
             runtime.worker_threads(n);
         }
         let runtime = runtime
@@ -407,7 +448,7 @@ fn read_options(
     config: Option<&Path>,
     options: SwOptions,
     matches: Option<&ArgMatches>,
-) -> anyhow::Result<(ConfigFile, SwOptions, LogConf)> {
+) -> anyhow::Result<(ConfigFile, EffectiveOptions, LogConf)> {
     let config = match config {
         Some(path) => Some((std::path::absolute(path)?, Config::load(path)?)),
         None => None,
@@ -447,90 +488,9 @@ fn check_config(
 async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> anyhow::Result<()> {
     for (i, p) in ports.iter().enumerate() {
         let what = format!("{}:{}: port {}", origin.display(), p.line(), i + 1);
-        let iface = |iface: &IfConf| IfChange {
-            address: iface.address,
-            netmask: iface.netmask,
-            mtu: iface.mtu,
-        };
-        let configure = |stat: PortStat, conf: &IfConf| {
-            let change = iface(conf);
-            async move {
-                if change != IfChange::default() {
-                    control
-                        .configure_interface(stat.port, &change)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e.data))?;
-                }
-                Ok::<_, anyhow::Error>(stat)
-            }
-        };
-        let result = match p {
-            PortConf::Tap { name, iface, .. } => match control.add_tap(name).await {
-                Ok(stat) => configure(stat, iface).await,
-                Err(e) => Err(e),
-            },
-            PortConf::Netdev {
-                name,
-                iface,
-                offload,
-                ..
-            } => {
-                let added = if *offload && !crate::offload::available() {
-                    // A configuration file written for an offload build still starts.
-                    tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
-                    control.add_netdev(name).await
-                } else if *offload {
-                    control
-                        .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
-                        .await
-                } else {
-                    control.add_netdev(name).await
-                };
-                match added {
-                    Ok(stat) => configure(stat, iface).await,
-                    Err(e) => Err(e),
-                }
-            }
-            PortConf::Client {
-                url,
-                user,
-                passwd,
-                cacerts,
-                insecure,
-                cert,
-                key,
-                ..
-            } => {
-                let creds = user.as_ref().map(|u| Credentials {
-                    user: u.clone(),
-                    passwd: passwd.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
-                });
-                let verify = match (insecure, cacerts) {
-                    (true, _) => Verify::Insecure,
-                    (false, Some(ca)) => Verify::CaFile(ca.clone()),
-                    (false, None) => Verify::System,
-                };
-                let identity = match (cert, key) {
-                    (Some(cert), Some(key)) => Some(Identity {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    }),
-                    _ => None,
-                };
-                control
-                    .add_client(
-                        url,
-                        ClientOptions {
-                            creds,
-                            verify,
-                            identity,
-                        },
-                        false,
-                    )
-                    .await
-            }
-        };
-        let stat = result.with_context(|| what.clone())?;
+        let stat = create_port(control, p, &what)
+            .await
+            .with_context(|| what.clone())?;
         if *p.profile() != Profile::default() {
             control
                 .apply_profile(stat.port, p.profile())
@@ -538,6 +498,69 @@ async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> a
         }
     }
     Ok(())
+}
+
+/// Creates one port of the configuration file, with its interface settings; `what` names it
+/// in warnings.
+async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Result<PortStat> {
+    let (added, iface) = match p {
+        PortConf::Tap { name, iface, .. } => (control.add_tap(name).await, iface),
+        PortConf::Netdev {
+            name,
+            iface,
+            offload,
+            ..
+        } => (add_netdev(control, name, *offload, what).await, iface),
+        PortConf::Client {
+            url, user, passwd, ..
+        } => {
+            let creds = user.as_ref().map(|u| Credentials {
+                user: u.clone(),
+                passwd: passwd.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            });
+            // Always `Some` for a client port.
+            let tls = p.client_tls().transpose()?.unwrap_or_default();
+            let opts = ClientOptions {
+                creds,
+                verify: tls.verify,
+                identity: tls.identity,
+            };
+            return control.add_client(url, opts, false).await;
+        }
+    };
+    let stat = added?;
+    let change = IfChange {
+        address: iface.address,
+        netmask: iface.netmask,
+        mtu: iface.mtu,
+    };
+    if change != IfChange::default() {
+        control
+            .configure_interface(stat.port, &change)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.data))?;
+    }
+    Ok(stat)
+}
+
+/// Adds a netdev port, offloaded if `offload` (and the eBPF object is built in: a
+/// configuration file written for an offload build still starts, with a warning).
+async fn add_netdev(
+    control: &Control,
+    name: &str,
+    offload: bool,
+    what: &str,
+) -> anyhow::Result<PortStat> {
+    if offload && !crate::offload::available() {
+        tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
+        control.add_netdev(name).await
+    } else if offload {
+        control
+            .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
+            .await
+    } else {
+        control.add_netdev(name).await
+    }
 }
 
 async fn serve(
@@ -692,7 +715,7 @@ mod tests {
 
     #[test]
     fn the_switch_starts_with_the_defaults() {
-        let s = settings(&SwOptions::defaults().unwrap()).unwrap();
+        let s = settings(&EffectiveOptions::default()).unwrap();
         assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
         assert_eq!(s.ageout, std::time::Duration::from_secs(300));
     }

@@ -163,9 +163,10 @@ fn client_verifier(
 }
 
 /// How a client checks the server it talks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Verify {
     /// Against the system's trusted roots.
+    #[default]
     System,
     /// Against the CA certificates in this PEM file only.
     CaFile(PathBuf),
@@ -194,6 +195,57 @@ pub(crate) struct Identity {
     pub(crate) key: PathBuf,
 }
 
+/// A client's TLS: how it checks the server, and the certificate it presents if asked (by
+/// default the system's roots, and no certificate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ClientTls {
+    pub(crate) verify: Verify,
+    pub(crate) identity: Option<Identity>,
+}
+
+/// A client certificate without its key, or a key without its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Both cert and key are required")]
+pub(crate) struct HalfIdentity;
+
+impl ClientTls {
+    /// A client's TLS from its options, wherever they come from (`etherws ctl`'s
+    /// `--ctlinsecure`, `--ctlsslcert`, `--ctlcert` and `--ctlkey`; a client port's `insecure`,
+    /// `cacerts`, `cert` and `key` in the configuration file or the control API): `insecure`
+    /// verifies nothing; else a certificate file `ca` holds the trust anchors and pinned
+    /// certificates; else the system's roots do. A certificate goes with its key.
+    ///
+    /// # Errors
+    ///
+    /// [`HalfIdentity`] if only one of `cert` and `key` is given.
+    pub(crate) fn new(
+        insecure: bool,
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<ClientTls, HalfIdentity> {
+        let verify = match (insecure, ca) {
+            (true, _) => Verify::Insecure,
+            (false, Some(ca)) => Verify::CaFile(ca.to_path_buf()),
+            (false, None) => Verify::System,
+        };
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Identity {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            }),
+            (None, None) => None,
+            _ => return Err(HalfIdentity),
+        };
+        Ok(ClientTls { verify, identity })
+    }
+
+    /// The client configuration of these settings ([`client_config`]).
+    pub(crate) fn config(&self) -> anyhow::Result<Arc<ClientConfig>> {
+        client_config(&self.verify, self.identity.as_ref())
+    }
+}
+
 /// The configuration of a TLS client: how it verifies the server, and the certificate it
 /// presents if the server asks for one.
 pub(crate) fn client_config(
@@ -213,9 +265,7 @@ pub(crate) fn client_config(
             .with_custom_certificate_verifier(Arc::new(PinnedOrCa::new(load_certs(path)?, path)?)),
         Verify::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(
-                provider().signature_verification_algorithms,
-            ))),
+            .with_custom_certificate_verifier(Arc::new(PinnedOrCa::any())),
     };
     let config = match identity {
         None => builder.with_no_client_auth(),
@@ -241,52 +291,14 @@ pub(crate) fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
     ServerName::try_from(host.to_string()).with_context(|| format!("invalid server name {host:?}"))
 }
 
-/// Accepts any certificate, but still checks that the server owns the key it presented, so
-/// the session is at least bound to that key.
-#[derive(Debug)]
-struct AcceptAnyCert(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
 /// Verifies a server against a certificate file: a certificate of the file presented as it is
-/// (pinned) is trusted directly; any other must chain to one of the file's certificates.
+/// (pinned) is trusted directly; any other must chain to one of the file's certificates. Made
+/// by [`PinnedOrCa::any`] (`insecure`), it accepts any certificate. Either way the server must
+/// prove it owns the key it presented, so the session is at least bound to that key.
 #[derive(Debug)]
 struct PinnedOrCa {
-    pinned: Vec<CertificateDer<'static>>,
-    webpki: Arc<WebPkiServerVerifier>,
+    /// The file's certificates, and webpki over them; none: any certificate.
+    file: Option<(Vec<CertificateDer<'static>>, Arc<WebPkiServerVerifier>)>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -298,10 +310,17 @@ impl PinnedOrCa {
             .build()
             .with_context(|| format!("cannot verify servers with {}", path.display()))?;
         Ok(PinnedOrCa {
-            pinned: certs,
-            webpki,
+            file: Some((certs, webpki)),
             algorithms: provider.signature_verification_algorithms,
         })
+    }
+
+    /// Accepts any certificate (its key still has to sign the handshake).
+    fn any() -> Self {
+        PinnedOrCa {
+            file: None,
+            algorithms: provider().signature_verification_algorithms,
+        }
     }
 }
 
@@ -334,6 +353,21 @@ fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls
     Ok(())
 }
 
+/// The handshake signature checks of a [`ServerCertVerifier`], for TLS 1.2 and 1.3 alike:
+/// rustls's function of the method's name, with the verifier's `algorithms`.
+macro_rules! signature_checks {
+    ($($method:ident),*) => {$(
+        fn $method(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::$method(message, cert, dss, &self.algorithms)
+        }
+    )*};
+}
+
 impl ServerCertVerifier for PinnedOrCa {
     fn verify_server_cert(
         &self,
@@ -343,11 +377,10 @@ impl ServerCertVerifier for PinnedOrCa {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self
-            .pinned
-            .iter()
-            .any(|p| p.as_ref() == end_entity.as_ref())
-        {
+        let Some((pinned, webpki)) = &self.file else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
             // The operator named this very certificate: no chain to build, and its CA flag
             // does not matter. Its dates and the name still do.
             check_validity(end_entity, now)?;
@@ -355,27 +388,11 @@ impl ServerCertVerifier for PinnedOrCa {
             rustls::client::verify_server_name(&parsed, server_name)?;
             return Ok(ServerCertVerified::assertion());
         }
-        self.webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
+    // The handshake signatures are checked in every mode.
+    signature_checks!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
@@ -726,6 +743,30 @@ ZhBdBQ7iX+T+bYeTx5yLgkk4gBvGap3Ve72MUw==
         let err = handshake(open, client).await.unwrap_err();
         assert!(err.contains("trusted only as itself"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn client_tls_from_options() {
+        let (ca, cert, key) = (Path::new("ca.pem"), Path::new("c.pem"), Path::new("k.pem"));
+        let tls = |insecure, ca, cert, key| ClientTls::new(insecure, ca, cert, key);
+        assert_eq!(tls(false, None, None, None), Ok(ClientTls::default()));
+        assert_eq!(ClientTls::default().verify, Verify::System);
+        // `insecure` wins over a certificate file.
+        assert_eq!(
+            tls(true, Some(ca), None, None).unwrap().verify,
+            Verify::Insecure
+        );
+        let pinned = tls(false, Some(ca), Some(cert), Some(key)).unwrap();
+        assert_eq!(pinned.verify, Verify::CaFile(ca.into()));
+        let identity = Identity {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        assert_eq!(pinned.identity, Some(identity));
+        for (cert, key) in [(Some(cert), None), (None, Some(key))] {
+            let half = tls(false, None, cert, key).unwrap_err();
+            assert_eq!(half.to_string(), "Both cert and key are required");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The seven methods of etherws 1.3's control API.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Instant;
 
 use etherws_common::PortCounters;
@@ -9,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Call, RpcError, parse_call, response};
 use crate::base::escape::Esc;
-use crate::base::tls::{Identity, Verify};
+use crate::base::tls::ClientTls;
 use crate::offload::{AttachMode, Offload, PortView};
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
@@ -429,30 +430,20 @@ impl Control {
                     }
                     (None, _) => None,
                 };
-                let verify = if opts.get("insecure").is_some_and(truthy) {
-                    Verify::Insecure
-                } else {
-                    match string(&opts, "cacerts")? {
-                        Some(path) if !path.is_empty() => Verify::CaFile(path.into()),
-                        _ => Verify::System,
-                    }
+                let insecure = opts.get("insecure").is_some_and(truthy);
+                // Empty names are none; `cacerts` is not read with `insecure`.
+                let file = |key| -> Result<_, RpcError> {
+                    Ok(string(&opts, key)?.filter(|f| !f.is_empty()).map(Path::new))
                 };
+                let cacerts = if insecure { None } else { file("cacerts")? };
                 // A client certificate for a server that requires one (mutual TLS).
-                let identity = match (string(&opts, "cert")?, string(&opts, "key")?) {
-                    (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
-                        Some(Identity {
-                            cert: cert.into(),
-                            key: key.into(),
-                        })
-                    }
-                    (None | Some(""), None | Some("")) => None,
-                    _ => return Err(bad("Both cert and key are required")),
-                };
+                let tls = ClientTls::new(insecure, cacerts, file("cert")?, file("key")?)
+                    .map_err(|e| bad(e.to_string()))?;
                 let mesh = opts.get("mesh").is_some_and(truthy);
                 let opts = ClientOptions {
                     creds,
-                    verify,
-                    identity,
+                    verify: tls.verify,
+                    identity: tls.identity,
                 };
                 let stat = self.add_client(target, opts, true).await.map_err(fail)?;
                 if mesh {

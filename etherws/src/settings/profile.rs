@@ -104,6 +104,16 @@ pub(crate) struct PathSpec {
     pub(crate) htpasswd: Option<PathBuf>,
 }
 
+impl PathSpec {
+    /// `/`, with no settings of its own: the path served when none is given.
+    pub(crate) fn root() -> PathSpec {
+        PathSpec {
+            path: "/".into(),
+            ..PathSpec::default()
+        }
+    }
+}
+
 impl FromStr for PathSpec {
     type Err = String;
 
