@@ -295,7 +295,7 @@ sw_options! {
         /// Log debug messages (off otherwise, whatever the log configuration says).
         #[arg(long, env = "ETHERWS_DEBUG", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         pub(crate) debug: bool = false,
-        /// Logging configuration file (TOML: `filter`, `output`; see README).
+        /// Logging configuration file (TOML: `filter`, `output`; see docs/production.md, "Logging").
         #[arg(long, env = "ETHERWS_LOGCONF", value_name = "FILE")]
         pub(crate) logconf: PathBuf,
         /// Log format: `text`, or `json` (one object per line, for log shippers).
