@@ -15,6 +15,7 @@ pub(crate) mod queue;
 pub(crate) mod tap;
 pub(crate) mod websocket;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::base::escape::Esc;
 pub(crate) use crate::switch::Origin;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
-use crate::switch::{Forward, PortKind, PortStat, Switch};
+use crate::switch::{Decisions, PortKind, PortStat, Switch};
 pub(crate) use queue::{Budget, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
@@ -79,33 +80,38 @@ pub(crate) struct Ingress {
     port: PortNo,
 }
 
+thread_local! {
+    /// The decisions of the batch being switched. Each thread keeps its own from batch to
+    /// batch, whichever port's, so that switching allocates nothing once it has grown (it is
+    /// bounded by [`DECIDE_BATCH`] frames and about [`DECIDE_FANOUT`] destinations); emitting
+    /// empties it, so it holds no frame and no port's queue in between.
+    static DECISIONS: Cell<Decisions<Queue>> = Cell::new(Decisions::default());
+}
+
 impl Ingress {
     /// Switches received frames: the forwarding decisions of up to [`DECIDE_BATCH`] frames
     /// are taken under one lock of the switch, and the frames offered to their queues after
     /// it is released, so a flood to many ports never holds the switch.
     pub(crate) fn frames<F: Into<Frame>>(&self, frames: impl IntoIterator<Item = F>) {
         let mut frames = frames.into_iter().peekable();
-        let mut decided: Vec<Forward<Queue>> = Vec::new();
+        // Taken, not borrowed: a call within this one (there is none) would start afresh.
+        let mut decided = DECISIONS.take();
         while frames.peek().is_some() {
             let now = Instant::now();
             {
                 let mut sw = lock(&self.switch);
-                let mut fanout = 0;
                 for frame in frames.by_ref().take(DECIDE_BATCH) {
-                    match sw.decide(self.port, frame.into(), now) {
-                        Ok(f) => {
-                            fanout += f.fanout();
-                            decided.push(f);
-                        }
-                        Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
+                    if let Err(e) = sw.decide(self.port, frame.into(), now, &mut decided) {
+                        tracing::debug!(port = self.port, "dropped received frame: {e}");
                     }
-                    if fanout >= DECIDE_FANOUT {
+                    if decided.fanout() >= DECIDE_FANOUT {
                         break;
                     }
                 }
             }
-            decided.drain(..).for_each(Forward::emit);
+            decided.emit();
         }
+        DECISIONS.set(decided);
     }
 
     pub(crate) fn port(&self) -> PortNo {
