@@ -244,3 +244,58 @@ pub(crate) async fn expire_loop(switch: SharedSwitch, ageout: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::switch::frame::tests::frame;
+
+    #[tokio::test]
+    async fn frames_are_switched_in_batches_and_no_queue_is_kept_after() {
+        let core = Core::new(
+            Switch::new(Duration::from_secs(300)),
+            QueueLimits::default(),
+        );
+        let mut rxs = Vec::new();
+        for _ in 0..3 {
+            let (q, rx) = queue::queue(core.queues, core.budget.clone());
+            lock(&core).add_port(PortKind::Tap, "t".into(), q);
+            rxs.push(rx);
+        }
+        let ingress = Ingress {
+            switch: core.clone(),
+            port: 1,
+        };
+        // More than a batch of broadcasts, a runt among them, then one to a known station.
+        let bcast = Bytes::from(frame([0xff; 6], [2, 0, 0, 0, 0, 1], None));
+        let mut frames = vec![bcast; DECIDE_BATCH * 2 + 1];
+        frames.insert(3, Bytes::from_static(&[0; 10]));
+        ingress.frames(frames);
+        let to_1 = frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], None);
+        Ingress { port: 2, ..ingress }.frames([Bytes::from(to_1)]);
+        let (ports, frames_in) = (lock(&core).port(1), DECIDE_BATCH * 2 + 1);
+        assert_eq!(
+            ports.map(|p| (p.rx, p.rx_invalid, p.tx)),
+            Some((frames_in as u64, 1, 1))
+        );
+        // Removing the ports closes their queues: the decisions kept nothing of them.
+        for n in 1..=3 {
+            lock(&core).remove_port(n);
+        }
+        let mut got = Vec::new();
+        for mut rx in rxs {
+            let mut n = 0;
+            let closed = Duration::from_secs(10);
+            while let Some(_frame) = tokio::time::timeout(closed, rx.recv())
+                .await
+                .expect("closed")
+            {
+                n += 1;
+            }
+            got.push(n);
+        }
+        assert_eq!(got, vec![1, frames_in, frames_in]);
+    }
+}

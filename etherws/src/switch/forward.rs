@@ -93,3 +93,68 @@ impl<E: Egress> Decisions<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::switch::frame::Header;
+    use crate::switch::frame::tests::frame;
+    use crate::switch::ports::TxCounters;
+
+    /// Records what it was offered: (its name, the frame's VLAN tag if any).
+    #[derive(Clone)]
+    struct Log(Rc<RefCell<Vec<(u8, Option<u16>)>>>, u8);
+
+    impl Egress for Log {
+        fn offer(&self, frame: &Frame, _now: Instant) -> bool {
+            let h = Header::parse(&frame.data).unwrap();
+            self.0
+                .borrow_mut()
+                .push((self.1, h.tagged.then_some(h.vid)));
+            true
+        }
+
+        fn counters(&self) -> TxCounters {
+            TxCounters::default()
+        }
+    }
+
+    #[test]
+    fn each_frame_goes_to_its_own_targets_as_each_wants_it() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let port = |n: u8, edit| Target {
+            port: PortNo::from(n),
+            egress: Log(log.clone(), n),
+            edit,
+        };
+        let f = |tci| Frame::from(Bytes::from(frame([0xff; 6], [2, 0, 0, 0, 0, 1], tci)));
+        let now = Instant::now();
+        let mut d = Decisions::default();
+        for round in 0..2 {
+            let start = d.start();
+            d.add(port(1, Edit::Tag(7)));
+            d.add(port(2, Edit::AsIs));
+            d.add(port(3, Edit::Tag(7)));
+            d.decided(f(None), now, start);
+            // A frame with no target is dropped at once.
+            d.decided(f(None), now, d.start());
+            let start = d.start();
+            d.add(port(4, Edit::Untag));
+            assert_eq!(d.since(start).len(), 1);
+            d.decided(f(Some(5)), now, start);
+            assert_eq!(d.fanout(), 4);
+            d.emit();
+            assert_eq!(d.fanout(), 0, "round {round}");
+            let want = [(1, Some(7)), (2, None), (3, Some(7)), (4, None)];
+            assert_eq!(*log.borrow(), want);
+            log.borrow_mut().clear();
+        }
+        // Emitted decisions keep no egress.
+        assert_eq!(Rc::strong_count(&log), 1);
+    }
+}
