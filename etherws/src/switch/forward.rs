@@ -106,9 +106,12 @@ mod tests {
     use crate::switch::frame::tests::frame;
     use crate::switch::ports::TxCounters;
 
-    /// Records what it was offered: (its name, the frame's VLAN tag if any).
+    /// What egresses were offered: (the egress's name, the frame's VLAN tag if any).
+    type Offers = Rc<RefCell<Vec<(u8, Option<u16>)>>>;
+
+    /// Records what it was offered in the log it shares with the others.
     #[derive(Clone)]
-    struct Log(Rc<RefCell<Vec<(u8, Option<u16>)>>>, u8);
+    struct Log(Offers, u8);
 
     impl Egress for Log {
         fn offer(&self, frame: &Frame, _now: Instant) -> bool {
