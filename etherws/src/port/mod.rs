@@ -70,8 +70,8 @@ pub(crate) fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
 const DECIDE_BATCH: usize = 64;
 
 /// Destinations decided per lock at most: a batch of broadcasts on a switch of 10,000 ports
-/// would otherwise hold 64 lists of 10,000 queues at once (tens of megabytes, kept by the
-/// allocator afterwards) and the lock that long.
+/// would otherwise decide 640,000 destinations at once (megabytes, which each thread's
+/// reused [`Decisions`] would keep afterwards) and hold the lock that long.
 const DECIDE_FANOUT: usize = 4096;
 
 /// Where a port delivers the frames it receives.

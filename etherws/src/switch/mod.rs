@@ -8,14 +8,15 @@
 //! One frame's way through [`Switch::decide`], in four stages:
 //!
 //! 1. **admit** — the port is known, open and not blocked by the loop guard; the frame is an
-//!    Ethernet frame within the [limits](limits) (size, VLAN, storm control, `rate_in`);
-//! 2. **learn** — its source address is learned in the [forwarding database](fdb), within the
-//!    MAC limits; the loop guard watches stations moving;
+//!    Ethernet frame within the [`limits`] (size, VLAN, storm control, `rate_in`);
+//! 2. **learn** — its source address is learned in the forwarding database ([`fdb`]), within
+//!    the MAC limits; the loop guard watches stations moving;
 //! 3. **choose egress** — the port its destination is known on, or every other port, each
-//!    allowed by the [policy](policy) (VLAN, isolation, split horizon) and its `rate_out`;
+//!    allowed by the [`policy`] (VLAN, isolation, split horizon) and its `rate_out`;
 //! 4. **mirror** — copies for the mirror ports of the ports it comes from and goes to.
 //!
-//! The decisions are [`Decisions`], emitted once the switch is unlocked.
+//! The stages run under the switch's lock and add to [`Decisions`], which the caller emits
+//! once the lock is released: decide under the lock, offer to the queues after it.
 //!
 //! | module | holds |
 //! |---|---|
@@ -450,7 +451,10 @@ impl<E: Egress> Switch<E> {
             }
             None => {
                 for (&n, p) in &mut self.ports {
-                    if let Some(t) = (n != from).then(|| p.target(n, rx, now)).flatten() {
+                    if n == from {
+                        continue;
+                    }
+                    if let Some(t) = p.target(n, rx, now) {
                         out.add(t);
                     }
                 }
@@ -476,7 +480,8 @@ impl<E: Egress> Switch<E> {
             self.add_copy(from, m, Edit::AsIs, start, now, out);
         }
         for i in 0..chosen {
-            let (port, edit) = (out.since(start)[i].port, out.since(start)[i].edit);
+            let chosen = &out.since(start)[i];
+            let (port, edit) = (chosen.port, chosen.edit);
             if let Some(m) = self.ports.get(&port).and_then(|p| p.stat.policy.mirror) {
                 self.add_copy(from, m, edit, start, now, out);
             }
