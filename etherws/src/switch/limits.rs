@@ -283,3 +283,52 @@ fn spend(rate: Option<Rate>, bucket: Option<&mut Bucket>, len: usize, now: Insta
         _ => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_warning_comes_at_most_every_warn_every_and_says_how_many_it_stands_for() {
+        let t0 = Instant::now();
+        let mut w = Warn::default();
+        assert_eq!(w.hit(t0), Some(1));
+        assert_eq!(w.hit(t0 + SEC), None);
+        assert_eq!(w.hit(t0 + 2 * SEC), None);
+        assert_eq!(w.hit(t0 + WARN_EVERY), Some(3));
+        assert_eq!(w.hit(t0 + WARN_EVERY), None);
+    }
+
+    #[test]
+    fn buckets_refill_with_time_up_to_their_capacity() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(10.0, t0);
+        assert!((0..10).all(|_| b.take_frame(10, t0)));
+        assert!(!b.take_frame(10, t0));
+        // Half a second: five frames' worth; a minute: no more than the capacity.
+        let half = t0 + SEC / 2;
+        assert_eq!((0..20).filter(|_| b.take_frame(10, half)).count(), 5);
+        let later = t0 + 60 * SEC;
+        assert_eq!((0..20).filter(|_| b.take_frame(10, later)).count(), 10);
+        // Bytes: 8,000 bit/s is 1,000 bytes a second.
+        let rate = Rate::new(8000, 1500);
+        let mut b = Bucket::full(1500.0, t0);
+        assert!(b.take_bytes(&rate, 1500, t0));
+        assert!(!b.take_bytes(&rate, 1000, t0));
+        assert!(b.take_bytes(&rate, 1000, t0 + SEC));
+    }
+
+    #[test]
+    fn the_loop_guard_counts_moves_within_a_second() {
+        let t0 = Instant::now();
+        let mut p = Policer::new(&Limits::default(), t0);
+        assert!(!p.loop_suspected(3, t0));
+        assert!(!p.loop_suspected(3, t0));
+        assert!(p.loop_suspected(3, t0 + SEC / 2));
+        // A new second starts afresh; 0 turns the guard off.
+        assert!(!p.loop_suspected(3, t0 + 2 * SEC));
+        assert!((0..100).all(|_| !p.loop_suspected(0, t0 + 2 * SEC)));
+    }
+}

@@ -123,3 +123,57 @@ impl Rate {
         self.bits_per_sec as f64 / 8.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(vlan: u16) -> Policy {
+        Policy {
+            vlan: Some(vlan),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn what_a_frame_needs_to_leave_by_a_port() {
+        let trunk = Policy::default();
+        // (from, to, frame's VLAN) → edit.
+        let cases = [
+            (trunk, trunk, 30, Some(Edit::AsIs)),
+            (access(10), trunk, 10, Some(Edit::Tag(10))),
+            (trunk, access(10), 10, Some(Edit::Untag)),
+            (trunk, access(10), 20, None),
+            (access(10), access(10), 10, Some(Edit::AsIs)),
+            (access(10), access(20), 10, None),
+        ];
+        for (from, to, vid, edit) in cases {
+            assert_eq!(to.edit_from(&from, vid), edit, "{from:?} → {to:?} in {vid}");
+        }
+        let isolated = Policy {
+            isolated: true,
+            ..trunk
+        };
+        let mesh = Policy {
+            mesh: true,
+            ..trunk
+        };
+        assert_eq!(isolated.edit_from(&isolated, 0), None);
+        assert_eq!(mesh.edit_from(&mesh, 0), None);
+        assert_eq!(mesh.edit_from(&isolated, 0), Some(Edit::AsIs));
+    }
+
+    #[test]
+    fn a_policy_is_checked_before_it_is_set() {
+        let exists = |p: PortNo| p <= 3;
+        assert_eq!(access(4094).check(1, exists), Ok(()));
+        assert_eq!(access(4095).check(1, exists), Err(PolicyError::Vlan(4095)));
+        let mirror = |m| Policy {
+            mirror: Some(m),
+            ..Policy::default()
+        };
+        assert_eq!(mirror(2).check(1, exists), Ok(()));
+        assert_eq!(mirror(1).check(1, exists), Err(PolicyError::Mirror(1)));
+        assert_eq!(mirror(4).check(1, exists), Err(PolicyError::Mirror(4)));
+    }
+}
