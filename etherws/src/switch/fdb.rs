@@ -164,6 +164,8 @@ impl Fdb {
     /// Counts the stations of `port` against the client address `addr` from now on (call
     /// before it learns anything).
     pub(crate) fn set_owner(&mut self, port: PortNo, addr: IpAddr) {
+        // Counts already made against the port itself would stay there (and in the ranking).
+        debug_assert_eq!(self.port_len(port), 0, "owner set after learning");
         self.owners.insert(port, Owner::Addr(addr));
     }
 
