@@ -195,6 +195,11 @@ impl<E: Egress> Switch<E> {
 
     /// Sets a port's [`Policy`]. Changing the VLAN forgets the stations learned on the port
     /// (they were learned in the old one); a mirror must name another existing port.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] for a VLAN out of range, a mirror that is not another existing port, or
+    /// no port `port`; nothing is changed then.
     pub(crate) fn set_policy(
         &mut self,
         port: PortNo,
@@ -298,6 +303,10 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Switches one plain frame received on `from`: [`decide`](Self::decide), then emit.
+    ///
+    /// # Errors
+    ///
+    /// As [`decide`](Self::decide).
     pub(crate) fn receive(
         &mut self,
         from: PortNo,
@@ -316,6 +325,11 @@ impl<E: Egress> Switch<E> {
     /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
     /// back out of the port it came in on. Frames from unknown or shut ports go nowhere; a
     /// frame that is no Ethernet frame is an error (counted).
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] if `frame` is too short for an Ethernet header (counted in the port's
+    /// `rx_invalid`; nothing is decided).
     pub(crate) fn decide(
         &mut self,
         from: PortNo,

@@ -35,6 +35,11 @@ impl Policy {
 
     /// Checks the VLAN's range and, for port `port`, the mirror (`exists` says which ports
     /// do).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Vlan`] for a VLAN out of 1–4094, [`PolicyError::Mirror`] for a mirror
+    /// that is `port` itself or no existing port.
     pub(crate) fn check(
         &self,
         port: PortNo,
