@@ -148,7 +148,7 @@ pub fn super_frame(data: &[u8]) {
     for _ in 0..2 {
         sw.add_port(PortKind::Server, "fuzz".into(), Discard);
     }
-    let _ = sw.decide(1, frame.clone(), Instant::now());
+    let _ = sw.decide(1, frame.clone(), Instant::now(), &mut Default::default());
     if let Ok(plain) = frame.into_plain() {
         for f in plain {
             assert!(

@@ -15,6 +15,7 @@ pub(crate) mod queue;
 pub(crate) mod tap;
 pub(crate) mod websocket;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::base::escape::Esc;
 pub(crate) use crate::switch::Origin;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
-use crate::switch::{Forward, PortKind, PortStat, Switch};
+use crate::switch::{Decisions, PortKind, PortStat, Switch};
 pub(crate) use queue::{Budget, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
@@ -69,8 +70,8 @@ pub(crate) fn lock(switch: &SharedSwitch) -> MutexGuard<'_, Switch<Queue>> {
 const DECIDE_BATCH: usize = 64;
 
 /// Destinations decided per lock at most: a batch of broadcasts on a switch of 10,000 ports
-/// would otherwise hold 64 lists of 10,000 queues at once (tens of megabytes, kept by the
-/// allocator afterwards) and the lock that long.
+/// would otherwise decide 640,000 destinations at once (megabytes, which each thread's
+/// reused [`Decisions`] would keep afterwards) and hold the lock that long.
 const DECIDE_FANOUT: usize = 4096;
 
 /// Where a port delivers the frames it receives.
@@ -79,33 +80,38 @@ pub(crate) struct Ingress {
     port: PortNo,
 }
 
+thread_local! {
+    /// The decisions of the batch being switched. Each thread keeps its own from batch to
+    /// batch, whichever port's, so that switching allocates nothing once it has grown (it is
+    /// bounded by [`DECIDE_BATCH`] frames and about [`DECIDE_FANOUT`] destinations); emitting
+    /// empties it, so it holds no frame and no port's queue in between.
+    static DECISIONS: Cell<Decisions<Queue>> = Cell::new(Decisions::default());
+}
+
 impl Ingress {
     /// Switches received frames: the forwarding decisions of up to [`DECIDE_BATCH`] frames
     /// are taken under one lock of the switch, and the frames offered to their queues after
     /// it is released, so a flood to many ports never holds the switch.
     pub(crate) fn frames<F: Into<Frame>>(&self, frames: impl IntoIterator<Item = F>) {
         let mut frames = frames.into_iter().peekable();
-        let mut decided: Vec<Forward<Queue>> = Vec::new();
+        // Taken, not borrowed: a call within this one (there is none) would start afresh.
+        let mut decided = DECISIONS.take();
         while frames.peek().is_some() {
             let now = Instant::now();
             {
                 let mut sw = lock(&self.switch);
-                let mut fanout = 0;
                 for frame in frames.by_ref().take(DECIDE_BATCH) {
-                    match sw.decide(self.port, frame.into(), now) {
-                        Ok(f) => {
-                            fanout += f.fanout();
-                            decided.push(f);
-                        }
-                        Err(e) => tracing::debug!(port = self.port, "dropped received frame: {e}"),
+                    if let Err(e) = sw.decide(self.port, frame.into(), now, &mut decided) {
+                        tracing::debug!(port = self.port, "dropped received frame: {e}");
                     }
-                    if fanout >= DECIDE_FANOUT {
+                    if decided.fanout() >= DECIDE_FANOUT {
                         break;
                     }
                 }
             }
-            decided.drain(..).for_each(Forward::emit);
+            decided.emit();
         }
+        DECISIONS.set(decided);
     }
 
     pub(crate) fn port(&self) -> PortNo {
@@ -236,5 +242,60 @@ pub(crate) async fn expire_loop(switch: SharedSwitch, ageout: Duration) {
         if n > 0 {
             tracing::debug!(entries = n, "fdb aged out");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::switch::frame::tests::frame;
+
+    #[tokio::test]
+    async fn frames_are_switched_in_batches_and_no_queue_is_kept_after() {
+        let core = Core::new(
+            Switch::new(Duration::from_secs(300)),
+            QueueLimits::default(),
+        );
+        let mut rxs = Vec::new();
+        for _ in 0..3 {
+            let (q, rx) = queue::queue(core.queues, core.budget.clone());
+            lock(&core).add_port(PortKind::Tap, "t".into(), q);
+            rxs.push(rx);
+        }
+        let ingress = Ingress {
+            switch: core.clone(),
+            port: 1,
+        };
+        // More than a batch of broadcasts, a runt among them, then one to a known station.
+        let bcast = Bytes::from(frame([0xff; 6], [2, 0, 0, 0, 0, 1], None));
+        let mut frames = vec![bcast; DECIDE_BATCH * 2 + 1];
+        frames.insert(3, Bytes::from_static(&[0; 10]));
+        ingress.frames(frames);
+        let to_1 = frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], None);
+        Ingress { port: 2, ..ingress }.frames([Bytes::from(to_1)]);
+        let (ports, frames_in) = (lock(&core).port(1), DECIDE_BATCH * 2 + 1);
+        assert_eq!(
+            ports.map(|p| (p.rx, p.rx_invalid, p.tx)),
+            Some((frames_in as u64, 1, 1))
+        );
+        // Removing the ports closes their queues: the decisions kept nothing of them.
+        for n in 1..=3 {
+            lock(&core).remove_port(n);
+        }
+        let mut got = Vec::new();
+        for mut rx in rxs {
+            let mut n = 0;
+            let closed = Duration::from_secs(10);
+            while let Some(_frame) = tokio::time::timeout(closed, rx.recv())
+                .await
+                .expect("closed")
+            {
+                n += 1;
+            }
+            got.push(n);
+        }
+        assert_eq!(got, vec![1, frames_in, frames_in]);
     }
 }

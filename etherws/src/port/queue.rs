@@ -140,9 +140,16 @@ fn cost(frame: &Frame) -> usize {
     frame.len() + SLOT
 }
 
-/// The switch's end of a port's transmit queue.
+/// The switch's end of a port's transmit queue. Cloned for every frame the switch decides to
+/// send to the port, so it is one `Arc`: a clone is one atomic increment (a channel sender's
+/// costs two, and the state's `Arc` one more). The queue closes once the switch has dropped
+/// every clone (the port was removed and the frames decided before were offered).
 #[derive(Debug, Clone)]
-pub(crate) struct Queue {
+pub(crate) struct Queue(Arc<Sending>);
+
+/// What a [`Queue`] holds: the channel's sending end and the state both ends share.
+#[derive(Debug)]
+struct Sending {
     tx: mpsc::Sender<Queued>,
     state: Arc<State>,
 }
@@ -176,18 +183,18 @@ pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressR
         batch: Vec::new(),
         plain: Vec::new(),
     };
-    (Queue { tx, state }, rx)
+    (Queue(Arc::new(Sending { tx, state })), rx)
 }
 
 impl Egress for Queue {
     fn offer(&self, frame: &Frame, now: Instant) -> bool {
-        let s = &self.state;
+        let s = &self.0.state;
         let len = cost(frame);
         if !s.reserve(len) {
             s.dropped.fetch_add(1, Relaxed);
             return false;
         }
-        match self.tx.try_send((frame.clone(), now)) {
+        match self.0.tx.try_send((frame.clone(), now)) {
             Ok(()) => {
                 s.tx.fetch_add(1, Relaxed);
                 true
@@ -201,7 +208,7 @@ impl Egress for Queue {
     }
 
     fn counters(&self) -> TxCounters {
-        let s = &self.state;
+        let s = &self.0.state;
         TxCounters {
             tx: s.tx.load(Relaxed),
             dropped: s.dropped.load(Relaxed),

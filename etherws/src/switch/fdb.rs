@@ -5,7 +5,7 @@
 //! them for good and bounds memory. The clock is passed in, so the table is tested without
 //! sleeping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -59,8 +59,8 @@ impl Default for MacLimits {
 }
 
 /// Who a port's stations count against: the client address of an incoming WebSocket
-/// connection, or the port itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// connection, or the port itself. Ordered only so that [`Ranking`] breaks ties one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Owner {
     Addr(IpAddr),
     Port(PortNo),
@@ -93,6 +93,54 @@ pub(crate) struct Fdb {
     owners: HashMap<PortNo, Owner>,
     /// Entries per owner.
     per_owner: HashMap<Owner, usize>,
+    /// The same counts in order, so the victim of an eviction is found without a scan.
+    ranking: Ranking,
+}
+
+/// The owners ordered by how many entries they hold, and each owner's ports by how many they
+/// hold: kept in step with [`Fdb`]'s counts (an owner or port holding none is absent), so that
+/// the biggest holder and its biggest port are the last of their sets, not the result of a
+/// scan under the switch's lock. Ties go to the greatest owner, then the greatest port number.
+#[derive(Debug, Default)]
+struct Ranking {
+    owners: BTreeSet<(usize, Owner)>,
+    ports: BTreeSet<(Owner, usize, PortNo)>,
+}
+
+impl Ranking {
+    /// `owner` held `before` entries and now holds `after`.
+    fn owner_count(&mut self, owner: Owner, before: usize, after: usize) {
+        if before > 0 {
+            self.owners.remove(&(before, owner));
+        }
+        if after > 0 {
+            self.owners.insert((after, owner));
+        }
+    }
+
+    /// `port` (of `owner`) held `before` entries and now holds `after`.
+    fn port_count(&mut self, owner: Owner, port: PortNo, before: usize, after: usize) {
+        if before > 0 {
+            self.ports.remove(&(owner, before, port));
+        }
+        if after > 0 {
+            self.ports.insert((owner, after, port));
+        }
+    }
+
+    /// The owner holding the most entries, and how many.
+    fn richest(&self) -> Option<(Owner, usize)> {
+        self.owners.last().map(|&(n, owner)| (owner, n))
+    }
+
+    /// The port of `owner` holding the most entries.
+    fn biggest_port(&self, owner: Owner) -> Option<PortNo> {
+        let range = (owner, 0, PortNo::MIN)..=(owner, usize::MAX, PortNo::MAX);
+        self.ports
+            .range(range)
+            .next_back()
+            .map(|&(_, _, port)| port)
+    }
 }
 
 impl Fdb {
@@ -109,12 +157,15 @@ impl Fdb {
             by_port: HashMap::new(),
             owners: HashMap::new(),
             per_owner: HashMap::new(),
+            ranking: Ranking::default(),
         }
     }
 
     /// Counts the stations of `port` against the client address `addr` from now on (call
     /// before it learns anything).
     pub(crate) fn set_owner(&mut self, port: PortNo, addr: IpAddr) {
+        // Counts already made against the port itself would stay there (and in the ranking).
+        debug_assert_eq!(self.port_len(port), 0, "owner set after learning");
         self.owners.insert(port, Owner::Addr(addr));
     }
 
@@ -123,26 +174,43 @@ impl Fdb {
     }
 
     fn insert(&mut self, key: (u16, Mac), entry: Entry) {
-        self.by_port.entry(entry.port).or_default().insert(key);
-        *self.per_owner.entry(self.owner(entry.port)).or_insert(0) += 1;
+        let keys = self.by_port.entry(entry.port).or_default();
+        keys.insert(key);
+        let now_on_port = keys.len();
+        self.recount(entry.port, now_on_port - 1, now_on_port);
         self.table.insert(key, entry);
     }
 
     /// Forgets `key`'s bookkeeping on `port` (the table entry itself is the caller's).
     fn uncount(&mut self, key: (u16, Mac), port: PortNo) {
-        if let Some(set) = self.by_port.get_mut(&port) {
-            set.remove(&key);
-            if set.is_empty() {
-                self.by_port.remove(&port);
-            }
+        let Some(keys) = self.by_port.get_mut(&port) else {
+            return;
+        };
+        let before = keys.len();
+        keys.remove(&key);
+        let after = keys.len();
+        if after == 0 {
+            self.by_port.remove(&port);
+        }
+        self.recount(port, before, after);
+    }
+
+    /// `port` held `before` entries and now holds `after`: its owner's count and the ranking
+    /// follow.
+    fn recount(&mut self, port: PortNo, before: usize, after: usize) {
+        if before == after {
+            return;
         }
         let owner = self.owner(port);
-        if let Some(n) = self.per_owner.get_mut(&owner) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_owner.remove(&owner);
-            }
+        let had = self.owner_len(owner);
+        let has = (had + after).saturating_sub(before);
+        if has == 0 {
+            self.per_owner.remove(&owner);
+        } else {
+            self.per_owner.insert(owner, has);
         }
+        self.ranking.owner_count(owner, had, has);
+        self.ranking.port_count(owner, port, before, after);
     }
 
     /// Entries (live or not yet swept) on `port`.
@@ -159,18 +227,16 @@ impl Fdb {
     }
 
     /// A station to forget so that `owner` can learn one in a full table: one of the owner
-    /// holding the most entries, if that one holds more than `owner` would after learning.
+    /// holding the most entries, if that one holds more than `owner` would after learning;
+    /// taken from that owner's port holding the most.
     fn victim(&self, owner: Owner) -> Option<((u16, Mac), PortNo)> {
         let mine = self.owner_len(owner) + 1;
-        let (&richest, &n) = self.per_owner.iter().max_by_key(|(_, n)| **n)?;
+        let (richest, n) = self.ranking.richest()?;
         if n <= mine {
             return None;
         }
-        let (&port, keys) = self
-            .by_port
-            .iter()
-            .filter(|(p, _)| self.owner(**p) == richest)
-            .max_by_key(|(_, keys)| keys.len())?;
+        let port = self.ranking.biggest_port(richest)?;
+        let keys = self.by_port.get(&port)?;
         keys.iter().next().map(|&k| (k, port))
     }
 
@@ -235,13 +301,7 @@ impl Fdb {
         for key in &keys {
             self.table.remove(key);
         }
-        let owner = self.owner(port);
-        if let Some(n) = self.per_owner.get_mut(&owner) {
-            *n = n.saturating_sub(keys.len());
-            if *n == 0 {
-                self.per_owner.remove(&owner);
-            }
-        }
+        self.recount(port, keys.len(), 0);
         keys.len()
     }
 
@@ -515,5 +575,89 @@ mod tests {
             assert_eq!(gone, expect, "sweep {sweep}");
         }
         assert_eq!(fdb.rows(t0 + 35 * SEC).len(), 1);
+    }
+
+    impl Fdb {
+        /// The victim as it was chosen before [`Ranking`]: a scan of every owner, then of
+        /// every port (ties broken as `Ranking` breaks them, greatest owner then port).
+        fn victim_by_scan(&self, owner: Owner) -> Option<PortNo> {
+            let mine = self.owner_len(owner) + 1;
+            let (&n, &richest) = self.per_owner.iter().map(|(o, n)| (n, o)).max()?;
+            if n <= mine {
+                return None;
+            }
+            self.by_port
+                .iter()
+                .filter(|(p, _)| self.owner(**p) == richest)
+                .map(|(&p, keys)| (keys.len(), p))
+                .max()
+                .map(|(_, p)| p)
+        }
+
+        /// The ranking holds exactly the counts of `per_owner` and `by_port`.
+        fn assert_ranking_in_step(&self) {
+            let owners: BTreeSet<_> = self.per_owner.iter().map(|(&o, &n)| (n, o)).collect();
+            assert_eq!(self.ranking.owners, owners);
+            let ports: BTreeSet<_> = (self.by_port.iter())
+                .map(|(&p, keys)| (self.owner(p), keys.len(), p))
+                .collect();
+            assert_eq!(self.ranking.ports, ports);
+            assert_eq!(self.per_owner.values().sum::<usize>(), self.len());
+        }
+    }
+
+    #[test]
+    fn the_victim_is_the_one_a_scan_of_every_owner_finds() {
+        let t0 = Instant::now();
+        // xorshift: random enough, and the same tables on every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let limits = MacLimits {
+            per_port: 40,
+            per_addr: 60,
+            total: 100,
+        };
+        let (mut victims, mut refusals) = (0, 0);
+        for round in 0..20 {
+            let mut fdb = Fdb::with_limits(Duration::from_secs(10), limits);
+            // Ports 1-4 share one client address, 5-6 another, 7-10 are their own owners.
+            for port in 1..=6 {
+                fdb.set_owner(port, [192, 0, 2, if port <= 4 { 1 } else { 2 }].into());
+            }
+            for step in 0..2000u64 {
+                let port = 1 + next(10) as PortNo;
+                let at = t0 + Duration::from_millis(step * next(20));
+                match next(100) {
+                    0 => {
+                        fdb.flush_port(port);
+                    }
+                    1 => {
+                        fdb.expire(at);
+                    }
+                    _ => {
+                        let owner = fdb.owner(port);
+                        let expect = fdb.victim_by_scan(owner);
+                        let got = fdb.victim(owner);
+                        assert_eq!(got.map(|(_, p)| p), expect, "round {round} step {step}");
+                        match got {
+                            Some((key, p)) => {
+                                assert!(fdb.by_port[&p].contains(&key));
+                                victims += 1;
+                            }
+                            None => refusals += 1,
+                        }
+                        fdb.learn(next(3) as u16, mac(next(300) as u32), port, at);
+                    }
+                }
+                fdb.assert_ranking_in_step();
+            }
+        }
+        // Both outcomes were met many times.
+        assert!(victims > 1000 && refusals > 1000, "{victims} {refusals}");
     }
 }

@@ -73,6 +73,10 @@ impl Header {
     /// The VLAN id is the low 12 bits of the TCI whatever the priority (PCP) and DEI bits say;
     /// etherws 1.3 only recognised a tag whose TCI high byte was zero, so a frame with priority
     /// bits landed in VLAN 0 — that bug is deliberately not kept.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Runt`] if `data` is shorter than its Ethernet (and 802.1Q) header.
     pub(crate) fn parse(data: &[u8]) -> Result<Self, FrameError> {
         if data.len() < ethernet::HEADER_LEN {
             return Err(FrameError::Runt(data.len()));
@@ -191,6 +195,11 @@ impl Frame {
 
     /// The plain frames this one stands for: itself; itself with its checksum filled in (a
     /// copy: the bytes may be shared with other ports' queues); or a super-frame's segments.
+    ///
+    /// # Errors
+    ///
+    /// The [`gso::Error`] of offload metadata that does not fit the frame (a peer's mistake):
+    /// the frame cannot be sent as it is, and is to be dropped.
     pub(crate) fn into_plain(self) -> Result<Plain, gso::Error> {
         let hdr = self.offload;
         if hdr.is_gso() {

@@ -4,44 +4,50 @@
 //! non-blocking "offer this frame" — so a slow or dead peer can only ever fill its own queue:
 //! when the offer is refused the frame is dropped and counted against that port alone. The
 //! core is driven by whoever owns it (one `Mutex` in the daemon, plain calls in the tests).
+//!
+//! One frame's way through [`Switch::decide`], in four stages:
+//!
+//! 1. **admit** — the port is known, open and not blocked by the loop guard; the frame is an
+//!    Ethernet frame within the [`limits`] (size, VLAN, storm control, `rate_in`);
+//! 2. **learn** — its source address is learned in the forwarding database ([`fdb`]), within
+//!    the MAC limits; the loop guard watches stations moving;
+//! 3. **choose egress** — the port its destination is known on, or every other port, each
+//!    allowed by the [`policy`] (VLAN, isolation, split horizon) and its `rate_out`;
+//! 4. **mirror** — copies for the mirror ports of the ports it comes from and goes to.
+//!
+//! The stages run under the switch's lock and add to [`Decisions`], which the caller emits
+//! once the lock is released: decide under the lock, offer to the queues after it.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`frame`] | frames and the header fields the switch reads |
+//! | [`fdb`] | the forwarding database and its MAC limits |
+//! | [`ports`] | what the switch knows of a port: counters, origin, egress |
+//! | [`policy`] | a port's VLAN, isolation, mesh, mirror and rates |
+//! | [`limits`] | the switch's limits and each port's share of them |
+//! | [`forward`] | the decisions, and how they are emitted |
 
 pub(crate) mod fdb;
+pub(crate) mod forward;
 pub(crate) mod frame;
+pub(crate) mod limits;
+pub(crate) mod policy;
+pub(crate) mod ports;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::switch::fdb::{Fdb, FdbRow, Learned, MacLimits, PortNo};
+use crate::switch::fdb::{Fdb, FdbRow, Learned, PortNo};
+pub(crate) use crate::switch::forward::Decisions;
+use crate::switch::forward::Target;
 use crate::switch::frame::{Frame, FrameError, Header, Mac};
-
-/// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
-///
-/// The switch decides where a frame goes under its lock and offers it after: an egress is
-/// cloned into the decision, and counts what it was offered itself.
-pub(crate) trait Egress: Clone {
-    /// Queues `frame` (received at `now`) for transmission; false if it had to be dropped
-    /// (queue full or closed). Counts either outcome.
-    fn offer(&self, frame: &Frame, now: Instant) -> bool;
-    /// What was offered so far.
-    fn counters(&self) -> TxCounters;
-}
-
-/// A port's transmit counters, kept by its [`Egress`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct TxCounters {
-    /// Frames queued for transmission.
-    pub(crate) tx: u64,
-    /// Frames refused: the port's queue or the switch's queue budget was full.
-    pub(crate) dropped: u64,
-    /// Frames queued but dropped because they waited too long to be sent.
-    pub(crate) expired: u64,
-    /// Bytes in the queue now.
-    pub(crate) queued_bytes: u64,
-}
+pub(crate) use crate::switch::limits::Limits;
+use crate::switch::limits::Policer;
+use crate::switch::policy::Edit;
+pub(crate) use crate::switch::policy::{Policy, PolicyError, Rate};
+pub(crate) use crate::switch::ports::{Egress, Origin, PortKind, PortStat, TxCounters};
 
 /// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
 /// eBPF-offloaded ports) never disagrees with it. Called with the switch locked, only when
@@ -60,421 +66,46 @@ pub(crate) trait FdbObserver: Send {
     -> Option<Instant>;
 }
 
-/// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PortKind {
-    /// An incoming WebSocket connection.
-    Server,
-    /// An outgoing WebSocket connection.
-    Client,
-    /// A TAP device.
-    Tap,
-    /// An existing network interface.
-    Netdev,
-}
-
-impl PortKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            PortKind::Server => "server",
-            PortKind::Client => "client",
-            PortKind::Tap => "tap",
-            PortKind::Netdev => "netdev",
-        }
-    }
-
-    /// Only ports backed by a kernel interface have an address, netmask and MTU to set.
-    pub(crate) fn has_interface(self) -> bool {
-        matches!(self, PortKind::Tap | PortKind::Netdev)
-    }
-}
-
-/// A port's counters and state as `listPort` reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PortStat {
-    pub(crate) port: PortNo,
-    pub(crate) kind: PortKind,
-    /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
-    pub(crate) target: Arc<str>,
-    pub(crate) shut: bool,
-    /// False while the port's link is down (a client port reconnecting): nothing is sent to it.
-    pub(crate) link_up: bool,
-    /// Frames received from this port and switched.
-    pub(crate) rx: u64,
-    /// Frames queued for transmission on this port.
-    pub(crate) tx: u64,
-    /// Frames received from this port that were not Ethernet frames (runts).
-    pub(crate) rx_invalid: u64,
-    /// Frames received from this port that were larger than the switch allows.
-    pub(crate) rx_oversize: u64,
-    /// Broadcast/multicast frames from this port dropped by storm control.
-    pub(crate) storm_dropped: u64,
-    /// Frames whose source address was not learned because of the MAC limits.
-    pub(crate) macs_refused: u64,
-    /// Frames meant for this port but dropped because its queue (or the switch's budget for
-    /// all queues) was full.
-    pub(crate) tx_dropped: u64,
-    /// Frames queued for this port but dropped because they waited too long in the queue.
-    pub(crate) tx_expired: u64,
-    /// Bytes waiting in this port's queue.
-    pub(crate) queued_bytes: u64,
-    /// The port exchanges super-frames with its device or peer (offloads negotiated).
-    pub(crate) super_frames: bool,
-    /// The client address of an incoming WebSocket connection (its stations count against it).
-    pub(crate) addr: Option<IpAddr>,
-    /// Who authenticated the port's peer: htpasswd user or client certificate name.
-    pub(crate) user: Option<Arc<str>>,
-    /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
-    pub(crate) loop_blocked_until: Option<Instant>,
-    /// Times the loop guard blocked this port.
-    pub(crate) loop_blocks: u64,
-    /// Frames received from this port and dropped while it was blocked.
-    pub(crate) loop_dropped: u64,
-    /// VLAN, isolation, mesh, mirror and rate limits.
-    pub(crate) policy: Policy,
-    /// The WebSocket path a server port's client came in on.
-    pub(crate) path: Option<Arc<str>>,
-    /// Tagged frames received on an access port, dropped.
-    pub(crate) vlan_dropped: u64,
-    /// Frames received from this port over its `rate_in`, dropped.
-    pub(crate) rate_in_dropped: u64,
-    /// Frames meant for this port over its `rate_out`, dropped.
-    pub(crate) rate_out_dropped: u64,
-}
-
-impl PortStat {
-    /// True while the loop guard blocks the port.
-    pub(crate) fn loop_blocked(&self, now: Instant) -> bool {
-        self.loop_blocked_until.is_some_and(|t| now < t)
-    }
-}
-
-/// Who connected a port and what it starts with: the client's address, its name if it
-/// authenticated, the WebSocket path it came in on, and the policy those give it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Origin {
-    pub(crate) addr: Option<IpAddr>,
-    pub(crate) user: Option<String>,
-    pub(crate) path: Option<String>,
-    pub(crate) policy: Policy,
-}
-
-/// How a port takes part in switching beyond 1.3's `shut`: its VLAN, whom it may talk to, where
-/// copies of its frames go and how fast it may send and receive. Set by `setPort`, by the
-/// WebSocket path a client came in on, by the user it authenticated as, or in the
-/// configuration file; all off by default (a trunk that talks to everyone, as in 1.3).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Policy {
-    /// Access VLAN: untagged frames in belong to it, frames out leave untagged, tagged frames in
-    /// are dropped. `None`: a trunk (tags kept as they are).
-    pub(crate) vlan: Option<u16>,
-    /// Exchanges frames only with ports that are not isolated (private VLAN: the clients of a
-    /// shared relay reach its gateway, never each other).
-    pub(crate) isolated: bool,
-    /// A frame that came in on a mesh port is never sent out of another one (split horizon):
-    /// switches joined in a full mesh are one segment without a loop.
-    pub(crate) mesh: bool,
-    /// Every frame into and out of this port is copied to that port too.
-    pub(crate) mirror: Option<PortNo>,
-    /// Limit on the frames received from the port.
-    pub(crate) rate_in: Option<Rate>,
-    /// Limit on the frames sent out of the port.
-    pub(crate) rate_out: Option<Rate>,
-}
-
-impl Policy {
-    /// True when the port's frames must all pass the switch core: the kernel's datapath
-    /// (eBPF offload) knows none of these rules.
-    pub(crate) fn needs_core(&self) -> bool {
-        *self != Policy::default()
-    }
-}
-
-/// Why a [`Policy`] cannot be set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PolicyError {
-    #[error("no such port: {0}")]
-    NoPort(PortNo),
-    #[error("VLAN must be 1 to 4094 (0 for a trunk), not {0}")]
-    Vlan(u16),
-    #[error("no such port to mirror to: {0} (another existing port)")]
-    Mirror(PortNo),
-}
-
-/// A byte-rate limit: a token bucket refilled at `bits_per_sec`, holding `burst` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rate {
-    pub(crate) bits_per_sec: u64,
-    /// Bytes that may pass at once after a quiet period; at least one largest frame.
-    pub(crate) burst: u64,
-}
-
-impl Rate {
-    /// The smallest default burst: two of the largest super-frames, so that they pass at all.
-    pub(crate) const MIN_BURST: u64 = 128 * 1024;
-
-    /// A limit of `bits_per_sec` with `burst` bytes (0: a quarter of a second's worth, at least
-    /// [`Rate::MIN_BURST`]: a policer with less makes TCP back off to about half the rate; with
-    /// this, iperf3 over TCP gets within 10 % of it).
-    pub(crate) fn new(bits_per_sec: u64, burst: u64) -> Rate {
-        let burst = if burst == 0 {
-            (bits_per_sec / 8 / 4).max(Rate::MIN_BURST)
-        } else {
-            burst
-        };
-        Rate {
-            bits_per_sec,
-            burst,
-        }
-    }
-
-    fn bytes_per_sec(&self) -> f64 {
-        self.bits_per_sec as f64 / 8.0
-    }
-}
-
-/// Protection against hostile or broken ports; each limit counts what it drops and says so
-/// in the log (at most every [`WARN_EVERY`] per port and limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    pub(crate) macs: MacLimits,
-    /// Broadcast and multicast frames a port may send per second (bursts of up to one
-    /// second's worth); 0 turns storm control off.
-    pub(crate) storm_pps: u32,
-    /// Largest frame switched, in bytes (Ethernet header and 802.1Q tag included).
-    pub(crate) max_frame: usize,
-    /// Loop guard: a port onto which stations move this many times within a second brings
-    /// looping frames, and is blocked for `loop_block`; 0 turns the guard off.
-    pub(crate) loop_moves: u32,
-    pub(crate) loop_block: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            macs: MacLimits::default(),
-            storm_pps: 5000,
-            max_frame: 9216,
-            loop_moves: 100,
-            loop_block: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Events counted over fixed one-second windows.
-#[derive(Debug)]
-struct PerSecond {
-    start: Instant,
-    n: u32,
-}
-
-impl PerSecond {
-    /// Counts one event; returns the count in the current second.
-    fn hit(&mut self, now: Instant) -> u32 {
-        if now.saturating_duration_since(self.start) >= Duration::from_secs(1) {
-            self.start = now;
-            self.n = 0;
-        }
-        self.n += 1;
-        self.n
-    }
-}
-
-/// Quiet period between two warnings about the same limit on the same port.
-pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// A token bucket: `per_sec` tokens a second, holding at most `capacity`. Storm control counts
-/// frames in it (one second's worth), rate limits count bytes (their burst).
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn full(capacity: f64, now: Instant) -> Self {
-        Bucket {
-            tokens: capacity,
-            last: now,
-        }
-    }
-
-    /// Takes `cost` tokens if there are; false (and nothing taken) if not.
-    fn take(&mut self, per_sec: f64, capacity: f64, cost: f64, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * per_sec).min(capacity);
-        if self.tokens >= cost {
-            self.tokens -= cost;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Storm control: one frame of `pps` a second.
-    fn take_frame(&mut self, pps: u32, now: Instant) -> bool {
-        self.take(f64::from(pps), f64::from(pps), 1.0, now)
-    }
-
-    /// A rate limit: `len` bytes of `rate`.
-    fn take_bytes(&mut self, rate: &Rate, len: usize, now: Instant) -> bool {
-        self.take(rate.bytes_per_sec(), rate.burst as f64, len as f64, now)
-    }
-}
-
-/// Rate-limits a warning and says how many events it stood for.
-#[derive(Debug, Default)]
-struct Warn {
-    last: Option<Instant>,
-    since: u64,
-}
-
-impl Warn {
-    /// Counts one event; returns how many to report if it is time to warn again.
-    fn hit(&mut self, now: Instant) -> Option<u64> {
-        self.since += 1;
-        match self.last {
-            Some(t) if now.saturating_duration_since(t) < WARN_EVERY => None,
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.since))
-            }
-        }
-    }
-}
-
+/// A port as the switch holds it: its state and counters, its queue, its share of the limits.
 struct Port<E> {
     stat: PortStat,
     egress: E,
-    storm: Bucket,
-    rate_in: Option<Bucket>,
-    rate_out: Option<Bucket>,
-    /// Stations that moved onto this port, for the loop guard.
-    moves_in: PerSecond,
-    warn_storm: Warn,
-    warn_macs: Warn,
-    warn_oversize: Warn,
-    warn_evict: Warn,
-    warn_vlan: Warn,
+    policer: Policer,
 }
 
 impl<E: Egress> Port<E> {
     /// The port's state with the counters its egress keeps.
     fn stat(&self) -> PortStat {
-        let c = self.egress.counters();
-        PortStat {
-            tx: c.tx,
-            tx_dropped: c.dropped,
-            tx_expired: c.expired,
-            queued_bytes: c.queued_bytes,
-            ..self.stat.clone()
-        }
+        self.stat.with_tx(self.egress.counters())
     }
 
-    /// True if frames may be sent out of this port now.
-    fn open(&self, now: Instant) -> bool {
-        !self.stat.shut && self.stat.link_up && !self.stat.loop_blocked(now)
-    }
-
-    /// Whether a frame in VLAN `vid` from a port with policy `from` may leave by this port,
-    /// and how: VLAN membership, isolation and split horizon.
-    fn edit_for(&self, from: &Policy, vid: u16) -> Option<Edit> {
-        let to = &self.stat.policy;
-        if (from.isolated && to.isolated) || (from.mesh && to.mesh) {
+    /// Whether a frame admitted as `rx` may leave by this port (number `port`) now, and how:
+    /// the port is open, the policies allow it, and it is within the port's `rate_out`
+    /// (spent if so).
+    fn target(&mut self, port: PortNo, rx: &Admitted, now: Instant) -> Option<Target<E>> {
+        if !self.stat.open(now) {
             return None;
         }
-        match (to.vlan, from.vlan) {
-            (Some(v), _) if v != vid => None,
-            // Into an access port: untagged (a trunk's frame loses its tag).
-            (Some(_), Some(_)) => Some(Edit::AsIs),
-            (Some(_), None) => Some(Edit::Untag),
-            // From an access port into a trunk: tagged with the access VLAN.
-            (None, Some(v)) => Some(Edit::Tag(v)),
-            (None, None) => Some(Edit::AsIs),
-        }
-    }
-
-    /// Spends `len` bytes of the port's `rate_out`; false (counted) if over it.
-    fn allow_out(&mut self, len: usize, now: Instant) -> bool {
-        let (Some(rate), Some(bucket)) = (self.stat.policy.rate_out, self.rate_out.as_mut()) else {
-            return true;
-        };
-        if bucket.take_bytes(&rate, len, now) {
-            true
-        } else {
-            self.stat.rate_out_dropped += 1;
-            false
-        }
+        let edit = self.stat.policy.edit_from(&rx.policy, rx.vid)?;
+        self.policer
+            .rate_out(&mut self.stat, rx.len, now)
+            .then(|| Target {
+                port,
+                egress: self.egress.clone(),
+                edit,
+            })
     }
 }
 
-/// What a frame needs before it leaves by one port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Edit {
-    AsIs,
-    /// Push a VLAN tag (from an access port into a trunk).
-    Tag(u16),
-    /// Pop the VLAN tag (from a trunk into an access port).
-    Untag,
-}
-
-/// Where one received frame goes: decided under the switch's lock, carried out after it by
-/// [`Forward::emit`], so the lock is never held while frames are offered to queues.
-#[must_use = "a decision does nothing until emitted"]
-pub(crate) struct Forward<E> {
-    frame: Frame,
-    now: Instant,
-    to: Targets<E>,
-}
-
-enum Targets<E> {
-    Nowhere,
-    One(PortNo, E, Edit),
-    Many(Vec<(PortNo, E, Edit)>),
-}
-
-impl<E: Egress> Forward<E> {
-    /// How many ports the frame goes to.
-    pub(crate) fn fanout(&self) -> usize {
-        match &self.to {
-            Targets::Nowhere => 0,
-            Targets::One(..) => 1,
-            Targets::Many(list) => list.len(),
-        }
-    }
-
-    /// Offers the frame to each chosen port's egress (which counts what it takes or drops),
-    /// tagged or untagged as that port wants: each variant is made once, after the lock.
-    pub(crate) fn emit(self) {
-        let (frame, now) = (&self.frame, self.now);
-        match &self.to {
-            Targets::Nowhere => {}
-            Targets::One(_, e, edit) => {
-                e.offer(&edited(frame, *edit), now);
-            }
-            Targets::Many(es) => {
-                let (mut tagged, mut untagged) = (None, None);
-                for (_, e, edit) in es {
-                    let f = match edit {
-                        Edit::AsIs => frame,
-                        Edit::Tag(v) => &*tagged.get_or_insert_with(|| frame.with_tag(*v)),
-                        Edit::Untag => &*untagged.get_or_insert_with(|| frame.without_tag()),
-                    };
-                    e.offer(f, now);
-                }
-            }
-        }
-    }
-}
-
-/// `frame` as one port wants it.
-fn edited(frame: &Frame, edit: Edit) -> std::borrow::Cow<'_, Frame> {
-    match edit {
-        Edit::AsIs => std::borrow::Cow::Borrowed(frame),
-        Edit::Tag(v) => std::borrow::Cow::Owned(frame.with_tag(v)),
-        Edit::Untag => std::borrow::Cow::Owned(frame.without_tag()),
-    }
+/// What the admit stage found out about a frame, for the stages after it.
+struct Admitted {
+    hdr: Header,
+    /// The frame's VLAN: an access port's own, the tag's on a trunk.
+    vid: u16,
+    /// The policy of the port it came in on.
+    policy: Policy,
+    /// Its length in bytes, as the rate limits count it.
+    len: usize,
 }
 
 /// The switch: ports and their FDB.
@@ -544,61 +175,18 @@ impl<E: Egress> Switch<E> {
     ) -> PortNo {
         let port = self.next;
         self.next += 1;
-        let Origin {
-            addr,
-            user,
-            path,
-            policy,
-        } = origin;
-        if let Some(addr) = addr {
+        if let Some(addr) = origin.addr {
             self.fdb.set_owner(port, addr);
         }
-        let stat = PortStat {
-            port,
-            kind,
-            target: target.into(),
-            shut: false,
-            link_up: true,
-            rx: 0,
-            tx: 0,
-            rx_invalid: 0,
-            rx_oversize: 0,
-            storm_dropped: 0,
-            macs_refused: 0,
-            tx_dropped: 0,
-            tx_expired: 0,
-            queued_bytes: 0,
-            super_frames: false,
-            addr,
-            user: user.map(Into::into),
-            loop_blocked_until: None,
-            loop_blocks: 0,
-            loop_dropped: 0,
-            policy: Policy::default(),
-            path: path.map(Into::into),
-            vlan_dropped: 0,
-            rate_in_dropped: 0,
-            rate_out_dropped: 0,
-        };
         let now = Instant::now();
-        self.ports.insert(
-            port,
-            Port {
-                stat,
-                egress,
-                storm: Bucket::full(f64::from(self.limits.storm_pps), now),
-                rate_in: None,
-                rate_out: None,
-                moves_in: PerSecond { start: now, n: 0 },
-                warn_storm: Warn::default(),
-                warn_macs: Warn::default(),
-                warn_oversize: Warn::default(),
-                warn_evict: Warn::default(),
-                warn_vlan: Warn::default(),
-            },
-        );
-        if policy != Policy::default() {
-            if let Err(e) = self.set_policy(port, policy) {
+        let port_record = Port {
+            stat: PortStat::new(port, kind, target.into(), &origin),
+            egress,
+            policer: Policer::new(&self.limits, now),
+        };
+        self.ports.insert(port, port_record);
+        if origin.policy != Policy::default() {
+            if let Err(e) = self.set_policy(port, origin.policy) {
                 tracing::warn!(port, "port policy not applied: {e}");
             }
         }
@@ -607,31 +195,22 @@ impl<E: Egress> Switch<E> {
 
     /// Sets a port's [`Policy`]. Changing the VLAN forgets the stations learned on the port
     /// (they were learned in the old one); a mirror must name another existing port.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] for a VLAN out of range, a mirror that is not another existing port, or
+    /// no port `port`; nothing is changed then.
     pub(crate) fn set_policy(
         &mut self,
         port: PortNo,
         policy: Policy,
     ) -> Result<PortStat, PolicyError> {
-        if let Some(v) = policy.vlan {
-            if !(1..=4094).contains(&v) {
-                return Err(PolicyError::Vlan(v));
-            }
-        }
-        if let Some(m) = policy.mirror {
-            if m == port || !self.ports.contains_key(&m) {
-                return Err(PolicyError::Mirror(m));
-            }
-        }
+        policy.check(port, |m| self.ports.contains_key(&m))?;
         let now = Instant::now();
         let p = self.ports.get_mut(&port).ok_or(PolicyError::NoPort(port))?;
         let old = p.stat.policy;
         p.stat.policy = policy;
-        if old.rate_in != policy.rate_in {
-            p.rate_in = policy.rate_in.map(|r| Bucket::full(r.burst as f64, now));
-        }
-        if old.rate_out != policy.rate_out {
-            p.rate_out = policy.rate_out.map(|r| Bucket::full(r.burst as f64, now));
-        }
+        p.policer.set_rates(&old, &policy, now);
         let stat = p.stat();
         self.mirroring = self.mirroring + usize::from(policy.mirror.is_some())
             - usize::from(old.mirror.is_some());
@@ -724,228 +303,226 @@ impl<E: Egress> Switch<E> {
     }
 
     /// Switches one plain frame received on `from`: [`decide`](Self::decide), then emit.
+    ///
+    /// # Errors
+    ///
+    /// As [`decide`](Self::decide).
     pub(crate) fn receive(
         &mut self,
         from: PortNo,
         frame: &Bytes,
         now: Instant,
     ) -> Result<(), FrameError> {
-        self.decide(from, Frame::from(frame.clone()), now)
-            .map(Forward::emit)
+        let mut decisions = Decisions::default();
+        self.decide(from, Frame::from(frame.clone()), now, &mut decisions)?;
+        decisions.emit();
+        Ok(())
     }
 
-    /// Decides where one frame received on `from` goes.
+    /// Decides where one frame received on `from` goes, adding the decision to `out`.
     ///
     /// Learns the source, then chooses the one port the destination is known on, or floods
     /// to every other port for broadcast, multicast and unknown unicast. Never sends a frame
-    /// back out of the port it came in on. Frames from unknown or shut ports go nowhere.
+    /// back out of the port it came in on. Frames from unknown or shut ports go nowhere; a
+    /// frame that is no Ethernet frame is an error (counted).
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] if `frame` is too short for an Ethernet header (counted in the port's
+    /// `rx_invalid`; nothing is decided).
     pub(crate) fn decide(
         &mut self,
         from: PortNo,
         frame: Frame,
         now: Instant,
-    ) -> Result<Forward<E>, FrameError> {
-        // The decision carries the frame; until a destination is chosen it goes nowhere.
-        let nowhere = Forward {
-            frame,
-            now,
-            to: Targets::Nowhere,
+        out: &mut Decisions<E>,
+    ) -> Result<(), FrameError> {
+        let Some(rx) = self.admit(from, &frame, now)? else {
+            return Ok(());
         };
-        let frame = &nowhere.frame;
-        let Some(src_port) = self.ports.get_mut(&from) else {
-            return Ok(nowhere);
+        if !self.learn(from, &rx, now) {
+            return Ok(());
+        }
+        let start = out.start();
+        self.choose_egress(from, &rx, now, out);
+        if self.mirroring > 0 {
+            self.mirror(from, &rx.policy, start, now, out);
+        }
+        out.decided(frame, now, start);
+        Ok(())
+    }
+
+    /// Stage 1, admit: whether a frame received on `from` enters the switch — the port is
+    /// known, not shut and not blocked by the loop guard; the frame is an Ethernet frame
+    /// (else an error), within the maximum size, of the port's VLAN, within storm control and
+    /// the port's `rate_in`. Counts it as received if so, and what it drops otherwise.
+    fn admit(
+        &mut self,
+        from: PortNo,
+        frame: &Frame,
+        now: Instant,
+    ) -> Result<Option<Admitted>, FrameError> {
+        let Some(Port { stat, policer, .. }) = self.ports.get_mut(&from) else {
+            return Ok(None);
         };
-        if src_port.stat.shut {
-            return Ok(nowhere);
+        if stat.shut {
+            return Ok(None);
         }
-        if src_port.stat.loop_blocked(now) {
-            src_port.stat.loop_dropped += 1;
-            return Ok(nowhere);
+        if stat.loop_blocked(now) {
+            stat.loop_dropped += 1;
+            return Ok(None);
         }
-        let hdr = match Header::parse(&frame.data) {
-            Ok(h) => h,
-            Err(e) => {
-                src_port.stat.rx_invalid += 1;
-                return Err(e);
-            }
-        };
-        if frame.wire_len() > self.limits.max_frame {
-            src_port.stat.rx_oversize += 1;
-            if let Some(n) = src_port.warn_oversize.hit(now) {
-                tracing::warn!(
-                    port = from,
-                    len = frame.wire_len(),
-                    max = self.limits.max_frame,
-                    dropped = n,
-                    "frames larger than the maximum frame size dropped"
-                );
-            }
-            return Ok(nowhere);
+        let hdr = Header::parse(&frame.data).inspect_err(|_| stat.rx_invalid += 1)?;
+        if !policer.fits(stat, frame.wire_len(), self.limits.max_frame, now) {
+            return Ok(None);
         }
-        // The frame's VLAN: an access port's own (its frames come untagged), the tag's on a trunk.
-        let policy = src_port.stat.policy;
-        let vid = match policy.vlan {
+        let vid = match stat.policy.vlan {
             Some(_) if hdr.tagged => {
-                src_port.stat.vlan_dropped += 1;
-                if let Some(n) = src_port.warn_vlan.hit(now) {
-                    tracing::warn!(
-                        port = from,
-                        dropped = n,
-                        "tagged frames received on an access port dropped"
-                    );
-                }
-                return Ok(nowhere);
+                policer.tagged_on_access(stat, now);
+                return Ok(None);
             }
             Some(v) => v,
             None => hdr.vid,
         };
-        // Storm control: before learning, so a storm of made-up sources teaches nothing.
-        let rate = self.limits.storm_pps;
-        if rate > 0 && hdr.dst.is_multicast() && !src_port.storm.take_frame(rate, now) {
-            src_port.stat.storm_dropped += 1;
-            if let Some(n) = src_port.warn_storm.hit(now) {
-                tracing::warn!(
-                    port = from,
-                    pps = rate,
-                    dropped = n,
-                    "storm control: broadcast/multicast above the limit dropped"
-                );
-            }
-            return Ok(nowhere);
-        }
         let len = frame.data.len();
-        if let (Some(rate), Some(bucket)) = (policy.rate_in, src_port.rate_in.as_mut()) {
-            if !bucket.take_bytes(&rate, len, now) {
-                src_port.stat.rate_in_dropped += 1;
-                return Ok(nowhere);
-            }
+        if !policer.storm(stat, self.limits.storm_pps, hdr.dst, now)
+            || !policer.rate_in(stat, len, now)
+        {
+            return Ok(None);
         }
-        src_port.stat.rx += 1;
-
-        if !hdr.src.is_multicast() {
-            match self.fdb.learn(vid, hdr.src, from, now) {
-                Learned::Refreshed => {}
-                Learned::New => {
-                    tracing::debug!(port = from, vid = vid, mac = %hdr.src, "fdb learned");
-                    if let Some(o) = self.observer.as_mut() {
-                        o.learned(vid, hdr.src, from);
-                    }
-                }
-                Learned::Moved { from: old } => {
-                    tracing::debug!(port = from, old, vid = vid, mac = %hdr.src, "fdb moved");
-                    if let Some(o) = self.observer.as_mut() {
-                        o.learned(vid, hdr.src, from);
-                    }
-                    let limit = self.limits.loop_moves;
-                    if limit > 0 && src_port.moves_in.hit(now) >= limit {
-                        self.block_looping(from, old, vid, hdr.src, now);
-                        return Ok(nowhere);
-                    }
-                }
-                Learned::Evicted {
-                    victim,
-                    from: owner,
-                } => {
-                    if let Some(o) = self.observer.as_mut() {
-                        o.forgotten(victim.0, victim.1);
-                        o.learned(vid, hdr.src, from);
-                    }
-                    if let Some(n) = src_port.warn_evict.hit(now) {
-                        tracing::warn!(
-                            port = from,
-                            evicted_from = owner,
-                            learned = n,
-                            "forwarding table full: stations learned in place of the biggest holder's"
-                        );
-                    }
-                }
-                Learned::Refused => {
-                    // It may have left another port on the way: forgotten there too.
-                    if let Some(o) = self.observer.as_mut() {
-                        o.forgotten(vid, hdr.src);
-                    }
-                    src_port.stat.macs_refused += 1;
-                    if let Some(n) = src_port.warn_macs.hit(now) {
-                        let l = self.limits.macs;
-                        tracing::warn!(
-                            port = from,
-                            per_port = l.per_port,
-                            total = l.total,
-                            refused = n,
-                            "MAC limit reached: addresses not learned, frames to them flooded"
-                        );
-                    }
-                }
-            }
-        }
-
-        let known = if hdr.dst.is_multicast() {
-            None
-        } else {
-            self.fdb.lookup(vid, hdr.dst, now)
-        };
-        let to = match known {
-            // The destination sits behind the port the frame came from: filter it.
-            Some(to) if to == from => Targets::Nowhere,
-            Some(to) => match self.ports.get_mut(&to) {
-                Some(p) if p.open(now) => match p.edit_for(&policy, vid) {
-                    Some(edit) if p.allow_out(len, now) => Targets::One(to, p.egress.clone(), edit),
-                    _ => Targets::Nowhere,
-                },
-                _ => Targets::Nowhere,
-            },
-            None => Targets::Many(
-                self.ports
-                    .iter_mut()
-                    .filter(|(n, p)| **n != from && p.open(now))
-                    .filter_map(|(n, p)| {
-                        let edit = p.edit_for(&policy, vid)?;
-                        p.allow_out(len, now).then(|| (*n, p.egress.clone(), edit))
-                    })
-                    .collect(),
-            ),
-        };
-        let to = if self.mirroring > 0 {
-            self.with_mirrors(from, &policy, to, now)
-        } else {
-            to
-        };
-        Ok(Forward { to, ..nowhere })
+        stat.rx += 1;
+        let policy = stat.policy;
+        Ok(Some(Admitted {
+            hdr,
+            vid,
+            policy,
+            len,
+        }))
     }
 
-    /// Adds the mirror ports' copies to a decision: the frame as it came in for the source
-    /// port's mirror, as it goes out for each destination's. A port that gets the frame anyway
-    /// does not get it twice.
-    fn with_mirrors(
+    /// Stage 2, learn: the frame's source address now lives on `from` (unless it is a group
+    /// address, or the MAC limits refuse it); the observer hears of every change. False if
+    /// the station's move tripped the loop guard: the port is blocked, the frame goes nowhere.
+    fn learn(&mut self, from: PortNo, rx: &Admitted, now: Instant) -> bool {
+        let (vid, mac) = (rx.vid, rx.hdr.src);
+        if mac.is_multicast() {
+            return true;
+        }
+        let learned = self.fdb.learn(vid, mac, from, now);
+        self.tell_observer(learned, vid, mac, from);
+        let Some(Port { stat, policer, .. }) = self.ports.get_mut(&from) else {
+            return true;
+        };
+        match learned {
+            Learned::Refreshed => {}
+            Learned::New => tracing::debug!(port = from, vid, %mac, "fdb learned"),
+            Learned::Moved { from: old } => {
+                tracing::debug!(port = from, old, vid, %mac, "fdb moved");
+                if policer.loop_suspected(self.limits.loop_moves, now) {
+                    self.block_looping(from, old, vid, mac, now);
+                    return false;
+                }
+            }
+            Learned::Evicted { from: owner, .. } => policer.evicted(stat, owner, now),
+            // It may have left another port on the way: forgotten there too (above).
+            Learned::Refused => policer.refused(stat, &self.limits.macs, now),
+        }
+        true
+    }
+
+    /// Tells the observer of FDB changes what `learn` did with `mac` in `vid` on `port`.
+    fn tell_observer(&mut self, learned: Learned, vid: u16, mac: Mac, port: PortNo) {
+        let Some(o) = self.observer.as_mut() else {
+            return;
+        };
+        match learned {
+            Learned::Refreshed => {}
+            Learned::New | Learned::Moved { .. } => o.learned(vid, mac, port),
+            Learned::Evicted { victim, .. } => {
+                o.forgotten(victim.0, victim.1);
+                o.learned(vid, mac, port);
+            }
+            Learned::Refused => o.forgotten(vid, mac),
+        }
+    }
+
+    /// Stage 3, choose egress: the port the destination is known on in the frame's VLAN
+    /// (nowhere if that is `from`), or every port but `from` for broadcast, multicast and
+    /// unknown unicast — each only if it takes the frame (see [`Port::target`]).
+    fn choose_egress(&mut self, from: PortNo, rx: &Admitted, now: Instant, out: &mut Decisions<E>) {
+        let known = if rx.hdr.dst.is_multicast() {
+            None
+        } else {
+            self.fdb.lookup(rx.vid, rx.hdr.dst, now)
+        };
+        match known {
+            // The destination sits behind the port the frame came from: filter it.
+            Some(to) if to == from => {}
+            Some(to) => {
+                if let Some(t) = self.ports.get_mut(&to).and_then(|p| p.target(to, rx, now)) {
+                    out.add(t);
+                }
+            }
+            None => {
+                for (&n, p) in &mut self.ports {
+                    if n == from {
+                        continue;
+                    }
+                    if let Some(t) = p.target(n, rx, now) {
+                        out.add(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stage 4, mirror: adds the mirror ports' copies to the targets chosen since `start` —
+    /// the frame as it came in for the mirror of `from` (whose policy is `policy`), as it
+    /// goes out for each target's. A port that gets the frame anyway does not get it twice,
+    /// and a frame never goes back to `from`.
+    fn mirror(
         &self,
         from: PortNo,
         policy: &Policy,
-        to: Targets<E>,
+        start: usize,
         now: Instant,
-    ) -> Targets<E> {
-        let mut list = match to {
-            Targets::Nowhere => Vec::new(),
-            Targets::One(n, e, edit) => vec![(n, e, edit)],
-            Targets::Many(list) => list,
-        };
-        let mut copies: Vec<(PortNo, Edit)> = Vec::new();
+        out: &mut Decisions<E>,
+    ) {
+        // The ports chosen before any copy is added: the copies' own mirrors get none.
+        let chosen = out.since(start).len();
         if let Some(m) = policy.mirror {
-            copies.push((m, Edit::AsIs));
+            self.add_copy(from, m, Edit::AsIs, start, now, out);
         }
-        for (n, _, edit) in &list {
-            if let Some(m) = self.ports.get(n).and_then(|p| p.stat.policy.mirror) {
-                copies.push((m, *edit));
+        for i in 0..chosen {
+            let chosen = &out.since(start)[i];
+            let (port, edit) = (chosen.port, chosen.edit);
+            if let Some(m) = self.ports.get(&port).and_then(|p| p.stat.policy.mirror) {
+                self.add_copy(from, m, edit, start, now, out);
             }
         }
-        for (m, edit) in copies {
-            if m == from || list.iter().any(|(n, _, _)| *n == m) {
-                continue;
-            }
-            if let Some(p) = self.ports.get(&m).filter(|p| p.open(now)) {
-                list.push((m, p.egress.clone(), edit));
-            }
+    }
+
+    /// Adds mirror port `m` with `edit` to the targets chosen since `start`, unless it is
+    /// `from`, among them already, or not open.
+    fn add_copy(
+        &self,
+        from: PortNo,
+        m: PortNo,
+        edit: Edit,
+        start: usize,
+        now: Instant,
+        out: &mut Decisions<E>,
+    ) {
+        if m == from || out.since(start).iter().any(|t| t.port == m) {
+            return;
         }
-        Targets::Many(list)
+        if let Some(p) = self.ports.get(&m).filter(|p| p.stat.open(now)) {
+            out.add(Target {
+                port: m,
+                egress: p.egress.clone(),
+                edit,
+            });
+        }
     }
 
     /// The loop guard: stations keep moving onto `port` (last `mac`, from `old`), so frames
@@ -970,13 +547,13 @@ impl<E: Egress> Switch<E> {
         self.flushed(port);
     }
 }
-
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
     use super::*;
+    use crate::switch::fdb::MacLimits;
     use crate::switch::frame::tests::frame;
 
     /// A port queue that records what was offered, optionally refusing everything.
@@ -1448,5 +1025,57 @@ mod tests {
         let (mut sw, sinks) = switch(2);
         rx(&mut sw, 9, frame(BCAST, A, None));
         assert_eq!(counts(&sinks), vec![0, 0]);
+    }
+
+    /// Ports 1, 2: access VLAN 10, port 1 mirrored to 4; 3: trunk; 4: a plain port.
+    fn mixed() -> (Switch<Sink>, Vec<Sink>) {
+        let (mut sw, sinks) = switch(4);
+        policy(&mut sw, 1, |p| {
+            p.vlan = Some(10);
+            p.mirror = Some(4);
+        });
+        policy(&mut sw, 2, |p| p.vlan = Some(10));
+        (sw, sinks)
+    }
+
+    #[test]
+    fn a_batch_decided_at_once_goes_where_its_frames_go_one_by_one() {
+        let traffic = [
+            (1, frame(BCAST, A, None)),
+            (3, frame(A, B, Some(10))),
+            (3, frame(BCAST, C, Some(10))),
+            (1, frame(C, A, None)),
+            (2, frame([2, 0, 0, 0, 0, 0xd], [2, 0, 0, 0, 0, 0xe], None)),
+            (4, frame(BCAST, [2, 0, 0, 0, 0, 0xf], None)),
+            (1, vec![0; 10]),
+            (1, frame(BCAST, A, Some(10))),
+        ];
+        let now = Instant::now();
+        let (mut one_by_one, expected) = mixed();
+        for (port, f) in &traffic {
+            let _ = one_by_one.receive(*port, &Bytes::from(f.clone()), now);
+        }
+        let (mut batched, got) = mixed();
+        // The same buffer for two batches: the first one's emission leaves it empty.
+        let mut decisions = Decisions::default();
+        for half in traffic.chunks(4) {
+            for (port, f) in half {
+                let _ = batched.decide(
+                    *port,
+                    Frame::from(Bytes::from(f.clone())),
+                    now,
+                    &mut decisions,
+                );
+            }
+            assert!(decisions.fanout() > 0);
+            decisions.emit();
+            assert_eq!(decisions.fanout(), 0);
+        }
+        for (e, g) in expected.iter().zip(&got) {
+            assert_eq!(*e.got.borrow(), *g.got.borrow());
+        }
+        assert_eq!(counts(&got), vec![3, 2, 4, 5]);
+        let stats = |sw: &Switch<Sink>| sw.ports().collect::<Vec<_>>();
+        assert_eq!(stats(&one_by_one), stats(&batched));
     }
 }

@@ -1,0 +1,181 @@
+//! What the switch knows of a port: its kind, its state and counters ([`PortStat`]), who
+//! connected it ([`Origin`]), and where its outgoing frames go ([`Egress`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::switch::fdb::PortNo;
+use crate::switch::frame::Frame;
+use crate::switch::policy::Policy;
+
+/// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
+///
+/// The switch decides where a frame goes under its lock and offers it after: an egress is
+/// cloned into the decision, and counts what it was offered itself.
+pub(crate) trait Egress: Clone {
+    /// Queues `frame` (received at `now`) for transmission; false if it had to be dropped
+    /// (queue full or closed). Counts either outcome.
+    fn offer(&self, frame: &Frame, now: Instant) -> bool;
+    /// What was offered so far.
+    fn counters(&self) -> TxCounters;
+}
+
+/// A port's transmit counters, kept by its [`Egress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TxCounters {
+    /// Frames queued for transmission.
+    pub(crate) tx: u64,
+    /// Frames refused: the port's queue or the switch's queue budget was full.
+    pub(crate) dropped: u64,
+    /// Frames queued but dropped because they waited too long to be sent.
+    pub(crate) expired: u64,
+    /// Bytes in the queue now.
+    pub(crate) queued_bytes: u64,
+}
+
+/// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortKind {
+    /// An incoming WebSocket connection.
+    Server,
+    /// An outgoing WebSocket connection.
+    Client,
+    /// A TAP device.
+    Tap,
+    /// An existing network interface.
+    Netdev,
+}
+
+impl PortKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Server => "server",
+            PortKind::Client => "client",
+            PortKind::Tap => "tap",
+            PortKind::Netdev => "netdev",
+        }
+    }
+
+    /// Only ports backed by a kernel interface have an address, netmask and MTU to set.
+    pub(crate) fn has_interface(self) -> bool {
+        matches!(self, PortKind::Tap | PortKind::Netdev)
+    }
+}
+
+/// A port's counters and state as `listPort` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortStat {
+    pub(crate) port: PortNo,
+    pub(crate) kind: PortKind,
+    /// TAP or interface name, WebSocket URL, or the peer's `address:port`.
+    pub(crate) target: Arc<str>,
+    pub(crate) shut: bool,
+    /// False while the port's link is down (a client port reconnecting): nothing is sent to it.
+    pub(crate) link_up: bool,
+    /// Frames received from this port and switched.
+    pub(crate) rx: u64,
+    /// Frames queued for transmission on this port.
+    pub(crate) tx: u64,
+    /// Frames received from this port that were not Ethernet frames (runts).
+    pub(crate) rx_invalid: u64,
+    /// Frames received from this port that were larger than the switch allows.
+    pub(crate) rx_oversize: u64,
+    /// Broadcast/multicast frames from this port dropped by storm control.
+    pub(crate) storm_dropped: u64,
+    /// Frames whose source address was not learned because of the MAC limits.
+    pub(crate) macs_refused: u64,
+    /// Frames meant for this port but dropped because its queue (or the switch's budget for
+    /// all queues) was full.
+    pub(crate) tx_dropped: u64,
+    /// Frames queued for this port but dropped because they waited too long in the queue.
+    pub(crate) tx_expired: u64,
+    /// Bytes waiting in this port's queue.
+    pub(crate) queued_bytes: u64,
+    /// The port exchanges super-frames with its device or peer (offloads negotiated).
+    pub(crate) super_frames: bool,
+    /// The client address of an incoming WebSocket connection (its stations count against it).
+    pub(crate) addr: Option<IpAddr>,
+    /// Who authenticated the port's peer: htpasswd user or client certificate name.
+    pub(crate) user: Option<Arc<str>>,
+    /// Blocked by the loop guard until then: it neither receives nor sends meanwhile.
+    pub(crate) loop_blocked_until: Option<Instant>,
+    /// Times the loop guard blocked this port.
+    pub(crate) loop_blocks: u64,
+    /// Frames received from this port and dropped while it was blocked.
+    pub(crate) loop_dropped: u64,
+    /// VLAN, isolation, mesh, mirror and rate limits.
+    pub(crate) policy: Policy,
+    /// The WebSocket path a server port's client came in on.
+    pub(crate) path: Option<Arc<str>>,
+    /// Tagged frames received on an access port, dropped.
+    pub(crate) vlan_dropped: u64,
+    /// Frames received from this port over its `rate_in`, dropped.
+    pub(crate) rate_in_dropped: u64,
+    /// Frames meant for this port over its `rate_out`, dropped.
+    pub(crate) rate_out_dropped: u64,
+}
+
+impl PortStat {
+    /// A new port's state: up, open, every counter at zero.
+    pub(crate) fn new(port: PortNo, kind: PortKind, target: Arc<str>, origin: &Origin) -> Self {
+        PortStat {
+            port,
+            kind,
+            target,
+            shut: false,
+            link_up: true,
+            rx: 0,
+            tx: 0,
+            rx_invalid: 0,
+            rx_oversize: 0,
+            storm_dropped: 0,
+            macs_refused: 0,
+            tx_dropped: 0,
+            tx_expired: 0,
+            queued_bytes: 0,
+            super_frames: false,
+            addr: origin.addr,
+            user: origin.user.as_deref().map(Into::into),
+            loop_blocked_until: None,
+            loop_blocks: 0,
+            loop_dropped: 0,
+            policy: Policy::default(),
+            path: origin.path.as_deref().map(Into::into),
+            vlan_dropped: 0,
+            rate_in_dropped: 0,
+            rate_out_dropped: 0,
+        }
+    }
+
+    /// True while the loop guard blocks the port.
+    pub(crate) fn loop_blocked(&self, now: Instant) -> bool {
+        self.loop_blocked_until.is_some_and(|t| now < t)
+    }
+
+    /// True if frames may be sent out of this port now.
+    pub(crate) fn open(&self, now: Instant) -> bool {
+        !self.shut && self.link_up && !self.loop_blocked(now)
+    }
+
+    /// The state with the counters its egress keeps.
+    pub(crate) fn with_tx(&self, c: TxCounters) -> PortStat {
+        PortStat {
+            tx: c.tx,
+            tx_dropped: c.dropped,
+            tx_expired: c.expired,
+            queued_bytes: c.queued_bytes,
+            ..self.clone()
+        }
+    }
+}
+
+/// Who connected a port and what it starts with: the client's address, its name if it
+/// authenticated, the WebSocket path it came in on, and the policy those give it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) addr: Option<IpAddr>,
+    pub(crate) user: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) policy: Policy,
+}
