@@ -16,7 +16,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys::SyscallError;
-use crate::sys::socket::{self, SO_RCVTIMEO};
+use crate::sys::socket::{self, Plain, SO_RCVTIMEO};
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the device takes frames redirected into it by XDP.
 pub(crate) const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
@@ -153,8 +153,8 @@ impl Genl {
         let req = Request::new(family, query.cmd)
             .attr(query.attr, key)
             .bytes();
-        // SAFETY: sockaddr_nl is plain old data; all zeroes addresses the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        // All zeroes but the family addresses the kernel.
+        let mut kernel = libc::sockaddr_nl::zeroed();
         kernel.nl_family = libc::AF_NETLINK as u16;
         socket::sendto(
             self.fd.as_fd(),

@@ -255,7 +255,7 @@ impl Offload {
             },
         );
         drop(inner);
-        let zc = socks.iter().any(|s| s.zerocopy);
+        let zc = socks.iter().any(|s| s.0.zerocopy);
         tracing::info!(
             interface = name,
             xdp_mode = mode_name,
@@ -543,7 +543,7 @@ fn apply_refresh(
     }
 }
 
-type Prepared = (u32, u32, XdpLinkId, &'static str, Vec<xsk::Socket>);
+type Prepared = (u32, u32, XdpLinkId, &'static str, Vec<Sock>);
 
 /// Takes a range of `queues` entries of the XSKMAP that no other port uses, opens an AF_XDP
 /// socket per queue, attaches the program and puts the sockets in the XSKMAP; undoes what it
@@ -572,7 +572,7 @@ fn prepare_locked(
         .collect::<Result<Vec<_>, _>>()?;
     let (link, mode_name) = attach(l, ifindex, mode)?;
     for (q, s) in socks.iter().enumerate() {
-        if let Err(e) = l.xsks.set(base + q as u32, s.fd.as_raw_fd(), 0) {
+        if let Err(e) = l.xsks.set(base + q as u32, s.0.fd.as_raw_fd(), 0) {
             for q2 in 0..q as u32 {
                 removed(l.xsks.unset(base + q2), "an XSKMAP entry");
             }
@@ -688,6 +688,9 @@ impl FdbObserver for Offload {
     }
 }
 
+/// An AF_XDP socket, its receive half and its transmit half.
+type Sock = (xsk::Shared, xsk::Rx, xsk::Tx);
+
 /// Detaches the port's program and clears its map entries when the port goes.
 struct Guard {
     offload: Offload,
@@ -704,7 +707,7 @@ impl Drop for Guard {
 /// and the switch's frames for it leave through the socket of queue 0.
 pub(crate) struct XdpPort {
     name: String,
-    socks: Vec<xsk::Socket>,
+    socks: Vec<Sock>,
     /// The packet socket for frames XDP leaves to the stack and frames the host sends.
     companion: Netdev,
     /// Reads the device's MAC address every second (it may change at any time).
@@ -804,13 +807,10 @@ type Registered = (Vec<(Arc<Queue>, xsk::Rx)>, (Arc<Queue>, xsk::Tx));
 
 /// Registers the sockets with the reactor. Every frame leaves through the first (queue 0):
 /// the transmit halves of the others are dropped.
-fn register(socks: Vec<xsk::Socket>) -> anyhow::Result<Registered> {
+fn register(socks: Vec<Sock>) -> anyhow::Result<Registered> {
     let mut rxs = Vec::with_capacity(socks.len());
     let mut first_tx = None;
-    for xsk::Socket {
-        fd, umem, rx, tx, ..
-    } in socks
-    {
+    for (xsk::Shared { fd, umem, .. }, rx, tx) in socks {
         let queue = Arc::new(Queue {
             fd: sys::fd::register(fd)?,
             umem,

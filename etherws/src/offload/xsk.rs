@@ -144,12 +144,11 @@ impl Umem {
     }
 }
 
-/// An AF_XDP socket bound to one queue: its descriptor, its UMEM and its two halves.
-pub(crate) struct Socket {
+/// What both halves of an AF_XDP socket share: the socket (bound to one queue, non-blocking)
+/// and its UMEM.
+pub(crate) struct Shared {
     pub(crate) fd: OwnedFd,
     pub(crate) umem: Umem,
-    pub(crate) rx: Rx,
-    pub(crate) tx: Tx,
     /// Bound in zero-copy mode (else copy mode).
     pub(crate) zerocopy: bool,
 }
@@ -174,14 +173,14 @@ pub(crate) struct Tx {
 ///
 /// The call of the copy-mode attempt that failed (`socket(AF_XDP)`, `mmap(UMEM)`,
 /// `setsockopt(XDP_UMEM_REG)`, `bind(AF_XDP)`...).
-pub(crate) fn open(ifindex: u32, queue: u32) -> Result<Socket, SyscallError> {
+pub(crate) fn open(ifindex: u32, queue: u32) -> Result<(Shared, Rx, Tx), SyscallError> {
     open_with(ifindex, queue, libc::XDP_ZEROCOPY).or_else(|e| {
         tracing::debug!(ifindex, queue, "AF_XDP zero-copy refused ({e}): copy mode");
         open_with(ifindex, queue, libc::XDP_COPY)
     })
 }
 
-fn open_with(ifindex: u32, queue: u32, mode: u16) -> Result<Socket, SyscallError> {
+fn open_with(ifindex: u32, queue: u32, mode: u16) -> Result<(Shared, Rx, Tx), SyscallError> {
     let fd = socket::socket(
         libc::AF_XDP,
         libc::SOCK_RAW | libc::SOCK_CLOEXEC,
@@ -238,18 +237,20 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> Result<Socket, SyscallError
     let free = (RING..2 * RING)
         .map(|i| u64::from(i * FRAME_SIZE))
         .collect();
-    Ok(Socket {
-        fd,
-        umem,
-        rx: Rx { rx, fill },
-        tx: Tx {
+    Ok((
+        Shared {
+            fd,
+            umem,
+            zerocopy: mode == libc::XDP_ZEROCOPY,
+        },
+        Rx { rx, fill },
+        Tx {
             tx,
             comp,
             free,
             pending: 0,
         },
-        zerocopy: mode == libc::XDP_ZEROCOPY,
-    })
+    ))
 }
 
 impl Rx {

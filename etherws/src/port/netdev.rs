@@ -19,7 +19,7 @@
 //!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
 
 use std::collections::VecDeque;
-use std::mem::{size_of, zeroed};
+use std::mem::size_of;
 use std::os::fd::{AsFd, RawFd};
 
 use bytes::{Buf, BytesMut};
@@ -30,7 +30,7 @@ use super::{Ingress, MAX_FRAME, Port, PortIo};
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::sys::netif::Netif;
-use crate::sys::socket::{self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_VNET_HDR};
+use crate::sys::socket::{self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_VNET_HDR, Plain};
 use crate::sys::{self, SyscallError};
 use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::vlan;
@@ -90,8 +90,7 @@ impl Netdev {
         let option = |option| move |source| NetdevError::Option { option, source };
         socket::setsockopt(fd.as_fd(), PACKET_VNET_HDR, &1).map_err(option("PACKET_VNET_HDR"))?;
 
-        // SAFETY: sockaddr_ll holds integers and byte arrays only: all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        let mut sll = libc::sockaddr_ll::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = index as i32;
@@ -100,8 +99,7 @@ impl Netdev {
             source,
         })?;
 
-        // SAFETY: packet_mreq holds integers and a byte array only: all zeroes is a valid value.
-        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        let mut mreq = libc::packet_mreq::zeroed();
         mreq.mr_ifindex = index as i32;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
         socket::setsockopt(fd.as_fd(), PACKET_ADD_MEMBERSHIP, &mreq).map_err(|source| {
@@ -225,9 +223,9 @@ impl Receiver {
             *iov = vnet_iov(hdr.as_mut_ptr(), room.as_mut_ptr().cast(), MAX_FRAME);
         }
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = std::array::from_fn(|i| {
-            // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (null pointers, zero
-            // lengths) is a valid value. The pointers set below outlive the recvmmsg call.
-            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            // All zeroes: null pointers, zero lengths. The pointers set below outlive the
+            // recvmmsg call.
+            let mut m = libc::mmsghdr::zeroed();
             m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
             m.msg_hdr.msg_iovlen = 2;
             m.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
@@ -258,7 +256,9 @@ impl Receiver {
                 tracing::debug!(port, "frame's control data truncated, dropped");
                 continue;
             }
-            let tag = vlan_tag(&m.msg_hdr);
+            // SAFETY: the header recvmmsg just filled in; its control buffer (`cmsgs[i]`) is
+            // live.
+            let tag = unsafe { vlan_tag(&m.msg_hdr) };
             let mut vnet = VnetHdr::parse(&hdrs[i]);
             let slot = &mut self.slots[i];
             let data = if len < KEEP_SLOT {
@@ -292,29 +292,25 @@ impl Receiver {
 
 /// The 802.1Q tag the kernel took off a received frame (VLAN offload), from its
 /// `PACKET_AUXDATA` control message: (TPID, TCI).
-fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
+///
+/// # Safety
+///
+/// `msg` is a header `recvmmsg` just filled in, its control buffer still live.
+unsafe fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
     let mut tag = None;
-    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
-    // `msg_controllen` as the kernel set them (a buffer still live), or null; a PACKET_AUXDATA
-    // message carries a tpacket_auxdata, read unaligned from its data.
+    // SAFETY: the caller's promise, passed on.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
-                let aux =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
-                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                        aux.tp_vlan_tpid
-                    } else {
-                        etherws_common::ETH_P_8021Q
-                    };
-                    tag = Some((tpid, aux.tp_vlan_tci));
-                }
+        socket::packet_auxdata(msg, |aux| {
+            if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    etherws_common::ETH_P_8021Q
+                };
+                tag = Some((tpid, aux.tp_vlan_tci));
             }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
+        })
+    };
     tag
 }
 
@@ -355,9 +351,8 @@ fn send_frames(fd: RawFd, frames: &[Frame]) -> Result<usize, SyscallError> {
         )
     });
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = std::array::from_fn(|i| {
-        // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (no address, no control
-        // data) is a valid value.
-        let mut m: libc::mmsghdr = unsafe { zeroed() };
+        // All zeroes: no address, no control data.
+        let mut m = libc::mmsghdr::zeroed();
         m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
         m.msg_hdr.msg_iovlen = 2;
         m

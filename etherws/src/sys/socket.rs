@@ -100,11 +100,13 @@ pub(crate) fn setsockopt<T>(fd: BorrowedFd<'_>, opt: Opt<T>, val: &T) -> Result<
     check(r, opt.set).map(drop)
 }
 
-/// Plain C data the kernel may fill in: every bit pattern is a valid value.
+/// Plain C data: every bit pattern is a valid value, so it may start all zeroes and the kernel
+/// may fill it in.
 ///
 /// # Safety
 ///
-/// Implement it only for types made of integers (and arrays and structs of them).
+/// Implement it only for types made of integers and raw pointers (and arrays, structs and
+/// unions of them).
 pub(crate) unsafe trait Plain: Sized {
     /// All zeroes.
     fn zeroed() -> Self {
@@ -113,10 +115,20 @@ pub(crate) unsafe trait Plain: Sized {
     }
 }
 
-// SAFETY: integers.
+// SAFETY: an integer.
 unsafe impl Plain for libc::c_int {}
-// SAFETY: three structs of u64 offsets.
+// SAFETY: structs of u64 offsets.
 unsafe impl Plain for libc::xdp_mmap_offsets {}
+// SAFETY: integers and a byte array.
+unsafe impl Plain for libc::sockaddr_ll {}
+// SAFETY: integers.
+unsafe impl Plain for libc::sockaddr_nl {}
+// SAFETY: integers and a byte array.
+unsafe impl Plain for libc::packet_mreq {}
+// SAFETY: integers and raw pointers (null when zero).
+unsafe impl Plain for libc::mmsghdr {}
+// SAFETY: a byte array and a union of integers, byte arrays and structs of them.
+unsafe impl Plain for libc::ifreq {}
 
 /// `getsockopt(2)` of `opt`.
 ///
@@ -216,6 +228,33 @@ pub(crate) fn recv(
     // SAFETY: `buf` is writable for its length, and recv(2) writes nowhere else.
     let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
     check(n, call).map(|n| n as usize)
+}
+
+/// Hands `each` the `tpacket_auxdata` of every `PACKET_AUXDATA` control message of `msg`, a
+/// header a packet socket's `recvmsg`/`recvmmsg` filled in with `PACKET_AUXDATA` on.
+///
+/// # Safety
+///
+/// `msg.msg_control` and `msg.msg_controllen` must describe a live buffer as the kernel set
+/// them (control messages it wrote), or be null and zero.
+pub(crate) unsafe fn packet_auxdata(
+    msg: &libc::msghdr,
+    mut each: impl FnMut(libc::tpacket_auxdata),
+) {
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
+    // `msg_controllen` (the caller's promise of a live buffer), or null; a PACKET_AUXDATA
+    // message carries a tpacket_auxdata, read unaligned from its data.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                each(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c) as *const libc::tpacket_auxdata
+                ));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
 }
 
 /// `recvmmsg(2)`: receives up to `msgs.len()` datagrams, each into the buffers its header
@@ -337,8 +376,7 @@ mod tests {
     #[test]
     fn bind_of_a_foreign_address_family_names_the_call() {
         let (a, _b) = pair();
-        // SAFETY: sockaddr_nl holds integers only.
-        let mut nl: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut nl = libc::sockaddr_nl::zeroed();
         nl.nl_family = libc::AF_NETLINK as u16;
         let e = bind(a.as_fd(), &nl, "bind(test)").unwrap_err();
         assert_eq!(e.call, "bind(test)");
@@ -358,8 +396,7 @@ mod tests {
         let mut msgs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
             .map(|iov| {
-                // SAFETY: mmsghdr holds integers and pointers: all zeroes is valid.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                let mut m = libc::mmsghdr::zeroed();
                 m.msg_hdr.msg_iov = iov;
                 m.msg_hdr.msg_iovlen = 1;
                 m

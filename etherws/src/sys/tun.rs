@@ -3,6 +3,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use super::socket::Plain;
 use super::{Result, check};
 
 /// `TUNSETIFF`: makes the descriptor the device `name` (the kernel picks one for an empty
@@ -13,8 +14,7 @@ use super::{Result, check};
 ///
 /// `ioctl(TUNSETIFF)` with the OS error.
 pub(crate) fn set_iff(fd: BorrowedFd<'_>, name: &str, flags: libc::c_int) -> Result<String> {
-    // SAFETY: ifreq holds integers, byte arrays and a union of such: all zeroes is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let mut ifr = libc::ifreq::zeroed();
     // The last byte stays NUL.
     let room = ifr.ifr_name.len() - 1;
     for (d, s) in ifr.ifr_name[..room].iter_mut().zip(name.bytes()) {
