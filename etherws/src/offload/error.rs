@@ -4,14 +4,15 @@
 use std::fmt;
 
 use aya::maps::MapError;
+use aya::maps::xdp::XdpMapError;
 use etherws_common::object::LoadError;
 
 use super::NO_OBJECT;
 use crate::port::netdev::NetdevError;
 use crate::sys::SyscallError;
 
-/// Why [`Offload::prepare`](super::Offload::prepare) failed; the port then falls back to
-/// AF_PACKET (only [`OffloadError::NoObject`] leaves nothing to fall back from).
+/// Why [`Offload::prepare`](super::Offload::prepare) failed (the port then falls back to
+/// AF_PACKET), or why an offloaded port is not a target of in-kernel forwarding.
 ///
 /// Each message is complete, its cause included (as anyhow's `{:#}` would print it): it is
 /// kept and shown as one reason, so no cause is left to [`source`](std::error::Error::source).
@@ -41,6 +42,16 @@ pub(crate) enum OffloadError {
     /// An AF_XDP socket could not be put in the XSKMAP.
     #[error("cannot put the AF_XDP socket in the XSKMAP: {}", Chain(.0))]
     Xskmap(MapError),
+    /// An offloaded port left out of the DEVMAP (its frames from other offloaded ports then
+    /// go through userspace): the kernel refused the entry.
+    #[error("cannot add the port to the DEVMAP: {0}")]
+    Devmap(XdpMapError),
+    /// An offloaded port left out of the DEVMAP: its device drops frames redirected into it.
+    #[error(
+        "the device does not take frames redirected by XDP (a veth whose peer has neither GRO \
+         nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
+    )]
+    NoRedirect,
 }
 
 /// An XDP attach mode that does not exist.
@@ -101,5 +112,12 @@ mod tests {
             e.to_string(),
             "cannot attach the XDP program (native: no; generic: no)"
         );
+        // What `listPort` shows operators, word for word.
+        assert_eq!(
+            OffloadError::NoRedirect.to_string(),
+            "the device does not take frames redirected by XDP (a veth whose peer has neither \
+             GRO nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
+        );
+        assert_eq!(OffloadError::NoObject.to_string(), NO_OBJECT);
     }
 }

@@ -128,7 +128,7 @@ struct PortInfo {
     /// kernel (see [`Offload::refresh`]); `None` until first decided.
     kernel_tx: Option<bool>,
     /// Why it is not in the DEVMAP, in words an operator can act on.
-    kernel_tx_why: Option<String>,
+    kernel_tx_why: Option<OffloadError>,
 }
 
 impl PortInfo {
@@ -212,6 +212,11 @@ impl Offload {
     /// Attaches the program to `name` (whose index and MAC `hw` says, with `queues` receive
     /// queues in use) and opens its AF_XDP sockets. The port is not switched in the kernel
     /// until [`Offload::activate`] gives it its number; `netif` is how it keeps its MAC current.
+    ///
+    /// # Errors
+    ///
+    /// An [`OffloadError`] saying why XDP cannot serve the port (the caller falls back to
+    /// AF_PACKET); nothing of the attempt is left behind.
     pub(crate) fn prepare(
         &self,
         name: &str,
@@ -397,9 +402,14 @@ impl Offload {
                         .to_string(),
                 )
             } else if p.kernel_tx != Some(true) {
-                Some(p.kernel_tx_why.clone().unwrap_or_else(|| {
-                    "not decided yet (the port's device is being checked)".into()
-                }))
+                Some(
+                    p.kernel_tx_why
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| {
+                            "not decided yet (the port's device is being checked)".into()
+                        }),
+                )
             } else {
                 None
             };
@@ -522,24 +532,20 @@ fn apply_refresh(
                 }
             }
             Err(e) => {
-                p.kernel_tx_why = Some(format!("cannot add the port to the DEVMAP: {e}"));
-                tracing::warn!(port, "cannot add the port to the DEVMAP: {e}")
+                let why = OffloadError::Devmap(e);
+                tracing::warn!(port, "{why}");
+                p.kernel_tx_why = Some(why);
             }
         }
     } else {
         removed(l.devmap.remove(ifindex), "the port's DEVMAP entry");
         p.kernel_tx = Some(false);
-        p.kernel_tx_why = Some(
-            "the device does not take frames redirected by XDP (a veth whose peer has neither GRO \
-             nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
-                .into(),
-        );
         tracing::warn!(
             interface = %p.name,
-            "the device does not take frames redirected by XDP (a veth whose peer has neither \
-             GRO nor an XDP program: `ethtool -K PEER gro on`; or a driver without \
-             ndo_xdp_xmit): frames to it from other offloaded ports go through userspace"
+            "{}: frames to it from other offloaded ports go through userspace",
+            OffloadError::NoRedirect
         );
+        p.kernel_tx_why = Some(OffloadError::NoRedirect);
     }
 }
 
