@@ -2,10 +2,11 @@
 //!
 //! Every system call and `ioctl` the switch makes by hand is wrapped here, once, behind a safe
 //! function (or an `unsafe fn` where the caller hands over raw memory, with its contract in a
-//! `# Safety` section), so that `unsafe` code talking to the kernel lives in this module (the
-//! other place is the ring memory of AF_XDP sockets, in `offload::xsk`). Each wrapper checks
-//! the call's result and fails with a [`SyscallError`] that names the call, as aya's `sys`
-//! does.
+//! `# Safety` section), so that `unsafe` code talking to the kernel lives in this module. What
+//! stays outside is memory the kernel fills in, each access with its `// SAFETY:` reasoning:
+//! the rings and UMEM of AF_XDP sockets (`offload::xsk`) and the receive buffers of device
+//! ports (`port::fd`'s blocks, `port::netdev`'s `recvmmsg` slots). Each wrapper checks the
+//! call's result and fails with a [`SyscallError`] that names the call, as aya's `sys` does.
 //!
 //! - [`fd`]: `open`, `read`/`write`, `readv`/`writev`, `fcntl`, registration with tokio;
 //! - [`socket`]: `socket`, `bind`, typed `setsockopt`/`getsockopt`, `sendto`/`recv`,
