@@ -391,6 +391,7 @@ impl Offload {
             let p = &inner.ports[ifindex];
             let mut kernel = PortCounters::default();
             if let Some(l) = inner.loaded.as_ref() {
+                // No entry yet (no frame counted): zeroes.
                 if let Ok(per_cpu) = l.counters.get(ifindex, 0) {
                     per_cpu.iter().for_each(|c| kernel += *c);
                 }
