@@ -538,7 +538,7 @@ impl Control {
                     "eBPF offload not possible, using AF_PACKET instead: {reason}"
                 );
                 let stat = self.add_netdev(name).await?;
-                self.offload.note_fallback(stat.port, reason);
+                self.offload.note_fallback(stat.port, e);
                 Ok(stat)
             }
         }

@@ -13,24 +13,46 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::sys::SyscallError;
+use crate::sys::socket::{self, Plain, SO_RCVTIMEO};
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the device takes frames redirected into it by XDP.
 pub(crate) const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
 
-const GENL_ID_CTRL: u16 = 0x10;
-const CTRL_CMD_GETFAMILY: u8 = 3;
-const CTRL_ATTR_FAMILY_ID: u16 = 1;
-const CTRL_ATTR_FAMILY_NAME: u16 = 2;
-const NETDEV_CMD_DEV_GET: u8 = 1;
-const NETDEV_A_DEV_IFINDEX: u16 = 1;
-const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLMSG_HDRLEN: usize = 16;
-const GENL_HDRLEN: usize = 4;
-/// Attribute types carry flag bits above these.
-const NLA_TYPE_MASK: u16 = 0x3fff;
+/// Netlink's message header, then generic netlink's.
+const NLMSG_HDRLEN: usize = size_of::<libc::nlmsghdr>();
+const GENL_HDRLEN: usize = size_of::<libc::genlmsghdr>();
+const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+
+/// One question to a generic-netlink family: a command with one attribute, and the attribute
+/// of the reply that answers it.
+struct Query {
+    cmd: u8,
+    attr: u16,
+    answer: u16,
+    /// What a reply without the answer says.
+    missing: &'static str,
+}
+
+/// The controller's `CTRL_CMD_GETFAMILY`: a family's id (`CTRL_ATTR_FAMILY_ID`) by its name
+/// (`CTRL_ATTR_FAMILY_NAME`). The controller's own family id is `GENL_ID_CTRL`.
+const FAMILY_ID: Query = Query {
+    cmd: libc::CTRL_CMD_GETFAMILY as u8,
+    attr: libc::CTRL_ATTR_FAMILY_NAME as u16,
+    answer: libc::CTRL_ATTR_FAMILY_ID as u16,
+    missing: "no netdev family id in the reply",
+};
+
+/// The `netdev` family's `NETDEV_CMD_DEV_GET` (1): a device's `NETDEV_A_DEV_XDP_FEATURES` (3)
+/// by its `NETDEV_A_DEV_IFINDEX` (1) (`<linux/netdev.h>`).
+const XDP_FEATURES: Query = Query {
+    cmd: 1,
+    attr: 1,
+    answer: 3,
+    missing: "no xdp-features in the reply",
+};
 
 /// A generic-netlink request: header, command, attributes.
 struct Request(Vec<u8>);
@@ -39,7 +61,7 @@ impl Request {
     fn new(family: u16, cmd: u8) -> Request {
         let mut b = vec![0u8; NLMSG_HDRLEN + GENL_HDRLEN];
         b[4..6].copy_from_slice(&family.to_ne_bytes());
-        b[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        b[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
         b[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence number
         b[NLMSG_HDRLEN] = cmd;
         b[NLMSG_HDRLEN + 1] = 1; // version
@@ -62,6 +84,35 @@ impl Request {
     }
 }
 
+/// Why a device's XDP features are not known.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FeaturesError {
+    /// The socket could not be opened.
+    #[error("no generic netlink socket: {0}")]
+    NoSocket(SyscallError),
+    /// Sending the request or receiving the reply failed.
+    #[error(transparent)]
+    Syscall(#[from] SyscallError),
+    /// The kernel answered with an error (no `netdev` family before Linux 6.3, no such device).
+    #[error(transparent)]
+    Kernel(io::Error),
+    /// A reply this code cannot read.
+    #[error("{0}")]
+    Reply(&'static str),
+}
+
+#[cfg(test)]
+impl FeaturesError {
+    /// The OS error number, if the kernel gave one.
+    pub(crate) fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FeaturesError::NoSocket(e) | FeaturesError::Syscall(e) => e.raw_os_error(),
+            FeaturesError::Kernel(e) => e.raw_os_error(),
+            FeaturesError::Reply(_) => None,
+        }
+    }
+}
+
 /// A `NETLINK_GENERIC` socket.
 pub(crate) struct Genl {
     fd: OwnedFd,
@@ -69,121 +120,102 @@ pub(crate) struct Genl {
     netdev: Option<u16>,
 }
 
-fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
 impl Genl {
-    pub(crate) fn open() -> io::Result<Genl> {
-        // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is an open descriptor (checked above) that nothing else owns or closes.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    /// Opens the socket, with a receive timeout of a second.
+    ///
+    /// # Errors
+    ///
+    /// [`FeaturesError::NoSocket`]: `socket(AF_NETLINK)` or `setsockopt(SO_RCVTIMEO)` failed.
+    pub(crate) fn open() -> Result<Genl, FeaturesError> {
+        let fd = socket::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_GENERIC,
+            "socket(AF_NETLINK)",
+        )
+        .map_err(FeaturesError::NoSocket)?;
         // A reply that never comes must not hang the caller.
         let tv = libc::timeval {
             tv_sec: 1,
             tv_usec: 0,
         };
-        // SAFETY: `tv` is a live timeval and the size passed is its own; setsockopt only reads
-        // it.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+        socket::setsockopt(fd.as_fd(), SO_RCVTIMEO, &tv).map_err(FeaturesError::NoSocket)?;
         Ok(Genl { fd, netdev: None })
     }
 
-    /// Sends `req` to the kernel and returns the attributes of its one reply.
-    fn exchange(&self, req: Vec<u8>) -> io::Result<Vec<(u16, Vec<u8>)>> {
-        // SAFETY: sockaddr_nl is plain old data; all zeroes addresses the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    /// Asks `query` of `family` about `key`; returns the first `N` bytes of the answer.
+    fn ask<const N: usize>(
+        &self,
+        family: u16,
+        query: &Query,
+        key: &[u8],
+    ) -> Result<[u8; N], FeaturesError> {
+        let req = Request::new(family, query.cmd)
+            .attr(query.attr, key)
+            .bytes();
+        // All zeroes but the family addresses the kernel.
+        let mut kernel = libc::sockaddr_nl::zeroed();
         kernel.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: `req` is readable for `req.len()` bytes and `kernel` is a live sockaddr_nl of
-        // the size passed; sendto only reads both, and the socket is open (owned by `self`).
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&raw const kernel).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        socket::sendto(
+            self.fd.as_fd(),
+            &req,
+            0,
+            Some(&kernel),
+            "sendto(AF_NETLINK)",
+        )?;
         let mut buf = vec![0u8; 16384];
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        parse_reply(&buf[..n as usize])
+        let n = socket::recv(self.fd.as_fd(), &mut buf, 0, "recv(AF_NETLINK)")?;
+        parse_reply(&buf[..n])?
+            .iter()
+            .filter(|(k, _)| *k == query.answer)
+            .find_map(|(_, v)| first(v))
+            .ok_or(FeaturesError::Reply(query.missing))
     }
 
     /// The `xdp_features` bits (`NETDEV_XDP_ACT_*`) of device `ifindex`.
-    pub(crate) fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
+    ///
+    /// # Errors
+    ///
+    /// A [`FeaturesError`]: the exchange failed, or the kernel has no answer (no `netdev`
+    /// family before Linux 6.3).
+    pub(crate) fn xdp_features(&mut self, ifindex: u32) -> Result<u64, FeaturesError> {
         let family = match self.netdev {
             Some(f) => f,
             None => {
-                let req = Request::new(GENL_ID_CTRL, CTRL_CMD_GETFAMILY)
-                    .attr(CTRL_ATTR_FAMILY_NAME, b"netdev\0")
-                    .bytes();
-                let attrs = self.exchange(req)?;
-                let id = attrs
-                    .iter()
-                    .find(|(k, v)| *k == CTRL_ATTR_FAMILY_ID && v.len() >= 2)
-                    .map(|(_, v)| u16::from_ne_bytes([v[0], v[1]]))
-                    .ok_or_else(|| bad("no netdev family id in the reply"))?;
+                let id = self.ask(libc::GENL_ID_CTRL as u16, &FAMILY_ID, b"netdev\0")?;
+                let id = u16::from_ne_bytes(id);
                 self.netdev = Some(id);
                 id
             }
         };
-        let req = Request::new(family, NETDEV_CMD_DEV_GET)
-            .attr(NETDEV_A_DEV_IFINDEX, &ifindex.to_ne_bytes())
-            .bytes();
-        self.exchange(req)?
-            .iter()
-            .find(|(k, v)| *k == NETDEV_A_DEV_XDP_FEATURES && v.len() >= 8)
-            .map(|(_, v)| u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")))
-            .ok_or_else(|| bad("no xdp-features in the reply"))
+        self.ask(family, &XDP_FEATURES, &ifindex.to_ne_bytes())
+            .map(u64::from_ne_bytes)
     }
 }
 
+/// The first `N` bytes of an attribute's payload, if it has that many.
+fn first<const N: usize>(v: &[u8]) -> Option<[u8; N]> {
+    v.get(..N)?.try_into().ok()
+}
+
 /// The attributes of the first message of a generic-netlink reply, or the error it carries.
-fn parse_reply(b: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+fn parse_reply(b: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, FeaturesError> {
     if b.len() < NLMSG_HDRLEN {
-        return Err(bad("short netlink reply"));
+        return Err(FeaturesError::Reply("short netlink reply"));
     }
-    let len = (u32::from_ne_bytes(b[0..4].try_into().expect("4 bytes")) as usize).min(b.len());
+    let len = (u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize).min(b.len());
     let kind = u16::from_ne_bytes([b[4], b[5]]);
     if kind == NLMSG_ERROR {
-        let code = b
-            .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-            .map(|e| i32::from_ne_bytes(e.try_into().expect("4 bytes")))
-            .ok_or_else(|| bad("short netlink error"))?;
-        return Err(io::Error::from_raw_os_error(-code));
+        let code = first(&b[NLMSG_HDRLEN..])
+            .map(i32::from_ne_bytes)
+            .ok_or(FeaturesError::Reply("short netlink error"))?;
+        return Err(FeaturesError::Kernel(io::Error::from_raw_os_error(-code)));
     }
     let mut attrs = Vec::new();
     let mut off = NLMSG_HDRLEN + GENL_HDRLEN;
     while off + 4 <= len {
         let alen = usize::from(u16::from_ne_bytes([b[off], b[off + 1]]));
-        let akind = u16::from_ne_bytes([b[off + 2], b[off + 3]]) & NLA_TYPE_MASK;
+        let akind = u16::from_ne_bytes([b[off + 2], b[off + 3]]) & libc::NLA_TYPE_MASK as u16;
         if alen < 4 || off + alen > len {
             break;
         }

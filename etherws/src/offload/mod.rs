@@ -24,15 +24,18 @@
 //! Where XDP cannot serve (program rejected, attach refused, no AF_XDP), the port falls back
 //! to the AF_PACKET path with the reason logged; only a build without the object is an error.
 
+mod error;
 pub(crate) mod features;
 pub(crate) mod xsk;
+
+pub(crate) use error::{InvalidMode, OffloadError};
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use aya::maps::MapError;
 use aya::programs::{XdpMode, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
 use etherws_common::object::XdpObject;
@@ -40,14 +43,16 @@ use etherws_common::{
     FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_USER, PortConf, PortCounters,
     XSKS_MAX_ENTRIES,
 };
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 
 use crate::port::netdev::Netdev;
-use crate::port::{Port, PortIo};
+use crate::port::{EgressRx, Ingress, Port, PortIo};
 use crate::switch::FdbObserver;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Mac;
 use crate::sys::netif::{Hardware, Netif};
+use crate::sys::{self, SyscallError};
 use crate::wire::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::wire::{self, ip_protocol, tcp, udp};
 
@@ -85,15 +90,13 @@ pub(crate) enum AttachMode {
 }
 
 impl FromStr for AttachMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidMode;
+    fn from_str(s: &str) -> Result<Self, InvalidMode> {
         match s {
             "auto" | "" => Ok(AttachMode::Auto),
             "native" | "drv" | "driver" => Ok(AttachMode::Native),
             "generic" | "skb" => Ok(AttachMode::Generic),
-            other => Err(format!(
-                "invalid XDP mode {other:?} (auto, native or generic)"
-            )),
+            other => Err(InvalidMode(other.to_string())),
         }
     }
 }
@@ -102,8 +105,8 @@ impl FromStr for AttachMode {
 type Loaded = XdpObject;
 
 /// Loads the object built into this binary.
-fn load_object() -> anyhow::Result<Loaded> {
-    Ok(XdpObject::load(object().context(NO_OBJECT)?)?)
+fn load_object() -> Result<Loaded, OffloadError> {
+    XdpObject::load(object().ok_or(OffloadError::NoObject)?).map_err(OffloadError::Load)
 }
 
 /// An offloaded port, as the offload state knows it.
@@ -125,7 +128,7 @@ struct PortInfo {
     /// kernel (see [`Offload::refresh`]); `None` until first decided.
     kernel_tx: Option<bool>,
     /// Why it is not in the DEVMAP, in words an operator can act on.
-    kernel_tx_why: Option<String>,
+    kernel_tx_why: Option<OffloadError>,
 }
 
 impl PortInfo {
@@ -155,7 +158,7 @@ struct Inner {
     /// Switch port number → ifindex of the offloaded ports.
     by_port: HashMap<PortNo, u32>,
     /// Netdev ports that asked for offload and fell back, with the reason.
-    fallback: BTreeMap<PortNo, String>,
+    fallback: BTreeMap<PortNo, OffloadError>,
     /// FDB entries written to the kernel's map, and their port.
     mirrored: HashMap<(u16, Mac), PortNo>,
 }
@@ -183,15 +186,22 @@ pub(crate) struct PortView {
     pub(crate) kernel: PortCounters,
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live, writable timespec, the only memory clock_gettime writes;
-    // CLOCK_MONOTONIC always exists, so the call cannot fail and leave it unset.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+impl Inner {
+    /// The loaded object and offloaded port `ifindex`, if both are there.
+    fn port_mut(&mut self, ifindex: u32) -> Option<(&mut Loaded, &mut PortInfo)> {
+        Some((self.loaded.as_mut()?, self.ports.get_mut(&ifindex)?))
+    }
+}
+
+/// Handles the result of removing an entry from one of the kernel's maps: an entry that was
+/// not there (`ENOENT`) is what removing wants; anything else is logged, and the entry is
+/// left to go with the maps.
+fn removed(r: Result<(), MapError>, what: &str) {
+    match r {
+        Ok(()) => {}
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => tracing::debug!("cannot remove {what} from the kernel's maps: {e}"),
+    }
 }
 
 impl Offload {
@@ -202,6 +212,11 @@ impl Offload {
     /// Attaches the program to `name` (whose index and MAC `hw` says, with `queues` receive
     /// queues in use) and opens its AF_XDP sockets. The port is not switched in the kernel
     /// until [`Offload::activate`] gives it its number; `netif` is how it keeps its MAC current.
+    ///
+    /// # Errors
+    ///
+    /// An [`OffloadError`] saying why XDP cannot serve the port (the caller falls back to
+    /// AF_PACKET); nothing of the attempt is left behind.
     pub(crate) fn prepare(
         &self,
         name: &str,
@@ -209,15 +224,15 @@ impl Offload {
         queues: u32,
         mode: AttachMode,
         netif: Netif,
-    ) -> anyhow::Result<XdpPort> {
+    ) -> Result<XdpPort, OffloadError> {
         let ifindex = hw.index;
         // What XDP passes to the stack (frames for the host) and what the host sends out of the
         // interface reach the switch through a packet socket; it also makes the interface
         // promiscuous, which XDP on a real NIC needs as much as AF_PACKET does.
-        let companion = Netdev::open_index(name, ifindex)?;
+        let companion = Netdev::open_index(name, ifindex).map_err(OffloadError::Companion)?;
         let mut inner = self.lock();
         if inner.ports.contains_key(&ifindex) {
-            bail!("{name} is offloaded already");
+            return Err(OffloadError::Offloaded(name.to_string()));
         }
         let fresh = inner.loaded.is_none();
         if fresh {
@@ -269,20 +284,14 @@ impl Offload {
     /// its frames (PORTS and DEVMAP entries).
     pub(crate) fn activate(&self, ifindex: u32, port: PortNo) {
         let mut inner = self.lock();
-        let Inner {
-            loaded,
-            ports,
-            by_port,
-            ..
-        } = &mut *inner;
-        let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
+        let Some((l, p)) = inner.port_mut(ifindex) else {
             return;
         };
         p.port = Some(port);
-        by_port.insert(port, ifindex);
         if let Err(e) = l.ports.insert(ifindex, p.conf(port), 0) {
             tracing::warn!(port, "cannot enable in-kernel switching: {e}");
         }
+        inner.by_port.insert(port, ifindex);
         drop(inner);
         // A native port joining may change what the others can take.
         self.refresh_all();
@@ -324,23 +333,27 @@ impl Offload {
             return;
         }
         // Ask the kernel without holding the state's lock.
-        let xmit = {
-            let mut genl = self.genl.lock().unwrap_or_else(|e| e.into_inner());
-            if genl.is_none() {
-                *genl = features::Genl::open().ok();
-            }
-            match genl.as_mut().map(|g| g.xdp_features(ifindex)) {
-                Some(Ok(f)) => Ok(f & features::XDP_ACT_NDO_XMIT != 0),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("no generic netlink socket".to_string()),
-            }
-        };
+        let xmit = self.takes_redirected(ifindex);
         let mut inner = self.lock();
         apply_refresh(&mut inner, ifindex, mac, xmit);
     }
 
-    /// Records that netdev port `port` asked for offload and fell back.
-    pub(crate) fn note_fallback(&self, port: PortNo, reason: String) {
+    /// Whether device `ifindex` takes frames redirected into it by XDP, as its features say
+    /// (a generic netlink round trip; the socket is opened on first use, and again after it
+    /// could not be).
+    fn takes_redirected(&self, ifindex: u32) -> Result<bool, features::FeaturesError> {
+        let mut genl = self.genl.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = match genl.take() {
+            Some(g) => g,
+            None => features::Genl::open()?,
+        };
+        let features = g.xdp_features(ifindex);
+        *genl = Some(g);
+        Ok(features? & features::XDP_ACT_NDO_XMIT != 0)
+    }
+
+    /// Records that netdev port `port` asked for offload and fell back, and why.
+    pub(crate) fn note_fallback(&self, port: PortNo, reason: OffloadError) {
         self.lock().fallback.insert(port, reason);
     }
 
@@ -359,16 +372,10 @@ impl Offload {
     /// Changes an offloaded port's entry in the kernel's port table.
     fn update_conf(&self, port: PortNo, change: impl FnOnce(&mut PortInfo)) {
         let mut inner = self.lock();
-        let Inner {
-            loaded,
-            ports,
-            by_port,
-            ..
-        } = &mut *inner;
-        let Some(ifindex) = by_port.get(&port).copied() else {
+        let Some(ifindex) = inner.by_port.get(&port).copied() else {
             return;
         };
-        let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
+        let Some((l, p)) = inner.port_mut(ifindex) else {
             return;
         };
         change(p);
@@ -384,6 +391,7 @@ impl Offload {
             let p = &inner.ports[ifindex];
             let mut kernel = PortCounters::default();
             if let Some(l) = inner.loaded.as_ref() {
+                // No entry yet (no frame counted): zeroes.
                 if let Ok(per_cpu) = l.counters.get(ifindex, 0) {
                     per_cpu.iter().for_each(|c| kernel += *c);
                 }
@@ -395,9 +403,14 @@ impl Offload {
                         .to_string(),
                 )
             } else if p.kernel_tx != Some(true) {
-                Some(p.kernel_tx_why.clone().unwrap_or_else(|| {
-                    "not decided yet (the port's device is being checked)".into()
-                }))
+                Some(
+                    p.kernel_tx_why
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| {
+                            "not decided yet (the port's device is being checked)".into()
+                        }),
+                )
             } else {
                 None
             };
@@ -414,7 +427,7 @@ impl Offload {
             xdp: false,
             mode: "",
             kernel_tx: false,
-            fallback: Some(r.clone()),
+            fallback: Some(r.to_string()),
             userspace_why: None,
             kernel: PortCounters::default(),
         })
@@ -447,21 +460,22 @@ impl Offload {
             for k in stale {
                 inner.mirrored.remove(&k);
                 if let Some(l) = inner.loaded.as_mut() {
-                    let _ = l.fdb.remove(&FdbKey {
+                    let key = FdbKey {
                         vid: k.0,
                         mac: k.1.0,
-                    });
+                    };
+                    removed(l.fdb.remove(&key), "an FDB entry");
                 }
             }
         }
         let last = inner.ports.is_empty();
         if let Some(l) = inner.loaded.as_mut() {
-            let _ = l.ports.remove(&ifindex);
-            let _ = l.devmap.remove(ifindex);
+            removed(l.ports.remove(&ifindex), "the port");
+            removed(l.devmap.remove(ifindex), "the port's DEVMAP entry");
             for q in 0..p.queues {
-                let _ = l.xsks.unset(p.xsk_base + q);
+                removed(l.xsks.unset(p.xsk_base + q), "an XSKMAP entry");
             }
-            let _ = l.counters.remove(&ifindex);
+            removed(l.counters.remove(&ifindex), "the port's counters");
             if let Some(link) = p.link {
                 if let Err(e) = l.program().detach(link) {
                     tracing::warn!(ifindex, "cannot detach the XDP program: {e}");
@@ -480,10 +494,14 @@ impl Offload {
 }
 
 /// Applies what [`Offload::refresh`] found out about port `ifindex`.
-fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Option<Mac>, xmit: Result<bool, String>) {
+fn apply_refresh(
+    inner: &mut Inner,
+    ifindex: u32,
+    mac: Option<Mac>,
+    xmit: Result<bool, features::FeaturesError>,
+) {
     let all_generic = inner.ports.values().all(|p| p.mode == "generic");
-    let Inner { loaded, ports, .. } = inner;
-    let (Some(l), Some(p)) = (loaded.as_mut(), ports.get_mut(&ifindex)) else {
+    let Some((l, p)) = inner.port_mut(ifindex) else {
         return;
     };
     let Some(port) = p.port else { return };
@@ -515,35 +533,34 @@ fn apply_refresh(inner: &mut Inner, ifindex: u32, mac: Option<Mac>, xmit: Result
                 }
             }
             Err(e) => {
-                p.kernel_tx_why = Some(format!("cannot add the port to the DEVMAP: {e}"));
-                tracing::warn!(port, "cannot add the port to the DEVMAP: {e}")
+                let why = OffloadError::Devmap(e);
+                tracing::warn!(port, "{why}");
+                p.kernel_tx_why = Some(why);
             }
         }
     } else {
-        let _ = l.devmap.remove(ifindex);
+        removed(l.devmap.remove(ifindex), "the port's DEVMAP entry");
         p.kernel_tx = Some(false);
-        p.kernel_tx_why = Some(
-            "the device does not take frames redirected by XDP (a veth whose peer has neither GRO \
-             nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
-                .into(),
-        );
         tracing::warn!(
             interface = %p.name,
-            "the device does not take frames redirected by XDP (a veth whose peer has neither \
-             GRO nor an XDP program: `ethtool -K PEER gro on`; or a driver without \
-             ndo_xdp_xmit): frames to it from other offloaded ports go through userspace"
+            "{}: frames to it from other offloaded ports go through userspace",
+            OffloadError::NoRedirect
         );
+        p.kernel_tx_why = Some(OffloadError::NoRedirect);
     }
 }
 
 type Prepared = (u32, u32, XdpLinkId, &'static str, Vec<Sock>);
 
+/// Takes a range of `queues` entries of the XSKMAP that no other port uses, opens an AF_XDP
+/// socket per queue, attaches the program and puts the sockets in the XSKMAP; undoes what it
+/// did if a step fails.
 fn prepare_locked(
     inner: &mut Inner,
     ifindex: u32,
     queues: u32,
     mode: AttachMode,
-) -> anyhow::Result<Prepared> {
+) -> Result<Prepared, OffloadError> {
     // A range of the XSKMAP of its own.
     let mut used = vec![false; XSKS_MAX_ENTRIES as usize];
     for p in inner.ports.values() {
@@ -553,46 +570,49 @@ fn prepare_locked(
     }
     let base = (0..=XSKS_MAX_ENTRIES.saturating_sub(queues))
         .find(|&b| (b..b + queues).all(|i| !used[i as usize]))
-        .context("no room left in the XSKMAP")?;
+        .ok_or(OffloadError::XskmapFull)?;
     let l = inner.loaded.as_mut().expect("loaded by the caller");
-    let mut socks = Vec::with_capacity(queues as usize);
-    for q in 0..queues {
-        let (sh, rx, tx) =
-            xsk::open(ifindex, q).with_context(|| format!("AF_XDP socket on queue {q}"))?;
-        socks.push(Sock(sh, rx, tx));
+    let socks = (0..queues)
+        .map(|queue| {
+            xsk::open(ifindex, queue).map_err(|error| OffloadError::Socket { queue, error })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (link, mode_name) = attach(l, ifindex, mode)?;
+    for (q, s) in socks.iter().enumerate() {
+        if let Err(e) = l.xsks.set(base + q as u32, s.0.fd.as_raw_fd(), 0) {
+            for q2 in 0..q as u32 {
+                removed(l.xsks.unset(base + q2), "an XSKMAP entry");
+            }
+            if let Err(e) = l.program().detach(link) {
+                tracing::warn!(ifindex, "cannot detach the XDP program: {e}");
+            }
+            return Err(OffloadError::Xskmap(e));
+        }
     }
+    Ok((queues, base, link, mode_name, socks))
+}
+
+/// Attaches the program to `ifindex` in the modes `mode` allows, best first; returns the link
+/// and the mode's name.
+fn attach(
+    l: &mut Loaded,
+    ifindex: u32,
+    mode: AttachMode,
+) -> Result<(XdpLinkId, &'static str), OffloadError> {
     let attempts: &[(XdpMode, &'static str)] = match mode {
         AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
         AttachMode::Native => &[(XdpMode::Driver, "native")],
         AttachMode::Generic => &[(XdpMode::Skb, "generic")],
     };
     let mut errors = Vec::new();
-    let mut attached = None;
     for &(m, n) in attempts {
         match l.program().attach_to_if_index(ifindex, m) {
-            Ok(link) => {
-                attached = Some((link, n));
-                break;
-            }
-            Err(e) => errors.push(format!("{n}: {}", anyhow::Error::from(e))),
+            Ok(link) => return Ok((link, n)),
+            Err(e) => errors.push(format!("{n}: {e}")),
         }
     }
-    let Some((link, mode_name)) = attached else {
-        bail!("cannot attach the XDP program ({})", errors.join("; "));
-    };
-    for (q, s) in socks.iter().enumerate() {
-        if let Err(e) = l.xsks.set(base + q as u32, s.0.as_raw_fd(), 0) {
-            for q2 in 0..q as u32 {
-                let _ = l.xsks.unset(base + q2);
-            }
-            let _ = l.program().detach(link);
-            return Err(e).context("cannot put the AF_XDP socket in the XSKMAP");
-        }
-    }
-    Ok((queues, base, link, mode_name, socks))
+    Err(OffloadError::Attach(errors))
 }
-
-use std::os::fd::AsRawFd;
 
 /// Observer of the switch's FDB: mirrors it into the kernel's.
 impl FdbObserver for Offload {
@@ -622,7 +642,7 @@ impl FdbObserver for Offload {
         let mut inner = self.lock();
         if inner.mirrored.remove(&(vid, mac)).is_some() {
             if let Some(l) = inner.loaded.as_mut() {
-                let _ = l.fdb.remove(&FdbKey { vid, mac: mac.0 });
+                removed(l.fdb.remove(&FdbKey { vid, mac: mac.0 }), "an FDB entry");
             }
         }
     }
@@ -637,10 +657,11 @@ impl FdbObserver for Offload {
                 return true;
             }
             if let Some(l) = loaded.as_mut() {
-                let _ = l.fdb.remove(&FdbKey {
+                let key = FdbKey {
                     vid: k.0,
                     mac: k.1.0,
-                });
+                };
+                removed(l.fdb.remove(&key), "an FDB entry");
             }
             false
         });
@@ -666,10 +687,16 @@ impl FdbObserver for Offload {
         if v.seen_ns == 0 || v.port != port {
             return None;
         }
-        let age = Duration::from_nanos(monotonic_ns().saturating_sub(v.seen_ns));
+        // The kernel stamps entries with the same clock (bpf_ktime_get_ns); without it, the
+        // age is unknown.
+        let now_ns = sys::time::monotonic().ok()?.as_nanos() as u64;
+        let age = Duration::from_nanos(now_ns.saturating_sub(v.seen_ns));
         now.checked_sub(age)
     }
 }
+
+/// An AF_XDP socket, its receive half and its transmit half.
+type Sock = (xsk::Shared, xsk::Rx, xsk::Tx);
 
 /// Detaches the port's program and clears its map entries when the port goes.
 struct Guard {
@@ -682,8 +709,6 @@ impl Drop for Guard {
         self.offload.release(self.ifindex);
     }
 }
-
-struct Sock(xsk::Shared, xsk::Rx, xsk::Tx);
 
 /// An offloaded netdev port: the frames XDP hands to userspace come from its AF_XDP sockets,
 /// and the switch's frames for it leave through the socket of queue 0.
@@ -755,10 +780,7 @@ fn to_frame(f: &[u8]) -> Bytes {
 
 impl Port for XdpPort {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        let PortIo {
-            mut egress,
-            ingress,
-        } = io;
+        let PortIo { egress, ingress } = io;
         let XdpPort {
             name,
             socks,
@@ -766,100 +788,142 @@ impl Port for XdpPort {
             netif,
             guard,
         } = self;
-        let guard = guard;
-        let mut rxs = Vec::new();
-        let mut tx = None;
-        for Sock(sh, rx, t) in socks {
-            // SAFETY: the socket moves into the AsyncFd, which closes it only when dropped.
-            let afd = std::sync::Arc::new(unsafe { AsyncFd::register(sh)? });
-            if tx.is_none() {
-                tx = Some((afd.clone(), t));
-            }
-            rxs.push((afd, rx));
-        }
-        let (tx_fd, mut tx) = tx.context("no AF_XDP socket")?;
+        let (rxs, (tx_queue, tx)) = register(socks)?;
         let ingress = &ingress;
-        let readers = rxs.into_iter().map(|(afd, mut rx)| async move {
-            let mut frames = Vec::with_capacity(BATCH as usize);
-            loop {
-                let mut guard = afd.readable().await?;
-                loop {
-                    rx.recv(afd.get_ref(), BATCH, |f| frames.push(to_frame(f)));
-                    if frames.is_empty() {
-                        break;
-                    }
-                    ingress.frames(frames.drain(..));
-                }
-                guard.clear_ready();
-                if rx.pending() {
-                    continue;
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), anyhow::Error>(())
-        });
-        let readers = futures_util::future::try_join_all(readers);
-        let writer = async {
-            let sh = tx_fd.get_ref();
-            let mut batch = Vec::with_capacity(64);
-            let mut dropped = 0u64;
-            // An AF_XDP socket takes plain frames only: super-frames are segmented first.
-            while egress.recv_plain(&mut batch, 64).await > 0 {
-                for frame in batch.drain(..) {
-                    let mut tries = 0;
-                    loop {
-                        match tx.push(sh, &frame) {
-                            Ok(true) => break,
-                            Ok(false) if tries < 8 => {
-                                tries += 1;
-                                tx.kick(sh)?;
-                                if tries > 2 {
-                                    tokio::task::yield_now().await;
-                                }
-                            }
-                            Ok(false) | Err(_) => {
-                                dropped += 1;
-                                if dropped.is_power_of_two() {
-                                    tracing::debug!(
-                                        interface = %name,
-                                        dropped,
-                                        len = frame.len(),
-                                        "AF_XDP: frame not sent"
-                                    );
-                                }
-                                break;
-                            }
-                        }
-                    }
-                }
-                tx.kick(sh)?;
-                while tx.busy() {
-                    // Copy mode sends during the kick; a busy device keeps some: retry soon.
-                    tokio::task::yield_now().await;
-                    tx.kick(sh)?;
-                    if !tx.busy() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-            Ok::<(), anyhow::Error>(())
-        };
-        let refresher = async {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let mac = netif.hardware(&name).await.ok().map(|hw| Mac(hw.mac));
-                let (offload, ifindex) = (guard.offload.clone(), guard.ifindex);
-                let _ = tokio::task::spawn_blocking(move || offload.refresh(ifindex, mac)).await;
-            }
-        };
+        let readers = rxs
+            .into_iter()
+            .map(|(queue, rx)| read_queue(queue, rx, ingress));
         tokio::select! {
-            r = readers => r.map(drop),
+            r = futures_util::future::try_join_all(readers) => r.map(drop),
             r = companion.receive_only(ingress) => r,
-            r = writer => r,
-            () = refresher => Ok(()),
+            r = write_frames(&tx_queue, tx, egress, &name) => r,
+            () = refresh_every_second(&guard, &netif, &name) => Ok(()),
+        }
+    }
+}
+
+/// An AF_XDP socket registered with the reactor, and its UMEM: what its reader and (for the
+/// socket of queue 0) the writer share.
+struct Queue {
+    fd: AsyncFd<OwnedFd>,
+    umem: xsk::Umem,
+}
+
+/// The receive halves of the sockets, and the transmit half of queue 0's.
+type Registered = (Vec<(Arc<Queue>, xsk::Rx)>, (Arc<Queue>, xsk::Tx));
+
+/// Registers the sockets with the reactor. Every frame leaves through the first (queue 0):
+/// the transmit halves of the others are dropped.
+fn register(socks: Vec<Sock>) -> anyhow::Result<Registered> {
+    let mut rxs = Vec::with_capacity(socks.len());
+    let mut first_tx = None;
+    for (xsk::Shared { fd, umem, .. }, rx, tx) in socks {
+        let queue = Arc::new(Queue {
+            fd: sys::fd::register(fd)?,
+            umem,
+        });
+        if first_tx.is_none() {
+            first_tx = Some((queue.clone(), tx));
+        }
+        rxs.push((queue, rx));
+    }
+    let first_tx = first_tx.ok_or_else(|| anyhow::anyhow!("no AF_XDP socket"))?;
+    Ok((rxs, first_tx))
+}
+
+/// Hands the frames of one AF_XDP socket to the switch as they come; returns only on error.
+async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> anyhow::Result<()> {
+    let mut frames = Vec::with_capacity(BATCH as usize);
+    loop {
+        let mut guard = queue.fd.readable().await?;
+        loop {
+            rx.recv(&queue.umem, BATCH, |f| frames.push(to_frame(f)));
+            if frames.is_empty() {
+                break;
+            }
+            ingress.frames(frames.drain(..));
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Sends the switch's frames for the port through the socket of `queue` until the switch
+/// removes the port. A frame that cannot be queued is dropped (and counted in the log).
+async fn write_frames(
+    queue: &Queue,
+    mut tx: xsk::Tx,
+    mut egress: EgressRx,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(64);
+    let mut dropped = 0u64;
+    // An AF_XDP socket takes plain frames only: super-frames are segmented first.
+    while egress.recv_plain(&mut batch, 64).await > 0 {
+        for frame in batch.drain(..) {
+            if !push(&mut tx, queue, &frame).await? {
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::debug!(
+                        interface = %name,
+                        dropped,
+                        len = frame.len(),
+                        "AF_XDP: frame not sent"
+                    );
+                }
+            }
+        }
+        flush(&mut tx, queue.fd.get_ref().as_fd()).await?;
+    }
+    Ok(())
+}
+
+/// Queues `frame` in the TX ring, kicking the kernel (and from the third try on yielding) while
+/// the ring is full, eight times at most; false if it could not be queued: the ring stayed
+/// full, or the frame is larger than a UMEM frame.
+async fn push(tx: &mut xsk::Tx, queue: &Queue, frame: &[u8]) -> Result<bool, SyscallError> {
+    let mut tries = 0;
+    loop {
+        match tx.push(&queue.umem, frame) {
+            Ok(true) => return Ok(true),
+            Ok(false) if tries < 8 => {
+                tries += 1;
+                tx.kick(queue.fd.get_ref().as_fd())?;
+                if tries > 2 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok(false) | Err(_) => return Ok(false),
+        }
+    }
+}
+
+/// Kicks the kernel until the TX ring is empty: copy mode sends during the kick; a busy device
+/// keeps some frames, retried soon.
+async fn flush(tx: &mut xsk::Tx, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), SyscallError> {
+    tx.kick(fd)?;
+    while tx.busy() {
+        tokio::task::yield_now().await;
+        tx.kick(fd)?;
+        if !tx.busy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Keeps the kernel's view of the port true ([`Offload::refresh`]), every second.
+async fn refresh_every_second(guard: &Guard, netif: &Netif, name: &str) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Unreadable now (the device is going away?): the MAC as last known.
+        let mac = netif.hardware(name).await.ok().map(|hw| Mac(hw.mac));
+        let (offload, ifindex) = (guard.offload.clone(), guard.ifindex);
+        let refreshed = tokio::task::spawn_blocking(move || offload.refresh(ifindex, mac)).await;
+        if let Err(e) = refreshed {
+            tracing::warn!(interface = name, "XDP state not refreshed: {e}");
         }
     }
 }

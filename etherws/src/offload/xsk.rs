@@ -1,5 +1,7 @@
-//! AF_XDP sockets, driven by hand with `libc` (no extra crate): a UMEM, its fill and completion
-//! rings, and the RX and TX rings of one socket bound to one RX queue of a device.
+//! AF_XDP sockets, driven by hand (no extra crate): a UMEM, its fill and completion rings, and
+//! the RX and TX rings of one socket bound to one RX queue of a device. The system calls are
+//! [`crate::sys`]'s; what stays here is the ring memory shared with the kernel, each access
+//! with its `// SAFETY:` reasoning.
 //!
 //! Each socket has a UMEM of its own, split in two fixed halves: RX frames (all of them in the
 //! fill ring or in the kernel's hands, so the fill ring is always full) and TX frames (free, in
@@ -9,19 +11,20 @@
 //! copy mode).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sys::mmap::Mmap;
+use crate::sys::socket::{
+    self, XDP_MMAP_OFFSETS, XDP_RX_RING, XDP_TX_RING, XDP_UMEM_COMPLETION_RING, XDP_UMEM_FILL_RING,
+    XDP_UMEM_REG,
+};
+use crate::sys::{self, SyscallError};
 
 /// Size of a UMEM chunk: the largest frame an AF_XDP socket carries here.
 pub(crate) const FRAME_SIZE: u32 = 4096;
 /// Frames of each half of the UMEM, and size of every ring.
 const RING: u32 = 2048;
-
-fn last_err(what: &str) -> io::Error {
-    let e = io::Error::last_os_error();
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
 
 // Ring index arithmetic, kept out of `Ring`'s methods (which need a ring mmap'd from a real
 // AF_XDP socket) so that it can be unit-tested, wrap-around included. The methods below call
@@ -63,58 +66,6 @@ fn umem_offset(addr: u64, len: usize, umem_len: usize) -> Option<usize> {
     (end <= umem_len).then_some(addr as usize)
 }
 
-/// An anonymous or ring mapping, unmapped on drop.
-struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: an `Mmap` is the only owner of its mapping (nothing else unmaps it), and the mapping
-// is not tied to the thread that made it: moving the owner to another thread is sound.
-unsafe impl Send for Mmap {}
-// SAFETY: `&Mmap` only hands out the pointer and length; the memory behind them is accessed by
-// code with its own synchronisation (ring indices through atomics, each UMEM frame and ring slot
-// owned by one side at a time, as the indices say).
-unsafe impl Sync for Mmap {}
-
-impl Mmap {
-    fn new(fd: RawFd, len: usize, offset: libc::off_t, what: &str) -> io::Result<Mmap> {
-        let (flags, fd) = if fd < 0 {
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
-        } else {
-            (libc::MAP_SHARED | libc::MAP_POPULATE, fd)
-        };
-        // SAFETY: a new mapping at an address the kernel picks (null hint, no MAP_FIXED), so no
-        // existing memory is affected; a bad fd, offset or length gives MAP_FAILED, checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(last_err(what));
-        }
-        Ok(Mmap {
-            ptr: NonNull::new(p.cast()).expect("mmap never returns NULL on success"),
-            len,
-        })
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` and `len` are what mmap returned and was asked for, and this is the
-        // only unmap. Every pointer derived from the mapping is kept by the `Ring` or `Shared`
-        // that owns this `Mmap`, so none is used after this drop.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
 /// One of the four rings: a producer index, a consumer index and `RING` entries.
 struct Ring {
     _map: Mmap,
@@ -130,10 +81,15 @@ struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    fn map(fd: RawFd, off: &libc::xdp_ring_offset, entry: usize, pgoff: u64) -> io::Result<Ring> {
+    fn map(
+        fd: BorrowedFd<'_>,
+        off: &libc::xdp_ring_offset,
+        entry: usize,
+        pgoff: u64,
+    ) -> Result<Ring, SyscallError> {
         let len = off.desc as usize + RING as usize * entry;
-        let map = Mmap::new(fd, len, pgoff as libc::off_t, "mmap(AF_XDP ring)")?;
-        let base = map.ptr.as_ptr();
+        let map = Mmap::shared(fd, len, pgoff as libc::off_t, "mmap(AF_XDP ring)")?;
+        let base = map.as_ptr();
         // SAFETY: the offsets come from the kernel (XDP_MMAP_OFFSETS) for this very ring, whose
         // layout puts both indices before `desc`; the mapping is `off.desc + RING * entry` bytes
         // long, so all three pointers lie within it.
@@ -176,26 +132,25 @@ impl Ring {
     }
 }
 
-/// What both halves share: the socket and the UMEM.
-pub(crate) struct Shared {
-    fd: OwnedFd,
-    umem: Mmap,
-    pub(crate) zerocopy: bool,
-}
+/// The memory frames are received into and sent from, shared with the kernel.
+pub(crate) struct Umem(Mmap);
 
-impl AsRawFd for Shared {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl Shared {
+impl Umem {
     fn frame(&self, addr: u64, len: usize) -> Option<*mut u8> {
-        let off = umem_offset(addr, len, self.umem.len)?;
+        let off = umem_offset(addr, len, self.0.len())?;
         // SAFETY: `umem_offset` checked that `off + len <= umem.len`, so the pointer (and the
         // `len` bytes after it) lie within the UMEM mapping.
-        Some(unsafe { self.umem.ptr.as_ptr().add(off) })
+        Some(unsafe { self.0.as_ptr().add(off) })
     }
+}
+
+/// What both halves of an AF_XDP socket share: the socket (bound to one queue, non-blocking)
+/// and its UMEM.
+pub(crate) struct Shared {
+    pub(crate) fd: OwnedFd,
+    pub(crate) umem: Umem,
+    /// Bound in zero-copy mode (else copy mode).
+    pub(crate) zerocopy: bool,
 }
 
 /// The receive half: RX ring and fill ring.
@@ -213,76 +168,53 @@ pub(crate) struct Tx {
 }
 
 /// Opens an AF_XDP socket on `queue` of `ifindex`: zero-copy if the driver allows, else copy.
-pub(crate) fn open(ifindex: u32, queue: u32) -> io::Result<(Shared, Rx, Tx)> {
-    match open_with(ifindex, queue, libc::XDP_ZEROCOPY) {
-        Ok(x) => Ok(x),
-        Err(_) => open_with(ifindex, queue, libc::XDP_COPY),
-    }
+///
+/// # Errors
+///
+/// The call of the copy-mode attempt that failed (`socket(AF_XDP)`, `mmap(UMEM)`,
+/// `setsockopt(XDP_UMEM_REG)`, `bind(AF_XDP)`...).
+pub(crate) fn open(ifindex: u32, queue: u32) -> Result<(Shared, Rx, Tx), SyscallError> {
+    open_with(ifindex, queue, libc::XDP_ZEROCOPY).or_else(|e| {
+        tracing::debug!(ifindex, queue, "AF_XDP zero-copy refused ({e}): copy mode");
+        open_with(ifindex, queue, libc::XDP_COPY)
+    })
 }
 
-fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)> {
-    // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
-    let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(last_err("socket(AF_XDP)"));
-    }
-    // SAFETY: `raw` is an open descriptor (checked above) that nothing else owns or closes.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let umem = Mmap::new(-1, (2 * RING * FRAME_SIZE) as usize, 0, "mmap(UMEM)")?;
-    let setopt = |opt: libc::c_int, val: *const libc::c_void, size: usize, what: &str| {
-        // SAFETY: every call below passes a pointer to a live local (`reg`, `n`) and its exact
-        // size, which setsockopt only reads; `raw` is open (owned by `fd`).
-        let r = unsafe { libc::setsockopt(raw, libc::SOL_XDP, opt, val, size as libc::socklen_t) };
-        if r != 0 {
-            return Err(last_err(what));
-        }
-        Ok(())
-    };
+fn open_with(ifindex: u32, queue: u32, mode: u16) -> Result<(Shared, Rx, Tx), SyscallError> {
+    let fd = socket::socket(
+        libc::AF_XDP,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+        0,
+        "socket(AF_XDP)",
+    )?;
+    let umem = Umem(Mmap::anonymous(
+        (2 * RING * FRAME_SIZE) as usize,
+        "mmap(UMEM)",
+    )?);
     let reg = libc::xdp_umem_reg {
-        addr: umem.ptr.as_ptr() as u64,
-        len: umem.len as u64,
+        addr: umem.0.as_ptr() as u64,
+        len: umem.0.len() as u64,
         chunk_size: FRAME_SIZE,
         headroom: 0,
         flags: 0,
         tx_metadata_len: 0,
     };
-    setopt(
-        libc::XDP_UMEM_REG,
-        (&raw const reg).cast(),
-        size_of_val(&reg),
-        "XDP_UMEM_REG",
-    )?;
-    let n: libc::c_int = RING as libc::c_int;
-    for (opt, what) in [
-        (libc::XDP_UMEM_FILL_RING, "XDP_UMEM_FILL_RING"),
-        (libc::XDP_UMEM_COMPLETION_RING, "XDP_UMEM_COMPLETION_RING"),
-        (libc::XDP_RX_RING, "XDP_RX_RING"),
-        (libc::XDP_TX_RING, "XDP_TX_RING"),
+    socket::setsockopt(fd.as_fd(), XDP_UMEM_REG, &reg)?;
+    let n = RING as libc::c_int;
+    for opt in [
+        XDP_UMEM_FILL_RING,
+        XDP_UMEM_COMPLETION_RING,
+        XDP_RX_RING,
+        XDP_TX_RING,
     ] {
-        setopt(opt, (&raw const n).cast(), size_of_val(&n), what)?;
+        socket::setsockopt(fd.as_fd(), opt, &n)?;
     }
-    // SAFETY: xdp_mmap_offsets holds integers only, for which all zeroes is a valid value.
-    let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-    let mut len = size_of_val(&off) as libc::socklen_t;
-    // SAFETY: `off` is writable for `len` bytes (its own size) and `len` is a live socklen_t
-    // that the kernel updates; `raw` is open.
-    let r = unsafe {
-        libc::getsockopt(
-            raw,
-            libc::SOL_XDP,
-            libc::XDP_MMAP_OFFSETS,
-            (&raw mut off).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(last_err("XDP_MMAP_OFFSETS"));
-    }
+    let off = socket::getsockopt(fd.as_fd(), XDP_MMAP_OFFSETS)?;
     let desc = size_of::<libc::xdp_desc>();
-    let rx = Ring::map(raw, &off.rx, desc, libc::XDP_PGOFF_RX_RING as u64)?;
-    let tx = Ring::map(raw, &off.tx, desc, libc::XDP_PGOFF_TX_RING as u64)?;
-    let mut fill = Ring::map(raw, &off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
-    let comp = Ring::map(raw, &off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+    let rx = Ring::map(fd.as_fd(), &off.rx, desc, libc::XDP_PGOFF_RX_RING as u64)?;
+    let tx = Ring::map(fd.as_fd(), &off.tx, desc, libc::XDP_PGOFF_TX_RING as u64)?;
+    let mut fill = Ring::map(fd.as_fd(), &off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+    let comp = Ring::map(fd.as_fd(), &off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
 
     // Every RX frame (the first half of the UMEM) goes into the fill ring at once.
     for i in 0..RING {
@@ -300,23 +232,8 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
         sxdp_queue_id: queue,
         sxdp_shared_umem_fd: 0,
     };
-    // SAFETY: `addr` is a live, fully initialised sockaddr_xdp and the length given is its size;
-    // bind only reads it.
-    let r = unsafe {
-        libc::bind(
-            raw,
-            (&raw const addr).cast(),
-            size_of_val(&addr) as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(last_err("bind(AF_XDP)"));
-    }
-    // SAFETY: F_GETFL and F_SETFL take no pointers, and `raw` is open (owned by `fd`).
-    unsafe {
-        let fl = libc::fcntl(raw, libc::F_GETFL);
-        libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    socket::bind(fd.as_fd(), &addr, "bind(AF_XDP)")?;
+    sys::fd::set_nonblocking(fd.as_fd())?;
     let free = (RING..2 * RING)
         .map(|i| u64::from(i * FRAME_SIZE))
         .collect();
@@ -339,7 +256,7 @@ fn open_with(ifindex: u32, queue: u32, mode: u16) -> io::Result<(Shared, Rx, Tx)
 impl Rx {
     /// Takes up to `max` received frames (copied out), handing their UMEM frames straight back
     /// to the fill ring; returns how many.
-    pub(crate) fn recv(&mut self, sh: &Shared, max: u32, mut each: impl FnMut(&[u8])) -> u32 {
+    pub(crate) fn recv(&mut self, umem: &Umem, max: u32, mut each: impl FnMut(&[u8])) -> u32 {
         let prod = self.rx.producer().load(Ordering::Acquire);
         let n = ready(prod, self.rx.local).min(max);
         if n == 0 {
@@ -351,7 +268,7 @@ impl Rx {
             // producer; `desc_slot` keeps the read within the ring.
             let d = unsafe { std::ptr::read(self.rx.desc_slot(self.rx.local.wrapping_add(i))) };
             let len = (d.len as usize).min(FRAME_SIZE as usize);
-            if let Some(p) = sh.frame(d.addr, len) {
+            if let Some(p) = umem.frame(d.addr, len) {
                 // SAFETY: within the UMEM; the frame is ours until it goes back to the fill ring.
                 each(unsafe { std::slice::from_raw_parts(p, len) });
             }
@@ -369,11 +286,6 @@ impl Rx {
             .producer()
             .store(self.fill.local, Ordering::Release);
         n
-    }
-
-    /// Whether frames are waiting in the RX ring.
-    pub(crate) fn pending(&self) -> bool {
-        self.rx.producer().load(Ordering::Acquire) != self.rx.local
     }
 }
 
@@ -397,8 +309,12 @@ impl Tx {
     }
 
     /// Queues one frame in the TX ring; false if there is no room right now (call
-    /// [`Tx::kick`] and retry). Frames larger than a UMEM frame fail with `EMSGSIZE`.
-    pub(crate) fn push(&mut self, sh: &Shared, frame: &[u8]) -> io::Result<bool> {
+    /// [`Tx::kick`] and retry).
+    ///
+    /// # Errors
+    ///
+    /// `EMSGSIZE` for a frame larger than a UMEM frame.
+    pub(crate) fn push(&mut self, umem: &Umem, frame: &[u8]) -> io::Result<bool> {
         if frame.len() > FRAME_SIZE as usize {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
@@ -412,10 +328,10 @@ impl Tx {
         let Some(addr) = self.free.pop() else {
             return Ok(false);
         };
-        let p = sh
+        let p = umem
             .frame(addr, frame.len())
             .expect("TX frames lie in the UMEM");
-        // SAFETY: the `frame.len()` bytes at `p` lie within the UMEM (`Shared::frame` checked),
+        // SAFETY: the `frame.len()` bytes at `p` lie within the UMEM (`Umem::frame` checked),
         // in a TX frame taken from `free`, which the kernel does not touch until its descriptor
         // is published; `frame` is a distinct Rust slice, so the two do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), p, frame.len()) };
@@ -433,36 +349,32 @@ impl Tx {
         Ok(true)
     }
 
-    /// Publishes the queued frames and asks the kernel to send them (copy mode sends them
-    /// during the call), then takes back the completed frames.
-    pub(crate) fn kick(&mut self, sh: &Shared) -> io::Result<()> {
+    /// Publishes the queued frames and asks the kernel of socket `fd` to send them (copy mode
+    /// sends them during the call), then takes back the completed frames.
+    ///
+    /// # Errors
+    ///
+    /// `sendto` with the OS error, unless it only means "later" (busy, out of buffers, link
+    /// down): the frames then stay queued for the next kick.
+    pub(crate) fn kick(&mut self, fd: BorrowedFd<'_>) -> Result<(), SyscallError> {
         if self.pending > 0 {
             self.tx.producer().store(self.tx.local, Ordering::Release);
             self.pending = 0;
         }
-        // SAFETY: the null buffer and address come with zero lengths, so the kernel reads
-        // neither (a zero-length send is the AF_XDP "wake up TX" call); `sh` keeps the socket
-        // open.
-        let r = unsafe {
-            libc::sendto(
-                sh.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
+        // A zero-length send is the AF_XDP "wake up TX" call.
+        let r = socket::sendto::<libc::sockaddr_xdp>(fd, &[], libc::MSG_DONTWAIT, None, "sendto");
         self.reclaim();
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                // Busy or out of buffers: the frames stay queued for the next kick.
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
-                _ => Err(e),
-            };
+        match r {
+            Err(e)
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN)
+                ) =>
+            {
+                Err(e)
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Whether frames are still waiting in the TX ring.

@@ -1,14 +1,19 @@
 //! Ports backed by a file descriptor (TAP devices, AF_PACKET sockets): non-blocking I/O driven
-//! by tokio readiness, one frame per `read`/`write`.
+//! by tokio readiness, frames read into large shared blocks ([`RxBuf`]) and handed to the
+//! switch in batches, written one per call or a batch per call as the device takes them.
+//! The system calls themselves are [`crate::sys`]'s.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::{Ingress, MAX_FRAME, PortIo};
 use crate::switch::frame::Frame;
+use crate::sys::{self, SyscallError};
 use crate::wire::gso::VNET_HDR_LEN;
 
 /// Receive buffer for device ports: frames are read into one large block and handed out as
@@ -92,6 +97,10 @@ impl RxBuf {
     /// The count `read` returns (capped at `MAX_FRAME`) says which bytes become the frame. It
     /// should be what `read` wrote; if it claims more, the frame holds zeroes or bytes of earlier
     /// frames of the block, never uninitialised memory (see [`block`]).
+    ///
+    /// # Errors
+    ///
+    /// What `read` returned; the buffer is then as it was.
     pub(crate) fn read(
         &mut self,
         read: impl FnOnce(*mut u8, usize) -> std::io::Result<usize>,
@@ -142,39 +151,35 @@ impl RxBuf {
     fn cut(&mut self, fixup: impl FnOnce(&mut [u8]) -> usize) -> Bytes {
         let start = fixup(&mut self.buf[..]);
         let mut frame = self.buf.split();
-        let _ = frame.split_to(start.min(HEADROOM));
+        frame.advance(start.min(HEADROOM));
         frame.freeze()
     }
 }
 
-/// `read(2)` of one frame from a non-blocking descriptor.
+/// `read(2)` of one frame from a non-blocking descriptor, for [`RxBuf::read`], whose `read`
+/// closure returns a bare [`io::Error`]: name the call on what `RxBuf::read` returns
+/// ([`SyscallError::of`]`("read")`).
 ///
 /// # Safety
 ///
 /// `ptr` must be valid for writes of `len` bytes (as the pointer [`RxBuf::read`] hands its
 /// `read` closure is).
+///
+/// # Errors
+///
+/// The OS error of `read(2)` (`WouldBlock` when nothing is waiting).
 pub(crate) unsafe fn read_fd(fd: RawFd, ptr: *mut u8, len: usize) -> std::io::Result<usize> {
-    // SAFETY: the caller guarantees `len` writable bytes at `ptr`, and read(2) writes at most
-    // `len` bytes there; a bad `fd` only makes it fail.
-    let n = unsafe { libc::read(fd, ptr.cast(), len) };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    // SAFETY: the caller's promise of `len` writable bytes at `ptr`, passed on.
+    unsafe { sys::fd::read(fd, ptr, len) }.map_err(|e| e.source)
 }
 
 /// `write(2)` of one plain frame to a non-blocking descriptor.
-pub(crate) fn write_fd(fd: RawFd, frame: &Frame) -> std::io::Result<usize> {
-    let frame = &frame.data;
-    // SAFETY: `frame` is a live slice, readable for its whole length, and write(2) only reads
-    // it; a bad `fd` only makes it fail.
-    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+///
+/// # Errors
+///
+/// `write` with the OS error.
+pub(crate) fn write_fd(fd: RawFd, frame: &Frame) -> Result<usize, SyscallError> {
+    sys::fd::write(fd, &frame.data)
 }
 
 /// What one receive produced for the switch.
@@ -203,24 +208,18 @@ pub(crate) fn vnet_iov(hdr: *mut u8, frame: *mut u8, len: usize) -> [libc::iovec
 /// `writev(2)` of one frame behind its `virtio_net_hdr` (all zero for a plain frame), as a TAP
 /// with `IFF_VNET_HDR` or a packet socket with `PACKET_VNET_HDR` takes it; returns the frame
 /// bytes written.
-pub(crate) fn write_vnet(fd: RawFd, frame: &Frame) -> io::Result<usize> {
+///
+/// # Errors
+///
+/// `writev` with the OS error.
+pub(crate) fn write_vnet(fd: RawFd, frame: &Frame) -> Result<usize, SyscallError> {
     let hdr = frame.offload.to_bytes();
-    let iov = vnet_iov(
-        hdr.as_ptr().cast_mut(),
-        frame.data.as_ptr().cast_mut(),
-        frame.data.len(),
-    );
-    // SAFETY: both iovecs describe readable memory that outlives the call; writev only reads.
-    let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
-    }
+    let n = sys::fd::writev(fd, &[IoSlice::new(&hdr), IoSlice::new(&frame.data)])?;
+    Ok(n.saturating_sub(VNET_HDR_LEN))
 }
 
 /// Errors after which the descriptor is useless: the device is gone.
-fn fatal(e: &io::Error) -> bool {
+fn fatal(e: &SyscallError) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENODEV | libc::ENXIO | libc::EBADF | libc::EFAULT)
@@ -241,8 +240,8 @@ pub(crate) enum Takes {
 /// [`write_fd`]), for devices that take no batches: a TAP is a character device, one `write`
 /// is one frame.
 pub(crate) fn one_at_a_time(
-    mut write: impl FnMut(RawFd, &Frame) -> io::Result<usize>,
-) -> impl FnMut(RawFd, &[Frame]) -> io::Result<usize> {
+    mut write: impl FnMut(RawFd, &Frame) -> Result<usize, SyscallError>,
+) -> impl FnMut(RawFd, &[Frame]) -> Result<usize, SyscallError> {
     move |fd, frames: &[Frame]| write(fd, &frames[0]).map(|_| 1)
 }
 
@@ -256,12 +255,16 @@ pub(crate) fn one_at_a_time(
 /// (e.g. [`one_at_a_time`]`(`[`write_fd`]`)`, or a `sendmmsg` of the whole batch). A frame
 /// refused in the middle of a `sendmmsg` is tried once more, first of the next call, before
 /// it is dropped.
+///
+/// # Errors
+///
+/// The error that made the device useless ([`fatal`]), or the reactor's.
 pub(crate) async fn drive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     io: PortIo,
-    mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
+    mut recv: impl FnMut(RawFd, &mut RxBuf) -> Result<Received, SyscallError>,
     takes: Takes,
-    mut send: impl FnMut(RawFd, &[Frame]) -> io::Result<usize>,
+    mut send: impl FnMut(RawFd, &[Frame]) -> Result<usize, SyscallError>,
 ) -> anyhow::Result<()> {
     let PortIo {
         mut egress,
@@ -321,10 +324,14 @@ pub(crate) async fn drive<T: AsRawFd>(
 
 /// Reads frames with `recv` and hands them to the switch until the device goes away (`Err`):
 /// the receive half of [`drive`], also used alone by ports that send another way.
+///
+/// # Errors
+///
+/// The error that made the device useless ([`fatal`]), or the reactor's.
 pub(crate) async fn receive<T: AsRawFd>(
     afd: &AsyncFd<T>,
     ingress: &Ingress,
-    mut recv: impl FnMut(RawFd, &mut RxBuf) -> io::Result<Received>,
+    mut recv: impl FnMut(RawFd, &mut RxBuf) -> Result<Received, SyscallError>,
 ) -> anyhow::Result<()> {
     let fd = afd.as_raw_fd();
     let mut buf = RxBuf::default();

@@ -19,12 +19,10 @@
 //!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
 
 use std::collections::VecDeque;
-use std::io;
-use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::size_of;
+use std::os::fd::{AsFd, RawFd};
 
-use anyhow::Context;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
@@ -32,104 +30,87 @@ use super::{Ingress, MAX_FRAME, Port, PortIo};
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::sys::netif::Netif;
+use crate::sys::socket::{self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_VNET_HDR, Plain};
+use crate::sys::{self, SyscallError};
 use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::vlan;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
-/// `<linux/if_packet.h>`: prefix every frame, both ways, with a `struct virtio_net_hdr`.
-const PACKET_VNET_HDR: libc::c_int = 15;
 
 pub(crate) struct Netdev {
-    sock: AsyncFd<OwnedFd>,
+    sock: AsyncFd<std::os::fd::OwnedFd>,
 }
 
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: val points to a properly sized, initialised option value.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (val as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+/// Why a packet socket could not be set up on an interface. The cause is the
+/// [`source`](std::error::Error::source), as with anyhow's `context`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetdevError {
+    #[error("cannot open packet socket")]
+    Open(#[source] SyscallError),
+    /// An option every frame depends on (`PACKET_VNET_HDR`, `PACKET_AUXDATA`).
+    #[error("cannot enable {option}")]
+    Option {
+        option: &'static str,
+        source: SyscallError,
+    },
+    #[error("cannot bind packet socket to {name}")]
+    Bind { name: String, source: SyscallError },
+    #[error("cannot make {name} promiscuous")]
+    Promiscuous { name: String, source: SyscallError },
+    /// The socket cannot be registered with the reactor.
+    #[error(transparent)]
+    Register(SyscallError),
 }
 
 impl Netdev {
     /// Opens a packet socket on interface `name`.
+    ///
+    /// # Errors
+    ///
+    /// No interface `name`, or a [`NetdevError`].
     pub(crate) async fn open(name: &str, netif: &Netif) -> anyhow::Result<Netdev> {
         let index = netif.index(name).await?;
-        Netdev::open_index(name, index)
+        Ok(Netdev::open_index(name, index)?)
     }
 
     /// Opens a packet socket on interface `name`, whose index is `index`.
-    pub(crate) fn open_index(name: &str, index: u32) -> anyhow::Result<Netdev> {
+    ///
+    /// # Errors
+    ///
+    /// A [`NetdevError`] saying which step failed.
+    pub(crate) fn open_index(name: &str, index: u32) -> Result<Netdev, NetdevError> {
         // Protocol 0 until bound: no frames from other interfaces sneak in before bind().
-        // SAFETY: socket(2) takes no pointers; the descriptor it returns is checked, then owned.
-        let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })
-        .context("cannot open packet socket")?;
-        // SAFETY: raw is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_VNET_HDR,
-            &1 as &libc::c_int,
+        let fd = socket::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            "socket(AF_PACKET)",
         )
-        .context("cannot enable PACKET_VNET_HDR")?;
+        .map_err(NetdevError::Open)?;
+        let option = |option| move |source| NetdevError::Option { option, source };
+        socket::setsockopt(fd.as_fd(), PACKET_VNET_HDR, &1).map_err(option("PACKET_VNET_HDR"))?;
 
-        // SAFETY: sockaddr_ll holds integers and byte arrays only: all zeroes is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        let mut sll = libc::sockaddr_ll::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = index as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the given size.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })
-        .with_context(|| format!("cannot bind packet socket to {name}"))?;
+        socket::bind(fd.as_fd(), &sll, "bind(AF_PACKET)").map_err(|source| NetdevError::Bind {
+            name: name.to_string(),
+            source,
+        })?;
 
-        // SAFETY: packet_mreq holds integers and a byte array only: all zeroes is a valid value.
-        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        let mut mreq = libc::packet_mreq::zeroed();
         mreq.mr_ifindex = index as i32;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-        setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            &mreq,
-        )
-        .with_context(|| format!("cannot make {name} promiscuous"))?;
-        setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_AUXDATA,
-            &1 as &libc::c_int,
-        )
-        .context("cannot enable PACKET_AUXDATA")?;
+        socket::setsockopt(fd.as_fd(), PACKET_ADD_MEMBERSHIP, &mreq).map_err(|source| {
+            NetdevError::Promiscuous {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        socket::setsockopt(fd.as_fd(), PACKET_AUXDATA, &1).map_err(option("PACKET_AUXDATA"))?;
 
-        // SAFETY: the OwnedFd moves into the AsyncFd, which closes it only when dropped.
-        let sock = unsafe { AsyncFd::register(fd)? };
+        let sock = sys::fd::register(fd).map_err(NetdevError::Register)?;
         Ok(Netdev { sock })
     }
 }
@@ -187,7 +168,11 @@ impl Receiver {
     /// socket reports a frame's real length, of which it wrote what fits. On a stream socket
     /// `MSG_TRUNC` discards bytes unwritten and still counts them, which would expose
     /// uninitialised memory.
-    unsafe fn recv(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
+    ///
+    /// # Errors
+    ///
+    /// `recvmmsg` with the OS error (`WouldBlock` when nothing is waiting).
+    unsafe fn recv(&mut self, fd: RawFd, buf: &mut RxBuf) -> Result<Received, SyscallError> {
         if self.pending.is_empty() {
             // SAFETY: the caller's promise, passed on.
             unsafe { self.batch(fd, buf)? };
@@ -222,7 +207,7 @@ impl Receiver {
     /// # Safety
     ///
     /// As [`recv`](Self::recv).
-    unsafe fn batch(&mut self, fd: RawFd, buf: &mut RxBuf) -> io::Result<()> {
+    unsafe fn batch(&mut self, fd: RawFd, buf: &mut RxBuf) -> Result<(), SyscallError> {
         self.ready_slots();
         // Per frame: its virtio_net_hdr and room for one tpacket_auxdata control message.
         let mut hdrs = [[0u8; VNET_HDR_LEN]; RECV_BATCH];
@@ -238,9 +223,9 @@ impl Receiver {
             *iov = vnet_iov(hdr.as_mut_ptr(), room.as_mut_ptr().cast(), MAX_FRAME);
         }
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = std::array::from_fn(|i| {
-            // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (null pointers, zero
-            // lengths) is a valid value. The pointers set below outlive the recvmmsg call.
-            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            // All zeroes: null pointers, zero lengths. The pointers set below outlive the
+            // recvmmsg call.
+            let mut m = libc::mmsghdr::zeroed();
             m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
             m.msg_hdr.msg_iovlen = 2;
             m.msg_hdr.msg_control = cmsgs[i].as_mut_ptr().cast();
@@ -252,19 +237,8 @@ impl Receiver {
         // `cmsgs` entry with that entry's exact size; all live until after the call, and
         // recvmmsg writes nowhere else. MSG_TRUNC: each `msg_len` is the frame's real size,
         // even if larger than what was written (a datagram socket, as the caller promised).
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                RECV_BATCH as libc::c_uint,
-                libc::MSG_TRUNC,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for (i, m) in msgs.iter().take(n as usize).enumerate() {
+        let n = unsafe { socket::recvmmsg(fd, &mut msgs, libc::MSG_TRUNC) }?;
+        for (i, m) in msgs.iter().take(n).enumerate() {
             let port = self.port;
             // The kernel always writes the header: the rest is the frame.
             let Some(len) = (m.msg_len as usize).checked_sub(VNET_HDR_LEN) else {
@@ -282,7 +256,9 @@ impl Receiver {
                 tracing::debug!(port, "frame's control data truncated, dropped");
                 continue;
             }
-            let tag = vlan_tag(&m.msg_hdr);
+            // SAFETY: the header recvmmsg just filled in; its control buffer (`cmsgs[i]`) is
+            // live.
+            let tag = unsafe { vlan_tag(&m.msg_hdr) };
             let mut vnet = VnetHdr::parse(&hdrs[i]);
             let slot = &mut self.slots[i];
             let data = if len < KEEP_SLOT {
@@ -305,7 +281,7 @@ impl Receiver {
                 unsafe { slot.set_len(HEADROOM + len) };
                 let start = put_back_tag(slot, tag, &mut vnet);
                 let mut frame = slot.split();
-                let _ = frame.split_to(start);
+                frame.advance(start);
                 frame.freeze()
             };
             self.pending.push_back(Frame::new(data, vnet));
@@ -316,29 +292,25 @@ impl Receiver {
 
 /// The 802.1Q tag the kernel took off a received frame (VLAN offload), from its
 /// `PACKET_AUXDATA` control message: (TPID, TCI).
-fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
+///
+/// # Safety
+///
+/// `msg` is a header `recvmmsg` just filled in, its control buffer still live.
+unsafe fn vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
     let mut tag = None;
-    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers within `msg_control` and
-    // `msg_controllen` as the kernel set them (a buffer still live), or null; a PACKET_AUXDATA
-    // message carries a tpacket_auxdata, read unaligned from its data.
+    // SAFETY: the caller's promise, passed on.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
-                let aux =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
-                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                        aux.tp_vlan_tpid
-                    } else {
-                        etherws_common::ETH_P_8021Q
-                    };
-                    tag = Some((tpid, aux.tp_vlan_tci));
-                }
+        socket::packet_auxdata(msg, |aux| {
+            if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    etherws_common::ETH_P_8021Q
+                };
+                tag = Some((tpid, aux.tp_vlan_tci));
             }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
+        })
+    };
     tag
 }
 
@@ -363,7 +335,7 @@ fn put_back_tag(frame: &mut [u8], tag: Option<(u16, u16)>, vnet: &mut VnetHdr) -
 /// `sendmmsg(2)` for up to [`SEND_BATCH`] of them: a stream of small frames costs a system call
 /// per batch rather than per frame. Returns how many were sent (the kernel stops at the first
 /// it refuses, whose error the next call returns), or the error of the first.
-fn send_frames(fd: RawFd, frames: &[Frame]) -> io::Result<usize> {
+fn send_frames(fd: RawFd, frames: &[Frame]) -> Result<usize, SyscallError> {
     let frames = &frames[..frames.len().min(SEND_BATCH)];
     let hdrs: [[u8; VNET_HDR_LEN]; SEND_BATCH] = std::array::from_fn(|i| {
         frames
@@ -379,9 +351,8 @@ fn send_frames(fd: RawFd, frames: &[Frame]) -> io::Result<usize> {
         )
     });
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = std::array::from_fn(|i| {
-        // SAFETY: mmsghdr holds integers and raw pointers: all zeroes (no address, no control
-        // data) is a valid value.
-        let mut m: libc::mmsghdr = unsafe { zeroed() };
+        // All zeroes: no address, no control data.
+        let mut m = libc::mmsghdr::zeroed();
         m.msg_hdr.msg_iov = iovs[i].as_mut_ptr();
         m.msg_hdr.msg_iovlen = 2;
         m
@@ -389,18 +360,17 @@ fn send_frames(fd: RawFd, frames: &[Frame]) -> io::Result<usize> {
     // SAFETY: the first `frames.len()` headers each point at their two iovecs in `iovs`, which
     // describe the live `hdrs` entries and frame buffers; all outlive the call, and sendmmsg
     // only reads the data (it writes only each header's `msg_len`).
-    let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), frames.len() as libc::c_uint, 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    unsafe { socket::sendmmsg(fd, &mut msgs[..frames.len()], 0) }
 }
 
 impl Netdev {
     /// Hands every frame the socket receives to the switch and sends nothing: the receive half
     /// of an offloaded port, whose frames out leave another way. Returns only on error (the
     /// device went away).
+    ///
+    /// # Errors
+    ///
+    /// The error that made the socket useless.
     pub(crate) async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
         let mut rx = Receiver::new(ingress.port());
         // SAFETY: `fd` is this port's packet socket.
@@ -430,23 +400,14 @@ impl Port for Netdev {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::io;
+    use std::os::fd::{AsRawFd, OwnedFd};
 
     /// A connected pair of datagram sockets: one `sendmmsg` message is one datagram, as one is
     /// one frame on a packet socket.
     fn datagram_pair() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: socketpair writes two descriptors into `fds`, which we then own.
-        check(unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
-                0,
-                fds.as_mut_ptr(),
-            )
-        })
-        .expect("socketpair");
-        // SAFETY: both are fresh descriptors nobody else owns.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        crate::sys::socket::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK)
+            .expect("socketpair")
     }
 
     fn recv_datagram(fd: RawFd) -> Option<Vec<u8>> {

@@ -11,12 +11,9 @@
 //! `virtio_net_hdr` instead of cutting them into MTU-sized frames first, and takes such
 //! frames back. One read and one write per 64 KB instead of per 1.5 KB.
 
-use std::ffi::CStr;
 use std::io;
-use std::mem::zeroed;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-use anyhow::Context;
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{
@@ -24,8 +21,37 @@ use super::fd::{
 };
 use super::{Port, PortIo};
 use crate::switch::frame::Frame;
-use crate::sys::netif::Netif;
+use crate::sys::netif::{Netif, NetifError};
+use crate::sys::{self, SyscallError};
 use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
+
+/// Why a TAP port could not be opened.
+///
+/// Each variant says what failed; the cause is its [`source`](std::error::Error::source),
+/// so that `{:#}` (anyhow's chain) reads "cannot create TAP device tap0: ioctl(TUNSETIFF):
+/// Operation not permitted (os error 1)".
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TapError {
+    /// A name the kernel would refuse, or turn into another ([`check_ifname`]).
+    #[error("interface name too long (15 bytes at most): {0}")]
+    NameTooLong(String),
+    /// A name with a character the kernel refuses or expands ([`check_ifname`]).
+    #[error("invalid interface name: {0:?}")]
+    BadName(String),
+    /// Opening `/dev/net/tun` or one of its `ioctl`s failed.
+    #[error("cannot create TAP device {name}")]
+    Create {
+        /// The name asked for (empty: the kernel's choice).
+        name: String,
+        source: SyscallError,
+    },
+    /// The device exists but cannot be brought up.
+    #[error("cannot bring {name} up")]
+    LinkUp { name: String, source: NetifError },
+    /// The descriptor cannot be registered with the reactor.
+    #[error(transparent)]
+    Register(SyscallError),
+}
 
 pub(crate) struct Tap {
     fd: AsyncFd<OwnedFd>,
@@ -38,12 +64,15 @@ pub(crate) struct Tap {
 ///
 /// `%` is refused too: the kernel expands `%d` in a new device's name to a free number, so the
 /// device made would not be the one named, and a NUL would cut the name short.
-pub(crate) fn check_ifname(name: &str) -> anyhow::Result<()> {
+///
+/// # Errors
+///
+/// [`TapError::NameTooLong`] or [`TapError::BadName`].
+pub(crate) fn check_ifname(name: &str) -> Result<(), TapError> {
     if name.len() > 15 {
-        anyhow::bail!(
-            "interface name too long (15 bytes at most): {}",
-            crate::base::escape::printable(name)
-        );
+        return Err(TapError::NameTooLong(
+            crate::base::escape::printable(name).to_string(),
+        ));
     }
     if name == "."
         || name == ".."
@@ -51,7 +80,7 @@ pub(crate) fn check_ifname(name: &str) -> anyhow::Result<()> {
             c == '/' || c == ':' || c == '%' || c.is_whitespace() || c.is_control()
         })
     {
-        anyhow::bail!("invalid interface name: {name:?}");
+        return Err(TapError::BadName(name.to_string()));
     }
     Ok(())
 }
@@ -70,74 +99,48 @@ const OFFLOADS: [libc::c_uint; 2] = [
 
 /// Opens `/dev/net/tun` as TAP device `name` (the kernel picks `tapN` for an empty name);
 /// returns the descriptor and the device's name.
-fn open_tap(name: &str, vnet: bool) -> io::Result<(OwnedFd, String)> {
-    // SAFETY: the path is a NUL-terminated literal; open(2) returns a descriptor (checked)
-    // that is then owned.
-    let raw = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq holds integers, byte arrays and a union of such: all zeroes is valid.
-    let mut ifr: libc::ifreq = unsafe { zeroed() };
-    // check_ifname allowed at most 15 bytes: the name and its NUL fit in IFNAMSIZ (16).
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
+fn open_tap(name: &str, vnet: bool) -> Result<(OwnedFd, String), SyscallError> {
+    let fd = sys::fd::open(
+        c"/dev/net/tun",
+        libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        "open(/dev/net/tun)",
+    )?;
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
     if vnet {
         flags |= libc::IFF_VNET_HDR;
     }
-    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
-    // SAFETY: TUNSETIFF reads and writes one ifreq, which `ifr` is, live for the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // check_ifname allowed at most 15 bytes: the name and its NUL fit in IFNAMSIZ (16).
+    let name = sys::tun::set_iff(fd.as_fd(), name, flags)?;
     if vnet {
-        let mut set = false;
+        // The best the kernel takes; if it takes none, the last refusal.
+        let mut set = Ok(());
         for offloads in OFFLOADS {
-            // SAFETY: TUNSETOFFLOAD takes its flags by value; no memory is passed.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, offloads) } == 0 {
-                set = true;
+            set = sys::tun::set_offload(fd.as_fd(), offloads);
+            if set.is_ok() {
                 break;
             }
         }
-        if !set {
-            return Err(io::Error::last_os_error());
-        }
+        set?;
     }
-    // SAFETY: the kernel NUL-terminates the name it writes back within IFNAMSIZ, and the
-    // zeroed array ends in NUL anyway.
-    let name = unsafe { CStr::from_ptr(ifr.ifr_name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
     Ok((fd, name))
 }
 
 /// Reads one frame and its `virtio_net_hdr` from a TAP opened with `IFF_VNET_HDR`.
-fn read_vnet(fd: RawFd, buf: &mut RxBuf) -> io::Result<Received> {
+fn read_vnet(fd: RawFd, buf: &mut RxBuf) -> Result<Received, SyscallError> {
     let mut hdr = [0u8; VNET_HDR_LEN];
-    let data = buf.read(
-        |ptr, len| {
-            let iov = vnet_iov(hdr.as_mut_ptr(), ptr, len);
-            // SAFETY: the iovecs describe `hdr` and the `len` writable bytes `RxBuf::read`
-            // offers at `ptr`, both live for the call; readv writes nowhere else.
-            let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            (n as usize)
-                .checked_sub(VNET_HDR_LEN)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))
-        },
-        |_| HEADROOM,
-    )?;
+    let data = buf
+        .read(
+            |ptr, len| {
+                let iov = vnet_iov(hdr.as_mut_ptr(), ptr, len);
+                // SAFETY: the iovecs describe `hdr` and the `len` writable bytes `RxBuf::read`
+                // offers at `ptr`, both live for the call.
+                let n = unsafe { sys::fd::readv(fd, &iov) }.map_err(|e| e.source)?;
+                n.checked_sub(VNET_HDR_LEN)
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))
+            },
+            |_| HEADROOM,
+        )
+        .map_err(SyscallError::of("readv"))?;
     Ok(Received::One(Frame::new(data, VnetHdr::parse(&hdr))))
 }
 
@@ -145,21 +148,24 @@ impl Tap {
     /// Creates or attaches to the TAP device `name` and brings it up; returns the port and the
     /// device's actual name (the kernel picks `tapN` for an empty name). With `offloads`, the
     /// device exchanges super-frames with the switch (see the module's doc).
+    ///
+    /// # Errors
+    ///
+    /// A [`TapError`] saying which step failed: the name, the device, bringing it up.
     pub(crate) async fn open(
         name: &str,
         netif: &Netif,
         offloads: bool,
-    ) -> anyhow::Result<(Tap, String)> {
+    ) -> Result<(Tap, String), TapError> {
         check_ifname(name)?;
-        let (fd, name) =
-            open_tap(name, offloads).with_context(|| format!("cannot create TAP device {name}"))?;
-        netif
-            .link_up(&name)
-            .await
-            .with_context(|| format!("cannot bring {name} up"))?;
-        // SAFETY: the descriptor moves into the AsyncFd and is closed only when that is
-        // dropped.
-        let fd = unsafe { AsyncFd::register(fd)? };
+        let (fd, name) = open_tap(name, offloads).map_err(|source| TapError::Create {
+            name: name.to_string(),
+            source,
+        })?;
+        if let Err(source) = netif.link_up(&name).await {
+            return Err(TapError::LinkUp { name, source });
+        }
+        let fd = sys::fd::register(fd).map_err(TapError::Register)?;
         Ok((Tap { fd, offloads }, name))
     }
 }
@@ -187,6 +193,7 @@ impl Port for Tap {
                     |_| HEADROOM,
                 )
                 .map(|data| Received::One(Frame::from(data)))
+                .map_err(SyscallError::of("read"))
             },
             Takes::Plain,
             one_at_a_time(write_fd),

@@ -1,0 +1,123 @@
+//! Why a netdev port cannot be offloaded: the reason the operator reads (logged, and shown by
+//! `listPort` under the port that fell back to AF_PACKET).
+
+use std::fmt;
+
+use aya::maps::MapError;
+use aya::maps::xdp::XdpMapError;
+use etherws_common::object::LoadError;
+
+use super::NO_OBJECT;
+use crate::port::netdev::NetdevError;
+use crate::sys::SyscallError;
+
+/// Why [`Offload::prepare`](super::Offload::prepare) failed (the port then falls back to
+/// AF_PACKET), or why an offloaded port is not a target of in-kernel forwarding.
+///
+/// Each message is complete, its cause included (as anyhow's `{:#}` would print it): it is
+/// kept and shown as one reason, so no cause is left to [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OffloadError {
+    /// The packet socket every offloaded port has beside its AF_XDP sockets.
+    #[error("{}", Chain(.0))]
+    Companion(NetdevError),
+    /// The interface is an offloaded port already.
+    #[error("{0} is offloaded already")]
+    Offloaded(String),
+    /// This build has no XDP object.
+    #[error("{NO_OBJECT}")]
+    NoObject,
+    /// The XDP object could not be loaded (the verifier refused it...).
+    #[error("{}", Chain(.0))]
+    Load(LoadError),
+    /// Every entry of the XSKMAP is some other port's.
+    #[error("no room left in the XSKMAP")]
+    XskmapFull,
+    /// An AF_XDP socket could not be set up.
+    #[error("AF_XDP socket on queue {queue}: {error}")]
+    Socket { queue: u32, error: SyscallError },
+    /// Every attach mode tried was refused: each mode with the kernel's answer.
+    #[error("cannot attach the XDP program ({})", .0.join("; "))]
+    Attach(Vec<String>),
+    /// An AF_XDP socket could not be put in the XSKMAP.
+    #[error("cannot put the AF_XDP socket in the XSKMAP: {}", Chain(.0))]
+    Xskmap(MapError),
+    /// An offloaded port left out of the DEVMAP (its frames from other offloaded ports then
+    /// go through userspace): the kernel refused the entry.
+    #[error("cannot add the port to the DEVMAP: {0}")]
+    Devmap(XdpMapError),
+    /// An offloaded port left out of the DEVMAP: its device drops frames redirected into it.
+    #[error(
+        "the device does not take frames redirected by XDP (a veth whose peer has neither GRO \
+         nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
+    )]
+    NoRedirect,
+}
+
+/// An XDP attach mode that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid XDP mode {0:?} (auto, native or generic)")]
+pub(crate) struct InvalidMode(pub(crate) String);
+
+/// For the control API, whose errors are messages.
+impl From<InvalidMode> for String {
+    fn from(e: InvalidMode) -> String {
+        e.to_string()
+    }
+}
+
+/// An error and its causes, each after a colon: what anyhow's `{:#}` prints.
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn a_reason_reads_as_the_anyhow_chain_did() {
+        let syscall = || SyscallError {
+            call: "socket(AF_PACKET)",
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let e = OffloadError::Companion(NetdevError::Open(syscall()));
+        let before = format!(
+            "{:#}",
+            anyhow::Error::from(syscall()).context("cannot open packet socket")
+        );
+        assert_eq!(e.to_string(), before);
+        assert!(std::error::Error::source(&e).is_none());
+        let e = OffloadError::Socket {
+            queue: 2,
+            error: syscall(),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("AF_XDP socket on queue 2: socket(AF_PACKET): ")
+        );
+        let e = OffloadError::Attach(vec!["native: no".into(), "generic: no".into()]);
+        assert_eq!(
+            e.to_string(),
+            "cannot attach the XDP program (native: no; generic: no)"
+        );
+        // What `listPort` shows operators, word for word.
+        assert_eq!(
+            OffloadError::NoRedirect.to_string(),
+            "the device does not take frames redirected by XDP (a veth whose peer has neither \
+             GRO nor an XDP program: `ethtool -K PEER gro on`; or a driver without ndo_xdp_xmit)"
+        );
+        assert_eq!(OffloadError::NoObject.to_string(), NO_OBJECT);
+    }
+}
