@@ -20,6 +20,8 @@
 
 // Everything is `pub(crate)` but the few items above; this keeps it so.
 #![warn(unreachable_pub)]
+// Functions a reader takes in at once (clippy's default: 100 lines); tests may run longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub(crate) mod app;
 pub(crate) mod base;
