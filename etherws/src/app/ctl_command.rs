@@ -27,6 +27,7 @@ use crate::base::escape::printable;
 use crate::base::tls::ClientTls;
 use crate::control::NAMESPACE;
 use crate::port::websocket::http_proxy;
+use crate::sys::term::EchoOff;
 
 /// Something to print and exit 1 for.
 pub(crate) struct Failure {
@@ -300,48 +301,20 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
 /// as the prompt shows (type-ahead, a script driving a terminal) could be echoed in between.
 /// Echo goes off here first, and comes back as it was afterwards.
 fn prompt_password(prompt: &str) -> std::io::Result<String> {
-    let _quiet = EchoOff::new();
+    let _quiet = echo_off();
     rpassword::prompt_password(prompt)
 }
 
-/// The terminal's echo turned off, restored on drop (nothing happens without a terminal).
-struct EchoOff {
-    tty: std::fs::File,
-    saved: libc::termios,
-}
-
-impl EchoOff {
-    fn new() -> Option<EchoOff> {
-        use std::os::fd::AsRawFd;
-        let tty = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()?;
-        // SAFETY: termios is plain data; tcgetattr fills it for an open descriptor.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: `tty` is open for the call, and `saved` is a live termios that tcgetattr
-        // only writes.
-        if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut saved) } != 0 {
-            return None;
-        }
-        let mut quiet = saved;
-        quiet.c_lflag &= !libc::ECHO;
-        // SAFETY: `tty` is open for the call, and `quiet` is a live termios (a copy of what
-        // tcgetattr filled in) that tcsetattr only reads.
-        if unsafe { libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &quiet) } != 0 {
-            return None;
-        }
-        Some(EchoOff { tty, saved })
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is still open; `saved` came from tcgetattr.
-        unsafe { libc::tcsetattr(self.tty.as_raw_fd(), libc::TCSANOW, &self.saved) };
-    }
+/// The terminal's echo turned off, restored when the guard drops; `None` (and nothing happens)
+/// without a terminal, or one whose modes cannot be read or set: rpassword then does what it
+/// can, as it always did.
+fn echo_off() -> Option<EchoOff> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    EchoOff::new(tty.into()).ok()
 }
 
 /// Largest answer read from a switch (a `listport` of thousands of ports is a few MB).

@@ -9,11 +9,13 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
+
+use crate::sys;
+use crate::sys::process::Fork;
 
 /// The child's end of the start-up pipe, until it has said how start-up went.
 static STARTUP: Mutex<Option<File>> = Mutex::new(None);
@@ -24,30 +26,26 @@ const READY: &str = "ok\n";
 /// Detaches from the terminal: fork, new session, cwd `/`, stdio on /dev/null. Returns in the
 /// child only; the parent waits for [`ready`] or [`failed`] and exits with the outcome.
 ///
-/// Must be called while the process has one thread (before the runtime starts).
-pub(crate) fn detach() -> anyhow::Result<()> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two ints, which pipe2 fills in.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot daemonize: pipe");
-    }
-    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nobody else.
-    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the process is single-threaded (the caller's contract), so the child is a whole
+/// # Safety
+///
+/// The process must have one thread (call it before the runtime starts): the child goes on
+/// as the switch, which [`sys::process::fork`] allows only then.
+pub(crate) unsafe fn detach() -> anyhow::Result<()> {
+    let (rx, tx) = sys::process::pipe().context("cannot daemonize")?;
+    // SAFETY: the process has one thread (this function's contract), so the child is a whole
     // copy of it; no lock can be held by a thread that does not exist there.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()).context("cannot daemonize: fork"),
-        0 => {
+    match unsafe { sys::process::fork() }.context("cannot daemonize")? {
+        Fork::Child => {
             drop(rx);
-            // SAFETY: setsid takes no arguments; in a fresh child it cannot fail (the child is
-            // not a process group leader).
-            unsafe { libc::setsid() };
+            // A child just forked leads no process group, so this does not fail; if it did,
+            // the daemon would keep the terminal's session: refused like any other step.
+            sys::process::setsid().context("cannot daemonize")?;
             std::env::set_current_dir("/").context("cannot daemonize: chdir /")?;
-            to_dev_null()?;
+            sys::process::stdio_to_dev_null().context("cannot daemonize")?;
             *STARTUP.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(tx));
             Ok(())
         }
-        _child => {
+        Fork::Parent(_) => {
             drop(tx);
             let mut said = String::new();
             let _ = File::from(rx).take(64 * 1024).read_to_string(&mut said);
@@ -63,23 +61,6 @@ pub(crate) fn detach() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
-}
-
-/// Points stdin, stdout and stderr at /dev/null.
-fn to_dev_null() -> anyhow::Result<()> {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .context("cannot daemonize: /dev/null")?;
-    use std::os::fd::AsRawFd;
-    for fd in 0..=2 {
-        // SAFETY: both descriptors are open; dup2 replaces `fd` atomically.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("cannot daemonize: dup2");
-        }
-    }
-    Ok(())
 }
 
 /// Tells the waiting parent (if any) that the switch is up.

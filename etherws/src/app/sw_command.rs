@@ -35,7 +35,9 @@ use crate::settings::values::Num;
 use crate::switch::PortStat;
 use crate::switch::fdb::MacLimits;
 use crate::switch::{Limits, Switch};
+use crate::sys;
 use crate::sys::netif::{IfChange, Netif};
+use crate::sys::process::Limit;
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub(crate) struct Settings {
@@ -365,23 +367,17 @@ fn bind_one(addr: SocketAddr, dual: bool) -> std::io::Result<TcpListener> {
 /// Raises the soft limit on open files to the hard one: every WebSocket peer is a descriptor,
 /// and the usual soft limit of 1024 would cap a switch far below what it can serve.
 fn raise_nofile_limit() {
-    // SAFETY: getrlimit/setrlimit on a properly initialised struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
-                tracing::warn!(
-                    "cannot raise the open files limit: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
+    // getrlimit does not fail (a valid pointer, a resource Linux knows): nothing to raise then.
+    let Ok(limit) = sys::process::open_files_limit() else {
+        return;
+    };
+    if limit.soft < limit.hard {
+        let raised = sys::process::set_open_files_limit(Limit {
+            soft: limit.hard,
+            ..limit
+        });
+        if let Err(e) = raised {
+            tracing::warn!("cannot raise the open files limit: {e}");
         }
     }
 }
@@ -417,7 +413,9 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
 
     if !args.foreground {
         // Returns in the daemon only; the shell gets its answer once it is up (or why not).
-        daemon::detach()?;
+        // SAFETY: the process has one thread still: the runtime starts below, and nothing
+        // before (options, logging, binding) starts a thread.
+        unsafe { daemon::detach() }?;
     }
     let started = (|| {
         let _pidfile = pidfile.as_deref().map(daemon::PidFile::write).transpose()?;

@@ -1,8 +1,9 @@
 //! The operating system's interfaces: raw system calls and netlink.
 //!
 //! Every system call and `ioctl` the switch makes by hand is wrapped here, once, behind a safe
-//! function (or an `unsafe fn` where the caller hands over raw memory, with its contract in a
-//! `# Safety` section), so that `unsafe` code talking to the kernel lives in this module. What
+//! function (or an `unsafe fn` where the caller hands over raw memory, or must keep a contract
+//! the call cannot check, like `fork`'s single thread, with its contract in a `# Safety`
+//! section), so that `unsafe` code talking to the kernel lives in this module. What
 //! stays outside is memory the kernel fills in, each access with its `// SAFETY:` reasoning:
 //! the rings and UMEM of AF_XDP sockets (`offload::xsk`) and the receive buffers of device
 //! ports (`port::fd`'s blocks, `port::netdev`'s `recvmmsg` slots). Each wrapper checks the
@@ -13,13 +14,18 @@
 //!   `recvmmsg`/`sendmmsg`;
 //! - [`mmap`]: mappings unmapped on drop;
 //! - [`tun`]: the TUN/TAP `ioctl`s;
+//! - [`process`]: the start-up pipe, `fork` and `setsid` of a daemon, the standard streams on
+//!   `/dev/null`, the limit on open files (`getrlimit`/`setrlimit`);
+//! - [`term`]: a terminal's echo turned off while a password is typed (`tcgetattr`/`tcsetattr`);
 //! - [`time`]: the monotonic clock the kernel stamps eBPF map entries with;
 //! - [`netif`]: interfaces through rtnetlink.
 
 pub(crate) mod fd;
 pub(crate) mod mmap;
 pub(crate) mod netif;
+pub(crate) mod process;
 pub(crate) mod socket;
+pub(crate) mod term;
 pub(crate) mod time;
 pub(crate) mod tun;
 
