@@ -13,7 +13,7 @@
 //! | `switch/` | the switch core: frames, the forwarding database, the forwarding decision |
 //! | `wire/` | header layouts on the wire, GSO and checksums |
 //! | `base/` | escaping, bounded file reads, IP addresses, TLS configuration |
-//! | `sys/` | system calls and netlink |
+//! | `sys/` | system calls, each behind a safe wrapper that names the call; netlink |
 //!
 //! The library is not an API: the binary, `cargo xtask` and the fuzz targets use [`main`],
 //! [`command`] and [`fuzzing`]; everything else is `pub(crate)`.
