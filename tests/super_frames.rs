@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use etherws_testkit::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -225,4 +225,83 @@ async fn strict_peers_get_plain_frames() {
     );
     let b_client = status(&s.b, 2);
     assert_eq!(b_client["rx_oversize"], 0, "{b_client}");
+}
+
+/// A `super/1` message carrying a TCP/IPv4 super-frame from `src_ip` to a station nobody has
+/// (so it is flooded): `payload` bytes in segments of `mss`, behind plain 20-byte headers.
+fn tcp_super_frame(src_ip: [u8; 4], payload: usize, mss: u16) -> Bytes {
+    let mut m = vec![1, 1]; // checksum to complete, TCP/IPv4
+    m.extend_from_slice(&mss.to_be_bytes());
+    m.extend_from_slice(&34u16.to_be_bytes()); // csum_start: the TCP header
+    m.extend_from_slice(&16u16.to_be_bytes()); // csum_offset: TCP's checksum
+    m.extend_from_slice(&[2, 0, 0, 0, 0, 0x99, 2, 0, 0, 0, 0, 0x66, 0x08, 0x00]);
+    let total = (40 + payload) as u16;
+    m.extend_from_slice(&[0x45, 0]);
+    m.extend_from_slice(&total.to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    m.extend_from_slice(&src_ip);
+    m.extend_from_slice(&[192, 0, 2, 99]);
+    m.extend_from_slice(&[
+        0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff,
+    ]);
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.resize(m.len() + payload, 0x5a);
+    Bytes::from(m)
+}
+
+/// A peer that negotiated super-frames cannot make the switch cut one into a flood of tiny
+/// segments for the peers that did not (#25: 48-byte segments made a 64 KB super-frame 165
+/// times its size in a strict peer's queue); a sane super-frame still reaches them, cut up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn super_frames_of_tiny_segments_are_not_cut_up_for_strict_peers() {
+    if !needs(&[]) {
+        return;
+    }
+    let s = Sites::builder("sfh")
+        .a(|a| a.tap())
+        .b(|b| b.args(&["--strict-frames"]).tap())
+        .connect(&[])
+        .start();
+    let (mut hostile, accepted) = raw_client(&s.b.ns, true).await;
+    assert!(accepted);
+    let (strict, accepted) = raw_client(&s.b.ns, false).await;
+    assert!(!accepted);
+    s.a.sw.wait_servers(3);
+    let strict_rx = tokio::spawn(messages(strict, 4));
+    // 60,000 bytes in 48-byte segments (1,250 of 102 bytes), then 60,000 in 1,448-byte ones.
+    hostile
+        .send(Message::Binary(tcp_super_frame(
+            [192, 0, 2, 66],
+            60_000,
+            48,
+        )))
+        .await
+        .unwrap();
+    hostile
+        .send(Message::Binary(tcp_super_frame(
+            [192, 0, 2, 67],
+            60_000,
+            1448,
+        )))
+        .await
+        .unwrap();
+    let got = strict_rx.await.unwrap();
+    let from = |ip: u8| {
+        got.iter()
+            .filter(|m| m.len() >= 34 && m[..6] == [2, 0, 0, 0, 0, 0x99] && m[29] == ip)
+            .count()
+    };
+    assert_eq!(
+        from(66),
+        0,
+        "the tiny-segment super-frame was cut up and sent"
+    );
+    assert_eq!(
+        from(67),
+        60_000usize.div_ceil(1448),
+        "the sane super-frame's segments"
+    );
+    // B (strict, over its client port) was spared it too, and A counted the drops.
+    let a_to_b = status(&s.a, 2);
+    assert!(a_to_b["tx_dropped"].as_u64().unwrap() >= 1, "{a_to_b}");
 }

@@ -42,6 +42,14 @@ pub(crate) const GSO_ECN: u8 = 0x80;
 /// More segments than this from one super-frame is not something a sane sender asks for.
 const MAX_SEGMENTS: usize = 4096;
 
+/// VLAN tags a super-frame may carry: a customer tag inside a service tag (Q-in-Q). Every
+/// segment repeats the headers, so a pile of tags would multiply what a super-frame costs.
+const MAX_GSO_TAGS: usize = 2;
+
+/// Longest headers (Ethernet, tags, IP with options or extension headers, L4) a super-frame
+/// may have: every segment repeats them.
+const MAX_GSO_HEADERS: usize = 512;
+
 /// A `struct virtio_net_hdr`. Packet sockets use little-endian fields on little-endian hosts
 /// and native ones otherwise (`vio_le()` in the kernel): native byte order either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,6 +150,33 @@ pub(crate) enum Error {
     TooManySegments,
     #[error("malformed GSO super-frame: {0}")]
     Malformed(&'static str),
+    #[error("GSO super-frame with more than {MAX_GSO_TAGS} VLAN tags")]
+    TooManyTags,
+    #[error("GSO super-frame with {0} bytes of headers (at most {MAX_GSO_HEADERS})")]
+    HeadersTooLong(usize),
+    #[error("GSO super-frame whose segments would be more than twice its size")]
+    Expansion,
+}
+
+/// What a super-frame may cost once cut into `n` segments, each repeating its `hdrs` bytes of
+/// headers: a few segments more than a sane sender makes, headers no longer than real ones,
+/// and at most twice its own size in all (a hostile peer's super-frame of tiny segments behind
+/// long headers would otherwise become a hundred times its size in a slow port's queue).
+fn bounded(tags: usize, hdrs: usize, n: usize, payload: usize) -> Result<(), Error> {
+    if n > MAX_SEGMENTS {
+        return Err(Error::TooManySegments);
+    }
+    if tags > MAX_GSO_TAGS {
+        return Err(Error::TooManyTags);
+    }
+    if hdrs > MAX_GSO_HEADERS {
+        return Err(Error::HeadersTooLong(hdrs));
+    }
+    // n × hdrs + payload ≤ 2 × (hdrs + payload)
+    if n.saturating_sub(2).saturating_mul(hdrs) > payload {
+        return Err(Error::Expansion);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,9 +351,7 @@ pub(crate) fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> 
     // is what counts.
     let payload = &frame[hdrs..];
     let n = payload.len().div_ceil(mss).max(1);
-    if n > MAX_SEGMENTS {
-        return Err(Error::TooManySegments);
-    }
+    bounded(h.vlan_tags, hdrs, n, payload.len())?;
     if hdrs - l3 + mss.min(payload.len()) > 0xffff {
         return Err(Error::Malformed("segment too large for IP"));
     }
@@ -791,8 +824,8 @@ mod tests {
 
     #[test]
     fn stacked_tags_are_looked_through() {
-        // 802.1ad, 802.1Q, 802.1Q: the header walker takes any number of tags.
-        let tags = [0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x81, 0x00, 0, 30];
+        // 802.1ad, 802.1Q: Q-in-Q is looked through.
+        let tags = [0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20];
         let put_tags = |f: &[u8]| [&f[..12], &tags, &f[12..]].concat();
         let (f, hdr) = partial(
             None,
@@ -802,19 +835,67 @@ mod tests {
             &payload(4000),
             Some((GSO_TCPV6, 1428)),
         );
-        let segs = segment(&hdr.shifted(12), &put_tags(&f)).unwrap();
+        let segs = segment(&hdr.shifted(8), &put_tags(&f)).unwrap();
         assert_eq!(segs.len(), 3);
         for s in &segs {
-            assert_eq!(s[12..24], tags);
-            assert!(l4_csum_ok(s, 26, true));
+            assert_eq!(s[12..20], tags);
+            assert!(l4_csum_ok(s, 22, true));
         }
         // Ethernet padding behind a UDP datagram is found (and left out) through the tags.
         let (f, hdr) = partial(None, false, IPPROTO_UDP, udp_hdr(), &[0x42], None);
         let mut t = put_tags(&f);
         let real = t.len();
         t.resize(real + 20, 0xee);
-        fix_csum(&hdr.shifted(12), &mut t).unwrap();
-        assert!(l4_csum_ok(&t[..real], 26, false));
+        fix_csum(&hdr.shifted(8), &mut t).unwrap();
+        assert!(l4_csum_ok(&t[..real], 22, false));
+    }
+
+    #[test]
+    fn segmenting_is_bounded_in_what_it_costs() {
+        let tcp = |data: &[u8], mss| {
+            partial(
+                None,
+                false,
+                IPPROTO_TCP,
+                tcp_hdr(0x18),
+                data,
+                Some((GSO_TCPV4, mss)),
+            )
+        };
+        // Tiny segments: 60,000 bytes would become about 1,250 × 102.
+        let (f, hdr) = tcp(&payload(60_000), 48);
+        assert_eq!(segment(&hdr, &f), Err(Error::Expansion));
+        // Small but sane: 536-byte segments add a tenth.
+        let (f, hdr) = tcp(&payload(60_000), 536);
+        assert_eq!(segment(&hdr, &f).unwrap().len(), 112);
+        // Three tags (or a pile of them) in front.
+        let three = [0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x81, 0x00, 0, 30];
+        let (f, hdr) = tcp(&payload(9000), 1448);
+        let tagged = [&f[..12], &three, &f[12..]].concat();
+        assert_eq!(segment(&hdr.shifted(12), &tagged), Err(Error::TooManyTags));
+        // 2 KB of IPv6 extension headers, repeated in every segment.
+        let ext: Vec<u8> = [vec![IPPROTO_TCP, 255], vec![0; 2046]].concat();
+        let (f, hdr) = partial(
+            None,
+            true,
+            IPPROTO_TCP,
+            tcp_hdr(0x18),
+            &payload(9000),
+            Some((GSO_TCPV6, 1428)),
+        );
+        let mut long = [&f[..54], &ext, &f[54..]].concat();
+        long[20] = 60; // next header: destination options
+        let plen = u16::from_be_bytes([long[18], long[19]]) + 2048;
+        long[18..20].copy_from_slice(&plen.to_be_bytes());
+        let hdr = VnetHdr {
+            csum_start: hdr.csum_start + 2048,
+            hdr_len: hdr.hdr_len + 2048,
+            ..hdr
+        };
+        assert_eq!(
+            segment(&hdr, &long),
+            Err(Error::HeadersTooLong(14 + 40 + 2048 + 32))
+        );
     }
 
     fn check_uso(tag: Option<u16>, v6: bool, len: usize, mss: u16) {
