@@ -143,7 +143,7 @@ pub fn super_frame(data: &[u8]) {
         Ok(&frame),
         "super-frame round trip"
     );
-    let _ = frame.wire_len();
+    let _ = frame.finished_len();
     let mut sw = Switch::with_limits(Duration::from_secs(5), Limits::default());
     for _ in 0..2 {
         sw.add_port(PortKind::Server, "fuzz".into(), Discard);

@@ -108,6 +108,15 @@ impl Header {
 /// An Ethernet header with one tag: addresses, tag, EtherType.
 const TAGGED_HEADER_LEN: usize = ethernet::HEADER_LEN + vlan::HEADER_LEN;
 
+/// What a frame weighs once finished ([`Frame::finished_len`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FinishedLen {
+    /// The largest frame it becomes.
+    pub(crate) largest: usize,
+    /// All the bytes it becomes.
+    pub(crate) total: usize,
+}
+
 /// The destination and source addresses: where an 802.1Q tag is inserted.
 const ADDRS_LEN: usize = vlan::OUTER;
 
@@ -143,20 +152,30 @@ impl Frame {
         self.data.len()
     }
 
-    /// The largest frame this one becomes once finished: a super-frame's segments (headers
-    /// plus `gso_size`), the frame itself otherwise. What `--max-frame` is checked against.
-    pub(crate) fn wire_len(&self) -> usize {
+    /// What this frame weighs once finished: the largest frame it becomes (a super-frame's
+    /// segments, headers plus `gso_size`: what `--max-frame` is checked against), and all the
+    /// bytes it becomes (a super-frame's segments each repeat its headers: what a rate limit
+    /// counts for a port that takes plain frames). A plain frame, or a super-frame whose
+    /// headers cannot be walked (it will be dropped when finished), is its own length.
+    pub(crate) fn finished_len(&self) -> FinishedLen {
+        let whole = FinishedLen {
+            largest: self.data.len(),
+            total: self.data.len(),
+        };
         if !self.offload.is_gso() {
-            return self.data.len();
+            return whole;
         }
-        match crate::wire::walk(&self.data) {
-            Ok(h) => match h.l4_header_len {
-                Ok(l4) => {
-                    (h.l4_offset + l4 + usize::from(self.offload.gso_size)).min(self.data.len())
-                }
-                Err(_) => self.data.len(),
-            },
-            Err(_) => self.data.len(),
+        let Ok(h) = crate::wire::walk(&self.data) else {
+            return whole;
+        };
+        let Ok(l4) = h.l4_header_len else {
+            return whole;
+        };
+        let (hdrs, mss) = (h.l4_offset + l4, usize::from(self.offload.gso_size).max(1));
+        let payload = self.data.len().saturating_sub(hdrs);
+        FinishedLen {
+            largest: (hdrs + mss).min(self.data.len()),
+            total: payload.div_ceil(mss).max(1) * hdrs + payload,
         }
     }
 

@@ -87,8 +87,14 @@ impl<E: Egress> Port<E> {
             return None;
         }
         let edit = self.stat.policy.edit_from(&rx.policy, rx.vid)?;
+        // The bytes that leave: a super-frame whole, or its segments.
+        let len = if self.stat.super_frames {
+            rx.len
+        } else {
+            rx.plain_len
+        };
         self.policer
-            .rate_out(&mut self.stat, rx.len, now)
+            .rate_out(&mut self.stat, len, now)
             .then(|| Target {
                 port,
                 egress: self.egress.clone(),
@@ -104,8 +110,10 @@ struct Admitted {
     vid: u16,
     /// The policy of the port it came in on.
     policy: Policy,
-    /// Its length in bytes, as the rate limits count it.
+    /// Its length in bytes, as it crosses to a port that takes super-frames whole.
     len: usize,
+    /// Its length once cut into plain frames, as it crosses to any other port.
+    plain_len: usize,
 }
 
 /// The switch: ports and their FDB.
@@ -373,7 +381,8 @@ impl<E: Egress> Switch<E> {
             return Ok(None);
         }
         let hdr = Header::parse(&frame.data).inspect_err(|_| stat.rx_invalid += 1)?;
-        if !policer.fits(stat, frame.wire_len(), self.limits.max_frame, now) {
+        let finished = frame.finished_len();
+        if !policer.fits(stat, finished.largest, self.limits.max_frame, now) {
             return Ok(None);
         }
         let vid = match stat.policy.vlan {
@@ -397,6 +406,7 @@ impl<E: Egress> Switch<E> {
             vid,
             policy,
             len,
+            plain_len: finished.total,
         }))
     }
 
@@ -788,6 +798,47 @@ mod tests {
         sw.remove_port(3);
         assert_eq!(sw.port(1).unwrap().policy.mirror, None);
         assert_eq!(sw.mirroring, 0);
+    }
+
+    /// A TCP/IPv4 super-frame: 54 bytes of headers, `payload` bytes in segments of `mss`.
+    fn super_frame(payload: usize, mss: u16) -> Frame {
+        let mut f = frame(BCAST, A, None);
+        f.truncate(12);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend_from_slice(&[
+            0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        f.resize(54 + payload, 0x5a);
+        let offload = crate::wire::gso::VnetHdr {
+            flags: crate::wire::gso::F_NEEDS_CSUM,
+            gso_type: crate::wire::gso::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: mss,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        Frame::new(Bytes::from(f), offload)
+    }
+
+    #[test]
+    fn rate_out_counts_a_super_frame_as_the_segments_a_plain_port_gets() {
+        let (mut sw, sinks) = switch(3);
+        // 10 segments: 14,534 bytes whole, 10 × 54 + 14,480 = 15,020 once cut up.
+        let sf = super_frame(14_480, 1448);
+        assert_eq!(sf.finished_len().total, 15_020);
+        // A burst between the two; nothing refills within the test.
+        let rate = Some(Rate::new(8, 14_600));
+        policy(&mut sw, 2, |p| p.rate_out = rate);
+        policy(&mut sw, 3, |p| p.rate_out = rate);
+        sw.set_super_frames(3, true);
+        let mut out = Decisions::default();
+        sw.decide(1, sf, Instant::now(), &mut out).unwrap();
+        out.emit();
+        // Port 2 takes plain frames: over its burst. Port 3 takes the super-frame whole.
+        assert_eq!(counts(&sinks), vec![0, 0, 1]);
+        assert_eq!(sw.port(2).unwrap().rate_out_dropped, 1);
+        assert_eq!(sw.port(3).unwrap().rate_out_dropped, 0);
     }
 
     #[test]
