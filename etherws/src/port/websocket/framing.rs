@@ -253,7 +253,7 @@ impl Reader {
             }
             let (fin, op) = (b0 & field::FIN != 0, b0 & field::OPCODE);
             match op {
-                opcode::PING => return Ok(Some(Message::Ping(payload.freeze()))),
+                opcode::PING => return Ok(Some(Message::Ping(detach(payload)))),
                 opcode::PONG => return Ok(Some(Message::Pong)),
                 opcode::CLOSE => return close(&payload).map(|c| Some(Message::Close(c))),
                 opcode::CONTINUATION => {
@@ -351,10 +351,25 @@ impl Reader {
     }
 }
 
+/// Messages shorter than this are copied out of the read buffer rather than kept as a slice of
+/// it: a slice keeps the whole block it was read into alive (up to four reads' worth, or a
+/// large message's room), and a queued 60-byte frame must not hold 100 KB. Longer ones (super-
+/// frames, jumbo frames) keep their slice, which holds at most a few times their size.
+const COPY_BELOW: usize = 32 * 1024;
+
+/// `data` as a message's bytes of their own, or as its slice of the read buffer.
+fn detach(data: BytesMut) -> Bytes {
+    if data.len() < COPY_BELOW {
+        Bytes::copy_from_slice(&data)
+    } else {
+        data.freeze()
+    }
+}
+
 /// A data message once all of it arrived.
 fn complete(op: u8, data: BytesMut) -> Result<Message, Error> {
     match op {
-        opcode::BINARY => Ok(Message::Binary(data.freeze())),
+        opcode::BINARY => Ok(Message::Binary(detach(data))),
         _ => match std::str::from_utf8(&data) {
             Ok(_) => Ok(Message::Text(data.len())),
             Err(_) => Err(Error::Utf8),
@@ -600,6 +615,30 @@ mod tests {
     fn masked_slowly(data: &[u8], key: [u8; 4], offset: usize) -> Vec<u8> {
         let cycle = |i: usize| key[(offset + i) % 4];
         data.iter().enumerate().map(|(i, b)| b ^ cycle(i)).collect()
+    }
+
+    #[test]
+    fn small_messages_do_not_keep_the_read_buffer_alive() {
+        // A 60-byte frame read together with the start of a 60 KB one.
+        let big = frame(opcode::BINARY, true, &[7; 60_000], K);
+        let bytes = [
+            frame(opcode::BINARY, true, &[1; 60], K),
+            big[..30_000].to_vec(),
+        ]
+        .concat();
+        let mut r = Reader::new(Role::Server, 65_536, 4096, &bytes);
+        let Ok(Some(Message::Binary(small))) = r.parse() else {
+            panic!("the small message");
+        };
+        assert_eq!(small, [1; 60][..]);
+        assert!(small.is_unique(), "a slice of the reader's block");
+        r.push(&big[30_000..]);
+        let Ok(Some(Message::Binary(large))) = r.parse() else {
+            panic!("the large message");
+        };
+        // A large one stays where it was read (no copy of 60 KB).
+        assert_eq!(large.len(), 60_000);
+        assert!(!large.is_unique() || r.buf.capacity() == 0);
     }
 
     #[test]
