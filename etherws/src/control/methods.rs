@@ -608,23 +608,32 @@ impl Control {
         };
         let mirror = number("mirror", i64::from(u32::MAX))?;
         let changes = profile != Profile::default() || mirror.is_some();
-        let stat = match p.get("shut") {
-            Some(v) if !v.is_null() => lock(&self.switch).set_shut(port, truthy(v)),
-            _ => lock(&self.switch).port(port),
-        }
-        .ok_or_else(|| bad(format!("no such port: {port}")))?;
-        self.offload.set_shut(port, stat.shut);
-        let stat = if changes {
-            let mut policy = stat.policy;
-            profile.apply(&mut policy);
-            if let Some(m) = mirror {
-                policy.mirror = (m != 0).then_some(m as PortNo);
+        // 1.3's `bool(shut)`.
+        let shut = p.get("shut").filter(|v| !v.is_null()).map(truthy);
+        let no_port = || bad(format!("no such port: {port}"));
+        // Under one lock: the policy first, as it is the one that can be refused (a mirror
+        // that is no other port), so that a refused call changes nothing, `shut` included.
+        let stat = {
+            let mut sw = lock(&self.switch);
+            if changes {
+                let mut policy = sw.port(port).ok_or_else(no_port)?.policy;
+                profile.apply(&mut policy);
+                if let Some(m) = mirror {
+                    policy.mirror = (m != 0).then_some(m as PortNo);
+                }
+                sw.set_policy(port, policy)
+                    .map_err(|e| bad(e.to_string()))?;
             }
-            self.set_policy(port, policy)
-                .map_err(|e| bad(e.to_string()))?
-        } else {
-            stat
+            match shut {
+                Some(s) => sw.set_shut(port, s),
+                None => sw.port(port),
+            }
+            .ok_or_else(no_port)?
         };
+        self.offload.set_shut(port, stat.shut);
+        if changes {
+            self.offload.set_user_only(port, stat.policy.needs_core());
+        }
         tracing::info!(port, shut = stat.shut, policy = ?stat.policy, "port set");
         Ok(entries(vec![self.row(&stat)]))
     }
