@@ -782,3 +782,61 @@ fn set_port_refused_changes_nothing() {
         "{after}"
     );
 }
+
+/// `isolated` and `mesh` (etherws 2's settings) are `true`/`false` or 1/0 in `setPort`, as `ctl`
+/// sends them and the documentation gives them; a string such as `"no"` or `"0"` is refused
+/// (-32602, the port as it was), never read as "on". `addPort`'s `mesh` likewise.
+#[test]
+fn set_port_flags_are_booleans() {
+    if !require_root() {
+        return;
+    }
+    let (sw, ns) = two_taps("nb");
+    for key in ["isolated", "mesh"] {
+        for bad in [
+            serde_json::json!("no"),
+            serde_json::json!("false"),
+            serde_json::json!("0"),
+            serde_json::json!("true"),
+            serde_json::json!(""),
+            serde_json::json!(2),
+            serde_json::json!(0.5),
+            serde_json::json!([]),
+        ] {
+            let v = set_port(&sw, &ns, serde_json::json!({"port": 1, key: bad}));
+            assert_eq!(v["error"]["code"], -32602, "{key}: {bad}: {v}");
+            let data = v["error"]["data"].as_str().unwrap_or_default();
+            assert!(
+                data.contains(&format!("{key} must be true or false")),
+                "{key}: {bad}: {v}"
+            );
+            assert_eq!(sw.port_status(1)[key], false, "{key}: {bad} turned it on");
+        }
+        for (good, want) in [
+            (serde_json::json!(true), true),
+            (serde_json::json!(false), false),
+            (serde_json::json!(1), true),
+            (serde_json::json!(0), false),
+        ] {
+            let v = set_port(&sw, &ns, serde_json::json!({"port": 1, key: good}));
+            assert!(v["error"].is_null(), "{key}: {good}: {v}");
+            assert_eq!(sw.port_status(1)[key], want, "{key}: {good}");
+        }
+    }
+    // addPort's mesh is checked before the port is made.
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "etherws.control.addPort",
+        "params": {"type": "client", "target": "ws://127.0.0.1:9/", "options": {"mesh": "no"}},
+        "id": 8,
+    });
+    let v = rpc_in(&ns, sw.ctl_addr(), "/ctl", &body.to_string());
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(
+        v["error"]["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("mesh must be true or false")),
+        "{v}"
+    );
+    assert_eq!(sw.listport().len(), 2, "no port added");
+}
