@@ -635,3 +635,66 @@ fn the_recipe_by_hand_is_what_the_helper_does() {
         }
     }
 }
+
+/// The helper refuses `all` and `default` as the uplink or the TAP (no root needed): they are
+/// no interfaces, and forwarding turned on in /proc/sys/net/ipv4/conf/all would be on for every
+/// interface of the host. Refused before anything runs: the programs it would call (here a
+/// stub that records its call and fails, so that nothing is ever changed) are never started.
+#[test]
+fn the_helper_refuses_host_wide_interface_names() {
+    let dir = TempDir::new("lgw");
+    let called = dir.file("called");
+    let stub = dir.write(
+        "stub",
+        &format!("#!/bin/sh\necho \"$0 $*\" >> '{called}'\nexit 1\n"),
+    );
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the stub");
+    let run = |args: &[&str]| {
+        let _ = std::fs::remove_file(&called);
+        let out = std::process::Command::new("sh")
+            .arg(contrib("etherws-lan-gateway"))
+            .args(["--state-dir", &dir.file("run")])
+            .args(args)
+            .env("ETHERWS", &stub)
+            .env("NFT", &stub)
+            .env("DNSMASQ", &stub)
+            .output()
+            .expect("run the helper");
+        let calls = std::fs::read_to_string(&called).unwrap_or_default();
+        (out, calls)
+    };
+    let gw = ["--address", "192.0.2.1/24"];
+    for (tap, uplink) in [
+        ("lan0", "all"),
+        ("lan0", "default"),
+        ("all", "lo"),
+        ("default", "lo"),
+        ("lan0", ".."),
+    ] {
+        let (out, calls) = run(&[&["--tap", tap, "--uplink", uplink][..], &gw].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "--tap {tap} --uplink {uplink}: {err}"
+        );
+        assert!(
+            calls.is_empty(),
+            "--tap {tap} --uplink {uplink} went on to run {calls}"
+        );
+        let named = if uplink == "lo" { tap } else { uplink };
+        assert!(
+            err.starts_with("etherws-lan-gateway: ") && err.contains(named),
+            "--tap {tap} --uplink {uplink}: {err}"
+        );
+    }
+    // A real interface passes the check, and the helper goes on (to the failing stub).
+    let (out, calls) = run(&[&["--tap", "lan0", "--uplink", "lo"][..], &gw].concat());
+    assert!(!out.status.success());
+    assert!(calls.contains(" -f -"), "nft was not called: {calls:?}");
+    // --down with a host-wide name is refused too.
+    let (out, calls) = run(&["--down", "--tap", "all"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(calls.is_empty(), "--down --tap all ran {calls}");
+}

@@ -721,3 +721,122 @@ fn policies_hold_on_offloaded_ports() {
     sw.ctl_ok(&["setport", &p(2), "--vlan", "0"]);
     pings(&[(&h1, "192.0.2.2"), (&h2, "192.0.2.1")]);
 }
+
+/// A switch in a namespace of its own (`{tag}S`) with two TAP ports (1 and 2), for the
+/// control API's checks.
+fn two_taps(tag: &str) -> (Switch, Netns) {
+    let ns = Netns::new(&format!("{tag}S"));
+    let sw = Switch::builder(tag).netns(&ns).start();
+    for (n, tap) in [(1, "ewsA"), (2, "ewsB")] {
+        assert_eq!(sw.add_port("tap", tap, &[]).port, n, "{tap} is port {n}");
+    }
+    (sw, ns)
+}
+
+/// `setPort` with `params` through the JSON-RPC API: the whole answer, error or result.
+fn set_port(sw: &Switch, ns: &Netns, params: Value) -> Value {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "etherws.control.setPort",
+        "params": params,
+        "id": 7,
+    });
+    rpc_in(ns, sw.ctl_addr(), "/ctl", &body.to_string())
+}
+
+/// A refused `setPort` answers -32602 and changes nothing: every setting is checked before any
+/// is applied, `shut` (etherws 1.3's) as much as etherws 2's policy.
+#[test]
+fn set_port_refused_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    let (sw, ns) = two_taps("nz");
+    let before = sw.port_status(1);
+    for params in [
+        // A mirror that is no port, or the port itself.
+        serde_json::json!({"port": 1, "shut": true, "mirror": 9}),
+        serde_json::json!({"port": 1, "shut": true, "mirror": 1}),
+        serde_json::json!({"port": 1, "shut": true, "isolated": true, "mirror": 9}),
+        serde_json::json!({"port": 1, "shut": 1, "vlan": 10, "mirror": 1}),
+        serde_json::json!({"port": 1, "shut": true, "vlan": 5000}),
+    ] {
+        let v = set_port(&sw, &ns, params.clone());
+        assert_eq!(v["error"]["code"], -32602, "{params}: {v}");
+        let after = sw.port_status(1);
+        for key in ["shut", "isolated", "vlan", "mirror"] {
+            assert_eq!(after[key], before[key], "{params} changed {key}: {after}");
+        }
+    }
+    // The same with a mirror that is another port: all of it applies.
+    let v = set_port(
+        &sw,
+        &ns,
+        serde_json::json!({"port": 1, "shut": true, "mirror": 2}),
+    );
+    assert!(v["error"].is_null(), "{v}");
+    let after = sw.port_status(1);
+    assert_eq!(
+        (&after["shut"], &after["mirror"]),
+        (&true.into(), &2.into()),
+        "{after}"
+    );
+}
+
+/// `isolated` and `mesh` (etherws 2's settings) are `true`/`false` or 1/0 in `setPort`, as `ctl`
+/// sends them and the documentation gives them; a string such as `"no"` or `"0"` is refused
+/// (-32602, the port as it was), never read as "on". `addPort`'s `mesh` likewise.
+#[test]
+fn set_port_flags_are_booleans() {
+    if !require_root() {
+        return;
+    }
+    let (sw, ns) = two_taps("nb");
+    for key in ["isolated", "mesh"] {
+        for bad in [
+            serde_json::json!("no"),
+            serde_json::json!("false"),
+            serde_json::json!("0"),
+            serde_json::json!("true"),
+            serde_json::json!(""),
+            serde_json::json!(2),
+            serde_json::json!(0.5),
+            serde_json::json!([]),
+        ] {
+            let v = set_port(&sw, &ns, serde_json::json!({"port": 1, key: bad}));
+            assert_eq!(v["error"]["code"], -32602, "{key}: {bad}: {v}");
+            let data = v["error"]["data"].as_str().unwrap_or_default();
+            assert!(
+                data.contains(&format!("{key} must be true or false")),
+                "{key}: {bad}: {v}"
+            );
+            assert_eq!(sw.port_status(1)[key], false, "{key}: {bad} turned it on");
+        }
+        for (good, want) in [
+            (serde_json::json!(true), true),
+            (serde_json::json!(false), false),
+            (serde_json::json!(1), true),
+            (serde_json::json!(0), false),
+        ] {
+            let v = set_port(&sw, &ns, serde_json::json!({"port": 1, key: good}));
+            assert!(v["error"].is_null(), "{key}: {good}: {v}");
+            assert_eq!(sw.port_status(1)[key], want, "{key}: {good}");
+        }
+    }
+    // addPort's mesh is checked before the port is made.
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "etherws.control.addPort",
+        "params": {"type": "client", "target": "ws://127.0.0.1:9/", "options": {"mesh": "no"}},
+        "id": 8,
+    });
+    let v = rpc_in(&ns, sw.ctl_addr(), "/ctl", &body.to_string());
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(
+        v["error"]["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("mesh must be true or false")),
+        "{v}"
+    );
+    assert_eq!(sw.listport().len(), 2, "no port added");
+}

@@ -326,3 +326,84 @@ fn ctl_json_reports_an_unreachable_switch_as_json() {
     assert_eq!(v["error"]["code"], -32603, "{v}");
     assert!(!out.status.success());
 }
+
+/// A WebSocket upgrade of `path` on `sw`'s listener: the HTTP status it gets.
+fn upgrade_status(sw: &Switch, path: &str) -> u16 {
+    let s = std::net::TcpStream::connect(("127.0.0.1", sw.ws_port)).expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    try_http_exchange(s, &req, Duration::from_millis(500))
+        .unwrap_or_else(|e| panic!("upgrade of {path}: {e}"))
+        .status
+}
+
+/// `--path` is a literal URI path, never a route pattern: `/{x}` (which matched every path),
+/// `/:x`, `/*x` and `/a{` (which panicked at start while `--check-config` said OK), a newline,
+/// a space or a NUL are refused before anything starts, with the same words from
+/// `--check-config` as from `sw`, and no panic; a path is served as written, and only it.
+#[test]
+fn paths_are_literal_never_patterns() {
+    let dir = TempDir::new("opp");
+    let empty = dir.write("empty.toml", "");
+    for path in [
+        "/{x}", "/:x", "/a/*x", "/a{", "/a}", "/a\nb", "/a b", "/a?b", "/a%zz",
+    ] {
+        let checked = etherws_run(None, &["sw", "--check-config", &empty, "--path", path]);
+        let started = sw_start_fails(&["--port", "0", "--ctlport", "0", "--path", path]);
+        for (what, out) in [("--check-config", &checked), ("sw", &started)] {
+            let err = text(&out.stderr);
+            assert!(
+                !out.status.success() && !err.contains("panicked"),
+                "{what} --path {path:?}: {}\n{err}",
+                out.status
+            );
+            assert!(
+                err.lines().next().is_some_and(|l| l.contains("--path")
+                    && (l.contains("must hold only")
+                        || l.contains("must not start")
+                        || l.contains("%XX"))),
+                "{what} --path {path:?}: {err}"
+            );
+        }
+        assert_eq!(
+            text(&checked.stderr),
+            text(&started.stderr),
+            "--check-config and sw say the same of --path {path:?}"
+        );
+    }
+    // In the configuration file (where a NUL can be written): exit 1, one escaped line.
+    for (file, body) in [
+        ("nul.toml", "[[path]]\npath = \"/a\\u0000b\"\n"),
+        ("brace.toml", "[switch]\npath = \"/{x}\"\n"),
+        ("colon.toml", "[switch]\nctlpath = \"/:ctl\"\n"),
+    ] {
+        let f = dir.write(file, body);
+        let checked = etherws_run(None, &["sw", "--check-config", &f]);
+        let started = sw_start_fails(&["--config", &f, "--port", "0", "--ctlport", "0"]);
+        for (what, out) in [("--check-config", &checked), ("sw", &started)] {
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{what} {file}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what} {file}: {err}");
+            assert!(
+                err.starts_with("etherws sw: error: ") && err.contains(&format!("{file}:2: ")),
+                "{what} {file}: {err}"
+            );
+        }
+    }
+    // Served as written, and only that: not /b, not /a/ or /A; escapes and ':' inside a
+    // segment are plain characters.
+    let sw = Switch::local("opp", &["--path", "/a", "--path", "/x:y%20z"]);
+    for (path, want) in [
+        ("/a", 101),
+        ("/x:y%20z", 101),
+        ("/b", 404),
+        ("/a/", 404),
+        ("/A", 404),
+        ("/a/b", 404),
+        ("/x:y", 404),
+    ] {
+        assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path}");
+    }
+}

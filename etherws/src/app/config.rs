@@ -1428,6 +1428,33 @@ vlan = 20
         );
     }
 
+    /// `isolated` and `mesh` are TOML booleans in every table: a string or a number is refused
+    /// (as the control API and `--path` refuse anything but true/false, 1/0), never read as on.
+    #[test]
+    fn flags_are_booleans_in_every_table() {
+        for value in ["\"no\"", "\"false\"", "\"0\"", "0", "1"] {
+            for key in ["isolated", "mesh"] {
+                let what = if value.starts_with('"') {
+                    "string"
+                } else {
+                    "integer"
+                };
+                let want = format!("{key} must be true or false, not {what}");
+                fails(
+                    &format!("[[port]]\ntype = \"tap\"\ntarget = \"t0\"\n{key} = {value}\n"),
+                    4,
+                    &want,
+                );
+                fails(
+                    &format!("[[path]]\npath = \"/a\"\n{key} = {value}\n"),
+                    3,
+                    &want,
+                );
+                fails(&format!("[user.alice]\n{key} = {value}\n"), 2, &want);
+            }
+        }
+    }
+
     #[test]
     fn interface_settings() {
         let tap = |extra: &str| format!("[[port]]\ntype = \"tap\"\ntarget = \"t0\"\n{extra}\n");

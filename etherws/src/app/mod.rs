@@ -20,11 +20,25 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// clap's error with the value it quotes (`invalid value '…' for '--path …'`) escaped: the
+/// value is the user's, and may hold a newline or an escape sequence.
+fn value_escaped(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::String(v)) = e.get(ContextKind::InvalidValue) {
+        let v = printable(v).into_owned();
+        e.insert(ContextKind::InvalidValue, ContextValue::String(v));
+    }
+    e
+}
+
 /// `etherws`: parse the command line and run `sw` or `ctl`.
 pub fn main() -> ExitCode {
     // Built once, at start: clap wants a `'static` string.
     let version: &'static str = Box::leak(cli::long_version().into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
+    let matches = Cli::command()
+        .version(version)
+        .try_get_matches()
+        .unwrap_or_else(|e| value_escaped(e).exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         cli::Command::Ctl(args) => {

@@ -79,6 +79,21 @@ fn string<'a>(p: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, R
     }
 }
 
+/// An etherws 2 on/off setting (`isolated`, `mesh`, `offload`): `true`/`false` or 1/0, as
+/// `ctl` and the documentation give it; anything else is refused, so that `"no"` or `"0"` never
+/// turns a setting on. (1.3's own `shut` and `insecure` keep its `bool(x)`: [`truthy`].)
+fn flag(p: &Map<String, Value>, key: &str) -> Result<Option<bool>, RpcError> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
+        Some(v) => Err(bad(format!(
+            "{key} must be true or false (or 1 or 0), not {v}"
+        ))),
+    }
+}
+
 /// Truthiness as etherws 1.3's `bool(x)`.
 fn truthy(v: &Value) -> bool {
     match v {
@@ -403,7 +418,7 @@ impl Control {
             "tap" => self.add_tap(target).await.map_err(fail)?,
             "netdev" => {
                 let opts = object(p.get("options").unwrap_or(&Value::Null))?;
-                let offload = opts.get("offload").is_some_and(truthy);
+                let offload = flag(&opts, "offload")?.unwrap_or(false);
                 let mode = string(&opts, "xdp_mode")?
                     .map(str::parse::<AttachMode>)
                     .transpose()
@@ -439,7 +454,7 @@ impl Control {
                 // A client certificate for a server that requires one (mutual TLS).
                 let tls = ClientTls::new(insecure, cacerts, file("cert")?, file("key")?)
                     .map_err(|e| bad(e.to_string()))?;
-                let mesh = opts.get("mesh").is_some_and(truthy);
+                let mesh = flag(&opts, "mesh")?.unwrap_or(false);
                 let opts = ClientOptions {
                     creds,
                     verify: tls.verify,
@@ -597,34 +612,42 @@ impl Control {
                 Some(n) => Err(bad(format!("{key} must be from 0 to {hi}, not {n}"))),
             }
         };
-        let flag = |key: &str| p.get(key).filter(|v| !v.is_null()).map(truthy);
         let profile = Profile {
             vlan: number("vlan", 4094)?.map(|v| Num(v as u16)),
-            isolated: flag("isolated"),
-            mesh: flag("mesh"),
+            isolated: flag(p, "isolated")?,
+            mesh: flag(p, "mesh")?,
             rate_in: number("rate_in", 400_000_000_000)?.map(BitRate),
             rate_out: number("rate_out", 400_000_000_000)?.map(BitRate),
             burst: number("burst", i64::MAX)?.map(Num),
         };
         let mirror = number("mirror", i64::from(u32::MAX))?;
         let changes = profile != Profile::default() || mirror.is_some();
-        let stat = match p.get("shut") {
-            Some(v) if !v.is_null() => lock(&self.switch).set_shut(port, truthy(v)),
-            _ => lock(&self.switch).port(port),
-        }
-        .ok_or_else(|| bad(format!("no such port: {port}")))?;
-        self.offload.set_shut(port, stat.shut);
-        let stat = if changes {
-            let mut policy = stat.policy;
-            profile.apply(&mut policy);
-            if let Some(m) = mirror {
-                policy.mirror = (m != 0).then_some(m as PortNo);
+        // 1.3's `bool(shut)`.
+        let shut = p.get("shut").filter(|v| !v.is_null()).map(truthy);
+        let no_port = || bad(format!("no such port: {port}"));
+        // Under one lock: the policy first, as it is the one that can be refused (a mirror
+        // that is no other port), so that a refused call changes nothing, `shut` included.
+        let stat = {
+            let mut sw = lock(&self.switch);
+            if changes {
+                let mut policy = sw.port(port).ok_or_else(no_port)?.policy;
+                profile.apply(&mut policy);
+                if let Some(m) = mirror {
+                    policy.mirror = (m != 0).then_some(m as PortNo);
+                }
+                sw.set_policy(port, policy)
+                    .map_err(|e| bad(e.to_string()))?;
             }
-            self.set_policy(port, policy)
-                .map_err(|e| bad(e.to_string()))?
-        } else {
-            stat
+            match shut {
+                Some(s) => sw.set_shut(port, s),
+                None => sw.port(port),
+            }
+            .ok_or_else(no_port)?
         };
+        self.offload.set_shut(port, stat.shut);
+        if changes {
+            self.offload.set_user_only(port, stat.policy.needs_core());
+        }
         tracing::info!(port, shut = stat.shut, policy = ?stat.policy, "port set");
         Ok(entries(vec![self.row(&stat)]))
     }

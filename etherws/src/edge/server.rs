@@ -179,7 +179,10 @@ impl WsSide {
     }
 }
 
-/// Routes for the WebSocket endpoint: one per path, each with its own settings.
+/// Routes for the WebSocket endpoint: one per path, each with its own settings. A path is
+/// literal for axum's router: `HttpPath` lets no `{`, `}` (captures) through, nor a segment
+/// starting with `:` or `*` (which axum refuses), so a route matches its own path only and
+/// building it cannot panic.
 pub(crate) fn ws_routes(
     paths: &[WsPath],
     users: Arc<Users>,

@@ -76,10 +76,14 @@ impl Profile {
     /// Reads one `KEY[:VALUE]` setting of a `--path` (`vlan:10`, `isolated`, `rate-in:10M`).
     fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, String> {
         let need = || value.ok_or_else(|| format!("{key} needs a value ({key}:VALUE)"));
+        // `isolated` alone is `isolated:true`; the values are those of the control API and the
+        // configuration file's tables, nothing else.
         let flag = || match value {
-            None | Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(v) => Err(format!("{key} must be true or false, not {v:?}")),
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(v) => Err(format!(
+                "{key} must be true or false (or 1 or 0), not {v:?}"
+            )),
         };
         let what = |e: String| format!("{key} {e}");
         match key {
@@ -268,11 +272,32 @@ mod tests {
             "/a=vlan:5000",
             "/a=colour:red",
             "/a=isolated:maybe",
+            "/a=isolated:no",
+            "/a=isolated:yes",
+            "/a=isolated:",
+            "/a=mesh:off",
+            "/a=mesh:2",
             "/a=htpasswd:",
             "/a=rate-in:fast",
         ] {
             assert!(bad.parse::<PathSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn path_flags_are_true_false_one_or_zero() {
+        for (spec, want) in [
+            ("/a=isolated", true),
+            ("/a=isolated:true", true),
+            ("/a=isolated:1", true),
+            ("/a=isolated:false", false),
+            ("/a=isolated:0", false),
+        ] {
+            let p: PathSpec = spec.parse().unwrap();
+            assert_eq!(p.profile.isolated, Some(want), "{spec}");
+        }
+        let e = "/a=mesh:no".parse::<PathSpec>().unwrap_err();
+        assert_eq!(e, "mesh must be true or false (or 1 or 0), not \"no\"");
     }
 
     #[test]

@@ -95,19 +95,56 @@ impl<T: Int, const LO: u64, const HI: u64> TryFrom<i128> for Num<T, LO, HI> {
     }
 }
 
-/// An HTTP path to serve on: it starts with `/`.
+/// An HTTP path to serve on, served as it is written (never a pattern): it starts with `/`
+/// and holds only what RFC 3986 allows in a path — `/`, letters, digits, `-._~!$&'()*+,;=:@`
+/// and `%XX` escapes — so no space, control character, `?`, `#`, `{` or `}`. A segment may
+/// not start with `:` or `*`, which the web server's router would take for a pattern (`%3A`
+/// and `%2A` say them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HttpPath(pub(crate) String);
+
+/// A character RFC 3986 allows in a path as it is: `pchar` but `%`, and `/`.
+fn path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b)
+}
 
 impl FromStr for HttpPath {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.starts_with('/') {
-            Ok(HttpPath(s.to_string()))
-        } else {
-            Err(format!("must start with '/', not {s:?}"))
+        if !s.starts_with('/') {
+            return Err(format!("must start with '/', not {s:?}"));
         }
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if b == b'%' {
+                let hex = bytes.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(format!(
+                        "'%' must start a %XX escape (two hex digits): {s:?}"
+                    ));
+                }
+                i += 3;
+            } else if path_char(b) {
+                i += 1;
+            } else {
+                let c = s[i..].chars().next().unwrap_or_default();
+                return Err(format!(
+                    "must hold only '/', letters, digits, -._~!$&'()*+,;=:@ and %XX escapes \
+                     (RFC 3986), not {c:?} in {s:?}"
+                ));
+            }
+        }
+        if let Some(seg) = s
+            .split('/')
+            .find(|seg| seg.starts_with(':') || seg.starts_with('*'))
+        {
+            return Err(format!(
+                "a segment must not start with ':' or '*' ({seg:?} in {s:?}; write %3A or %2A)"
+            ));
+        }
+        Ok(HttpPath(s.to_string()))
     }
 }
 
@@ -188,3 +225,52 @@ impl<'de> Deserialize<'de> for BitRate {
 
 /// An access VLAN: 1 to 4094, or 0 for a trunk.
 pub(crate) type Vlan = Num<u16, 0, 4094>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_paths_are_literal_uri_paths() {
+        for good in [
+            "/",
+            "/ws",
+            "/a/b/",
+            "/lab-1_x.y~z",
+            "/a%20b",
+            "/%7Bx%7D",
+            "/%3Ax",
+            "/a:b",
+            "/a*b",
+            "/a@b!$&'()+,;",
+        ] {
+            assert_eq!(good.parse(), Ok(HttpPath(good.into())), "{good}");
+        }
+        for (bad, why) in [
+            ("", "must start with '/'"),
+            ("ws", "must start with '/'"),
+            ("/{x}", "not '{'"),
+            ("/a{", "not '{'"),
+            ("/{*x}", "not '{'"),
+            ("/a}", "not '}'"),
+            ("/:x", "must not start with ':'"),
+            ("/a/*x", "must not start with ':' or '*' (\"*x\""),
+            ("/*", "must not start"),
+            ("/a\0b", "not '\\0'"),
+            ("/a\nb", "not '\\n'"),
+            ("/a b", "not ' '"),
+            ("/a\tb", "not '\\t'"),
+            ("/a?b", "not '?'"),
+            ("/a#b", "not '#'"),
+            ("/a\\b", "not '\\\\'"),
+            ("/\u{e9}", "not '\u{e9}'"),
+            ("/\u{202e}x", "not '\\u{202e}'"),
+            ("/a%", "%XX escape"),
+            ("/a%2", "%XX escape"),
+            ("/a%zz", "%XX escape"),
+        ] {
+            let e = bad.parse::<HttpPath>().unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+}
