@@ -16,8 +16,9 @@
 //!   two headers are ignored: a proxy passes on what the client sent in them.
 //!
 //! What an untrusted peer sends in these headers is ignored: it cannot choose its address. A
-//! malformed header from a trusted proxy is an error (the connection is closed with the reason
-//! logged) rather than a guess.
+//! malformed header from a trusted proxy (not ASCII, or a hop that is read, up to the client's,
+//! naming no address) is an error (the connection is closed with the reason logged) rather
+//! than a guess; what is left of the client's hop is not read.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -83,8 +84,17 @@ impl ProxyHeader {
         }
     }
 
+    /// The header's name, as it is written in messages.
+    fn title(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "X-Forwarded-For",
+            ProxyHeader::Forwarded => "Forwarded for=",
+            ProxyHeader::XRealIp => "X-Real-IP",
+        }
+    }
+
     /// The hops the header names, left to right (none without the header).
-    fn hops(self, headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+    fn hops(self, headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
         match self {
             ProxyHeader::XForwardedFor => x_forwarded_for(headers),
             ProxyHeader::Forwarded => forwarded_for(headers),
@@ -178,62 +188,62 @@ impl TrustedProxies {
         if let Some(named) = conn.proxied {
             return Ok(named);
         }
-        let hops = self.header.hops(headers)?;
-        Ok(hops
-            .iter()
-            .rev()
-            .find(|c| !self.trusts(c.ip))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(conn.peer))
+        // From the right, each hop parsed only when the one to its right was trusted: what is
+        // left of the client is the client's own to write, and no concern of the switch's.
+        let mut leftmost = None;
+        for (written, address) in self.header.hops(headers)?.into_iter().rev() {
+            let hop = node(address).ok_or_else(|| bad(self.header.title(), written))?;
+            if !self.trusts(hop.ip) {
+                return Ok(hop);
+            }
+            leftmost = Some(hop);
+        }
+        Ok(leftmost.unwrap_or(conn.peer))
     }
 }
 
+/// One hop a forwarding header names, not parsed yet: as written (for an error), and the
+/// address in it (`for=`'s value unquoted).
+type Hop<'a> = (&'a str, &'a str);
+
+/// A header's value as text; a value that is not ASCII is malformed.
+fn text<'a>(value: &'a axum::http::HeaderValue, name: &str) -> Result<&'a str, Malformed> {
+    value
+        .to_str()
+        .map_err(|_| Malformed(format!("{name} is not ASCII")))
+}
+
 /// The hops of every `X-Forwarded-For` header, left to right.
-fn x_forwarded_for(headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+fn x_forwarded_for(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
     let mut hops = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let text = value
-            .to_str()
-            .map_err(|_| Malformed("X-Forwarded-For is not ASCII".into()))?;
-        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            hops.push(node(item).ok_or_else(|| bad("X-Forwarded-For", item))?);
-        }
+        let items = text(value, "X-Forwarded-For")?.split(',').map(str::trim);
+        hops.extend(items.filter(|i| !i.is_empty()).map(|i| (i, i)));
     }
     Ok(hops)
 }
 
 /// The address of every `X-Real-IP` header, in order: one address each.
-fn x_real_ip(headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+fn x_real_ip(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
     headers
         .get_all("x-real-ip")
         .iter()
-        .map(|value| {
-            let text = value
-                .to_str()
-                .map_err(|_| Malformed("X-Real-IP is not ASCII".into()))?
-                .trim();
-            node(text).ok_or_else(|| bad("X-Real-IP", text))
-        })
+        .map(|value| text(value, "X-Real-IP").map(|t| (t.trim(), t.trim())))
         .collect()
 }
 
 /// The `for=` of every element of every `Forwarded` header, left to right.
-fn forwarded_for(headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+fn forwarded_for(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
     let mut hops = Vec::new();
     for value in headers.get_all("forwarded") {
-        let text = value
-            .to_str()
-            .map_err(|_| Malformed("Forwarded is not ASCII".into()))?;
-        for element in text.split(',') {
+        for element in text(value, "Forwarded")?.split(',') {
             let Some(node_text) = element.split(';').find_map(|pair| {
                 let (k, v) = pair.split_once('=')?;
                 k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
             }) else {
                 continue;
             };
-            let unquoted = node_text.trim_matches('"');
-            hops.push(node(unquoted).ok_or_else(|| bad("Forwarded for=", node_text))?);
+            hops.push((node_text, node_text.trim_matches('"')));
         }
     }
     Ok(hops)
@@ -566,6 +576,34 @@ mod tests {
         assert_eq!(
             none.client(Connection::plain(peer("127.0.0.1:5000")), &forged),
             Ok(peer("127.0.0.1:5000"))
+        );
+    }
+
+    #[test]
+    fn what_is_left_of_the_client_is_not_read() {
+        // $proxy_add_x_forwarded_for after a client's own garbage: the client is still known.
+        assert_eq!(
+            client_of(
+                "127.0.0.1:5000",
+                &[("x-forwarded-for", "garbage, 198.51.100.7")]
+            ),
+            Ok("198.51.100.7".into())
+        );
+        assert_eq!(
+            seen(
+                ProxyHeader::Forwarded,
+                "127.0.0.1:5000",
+                &[("forwarded", "for=_hidden, for=198.51.100.7")]
+            ),
+            Ok("198.51.100.7".into())
+        );
+        // Garbage that a trusted hop vouches for is read, and refused.
+        assert!(
+            client_of(
+                "127.0.0.1:5000",
+                &[("x-forwarded-for", "garbage, 203.0.113.9")]
+            )
+            .is_err()
         );
     }
 
