@@ -499,26 +499,35 @@ pub fn proxy_answer(data: &[u8]) {
 }
 
 /// What a reverse proxy says about the client: a PROXY protocol header (v1 or v2) at the start
-/// of the input, then, split at the first 0xff byte, `Forwarded` and `X-Forwarded-For` values
-/// judged from a trusted address.
+/// of the input, then, split at 0xff bytes, `Forwarded`, `X-Forwarded-For` and `X-Real-IP`
+/// values judged from a trusted address, as each of the three `--proxy-header`s.
 pub fn forwarded(data: &[u8]) {
-    use crate::edge::forwarded::{Client, TrustedProxies, parse_proxy_header};
+    use crate::edge::forwarded::{
+        Client, Connection, ProxyHeader, TrustedProxies, parse_proxy_header,
+    };
     if let Ok(Some((len, _))) = parse_proxy_header(data) {
         assert!(len <= data.len(), "a header longer than its input");
     }
     let mut parts = data.split(|&b| b == 0xff);
     let mut headers = axum::http::HeaderMap::new();
-    for name in ["forwarded", "x-forwarded-for"] {
+    for name in ["forwarded", "x-forwarded-for", "x-real-ip"] {
         if let Some(v) = parts.next() {
             if let Ok(v) = axum::http::HeaderValue::from_bytes(v) {
                 headers.append(name, v);
             }
         }
     }
-    let proxies = TrustedProxies::parse(&["127.0.0.0/8".into(), "2001:db8::/32".into()])
-        .expect("valid CIDRs");
     let conn = Client::of(std::net::SocketAddr::from(([127, 0, 0, 1], 4711)));
-    let _ = proxies.client(conn, &headers);
+    for header in [
+        ProxyHeader::XForwardedFor,
+        ProxyHeader::Forwarded,
+        ProxyHeader::XRealIp,
+    ] {
+        let trusted = ["127.0.0.0/8".into(), "2001:db8::/32".into()];
+        let proxies =
+            TrustedProxies::parse("trusted-proxy", &trusted, header).expect("valid CIDRs");
+        let _ = proxies.client(Connection::plain(conn), &headers);
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, Valu
 use serde::Deserialize;
 
 use crate::app::logging::LogFormat;
+use crate::edge::forwarded::ProxyHeader;
 use crate::settings::profile::PathSpec;
 use crate::settings::values::{BitRate, HttpPath, Int, Num};
 
@@ -255,6 +256,12 @@ impl DefaultText for LogFormat {
     }
 }
 
+impl DefaultText for ProxyHeader {
+    fn text(&self) -> String {
+        self.name().to_owned()
+    }
+}
+
 /// The paths, without settings (a default has none). `--path` takes no list: a default is one
 /// path.
 impl DefaultText for Vec<PathSpec> {
@@ -286,7 +293,7 @@ sw_options! {
     /// - `logconf`, `pidfile`, `htpasswd`, `ctlhtpasswd`: `None`, no such file;
     /// - `sslkey`, `sslcert`, `sslclientca`, `sslcrl` and their `ctl` twins: `None`, no TLS
     ///   (no client certificates, no CRLs);
-    /// - `trusted_proxy`, `ctlallowhost`: `None`, none (as an empty list);
+    /// - `trusted_proxy`, `ctl_trusted_proxy`, `ctlallowhost`: `None`, none (as an empty list);
     /// - `rate_in`, `rate_out`: `None`, no limit but a path's own;
     /// - `host`: `None`, every address;
     /// - `port`: `None`, 443 with TLS (`sslkey`), 80 without.
@@ -370,11 +377,15 @@ sw_options! {
         #[arg(long, env = "ETHERWS_AUTH_WINDOW", value_name = "SECS")]
         pub(crate) auth_window: Num<u64, 1> = Num(60),
 
-        /// A reverse proxy (CIDR or address) whose word about the client is taken: its
-        /// `Forwarded`/`X-Forwarded-For` header, or PROXY header with --proxy-protocol
-        /// (repeatable; comma-separated in the environment).
+        /// A reverse proxy (CIDR or address) whose word about a WebSocket client is taken: its
+        /// --proxy-header header, or PROXY header with --proxy-protocol (repeatable;
+        /// comma-separated in the environment).
         #[arg(long, env = "ETHERWS_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
         pub(crate) trusted_proxy: Vec<String>,
+        /// The one header a trusted proxy names the client in; only its rightmost hop that is
+        /// not a trusted proxy is taken, and the other two headers are ignored.
+        #[arg(long, env = "ETHERWS_PROXY_HEADER", value_name = "HEADER")]
+        pub(crate) proxy_header: ProxyHeader = ProxyHeader::XForwardedFor,
         /// Connections from a --trusted-proxy to the WebSocket listener start with a PROXY
         /// protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2).
         #[arg(long, env = "ETHERWS_PROXY_PROTOCOL", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
@@ -422,6 +433,12 @@ sw_options! {
         /// names is refused: that defeats DNS rebinding.
         #[arg(long, env = "ETHERWS_CTLALLOWHOST", value_name = "NAME", value_delimiter = ',')]
         pub(crate) ctlallowhost: Vec<String>,
+        /// A reverse proxy (CIDR or address) in front of the control API whose --proxy-header
+        /// header (or PROXY header, on a listener shared with --proxy-protocol) names the
+        /// client for the control API's throttle and log (repeatable; comma-separated in the
+        /// environment). Without it the control API sees the TCP peer, whatever it sends.
+        #[arg(long, env = "ETHERWS_CTL_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
+        pub(crate) ctl_trusted_proxy: Vec<String>,
         // --ctlhtpasswd, --ctlsslkey, --ctlsslcert, --ctlsslclientca, --ctlsslcrl.
         listener_files {
             ctlhtpasswd, ctlsslkey, ctlsslcert, ctlsslclientca, ctlsslcrl;
@@ -684,6 +701,8 @@ mod tests {
         // Options whose default depends on others, or is "none".
         assert_eq!((&d.host, d.port, &d.logconf), (&None, None, &None));
         assert_eq!((&d.trusted_proxy, &d.ctlallowhost), (&None, &None));
+        assert_eq!(d.ctl_trusted_proxy, None);
+        assert_eq!(d.proxy_header, Some(ProxyHeader::XForwardedFor));
         // `--help` shows them.
         let help = Cli::command()
             .find_subcommand_mut("sw")
@@ -692,6 +711,38 @@ mod tests {
             .to_string();
         assert!(help.contains("[default: 300]"), "{help}");
         assert!(help.contains("[env: ETHERWS_AGEOUT="), "{help}");
+        assert!(help.contains("[default: x-forwarded-for]"), "{help}");
+        assert!(help.contains("- x-real-ip:"), "{help}");
+    }
+
+    #[test]
+    fn proxy_header_and_ctl_trusted_proxy() {
+        let file = SwOptions {
+            proxy_header: Some(ProxyHeader::Forwarded),
+            ..SwOptions::default()
+        };
+        let o = layered(&[], file.clone());
+        assert_eq!(o.proxy_header, ProxyHeader::Forwarded);
+        let o = layered(&["--proxy-header", "x-real-ip"], file);
+        assert_eq!(o.proxy_header, ProxyHeader::XRealIp);
+        let o = layered(
+            &["--ctl-trusted-proxy", "192.0.2.1,192.0.2.2"],
+            SwOptions::default(),
+        );
+        let want = vec!["192.0.2.1".to_string(), "192.0.2.2".to_string()];
+        assert_eq!(o.ctl_trusted_proxy, Some(want));
+        let e = Cli::try_parse_from(["etherws", "sw", "--proxy-header", "x-forwarded"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid value 'x-forwarded' for '--proxy-header"),
+            "{e}"
+        );
+        assert!(e.contains("x-forwarded-for, forwarded, x-real-ip"), "{e}");
+        let e = toml::from_str::<SwOptions>("proxy_header = \"X-Forwarded\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `X-Forwarded`"), "{e}");
     }
 
     #[test]

@@ -1048,7 +1048,9 @@ ctlhost = "127.0.0.1"
 ctlport = 7000
 ctlallowhost = ["switch.example", "192.0.2.7"]
 trusted_proxy = ["127.0.0.1/32"]
+proxy_header = "x-real-ip"
 proxy_protocol = true
+ctl_trusted_proxy = ["192.0.2.8"]
 ctlhtpasswd = "/etc/etherws/ctl.htpasswd"
 ctlsslkey = "/etc/etherws/ctlkey.pem"
 ctlsslcert = "/etc/etherws/ctlcert.pem"
@@ -1181,7 +1183,9 @@ vlan = 20
             ctlport: Some(Num(7000)),
             ctlallowhost: Some(vec!["switch.example".into(), "192.0.2.7".into()]),
             trusted_proxy: Some(vec!["127.0.0.1/32".into()]),
+            proxy_header: Some(crate::edge::forwarded::ProxyHeader::XRealIp),
             proxy_protocol: Some(true),
+            ctl_trusted_proxy: Some(vec!["192.0.2.8".into()]),
             ctlhtpasswd: p("/etc/etherws/ctl.htpasswd"),
             ctlsslkey: p("/etc/etherws/ctlkey.pem"),
             ctlsslcert: p("/etc/etherws/ctlcert.pem"),
@@ -1197,14 +1201,14 @@ vlan = 20
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 48,
+                line: 50,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 55,
+                line: 57,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1215,7 +1219,7 @@ vlan = 20
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 60,
+                line: 62,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1229,7 +1233,7 @@ vlan = 20
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 70,
+                line: 72,
             },
         ];
         let users = HashMap::from([(
@@ -1247,10 +1251,10 @@ vlan = 20
                 users
             }
         );
-        assert_eq!(c.ports[2].line(), 60);
+        assert_eq!(c.ports[2].line(), 62);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 44);
+        assert_eq!(keys.len(), 46);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

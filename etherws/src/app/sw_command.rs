@@ -60,8 +60,10 @@ pub(crate) struct Settings {
     pub(crate) ctlport: u16,
     /// Host names the control API answers to besides its addresses (`--ctlhost` included).
     pub(crate) ctlallowhost: Vec<String>,
-    /// Reverse proxies whose forwarding headers name the client.
+    /// Reverse proxies whose forwarding headers name a WebSocket client.
     pub(crate) trusted_proxies: Arc<TrustedProxies>,
+    /// Reverse proxies whose forwarding headers name a control client (none by default).
+    pub(crate) ctl_trusted_proxies: Arc<TrustedProxies>,
     /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
     pub(crate) proxy_protocol: bool,
 }
@@ -120,7 +122,14 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
         ctlport: o.ctlport.0,
         ctlallowhost: allowed_hosts(o),
         trusted_proxies: Arc::new(TrustedProxies::parse(
+            "trusted-proxy",
             o.trusted_proxy.as_deref().unwrap_or_default(),
+            o.proxy_header,
+        )?),
+        ctl_trusted_proxies: Arc::new(TrustedProxies::parse(
+            "ctl-trusted-proxy",
+            o.ctl_trusted_proxy.as_deref().unwrap_or_default(),
+            o.proxy_header,
         )?),
         proxy_protocol: o.proxy_protocol,
     };
@@ -569,7 +578,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     crate::port::set_data_path();
     let switch: SharedSwitch = Core::new(Switch::with_limits(s.ageout, s.limits), s.queues);
-    let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth);
+    let proxies = s.trusted_proxies.clone();
+    let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth, proxies);
     let netif = Netif::new().context("cannot open rtnetlink")?;
     let offload = crate::offload::Offload::default();
     lock(&switch).set_fdb_observer(Box::new(offload.clone()));
@@ -598,7 +608,8 @@ async fn serve(
         check_host: true,
     };
     let ctl_auth = Auth::new(s.ctlhtpasswd.clone(), s.auth, "control");
-    let ctl = server::ctl_routes(&s.ctlpath, control, ctl_auth, guard, &ws_side);
+    let ctl_proxies = s.ctl_trusted_proxies.clone();
+    let ctl = server::ctl_routes(&s.ctlpath, control, ctl_auth, ctl_proxies, guard, &ws_side);
     let listening = |tls: &Option<Arc<rustls::ServerConfig>>, limits, proxy_protocol| Listening {
         tls: tls.clone().map(TlsAcceptor::from),
         limits,
@@ -620,7 +631,10 @@ async fn serve(
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
             let how = listening(&s.tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws));
-            let how = listening(&s.ctltls, server::CONTROL_CONNS, false);
+            let how = Listening {
+                proxies: s.ctl_trusted_proxies.clone(),
+                ..listening(&s.ctltls, server::CONTROL_CONNS, false)
+            };
             let done = serve_control_apart(l, how, ctl)?;
             servers.spawn(async move {
                 done.await

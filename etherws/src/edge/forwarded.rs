@@ -3,24 +3,31 @@
 //! Behind a proxy every connection comes from the proxy's address, so per-address limits,
 //! authentication throttling and `listPort` would see one client. For a connection from an
 //! address the operator trusts (`--trusted-proxy CIDR`), the client is taken from what the
-//! proxy says:
+//! proxy says, and from nothing else:
 //!
 //! - the PROXY protocol header (v1 text or v2 binary, HAProxy's `send-proxy`/`send-proxy-v2`)
-//!   the connection starts with, on a listener with `--proxy-protocol`;
-//! - the `Forwarded: for=` (RFC 7239) or else `X-Forwarded-For` request header: the rightmost
-//!   entry that is not itself a trusted proxy. Entries to the left of it were written by the
-//!   client (or anyone before it) and prove nothing, which is why the walk goes right to left.
+//!   the connection starts with, on a listener with `--proxy-protocol`. Then that is the whole
+//!   account: no request header is read (a `LOCAL`/`UNKNOWN` header leaves the connection's own
+//!   peer address);
+//! - else the one request header the operator's proxy writes (`--proxy-header`:
+//!   `X-Forwarded-For`, `Forwarded: for=` (RFC 7239) or `X-Real-IP`): its rightmost entry that
+//!   is not itself a trusted proxy. Entries to the left of it were written by the client (or
+//!   anyone before it) and prove nothing, which is why the walk goes right to left. The other
+//!   two headers are ignored: a proxy passes on what the client sent in them.
 //!
 //! What an untrusted peer sends in these headers is ignored: it cannot choose its address. A
-//! malformed header from a trusted proxy is an error (the connection is closed with the reason
-//! logged) rather than a guess.
+//! malformed header from a trusted proxy (not ASCII, or a hop that is read, up to the client's,
+//! naming no address) is an error (the connection is closed with the reason logged) rather
+//! than a guess; what is left of the client's hop is not read.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use clap::ValueEnum;
 use ipnet::IpNet;
+use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -53,96 +60,190 @@ impl fmt::Display for Client {
     }
 }
 
-/// The proxies whose word about the client is taken.
+/// The one request header a trusted proxy names the client in (`--proxy-header`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx `$remote_addr` or
+    /// `$proxy_add_x_forwarded_for`, HAProxy `option forwardfor`).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+    /// `X-Real-IP: client` (nginx `$remote_addr`), one address per header line.
+    XRealIp,
+}
+
+impl ProxyHeader {
+    /// The header's name, as HTTP spells it in lower case.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+            ProxyHeader::XRealIp => "x-real-ip",
+        }
+    }
+
+    /// The header's name, as it is written in messages.
+    fn title(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "X-Forwarded-For",
+            ProxyHeader::Forwarded => "Forwarded for=",
+            ProxyHeader::XRealIp => "X-Real-IP",
+        }
+    }
+
+    /// The hops the header names, left to right (none without the header).
+    fn hops(self, headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
+        match self {
+            ProxyHeader::XForwardedFor => x_forwarded_for(headers),
+            ProxyHeader::Forwarded => forwarded_for(headers),
+            ProxyHeader::XRealIp => x_real_ip(headers),
+        }
+    }
+}
+
+/// The proxies whose word about the client is taken, and the header they write it in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TrustedProxies(Vec<IpNet>);
+pub(crate) struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ProxyHeader,
+}
 
 /// Why a trusted proxy's account of the client was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct Malformed(String);
 
+/// What a connection said about its client before any request: its TCP peer and, when it
+/// started with a PROXY header, the client that header named (the peer itself for
+/// `LOCAL`/`UNKNOWN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Connection {
+    pub(crate) peer: Client,
+    pub(crate) proxied: Option<Client>,
+}
+
+impl Connection {
+    /// A connection without a PROXY header.
+    pub(crate) fn plain(peer: Client) -> Connection {
+        Connection {
+            peer,
+            proxied: None,
+        }
+    }
+
+    /// Whom the connection claims to be for, before any request header: what its PROXY header
+    /// named, else its peer. For logs about the connection itself.
+    pub(crate) fn shown(&self) -> Client {
+        self.proxied.unwrap_or(self.peer)
+    }
+}
+
 impl TrustedProxies {
-    /// From `--trusted-proxy` values: CIDR blocks, or single addresses.
-    pub(crate) fn parse(values: &[String]) -> anyhow::Result<Self> {
-        values
+    /// From the values of `option` (`--trusted-proxy`): CIDR blocks, or single addresses;
+    /// their word is read from `header`.
+    pub(crate) fn parse(
+        option: &str,
+        values: &[String],
+        header: ProxyHeader,
+    ) -> anyhow::Result<Self> {
+        let nets = values
             .iter()
             .map(|v| {
                 v.parse::<IpNet>()
                     .or_else(|_| v.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
                         anyhow::anyhow!(
-                            "invalid --trusted-proxy {v:?} (want a CIDR such as 127.0.0.1/32)"
+                            "invalid --{option} {:?} (want a CIDR such as 127.0.0.1/32, or an address)",
+                            crate::base::escape::printable(v)
                         )
                     })
             })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(TrustedProxies)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(TrustedProxies { nets, header })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client a request came from: `conn` (the connection's client) unless that is a
-    /// trusted proxy, in which case the rightmost untrusted hop of `Forwarded` (or, without
-    /// it, `X-Forwarded-For`); the leftmost hop if every one is trusted. No header: `conn`.
-    pub(crate) fn client(&self, conn: Client, headers: &HeaderMap) -> Result<Client, Malformed> {
-        if !self.trusts(conn.ip) {
-            return Ok(conn);
+    /// The client a request on `conn` came from: its peer unless that is a trusted proxy; from
+    /// a trusted proxy, whom its PROXY header named if it sent one (and no request header is
+    /// read), else the rightmost untrusted hop of the `--proxy-header` header (the leftmost if
+    /// every one is trusted; the peer without the header).
+    pub(crate) fn client(
+        &self,
+        conn: Connection,
+        headers: &HeaderMap,
+    ) -> Result<Client, Malformed> {
+        if !self.trusts(conn.peer.ip) {
+            return Ok(conn.peer);
         }
-        let hops = if headers.contains_key("forwarded") {
-            forwarded_for(headers)?
-        } else if headers.contains_key("x-forwarded-for") {
-            x_forwarded_for(headers)?
-        } else {
-            return Ok(conn);
-        };
-        Ok(hops
-            .iter()
-            .rev()
-            .find(|c| !self.trusts(c.ip))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(conn))
+        if let Some(named) = conn.proxied {
+            return Ok(named);
+        }
+        // From the right, each hop parsed only when the one to its right was trusted: what is
+        // left of the client is the client's own to write, and no concern of the switch's.
+        let mut leftmost = None;
+        for (written, address) in self.header.hops(headers)?.into_iter().rev() {
+            let hop = node(address).ok_or_else(|| bad(self.header.title(), written))?;
+            if !self.trusts(hop.ip) {
+                return Ok(hop);
+            }
+            leftmost = Some(hop);
+        }
+        Ok(leftmost.unwrap_or(conn.peer))
     }
 }
 
+/// One hop a forwarding header names, not parsed yet: as written (for an error), and the
+/// address in it (`for=`'s value unquoted).
+type Hop<'a> = (&'a str, &'a str);
+
+/// A header's value as text; a value that is not ASCII is malformed.
+fn text<'a>(value: &'a axum::http::HeaderValue, name: &str) -> Result<&'a str, Malformed> {
+    value
+        .to_str()
+        .map_err(|_| Malformed(format!("{name} is not ASCII")))
+}
+
 /// The hops of every `X-Forwarded-For` header, left to right.
-fn x_forwarded_for(headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+fn x_forwarded_for(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
     let mut hops = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let text = value
-            .to_str()
-            .map_err(|_| Malformed("X-Forwarded-For is not ASCII".into()))?;
-        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            hops.push(node(item).ok_or_else(|| bad("X-Forwarded-For", item))?);
-        }
+        let items = text(value, "X-Forwarded-For")?.split(',').map(str::trim);
+        hops.extend(items.filter(|i| !i.is_empty()).map(|i| (i, i)));
     }
     Ok(hops)
 }
 
+/// The address of every `X-Real-IP` header, in order: one address each.
+fn x_real_ip(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
+    headers
+        .get_all("x-real-ip")
+        .iter()
+        .map(|value| text(value, "X-Real-IP").map(|t| (t.trim(), t.trim())))
+        .collect()
+}
+
 /// The `for=` of every element of every `Forwarded` header, left to right.
-fn forwarded_for(headers: &HeaderMap) -> Result<Vec<Client>, Malformed> {
+fn forwarded_for(headers: &HeaderMap) -> Result<Vec<Hop<'_>>, Malformed> {
     let mut hops = Vec::new();
     for value in headers.get_all("forwarded") {
-        let text = value
-            .to_str()
-            .map_err(|_| Malformed("Forwarded is not ASCII".into()))?;
-        for element in text.split(',') {
+        for element in text(value, "Forwarded")?.split(',') {
             let Some(node_text) = element.split(';').find_map(|pair| {
                 let (k, v) = pair.split_once('=')?;
                 k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
             }) else {
                 continue;
             };
-            let unquoted = node_text.trim_matches('"');
-            hops.push(node(unquoted).ok_or_else(|| bad("Forwarded for=", node_text))?);
+            hops.push((node_text, node_text.trim_matches('"')));
         }
     }
     Ok(hops)
@@ -286,16 +387,29 @@ mod tests {
     use super::*;
     use crate::control::guard::tests::headers;
 
-    fn trusted() -> TrustedProxies {
-        TrustedProxies::parse(&["127.0.0.1/32".into(), "203.0.113.0/24".into(), "::1".into()])
-            .unwrap()
+    fn trusted(header: ProxyHeader) -> TrustedProxies {
+        TrustedProxies::parse(
+            "trusted-proxy",
+            &["127.0.0.1/32".into(), "203.0.113.0/24".into(), "::1".into()],
+            header,
+        )
+        .unwrap()
+    }
+
+    fn peer(conn: &str) -> Client {
+        Client::of(conn.parse().unwrap())
+    }
+
+    /// The client of a request with these headers on a connection from `conn`, for a proxy
+    /// writing `header`.
+    fn seen(header: ProxyHeader, conn: &str, pairs: &[(&str, &str)]) -> Result<String, Malformed> {
+        trusted(header)
+            .client(Connection::plain(peer(conn)), &headers(pairs))
+            .map(|c| c.to_string())
     }
 
     fn client_of(conn: &str, pairs: &[(&str, &str)]) -> Result<String, Malformed> {
-        let conn = Client::of(conn.parse().unwrap());
-        trusted()
-            .client(conn, &headers(pairs))
-            .map(|c| c.to_string())
+        seen(ProxyHeader::XForwardedFor, conn, pairs)
     }
 
     #[test]
@@ -319,9 +433,18 @@ mod tests {
             ),
             Ok("198.51.100.7".into())
         );
-        // Forwarded wins over X-Forwarded-For, with ports and IPv6.
+        // A client naming a trusted proxy does not skip its own hop.
         assert_eq!(
             client_of(
+                "127.0.0.1:5000",
+                &[("x-forwarded-for", "192.0.2.66, 203.0.113.9, 198.51.100.7")]
+            ),
+            Ok("198.51.100.7".into())
+        );
+        // Forwarded, with ports and IPv6, when it is the proxy's header.
+        assert_eq!(
+            seen(
+                ProxyHeader::Forwarded,
                 "[::1]:5000",
                 &[
                     (
@@ -333,6 +456,17 @@ mod tests {
             ),
             Ok("[2001:db8::7]:4711".into())
         );
+        assert_eq!(
+            seen(
+                ProxyHeader::XRealIp,
+                "127.0.0.1:5000",
+                &[
+                    ("x-real-ip", "198.51.100.7"),
+                    ("x-forwarded-for", "192.0.2.1")
+                ]
+            ),
+            Ok("198.51.100.7".into())
+        );
         // Every hop trusted: the leftmost.
         assert_eq!(
             client_of(
@@ -341,6 +475,85 @@ mod tests {
             ),
             Ok("203.0.113.1".into())
         );
+    }
+
+    #[test]
+    fn only_the_proxys_own_header_is_read() {
+        // nginx writes X-Forwarded-For and passes on the client's own Forwarded and X-Real-IP:
+        // those are not believed, whatever they say and however malformed.
+        let forged = [
+            ("forwarded", "for=192.0.2.50"),
+            ("x-real-ip", "192.0.2.50"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ];
+        assert_eq!(
+            client_of("127.0.0.1:5000", &forged),
+            Ok("198.51.100.7".into())
+        );
+        assert_eq!(
+            client_of(
+                "127.0.0.1:5000",
+                &[("forwarded", "for=_hidden"), ("x-real-ip", "garbage")]
+            ),
+            Ok("127.0.0.1:5000".into())
+        );
+        // Each header, for a proxy writing it, ignores the other two.
+        for (header, want) in [
+            (ProxyHeader::Forwarded, "192.0.2.50"),
+            (ProxyHeader::XRealIp, "192.0.2.50"),
+            (ProxyHeader::XForwardedFor, "198.51.100.7"),
+        ] {
+            assert_eq!(
+                seen(header, "127.0.0.1:5000", &forged),
+                Ok(want.into()),
+                "{header:?}"
+            );
+        }
+        for (header, present) in [
+            (ProxyHeader::Forwarded, ("x-forwarded-for", "192.0.2.1")),
+            (ProxyHeader::XRealIp, ("forwarded", "for=192.0.2.1")),
+            (ProxyHeader::XForwardedFor, ("x-real-ip", "192.0.2.1")),
+        ] {
+            assert_eq!(
+                seen(header, "127.0.0.1:5000", &[present]),
+                Ok("127.0.0.1:5000".into()),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_proxy_header_no_request_header_is_read() {
+        let proxies = trusted(ProxyHeader::XForwardedFor);
+        let forged = headers(&[
+            ("x-forwarded-for", "192.0.2.50"),
+            ("forwarded", "for=192.0.2.51"),
+        ]);
+        // The PROXY header named the client: that is the whole account.
+        let named = Connection {
+            peer: peer("127.0.0.1:5000"),
+            proxied: Some(peer("198.51.100.7:4711")),
+        };
+        assert_eq!(
+            proxies.client(named, &forged),
+            Ok(peer("198.51.100.7:4711"))
+        );
+        // LOCAL/UNKNOWN: the connection's own peer.
+        let local = Connection {
+            peer: peer("127.0.0.1:5000"),
+            proxied: Some(peer("127.0.0.1:5000")),
+        };
+        assert_eq!(proxies.client(local, &forged), Ok(peer("127.0.0.1:5000")));
+        // A malformed header after a PROXY header is no error either: it is not read.
+        let garbage = headers(&[("x-forwarded-for", "garbage")]);
+        assert_eq!(
+            proxies.client(named, &garbage),
+            Ok(peer("198.51.100.7:4711"))
+        );
+        // From an untrusted peer (the control API's own proxies, say), the PROXY header is not
+        // believed either.
+        let none = TrustedProxies::default();
+        assert_eq!(none.client(named, &forged), Ok(peer("127.0.0.1:5000")));
     }
 
     #[test]
@@ -357,19 +570,94 @@ mod tests {
             client_of("127.0.0.1:5000", &[]),
             Ok("127.0.0.1:5000".into())
         );
+        // No proxies at all (the control API's default): the peer, always.
+        let none = TrustedProxies::default();
+        let forged = headers(&[("x-forwarded-for", "192.0.2.1")]);
+        assert_eq!(
+            none.client(Connection::plain(peer("127.0.0.1:5000")), &forged),
+            Ok(peer("127.0.0.1:5000"))
+        );
+    }
+
+    #[test]
+    fn what_is_left_of_the_client_is_not_read() {
+        // $proxy_add_x_forwarded_for after a client's own garbage: the client is still known.
+        assert_eq!(
+            client_of(
+                "127.0.0.1:5000",
+                &[("x-forwarded-for", "garbage, 198.51.100.7")]
+            ),
+            Ok("198.51.100.7".into())
+        );
+        assert_eq!(
+            seen(
+                ProxyHeader::Forwarded,
+                "127.0.0.1:5000",
+                &[("forwarded", "for=_hidden, for=198.51.100.7")]
+            ),
+            Ok("198.51.100.7".into())
+        );
+        // Garbage that a trusted hop vouches for is read, and refused.
+        assert!(
+            client_of(
+                "127.0.0.1:5000",
+                &[("x-forwarded-for", "garbage, 203.0.113.9")]
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn malformed_headers_from_trusted_proxies_are_errors() {
-        for (k, v) in [
-            ("x-forwarded-for", "not-an-address"),
-            ("x-forwarded-for", "192.0.2.1, <script>"),
-            ("forwarded", "for=unknown"),
-            ("forwarded", "for=_hidden"),
+        for (header, k, v) in [
+            (
+                ProxyHeader::XForwardedFor,
+                "x-forwarded-for",
+                "not-an-address",
+            ),
+            (
+                ProxyHeader::XForwardedFor,
+                "x-forwarded-for",
+                "192.0.2.1, <script>",
+            ),
+            (ProxyHeader::Forwarded, "forwarded", "for=unknown"),
+            (ProxyHeader::Forwarded, "forwarded", "for=_hidden"),
+            (ProxyHeader::XRealIp, "x-real-ip", "192.0.2.1, 192.0.2.2"),
+            (ProxyHeader::XRealIp, "x-real-ip", ""),
         ] {
-            assert!(client_of("127.0.0.1:5000", &[(k, v)]).is_err(), "{k}: {v}");
+            assert!(
+                seen(header, "127.0.0.1:5000", &[(k, v)]).is_err(),
+                "{k}: {v}"
+            );
         }
-        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        let e = TrustedProxies::parse(
+            "ctl-trusted-proxy",
+            &["10.0.0.0/33".into()],
+            ProxyHeader::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--ctl-trusted-proxy \"10.0.0.0/33\""), "{e}");
+    }
+
+    #[test]
+    fn proxy_header_values() {
+        for (text, want) in [
+            ("x-forwarded-for", ProxyHeader::XForwardedFor),
+            ("forwarded", ProxyHeader::Forwarded),
+            ("x-real-ip", ProxyHeader::XRealIp),
+        ] {
+            assert_eq!(ProxyHeader::from_str(text, false), Ok(want));
+            assert_eq!(want.name(), text);
+            #[derive(Deserialize)]
+            struct T {
+                h: ProxyHeader,
+            }
+            let t: T = toml::from_str(&format!("h = {text:?}")).unwrap();
+            assert_eq!(t.h, want);
+        }
+        assert!(ProxyHeader::from_str("x-forwarded", false).is_err());
+        assert_eq!(ProxyHeader::default(), ProxyHeader::XForwardedFor);
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use crate::control::guard::Guard;
 use crate::control::metrics::{Globals, render};
 use crate::edge::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
 use crate::edge::auth::Auth;
-use crate::edge::forwarded::{Client, Malformed, TrustedProxies, read_proxy_header};
+use crate::edge::forwarded::{Client, Connection, Malformed, TrustedProxies, read_proxy_header};
 use crate::edge::htpasswd::Htpasswd;
 use crate::port::websocket::super_frame;
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
@@ -59,12 +59,10 @@ pub(crate) const CONTROL_CONNS: ConnLimits = ConnLimits {
 /// Who is at the other end of a connection, set by [`serve`] on every request.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
-    /// The client of the connection: the TCP peer, or whom its PROXY header named.
-    pub(crate) conn: Client,
+    /// The TCP peer, and whom its PROXY header named if it sent one.
+    pub(crate) conn: Connection,
     /// The address the client connected to (this end).
     pub(crate) local: SocketAddr,
-    /// Whose forwarding headers are believed.
-    pub(crate) proxies: Arc<TrustedProxies>,
     /// The subject name of the client's certificate, on a listener that requires one.
     pub(crate) identity: Option<String>,
 }
@@ -75,22 +73,21 @@ impl Peer {
     fn of(extensions: &axum::http::Extensions) -> Peer {
         let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
         extensions.get::<Peer>().cloned().unwrap_or_else(|| Peer {
-            conn: Client::of(nowhere),
+            conn: Connection::plain(Client::of(nowhere)),
             local: nowhere,
-            proxies: Arc::default(),
             identity: None,
         })
     }
 
-    /// The client a request came from, after the trusted proxies' forwarding headers.
-    fn client(&self, headers: &HeaderMap) -> Result<Client, Malformed> {
-        self.proxies.client(self.conn, headers)
+    /// The client a request came from, as `proxies` (the endpoint's) tell it.
+    fn client(&self, proxies: &TrustedProxies, headers: &HeaderMap) -> Result<Client, Malformed> {
+        proxies.client(self.conn, headers)
     }
 
     /// The answer to a malformed forwarding header from a trusted proxy: `400`, and the
     /// connection closes.
     fn refuse(&self, e: Malformed) -> Response {
-        tracing::warn!(peer = %self.conn, "request refused: {e}");
+        tracing::warn!(peer = %self.conn.shown(), "request refused: {e}");
         (
             StatusCode::BAD_REQUEST,
             [(header::CONNECTION, "close")],
@@ -107,8 +104,9 @@ pub(crate) struct Listening {
     pub(crate) tls: Option<TlsAcceptor>,
     /// Connections still speaking HTTP, overall and per client address.
     pub(crate) limits: ConnLimits,
+    /// Addresses that speak for many clients: admitted against the overall limit only.
     pub(crate) proxies: Arc<TrustedProxies>,
-    /// Connections from trusted proxies start with a PROXY protocol header.
+    /// Connections from `proxies` start with a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
 }
 
@@ -121,6 +119,7 @@ struct WsState {
     conns: Arc<Connections>,
     path: Arc<WsPath>,
     users: Arc<Users>,
+    proxies: Arc<TrustedProxies>,
 }
 
 /// One WebSocket path: what its clients' ports start with, and who may connect.
@@ -146,6 +145,9 @@ struct CtlState {
     ws_auth: Arc<Auth>,
     ws_conns: Arc<Connections>,
     status: Arc<crate::control::status::StatusPage>,
+    /// Whose word about the client the control API takes (`--ctl-trusted-proxy`): by default
+    /// nobody's, so its throttle and log see the TCP peer.
+    proxies: Arc<TrustedProxies>,
 }
 
 /// A port that holds a connection slot for as long as it lives.
@@ -164,6 +166,8 @@ impl<P: Port> Port for Admitted<P> {
 pub(crate) struct WsSide {
     pub(crate) auth: Arc<Auth>,
     pub(crate) conns: Arc<Connections>,
+    /// Whose word about the client is taken (`--trusted-proxy`, `--proxy-header`).
+    pub(crate) proxies: Arc<TrustedProxies>,
 }
 
 impl WsSide {
@@ -171,10 +175,12 @@ impl WsSide {
         htpasswd: Option<Arc<Htpasswd>>,
         conns: ConnLimits,
         auth: AuthLimits,
+        proxies: Arc<TrustedProxies>,
     ) -> Self {
         WsSide {
             auth: Arc::new(Auth::new(htpasswd, auth, "websocket")),
             conns: Connections::new(conns),
+            proxies,
         }
     }
 }
@@ -201,16 +207,19 @@ pub(crate) fn ws_routes(
                     conns: side.conns.clone(),
                     path: Arc::new(path.clone()),
                     users: users.clone(),
+                    proxies: side.proxies.clone(),
                 }),
         )
     })
 }
 
-/// Routes for the control endpoint (with its own authentication and throttle).
+/// Routes for the control endpoint (with its own authentication and throttle, and its own
+/// trusted proxies).
 pub(crate) fn ctl_routes(
     path: &str,
     control: Control,
     auth: Auth,
+    proxies: Arc<TrustedProxies>,
     mut guard: Guard,
     ws: &WsSide,
 ) -> Router {
@@ -228,6 +237,7 @@ pub(crate) fn ctl_routes(
             guard: Arc::new(guard),
             ws_auth: ws.auth.clone(),
             ws_conns: ws.conns.clone(),
+            proxies,
         })
 }
 
@@ -242,7 +252,9 @@ async fn admit_control(
     peer: &Peer,
     post: bool,
 ) -> Result<Client, Response> {
-    let client = peer.client(headers).map_err(|e| peer.refuse(e))?;
+    let client = peer
+        .client(&st.proxies, headers)
+        .map_err(|e| peer.refuse(e))?;
     let shown = client.to_string();
     if let Err(r) = st.guard.check(headers, peer.local.ip(), post) {
         tracing::warn!(peer = %shown, "control request refused: {}", r.reason);
@@ -353,7 +365,7 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
 
 async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
     let peer = Peer::of(req.extensions());
-    let client = match peer.client(req.headers()) {
+    let client = match peer.client(&st.proxies, req.headers()) {
         Ok(c) => c,
         Err(e) => return peer.refuse(e),
     };
@@ -561,13 +573,13 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             // Held until the connection ends or becomes a WebSocket (which has its own limits).
             let _slot = slot;
-            let mut conn = Client::of(peer);
+            let mut conn = Connection::plain(Client::of(peer));
             if how.proxy_protocol && from_proxy {
+                // The proxy's word for the whole connection: no request header is read after it.
                 match read_proxy_header(&mut tcp).await {
-                    Ok(Some(client)) => conn = client,
-                    Ok(None) => {}
+                    Ok(named) => conn.proxied = Some(named.unwrap_or(conn.peer)),
                     Err(e) => {
-                        tracing::warn!(peer = %conn, "connection closed: {e}");
+                        tracing::warn!(peer = %conn.peer, "connection closed: {e}");
                         return;
                     }
                 }
@@ -587,11 +599,11 @@ pub(crate) async fn serve(
                             Box::new(s)
                         }
                         Ok(Err(e)) => {
-                            tracing::info!(peer = %conn, "TLS handshake failed: {e}");
+                            tracing::info!(peer = %conn.shown(), "TLS handshake failed: {e}");
                             return;
                         }
                         Err(_) => {
-                            tracing::info!(peer = %conn, "TLS handshake timed out");
+                            tracing::info!(peer = %conn.shown(), "TLS handshake timed out");
                             return;
                         }
                     }
@@ -600,7 +612,6 @@ pub(crate) async fn serve(
             let who = Peer {
                 conn,
                 local,
-                proxies: how.proxies.clone(),
                 identity,
             };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
@@ -618,7 +629,7 @@ pub(crate) async fn serve(
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             if let Err(e) = http.await {
-                tracing::debug!(peer = %conn, "HTTP connection ended: {e}");
+                tracing::debug!(peer = %conn.shown(), "HTTP connection ended: {e}");
             }
         });
     }
