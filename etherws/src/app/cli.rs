@@ -344,7 +344,8 @@ sw_options! {
         /// How long the loop guard blocks a port, in seconds.
         #[arg(long, env = "ETHERWS_LOOP_BLOCK", value_name = "SECS")]
         pub(crate) loop_block: Num<u64, 1> = Num(30),
-        /// Broadcast/multicast frames per second one port may send (storm control; 0: off).
+        /// Flooded frames (broadcast, multicast, unknown unicast) per second one port may send
+        /// (storm control; 0: off).
         #[arg(long, env = "ETHERWS_STORM_PPS", value_name = "PPS")]
         pub(crate) storm_pps: Num<u32> = Num(5000),
         /// Never exchange super-frames: WebSocket peers are not offered them (one MTU-sized

@@ -86,7 +86,7 @@ const PER_PORT: [Metric<PortStat>; 16] = [
     Metric {
         name: "etherws_port_storm_dropped_total",
         kind: "counter",
-        help: "Broadcast/multicast frames from the port dropped by storm control.",
+        help: "Flooded frames (broadcast, multicast, unknown unicast) from the port dropped by storm control.",
         value: |p| p.storm_dropped,
     },
     Metric {

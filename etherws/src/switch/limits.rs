@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use crate::switch::fdb::{MacLimits, PortNo};
-use crate::switch::frame::Mac;
 use crate::switch::policy::{Policy, Rate};
 use crate::switch::ports::PortStat;
 
@@ -205,11 +204,18 @@ impl Policer {
         }
     }
 
-    /// Storm control: false (counted, warned) if a frame to `dst`, a broadcast or multicast
-    /// address, is over `pps` frames a second (0: no limit). Checked before learning, so a
-    /// storm of made-up sources teaches nothing.
-    pub(crate) fn storm(&mut self, stat: &mut PortStat, pps: u32, dst: Mac, now: Instant) -> bool {
-        if pps == 0 || !dst.is_multicast() || self.storm.take_frame(pps, now) {
+    /// Storm control: false (counted, warned) if a frame that is `flooded` (to a broadcast or
+    /// multicast address, or to a unicast address the switch does not know) is over `pps`
+    /// frames a second (0: no limit). Checked before learning, so a storm of made-up sources
+    /// teaches nothing.
+    pub(crate) fn storm(
+        &mut self,
+        stat: &mut PortStat,
+        pps: u32,
+        flooded: bool,
+        now: Instant,
+    ) -> bool {
+        if pps == 0 || !flooded || self.storm.take_frame(pps, now) {
             return true;
         }
         stat.storm_dropped += 1;
@@ -218,7 +224,7 @@ impl Policer {
                 port = stat.port,
                 pps,
                 dropped = n,
-                "storm control: broadcast/multicast above the limit dropped"
+                "storm control: flooded frames (broadcast, multicast, unknown unicast) above the limit dropped"
             );
         }
         false

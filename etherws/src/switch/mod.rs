@@ -394,9 +394,11 @@ impl<E: Egress> Switch<E> {
             None => hdr.vid,
         };
         let len = frame.data.len();
-        if !policer.storm(stat, self.limits.storm_pps, hdr.dst, now)
-            || !policer.rate_in(stat, len, now)
-        {
+        let pps = self.limits.storm_pps;
+        // A unicast frame to a station the switch does not know is flooded like a broadcast.
+        let flooded =
+            pps != 0 && (hdr.dst.is_multicast() || self.fdb.lookup(vid, hdr.dst, now).is_none());
+        if !policer.storm(stat, pps, flooded, now) || !policer.rate_in(stat, len, now) {
             return Ok(None);
         }
         stat.rx += 1;
@@ -938,7 +940,7 @@ mod tests {
     }
 
     #[test]
-    fn storm_control_caps_broadcast_per_port() {
+    fn storm_control_caps_flooding_per_port() {
         let limits = Limits {
             storm_pps: 10,
             ..Limits::default()
@@ -956,12 +958,18 @@ mod tests {
         // One second's burst passes, the rest is dropped and counted…
         assert_eq!(counts(&sinks), vec![0, 10]);
         assert_eq!(sw.port(1).unwrap().storm_dropped, 90);
-        // …unicast is not limited…
+        // …known unicast is not limited…
         rx(&mut sw, 2, frame(BCAST, B, None));
         for _ in 0..50 {
             sw.receive(1, &Bytes::from(frame(B, A, None)), t0).unwrap();
         }
         assert_eq!(counts(&sinks)[1], 60);
+        // …unicast to a station nobody knows is flooded, so it is (the bucket is empty)…
+        for _ in 0..20 {
+            sw.receive(1, &Bytes::from(frame(C, A, None)), t0).unwrap();
+        }
+        assert_eq!(counts(&sinks)[1], 60);
+        assert_eq!(sw.port(1).unwrap().storm_dropped, 110);
         // …and the bucket refills with time.
         sw.receive(1, &bcast, t0 + Duration::from_millis(500))
             .unwrap();
