@@ -491,3 +491,26 @@ fn option_errors_are_one_line_and_exit_1() {
         assert_eq!(code, Some(0), "{args:?}: {err}");
     }
 }
+
+/// `--debug` wins over the filter of `--logconf`: with `filter = "etherws=info"` its debug
+/// messages are written all the same (here: a connection that ended before its request did).
+#[test]
+fn debug_wins_over_the_logconf_filter() {
+    let dir = TempDir::new("opdbg");
+    let logconf = dir.write("log.toml", "filter = \"etherws=info\"\n");
+    let sw = Switch::local("opdbg", &["--debug", "--logconf", &logconf]);
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(sw.ctl_addr()).expect("connect");
+        c.write_all(b"GET /ctl HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+    }
+    poll("a debug message in the log", Duration::from_secs(5), || {
+        let log = sw.log();
+        if log.contains("DEBUG") && log.contains("HTTP connection ended") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+}
