@@ -482,7 +482,7 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
     let t = Topo::new("og", &[], false);
     t.h1.set_gro("h1", false);
     t.h2.set_gro("h2", false);
-    for dev in ["s1", "s2"] {
+    for (dev, peer) in [("s1", "h1"), ("s2", "h2")] {
         let args = [
             "addport",
             "netdev",
@@ -493,7 +493,8 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         ];
         let out = t.sw().ctl_ok(&args);
         let rows = parse_ports(&out);
-        // Attached, but served by userspace, and the table says why and what to do.
+        // Attached, but served by userspace, and the table says why and what to do: which
+        // interface needs GRO, and where it is (the peer is in the host's namespace).
         assert_eq!(
             rows[0].kind,
             "netdev/xdp-user",
@@ -502,7 +503,9 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         );
         assert!(
             out.contains("XDP attached, frames into it go through userspace")
-                && out.contains("ethtool -K PEER gro on"),
+                && out.contains(&format!("its veth peer {peer} (ifindex "))
+                && out.contains(&format!("`ip -d link show {dev}` names after link-netns"))
+                && out.contains(&format!("ip netns exec NETNS ethtool -K {peer} gro on")),
             "{out}"
         );
     }
