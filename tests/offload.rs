@@ -356,6 +356,14 @@ fn attach_failure_falls_back_to_af_packet() {
         out.contains("\n  port 1: offload fell back to AF_PACKET: "),
         "{out}"
     );
+    // Why, in the kernel's words (not just "`bpf_link_create` failed"), and what to do.
+    let kernel = std::io::Error::from_raw_os_error(libc::ERANGE).to_string();
+    assert!(
+        out.contains(&format!("native: `bpf_link_create` failed: {kernel}"))
+            && out.contains("the MTU is too large for native XDP")
+            && out.contains("`--xdp-mode generic`"),
+        "{out}"
+    );
     t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
     let json = t.rows();
     assert_eq!(row(&json, 1)["datapath"], "af_packet", "{json:?}");

@@ -88,6 +88,48 @@ fn no_redirect(device: &str, peer: Option<&Peer>) -> String {
     }
 }
 
+/// Why the kernel refused to attach the program in mode `mode` (`native`, `generic`): the
+/// error with its causes (the kernel's errno, not just "`bpf_link_create` failed"), and what to
+/// do about it where the errno says.
+pub(super) fn attach_failure(mode: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut errno = None;
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            errno = io.raw_os_error();
+        } else if let Some(sys) = e.downcast_ref::<SyscallError>() {
+            errno = sys.raw_os_error();
+        }
+        cause = e.source();
+    }
+    let hint = match errno {
+        Some(libc::EOPNOTSUPP) if mode == "native" => Some(
+            "the driver has no native XDP: use `--xdp-mode generic`, or `auto`, which falls back \
+             to it",
+        ),
+        Some(libc::ERANGE) => Some(
+            "the MTU is too large for native XDP on this device (a veth's peer must fit in a \
+             page, about 3,500 bytes): lower it, or use `--xdp-mode generic`",
+        ),
+        Some(libc::EBUSY | libc::EEXIST) => Some(
+            "another XDP program is attached to the interface: `ip -d link show` shows it, \
+             `ip link set dev IF xdp off` removes it",
+        ),
+        Some(libc::EPERM | libc::EACCES) => {
+            Some("attaching XDP needs CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN)")
+        }
+        Some(libc::EINVAL) => Some(
+            "the driver refused the program in its present configuration (`dmesg` may say \
+             why): try `--xdp-mode generic`",
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => format!("{mode}: {} ({hint})", Chain(err)),
+        None => format!("{mode}: {}", Chain(err)),
+    }
+}
+
 /// An XDP attach mode that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid XDP mode {0:?} (auto, native or generic)")]
@@ -180,5 +222,29 @@ mod tests {
             "the device does not take frames redirected by XDP (its driver has no ndo_xdp_xmit)"
         );
         assert_eq!(OffloadError::NoObject.to_string(), NO_OBJECT);
+    }
+
+    /// A refused attach says what the kernel answered, and what to do.
+    #[test]
+    fn an_attach_failure_gives_the_kernels_error_and_a_way_out() {
+        // As aya says it: "`bpf_link_create` failed", the errno only in its source.
+        let refused = |errno| {
+            aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: io::Error::from_raw_os_error(errno),
+            })
+        };
+        let said = attach_failure("native", &refused(libc::ERANGE));
+        assert!(
+            said.starts_with("native: `bpf_link_create` failed: ")
+                && said.contains("(os error 34)")
+                && said.contains("the MTU is too large for native XDP"),
+            "{said}"
+        );
+        let said = attach_failure("native", &refused(libc::EOPNOTSUPP));
+        assert!(said.contains("use `--xdp-mode generic`"), "{said}");
+        let said = attach_failure("generic", &refused(libc::ENOMEM));
+        let kernel = io::Error::from_raw_os_error(libc::ENOMEM);
+        assert_eq!(said, format!("generic: `bpf_link_create` failed: {kernel}"));
     }
 }

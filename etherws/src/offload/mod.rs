@@ -623,7 +623,7 @@ fn attach(
     for &(m, n) in attempts {
         match l.program().attach_to_if_index(ifindex, m) {
             Ok(link) => return Ok((link, n)),
-            Err(e) => errors.push(format!("{n}: {e}")),
+            Err(e) => errors.push(error::attach_failure(n, &e)),
         }
     }
     Err(OffloadError::Attach(errors))
