@@ -477,9 +477,18 @@ fn option_errors_are_one_line_and_exit_1() {
         );
         assert!(!err.contains('\x1b'), "{what}: raw escape: {err:?}");
     }
-    // The environment's value is the variable's, not an option the user never typed.
+    // The environment's value is the variable's, not an option the user never typed: refused
+    // as it is read, or later (a proxy's CIDR).
     let (_, err) = run(&[("ETHERWS_AGEOUT", "0")], &["sw"]);
     assert!(!err.contains("--ageout"), "{err}");
+    let foreground = ["sw", "--foreground", "--port", "0", "--ctlport", "0"];
+    let (code, err) = run(&[("ETHERWS_TRUSTED_PROXY", "192.0.2.1/99")], &foreground);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.starts_with("etherws sw: error: invalid ETHERWS_TRUSTED_PROXY \"192.0.2.1/99\"")
+            && err.lines().count() == 1,
+        "{err}"
+    );
     // The command line's own value still names the option, whatever the environment holds.
     let (_, err) = run(&[("ETHERWS_AGEOUT", "0")], &["sw", "--ageout=0"]);
     assert!(
