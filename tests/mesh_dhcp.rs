@@ -595,8 +595,14 @@ fn the_recipe_by_hand_is_what_the_helper_does() {
         .find_map(|b| b.strip_prefix("nft -f - <<'EOF'\n"))
         .and_then(|b| b.strip_suffix("EOF\n"))
         .expect("the page's nftables table");
-    let made = fill(&between(&script, "delete table inet $table\n", "EOF\n"))
-        .replace("$egress_rules\n", "");
+    // The whole transaction, the table made anew as the helper makes it (so that running it
+    // again replaces the table rather than appending to its chains).
+    let made =
+        fill(&between(&script, "\"$nft\" -f - <<EOF\n", "EOF\n")).replace("$egress_rules\n", "");
+    assert!(
+        made.starts_with("table inet etherws-lan-lan0 {}\ndelete table inet etherws-lan-lan0\n"),
+        "{made}"
+    );
     assert_eq!(shown, made, "{DHCP_PAGE}'s table is not the helper's");
 
     // The rules that open the egress.
@@ -634,6 +640,60 @@ fn the_recipe_by_hand_is_what_the_helper_does() {
             None => assert!(made.contains(arg), "{arg}: not in the helper's {made:?}"),
         }
     }
+}
+
+/// Step 3 of the page, run again with the egress rules put where the page says, opens the
+/// egress: the table is made anew, so the rules stand before `iifname "lan0" drop` (not appended
+/// after it, where they would never match), once; run again without them, it closes it again.
+#[test]
+fn the_recipe_by_hand_can_be_run_again() {
+    if !require_root() || !require_tool("nft") {
+        return;
+    }
+    let page = etherws_testkit::docs::page(DHCP_PAGE);
+    let step3 = etherws_testkit::docs::fenced_blocks(&page, "sh")
+        .into_iter()
+        .find(|b| b.starts_with("nft -f - <<'EOF'\n"))
+        .expect("the page's nftables table");
+    let egress = etherws_testkit::docs::fenced_blocks(&page, "")
+        .into_iter()
+        .find(|b| b.contains("tcp dport 25 drop"))
+        .expect("the page's egress rules");
+    // As the page says: right after the forward chain's `ct state established,related accept`.
+    let after = "ct state established,related accept\n";
+    let at = step3
+        .find("chain forward")
+        .and_then(|f| step3[f..].find(after).map(|a| f + a + after.len()))
+        .expect("the forward chain's established,related line");
+    let opened = format!("{}{egress}{}", &step3[..at], &step3[at..]);
+
+    let ns = Netns::new("dnr");
+    let forward = || {
+        ns.exec_ok(&[
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "etherws-lan-lan0",
+            "forward",
+        ])
+    };
+    let sh = |script: &str| ns.exec_ok(&["sh", "-c", script]);
+    sh(&step3);
+    sh(&opened);
+    let chain = forward();
+    let accept = "ip saddr 192.0.2.0/24 accept";
+    assert_eq!(chain.matches(accept).count(), 1, "{chain}");
+    let (a, d) = (chain.find(accept), chain.find("iifname \"lan0\" drop"));
+    assert!(
+        a.is_some() && a < d,
+        "the egress accept is not before the drop:\n{chain}"
+    );
+    sh(&opened);
+    assert_eq!(forward(), chain, "run twice, the table is not the same");
+    sh(&step3);
+    let chain = forward();
+    assert!(!chain.contains(accept), "egress still open:\n{chain}");
 }
 
 /// The helper refuses `all` and `default` as the uplink or the TAP (no root needed): they are

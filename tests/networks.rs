@@ -840,3 +840,59 @@ fn set_port_flags_are_booleans() {
     );
     assert_eq!(sw.listport().len(), 2, "no port added");
 }
+
+/// `params` to the JSON-RPC method `method`: the whole answer.
+fn rpc_method(sw: &Switch, ns: &Netns, method: &str, params: Value) -> Value {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": format!("etherws.control.{method}"),
+        "params": params,
+        "id": 8,
+    });
+    rpc_in(ns, sw.ctl_addr(), "/ctl", &body.to_string())
+}
+
+/// `setPort` and `delPort` answer the port's live counters, `tx` and its queue's included, as
+/// `listPort` shows them — not the `tx: 0` of the state the switch stores without its queue.
+#[test]
+fn set_port_and_del_port_answer_the_live_tx_counters() {
+    if !require_root() {
+        return;
+    }
+    let lan = HostLan::new("nt", 2, &[]);
+    ping(lan.host(1), "192.0.2.2");
+    let listed = lan.sw.port_status(2);
+    let tx = listed["tx"].as_u64().unwrap();
+    assert!(tx > 0, "port 2 sent nothing after a ping: {listed}");
+
+    let v = set_port(
+        &lan.sw,
+        &lan.sw_ns,
+        serde_json::json!({"port": 2, "shut": true}),
+    );
+    let entry = &v["result"]["entries"][0];
+    assert_eq!(entry["shut"], true, "{v}");
+    assert!(
+        entry["tx"].as_u64().unwrap() >= tx,
+        "setPort's tx, after {tx} listed: {v}"
+    );
+    for key in ["tx_dropped", "tx_expired", "queued_bytes"] {
+        assert_eq!(entry[key], listed[key], "setPort's {key}: {v}");
+    }
+
+    let v = rpc_method(
+        &lan.sw,
+        &lan.sw_ns,
+        "delPort",
+        serde_json::json!({"port": 2}),
+    );
+    let entry = &v["result"]["entries"][0];
+    assert_eq!(entry["port"], 2, "{v}");
+    assert!(
+        entry["tx"].as_u64().unwrap() >= tx,
+        "delPort's tx, after {tx} listed: {v}"
+    );
+    for key in ["tx_dropped", "tx_expired", "queued_bytes"] {
+        assert_eq!(entry[key], listed[key], "delPort's {key}: {v}");
+    }
+}

@@ -356,6 +356,14 @@ fn attach_failure_falls_back_to_af_packet() {
         out.contains("\n  port 1: offload fell back to AF_PACKET: "),
         "{out}"
     );
+    // Why, in the kernel's words (not just "`bpf_link_create` failed"), and what to do.
+    let kernel = std::io::Error::from_raw_os_error(libc::ERANGE).to_string();
+    assert!(
+        out.contains(&format!("native: `bpf_link_create` failed: {kernel}"))
+            && out.contains("the MTU is too large for native XDP")
+            && out.contains("`--xdp-mode generic`"),
+        "{out}"
+    );
     t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
     let json = t.rows();
     assert_eq!(row(&json, 1)["datapath"], "af_packet", "{json:?}");
@@ -482,7 +490,7 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
     let t = Topo::new("og", &[], false);
     t.h1.set_gro("h1", false);
     t.h2.set_gro("h2", false);
-    for dev in ["s1", "s2"] {
+    for (dev, peer) in [("s1", "h1"), ("s2", "h2")] {
         let args = [
             "addport",
             "netdev",
@@ -493,7 +501,8 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         ];
         let out = t.sw().ctl_ok(&args);
         let rows = parse_ports(&out);
-        // Attached, but served by userspace, and the table says why and what to do.
+        // Attached, but served by userspace, and the table says why and what to do: which
+        // interface needs GRO, and where it is (the peer is in the host's namespace).
         assert_eq!(
             rows[0].kind,
             "netdev/xdp-user",
@@ -502,7 +511,9 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
         );
         assert!(
             out.contains("XDP attached, frames into it go through userspace")
-                && out.contains("ethtool -K PEER gro on"),
+                && out.contains(&format!("its veth peer {peer} (ifindex "))
+                && out.contains(&format!("`ip -d link show {dev}` names after link-netns"))
+                && out.contains(&format!("ip netns exec NETNS ethtool -K {peer} gro on")),
             "{out}"
         );
     }

@@ -407,3 +407,119 @@ fn paths_are_literal_never_patterns() {
         assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path}");
     }
 }
+
+/// An option `sw` or `ctl` refuses, on the command line or in the environment, is one plain line
+/// `etherws sw: error: REASON` (or `etherws ctl: …`) and exit status 1, as the command reference
+/// says, its value escaped; a value from the environment is named by its variable, which is
+/// what the user set. `--help` and `--version` print and exit 0 as ever.
+#[test]
+fn option_errors_are_one_line_and_exit_1() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = etherws(None);
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run etherws");
+        (out.status.code(), text(&out.stderr))
+    };
+    for (env, args, prefix, named) in [
+        (
+            &[][..],
+            &["sw", "--ageout", "0"][..],
+            "etherws sw: error: ",
+            "--ageout",
+        ),
+        (
+            &[("ETHERWS_AGEOUT", "0")][..],
+            &["sw"][..],
+            "etherws sw: error: ",
+            "ETHERWS_AGEOUT",
+        ),
+        (
+            &[("ETHERWS_MAX_FRAME", "1")][..],
+            &["sw"][..],
+            "etherws sw: error: ",
+            "ETHERWS_MAX_FRAME",
+        ),
+        (
+            &[][..],
+            &["sw", "--bogus"][..],
+            "etherws sw: error: ",
+            "--bogus",
+        ),
+        (
+            &[][..],
+            &["sw", "--path", "nope\n\x1b[2J"][..],
+            "etherws sw: error: ",
+            "nope\\n\\u{1b}[2J",
+        ),
+        (
+            &[][..],
+            &["ctl", "--ctlcert", "c.pem", "listport"][..],
+            "etherws ctl: error: ",
+            "--ctlkey",
+        ),
+        (
+            &[][..],
+            &["ctl", "listport", "extra"][..],
+            "etherws ctl: error: ",
+            "extra",
+        ),
+    ] {
+        let (code, err) = run(env, args);
+        let what = format!("{env:?} {args:?}");
+        assert_eq!(code, Some(1), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: not one line: {err:?}");
+        assert!(
+            err.starts_with(prefix) && err.contains(named),
+            "{what}: {err:?}"
+        );
+        assert!(!err.contains('\x1b'), "{what}: raw escape: {err:?}");
+    }
+    // The environment's value is the variable's, not an option the user never typed: refused
+    // as it is read, or later (a proxy's CIDR).
+    let (_, err) = run(&[("ETHERWS_AGEOUT", "0")], &["sw"]);
+    assert!(!err.contains("--ageout"), "{err}");
+    let foreground = ["sw", "--foreground", "--port", "0", "--ctlport", "0"];
+    let (code, err) = run(&[("ETHERWS_TRUSTED_PROXY", "192.0.2.1/99")], &foreground);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.starts_with("etherws sw: error: invalid ETHERWS_TRUSTED_PROXY \"192.0.2.1/99\"")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    // The command line's own value still names the option, whatever the environment holds.
+    let (_, err) = run(&[("ETHERWS_AGEOUT", "0")], &["sw", "--ageout=0"]);
+    assert!(
+        err.contains("--ageout") && !err.contains("ETHERWS_AGEOUT"),
+        "{err}"
+    );
+    for args in [&["--version"][..], &["sw", "--help"], &["ctl", "--help"]] {
+        let (code, err) = run(&[], args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+    }
+}
+
+/// `--debug` wins over the filter of `--logconf`: with `filter = "etherws=info"` its debug
+/// messages are written all the same (here: a connection that ended before its request did).
+#[test]
+fn debug_wins_over_the_logconf_filter() {
+    let dir = TempDir::new("opdbg");
+    let logconf = dir.write("log.toml", "filter = \"etherws=info\"\n");
+    let sw = Switch::local("opdbg", &["--debug", "--logconf", &logconf]);
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(sw.ctl_addr()).expect("connect");
+        c.write_all(b"GET /ctl HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+    }
+    poll("a debug message in the log", Duration::from_secs(5), || {
+        let log = sw.log();
+        if log.contains("DEBUG") && log.contains("HTTP connection ended") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+}

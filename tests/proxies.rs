@@ -37,7 +37,8 @@ const TRUSTED: [&str; 2] = ["--trusted-proxy", "127.0.0.1/32"];
 
 /// The nginx configuration of the page: TLS on 443, WebSocket upgrades passed to etherws on
 /// 127.0.0.1:8080.
-const NGINX_SITE: &str = r#"map $http_upgrade $connection_upgrade {
+const NGINX_SITE: &str = r#"# inside nginx's http {} block: e.g. /etc/nginx/conf.d/etherws.conf, which nginx.conf includes there
+map $http_upgrade $connection_upgrade {
     default upgrade;
     ''      close;
 }
@@ -116,6 +117,11 @@ fn docs_show_the_examples_tested_here() {
         )
     );
     etherws_testkit::docs::assert_shows(PAGE, "nginx", NGINX_SITE);
+    // `map` and `server` are refused anywhere but in `http {}`: the snippet says where it goes.
+    assert!(
+        NGINX_SITE.starts_with("# inside nginx's http {} block"),
+        "{NGINX_SITE}"
+    );
     etherws_testkit::docs::assert_shows(PAGE, "", HAPROXY);
 }
 

@@ -1142,3 +1142,49 @@ fn tls_start_up_errors() {
     );
     sw.wait_servers(1);
 }
+
+/// docs/troubleshooting.md quotes what `ctl` prints when the control API's certificate is not
+/// signed by a CA it was given: every message its row names is in `ctl`'s answer, none made up.
+#[test]
+fn troubleshooting_quotes_what_ctl_says_of_an_unknown_issuer() {
+    if !needs(false, &["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("tsui");
+    let ca = pki.ca("ts");
+    let cert = pki.server(&ca, "ctl-ts", &["127.0.0.1"], KeyForm::Pkcs8);
+    let ctl_port = free_port();
+    let url = format!("https://127.0.0.1:{ctl_port}/ctl");
+    let sw = Switch::builder("tsui")
+        .ctl_port(ctl_port)
+        .args(&["--ctlsslkey", &cert.key, "--ctlsslcert", &cert.cert])
+        .ctl_url(&url)
+        .ctl_opts(&["--ctlsslcert", &ca.cert])
+        .start();
+    let out = sw.ctl_with(&[], &["listport"]);
+    let said = assert_ctl_internal_error(&out, "ctl without the CA");
+
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/troubleshooting.md"),
+    )
+    .expect("read docs/troubleshooting.md");
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("| `ctl`") && l.contains("UnknownIssuer"))
+        .unwrap_or_else(|| panic!("no row for ctl's UnknownIssuer in troubleshooting.md"));
+    let what = row.split(" | ").next().unwrap_or_default();
+    let quoted: Vec<&str> = what.split('`').skip(1).step_by(2).collect();
+    assert!(quoted.len() > 1, "{what}");
+    // What ctl printed, `…` in a quote standing for what varies (the URL).
+    let printed = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains(&said));
+    for q in quoted.iter().filter(|q| **q != "ctl") {
+        let mut rest = printed.as_str();
+        for piece in q.split('…') {
+            let at = rest.find(piece).unwrap_or_else(|| {
+                panic!("troubleshooting.md quotes {q:?}, ctl printed {printed:?}")
+            });
+            rest = &rest[at + piece.len()..];
+        }
+    }
+}

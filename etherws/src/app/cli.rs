@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{
+    ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
+};
 use serde::Deserialize;
 
 use crate::app::logging::LogFormat;
@@ -449,6 +451,47 @@ sw_options! {
     }
 }
 
+/// `message`, an error about `sw`'s options, with each option whose value came from the
+/// environment (as `matches`, `sw`'s, say) named by its variable, which is what the user set:
+/// `invalid --trusted-proxy …` becomes `invalid ETHERWS_TRUSTED_PROXY …`.
+pub(crate) fn name_environment(message: &str, matches: Option<&ArgMatches>) -> String {
+    let mut out = message.to_owned();
+    let Some(matches) = matches else {
+        return out;
+    };
+    let cli = Cli::command();
+    let Some(sw) = cli.find_subcommand("sw") else {
+        return out;
+    };
+    for arg in sw.get_arguments() {
+        let id = arg.get_id().as_str();
+        if !matches.ids().any(|i| i.as_str() == id)
+            || matches.value_source(id) != Some(ValueSource::EnvVariable)
+        {
+            continue;
+        }
+        if let (Some(long), Some(var)) = (arg.get_long(), arg.get_env().and_then(|e| e.to_str())) {
+            out = replace_option(&out, &format!("--{long}"), var);
+        }
+    }
+    out
+}
+
+/// `text` with the option `flag` (`--path`, not `--path-x`) replaced by `by`.
+fn replace_option(text: &str, flag: &str, by: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(flag) {
+        let after = &rest[at + flag.len()..];
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { by } else { flag });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 impl SwOptions {
     /// The options in force: the command line over the environment over the configuration
     /// file's `[switch]` table (`file`) over the defaults.
@@ -671,6 +714,24 @@ mod tests {
         let matches = sw(args);
         let given = SwOptions::from_arg_matches(&matches).unwrap();
         given.layered(Some(&matches), file).unwrap()
+    }
+
+    #[test]
+    fn an_option_from_the_environment_is_named_by_its_variable() {
+        assert_eq!(
+            replace_option(
+                "--max-macs or --max-macs-per-port, not --max-macs",
+                "--max-macs",
+                "ETHERWS_MAX_MACS"
+            ),
+            "ETHERWS_MAX_MACS or --max-macs-per-port, not ETHERWS_MAX_MACS"
+        );
+        // Nothing from the environment: the message as it was.
+        let m = sw(&["--trusted-proxy", "x"]);
+        assert_eq!(
+            name_environment("invalid --trusted-proxy \"x\"", Some(&m)),
+            "invalid --trusted-proxy \"x\""
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! A daemonized switch (no `--foreground`) has no terminal: without an `output` it logs to
 //! syslog (`/dev/log`, which journald also reads), or where there is none to
 //! [`DAEMON_LOG_FILE`]. Debug messages are written only with `--debug`, whatever the filter
-//! says, as in etherws 1.3.
+//! says, as in etherws 1.3; with it, etherws's own are written whatever the filter says too.
 
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
@@ -80,6 +80,11 @@ pub(crate) fn init(
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
+    let directives = if debug {
+        with_debug(&directives)
+    } else {
+        directives
+    };
     let filter = EnvFilter::builder()
         .parse(&directives)
         .with_context(|| format!("invalid log filter {directives:?}"))?;
@@ -126,6 +131,36 @@ pub(crate) fn init(
         .with(cap)
         .init();
     Ok(())
+}
+
+/// `directives` (the filter's) as `--debug` makes them: it wins over the filter, so every
+/// directive on etherws's own messages (`etherws=info`, `etherws::port=warn`) lets its debug
+/// messages through, and `etherws=debug` is added where no directive names `etherws` itself.
+/// Other targets (`hyper=warn`) and more verbose levels (`etherws=trace`) stay as they are.
+fn with_debug(directives: &str) -> String {
+    let mut crate_named = false;
+    let mut out: Vec<String> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let Some((target, level)) = d.rsplit_once('=') else {
+                crate_named |= d == "etherws";
+                return d.to_owned();
+            };
+            let name = target.split('[').next().unwrap_or(target);
+            let ours = name == "etherws" || name.starts_with("etherws::");
+            crate_named |= target == "etherws";
+            match level.parse::<LevelFilter>() {
+                Ok(l) if ours && l < LevelFilter::DEBUG => format!("{target}=debug"),
+                _ => d.to_owned(),
+            }
+        })
+        .collect();
+    if !crate_named {
+        out.push("etherws=debug".to_owned());
+    }
+    out.join(",")
 }
 
 type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
@@ -239,6 +274,48 @@ impl Drop for SyslogLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_wins_over_the_filter() {
+        assert_eq!(
+            with_debug("etherws=info,hyper=warn"),
+            "etherws=debug,hyper=warn"
+        );
+        assert_eq!(with_debug("warn"), "warn,etherws=debug");
+        assert_eq!(
+            with_debug("etherws::port=warn,etherws=trace,h2=off"),
+            "etherws::port=debug,etherws=trace,h2=off"
+        );
+        assert_eq!(
+            with_debug("etherws_other=info"),
+            "etherws_other=info,etherws=debug"
+        );
+        assert_eq!(with_debug("etherws"), "etherws");
+
+        // What a subscriber with the file's filter and `--debug` lets through.
+        let filter = EnvFilter::builder()
+            .parse(with_debug("etherws=info,warn"))
+            .unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Counter(seen.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(counter)
+            .with(filter)
+            .with(LevelFilter::TRACE);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "etherws::switch", "learned");
+            tracing::debug!(target: "hyper", "not ours");
+        });
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Counter {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 
     #[test]
     fn syslog_lines_are_framed_with_their_priority() {

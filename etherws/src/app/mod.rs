@@ -7,6 +7,7 @@ pub(crate) mod daemon;
 pub(crate) mod logging;
 pub(crate) mod sw_command;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -20,15 +21,89 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// clap's error with the value it quotes (`invalid value '…' for '--path …'`) escaped: the
-/// value is the user's, and may hold a newline or an escape sequence.
-fn value_escaped(mut e: clap::Error) -> clap::Error {
+/// What clap refused, as one line without its `error: ` (and without the usage and the hint
+/// to try `--help` that follow it), its control characters escaped: the values it quotes are
+/// the user's, and may hold a newline or an escape sequence. A value that came from the
+/// environment is named by its variable (`ETHERWS_AGEOUT`), not by the option (`--ageout`) the
+/// user never typed. `argv` is the command line, the program's name first.
+fn option_error(mut e: clap::Error, argv: &[OsString]) -> String {
     use clap::error::{ContextKind, ContextValue};
-    if let Some(ContextValue::String(v)) = e.get(ContextKind::InvalidValue) {
-        let v = printable(v).into_owned();
-        e.insert(ContextKind::InvalidValue, ContextValue::String(v));
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(v)) = e.get(kind) {
+            let v = printable(v).into_owned();
+            e.insert(kind, ContextValue::String(v));
+        }
     }
-    e
+    if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && let Some(var) = from_environment(arg, argv)
+    {
+        e.insert(ContextKind::InvalidArg, ContextValue::String(var));
+    }
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for l in rendered.lines().map(str::trim) {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        if l.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') || l.starts_with('[') {
+                " "
+            } else {
+                "; "
+            });
+        }
+        line.push_str(l.strip_prefix("error: ").unwrap_or(l));
+    }
+    printable(&line).into_owned()
+}
+
+/// The environment variable `arg` (clap's `--ageout <SECS>`) was read from: the option has one,
+/// it is set, and the command line (`argv`) does not give the option itself.
+fn from_environment(arg: &str, argv: &[OsString]) -> Option<String> {
+    let long = arg.strip_prefix("--")?;
+    let long = long.split([' ', '=']).next()?;
+    let cmd = Cli::command();
+    let var = cmd
+        .get_subcommands()
+        .flat_map(clap::Command::get_arguments)
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?
+        .to_owned();
+    let flag = format!("--{long}");
+    let given = argv.iter().skip(1).any(|a| {
+        a.to_str().is_some_and(|a| {
+            a == flag
+                || a.strip_prefix(flag.as_str())
+                    .is_some_and(|r| r.starts_with('='))
+        })
+    });
+    (!given && std::env::var_os(&var).is_some()).then_some(var)
+}
+
+/// A command line clap refuses: `--help` and `--version` as clap prints them; any other error
+/// one plain line, `etherws sw: error: REASON` (or `etherws ctl: …`), and exit status 1, as
+/// every other error of the program.
+fn refused(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let command = match argv.get(1).and_then(|a| a.to_str()) {
+        Some(c @ ("sw" | "ctl")) => format!("etherws {c}"),
+        _ => "etherws".to_owned(),
+    };
+    eprintln!("{command}: error: {}", option_error(e, &argv));
+    std::process::exit(1)
 }
 
 /// `etherws`: parse the command line and run `sw` or `ctl`.
@@ -38,8 +113,8 @@ pub fn main() -> ExitCode {
     let matches = Cli::command()
         .version(version)
         .try_get_matches()
-        .unwrap_or_else(|e| value_escaped(e).exit());
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        .unwrap_or_else(|e| refused(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| refused(e));
     match cli.command {
         cli::Command::Ctl(args) => {
             if ctl_command::run(args) {

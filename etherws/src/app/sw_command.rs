@@ -410,7 +410,13 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
         daemon::PidFile::check(p)?;
     }
     logging::init(&logconf, opts.debug, opts.log_format, !args.foreground)?;
-    let settings = settings(&opts)?;
+    // An option refused here names the environment variable it came from, if it did.
+    let settings = settings(&opts).map_err(|e| {
+        anyhow::anyhow!(crate::app::cli::name_environment(
+            &format!("{e:#}"),
+            matches
+        ))
+    })?;
     raise_nofile_limit();
 
     let ws_listener = bind(&settings.host, settings.port)?;

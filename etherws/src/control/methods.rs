@@ -534,6 +534,11 @@ impl Control {
             .prepare(name, hw, queues, mode, self.netif.clone())
         {
             Ok(port) => {
+                // Its veth peer, named in the reason if it does not take redirected frames.
+                match self.netif.veth_peer(index).await {
+                    Ok(peer) => self.offload.set_peer(index, peer),
+                    Err(e) => tracing::debug!(interface = name, "veth peer unknown: {e}"),
+                }
                 let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
                 self.offload.activate(index, stat.port);
                 // Decided before answering, so that `addport` already says whether the kernel

@@ -51,7 +51,7 @@ use crate::port::{EgressRx, Ingress, Port, PortIo};
 use crate::switch::FdbObserver;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Mac;
-use crate::sys::netif::{Hardware, Netif};
+use crate::sys::netif::{Hardware, Netif, Peer};
 use crate::sys::{self, SyscallError};
 use crate::wire::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::wire::{self, ip_protocol, tcp, udp};
@@ -129,6 +129,9 @@ struct PortInfo {
     kernel_tx: Option<bool>,
     /// Why it is not in the DEVMAP, in words an operator can act on.
     kernel_tx_why: Option<OffloadError>,
+    /// The other end of the interface if it is a veth (whose GRO decides whether it takes
+    /// redirected frames): what [`Offload::set_peer`] was told.
+    peer: Option<Peer>,
 }
 
 impl PortInfo {
@@ -253,6 +256,7 @@ impl Offload {
                 shut: false,
                 user_only: false,
                 kernel_tx_why: None,
+                peer: None,
                 port: None,
                 mac: Mac(hw.mac),
                 name: name.to_string(),
@@ -350,6 +354,14 @@ impl Offload {
         let features = g.xdp_features(ifindex);
         *genl = Some(g);
         Ok(features? & features::XDP_ACT_NDO_XMIT != 0)
+    }
+
+    /// Records the veth peer of offloaded interface `ifindex` (`None`: not a veth), for the
+    /// reason [`Offload::refresh`] gives when the device does not take redirected frames.
+    pub(crate) fn set_peer(&self, ifindex: u32, peer: Option<Peer>) {
+        if let Some(p) = self.lock().ports.get_mut(&ifindex) {
+            p.peer = peer;
+        }
     }
 
     /// Records that netdev port `port` asked for offload and fell back, and why.
@@ -541,12 +553,15 @@ fn apply_refresh(
     } else {
         removed(l.devmap.remove(ifindex), "the port's DEVMAP entry");
         p.kernel_tx = Some(false);
+        let why = OffloadError::NoRedirect {
+            device: p.name.clone(),
+            peer: p.peer.clone(),
+        };
         tracing::warn!(
             interface = %p.name,
-            "{}: frames to it from other offloaded ports go through userspace",
-            OffloadError::NoRedirect
+            "{why}: frames to it from other offloaded ports go through userspace",
         );
-        p.kernel_tx_why = Some(OffloadError::NoRedirect);
+        p.kernel_tx_why = Some(why);
     }
 }
 
@@ -608,7 +623,7 @@ fn attach(
     for &(m, n) in attempts {
         match l.program().attach_to_if_index(ifindex, m) {
             Ok(link) => return Ok((link, n)),
-            Err(e) => errors.push(format!("{n}: {e}")),
+            Err(e) => errors.push(error::attach_failure(n, &e)),
         }
     }
     Err(OffloadError::Attach(errors))

@@ -244,14 +244,14 @@ impl<E: Egress> Switch<E> {
         }
         self.flushed(port);
         self.fdb.forget_port(port);
-        Some(removed.stat)
+        Some(removed.stat())
     }
 
     /// Shuts a port (it neither receives nor sends, its counters stop) or brings it back.
     pub(crate) fn set_shut(&mut self, port: PortNo, shut: bool) -> Option<PortStat> {
         let p = self.ports.get_mut(&port)?;
         p.stat.shut = shut;
-        Some(p.stat.clone())
+        Some(p.stat())
     }
 
     /// Records whether a port exchanges super-frames with its device or peer.

@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures_util::stream::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec};
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
@@ -37,6 +37,17 @@ pub(crate) struct IfInfo {
     /// Its netmask (from the prefix length), if there is an address.
     pub(crate) netmask: Option<Ipv4Addr>,
     pub(crate) mtu: u32,
+}
+
+/// The other end of a veth pair, as [`Netif::veth_peer`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Its index, in its own network namespace.
+    pub(crate) index: u32,
+    /// Its name, if the kernel told it.
+    pub(crate) name: Option<String>,
+    /// Whether it is in another network namespace than the switch.
+    pub(crate) elsewhere: bool,
 }
 
 /// What the offload needs to know of a device.
@@ -156,6 +167,56 @@ impl Netif {
             }
         }
         Ok(hw)
+    }
+
+    /// The peer of interface `index` if it is a veth (`None` if it is not): its index
+    /// (`IFLA_LINK`), and its name, asked of its own namespace when it is in another one (by
+    /// the id this namespace knows it by, `IFLA_LINK_NETNSID`).
+    pub(crate) async fn veth_peer(&self, index: u32) -> Result<Option<Peer>, NetifError> {
+        let what = || format!("looking up interface {index}");
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| NetifError::kernel(what(), e))?
+        else {
+            return Ok(None);
+        };
+        let veth = link.attributes.iter().any(|a| {
+            matches!(a, LinkAttribute::LinkInfo(infos)
+                if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth))))
+        });
+        let peer = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Link(p) => Some(*p),
+            _ => None,
+        });
+        let (true, Some(peer)) = (veth, peer) else {
+            return Ok(None);
+        };
+        let nsid = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(n) => Some(*n),
+            _ => None,
+        });
+        let mut request = self.handle.link().get().match_index(peer);
+        if let Some(n) = nsid {
+            request
+                .message_mut()
+                .attributes
+                .push(LinkAttribute::IfNetnsId(n));
+        }
+        // Unnamed if the kernel will not say (an older one, or no right to ask there).
+        let name = match request.execute().try_next().await {
+            Ok(Some(m)) => m.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n),
+                _ => None,
+            }),
+            _ => None,
+        };
+        Ok(Some(Peer {
+            index: peer,
+            name,
+            elsewhere: nsid.is_some(),
+        }))
     }
 
     /// Receive queues `ifname` has in use (at least 1).
@@ -855,6 +916,26 @@ mod tests {
             assert!(is_up(netif.clone()).await);
             // Idempotent.
             netif.link_up(IF).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn root_veth_peer() {
+        in_netns(|netif| async move {
+            let (i, p) = (
+                netif.index(IF).await.unwrap(),
+                netif.index(PEER).await.unwrap(),
+            );
+            assert_eq!(
+                netif.veth_peer(i).await.unwrap(),
+                Some(Peer {
+                    index: p,
+                    name: Some(PEER.into()),
+                    elsewhere: false
+                })
+            );
+            let lo = netif.index("lo").await.unwrap();
+            assert_eq!(netif.veth_peer(lo).await.unwrap(), None);
         });
     }
 

@@ -477,6 +477,19 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The limit docs/production.md's Limits table gives is the one enforced.
+    #[test]
+    fn the_limits_table_states_the_message_limit() {
+        let page = include_str!("../../../../docs/production.md");
+        let n = MAX_MESSAGE.to_string();
+        let (thousands, rest) = n.split_at(n.len() - 3);
+        let said = format!("a WebSocket message over {thousands},{rest} bytes");
+        assert!(
+            page.contains(&said),
+            "docs/production.md does not say {said:?}"
+        );
+    }
     use bytes::Bytes;
     use framing::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
