@@ -389,6 +389,53 @@ fn dnsmasq_pid(gw: &Netns, state: &TempDir) -> Option<i32> {
     (comm.trim() == "dnsmasq" && gw.pids().contains(&pid)).then_some(pid)
 }
 
+/// A router advertisement, as a VM could send one: from `mac` and the link-local fe80::1 to all
+/// nodes (ff02::1), hop limit 255, a default router for 1800 s and a prefix information option
+/// (2001:db8:66::/64, on-link and autonomous: SLAAC).
+fn router_advertisement(mac: [u8; 6]) -> Vec<u8> {
+    let src: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let dst: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut icmp = vec![134, 0, 0, 0, 64, 0];
+    icmp.extend_from_slice(&1800u16.to_be_bytes()); // router lifetime
+    icmp.extend_from_slice(&[0; 8]); // reachable time, retransmission timer
+    icmp.extend_from_slice(&[1, 1]); // source link-layer address
+    icmp.extend_from_slice(&mac);
+    icmp.extend_from_slice(&[3, 4, 64, 0xc0]); // prefix information: /64, L and A
+    icmp.extend_from_slice(&86400u32.to_be_bytes()); // valid lifetime
+    icmp.extend_from_slice(&14400u32.to_be_bytes()); // preferred lifetime
+    icmp.extend_from_slice(&[0; 4]);
+    icmp.extend_from_slice(&[
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x66, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    // The checksum, over the pseudo-header and the message.
+    let mut sum: u32 = 0;
+    let len = icmp.len() as u32;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&len.to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    for pair in pseudo.chunks(2).chain(icmp.chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(len as u16).to_be_bytes());
+    ip.extend_from_slice(&[58, 255]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(&icmp);
+    build_frame([0x33, 0x33, 0, 0, 0, 1], mac, None, 0x86dd, &ip)
+}
+
+/// Whether `frame` is an IPv6 router advertisement (ICMPv6 type 134).
+fn is_router_advertisement(frame: &[u8]) -> bool {
+    frame.len() > 54 && frame[12..14] == [0x86, 0xdd] && frame[20] == 58 && frame[54] == 134
+}
+
 #[test]
 fn dhcp_and_nat_for_a_browser_vm() {
     if !needs(&["dnsmasq", "nft", "busybox"]) {
@@ -419,6 +466,14 @@ fn dhcp_and_nat_for_a_browser_vm() {
         .args(&["--path", "/lab=vlan:10"])
         .start();
     let state = TempDir::new("lan-gw");
+    // IPv6 on in the gateway's namespace, as on a real host (the kit turns it off): the TAP the
+    // script makes has the kernel's defaults.
+    gw.exec_ok(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "net.ipv6.conf.default.disable_ipv6=0",
+    ]);
 
     // The page's recipe, egress closed (the default).
     let commands = page_commands();
@@ -453,6 +508,11 @@ fn dhcp_and_nat_for_a_browser_vm() {
         ("ip_forward", "0"),
     ] {
         assert_eq!(sysctl(&gw, key), want, "{key}");
+    }
+    // No router advertisements taken on the TAP.
+    for key in ["accept_ra", "autoconf"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{LAN_TAP}/{key}");
+        assert_eq!(gw.exec_ok(&["cat", &path]).trim(), "0", "{path}");
     }
 
     // The "browser VM": a TAP on a switch of its own, connected to S's path /lab.
@@ -500,6 +560,31 @@ fn dhcp_and_nat_for_a_browser_vm() {
     let ws_on_lan = format!("{GATEWAY}:{}", s.ws_port);
     assert!(tcp_opens(&vm, &format!("203.0.113.1:{}", s.ws_port)));
     assert!(!tcp_opens(&vm, &ws_on_lan), "the VM reached S's listener");
+
+    // A VM's router advertisement reaches the gateway's TAP, and gives the host neither a
+    // default route nor an address in its prefix.
+    let on_lan = RawSock::open(&gw, LAN_TAP);
+    let ra = router_advertisement(parse_mac(&vm_mac));
+    let from_vm = RawSock::open(&vm, VM_TAP);
+    let mut seen = false;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        from_vm.send(&ra);
+        seen |= on_lan
+            .recv_matching(Duration::from_millis(300), |f| {
+                is_router_advertisement(&f.data)
+            })
+            .is_some();
+        let routes = gw.ip(&["-6", "route", "show", "default"]);
+        let addrs = gw.ip(&[
+            "-6", "-o", "addr", "show", "dev", LAN_TAP, "scope", "global",
+        ]);
+        assert!(
+            routes.trim().is_empty() && addrs.trim().is_empty(),
+            "a VM's router advertisement configured the gateway's host:\n{routes}{addrs}"
+        );
+    }
+    assert!(seen, "the router advertisement never reached {LAN_TAP}");
 
     // Beyond the NAT: a web server and a mail server in nsInet, which has no route back.
     assert!(
