@@ -379,6 +379,127 @@ vlan = 20
     no_pings(&[(&al.ns, A1), (&a1.ns, B2), (&a1.ns, B1), (&a1.ns, GW)]);
 }
 
+/// A user pin (`[user.alice]`) is for the switch-wide htpasswd file's alice: an alice of a
+/// path's own file is someone else, and gets her path's settings, not the pinned VLAN.
+#[test]
+fn a_paths_own_alice_is_not_the_pinned_alice() {
+    if !needs(&["htpasswd"]) {
+        return;
+    }
+    let dir = TempDir::new("na");
+    htpasswd(&dir.file("users.htpasswd"), "alice", "pw-alice");
+    htpasswd(&dir.file("b.htpasswd"), "alice", "pw-b-alice");
+    let conf = dir.write(
+        "etherws.toml",
+        r#"[switch]
+htpasswd = "users.htpasswd"
+
+[[port]]
+type = "tap"
+target = "ewsG"
+address = "192.0.2.1"
+netmask = "255.255.255.0"
+vlan = 20
+
+[[path]]
+path = "/a"
+vlan = 10
+
+[[path]]
+path = "/b"
+vlan = 30
+htpasswd = "b.htpasswd"
+
+[user.alice]
+vlan = 20
+"#,
+    );
+    let hub = Hub::new("na", &["--config", &conf]);
+    let pinned = hub.spoke("a1", A1, "/a", &["--user", "alice", "--passwd", "pw-alice"]);
+    let other = hub.spoke(
+        "b1",
+        B1,
+        "/b",
+        &["--user", "alice", "--passwd", "pw-b-alice"],
+    );
+    for (spoke, vlan, path, what) in [
+        (
+            &pinned,
+            20,
+            "/a",
+            "the switch-wide alice (pinned to VLAN 20) on /a",
+        ),
+        (
+            &other,
+            30,
+            "/b",
+            "/b's own alice on /b (/b's VLAN, not the pin's)",
+        ),
+    ] {
+        let p = hub.sw.port_status(spoke.server_port);
+        assert_eq!(vlan_of(&p), Some(vlan), "{what}: vlan in {p}");
+        assert_eq!(p["user"], "alice", "{what}: user in {p}");
+        assert_eq!(p["path"], path, "{what}: path in {p}");
+    }
+    pings(&[(&pinned.ns, GW)]);
+    no_pings(&[(&other.ns, GW), (&other.ns, A1)]);
+}
+
+/// A path's own users are pinned in the path's name (`path = "/b"`): /b's alice gets the pin,
+/// the switch-wide alice does not.
+#[test]
+fn a_pin_for_a_paths_own_user_applies_on_that_path() {
+    if !needs(&["htpasswd"]) {
+        return;
+    }
+    let dir = TempDir::new("np");
+    htpasswd(&dir.file("users.htpasswd"), "alice", "pw-alice");
+    htpasswd(&dir.file("b.htpasswd"), "alice", "pw-b-alice");
+    let conf = dir.write(
+        "etherws.toml",
+        r#"[switch]
+htpasswd = "users.htpasswd"
+
+[[port]]
+type = "tap"
+target = "ewsG"
+address = "192.0.2.1"
+netmask = "255.255.255.0"
+vlan = 20
+
+[[path]]
+path = "/a"
+vlan = 10
+
+[[path]]
+path = "/b"
+vlan = 30
+htpasswd = "b.htpasswd"
+
+[user.alice]
+path = "/b"
+vlan = 20
+"#,
+    );
+    let hub = Hub::new("np", &["--config", &conf]);
+    let switch_wide = hub.spoke("a1", A1, "/a", &["--user", "alice", "--passwd", "pw-alice"]);
+    let of_b = hub.spoke(
+        "b1",
+        B1,
+        "/b",
+        &["--user", "alice", "--passwd", "pw-b-alice"],
+    );
+    for (spoke, vlan, what) in [
+        (&switch_wide, 10, "the switch-wide alice on /a (/a's VLAN)"),
+        (&of_b, 20, "/b's own alice (pinned to VLAN 20)"),
+    ] {
+        let p = hub.sw.port_status(spoke.server_port);
+        assert_eq!(vlan_of(&p), Some(vlan), "{what}: vlan in {p}");
+    }
+    pings(&[(&of_b.ns, GW)]);
+    no_pings(&[(&switch_wide.ns, GW)]);
+}
+
 #[test]
 fn isolated_clients_reach_the_gateway_not_each_other() {
     if !require_root() {

@@ -165,7 +165,7 @@ fn check_config_validates_without_starting_anything() {
     let good = dir.write(
         "good.toml",
         &format!(
-            "[switch]\nport = {port}\n\n[[path]]\npath = \"/lab\"\nvlan = 10\n\n[user.alice]\nvlan = 20\n\n[[port]]\ntype = \"tap\"\ntarget = \"chk0\"\n"
+            "[switch]\nport = {port}\n\n[[path]]\npath = \"/lab\"\nvlan = 10\n\n[user.alice]\nsource = \"certificate\"\nvlan = 20\n\n[[port]]\ntype = \"tap\"\ntarget = \"chk0\"\n"
         ),
     );
     let out = etherws_run(None, &["sw", "--check-config", &good]);
@@ -193,6 +193,24 @@ fn check_config_validates_without_starting_anything() {
             "badpath.toml",
             "[[path]]\npath = \"/a\"\nvlan = 5000\n",
             "badpath.toml:3: path 1: vlan must be from 0 to 4094",
+        ),
+        // A user pin no one can match: the switch-wide file's alice where there is none, a
+        // path not served, a path whose users are the switch-wide file's.
+        (
+            "nofile.toml",
+            "[user.alice]\nvlan = 20\n",
+            "nofile.toml:1: user alice: pins alice of the switch-wide htpasswd file, and there \
+             is none",
+        ),
+        (
+            "unserved.toml",
+            "[[path]]\npath = \"/a\"\n\n[user.alice]\npath = \"/b\"\n",
+            "unserved.toml:4: user alice: path /b is not served (the paths: /a)",
+        ),
+        (
+            "notown.toml",
+            "[[path]]\npath = \"/a\"\n\n[user.alice]\npath = \"/a\"\n",
+            "notown.toml:4: user alice: path /a has no htpasswd file of its own",
         ),
     ] {
         let f = dir.write(file, body);

@@ -57,7 +57,7 @@ use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
 use crate::app::cli::SwOptions;
 use crate::base::tls::{ClientTls, HalfIdentity};
-use crate::settings::profile::{PathSpec, PathTable, Profile};
+use crate::settings::profile::{PathSpec, PathTable, Profile, UserPin, UserTable};
 use crate::settings::values::Num;
 use crate::switch::PortKind;
 
@@ -69,7 +69,9 @@ pub(crate) struct Config {
     /// The `[[port]]` tables, in file order; they get port numbers 1, 2, 3… in this order.
     pub(crate) ports: Vec<PortConf>,
     /// The `[user.NAME]` tables: users pinned to a VLAN (and other settings).
-    pub(crate) users: HashMap<String, Profile>,
+    pub(crate) users: HashMap<String, UserPin>,
+    /// The line of each `[user.NAME]` table, for the checks made once the paths are known.
+    pub(crate) user_lines: HashMap<String, usize>,
 }
 
 /// One `[[port]]` table, checked. `line` is where it starts in the file, for later error
@@ -372,6 +374,7 @@ impl Doc<'_> {
         let mut ports = Vec::new();
         let mut paths: Vec<PathSpec> = Vec::new();
         let mut users = HashMap::new();
+        let mut user_lines = HashMap::new();
         for (key, value) in in_file_order(root.into_inner()) {
             match key.get_ref().as_ref() {
                 "switch" => switch = self.switch(&key, value)?,
@@ -387,7 +390,7 @@ impl Doc<'_> {
                         paths.push(self.path(i + 1, v)?);
                     }
                 }
-                "user" => users = self.users(&key, value)?,
+                "user" => (users, user_lines) = self.users(&key, value)?,
                 "port" => {
                     let found = value.get_ref().type_str();
                     match value.into_inner() {
@@ -432,6 +435,7 @@ impl Doc<'_> {
             switch,
             ports: ports.into_iter().map(|(port, _)| port).collect(),
             users,
+            user_lines,
         })
     }
 
@@ -458,12 +462,12 @@ impl Doc<'_> {
         Ok(spec)
     }
 
-    /// The `[user.NAME]` tables.
+    /// The `[user.NAME]` tables, and the line of each.
     fn users(
         &self,
         key: &Spanned<DeString<'_>>,
         value: Spanned<DeValue<'_>>,
-    ) -> anyhow::Result<HashMap<String, Profile>> {
+    ) -> anyhow::Result<(HashMap<String, UserPin>, HashMap<String, usize>)> {
         let found = value.get_ref().type_str();
         let DeValue::Table(table) = value.into_inner() else {
             return Err(self.err(
@@ -472,6 +476,7 @@ impl Doc<'_> {
             ));
         };
         let mut users = HashMap::new();
+        let mut lines = HashMap::new();
         for (name, v) in in_file_order(table) {
             let name = name.get_ref().to_string();
             let span = v.span();
@@ -488,11 +493,14 @@ impl Doc<'_> {
                 table: t.clone(),
                 span: span.clone(),
             };
-            let profile =
-                Profile::deserialize(ValueDeserializer::from(v)).map_err(|e| s.serde(&e))?;
-            users.insert(name, profile);
+            let pin = UserTable::deserialize(ValueDeserializer::from(v))
+                .map_err(|e| s.serde(&e))?
+                .try_into()
+                .map_err(|e: String| s.err(&span, e))?;
+            lines.insert(name.clone(), self.line(span.start));
+            users.insert(name, pin);
         }
-        Ok(users)
+        Ok((users, lines))
     }
 
     /// The `[switch]` table.
@@ -761,7 +769,10 @@ impl Section<'_, '_> {
                 );
             }
             Place::User => {
-                return format!("unknown key {key:?}{}", suggest(key, keys_of::<Profile>()));
+                return format!(
+                    "unknown key {key:?}{}",
+                    suggest(key, keys_of::<UserTable>())
+                );
             }
             Place::Port => {}
         }
@@ -1005,6 +1016,7 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::profile::Credentials;
     use crate::settings::values::BitRate;
     use crate::settings::values::HttpPath;
 
@@ -1092,6 +1104,14 @@ htpasswd = "lab.htpasswd"
 
 [user.bob]
 vlan = 20
+
+[user.carol]
+path = "/lab"
+vlan = 30
+
+[user."node-b"]
+source = "certificate"
+vlan = 40
 "#;
 
     /// Asserts that `text` fails at `line` with a message containing `needle`.
@@ -1236,19 +1256,33 @@ vlan = 20
                 line: 72,
             },
         ];
-        let users = HashMap::from([(
-            "bob".to_string(),
-            Profile {
-                vlan: Some(Num(20)),
+        let pin = |credentials, vlan| UserPin {
+            credentials,
+            profile: Profile {
+                vlan: Some(Num(vlan)),
                 ..Profile::default()
             },
-        )]);
+        };
+        let users = HashMap::from([
+            ("bob".to_string(), pin(Credentials::Switch, 20)),
+            (
+                "carol".to_string(),
+                pin(Credentials::Path("/lab".into()), 30),
+            ),
+            ("node-b".to_string(), pin(Credentials::Certificate, 40)),
+        ]);
+        let user_lines = HashMap::from([
+            ("bob".to_string(), 83),
+            ("carol".to_string(), 86),
+            ("node-b".to_string(), 90),
+        ]);
         assert_eq!(
             c,
             Config {
                 switch,
                 ports,
-                users
+                users,
+                user_lines,
             }
         );
         assert_eq!(c.ports[2].line(), 62);
@@ -1457,6 +1491,33 @@ vlan = 20
                 fails(&format!("[user.alice]\n{key} = {value}\n"), 2, &want);
             }
         }
+    }
+
+    /// A user pin says whose name it is for: `path` (a path's own htpasswd file) or `source`
+    /// (`htpasswd`, the default, or `certificate`), not both at once.
+    #[test]
+    fn user_pins_name_their_credentials() {
+        fails(
+            "[user.alice]\npath = \"/lab\"\nsource = \"certificate\"\n",
+            1,
+            "user alice: path = \"/lab\" and source = \"certificate\" do not go together",
+        );
+        fails("[user.alice]\nsource = \"cert\"\n", 2, "source");
+        fails("[user.alice]\npath = \"lab\"\n", 2, "must start with '/'");
+        fails(
+            "[user.alice]\npaths = \"/lab\"\n",
+            2,
+            "(did you mean \"path\"?)",
+        );
+        let c = Config::parse(
+            "[user.alice]\nsource = \"htpasswd\"\npath = \"/lab\"\n",
+            "t.toml",
+        )
+        .expect("parses");
+        assert_eq!(
+            c.users["alice"].credentials,
+            Credentials::Path("/lab".into())
+        );
     }
 
     #[test]

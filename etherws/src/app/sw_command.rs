@@ -20,6 +20,7 @@ use crate::app::cli::{EffectiveOptions, SwArgs, SwOptions};
 use crate::app::config::{Config, PortConf};
 use crate::app::daemon;
 use crate::app::logging::{self, LogConf};
+use crate::base::escape::Esc;
 use crate::base::tls::ClientAuth;
 use crate::control::Control;
 use crate::control::guard::{Guard, allowed_host};
@@ -30,7 +31,7 @@ use crate::edge::server::{self, Listening, WsPath, WsSide};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::{ClientOptions, Credentials};
 use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
-use crate::settings::profile::{PathSpec, Profile};
+use crate::settings::profile::{self, PathSpec, Profile, UserPin};
 use crate::settings::values::Num;
 use crate::switch::PortStat;
 use crate::switch::fdb::MacLimits;
@@ -417,6 +418,7 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
             matches
         ))
     })?;
+    check_users(config.as_ref(), &settings)?;
     raise_nofile_limit();
 
     let ws_listener = bind(&settings.host, settings.port)?;
@@ -451,6 +453,55 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
     started
 }
 
+/// Refuses a `[user.NAME]` pin that no one can match, so that it is never taken for one
+/// that works: for a path not served, for a path without its own htpasswd file (its users are
+/// the switch-wide file's: the pin says `path` for nothing), or for the switch-wide file's
+/// users where there is none (a certificate's name must say so, `source = "certificate"`).
+fn check_users(config: Option<&(PathBuf, Config)>, s: &Settings) -> anyhow::Result<()> {
+    let Some((origin, conf)) = config else {
+        return Ok(());
+    };
+    let mut pins: Vec<(usize, &String, &UserPin)> = conf
+        .users
+        .iter()
+        .map(|(name, pin)| (conf.user_lines.get(name).copied().unwrap_or(0), name, pin))
+        .collect();
+    pins.sort_by_key(|(line, ..)| *line);
+    let switch_wide = s.htpasswd.is_some() && s.paths.iter().any(|p| p.htpasswd.is_none());
+    for (line, name, pin) in pins {
+        let why = match &pin.credentials {
+            profile::Credentials::Certificate => continue,
+            profile::Credentials::Switch if switch_wide => continue,
+            profile::Credentials::Switch => format!(
+                "pins {name} of the switch-wide htpasswd file, and {}: say path = \"/PATH\" \
+                 for a user of a path's own htpasswd file, or source = \"certificate\" for a \
+                 client certificate's name",
+                if s.htpasswd.is_none() {
+                    "there is none ([switch] htpasswd, --htpasswd)"
+                } else {
+                    "every path has a file of its own"
+                },
+                name = Esc(name),
+            ),
+            profile::Credentials::Path(path) => match s.paths.iter().find(|p| p.path == *path) {
+                Some(p) if p.htpasswd.is_some() => continue,
+                Some(_) => format!(
+                    "path {} has no htpasswd file of its own (its users are the switch-wide \
+                     file's: leave path out)",
+                    Esc(path)
+                ),
+                None => format!(
+                    "path {} is not served (the paths: {})",
+                    Esc(path),
+                    s.path_list()
+                ),
+            },
+        };
+        bail!("{}:{line}: user {}: {why}", origin.display(), Esc(name));
+    }
+    Ok(())
+}
+
 /// A configuration file read, with its absolute path.
 type ConfigFile = Option<(PathBuf, Config)>;
 
@@ -482,8 +533,9 @@ fn check_config(
     matches: Option<&ArgMatches>,
 ) -> anyhow::Result<()> {
     let (config, opts, _) = read_options(Some(path), options, matches)?;
-    let conf = config.map(|(_, c)| c).unwrap_or_default();
     let s = settings(&opts)?;
+    check_users(config.as_ref(), &s)?;
+    let conf = config.map(|(_, c)| c).unwrap_or_default();
     println!(
         "{}: OK ({} port{}, WebSocket path{} {}, {} pinned user{})",
         crate::base::escape::printable(&path.display().to_string()),

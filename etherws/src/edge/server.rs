@@ -34,7 +34,7 @@ use crate::edge::htpasswd::Htpasswd;
 use crate::port::websocket::super_frame;
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
-use crate::settings::profile::Profile;
+use crate::settings::profile::{Credentials, Profile, UserPin};
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -132,9 +132,9 @@ pub(crate) struct WsPath {
     pub(crate) htpasswd: Option<Arc<Htpasswd>>,
 }
 
-/// Users pinned to settings (`[user.NAME]` in the configuration file), by htpasswd name or
-/// client-certificate name; theirs win over their path's.
-pub(crate) type Users = HashMap<String, Profile>;
+/// Users pinned to settings (`[user.NAME]` in the configuration file), by name, each for the
+/// credentials its pin names; theirs win over their path's.
+pub(crate) type Users = HashMap<String, UserPin>;
 
 /// What the control endpoint needs; the WebSocket side's counters are there for `/metrics`.
 #[derive(Clone)]
@@ -374,18 +374,28 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         Err(refused) => return refused.into_response(),
     };
     let h = req.headers();
-    // Who the peer proved to be: its htpasswd user, else its certificate's name.
+    // Who the peer proved to be, and with what: its htpasswd user (of the path's own file, or
+    // the switch-wide one), else its certificate's name.
     let htpasswd = st.path.htpasswd.as_ref().or(st.auth.htpasswd());
-    let user = match st
+    let (user, from) = match st
         .auth
         .check_with(htpasswd, h, client.ip, &client.to_string())
         .await
     {
-        Ok(user) => user.or(peer.identity.clone()),
+        Ok(Some(user)) if st.path.htpasswd.is_some() => {
+            (Some(user), Credentials::Path(st.path.path.clone()))
+        }
+        Ok(Some(user)) => (Some(user), Credentials::Switch),
+        Ok(None) => (peer.identity.clone(), Credentials::Certificate),
         Err(denied) => return denied,
     };
-    // What the port starts with: the user's pinned settings over the path's.
-    let profile = match user.as_ref().and_then(|u| st.users.get(u)) {
+    // What the port starts with: the user's pinned settings over the path's, if the pin is for
+    // the credentials the name was proved with.
+    let pinned = user
+        .as_ref()
+        .and_then(|u| st.users.get(u))
+        .and_then(|pin| pin.profile_for(&from));
+    let profile = match pinned {
         Some(pinned) => pinned.over(&st.path.profile),
         None => st.path.profile.clone(),
     };

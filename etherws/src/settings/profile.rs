@@ -3,7 +3,9 @@
 //! VLAN, isolation, mesh flag and rate limits ([`Policy`]).
 //!
 //! Each source gives a [`Profile`], whose fields are all optional; they are laid over each
-//! other (a user's over its path's over the defaults) and the result applied to the port.
+//! other (a user's over its path's over the defaults) and the result applied to the port. A
+//! user's settings ([`UserPin`]) are for a name proved with the credentials the pin names
+//! ([`Credentials`]): the switch-wide htpasswd file's by default.
 //! One spelling everywhere: `--path /lab=vlan:10,isolated,rate-in:10M` on the command line,
 //! the same string or a `[[path]]` table in the configuration file.
 
@@ -205,6 +207,89 @@ impl<'de> Deserialize<'de> for PathSpec {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Whose name a user pin (`[user.NAME]`) is for: a name means nothing without the credentials
+/// it was proved with, and two htpasswd files may each have an alice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// A user of the switch-wide htpasswd file (`--htpasswd`), on a path without a file of its
+    /// own: the default.
+    #[default]
+    Switch,
+    /// A user of this path's own htpasswd file (`path = "/lab"`).
+    Path(String),
+    /// A client certificate's name, where no htpasswd file is asked for (`source =
+    /// "certificate"`).
+    Certificate,
+}
+
+/// A user pinned to settings: `[user.NAME]` of the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UserPin {
+    /// The credentials the name must come from for the pin to apply.
+    pub(crate) credentials: Credentials,
+    pub(crate) profile: Profile,
+}
+
+impl UserPin {
+    /// The pinned settings, if the user proved its name with the credentials the pin is for.
+    pub(crate) fn profile_for(&self, from: &Credentials) -> Option<&Profile> {
+        (self.credentials == *from).then_some(&self.profile)
+    }
+}
+
+/// Where a `[user.NAME]`'s name comes from (`source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Source {
+    Htpasswd,
+    Certificate,
+}
+
+/// A `[user.NAME]` table of the configuration file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserTable {
+    /// The path whose own htpasswd file has the user (default: the switch-wide file).
+    path: Option<HttpPath>,
+    source: Option<Source>,
+    vlan: Option<Vlan>,
+    isolated: Option<bool>,
+    mesh: Option<bool>,
+    rate_in: Option<BitRate>,
+    rate_out: Option<BitRate>,
+    burst: Option<Num<u64>>,
+}
+
+impl TryFrom<UserTable> for UserPin {
+    type Error = String;
+
+    fn try_from(t: UserTable) -> Result<UserPin, String> {
+        let credentials = match (t.source, t.path) {
+            (Some(Source::Certificate), Some(p)) => {
+                return Err(format!(
+                    "path = {:?} and source = \"certificate\" do not go together (a client \
+                     certificate is the listener's, not a path's)",
+                    p.0
+                ));
+            }
+            (Some(Source::Certificate), None) => Credentials::Certificate,
+            (_, Some(p)) => Credentials::Path(p.0),
+            (_, None) => Credentials::Switch,
+        };
+        Ok(UserPin {
+            credentials,
+            profile: Profile {
+                vlan: t.vlan,
+                isolated: t.isolated,
+                mesh: t.mesh,
+                rate_in: t.rate_in,
+                rate_out: t.rate_out,
+                burst: t.burst,
+            },
+        })
     }
 }
 
