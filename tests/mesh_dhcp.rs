@@ -704,6 +704,17 @@ fn the_recipe_by_hand_is_what_the_helper_does() {
         "{DHCP_PAGE}'s egress rules are not the helper's"
     );
 
+    // Step 4: the TAP's IPv6 settings the helper turns off (no router advertisements taken).
+    let keys = between(&script, "for key in ", "; do");
+    assert!(keys.contains("accept_ra"), "{keys}");
+    for key in keys.split_whitespace() {
+        let line = format!("echo 0 > /proc/sys/net/ipv6/conf/lan0/{key}\n");
+        assert!(
+            sh.iter().any(|b| b.contains(&line)),
+            "{DHCP_PAGE} does not turn {key} off by hand as the helper does"
+        );
+    }
+
     // Step 5: dnsmasq, its files aside.
     let shown = words(
         sh.iter()
