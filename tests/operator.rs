@@ -408,6 +408,41 @@ fn paths_are_literal_never_patterns() {
     }
 }
 
+/// `ETHERWS_PATH` holds several path specs separated by spaces (a spec holds commas of its
+/// own: `/lab=vlan:10,isolated`), each served; on the command line one `--path` is one spec,
+/// and wins over the environment.
+#[test]
+fn environment_paths_are_separated_by_spaces() {
+    let sw = SwitchBuilder::new("ope")
+        .env("ETHERWS_PATH", "/a /lab=vlan:10,isolated")
+        .start();
+    for (path, want) in [("/a", 101), ("/lab", 101), ("/", 404), ("/a%20/lab", 404)] {
+        assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path:?}");
+    }
+    drop(sw);
+    let sw = SwitchBuilder::new("ope")
+        .env("ETHERWS_PATH", "/a /b")
+        .args(&["--path", "/c"])
+        .start();
+    for (path, want) in [("/c", 101), ("/a", 404), ("/b", 404)] {
+        assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path:?}");
+    }
+    drop(sw);
+    // A spec the environment's list holds that is wrong is named by the variable.
+    let mut cmd = etherws(None);
+    cmd.args(["sw", "--foreground", "--port", "0", "--ctlport", "0"])
+        .env("ETHERWS_PATH", "/a nope");
+    let out = cmd.output().expect("run etherws");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("etherws sw: error: ")
+            && err.contains("ETHERWS_PATH")
+            && err.contains("\"nope\""),
+        "{err}"
+    );
+}
+
 /// An option `sw` or `ctl` refuses, on the command line or in the environment, is one plain line
 /// `etherws sw: error: REASON` (or `etherws ctl: …`) and exit status 1, as the command reference
 /// says, its value escaped; a value from the environment is named by its variable, which is
