@@ -558,3 +558,54 @@ fn debug_wins_over_the_logconf_filter() {
         }
     });
 }
+
+/// A frame whose IPv4 total length says it is longer than it is (vpn-ws-client with its
+/// default MTU cuts every full-size frame 14 bytes short) is forwarded as 1.3 did, counted in
+/// `rx_truncated`, and the log says so once, with the hint about the sender's MTU.
+#[test]
+fn truncated_ip_frames_are_counted_and_logged_once() {
+    use tokio_tungstenite::tungstenite::{self, Message};
+    let sw = Switch::local("opt", &[]);
+    let url = format!("ws://127.0.0.1:{}/", sw.ws_port);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", sw.ws_port)).expect("connect");
+    let (mut ws, _) = tungstenite::client(url.as_str(), tcp).expect("handshake");
+    // Broadcast from 02:00:00:00:00:01, IPv4, a 20-byte header that says 1,500 bytes in all:
+    // 86 bytes of IP are there.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0]);
+    frame.extend_from_slice(&1500u16.to_be_bytes());
+    frame.resize(100, 0);
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The port comes into being just after the handshake.
+            let ports = sw.rpc("listPort", serde_json::json!({}));
+            let p = ports["entries"][0].clone();
+            if p["rx_truncated"] == n || Instant::now() >= deadline {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    ws.send(Message::Binary(frame.clone().into()))
+        .expect("send");
+    let p = wait_for(1);
+    assert_eq!(p["rx_truncated"], 1, "{p}");
+    assert_eq!(p["rx"], 1, "forwarded all the same: {p}");
+    for _ in 0..2 {
+        ws.send(Message::Binary(frame.clone().into()))
+            .expect("send");
+    }
+    let p = wait_for(3);
+    assert_eq!(p["rx_truncated"], 3, "{p}");
+    let log = sw.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("shorter than their IP length"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("port=1") && warned[0].contains("MTU must be at most 1486"),
+        "{log}"
+    );
+}
