@@ -609,3 +609,33 @@ fn truncated_ip_frames_are_counted_and_logged_once() {
         "{log}"
     );
 }
+
+/// Under systemd (`INVOCATION_ID` set), a file `addport` names that the switch cannot find in
+/// `/tmp` or `/home` says why it may be there for the user and not for the switch: the unit's
+/// `PrivateTmp=yes` and `ProtectHome=yes`. Elsewhere, the plain error.
+#[test]
+fn a_missing_file_under_systemd_names_private_tmp_and_protect_home() {
+    let addport = |sw: &Switch, file: &str| {
+        let out = sw.ctl(&["addport", "client", "wss://127.0.0.1:1/", "--cacerts", file]);
+        assert!(!out.status.success());
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    };
+    let sw = SwitchBuilder::new("ops")
+        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .start();
+    let said = addport(&sw, "/tmp/etherws-no-such-dir/ca.pem");
+    assert!(
+        said.contains("/tmp/etherws-no-such-dir/ca.pem") && said.contains("PrivateTmp=yes"),
+        "{said}"
+    );
+    let said = addport(&sw, "/home/etherws-no-such-user/ca.pem");
+    assert!(said.contains("ProtectHome=yes"), "{said}");
+    drop(sw);
+    // Not under systemd (whatever runs the tests).
+    let sw = SwitchBuilder::new("ops").env("INVOCATION_ID", "").start();
+    let said = addport(&sw, "/tmp/etherws-no-such-dir/ca.pem");
+    assert!(
+        said.contains("/tmp/etherws-no-such-dir/ca.pem") && !said.contains("PrivateTmp"),
+        "{said}"
+    );
+}
