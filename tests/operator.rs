@@ -639,3 +639,53 @@ fn a_missing_file_under_systemd_names_private_tmp_and_protect_home() {
         "{said}"
     );
 }
+
+/// A daemon with no `--logconf` on a host without a syslog socket logs to
+/// `/var/log/etherws.log`, which every such switch shares: each of its lines names the
+/// daemon's process, as syslog's do (`etherws[PID]: `).
+#[test]
+fn the_fallback_log_file_names_each_daemon() {
+    if !require_root() || std::path::Path::new("/dev/log").exists() {
+        return;
+    }
+    let ns = Netns::new("opf");
+    let dir = TempDir::new("opf");
+    let pidfile = dir.file("etherws.pid");
+    let (port, ctl) = (free_port().to_string(), free_port().to_string());
+    let args = [
+        "sw",
+        "--port",
+        &port,
+        "--ctlport",
+        &ctl,
+        "--pidfile",
+        &pidfile,
+    ];
+    let out = etherws_run(Some(&ns), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile written")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let prefix = format!("etherws[{pid}]: ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ours = loop {
+        let log = std::fs::read_to_string("/var/log/etherws.log").unwrap_or_default();
+        let ours: Vec<String> = log
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        if ours.iter().any(|l| l.contains("serving")) || Instant::now() >= deadline {
+            break ours;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("serving") && l.contains(&port)),
+        "no line of {prefix:?} says it serves: {ours:?}"
+    );
+}
