@@ -226,3 +226,40 @@ fn the_logging_configuration_example_is_accepted() {
     let config = dir.write("etherws.toml", "[switch]\n");
     check_config(&config, &["--logconf", &file]);
 }
+
+/// A shell example that serves a path with its own htpasswd file (`htpasswd:FILE`) creates that
+/// file in the same block (`htpasswd -c … FILE user`): copied as it is, it starts.
+#[test]
+fn shell_examples_create_the_htpasswd_files_they_name() {
+    for name in pages() {
+        let text = page(&name);
+        let mut in_sh = false;
+        let mut block = String::new();
+        for line in text.lines() {
+            let fence = line.trim_start();
+            if !in_sh && (fence == "```sh" || fence == "```bash" || fence == "```console") {
+                in_sh = true;
+                block.clear();
+            } else if in_sh && fence == "```" {
+                in_sh = false;
+                for (at, _) in block.match_indices("htpasswd:") {
+                    let file: String = block[at + "htpasswd:".len()..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '\\' | '"'))
+                        .collect();
+                    let created = block.lines().any(|l| {
+                        let l = l.trim_start();
+                        l.starts_with("htpasswd ") && l.split_whitespace().any(|w| w == file)
+                    });
+                    assert!(
+                        created,
+                        "{name}: an example serves htpasswd:{file} but never creates it:\n{block}"
+                    );
+                }
+            } else if in_sh {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+}

@@ -426,6 +426,41 @@ fn paths_are_literal_never_patterns() {
     }
 }
 
+/// `ETHERWS_PATH` holds several path specs separated by spaces (a spec holds commas of its
+/// own: `/lab=vlan:10,isolated`), each served; on the command line one `--path` is one spec,
+/// and wins over the environment.
+#[test]
+fn environment_paths_are_separated_by_spaces() {
+    let sw = SwitchBuilder::new("ope")
+        .env("ETHERWS_PATH", "/a /lab=vlan:10,isolated")
+        .start();
+    for (path, want) in [("/a", 101), ("/lab", 101), ("/", 404), ("/a%20/lab", 404)] {
+        assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path:?}");
+    }
+    drop(sw);
+    let sw = SwitchBuilder::new("ope")
+        .env("ETHERWS_PATH", "/a /b")
+        .args(&["--path", "/c"])
+        .start();
+    for (path, want) in [("/c", 101), ("/a", 404), ("/b", 404)] {
+        assert_eq!(upgrade_status(&sw, path), want, "upgrade of {path:?}");
+    }
+    drop(sw);
+    // A spec the environment's list holds that is wrong is named by the variable.
+    let mut cmd = etherws(None);
+    cmd.args(["sw", "--foreground", "--port", "0", "--ctlport", "0"])
+        .env("ETHERWS_PATH", "/a nope");
+    let out = cmd.output().expect("run etherws");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("etherws sw: error: ")
+            && err.contains("ETHERWS_PATH")
+            && err.contains("\"nope\""),
+        "{err}"
+    );
+}
+
 /// An option `sw` or `ctl` refuses, on the command line or in the environment, is one plain line
 /// `etherws sw: error: REASON` (or `etherws ctl: …`) and exit status 1, as the command reference
 /// says, its value escaped; a value from the environment is named by its variable, which is
@@ -540,4 +575,135 @@ fn debug_wins_over_the_logconf_filter() {
             Err(log)
         }
     });
+}
+
+/// A frame whose IPv4 total length says it is longer than it is (vpn-ws-client with its
+/// default MTU cuts every full-size frame 14 bytes short) is forwarded as 1.3 did, counted in
+/// `rx_truncated`, and the log says so once, with the hint about the sender's MTU.
+#[test]
+fn truncated_ip_frames_are_counted_and_logged_once() {
+    use tokio_tungstenite::tungstenite::{self, Message};
+    let sw = Switch::local("opt", &[]);
+    let url = format!("ws://127.0.0.1:{}/", sw.ws_port);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", sw.ws_port)).expect("connect");
+    let (mut ws, _) = tungstenite::client(url.as_str(), tcp).expect("handshake");
+    // Broadcast from 02:00:00:00:00:01, IPv4, a 20-byte header that says 1,500 bytes in all:
+    // 86 bytes of IP are there.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0]);
+    frame.extend_from_slice(&1500u16.to_be_bytes());
+    frame.resize(100, 0);
+    let wait_for = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The port comes into being just after the handshake.
+            let ports = sw.rpc("listPort", serde_json::json!({}));
+            let p = ports["entries"][0].clone();
+            if p["rx_truncated"] == n || Instant::now() >= deadline {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    ws.send(Message::Binary(frame.clone().into()))
+        .expect("send");
+    let p = wait_for(1);
+    assert_eq!(p["rx_truncated"], 1, "{p}");
+    assert_eq!(p["rx"], 1, "forwarded all the same: {p}");
+    for _ in 0..2 {
+        ws.send(Message::Binary(frame.clone().into()))
+            .expect("send");
+    }
+    let p = wait_for(3);
+    assert_eq!(p["rx_truncated"], 3, "{p}");
+    let log = sw.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("shorter than their IP length"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("port=1") && warned[0].contains("MTU must be at most 1486"),
+        "{log}"
+    );
+}
+
+/// Under systemd (`INVOCATION_ID` set), a file `addport` names that the switch cannot find in
+/// `/tmp` or `/home` says why it may be there for the user and not for the switch: the unit's
+/// `PrivateTmp=yes` and `ProtectHome=yes`. Elsewhere, the plain error.
+#[test]
+fn a_missing_file_under_systemd_names_private_tmp_and_protect_home() {
+    let addport = |sw: &Switch, file: &str| {
+        let out = sw.ctl(&["addport", "client", "wss://127.0.0.1:1/", "--cacerts", file]);
+        assert!(!out.status.success());
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    };
+    let sw = SwitchBuilder::new("ops")
+        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .start();
+    let said = addport(&sw, "/tmp/etherws-no-such-dir/ca.pem");
+    assert!(
+        said.contains("/tmp/etherws-no-such-dir/ca.pem") && said.contains("PrivateTmp=yes"),
+        "{said}"
+    );
+    let said = addport(&sw, "/home/etherws-no-such-user/ca.pem");
+    assert!(said.contains("ProtectHome=yes"), "{said}");
+    drop(sw);
+    // Not under systemd (whatever runs the tests).
+    let sw = SwitchBuilder::new("ops").env("INVOCATION_ID", "").start();
+    let said = addport(&sw, "/tmp/etherws-no-such-dir/ca.pem");
+    assert!(
+        said.contains("/tmp/etherws-no-such-dir/ca.pem") && !said.contains("PrivateTmp"),
+        "{said}"
+    );
+}
+
+/// A daemon with no `--logconf` on a host without a syslog socket logs to
+/// `/var/log/etherws.log`, which every such switch shares: each of its lines names the
+/// daemon's process, as syslog's do (`etherws[PID]: `).
+#[test]
+fn the_fallback_log_file_names_each_daemon() {
+    if !require_root() || std::path::Path::new("/dev/log").exists() {
+        return;
+    }
+    let ns = Netns::new("opf");
+    let dir = TempDir::new("opf");
+    let pidfile = dir.file("etherws.pid");
+    let (port, ctl) = (free_port().to_string(), free_port().to_string());
+    let args = [
+        "sw",
+        "--port",
+        &port,
+        "--ctlport",
+        &ctl,
+        "--pidfile",
+        &pidfile,
+    ];
+    let out = etherws_run(Some(&ns), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile written")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let prefix = format!("etherws[{pid}]: ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ours = loop {
+        let log = std::fs::read_to_string("/var/log/etherws.log").unwrap_or_default();
+        let ours: Vec<String> = log
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        if ours.iter().any(|l| l.contains("serving")) || Instant::now() >= deadline {
+            break ours;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("serving") && l.contains(&port)),
+        "no line of {prefix:?} says it serves: {ours:?}"
+    );
 }

@@ -217,6 +217,31 @@ fn deb_installs_into_a_private_root_and_its_switch_answers() {
 
     // The unit runs the installed binary on the shipped configuration, hardening kept.
     let unit = fs::read_to_string(at("/lib/systemd/system/etherws.service")).unwrap();
+    // Its documentation is what the package installs: man pages and files, nothing else.
+    let documentation: Vec<&str> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Documentation="))
+        .expect("a Documentation line")
+        .split_whitespace()
+        .collect();
+    assert!(!documentation.is_empty(), "{unit}");
+    for doc in documentation {
+        let installed = if let Some(page) = doc.strip_prefix("man:") {
+            let (name, section) = page
+                .strip_suffix(')')
+                .and_then(|p| p.split_once('('))
+                .unwrap_or_else(|| panic!("Documentation={doc}: not man:NAME(N)"));
+            format!("/usr/share/man/man{section}/{name}.{section}.gz")
+        } else if let Some(path) = doc.strip_prefix("file://") {
+            path.to_string()
+        } else {
+            panic!("Documentation={doc}: not installed by the package");
+        };
+        assert!(
+            listed.contains_key(installed.as_str()),
+            "Documentation={doc}: {installed} not in the package"
+        );
+    }
     for line in [
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",

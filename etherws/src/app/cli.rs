@@ -397,7 +397,8 @@ sw_options! {
         /// HTTP path to serve WebSocket on, with what its clients' ports start with:
         /// `PATH[=SETTING,…]`, settings `vlan:N`, `isolated`, `mesh`, `rate-in:RATE`,
         /// `rate-out:RATE`, `burst:BYTES`, `htpasswd:FILE` (repeatable: several paths on one
-        /// listener, e.g. `--path /lab1=vlan:10 --path /lab2=vlan:20,isolated`).
+        /// listener, e.g. `--path /lab1=vlan:10 --path /lab2=vlan:20,isolated`; space-separated
+        /// in the environment: `ETHERWS_PATH="/lab1=vlan:10 /lab2"`).
         #[arg(long, env = "ETHERWS_PATH", value_name = "PATH[=SETTINGS]")]
         #[serde(default, deserialize_with = "crate::settings::profile::one_or_many")]
         pub(crate) path: Vec<PathSpec> = vec![PathSpec::root()],

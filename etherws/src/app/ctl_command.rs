@@ -363,7 +363,7 @@ fn call(args: &mut CtlArgs, method: &str, params: Option<Value>) -> anyhow::Resu
         })?
         // A server that refuses our client certificate (or our lack of one) says why in a TLS
         // alert: put it in words.
-        .map_err(|e| anyhow::anyhow!(crate::base::tls::explain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(crate::base::tls::explain(&e, args.ctlsslcert.is_some())))?;
     // A redirect is an answer, never followed: following it would send the request (and its
     // credentials) elsewhere and show another server's answer as the switch's.
     if !status.is_success() {

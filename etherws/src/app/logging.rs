@@ -121,7 +121,12 @@ pub(crate) fn init(
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {path}"))?;
-            output_layer(format, false, true, Mutex::new(file))
+            // The fallback file is every daemon's on the host: each text line says whose.
+            if path == DAEMON_LOG_FILE && format == LogFormat::Text {
+                output_layer(format, false, true, PidLines(Mutex::new(file)))
+            } else {
+                output_layer(format, false, true, Mutex::new(file))
+            }
         }
     };
     // The output first (its type is boxed for the registry alone); the filters are global.
@@ -175,6 +180,55 @@ where
         (LogFormat::Json, _) => fmt.json().with_ansi(false).boxed(),
         (LogFormat::Text, true) => fmt.with_ansi(ansi).boxed(),
         (LogFormat::Text, false) => fmt.with_ansi(ansi).without_time().boxed(),
+    }
+}
+
+/// A log file whose every line starts as syslog's do, `etherws[PID]: `: several switches may
+/// write to [`DAEMON_LOG_FILE`]. The pid is the writing process's (the daemon's, not that of
+/// the process that opened the file before it detached).
+struct PidLines<W>(Mutex<W>);
+
+/// One event's line, written (with its prefix, in one write) when it is dropped.
+struct PidLine<'a, W: Write> {
+    out: &'a Mutex<W>,
+    line: Vec<u8>,
+}
+
+impl<'a, W: Write + 'a> MakeWriter<'a> for PidLines<W> {
+    type Writer = PidLine<'a, W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        PidLine {
+            out: &self.0,
+            line: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for PidLine<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for PidLine<'_, W> {
+    fn drop(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        let mut out = format!("etherws[{}]: ", std::process::id()).into_bytes();
+        out.append(&mut self.line);
+        // A poisoned lock still holds the file; a log line that cannot be written is lost.
+        let mut w = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = w.write_all(&out);
     }
 }
 
@@ -274,6 +328,19 @@ impl Drop for SyslogLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_line_of_the_fallback_file_names_its_process() {
+        let lines = PidLines(Mutex::new(Vec::new()));
+        for text in ["one\n", "two\n"] {
+            let mut w = lines.make_writer();
+            w.write_all(text.as_bytes()).unwrap();
+        }
+        let _ = lines.make_writer();
+        let pid = std::process::id();
+        let got = String::from_utf8(lines.0.into_inner().unwrap()).unwrap();
+        assert_eq!(got, format!("etherws[{pid}]: one\netherws[{pid}]: two\n"));
+    }
 
     #[test]
     fn debug_wins_over_the_filter() {

@@ -73,15 +73,31 @@ fn from_environment(arg: &str, argv: &[OsString]) -> Option<String> {
         .get_env()?
         .to_str()?
         .to_owned();
+    let given = on_command_line(long, argv);
+    (!given && std::env::var_os(&var).is_some()).then_some(var)
+}
+
+/// Whether the command line (`argv`, the program's name first) gives `--LONG` itself.
+fn on_command_line(long: &str, argv: &[OsString]) -> bool {
     let flag = format!("--{long}");
-    let given = argv.iter().skip(1).any(|a| {
+    argv.iter().skip(1).any(|a| {
         a.to_str().is_some_and(|a| {
             a == flag
                 || a.strip_prefix(flag.as_str())
                     .is_some_and(|r| r.starts_with('='))
         })
-    });
-    (!given && std::env::var_os(&var).is_some()).then_some(var)
+    })
+}
+
+/// The command line as `main` parses it. A path spec holds commas (`/lab=vlan:10,isolated`),
+/// so `ETHERWS_PATH` holds several of them separated by spaces, which no HTTP path holds
+/// (`"/a /lab=vlan:10,isolated"`); a `--path` on the command line is one spec, as written.
+fn parsing_command(argv: &[OsString]) -> clap::Command {
+    let cmd = Cli::command();
+    if on_command_line("path", argv) {
+        return cmd;
+    }
+    cmd.mut_subcommand("sw", |sw| sw.mut_arg("path", |a| a.value_delimiter(' ')))
 }
 
 /// A command line clap refuses: `--help` and `--version` as clap prints them; any other error
@@ -110,9 +126,10 @@ fn refused(e: clap::Error) -> ! {
 pub fn main() -> ExitCode {
     // Built once, at start: clap wants a `'static` string.
     let version: &'static str = Box::leak(cli::long_version().into_boxed_str());
-    let matches = Cli::command()
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let matches = parsing_command(&argv)
         .version(version)
-        .try_get_matches()
+        .try_get_matches_from(argv)
         .unwrap_or_else(|e| refused(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| refused(e));
     match cli.command {

@@ -18,8 +18,13 @@ pub(crate) const MAX_FILE: u64 = 1024 * 1024;
 /// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FileError {
-    #[error("{path}: {error}")]
-    Open { path: String, error: std::io::Error },
+    #[error("{path}: {error}{hint}")]
+    Open {
+        path: String,
+        error: std::io::Error,
+        /// Where the switch looks instead, when it can tell (see [`sandbox_hint`]); or empty.
+        hint: &'static str,
+    },
     #[error("{path}: not a regular file")]
     NotRegular { path: String },
     #[error("{path}: larger than {max} bytes")]
@@ -41,6 +46,11 @@ pub(crate) fn read_limited(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata), 
         .open(path)
         .map_err(|error| FileError::Open {
             path: shown(),
+            hint: sandbox_hint(
+                path,
+                &error,
+                std::env::var_os("INVOCATION_ID").is_some_and(|v| !v.is_empty()),
+            ),
             error,
         })?;
     let meta = file.metadata().map_err(|error| FileError::Read {
@@ -74,6 +84,35 @@ pub(crate) fn read_limited(path: &Path) -> Result<(Vec<u8>, std::fs::Metadata), 
     Ok((data, meta))
 }
 
+/// Why a file that is there for the user may be missing for the switch: a service of systemd
+/// (`under_systemd`: `INVOCATION_ID` is set) whose unit has `PrivateTmp=yes` sees a `/tmp` and
+/// `/var/tmp` of its own, and one with `ProtectHome=yes` no `/home`, `/root` or `/run/user`, as
+/// `dist/etherws.service` has. A hint for a missing (or refused) file under those, not a fact:
+/// the switch cannot see whether its unit sets them.
+fn sandbox_hint(path: &Path, error: &std::io::Error, under_systemd: bool) -> &'static str {
+    use std::io::ErrorKind;
+    if !under_systemd
+        || !matches!(
+            error.kind(),
+            ErrorKind::NotFound | ErrorKind::PermissionDenied
+        )
+    {
+        return "";
+    }
+    if ["/tmp", "/var/tmp"].iter().any(|d| path.starts_with(d)) {
+        " (the switch runs under systemd: with PrivateTmp=yes, as etherws.service has, its /tmp \
+         and /var/tmp are its own, not yours; put the file in /etc/etherws)"
+    } else if ["/home", "/root", "/run/user"]
+        .iter()
+        .any(|d| path.starts_with(d))
+    {
+        " (the switch runs under systemd: with ProtectHome=yes, as etherws.service has, it cannot \
+         see /home, /root or /run/user; put the file in /etc/etherws)"
+    } else {
+        ""
+    }
+}
+
 /// [`read_limited`] as UTF-8 text.
 pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
     let (data, _) = read_limited(path)?;
@@ -88,6 +127,21 @@ pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_missing_under_systemd_says_where_the_switch_looks() {
+        use std::io::{Error, ErrorKind};
+        let missing = Error::from(ErrorKind::NotFound);
+        let tmp = sandbox_hint(Path::new("/tmp/ca.pem"), &missing, true);
+        assert!(tmp.contains("PrivateTmp=yes"), "{tmp}");
+        let home = sandbox_hint(Path::new("/home/u/ca.pem"), &missing, true);
+        assert!(home.contains("ProtectHome=yes"), "{home}");
+        assert_eq!(sandbox_hint(Path::new("/tmp/ca.pem"), &missing, false), "");
+        assert_eq!(sandbox_hint(Path::new("/etc/ca.pem"), &missing, true), "");
+        assert_eq!(sandbox_hint(Path::new("/tmpx/ca.pem"), &missing, true), "");
+        let other = Error::from(ErrorKind::InvalidData);
+        assert_eq!(sandbox_hint(Path::new("/tmp/ca.pem"), &other, true), "");
+    }
 
     #[test]
     fn only_bounded_regular_files_are_read() {

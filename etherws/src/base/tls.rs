@@ -492,8 +492,10 @@ pub(crate) fn describe_alert(alert: AlertDescription) -> String {
 }
 
 /// `err` in one line, with a server's TLS alert put in words (see [`describe_alert`]), and a
-/// hint when a self-signed CA certificate was not the one the client was told to trust.
-pub(crate) fn explain(err: &anyhow::Error) -> String {
+/// hint when the server presented a self-signed CA certificate the client does not trust:
+/// one not in its certificate file (`ca_file`: it was given one), or, without one, not in the
+/// system's trust store.
+pub(crate) fn explain(err: &anyhow::Error, ca_file: bool) -> String {
     if let Some(alert) = alert_received(err.as_ref()) {
         let outer = if err.chain().count() > 1 {
             format!("{err}: ")
@@ -503,11 +505,19 @@ pub(crate) fn explain(err: &anyhow::Error) -> String {
         return format!("{outer}TLS session refused: {}", describe_alert(alert));
     }
     if ca_as_server_cert(err.as_ref()) {
-        return format!(
-            "{err:#} (the server's certificate is a CA certificate, as `openssl req -x509` makes, \
-             and is not in the certificate file given: such a certificate is trusted only as \
-             itself)"
-        );
+        return if ca_file {
+            format!(
+                "{err:#} (the server's certificate is a CA certificate, as `openssl req -x509` \
+                 makes, and is not in the certificate file given: such a certificate is trusted \
+                 only as itself)"
+            )
+        } else {
+            format!(
+                "{err:#} (the server's certificate is a CA certificate, as `openssl req -x509` \
+                 makes, that the system's trust store does not hold: give that very certificate \
+                 as the certificate file to trust, and it is trusted as itself)"
+            )
+        };
     }
     format!("{err:#}")
 }
@@ -629,9 +639,19 @@ ZhBdBQ7iX+T+bYeTx5yLgkk4gBvGap3Ve72MUw==
     #[test]
     fn another_self_signed_certificate_is_refused() {
         let err = verify(&[PINNED], OTHER, "192.0.2.1", NOW).unwrap_err();
-        let text = explain(&anyhow::Error::from(err));
+        let text = explain(&anyhow::Error::from(err), true);
         assert!(
             text.contains("invalid peer certificate") && text.contains("trusted only as itself"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_self_signed_certificate_without_a_certificate_file_speaks_of_the_trust_store() {
+        let err = anyhow::Error::from(verify(&[PINNED], OTHER, "192.0.2.1", NOW).unwrap_err());
+        let text = explain(&err, false);
+        assert!(
+            text.contains("system's trust store") && !text.contains("certificate file given"),
             "{text}"
         );
     }
@@ -693,7 +713,7 @@ ZhBdBQ7iX+T+bYeTx5yLgkk4gBvGap3Ve72MUw==
             Ok::<_, std::io::Error>(())
         };
         let (accepted, connected) = tokio::join!(accept, connect);
-        connected.map_err(|e| explain(&anyhow::Error::from(e)))?;
+        connected.map_err(|e| explain(&anyhow::Error::from(e), true))?;
         accepted.map_err(|e| e.to_string())
     }
 
@@ -781,7 +801,7 @@ ZhBdBQ7iX+T+bYeTx5yLgkk4gBvGap3Ve72MUw==
             Some(AlertDescription::UnknownCA)
         );
         assert_eq!(
-            explain(&err),
+            explain(&err, true),
             "cannot reach https://192.0.2.1/ctl: TLS session refused: the server does not \
              trust the issuer of the client certificate (TLS alert: unknown CA)"
         );
@@ -797,6 +817,6 @@ ZhBdBQ7iX+T+bYeTx5yLgkk4gBvGap3Ve72MUw==
         }
         let plain = anyhow::anyhow!("cannot connect");
         assert_eq!(alert_received(plain.as_ref()), None);
-        assert_eq!(explain(&plain), "cannot connect");
+        assert_eq!(explain(&plain, false), "cannot connect");
     }
 }

@@ -40,7 +40,7 @@ struct Metric<T> {
 }
 
 /// The metrics of every port, labelled with the port.
-const PER_PORT: [Metric<PortStat>; 16] = [
+const PER_PORT: [Metric<PortStat>; 17] = [
     Metric {
         name: "etherws_port_rx_frames_total",
         kind: "counter",
@@ -82,6 +82,12 @@ const PER_PORT: [Metric<PortStat>; 16] = [
         kind: "counter",
         help: "Frames from the port larger than --max-frame.",
         value: |p| p.rx_oversize,
+    },
+    Metric {
+        name: "etherws_port_rx_truncated_total",
+        kind: "counter",
+        help: "IP frames from the port shorter than their IP length says (the sender's MTU is larger than what it reads); forwarded.",
+        value: |p| p.rx_truncated,
     },
     Metric {
         name: "etherws_port_storm_dropped_total",
@@ -226,6 +232,7 @@ mod tests {
             tx: 7,
             rx_invalid: 0,
             rx_oversize: 0,
+            rx_truncated: 0,
             storm_dropped: 3,
             macs_refused: 0,
             tx_dropped: 1,

@@ -137,6 +137,7 @@ pub(crate) struct Policer {
     warn_oversize: Warn,
     warn_evict: Warn,
     warn_vlan: Warn,
+    warn_truncated: Warn,
 }
 
 impl Policer {
@@ -152,6 +153,7 @@ impl Policer {
             warn_oversize: Warn::default(),
             warn_evict: Warn::default(),
             warn_vlan: Warn::default(),
+            warn_truncated: Warn::default(),
         }
     }
 
@@ -190,6 +192,31 @@ impl Policer {
             );
         }
         false
+    }
+
+    /// Counts (and warns about) an IP frame of `len` bytes whose IP header says it ends at
+    /// `ip_end`, beyond its end: its sender cut it short, reading less from its device than
+    /// the device's MTU lets through. It is forwarded all the same, as etherws 1.3 did (the
+    /// receiver's stack drops it).
+    pub(crate) fn truncated(
+        &mut self,
+        stat: &mut PortStat,
+        len: usize,
+        ip_end: usize,
+        now: Instant,
+    ) {
+        stat.rx_truncated += 1;
+        if let Some(n) = self.warn_truncated.hit(now) {
+            tracing::warn!(
+                port = stat.port,
+                len,
+                ip_end,
+                frames = n,
+                "frames shorter than their IP length says received (forwarded): the sender's MTU \
+                 is larger than what it reads from its device (vpn-ws-client reads at most 1,500 \
+                 bytes a frame: its MTU must be at most 1486)"
+            );
+        }
     }
 
     /// Counts (and warns about) a tagged frame received on an access port: it is dropped.

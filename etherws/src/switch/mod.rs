@@ -48,6 +48,7 @@ use crate::switch::limits::Policer;
 use crate::switch::policy::Edit;
 pub(crate) use crate::switch::policy::{Policy, PolicyError, Rate};
 pub(crate) use crate::switch::ports::{Egress, Origin, PortKind, PortStat, TxCounters};
+use crate::wire;
 
 /// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
 /// eBPF-offloaded ports) never disagrees with it. Called with the switch locked, only when
@@ -402,6 +403,15 @@ impl<E: Egress> Switch<E> {
             return Ok(None);
         }
         stat.rx += 1;
+        // Cut short by its sender? Only plain frames: a super-frame's IP length is its
+        // segments' business, and may be stale.
+        if !frame.offload.is_gso()
+            && let Ok(h) = wire::walk(&frame.data)
+            && let Some(end) = h.ip_end()
+            && end > len
+        {
+            policer.truncated(stat, len, end, now);
+        }
         let policy = stat.policy;
         Ok(Some(Admitted {
             hdr,
@@ -567,6 +577,7 @@ mod tests {
     use super::*;
     use crate::switch::fdb::MacLimits;
     use crate::switch::frame::tests::frame;
+    use crate::wire::gso::VnetHdr;
 
     /// A port queue that records what was offered, optionally refusing everything.
     #[derive(Clone, Default)]
@@ -814,7 +825,7 @@ mod tests {
         f.resize(54 + payload, 0x5a);
         let offload = crate::wire::gso::VnetHdr {
             flags: crate::wire::gso::F_NEEDS_CSUM,
-            gso_type: crate::wire::gso::GSO_TCPV4,
+            gso_type: wire::gso::GSO_TCPV4,
             hdr_len: 54,
             gso_size: mss,
             csum_start: 34,
@@ -992,6 +1003,41 @@ mod tests {
         rx(&mut sw, 1, frame(BCAST, A, None));
         assert_eq!(sink.got.borrow().len(), 1);
         assert_eq!(sw.port(1).unwrap().rx_oversize, 1);
+    }
+
+    #[test]
+    fn truncated_ip_frames_are_counted_and_still_forwarded() {
+        let mut sw = Switch::new(Duration::from_secs(300));
+        let sink = Sink::default();
+        sw.add_port(PortKind::Tap, "t".into(), Sink::default());
+        sw.add_port(PortKind::Tap, "t".into(), sink.clone());
+        // An IPv4 header whose total length is `total`, in a 60-byte frame.
+        let ipv4 = |total: u16| {
+            let mut f = frame(BCAST, A, None);
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            Bytes::from(f)
+        };
+        let now = Instant::now();
+        // 1,500 bytes said, 46 there: cut short, counted, forwarded.
+        sw.receive(1, &ipv4(1500), now).unwrap();
+        // 28 said, 46 there (Ethernet padding): whole.
+        sw.receive(1, &ipv4(28), now).unwrap();
+        // Not IP at all (a zero version): not looked at.
+        rx(&mut sw, 1, frame(BCAST, A, None));
+        // A super-frame's IP length is its segments' business.
+        let gso = VnetHdr {
+            gso_type: wire::gso::GSO_TCPV4,
+            gso_size: 1000,
+            ..VnetHdr::default()
+        };
+        let mut out = Decisions::default();
+        sw.decide(1, Frame::new(ipv4(3000), gso), now, &mut out)
+            .unwrap();
+        out.emit();
+        assert_eq!(sink.got.borrow().len(), 4);
+        assert_eq!(sw.port(1).unwrap().rx_truncated, 1);
+        assert_eq!(sw.port(1).unwrap().rx, 4);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub(crate) struct PortStat {
     pub(crate) rx_invalid: u64,
     /// Frames received from this port that were larger than the switch allows.
     pub(crate) rx_oversize: u64,
+    /// IP frames received from this port shorter than their IP header says (IPv4 total
+    /// length, IPv6 payload length): cut short by a sender that reads less than its MTU.
+    /// Forwarded all the same.
+    pub(crate) rx_truncated: u64,
     /// Broadcast/multicast frames from this port dropped by storm control.
     pub(crate) storm_dropped: u64,
     /// Frames whose source address was not learned because of the MAC limits.
@@ -129,6 +133,7 @@ impl PortStat {
             tx: 0,
             rx_invalid: 0,
             rx_oversize: 0,
+            rx_truncated: 0,
             storm_dropped: 0,
             macs_refused: 0,
             tx_dropped: 0,

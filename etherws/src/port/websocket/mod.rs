@@ -254,6 +254,8 @@ struct Dialer {
     url: String,
     authorization: Option<HeaderValue>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The server is checked against a certificate file (`cacerts`), not the system's roots.
+    ca_file: bool,
 }
 
 impl Dialer {
@@ -268,6 +270,7 @@ impl Dialer {
                     .context("credentials that cannot be sent in a header")
             })
             .transpose()?;
+        let ca_file = matches!(opts.verify, Verify::CaFile(_));
         let tls = if uri.scheme_str() == Some("wss") {
             if opts.verify == Verify::Insecure {
                 tracing::warn!(url = %Esc(url), "server certificate NOT verified (--insecure)");
@@ -286,6 +289,7 @@ impl Dialer {
             url: url.to_string(),
             authorization,
             tls,
+            ca_file,
         })
     }
 
@@ -313,6 +317,7 @@ impl Dialer {
             );
         }
 
+        let ca_file = self.ca_file;
         let handshake = async {
             let tcp = http_proxy::connect(bare_host, port, self.tls.is_some()).await?;
             let io: BoxIo = match &self.tls {
@@ -328,7 +333,9 @@ impl Dialer {
                             // Escaped: it may quote the names of the server's certificate.
                             anyhow::anyhow!(
                                 "{}",
-                                crate::base::escape::printable(&crate::base::tls::explain(&e))
+                                crate::base::escape::printable(&crate::base::tls::explain(
+                                    &e, ca_file
+                                ))
                             )
                         })?;
                     Box::new(stream)
