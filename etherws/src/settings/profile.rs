@@ -173,18 +173,26 @@ pub(crate) struct PathTable {
     htpasswd: Option<PathBuf>,
 }
 
+/// The [`Profile`] of a configuration table that carries its settings (`[[path]]`,
+/// `[user.NAME]`): the same keys, laid out once.
+macro_rules! profile_of {
+    ($t:ident) => {
+        Profile {
+            vlan: $t.vlan,
+            isolated: $t.isolated,
+            mesh: $t.mesh,
+            rate_in: $t.rate_in,
+            rate_out: $t.rate_out,
+            burst: $t.burst,
+        }
+    };
+}
+
 impl From<PathTable> for PathSpec {
     fn from(t: PathTable) -> PathSpec {
         PathSpec {
             path: t.path.0,
-            profile: Profile {
-                vlan: t.vlan,
-                isolated: t.isolated,
-                mesh: t.mesh,
-                rate_in: t.rate_in,
-                rate_out: t.rate_out,
-                burst: t.burst,
-            },
+            profile: profile_of!(t),
             htpasswd: t.htpasswd,
         }
     }
@@ -281,14 +289,7 @@ impl TryFrom<UserTable> for UserPin {
         };
         Ok(UserPin {
             credentials,
-            profile: Profile {
-                vlan: t.vlan,
-                isolated: t.isolated,
-                mesh: t.mesh,
-                rate_in: t.rate_in,
-                rate_out: t.rate_out,
-                burst: t.burst,
-            },
+            profile: profile_of!(t),
         })
     }
 }
