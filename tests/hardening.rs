@@ -612,6 +612,19 @@ fn http_answer(status: &str, extra: &str, body: &str) -> String {
     )
 }
 
+/// `etherws ctl listport` against a switch that answers `result` (a JSON-RPC answer): its
+/// output, and its standard output as text.
+fn ctl_listport_answered(result: &str) -> (std::process::Output, String) {
+    let (addr, h) = fake_server(http_answer("200 OK", "", result));
+    let out = etherws(None)
+        .args(["ctl", "--ctlurl", &format!("http://{addr}/ctl"), "listport"])
+        .output()
+        .unwrap();
+    h.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
 #[test]
 fn peer_strings_cannot_forge_logs_or_drive_terminals() {
     if !needs(&["ping"]) {
@@ -643,13 +656,7 @@ fn peer_strings_cannot_forge_logs_or_drive_terminals() {
 
     // ctl shows what a switch sends with its control characters escaped…
     let evil = r#"{"jsonrpc":"2.0","id":0,"result":{"entries":[{"port":1,"type":"tap","target":"\u001b]0;owned\u0007\u001b[2Jevil","tx":0,"rx":0,"shut":false}]}}"#;
-    let (addr, h) = fake_server(http_answer("200 OK", "", evil));
-    let out = etherws(None)
-        .args(["ctl", "--ctlurl", &format!("http://{addr}/ctl"), "listport"])
-        .output()
-        .unwrap();
-    h.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = ctl_listport_answered(evil);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
@@ -657,13 +664,7 @@ fn peer_strings_cannot_forge_logs_or_drive_terminals() {
     );
     assert!(stdout.contains(r"\u{1b}[2Jevil"), "{stdout:?}");
     let evil = r#"{"jsonrpc":"2.0","id":0,"result":{"entries":[{"port":1,"type":"tap","target":"ws://a\u202ecod.exe","tx":0,"rx":0,"shut":false}]}}"#;
-    let (addr, h) = fake_server(http_answer("200 OK", "", evil));
-    let out = etherws(None)
-        .args(["ctl", "--ctlurl", &format!("http://{addr}/ctl"), "listport"])
-        .output()
-        .unwrap();
-    h.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (_, stdout) = ctl_listport_answered(evil);
     assert!(
         !stdout.contains('\u{202e}') && stdout.contains(r"ws://a\u{202e}cod.exe"),
         "{stdout:?}"

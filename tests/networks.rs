@@ -379,19 +379,17 @@ vlan = 20
     no_pings(&[(&al.ns, A1), (&a1.ns, B2), (&a1.ns, B1), (&a1.ns, GW)]);
 }
 
-/// A user pin (`[user.alice]`) is for the switch-wide htpasswd file's alice: an alice of a
-/// path's own file is someone else, and gets her path's settings, not the pinned VLAN.
-#[test]
-fn a_paths_own_alice_is_not_the_pinned_alice() {
-    if !needs(&["htpasswd"]) {
-        return;
-    }
-    let dir = TempDir::new("na");
+/// Two users named alice: one in the switch-wide htpasswd file, on `/a` (VLAN 10), one in
+/// `/b`'s own file (VLAN 30), with a gateway on VLAN 20 and `pin` as `[user.alice]`'s keys.
+/// Returns the hub, the switch-wide alice's spoke, `/b`'s alice's, and the files' folder.
+fn two_alices(tag: &str, pin: &str) -> (Hub, Spoke, Spoke, TempDir) {
+    let dir = TempDir::new(tag);
     htpasswd(&dir.file("users.htpasswd"), "alice", "pw-alice");
     htpasswd(&dir.file("b.htpasswd"), "alice", "pw-b-alice");
     let conf = dir.write(
         "etherws.toml",
-        r#"[switch]
+        &format!(
+            r#"[switch]
 htpasswd = "users.htpasswd"
 
 [[port]]
@@ -411,17 +409,28 @@ vlan = 30
 htpasswd = "b.htpasswd"
 
 [user.alice]
-vlan = 20
-"#,
+{pin}"#
+        ),
     );
-    let hub = Hub::new("na", &["--config", &conf]);
-    let pinned = hub.spoke("a1", A1, "/a", &["--user", "alice", "--passwd", "pw-alice"]);
-    let other = hub.spoke(
+    let hub = Hub::new(tag, &["--config", &conf]);
+    let switch_wide = hub.spoke("a1", A1, "/a", &["--user", "alice", "--passwd", "pw-alice"]);
+    let of_b = hub.spoke(
         "b1",
         B1,
         "/b",
         &["--user", "alice", "--passwd", "pw-b-alice"],
     );
+    (hub, switch_wide, of_b, dir)
+}
+
+/// A user pin (`[user.alice]`) is for the switch-wide htpasswd file's alice: an alice of a
+/// path's own file is someone else, and gets her path's settings, not the pinned VLAN.
+#[test]
+fn a_paths_own_alice_is_not_the_pinned_alice() {
+    if !needs(&["htpasswd"]) {
+        return;
+    }
+    let (hub, pinned, other, _dir) = two_alices("na", "vlan = 20\n");
     for (spoke, vlan, path, what) in [
         (
             &pinned,
@@ -452,43 +461,7 @@ fn a_pin_for_a_paths_own_user_applies_on_that_path() {
     if !needs(&["htpasswd"]) {
         return;
     }
-    let dir = TempDir::new("np");
-    htpasswd(&dir.file("users.htpasswd"), "alice", "pw-alice");
-    htpasswd(&dir.file("b.htpasswd"), "alice", "pw-b-alice");
-    let conf = dir.write(
-        "etherws.toml",
-        r#"[switch]
-htpasswd = "users.htpasswd"
-
-[[port]]
-type = "tap"
-target = "ewsG"
-address = "192.0.2.1"
-netmask = "255.255.255.0"
-vlan = 20
-
-[[path]]
-path = "/a"
-vlan = 10
-
-[[path]]
-path = "/b"
-vlan = 30
-htpasswd = "b.htpasswd"
-
-[user.alice]
-path = "/b"
-vlan = 20
-"#,
-    );
-    let hub = Hub::new("np", &["--config", &conf]);
-    let switch_wide = hub.spoke("a1", A1, "/a", &["--user", "alice", "--passwd", "pw-alice"]);
-    let of_b = hub.spoke(
-        "b1",
-        B1,
-        "/b",
-        &["--user", "alice", "--passwd", "pw-b-alice"],
-    );
+    let (hub, switch_wide, of_b, _dir) = two_alices("np", "path = \"/b\"\nvlan = 20\n");
     for (spoke, vlan, what) in [
         (&switch_wide, 10, "the switch-wide alice on /a (/a's VLAN)"),
         (&of_b, 20, "/b's own alice (pinned to VLAN 20)"),

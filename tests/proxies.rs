@@ -385,19 +385,16 @@ fn behind_nginx_each_client_keeps_its_address() {
     sw.ctl_ok(&["listport"]);
 }
 
-#[test]
-fn behind_haproxy_the_proxy_protocol_names_each_client() {
-    if !(require_root() && require_tool("haproxy")) {
-        return;
-    }
-    let net = sites("pxha");
-    let dir = TempDir::new("pxha");
-    // The page's configuration, with a connection limit of the test's own.
+/// The switch in `S` on 127.0.0.1:8080 with `--proxy-protocol`, trusting loopback, behind
+/// the page's HAProxy (with a connection limit of the test's own) on :8000, which answers.
+fn behind_haproxy(tag: &str) -> (ClientSites, Switch, Daemon) {
+    let net = sites(tag);
+    let dir = TempDir::new(tag);
     let conf = dir.write(
         "haproxy.cfg",
         &format!("global\n    maxconn 1000\n{HAPROXY}"),
     );
-    let sw = Switch::builder("pxha")
+    let sw = Switch::builder(tag)
         .netns(&net.s)
         .host("127.0.0.1")
         .port(8080)
@@ -405,13 +402,22 @@ fn behind_haproxy_the_proxy_protocol_names_each_client() {
         .args(&TRUSTED)
         .args(&["--proxy-protocol"])
         .start();
-    let _haproxy = net.s.daemon(&["haproxy", "-db", "-f", &conf]);
+    let haproxy = net.s.daemon(&["haproxy", "-db", "-f", &conf]);
     poll("haproxy", Duration::from_secs(10), || {
         net.s
             .tcp_connect(SocketAddr::from(([127, 0, 0, 1], 8000)))
             .map(drop)
             .map_err(|e| e.to_string())
     });
+    (net, sw, haproxy)
+}
+
+#[test]
+fn behind_haproxy_the_proxy_protocol_names_each_client() {
+    if !(require_root() && require_tool("haproxy")) {
+        return;
+    }
+    let (net, sw, _haproxy) = behind_haproxy("pxha");
     let site1 = site_switch(&net.c1, "pxha-c1");
     let site2 = site_switch(&net.c2, "pxha-c2");
     site1.ctl_ok(&["addport", "client", &format!("ws://{S_C1}:8000/")]);
@@ -587,28 +593,8 @@ fn behind_haproxy_no_request_header_is_read_after_a_proxy_header() {
     if !(require_root() && require_tool("haproxy")) {
         return;
     }
-    let net = sites("pxpp");
-    let dir = TempDir::new("pxpp");
-    let conf = dir.write(
-        "haproxy.cfg",
-        &format!("global\n    maxconn 1000\n{HAPROXY}"),
-    );
-    let sw = Switch::builder("pxpp")
-        .netns(&net.s)
-        .host("127.0.0.1")
-        .port(8080)
-        .ctl_port(7867)
-        .args(&TRUSTED)
-        .args(&["--proxy-protocol"])
-        .start();
-    let _haproxy = net.s.daemon(&["haproxy", "-db", "-f", &conf]);
+    let (net, sw, _haproxy) = behind_haproxy("pxpp");
     let haproxy = SocketAddr::from(([127, 0, 0, 1], 8000));
-    poll("haproxy", Duration::from_secs(10), || {
-        net.s
-            .tcp_connect(haproxy)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    });
     let switch = SocketAddr::from(([127, 0, 0, 1], 8080));
     let targets_now = |n| {
         let mut t = wait_targets(&sw, n);
