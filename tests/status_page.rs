@@ -42,7 +42,7 @@ const ADMIN: &[&str] = &["--ctluser", "admin", "--ctlpasswd", "admin-pw"];
 const HOSTILE: &str = r#"<img src=x onerror=document.title='pwned'>"&amp;<b>bold</b>"#;
 
 /// The drop counters every port shows (and `listPort` reports).
-const DROPS: [&str; 11] = [
+const DROPS: [&str; 12] = [
     "rx_invalid",
     "rx_oversize",
     "storm_dropped",
@@ -54,6 +54,7 @@ const DROPS: [&str; 11] = [
     "vlan_dropped",
     "rate_in_dropped",
     "rate_out_dropped",
+    "guard_dropped",
 ];
 
 fn basic(user: &str, passwd: &str) -> String {

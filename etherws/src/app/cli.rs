@@ -648,6 +648,24 @@ pub(crate) struct SetPort {
     /// Burst of the rate limits, in bytes (0: a quarter of a second's worth, at least 128 KiB).
     #[arg(long, value_name = "BYTES")]
     pub(crate) burst: Option<u64>,
+    /// Trust the port's stations (1 or true) or not (0 or false): an untrusted port takes over
+    /// no other port's station and sends no DHCP server messages, router advertisements or
+    /// ARP/ND for addresses it does not hold. Default: untrusted if isolated.
+    #[arg(long, value_name = "BOOL", value_parser = parse_flag)]
+    pub(crate) trusted: Option<bool>,
+    /// The port's own limit on its stations (0: none of its own; untrusted ports have 4
+    /// unless told otherwise).
+    #[arg(long, value_name = "M")]
+    pub(crate) max_macs: Option<u32>,
+}
+
+/// `1`, `0`, `true` or `false`.
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(format!("must be true or false (or 1 or 0), not {s:?}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

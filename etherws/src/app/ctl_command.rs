@@ -202,10 +202,15 @@ fn setport_request(set: &SetPort) -> anyhow::Result<Request> {
         rate_in,
         rate_out,
         burst,
+        trusted,
+        max_macs,
     } = set;
     let mut p = json!({"port": positive(*port)?});
     if let Some(s) = shut {
         p["shut"] = json!(*s == 1);
+    }
+    if let Some(t) = trusted {
+        p["trusted"] = json!(t);
     }
     // etherws 2: VLAN, isolation, mesh, mirror and rate limits.
     let flags = [("isolated", isolated), ("mesh", mesh)];
@@ -220,6 +225,7 @@ fn setport_request(set: &SetPort) -> anyhow::Result<Request> {
         ("rate_in", rate_in.map(|r| r.0)),
         ("rate_out", rate_out.map(|r| r.0)),
         ("burst", *burst),
+        ("max_macs", max_macs.map(u64::from)),
     ];
     for (key, v) in numbers {
         if let Some(v) = v {
@@ -629,6 +635,9 @@ fn port_table_verbose(entries: &[Value]) -> String {
                 flags.push(name);
             }
         }
+        if e.get("trusted").and_then(Value::as_bool) == Some(false) {
+            flags.push("untrusted");
+        }
         let drops: u64 = [
             "tx_dropped",
             "tx_expired",
@@ -639,6 +648,7 @@ fn port_table_verbose(entries: &[Value]) -> String {
             "loop_dropped",
             "rx_invalid",
             "rx_oversize",
+            "guard_dropped",
         ]
         .iter()
         .filter_map(|k| e.get(*k).and_then(Value::as_u64))

@@ -20,6 +20,7 @@ use crate::settings::profile::Profile;
 use crate::settings::values::BitRate;
 use crate::settings::values::Num;
 use crate::switch::fdb::PortNo;
+use crate::switch::guard::{GuardCounters, Rule};
 use crate::switch::{Policy, PolicyError, PortKind, PortStat};
 use crate::sys::netif::{IfChange, Netif};
 
@@ -159,8 +160,42 @@ pub(crate) struct PortRow<'a> {
     rate_in_dropped: u64,
     rate_out_dropped: u64,
     path: Option<&'a str>,
+    /// Port security: whether the port is trusted, its own limit on its stations.
+    trusted: bool,
+    max_macs: Option<u32>,
+    #[serde(flatten)]
+    guard: GuardRow,
     #[serde(flatten)]
     netdev: Option<NetdevRow<'a>>,
+}
+
+/// What port security dropped from a port, per rule.
+#[derive(Serialize)]
+struct GuardRow {
+    /// All of them together.
+    guard_dropped: u64,
+    mac_spoof_dropped: u64,
+    max_macs_dropped: u64,
+    dhcp_server_dropped: u64,
+    ra_dropped: u64,
+    dhcp_client_dropped: u64,
+    arp_dropped: u64,
+    nd_dropped: u64,
+}
+
+impl From<&GuardCounters> for GuardRow {
+    fn from(g: &GuardCounters) -> GuardRow {
+        GuardRow {
+            guard_dropped: Rule::ALL.iter().map(|&r| g.get(r)).sum(),
+            mac_spoof_dropped: g.get(Rule::MacSpoof),
+            max_macs_dropped: g.get(Rule::MaxMacs),
+            dhcp_server_dropped: g.get(Rule::DhcpServer),
+            ra_dropped: g.get(Rule::Ra),
+            dhcp_client_dropped: g.get(Rule::DhcpClient),
+            arp_dropped: g.get(Rule::Arp),
+            nd_dropped: g.get(Rule::Nd),
+        }
+    }
 }
 
 /// What a netdev port's row adds.
@@ -278,6 +313,9 @@ impl<'a> PortRow<'a> {
             rate_in_dropped: s.rate_in_dropped,
             rate_out_dropped: s.rate_out_dropped,
             path: s.path.as_deref(),
+            trusted: p.is_trusted(),
+            max_macs: p.own_max_macs(),
+            guard: GuardRow::from(&s.guard),
             netdev,
         }
     }
@@ -626,6 +664,8 @@ impl Control {
             rate_in: number("rate_in", 400_000_000_000)?.map(BitRate),
             rate_out: number("rate_out", 400_000_000_000)?.map(BitRate),
             burst: number("burst", i64::MAX)?.map(Num),
+            trusted: flag(p, "trusted")?,
+            max_macs: number("max_macs", i64::from(u32::MAX))?.map(|n| Num(n as u32)),
         };
         let mirror = number("mirror", i64::from(u32::MAX))?;
         let changes = profile != Profile::default() || mirror.is_some();

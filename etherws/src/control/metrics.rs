@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::switch::PortStat;
+use crate::switch::guard::Rule;
 
 /// Switch-wide figures besides the ports.
 #[derive(Debug, Clone, Copy, Default)]
@@ -208,11 +209,38 @@ pub(crate) fn render(ports: &[PortStat], g: &Globals) -> String {
             );
         }
     }
+    guard(&mut out, ports);
     for m in &GLOBAL {
         header(&mut out, m.name, m.kind, m.help);
         let _ = writeln!(out, "{} {}", m.name, (m.value)(g));
     }
     out
+}
+
+/// What port security dropped, per port and rule.
+fn guard(out: &mut String, ports: &[PortStat]) {
+    const NAME: &str = "etherws_port_guard_dropped_total";
+    header(
+        out,
+        NAME,
+        "counter",
+        "Frames from the port dropped by a port-security rule (an untrusted port's spoofed \
+         station, stations over its max_macs, DHCP server messages, router advertisements, \
+         DHCP requests for another's address, ARP or ND for an address it does not hold).",
+    );
+    for p in ports {
+        for rule in Rule::ALL {
+            let _ = writeln!(
+                out,
+                "{NAME}{{port=\"{}\",type=\"{}\",target=\"{}\",rule=\"{}\"}} {}",
+                p.port,
+                p.kind.as_str(),
+                label(&p.target),
+                rule.as_str(),
+                p.guard.get(rule)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +277,7 @@ mod tests {
             vlan_dropped: 0,
             rate_in_dropped: 0,
             rate_out_dropped: 0,
+            guard: Default::default(),
         };
         let g = Globals {
             fdb_entries: 4,

@@ -31,6 +31,10 @@ pub(crate) struct Profile {
     pub(crate) rate_out: Option<BitRate>,
     /// Burst of the rate limits, in bytes (0: the default).
     pub(crate) burst: Option<Num<u64>>,
+    /// Port security trusts the port's stations (default: unless isolated).
+    pub(crate) trusted: Option<bool>,
+    /// The port's own limit on its stations (0: none of its own).
+    pub(crate) max_macs: Option<Num<u32>>,
 }
 
 impl Profile {
@@ -43,6 +47,8 @@ impl Profile {
             rate_in: self.rate_in.or(lower.rate_in),
             rate_out: self.rate_out.or(lower.rate_out),
             burst: self.burst.or(lower.burst),
+            trusted: self.trusted.or(lower.trusted),
+            max_macs: self.max_macs.or(lower.max_macs),
         }
     }
 
@@ -56,6 +62,12 @@ impl Profile {
         }
         if let Some(m) = self.mesh {
             policy.mesh = m;
+        }
+        if let Some(t) = self.trusted {
+            policy.trusted = Some(t);
+        }
+        if let Some(n) = self.max_macs {
+            policy.max_macs = Some(n.0);
         }
         let burst = self.burst.map(|b| b.0);
         let rate = |given: Option<BitRate>, old: Option<Rate>| match (given, burst) {
@@ -95,6 +107,8 @@ impl Profile {
             "rate-in" | "rate_in" => self.rate_in = Some(need()?.parse().map_err(what)?),
             "rate-out" | "rate_out" => self.rate_out = Some(need()?.parse().map_err(what)?),
             "burst" => self.burst = Some(need()?.parse().map_err(what)?),
+            "trusted" => self.trusted = Some(flag()?),
+            "max-macs" | "max_macs" => self.max_macs = Some(need()?.parse().map_err(what)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -124,7 +138,8 @@ impl FromStr for PathSpec {
     type Err = String;
 
     /// `PATH` or `PATH=SETTING,SETTING…`, settings being `vlan:N`, `isolated`, `mesh`,
-    /// `rate-in:RATE`, `rate-out:RATE`, `burst:BYTES` and `htpasswd:FILE`.
+    /// `rate-in:RATE`, `rate-out:RATE`, `burst:BYTES`, `trusted`, `max-macs:N` and
+    /// `htpasswd:FILE`.
     fn from_str(s: &str) -> Result<Self, String> {
         let (path, settings) = match s.split_once('=') {
             Some((p, rest)) => (p, Some(rest)),
@@ -151,7 +166,7 @@ impl FromStr for PathSpec {
             } else if !spec.profile.set(key, value)? {
                 return Err(format!(
                     "unknown setting {key:?} of path {path} (vlan, isolated, mesh, rate-in, \
-                     rate-out, burst, htpasswd)"
+                     rate-out, burst, trusted, max-macs, htpasswd)"
                 ));
             }
         }
@@ -170,6 +185,8 @@ pub(crate) struct PathTable {
     rate_in: Option<BitRate>,
     rate_out: Option<BitRate>,
     burst: Option<Num<u64>>,
+    trusted: Option<bool>,
+    max_macs: Option<Num<u32>>,
     htpasswd: Option<PathBuf>,
 }
 
@@ -184,6 +201,8 @@ macro_rules! profile_of {
             rate_in: $t.rate_in,
             rate_out: $t.rate_out,
             burst: $t.burst,
+            trusted: $t.trusted,
+            max_macs: $t.max_macs,
         }
     };
 }
@@ -269,6 +288,8 @@ pub(crate) struct UserTable {
     rate_in: Option<BitRate>,
     rate_out: Option<BitRate>,
     burst: Option<Num<u64>>,
+    trusted: Option<bool>,
+    max_macs: Option<Num<u32>>,
 }
 
 impl TryFrom<UserTable> for UserPin {

@@ -18,6 +18,23 @@ pub(crate) type PortNo = u32;
 struct Entry {
     port: PortNo,
     seen: Instant,
+    /// The port the station was first learned on, while it stayed live: moving back there is
+    /// no sign of a loop through that port (see [`Learned::Moved`]).
+    home: PortNo,
+    /// The first station of an untrusted port: it does not age out while the port lives, so
+    /// that a quiet client's address cannot be taken over once it has gone quiet.
+    sticky: bool,
+}
+
+/// What port security asks of a port's learning ([`Fdb::learn_as`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Learning {
+    /// An untrusted port takes over no station that lives on another port, and its first
+    /// station is sticky.
+    pub(crate) untrusted: bool,
+    /// The port's own limit on its stations (beyond [`MacLimits`]): a station over it is not
+    /// learned, and its frames are dropped by the caller.
+    pub(crate) max_macs: Option<usize>,
 }
 
 /// What [`Fdb::learn`] did, so callers can log (and mirror into other tables) only changes.
@@ -27,14 +44,20 @@ pub(crate) enum Learned {
     New,
     /// Known on this port already; its age was reset.
     Refreshed,
-    /// Was on another port (a station moved, or a loop).
-    Moved { from: PortNo },
+    /// Was on another port (a station moved, or a loop). `home`: it came back to the port it
+    /// was first learned on, so the port that took it over is the one to suspect, not this one.
+    Moved { from: PortNo, home: bool },
     /// New, in a full table: room was made by forgetting `victim`, a station of the owner
     /// holding the most entries (on port `from`).
     Evicted { victim: (u16, Mac), from: PortNo },
     /// Not learned: the port, its owner or the whole table holds as many addresses as allowed.
     /// Frames to it are flooded instead, which is safe, merely less efficient.
     Refused,
+    /// Not learned: an untrusted port sent the address of a station living on port `owner`.
+    /// The caller drops the frame: no port takes over another's station.
+    Spoofed { owner: PortNo },
+    /// Not learned: a new station over the port's own `max_macs`. The caller drops the frame.
+    OverPortLimit,
 }
 
 /// How many addresses the table may hold, so a flood of random source MACs cannot grow memory
@@ -223,7 +246,7 @@ impl Fdb {
     }
 
     fn live(&self, e: &Entry, now: Instant) -> bool {
-        now.saturating_duration_since(e.seen) <= self.ageout
+        e.sticky || now.saturating_duration_since(e.seen) <= self.ageout
     }
 
     /// A station to forget so that `owner` can learn one in a full table: one of the owner
@@ -240,24 +263,54 @@ impl Fdb {
         keys.iter().next().map(|&k| (k, port))
     }
 
-    /// Records that `mac` in `vid` was seen on `port` at `now`.
+    /// Records that `mac` in `vid` was seen on `port` at `now` (a trusted port, with no limit
+    /// of its own).
     ///
     /// Group addresses must not be passed in: the caller filters them, as only a station's own
     /// (individual) address says where it is.
+    #[cfg(test)]
     pub(crate) fn learn(&mut self, vid: u16, mac: Mac, port: PortNo, now: Instant) -> Learned {
+        self.learn_as(vid, mac, port, Learning::default(), now)
+    }
+
+    /// [`learn`](Self::learn), for a port that learns as `how` says.
+    pub(crate) fn learn_as(
+        &mut self,
+        vid: u16,
+        mac: Mac,
+        port: PortNo,
+        how: Learning,
+        now: Instant,
+    ) -> Learned {
         debug_assert!(!mac.is_multicast());
-        let ageout = self.ageout;
         let key = (vid, mac);
         let old = self.table.get(&key).copied();
+        let live_old = old.filter(|e| self.live(e, now));
         if let Some(e) = old {
             if e.port == port {
-                self.table.insert(key, Entry { port, seen: now });
-                return if now.saturating_duration_since(e.seen) > ageout {
-                    Learned::New
-                } else {
+                let home = if live_old.is_some() { e.home } else { port };
+                self.table.insert(
+                    key,
+                    Entry {
+                        seen: now,
+                        home,
+                        ..e
+                    },
+                );
+                return if live_old.is_some() {
                     Learned::Refreshed
+                } else {
+                    Learned::New
                 };
             }
+            if how.untrusted && live_old.is_some() {
+                return Learned::Spoofed { owner: e.port };
+            }
+        }
+        if how.max_macs.is_some_and(|max| self.port_len(port) >= max) {
+            return Learned::OverPortLimit;
+        }
+        if let Some(e) = old {
             // Leaving its old port: forget it there whatever happens next.
             self.table.remove(&key);
             self.uncount(key, e.port);
@@ -277,12 +330,19 @@ impl Fdb {
             self.uncount(victim, from);
             evicted = Some((victim, from));
         }
-        self.insert(key, Entry { port, seen: now });
-        match (old, evicted) {
+        let entry = Entry {
+            port,
+            seen: now,
+            home: live_old.map_or(port, |e| e.home),
+            sticky: how.untrusted && self.port_len(port) == 0,
+        };
+        self.insert(key, entry);
+        match (live_old, evicted) {
             (_, Some((victim, from))) => Learned::Evicted { victim, from },
-            (Some(e), None) if now.saturating_duration_since(e.seen) <= ageout => {
-                Learned::Moved { from: e.port }
-            }
+            (Some(e), None) => Learned::Moved {
+                from: e.port,
+                home: e.home == port,
+            },
             _ => Learned::New,
         }
     }
@@ -329,7 +389,7 @@ impl Fdb {
         self.table.retain(|&(vid, mac), e| {
             // Young enough to stay live until the next sweep (sweeps run at least every half
             // ageout): nothing to ask.
-            if now.saturating_duration_since(e.seen) <= ageout / 2 {
+            if e.sticky || now.saturating_duration_since(e.seen) <= ageout / 2 {
                 return true;
             }
             // Ask before the entry goes stale, not after: between ageout and the next sweep,
@@ -392,7 +452,13 @@ mod tests {
         assert_eq!(fdb.learn(0, A, 1, t0), Learned::New);
         assert_eq!(fdb.lookup(0, A, t0), Some(1));
         assert_eq!(fdb.learn(0, A, 1, t0 + SEC), Learned::Refreshed);
-        assert_eq!(fdb.learn(0, A, 2, t0 + 2 * SEC), Learned::Moved { from: 1 });
+        assert_eq!(
+            fdb.learn(0, A, 2, t0 + 2 * SEC),
+            Learned::Moved {
+                from: 1,
+                home: false
+            }
+        );
         assert_eq!(fdb.lookup(0, A, t0 + 2 * SEC), Some(2));
     }
 
@@ -486,7 +552,13 @@ mod tests {
         };
         let mut fdb = Fdb::with_limits(Duration::from_secs(10), limits);
         fdb.learn(0, A, 1, t0);
-        assert_eq!(fdb.learn(0, A, 2, t0), Learned::Moved { from: 1 });
+        assert_eq!(
+            fdb.learn(0, A, 2, t0),
+            Learned::Moved {
+                from: 1,
+                home: false
+            }
+        );
         assert_eq!((fdb.port_len(1), fdb.port_len(2)), (0, 1));
         // Port 2 is full: B is refused there, but fits on port 1 again.
         assert_eq!(fdb.learn(0, B, 2, t0), Learned::Refused);
@@ -659,5 +731,97 @@ mod tests {
         }
         // Both outcomes were met many times.
         assert!(victims > 1000 && refusals > 1000, "{victims} {refusals}");
+    }
+
+    const UNTRUSTED: Learning = Learning {
+        untrusted: true,
+        max_macs: None,
+    };
+
+    #[test]
+    fn an_untrusted_port_takes_over_no_live_station() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        fdb.learn(0, A, 1, t0);
+        assert_eq!(
+            fdb.learn_as(0, A, 2, UNTRUSTED, t0 + SEC),
+            Learned::Spoofed { owner: 1 }
+        );
+        assert_eq!(fdb.lookup(0, A, t0 + SEC), Some(1));
+        // Once the owner's entry aged out, the address is free again.
+        assert_eq!(
+            fdb.learn_as(0, A, 2, UNTRUSTED, t0 + 11 * SEC),
+            Learned::New
+        );
+        // A trusted port takes a station from an untrusted one (it moved off the VPN).
+        assert_eq!(
+            fdb.learn(0, A, 1, t0 + 12 * SEC),
+            Learned::Moved {
+                from: 2,
+                home: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_untrusted_ports_first_station_is_sticky() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        assert_eq!(fdb.learn_as(0, A, 2, UNTRUSTED, t0), Learned::New);
+        assert_eq!(fdb.learn_as(0, B, 2, UNTRUSTED, t0), Learned::New);
+        let later = t0 + 100 * SEC;
+        fdb.expire(later);
+        assert_eq!(fdb.lookup(0, A, later), Some(2), "sticky");
+        assert_eq!(fdb.lookup(0, B, later), None, "ages out");
+        assert_eq!(
+            fdb.learn_as(0, A, 3, UNTRUSTED, later),
+            Learned::Spoofed { owner: 2 }
+        );
+        // Gone with its port.
+        fdb.flush_port(2);
+        assert_eq!(fdb.learn_as(0, A, 3, UNTRUSTED, later), Learned::New);
+    }
+
+    #[test]
+    fn a_ports_own_limit_drops_new_stations() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        let two = Learning {
+            untrusted: false,
+            max_macs: Some(2),
+        };
+        assert_eq!(fdb.learn_as(0, mac(1), 1, two, t0), Learned::New);
+        assert_eq!(fdb.learn_as(0, mac(2), 1, two, t0), Learned::New);
+        assert_eq!(fdb.learn_as(0, mac(3), 1, two, t0), Learned::OverPortLimit);
+        assert_eq!(fdb.learn_as(0, mac(1), 1, two, t0), Learned::Refreshed);
+        assert_eq!(fdb.lookup(0, mac(3), t0), None);
+    }
+
+    #[test]
+    fn a_station_coming_home_is_no_move_of_its_home_port() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        fdb.learn(0, A, 1, t0);
+        assert_eq!(
+            fdb.learn(0, A, 2, t0),
+            Learned::Moved {
+                from: 1,
+                home: false
+            }
+        );
+        assert_eq!(
+            fdb.learn(0, A, 1, t0),
+            Learned::Moved {
+                from: 2,
+                home: true
+            }
+        );
+        assert_eq!(
+            fdb.learn(0, A, 3, t0),
+            Learned::Moved {
+                from: 1,
+                home: false
+            }
+        );
     }
 }

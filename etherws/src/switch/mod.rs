@@ -30,6 +30,7 @@
 pub(crate) mod fdb;
 pub(crate) mod forward;
 pub(crate) mod frame;
+pub(crate) mod guard;
 pub(crate) mod limits;
 pub(crate) mod policy;
 pub(crate) mod ports;
@@ -43,6 +44,7 @@ use crate::switch::fdb::{Fdb, FdbRow, Learned, PortNo};
 pub(crate) use crate::switch::forward::Decisions;
 use crate::switch::forward::Target;
 use crate::switch::frame::{Frame, FrameError, Header, Mac};
+use crate::switch::guard::Rule;
 pub(crate) use crate::switch::limits::Limits;
 use crate::switch::limits::Policer;
 use crate::switch::policy::Edit;
@@ -424,13 +426,15 @@ impl<E: Egress> Switch<E> {
 
     /// Stage 2, learn: the frame's source address now lives on `from` (unless it is a group
     /// address, or the MAC limits refuse it); the observer hears of every change. False if
-    /// the station's move tripped the loop guard: the port is blocked, the frame goes nowhere.
+    /// the frame goes nowhere: port security dropped it (an untrusted port sent another
+    /// port's station, or a station over its own limit), or the station's move tripped the
+    /// loop guard and the port is blocked.
     fn learn(&mut self, from: PortNo, rx: &Admitted, now: Instant) -> bool {
         let (vid, mac) = (rx.vid, rx.hdr.src);
         if mac.is_multicast() {
             return true;
         }
-        let learned = self.fdb.learn(vid, mac, from, now);
+        let learned = self.fdb.learn_as(vid, mac, from, rx.policy.learning(), now);
         self.tell_observer(learned, vid, mac, from);
         let Some(Port { stat, policer, .. }) = self.ports.get_mut(&from) else {
             return true;
@@ -438,9 +442,11 @@ impl<E: Egress> Switch<E> {
         match learned {
             Learned::Refreshed => {}
             Learned::New => tracing::debug!(port = from, vid, %mac, "fdb learned"),
-            Learned::Moved { from: old } => {
+            Learned::Moved { from: old, home } => {
                 tracing::debug!(port = from, old, vid, %mac, "fdb moved");
-                if policer.loop_suspected(self.limits.loop_moves, now) {
+                // A station coming home is no sign of a loop through its home port: the
+                // port it left, which took it over, is the one to suspect.
+                if !home && policer.loop_suspected(self.limits.loop_moves, now) {
                     self.block_looping(from, old, vid, mac, now);
                     return false;
                 }
@@ -448,6 +454,15 @@ impl<E: Egress> Switch<E> {
             Learned::Evicted { from: owner, .. } => policer.evicted(stat, owner, now),
             // It may have left another port on the way: forgotten there too (above).
             Learned::Refused => policer.refused(stat, &self.limits.macs, now),
+            Learned::Spoofed { owner } => {
+                tracing::debug!(port = from, owner, vid, %mac, "port security: station of another port");
+                stat.guard.add(Rule::MacSpoof);
+                return false;
+            }
+            Learned::OverPortLimit => {
+                stat.guard.add(Rule::MaxMacs);
+                return false;
+            }
         }
         true
     }
@@ -465,6 +480,8 @@ impl<E: Egress> Switch<E> {
                 o.learned(vid, mac, port);
             }
             Learned::Refused => o.forgotten(vid, mac),
+            // Nothing changed.
+            Learned::Spoofed { .. } | Learned::OverPortLimit => {}
         }
     }
 
@@ -1113,6 +1130,91 @@ mod tests {
         sw.receive(1, &Bytes::from(frame(BCAST, B, None)), later)
             .unwrap();
         assert_eq!(counts(&sinks)[b as usize - 1], before[b as usize - 1] + 1);
+    }
+
+    #[test]
+    fn the_loop_guard_blames_the_port_that_takes_a_station_over() {
+        let limits = Limits {
+            loop_moves: 3,
+            loop_block: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let mut sw = Switch::with_limits(Duration::from_secs(300), limits);
+        let sinks: Vec<Sink> = (0..7).map(|_| Sink::default()).collect();
+        for s in &sinks {
+            sw.add_port(PortKind::Server, "s".into(), s.clone());
+        }
+        let t0 = Instant::now();
+        let from_a = Bytes::from(frame(BCAST, A, None));
+        sw.receive(1, &from_a, t0).unwrap();
+        // Six ports each claim A once, and A's own port takes it back every time.
+        for port in 2..=7 {
+            sw.receive(port, &from_a, t0).unwrap();
+            sw.receive(1, &from_a, t0).unwrap();
+        }
+        assert!(sw.ports().all(|p| p.loop_blocks == 0));
+        assert_eq!(sw.fdb.lookup(0, Mac(A), t0), Some(1));
+    }
+
+    fn isolated() -> Policy {
+        Policy {
+            isolated: true,
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn an_untrusted_port_cannot_take_over_a_station() {
+        let (mut sw, sinks) = switch(3);
+        sw.set_policy(2, isolated()).unwrap();
+        sw.set_policy(3, isolated()).unwrap();
+        let t0 = Instant::now();
+        sw.receive(1, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        sw.receive(3, &Bytes::from(frame(BCAST, C, None)), t0)
+            .unwrap();
+        let before = counts(&sinks);
+        // Port 2 claims the trusted port's station, then the other client's.
+        for src in [A, C] {
+            sw.receive(2, &Bytes::from(frame(B, src, None)), t0)
+                .unwrap();
+        }
+        assert_eq!(counts(&sinks), before, "dropped");
+        assert_eq!(sw.port(2).unwrap().guard.get(Rule::MacSpoof), 2);
+        assert_eq!(sw.fdb.lookup(0, Mac(A), t0), Some(1));
+        assert_eq!(sw.fdb.lookup(0, Mac(C), t0), Some(3));
+        // Unless told to trust it.
+        let trusted = Policy {
+            trusted: Some(true),
+            ..isolated()
+        };
+        sw.set_policy(2, trusted).unwrap();
+        sw.receive(2, &Bytes::from(frame(B, A, None)), t0).unwrap();
+        assert_eq!(sw.fdb.lookup(0, Mac(A), t0), Some(2));
+    }
+
+    #[test]
+    fn an_untrusted_port_has_few_stations_unless_told_otherwise() {
+        let (mut sw, sinks) = switch(2);
+        sw.set_policy(2, isolated()).unwrap();
+        let t0 = Instant::now();
+        let n = Policy::UNTRUSTED_MAX_MACS as u8;
+        for i in 0..n + 3 {
+            let src = [2, 0, 0, 0, 1, i];
+            sw.receive(2, &Bytes::from(frame(BCAST, src, None)), t0)
+                .unwrap();
+        }
+        assert_eq!(counts(&sinks)[0], usize::from(n));
+        assert_eq!(sw.port(2).unwrap().guard.get(Rule::MaxMacs), 3);
+        // `max_macs: 0` lifts the port's own limit.
+        let open = Policy {
+            max_macs: Some(0),
+            ..isolated()
+        };
+        sw.set_policy(2, open).unwrap();
+        sw.receive(2, &Bytes::from(frame(BCAST, [2, 0, 0, 0, 2, 0], None)), t0)
+            .unwrap();
+        assert_eq!(counts(&sinks)[0], usize::from(n) + 1);
     }
 
     #[test]

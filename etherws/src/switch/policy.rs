@@ -1,7 +1,7 @@
 //! A port's policy: its VLAN, whom it may talk to, where copies of its frames go and how fast
 //! it may send and receive — and what these rules make of a frame leaving by a port.
 
-use crate::switch::fdb::PortNo;
+use crate::switch::fdb::{Learning, PortNo};
 
 /// How a port takes part in switching beyond 1.3's `shut`: its VLAN, whom it may talk to, where
 /// copies of its frames go and how fast it may send and receive. Set by `setPort`, by the
@@ -24,9 +24,41 @@ pub(crate) struct Policy {
     pub(crate) rate_in: Option<Rate>,
     /// Limit on the frames sent out of the port.
     pub(crate) rate_out: Option<Rate>,
+    /// Whether the port's stations are trusted (port security): `None`, unless isolated.
+    pub(crate) trusted: Option<bool>,
+    /// The port's own limit on its stations: `None`, [`Policy::UNTRUSTED_MAX_MACS`] on an
+    /// untrusted port and none on a trusted one; `Some(0)`: none of its own.
+    pub(crate) max_macs: Option<u32>,
 }
 
 impl Policy {
+    /// How many stations an untrusted port may have unless told otherwise: a client VM or
+    /// two, with room for a MAC change, and not a pool's worth of made-up ones.
+    pub(crate) const UNTRUSTED_MAX_MACS: u32 = 4;
+
+    /// Whether port security trusts the port: as set, or else unless it is isolated (the
+    /// clients of a shared relay are strangers to each other).
+    pub(crate) fn is_trusted(&self) -> bool {
+        self.trusted.unwrap_or(!self.isolated)
+    }
+
+    /// The port's own limit on its stations, if any.
+    pub(crate) fn own_max_macs(&self) -> Option<u32> {
+        match self.max_macs {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => (!self.is_trusted()).then_some(Self::UNTRUSTED_MAX_MACS),
+        }
+    }
+
+    /// How the port learns its stations.
+    pub(crate) fn learning(&self) -> Learning {
+        Learning {
+            untrusted: !self.is_trusted(),
+            max_macs: self.own_max_macs().map(|n| n as usize),
+        }
+    }
+
     /// True when the port's frames must all pass the switch core: the kernel's datapath
     /// (eBPF offload) knows none of these rules.
     pub(crate) fn needs_core(&self) -> bool {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
+use crate::switch::guard::GuardCounters;
 use crate::switch::policy::Policy;
 
 /// Where a port's outgoing frames go. `offer` must not block: it queues the frame or refuses.
@@ -118,6 +119,8 @@ pub(crate) struct PortStat {
     pub(crate) rate_in_dropped: u64,
     /// Frames meant for this port over its `rate_out`, dropped.
     pub(crate) rate_out_dropped: u64,
+    /// Frames from this port that port security dropped, per rule.
+    pub(crate) guard: GuardCounters,
 }
 
 impl PortStat {
@@ -150,6 +153,7 @@ impl PortStat {
             vlan_dropped: 0,
             rate_in_dropped: 0,
             rate_out_dropped: 0,
+            guard: GuardCounters::default(),
         }
     }
 

@@ -137,6 +137,7 @@
     const out = [];
     if (p.isolated) out.push(tag("isolated", "", "exchanges frames with non-isolated ports only"));
     if (p.mesh) out.push(tag("mesh", "", "split horizon: never forwards to another mesh port"));
+    if (p.trusted === false) out.push(tag("untrusted", "", "port security: takes over no station, sends no DHCP server messages or router advertisements, ARP/ND only for its own addresses"));
     if (p.mirror !== null && p.mirror !== undefined) out.push(tag(`mirror → ${p.mirror}`, ""));
     if (p.super_frames) out.push(tag("super-frames", "", "offloads negotiated with the peer"));
     return out.length ? out : dash();
@@ -198,7 +199,7 @@
   // Every drop counter of listPort, in the order of the table's columns.
   const DROPS = [
     "rx_invalid", "rx_oversize", "storm_dropped", "macs_refused", "tx_dropped", "tx_expired",
-    "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped",
+    "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped", "guard_dropped",
   ];
 
   function counterRow(p) {
