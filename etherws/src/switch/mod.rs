@@ -30,6 +30,7 @@
 pub(crate) mod fdb;
 pub(crate) mod forward;
 pub(crate) mod frame;
+pub(crate) mod guard;
 pub(crate) mod limits;
 pub(crate) mod policy;
 pub(crate) mod ports;
