@@ -162,17 +162,12 @@ impl Dhcpv4 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// A DHCP message: `op`, Ethernet `chaddr`, `yiaddr`, then the options given (cookie
     /// included when `opts` is `Some`).
-    pub(crate) fn message(
-        op: u8,
-        chaddr: [u8; 6],
-        yiaddr: [u8; 4],
-        opts: Option<&[u8]>,
-    ) -> Vec<u8> {
+    fn message(op: u8, chaddr: [u8; 6], yiaddr: [u8; 4], opts: Option<&[u8]>) -> Vec<u8> {
         let mut m = vec![0u8; FIXED_LEN];
         m[field::OP] = op;
         m[field::HTYPE] = HTYPE_ETHERNET;
