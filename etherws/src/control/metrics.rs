@@ -11,6 +11,7 @@ use crate::switch::guard::Rule;
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Globals {
     pub(crate) fdb_entries: usize,
+    pub(crate) guard_entries: usize,
     pub(crate) ws_connections: usize,
     pub(crate) ws_connections_refused: u64,
     pub(crate) auth_failures: u64,
@@ -147,12 +148,18 @@ const PER_PORT: [Metric<PortStat>; 17] = [
 ];
 
 /// The switch-wide metrics.
-const GLOBAL: [Metric<Globals>; 7] = [
+const GLOBAL: [Metric<Globals>; 8] = [
     Metric {
         name: "etherws_fdb_entries",
         kind: "gauge",
         help: "Entries in the forwarding database.",
         value: |g| g.fdb_entries as u64,
+    },
+    Metric {
+        name: "etherws_guard_entries",
+        kind: "gauge",
+        help: "Addresses port security binds to ports (DHCP leases snooped, ARP/ND claims).",
+        value: |g| g.guard_entries as u64,
     },
     Metric {
         name: "etherws_ws_connections",

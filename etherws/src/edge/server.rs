@@ -270,10 +270,14 @@ async fn metrics(State(st): State<CtlState>, req: Request) -> Response {
         return denied;
     }
     let ports = st.control.port_counters();
-    let fdb_entries = crate::port::lock(&st.control.switch).fdb_len();
+    let (fdb_entries, guard_entries) = {
+        let sw = crate::port::lock(&st.control.switch);
+        (sw.fdb_len(), sw.guard_len())
+    };
     let (ws, ctl) = (&st.ws_auth.throttle, &st.auth.throttle);
     let globals = Globals {
         fdb_entries,
+        guard_entries,
         ws_connections: st.ws_conns.total(),
         ws_connections_refused: st.ws_conns.refused(),
         auth_failures: ws.failures() + ctl.failures(),

@@ -10,7 +10,10 @@
 //! 1. **admit** — the port is known, open and not blocked by the loop guard; the frame is an
 //!    Ethernet frame within the [`limits`] (size, VLAN, storm control, `rate_in`);
 //! 2. **learn** — its source address is learned in the forwarding database ([`fdb`]), within
-//!    the MAC limits; the loop guard watches stations moving;
+//!    the MAC limits and port security (an untrusted port takes over no other port's station);
+//!    the loop guard watches stations moving; then port security looks past the Ethernet
+//!    header ([`guard`]: DHCP snooping, ARP/ND inspection, no DHCP server or RA from an
+//!    untrusted port);
 //! 3. **choose egress** — the port its destination is known on, or every other port, each
 //!    allowed by the [`policy`] (VLAN, isolation, split horizon) and its `rate_out`;
 //! 4. **mirror** — copies for the mirror ports of the ports it comes from and goes to.
@@ -22,6 +25,7 @@
 //! |---|---|
 //! | [`frame`] | frames and the header fields the switch reads |
 //! | [`fdb`] | the forwarding database and its MAC limits |
+//! | [`guard`] | port security past the Ethernet header |
 //! | [`ports`] | what the switch knows of a port: counters, origin, egress |
 //! | [`policy`] | a port's VLAN, isolation, mesh, mirror and rates |
 //! | [`limits`] | the switch's limits and each port's share of them |
@@ -44,7 +48,7 @@ use crate::switch::fdb::{Fdb, FdbRow, Learned, PortNo};
 pub(crate) use crate::switch::forward::Decisions;
 use crate::switch::forward::Target;
 use crate::switch::frame::{Frame, FrameError, Header, Mac};
-use crate::switch::guard::Rule;
+use crate::switch::guard::{Guard, Rule};
 pub(crate) use crate::switch::limits::Limits;
 use crate::switch::limits::Policer;
 use crate::switch::policy::Edit;
@@ -128,6 +132,10 @@ pub(crate) struct Switch<E> {
     observer: Option<Box<dyn FdbObserver>>,
     /// Ports with a mirror set: while there are none, decisions skip looking for them.
     mirroring: usize,
+    /// Port security's view of who holds which address (DHCP snooping, ARP/ND claims).
+    guard: Guard,
+    /// Untrusted ports: while there are none, port security has nothing to watch.
+    untrusted: usize,
 }
 
 impl<E: Egress> Switch<E> {
@@ -143,6 +151,8 @@ impl<E: Egress> Switch<E> {
             limits,
             observer: None,
             mirroring: 0,
+            guard: Guard::new(ageout),
+            untrusted: 0,
         }
     }
 
@@ -225,6 +235,12 @@ impl<E: Egress> Switch<E> {
         let stat = p.stat();
         self.mirroring = self.mirroring + usize::from(policy.mirror.is_some())
             - usize::from(old.mirror.is_some());
+        if old.is_trusted() != policy.is_trusted() {
+            self.untrusted =
+                self.untrusted + usize::from(!policy.is_trusted()) - usize::from(!old.is_trusted());
+            // What it claimed as one kind of port is not the other's.
+            self.guard.forget_port(port);
+        }
         if old.vlan != policy.vlan {
             self.flushed(port);
         }
@@ -239,6 +255,10 @@ impl<E: Egress> Switch<E> {
         if removed.stat.policy.mirror.is_some() {
             self.mirroring -= 1;
         }
+        if !removed.stat.policy.is_trusted() {
+            self.untrusted -= 1;
+        }
+        self.guard.forget_port(port);
         for p in self.ports.values_mut() {
             if p.stat.policy.mirror == Some(port) {
                 p.stat.policy.mirror = None;
@@ -290,6 +310,11 @@ impl<E: Egress> Switch<E> {
         self.ports.keys().copied()
     }
 
+    /// Addresses port security binds to ports (expired ones not yet swept included).
+    pub(crate) fn guard_len(&self) -> usize {
+        self.guard.len()
+    }
+
     /// Entries in the FDB (aged ones not yet swept included).
     pub(crate) fn fdb_len(&self) -> usize {
         self.fdb.len()
@@ -301,6 +326,7 @@ impl<E: Egress> Switch<E> {
 
     /// Drops aged-out FDB entries for good; returns how many.
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        self.guard.expire(now);
         let Some(o) = self.observer.as_mut() else {
             return self.fdb.expire(now);
         };
@@ -351,7 +377,7 @@ impl<E: Egress> Switch<E> {
         let Some(rx) = self.admit(from, &frame, now)? else {
             return Ok(());
         };
-        if !self.learn(from, &rx, now) {
+        if !self.learn(from, &rx, now) || !self.inspect(from, &rx, &frame, now) {
             return Ok(());
         }
         let start = out.start();
@@ -465,6 +491,38 @@ impl<E: Egress> Switch<E> {
             }
         }
         true
+    }
+
+    /// Stage 2b, port security past the Ethernet header ([`guard`]): a frame from an
+    /// untrusted port is checked against its rules (false, counted, if one drops it); a frame
+    /// from a trusted one is watched for the addresses it hands out or uses. Nothing to do
+    /// while no port is untrusted.
+    fn inspect(&mut self, from: PortNo, rx: &Admitted, frame: &Frame, now: Instant) -> bool {
+        if self.untrusted == 0 {
+            return true;
+        }
+        if rx.policy.is_trusted() {
+            let fdb = &self.fdb;
+            let locate = |vid, mac| fdb.lookup(vid, mac, now);
+            self.guard
+                .observe_trusted(from, rx.vid, &frame.data, locate, now);
+            return true;
+        }
+        let Err(rule) = self
+            .guard
+            .check_untrusted(from, rx.vid, rx.hdr.src, &frame.data, now)
+        else {
+            return true;
+        };
+        if let Some(p) = self.ports.get_mut(&from) {
+            p.stat.guard.add(rule);
+        }
+        tracing::debug!(
+            port = from,
+            rule = rule.as_str(),
+            "port security dropped a frame"
+        );
+        false
     }
 
     /// Tells the observer of FDB changes what `learn` did with `mac` in `vid` on `port`.
@@ -1215,6 +1273,36 @@ mod tests {
         sw.receive(2, &Bytes::from(frame(BCAST, [2, 0, 0, 0, 2, 0], None)), t0)
             .unwrap();
         assert_eq!(counts(&sinks)[0], usize::from(n) + 1);
+    }
+
+    #[test]
+    fn an_untrusted_port_claims_only_its_own_leased_address() {
+        use crate::switch::guard::tests::{ack, arp};
+        let (mut sw, sinks) = switch(3);
+        sw.set_policy(2, isolated()).unwrap();
+        sw.set_policy(3, isolated()).unwrap();
+        let t0 = Instant::now();
+        let (vm1, vm2) = (Mac(A), Mac(C));
+        // Both VMs speak; the gateway (port 1) leases 192.0.2.10 to vm1.
+        sw.receive(2, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        sw.receive(3, &Bytes::from(frame(BCAST, C, None)), t0)
+            .unwrap();
+        sw.receive(1, &Bytes::from(ack(vm1, [192, 0, 2, 10], &[])), t0)
+            .unwrap();
+        let gw = counts(&sinks)[0];
+        // vm2 says 192.0.2.10 is at vm2: dropped; vm1 says it: passes.
+        sw.receive(3, &Bytes::from(arp(vm2, false, vm2, [192, 0, 2, 10])), t0)
+            .unwrap();
+        assert_eq!(counts(&sinks)[0], gw);
+        assert_eq!(sw.port(3).unwrap().guard.get(Rule::Arp), 1);
+        sw.receive(2, &Bytes::from(arp(vm1, false, vm1, [192, 0, 2, 10])), t0)
+            .unwrap();
+        assert_eq!(counts(&sinks)[0], gw + 1);
+        assert_eq!(sw.guard_len(), 1);
+        // Gone with vm1's port.
+        sw.remove_port(2);
+        assert_eq!(sw.guard_len(), 0);
     }
 
     #[test]

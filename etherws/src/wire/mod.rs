@@ -1,7 +1,8 @@
 //! Header layouts on the wire — Ethernet, VLAN tags, IPv4, IPv6 and its extension headers,
-//! TCP, UDP, SCTP — as named field offsets (smoltcp's `field::` style: each header's fields
-//! as ranges counted from the start of that header), and [`walk`], the one walker that finds
-//! a frame's L3 and L4 headers.
+//! TCP, UDP, SCTP; and, for port security, ARP ([`arp`]), DHCPv4 ([`dhcp`]) and ICMPv6
+//! neighbor discovery ([`icmpv6`]) — as named field offsets (smoltcp's `field::` style: each
+//! header's fields as ranges counted from the start of that header), and [`walk`], the one
+//! walker that finds a frame's L3 and L4 headers.
 //!
 //! The userspace data path looks past the Ethernet header in two places, both through [`walk`]:
 //! `port::gso` (segmentation and checksum completion of frames behind a virtio-net header) and
@@ -11,7 +12,10 @@
 //! Every read is checked against the slice: a frame too short for what its headers announce
 //! is an [`Error`], never a panic.
 
+pub(crate) mod arp;
+pub(crate) mod dhcp;
 pub(crate) mod gso;
+pub(crate) mod icmpv6;
 
 use core::fmt;
 use core::ops::Range;
@@ -40,6 +44,20 @@ pub(crate) mod ethernet {
     /// The EtherType (or a tag's TPID) of `frame`, if it is long enough to have one.
     pub(crate) fn ethertype(frame: &[u8]) -> Option<u16> {
         super::be16(frame, 0, field::ETHERTYPE)
+    }
+
+    /// The EtherType behind all of `frame`'s VLAN tags, and the offset of what it announces
+    /// (the L3 header); `None` when the frame ends first. [`super::walk`] does the same for
+    /// IP; this is for the others (ARP).
+    pub(crate) fn inner(frame: &[u8]) -> Option<(u16, usize)> {
+        let mut at = field::ETHERTYPE.start;
+        loop {
+            let ethertype = super::be16(frame, at, super::vlan::field::TPID)?;
+            if !is_vlan_tag(ethertype) {
+                return Some((ethertype, at + super::vlan::field::TPID.end));
+            }
+            at += super::vlan::HEADER_LEN;
+        }
     }
 
     /// Whether `ethertype` is the TPID of a VLAN tag.
@@ -92,6 +110,7 @@ pub(crate) mod ip_protocol {
     pub(crate) const UDP: u8 = 17;
     pub(crate) const IPV6_ROUTING: u8 = 43;
     pub(crate) const IPV6_FRAGMENT: u8 = 44;
+    pub(crate) const ICMPV6: u8 = 58;
     pub(crate) const IPV6_DST_OPTS: u8 = 60;
     pub(crate) const SCTP: u8 = 132;
 }
@@ -116,6 +135,8 @@ pub(crate) mod ipv4 {
     pub(crate) const MIN_HEADER_LEN: usize = field::DST_ADDR.end;
     /// The bits of `FLG_OFF` set in any fragment: more-fragments and the offset (not DF).
     pub(crate) const FRAGMENT_MASK: u16 = 0x3fff;
+    /// The fragment offset's bits of `FLG_OFF`: non-zero in every fragment but the first.
+    pub(crate) const OFFSET_MASK: u16 = 0x1fff;
 }
 
 pub(crate) mod ipv6 {
@@ -133,6 +154,12 @@ pub(crate) mod ipv6 {
         pub(crate) const DST_ADDR: Range<usize> = 24..40;
     }
     pub(crate) const HEADER_LEN: usize = field::DST_ADDR.end;
+
+    /// The source address of the IPv6 header at `l3`, if it lies within `frame`.
+    pub(crate) fn src_addr(frame: &[u8], l3: usize) -> Option<std::net::Ipv6Addr> {
+        let b = frame.get(l3 + field::SRC_ADDR.start..l3 + field::SRC_ADDR.end)?;
+        Some(<[u8; 16]>::try_from(b).ok()?.into())
+    }
 
     /// The generic extension header (hop-by-hop, routing, destination options): its length
     /// counts 8-byte units beyond the first.
@@ -159,6 +186,8 @@ pub(crate) mod ipv6 {
         pub(crate) const HEADER_LEN: usize = field::IDENT.end;
         /// The bits of `OFF_M` set in any fragment (not in an atomic fragment).
         pub(crate) const FRAGMENT_MASK: u16 = 0xfff9;
+        /// The offset's bits of `OFF_M`: non-zero in every fragment but the first.
+        pub(crate) const OFFSET_MASK: u16 = 0xfff8;
     }
 }
 
@@ -196,6 +225,41 @@ pub(crate) mod udp {
         pub(crate) const CHECKSUM: Range<usize> = 6..8;
     }
     pub(crate) const HEADER_LEN: usize = field::CHECKSUM.end;
+
+    /// A UDP datagram as [`super::walk`] found it: its ports, and where its payload lies.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct Datagram {
+        pub(crate) src_port: u16,
+        pub(crate) dst_port: u16,
+        /// Behind the header, up to the end the UDP length and the IP length give, each only
+        /// where it is shorter than the frame (so Ethernet padding is left out, and a length
+        /// field past the frame's end never reaches beyond it).
+        pub(crate) payload: core::ops::Range<usize>,
+    }
+
+    /// The UDP datagram of `frame`, whose headers [`super::walk`] found as `h`: `None` unless
+    /// the L4 protocol is UDP, its header is whole and the packet is not a later fragment (whose
+    /// L4 header is in the first).
+    pub(crate) fn datagram(frame: &[u8], h: &super::Headers) -> Option<Datagram> {
+        if h.l4_protocol != super::ip_protocol::UDP
+            || h.is_later_fragment()
+            || h.l4_header_len.is_err()
+        {
+            return None;
+        }
+        let l4 = h.l4_offset;
+        let start = l4 + HEADER_LEN;
+        let mut end = frame.len().min(h.ip_end().unwrap_or(usize::MAX));
+        let len = usize::from(super::be16(frame, l4, field::LENGTH)?);
+        if len >= HEADER_LEN {
+            end = end.min(l4 + len);
+        }
+        Some(Datagram {
+            src_port: super::be16(frame, l4, field::SRC_PORT)?,
+            dst_port: super::be16(frame, l4, field::DST_PORT)?,
+            payload: start..end.max(start),
+        })
+    }
 }
 
 pub(crate) mod sctp {
@@ -275,12 +339,16 @@ pub(crate) enum Ip {
         total_len: usize,
         /// More-fragments set or a non-zero offset.
         fragment: bool,
+        /// A non-zero offset: what stands at the L4 offset is data, not the L4 header.
+        later: bool,
     },
     V6 {
         /// The payload length field, as it stands (0 for jumbograms and BIG TCP).
         payload_len: usize,
         /// A fragment header with more-fragments set or a non-zero offset.
         fragment: bool,
+        /// A fragment header with a non-zero offset: what stands at the L4 offset is data.
+        later: bool,
     },
 }
 
@@ -315,6 +383,14 @@ impl Headers {
     pub(crate) fn is_fragment(&self) -> bool {
         match self.ip {
             Ip::V4 { fragment, .. } | Ip::V6 { fragment, .. } => fragment,
+        }
+    }
+
+    /// Whether the packet is a fragment other than the first: its L4 header is in the first,
+    /// and what stands at [`Headers::l4_offset`] is data, to be looked at by nobody.
+    pub(crate) fn is_later_fragment(&self) -> bool {
+        match self.ip {
+            Ip::V4 { later, .. } | Ip::V6 { later, .. } => later,
         }
     }
 
@@ -412,6 +488,7 @@ fn ipv4_of(frame: &[u8], l3: usize) -> Result<(Ip, usize, u8), Error> {
         header_len,
         total_len: usize::from(total_len),
         fragment: flg_off & ipv4::FRAGMENT_MASK != 0,
+        later: flg_off & ipv4::OFFSET_MASK != 0,
     };
     Ok((ip, l3 + header_len, protocol))
 }
@@ -430,6 +507,7 @@ fn ipv6_of(frame: &[u8], l3: usize) -> Result<(Ip, usize, u8), Error> {
     let mut next = byte(frame, l3 + field::NXT_HDR).ok_or(truncated)?;
     let mut at = l3 + ipv6::HEADER_LEN;
     let mut fragment = false;
+    let mut later = false;
     let mut walked = 0;
     loop {
         let len = match next {
@@ -439,7 +517,9 @@ fn ipv6_of(frame: &[u8], l3: usize) -> Result<(Ip, usize, u8), Error> {
             }
             ip_protocol::IPV6_FRAGMENT => {
                 let off_m = be16(frame, at, ipv6::frag::field::OFF_M);
-                fragment |= off_m.ok_or(Error::Ipv6ExtTruncated)? & ipv6::frag::FRAGMENT_MASK != 0;
+                let off_m = off_m.ok_or(Error::Ipv6ExtTruncated)?;
+                fragment |= off_m & ipv6::frag::FRAGMENT_MASK != 0;
+                later |= off_m & ipv6::frag::OFFSET_MASK != 0;
                 ipv6::frag::HEADER_LEN
             }
             _ => break,
@@ -458,6 +538,7 @@ fn ipv6_of(frame: &[u8], l3: usize) -> Result<(Ip, usize, u8), Error> {
     let ip = Ip::V6 {
         payload_len: usize::from(payload_len),
         fragment,
+        later,
     };
     Ok((ip, at, next))
 }
@@ -607,7 +688,8 @@ mod tests {
                 ip: Ip::V4 {
                     header_len: 20,
                     total_len: 50,
-                    fragment: false
+                    fragment: false,
+                    later: false,
                 },
                 l4_offset: 34,
                 l4_protocol: TCP,
@@ -628,7 +710,8 @@ mod tests {
             Ip::V4 {
                 header_len: 28,
                 total_len: 46,
-                fragment: false
+                fragment: false,
+                later: false,
             }
         );
         assert_eq!(
@@ -664,7 +747,8 @@ mod tests {
             h.ip,
             Ip::V6 {
                 payload_len: 42,
-                fragment: false
+                fragment: false,
+                later: false,
             }
         );
         assert_eq!(
@@ -713,6 +797,88 @@ mod tests {
             assert_eq!(h.is_fragment(), fragment, "{off_m:#x}");
             assert_eq!(h.l4_offset, 14 + 48);
         }
+    }
+
+    #[test]
+    fn later_fragments_are_told_from_the_first() {
+        for (flg_off, later) in [
+            (0x2000, false),
+            (0x4000, false),
+            (0x2001, true),
+            (0x0001, true),
+        ] {
+            let f = frame(&[&eth(&[], 0x0800), &ipv4(0, UDP, 8, flg_off), &[0; 8]]);
+            assert_eq!(walk(&f).unwrap().is_later_fragment(), later, "{flg_off:#x}");
+        }
+        for (off_m, later) in [
+            (0x0001, false),
+            (0x0006, false),
+            (0x0008, true),
+            (0x00b8, true),
+        ] {
+            let mut f = frame(&[&eth(&[], 0x86dd), &ipv6(&[(FRAG, 8)], UDP, 8), &[0; 8]]);
+            f[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&u16::to_be_bytes(off_m));
+            assert_eq!(walk(&f).unwrap().is_later_fragment(), later, "{off_m:#x}");
+        }
+    }
+
+    #[test]
+    fn the_ethertype_behind_the_tags() {
+        assert_eq!(ethernet::inner(&eth(&[], 0x0806)), Some((0x0806, 14)));
+        let f = eth(&[0x8100, 0x88a8], 0x0806);
+        assert_eq!(ethernet::inner(&f), Some((0x0806, 22)));
+        for len in 0..f.len() {
+            assert_eq!(ethernet::inner(&f[..len]), None, "{len}");
+        }
+    }
+
+    #[test]
+    fn udp_datagrams_end_where_the_shortest_length_says() {
+        let udp = |len: u16| [&[0, 67, 0, 68][..], &len.to_be_bytes(), &[0, 0]].concat();
+        let datagram = |f: &[u8]| udp::datagram(f, &walk(f).unwrap());
+        // 4 bytes of payload, then Ethernet padding.
+        let good = frame(&[
+            &eth(&[0x8100], 0x0800),
+            &ipv4(0, UDP, 12, 0),
+            &udp(12),
+            &[1; 4],
+            &[0; 6],
+        ]);
+        let d = datagram(&good).unwrap();
+        assert_eq!((d.src_port, d.dst_port, d.payload), (67, 68, 46..50));
+        // A UDP length past the packet: the IP length ends it; both past: the frame does.
+        let mut f = good.clone();
+        f[42..44].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(datagram(&f).unwrap().payload, 46..50);
+        f[20..22].copy_from_slice(&2000u16.to_be_bytes());
+        assert_eq!(datagram(&f).unwrap().payload, 46..56);
+        // A UDP length below the header's is not believed.
+        f[42..44].copy_from_slice(&3u16.to_be_bytes());
+        assert_eq!(datagram(&f).unwrap().payload, 46..56);
+        // An IP length inside the UDP header: an empty payload, never a backward range.
+        f[20..22].copy_from_slice(&22u16.to_be_bytes());
+        assert_eq!(datagram(&f).unwrap().payload, 46..46);
+        // No datagram in a later fragment, in TCP, or in a cut UDP header.
+        let later = frame(&[
+            &eth(&[], 0x0800),
+            &ipv4(0, UDP, 12, 0x0001),
+            &udp(12),
+            &[1; 4],
+        ]);
+        assert_eq!(datagram(&later), None);
+        let tcp = frame(&[&eth(&[], 0x0800), &ipv4(0, TCP, 20, 0), &tcp(0)]);
+        assert_eq!(datagram(&tcp), None);
+        assert_eq!(datagram(&good[..18 + 20 + 7]), None);
+        let v6 = frame(&[
+            &eth(&[], 0x86dd),
+            &ipv6(&[(HOP, 8)], UDP, 12),
+            &udp(12),
+            &[1; 4],
+        ]);
+        assert_eq!(datagram(&v6).unwrap().payload, 14 + 48 + 8..v6.len());
+        let src = ipv6::src_addr(&v6, 14).unwrap();
+        assert_eq!(src, "2000::".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(ipv6::src_addr(&v6[..14 + 23], 14), None);
     }
 
     #[test]
