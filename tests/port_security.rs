@@ -248,7 +248,9 @@ fn a_client_cannot_take_the_gateways_mac() {
     let raw = attacker.raw();
     let gw_mac = lab.relay.gw_mac();
 
-    let pings: Vec<PingRun> = (lab.honest().iter())
+    let pings: Vec<PingRun> = lab
+        .honest()
+        .iter()
         .map(|vm| ping_stats(&vm.ns, GATEWAY, 15, "0.2"))
         .collect();
     thread::sleep(Duration::from_millis(300));
