@@ -32,6 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use etherws_testkit::dhcp::*;
+use etherws_testkit::relay::*;
 use etherws_testkit::*;
 use serde_json::Value;
 
@@ -289,37 +290,7 @@ fn three_switches_in_a_full_mesh() {
 // ---------------------------------------------------------------------------------------------
 // DHCP and NAT
 
-const LAN_TAP: &str = "lan0";
-const VM_TAP: &str = "vm0";
-const GATEWAY: &str = "192.0.2.1";
 const BEYOND: &str = "198.51.100.2";
-
-/// Runs `contrib/etherws-lan-gateway ARGS` in `gw`, on the switch `s` and with its state in
-/// `state`; returns what it printed.
-fn lan_gateway(gw: &Netns, s: &Switch, state: &TempDir, args: &[&str]) -> String {
-    let script = contrib("etherws-lan-gateway");
-    let etherws = format!("ETHERWS={}", bin().to_string_lossy());
-    let ctlurl = s.ctl_url();
-    let state_dir = state.file("run");
-    let mut argv = vec![
-        "env",
-        &etherws,
-        "sh",
-        script.to_str().unwrap(),
-        "--ctlurl",
-        &ctlurl,
-        "--state-dir",
-        &state_dir,
-    ];
-    argv.extend_from_slice(args);
-    let out = gw.exec(&argv);
-    assert!(
-        out.status.success(),
-        "etherws-lan-gateway {args:?} failed\n{}",
-        show(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The page that shows the recipe.
 const DHCP_PAGE: &str = "docs/dhcp-nat.md";
@@ -389,53 +360,6 @@ fn dnsmasq_pid(gw: &Netns, state: &TempDir) -> Option<i32> {
     (comm.trim() == "dnsmasq" && gw.pids().contains(&pid)).then_some(pid)
 }
 
-/// A router advertisement, as a VM could send one: from `mac` and the link-local fe80::1 to all
-/// nodes (ff02::1), hop limit 255, a default router for 1800 s and a prefix information option
-/// (2001:db8:66::/64, on-link and autonomous: SLAAC).
-fn router_advertisement(mac: [u8; 6]) -> Vec<u8> {
-    let src: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let dst: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let mut icmp = vec![134, 0, 0, 0, 64, 0];
-    icmp.extend_from_slice(&1800u16.to_be_bytes()); // router lifetime
-    icmp.extend_from_slice(&[0; 8]); // reachable time, retransmission timer
-    icmp.extend_from_slice(&[1, 1]); // source link-layer address
-    icmp.extend_from_slice(&mac);
-    icmp.extend_from_slice(&[3, 4, 64, 0xc0]); // prefix information: /64, L and A
-    icmp.extend_from_slice(&86400u32.to_be_bytes()); // valid lifetime
-    icmp.extend_from_slice(&14400u32.to_be_bytes()); // preferred lifetime
-    icmp.extend_from_slice(&[0; 4]);
-    icmp.extend_from_slice(&[
-        0x20, 0x01, 0x0d, 0xb8, 0, 0x66, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    // The checksum, over the pseudo-header and the message.
-    let mut sum: u32 = 0;
-    let len = icmp.len() as u32;
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&len.to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, 58]);
-    for pair in pseudo.chunks(2).chain(icmp.chunks(2)) {
-        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let mut ip = vec![0x60, 0, 0, 0];
-    ip.extend_from_slice(&(len as u16).to_be_bytes());
-    ip.extend_from_slice(&[58, 255]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    ip.extend_from_slice(&icmp);
-    build_frame([0x33, 0x33, 0, 0, 0, 1], mac, None, 0x86dd, &ip)
-}
-
-/// Whether `frame` is an IPv6 router advertisement (ICMPv6 type 134).
-fn is_router_advertisement(frame: &[u8]) -> bool {
-    frame.len() > 54 && frame[12..14] == [0x86, 0xdd] && frame[20] == 58 && frame[54] == 134
-}
-
 #[test]
 fn dhcp_and_nat_for_a_browser_vm() {
     if !needs(&["dnsmasq", "nft", "busybox"]) {
@@ -468,12 +392,7 @@ fn dhcp_and_nat_for_a_browser_vm() {
     let state = TempDir::new("lan-gw");
     // IPv6 on in the gateway's namespace, as on a real host (the kit turns it off): the TAP the
     // script makes has the kernel's defaults.
-    gw.exec_ok(&[
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.disable_ipv6=0",
-        "net.ipv6.conf.default.disable_ipv6=0",
-    ]);
+    enable_ipv6(&gw);
 
     // The page's recipe, egress closed (the default).
     let commands = page_commands();
@@ -516,12 +435,8 @@ fn dhcp_and_nat_for_a_browser_vm() {
     }
 
     // The "browser VM": a TAP on a switch of its own, connected to S's path /lab.
-    let c = Switch::builder("vm").netns(&vm).start();
-    c.add_port("tap", VM_TAP, &[]);
-    vm.wait_link(VM_TAP);
     let url = format!("ws://203.0.113.1:{}/lab", s.ws_port);
-    c.add_port("client", &url, &[]);
-    let server = s.wait_servers(1)[0].port;
+    let (_c, server) = start_vm(&vm, "vm", &s, &url);
     let p = s.port_status(server);
     assert_eq!(
         (&p["path"], &p["vlan"]),
@@ -575,14 +490,7 @@ fn dhcp_and_nat_for_a_browser_vm() {
                 is_router_advertisement(&f.data)
             })
             .is_some();
-        let routes = gw.ip(&["-6", "route", "show", "default"]);
-        let addrs = gw.ip(&[
-            "-6", "-o", "addr", "show", "dev", LAN_TAP, "scope", "global",
-        ]);
-        assert!(
-            routes.trim().is_empty() && addrs.trim().is_empty(),
-            "a VM's router advertisement configured the gateway's host:\n{routes}{addrs}"
-        );
+        assert_no_route_from_ra(&gw, "a VM");
     }
     assert!(seen, "the router advertisement never reached {LAN_TAP}");
 

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use etherws_testkit::relay::rss_mib;
 use etherws_testkit::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -304,17 +305,6 @@ async fn super_frames_of_tiny_segments_are_not_cut_up_for_strict_peers() {
     // B (strict, over its client port) was spared it too, and A counted the drops.
     let a_to_b = status(&s.a, 2);
     assert!(a_to_b["tx_dropped"].as_u64().unwrap() >= 1, "{a_to_b}");
-}
-
-/// The switch's resident memory, in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap()
-        / 1024
 }
 
 /// A small frame queued for peers that stopped taking anything holds its own bytes, not the

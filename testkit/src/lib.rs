@@ -27,7 +27,7 @@
 //!   and JSON-RPC with std only); `try_http_exchange()` / `try_http_post()` return errors
 //!   instead of panicking;
 //! * `packets`: `RawSock`, an AF_PACKET socket inside a namespace for hand-made (e.g. 802.1Q
-//!   tagged) frames, `build_frame()`;
+//!   tagged) frames, `build_frame()`, `ipv4_udp()`, `inet_checksum()`;
 //! * `pki`: `require_tool()`, `TempDir`, `Pki` (a CA and server certificates made with the real
 //!   `openssl`, keys in PKCS#8, PKCS#1 or SEC1 PEM);
 //! * `pty`: `run_on_pty()` (type a password at a prompt on a pseudo-terminal);
@@ -40,6 +40,9 @@
 //!   capture, the `listport --verbose` table;
 //! * `dhcp` (by path): `udhcpc()` (a real DHCP client's lease), `contrib()` (the scripts of
 //!   `contrib/`), `nft_has_table()`;
+//! * `relay` (by path): the relay of docs/dhcp-nat.md built with `contrib/etherws-lan-gateway`
+//!   (`Relay`, its VMs with `udhcpc` leases, `lan_gateway()`, `start_vm()`), a VM's router
+//!   advertisement, `ping_stats()`, `rss_mib()`;
 //! * `docs` (by path): the documentation's pages, `assert_shows()` (a page shows an example as a
 //!   test runs it), `fenced_blocks()` (an example read from its page), `links()` and `anchors()`.
 //!
@@ -93,6 +96,7 @@ pub mod nets;
 mod packets;
 mod pki;
 mod pty;
+pub mod relay;
 mod sites;
 mod switch;
 mod tables;

@@ -265,3 +265,37 @@ impl RawSock {
 pub fn distinct<T: std::hash::Hash + Eq + Clone>(v: &[T]) -> HashSet<T> {
     v.iter().cloned().collect()
 }
+
+/// The Internet checksum (RFC 1071) over `parts` laid end to end (each part of even length but
+/// the last), as it goes into a header.
+pub fn inet_checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for part in parts {
+        for pair in part.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 packet (TTL 64, header checksum filled in) carrying a UDP datagram from `src:sport`
+/// to `dst:dport` (UDP checksum 0: none, as IPv4 allows).
+pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len() as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&(20 + udp_len).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let sum = inet_checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&udp_len.to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(payload);
+    ip
+}
