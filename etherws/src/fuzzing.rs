@@ -30,7 +30,8 @@ impl Egress for Discard {
     }
 }
 
-/// Frame parsing and the whole forwarding decision, on a three-port switch with tight limits.
+/// Frame parsing and the whole forwarding decision, on a three-port switch with tight limits
+/// and port security on two of its ports.
 /// The input is split into frames by a one-byte length prefix, each with a one-byte ingress port.
 pub fn frames(data: &[u8]) {
     let limits = Limits {
@@ -48,6 +49,19 @@ pub fn frames(data: &[u8]) {
     for _ in 0..3 {
         sw.add_port(PortKind::Tap, "fuzz".into(), Discard);
     }
+    // Port 1 trusted; ports 2 and 3 under port security (isolated, and untrusted with a
+    // limit of 2 stations), so that its rules and bindings see the input too.
+    let isolated = crate::switch::Policy {
+        isolated: true,
+        ..crate::switch::Policy::default()
+    };
+    let untrusted = crate::switch::Policy {
+        trusted: Some(false),
+        max_macs: Some(2),
+        ..crate::switch::Policy::default()
+    };
+    let _ = sw.set_policy(2, isolated);
+    let _ = sw.set_policy(3, untrusted);
     let t0 = Instant::now();
     let mut rest = data;
     let mut tick = 0u64;
