@@ -57,16 +57,28 @@ struct Tls(tokio_rustls::TlsConnector);
 
 impl Tls {
     fn new(ca: &str) -> Tls {
+        Tls::with(ca, None)
+    }
+
+    /// Presenting the client certificate `identity` if given.
+    fn with(ca: &str, identity: Option<&ServerCert>) -> Tls {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(ca).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(id) => {
+                let chain = vec![first_cert(&id.cert)];
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&id.key).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
         Tls(tokio_rustls::TlsConnector::from(Arc::new(config)))
     }
 
@@ -392,16 +404,7 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
         assert!(log.contains("user bob is no longer in"), "{log}");
 
         // Bob's connection ends (a close frame), alice's stays and passes a frame.
-        let end = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match bob.next().await {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await;
-        assert!(end.is_ok(), "bob's session is closed");
+        assert!(closed(&mut bob).await, "bob's session is closed");
         let after = wait_servers(&sw, 1);
         assert!(
             before.contains(&after[0]),
@@ -419,5 +422,107 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
                 Err(format!("{rx:?}"))
             }
         });
+    });
+}
+
+/// Waits for a client's connection to end (a close frame, or the stream's end).
+async fn closed<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> bool {
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    });
+    end.await.is_ok()
+}
+
+/// `openssl ca` in the PKI's directory: `ca.cnf`, its database, and a CRL of `ca` (none
+/// revoked yet) in `ca.crl`.
+fn crl_setup(pki: &Pki, ca: &str) -> String {
+    pki.dir.write(
+        "ca.cnf",
+        "[ca]\ndefault_ca = theca\n[theca]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         default_md = sha256\ndefault_crl_days = 30\n",
+    );
+    openssl_ca(
+        pki,
+        ca,
+        "touch index.txt && echo 01 > crlnumber && openssl ca -config ca.cnf -keyfile CAKEY -cert CACERT -gencrl -out ca.crl",
+    );
+    pki.dir.file("ca.crl")
+}
+
+/// Runs `script` in the PKI's directory, CAKEY and CACERT standing for `ca`'s files.
+fn openssl_ca(pki: &Pki, ca: &str, script: &str) {
+    let script = script
+        .replace("CAKEY", &format!("{ca}-ca.key"))
+        .replace("CACERT", &format!("{ca}-ca.pem"));
+    let out = std::process::Command::new("sh")
+        .args(["-ec", &script])
+        .current_dir(pki.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}\n{}", show(&out));
+}
+
+/// A client certificate revoked by a new CRL: its session is closed at the reload, and the log
+/// says why; another client's is untouched.
+#[test]
+fn a_revoked_certificate_loses_the_session() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let pki = Pki::new("crlreload");
+    let ca = pki.ca("crl");
+    let srv = pki.server(&ca, "srv", &["127.0.0.1"], KeyForm::Pkcs8);
+    let alice = pki.client(&ca, "alice", KeyForm::Pkcs8);
+    let bob = pki.client(&ca, "bob", KeyForm::Pkcs8);
+    let crl = crl_setup(&pki, "crl");
+    let config = pki.dir.write(
+        "etherws.toml",
+        &format!(
+            "[switch]\nsslkey = {:?}\nsslcert = {:?}\nsslclientca = {:?}\nsslcrl = {crl:?}\n",
+            srv.key, srv.cert, ca.cert
+        ),
+    );
+    let sw = Switch::local("crlreload", &["--config", &config]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (io, _) = Tls::with(&ca.cert, Some(&alice)).connect(sw.ws_port).await;
+        let mut a = handshake(io, "/", None).await;
+        let (io, _) = Tls::with(&ca.cert, Some(&bob)).connect(sw.ws_port).await;
+        let mut b = handshake(io, "/", None).await;
+        let before = wait_servers(&sw, 2);
+
+        openssl_ca(
+            &pki,
+            "crl",
+            &format!(
+                "openssl ca -config ca.cnf -keyfile CAKEY -cert CACERT -revoke {}\n\
+                 openssl ca -config ca.cnf -keyfile CAKEY -cert CACERT -gencrl -out ca.crl",
+                bob.cert
+            ),
+        );
+        let said = sw.ctl_ok(&["reload"]);
+        assert!(said.contains("1 session(s) closed"), "{said}");
+        let log = wait_log(&sw, "session closed by reload");
+        assert!(
+            log.contains("certificate revoked") && log.contains("user=bob"),
+            "{log}"
+        );
+        assert!(closed(&mut b).await, "bob's session is closed");
+        let after = wait_servers(&sw, 1);
+        assert!(
+            before.contains(&after[0]),
+            "alice keeps her port: {before:?} {after:?}"
+        );
+        a.send(Message::Binary(frame(1).into()))
+            .await
+            .expect("alice still connected");
     });
 }
