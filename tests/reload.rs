@@ -386,6 +386,8 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
         "etherws.toml",
         &format!("[switch]\nhtpasswd = {htpasswd:?}\n\n[[path]]\npath = \"/\"\n"),
     );
+    let with_gone = std::fs::read_to_string(&config).unwrap() + "\n[[path]]\npath = \"/gone\"\n";
+    std::fs::write(&config, &with_gone).unwrap();
     let sw = Switch::local("htreload", &["--config", &config]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -395,13 +397,26 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
         let tcp = |p| TcpStream::connect(("127.0.0.1", p));
         let mut alice = handshake(tcp(sw.ws_port).await.unwrap(), "/", Some(("alice", "pw"))).await;
         let mut bob = handshake(tcp(sw.ws_port).await.unwrap(), "/", Some(("bob", "pw"))).await;
-        let before = wait_servers(&sw, 2);
+        let gone = tcp(sw.ws_port).await.unwrap();
+        let mut gone = handshake(gone, "/gone", Some(("alice", "pw"))).await;
+        let before = wait_servers(&sw, 3);
 
+        // Bob gone from the file, and the path /gone from the configuration.
         std::fs::write(&htpasswd, entry("alice")).unwrap();
+        std::fs::write(
+            &config,
+            with_gone.replace("[[path]]\npath = \"/gone\"\n", ""),
+        )
+        .unwrap();
         let said = sw.ctl_ok(&["reload"]);
-        assert!(said.contains("1 session(s) closed"), "{said}");
+        assert!(
+            said.contains("paths -/gone") && said.contains("2 session(s) closed"),
+            "{said}"
+        );
         let log = wait_log(&sw, "session closed by reload");
         assert!(log.contains("user bob is no longer in"), "{log}");
+        assert!(log.contains("its path is no longer served"), "{log}");
+        assert!(closed(&mut gone).await, "the session on /gone is closed");
 
         // Bob's connection ends (a close frame), alice's stays and passes a frame.
         assert!(closed(&mut bob).await, "bob's session is closed");
@@ -410,6 +425,7 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
             before.contains(&after[0]),
             "alice keeps her port: {before:?} {after:?}"
         );
+        assert_eq!(after[0].1, "/", "{after:?}");
         alice
             .send(Message::Binary(frame(1).into()))
             .await

@@ -49,7 +49,11 @@ struct Next {
     opts: EffectiveOptions,
     settings: Settings,
     config: Option<Config>,
+    /// The WebSocket listener's new check of client certificates, if it asks for them.
+    verifier: Option<Verifier>,
 }
+
+type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 impl Reloader {
     /// Reloads; the answer is the one-line summary of what changed, or why nothing did. Both
@@ -80,10 +84,16 @@ impl Reloader {
             let (config, opts) = sw_command::read_checked(path.as_deref(), options, &matches)?;
             let settings = sw_command::settings(&opts)?;
             sw_command::check_users(config.as_ref(), &settings)?;
+            let verifier = settings
+                .client_auth
+                .as_ref()
+                .map(crate::base::tls::client_verifier)
+                .transpose()?;
             Ok(Next {
                 opts,
                 settings,
                 config: config.map(|(_, c)| c),
+                verifier,
             })
         })
         .await
@@ -99,7 +109,7 @@ impl Reloader {
             .set_htpasswd(next.settings.ctlhtpasswd.clone());
         let conf = next.config.unwrap_or_default();
         let users = conf.users.clone();
-        self.apply_paths(&next.settings, users, &mut said);
+        self.apply_paths(&next.settings, users, next.verifier.as_deref(), &mut said);
         self.apply_ports(conf.ports, &mut said).await;
         self.opts = next.opts;
         if said.is_empty() {
@@ -126,19 +136,18 @@ impl Reloader {
 
     /// The new paths and pins in force for new clients; the clients in course re-configured,
     /// or closed when their path went or their credentials no longer admit them.
-    fn apply_paths(&self, s: &Settings, users: Users, said: &mut Vec<String>) {
+    fn apply_paths(
+        &self,
+        s: &Settings,
+        users: Users,
+        verifier: Option<&dyn rustls::server::danger::ClientCertVerifier>,
+        said: &mut Vec<String>,
+    ) {
         let (old_paths, old_users) = (self.live.paths.load(), self.live.users.load());
         said.extend(path_changes(&old_paths, &s.paths));
         self.live.paths.store(Arc::new(s.paths.clone()));
         self.live.users.store(Arc::new(users));
         let users = self.live.users.load();
-        let verifier = s.client_auth.as_ref().and_then(|a| {
-            crate::base::tls::client_verifier(a)
-                .inspect_err(|e| {
-                    tracing::warn!("reload: client certificates not re-checked: {e:#}")
-                })
-                .ok()
-        });
         let (mut changed, mut closed) = (0, 0);
         for (port, session) in self.live.sessions.snapshot() {
             let Some(path) = s.paths.iter().find(|p| p.path == session.path) else {
@@ -146,7 +155,7 @@ impl Reloader {
                 closed += 1;
                 continue;
             };
-            if let Some(why) = self.refused(&session, path, verifier.as_deref()) {
+            if let Some(why) = self.refused(&session, path, verifier) {
                 self.close(port, &session, &why);
                 closed += 1;
                 continue;
