@@ -285,10 +285,34 @@ fn sighup_applies_a_new_file_and_certificate_without_dropping_anyone() {
             let all = wait_servers(&sw, CLIENTS + 1);
             assert!(all.iter().any(|(_, p, _)| p == "/new"), "{all:?}");
             let ports = sw.listport();
+            let tap = ports.iter().find(|p| p.kind == "tap" && p.target == "rl0");
+            let tap = tap
+                .unwrap_or_else(|| panic!("no TAP port rl0: {ports:?}"))
+                .port;
+
+            // The TAP's MTU changed: the same port, re-configured; then gone from the file:
+            // deleted. The clients stay through both.
+            std::fs::write(&config, format!("{CONFIG_AFTER}mtu = 1400\n")).unwrap();
+            let said = sw.ctl_ok(&["reload"]);
             assert!(
-                ports.iter().any(|p| p.kind == "tap" && p.target == "rl0"),
-                "{ports:?}"
+                said.contains(&format!("port {tap} (rl0) re-configured")),
+                "{said}"
             );
+            let ifs = sw.listif();
+            assert!(
+                ifs.iter().any(|i| i.port == tap && i.mtu == 1400),
+                "{ifs:?}"
+            );
+            let without_tap =
+                CONFIG_AFTER.replace("[[port]]\ntype = \"tap\"\ntarget = \"rl0\"\n", "");
+            std::fs::write(&config, without_tap).unwrap();
+            let said = sw.ctl_ok(&["reload"]);
+            assert!(
+                said.contains(&format!("port {tap} (rl0) deleted")),
+                "{said}"
+            );
+            assert!(sw.port(tap).is_none(), "the TAP port is deleted");
+            assert_eq!(servers(&sw).len(), CLIENTS + 1, "no client dropped");
             assert!(
                 sw.log().contains("port") && !sw.log().contains("disconnected"),
                 "{}",
