@@ -1,4 +1,5 @@
-//! `cargo xtask load [--clients N] [--seconds S] [--write]`: the load test of the switch.
+//! `cargo xtask load [--clients N] [--seconds S] [--reload] [--write]`: the load test of the
+//! switch.
 //!
 //! Builds `etherws` in release mode, starts one switch on loopback (storm control off,
 //! connection caps lifted), connects N WebSocket clients (default 1,000) from this process,
@@ -28,6 +29,10 @@
 //! could not be offered at all: the driver and the switch fell to ~60 % of the schedule. Sends
 //! are scheduled by a timer per client that catches up after a late tick (`Burst`), so
 //! "sent / scheduled" below 1 means the driver could not offer the load.
+//!
+//! `--reload` starts the switch with a configuration file and, halfway through the traffic,
+//! adds a path to it and sends SIGHUP: the report's first row then says how long the reload
+//! took and how many clients it dropped (server ports gone, connections the switch ended).
 //!
 //! All traffic is on 127.0.0.1. The switch is killed at the end, also on error (and by the
 //! kernel if this process dies: `PR_SET_PDEATHSIG`).

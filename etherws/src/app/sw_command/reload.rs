@@ -237,7 +237,10 @@ impl Reloader {
                 continue;
             };
             let (was, no) = old.remove(at);
-            if same_but_line(&was, &conf) {
+            if no.is_none() {
+                // It could not be created last time: try again.
+                created.push(conf);
+            } else if same_but_line(&was, &conf) {
                 kept.push((conf, no));
             } else if let Some(no) = no.filter(|_| reconfigurable(&was, &conf)) {
                 said.push(format!("port {no} ({}) re-configured", identity(&conf).1));
@@ -257,12 +260,17 @@ impl Reloader {
             self.delete_port(no);
         }
         for conf in created {
-            let no = self.create_port(&conf).await;
-            said.push(format!(
-                "port {} ({}) created",
-                port_name(no),
-                identity(&conf).1
-            ));
+            let name = identity(&conf).1.to_string();
+            let no = match self.create_port(&conf).await {
+                Ok(no) => {
+                    said.push(format!("port {no} ({name}) created"));
+                    Some(no)
+                }
+                Err(why) => {
+                    said.push(format!("port ({name}) not created: {why}"));
+                    None
+                }
+            };
             kept.push((conf, no));
         }
         self.ports = kept;
@@ -274,15 +282,16 @@ impl Reloader {
         }
     }
 
-    async fn create_port(&self, conf: &PortConf) -> Option<PortNo> {
+    /// Creates a port the file declares; a failure (a device the kernel refuses) is logged
+    /// and said in the summary, and the port tried again at the next reload.
+    async fn create_port(&self, conf: &PortConf) -> Result<PortNo, String> {
         let what = format!("reload: port ({})", identity(conf).1);
-        match sw_command::create_one(&self.control, conf, &what).await {
-            Ok(no) => Some(no),
-            Err(e) => {
+        sw_command::create_one(&self.control, conf, &what)
+            .await
+            .map_err(|e| {
                 tracing::error!("{what}: {e:#}");
-                None
-            }
-        }
+                format!("{e:#}")
+            })
     }
 
     /// A TAP or netdev port's new interface settings and settings, in place.
