@@ -566,3 +566,43 @@ fn a_revoked_certificate_loses_the_session() {
             .expect("alice still connected");
     });
 }
+
+/// The control API over HTTPS takes a renewed certificate at `ctl reload` too: the next
+/// handshake sees it, and `ctl` (which checks it against the CA) keeps working.
+#[test]
+fn the_control_api_takes_a_renewed_certificate() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let pki = Pki::new("ctlreload");
+    let ca = pki.ca("ctlreload");
+    let old = pki.server(&ca, "old", &["127.0.0.1"], KeyForm::Pkcs8);
+    let new = pki.server(&ca, "new", &["127.0.0.1"], KeyForm::Pkcs8);
+    let dir = &pki.dir;
+    let (key, crt) = (dir.file("ctl.key"), dir.file("ctl.crt"));
+    std::fs::copy(&old.key, &key).unwrap();
+    std::fs::copy(&old.cert, &crt).unwrap();
+    let config = dir.write(
+        "etherws.toml",
+        &format!("[switch]\nctlsslkey = {key:?}\nctlsslcert = {crt:?}\n"),
+    );
+    let port = free_port();
+    let sw = Switch::builder("ctlreload")
+        .ctl_port(port)
+        .ctl_url(&format!("https://127.0.0.1:{port}/ctl"))
+        .ctl_opts(&["--ctlsslcert", &ca.cert])
+        .args(&["--config", &config])
+        .start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = |rt: &tokio::runtime::Runtime| rt.block_on(Tls::new(&ca.cert).connect(port)).1;
+    assert_eq!(seen(&rt), first_cert(&old.cert));
+    std::fs::copy(&new.key, &key).unwrap();
+    std::fs::copy(&new.cert, &crt).unwrap();
+    let said = sw.ctl_ok(&["reload"]);
+    assert!(said.contains("TLS certificates read again"), "{said}");
+    assert_eq!(seen(&rt), first_cert(&new.cert), "the new certificate");
+    sw.ctl_ok(&["listport"]);
+}
