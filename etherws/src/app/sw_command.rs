@@ -404,6 +404,8 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
     if let Some(path) = &args.check_config {
         return check_config(path, args.options, matches);
     }
+    // SIGHUP reloads once the switch runs; until then it is ignored, never fatal.
+    sys::process::ignore_hangup()?;
     let options = args.options.clone();
     let (config, opts, logconf) = read_options(args.config.as_deref(), args.options, matches)?;
     // The pidfile need not exist yet; its name is taken from here, before `/` becomes the cwd.
