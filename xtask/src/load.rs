@@ -1,4 +1,5 @@
-//! `cargo xtask load [--clients N] [--seconds S] [--write]`: the load test of the switch.
+//! `cargo xtask load [--clients N] [--seconds S] [--reload] [--write]`: the load test of the
+//! switch.
 //!
 //! Builds `etherws` in release mode, starts one switch on loopback (storm control off,
 //! connection caps lifted), connects N WebSocket clients (default 1,000) from this process,
@@ -28,6 +29,10 @@
 //! could not be offered at all: the driver and the switch fell to ~60 % of the schedule. Sends
 //! are scheduled by a timer per client that catches up after a late tick (`Burst`), so
 //! "sent / scheduled" below 1 means the driver could not offer the load.
+//!
+//! `--reload` starts the switch with a configuration file and, halfway through the traffic,
+//! adds a path to it and sends SIGHUP: the report's first row then says how long the reload
+//! took and how many clients it dropped (server ports gone, connections the switch ended).
 //!
 //! All traffic is on 127.0.0.1. The switch is killed at the end, also on error (and by the
 //! kernel if this process dies: `PR_SET_PDEATHSIG`).
@@ -108,6 +113,10 @@ pub struct LoadArgs {
     /// Peers each client sends unicast to.
     #[arg(long, default_value_t = 4)]
     peers: usize,
+    /// Halfway through the traffic, change the switch's configuration file (a new path) and
+    /// reload it with SIGHUP; the report says how many clients were dropped.
+    #[arg(long)]
+    reload: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +130,7 @@ struct Opts {
     bcast_every: u32,
     bcast_bytes: usize,
     peers: usize,
+    reload: bool,
     command: String,
 }
 
@@ -137,6 +147,7 @@ impl From<LoadArgs> for Opts {
             bcast_every: a.bcast_every,
             bcast_bytes: a.bcast_bytes as usize,
             peers: a.peers.clamp(1, clients - 1),
+            reload: a.reload,
             command: crate::command_line(),
         }
     }
@@ -148,10 +159,14 @@ impl From<LoadArgs> for Opts {
 /// The release-built switch on loopback (the test kit's [`Switch`] on ports it picks itself),
 /// storm control off and connection caps lifted, its log in `target/load/etherws-sw.log`; killed
 /// when dropped, and by the kernel if this process dies first.
-fn start_switch() -> anyhow::Result<Switch> {
+fn start_switch(reload: bool) -> anyhow::Result<Switch> {
     let dir = root().join("target/load");
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("etherws-sw.log");
+    let config = config_path();
+    std::fs::write(&config, CONFIG)?;
+    let config = config.to_string_lossy().into_owned();
+    let with_config = ["--config", config.as_str()];
     let args = [
         "--max-conns-per-addr",
         "100000",
@@ -166,6 +181,11 @@ fn start_switch() -> anyhow::Result<Switch> {
         "--ageout",
         "3600",
     ];
+    // `--reload` changes the file halfway: the switch must have been started with one.
+    let args: Vec<&str> = args
+        .into_iter()
+        .chain(with_config.into_iter().filter(|_| reload))
+        .collect();
     eprintln!(
         "xtask: {} sw --foreground --host 127.0.0.1 --port 0 --ctlhost 127.0.0.1 --ctlport 0 {} \
          (log: {})",
@@ -179,6 +199,56 @@ fn start_switch() -> anyhow::Result<Switch> {
         .log_file(&log)
         .die_with_parent()
         .start())
+}
+
+/// The configuration file of `--reload`: one path at start, a second one after the reload.
+fn config_path() -> std::path::PathBuf {
+    root().join("target/load/etherws.toml")
+}
+
+const CONFIG: &str = "[[path]]\npath = \"/\"\n";
+const CONFIG_RELOADED: &str =
+    "[[path]]\npath = \"/\"\n\n[[path]]\npath = \"/reloaded\"\nvlan = 10\n";
+
+/// What the reload halfway through the traffic did.
+struct Reloaded {
+    /// The server ports before it.
+    before: Vec<u64>,
+    /// From SIGHUP to the switch's `reloaded:` line.
+    took: Duration,
+}
+
+/// The server ports of a `listPort` answer, by number.
+fn server_ports(ports: &Value) -> Vec<u64> {
+    entries(ports)
+        .iter()
+        .filter(|p| p["type"] == "server")
+        .filter_map(|p| p["port"].as_u64())
+        .collect()
+}
+
+/// The traffic phase's wait; with `--reload`, a changed file and SIGHUP halfway.
+async fn traffic_wait(o: &Opts, sw: &Switch) -> anyhow::Result<Option<Reloaded>> {
+    let total = Duration::from_secs(o.seconds);
+    if !o.reload {
+        tokio::time::sleep(total).await;
+        return Ok(None);
+    }
+    tokio::time::sleep(total / 2).await;
+    let before = server_ports(&rpc(sw.ctl_addr(), "listPort")?.1);
+    std::fs::write(config_path(), CONFIG_RELOADED)?;
+    let t0 = Instant::now();
+    eprintln!("xtask: reloading the switch (SIGHUP)");
+    sw.signal(libc::SIGHUP);
+    while !sw.log().contains("reloaded:") {
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("the switch did not log `reloaded:` within 10 s of SIGHUP");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t0.elapsed();
+    tokio::time::sleep(total - total / 2).await;
+    Ok(Some(Reloaded { before, took }))
 }
 
 /// Fails, with the end of its log, when the switch is no longer running.
@@ -641,7 +711,7 @@ pub fn task_load(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
     let load_at_start = loadavg();
-    let mut sw = start_switch()?;
+    let mut sw = start_switch(o.reload)?;
     let rss_idle = rss_kib(sw.pid()).unwrap_or(0);
 
     // RSS, every second, for the whole run.
@@ -848,8 +918,9 @@ async fn drive(
             rng.u64(..),
         )));
     }
-    tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    let reloaded = traffic_wait(o, sw).await;
     sh.stop_sending.store(true, Ordering::Relaxed);
+    let reloaded = reloaded?;
     let mut sinks = Vec::with_capacity(n);
     for w in writers {
         sinks.push(w.await?);
@@ -1097,6 +1168,19 @@ async fn drive(
     let mut row = |k: &str, v: String| {
         let _ = writeln!(t, "| {k} | {v} |");
     };
+    if let Some(r) = &reloaded {
+        let after = server_ports(&final_ports);
+        let kept = r.before.iter().filter(|p| after.contains(p)).count();
+        row(
+            "Reload halfway (SIGHUP, a new path)",
+            format!(
+                "applied {} after the signal; {} of {n} clients dropped ({kept} server ports \
+                 kept, {closed} connections ended by the switch)",
+                ms(r.took),
+                n - kept,
+            ),
+        );
+    }
     row(
         "Connect all clients",
         format!(

@@ -13,8 +13,9 @@
 //!   See `bench.rs`.
 //! - `fuzz [--seconds N] [TARGET…]`: run the fuzz targets for a bounded time each; see
 //!   `fuzz.rs`. `test` ends with a short pass (`ETHERWS_FUZZ_SECONDS`, default 10 per target).
-//! - `load [--clients N] [--seconds S] [--write]`: 1,000 WebSocket clients with unicast and
-//!   broadcast traffic on one release-built switch; RSS, CPU, control-API latency, fairness;
+//! - `load [--clients N] [--seconds S] [--reload] [--write]`: 1,000 WebSocket clients with
+//!   unicast and broadcast traffic on one release-built switch; RSS, CPU, control-API latency,
+//!   fairness; `--reload` reloads the switch halfway (SIGHUP) and counts the clients dropped;
 //!   `--write` updates `BENCHMARKS.md`. See `load.rs`.
 //! - `dist`: shell completions and man pages generated from etherws's command line, into
 //!   `target/dist/{completions,man}/`; see `dist.rs` (in the `xtask` library).

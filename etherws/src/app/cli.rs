@@ -615,6 +615,9 @@ pub(crate) enum CtlCommand {
     Listif,
     /// Show the forwarding database.
     Listfdb,
+    /// Re-read the switch's configuration file and the files it names, and apply the
+    /// difference (as SIGHUP does); prints what changed, or fails with why nothing did.
+    Reload,
 }
 
 // `ctl setport`'s arguments (the variant's doc comment is its help).

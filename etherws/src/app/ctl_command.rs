@@ -111,6 +111,10 @@ fn execute(args: &mut CtlArgs) -> Result<String, Failure> {
         let result = answer.get("result").cloned().unwrap_or(Value::Null);
         return Ok(format!("{}\n", json_text(&result)));
     }
+    // `reload` answers with a one-line summary, not a table.
+    if let Some(summary) = answer.pointer("/result/summary").and_then(Value::as_str) {
+        return Ok(format!("{}\n", printable(summary)));
+    }
     let entries = answer
         .pointer("/result/entries")
         .and_then(Value::as_array)
@@ -149,6 +153,7 @@ fn request_for(cmd: &CtlCommand) -> anyhow::Result<Request> {
         ),
         CtlCommand::Listif => ("listInterface", None, if_table),
         CtlCommand::Listfdb => ("listFdb", None, fdb_table),
+        CtlCommand::Reload => ("reload", None, port_table),
         CtlCommand::Delport { port } => (
             "delPort",
             Some(json!({"port": positive(*port)?})),

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use socket2::{Domain, Socket, Type};
-use tokio_rustls::TlsAcceptor;
 
 use crate::edge::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
@@ -27,18 +26,21 @@ use crate::control::guard::{Guard, allowed_host};
 use crate::edge::auth::Auth;
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::htpasswd::Htpasswd;
-use crate::edge::server::{self, Listening, WsPath, WsSide};
+use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
+use crate::edge::server::{self, Listening, WsSide};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::{ClientOptions, Credentials};
 use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::settings::profile::{self, PathSpec, Profile, UserPin};
 use crate::settings::values::Num;
 use crate::switch::PortStat;
-use crate::switch::fdb::MacLimits;
+use crate::switch::fdb::{MacLimits, PortNo};
 use crate::switch::{Limits, Switch};
 use crate::sys;
 use crate::sys::netif::{IfChange, Netif};
 use crate::sys::process::Limit;
+
+mod reload;
 
 /// Validated `sw` settings, with TLS configurations and htpasswd files loaded.
 pub(crate) struct Settings {
@@ -50,6 +52,8 @@ pub(crate) struct Settings {
     pub(crate) auth: AuthLimits,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) ctltls: Option<Arc<rustls::ServerConfig>>,
+    /// How the WebSocket listener checks client certificates (mutual TLS), if it does.
+    pub(crate) client_auth: Option<ClientAuth>,
     pub(crate) htpasswd: Option<Arc<Htpasswd>>,
     pub(crate) ctlhtpasswd: Option<Arc<Htpasswd>>,
     /// The WebSocket paths, each with its settings; the first is the main one.
@@ -111,6 +115,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
         },
         tls: ws_tls.server_config()?,
         ctltls: ctl_tls.server_config()?,
+        client_auth: ws_tls.auth.clone(),
         htpasswd: load_htpasswd(&o.htpasswd, "htpasswd")?,
         ctlhtpasswd: load_htpasswd(&o.ctlhtpasswd, "ctlhtpasswd")?,
         paths: ws_paths(&o.path, &defaults)?,
@@ -399,6 +404,9 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
     if let Some(path) = &args.check_config {
         return check_config(path, args.options, matches);
     }
+    // SIGHUP reloads once the switch runs; until then it is ignored, never fatal.
+    sys::process::ignore_hangup()?;
+    let options = args.options.clone();
     let (config, opts, logconf) = read_options(args.config.as_deref(), args.options, matches)?;
     // The pidfile need not exist yet; its name is taken from here, before `/` becomes the cwd.
     let pidfile = opts
@@ -444,7 +452,17 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
             .enable_all()
             .build()
             .context("cannot start the runtime")?;
-        runtime.block_on(serve(settings, ws_listener, ctl_listener, config))
+        let start = Start {
+            options,
+            matches: matches.cloned(),
+            opts,
+        };
+        runtime.block_on(serve(
+            settings,
+            [Some(ws_listener), ctl_listener],
+            config,
+            start,
+        ))
     })();
     if let Err(e) = &started {
         tracing::error!("{e:#}");
@@ -457,7 +475,7 @@ pub(crate) fn run(args: SwArgs, matches: Option<&ArgMatches>) -> anyhow::Result<
 /// that works: for a path not served, for a path without its own htpasswd file (its users are
 /// the switch-wide file's: the pin says `path` for nothing), or for the switch-wide file's
 /// users where there is none (a certificate's name must say so, `source = "certificate"`).
-fn check_users(config: Option<&(PathBuf, Config)>, s: &Settings) -> anyhow::Result<()> {
+pub(crate) fn check_users(config: Option<&(PathBuf, Config)>, s: &Settings) -> anyhow::Result<()> {
     let Some((origin, conf)) = config else {
         return Ok(());
     };
@@ -526,6 +544,16 @@ fn read_options(
     Ok((config, opts, logconf))
 }
 
+/// [`read_options`] for a reload: the log configuration checked, not kept.
+pub(crate) fn read_checked(
+    config: Option<&Path>,
+    options: SwOptions,
+    matches: &Option<ArgMatches>,
+) -> anyhow::Result<(ConfigFile, EffectiveOptions)> {
+    let (config, opts, _) = read_options(config, options, matches.as_ref())?;
+    Ok((config, opts))
+}
+
 /// `--check-config FILE`: everything `run` checks before it binds, and nothing else.
 fn check_config(
     path: &Path,
@@ -550,17 +578,68 @@ fn check_config(
 }
 
 /// Creates the ports the configuration file declares, in order (so they get numbers 1, 2…).
-async fn create_ports(control: &Control, origin: &Path, ports: &[PortConf]) -> anyhow::Result<()> {
+async fn create_ports(
+    control: &Control,
+    origin: &Path,
+    ports: &[PortConf],
+) -> anyhow::Result<Vec<(PortConf, Option<PortNo>)>> {
+    let mut created = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let what = format!("{}:{}: port {}", origin.display(), p.line(), i + 1);
-        let stat = create_port(control, p, &what)
+        let no = create_one(control, p, &what).await.with_context(|| what)?;
+        created.push((p.clone(), Some(no)));
+    }
+    Ok(created)
+}
+
+/// Creates one port of the configuration file with its settings; `what` names it.
+pub(crate) async fn create_one(
+    control: &Control,
+    p: &PortConf,
+    what: &str,
+) -> anyhow::Result<PortNo> {
+    let stat = create_port(control, p, what).await?;
+    if *p.profile() != Profile::default() {
+        control.apply_profile(stat.port, p.profile())?;
+    }
+    Ok(stat.port)
+}
+
+/// Gives port `no` the interface settings and settings of `p` (a reload changed them); the
+/// mirror set by hand stays.
+pub(crate) async fn configure_one(
+    control: &Control,
+    no: PortNo,
+    p: &PortConf,
+    what: &str,
+) -> anyhow::Result<()> {
+    if let PortConf::Tap { iface, .. } | PortConf::Netdev { iface, .. } = p {
+        configure_iface(control, no, iface).await?;
+    }
+    let mut policy = p.profile().policy();
+    policy.mirror = lock(&control.switch).port(no).and_then(|s| s.policy.mirror);
+    control
+        .set_policy(no, policy)
+        .with_context(|| what.to_string())?;
+    Ok(())
+}
+
+/// Sets what `iface` says of a port's interface (address, netmask, MTU), if anything.
+async fn configure_iface(
+    control: &Control,
+    no: PortNo,
+    iface: &crate::app::config::IfConf,
+) -> anyhow::Result<()> {
+    let change = IfChange {
+        address: iface.address,
+        netmask: iface.netmask,
+        mtu: iface.mtu,
+    };
+    if change != IfChange::default() {
+        control
+            .configure_interface(no, &change)
             .await
-            .with_context(|| what.clone())?;
-        if *p.profile() != Profile::default() {
-            control
-                .apply_profile(stat.port, p.profile())
-                .with_context(|| what.clone())?;
-        }
+            .map_err(|e| anyhow::anyhow!(e.data))?;
     }
     Ok(())
 }
@@ -594,17 +673,7 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
         }
     };
     let stat = added?;
-    let change = IfChange {
-        address: iface.address,
-        netmask: iface.netmask,
-        mtu: iface.mtu,
-    };
-    if change != IfChange::default() {
-        control
-            .configure_interface(stat.port, &change)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.data))?;
-    }
+    configure_iface(control, stat.port, iface).await?;
     Ok(stat)
 }
 
@@ -628,29 +697,49 @@ async fn add_netdev(
     }
 }
 
+/// How the switch was started, for reloads: the command line's options (the file goes
+/// under them again) and the options in force.
+struct Start {
+    options: SwOptions,
+    matches: Option<ArgMatches>,
+    opts: EffectiveOptions,
+}
+
+/// The listeners' TLS configurations, each in a cell a reload replaces.
+fn tls_cell(config: &Option<Arc<rustls::ServerConfig>>) -> Option<TlsCell> {
+    config.clone().map(|c| Arc::new(Swap::new(c)))
+}
+
 async fn serve(
     s: Settings,
-    ws_listener: TcpListener,
-    ctl_listener: Option<TcpListener>,
+    [ws_listener, ctl_listener]: [Option<TcpListener>; 2],
     config: Option<(PathBuf, Config)>,
+    start: Start,
 ) -> anyhow::Result<()> {
     crate::port::set_data_path();
+    let (signals, hup) = Signals::new()?;
     let switch: SharedSwitch = Core::new(Switch::with_limits(s.ageout, s.limits), s.queues);
     let proxies = s.trusted_proxies.clone();
     let ws_side = WsSide::new(s.htpasswd.clone(), s.conns, s.auth, proxies);
     let netif = Netif::new().context("cannot open rtnetlink")?;
     let offload = crate::offload::Offload::default();
     lock(&switch).set_fdb_observer(Box::new(offload.clone()));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let control = Control {
         switch: switch.clone(),
         netif,
         ws: s.ws,
         offload,
+        reload: Some(reload_tx),
     };
+    let mut ports = Vec::new();
     if let Some((origin, conf)) = &config {
-        if let Err(e) = create_ports(&control, origin, &conf.ports).await {
-            close_all(&switch).await;
-            return Err(e);
+        match create_ports(&control, origin, &conf.ports).await {
+            Ok(created) => ports = created,
+            Err(e) => {
+                close_all(&switch).await;
+                return Err(e);
+            }
         }
     }
     tokio::spawn(expire_loop(switch.clone(), s.ageout));
@@ -659,39 +748,85 @@ async fn serve(
         .as_ref()
         .map(|(_, c)| c.users.clone())
         .unwrap_or_default();
-    let ws = server::ws_routes(&s.paths, Arc::new(users), switch.clone(), &ws_side, s.ws);
+    let live = LiveWs::new(s.paths.clone(), users);
+    let ws = server::ws_routes(live.clone(), switch.clone(), &ws_side, s.ws);
     let guard = Guard {
         tls: s.ctltls.is_some(),
         allowed_hosts: s.ctlallowhost.clone(),
         check_host: true,
     };
-    let ctl_auth = Auth::new(s.ctlhtpasswd.clone(), s.auth, "control");
+    let ctl_auth = Arc::new(Auth::new(s.ctlhtpasswd.clone(), s.auth, "control"));
     let ctl_proxies = s.ctl_trusted_proxies.clone();
-    let ctl = server::ctl_routes(&s.ctlpath, control, ctl_auth, ctl_proxies, guard, &ws_side);
-    let listening = |tls: &Option<Arc<rustls::ServerConfig>>, limits, proxy_protocol| Listening {
-        tls: tls.clone().map(TlsAcceptor::from),
+    let ctl = server::ctl_routes(
+        &s.ctlpath,
+        control.clone(),
+        ctl_auth.clone(),
+        ctl_proxies,
+        guard,
+        &ws_side,
+    );
+    let (ws_tls, ctl_tls) = (tls_cell(&s.tls), tls_cell(&s.ctltls));
+    let shared = ctl_listener.is_none();
+    let routes = [ws, ctl];
+    let servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    let reloader = reload::Reloader {
+        config: config.map(|(p, _)| p),
+        options: start.options,
+        matches: start.matches,
+        opts: start.opts,
+        ports,
+        live,
+        ws_auth: ws_side.auth.clone(),
+        ctl_auth,
+        ws_tls,
+        ctl_tls: if shared { None } else { ctl_tls },
+        control,
+    };
+
+    // Listening, and every declared port created: a daemonizing parent may return now.
+    daemon::ready();
+    let events = Events {
+        servers,
+        signals,
+        hup,
+        reloads: reload_rx,
+    };
+    events.run(reloader, &switch).await
+}
+
+/// Starts serving: WebSocket and control on one listener, or each on its own (the control
+/// API on a thread of its own).
+fn spawn_servers(
+    s: &Settings,
+    [ws_listener, ctl_listener]: [Option<TcpListener>; 2],
+    [ws, ctl]: [axum::Router; 2],
+    [ws_tls, ctl_tls]: [&Option<TlsCell>; 2],
+) -> anyhow::Result<tokio::task::JoinSet<std::io::Result<()>>> {
+    let listening = |tls: &Option<TlsCell>, limits, proxy_protocol| Listening {
+        tls: tls.clone(),
         limits,
         proxies: s.trusted_proxies.clone(),
         proxy_protocol,
     };
+    let ws_listener = ws_listener.context("no WebSocket listener")?;
     let ws_addr = ws_listener.local_addr()?;
     let ws_listener = tokio::net::TcpListener::from_std(ws_listener)?;
     let mut servers = tokio::task::JoinSet::new();
     match ctl_listener {
         None => {
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path_list(), ctlpath = %s.ctlpath, "serving WebSocket and control");
-            let how = listening(&s.tls, s.conns, s.proxy_protocol);
+            let how = listening(ws_tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws.merge(ctl)));
         }
         Some(l) => {
             let ctl_addr = l.local_addr()?;
             tracing::info!(%ws_addr, tls = s.tls.is_some(), path = %s.path_list(), "serving WebSocket");
             tracing::info!(%ctl_addr, tls = s.ctltls.is_some(), path = %s.ctlpath, "serving control");
-            let how = listening(&s.tls, s.conns, s.proxy_protocol);
+            let how = listening(ws_tls, s.conns, s.proxy_protocol);
             servers.spawn(server::serve(ws_listener, how, ws));
             let how = Listening {
                 proxies: s.ctl_trusted_proxies.clone(),
-                ..listening(&s.ctltls, server::CONTROL_CONNS, false)
+                ..listening(ctl_tls, server::CONTROL_CONNS, false)
             };
             let done = serve_control_apart(l, how, ctl)?;
             servers.spawn(async move {
@@ -700,19 +835,45 @@ async fn serve(
             });
         }
     }
+    Ok(servers)
+}
 
-    // Listening, and every declared port created: a daemonizing parent may return now.
-    daemon::ready();
-    tokio::select! {
-        Some(r) = servers.join_next() => {
-            r.context("server task failed")?.context("server failed")?;
-        }
-        sig = shutdown_signal() => {
-            tracing::info!("{sig}: shutting down");
-            close_all(&switch).await;
+/// What the running switch waits for: its servers' end, a stopping signal, a reload.
+struct Events {
+    servers: tokio::task::JoinSet<std::io::Result<()>>,
+    signals: Signals,
+    hup: tokio::signal::unix::Signal,
+    reloads: tokio::sync::mpsc::Receiver<crate::control::ReloadAsk>,
+}
+
+impl Events {
+    /// Serves until a server fails or a signal stops the switch; reloads one at a time.
+    async fn run(
+        mut self,
+        mut reloader: reload::Reloader,
+        switch: &SharedSwitch,
+    ) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                Some(r) = self.servers.join_next() => {
+                    r.context("server task failed")?.context("server failed")?;
+                    return Ok(());
+                }
+                sig = self.signals.shutdown() => {
+                    tracing::info!("{sig}: shutting down");
+                    close_all(switch).await;
+                    return Ok(());
+                }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = reloader.reload().await;
+                }
+                Some(ask) = self.reloads.recv() => {
+                    let _ = ask.send(reloader.reload().await);
+                }
+            }
         }
     }
-    Ok(())
 }
 
 /// Serves the control API on a thread and runtime of its own, so that an administrator's
@@ -741,17 +902,31 @@ fn serve_control_apart(
     Ok(rx)
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// The signals the switch acts on: SIGTERM and SIGINT stop it, SIGHUP reloads it. Taken at
+/// start, so that a SIGHUP never kills a running switch.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// The stopping signals, and SIGHUP apart.
+    fn new() -> anyhow::Result<(Self, tokio::signal::unix::Signal)> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let take = |kind: SignalKind| signal(kind).context("cannot handle signals");
+        let stop = Signals {
+            term: take(SignalKind::terminate())?,
+            int: take(SignalKind::interrupt())?,
+        };
+        Ok((stop, take(SignalKind::hangup())?))
+    }
+
+    /// The first stopping signal's name.
+    async fn shutdown(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -131,8 +131,27 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Why a client's certificate chain, accepted when it connected, is refused now by `verifier`
+/// (CAs or CRLs read again): revoked, or no longer issued by a trusted CA. `None` while it
+/// still passes, or fails for another reason (expired since: the session was admitted).
+pub(crate) fn refused_now(
+    verifier: &dyn rustls::server::danger::ClientCertVerifier,
+    chain: &[CertificateDer<'static>],
+) -> Option<&'static str> {
+    use rustls::{CertificateError, Error};
+    let (end, intermediates) = chain.split_first()?;
+    let now = rustls::pki_types::UnixTime::now();
+    match verifier.verify_client_cert(end, intermediates, now) {
+        Err(Error::InvalidCertificate(CertificateError::Revoked)) => Some("certificate revoked"),
+        Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            Some("certificate no longer issued by a trusted CA")
+        }
+        _ => None,
+    }
+}
+
 /// The verifier of client certificates: webpki, against the CAs and CRLs of `auth`.
-fn client_verifier(
+pub(crate) fn client_verifier(
     auth: &ClientAuth,
 ) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     let roots = root_store(load_certs(&auth.ca)?, &auth.ca)?;

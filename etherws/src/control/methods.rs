@@ -32,7 +32,15 @@ pub(crate) struct Control {
     pub(crate) ws: WsSettings,
     /// eBPF offload of netdev ports.
     pub(crate) offload: Offload,
+    /// Where `reload` asks the program to reload its configuration (`None`: it cannot).
+    pub(crate) reload: Option<ReloadTx>,
 }
+
+/// A reload asked for: its answer is the summary of what changed, or why nothing did.
+pub(crate) type ReloadAsk = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// Where reloads are asked for (`etherws sw` answers them one at a time).
+pub(crate) type ReloadTx = tokio::sync::mpsc::Sender<ReloadAsk>;
 
 type MethodResult = Result<Value, RpcError>;
 
@@ -381,6 +389,7 @@ impl Control {
             "setInterface" => self.set_interface(&object(p)?).await,
             "listInterface" => self.list_interface().await,
             "listFdb" => self.list_fdb(),
+            "reload" => self.reload().await,
             other => Err(RpcError::method_not_found(format!(
                 "no such method: {}{other}",
                 super::NAMESPACE
@@ -701,7 +710,7 @@ impl Control {
 
     /// Sets a port's policy, and tells the kernel's datapath whether it may still switch the
     /// port's frames itself (not once any policy applies: it knows none of them).
-    fn set_policy(&self, port: PortNo, policy: Policy) -> Result<PortStat, PolicyError> {
+    pub(crate) fn set_policy(&self, port: PortNo, policy: Policy) -> Result<PortStat, PolicyError> {
         let stat = lock(&self.switch).set_policy(port, policy)?;
         self.offload.set_user_only(port, policy.needs_core());
         Ok(stat)
@@ -716,6 +725,24 @@ impl Control {
         let mut policy = self.stat(port).map_err(|e| anyhow::anyhow!(e.data))?.policy;
         profile.apply(&mut policy);
         Ok(self.set_policy(port, policy)?)
+    }
+
+    /// `reload`: the configuration file and every file it names read again, and applied if
+    /// all is well; the answer is the one-line summary, the error's data why nothing changed.
+    async fn reload(&self) -> MethodResult {
+        let tx = self
+            .reload
+            .as_ref()
+            .ok_or_else(|| bad("this switch cannot reload"))?;
+        let (ask, answer) = tokio::sync::oneshot::channel();
+        tx.send(ask)
+            .await
+            .map_err(|_| RpcError::internal("the switch is stopping"))?;
+        match answer.await {
+            Ok(Ok(summary)) => Ok(json!({ "summary": summary })),
+            Ok(Err(why)) => Err(bad(why)),
+            Err(_) => Err(RpcError::internal("the reload was abandoned")),
+        }
     }
 
     fn del_port(&self, p: &Map<String, Value>) -> MethodResult {

@@ -13,7 +13,7 @@ pub(crate) mod status;
 
 use serde_json::{Value, json};
 
-pub(crate) use methods::Control;
+pub(crate) use methods::{Control, ReloadAsk};
 
 /// Namespace every method name starts with.
 pub(crate) const NAMESPACE: &str = "etherws.control.";

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::base::escape::Esc;
 use crate::edge::admission::{AuthLimits, AuthThrottle, Throttled};
 use crate::edge::htpasswd::{Htpasswd, parse_basic};
+use crate::edge::live::Swap;
 
 /// The realm of the `401` challenge.
 const REALM: &str = "Basic realm=\"etherws\"";
@@ -48,7 +49,8 @@ fn hashing() -> &'static Arc<Semaphore> {
 
 /// Authentication of one listener.
 pub(crate) struct Auth {
-    htpasswd: Option<Arc<Htpasswd>>,
+    /// Replaced by a reload (a file of another name); `Htpasswd` itself follows its file.
+    htpasswd: Swap<Option<Arc<Htpasswd>>>,
     pub(crate) throttle: AuthThrottle,
     /// `websocket` or `control`, for the log.
     listener: &'static str,
@@ -70,20 +72,25 @@ impl Auth {
         listener: &'static str,
     ) -> Self {
         Auth {
-            htpasswd,
+            htpasswd: Swap::new(Arc::new(htpasswd)),
             throttle: AuthThrottle::new(limits),
             listener,
         }
     }
 
     /// The listener's htpasswd file.
-    pub(crate) fn htpasswd(&self) -> Option<&Arc<Htpasswd>> {
-        self.htpasswd.as_ref()
+    pub(crate) fn htpasswd(&self) -> Option<Arc<Htpasswd>> {
+        (*self.htpasswd.load()).clone()
+    }
+
+    /// Replaces the listener's htpasswd file (a reload).
+    pub(crate) fn set_htpasswd(&self, htpasswd: Option<Arc<Htpasswd>>) {
+        self.htpasswd.store(Arc::new(htpasswd));
     }
 
     /// True when a password is required.
     pub(crate) fn required(&self) -> bool {
-        self.htpasswd.is_some()
+        self.htpasswd.load().is_some()
     }
 
     /// Checks the request's Basic credentials (when a password is required); returns the
@@ -97,7 +104,7 @@ impl Auth {
         ip: IpAddr,
         peer: &str,
     ) -> Result<Option<String>, Response> {
-        self.check_with(self.htpasswd.as_ref(), headers, ip, peer)
+        self.check_with(self.htpasswd().as_ref(), headers, ip, peer)
             .await
     }
 

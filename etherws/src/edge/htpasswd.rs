@@ -206,9 +206,14 @@ impl Htpasswd {
         }
     }
 
-    #[cfg(test)]
+    /// The file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True if the file (re-read if it changed) has a usable entry for `user`.
+    pub(crate) fn has_user(&self, user: &str) -> bool {
+        matches!(self.current().users.get(user), Some(Entry::Usable(_)))
     }
 
     /// The entries in force after re-reading the file if it changed. The lock is not held while

@@ -5,4 +5,5 @@ pub(crate) mod admission;
 pub(crate) mod auth;
 pub(crate) mod forwarded;
 pub(crate) mod htpasswd;
+pub(crate) mod live;
 pub(crate) mod server;

@@ -7,7 +7,6 @@
 //! does once its handshake is done, and both share one port implementation (the data phase is
 //! framed by `port::websocket::framing`, not by tungstenite).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,8 +17,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::CertificateDer;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -31,10 +31,11 @@ use crate::edge::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
 use crate::edge::auth::Auth;
 use crate::edge::forwarded::{Client, Connection, Malformed, TrustedProxies, read_proxy_header};
 use crate::edge::htpasswd::Htpasswd;
+use crate::edge::live::{LiveWs, Session, Sessions, TlsCell};
 use crate::port::websocket::super_frame;
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
-use crate::settings::profile::{Credentials, Profile, UserPin};
+use crate::settings::profile::Credentials;
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -65,6 +66,8 @@ pub(crate) struct Peer {
     pub(crate) local: SocketAddr,
     /// The subject name of the client's certificate, on a listener that requires one.
     pub(crate) identity: Option<String>,
+    /// The client's certificate chain, on a listener that requires one.
+    pub(crate) certs: Option<Arc<[CertificateDer<'static>]>>,
 }
 
 impl Peer {
@@ -76,6 +79,7 @@ impl Peer {
             conn: Connection::plain(Client::of(nowhere)),
             local: nowhere,
             identity: None,
+            certs: None,
         })
     }
 
@@ -100,8 +104,8 @@ impl Peer {
 /// How a listener admits and reads connections.
 #[derive(Clone)]
 pub(crate) struct Listening {
-    /// Serve TLS with this.
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// Serve TLS with this (as it is at each handshake: a reload may replace it).
+    pub(crate) tls: Option<TlsCell>,
     /// Connections still speaking HTTP, overall and per client address.
     pub(crate) limits: ConnLimits,
     /// Addresses that speak for many clients: admitted against the overall limit only.
@@ -117,24 +121,10 @@ struct WsState {
     auth: Arc<Auth>,
     settings: WsSettings,
     conns: Arc<Connections>,
-    path: Arc<WsPath>,
-    users: Arc<Users>,
+    /// The paths served and the users pinned, as the last reload left them.
+    live: Arc<LiveWs>,
     proxies: Arc<TrustedProxies>,
 }
-
-/// One WebSocket path: what its clients' ports start with, and who may connect.
-#[derive(Clone)]
-pub(crate) struct WsPath {
-    pub(crate) path: String,
-    /// The path's settings over the defaults for server ports.
-    pub(crate) profile: Profile,
-    /// Its own htpasswd file; `None`: the listener's (`--htpasswd`), if any.
-    pub(crate) htpasswd: Option<Arc<Htpasswd>>,
-}
-
-/// Users pinned to settings (`[user.NAME]` in the configuration file), by name, each for the
-/// credentials its pin names; theirs win over their path's.
-pub(crate) type Users = HashMap<String, UserPin>;
 
 /// What the control endpoint needs; the WebSocket side's counters are there for `/metrics`.
 #[derive(Clone)]
@@ -150,14 +140,18 @@ struct CtlState {
     proxies: Arc<TrustedProxies>,
 }
 
-/// A port that holds a connection slot for as long as it lives.
+/// A port that holds a connection slot for as long as it lives, and is in the sessions a
+/// reload looks at meanwhile.
 struct Admitted<P> {
     port: P,
     _permit: ConnPermit,
+    session: (Arc<Sessions>, Arc<Session>),
 }
 
 impl<P: Port> Port for Admitted<P> {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
+        let (sessions, session) = self.session;
+        let _registered = sessions.register(io.ingress.port(), session);
         self.port.run(io).await
     }
 }
@@ -185,31 +179,21 @@ impl WsSide {
     }
 }
 
-/// Routes for the WebSocket endpoint: one per path, each with its own settings. A path is
-/// literal for axum's router: `HttpPath` lets no `{`, `}` (captures) through, nor a segment
-/// starting with `:` or `*` (which axum refuses), so a route matches its own path only and
-/// building it cannot panic.
+/// Routes for the WebSocket endpoint: every path not the control API's, looked up per request
+/// in the paths served now (a reload may add, change or remove them); an unknown path is `404`.
 pub(crate) fn ws_routes(
-    paths: &[WsPath],
-    users: Arc<Users>,
+    live: Arc<LiveWs>,
     switch: SharedSwitch,
     side: &WsSide,
     settings: WsSettings,
 ) -> Router {
-    paths.iter().fold(Router::new(), |router, path| {
-        router.merge(
-            Router::new()
-                .route(&path.path, any(upgrade))
-                .with_state(WsState {
-                    switch: switch.clone(),
-                    auth: side.auth.clone(),
-                    settings,
-                    conns: side.conns.clone(),
-                    path: Arc::new(path.clone()),
-                    users: users.clone(),
-                    proxies: side.proxies.clone(),
-                }),
-        )
+    Router::new().fallback(upgrade).with_state(WsState {
+        switch,
+        auth: side.auth.clone(),
+        settings,
+        conns: side.conns.clone(),
+        live,
+        proxies: side.proxies.clone(),
     })
 }
 
@@ -218,7 +202,7 @@ pub(crate) fn ws_routes(
 pub(crate) fn ctl_routes(
     path: &str,
     control: Control,
-    auth: Auth,
+    auth: Arc<Auth>,
     proxies: Arc<TrustedProxies>,
     mut guard: Guard,
     ws: &WsSide,
@@ -233,7 +217,7 @@ pub(crate) fn ctl_routes(
         .with_state(CtlState {
             status: Arc::new(crate::control::status::StatusPage::new(path)),
             control: Arc::new(control),
-            auth: Arc::new(auth),
+            auth,
             guard: Arc::new(guard),
             ws_auth: ws.auth.clone(),
             ws_conns: ws.conns.clone(),
@@ -368,6 +352,9 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
 }
 
 async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
+    let Some(path) = st.live.path(req.uri().path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let peer = Peer::of(req.extensions());
     let client = match peer.client(&st.proxies, req.headers()) {
         Ok(c) => c,
@@ -380,29 +367,28 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
     let h = req.headers();
     // Who the peer proved to be, and with what: its htpasswd user (of the path's own file, or
     // the switch-wide one), else its certificate's name.
-    let htpasswd = st.path.htpasswd.as_ref().or(st.auth.htpasswd());
+    let htpasswd = path.htpasswd.clone().or(st.auth.htpasswd());
     let (user, from) = match st
         .auth
-        .check_with(htpasswd, h, client.ip, &client.to_string())
+        .check_with(htpasswd.as_ref(), h, client.ip, &client.to_string())
         .await
     {
-        Ok(Some(user)) if st.path.htpasswd.is_some() => {
-            (Some(user), Credentials::Path(st.path.path.clone()))
+        Ok(Some(user)) if path.htpasswd.is_some() => {
+            (Some(user), Credentials::Path(path.path.clone()))
         }
         Ok(Some(user)) => (Some(user), Credentials::Switch),
         Ok(None) => (peer.identity.clone(), Credentials::Certificate),
         Err(denied) => return denied,
     };
+    let session = Arc::new(Session {
+        path: path.path.clone(),
+        user,
+        from,
+        certs: peer.certs.clone(),
+    });
     // What the port starts with: the user's pinned settings over the path's, if the pin is for
     // the credentials the name was proved with.
-    let pinned = user
-        .as_ref()
-        .and_then(|u| st.users.get(u))
-        .and_then(|pin| pin.profile_for(&from));
-    let profile = match pinned {
-        Some(pinned) => pinned.over(&st.path.profile),
-        None => st.path.profile.clone(),
-    };
+    let profile = session.profile(&path, &st.live.users.load());
     let permit = match st.conns.admit(client.ip) {
         Ok(p) => p,
         Err(why) => {
@@ -414,11 +400,12 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
     let super_frames = st.settings.super_frames && super_frame::offered(h);
     let origin = Origin {
         addr: Some(client.ip),
-        user,
-        path: Some(st.path.path.clone()),
+        user: session.user.clone(),
+        path: Some(path.path),
         policy: profile.policy(),
     };
     let port = Upgrading {
+        session: (st.live.sessions.clone(), session),
         switch: st.switch,
         keepalive: st.settings.keepalive,
         super_frames,
@@ -494,6 +481,7 @@ impl IntoResponse for Refused {
 /// An admitted WebSocket connection whose upgrade is under way: once hyper hands over the
 /// connection, it becomes a `server` port.
 struct Upgrading {
+    session: (Arc<Sessions>, Arc<Session>),
     switch: SharedSwitch,
     keepalive: Option<Duration>,
     super_frames: bool,
@@ -517,6 +505,7 @@ impl Upgrading {
                         self.super_frames,
                     ),
                     _permit: self.permit,
+                    session: self.session,
                 };
                 let name = self.client.to_string();
                 attach_from(&self.switch, PortKind::Server, name, self.origin, port);
@@ -598,18 +587,18 @@ pub(crate) async fn serve(
                     }
                 }
             }
-            let mut identity = None;
+            let (mut identity, mut certs) = (None, None);
             let io: BoxIo = match how.tls {
                 None => Box::new(tcp),
-                Some(acceptor) => {
+                Some(cell) => {
+                    let acceptor = TlsAcceptor::from(cell.load());
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(s)) => {
                             // Verified by the handshake when the listener requires it.
-                            identity = s
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(crate::base::tls::peer_identity);
+                            let chain = s.get_ref().1.peer_certificates();
+                            identity = chain.and_then(crate::base::tls::peer_identity);
+                            certs =
+                                chain.map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
                             Box::new(s)
                         }
                         Ok(Err(e)) => {
@@ -627,6 +616,7 @@ pub(crate) async fn serve(
                 conn,
                 local,
                 identity,
+                certs,
             };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                 req.extensions_mut().insert(who.clone());

@@ -63,6 +63,22 @@ pub(crate) fn setsid() -> Result<libc::pid_t> {
     check(unsafe { libc::setsid() }, "setsid")
 }
 
+/// Ignores SIGHUP (`signal(2)` with `SIG_IGN`) until the switch takes it as "reload": one
+/// sent while it starts (`systemctl reload` right after `start`) must not kill it.
+///
+/// # Errors
+///
+/// `signal(SIGHUP)` with the OS error (none for a valid signal).
+pub(crate) fn ignore_hangup() -> Result<()> {
+    // SAFETY: SIG_IGN is a valid disposition for SIGHUP: no handler of ours runs.
+    let previous = unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    check(
+        if previous == libc::SIG_ERR { -1 } else { 0 },
+        "signal(SIGHUP)",
+    )
+    .map(drop)
+}
+
 /// Points standard input, output and error at `/dev/null` (`open(2)`, then `dup2(2)` onto
 /// descriptors 0, 1 and 2).
 ///
