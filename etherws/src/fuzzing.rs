@@ -88,6 +88,7 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
             netif,
             ws: WsSettings::default(),
             offload: Default::default(),
+            status: Default::default(),
         };
         // A few ports to act on, without devices behind them.
         for _ in 0..3 {

@@ -646,6 +646,7 @@ async fn serve(
         netif,
         ws: s.ws,
         offload,
+        status: Default::default(),
     };
     if let Some((origin, conf)) = &config {
         if let Err(e) = create_ports(&control, origin, &conf.ports).await {

@@ -265,6 +265,8 @@ mod tests {
             link_up: true,
             rx: 5,
             tx: 7,
+            rx_bytes: 500,
+            tx_bytes: 700,
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
