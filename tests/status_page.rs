@@ -535,7 +535,11 @@ fn status_page_in_a_browser() {
     // The browser, on the page, while both hosts ping A's TAP through S.
     let (browser, mut cdp) = Browser::start(ns);
     let mut tab = Page::open(&mut cdp);
-    let url = format!("http://admin:admin-pw@127.0.0.1:{}/status", s.ctl_port);
+    // Ports 1 to 4 pinned: a graph each, after the whole switch's.
+    let url = format!(
+        "http://admin:admin-pw@127.0.0.1:{}/status#pin=1,2,3,4",
+        s.ctl_port
+    );
     let ctl = s.ctl_addr();
     tab.call("Page.navigate", json!({"url": url}));
     let first = tab.refreshed(1, Duration::from_secs(15));
@@ -594,7 +598,7 @@ fn status_page_in_a_browser() {
     assert_eq!(row(&first["ports"], 2)["datapath"], "af_packet");
     assert_eq!(
         first["graphs"].as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "{first:#}"
     );
 
