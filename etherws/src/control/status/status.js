@@ -125,7 +125,7 @@
 
   function writePins() {
     const hash = pins.length ? `#pin=${pins.join(",")}` : "";
-    history.replaceState(null, "", `${window.location.pathname}${window.location.search}${hash}`);
+    window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}${hash}`);
   }
 
   function togglePin(port) {
