@@ -395,6 +395,7 @@ const SNAPSHOT: &str = r##"(() => {
       fdb: rows("#fdb tbody tr[data-mac]"),
       graphs: [...document.querySelectorAll("#graphs figure")].map((f) => ({
         port: f.dataset.port, now: f.querySelector(".now").textContent,
+        caption: f.querySelector("figcaption").textContent,
         canvas: f.querySelector("canvas").width })),
       markup: document.querySelectorAll("img, b, iframe, object, embed, script:not([src])").length,
       title: document.title,

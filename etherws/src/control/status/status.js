@@ -325,10 +325,11 @@
     if (!g) {
       const canvas = el("canvas", { class: "graph", role: "img" });
       const now = el("span", { class: "now", "data-field": "now" });
+      const caption = el("figcaption", {});
       const card = el(
         "figure",
         { class: `card${port === "all" ? " all" : ""}`, "data-port": port },
-        el("figcaption", {}, el("strong", {}, title), " ", sub),
+        caption,
         now,
         canvas,
       );
@@ -336,9 +337,11 @@
         "aria-label",
         port === "all" ? "traffic of the whole switch" : `traffic received and sent by port ${port}`,
       );
-      g = { card, canvas, now };
+      g = { card, canvas, now, caption };
       graphs.set(key, g);
     }
+    // The whole switch's caption changes (its number of ports).
+    g.caption.replaceChildren(el("strong", {}, title), " ", ...[sub].flat());
     return g;
   }
 
