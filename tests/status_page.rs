@@ -964,6 +964,15 @@ fn ten_thousand_ports() {
         t0.elapsed()
     );
     assert_eq!(all["matched"], MANY);
+    let rss = fs::read_to_string(format!("/proc/{}/status", sw.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_default();
+    eprintln!("the switch with {MANY} ports: VmRSS {rss} kB");
 
     // The switch's own numbers. listPort's whole answer, for scale, and what the page polls.
     let started = Instant::now();
