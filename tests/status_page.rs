@@ -19,6 +19,12 @@
 //! that without credentials all three paths answer 401. Screenshots (laptop and phone) are kept
 //! under `target/test-artifacts/`.
 //!
+//! `ten_thousand_ports` connects 10,000 WebSocket clients (this process, from a namespace of
+//! their own: the cheapest real ports) to a switch, twenty of them talking and one sending a
+//! runt, and loads the page: it checks that one poll stays under 100 KB, the first render under
+//! 10 s and the tab's script heap under 50 MB (all three printed), and that paging, sorting,
+//! the filter, "only ports with drops", the top talkers and pinning work.
+//!
 //! `STATUS_PAGE_HOLD=SECONDS` adds a third screenshot, `status-docs.png` (`docs/status.png`,
 //! the image of docs/production.md): that long later, with bursts of traffic meanwhile and
 //! without the hostile user's port.
@@ -389,6 +395,7 @@ const SNAPSHOT: &str = r##"(() => {
       fdb: rows("#fdb tbody tr[data-mac]"),
       graphs: [...document.querySelectorAll("#graphs figure")].map((f) => ({
         port: f.dataset.port, now: f.querySelector(".now").textContent,
+        caption: f.querySelector("figcaption").textContent,
         canvas: f.querySelector("canvas").width })),
       markup: document.querySelectorAll("img, b, iframe, object, embed, script:not([src])").length,
       title: document.title,
@@ -535,7 +542,11 @@ fn status_page_in_a_browser() {
     // The browser, on the page, while both hosts ping A's TAP through S.
     let (browser, mut cdp) = Browser::start(ns);
     let mut tab = Page::open(&mut cdp);
-    let url = format!("http://admin:admin-pw@127.0.0.1:{}/status", s.ctl_port);
+    // Ports 1 to 4 pinned: a graph each, after the whole switch's.
+    let url = format!(
+        "http://admin:admin-pw@127.0.0.1:{}/status#pin=1,2,3,4",
+        s.ctl_port
+    );
     let ctl = s.ctl_addr();
     tab.call("Page.navigate", json!({"url": url}));
     let first = tab.refreshed(1, Duration::from_secs(15));
@@ -594,7 +605,7 @@ fn status_page_in_a_browser() {
     assert_eq!(row(&first["ports"], 2)["datapath"], "af_packet");
     assert_eq!(
         first["graphs"].as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "{first:#}"
     );
 
@@ -725,4 +736,427 @@ fn status_page_in_a_browser() {
     drop(browser);
     drop(q);
     eprintln!("status page checked in {:?}", t0.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10,000 ports
+
+/// Ports of the big switch: each a WebSocket client of the test.
+const MANY: usize = 10_000;
+/// Of them, the first that send traffic (each at its own rate).
+const TALKERS: usize = 20;
+/// The one that sends a runt: its `rx_invalid` is its only drop.
+const RUNT: usize = 4_242;
+
+/// A JSON-RPC call without credentials (the big switch has none); the answer's size in bytes
+/// and its `result`.
+fn call(ns: &Netns, addr: SocketAddr, method: &str, params: Value) -> (usize, Value) {
+    let body = json!({"jsonrpc": "2.0", "method": format!("etherws.control.{method}"),
+        "params": params, "id": 1})
+    .to_string();
+    let req = format!(
+        "POST /ctl HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let s = ns.tcp_connect(addr).expect("connect to the control API");
+    let r = try_http_exchange(s, &req, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    let v: Value = serde_json::from_str(&r.body)
+        .unwrap_or_else(|e| panic!("{method}: HTTP {}, not JSON ({e}): {}", r.status, r.body));
+    assert!(v["error"].is_null(), "{method}: {v}");
+    (r.body.len(), v["result"].clone())
+}
+
+/// A client's MAC: locally administered, its index in the last four bytes.
+fn client_mac(i: usize) -> [u8; 6] {
+    let b = (i as u32).to_be_bytes();
+    [0x02, 0x5a, b[0], b[1], b[2], b[3]]
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(60)];
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    f
+}
+
+/// Raises this process's soft limit on open files to the hard one (10,000 sockets).
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+/// `MANY` WebSocket clients of `url`, from a thread in `ns` (the sockets are made there), kept
+/// connected and read until `stop` says so. The first `TALKERS` each send unicast frames to
+/// the next talker, the `i`-th every `i + 1` tenths of a second; `RUNT` sends one runt.
+/// Returns, once all are connected, how long that took and each client's address (the
+/// target of its port).
+fn clients(
+    ns: &Netns,
+    url: String,
+    stop: std::sync::mpsc::Receiver<()>,
+) -> (thread::JoinHandle<()>, Duration, Vec<String>) {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let handle = ns.enter(move || {
+        // A thread made here is in the namespace too: its sockets are.
+        thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(run_clients(url, stop, ready_tx));
+        })
+    });
+    let (took, addrs) = ready
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the clients to connect");
+    (handle, took, addrs)
+}
+
+async fn run_clients(
+    url: String,
+    stop: std::sync::mpsc::Receiver<()>,
+    ready: std::sync::mpsc::Sender<(Duration, Vec<String>)>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    let t0 = Instant::now();
+    let conns: Vec<_> = futures_util::stream::iter(0..MANY)
+        .map(|i| {
+            let url = url.clone();
+            async move {
+                let (ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("client {i} cannot connect: {e}"));
+                ws
+            }
+        })
+        .buffered(200)
+        .collect()
+        .await;
+    let mut sinks = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            addrs.push(s.local_addr().expect("local address").to_string());
+        }
+        let (mut sink, mut stream) = ws.split();
+        tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        if i < TALKERS {
+            let (me, peer) = (client_mac(i), client_mac((i + 1) % TALKERS));
+            tokio::spawn(async move {
+                // Learned without a flood: a frame to itself goes nowhere.
+                let _ = sink.send(Message::binary(eth(me, me, 60))).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let mut tick = tokio::time::interval(Duration::from_millis(100 * (i as u64 + 1)));
+                loop {
+                    tick.tick().await;
+                    for _ in 0..5 {
+                        let len = 200 + 60 * i;
+                        if sink
+                            .send(Message::binary(eth(peer, me, len)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        } else if i == RUNT {
+            let _ = sink.send(Message::binary(vec![0u8; 10])).await;
+            sinks.push(sink);
+        } else {
+            sinks.push(sink);
+        }
+    }
+    let _ = ready.send((t0.elapsed(), addrs));
+    // Until told to stop (or the test is gone).
+    let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+    drop(sinks);
+}
+
+impl Page<'_> {
+    /// The value of a script expression (returned by value).
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        );
+        assert!(r["exceptionDetails"].is_null(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until the page has refreshed past `n` and `ok` holds of what it shows.
+    fn until(&mut self, what: &str, n: u64, ok: impl Fn(&Value) -> bool) -> Value {
+        poll(what, Duration::from_secs(20), || {
+            let s = self.snapshot()?;
+            if s["refreshed"].as_u64().unwrap_or(0) > n && ok(&s) {
+                Ok(s)
+            } else {
+                Err(format!(
+                    "refreshed {} ports {}",
+                    s["refreshed"],
+                    s["ports"].as_array().map_or(0, Vec::len)
+                ))
+            }
+        })
+    }
+
+    fn refreshes(&mut self) -> u64 {
+        self.snapshot().expect("snapshot")["refreshed"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn port_numbers(rows: &Value) -> Vec<u64> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| number(&r["port"]))
+        .collect()
+}
+
+#[test]
+fn ten_thousand_ports() {
+    if !needs(&["chromium"]) {
+        return;
+    }
+    let t0 = Instant::now();
+    let nofile = raise_nofile();
+    assert!(
+        nofile > MANY as u64 + 500,
+        "RLIMIT_NOFILE {nofile}: too low"
+    );
+    let ns = Netns::new("st10k");
+    let many = MANY.to_string();
+    let sw = Switch::builder("st10k")
+        .netns(&ns)
+        .args(&["--max-conns", &many, "--max-conns-per-addr", &many])
+        .die_with_parent()
+        .start();
+    let ctl = sw.ctl_addr();
+    let (stop, stop_rx) = std::sync::mpsc::channel();
+    let url = format!("ws://127.0.0.1:{}/", sw.ws_port);
+    let (clients, connect, addrs) = clients(&ns, url, stop_rx);
+    assert_eq!(addrs.len(), MANY);
+    let (_, all) = poll("10,000 ports", Duration::from_secs(30), || {
+        let (n, r) = call(&ns, ctl, "statusSummary", json!({"limit": 0}));
+        match r["totals"]["ports"].as_u64() {
+            Some(p) if p == MANY as u64 => Ok((n, r)),
+            p => Err(format!("{p:?} ports")),
+        }
+    });
+    eprintln!(
+        "{MANY} clients connected in {connect:?} ({:?} since the start)",
+        t0.elapsed()
+    );
+    assert_eq!(all["matched"], MANY);
+    let rss = fs::read_to_string(format!("/proc/{}/status", sw.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_default();
+    eprintln!("the switch with {MANY} ports: VmRSS {rss} kB");
+
+    // The switch's own numbers. listPort's whole answer, for scale, and what the page polls.
+    let started = Instant::now();
+    let (list_size, _) = call(&ns, ctl, "listPort", Value::Null);
+    let list_time = started.elapsed();
+    let numbers = |r: &Value| -> Vec<u64> {
+        r["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["port"].as_u64().unwrap())
+            .collect()
+    };
+    let by_port = numbers(&call(&ns, ctl, "statusSummary", json!({"limit": 100})).1);
+    let ports = by_port[..50].to_vec();
+    // A client's port, found by its address (the port's target).
+    let port_of = |addr: &str| -> u64 {
+        let (_, r) = call(
+            &ns,
+            ctl,
+            "statusSummary",
+            json!({"filter": addr, "limit": 2}),
+        );
+        assert_eq!(r["matched"], 1, "{addr}: {r}");
+        r["rows"][0]["port"].as_u64().unwrap()
+    };
+    let talkers: Vec<u64> = addrs[..TALKERS].iter().map(|a| port_of(a)).collect();
+    let talker = talkers[3];
+    let runt = port_of(&addrs[RUNT]);
+    let params = json!({"sort": "port", "order": "asc", "filter": "", "drops": false,
+        "offset": 0, "limit": 50, "pinned": [talker], "top": 10, "fdb": true});
+    let started = Instant::now();
+    let (poll_size, answer) = call(&ns, ctl, "statusSummary", params);
+    let poll_time = started.elapsed();
+    eprintln!(
+        "listPort: {list_size} bytes in {list_time:?}; the page's statusSummary: {poll_size} bytes in {poll_time:?}"
+    );
+    assert!(poll_size < 100_000, "one poll: {poll_size} bytes");
+    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(50));
+    assert_eq!(answer["pinned"][0]["port"], talker);
+
+    // The page, with the talker pinned.
+    let (browser, mut cdp) = Browser::start(&ns);
+    let mut tab = Page::open(&mut cdp);
+    tab.call("Performance.enable", json!({}));
+    let url = format!("http://127.0.0.1:{}/status#pin={talker}", sw.ctl_port);
+    let shown = Instant::now();
+    tab.call("Page.navigate", json!({"url": url}));
+    let s = poll("the first render", Duration::from_secs(30), || {
+        let s = tab.snapshot()?;
+        if s["ports"].as_array().map_or(0, Vec::len) == 50 {
+            Ok(s)
+        } else {
+            Err(format!("refreshed {}", s["refreshed"]))
+        }
+    });
+    let first_render = shown.elapsed();
+    assert_eq!(s["error"], Value::Null, "{s:#}");
+    assert_eq!(port_numbers(&s["ports"]), ports, "page 1, by port");
+    assert_eq!(port_numbers(&s["counters"]), ports);
+
+    // Rates, top talkers and the pinned port's graph, a few refreshes on.
+    let n = tab.refreshes();
+    let s = tab.until("the pinned port's graph", n + 2, |s| {
+        s["graphs"].as_array().is_some_and(|g| {
+            g.iter().any(|g| {
+                g["port"] == json!(talker.to_string())
+                    && g["now"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("rx ") && !t.contains('—'))
+            })
+        })
+    });
+    let graphs: Vec<&str> = s["graphs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["port"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        graphs,
+        ["all", &talker.to_string()],
+        "the whole switch, then the pin"
+    );
+    let top: Vec<u64> = tab
+        .eval(r##"[...document.querySelectorAll("#top-bits tbody tr[data-port]")].map((r) => Number(r.dataset.port))"##)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(top.len(), 10, "ten top talkers: {top:?}");
+    assert!(
+        top.iter().all(|p| talkers.contains(p)),
+        "the top talkers are talkers: {top:?}"
+    );
+
+    // Paging: the next page is the next 50 ports.
+    let n = tab.refreshes();
+    tab.eval(r#"document.getElementById("next").click()"#);
+    let s = tab.until("page 2", n, |s| {
+        port_numbers(&s["ports"]).first() == Some(&by_port[50])
+    });
+    assert_eq!(port_numbers(&s["ports"]), by_port[50..]);
+
+    // Sorting: by received bits/s, largest first; a talker heads it.
+    tab.eval(r##"document.querySelector('#counters th[data-sort="rx_bps"]').click()"##);
+    let s = tab.until("sorted by rx bit/s", 0, |s| {
+        port_numbers(&s["counters"])
+            .first()
+            .is_some_and(|p| talkers.contains(p))
+    });
+    assert_eq!(s["counters"].as_array().map(Vec::len), Some(50));
+
+    // Filtering on one port's target: that port only.
+    let target = answer["rows"][7]["target"].as_str().unwrap().to_string();
+    let n = tab.refreshes();
+    tab.eval(&format!(
+        r#"(() => {{ const f = document.getElementById("filter"); f.value = {};
+            f.dispatchEvent(new Event("input")); }})()"#,
+        json!(target)
+    ));
+    let s = tab.until("the filter", n, |s| {
+        s["ports"].as_array().map(Vec::len) == Some(1)
+    });
+    assert_eq!(port_numbers(&s["ports"]), [ports[7]]);
+    assert_eq!(s["ports"][0]["target"], target.as_str());
+
+    // Only ports with drops: the one that sent a runt.
+    let n = tab.refreshes();
+    tab.eval(
+        r#"(() => { const f = document.getElementById("filter"); f.value = "";
+            f.dispatchEvent(new Event("input"));
+            const d = document.getElementById("drops-only"); d.checked = true;
+            d.dispatchEvent(new Event("change")); })()"#,
+    );
+    let s = tab.until("only ports with drops", n, |s| {
+        port_numbers(&s["ports"]) == [runt]
+    });
+    assert_eq!(number(&row(&s["counters"], runt)["rx_invalid"]), 1);
+    assert_eq!(number(&row(&s["counters"], runt)["dropped"]), 1);
+
+    // A click on its row pins it: its graph appears, and the URL keeps it.
+    let n = tab.refreshes();
+    tab.eval(&format!(
+        r##"document.querySelector('#ports tr[data-port="{runt}"] td[data-field="type"]').click()"##
+    ));
+    let s = tab.until("the new pin's graph", n, |s| {
+        s["graphs"].as_array().map(Vec::len) == Some(3)
+    });
+    assert_eq!(s["graphs"][2]["port"], runt.to_string());
+    let hash = tab.eval("window.location.hash");
+    assert_eq!(hash, format!("#pin={talker},{runt}"));
+
+    // The tab's memory.
+    tab.eval("window.gc && window.gc()");
+    let metrics = tab.call("Performance.getMetrics", json!({}));
+    let metric = |name: &str| {
+        metrics["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+    };
+    let (heap, nodes) = (metric("JSHeapUsedSize"), metric("Nodes"));
+    let usage = tab.call("Runtime.getHeapUsage", json!({}));
+    eprintln!(
+        "status page, {MANY} ports: first render {first_render:?}, JS heap {:.1} MB used \
+         (Runtime.getHeapUsage: {:.1} MB used of {:.1} MB), {nodes} DOM nodes, one poll \
+         {poll_size} bytes (listPort: {list_size} bytes)",
+        heap / 1e6,
+        usage["usedSize"].as_f64().unwrap_or(0.0) / 1e6,
+        usage["totalSize"].as_f64().unwrap_or(0.0) / 1e6,
+    );
+    assert!(first_render < Duration::from_secs(10), "{first_render:?}");
+    assert!(heap < 50e6, "JS heap {heap} bytes");
+    tab.screenshot("status-10k.png");
+    let errors = tab.errors();
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(cdp);
+    drop(browser);
+    let _ = stop.send(());
+    let _ = clients.join();
+    eprintln!("10,000 ports checked in {:?}", t0.elapsed());
 }

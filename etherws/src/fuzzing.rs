@@ -103,6 +103,7 @@ fn runtime_and_control() -> &'static (tokio::runtime::Runtime, Control) {
             ws: WsSettings::default(),
             offload: Default::default(),
             reload: None,
+            status: Default::default(),
         };
         // A few ports to act on, without devices behind them.
         for _ in 0..3 {

@@ -731,6 +731,7 @@ async fn serve(
         ws: s.ws,
         offload,
         reload: Some(reload_tx),
+        status: Default::default(),
     };
     let mut ports = Vec::new();
     if let Some((origin, conf)) = &config {

@@ -1,4 +1,4 @@
-//! The seven methods of etherws 1.3's control API.
+//! The methods of the control API: etherws 1.3's seven, and etherws 2's `reload` and `statusSummary`.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -34,6 +34,8 @@ pub(crate) struct Control {
     pub(crate) offload: Offload,
     /// Where `reload` asks the program to reload its configuration (`None`: it cannot).
     pub(crate) reload: Option<ReloadTx>,
+    /// The status page's last reading of the counters (`statusSummary`'s rates).
+    pub(crate) status: super::rates::StatusMemo,
 }
 
 /// A reload asked for: its answer is the summary of what changed, or why nothing did.
@@ -144,6 +146,8 @@ pub(crate) struct PortRow<'a> {
     rx: u64,
     shut: bool,
     link: &'static str,
+    rx_bytes: u64,
+    tx_bytes: u64,
     rx_invalid: u64,
     rx_oversize: u64,
     rx_truncated: u64,
@@ -296,6 +300,8 @@ impl<'a> PortRow<'a> {
             tx: total.tx,
             rx: total.rx,
             shut: s.shut,
+            rx_bytes: total.rx_bytes,
+            tx_bytes: total.tx_bytes,
             link: if s.link_up { "up" } else { "down" },
             rx_invalid: s.rx_invalid,
             rx_oversize: s.rx_oversize,
@@ -343,6 +349,9 @@ pub(crate) fn with_kernel(s: &PortStat, view: Option<&PortView>) -> PortStat {
         let k = &view.kernel;
         s.rx += k.rx_frames.saturating_sub(k.to_user + k.passed + k.host);
         s.tx += k.tx_frames;
+        // What the kernel sent is all its own; what it received is not told apart from what
+        // it handed to userspace, so `rx_bytes` is userspace's only.
+        s.tx_bytes += k.tx_bytes;
     }
     s
 }
@@ -360,6 +369,10 @@ impl Control {
             Err((id, e)) => response(id, Err(e)).to_string(),
             // The one answer that grows with the switch: written straight to text.
             Ok(call) if call.method == "listPort" => self.list_port(&call.id),
+            // etherws 2's status page: sized to what the page shows (control/summary.rs).
+            Ok(call) if call.method == "statusSummary" => {
+                self.status_summary(&call.id, &call.params)
+            }
             Ok(call) => {
                 let id = call.id.clone();
                 let outcome = self.call(call).await;
@@ -447,7 +460,7 @@ impl Control {
     }
 
     /// A netdev port's offload state.
-    fn view(&self, s: &PortStat) -> Option<PortView> {
+    pub(super) fn view(&self, s: &PortStat) -> Option<PortView> {
         (s.kind == PortKind::Netdev)
             .then(|| self.offload.view(s.port))
             .flatten()

@@ -42,7 +42,7 @@ struct Metric<T> {
 }
 
 /// The metrics of every port, labelled with the port.
-const PER_PORT: [Metric<PortStat>; 17] = [
+const PER_PORT: [Metric<PortStat>; 19] = [
     Metric {
         name: "etherws_port_rx_frames_total",
         kind: "counter",
@@ -54,6 +54,18 @@ const PER_PORT: [Metric<PortStat>; 17] = [
         kind: "counter",
         help: "Frames queued for transmission on the port.",
         value: |p| p.tx,
+    },
+    Metric {
+        name: "etherws_port_rx_bytes_total",
+        kind: "counter",
+        help: "Bytes of the frames received from the port and switched.",
+        value: |p| p.rx_bytes,
+    },
+    Metric {
+        name: "etherws_port_tx_bytes_total",
+        kind: "counter",
+        help: "Bytes of the frames queued for transmission on the port.",
+        value: |p| p.tx_bytes,
     },
     Metric {
         name: "etherws_port_tx_dropped_total",
@@ -265,6 +277,8 @@ mod tests {
             link_up: true,
             rx: 5,
             tx: 7,
+            rx_bytes: 500,
+            tx_bytes: 700,
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
@@ -296,6 +310,7 @@ mod tests {
             "etherws_port_rx_frames_total{port=\"2\",type=\"client\",target=\"ws://x/\\\"q\\\"\"} 5\n"
         ));
         assert!(text.contains("etherws_port_storm_dropped_total{port=\"2\""));
+        assert!(text.contains("etherws_port_tx_bytes_total{port=\"2\",type=\"client\",target=\"ws://x/\\\"q\\\"\"} 700\n"));
         assert!(text.contains("# TYPE etherws_port_link_up gauge\n"));
         assert!(text.contains("etherws_ws_connections_refused_total 9\n"));
         assert!(text.contains("etherws_fdb_entries 4\n"));

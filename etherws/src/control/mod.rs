@@ -9,7 +9,9 @@
 pub(crate) mod guard;
 mod methods;
 pub(crate) mod metrics;
+mod rates;
 pub(crate) mod status;
+mod summary;
 
 use serde_json::{Value, json};
 

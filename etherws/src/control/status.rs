@@ -3,7 +3,9 @@
 //!
 //! The page is static: HTML, script and style are compiled into the binary (no CDN, no external
 //! font, it works offline), and the script reads everything it shows by POSTing JSON-RPC
-//! (`listPort`, `listFdb`) to the control path, which the page learns from a
+//! (`statusSummary`, control/summary.rs: one page of ports, sorted and filtered on the switch,
+//! the top talkers and the pinned ports, so that a poll is sized to the screen and not to the
+//! switch) to the control path, which the page learns from a
 //! `<meta name="etherws-ctlpath">` filled in here. So it holds no data and no secret, and it
 //! passes the same checks as any control request: the server admits the three paths exactly as
 //! it admits `/metrics` (guard, `--ctlhtpasswd`, TLS), and the script's POSTs carry

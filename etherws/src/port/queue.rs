@@ -99,6 +99,8 @@ impl Budget {
 struct State {
     bytes: AtomicUsize,
     tx: AtomicU64,
+    /// Bytes of the frames counted in `tx` (the status page's bits/s).
+    tx_bytes: AtomicU64,
     dropped: AtomicU64,
     expired: AtomicU64,
     limits: QueueLimits,
@@ -172,6 +174,7 @@ pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressR
     let state = Arc::new(State {
         bytes: AtomicUsize::new(0),
         tx: AtomicU64::new(0),
+        tx_bytes: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         expired: AtomicU64::new(0),
         limits,
@@ -197,6 +200,7 @@ impl Egress for Queue {
         match self.0.tx.try_send((frame.clone(), now)) {
             Ok(()) => {
                 s.tx.fetch_add(1, Relaxed);
+                s.tx_bytes.fetch_add(frame.len() as u64, Relaxed);
                 true
             }
             Err(_) => {
@@ -214,6 +218,7 @@ impl Egress for Queue {
             dropped: s.dropped.load(Relaxed),
             expired: s.expired.load(Relaxed),
             queued_bytes: s.bytes.load(Relaxed) as u64,
+            tx_bytes: s.tx_bytes.load(Relaxed),
         }
     }
 }

@@ -431,6 +431,7 @@ impl<E: Egress> Switch<E> {
             return Ok(None);
         }
         stat.rx += 1;
+        stat.rx_bytes += len as u64;
         // Cut short by its sender? Only plain frames: a super-frame's IP length is its
         // segments' business, and may be stale.
         if !frame.offload.is_gso()

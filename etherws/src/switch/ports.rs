@@ -33,6 +33,8 @@ pub(crate) struct TxCounters {
     pub(crate) expired: u64,
     /// Bytes in the queue now.
     pub(crate) queued_bytes: u64,
+    /// Bytes of the frames queued for transmission (`tx`'s bytes).
+    pub(crate) tx_bytes: u64,
 }
 
 /// The kinds of port etherws 1.3 knows; the names are those of its JSON-RPC `type` field.
@@ -78,6 +80,10 @@ pub(crate) struct PortStat {
     pub(crate) rx: u64,
     /// Frames queued for transmission on this port.
     pub(crate) tx: u64,
+    /// Bytes of the frames received from this port and switched (`rx`'s bytes).
+    pub(crate) rx_bytes: u64,
+    /// Bytes of the frames queued for transmission on this port (`tx`'s bytes).
+    pub(crate) tx_bytes: u64,
     /// Frames received from this port that were not Ethernet frames (runts).
     pub(crate) rx_invalid: u64,
     /// Frames received from this port that were larger than the switch allows.
@@ -134,6 +140,8 @@ impl PortStat {
             link_up: true,
             rx: 0,
             tx: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
@@ -171,6 +179,7 @@ impl PortStat {
     pub(crate) fn with_tx(&self, c: TxCounters) -> PortStat {
         PortStat {
             tx: c.tx,
+            tx_bytes: c.tx_bytes,
             tx_dropped: c.dropped,
             tx_expired: c.expired,
             queued_bytes: c.queued_bytes,

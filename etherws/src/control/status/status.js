@@ -1,5 +1,8 @@
-// The etherws status page: polls the control API (JSON-RPC 2.0, listPort and listFdb) and
-// shows the ports, their counters, a traffic graph per port and the forwarding table.
+// The etherws status page: polls the control API (JSON-RPC 2.0, statusSummary, an etherws 2
+// method) and shows the switch's totals and traffic, the top talkers, one page of the port
+// table (sorted, filtered and paged on the switch), graphs of the whole switch and of the
+// ports the operator pins, and the forwarding entries of the ports shown. One answer is sized
+// to what the page shows, not to the switch: 10,000 ports poll as cheaply as 10.
 //
 // Everything shown comes from the switch, and much of it from peers (user names, URLs,
 // addresses): it is put in the page with createElement and text nodes only, never parsed as
@@ -8,8 +11,11 @@
 
 (() => {
   const INTERVAL_MS = 1500;
-  const HISTORY = 60; // samples kept per port: 90 s at 1.5 s
+  const HISTORY = 60; // samples kept per graph: 90 s at 1.5 s
   const NAMESPACE = "etherws.control.";
+  const TOP = 10; // top talkers in each list
+  const MAX_PINS = 64; // what statusSummary takes
+  const MAX_FILTER = 256;
 
   const meta = document.querySelector('meta[name="etherws-ctlpath"]');
   const ctlpath = meta ? meta.getAttribute("content") : "/ctl";
@@ -61,12 +67,16 @@
     return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   }
 
+
+  const frames = (n) => (typeof n === "number" ? `${rateFormat.format(n)} fr/s` : "—");
+
   let rpcId = 0;
-  async function rpc(method) {
+  /** One JSON-RPC call; returns its result. */
+  async function rpc(method, params) {
     const res = await fetch(endpoint, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "2.0", method: NAMESPACE + method, id: ++rpcId }),
+      body: JSON.stringify({ jsonrpc: "2.0", method: NAMESPACE + method, params, id: ++rpcId }),
       credentials: "same-origin",
       cache: "no-store",
       // The page's own policy is no-referrer, under which a POST says "Origin: null", which the
@@ -81,45 +91,70 @@
     if (answer.error) {
       throw new Error(`${method}: ${answer.error.message}: ${answer.error.data}`);
     }
-    return answer.result.entries;
+    return answer.result;
   }
 
   // ---------------------------------------------------------------------------------------
-  // per-port history (rates from counter deltas)
+  // what the operator asked for: sort, filter, page, pins (the pins kept in the URL's hash)
 
-  /** key -> {rx, tx, t, rxRate, txRate, samples: [{rx, tx}]} */
+  const view = {
+    sort: "port",
+    order: "asc",
+    filter: "",
+    drops: false,
+    offset: 0,
+    limit: 50,
+    unit: "bits",
+  };
+
+  /** Pinned port numbers, in the order they were pinned. */
+  let pins = readPins();
+
+  function readPins() {
+    const m = /(?:^|[#&])pin=([0-9,]*)/.exec(window.location.hash);
+    if (!m) return [];
+    const out = [];
+    for (const s of m[1].split(",")) {
+      const n = Number(s);
+      if (s && Number.isSafeInteger(n) && n > 0 && !out.includes(n) && out.length < MAX_PINS) {
+        out.push(n);
+      }
+    }
+    return out;
+  }
+
+  function writePins() {
+    const hash = pins.length ? `#pin=${pins.join(",")}` : "";
+    window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}${hash}`);
+  }
+
+  function togglePin(port) {
+    if (pins.includes(port)) pins = pins.filter((p) => p !== port);
+    else if (pins.length < MAX_PINS) pins.push(port);
+    writePins();
+    refreshNow();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // graph history: the whole switch, and each pinned port (rates from statusSummary)
+
+  /** key -> {samples: [{rx_bps, tx_bps, rx_fps, tx_fps} | null], rates} */
   const history = new Map();
 
   const keyOf = (p) => `${p.port}\u0000${p.type}\u0000${p.target}`;
 
-  function record(ports, now) {
-    const seen = new Set();
-    for (const p of ports) {
-      const key = keyOf(p);
-      seen.add(key);
-      let h = history.get(key);
-      if (!h) {
-        h = { rx: p.rx, tx: p.tx, t: now, rxRate: null, txRate: null, samples: [] };
-        history.set(key, h);
-        continue;
-      }
-      const dt = (now - h.t) / 1000;
-      if (dt <= 0) continue;
-      // A counter that went back (a port replaced under the same number) restarts the graph.
-      if (p.rx < h.rx || p.tx < h.tx) {
-        h.samples = [];
-        h.rxRate = h.txRate = null;
-      } else {
-        h.rxRate = (p.rx - h.rx) / dt;
-        h.txRate = (p.tx - h.tx) / dt;
-        h.samples.push({ rx: h.rxRate, tx: h.txRate });
-        if (h.samples.length > HISTORY) h.samples.shift();
-      }
-      h.rx = p.rx;
-      h.tx = p.tx;
-      h.t = now;
+  function record(key, rates) {
+    let h = history.get(key);
+    if (!h) {
+      h = { samples: [], rates: null };
+      history.set(key, h);
     }
-    for (const key of history.keys()) if (!seen.has(key)) history.delete(key);
+    h.rates = rates || null;
+    if (rates) {
+      h.samples.push(rates);
+      if (h.samples.length > HISTORY) h.samples.shift();
+    }
+    return h;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -177,12 +212,41 @@
     return parts;
   }
 
+  function niceMax(v) {
+    if (v <= 1) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  function color(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+  }
+
+  const isPinned = (p) => pins.includes(p.port);
+
+  /** The attributes every row of a port carries: its number, pinned or not, drops or not. */
+  function rowAttrs(p) {
+    const cls = [isPinned(p) ? "pinned" : "", p.dropped ? "has-drops" : ""].join(" ").trim();
+    return { "data-port": p.port, class: cls || null, "aria-selected": String(isPinned(p)) };
+  }
+
   function portRow(p) {
     const [state, cls] = stateOf(p);
     const td = (field, content, c) => el("td", { "data-field": field, class: c }, content);
+    const pinned = isPinned(p);
     return el(
       "tr",
-      { "data-port": p.port },
+      rowAttrs(p),
+      el(
+        "td",
+        { class: "pin-col" },
+        el(
+          "button",
+          { type: "button", class: "pin", "aria-pressed": String(pinned), title: pinned ? "unpin its graph" : "pin its graph" },
+          pinned ? "★" : "☆",
+        ),
+      ),
       td("port", String(p.port), "num"),
       td("type", p.type),
       td("state", el("span", { class: `pill ${cls}` }, state)),
@@ -203,18 +267,22 @@
   ];
 
   function counterRow(p) {
-    const h = history.get(keyOf(p));
-    const rate = (r) => (r === null || r === undefined ? "—" : rateFormat.format(r));
+    const r = p.rates;
+    const rate = (v) => (r ? rateFormat.format(v) : "—");
     const td = (field, text, c) => el("td", { "data-field": field, class: `num ${c || ""}` }, text);
-    const total = DROPS.reduce((sum, f) => sum + (typeof p[f] === "number" ? p[f] : 0), 0);
+    const total = typeof p.dropped === "number"
+      ? p.dropped
+      : DROPS.reduce((sum, f) => sum + (typeof p[f] === "number" ? p[f] : 0), 0);
     return el(
       "tr",
-      { "data-port": p.port },
+      rowAttrs(p),
       td("port", String(p.port)),
       td("rx", count(p.rx)),
       td("tx", count(p.tx)),
-      td("rx_rate", rate(h && h.rxRate)),
-      td("tx_rate", rate(h && h.txRate)),
+      td("rx_rate", rate(r && r.rx_fps)),
+      td("tx_rate", rate(r && r.tx_fps)),
+      td("rx_bps", r ? bits(r.rx_bps) : "—"),
+      td("tx_bps", r ? bits(r.tx_bps) : "—"),
       td("queued_bytes", count(p.queued_bytes), p.queued_bytes ? "" : "zero"),
       td("loop_blocks", count(p.loop_blocks), p.loop_blocks ? "alert" : "zero"),
       DROPS.map((f) => td(f, count(p[f]), p[f] ? "alert" : "zero")),
@@ -223,48 +291,58 @@
   }
 
   // ---------------------------------------------------------------------------------------
-  // traffic graphs
+  // top talkers
+
+  function topRows(list, unit) {
+    if (!list.length) {
+      return [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No traffic (rates need two readings)."))];
+    }
+    const fmt = unit === "bits" ? bits : frames;
+    return list.map((t, i) => {
+      const r = t.rates || {};
+      const who = [el("span", { class: "target" }, t.target)];
+      if (t.user !== null && t.user !== undefined) who.push(" ", el("span", { class: "muted" }, t.user));
+      return el(
+        "tr",
+        { "data-port": t.port, class: pins.includes(t.port) ? "pinned" : null },
+        el("td", { class: "num muted" }, String(i + 1)),
+        el("td", { "data-field": "port", class: "num" }, String(t.port)),
+        el("td", { "data-field": "target", class: "wrap" }, who),
+        el("td", { "data-field": "rx", class: "num" }, fmt(unit === "bits" ? r.rx_bps : r.rx_fps)),
+        el("td", { "data-field": "tx", class: "num" }, fmt(unit === "bits" ? r.tx_bps : r.tx_fps)),
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // traffic graphs: the whole switch, and the pinned ports
 
   /** key -> {card, canvas, now} */
   const graphs = new Map();
 
-  function graphCard(p) {
-    const key = keyOf(p);
+  function graphCard(key, port, title, sub) {
     let g = graphs.get(key);
     if (!g) {
       const canvas = el("canvas", { class: "graph", role: "img" });
       const now = el("span", { class: "now", "data-field": "now" });
+      const caption = el("figcaption", {});
       const card = el(
         "figure",
-        { class: "card", "data-port": p.port },
-        el(
-          "figcaption",
-          {},
-          el("strong", {}, `Port ${p.port}`),
-          " ",
-          el("span", { class: "muted" }, p.type),
-          " ",
-          el("span", { class: "target" }, p.target),
-        ),
+        { class: `card${port === "all" ? " all" : ""}`, "data-port": port },
+        caption,
         now,
         canvas,
       );
-      canvas.setAttribute("aria-label", `frames per second received and sent by port ${p.port}`);
-      g = { card, canvas, now };
+      canvas.setAttribute(
+        "aria-label",
+        port === "all" ? "traffic of the whole switch" : `traffic received and sent by port ${port}`,
+      );
+      g = { card, canvas, now, caption };
       graphs.set(key, g);
     }
+    // The whole switch's caption changes (its number of ports).
+    g.caption.replaceChildren(el("strong", {}, title), " ", ...[sub].flat());
     return g;
-  }
-
-  function niceMax(v) {
-    if (v <= 1) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-    return 10 * p;
-  }
-
-  function color(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
   }
 
   function draw(g, h) {
@@ -279,12 +357,12 @@
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, w, hgt);
+    const [rxf, txf] = view.unit === "bits" ? ["rx_bps", "tx_bps"] : ["rx_fps", "tx_fps"];
     const samples = h ? h.samples : [];
-    const top = niceMax(Math.max(0, ...samples.map((s) => Math.max(s.rx, s.tx))));
+    const top = niceMax(Math.max(0, ...samples.map((s) => Math.max(s[rxf], s[txf]))));
     const pad = { l: 4, r: 4, t: 14, b: 4 };
     const iw = w - pad.l - pad.r;
     const ih = hgt - pad.t - pad.b;
-    // grid: 0, half, top
     ctx.strokeStyle = color("--grid");
     ctx.fillStyle = color("--muted");
     ctx.lineWidth = 1;
@@ -297,7 +375,7 @@
       ctx.stroke();
     }
     ctx.textBaseline = "bottom";
-    ctx.fillText(`${rateFormat.format(top)}/s`, pad.l + 2, pad.t - 2);
+    ctx.fillText(view.unit === "bits" ? bits(top) : frames(top), pad.l + 2, pad.t - 2);
     const x = (i) => pad.l + (iw * (HISTORY - samples.length + i)) / (HISTORY - 1);
     const y = (v) => pad.t + ih * (1 - v / top);
     const line = (field) => {
@@ -308,7 +386,7 @@
       // rx: a filled area under a solid line; tx: a dashed line over it, so both show when
       // they are equal (a ping's requests and replies).
       const rx = color("--rx");
-      line("rx");
+      line(rxf);
       ctx.lineTo(x(samples.length - 1), y(0));
       ctx.lineTo(x(0), y(0));
       ctx.closePath();
@@ -316,37 +394,62 @@
       ctx.fillStyle = rx;
       ctx.fill();
       ctx.globalAlpha = 1;
-      line("rx");
+      line(rxf);
       ctx.strokeStyle = rx;
       ctx.lineWidth = 2;
       ctx.setLineDash([]);
       ctx.stroke();
-      line("tx");
+      line(txf);
       ctx.strokeStyle = color("--tx");
       ctx.lineWidth = 1.75;
       ctx.setLineDash([5, 3]);
       ctx.stroke();
       ctx.setLineDash([]);
     }
-    const rate = (r) => (r === null || r === undefined ? "—" : rateFormat.format(r));
+    const r = h && h.rates;
+    const both = (b, f) => (r ? `${bits(r[b])} · ${frames(r[f])}` : "—");
     g.now.replaceChildren(
-      el("span", { class: "rx-text" }, `rx ${rate(h && h.rxRate)}/s`),
+      el("span", { class: "rx-text" }, `rx ${both("rx_bps", "rx_fps")}`),
       " ",
-      el("span", { class: "tx-text" }, `tx ${rate(h && h.txRate)}/s`),
+      el("span", { class: "tx-text" }, `tx ${both("tx_bps", "tx_fps")}`),
     );
   }
 
-  function renderGraphs(ports) {
-    const box = $("graphs");
-    const cards = ports.map((p) => graphCard(p));
-    const keep = new Set(ports.map(keyOf));
+  /** What the graphs show: [key, port, title, sub] of the whole switch and each pinned port. */
+  let shownGraphs = [];
+
+  function renderGraphs() {
+    const keep = new Set(shownGraphs.map((s) => s[0]));
     for (const key of graphs.keys()) if (!keep.has(key)) graphs.delete(key);
-    box.replaceChildren(...cards.map((g) => g.card));
-    ports.forEach((p) => draw(graphCard(p), history.get(keyOf(p))));
+    for (const key of history.keys()) if (!keep.has(key)) history.delete(key);
+    const cards = shownGraphs.map(([key, port, title, sub]) => graphCard(key, port, title, sub));
+    $("graphs").replaceChildren(...cards.map((g) => g.card));
+    shownGraphs.forEach(([key], i) => draw(cards[i], history.get(key)));
+  }
+
+  function updateGraphs(result) {
+    const all = "all";
+    record(all, result.totals.rates);
+    const s = (n, one, many) => `${count(n)} ${n === 1 ? one : many}`;
+    shownGraphs = [[all, all, "Whole switch", el("span", { class: "muted" }, s(result.totals.ports, "port", "ports"))]];
+    const byPort = new Map(result.pinned.map((p) => [p.port, p]));
+    for (const n of pins) {
+      const p = byPort.get(n);
+      if (!p) continue; // gone: its pin stays until unpinned, in case it comes back
+      const key = keyOf(p);
+      record(key, p.rates);
+      shownGraphs.push([
+        key,
+        String(p.port),
+        `Port ${p.port}`,
+        [el("span", { class: "muted" }, p.type), " ", el("span", { class: "target" }, p.target)],
+      ]);
+    }
+    renderGraphs();
   }
 
   // ---------------------------------------------------------------------------------------
-  // forwarding table
+  // forwarding table (of the ports shown)
 
   /** What a port is, in a few words: "client ws://…" */
   function behind(p) {
@@ -359,7 +462,7 @@
       (a, b) => a.port - b.port || a.vid - b.vid || String(a.mac).localeCompare(String(b.mac)),
     );
     if (!sorted.length) {
-      return [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No station learned yet."))];
+      return [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No station learned on the ports shown."))];
     }
     return sorted.map((e) =>
       el(
@@ -380,7 +483,7 @@
   let paused = false;
   let timer = null;
   let inflight = false;
-  let lastPorts = [];
+  let again = false;
 
   function showError(message) {
     const box = $("error");
@@ -393,40 +496,125 @@
     }
   }
 
+  function params() {
+    return {
+      sort: view.sort,
+      order: view.order,
+      filter: view.filter,
+      drops: view.drops,
+      offset: view.offset,
+      limit: view.limit,
+      pinned: pins,
+      top: TOP,
+      fdb: true,
+    };
+  }
+
+  function render(result) {
+    const s = (n, one, many) => `${count(n)} ${n === 1 ? one : many}`;
+    const rows = result.rows;
+    const none = (cols, why) => [el("tr", {}, el("td", { colspan: cols, class: "muted" }, why))];
+    const why = result.totals.ports ? "No port matches." : "No port.";
+    $("ports").tBodies[0].replaceChildren(...(rows.length ? rows.map(portRow) : none(11, why)));
+    $("counters").tBodies[0].replaceChildren(...(rows.length ? rows.map(counterRow) : none(21, why)));
+    const from = rows.length ? result.offset + 1 : 0;
+    $("page-info").textContent =
+      `${count(from)}–${count(result.offset + rows.length)} of ${s(result.matched, "port", "ports")}` +
+      (result.matched !== result.totals.ports ? ` (filtered from ${count(result.totals.ports)})` : "");
+    $("prev").disabled = result.offset === 0;
+    $("next").disabled = result.offset + rows.length >= result.matched;
+    $("top-bits").tBodies[0].replaceChildren(...topRows(result.top_bits, "bits"));
+    $("top-frames").tBodies[0].replaceChildren(...topRows(result.top_frames, "frames"));
+    updateGraphs(result);
+    const fdb = result.fdb || [];
+    $("fdb").tBodies[0].replaceChildren(...fdbRows(fdb, rows.concat(result.pinned)));
+    $("fdb-count").textContent =
+      `${s(fdb.length, "entry", "entries")} of the ports shown · ${count(result.fdb_total)} in all`;
+    const t = result.totals;
+    const parts = [`${s(t.ports, "port", "ports")} (${count(t.up)} up)`];
+    if (t.rates) parts.push(`rx ${bits(t.rates.rx_bps)}`, `tx ${bits(t.rates.tx_bps)}`);
+    $("summary").textContent = parts.join(" · ");
+    const drops = $("drops-summary");
+    drops.textContent = t.dropped
+      ? `${count(t.dropped)} dropped on ${s(t.ports_with_drops, "port", "ports")}`
+      : "no drops";
+    drops.className = t.dropped ? "pill bad" : "pill good";
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString("en-GB")}`;
+    document.title = `etherws · ${s(t.ports, "port", "ports")}`;
+    sortMarks();
+  }
+
   async function refresh() {
     timer = null;
-    if (inflight) return;
+    if (inflight) {
+      again = true;
+      return;
+    }
     inflight = true;
+    again = false;
     try {
-      const [ports, fdb] = await Promise.all([rpc("listPort"), rpc("listFdb")]);
-      ports.sort((a, b) => a.port - b.port);
-      record(ports, performance.now());
-      lastPorts = ports;
-      const none = (cols) => [el("tr", {}, el("td", { colspan: cols, class: "muted" }, "No port."))];
-      $("ports").tBodies[0].replaceChildren(...(ports.length ? ports.map(portRow) : none(10)));
-      $("counters").tBodies[0].replaceChildren(
-        ...(ports.length ? ports.map(counterRow) : none(18)),
-      );
-      renderGraphs(ports);
-      $("fdb").tBodies[0].replaceChildren(...fdbRows(fdb, ports));
-      $("fdb-count").textContent = `${fdb.length} ${fdb.length === 1 ? "entry" : "entries"}`;
-      const s = (n, one, many) => `${n} ${n === 1 ? one : many}`;
-      const up = ports.filter((p) => p.link === "up" && !p.shut && !p.loop_blocked).length;
-      $("summary").textContent =
-        `${s(ports.length, "port", "ports")} (${up} up) · ${s(fdb.length, "station", "stations")}`;
-      $("updated").textContent = `updated ${new Date().toLocaleTimeString("en-GB")}`;
-      document.title = `etherws · ${s(ports.length, "port", "ports")}`;
-      document.body.dataset.refreshed = String((Number(document.body.dataset.refreshed) || 0) + 1);
+      const result = await rpc("statusSummary", params());
+      // A page past the end (ports went, or the filter narrowed): go to the last one.
+      if (result.offset > 0 && result.offset >= result.matched) {
+        view.offset = Math.max(0, Math.floor((result.matched - 1) / view.limit) * view.limit);
+        again = true;
+      } else {
+        render(result);
+        document.body.dataset.refreshed = String((Number(document.body.dataset.refreshed) || 0) + 1);
+      }
       showError(null);
     } catch (e) {
       showError(`Cannot read the switch: ${e && e.message ? e.message : e}`);
     }
     inflight = false;
-    schedule();
+    if (again) refreshNow();
+    else schedule();
   }
 
   function schedule() {
     if (!paused && timer === null) timer = setTimeout(refresh, INTERVAL_MS);
+  }
+
+  /** Reads again now (the view changed), or once the read under way is done. */
+  function refreshNow() {
+    if (timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    if (inflight) again = true;
+    else refresh();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // controls
+
+  const TEXT_KEYS = new Set(["type", "state", "target", "user", "path", "port"]);
+
+  function sortMarks() {
+    for (const th of document.querySelectorAll("th[data-sort]")) {
+      const on = th.dataset.sort === view.sort;
+      if (on) th.setAttribute("aria-sort", view.order === "asc" ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+    }
+  }
+
+  function sortBy(key) {
+    if (view.sort === key) view.order = view.order === "asc" ? "desc" : "asc";
+    else {
+      view.sort = key;
+      view.order = TEXT_KEYS.has(key) ? "asc" : "desc";
+    }
+    view.offset = 0;
+    sortMarks();
+    refreshNow();
+  }
+
+  function onRowClick(e) {
+    if (e.target.closest("a, input, select")) return;
+    const tr = e.target.closest("tr[data-port]");
+    if (!tr) return;
+    const n = Number(tr.dataset.port);
+    if (Number.isSafeInteger(n)) togglePin(n);
   }
 
   function start() {
@@ -444,7 +632,57 @@
         refresh();
       }
     });
-    window.addEventListener("resize", () => renderGraphs(lastPorts));
+    for (const th of document.querySelectorAll("th[data-sort]")) {
+      th.tabIndex = 0;
+      th.addEventListener("click", () => sortBy(th.dataset.sort));
+      th.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          sortBy(th.dataset.sort);
+        }
+      });
+    }
+    for (const id of ["ports", "counters", "top-bits", "top-frames"]) {
+      $(id).tBodies[0].addEventListener("click", onRowClick);
+    }
+    let typing = null;
+    $("filter").addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        view.filter = $("filter").value.trim().slice(0, MAX_FILTER);
+        view.offset = 0;
+        refreshNow();
+      }, 250);
+    });
+    $("drops-only").addEventListener("change", () => {
+      view.drops = $("drops-only").checked;
+      view.offset = 0;
+      refreshNow();
+    });
+    $("page-size").addEventListener("change", () => {
+      view.limit = Number($("page-size").value) || 50;
+      view.offset = 0;
+      refreshNow();
+    });
+    $("prev").addEventListener("click", () => {
+      view.offset = Math.max(0, view.offset - view.limit);
+      refreshNow();
+    });
+    $("next").addEventListener("click", () => {
+      view.offset += view.limit;
+      refreshNow();
+    });
+    $("unit").addEventListener("change", () => {
+      view.unit = $("unit").value === "frames" ? "frames" : "bits";
+      renderGraphs();
+    });
+    window.addEventListener("hashchange", () => {
+      pins = readPins();
+      refreshNow();
+    });
+    window.addEventListener("resize", () => renderGraphs());
+    view.limit = Number($("page-size").value) || 50;
+    sortMarks();
     refresh();
   }
 
