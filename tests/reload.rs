@@ -265,13 +265,23 @@ fn sighup_applies_a_new_file_and_certificate_without_dropping_anyone() {
                     "client {i} received nothing after the reload: {got:?}"
                 );
             }
-            let rx: u64 = sw.rpc("listPort", Value::Null)["entries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["type"] == "server")
-                .map(|p| p["rx"].as_u64().unwrap())
-                .sum();
+            // Each client got a frame of its group's, not necessarily its own yet: the
+            // switch may still be reading the last of them.
+            let server_rx = || -> u64 {
+                sw.rpc("listPort", Value::Null)["entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["type"] == "server")
+                    .map(|p| p["rx"].as_u64().unwrap())
+                    .sum()
+            };
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            let mut rx = server_rx();
+            while rx < CLIENTS as u64 && std::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                rx = server_rx();
+            }
             assert_eq!(rx, CLIENTS as u64, "every client's frame was switched");
 
             // The new path is served, over the new certificate; the TAP port is there.
