@@ -146,6 +146,11 @@ impl State {
     }
 }
 
+/// Bytes a port takes off its queue at a time (and one frame more at most): a batch stays
+/// charged to the queue until it is written, so a batch as large as the queue's bound would
+/// leave no room for the frames that follow while it is written.
+const BATCH_BYTES: usize = 256 * 1024;
+
 /// A queued frame and when it was queued.
 type Queued = (Frame, Instant);
 
@@ -264,16 +269,17 @@ impl Egress for Queue {
 }
 
 impl EgressRx {
-    /// Waits for frames and moves up to `limit` of them into `out`, dropping (and counting)
-    /// those that waited longer than the queue's delay bound; returns how many it moved, 0
-    /// once the queue is closed and empty. What the last call handed out counts as written.
+    /// Waits for frames and moves up to `limit` of them (and about [`BATCH_BYTES`]) into
+    /// `out`, dropping (and counting) those that waited longer than the queue's delay bound;
+    /// returns how many it moved, 0 once the queue is closed and empty. What the last call
+    /// handed out counts as written.
     pub(crate) async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
         self.written();
         if self.pending.is_empty() && self.fill(limit).await == 0 {
             return 0;
         }
         let before = out.len();
-        while out.len() - before < limit {
+        while out.len() - before < limit && self.sent < BATCH_BYTES {
             let Some(frame) = self.pending.pop_front() else {
                 break;
             };
@@ -292,7 +298,7 @@ impl EgressRx {
         self.written();
         let before = out.len();
         loop {
-            while out.len() - before < limit {
+            while out.len() - before < limit && self.sent < BATCH_BYTES {
                 if let Some(seg) = self.segments.next() {
                     self.held -= plain_cost(&seg);
                     self.hand_out(plain_cost(&seg));
