@@ -459,7 +459,7 @@ async fn rss_stays_within_the_documented_bound_under_attack() {
     let base = rss_mib(s.a.sw.pid());
     // Item 1: 64 KB super-frames of 48-byte segments behind 2,000 tags (9 KB segments), and
     // of 56-byte segments behind plain headers (twice their size once cut).
-    for i in 0..4u8 {
+    for i in 0..12u8 {
         let padded = tagged_super_frame([192, 0, 2, 100 + i], 55_000, 48, 2000);
         hostile.send(Message::Binary(padded)).await.unwrap();
     }
