@@ -372,3 +372,120 @@ async fn queued_small_frames_do_not_hold_their_read_buffers() {
     );
     drop(stalled);
 }
+
+/// [`tcp_super_frame`] with `tags` stacked 802.1ad tags after the addresses: headers that
+/// every segment repeats (#25: 2,278 tags made each of a super-frame's segments 9 KB).
+fn tagged_super_frame(src_ip: [u8; 4], payload: usize, mss: u16, tags: usize) -> Bytes {
+    let mut m = tcp_super_frame(src_ip, payload, mss).to_vec();
+    let csum_start = u16::from_be_bytes([m[4], m[5]]) + 4 * tags as u16;
+    m[4..6].copy_from_slice(&csum_start.to_be_bytes());
+    let at = 8 + 12;
+    m.splice(at..at, (0..tags).flat_map(|_| [0x88, 0xa8, 0x00, 0x07]));
+    Bytes::from(m)
+}
+
+/// The bound README.md's "Memory" paragraph states (docs/production.md, "Memory"), in MiB:
+/// the switch's base, 5 × `--queue-budget`, 320 KiB a connection and 256 bytes a station.
+fn documented_bound_mib(base_mib: u64, budget: u64, conns: u64, macs: u64) -> u64 {
+    base_mib + (5 * budget + conns * (320 << 10) + macs * 256).div_ceil(1 << 20)
+}
+
+/// Every attack of #25 on memory at once, toward strict peers that stopped reading:
+/// super-frames of tiny segments (behind padded headers, and within the 2× expansion cap),
+/// and small frames each read just before a 60 KB message. The switch's RSS stays under the
+/// documented bound computed from its limits, and an honest pair still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rss_stays_within_the_documented_bound_under_attack() {
+    if !needs(&["nft", "ping"]) {
+        return;
+    }
+    // Seven peers that do not read hold 7 MiB at most: the budget keeps room for honest ones.
+    const BUDGET: u64 = 12 << 20;
+    const MAX_MACS: u64 = 4096;
+    let budget = BUDGET.to_string();
+    let macs = MAX_MACS.to_string();
+    let s = Sites::builder("sfr")
+        .a(|a| {
+            a.args(&[
+                "--storm-pps",
+                "0",
+                "--queue-budget",
+                &budget,
+                "--queue-bytes",
+                "1048576",
+                "--max-macs",
+                &macs,
+            ])
+            .tap()
+        })
+        .b(|b| b.tap())
+        .connect(&[])
+        .start();
+    ping(&s.b.ns, Sites::A_TAP);
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(raw_client(&s.b.ns, false).await.0);
+    }
+    let (mut small_sender, _) = raw_client(&s.b.ns, false).await;
+    let (mut hostile, accepted) = raw_client(&s.b.ns, true).await;
+    assert!(accepted);
+    s.a.sw.wait_servers(7);
+    let ports: Vec<String> = stalled
+        .iter()
+        .map(|ws| ws.get_ref().local_addr().unwrap().port().to_string())
+        .collect();
+    let rule = format!(
+        "add rule inet stall input tcp sport {} tcp dport {{ {} }} drop",
+        Sites::WS_PORT,
+        ports.join(", ")
+    );
+    for cmd in [
+        "add table inet stall",
+        "add chain inet stall input { type filter hook input priority 0; }",
+        &rule,
+    ] {
+        s.b.ns.exec_ok(&["nft", cmd]);
+    }
+    let base = rss_mib(s.a.sw.pid());
+    // Item 1: 64 KB super-frames of 48-byte segments behind 2,000 tags (9 KB segments), and
+    // of 56-byte segments behind plain headers (twice their size once cut).
+    for i in 0..12u8 {
+        let padded = tagged_super_frame([192, 0, 2, 100 + i], 55_000, 48, 2000);
+        hostile.send(Message::Binary(padded)).await.unwrap();
+    }
+    for i in 0..400u16 {
+        let [hi, lo] = i.to_be_bytes();
+        let tiny = tcp_super_frame([192, 0, 3 + hi % 4, lo], 60_000, 56);
+        hostile.send(Message::Binary(tiny)).await.unwrap();
+    }
+    // Item 2: a small broadcast, then a 60 KB message read into the buffer after it.
+    let mut small = vec![0xff; 6];
+    small.extend_from_slice(&[2, 0, 0, 0, 0, 0x77, 0x08, 0x00]);
+    small.resize(60, 0x5a);
+    let large = vec![0x5a; 60_000];
+    for _ in 0..4000 {
+        let small = Message::Binary(Bytes::from(small.clone()));
+        small_sender.send(small).await.unwrap();
+        let large = Message::Binary(Bytes::from(large.clone()));
+        small_sender.send(large).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_mib(s.a.sw.pid());
+    let conns = 7 + 1;
+    let bound = documented_bound_mib(base, BUDGET, conns, MAX_MACS);
+    let per_port: Vec<u64> = (1..=8)
+        .map(|p| status(&s.a, p)["queued_bytes"].as_u64().unwrap_or(0))
+        .collect();
+    eprintln!("queued bytes per port: {per_port:?}");
+    let queued: u64 = per_port.iter().sum();
+    eprintln!(
+        "switch RSS {base} -> {after} MiB under attack (bound {bound} MiB), {queued} bytes queued"
+    );
+    assert!(queued > 0, "nothing was queued for the stalled peers");
+    assert!(
+        after <= bound,
+        "RSS {after} MiB over the documented bound of {bound} MiB (base {base} MiB)"
+    );
+    ping(&s.b.ns, Sites::A_TAP);
+    drop(stalled);
+}

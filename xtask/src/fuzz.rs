@@ -16,6 +16,7 @@ pub const TARGETS: &[&str] = &[
     "config",
     "gso",
     "super_frame",
+    "strict_egress",
     "websocket",
     "no_proxy",
     "proxy_url",

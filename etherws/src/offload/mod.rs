@@ -888,6 +888,8 @@ async fn write_frames(
             }
         }
         flush(&mut tx, queue.fd.get_ref().as_fd()).await?;
+        // Charged to the queue until now (see `EgressRx`).
+        egress.written();
     }
     Ok(())
 }

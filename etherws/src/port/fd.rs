@@ -312,6 +312,8 @@ pub(crate) async fn drive<T: AsRawFd>(
                 }
             }
             batch.clear();
+            // Charged to the queue until now (see `EgressRx`).
+            egress.written();
         }
         Ok(())
     };

@@ -18,6 +18,7 @@
 //! sits in: the bound is conservative, never exceeded. Each frame also counts its slot in the
 //! queue ([`SLOT`] bytes), so that the bounds are bounds on memory.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::switch::frame::Frame;
 use crate::switch::{Egress, TxCounters};
+use crate::wire::gso::{self, VnetHdr};
 
 /// Frames a queue holds at most whatever their size: tokio's channel needs a bound in items,
 /// set so high that the byte bound is the one that matters (60-byte frames: 245 KB).
@@ -127,7 +129,29 @@ impl State {
         self.bytes.fetch_sub(len, Relaxed);
         self.budget.release(len);
     }
+
+    /// Takes `more` bytes for frames already charged (a super-frame's segments beyond what it
+    /// cost): from the budget always, from the queue's bound only while the port holds a
+    /// batch (`busy`): a port with nothing in hand may cut its next super-frame whatever its
+    /// queue holds, as an empty queue takes any frame.
+    fn reserve_more(&self, more: usize, busy: bool) -> bool {
+        let before = self.bytes.fetch_add(more, Relaxed);
+        if busy && before + more > self.limits.bytes {
+            self.bytes.fetch_sub(more, Relaxed);
+            return false;
+        }
+        if !self.budget.reserve(more) {
+            self.bytes.fetch_sub(more, Relaxed);
+            return false;
+        }
+        true
+    }
 }
+
+/// Bytes a port takes off its queue at a time (and one frame more at most): a batch stays
+/// charged to the queue until it is written, so a batch as large as the queue's bound would
+/// leave no room for the frames that follow while it is written.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// A queued frame and when it was queued.
 type Queued = (Frame, Instant);
@@ -140,6 +164,15 @@ const SLOT: usize = std::mem::size_of::<Queued>();
 /// What `frame` counts against a queue's bound and the budget.
 fn cost(frame: &Frame) -> usize {
     frame.len() + SLOT
+}
+
+/// What one plain frame a port holds costs besides its bytes: its handle in the batch and its
+/// buffer's allocation (a super-frame's segments are each a buffer of their own).
+pub(crate) const PLAIN_SLOT: usize = std::mem::size_of::<Bytes>() + 16;
+
+/// What a plain frame (a segment) counts against a queue's bound and the budget.
+pub(crate) fn plain_cost(frame: &Bytes) -> usize {
+    frame.len() + PLAIN_SLOT
 }
 
 /// The switch's end of a port's transmit queue. Cloned for every frame the switch decides to
@@ -159,13 +192,27 @@ struct Sending {
 /// The port's end of its transmit queue: frames in order, late ones dropped and counted. It
 /// ends (`recv_many` returns 0) when the switch drops the [`Queue`], which is how a port
 /// learns it was removed.
+///
+/// A frame stays charged to the queue's bound and the budget until it is written, not only
+/// while it waits in the channel: a port whose peer stopped reading holds its last batch (and
+/// a stalled writer holds it for as long as it likes). The charge of a batch is given back by
+/// [`written`](Self::written), or by the next `recv_*` call (a caller takes its next batch
+/// only once it is done with the last). Super-frames are cut into segments one at a time, as
+/// the port takes them, and the segments are charged for what they are (their bytes and
+/// buffers; at most twice the super-frame, see `gso::segment`) until they are written.
 #[derive(Debug)]
 pub(crate) struct EgressRx {
     rx: mpsc::Receiver<Queued>,
     state: Arc<State>,
     batch: Vec<Queued>,
-    /// Reused by `recv_plain`.
-    plain: Vec<Frame>,
+    /// Fresh frames taken off the channel and not yet handed out (still charged).
+    pending: VecDeque<Frame>,
+    /// The segments of the super-frame being handed out (still charged).
+    segments: std::vec::IntoIter<Bytes>,
+    /// What `pending` and `segments` are charged.
+    held: usize,
+    /// What the frames handed out in the last batch are charged, until they are written.
+    sent: usize,
 }
 
 /// A new transmit queue bounded by `limits`, drawing on `budget`.
@@ -184,7 +231,10 @@ pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressR
         rx,
         state: state.clone(),
         batch: Vec::new(),
-        plain: Vec::new(),
+        pending: VecDeque::new(),
+        segments: Vec::new().into_iter(),
+        held: 0,
+        sent: 0,
     };
     (Queue(Arc::new(Sending { tx, state })), rx)
 }
@@ -224,60 +274,158 @@ impl Egress for Queue {
 }
 
 impl EgressRx {
-    /// Waits for frames and moves up to `limit` of them into `out`, dropping (and counting)
-    /// those that waited longer than the queue's delay bound; returns how many it moved, 0
-    /// once the queue is closed and empty.
+    /// Waits for frames and moves up to `limit` of them (and about [`BATCH_BYTES`]) into
+    /// `out`, dropping (and counting) those that waited longer than the queue's delay bound;
+    /// returns how many it moved, 0 once the queue is closed and empty. What the last call
+    /// handed out counts as written.
     pub(crate) async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
+        self.written();
+        if self.pending.is_empty() && self.fill(limit).await == 0 {
+            return 0;
+        }
+        let before = out.len();
+        while out.len() - before < limit && self.sent < BATCH_BYTES {
+            let Some(frame) = self.pending.pop_front() else {
+                break;
+            };
+            self.hand_out(cost(&frame));
+            out.push(frame);
+        }
+        out.len() - before
+    }
+
+    /// As [`recv_many`](Self::recv_many), for a port that takes plain frames only: offloaded
+    /// frames are finished first (checksum filled in, super-frames cut into segments; see
+    /// [`Frame::into_plain`]). One that cannot be finished (malformed metadata from a peer),
+    /// or whose segments do not fit the queue's bound or the budget, is dropped and counted
+    /// in `tx_dropped`. Returns how many plain frames it moved (at most `limit`).
+    pub(crate) async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        self.written();
+        let before = out.len();
+        loop {
+            while out.len() - before < limit && self.sent < BATCH_BYTES {
+                if let Some(seg) = self.segments.next() {
+                    self.held -= plain_cost(&seg);
+                    self.hand_out(plain_cost(&seg));
+                    out.push(seg);
+                    continue;
+                }
+                let Some(frame) = self.pending.pop_front() else {
+                    break;
+                };
+                match self.finish(frame, out.len() > before) {
+                    Ok(Some(plain)) => out.push(plain),
+                    Ok(None) => {}
+                    Err(()) => break,
+                }
+            }
+            if out.len() > before {
+                return out.len() - before;
+            }
+            if self.fill(limit).await == 0 {
+                return 0;
+            }
+        }
+    }
+
+    /// Makes one pending frame plain: returns it, or (a super-frame) keeps its segments in
+    /// `segments`, charged for what they are instead of what the super-frame was. Segments
+    /// that do not fit the queue's bound or the budget wait for the batch the port holds
+    /// (`busy`) to be written: the super-frame goes back to the front of `pending` (`Err`).
+    /// A port that holds nothing else cuts it if the budget has room (the queue's own bound
+    /// gives way for one super-frame, as an empty queue takes any frame), or drops it.
+    fn finish(&mut self, frame: Frame, busy: bool) -> Result<Option<Bytes>, ()> {
+        let (offload, charged) = (frame.offload, cost(&frame));
+        self.held -= charged;
+        if !offload.is_gso() {
+            return Ok(match frame.into_plain() {
+                Ok(mut plain) => {
+                    self.hand_out(charged);
+                    plain.next()
+                }
+                Err(e) => self.refuse(charged, offload, &e),
+            });
+        }
+        let segs = match gso::segment(&offload, &frame.data) {
+            Ok(segs) => segs,
+            Err(e) => return Ok(self.refuse(charged, offload, &e)),
+        };
+        let need: usize = segs.iter().map(plain_cost).sum();
+        let fits = match need.checked_sub(charged) {
+            Some(0) | None => {
+                self.state.release(charged - need);
+                true
+            }
+            Some(more) => self.state.reserve_more(more, busy),
+        };
+        if fits {
+            self.held += need;
+            self.segments = segs.into_iter();
+            return Ok(None);
+        }
+        if busy {
+            self.held += charged;
+            self.pending.push_front(frame);
+            return Err(());
+        }
+        self.state.release(charged);
+        self.state.dropped.fetch_add(1, Relaxed);
+        tracing::debug!(?offload, need, "segments over the queue's bounds: dropped");
+        Ok(None)
+    }
+
+    /// Drops a frame that cannot be made plain, giving its charge back.
+    fn refuse(&mut self, charged: usize, offload: VnetHdr, e: &gso::Error) -> Option<Bytes> {
+        self.state.release(charged);
+        self.state.dropped.fetch_add(1, Relaxed);
+        tracing::debug!(?offload, "offloaded frame dropped: {e}");
+        None
+    }
+
+    /// Counts `charge` as handed out in the current batch.
+    fn hand_out(&mut self, charge: usize) {
+        self.sent += charge;
+    }
+
+    /// The frames handed out so far were written (or dropped): their bytes leave the queue's
+    /// bound and the budget.
+    pub(crate) fn written(&mut self) {
+        if self.sent > 0 {
+            self.state.release(self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// Waits for frames on the channel and keeps the fresh ones in `pending` (still charged),
+    /// dropping (and counting) those that waited too long. Returns how many it kept, 0 once the
+    /// channel is closed and empty.
+    async fn fill(&mut self, limit: usize) -> usize {
         loop {
             if self.rx.recv_many(&mut self.batch, limit).await == 0 {
                 return 0;
             }
-            let n = self.keep_fresh(out, Instant::now());
+            let n = self.keep_fresh(Instant::now());
             if n > 0 {
                 return n;
             }
         }
     }
 
-    /// As [`recv_many`](Self::recv_many), for a port that takes plain frames only: offloaded
-    /// frames are finished first (checksum filled in, super-frames cut into segments; see
-    /// [`Frame::into_plain`]). One that cannot be finished (malformed metadata from a peer)
-    /// is dropped and counted in `tx_dropped`. Returns how many plain frames it moved.
-    pub(crate) async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
-        let mut frames = std::mem::take(&mut self.plain);
-        loop {
-            if self.recv_many(&mut frames, limit).await == 0 {
-                self.plain = frames;
-                return 0;
-            }
-            let before = out.len();
-            for frame in frames.drain(..) {
-                let offload = frame.offload;
-                match frame.into_plain() {
-                    Ok(plain) => out.extend(plain),
-                    Err(e) => {
-                        self.state.dropped.fetch_add(1, Relaxed);
-                        tracing::debug!(?offload, "offloaded frame dropped: {e}");
-                    }
-                }
-            }
-            if out.len() > before {
-                self.plain = frames;
-                return out.len() - before;
-            }
-        }
-    }
-
     /// True if no frame waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.rx.is_empty() && self.pending.is_empty() && self.segments.len() == 0
     }
 
-    /// Frees the batch buffers (up to a batch of frames' slots each): a port that drained its
-    /// queue keeps none, so thousands of idle ports hold nothing here.
+    /// Gives back the last batch's charge and, if nothing waits, frees the batch buffers (up
+    /// to a batch of frames' slots each): a port that drained its queue keeps none, so
+    /// thousands of idle ports hold nothing here.
     pub(crate) fn release(&mut self) {
-        self.batch = Vec::new();
-        self.plain = Vec::new();
+        self.written();
+        if self.is_empty() {
+            self.batch = Vec::new();
+            self.pending = VecDeque::new();
+            self.segments = Vec::new().into_iter();
+        }
     }
 
     /// One frame, as [`recv_many`](Self::recv_many).
@@ -286,25 +434,29 @@ impl EgressRx {
         (self.recv_many(&mut one, 1).await > 0).then(|| one.pop())?
     }
 
-    /// Moves the frames of `self.batch` that are still fresh at `now` into `out`.
-    fn keep_fresh(&mut self, out: &mut Vec<Frame>, now: Instant) -> usize {
+    /// Moves the frames of `self.batch` that are still fresh at `now` into `pending`, still
+    /// charged; the late ones are dropped and their charge given back.
+    fn keep_fresh(&mut self, now: Instant) -> usize {
         let s = &self.state;
-        let before = out.len();
+        let mut n = 0;
         for (frame, queued) in self.batch.drain(..) {
-            s.release(cost(&frame));
             if now.saturating_duration_since(queued) > s.limits.delay {
+                s.release(cost(&frame));
                 s.expired.fetch_add(1, Relaxed);
             } else {
-                out.push(frame);
+                self.held += cost(&frame);
+                self.pending.push_back(frame);
+                n += 1;
             }
         }
-        out.len() - before
+        n
     }
 }
 
 impl Drop for EgressRx {
     /// Frames still queued give their bytes back to the budget.
     fn drop(&mut self) {
+        self.state.release(self.held + self.sent);
         self.rx.close();
         while let Ok((frame, _)) = self.rx.try_recv() {
             self.state.release(cost(&frame));
@@ -340,8 +492,13 @@ mod tests {
         assert_eq!(budget.used(), 3000);
         let mut out = Vec::new();
         assert_eq!(rx.recv_many(&mut out, 64).await, 2);
+        // Taken, not yet written: still charged, so the queue stays full.
+        assert_eq!(q.counters().queued_bytes, 3000);
+        assert!(!q.offer(&frame(60), now), "the batch in hand still counts");
+        out.clear();
+        rx.written();
         let c = q.counters();
-        assert_eq!((c.tx, c.dropped, c.queued_bytes), (2, 1, 0));
+        assert_eq!((c.tx, c.dropped, c.queued_bytes), (2, 2, 0));
         assert_eq!(budget.used(), 0);
     }
 
@@ -383,6 +540,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(rx.recv_many(&mut out, 64).await, 1);
         assert_eq!(out[0].len(), 200);
+        rx.written();
         let c = q.counters();
         assert_eq!((c.tx, c.expired, c.queued_bytes), (2, 1, 0));
         assert_eq!(budget.used(), 0);
@@ -395,5 +553,84 @@ mod tests {
         drop(q);
         assert_eq!(rx.recv().await.map(|f| f.len()), Some(60));
         assert_eq!(rx.recv().await, None);
+    }
+
+    /// A TCP/IPv4 super-frame of `payload` bytes cut into `mss`-byte segments, its headers
+    /// padded with `ip_opt` words of IP options.
+    fn super_frame(payload: usize, mss: u16, ip_opt: usize) -> Frame {
+        let ihl = 5 + ip_opt as u8;
+        let mut data = vec![0x01, 0, 0x5e, 0, 0, 1, 0x02, 0, 0, 0, 0, 0xa, 0x08, 0x00];
+        data.extend_from_slice(&[0x40 | ihl, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        data.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        data.resize(data.len() + 4 * ip_opt, 1);
+        data.extend_from_slice(&[0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0]);
+        data.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        data.resize(data.len() + payload, 0);
+        let hdr = VnetHdr {
+            gso_type: gso::GSO_TCPV4,
+            gso_size: mss,
+            ..VnetHdr::default()
+        };
+        Frame::new(Bytes::from(data), hdr)
+    }
+
+    #[tokio::test]
+    async fn segments_stay_charged_until_written() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, mut rx) = queue(limits(1 << 20, 1 << 20), budget.clone());
+        let sf = super_frame(20_000, 100, 10);
+        let charged = cost(&sf);
+        assert!(q.offer(&sf, Instant::now()));
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_plain(&mut out, 64).await, 64);
+        // All 200 segments are charged (the 136 not handed out yet too), not the super-frame.
+        let segs = gso::segment(&sf.offload, &sf.data).unwrap();
+        let need: usize = segs.iter().map(plain_cost).sum();
+        assert!(need > charged);
+        assert_eq!(q.counters().queued_bytes as usize, need);
+        assert_eq!(budget.used(), need);
+        let mut n = 64;
+        loop {
+            out.clear();
+            let got = rx.recv_plain(&mut out, 64).await;
+            n += got;
+            if rx.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(n, 200);
+        assert!(budget.used() > 0, "the last batch is still in hand");
+        rx.written();
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn segments_wait_for_room_or_are_dropped() {
+        // Room for two super-frames queued, or for the segments of one: not for both.
+        let sf = super_frame(20_000, 100, 10);
+        let segs = gso::segment(&sf.offload, &sf.data).unwrap();
+        let need: usize = segs.iter().map(plain_cost).sum();
+        assert!(need > 2 * cost(&sf) && need < 3 * cost(&sf));
+        let limit = need + 1000;
+        let budget = Arc::new(Budget::new(limit));
+        let (q, mut rx) = queue(limits(1 << 20, 1 << 20), budget.clone());
+        let now = Instant::now();
+        let plain = frame(100);
+        assert!(q.offer(&plain, now));
+        assert!(q.offer(&sf, now));
+        assert!(q.offer(&sf, now));
+        let mut out = Vec::new();
+        // The plain frame goes alone: the first super-frame's segments wait for room.
+        assert_eq!(rx.recv_plain(&mut out, 64).await, 1);
+        assert_eq!(out[0].len(), 100);
+        out.clear();
+        // Nothing in hand: the budget has no room for the first one's segments (the second
+        // is queued), so it is dropped; that gives room to cut the second.
+        assert_eq!(rx.recv_plain(&mut out, 64).await, 64);
+        assert_eq!(q.counters().dropped, 1);
+        assert_eq!(budget.used(), need);
+        assert!(budget.used() <= limit);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -82,6 +82,17 @@ impl Batch {
         }
     }
 
+    /// Drops the frames of the last batch (written), keeping the buffers.
+    fn clear(&mut self) {
+        match self {
+            Batch::Plain(out) => out.clear(),
+            Batch::Super(frames, heads) => {
+                frames.clear();
+                heads.clear();
+            }
+        }
+    }
+
     /// Lets go of what the last batch held: thousands of idle peers keep no batch buffers.
     fn release(&mut self) {
         match self {
@@ -306,6 +317,10 @@ impl Shared {
             return Err(End::Removed);
         }
         let sent = self.sending(writer.send(wr, &batch.messages())).await;
+        // The batch's bytes stay charged to the queue until written: a peer that stops
+        // reading holds its port's bound, not memory beyond it.
+        batch.clear();
+        egress.written();
         if egress.is_empty() {
             batch.release();
             egress.release();
