@@ -152,7 +152,11 @@ impl Edge {
         let at = up.iter().position(|a| a == "--local").unwrap() + 1;
         up[at] = Edge::vtep(i);
         let said = evpn_edge(&ns, Some(&sw.ctl_url()), &state, &up);
-        assert!(said.contains("VNI 100"), "{said}");
+        // The underlay's MTU (1500) less VXLAN's 50 bytes.
+        assert!(
+            said.contains("VNI 100") && said.contains("VXLAN MTU 1450"),
+            "{said}"
+        );
         let url = format!("ws://203.0.113.1:{}/", sw.ws_port);
         let (vm_sw, _) = start_vm(&vm, &format!("evpn-V{i}"), &sw, &url);
         vm.ip(&[
@@ -354,18 +358,64 @@ fn three_edges_and_a_route_reflector() {
     evpn_edge(&e1.ns, Some(&e1.sw.ctl_url()), &e1.state, &up);
     assert_eq!(port(&e1), before, "the second run reuses the port");
 
+    // The route reflector's three sessions come up (each edge's first BGP connection).
+    poll(
+        "the route reflector's sessions",
+        Duration::from_secs(30),
+        || {
+            let summary = vtysh(&rr_state, "show bgp l2vpn evpn summary");
+            let up = (1..=3)
+                .filter(|&i| {
+                    summary.lines().any(|l| {
+                        let w: Vec<&str> = l.split_whitespace().collect();
+                        // Neighbor V AS MsgRcvd MsgSent TblVer InQ OutQ Up/Down State/PfxRcd:
+                        // a number of prefixes, not a state, once established.
+                        l.contains(&format!("({})", Edge::vtep(i)))
+                            && w.len() >= 10
+                            && w[9].parse::<u32>().is_ok()
+                    })
+                })
+                .count();
+            (up == 3).then_some(()).ok_or(summary)
+        },
+    );
+    eprintln!("evpn: BGP sessions up after {:?}", t0.elapsed());
     let edges = [&e1, &e2, &e3];
     all_ping(&edges);
     eprintln!(
         "evpn: every VM reaches every other after {:?}",
         t0.elapsed()
     );
+    // The largest packet the VXLAN MTU (1450) takes crosses, unfragmented.
+    let big = e1.vm.exec(&[
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        "1422",
+        &Edge::vm_ip(2),
+    ]);
+    assert!(big.status.success(), "a 1450-byte packet: {}", show(&big));
+    // One byte more is dropped (at the bridge, before the VXLAN device), as the page says.
+    let bigger = e1.vm.exec(&[
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        "1423",
+        &Edge::vm_ip(2),
+    ]);
+    assert!(!bigger.status.success(), "a 1451-byte packet crossed");
     // The remote VMs' MACs came over BGP, as EVPN type-2 routes.
     wait_evpn_macs(&edges, &[]);
-    let summary = vtysh(&rr_state, "show bgp l2vpn evpn summary");
-    for i in 1..=3 {
-        assert!(summary.contains(&Edge::vtep(i)), "RR's peers:\n{summary}");
-    }
     let routes = vtysh(&e1.state, "show bgp l2vpn evpn route type macip");
     for e in [&e2, &e3] {
         assert!(
@@ -414,6 +464,39 @@ fn three_edges_and_a_route_reflector() {
         "FRR's pid files are still there after down"
     );
     no_ping(&e1.vm, &Edge::vm_ip(2));
+
+    // --config-only writes FRR's configuration, which bgpd accepts, and starts nothing (E2's
+    // daemons are stopped).
+    let mut up = commands[1].clone();
+    up[4] = Edge::vtep(2);
+    up.push("--config-only".into());
+    let said = evpn_edge(&e2.ns, Some(&e2.sw.ctl_url()), &e2.state, &up);
+    assert!(said.contains("not started"), "{said}");
+    assert!(
+        frr_pids(&e2.state).is_empty(),
+        "FRR still runs with --config-only"
+    );
+    let conf = std::fs::read_to_string(e2.state.file("run/frr.conf")).expect("frr.conf");
+    for line in [
+        "router bgp 65000",
+        " bgp router-id 198.51.100.12",
+        " neighbor 198.51.100.1 remote-as internal",
+        " address-family l2vpn evpn",
+        "  neighbor 198.51.100.1 activate",
+        "  advertise-all-vni",
+    ] {
+        assert!(
+            conf.lines().any(|l| l == line),
+            "no {line:?} in frr.conf:\n{conf}"
+        );
+    }
+    let check = e2.ns.exec(&[
+        "/usr/lib/frr/bgpd",
+        "-C",
+        "-f",
+        &e2.state.file("run/frr.conf"),
+    ]);
+    assert!(check.status.success(), "bgpd -C: {}", show(&check));
     for e in pair {
         e.assert_no_loop_guard();
     }
@@ -481,7 +564,7 @@ fn the_script_refuses_host_wide_interface_names() {
     // A good name passes the check, and the script goes on (to the failing `ip` stub).
     let (out, calls) = run(&up);
     assert!(!out.status.success());
-    assert!(calls.contains("ip link"), "ip was not called: {calls:?}");
+    assert!(calls.contains("/ip "), "ip was not called: {calls:?}");
 
     let (out, _) = run(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
