@@ -5,13 +5,16 @@
 //! ```text
 //! nsR: bridge br0 198.51.100.1/24 (the underlay, ports e1..e3); `etherws-evpn-edge rr`
 //!   | veth eth0 <-> e{i}
-//! nsE{i}, i = 1..3: eth0 198.51.100.1{i}/24, ws0 203.0.113.1/24; switch E{i} on 203.0.113.1;
+//! nsE{i}, i = 1..3: eth0 198.51.100.1{i}/24, ws0 203.0.113.1/24; switch E{i} on 0.0.0.0;
 //!                   `etherws-evpn-edge up --vni 100 --local 198.51.100.1{i} --rr 198.51.100.1`:
 //!                   br-evpn with vxlan100 and evpn0b, evpn0 a netdev port of E{i}; zebra, bgpd
 //!   | veth ws0 <-> ws0
 //! nsV{i}: ws0 203.0.113.2/24; switch V{i} with TAP vm0 192.0.2.1{i}/24 (the "VM") and a
 //!         client port to ws://203.0.113.1:PORT/ (E{i})
 //! ```
+//!
+//! After E3 fails, VM3 reconnects to E1 through a second link (mv0, 203.0.113.6/30 in nsV3,
+//! 203.0.113.5/30 in nsE1). Runs in about 35 s.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -144,7 +147,8 @@ impl Edge {
         );
         let sw = Switch::builder(&format!("evpn-E{i}"))
             .netns(&ns)
-            .host("203.0.113.1")
+            // Every address: a VM reaches it later through a second link (a server failed).
+            .host("0.0.0.0")
             .start();
         let state = state_dir(&format!("evpn{i}"));
         // The page's command, with this edge's own VTEP address.
@@ -433,8 +437,8 @@ fn three_edges_and_a_route_reflector() {
     }
     eprintln!("evpn: checked after {:?}", t0.elapsed());
 
-    // E3 fails: its switch and FRR killed, its namespaces gone. E1 and E2 go on, and the
-    // route reflector withdraws VM3's MAC once E3's session times out.
+    // E3 fails: its switch and FRR killed, its namespace gone (VM3's stays). E1 and E2 go on,
+    // and VM3's MAC is withdrawn as E3's BGP session ends.
     let vm3 = (e3.vm_mac(), "VM3".to_string());
     e3.sw.signal(libc::SIGKILL);
     assert!(
@@ -445,12 +449,61 @@ fn three_edges_and_a_route_reflector() {
         // SAFETY: kill(2) on a pid from the pid file of an FRR daemon this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    drop(e3);
+    let Edge {
+        vm_sw: vm3_sw,
+        sw,
+        vm: vm3_ns,
+        ns,
+        state,
+        ..
+    } = e3;
+    drop((sw, ns, state));
     let pair = [&e1, &e2];
     all_ping(&pair);
     assert_broadcasts_once(&pair, 2);
-    wait_evpn_macs(&pair, &[vm3]);
+    wait_evpn_macs(&pair, std::slice::from_ref(&vm3));
     eprintln!("evpn: E3's MAC withdrawn after {:?}", t0.elapsed());
+
+    // VM3 reconnects to E1 (as through a shared name or a load balancer): E1 advertises its
+    // MAC, and VM2, on E2, reaches it across the fabric again.
+    veth(
+        &e1.ns,
+        "mv0",
+        Some("203.0.113.5/30"),
+        &vm3_ns,
+        "mv0",
+        Some("203.0.113.6/30"),
+    );
+    for p in vm3_sw.listport().iter().filter(|p| p.kind == "client") {
+        vm3_sw.ctl_ok(&["delport", &p.port.to_string()]);
+    }
+    vm3_sw.add_port(
+        "client",
+        &format!("ws://203.0.113.5:{}/", e1.sw.ws_port),
+        &[],
+    );
+    e1.sw.wait_servers(2);
+    ping_within(&vm3_ns, &Edge::vm_ip(2), Duration::from_secs(10));
+    ping_within(&e2.vm, &Edge::vm_ip(3), Duration::from_secs(10));
+    ping_within(&e1.vm, &Edge::vm_ip(3), Duration::from_secs(10));
+    poll("VM3's MAC at E1", Duration::from_secs(20), || {
+        let (at1, at2) = (e1.evpn_macs(), e2.evpn_macs());
+        let on = |macs: &[(String, String, String)], kind: &str, at: &str| {
+            macs.iter()
+                .any(|m| m.0 == vm3.0 && m.1 == kind && m.2 == at)
+        };
+        (on(&at1, "local", "evpn0b") && on(&at2, "remote", &Edge::vtep(1)))
+            .then_some(())
+            .ok_or(format!("E1: {at1:?}\nE2: {at2:?}"))
+    });
+    for p in vm3_sw.rpc("listPort", serde_json::json!({}))["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        assert!(p["loop_blocks"] == 0, "V3: the loop guard had to act: {p}");
+    }
+    eprintln!("evpn: VM3 back through E1 after {:?}", t0.elapsed());
 
     // The page's `down` undoes `up` on E1.
     let said = evpn_edge(&e1.ns, Some(&e1.sw.ctl_url()), &e1.state, &commands[2]);
@@ -464,6 +517,7 @@ fn three_edges_and_a_route_reflector() {
         "FRR's pid files are still there after down"
     );
     no_ping(&e1.vm, &Edge::vm_ip(2));
+    drop((vm3_sw, vm3_ns));
 
     // --config-only writes FRR's configuration, which bgpd accepts, and starts nothing (E2's
     // daemons are stopped).
@@ -500,6 +554,11 @@ fn three_edges_and_a_route_reflector() {
     for e in pair {
         e.assert_no_loop_guard();
     }
+    // `rr-down` stops the route reflector's daemons, and touches no interface.
+    let said = evpn_edge(&rr, None, &rr_state, &["rr-down".to_string()]);
+    assert!(said.contains("down"), "{said}");
+    assert!(frr_pids(&rr_state).is_empty(), "the RR's FRR runs on");
+    assert!(rr.has_link("br0"));
     let took = t0.elapsed();
     eprintln!("evpn: done in {took:?}");
     assert!(took < Duration::from_secs(90), "took {took:?}");
