@@ -347,7 +347,8 @@ fn three_edges_and_a_route_reflector() {
     let mut e3 = Edge::start(3, &rr, &commands);
     eprintln!("evpn: fabric up in {:?}", t0.elapsed());
 
-    // Running `up` again changes nothing: the same one netdev port.
+    // Running `up` again keeps what did not change (the same one netdev port, the same VXLAN
+    // device) and applies what did (ARP/ND suppression on the VXLAN port).
     let port = |e: &Edge| -> Vec<u32> {
         e.sw.listport()
             .into_iter()
@@ -357,10 +358,25 @@ fn three_edges_and_a_route_reflector() {
     };
     let before = port(&e1);
     assert_eq!(before.len(), 1, "{:?}", e1.sw.listport());
+    let vxlan_index = |e: &Edge| e.ns.ip(&["-o", "link", "show", "dev", "vxlan100"]);
+    let vxlan_before = vxlan_index(&e1);
     let mut up = commands[1].clone();
     up[4] = Edge::vtep(1);
+    up.push("--arp-suppress".into());
     evpn_edge(&e1.ns, Some(&e1.sw.ctl_url()), &e1.state, &up);
     assert_eq!(port(&e1), before, "the second run reuses the port");
+    assert_eq!(
+        vxlan_index(&e1).split(':').next(),
+        vxlan_before.split(':').next(),
+        "the second run made vxlan100 anew"
+    );
+    let vxlan_port = e1
+        .ns
+        .exec_ok(&["bridge", "-d", "link", "show", "dev", "vxlan100"]);
+    assert!(
+        vxlan_port.contains("neigh_suppress on") && vxlan_port.contains("learning off"),
+        "{vxlan_port}"
+    );
 
     // The route reflector's three sessions come up (each edge's first BGP connection).
     poll(
@@ -523,6 +539,7 @@ fn three_edges_and_a_route_reflector() {
     // daemons are stopped).
     let mut up = commands[1].clone();
     up[4] = Edge::vtep(2);
+    up[6] = format!("{RR},198.51.100.2");
     up.push("--config-only".into());
     let said = evpn_edge(&e2.ns, Some(&e2.sw.ctl_url()), &e2.state, &up);
     assert!(said.contains("not started"), "{said}");
@@ -535,6 +552,8 @@ fn three_edges_and_a_route_reflector() {
         "router bgp 65000",
         " bgp router-id 198.51.100.12",
         " neighbor 198.51.100.1 remote-as internal",
+        " neighbor 198.51.100.2 remote-as internal",
+        "  neighbor 198.51.100.2 activate",
         " address-family l2vpn evpn",
         "  neighbor 198.51.100.1 activate",
         "  advertise-all-vni",
