@@ -6,8 +6,9 @@
 //! they name made beside them). The other examples are checked where they are run: the
 //! certificate recipes of `docs/tls.md` by `tests/mtls.rs`, the nginx and HAProxy
 //! configurations of `docs/reverse-proxies.md` by `tests/proxies.rs`, the DHCP and NAT recipe of
-//! `docs/dhcp-nat.md` by `tests/mesh_dhcp.rs` (each asserts that the page shows what it runs,
-//! with `etherws_testkit::docs::assert_shows`).
+//! `docs/dhcp-nat.md` by `tests/mesh_dhcp.rs`, the BGP EVPN recipe of `docs/networks.md` by
+//! `tests/evpn.rs` (each asserts that the page shows what it runs, with
+//! `etherws_testkit::docs::assert_shows` or by reading the commands from the page).
 
 use std::collections::HashMap;
 use std::path::Path;
