@@ -92,7 +92,8 @@ impl Budget {
     }
 
     fn release(&self, len: usize) {
-        self.used.fetch_sub(len, Relaxed);
+        let before = self.used.fetch_sub(len, Relaxed);
+        debug_assert!(before >= len, "budget released {len} of {before}");
     }
 }
 
@@ -288,6 +289,8 @@ impl EgressRx {
             let Some(frame) = self.pending.pop_front() else {
                 break;
             };
+            // From pending to the batch in hand: charged as handed out, no longer as held.
+            self.held -= cost(&frame);
             self.hand_out(cost(&frame));
             out.push(frame);
         }
@@ -528,6 +531,34 @@ mod tests {
         // A removed port's queued frames go back to the budget.
         drop(rb);
         assert_eq!(budget.used(), 3000);
+    }
+
+    #[tokio::test]
+    async fn a_removed_port_gives_back_exactly_what_it_was_charged() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        for plain in [false, true] {
+            let (q, mut rx) = queue(limits(1 << 20, 1 << 20), budget.clone());
+            let now = Instant::now();
+            for _ in 0..10 {
+                assert!(q.offer(&frame(100), now));
+            }
+            // Some taken and written, some taken and in hand, some still queued.
+            if plain {
+                let mut out = Vec::new();
+                rx.recv_plain(&mut out, 3).await;
+                rx.written();
+                out.clear();
+                rx.recv_plain(&mut out, 3).await;
+            } else {
+                let mut out = Vec::new();
+                rx.recv_many(&mut out, 3).await;
+                rx.written();
+                out.clear();
+                rx.recv_many(&mut out, 3).await;
+            }
+            drop(rx);
+            assert_eq!(budget.used(), 0, "plain: {plain}");
+        }
     }
 
     #[tokio::test]
