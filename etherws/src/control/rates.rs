@@ -173,10 +173,16 @@ impl Memo {
 pub(crate) struct StatusMemo(pub(super) Arc<Mutex<Memo>>);
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn entry(port: PortNo, target: &str, user: Option<&str>, rx: u64) -> Entry {
+    /// A server port's entry with `rx` frames of 100 bytes received.
+    pub(in crate::control) fn entry(
+        port: PortNo,
+        target: &str,
+        user: Option<&str>,
+        rx: u64,
+    ) -> Entry {
         Entry {
             port,
             kind: PortKind::Server,

@@ -484,6 +484,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::rates::tests::entry;
     use serde_json::json;
 
     #[test]
@@ -516,26 +517,6 @@ mod tests {
             json!([1]),
         ] {
             assert!(Query::parse(&refused).is_err(), "{refused}");
-        }
-    }
-
-    fn entry(port: PortNo, target: &str, user: Option<&str>, rx: u64) -> Entry {
-        Entry {
-            port,
-            kind: PortKind::Server,
-            state: 0,
-            target: target.into(),
-            user: user.map(Into::into),
-            path: None,
-            counts: Counts {
-                rx,
-                tx: 0,
-                rx_bytes: rx * 100,
-                tx_bytes: 0,
-            },
-            drops: 0,
-            queued: 0,
-            rates: None,
         }
     }
 
