@@ -266,6 +266,17 @@
     "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped", "guard_dropped",
   ];
 
+  // Port security's rules, as listPort names their counters.
+  const GUARD_RULES = ["mac_spoof", "max_macs", "dhcp_server", "ra", "dhcp_client", "arp", "nd"];
+
+  /** What each port-security rule dropped, for the security cell's tooltip. */
+  function guardRules(p) {
+    return GUARD_RULES
+      .filter((r) => p[`${r}_dropped`])
+      .map((r) => `${r}: ${count(p[`${r}_dropped`])}`)
+      .join(", ");
+  }
+
   function counterRow(p) {
     const r = p.rates;
     const rate = (v) => (r ? rateFormat.format(v) : "—");
@@ -285,7 +296,11 @@
       td("tx_bps", r ? bits(r.tx_bps) : "—"),
       td("queued_bytes", count(p.queued_bytes), p.queued_bytes ? "" : "zero"),
       td("loop_blocks", count(p.loop_blocks), p.loop_blocks ? "alert" : "zero"),
-      DROPS.map((f) => td(f, count(p[f]), p[f] ? "alert" : "zero")),
+      DROPS.map((f) => {
+        const cell = td(f, count(p[f]), p[f] ? "alert" : "zero");
+        if (f === "guard_dropped" && p[f]) cell.title = guardRules(p);
+        return cell;
+      }),
       td("dropped", count(total), total ? "alert total" : "zero total"),
     );
   }
