@@ -380,8 +380,8 @@ fn a_bad_reload_changes_nothing_and_says_why() {
             "--threads changed: needs a restart",
         ),
         (
-            good.replace("[switch]\n", "[switch]\nmax_macs = 7\n"),
-            "--max-macs changed: needs a restart",
+            good.replace("[switch]\n", "[switch]\nqueue_delay = 2\n"),
+            "--queue-delay changed: needs a restart",
         ),
     ];
     for (text, reason) in cases {
@@ -407,6 +407,12 @@ fn a_bad_reload_changes_nothing_and_says_why() {
     assert!(said.contains("paths +/two"), "{said}");
     let rpc = sw.rpc("reload", Value::Null);
     assert_eq!(rpc["summary"], "TLS certificates read again", "{rpc}");
+    // The switch core's limits apply live.
+    let limited = good.replace("[switch]\n", "[switch]\nmax_macs = 7\nstorm_pps = 100\n");
+    std::fs::write(&config, format!("{limited}\n[[path]]\npath = \"/two\"\n")).unwrap();
+    let said = sw.ctl_ok(&["reload"]);
+    assert!(said.contains("limits"), "{said}");
+    assert_eq!(servers(&sw).len(), before.len(), "nobody dropped");
 }
 
 /// A user removed from the htpasswd file: their session is closed at the reload, and the log

@@ -184,6 +184,12 @@ impl Fdb {
         }
     }
 
+    /// Takes new limits (a reload): they apply to what is learned from now on; stations held
+    /// beyond them stay until they age out or their port goes.
+    pub(crate) fn set_limits(&mut self, limits: MacLimits) {
+        self.limits = limits;
+    }
+
     /// Counts the stations of `port` against the client address `addr` from now on (call
     /// before it learns anything).
     pub(crate) fn set_owner(&mut self, port: PortNo, addr: IpAddr) {

@@ -156,6 +156,18 @@ impl<E: Egress> Switch<E> {
         }
     }
 
+    /// Takes new limits (a reload), for every frame from now on: sizes, storm control, the
+    /// loop guard, and the MAC limits of what is learned next.
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.fdb.set_limits(limits.macs);
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Installs the observer of FDB changes and tells it every live entry.
     pub(crate) fn set_fdb_observer(&mut self, mut observer: Box<dyn FdbObserver>) {
         for r in self.fdb.rows(Instant::now()) {
@@ -1304,6 +1316,22 @@ mod tests {
         // Gone with vm1's port.
         sw.remove_port(2);
         assert_eq!(sw.guard_len(), 0);
+    }
+
+    #[test]
+    fn new_limits_apply_to_the_next_frame() {
+        let (mut sw, sinks) = switch(2);
+        let t0 = Instant::now();
+        sw.receive(1, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        sw.set_limits(Limits {
+            max_frame: 20,
+            ..sw.limits()
+        });
+        sw.receive(1, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        assert_eq!(counts(&sinks)[1], 1);
+        assert_eq!(sw.port(1).unwrap().rx_oversize, 1);
     }
 
     #[test]

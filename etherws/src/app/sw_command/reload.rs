@@ -111,11 +111,22 @@ impl Reloader {
         let users = conf.users.clone();
         self.apply_paths(&next.settings, users, next.verifier.as_deref(), &mut said);
         self.apply_ports(conf.ports, &mut said).await;
+        self.apply_limits(next.settings.limits, &mut said);
         self.opts = next.opts;
         if said.is_empty() {
             "nothing changed".into()
         } else {
             said.join("; ")
+        }
+    }
+
+    /// The switch's limits (frame size, MAC limits, storm control, loop guard) take the new
+    /// values for every frame from now on.
+    fn apply_limits(&self, limits: crate::switch::Limits, said: &mut Vec<String>) {
+        let mut sw = crate::port::lock(&self.control.switch);
+        if sw.limits() != limits {
+            sw.set_limits(limits);
+            said.push("limits".into());
         }
     }
 
@@ -400,6 +411,14 @@ fn restart_needed(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<Stri
     fixed.path = old.path.clone();
     fixed.rate_in = old.rate_in;
     fixed.rate_out = old.rate_out;
+    // The switch's limits, applied live.
+    fixed.max_frame = old.max_frame;
+    fixed.max_macs = old.max_macs;
+    fixed.max_macs_per_port = old.max_macs_per_port;
+    fixed.max_macs_per_addr = old.max_macs_per_addr;
+    fixed.loop_moves = old.loop_moves;
+    fixed.loop_block = old.loop_block;
+    fixed.storm_pps = old.storm_pps;
     if fixed == *old {
         return None;
     }
