@@ -481,6 +481,42 @@ fn a_user_removed_from_htpasswd_loses_the_session() {
     });
 }
 
+/// A path that starts asking for a password: the clients that came in without one are
+/// disconnected at the reload, and the log says why.
+#[test]
+fn anonymous_sessions_end_when_their_path_asks_for_a_password() {
+    let dir = TempDir::new("anonreload");
+    let htpasswd = dir.write(
+        "htpasswd",
+        &format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap()),
+    );
+    let open = "[[path]]\npath = \"/\"\n";
+    let config = dir.write("etherws.toml", open);
+    let sw = Switch::local("anonreload", &["--config", &config]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = TcpStream::connect(("127.0.0.1", sw.ws_port)).await.unwrap();
+        let mut anonymous = handshake(tcp, "/", None).await;
+        wait_servers(&sw, 1);
+        std::fs::write(
+            &config,
+            format!("[switch]\nhtpasswd = {htpasswd:?}\n\n{open}"),
+        )
+        .unwrap();
+        let said = sw.ctl_ok(&["reload"]);
+        assert!(said.contains("1 session(s) closed"), "{said}");
+        let log = wait_log(&sw, "session closed by reload");
+        assert!(log.contains("now asks for a password"), "{log}");
+        assert!(
+            closed(&mut anonymous).await,
+            "the anonymous session is closed"
+        );
+    });
+}
+
 /// Waits for a client's connection to end (a close frame, or the stream's end).
 async fn closed<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> bool {
     let end = tokio::time::timeout(Duration::from_secs(10), async {

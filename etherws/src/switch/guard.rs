@@ -239,7 +239,9 @@ impl Guard {
                 Ok(())
             };
         };
-        if u.src_port == dhcp::SERVER_PORT {
+        // A server's port, or a client's from any port: clients read port 68 whatever the
+        // source port.
+        if u.src_port == dhcp::SERVER_PORT || u.dst_port == dhcp::CLIENT_PORT {
             return Err(Rule::DhcpServer);
         }
         if u.dst_port != dhcp::SERVER_PORT {
@@ -262,7 +264,8 @@ impl Guard {
         if d.op != dhcp::OP_REQUEST {
             return Err(Rule::DhcpServer);
         }
-        if !d.chaddr_is(src.0) {
+        // Servers may key leases on the client identifier rather than chaddr.
+        if !d.chaddr_is(src.0) || d.client_mac.is_some_and(|m| m != src.0) {
             return Err(Rule::DhcpClient);
         }
         if d.message_type == Some(dhcp::message::RELEASE) {
@@ -294,7 +297,7 @@ impl Guard {
         }
         match h.l4_protocol {
             ip_protocol::UDP => match udp::datagram(frame, &h) {
-                Some(u) if u.src_port == dhcp::V6_SERVER_PORT => Err(Rule::DhcpServer),
+                Some(u) if dhcpv6_from_server(&u, frame) => Err(Rule::DhcpServer),
                 None if h.is_fragment() => Err(Rule::DhcpServer),
                 _ => Ok(()),
             },
@@ -323,9 +326,9 @@ impl Guard {
         };
         match t {
             icmpv6::kind::ROUTER_ADVERT | icmpv6::kind::REDIRECT => Err(Rule::Ra),
-            icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT => {
-                self.check_nd(port, vid, src, frame, h, now)
-            }
+            icmpv6::kind::NEIGHBOR_SOLICIT
+            | icmpv6::kind::NEIGHBOR_ADVERT
+            | icmpv6::kind::ROUTER_SOLICIT => self.check_nd(port, vid, src, frame, h, now),
             _ => Ok(()),
         }
     }
@@ -475,6 +478,15 @@ impl Guard {
         if !claimable(ip) {
             return;
         }
+        // A lease stays its client's: a gateway answering ARP for its clients (proxy ARP)
+        // must not take their addresses from them.
+        if self
+            .table
+            .get(&(vid, ip))
+            .is_some_and(|b| b.lease && b.live(now))
+        {
+            return;
+        }
         let b = Binding {
             mac,
             port,
@@ -609,6 +621,20 @@ fn icmpv6_message<'a>(frame: &'a [u8], h: &Headers) -> &'a [u8] {
 
 /// The address an NS or NA announces as its sender's: an NA's target, an NS's source
 /// address (`None` for duplicate address detection, from the unspecified address).
+/// Whether a UDP datagram is a DHCPv6 server's (or relay's) message: from the server port,
+/// to the client port, or of a server's type to the server port.
+fn dhcpv6_from_server(u: &udp::Datagram, frame: &[u8]) -> bool {
+    /// ADVERTISE, REPLY, RECONFIGURE, RELAY-REPL (RFC 8415).
+    const SERVER_TYPES: [u8; 4] = [2, 7, 10, 13];
+    u.src_port == dhcp::V6_SERVER_PORT
+        || u.dst_port == dhcp::V6_CLIENT_PORT
+        || (u.dst_port == dhcp::V6_SERVER_PORT
+            && frame
+                .get(u.payload.clone())
+                .and_then(<[u8]>::first)
+                .is_some_and(|t| SERVER_TYPES.contains(t)))
+}
+
 fn nd_address(nd: &Nd<'_>, frame: &[u8], h: &Headers) -> Option<IpAddr> {
     if nd.msg_type == icmpv6::kind::NEIGHBOR_ADVERT {
         return Some(nd.target.into());
@@ -828,7 +854,9 @@ pub(crate) mod tests {
     fn router_advertisements_and_redirects_are_dropped() {
         let mut g = Guard::new(AGE);
         let now = Instant::now();
-        let icmp = |t: u8| [&[t, 0, 0, 0][..], &[0; 12]].concat();
+        // An RS without options, an echo request, an RA and a redirect (their types are what
+        // counts).
+        let icmp = |t: u8| [&[t, 0, 0, 0][..], &[0; 4]].concat();
         for tagged in [false, true] {
             for (t, want) in [
                 (134, Err(Rule::Ra)),
@@ -1099,6 +1127,98 @@ pub(crate) mod tests {
         assert_eq!(g.len(), 3);
         g.forget_port(UP);
         assert!(g.is_empty());
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &arp(A, false, A, IP_A), now),
+            Ok(())
+        );
+    }
+
+    // --- what a review found ---
+
+    #[test]
+    fn dhcp_server_messages_are_dropped_from_any_port() {
+        let mut g = Guard::new(AGE);
+        let now = Instant::now();
+        let offer = dhcp(2, B, [0; 4], IP_B, &[53, 1, dhcp::message::OFFER]);
+        let from_other_port = udp4(A, false, (6767, 68), &offer, 0);
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &from_other_port, now),
+            Err(Rule::DhcpServer)
+        );
+        // DHCPv6: to the client port from anywhere, or a server's message to the server port.
+        let udp6 = |ports: (u16, u16), msg_type: u8| {
+            let mut u = Vec::new();
+            u.extend_from_slice(&ports.0.to_be_bytes());
+            u.extend_from_slice(&ports.1.to_be_bytes());
+            u.extend_from_slice(&12u16.to_be_bytes());
+            u.extend_from_slice(&[0, 0, msg_type, 0, 0, 1]);
+            ipv6(A, false, v6("fe80::a"), ip_protocol::UDP, &u)
+        };
+        for (ports, t) in [((5000, 546), 7), ((546, 547), 2), ((546, 547), 13)] {
+            assert_eq!(
+                g.check_untrusted(P1, VID, A, &udp6(ports, t), now),
+                Err(Rule::DhcpServer),
+                "{ports:?} type {t}"
+            );
+        }
+        // A client's SOLICIT passes.
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &udp6((546, 547), 1), now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_client_identifier_must_name_the_client_too() {
+        let mut g = Guard::new(AGE);
+        let now = Instant::now();
+        let with_id = |id: Mac| {
+            let opts = [&[53, 1, dhcp::message::REQUEST, 61, 7, 1][..], &id.0].concat();
+            udp4(A, false, (68, 67), &dhcp(1, A, [0; 4], [0; 4], &opts), 0)
+        };
+        assert_eq!(g.check_untrusted(P1, VID, A, &with_id(A), now), Ok(()));
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &with_id(B), now),
+            Err(Rule::DhcpClient)
+        );
+    }
+
+    #[test]
+    fn router_solicitations_are_neighbor_discovery_too() {
+        let mut g = Guard::new(AGE);
+        let now = Instant::now();
+        let rs = |src: Mac, from: &str, ll: Mac| {
+            let msg = [&[133, 0, 0, 0, 0, 0, 0, 0][..], &lla(1, ll)].concat();
+            ipv6(src, false, v6(from), ip_protocol::ICMPV6, &msg)
+        };
+        assert_eq!(
+            g.check_untrusted(P2, VID, B, &na(B, false, "2001:db8::b", B), now),
+            Ok(())
+        );
+        // B's address from A, or A's solicitation naming another MAC.
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &rs(A, "2001:db8::b", A), now),
+            Err(Rule::Nd)
+        );
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &rs(A, "2001:db8::a", B), now),
+            Err(Rule::Nd)
+        );
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &rs(A, "2001:db8::a", A), now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_trusted_port_answering_for_a_client_leaves_its_lease() {
+        let mut g = Guard::new(AGE);
+        let now = Instant::now();
+        let at_p1 = |_: u16, m: Mac| (m == A).then_some(P1);
+        g.observe_trusted(UP, VID, &ack(A, IP_A, &[]), at_p1, now);
+        // The gateway answers ARP for A's address (proxy ARP): A keeps it.
+        g.observe_trusted(UP, VID, &arp(R, false, R, IP_A), no_fdb, now);
+        assert_eq!(g.binding(VID, v4(IP_A), now).unwrap().port, P1);
         assert_eq!(
             g.check_untrusted(P1, VID, A, &arp(A, false, A, IP_A), now),
             Ok(())

@@ -110,6 +110,10 @@ impl<E: Egress> Port<E> {
     }
 }
 
+/// Where the payload of a frame with one VLAN tag starts: the most an untrusted port's frames
+/// may carry (an access port's carry none: tagged frames are dropped on admission).
+const INNERMOST_ALLOWED: usize = wire::ethernet::HEADER_LEN + wire::vlan::HEADER_LEN;
+
 /// What the admit stage found out about a frame, for the stages after it.
 struct Admitted {
     hdr: Header,
@@ -250,8 +254,10 @@ impl<E: Egress> Switch<E> {
         if old.is_trusted() != policy.is_trusted() {
             self.untrusted =
                 self.untrusted + usize::from(!policy.is_trusted()) - usize::from(!old.is_trusted());
-            // What it claimed as one kind of port is not the other's.
+            // What it claimed or took over as one kind of port is not the other's: it learns
+            // its stations again under the new rules (its first one sticky if untrusted).
             self.guard.forget_port(port);
+            self.flushed(port);
         }
         if old.vlan != policy.vlan {
             self.flushed(port);
@@ -520,6 +526,14 @@ impl<E: Egress> Switch<E> {
             self.guard
                 .observe_trusted(from, rx.vid, &frame.data, locate, now);
             return true;
+        }
+        // A tag behind the port's own VLAN's (or behind the trunk's tag) would be judged in
+        // one VLAN and take effect in another wherever the outer tag comes off.
+        if wire::ethernet::inner(&frame.data).is_some_and(|(_, l3)| l3 > INNERMOST_ALLOWED) {
+            if let Some(p) = self.ports.get_mut(&from) {
+                p.stat.vlan_dropped += 1;
+            }
+            return false;
         }
         let Err(rule) = self
             .guard
@@ -1316,6 +1330,20 @@ mod tests {
         // Gone with vm1's port.
         sw.remove_port(2);
         assert_eq!(sw.guard_len(), 0);
+    }
+
+    #[test]
+    fn an_untrusted_trunk_takes_one_tag_not_two() {
+        let (mut sw, sinks) = switch(2);
+        sw.set_policy(2, isolated()).unwrap();
+        let t0 = Instant::now();
+        let one = frame(BCAST, A, Some(10));
+        let mut two = one.clone();
+        two.splice(16..16, [0x81, 0x00, 0x00, 20]);
+        sw.receive(2, &Bytes::from(one), t0).unwrap();
+        sw.receive(2, &Bytes::from(two), t0).unwrap();
+        assert_eq!(counts(&sinks)[0], 1);
+        assert_eq!(sw.port(2).unwrap().vlan_dropped, 1);
     }
 
     #[test]

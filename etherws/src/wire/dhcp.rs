@@ -53,6 +53,9 @@ pub(crate) const HTYPE_ETHERNET: u8 = 1;
 pub(crate) mod option {
     pub(crate) const PAD: u8 = 0;
     pub(crate) const LEASE_TIME: u8 = 51;
+    /// Client identifier: a hardware type and address when its first byte is a type (1:
+    /// Ethernet), which servers may key their leases on instead of `chaddr`.
+    pub(crate) const CLIENT_ID: u8 = 61;
     pub(crate) const MESSAGE_TYPE: u8 = 53;
     pub(crate) const END: u8 = 255;
 }
@@ -87,6 +90,8 @@ pub(crate) struct Dhcpv4 {
     pub(crate) message_type: Option<u8>,
     /// Option 51, in seconds (`u32::MAX`: infinite).
     pub(crate) lease_time: Option<u32>,
+    /// Option 61 when it names an Ethernet address (type 1 and 6 bytes).
+    pub(crate) client_mac: Option<[u8; 6]>,
 }
 
 impl Dhcpv4 {
@@ -110,6 +115,7 @@ impl Dhcpv4 {
                 .ok()?,
             message_type: None,
             lease_time: None,
+            client_mac: None,
         };
         if msg.get(field::MAGIC) == Some(&MAGIC_COOKIE[..]) {
             d.read_options(msg.get(OPTIONS..).unwrap_or_default());
@@ -155,6 +161,11 @@ impl Dhcpv4 {
             }
             (option::LEASE_TIME, &[a, b, c, d]) if self.lease_time.is_none() => {
                 self.lease_time = Some(u32::from_be_bytes([a, b, c, d]));
+            }
+            (option::CLIENT_ID, &[HTYPE_ETHERNET, a, b, c, d, e, f])
+                if self.client_mac.is_none() =>
+            {
+                self.client_mac = Some([a, b, c, d, e, f]);
             }
             _ => {}
         }

@@ -34,6 +34,8 @@ pub(crate) mod nd {
         pub(crate) const TARGET: Range<usize> = 8..24;
     }
     pub(crate) const OPTIONS: usize = field::TARGET.end;
+    /// Where a router solicitation's options start (type, code, checksum, reserved).
+    pub(crate) const RS_OPTIONS: usize = field::FLAGS.end;
 
     /// An option: type, length in 8-byte units (never 0), data.
     pub(crate) mod option {
@@ -68,14 +70,21 @@ impl<'a> Nd<'a> {
     /// (RFC 4861, 7.1.1 and 7.1.2).
     pub(crate) fn parse(msg: &'a [u8]) -> Option<Nd<'a>> {
         let msg_type = msg_type(msg)?;
-        if !matches!(msg_type, kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT) {
-            return None;
-        }
-        let target = <[u8; 16]>::try_from(msg.get(nd::field::TARGET)?).ok()?;
-        let options = msg.get(nd::OPTIONS..)?;
+        let (target, options) = match msg_type {
+            kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT => (
+                <[u8; 16]>::try_from(msg.get(nd::field::TARGET)?)
+                    .ok()?
+                    .into(),
+                msg.get(nd::OPTIONS..)?,
+            ),
+            // No target: reserved bytes, then options. Its source link-layer address option
+            // updates the router's neighbor entry for the source as an NS's does.
+            kind::ROUTER_SOLICIT => (Ipv6Addr::UNSPECIFIED, msg.get(nd::RS_OPTIONS..)?),
+            _ => return None,
+        };
         let nd = Nd {
             msg_type,
-            target: target.into(),
+            target,
             options,
         };
         let mut walked = 0;

@@ -197,17 +197,31 @@ impl Reloader {
         verifier: Option<&dyn rustls::server::danger::ClientCertVerifier>,
     ) -> Option<String> {
         use crate::settings::profile::Credentials;
-        if let (Some(user), false) = (&session.user, session.from == Credentials::Certificate) {
-            let file = path.htpasswd.clone().or(self.ws_auth.htpasswd());
-            if let Some(file) = file.filter(|f| !f.has_user(user)) {
+        let file = path.htpasswd.clone().or(self.ws_auth.htpasswd());
+        let password_user = session
+            .user
+            .as_ref()
+            .filter(|_| session.from != Credentials::Certificate);
+        match (&file, password_user) {
+            (Some(file), Some(user)) if !file.has_user(user) => {
                 return Some(format!(
                     "user {} is no longer in {}",
                     Esc(user),
                     file.path().display()
                 ));
             }
+            (Some(file), None) => {
+                return Some(format!(
+                    "its path now asks for a password ({}), and it gave none",
+                    file.path().display()
+                ));
+            }
+            _ => {}
         }
-        let (verifier, certs) = (verifier?, session.certs.as_ref()?);
+        let verifier = verifier?;
+        let Some(certs) = session.certs.as_ref() else {
+            return Some("a client certificate is now required, and it gave none".into());
+        };
         crate::base::tls::refused_now(verifier, certs).map(str::to_string)
     }
 
