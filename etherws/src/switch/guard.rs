@@ -19,7 +19,7 @@
 //! Only headers are read (a GSO super-frame's header is its first segment's), every read is
 //! bounds-checked by the views of [`crate::wire`], and nothing here panics on any input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,10 @@ pub(crate) struct Guard {
     table: HashMap<(u16, IpAddr), Binding>,
     /// Counted entries ([`Binding::counted`]) per port.
     claims: HashMap<PortNo, usize>,
+    /// Every entry's key by its port, kept in step with `table`: a port that goes (every
+    /// session a reload closes, say) is forgotten without a scan of the table under the
+    /// switch's lock.
+    by_port: HashMap<PortNo, HashSet<(u16, IpAddr)>>,
 }
 
 impl Guard {
@@ -172,6 +176,7 @@ impl Guard {
             limits,
             table: HashMap::new(),
             claims: HashMap::new(),
+            by_port: HashMap::new(),
         }
     }
 
@@ -538,7 +543,9 @@ impl Guard {
         }
         if let Some(old) = self.table.insert(key, b) {
             uncount(&mut self.claims, &old);
+            unindex(&mut self.by_port, key, old.port);
         }
+        self.by_port.entry(b.port).or_default().insert(key);
         if b.counted() {
             *self.claims.entry(b.port).or_default() += 1;
         }
@@ -549,12 +556,15 @@ impl Guard {
     fn remove(&mut self, key: &(u16, IpAddr)) {
         if let Some(old) = self.table.remove(key) {
             uncount(&mut self.claims, &old);
+            unindex(&mut self.by_port, *key, old.port);
         }
     }
 
     /// Drops every binding and claim of a port that is gone.
     pub(crate) fn forget_port(&mut self, port: PortNo) {
-        self.table.retain(|_, b| b.port != port);
+        for key in self.by_port.remove(&port).unwrap_or_default() {
+            self.table.remove(&key);
+        }
         self.claims.remove(&port);
     }
 
@@ -562,15 +572,27 @@ impl Guard {
     /// at once: this bounds memory, and frees room in a full table.
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
         let before = self.table.len();
-        let claims = &mut self.claims;
-        self.table.retain(|_, b| {
+        let (claims, by_port) = (&mut self.claims, &mut self.by_port);
+        self.table.retain(|&key, b| {
             let live = b.live(now);
             if !live {
                 uncount(claims, b);
+                unindex(by_port, key, b.port);
             }
             live
         });
         before - self.table.len()
+    }
+
+    /// Checks that the index by port holds exactly the table's keys, each under its port.
+    #[cfg(test)]
+    fn assert_index_in_step(&self) {
+        let indexed: usize = self.by_port.values().map(HashSet::len).sum();
+        assert_eq!(indexed, self.table.len());
+        for (port, keys) in &self.by_port {
+            assert!(!keys.is_empty());
+            assert!(keys.iter().all(|k| self.table[k].port == *port));
+        }
     }
 
     /// The live binding or claim of `ip` in `vid`.
@@ -588,6 +610,20 @@ impl Guard {
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.table.is_empty()
+    }
+}
+
+/// Takes `key` off `port`'s index.
+fn unindex(
+    by_port: &mut HashMap<PortNo, HashSet<(u16, IpAddr)>>,
+    key: (u16, IpAddr),
+    port: PortNo,
+) {
+    if let Some(keys) = by_port.get_mut(&port) {
+        keys.remove(&key);
+        if keys.is_empty() {
+            by_port.remove(&port);
+        }
     }
 }
 
@@ -1350,6 +1386,7 @@ pub(crate) mod tests {
         assert_eq!(g.claims.get(&P1), Some(&2));
         assert_eq!(g.expire(now + AGE), 1);
         assert_eq!(g.claims.get(&P1), Some(&1));
+        g.assert_index_in_step();
     }
 
     // --- hostile input ---
@@ -1428,10 +1465,19 @@ pub(crate) mod tests {
             }
             let f = &f[..(next() as usize) % (f.len() + 1)];
             let port = (i % 3) as PortNo + 1;
-            let _ = g.check_untrusted(port, VID, A, f, now);
-            g.observe_trusted(UP, VID, f, |_, _| Some(port), now);
+            let at = now + Duration::from_secs(i / 100);
+            let _ = g.check_untrusted(port, VID, A, f, at);
+            g.observe_trusted(UP, VID, f, |_, _| Some(port), at);
+            match r % 997 {
+                0 => g.forget_port(port),
+                1 => {
+                    g.expire(at);
+                }
+                _ => {}
+            }
             assert!(g.len() <= 64);
             assert!(g.claims.values().all(|&n| n <= 8));
+            g.assert_index_in_step();
         }
     }
 }
