@@ -465,11 +465,15 @@ impl Control {
     fn fdb_of(&self, ports: impl Iterator<Item = PortNo>, now: Instant) -> (Vec<Fdb>, usize) {
         let mut wanted: Vec<PortNo> = ports.collect();
         wanted.sort_unstable();
-        let rows = lock(&self.switch).fdb_rows(now);
+        wanted.dedup();
+        // Under the lock, only the entries shown: the table may hold 65,536.
+        let (mut rows, total) = {
+            let sw = lock(&self.switch);
+            (sw.fdb_rows_of(&wanted, MAX_FDB, now), sw.fdb_len())
+        };
+        rows.sort_by_key(|r| (r.vid, r.mac));
         let fdb = rows
             .iter()
-            .filter(|r| wanted.binary_search(&r.port).is_ok())
-            .take(MAX_FDB)
             .map(|r| Fdb {
                 vid: r.vid,
                 mac: r.mac.to_string(),
@@ -477,7 +481,7 @@ impl Control {
                 age: r.age.as_secs(),
             })
             .collect();
-        (fdb, rows.len())
+        (fdb, total)
     }
 }
 

@@ -436,6 +436,26 @@ impl Fdb {
         rows
     }
 
+    /// Live entries on `ports`, at most `max`, in no order: found through the index by port,
+    /// so that a caller holding the switch's lock pays for what it shows, not for the table.
+    pub(crate) fn rows_of(&self, ports: &[PortNo], max: usize, now: Instant) -> Vec<FdbRow> {
+        let keys = ports
+            .iter()
+            .filter_map(|p| self.by_port.get(p))
+            .flat_map(|keys| keys.iter());
+        keys.filter_map(|key| {
+            let e = self.table.get(key).filter(|e| self.live(e, now))?;
+            Some(FdbRow {
+                vid: key.0,
+                mac: key.1,
+                port: e.port,
+                age: now.saturating_duration_since(e.seen),
+            })
+        })
+        .take(max)
+        .collect()
+    }
+
     /// Number of entries, aged ones not yet swept included.
     pub(crate) fn len(&self) -> usize {
         self.table.len()
@@ -829,5 +849,21 @@ mod tests {
                 home: false
             }
         );
+    }
+
+    #[test]
+    fn rows_of_some_ports_only_and_at_most_so_many() {
+        let t0 = Instant::now();
+        let mut fdb = Fdb::new(Duration::from_secs(10));
+        for i in 0..10 {
+            fdb.learn(0, mac(i), 1 + i % 3, t0);
+        }
+        let mut rows = fdb.rows_of(&[1, 3], 100, t0);
+        rows.sort_by_key(|r| r.mac);
+        assert_eq!(rows.len(), 7);
+        assert!(rows.iter().all(|r| r.port == 1 || r.port == 3));
+        assert_eq!(fdb.rows_of(&[1, 3], 2, t0).len(), 2);
+        // Aged entries are not shown.
+        assert!(fdb.rows_of(&[1], 100, t0 + 11 * SEC).is_empty());
     }
 }

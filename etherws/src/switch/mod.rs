@@ -342,6 +342,11 @@ impl<E: Egress> Switch<E> {
         self.fdb.rows(now)
     }
 
+    /// Live FDB entries on `ports`, at most `max`, in no order (see [`Fdb::rows_of`]).
+    pub(crate) fn fdb_rows_of(&self, ports: &[PortNo], max: usize, now: Instant) -> Vec<FdbRow> {
+        self.fdb.rows_of(ports, max, now)
+    }
+
     /// Drops aged-out FDB entries for good; returns how many.
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
         self.guard.expire(now);
