@@ -463,7 +463,54 @@ impl Guard {
             trusted: false,
             lease: true,
         };
+        self.make_room_for_lease(client, (vid, ip));
         self.insert_if_room((vid, ip), b);
+    }
+
+    /// Room for a lease to `port` at `key`: a port holds at most [`GuardLimits::per_port`]
+    /// leases (one rotating its MACs gives up its oldest lease, it does not pile them up), and
+    /// a full table gives up a first-come claim of the port holding the most (a lease is the
+    /// server's word, a claim only a first use).
+    fn make_room_for_lease(&mut self, port: PortNo, key: (u16, IpAddr)) {
+        if self.table.contains_key(&key) {
+            return;
+        }
+        let leases: Vec<((u16, IpAddr), Option<Instant>)> = self
+            .by_port
+            .get(&port)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| {
+                self.table
+                    .get(k)
+                    .filter(|b| b.lease)
+                    .map(|b| (*k, b.expires))
+            })
+            .collect();
+        if leases.len() >= self.limits.per_port {
+            // The soonest to end; one that never ends (`None`) last.
+            if let Some((oldest, _)) = leases.iter().min_by_key(|(_, e)| (e.is_none(), *e)) {
+                self.remove(oldest);
+            }
+        }
+        if self.table.len() >= self.limits.total {
+            self.evict_a_claim();
+        }
+    }
+
+    /// Forgets one first-come claim of the port holding the most.
+    fn evict_a_claim(&mut self) {
+        let Some((&port, _)) = self.claims.iter().max_by_key(|&(&p, &n)| (n, p)) else {
+            return;
+        };
+        let victim = self.by_port.get(&port).and_then(|keys| {
+            keys.iter()
+                .copied()
+                .find(|k| self.table.get(k).is_some_and(Binding::counted))
+        });
+        if let Some(k) = victim {
+            self.remove(&k);
+        }
     }
 
     /// Ends the lease of `ip` if `mac` on `port` holds it.
@@ -1344,21 +1391,59 @@ pub(crate) mod tests {
         let f = arp(B, false, B, ip(7));
         assert_eq!(g.check_untrusted(P2, VID, B, &f, now), Err(Rule::Arp));
         g.observe_trusted(UP, VID, &arp(R, false, R, ip(8)), no_fdb, now);
+        assert_eq!(g.len(), 5, "a trusted claim finds no room");
+        // A lease does: it takes the place of a claim of the port holding the most (P1).
         g.observe_trusted(UP, VID, &ack(R, ip(9), &[]), |_, _| Some(UP), now);
         assert_eq!(g.len(), 5);
-        // ...but a trusted port still takes over an address already in it.
+        assert_eq!(g.binding(VID, v4(ip(9)), now).unwrap().port, UP);
+        assert_eq!(g.claims.get(&P1), Some(&2));
+        // ...and a trusted port still takes over an address already in it.
         g.observe_trusted(UP, VID, &arp(R, false, R, ip(5)), no_fdb, now);
         assert_eq!(g.binding(VID, v4(ip(5)), now).unwrap().port, UP);
         assert_eq!(g.len(), 5);
         // P2 lost a claim to UP, so it may make one more.
         assert_eq!(g.claims.get(&P2), Some(&1));
-        // Expiry frees the room.
-        assert_eq!(g.expire(now + AGE), 5);
-        assert!(g.is_empty() && g.claims.is_empty());
+        // Expiry frees the room; the lease lives on.
+        assert_eq!(g.expire(now + AGE), 4);
+        assert_eq!(g.len(), 1);
+        assert!(g.claims.is_empty());
+        g.assert_index_in_step();
         assert_eq!(
             g.check_untrusted(P1, VID, A, &arp(A, false, A, ip(4)), now + AGE),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_port_rotating_its_macs_keeps_only_so_many_leases() {
+        let mut g = Guard::with_limits(
+            AGE,
+            GuardLimits {
+                total: 100,
+                per_port: 3,
+            },
+        );
+        let now = Instant::now();
+        for n in 0..10u8 {
+            let mac = Mac([2, 0, 0, 0, 1, n]);
+            let at = now + Duration::from_secs(u64::from(n));
+            g.observe_trusted(
+                UP,
+                VID,
+                &ack(mac, [192, 0, 2, 100 + n], &[]),
+                |_, _| Some(P1),
+                at,
+            );
+        }
+        assert_eq!(g.len(), 3);
+        // The newest three.
+        for n in 7..10u8 {
+            assert!(
+                g.binding(VID, v4([192, 0, 2, 100 + n]), now).is_some(),
+                "{n}"
+            );
+        }
+        g.assert_index_in_step();
     }
 
     #[test]
