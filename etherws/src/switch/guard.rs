@@ -550,8 +550,8 @@ impl Guard {
     }
 
     /// The untrusted `port` uses `ip` as `mac`: whether it may. It may when the address is
-    /// its own (a claim of the port, refreshed; a lease to `mac` on the port), or free and the
-    /// table has room for the port's claim.
+    /// its own (a claim of the port, refreshed; a lease to `mac` on the port, kept at least an
+    /// ageout past this use), or free and the table has room for the port's claim.
     fn claim(&mut self, port: PortNo, vid: u16, ip: IpAddr, mac: Mac, now: Instant) -> bool {
         if !claimable(ip) {
             return false;
@@ -561,6 +561,11 @@ impl Guard {
         if let Some(b) = self.table.get_mut(&key).filter(|b| b.live(now)) {
             if b.port != port || (b.lease && b.mac != mac) {
                 return false;
+            }
+            // A lease in use outlives its end (the 24 h cap, a client renewing unseen) by an
+            // ageout from its last use, so that no one can claim it in between.
+            if b.lease && b.expires.is_some_and(|e| expires.is_some_and(|x| e < x)) {
+                b.expires = expires;
             }
             if !b.lease {
                 (b.mac, b.expires) = (mac, expires);
@@ -1444,6 +1449,26 @@ pub(crate) mod tests {
             );
         }
         g.assert_index_in_step();
+    }
+
+    #[test]
+    fn a_lease_in_use_outlives_its_cap() {
+        let mut g = Guard::new(AGE);
+        let now = Instant::now();
+        let at_p1 = |_: u16, m: Mac| (m == A).then_some(P1);
+        g.observe_trusted(UP, VID, &ack(A, IP_A, &[]), at_p1, now);
+        // Used shortly before it ends: it lives on an ageout from then.
+        let late = now + DEFAULT_LEASE - Duration::from_secs(1);
+        assert_eq!(
+            g.check_untrusted(P1, VID, A, &arp(A, false, A, IP_A), late),
+            Ok(())
+        );
+        let after = now + DEFAULT_LEASE + Duration::from_secs(10);
+        assert_eq!(
+            g.check_untrusted(P2, VID, B, &arp(B, false, B, IP_A), after),
+            Err(Rule::Arp)
+        );
+        assert!(g.binding(VID, v4(IP_A), after).unwrap().lease);
     }
 
     #[test]
