@@ -219,10 +219,14 @@ impl Guard {
         if a.sender_mac != src.0 {
             return Err(Rule::Arp);
         }
-        if a.sender_ip.is_unspecified() {
-            return Ok(());
-        }
-        self.claim(port, vid, a.sender_ip.into(), src, now)
+        // A probe (RFC 5227) claims the address it asks about, as a tentative claim would
+        // (RFC 6620): no one else may then echo it back to make the prober give it up.
+        let ip = if a.sender_ip.is_unspecified() {
+            a.target_ip
+        } else {
+            a.sender_ip
+        };
+        self.claim(port, vid, ip.into(), src, now)
             .then_some(())
             .ok_or(Rule::Arp)
     }
@@ -723,12 +727,19 @@ fn dhcpv6_from_server(u: &udp::Datagram, frame: &[u8]) -> bool {
                 .is_some_and(|t| SERVER_TYPES.contains(t)))
 }
 
+/// The address an NS, NA or RS announces or asks for: an NA's target, the source of an NS or
+/// RS, or the target of duplicate address detection (an NS from the unspecified address).
 fn nd_address(nd: &Nd<'_>, frame: &[u8], h: &Headers) -> Option<IpAddr> {
     if nd.msg_type == icmpv6::kind::NEIGHBOR_ADVERT {
         return Some(nd.target.into());
     }
     let src = ipv6::src_addr(frame, h.l3_offset())?;
-    (!src.is_unspecified()).then_some(src.into())
+    if !src.is_unspecified() {
+        return Some(src.into());
+    }
+    // Duplicate address detection claims the address it asks about, as a tentative claim
+    // would (RFC 6620).
+    (nd.msg_type == icmpv6::kind::NEIGHBOR_SOLICIT).then_some(nd.target.into())
 }
 
 #[cfg(test)]
@@ -1153,11 +1164,16 @@ pub(crate) mod tests {
         let mut g = Guard::new(AGE);
         let now = Instant::now();
         for tagged in [false, true] {
-            // Another sender MAC; a probe (claims nothing); malformed ARP.
+            // Another sender MAC; a probe (claims what it asks about: no one else may probe
+            // for it, or echo it back); malformed ARP.
             let f = arp(A, tagged, B, IP_A);
             assert_eq!(g.check_untrusted(P1, VID, A, &f, now), Err(Rule::Arp));
             let f = arp(A, tagged, A, [0; 4]);
             assert_eq!(g.check_untrusted(P1, VID, A, &f, now), Ok(()));
+            assert_eq!(g.binding(VID, v4([192, 0, 2, 1]), now).unwrap().port, P1);
+            let f = arp(B, tagged, B, [0; 4]);
+            assert_eq!(g.check_untrusted(P2, VID, B, &f, now), Err(Rule::Arp));
+            g.forget_port(P1);
             assert!(g.is_empty());
             let mut f = arp(A, tagged, A, IP_A);
             let plen = f.len() - 28 - 18 + 5;
@@ -1320,9 +1336,14 @@ pub(crate) mod tests {
         let mut g = Guard::new(AGE);
         let now = Instant::now();
         for tagged in [false, true] {
-            // Duplicate address detection claims nothing.
+            // Duplicate address detection claims the address it asks about.
             let f = ns(A, tagged, "::", None);
             assert_eq!(g.check_untrusted(P1, VID, A, &f, now), Ok(()));
+            let tentative = IpAddr::V6(v6("2001:db8::99"));
+            assert_eq!(g.binding(VID, tentative, now).unwrap().port, P1);
+            let f = ns(B, tagged, "::", None);
+            assert_eq!(g.check_untrusted(P2, VID, B, &f, now), Err(Rule::Nd));
+            g.forget_port(P1);
             assert!(g.is_empty());
             // A link-layer address other than the source.
             let f = ns(A, tagged, "fe80::a", Some(B));
