@@ -35,6 +35,9 @@ pub(crate) struct Learning {
     /// The port's own limit on its stations (beyond [`MacLimits`]): a station over it is not
     /// learned, and its frames are dropped by the caller.
     pub(crate) max_macs: Option<usize>,
+    /// A port whose stations an untrusted port may take over all the same: the same client's
+    /// older connection.
+    pub(crate) successor_of: Option<PortNo>,
 }
 
 /// What [`Fdb::learn`] did, so callers can log (and mirror into other tables) only changes.
@@ -309,7 +312,7 @@ impl Fdb {
                     Learned::New
                 };
             }
-            if how.untrusted && live_old.is_some() {
+            if how.untrusted && live_old.is_some() && how.successor_of != Some(e.port) {
                 return Learned::Spoofed { owner: e.port };
             }
         }
@@ -762,6 +765,7 @@ mod tests {
     const UNTRUSTED: Learning = Learning {
         untrusted: true,
         max_macs: None,
+        successor_of: None,
     };
 
     #[test]
@@ -815,6 +819,7 @@ mod tests {
         let two = Learning {
             untrusted: false,
             max_macs: Some(2),
+            successor_of: None,
         };
         assert_eq!(fdb.learn_as(0, mac(1), 1, two, t0), Learned::New);
         assert_eq!(fdb.learn_as(0, mac(2), 1, two, t0), Learned::New);

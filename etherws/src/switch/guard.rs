@@ -616,6 +616,26 @@ impl Guard {
         }
     }
 
+    /// The addresses `mac` holds on port `old` (its leases and claims) go to port `new`: the
+    /// same client, connected again before its old connection timed out.
+    pub(crate) fn hand_over(&mut self, mac: Mac, old: PortNo, new: PortNo) {
+        let keys: Vec<(u16, IpAddr)> = self
+            .by_port
+            .get(&old)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|k| self.table.get(k).is_some_and(|b| b.mac == mac))
+            .collect();
+        for key in keys {
+            if let Some(mut b) = self.table.get(&key).copied() {
+                b.port = new;
+                self.remove(&key);
+                self.insert_if_room(key, b);
+            }
+        }
+    }
+
     /// Drops every binding and claim of a port that is gone.
     pub(crate) fn forget_port(&mut self, port: PortNo) {
         for key in self.by_port.remove(&port).unwrap_or_default() {

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::switch::fdb::{Fdb, FdbRow, Learned, PortNo};
+use crate::switch::fdb::{Fdb, FdbRow, Learned, Learning, PortNo};
 pub(crate) use crate::switch::forward::Decisions;
 use crate::switch::forward::Target;
 use crate::switch::frame::{Frame, FrameError, Header, Mac};
@@ -484,7 +484,19 @@ impl<E: Egress> Switch<E> {
         if mac.is_multicast() {
             return true;
         }
-        let learned = self.fdb.learn_as(vid, mac, from, rx.policy.learning(), now);
+        let how = rx.policy.learning();
+        let mut learned = self.fdb.learn_as(vid, mac, from, how, now);
+        if let Learned::Spoofed { owner } = learned
+            && self.same_client(from, owner)
+        {
+            // The same client, connected again before its old connection timed out.
+            let how = Learning {
+                successor_of: Some(owner),
+                ..how
+            };
+            learned = self.fdb.learn_as(vid, mac, from, how, now);
+            self.guard.hand_over(mac, owner, from);
+        }
         self.tell_observer(learned, vid, mac, from);
         let Some(Port { stat, policer, .. }) = self.ports.get_mut(&from) else {
             return true;
@@ -555,6 +567,17 @@ impl<E: Egress> Switch<E> {
             "port security dropped a frame"
         );
         false
+    }
+
+    /// Whether ports `a` and `b` are the same client's: the same address, and the same user
+    /// proved by authentication (an anonymous client is nobody's: strangers share addresses
+    /// behind a NAT).
+    fn same_client(&self, a: PortNo, b: PortNo) -> bool {
+        let (Some(a), Some(b)) = (self.ports.get(&a), self.ports.get(&b)) else {
+            return false;
+        };
+        let (a, b) = (&a.stat, &b.stat);
+        a.addr.is_some() && a.addr == b.addr && a.user.is_some() && a.user == b.user
     }
 
     /// Tells the observer of FDB changes what `learn` did with `mac` in `vid` on `port`.
@@ -684,6 +707,7 @@ mod tests {
     use super::*;
     use crate::switch::fdb::MacLimits;
     use crate::switch::frame::tests::frame;
+    use crate::switch::guard::GuardCounters;
     use crate::wire::gso::VnetHdr;
 
     /// A port queue that records what was offered, optionally refusing everything.
@@ -1335,6 +1359,53 @@ mod tests {
         // Gone with vm1's port.
         sw.remove_port(2);
         assert_eq!(sw.guard_len(), 0);
+    }
+
+    #[test]
+    fn the_same_client_connected_again_takes_its_station_and_lease() {
+        use crate::switch::guard::tests::{ack, arp};
+        let mut sw = Switch::new(Duration::from_secs(300));
+        let sinks: Vec<Sink> = (0..4).map(|_| Sink::default()).collect();
+        let client = |user: &str| Origin {
+            addr: Some("192.0.2.50".parse().unwrap()),
+            user: Some(user.into()),
+            path: None,
+            policy: isolated(),
+        };
+        sw.add_port(PortKind::Tap, "gw".into(), sinks[0].clone());
+        let old = sw.add_port_from(
+            PortKind::Server,
+            "c".into(),
+            client("alice"),
+            sinks[1].clone(),
+        );
+        let again = sw.add_port_from(
+            PortKind::Server,
+            "c".into(),
+            client("alice"),
+            sinks[2].clone(),
+        );
+        let other = sw.add_port_from(
+            PortKind::Server,
+            "c".into(),
+            client("bob"),
+            sinks[3].clone(),
+        );
+        let t0 = Instant::now();
+        sw.receive(old, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        sw.receive(1, &Bytes::from(ack(Mac(A), [192, 0, 2, 10], &[])), t0)
+            .unwrap();
+        // Bob, from the same address, may not; alice, connected again, may.
+        sw.receive(other, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        assert_eq!(sw.port(other).unwrap().guard.get(Rule::MacSpoof), 1);
+        sw.receive(again, &Bytes::from(frame(BCAST, A, None)), t0)
+            .unwrap();
+        assert_eq!(sw.fdb.lookup(0, Mac(A), t0), Some(again));
+        let announce = Bytes::from(arp(Mac(A), false, Mac(A), [192, 0, 2, 10]));
+        sw.receive(again, &announce, t0).unwrap();
+        assert_eq!(sw.port(again).unwrap().guard, GuardCounters::default());
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Policy {
         Learning {
             untrusted: !self.is_trusted(),
             max_macs: self.own_max_macs().map(|n| n as usize),
+            successor_of: None,
         }
     }
 
