@@ -7,6 +7,7 @@
 //! A connection keeps what it was admitted with until the reload acts on it by port number.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::pki_types::CertificateDer;
@@ -56,6 +57,9 @@ pub(crate) struct LiveWs {
     pub(crate) paths: Swap<Vec<WsPath>>,
     pub(crate) users: Swap<Users>,
     pub(crate) sessions: Arc<Sessions>,
+    /// Reloads applied so far: a connection admitted under an older one than it finds once
+    /// registered was admitted by rules a reload may have changed meanwhile.
+    generation: AtomicU64,
 }
 
 impl LiveWs {
@@ -64,7 +68,20 @@ impl LiveWs {
             paths: Swap::new(Arc::new(paths)),
             users: Swap::new(Arc::new(users)),
             sessions: Arc::default(),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The reloads applied so far; read before the paths, users and htpasswd files are.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A reload stored its paths, users and htpasswd files: connections admitted before are
+    /// looked at again (the reload's snapshot of the sessions, or their own check once
+    /// registered).
+    pub(crate) fn reloaded(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The path `name` as now served, if it is.
@@ -84,6 +101,8 @@ pub(crate) struct Session {
     pub(crate) from: Credentials,
     /// The client's certificate chain, on a listener that asks for one.
     pub(crate) certs: Option<Arc<[CertificateDer<'static>]>>,
+    /// The [`LiveWs::generation`] it was admitted under.
+    pub(crate) generation: u64,
 }
 
 impl Session {
@@ -151,6 +170,7 @@ mod tests {
             user: None,
             from: Credentials::Certificate,
             certs: None,
+            generation: 0,
         });
         let guard = sessions.register(7, s);
         assert_eq!(sessions.snapshot().len(), 1);

@@ -31,7 +31,7 @@ use crate::edge::admission::{AuthLimits, ConnLimits, ConnPermit, Connections};
 use crate::edge::auth::Auth;
 use crate::edge::forwarded::{Client, Connection, Malformed, TrustedProxies, read_proxy_header};
 use crate::edge::htpasswd::Htpasswd;
-use crate::edge::live::{LiveWs, Session, Sessions, TlsCell};
+use crate::edge::live::{LiveWs, Session, TlsCell};
 use crate::port::websocket::super_frame;
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
@@ -145,13 +145,23 @@ struct CtlState {
 struct Admitted<P> {
     port: P,
     _permit: ConnPermit,
-    session: (Arc<Sessions>, Arc<Session>),
+    session: (Arc<LiveWs>, Arc<Session>),
 }
 
 impl<P: Port> Port for Admitted<P> {
     async fn run(self, io: PortIo) -> anyhow::Result<()> {
-        let (sessions, session) = self.session;
-        let _registered = sessions.register(io.ingress.port(), session);
+        let (live, session) = self.session;
+        let admitted_under = session.generation;
+        let _registered = live.sessions.register(io.ingress.port(), session);
+        // A reload came between its admission and now, and may have missed it: it connects
+        // again, under the rules in force.
+        if live.generation() != admitted_under {
+            tracing::info!(
+                port = io.ingress.port(),
+                "a reload came while the connection was being set up: closed, to be made again"
+            );
+            return Ok(());
+        }
         self.port.run(io).await
     }
 }
@@ -352,6 +362,7 @@ fn refuse(status: StatusCode, why: &'static str) -> Response {
 }
 
 async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
+    let generation = st.live.generation();
     let Some(path) = st.live.path(req.uri().path()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -385,6 +396,7 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         user,
         from,
         certs: peer.certs.clone(),
+        generation,
     });
     // What the port starts with: the user's pinned settings over the path's, if the pin is for
     // the credentials the name was proved with.
@@ -405,7 +417,7 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         policy: profile.policy(),
     };
     let port = Upgrading {
-        session: (st.live.sessions.clone(), session),
+        session: (st.live.clone(), session),
         switch: st.switch,
         keepalive: st.settings.keepalive,
         super_frames,
@@ -481,7 +493,7 @@ impl IntoResponse for Refused {
 /// An admitted WebSocket connection whose upgrade is under way: once hyper hands over the
 /// connection, it becomes a `server` port.
 struct Upgrading {
-    session: (Arc<Sessions>, Arc<Session>),
+    session: (Arc<LiveWs>, Arc<Session>),
     switch: SharedSwitch,
     keepalive: Option<Duration>,
     super_frames: bool,

@@ -158,6 +158,9 @@ impl Reloader {
         said.extend(path_changes(&old_paths, &s.paths));
         self.live.paths.store(Arc::new(s.paths.clone()));
         self.live.users.store(Arc::new(users));
+        // Paths, users and htpasswd files stored: a connection admitted before and not in the
+        // snapshot below checks itself once registered (and connects again).
+        self.live.reloaded();
         let users = self.live.users.load();
         let (mut changed, mut closed) = (0, 0);
         for (port, session) in self.live.sessions.snapshot() {
