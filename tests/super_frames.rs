@@ -79,6 +79,27 @@ async fn raw_client(ns: &Netns, offer_super: bool) -> (RawWs, bool) {
 }
 
 /// Every binary message `ws` receives within `secs`.
+/// The hosts of the `stalled` clients (in `ns`) stop taking anything from the switch: its
+/// queues for them fill up.
+fn stall(ns: &Netns, stalled: &[RawWs]) {
+    let ports: Vec<String> = stalled
+        .iter()
+        .map(|ws| ws.get_ref().local_addr().unwrap().port().to_string())
+        .collect();
+    let rule = format!(
+        "add rule inet stall input tcp sport {} tcp dport {{ {} }} drop",
+        Sites::WS_PORT,
+        ports.join(", ")
+    );
+    for cmd in [
+        "add table inet stall",
+        "add chain inet stall input { type filter hook input priority 0; }",
+        &rule,
+    ] {
+        ns.exec_ok(&["nft", cmd]);
+    }
+}
+
 async fn messages(mut ws: RawWs, secs: u64) -> Vec<Bytes> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -326,22 +347,7 @@ async fn queued_small_frames_do_not_hold_their_read_buffers() {
     let (mut sender, _) = raw_client(&s.b.ns, false).await;
     s.a.sw.wait_servers(5);
     // The stalled peers' hosts stop taking anything: the switch's queues for them fill up.
-    let ports: Vec<String> = stalled
-        .iter()
-        .map(|ws| ws.get_ref().local_addr().unwrap().port().to_string())
-        .collect();
-    let rule = format!(
-        "add rule inet stall input tcp sport {} tcp dport {{ {} }} drop",
-        Sites::WS_PORT,
-        ports.join(", ")
-    );
-    for cmd in [
-        "add table inet stall",
-        "add chain inet stall input { type filter hook input priority 0; }",
-        &rule,
-    ] {
-        s.b.ns.exec_ok(&["nft", cmd]);
-    }
+    stall(&s.b.ns, &stalled);
     let before = rss_mib(s.a.sw.pid());
     let mut small = vec![0xff; 6];
     small.extend_from_slice(&[2, 0, 0, 0, 0, 0x77, 0x08, 0x00]);
@@ -430,22 +436,7 @@ async fn rss_stays_within_the_documented_bound_under_attack() {
     let (mut hostile, accepted) = raw_client(&s.b.ns, true).await;
     assert!(accepted);
     s.a.sw.wait_servers(7);
-    let ports: Vec<String> = stalled
-        .iter()
-        .map(|ws| ws.get_ref().local_addr().unwrap().port().to_string())
-        .collect();
-    let rule = format!(
-        "add rule inet stall input tcp sport {} tcp dport {{ {} }} drop",
-        Sites::WS_PORT,
-        ports.join(", ")
-    );
-    for cmd in [
-        "add table inet stall",
-        "add chain inet stall input { type filter hook input priority 0; }",
-        &rule,
-    ] {
-        s.b.ns.exec_ok(&["nft", cmd]);
-    }
+    stall(&s.b.ns, &stalled);
     let base = rss_mib(s.a.sw.pid());
     // Item 1: 64 KB super-frames of 48-byte segments behind 2,000 tags (9 KB segments), and
     // of 56-byte segments behind plain headers (twice their size once cut).

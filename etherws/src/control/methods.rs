@@ -198,7 +198,7 @@ struct GuardRow {
 impl From<&GuardCounters> for GuardRow {
     fn from(g: &GuardCounters) -> GuardRow {
         GuardRow {
-            guard_dropped: Rule::ALL.iter().map(|&r| g.get(r)).sum(),
+            guard_dropped: g.total(),
             mac_spoof_dropped: g.get(Rule::MacSpoof),
             max_macs_dropped: g.get(Rule::MaxMacs),
             dhcp_server_dropped: g.get(Rule::DhcpServer),

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::switch::fdb::PortNo;
-use crate::switch::guard::Rule;
 use crate::switch::{PortKind, PortStat};
 
 /// Readings closer together than this reuse the last rates.
@@ -80,7 +79,6 @@ pub(super) struct Entry {
 
 /// Every drop counter of a port, added up (the page's "total" column).
 pub(super) fn drops(s: &PortStat) -> u64 {
-    let guard: u64 = Rule::ALL.iter().map(|&r| s.guard.get(r)).sum();
     s.rx_invalid
         + s.rx_oversize
         + s.storm_dropped
@@ -91,7 +89,7 @@ pub(super) fn drops(s: &PortStat) -> u64 {
         + s.vlan_dropped
         + s.rate_in_dropped
         + s.rate_out_dropped
-        + guard
+        + s.guard.total()
 }
 
 impl Entry {

@@ -95,6 +95,11 @@ impl GuardCounters {
     pub(crate) fn get(&self, rule: Rule) -> u64 {
         self.0[rule.index()]
     }
+
+    /// Frames dropped by all the rules together.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
 }
 
 /// Entries the table holds at most, all ports together.
