@@ -32,6 +32,8 @@
 //!   `openssl`, keys in PKCS#8, PKCS#1 or SEC1 PEM);
 //! * `pty`: `run_on_pty()` (type a password at a prompt on a pseudo-terminal);
 //! * `iperf`: `iperf3()` / `iperf3_for()` between namespaces;
+//! * `wan`: `Wan`, a delay line (one-way delay, loss, rate: a `WanSpec` such as `20ms,0.5%`)
+//!   between two namespaces, on packet sockets in a namespace of its own, with `WanStats`;
 //! * `lan`: `HonestLan`, the network every hardening test attacks, and `still_serves()`;
 //! * `transfer`: `copy()` (bulk data over TCP between namespaces, checked byte for byte),
 //!   `random_bytes()`, `listen_in()`;
@@ -101,10 +103,11 @@ mod sites;
 mod switch;
 mod tables;
 mod transfer;
+mod wan;
 
 pub use {
     http::*, iperf::*, lan::*, netns::*, packets::*, pki::*, pty::*, sites::*, switch::*,
-    tables::*, transfer::*,
+    tables::*, transfer::*, wan::*,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ use super::*;
 /// `ethtool` commands of the legacy ioctl interface (`linux/ethtool.h`).
 const ETHTOOL_STXCSUM: u32 = 0x17;
 const ETHTOOL_SGRO: u32 = 0x2c;
+const ETHTOOL_SSG: u32 = 0x19;
+const ETHTOOL_STSO: u32 = 0x1f;
+const ETHTOOL_SGSO: u32 = 0x24;
 const SIOCETHTOOL: libc::Ioctl = 0x8946;
 
 impl Netns {
@@ -91,6 +94,37 @@ impl Netns {
         v[0]["stats64"]["rx"]["packets"]
             .as_u64()
             .unwrap_or_else(|| panic!("no rx packets for {ifname} in {}: {out}", self.name()))
+    }
+
+    /// An interface's index (`ip link show`).
+    pub fn ifindex(&self, ifname: &str) -> i32 {
+        let out = self.ip(&["-j", "link", "show", "dev", ifname]);
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("ip -j link show {ifname}: {e}\n{out}"));
+        v[0]["ifindex"]
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or_else(|| panic!("no ifindex for {ifname} in {}: {out}", self.name()))
+    }
+
+    /// Every offload that changes what crosses the wire on or off (`ethtool -K IF tx sg tso
+    /// gso gro`, by ioctl): off, the interface sends and receives MTU-sized frames with complete
+    /// checksums, as a physical link does (what a delay line on packet sockets needs).
+    pub fn set_offloads(&self, ifname: &str, on: bool) {
+        // TSO needs scatter-gather and checksums: off in that order, on in the reverse.
+        let mut cmds = [
+            ETHTOOL_STSO,
+            ETHTOOL_SGSO,
+            ETHTOOL_SGRO,
+            ETHTOOL_SSG,
+            ETHTOOL_STXCSUM,
+        ];
+        if on {
+            cmds.reverse();
+        }
+        for cmd in cmds {
+            self.ethtool_set(ifname, cmd, on);
+        }
     }
 
     /// GRO on or off (`ethtool -K IF gro on|off`, by ioctl: no ethtool needed). A veth only

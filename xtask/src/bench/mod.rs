@@ -50,11 +50,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use etherws_testkit::{
-    Ca, Daemon, KeyForm, Netns, Pki, ServerCert, Switch, build_frame, iperf3_for, parse_mac,
-    ping_within, poll, use_binary, use_netns_prefix, veth,
+    Ca, Daemon, KeyForm, Netns, Pki, ServerCert, Switch, Wan, WanSpec, build_frame, iperf3_for,
+    parse_mac, ping_within, poll, use_binary, use_netns_prefix, veth,
 };
 
 use crate::report::{BENCHMARKS_HEADER, loadavg, replace_section};
+
+mod wan;
 use crate::{cargo, root, run};
 
 const H1_IP: &str = "192.0.2.1";
@@ -155,6 +157,11 @@ const SCENARIOS: &[Scenario] = &[
         what: "OpenVPN TAP/TCP, no crypto",
     },
     Scenario {
+        name: "openvpn_udp",
+        group: Group::Tunnel,
+        what: "OpenVPN TAP/UDP, no crypto",
+    },
+    Scenario {
         name: "openvpn_tls",
         group: Group::Tunnel,
         what: "OpenVPN TAP/TCP, TLS AES-128-GCM",
@@ -188,6 +195,10 @@ pub struct Opts {
     /// Only these scenarios, or groups `offload` and `tunnel` (repeatable, comma-separated).
     #[arg(long, value_name = "NAME", num_args = 1.., value_delimiter = ',', value_parser = scenario_name)]
     only: Vec<String>,
+    /// Measure the tunnel rows across a delay line with this path (one-way delay, loss, rate:
+    /// `20ms`, `20ms,0.5%`, `50ms,1%,100mbit`), repeatable: the WAN table (see `wan.rs`).
+    #[arg(long, value_name = "SPEC")]
+    wan: Vec<WanSpec>,
 }
 
 fn scenario_name(n: &str) -> Result<String, String> {
@@ -289,7 +300,11 @@ fn iperf_tcp(
 /// `ping -i 0.01 -c 200`: (average, p99, lost) in ms.
 fn ping_rtt(from: &Netns, to: &str) -> anyhow::Result<(f64, f64, usize)> {
     let out = from.exec(&["ping", "-n", "-i", "0.01", "-c", "200", "-W", "1", to]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    ping_stats(&String::from_utf8_lossy(&out.stdout), to)
+}
+
+/// (average, p99, lost) in ms of ping's per-reply lines; lost from its summary line.
+fn ping_stats(text: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
     let mut times: Vec<f64> = text
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("time="))
@@ -298,10 +313,15 @@ fn ping_rtt(from: &Netns, to: &str) -> anyhow::Result<(f64, f64, usize)> {
     if times.is_empty() {
         bail!("no ping replies from {to}: {text}");
     }
+    let sent = text
+        .lines()
+        .find_map(|l| l.split_once(" packets transmitted"))
+        .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+        .unwrap_or(times.len());
     times.sort_by(f64::total_cmp);
     let avg = times.iter().sum::<f64>() / times.len() as f64;
     let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1];
-    Ok((avg, p99, 200usize.saturating_sub(times.len())))
+    Ok((avg, p99, sent.saturating_sub(times.len())))
 }
 
 /// Pings until they get through (ARP, learning), up to 15 s.
@@ -435,6 +455,8 @@ struct Topo {
     h2: Endpoint,
     /// Processes whose CPU is counted: (name, namespaces to look in).
     cpu: Option<(&'static str, Vec<Rc<Netns>>)>,
+    /// The delay line between the switch namespaces (`--wan`).
+    wan: Option<Wan>,
     _nss: Vec<Rc<Netns>>,
     note: String,
     /// etherws tunnels: switch B's client port and whether it should carry super-frames
@@ -545,6 +567,7 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
             ifname: "h2",
         },
         cpu,
+        wan: None,
         _nss: vec![mid, n1, n2],
         note,
         check_super: None,
@@ -552,23 +575,23 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
 }
 
 /// host1 ── a1 [switchA] tA ══ tB [switchB] b1 ── host2 (TAP variants: the switch namespaces
-/// are the hosts).
-fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
+/// are the hosts); with `wan`, tA and tB are joined by a delay line instead of one veth.
+fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<Topo> {
     let na = Rc::new(Netns::new("swA"));
     let nb = Rc::new(Netns::new("swB"));
     let bridges = s.name == "bridges";
     let (a_addr, b_addr) = (format!("{A_IP}/24"), format!("{B_IP}/24"));
-    veth(
-        &na,
-        "tA",
+    let (a_addr, b_addr) = (
         (!bridges).then_some(a_addr.as_str()),
-        &nb,
-        "tB",
         (!bridges).then_some(b_addr.as_str()),
     );
     // Room for VXLAN's 50 bytes around 1500-byte frames; the same link for every scenario.
-    na.set_mtu("tA", 1550);
-    nb.set_mtu("tB", 1550);
+    let wan = wan.map(|spec| Wan::between(&na, "tA", a_addr, &nb, "tB", b_addr, 1550, spec));
+    if wan.is_none() {
+        veth(&na, "tA", a_addr, &nb, "tB", b_addr);
+        na.set_mtu("tA", 1550);
+        nb.set_mtu("tB", 1550);
+    }
     let tap = s.name.ends_with("_tap");
     let mut nss = vec![na.clone(), nb.clone()];
     let (h1, h2) = if tap {
@@ -649,10 +672,10 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
             daemons = softether(env, s, &na, &nb)?;
             cpu = Some(("vpnserver", vec![na.clone(), nb.clone()]));
         }
-        "openvpn" | "openvpn_tls" => {
+        "openvpn" | "openvpn_tls" | "openvpn_udp" => {
             // (A's arguments, B's arguments)
             let crypto = |side_a: bool| -> anyhow::Result<Vec<String>> {
-                if s.name == "openvpn" {
+                if s.name != "openvpn_tls" {
                     return Ok(["--cipher", "none", "--auth", "none"]
                         .map(String::from)
                         .to_vec());
@@ -685,22 +708,27 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
                 .map(String::from)
                 .to_vec())
             };
+            let udp = s.name == "openvpn_udp";
             let common = [
                 "openvpn",
                 "--dev",
                 "tap0",
                 "--dev-type",
                 "tap",
-                "--tcp-nodelay",
                 "--verb",
                 "3",
             ];
             let mut a: Vec<String> = common.map(String::from).to_vec();
-            a.extend(
-                ["--proto", "tcp-server", "--local", A_IP, "--lport", "1194"].map(String::from),
-            );
             let mut b: Vec<String> = common.map(String::from).to_vec();
-            b.extend(["--proto", "tcp-client", "--remote", A_IP, "1194"].map(String::from));
+            let (server, client) = if udp {
+                ("udp", "udp")
+            } else {
+                a.push("--tcp-nodelay".into());
+                b.push("--tcp-nodelay".into());
+                ("tcp-server", "tcp-client")
+            };
+            a.extend(["--proto", server, "--local", A_IP, "--lport", "1194"].map(String::from));
+            b.extend(["--proto", client, "--remote", A_IP, "1194"].map(String::from));
             if s.name == "openvpn_tls" {
                 a.push("--tls-server".into());
                 b.push("--tls-client".into());
@@ -755,6 +783,7 @@ fn tunnel_topo(s: &Scenario, env: &Env) -> anyhow::Result<Topo> {
         h1,
         h2,
         cpu,
+        wan,
         _nss: nss,
         note,
         check_super,
@@ -922,6 +951,9 @@ struct Res {
     zero_loss: Option<(f64, bool)>,
     cpu_proc: Option<f64>,
     cpu_sys: Option<f64>,
+    /// `--wan`: pings during the h1→h2 transfer (average, p99, lost), and what the line did.
+    ping_load: Option<(f64, f64, usize)>,
+    line: Option<String>,
     /// etherws tunnels: `listPort`'s `super_frames` of switch B's client port.
     super_frames: Option<bool>,
     note: String,
@@ -948,7 +980,7 @@ fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let t = match s.group {
             Group::Offload => offload_topo(s, env),
-            Group::Tunnel => tunnel_topo(s, env)?,
+            Group::Tunnel => tunnel_topo(s, env, None)?,
         };
         r.note = t.note.clone();
         measure_topo(&t, s, o, &mut r)
@@ -969,15 +1001,7 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
     let secs = if o.quick { 3 } else { 10 };
     warm_up(&t.h1.ns, H2_IP);
     warm_up(&t.h2.ns, H1_IP);
-    if let (Some((port, want)), Some(b)) = (t.check_super, t._switches.get(1)) {
-        let got = b.port_status(port)["super_frames"].as_bool();
-        r.super_frames = got;
-        if got != Some(want) {
-            r.note = format!(
-                "switch B's client port: super_frames {got:?}, expected {want} (see the logs)"
-            );
-        }
-    }
+    check_super(t, r);
 
     let p0 = t.cpu.as_ref().map(|(c, n)| proc_ticks(n, c));
     let s0 = sys_ticks();
@@ -1028,6 +1052,19 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
         });
     }
     Ok(())
+}
+
+/// Warm and check: switch B's client port carries super-frames when it should.
+fn check_super(t: &Topo, r: &mut Res) {
+    if let (Some((port, want)), Some(b)) = (t.check_super, t._switches.get(1)) {
+        let got = b.port_status(port)["super_frames"].as_bool();
+        r.super_frames = got;
+        if got != Some(want) {
+            r.note = format!(
+                "switch B's client port: super_frames {got:?}, expected {want} (see the logs)"
+            );
+        }
+    }
 }
 
 fn env_logs() -> PathBuf {
@@ -1341,6 +1378,9 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             .map(Some)?,
         logs: logs.clone(),
     };
+    if !o.wan.is_empty() {
+        return wan_bench(&o, &env, &chosen, &load, &started);
+    }
     let results: Vec<Res> = chosen.iter().map(|s| measure(s, &o, &env)).collect();
 
     let command = crate::command_line().replace(" --write", "");
@@ -1426,29 +1466,71 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
         ));
         charts.push(("bench-tunnel.svg", chart));
     }
-    for (name, svg) in &charts {
+    output(&o, &logs, &sections, &charts)?;
+    if results.iter().any(|r| r.error.is_some()) {
+        bail!("some scenarios failed (see above)");
+    }
+    Ok(())
+}
+
+/// `--wan`: the tunnel rows across each path, one section.
+fn wan_bench(
+    o: &Opts,
+    env: &Env,
+    chosen: &[&Scenario],
+    load: &str,
+    started: &str,
+) -> anyhow::Result<()> {
+    let (tables, chart, failed) = wan::run(o, env, chosen);
+    let command = crate::command_line().replace(" --write", "");
+    let (secs, omit) = if o.quick { (5, 2) } else { (20, 3) };
+    let section = format!(
+        "{heading}\n\n         host1 ── switchA ══ tunnel across a delay line ══ switchB ── host2: the tunnel rows          of the tunnel bench, the link between the switch namespaces replaced by the test          kit's WAN emulator (packet sockets between two veths in a namespace of its own, one          real-time thread per direction; offloads off on its veths, MTU 1550, as on a wire;          everything else at its defaults, the hosts' congestion control included). Run          {started} with `{command}` (root): kernel {}, {}, load average at start {load}          (1/5/15 min). iperf3 TCP {secs} s each way after {omit} s omitted; ping idle: 200 at          10 ms; ping during bulk: every 50 ms during the h1→h2 run. Logs: `{}`.\n\n         ![TCP throughput across the WAN paths](bench-wan.svg)\n\n{tables}",
+        sh(&["uname", "-r"]),
+        cpu_model(),
+        env.logs.display(),
+        heading = wan::WAN_HEADING,
+    );
+    output(
+        o,
+        &env.logs,
+        &[(wan::WAN_HEADING, section)],
+        &[("bench-wan.svg", chart)],
+    )?;
+    if failed {
+        bail!("some WAN rows failed (see above)");
+    }
+    Ok(())
+}
+
+/// Prints the sections, keeps the charts in the log directory, and with `--write` replaces
+/// the sections in BENCHMARKS.md and writes the charts beside it.
+fn output(
+    o: &Opts,
+    logs: &Path,
+    sections: &[(&str, String)],
+    charts: &[(&str, String)],
+) -> anyhow::Result<()> {
+    for (name, svg) in charts {
         let _ = std::fs::write(logs.join(name), svg);
     }
-    for (_, s) in &sections {
+    for (_, s) in sections {
         println!("{s}");
     }
     if o.write {
         let path = root().join("BENCHMARKS.md");
         // Re-read right before writing: another task may have changed its own section.
         let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| BENCHMARKS_HEADER.into());
-        for (heading, s) in &sections {
+        for (heading, s) in sections {
             text = replace_section(&text, heading, s);
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        for (name, svg) in &charts {
+        for (name, svg) in charts {
             let p = root().join(name);
             std::fs::write(&p, svg).with_context(|| format!("cannot write {}", p.display()))?;
             eprintln!("xtask: wrote {}", p.display());
         }
         eprintln!("xtask: wrote {}", path.display());
-    }
-    if results.iter().any(|r| r.error.is_some()) {
-        bail!("some scenarios failed (see above)");
     }
     Ok(())
 }
