@@ -8,9 +8,10 @@
 //!   `rust-src` and a matching `bpf-linker` first if missing); see `build_ebpf.rs`.
 //! - `test-ebpf`: run the XDP program on test frames with `BPF_PROG_TEST_RUN` and check its
 //!   decisions (needs root and the object); see `test_ebpf.rs`.
-//! - `bench [--quick] [--only NAME…] [--write]`: the offload and tunnel benchmarks (root;
-//!   network namespaces; OpenVPN and VXLAN for comparison); `--write` updates `BENCHMARKS.md`.
-//!   See `bench.rs`.
+//! - `bench [--quick] [--only NAME…] [--wan SPEC…] [--write]`: the offload and tunnel
+//!   benchmarks (root; network namespaces; OpenVPN and VXLAN for comparison); `--wan 20ms,0.5%`
+//!   measures the tunnel rows across the test kit's delay line instead; `--write` updates
+//!   `BENCHMARKS.md`. See `bench/mod.rs` and `bench/wan.rs`.
 //! - `fuzz [--seconds N] [TARGET…]`: run the fuzz targets for a bounded time each; see
 //!   `fuzz.rs`. `test` ends with a short pass (`ETHERWS_FUZZ_SECONDS`, default 10 per target).
 //! - `load [--clients N] [--seconds S] [--reload] [--write]`: 1,000 WebSocket clients with

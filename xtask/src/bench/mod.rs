@@ -1485,7 +1485,16 @@ fn wan_bench(
     let command = crate::command_line().replace(" --write", "");
     let (secs, omit) = if o.quick { (5, 2) } else { (20, 3) };
     let section = format!(
-        "{heading}\n\n         host1 ── switchA ══ tunnel across a delay line ══ switchB ── host2: the tunnel rows          of the tunnel bench, the link between the switch namespaces replaced by the test          kit's WAN emulator (packet sockets between two veths in a namespace of its own, one          real-time thread per direction; offloads off on its veths, MTU 1550, as on a wire;          everything else at its defaults, the hosts' congestion control included). Run          {started} with `{command}` (root): kernel {}, {}, load average at start {load}          (1/5/15 min). iperf3 TCP {secs} s each way after {omit} s omitted; ping idle: 200 at          10 ms; ping during bulk: every 50 ms during the h1→h2 run. Logs: `{}`.\n\n         ![TCP throughput across the WAN paths](bench-wan.svg)\n\n{tables}",
+        "{heading}\n\n\
+         host1 ── switchA ══ tunnel across a delay line ══ switchB ── host2: the \
+         tunnel rows of the tunnel bench, the link between the switch namespaces replaced by \
+         the test kit's WAN emulator (packet sockets between two veths in a namespace of its \
+         own, one real-time thread per direction; offloads off on its veths, MTU 1550, as on a \
+         wire; everything else at its defaults, the hosts' congestion control included). Run \
+         {started} with `{command}` (root): kernel {}, {}, load average at start {load} (1/5/15 \
+         min). iperf3 TCP {secs} s each way after {omit} s omitted; ping idle: 200 at 10 ms; \
+         ping during bulk: every 50 ms during the h1→h2 run. Logs: `{}`.\n\n\
+         ![TCP throughput across the WAN paths](bench-wan.svg)\n\n{tables}",
         sh(&["uname", "-r"]),
         cpu_model(),
         env.logs.display(),
