@@ -162,6 +162,11 @@ const SCENARIOS: &[Scenario] = &[
         what: "OpenVPN TAP/UDP, no crypto",
     },
     Scenario {
+        name: "tinc",
+        group: Group::Tunnel,
+        what: "tinc 1.0 switch mode, UDP (its default cipher)",
+    },
+    Scenario {
         name: "openvpn_tls",
         group: Group::Tunnel,
         what: "OpenVPN TAP/TCP, TLS AES-128-GCM",
@@ -771,6 +776,10 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
                 ns.bridge("br0", &[host_if, "vx0"]);
             }
         }
+        "tinc" => {
+            daemons = tinc(env, s, &na, &nb)?;
+            cpu = Some(("tincd", vec![na.clone(), nb.clone()]));
+        }
         "bridges" => {
             na.bridge("br0", &["a1", "tA"]);
             nb.bridge("br0", &["b1", "tB"]);
@@ -788,6 +797,51 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
         note,
         check_super,
     })
+}
+
+/// Two tinc 1.0 daemons (Debian's `tinc`) in switch mode, A on 198.51.100.1:655 and B
+/// connecting to it, each with its own configuration directory and RSA keys (`tincd -K`) in
+/// the log directory, each TAP (`tinc0`) bridged to the host veth. tinc's defaults otherwise
+/// (UDP for the data, its default cipher and digest).
+fn tinc(env: &Env, s: &Scenario, na: &Netns, nb: &Netns) -> anyhow::Result<Vec<Daemon>> {
+    let dir = |side: &str| env.logs.join(format!("{}-tinc{side}", s.name));
+    for (ns, side, addr, peer) in [(na, "a", A_IP, "b"), (nb, "b", B_IP, "a")] {
+        let d = dir(side);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("hosts"))?;
+        std::fs::write(
+            d.join("tinc.conf"),
+            format!(
+                "Name = {side}\nMode = switch\nDeviceType = tap\nInterface = tinc0\n\
+                 AddressFamily = ipv4\nBindToAddress = {addr}\nConnectTo = {peer}\n"
+            ),
+        )?;
+        std::fs::write(
+            d.join("hosts").join(side),
+            format!("Address = {addr}\nPort = 655\n"),
+        )?;
+        let dstr = d.display().to_string();
+        let out = ns.exec(&["tincd", "-c", &dstr, "-K"]);
+        if !out.status.success() {
+            bail!("tincd -K in {}: {}", ns.name(), etherws_testkit::show(&out));
+        }
+    }
+    for (side, peer) in [("a", "b"), ("b", "a")] {
+        std::fs::copy(
+            dir(side).join("hosts").join(side),
+            dir(peer).join("hosts").join(side),
+        )?;
+    }
+    let mut daemons = Vec::new();
+    for (ns, side, host_if) in [(na, "a", "a1"), (nb, "b", "b1")] {
+        let d = dir(side).display().to_string();
+        let log = env.logs.join(format!("{}-tincd{side}.log", s.name));
+        daemons.push(ns.daemon_with_log(&["tincd", "-c", &d, "-D", "-d1"], &log));
+        ns.wait_link("tinc0");
+        ns.ip(&["link", "set", "tinc0", "up"]);
+        ns.bridge("br0", &[host_if, "tinc0"]);
+    }
+    Ok(daemons)
 }
 
 /// SoftEther's admin tool (`vpncmd`) on the server in `ns`, hub `DEFAULT`: fails unless it
@@ -1286,7 +1340,7 @@ fn tunnel_chart(rs: &[&Res], title: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // the task
 
-fn ensure_tools(need_openvpn: bool, need_softether: bool) -> anyhow::Result<()> {
+fn ensure_tools(need_openvpn: bool, need_softether: bool, need_tinc: bool) -> anyhow::Result<()> {
     let have = |t: &str| {
         ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
             .iter()
@@ -1295,6 +1349,9 @@ fn ensure_tools(need_openvpn: bool, need_softether: bool) -> anyhow::Result<()> 
     let mut missing = Vec::new();
     if need_openvpn && !have("openvpn") {
         missing.push("openvpn");
+    }
+    if need_tinc && !have("tincd") {
+        missing.push("tinc");
     }
     let softether_missing = need_softether
         && !(have("vpncmd") && Path::new("/usr/libexec/softether/vpnserver/vpnserver").is_file());
@@ -1360,6 +1417,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
     ensure_tools(
         chosen.iter().any(|s| s.name.starts_with("openvpn")),
         chosen.iter().any(|s| s.name == "softether"),
+        chosen.iter().any(|s| s.name == "tinc"),
     )?;
     crate::build_ebpf::task_build_ebpf()?;
     let mut build = cargo();
