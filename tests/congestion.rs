@@ -91,6 +91,27 @@ fn both_ends_use_the_named_algorithm() {
     for site in [&s.a, &s.b] {
         assert!(!site.sw.log().contains("refused"), "{}", site.sw.log());
     }
+    // `listport -l` shows it in its own column.
+    let table = s.a.sw.ctl_ok(&["listport", "-l"]);
+    let head: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let at = head.iter().position(|h| *h == "Congestion");
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"));
+    let cell = at
+        .zip(row)
+        .and_then(|(at, row)| row.split_whitespace().nth(at));
+    assert_eq!(
+        cell,
+        Some(cc.as_str()),
+        "listport -l:
+{table}"
+    );
 }
 
 #[test]
