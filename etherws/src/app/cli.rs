@@ -16,8 +16,9 @@ use serde::Deserialize;
 
 use crate::app::logging::LogFormat;
 use crate::edge::forwarded::ProxyHeader;
+use crate::port::websocket::tcp::{DEFAULT_CONGESTION, DEFAULT_NOTSENT_LOWAT};
 use crate::settings::profile::PathSpec;
-use crate::settings::values::{BitRate, HttpPath, Int, Num};
+use crate::settings::values::{BitRate, Congestion, HttpPath, Int, Num};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -244,6 +245,12 @@ impl DefaultText for String {
     }
 }
 
+impl DefaultText for Congestion {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl DefaultText for HttpPath {
     fn text(&self) -> String {
         self.0.clone()
@@ -324,6 +331,16 @@ sw_options! {
         /// Longest wait between a client port's reconnection attempts, in seconds.
         #[arg(long, env = "ETHERWS_RECONNECT_MAX", value_name = "SECS")]
         pub(crate) reconnect_max: Num<u64, 1> = Num(60),
+        /// Bytes a WebSocket connection's TCP socket may hold unsent (TCP_NOTSENT_LOWAT; 0: the
+        /// system's): frames beyond wait in the port's queue, where newer ones are not stuck
+        /// behind them in the socket.
+        #[arg(long, env = "ETHERWS_NOTSENT_LOWAT", value_name = "BYTES")]
+        pub(crate) notsent_lowat: Num<u32, 0, { i32::MAX as u64 }> = Num(DEFAULT_NOTSENT_LOWAT),
+        /// TCP congestion control of WebSocket connections, both ways: `system` (the system's
+        /// default) or an algorithm's name (`bbr`, `cubic`, `reno`); one the kernel refuses is
+        /// logged once and the system's default used.
+        #[arg(long, env = "ETHERWS_CONGESTION", value_name = "NAME")]
+        pub(crate) congestion: Congestion = DEFAULT_CONGESTION,
 
         /// Largest frame switched, in bytes (larger ones are dropped and counted).
         #[arg(long, env = "ETHERWS_MAX_FRAME", value_name = "BYTES")]
@@ -797,6 +814,65 @@ mod tests {
         assert!(help.contains("[env: ETHERWS_AGEOUT="), "{help}");
         assert!(help.contains("[default: x-forwarded-for]"), "{help}");
         assert!(help.contains("- x-real-ip:"), "{help}");
+    }
+
+    #[test]
+    fn notsent_lowat_and_congestion() {
+        let o = layered(&[], SwOptions::default());
+        assert_eq!(o.notsent_lowat, Num(128 * 1024));
+        assert_eq!(o.congestion, Congestion::SYSTEM);
+        assert_eq!(
+            (o.notsent_lowat.0, o.congestion),
+            (DEFAULT_NOTSENT_LOWAT, DEFAULT_CONGESTION)
+        );
+        let file = SwOptions {
+            notsent_lowat: Some(Num(0)),
+            congestion: Some("reno".parse().unwrap()),
+            ..SwOptions::default()
+        };
+        let o = layered(&[], file.clone());
+        assert_eq!(
+            (o.notsent_lowat, o.congestion.name()),
+            (Num(0), Some("reno"))
+        );
+        let o = layered(
+            &["--congestion", "cubic", "--notsent-lowat", "65536"],
+            file.clone(),
+        );
+        assert_eq!(
+            (o.notsent_lowat, o.congestion.name()),
+            (Num(65536), Some("cubic"))
+        );
+        // `system` given on the command line wins over the file's algorithm.
+        let o = layered(&["--congestion", "system"], file);
+        assert_eq!(o.congestion, Congestion::SYSTEM);
+        for (args, want) in [
+            (
+                &["--congestion", "bb r"][..],
+                "invalid value 'bb r' for '--congestion <NAME>': must be `system` or an algorithm's name",
+            ),
+            (
+                &["--congestion", "a_very_long_name"],
+                "1 to 15 letters, digits, `_` or `-`), not \"a_very_long_name\"",
+            ),
+            (
+                &["--notsent-lowat", "2147483648"],
+                "for '--notsent-lowat <BYTES>': must be from 0 to 2147483647, not 2147483648",
+            ),
+        ] {
+            let argv = ["etherws", "sw"].iter().chain(args);
+            let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        let help = Cli::command()
+            .find_subcommand_mut("sw")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--congestion <NAME>"), "{help}");
+        assert!(help.contains("[default: system]"), "{help}");
+        assert!(help.contains("[env: ETHERWS_NOTSENT_LOWAT="), "{help}");
+        assert!(help.contains("[default: 131072]"), "{help}");
     }
 
     #[test]

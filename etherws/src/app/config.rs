@@ -1029,6 +1029,8 @@ pidfile = "/run/etherws.pid"
 ageout = 600
 keepalive = 15
 reconnect_max = 120
+notsent_lowat = 65536
+congestion = "cubic"
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
@@ -1167,6 +1169,8 @@ vlan = 40
             ageout: Some(Num(600)),
             keepalive: Some(Num(15)),
             reconnect_max: Some(Num(120)),
+            notsent_lowat: Some(Num(65536)),
+            congestion: Some("cubic".parse().unwrap()),
             max_frame: Some(Num(1518)),
             max_macs: Some(Num(1000)),
             max_macs_per_port: Some(Num(100)),
@@ -1221,14 +1225,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 50,
+                line: 52,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 57,
+                line: 59,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1239,7 +1243,7 @@ vlan = 40
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 62,
+                line: 64,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1253,7 +1257,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 72,
+                line: 74,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1272,9 +1276,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 83),
-            ("carol".to_string(), 86),
-            ("node-b".to_string(), 90),
+            ("bob".to_string(), 85),
+            ("carol".to_string(), 88),
+            ("node-b".to_string(), 92),
         ]);
         assert_eq!(
             c,
@@ -1285,10 +1289,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 62);
+        assert_eq!(c.ports[2].line(), 64);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 46);
+        assert_eq!(keys.len(), 48);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
@@ -1700,6 +1704,17 @@ vlan = 40
             2,
             "keepalive must be at least 0",
         );
+        fails(
+            "[switch]\nnotsent_lowat = 2147483648\n",
+            2,
+            "notsent_lowat must be from 0 to 2147483647",
+        );
+        fails(
+            "[switch]\ncongestion = \"bb r\"\n",
+            2,
+            "congestion must be `system` or an algorithm's name",
+        );
+        fails("[switch]\ncongestion = 1\n", 2, "congestion");
         fails(
             "[switch]\nstorm_pps = 4294967296\n",
             2,

@@ -611,7 +611,15 @@ fn port_table_verbose(entries: &[Value]) -> String {
     let base = render(&port_rows(entries));
     let mut rows = vec![
         [
-            "VLAN", "Flags", "Mirror", "Rate-in", "Rate-out", "Drops", "User", "Path",
+            "VLAN",
+            "Flags",
+            "Mirror",
+            "Rate-in",
+            "Rate-out",
+            "Drops",
+            "Congestion",
+            "User",
+            "Path",
         ]
         .map(String::from)
         .to_vec(),
@@ -669,6 +677,7 @@ fn port_table_verbose(entries: &[Value]) -> String {
             rate(e.get("rate_in")),
             rate(e.get("rate_out")),
             drops.to_string(),
+            or_dash(e.get("congestion")),
             or_dash(e.get("user")),
             or_dash(e.get("path")),
         ]);

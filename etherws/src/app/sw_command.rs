@@ -29,6 +29,7 @@ use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
 use crate::edge::server::{self, Listening, WsSide};
 use crate::port::websocket::WsSettings;
+use crate::port::websocket::tcp::TcpTuning;
 use crate::port::websocket::{ClientOptions, Credentials};
 use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::settings::profile::{self, PathSpec, Profile, UserPin};
@@ -98,6 +99,10 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             keepalive: (o.keepalive.0 > 0).then(|| Duration::from_secs(o.keepalive.0)),
             reconnect_max: Duration::from_secs(o.reconnect_max.0),
             super_frames: !o.strict_frames,
+            tcp: TcpTuning {
+                notsent_lowat: o.notsent_lowat.0,
+                congestion: o.congestion,
+            },
         },
         limits: limits(o),
         queues: QueueLimits {
@@ -808,6 +813,7 @@ fn spawn_servers(
         limits,
         proxies: s.trusted_proxies.clone(),
         proxy_protocol,
+        tcp: Some(s.ws.tcp),
     };
     let ws_listener = ws_listener.context("no WebSocket listener")?;
     let ws_addr = ws_listener.local_addr()?;
@@ -827,6 +833,7 @@ fn spawn_servers(
             servers.spawn(server::serve(ws_listener, how, ws));
             let how = Listening {
                 proxies: s.ctl_trusted_proxies.clone(),
+                tcp: None,
                 ..listening(ctl_tls, server::CONTROL_CONNS, false)
             };
             let done = serve_control_apart(l, how, ctl)?;

@@ -157,6 +157,8 @@ pub(crate) struct PortRow<'a> {
     tx_expired: u64,
     queued_bytes: u64,
     super_frames: bool,
+    /// A WebSocket port's TCP congestion control algorithm (`null` for the others).
+    congestion: Option<&'a str>,
     user: Option<&'a str>,
     loop_blocked: bool,
     loop_blocks: u64,
@@ -312,6 +314,7 @@ impl<'a> PortRow<'a> {
             tx_expired: s.tx_expired,
             queued_bytes: s.queued_bytes,
             super_frames: s.super_frames,
+            congestion: s.congestion.as_deref(),
             user: s.user.as_deref(),
             loop_blocked: s.loop_blocked(now),
             loop_blocks: s.loop_blocks,

@@ -288,6 +288,7 @@ mod tests {
             tx_expired: 0,
             queued_bytes: 0,
             super_frames: false,
+            congestion: None,
             addr: None,
             user: None,
             loop_blocked_until: None,

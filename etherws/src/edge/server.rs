@@ -33,6 +33,7 @@ use crate::edge::forwarded::{Client, Connection, Malformed, TrustedProxies, read
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Session, TlsCell};
 use crate::port::websocket::super_frame;
+use crate::port::websocket::tcp::{TcpTuning, tune};
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
 use crate::settings::profile::Credentials;
@@ -68,6 +69,8 @@ pub(crate) struct Peer {
     pub(crate) identity: Option<String>,
     /// The client's certificate chain, on a listener that requires one.
     pub(crate) certs: Option<Arc<[CertificateDer<'static>]>>,
+    /// The TCP congestion control algorithm of the connection, on the WebSocket listener.
+    pub(crate) congestion: Option<Arc<str>>,
 }
 
 impl Peer {
@@ -80,6 +83,7 @@ impl Peer {
             local: nowhere,
             identity: None,
             certs: None,
+            congestion: None,
         })
     }
 
@@ -112,6 +116,9 @@ pub(crate) struct Listening {
     pub(crate) proxies: Arc<TrustedProxies>,
     /// Connections from `proxies` start with a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
+    /// What the TCP socket of every connection is given: the WebSocket listener's (also when
+    /// it serves the control API); none on the control API's own listener.
+    pub(crate) tcp: Option<TcpTuning>,
 }
 
 /// What the WebSocket endpoint needs to admit a peer.
@@ -421,6 +428,7 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         switch: st.switch,
         keepalive: st.settings.keepalive,
         super_frames,
+        congestion: peer.congestion.clone(),
         permit,
         client,
         origin,
@@ -497,6 +505,7 @@ struct Upgrading {
     switch: SharedSwitch,
     keepalive: Option<Duration>,
     super_frames: bool,
+    congestion: Option<Arc<str>>,
     permit: ConnPermit,
     client: Client,
     origin: Origin,
@@ -515,7 +524,8 @@ impl Upgrading {
                         Vec::new(),
                         self.keepalive,
                         self.super_frames,
-                    ),
+                    )
+                    .with_congestion(self.congestion),
                     _permit: self.permit,
                     session: self.session,
                 };
@@ -583,6 +593,7 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let congestion = how.tcp.and_then(|t| tune(&tcp, &t));
         let local = tcp.local_addr().unwrap_or(local_default);
         let (app, how) = (app.clone(), how.clone());
         tokio::spawn(async move {
@@ -629,6 +640,7 @@ pub(crate) async fn serve(
                 local,
                 identity,
                 certs,
+                congestion,
             };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                 req.extensions_mut().insert(who.clone());

@@ -124,6 +124,14 @@ impl Ingress {
         lock(&self.switch).set_super_frames(self.port, on);
     }
 
+    /// Records what a WebSocket session runs with (`listPort` shows it): super-frames or not,
+    /// and its TCP congestion control algorithm.
+    pub(crate) fn set_session(&self, super_frames: bool, congestion: Option<Arc<str>>) {
+        let mut sw = lock(&self.switch);
+        sw.set_super_frames(self.port, super_frames);
+        sw.set_congestion(self.port, congestion);
+    }
+
     /// Tells the switch this port's link went down (true: came back).
     pub(crate) fn set_link(&self, up: bool) {
         lock(&self.switch).set_link(self.port, up);

@@ -226,9 +226,148 @@ impl<'de> Deserialize<'de> for BitRate {
 /// An access VLAN: 1 to 4094, or 0 for a trunk.
 pub(crate) type Vlan = Num<u16, 0, 4094>;
 
+/// The TCP congestion control algorithm of WebSocket connections: `system` (the system's
+/// default, `net.ipv4.tcp_congestion_control`) or an algorithm's name as the kernel knows it
+/// (`bbr`, `cubic`, `reno`: 1 to 15 letters, digits, `_` or `-`). Kept in place, so that it is
+/// `Copy` as the settings that hold it are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Congestion {
+    /// The name, NUL-padded; all NULs: `system`.
+    name: [u8; Congestion::MAX_NAME],
+}
+
+impl Congestion {
+    /// The longest name: the kernel's `TCP_CA_NAME_MAX` (16) but its NUL.
+    pub(crate) const MAX_NAME: usize = 15;
+
+    /// The system's default.
+    pub(crate) const SYSTEM: Congestion = Congestion {
+        name: [0; Congestion::MAX_NAME],
+    };
+
+    /// `name`, checked at compile time when used in a constant.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not 1 to 15 letters, digits, `_` or `-`.
+    #[allow(dead_code, reason = "for a default that names an algorithm")]
+    pub(crate) const fn named(name: &str) -> Congestion {
+        match Congestion::parse(name.as_bytes()) {
+            Some(c) => c,
+            None => panic!("not a congestion control algorithm's name"),
+        }
+    }
+
+    const fn parse(b: &[u8]) -> Option<Congestion> {
+        if b.is_empty() || b.len() > Congestion::MAX_NAME {
+            return None;
+        }
+        let mut name = [0; Congestion::MAX_NAME];
+        let mut i = 0;
+        while i < b.len() {
+            if !(b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-') {
+                return None;
+            }
+            name[i] = b[i];
+            i += 1;
+        }
+        Some(Congestion { name })
+    }
+
+    /// The algorithm's name; `None`: the system's default.
+    pub(crate) fn name(&self) -> Option<&str> {
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
+        // Only ASCII was ever stored.
+        std::str::from_utf8(&self.name[..len])
+            .ok()
+            .filter(|n| !n.is_empty())
+    }
+}
+
+impl FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "system" {
+            return Ok(Congestion::SYSTEM);
+        }
+        Congestion::parse(s.as_bytes()).ok_or_else(|| {
+            format!(
+                "must be `system` or an algorithm's name (`bbr`, `cubic`, `reno`: 1 to {} \
+                 letters, digits, `_` or `-`), not {s:?}",
+                Congestion::MAX_NAME
+            )
+        })
+    }
+}
+
+impl fmt::Display for Congestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name().unwrap_or("system"))
+    }
+}
+
+impl fmt::Debug for Congestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Congestion({self})")
+    }
+}
+
+impl<'de> Deserialize<'de> for Congestion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn congestion_is_system_or_a_kernel_name() {
+        assert_eq!("system".parse(), Ok(Congestion::SYSTEM));
+        assert_eq!(Congestion::SYSTEM.name(), None);
+        assert_eq!(Congestion::SYSTEM.to_string(), "system");
+        for good in [
+            "bbr",
+            "cubic",
+            "reno",
+            "dctcp",
+            "bbr_2",
+            "tcp-x",
+            "fifteen_chars_x",
+        ] {
+            let c: Congestion = good.parse().unwrap();
+            assert_eq!((c.name(), c.to_string()), (Some(good), good.into()));
+            assert_eq!(Congestion::named(good), c);
+        }
+        for bad in [
+            "",
+            "sixteen_chars_xx",
+            "bb r",
+            "bbr\0",
+            "c\u{e9}",
+            "a/b",
+            "a.b",
+        ] {
+            let e = bad.parse::<Congestion>().unwrap_err();
+            assert!(
+                e.starts_with("must be `system` or an algorithm's name"),
+                "{bad:?}: {e}"
+            );
+        }
+        const BBR: Congestion = Congestion::named("bbr");
+        assert_eq!(BBR.name(), Some("bbr"));
+        let t: toml::Value = toml::from_str("c = \"cubic\"").unwrap();
+        let c: Congestion = t["c"].clone().try_into().unwrap();
+        assert_eq!(c.name(), Some("cubic"));
+    }
 
     #[test]
     fn http_paths_are_literal_uri_paths() {

@@ -40,6 +40,7 @@ pub(crate) mod policy;
 pub(crate) mod ports;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -299,6 +300,13 @@ impl<E: Egress> Switch<E> {
     pub(crate) fn set_super_frames(&mut self, port: PortNo, on: bool) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.super_frames = on;
+        }
+    }
+
+    /// Records the TCP congestion control algorithm of a WebSocket port's connection.
+    pub(crate) fn set_congestion(&mut self, port: PortNo, congestion: Option<Arc<str>>) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.congestion = congestion;
         }
     }
 

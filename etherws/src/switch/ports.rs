@@ -105,6 +105,9 @@ pub(crate) struct PortStat {
     pub(crate) queued_bytes: u64,
     /// The port exchanges super-frames with its device or peer (offloads negotiated).
     pub(crate) super_frames: bool,
+    /// The TCP congestion control algorithm of a WebSocket port's connection (its last one,
+    /// for a client port that is down).
+    pub(crate) congestion: Option<Arc<str>>,
     /// The client address of an incoming WebSocket connection (its stations count against it).
     pub(crate) addr: Option<IpAddr>,
     /// Who authenticated the port's peer: htpasswd user or client certificate name.
@@ -151,6 +154,7 @@ impl PortStat {
             tx_expired: 0,
             queued_bytes: 0,
             super_frames: false,
+            congestion: None,
             addr: origin.addr,
             user: origin.user.as_deref().map(Into::into),
             loop_blocked_until: None,

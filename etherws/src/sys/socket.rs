@@ -58,6 +58,12 @@ macro_rules! options {
 /// `<linux/if_packet.h>`: prefix every frame, both ways, with a `struct virtio_net_hdr`.
 const PACKET_VNET_HDR_OPT: libc::c_int = 15;
 
+/// `<linux/tcp.h>`: room for a congestion control algorithm's name, its final NUL included.
+pub(crate) const TCP_CA_NAME_MAX: usize = 16;
+
+/// A congestion control algorithm's name as `TCP_CONGESTION` takes and gives it: NUL-padded.
+pub(crate) type CaName = [u8; TCP_CA_NAME_MAX];
+
 options! {
     /// How long a `recv` waits before it fails with `EAGAIN`.
     SO_RCVTIMEO: libc::timeval = libc::SOL_SOCKET, libc::SO_RCVTIMEO;
@@ -67,6 +73,11 @@ options! {
     PACKET_ADD_MEMBERSHIP: libc::packet_mreq = libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP;
     /// Packet socket: a `tpacket_auxdata` control message with every frame.
     PACKET_AUXDATA: libc::c_int = libc::SOL_PACKET, libc::PACKET_AUXDATA;
+    /// TCP: the unsent bytes above which the socket is not writable (0: the system's
+    /// `net.ipv4.tcp_notsent_lowat`).
+    TCP_NOTSENT_LOWAT: libc::c_int = libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT;
+    /// TCP: the congestion control algorithm, by name (at most 15 bytes, NUL-padded).
+    TCP_CONGESTION: CaName = libc::IPPROTO_TCP, libc::TCP_CONGESTION;
     /// AF_XDP: the UMEM.
     XDP_UMEM_REG: libc::xdp_umem_reg = libc::SOL_XDP, libc::XDP_UMEM_REG;
     /// AF_XDP: entries of the fill ring.
@@ -117,6 +128,8 @@ pub(crate) unsafe trait Plain: Sized {
 
 // SAFETY: an integer.
 unsafe impl Plain for libc::c_int {}
+// SAFETY: an array of bytes.
+unsafe impl Plain for CaName {}
 // SAFETY: structs of u64 offsets.
 unsafe impl Plain for libc::xdp_mmap_offsets {}
 // SAFETY: integers and a byte array.
@@ -371,6 +384,30 @@ mod tests {
         );
         let e = getsockopt(a.as_fd(), XDP_MMAP_OFFSETS).unwrap_err();
         assert_eq!(e.call, "getsockopt(XDP_MMAP_OFFSETS)");
+    }
+
+    /// A connected TCP socket on loopback (the listener's end dropped: the options stay).
+    fn tcp() -> std::net::TcpStream {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tcp_options_are_set_and_read_back() {
+        let s = tcp();
+        setsockopt(s.as_fd(), TCP_NOTSENT_LOWAT, &(128 << 10)).unwrap();
+        assert_eq!(getsockopt(s.as_fd(), TCP_NOTSENT_LOWAT).unwrap(), 128 << 10);
+        // Whatever the system's default is, it has a name, and setting that name keeps it.
+        let name = getsockopt(s.as_fd(), TCP_CONGESTION).unwrap();
+        assert!(name[0].is_ascii_alphanumeric(), "{name:?}");
+        assert_eq!(name[TCP_CA_NAME_MAX - 1], 0, "{name:?}");
+        setsockopt(s.as_fd(), TCP_CONGESTION, &name).unwrap();
+        assert_eq!(getsockopt(s.as_fd(), TCP_CONGESTION).unwrap(), name);
+        let mut bogus = [0u8; TCP_CA_NAME_MAX];
+        bogus[..13].copy_from_slice(b"nonexistent_c");
+        let e = setsockopt(s.as_fd(), TCP_CONGESTION, &bogus).unwrap_err();
+        assert_eq!(e.call, "setsockopt(TCP_CONGESTION)");
+        assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT), "{e}");
     }
 
     #[test]

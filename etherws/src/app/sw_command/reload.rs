@@ -454,7 +454,8 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
         host => "host", port => "port", ctlhost => "ctlhost", ctlport => "ctlport",
         ctlpath => "ctlpath", threads => "threads", pidfile => "pidfile", debug => "debug",
         logconf => "logconf", log_format => "log-format", ageout => "ageout",
-        keepalive => "keepalive", reconnect_max => "reconnect-max", max_frame => "max-frame",
+        keepalive => "keepalive", reconnect_max => "reconnect-max",
+        notsent_lowat => "notsent-lowat", congestion => "congestion", max_frame => "max-frame",
         max_macs => "max-macs", max_macs_per_port => "max-macs-per-port",
         max_macs_per_addr => "max-macs-per-addr", loop_moves => "loop-moves",
         loop_block => "loop-block", storm_pps => "storm-pps", strict_frames => "strict-frames",
@@ -488,6 +489,18 @@ mod tests {
         assert_eq!(
             restart_needed(&old, &new).as_deref(),
             Some("--threads changed: needs a restart")
+        );
+        let mut new = old.clone();
+        new.congestion = "reno".parse().unwrap();
+        assert_eq!(
+            restart_needed(&old, &new).as_deref(),
+            Some("--congestion changed: needs a restart")
+        );
+        let mut new = old.clone();
+        new.notsent_lowat = crate::settings::values::Num(0);
+        assert_eq!(
+            restart_needed(&old, &new).as_deref(),
+            Some("--notsent-lowat changed: needs a restart")
         );
     }
 

@@ -9,7 +9,8 @@
 //!
 //! Its parts: [`session`] (one connection's reader and writer), [`framing`] (RFC 6455 frames),
 //! [`super_frame`] (GSO super-frames between etherws peers), [`http_proxy`] (HTTP CONNECT
-//! proxies for client ports); client ports' dialing and reconnecting are here.
+//! proxies for client ports), [`tcp`] (the TCP socket's unsent backlog and congestion
+//! control); client ports' dialing and reconnecting are here.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub(crate) mod framing;
 pub(crate) mod http_proxy;
 mod session;
 pub(crate) mod super_frame;
+pub(crate) mod tcp;
 
 pub(crate) use session::{End, WsPort};
 
@@ -68,6 +70,8 @@ pub(crate) struct WsSettings {
     /// Offer and accept super-frames with WebSocket peers, and open TAP devices with offloads
     /// (`--strict-frames` turns both off).
     pub(crate) super_frames: bool,
+    /// What every connection's TCP socket is given: its unsent backlog, its congestion control.
+    pub(crate) tcp: tcp::TcpTuning,
 }
 
 impl Default for WsSettings {
@@ -76,6 +80,7 @@ impl Default for WsSettings {
             keepalive: Some(Duration::from_secs(30)),
             reconnect_max: Duration::from_secs(60),
             super_frames: true,
+            tcp: tcp::TcpTuning::default(),
         }
     }
 }
@@ -320,6 +325,8 @@ impl Dialer {
         let ca_file = self.ca_file;
         let handshake = async {
             let tcp = http_proxy::connect(bare_host, port, self.tls.is_some()).await?;
+            // The socket is the same through a proxy's tunnel and under TLS.
+            let congestion = tcp::tune(&tcp, &settings.tcp);
             let io: BoxIo = match &self.tls {
                 None => Box::new(tcp),
                 Some(config) => {
@@ -358,18 +365,15 @@ impl Dialer {
             }
             // Super-frames only if the server accepted them (and they were offered).
             let super_frames = settings.super_frames && super_frame::offered(resp.headers());
-            Ok::<_, anyhow::Error>((io, tail, super_frames))
+            Ok::<_, anyhow::Error>((io, tail, super_frames, congestion))
         };
-        let (io, tail, super_frames) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        let (io, tail, super_frames, congestion) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
             .map_err(|_| anyhow::anyhow!("timed out connecting to {}", Esc(url)))??;
-        Ok(WsPort::new(
-            io,
-            Role::Client,
-            tail,
-            settings.keepalive,
-            super_frames,
-        ))
+        Ok(
+            WsPort::new(io, Role::Client, tail, settings.keepalive, super_frames)
+                .with_congestion(congestion),
+        )
     }
 }
 
@@ -546,6 +550,8 @@ mod tests {
         let _server = server.await.unwrap();
         assert_eq!(port.tail, [0x82, 3, 1, 2, 3]);
         assert!(!port.super_frames, "the server did not accept super-frames");
+        // The socket was tuned, and its algorithm read back for `listPort`.
+        assert!(port.congestion.is_some());
         let mut r = framing::Reader::new(Role::Client, MAX_MESSAGE, 64, &port.tail);
         assert_eq!(
             r.parse().unwrap(),

@@ -1,6 +1,7 @@
 //! One WebSocket session: the reader that switches what the peer sends and the writer that
 //! sends what the switch queues for it, pongs and keepalive pings, until either ends.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,8 @@ pub(crate) struct WsPort {
     keepalive: Option<Duration>,
     /// Both ends negotiated super-frames ([`super_frame`]): every message has its header.
     pub(super) super_frames: bool,
+    /// The TCP congestion control algorithm in effect (`listPort` shows it).
+    pub(super) congestion: Option<Arc<str>>,
 }
 
 /// The frames a batch sends, as the writer takes them.
@@ -120,7 +123,15 @@ impl WsPort {
             tail,
             keepalive,
             super_frames,
+            congestion: None,
         }
+    }
+
+    /// The port, with the congestion control algorithm its TCP socket uses
+    /// ([`super::tcp::tune`]).
+    pub(crate) fn with_congestion(mut self, congestion: Option<Arc<str>>) -> Self {
+        self.congestion = congestion;
+        self
     }
 
     /// Moves frames until the peer goes or the switch removes the port.
@@ -130,7 +141,7 @@ impl WsPort {
     /// cut, NAT timeout) would otherwise hold its port and its stations forever.
     pub(crate) async fn session(self, io: &mut PortIo) -> End {
         let PortIo { egress, ingress } = io;
-        ingress.set_super_frames(self.super_frames);
+        ingress.set_session(self.super_frames, self.congestion.clone());
         let (mut rd, mut wr) = tokio::io::split(self.io);
         let chunk = read_chunk(self.super_frames);
         let mut reader = framing::Reader::new(self.role, MAX_MESSAGE, chunk, &self.tail);
