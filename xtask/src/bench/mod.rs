@@ -204,6 +204,10 @@ pub struct Opts {
     /// `20ms`, `20ms,0.5%`, `50ms,1%,100mbit`), repeatable: the WAN table (see `wan.rs`).
     #[arg(long, value_name = "SPEC")]
     wan: Vec<WanSpec>,
+    /// With `--wan`: the congestion control of the iperf3 flows inside the tunnels (`-C`, e.g.
+    /// `cubic`, Linux's default); the hosts' default when not given.
+    #[arg(long, value_name = "NAME")]
+    inner_cc: Option<String>,
 }
 
 fn scenario_name(n: &str) -> Result<String, String> {
@@ -1548,7 +1552,8 @@ fn wan_bench(
          tunnel rows of the tunnel bench, the link between the switch namespaces replaced by \
          the test kit's WAN emulator (packet sockets between two veths in a namespace of its \
          own, one real-time thread per direction; offloads off on its veths, MTU 1550, as on a \
-         wire; everything else at its defaults, the hosts' congestion control included). Run \
+         wire; everything else at its defaults). Congestion control inside the tunnels \
+         (iperf3): {inner}. Run \
          {started} with `{command}` (root): kernel {}, {}, load average at start {load} (1/5/15 \
          min). iperf3 TCP {secs} s each way after {omit} s omitted; ping idle: 200 at 10 ms; \
          ping during bulk: every 50 ms during the h1→h2 run. Logs: `{}`.\n\n\
@@ -1557,6 +1562,13 @@ fn wan_bench(
         cpu_model(),
         env.logs.display(),
         heading = wan::WAN_HEADING,
+        inner = match &o.inner_cc {
+            Some(cc) => format!("`{cc}` (`--inner-cc`)"),
+            None => format!(
+                "the hosts' default, `{}`",
+                sh(&["sysctl", "-n", "net.ipv4.tcp_congestion_control"])
+            ),
+        },
     );
     output(
         o,

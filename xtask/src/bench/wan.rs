@@ -43,6 +43,9 @@ fn iperf_wan(
     let (secs, omit) = durations(o);
     let omit = omit.to_string();
     let mut extra = vec!["-O", omit.as_str()];
+    if let Some(cc) = &o.inner_cc {
+        extra.extend(["-C", cc.as_str()]);
+    }
     if reverse {
         extra.push("-R");
     }
