@@ -75,6 +75,7 @@ const DECIDE_BATCH: usize = 64;
 const DECIDE_FANOUT: usize = 4096;
 
 /// Where a port delivers the frames it receives.
+#[derive(Clone)]
 pub(crate) struct Ingress {
     switch: SharedSwitch,
     port: PortNo,
@@ -124,9 +125,36 @@ impl Ingress {
         lock(&self.switch).set_super_frames(self.port, on);
     }
 
+    /// Counts `n` frames the port's device or socket dropped before they were read
+    /// (`rx_dropped`).
+    pub(crate) fn rx_dropped(&self, n: u64) {
+        if n > 0 {
+            lock(&self.switch).count_rx_dropped(self.port, n);
+        }
+    }
+
     /// Tells the switch this port's link went down (true: came back).
     pub(crate) fn set_link(&self, up: bool) {
         lock(&self.switch).set_link(self.port, up);
+    }
+}
+
+/// How often a port reads what its device or socket dropped before the switch read it
+/// (`rx_dropped`): `listPort` and `/metrics` are at most this late.
+pub(crate) const RX_DROPPED_EVERY: Duration = Duration::from_secs(1);
+
+/// Every [`RX_DROPPED_EVERY`], counts what `dropped` says the port's device or socket dropped
+/// since its last call (a packet socket's `PACKET_STATISTICS`, a TAP's `tx_dropped`), until
+/// the port's task ends (it runs beside the port's I/O and never returns).
+pub(crate) async fn count_rx_dropped<F>(ingress: &Ingress, mut dropped: impl FnMut() -> F)
+where
+    F: Future<Output = u64>,
+{
+    let mut tick = tokio::time::interval(RX_DROPPED_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        ingress.rx_dropped(dropped().await);
     }
 }
 
