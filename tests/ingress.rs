@@ -160,3 +160,38 @@ fn http_get_text(t: &Topo, path: &'static str) -> String {
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
+
+#[test]
+fn frames_a_tap_dropped_while_the_switch_stalls_are_counted_at_the_port() {
+    if !require_root() {
+        return;
+    }
+    let s = Netns::new("igt");
+    let sw = Switch::builder("igt").netns(&s).start();
+    let port = sw.add_port("tap", "tp0", &[]).port;
+    s.wait_link("tp0");
+    let dropped = |sw: &Switch| sw.port_status(port)["rx_dropped"].as_u64();
+    assert_eq!(dropped(&sw), Some(0));
+
+    // The switch stopped, the kernel sends more frames out of the TAP than its queue holds
+    // (`txqueuelen`, 1000 frames by default): the rest is the TAP's tx_dropped.
+    let raw = RawSock::open(&s, "tp0");
+    let frame = build_frame([0xff; 6], [2, 0, 0, 0, 0, 1], None, 0x88b5, &[0x5a; 1000]);
+    sw.signal(libc::SIGSTOP);
+    for _ in 0..5000 {
+        raw.send(&frame);
+    }
+    sw.signal(libc::SIGCONT);
+    let n = poll(
+        "rx_dropped of the TAP port",
+        COUNTED_WITHIN * 4,
+        || match dropped(&sw) {
+            Some(n) if n > 0 => Ok(n),
+            other => Err(format!("{other:?}: {}", sw.port_status(port))),
+        },
+    );
+    let p = sw.port_status(port);
+    eprintln!("TAP after the stall: rx {} rx_dropped {n}", p["rx"]);
+    assert!((1000..=5000).contains(&n), "{p}");
+    drop(sw);
+}

@@ -219,6 +219,27 @@ impl Netif {
         }))
     }
 
+    /// Frames interface `index` dropped on their way out, as the kernel counts them
+    /// (`IFLA_STATS64`'s `tx_dropped`; 0 if it gives no statistics): for a TAP, frames for the
+    /// program reading it that did not fit its queue (`txqueuelen`).
+    pub(crate) async fn tx_dropped(&self, index: u32) -> Result<u64, NetifError> {
+        let what = || format!("reading the counters of interface {index}");
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(|e| NetifError::kernel(what(), e))?
+            .ok_or_else(|| NetifError::NoSuchInterface(index.to_string()))?;
+        Ok(link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Stats64(s) => Some(s.tx_dropped),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
     /// Receive queues `ifname` has in use (at least 1).
     ///
     /// From sysfs (`queues/rx-N`), on the blocking pool: rtnetlink's `IFLA_NUM_RX_QUEUES` is
@@ -936,6 +957,18 @@ mod tests {
             );
             let lo = netif.index("lo").await.unwrap();
             assert_eq!(netif.veth_peer(lo).await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn root_tx_dropped_is_read_and_an_unknown_index_is_no_interface() {
+        in_netns(|netif| async move {
+            let i = netif.index(IF).await.unwrap();
+            assert_eq!(netif.tx_dropped(i).await.unwrap(), 0);
+            assert!(matches!(
+                netif.tx_dropped(999_999).await,
+                Err(NetifError::NoSuchInterface(_) | NetifError::Kernel { .. })
+            ));
         });
     }
 
