@@ -21,8 +21,8 @@ const H2: &str = "192.0.2.2";
 /// What the kernel keeps for a netdev port's socket: twice the 8 MiB the switch asks for.
 const RCVBUF_KEPT: u64 = 16 << 20;
 
-/// How long a drop takes at most to show in `listPort` (the ports read the kernel's counters
-/// every second), with a margin.
+/// How long a drop takes at most to show in `listPort` (a TAP port reads the kernel's count
+/// every second, a netdev port every quarter second), with a margin.
 const COUNTED_WITHIN: Duration = Duration::from_millis(2500);
 
 /// The switch and the two hosts. Fields drop in declaration order: the switch goes first.

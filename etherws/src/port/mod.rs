@@ -139,18 +139,24 @@ impl Ingress {
     }
 }
 
-/// How often a port reads what its device or socket dropped before the switch read it
-/// (`rx_dropped`): `listPort` and `/metrics` are at most this late.
-pub(crate) const RX_DROPPED_EVERY: Duration = Duration::from_secs(1);
+/// How often a netdev port reads what its packet socket dropped (`rx_dropped`): one
+/// `getsockopt` a port, so `listPort` and `/metrics` are at most a quarter of a second late.
+pub(crate) const SOCKET_DROPS_EVERY: Duration = Duration::from_millis(250);
 
-/// Every [`RX_DROPPED_EVERY`], counts what `dropped` says the port's device or socket dropped
-/// since its last call (a packet socket's `PACKET_STATISTICS`, a TAP's `tx_dropped`), until
-/// the port's task ends (it runs beside the port's I/O and never returns).
-pub(crate) async fn count_rx_dropped<F>(ingress: &Ingress, mut dropped: impl FnMut() -> F)
-where
+/// How often a TAP port reads what its device dropped (a netlink request a port).
+pub(crate) const DEVICE_DROPS_EVERY: Duration = Duration::from_secs(1);
+
+/// Every `every`, counts what `dropped` says the port's device or socket dropped since its
+/// last call (a packet socket's `PACKET_STATISTICS`, a TAP's `tx_dropped`), until the port's
+/// task ends (it runs beside the port's I/O and never returns).
+pub(crate) async fn count_rx_dropped<F>(
+    ingress: &Ingress,
+    every: Duration,
+    mut dropped: impl FnMut() -> F,
+) where
     F: Future<Output = u64>,
 {
-    let mut tick = tokio::time::interval(RX_DROPPED_EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -30,7 +30,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
-use super::{Ingress, MAX_FRAME, Port, PortIo, count_rx_dropped};
+use super::{Ingress, MAX_FRAME, Port, PortIo, SOCKET_DROPS_EVERY, count_rx_dropped};
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::sys::netif::Netif;
@@ -171,6 +171,15 @@ impl Netdev {
                 0
             }
         }
+    }
+
+    /// Counts what the socket drops into the port's `rx_dropped`, every
+    /// [`SOCKET_DROPS_EVERY`], beside the port's I/O; never returns.
+    async fn count_drops(&self, ingress: &Ingress) {
+        count_rx_dropped(ingress, SOCKET_DROPS_EVERY, || {
+            std::future::ready(self.dropped())
+        })
+        .await;
     }
 }
 
@@ -435,7 +444,7 @@ impl Netdev {
         tokio::select! {
             // SAFETY: `fd` is this port's packet socket.
             r = receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }) => r,
-            () = count_rx_dropped(ingress, || std::future::ready(self.dropped())) => Ok(()),
+            () = self.count_drops(ingress) => Ok(()),
         }
     }
 }
@@ -457,7 +466,7 @@ impl Port for Netdev {
         );
         tokio::select! {
             r = frames => r,
-            () = count_rx_dropped(&ingress, || std::future::ready(self.dropped())) => Ok(()),
+            () = self.count_drops(&ingress) => Ok(()),
         }
     }
 }

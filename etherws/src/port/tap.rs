@@ -23,7 +23,7 @@ use tokio::io::unix::AsyncFd;
 use super::fd::{
     HEADROOM, Received, RxBuf, Takes, drive, one_at_a_time, read_fd, vnet_iov, write_fd, write_vnet,
 };
-use super::{Port, PortIo, count_rx_dropped};
+use super::{DEVICE_DROPS_EVERY, Port, PortIo, count_rx_dropped};
 use crate::switch::frame::Frame;
 use crate::sys::netif::{Netif, NetifError};
 use crate::sys::{self, SyscallError};
@@ -228,7 +228,7 @@ impl Port for Tap {
         let drops = &drops;
         tokio::select! {
             r = self.frames(io) => r,
-            () = count_rx_dropped(&ingress, move || drops.since()) => Ok(()),
+            () = count_rx_dropped(&ingress, DEVICE_DROPS_EVERY, move || drops.since()) => Ok(()),
         }
     }
 }
