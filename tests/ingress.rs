@@ -195,3 +195,20 @@ fn frames_a_tap_dropped_while_the_switch_stalls_are_counted_at_the_port() {
     assert!((1000..=5000).contains(&n), "{p}");
     drop(sw);
 }
+
+#[test]
+fn a_tap_without_super_frames_queues_a_window_of_mtu_sized_frames() {
+    if !require_root() {
+        return;
+    }
+    let s = Netns::new("igq");
+    let sw = Switch::builder("igq")
+        .netns(&s)
+        .args(&["--strict-frames"])
+        .start();
+    sw.add_port("tap", "tp0", &[]);
+    s.wait_link("tp0");
+    let link = s.ip(&["-o", "link", "show", "dev", "tp0"]);
+    assert!(link.contains("qlen 4096"), "{link}");
+    drop(sw);
+}

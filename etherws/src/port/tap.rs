@@ -24,6 +24,7 @@ use super::fd::{
     HEADROOM, Received, RxBuf, Takes, drive, one_at_a_time, read_fd, vnet_iov, write_fd, write_vnet,
 };
 use super::{DEVICE_DROPS_EVERY, Port, PortIo, count_rx_dropped};
+use crate::base::escape::Esc;
 use crate::switch::frame::Frame;
 use crate::sys::netif::{Netif, NetifError};
 use crate::sys::{self, SyscallError};
@@ -75,15 +76,14 @@ struct Drops {
 }
 
 impl Drops {
-    /// Looks the device up and reads its count so far, which is not the port's.
-    async fn of(netif: &Netif, name: &str) -> Option<Drops> {
-        let index = netif.index(name).await.ok()?;
+    /// The device's drops from now on (its count so far is not the port's).
+    async fn of(netif: &Netif, index: u32) -> Drops {
         let last = netif.tx_dropped(index).await.unwrap_or(0);
-        Some(Drops {
+        Drops {
             netif: netif.clone(),
             index,
             last: last.into(),
-        })
+        }
     }
 
     /// Frames dropped since the last call (0 when the count cannot be read).
@@ -206,7 +206,14 @@ impl Tap {
         if let Err(source) = netif.link_up(&name).await {
             return Err(TapError::LinkUp { name, source });
         }
-        let drops = Drops::of(netif, &name).await;
+        let index = netif.index(&name).await.ok();
+        if let (false, Some(index)) = (offloads, index) {
+            plain_queue(netif, index, &name).await;
+        }
+        let drops = match index {
+            Some(index) => Some(Drops::of(netif, index).await),
+            None => None,
+        };
         let fd = sys::fd::register(fd).map_err(TapError::Register)?;
         Ok((
             Tap {
@@ -216,6 +223,21 @@ impl Tap {
             },
             name,
         ))
+    }
+}
+
+/// The queue of a TAP that takes no super-frames, in frames: room for a window-sized burst of
+/// MTU-sized frames (a 6 MiB TCP window is some 4,200 frames of 1,500 bytes), where the
+/// kernel's default, 1000, holds a sixth of it. A TAP with offloads keeps its default: its
+/// frames are up to 64 KB each, so 1000 of them hold the window many times over already.
+const PLAIN_TXQUEUELEN: u32 = 4096;
+
+/// Raises the queue of a TAP without offloads to [`PLAIN_TXQUEUELEN`] (never lowers it); a
+/// failure leaves the default, said at debug level.
+async fn plain_queue(netif: &Netif, index: u32, name: &str) {
+    match netif.raise_txqueuelen(index, PLAIN_TXQUEUELEN).await {
+        Ok(len) => tracing::debug!(interface = %Esc(name), len, "TAP queue"),
+        Err(e) => tracing::debug!(interface = %Esc(name), "TAP queue left as it was: {e}"),
     }
 }
 
