@@ -1,4 +1,5 @@
-//! Reading and changing an interface's IPv4 address, netmask and MTU.
+//! Reading and changing an interface's IPv4 address, netmask and MTU (and, for TAP ports, its
+//! transmit queue's length and drops).
 //!
 //! etherws 1.3 did this with the classic `SIOC[GS]IFADDR`, `SIOC[GS]IFNETMASK`
 //! and `SIOC[GS]IFMTU` ioctls. Those only know about a single address per
