@@ -496,6 +496,22 @@ mod tests {
     }
 
     #[test]
+    fn root_the_receive_buffer_is_sized_for_a_burst_past_rmem_max() {
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root (SO_RCVBUFFORCE)");
+            return;
+        }
+        let (a, _b) = datagram_pair();
+        size_receive_buffer(a.as_fd(), "test");
+        // What the kernel keeps: twice what it was given, whatever net.core.rmem_max says.
+        assert_eq!(
+            socket::getsockopt(a.as_fd(), SO_RCVBUF).unwrap(),
+            2 * RCVBUF
+        );
+    }
+
+    #[test]
     fn a_batch_goes_out_in_order_each_frame_behind_its_header() {
         let (a, b) = datagram_pair();
         let frames: Vec<Frame> = (0..70u8)
