@@ -48,7 +48,8 @@ const ADMIN: &[&str] = &["--ctluser", "admin", "--ctlpasswd", "admin-pw"];
 const HOSTILE: &str = r#"<img src=x onerror=document.title='pwned'>"&amp;<b>bold</b>"#;
 
 /// The drop counters every port shows (and `listPort` reports).
-const DROPS: [&str; 12] = [
+const DROPS: [&str; 13] = [
+    "rx_dropped",
     "rx_invalid",
     "rx_oversize",
     "storm_dropped",

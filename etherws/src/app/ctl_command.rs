@@ -659,6 +659,7 @@ fn port_table_verbose(entries: &[Value]) -> String {
             "rate_in_dropped",
             "rate_out_dropped",
             "loop_dropped",
+            "rx_dropped",
             "rx_invalid",
             "rx_oversize",
             "guard_dropped",

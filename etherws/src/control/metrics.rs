@@ -42,7 +42,7 @@ struct Metric<T> {
 }
 
 /// The metrics of every port, labelled with the port.
-const PER_PORT: [Metric<PortStat>; 19] = [
+const PER_PORT: [Metric<PortStat>; 20] = [
     Metric {
         name: "etherws_port_rx_frames_total",
         kind: "counter",
@@ -84,6 +84,12 @@ const PER_PORT: [Metric<PortStat>; 19] = [
         kind: "gauge",
         help: "Bytes waiting in the port's transmit queue.",
         value: |p| p.queued_bytes,
+    },
+    Metric {
+        name: "etherws_port_rx_dropped_total",
+        kind: "counter",
+        help: "Frames the port's device or socket dropped before the switch read them (a packet socket's full receive buffer, a TAP's full queue).",
+        value: |p| p.rx_dropped,
     },
     Metric {
         name: "etherws_port_rx_invalid_total",
@@ -279,6 +285,7 @@ mod tests {
             tx: 7,
             rx_bytes: 500,
             tx_bytes: 700,
+            rx_dropped: 6,
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
@@ -311,6 +318,9 @@ mod tests {
             "etherws_port_rx_frames_total{port=\"2\",type=\"client\",target=\"ws://x/\\\"q\\\"\"} 5\n"
         ));
         assert!(text.contains("etherws_port_storm_dropped_total{port=\"2\""));
+        assert!(text.contains(
+            "etherws_port_rx_dropped_total{port=\"2\",type=\"client\",target=\"ws://x/\\\"q\\\"\"} 6\n"
+        ));
         assert!(text.contains("etherws_port_tx_bytes_total{port=\"2\",type=\"client\",target=\"ws://x/\\\"q\\\"\"} 700\n"));
         assert!(text.contains("# TYPE etherws_port_link_up gauge\n"));
         assert!(text.contains("etherws_ws_connections_refused_total 9\n"));

@@ -79,7 +79,8 @@ pub(super) struct Entry {
 
 /// Every drop counter of a port, added up (the page's "total" column).
 pub(super) fn drops(s: &PortStat) -> u64 {
-    s.rx_invalid
+    s.rx_dropped
+        + s.rx_invalid
         + s.rx_oversize
         + s.storm_dropped
         + s.macs_refused

@@ -75,6 +75,7 @@ const DECIDE_BATCH: usize = 64;
 const DECIDE_FANOUT: usize = 4096;
 
 /// Where a port delivers the frames it receives.
+#[derive(Clone)]
 pub(crate) struct Ingress {
     switch: SharedSwitch,
     port: PortNo,
@@ -132,9 +133,42 @@ impl Ingress {
         sw.set_congestion(self.port, congestion);
     }
 
+    /// Counts `n` frames the port's device or socket dropped before they were read
+    /// (`rx_dropped`).
+    pub(crate) fn rx_dropped(&self, n: u64) {
+        if n > 0 {
+            lock(&self.switch).count_rx_dropped(self.port, n);
+        }
+    }
+
     /// Tells the switch this port's link went down (true: came back).
     pub(crate) fn set_link(&self, up: bool) {
         lock(&self.switch).set_link(self.port, up);
+    }
+}
+
+/// How often a netdev port reads what its packet socket dropped (`rx_dropped`): one
+/// `getsockopt` a port, so `listPort` and `/metrics` are at most a quarter of a second late.
+pub(crate) const SOCKET_DROPS_EVERY: Duration = Duration::from_millis(250);
+
+/// How often a TAP port reads what its device dropped (a netlink request a port).
+pub(crate) const DEVICE_DROPS_EVERY: Duration = Duration::from_secs(1);
+
+/// Every `every`, counts what `dropped` says the port's device or socket dropped since its
+/// last call (a packet socket's `PACKET_STATISTICS`, a TAP's `tx_dropped`), until the port's
+/// task ends (it runs beside the port's I/O and never returns).
+pub(crate) async fn count_rx_dropped<F>(
+    ingress: &Ingress,
+    every: Duration,
+    mut dropped: impl FnMut() -> F,
+) where
+    F: Future<Output = u64>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        ingress.rx_dropped(dropped().await);
     }
 }
 

@@ -16,7 +16,11 @@
 //!   and crosses the switch with it ([`crate::switch::frame::Frame`]): a port that takes super-frames
 //!   (a TAP, another packet socket, a WebSocket peer that negotiated them) gets it whole, the
 //!   others get it finished (see [`crate::wire::gso`]). Frames sent through the socket carry their
-//!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere.
+//!   `virtio_net_hdr` too, so the kernel segments super-frames from elsewhere;
+//! - the socket's receive buffer is sized for a burst ([`RCVBUF`]), not left at the default
+//!   of about 200 KB (three 64 KB super-frames), which a local sender's window overflows
+//!   whenever the switch is a moment late; what the kernel still drops there is counted
+//!   (`PACKET_STATISTICS`, the port's `rx_dropped`).
 
 use std::collections::VecDeque;
 use std::mem::size_of;
@@ -26,16 +30,28 @@ use bytes::{Buf, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
-use super::{Ingress, MAX_FRAME, Port, PortIo};
+use super::{Ingress, MAX_FRAME, Port, PortIo, SOCKET_DROPS_EVERY, count_rx_dropped};
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::sys::netif::Netif;
-use crate::sys::socket::{self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_VNET_HDR, Plain};
+use crate::sys::socket::{
+    self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_STATISTICS, PACKET_VNET_HDR, Plain,
+    SO_RCVBUF, SO_RCVBUFFORCE,
+};
 use crate::sys::{self, SyscallError};
 use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::vlan;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
+
+/// The receive buffer a packet socket asks for: 8 MiB, which the kernel doubles to 16 MiB of
+/// room for what it charges (`truesize`, payload and bookkeeping). The default (about 200 KB)
+/// holds three 64 KB super-frames: a local sender on a veth sends its whole TCP window at once
+/// (Linux's largest default window is 6 MiB, `tcp_rmem`), and across a WAN path of tens of
+/// milliseconds that window is megabytes, so every moment the switch is late reading the
+/// socket (its lock, a busy core) cost the sender a loss. Memory is charged only while frames
+/// wait, and at most this much per port.
+pub(crate) const RCVBUF: libc::c_int = 8 << 20;
 
 pub(crate) struct Netdev {
     sock: AsyncFd<std::os::fd::OwnedFd>,
@@ -89,6 +105,7 @@ impl Netdev {
         .map_err(NetdevError::Open)?;
         let option = |option| move |source| NetdevError::Option { option, source };
         socket::setsockopt(fd.as_fd(), PACKET_VNET_HDR, &1).map_err(option("PACKET_VNET_HDR"))?;
+        size_receive_buffer(fd.as_fd(), name);
 
         let mut sll = libc::sockaddr_ll::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
@@ -112,6 +129,57 @@ impl Netdev {
 
         let sock = sys::fd::register(fd).map_err(NetdevError::Register)?;
         Ok(Netdev { sock })
+    }
+}
+
+/// Gives the socket a receive buffer of [`RCVBUF`]: past `net.core.rmem_max` where the switch
+/// may (`SO_RCVBUFFORCE`, `CAP_NET_ADMIN`), else as much of it as `rmem_max` allows
+/// (`SO_RCVBUF`), said at debug level. A socket left with the default still works: nothing
+/// here fails the port.
+fn size_receive_buffer(fd: std::os::fd::BorrowedFd<'_>, name: &str) {
+    let Err(forced) = socket::setsockopt(fd, SO_RCVBUFFORCE, &RCVBUF) else {
+        return;
+    };
+    if let Err(e) = socket::setsockopt(fd, SO_RCVBUF, &RCVBUF) {
+        tracing::debug!(
+            interface = name,
+            "receive buffer left as it was: {forced}; {e}"
+        );
+        return;
+    }
+    // Read back: what the kernel keeps, twice what it took.
+    let got = socket::getsockopt(fd, SO_RCVBUF).map_or(0, |n| n / 2);
+    if got < RCVBUF {
+        tracing::debug!(
+            interface = name,
+            asked = RCVBUF,
+            got,
+            "receive buffer capped by net.core.rmem_max ({forced})"
+        );
+    }
+}
+
+impl Netdev {
+    /// Frames the kernel dropped since the last call because the socket's receive buffer was
+    /// full (`PACKET_STATISTICS`, which starts again from zero each time it is read); 0 if it
+    /// cannot be read.
+    fn dropped(&self) -> u64 {
+        match socket::getsockopt(self.sock.get_ref().as_fd(), PACKET_STATISTICS) {
+            Ok(stats) => u64::from(stats.tp_drops),
+            Err(e) => {
+                tracing::debug!("{e}");
+                0
+            }
+        }
+    }
+
+    /// Counts what the socket drops into the port's `rx_dropped`, every
+    /// [`SOCKET_DROPS_EVERY`], beside the port's I/O; never returns.
+    async fn count_drops(&self, ingress: &Ingress) {
+        count_rx_dropped(ingress, SOCKET_DROPS_EVERY, || {
+            std::future::ready(self.dropped())
+        })
+        .await;
     }
 }
 
@@ -373,8 +441,11 @@ impl Netdev {
     /// The error that made the socket useless.
     pub(crate) async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
         let mut rx = Receiver::new(ingress.port());
-        // SAFETY: `fd` is this port's packet socket.
-        receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }).await
+        tokio::select! {
+            // SAFETY: `fd` is this port's packet socket.
+            r = receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }) => r,
+            () = self.count_drops(ingress) => Ok(()),
+        }
     }
 }
 
@@ -384,15 +455,19 @@ impl Port for Netdev {
         // super-frame (in the device, or in software before it) and fills in checksums.
         io.ingress.set_super_frames(true);
         let mut rx = Receiver::new(io.ingress.port());
-        drive(
+        let ingress = io.ingress.clone();
+        let frames = drive(
             &self.sock,
             io,
             // SAFETY: `fd` is this port's packet socket.
             |fd, buf| unsafe { rx.recv(fd, buf) },
             Takes::Offloaded,
             send_frames,
-        )
-        .await
+        );
+        tokio::select! {
+            r = frames => r,
+            () = self.count_drops(&ingress) => Ok(()),
+        }
     }
 }
 
@@ -418,6 +493,22 @@ mod tests {
             buf.truncate(n as usize);
             buf
         })
+    }
+
+    #[test]
+    fn root_the_receive_buffer_is_sized_for_a_burst_past_rmem_max() {
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root (SO_RCVBUFFORCE)");
+            return;
+        }
+        let (a, _b) = datagram_pair();
+        size_receive_buffer(a.as_fd(), "test");
+        // What the kernel keeps: twice what it was given, whatever net.core.rmem_max says.
+        assert_eq!(
+            socket::getsockopt(a.as_fd(), SO_RCVBUF).unwrap(),
+            2 * RCVBUF
+        );
     }
 
     #[test]

@@ -321,6 +321,13 @@ impl<E: Egress> Switch<E> {
         }
     }
 
+    /// Counts `n` frames a port's device or socket dropped before the switch read them.
+    pub(crate) fn count_rx_dropped(&mut self, port: PortNo, n: u64) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.rx_dropped = p.stat.rx_dropped.saturating_add(n);
+        }
+    }
+
     /// A port's state and counters.
     pub(crate) fn port(&self, port: PortNo) -> Option<PortStat> {
         self.ports.get(&port).map(Port::stat)
@@ -1177,6 +1184,16 @@ mod tests {
         assert_eq!(sink.got.borrow().len(), 4);
         assert_eq!(sw.port(1).unwrap().rx_truncated, 1);
         assert_eq!(sw.port(1).unwrap().rx, 4);
+    }
+
+    #[test]
+    fn drops_before_the_switch_add_up_per_port_and_a_gone_port_is_ignored() {
+        let (mut sw, _sinks) = switch(2);
+        sw.count_rx_dropped(1, 3);
+        sw.count_rx_dropped(1, 4);
+        sw.count_rx_dropped(9, 5);
+        let got: Vec<u64> = sw.ports().map(|p| p.rx_dropped).collect();
+        assert_eq!(got, [7, 0]);
     }
 
     #[test]

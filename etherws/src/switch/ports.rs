@@ -84,6 +84,10 @@ pub(crate) struct PortStat {
     pub(crate) rx_bytes: u64,
     /// Bytes of the frames queued for transmission on this port (`tx`'s bytes).
     pub(crate) tx_bytes: u64,
+    /// Frames the port's device or socket dropped before the switch read them (a packet
+    /// socket's full receive buffer, a TAP's full queue), as the port last read the kernel's
+    /// count.
+    pub(crate) rx_dropped: u64,
     /// Frames received from this port that were not Ethernet frames (runts).
     pub(crate) rx_invalid: u64,
     /// Frames received from this port that were larger than the switch allows.
@@ -145,6 +149,7 @@ impl PortStat {
             tx: 0,
             rx_bytes: 0,
             tx_bytes: 0,
+            rx_dropped: 0,
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,

@@ -1,4 +1,5 @@
-//! Reading and changing an interface's IPv4 address, netmask and MTU.
+//! Reading and changing an interface's IPv4 address, netmask and MTU (and, for TAP ports, its
+//! transmit queue's length and drops).
 //!
 //! etherws 1.3 did this with the classic `SIOC[GS]IFADDR`, `SIOC[GS]IFNETMASK`
 //! and `SIOC[GS]IFMTU` ioctls. Those only know about a single address per
@@ -217,6 +218,53 @@ impl Netif {
             name,
             elsewhere: nsid.is_some(),
         }))
+    }
+
+    /// Frames interface `index` dropped on their way out, as the kernel counts them
+    /// (`IFLA_STATS64`'s `tx_dropped`; 0 if it gives no statistics): for a TAP, frames for the
+    /// program reading it that did not fit its queue (`txqueuelen`).
+    pub(crate) async fn tx_dropped(&self, index: u32) -> Result<u64, NetifError> {
+        let link = self.link_at(index).await?;
+        Ok(link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Stats64(s) => Some(s.tx_dropped),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    /// Makes interface `index`'s transmit queue (`txqueuelen`) `len` frames long if it is
+    /// shorter (a longer one is left as it is); returns the length in force.
+    pub(crate) async fn raise_txqueuelen(&self, index: u32, len: u32) -> Result<u32, NetifError> {
+        let link = self.link_at(index).await?;
+        let now = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::TxQueueLen(n) => Some(*n),
+            _ => None,
+        });
+        if now.is_some_and(|n| n >= len) {
+            return Ok(now.unwrap_or(len));
+        }
+        let msg = LinkUnspec::new_with_index(index).txqueuelen(len).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| NetifError::kernel(format!("setting txqueuelen {len} on {index}"), e))?;
+        Ok(len)
+    }
+
+    /// Looks interface `index` up.
+    async fn link_at(&self, index: u32) -> Result<LinkMessage, NetifError> {
+        let what = || format!("looking up interface {index}");
+        let mut links = self.handle.link().get().match_index(index).execute();
+        links
+            .try_next()
+            .await
+            .map_err(|e| NetifError::kernel(what(), e))?
+            .ok_or_else(|| NetifError::NoSuchInterface(index.to_string()))
     }
 
     /// Receive queues `ifname` has in use (at least 1).
@@ -936,6 +984,27 @@ mod tests {
             );
             let lo = netif.index("lo").await.unwrap();
             assert_eq!(netif.veth_peer(lo).await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn root_tx_dropped_is_read_and_an_unknown_index_is_no_interface() {
+        in_netns(|netif| async move {
+            let i = netif.index(IF).await.unwrap();
+            assert_eq!(netif.tx_dropped(i).await.unwrap(), 0);
+            assert!(matches!(
+                netif.tx_dropped(999_999).await,
+                Err(NetifError::NoSuchInterface(_) | NetifError::Kernel { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn root_txqueuelen_is_raised_never_lowered() {
+        in_netns(|netif| async move {
+            let i = netif.index(IF).await.unwrap();
+            assert_eq!(netif.raise_txqueuelen(i, 4096).await.unwrap(), 4096);
+            assert_eq!(netif.raise_txqueuelen(i, 100).await.unwrap(), 4096);
         });
     }
 

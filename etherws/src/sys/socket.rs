@@ -67,6 +67,14 @@ pub(crate) type CaName = [u8; TCP_CA_NAME_MAX];
 options! {
     /// How long a `recv` waits before it fails with `EAGAIN`.
     SO_RCVTIMEO: libc::timeval = libc::SOL_SOCKET, libc::SO_RCVTIMEO;
+    /// Receive buffer, in bytes (the kernel doubles what it is given, for its overhead, and
+    /// caps it at `net.core.rmem_max`); read back, the doubled size in effect.
+    SO_RCVBUF: libc::c_int = libc::SOL_SOCKET, libc::SO_RCVBUF;
+    /// [`SO_RCVBUF`] past `net.core.rmem_max`: needs `CAP_NET_ADMIN` (`EPERM` without).
+    SO_RCVBUFFORCE: libc::c_int = libc::SOL_SOCKET, libc::SO_RCVBUFFORCE;
+    /// Packet socket: frames received and frames dropped (the receive buffer was full) since
+    /// the last read; reading it starts both again from zero.
+    PACKET_STATISTICS: libc::tpacket_stats = libc::SOL_PACKET, libc::PACKET_STATISTICS;
     /// Packet socket: a `virtio_net_hdr` in front of every frame, both ways.
     PACKET_VNET_HDR: libc::c_int = libc::SOL_PACKET, PACKET_VNET_HDR_OPT;
     /// Packet socket: a membership (promiscuous mode...), undone when the socket closes.
@@ -132,6 +140,8 @@ unsafe impl Plain for libc::c_int {}
 unsafe impl Plain for CaName {}
 // SAFETY: structs of u64 offsets.
 unsafe impl Plain for libc::xdp_mmap_offsets {}
+// SAFETY: two integers.
+unsafe impl Plain for libc::tpacket_stats {}
 // SAFETY: integers and a byte array.
 unsafe impl Plain for libc::sockaddr_ll {}
 // SAFETY: integers.
@@ -408,6 +418,16 @@ mod tests {
         let e = setsockopt(s.as_fd(), TCP_CONGESTION, &bogus).unwrap_err();
         assert_eq!(e.call, "setsockopt(TCP_CONGESTION)");
         assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT), "{e}");
+    }
+
+    #[test]
+    fn a_receive_buffer_is_set_and_read_back_doubled() {
+        let (a, _b) = pair();
+        setsockopt(a.as_fd(), SO_RCVBUF, &65536).unwrap();
+        // The kernel keeps twice what it was given (its bookkeeping), below rmem_max.
+        assert_eq!(getsockopt(a.as_fd(), SO_RCVBUF).unwrap(), 2 * 65536);
+        let e = getsockopt(a.as_fd(), PACKET_STATISTICS).unwrap_err();
+        assert_eq!(e.call, "getsockopt(PACKET_STATISTICS)");
     }
 
     #[test]

@@ -262,8 +262,9 @@
 
   // Every drop counter of listPort, in the order of the table's columns.
   const DROPS = [
-    "rx_invalid", "rx_oversize", "storm_dropped", "macs_refused", "tx_dropped", "tx_expired",
-    "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped", "guard_dropped",
+    "rx_dropped", "rx_invalid", "rx_oversize", "storm_dropped", "macs_refused", "tx_dropped",
+    "tx_expired", "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped",
+    "guard_dropped",
   ];
 
   // Port security's rules, as listPort names their counters.
@@ -531,7 +532,7 @@
     const none = (cols, why) => [el("tr", {}, el("td", { colspan: cols, class: "muted" }, why))];
     const why = result.totals.ports ? "No port matches." : "No port.";
     $("ports").tBodies[0].replaceChildren(...(rows.length ? rows.map(portRow) : none(11, why)));
-    $("counters").tBodies[0].replaceChildren(...(rows.length ? rows.map(counterRow) : none(21, why)));
+    $("counters").tBodies[0].replaceChildren(...(rows.length ? rows.map(counterRow) : none(22, why)));
     const from = rows.length ? result.offset + 1 : 0;
     $("page-info").textContent =
       `${count(from)}–${count(result.offset + rows.length)} of ${s(result.matched, "port", "ports")}` +
