@@ -85,7 +85,7 @@ fn packet_socket_drops(ns: &Netns) -> u64 {
         if line.contains("skmem:(") {
             if ours {
                 drops += line
-                    .split(|c| c == '(' || c == ')' || c == ',')
+                    .split(['(', ')', ','])
                     .find_map(|f| f.trim().strip_prefix('d'))
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
@@ -181,6 +181,9 @@ fn a_transfer_across_20ms_loses_nothing_at_the_switches() {
     }
     let p = Path::new("20ms", &[], &[]);
     let r = iperf3_for(&p.h2, &p.h1, H2_IP, 5201, 5, &[]);
+    // The switches read their sockets' and devices' drop counts every 250 ms (netdev) and
+    // every second (TAP): what they dropped is in listPort after that.
+    std::thread::sleep(Duration::from_millis(1500));
     let (a_drops, b_drops) = (packet_socket_drops(&p.sa), packet_socket_drops(&p.sb));
     let (a_bad, b_bad) = (switch_drops(&p.a), switch_drops(&p.b));
     eprintln!(
