@@ -208,6 +208,10 @@ pub struct Opts {
     /// `cubic`, Linux's default); the hosts' default when not given.
     #[arg(long, value_name = "NAME")]
     inner_cc: Option<String>,
+    /// One more argument for every etherws switch (repeatable), e.g.
+    /// `--sw-arg=--congestion=cubic`: an etherws setting compared across runs.
+    #[arg(long = "sw-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sw_args: Vec<String>,
 }
 
 fn scenario_name(n: &str) -> Result<String, String> {
@@ -478,6 +482,8 @@ struct Env {
     /// The switch A certificate (`CN=switch-a`, for 198.51.100.1) and its CA, for `wss://` and
     /// OpenVPN TLS.
     pki: Option<BenchPki>,
+    /// `--sw-arg`s, given to every etherws switch.
+    sw_args: Vec<String>,
 }
 
 struct BenchPki {
@@ -506,11 +512,13 @@ fn make_pki() -> BenchPki {
 /// `etherws sw --foreground --host HOST --port 8080 EXTRA…` in `ns` (the release build, its
 /// log in the bench's log directory), ready when `ctl listport` answers.
 fn start_switch(env: &Env, log: &str, ns: &Netns, host: &str, extra: &[&str]) -> Switch {
+    let more: Vec<&str> = env.sw_args.iter().map(String::as_str).collect();
     Switch::builder(log)
         .netns(ns)
         .host(host)
         .port(WS_PORT)
         .args(extra)
+        .args(&more)
         .log_file(env.logs.join(format!("{log}.log")))
         .start()
 }
@@ -1439,6 +1447,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             .map_err(|p| anyhow::anyhow!("certificates: {}", panic_message(&*p)))
             .map(Some)?,
         logs: logs.clone(),
+        sw_args: o.sw_args.clone(),
     };
     if !o.wan.is_empty() {
         return wan_bench(&o, &env, &chosen, &load, &started);
