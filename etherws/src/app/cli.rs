@@ -336,9 +336,9 @@ sw_options! {
         /// behind them in the socket.
         #[arg(long, env = "ETHERWS_NOTSENT_LOWAT", value_name = "BYTES")]
         pub(crate) notsent_lowat: Num<u32, 0, { i32::MAX as u64 }> = Num(DEFAULT_NOTSENT_LOWAT),
-        /// TCP congestion control of WebSocket connections, both ways: `system` (the system's
-        /// default) or an algorithm's name (`bbr`, `cubic`, `reno`); one the kernel refuses is
-        /// logged once and the system's default used.
+        /// TCP congestion control of WebSocket connections, both ways: an algorithm's name
+        /// (`bbr`, the default; `cubic`, `reno`) or `system` (the system's default); one the
+        /// kernel refuses is logged once and the system's default used.
         #[arg(long, env = "ETHERWS_CONGESTION", value_name = "NAME")]
         pub(crate) congestion: Congestion = DEFAULT_CONGESTION,
 
@@ -820,7 +820,7 @@ mod tests {
     fn notsent_lowat_and_congestion() {
         let o = layered(&[], SwOptions::default());
         assert_eq!(o.notsent_lowat, Num(128 * 1024));
-        assert_eq!(o.congestion, Congestion::SYSTEM);
+        assert_eq!(o.congestion.name(), Some("bbr"));
         assert_eq!(
             (o.notsent_lowat.0, o.congestion),
             (DEFAULT_NOTSENT_LOWAT, DEFAULT_CONGESTION)
@@ -870,7 +870,7 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(help.contains("--congestion <NAME>"), "{help}");
-        assert!(help.contains("[default: system]"), "{help}");
+        assert!(help.contains("[default: bbr]"), "{help}");
         assert!(help.contains("[env: ETHERWS_NOTSENT_LOWAT="), "{help}");
         assert!(help.contains("[default: 131072]"), "{help}");
     }
