@@ -1039,6 +1039,7 @@ loop_block = 10
 queue_bytes = 262144
 queue_budget = 67108864
 queue_delay = 50
+queue_discipline = "fifo"
 strict_frames = true
 threads = 2
 max_conns = 10
@@ -1177,6 +1178,7 @@ vlan = 40
             queue_bytes: Some(Num(262144)),
             queue_budget: Some(Num(67108864)),
             queue_delay: Some(Num(50)),
+            queue_discipline: Some(crate::app::cli::QueueDiscipline::Fifo),
             strict_frames: Some(true),
             threads: Some(Num(2)),
             max_conns: Some(Num(10)),
@@ -1221,14 +1223,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 50,
+                line: 51,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 57,
+                line: 58,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1239,7 +1241,7 @@ vlan = 40
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 62,
+                line: 63,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1253,7 +1255,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 72,
+                line: 73,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1272,9 +1274,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 83),
-            ("carol".to_string(), 86),
-            ("node-b".to_string(), 90),
+            ("bob".to_string(), 84),
+            ("carol".to_string(), 87),
+            ("node-b".to_string(), 91),
         ]);
         assert_eq!(
             c,
@@ -1285,10 +1287,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 62);
+        assert_eq!(c.ports[2].line(), 63);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 46);
+        assert_eq!(keys.len(), 47);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
