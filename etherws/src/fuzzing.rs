@@ -601,6 +601,8 @@ pub fn strict_egress(data: &[u8]) {
         bytes: STRICT_QUEUE,
         budget: STRICT_BUDGET,
         delay: Duration::from_secs(3600),
+        // Flow queues: hostile frames are hashed into them, dropped from them.
+        discipline: queue::Discipline::FqCodel,
     };
     let budget = Arc::new(Budget::new(STRICT_BUDGET));
     let mut sw = Switch::with_limits(

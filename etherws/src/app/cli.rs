@@ -265,6 +265,26 @@ impl DefaultText for LogFormat {
     }
 }
 
+/// How the transmit queues toward WebSocket peers order and shed frames
+/// (`--queue-discipline`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum QueueDiscipline {
+    /// One queue, first in first out.
+    Fifo,
+    /// Flow queues served in turn, each kept short by CoDel.
+    #[default]
+    FqCodel,
+}
+
+impl DefaultText for QueueDiscipline {
+    fn text(&self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
 impl DefaultText for ProxyHeader {
     fn text(&self) -> String {
         self.name().to_owned()
@@ -384,6 +404,11 @@ sw_options! {
         /// (and counted) instead of delivered late.
         #[arg(long, env = "ETHERWS_QUEUE_DELAY", value_name = "MS")]
         pub(crate) queue_delay: Num<u64, 1> = Num(1000),
+        /// How transmit queues toward WebSocket peers order and shed frames: `fq-codel` (flow
+        /// queues served in turn, so a ping does not wait behind a bulk transfer, each kept
+        /// short by CoDel) or `fifo` (one queue in order). TAP and netdev ports keep `fifo`.
+        #[arg(long, env = "ETHERWS_QUEUE_DISCIPLINE", value_name = "DISCIPLINE")]
+        pub(crate) queue_discipline: QueueDiscipline = QueueDiscipline::FqCodel,
         /// Most concurrent incoming WebSocket connections.
         #[arg(long, env = "ETHERWS_MAX_CONNS", value_name = "N")]
         pub(crate) max_conns: Num<usize> = Num(4096),

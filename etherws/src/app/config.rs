@@ -1041,6 +1041,7 @@ loop_block = 10
 queue_bytes = 262144
 queue_budget = 67108864
 queue_delay = 50
+queue_discipline = "fifo"
 strict_frames = true
 threads = 2
 max_conns = 10
@@ -1181,6 +1182,7 @@ vlan = 40
             queue_bytes: Some(Num(262144)),
             queue_budget: Some(Num(67108864)),
             queue_delay: Some(Num(50)),
+            queue_discipline: Some(crate::app::cli::QueueDiscipline::Fifo),
             strict_frames: Some(true),
             threads: Some(Num(2)),
             max_conns: Some(Num(10)),
@@ -1225,14 +1227,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 52,
+                line: 53,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: true,
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 59,
+                line: 60,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1243,7 +1245,7 @@ vlan = 40
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 64,
+                line: 65,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1257,7 +1259,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 74,
+                line: 75,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1276,9 +1278,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 85),
-            ("carol".to_string(), 88),
-            ("node-b".to_string(), 92),
+            ("bob".to_string(), 86),
+            ("carol".to_string(), 89),
+            ("node-b".to_string(), 93),
         ]);
         assert_eq!(
             c,
@@ -1289,10 +1291,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 64);
+        assert_eq!(c.ports[2].line(), 65);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 48);
+        assert_eq!(keys.len(), 49);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

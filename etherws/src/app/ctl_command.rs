@@ -654,6 +654,7 @@ fn port_table_verbose(entries: &[Value]) -> String {
         let drops: u64 = [
             "tx_dropped",
             "tx_expired",
+            "tx_aqm_dropped",
             "storm_dropped",
             "vlan_dropped",
             "rate_in_dropped",

@@ -15,7 +15,7 @@ use socket2::{Domain, Socket, Type};
 use crate::edge::admission::{AuthLimits, ConnLimits};
 use clap::ArgMatches;
 
-use crate::app::cli::{EffectiveOptions, SwArgs, SwOptions};
+use crate::app::cli::{EffectiveOptions, QueueDiscipline, SwArgs, SwOptions};
 use crate::app::config::{Config, PortConf};
 use crate::app::daemon;
 use crate::app::logging::{self, LogConf};
@@ -31,7 +31,7 @@ use crate::edge::server::{self, Listening, WsSide};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::tcp::TcpTuning;
 use crate::port::websocket::{ClientOptions, Credentials};
-use crate::port::{Core, QueueLimits, SharedSwitch, expire_loop, lock};
+use crate::port::{Core, Discipline, QueueLimits, SharedSwitch, expire_loop, lock};
 use crate::settings::profile::{self, PathSpec, Profile, UserPin};
 use crate::settings::values::Num;
 use crate::switch::PortStat;
@@ -109,6 +109,10 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             bytes: o.queue_bytes.0,
             budget: o.queue_budget.0,
             delay: Duration::from_millis(o.queue_delay.0),
+            discipline: match o.queue_discipline {
+                QueueDiscipline::Fifo => Discipline::Fifo,
+                QueueDiscipline::FqCodel => Discipline::FqCodel,
+            },
         },
         conns: ConnLimits {
             total: o.max_conns.0,

@@ -156,6 +156,7 @@ pub(crate) struct PortRow<'a> {
     macs_refused: u64,
     tx_dropped: u64,
     tx_expired: u64,
+    tx_aqm_dropped: u64,
     queued_bytes: u64,
     super_frames: bool,
     /// A WebSocket port's TCP congestion control algorithm (`null` for the others).
@@ -314,6 +315,7 @@ impl<'a> PortRow<'a> {
             macs_refused: s.macs_refused,
             tx_dropped: s.tx_dropped,
             tx_expired: s.tx_expired,
+            tx_aqm_dropped: s.tx_aqm_dropped,
             queued_bytes: s.queued_bytes,
             super_frames: s.super_frames,
             congestion: s.congestion.as_deref(),

@@ -42,7 +42,7 @@ struct Metric<T> {
 }
 
 /// The metrics of every port, labelled with the port.
-const PER_PORT: [Metric<PortStat>; 20] = [
+const PER_PORT: [Metric<PortStat>; 21] = [
     Metric {
         name: "etherws_port_rx_frames_total",
         kind: "counter",
@@ -78,6 +78,12 @@ const PER_PORT: [Metric<PortStat>; 20] = [
         kind: "counter",
         help: "Frames for the port dropped because they waited longer than --queue-delay.",
         value: |p| p.tx_expired,
+    },
+    Metric {
+        name: "etherws_port_tx_aqm_dropped_total",
+        kind: "counter",
+        help: "Frames for the port dropped by CoDel to keep its transmit queue short.",
+        value: |p| p.tx_aqm_dropped,
     },
     Metric {
         name: "etherws_port_queued_bytes",
@@ -293,6 +299,7 @@ mod tests {
             macs_refused: 0,
             tx_dropped: 1,
             tx_expired: 0,
+            tx_aqm_dropped: 0,
             queued_bytes: 0,
             super_frames: false,
             congestion: None,

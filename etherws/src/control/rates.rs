@@ -86,6 +86,7 @@ pub(super) fn drops(s: &PortStat) -> u64 {
         + s.macs_refused
         + s.tx_dropped
         + s.tx_expired
+        + s.tx_aqm_dropped
         + s.loop_dropped
         + s.vlan_dropped
         + s.rate_in_dropped

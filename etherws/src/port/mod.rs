@@ -27,7 +27,7 @@ pub(crate) use crate::switch::Origin;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::switch::{Decisions, PortKind, PortStat, Switch};
-pub(crate) use queue::{Budget, EgressRx, Queue, QueueLimits};
+pub(crate) use queue::{Budget, Discipline, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
 /// an Ethernet header and a VLAN tag (also more than the largest MTU, 65535, allows).
@@ -205,7 +205,16 @@ pub(crate) fn attach_from<P: Port>(
     origin: Origin,
     port: P,
 ) -> PortStat {
-    let (queue, rx) = queue::queue(switch.queues, switch.budget.clone());
+    // Flow queues toward WebSocket peers: a device's queue stays in order (its frames go
+    // to the host's own stack, which keeps its own queues).
+    let limits = match kind {
+        PortKind::Server | PortKind::Client => switch.queues,
+        PortKind::Tap | PortKind::Netdev => QueueLimits {
+            discipline: Discipline::Fifo,
+            ..switch.queues
+        },
+    };
+    let (queue, rx) = queue::queue(limits, switch.budget.clone());
     let stat = {
         let mut sw = lock(switch);
         let no = sw.add_port_from(kind, target, origin, queue);

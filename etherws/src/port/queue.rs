@@ -14,11 +14,22 @@
 //! The counters are atomics in the queue, so the switch counts transmissions without holding
 //! its lock while it offers frames.
 //!
+//! Toward WebSocket peers the queue is, by default, fair between flows and kept short
+//! (`--queue-discipline fq-codel`, [`fq`]): frames wait in per-flow queues served in turn, so
+//! that a ping does not wait behind a bulk transfer's backlog, and each flow's queue is kept
+//! near a few milliseconds of sojourn by CoDel, whose drops are counted apart
+//! (`tx_aqm_dropped`). The port then also takes smaller batches off the queue on a slow link
+//! (a few milliseconds' worth at the rate it writes), since a frame that arrives while a batch
+//! is written waits for all of it. The bounds above hold either way.
+//!
 //! A frame flooded to many ports is one shared buffer, but it counts against each queue it
 //! sits in: the bound is conservative, never exceeded. Each frame also counts its slot in the
 //! queue ([`SLOT`] bytes), so that the bounds are bounds on memory.
 
+mod fq;
+
 use std::collections::VecDeque;
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -43,7 +54,30 @@ pub(crate) struct QueueLimits {
     pub(crate) budget: usize,
     /// Longest a frame may wait in a queue before it is dropped instead of sent.
     pub(crate) delay: Duration,
+    /// How the queue orders and sheds frames (`--queue-discipline`).
+    pub(crate) discipline: Discipline,
 }
+
+/// How a transmit queue orders and sheds frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Discipline {
+    /// One queue, first in first out; frames are dropped only when it is full or they are
+    /// older than [`QueueLimits::delay`].
+    Fifo,
+    /// Flow queues served in turn, each kept short by CoDel ([`fq`]).
+    #[default]
+    FqCodel,
+}
+
+/// The sojourn time CoDel aims at, at least (more on a slow link: 1.5 MTU-sized frames).
+const CODEL_TARGET: Duration = Duration::from_millis(5);
+
+/// How long the sojourn must stay above the target before CoDel drops.
+const CODEL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The time a batch taken off a flow-queued port takes to write, at most, at the rate the
+/// port writes: a frame that arrives meanwhile waits for it.
+const BATCH_TIME: Duration = CODEL_TARGET;
 
 impl Default for QueueLimits {
     fn default() -> Self {
@@ -51,6 +85,7 @@ impl Default for QueueLimits {
             bytes: 4 << 20,
             budget: 128 << 20,
             delay: Duration::from_millis(1000),
+            discipline: Discipline::FqCodel,
         }
     }
 }
@@ -106,6 +141,8 @@ struct State {
     tx_bytes: AtomicU64,
     dropped: AtomicU64,
     expired: AtomicU64,
+    /// Frames CoDel dropped (flow queues only).
+    aqm_dropped: AtomicU64,
     limits: QueueLimits,
     budget: Arc<Budget>,
 }
@@ -216,6 +253,18 @@ pub(crate) struct EgressRx {
     held: usize,
     /// What the frames handed out in the last batch are charged, until they are written.
     sent: usize,
+    /// The flow queues (`--queue-discipline fq-codel`): `None` for a FIFO queue, and while
+    /// the port has nothing queued (an idle port holds none).
+    fq: Option<Box<fq::Fq>>,
+    /// The key flows are hashed with, the queue's own (a peer cannot aim collisions).
+    key: RandomState,
+    /// The rate the port writes at, bytes/s (a moving average over batches; flow queues
+    /// only): bounds the batches and scales CoDel's target on a slow link.
+    rate: f64,
+    /// What the open flows are charged ([`fq::FLOW_COST`] each).
+    flow_charge: usize,
+    /// When the batch in hand was handed out, and whether frames were left behind.
+    handed: Option<(Instant, bool)>,
 }
 
 /// A new transmit queue bounded by `limits`, drawing on `budget`.
@@ -227,6 +276,7 @@ pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressR
         tx_bytes: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         expired: AtomicU64::new(0),
+        aqm_dropped: AtomicU64::new(0),
         limits,
         budget,
     });
@@ -238,6 +288,11 @@ pub(crate) fn queue(limits: QueueLimits, budget: Arc<Budget>) -> (Queue, EgressR
         segments: Vec::new().into_iter(),
         held: 0,
         sent: 0,
+        fq: None,
+        key: RandomState::new(),
+        rate: f64::INFINITY,
+        flow_charge: 0,
+        handed: None,
     };
     (Queue(Arc::new(Sending { tx, state })), rx)
 }
@@ -270,6 +325,7 @@ impl Egress for Queue {
             tx: s.tx.load(Relaxed),
             dropped: s.dropped.load(Relaxed),
             expired: s.expired.load(Relaxed),
+            aqm_dropped: s.aqm_dropped.load(Relaxed),
             queued_bytes: s.bytes.load(Relaxed) as u64,
             tx_bytes: s.tx_bytes.load(Relaxed),
         }
@@ -283,20 +339,28 @@ impl EgressRx {
     /// handed out counts as written.
     pub(crate) async fn recv_many(&mut self, out: &mut Vec<Frame>, limit: usize) -> usize {
         self.written();
-        if self.pending.is_empty() && self.fill(limit).await == 0 {
-            return 0;
-        }
+        self.take_arrived();
         let before = out.len();
-        while out.len() - before < limit && self.sent < BATCH_BYTES {
-            let Some(frame) = self.pending.pop_front() else {
-                break;
-            };
-            // From pending to the batch in hand: charged as handed out, no longer as held.
-            self.held -= cost(&frame);
-            self.hand_out(cost(&frame));
-            out.push(frame);
+        loop {
+            if !self.has_frames() && self.fill(limit).await == 0 {
+                return 0;
+            }
+            let (now, cap, p) = (Instant::now(), self.batch_cap(), self.params());
+            while out.len() - before < limit && self.sent < cap {
+                let Some(frame) = self.next_frame(now, &p) else {
+                    break;
+                };
+                // From pending to the batch in hand: charged as handed out, no longer as held.
+                self.held -= cost(&frame);
+                self.hand_out(cost(&frame));
+                out.push(frame);
+            }
+            // None: CoDel dropped all that waited (flow queues), so wait for more.
+            if out.len() > before {
+                self.handed_out(now);
+                return out.len() - before;
+            }
         }
-        out.len() - before
     }
 
     /// As [`recv_many`](Self::recv_many), for a port that takes plain frames only: offloaded
@@ -306,16 +370,18 @@ impl EgressRx {
     /// in `tx_dropped`. Returns how many plain frames it moved (at most `limit`).
     pub(crate) async fn recv_plain(&mut self, out: &mut Vec<Bytes>, limit: usize) -> usize {
         self.written();
+        self.take_arrived();
         let before = out.len();
         loop {
-            while out.len() - before < limit && self.sent < BATCH_BYTES {
+            let (now, cap, p) = (Instant::now(), self.batch_cap(), self.params());
+            while out.len() - before < limit && self.sent < cap {
                 if let Some(seg) = self.segments.next() {
                     self.held -= plain_cost(&seg);
                     self.hand_out(plain_cost(&seg));
                     out.push(seg);
                     continue;
                 }
-                let Some(frame) = self.pending.pop_front() else {
+                let Some(frame) = self.next_frame(now, &p) else {
                     break;
                 };
                 match self.finish(frame, out.len() > before) {
@@ -325,6 +391,7 @@ impl EgressRx {
                 }
             }
             if out.len() > before {
+                self.handed_out(now);
                 return out.len() - before;
             }
             if self.fill(limit).await == 0 {
@@ -396,9 +463,150 @@ impl EgressRx {
     /// bound and the budget.
     pub(crate) fn written(&mut self) {
         if self.sent > 0 {
+            if let Some((at, cut)) = self.handed.take() {
+                self.measure(at, cut);
+            }
             self.state.release(self.sent);
             self.sent = 0;
         }
+    }
+
+    /// Whether the queue sorts frames into flow queues.
+    fn fair(&self) -> bool {
+        self.state.limits.discipline == Discipline::FqCodel
+    }
+
+    /// True if frames wait outside the channel.
+    fn has_frames(&self) -> bool {
+        !self.pending.is_empty() || self.fq.as_ref().is_some_and(|fq| !fq.is_empty())
+    }
+
+    /// The next frame to hand out: one put back first, then the flow queues' next (CoDel's
+    /// drops counted), or the next in order.
+    fn next_frame(&mut self, now: Instant, p: &fq::Params) -> Option<Frame> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        let fq = self.fq.as_mut()?;
+        let mut drops = fq::Drops::default();
+        let frame = fq.dequeue(now, p, &mut drops);
+        self.account(drops);
+        self.settle_flows();
+        frame
+    }
+
+    /// Gives back the charge of the flows closed since (all of them without flow queues).
+    fn settle_flows(&mut self) {
+        let open = self
+            .fq
+            .as_ref()
+            .map_or(0, |fq| fq.open_flows() * fq::FLOW_COST);
+        if self.flow_charge > open {
+            self.state.release(self.flow_charge - open);
+            self.flow_charge = open;
+        }
+    }
+
+    /// Gives back the charge of frames the flow queues dropped, and counts them.
+    fn account(&mut self, d: fq::Drops) {
+        if d.bytes == 0 {
+            return;
+        }
+        let s = &self.state;
+        self.held -= d.bytes;
+        s.release(d.bytes);
+        s.aqm_dropped.fetch_add(d.aqm, Relaxed);
+        s.expired.fetch_add(d.expired, Relaxed);
+        s.dropped.fetch_add(d.overflow, Relaxed);
+    }
+
+    /// Flow queues: moves the frames waiting in the channel into them, so that a sparse
+    /// flow's frame that arrived while the last batch was written goes in the next one.
+    fn take_arrived(&mut self) {
+        if !self.fair() {
+            return;
+        }
+        while self.batch.len() < QUEUE_FRAMES {
+            match self.rx.try_recv() {
+                Ok(queued) => self.batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        if !self.batch.is_empty() {
+            self.keep_fresh(Instant::now());
+        }
+    }
+
+    /// Flow queues: a queue over seven eighths of its bound drops from its fattest flow, so
+    /// that room is left for a sparse flow's frames (the producer refuses what does not fit).
+    fn trim(&mut self) {
+        let Some(fq) = self.fq.as_mut() else {
+            return;
+        };
+        let bound = self.state.limits.bytes;
+        let used = self.state.bytes.load(Relaxed);
+        let Some(mut excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
+            return;
+        };
+        let mut drops = fq::Drops::default();
+        while excess > 0 {
+            match fq.drop_fattest(excess, &mut drops) {
+                0 => break,
+                freed => excess = excess.saturating_sub(freed),
+            }
+        }
+        self.account(drops);
+    }
+
+    /// CoDel's parameters at the rate the port writes: on a slow link, a target of at least
+    /// 1.5 MTU-sized frames' time (a frame takes that long to go), the interval as much
+    /// longer.
+    fn params(&self) -> fq::Params {
+        let frame_time = 1.5 * 1514.0 / self.rate;
+        let floor = Duration::try_from_secs_f64(frame_time.min(1.0)).unwrap_or_default();
+        let target = CODEL_TARGET.max(floor);
+        fq::Params {
+            target,
+            interval: CODEL_INTERVAL + (target - CODEL_TARGET),
+            delay: self.state.limits.delay,
+        }
+    }
+
+    /// Bytes to take off the queue for one batch: [`BATCH_BYTES`], or with flow queues
+    /// [`BATCH_TIME`] at the rate the port writes (at least one frame).
+    fn batch_cap(&self) -> usize {
+        if !self.fair() {
+            return BATCH_BYTES;
+        }
+        let cap = self.rate * BATCH_TIME.as_secs_f64();
+        if cap >= BATCH_BYTES as f64 {
+            BATCH_BYTES
+        } else {
+            (cap as usize).max(1)
+        }
+    }
+
+    /// Notes when a batch was handed out (flow queues), and whether frames were left behind
+    /// (then its write measures the port's rate; otherwise it only shows the rate is at
+    /// least that).
+    fn handed_out(&mut self, now: Instant) {
+        if self.fair() {
+            let cut = self.has_frames() || self.segments.len() > 0 || !self.rx.is_empty();
+            self.handed = Some((now, cut));
+        }
+    }
+
+    /// Updates the port's rate with the batch just written, handed out at `at`.
+    fn measure(&mut self, at: Instant, cut: bool) {
+        // A write that took no time says the port is fast, not how fast.
+        let secs = at.elapsed().as_secs_f64().max(50e-6);
+        let sample = self.sent as f64 / secs;
+        let avg = if self.rate.is_finite() {
+            0.75 * self.rate + 0.25 * sample
+        } else {
+            sample
+        };
+        self.rate = if cut { avg } else { self.rate.max(avg) };
     }
 
     /// Waits for frames on the channel and keeps the fresh ones in `pending` (still charged),
@@ -418,7 +626,7 @@ impl EgressRx {
 
     /// True if no frame waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty() && self.pending.is_empty() && self.segments.len() == 0
+        self.rx.is_empty() && !self.has_frames() && self.segments.len() == 0
     }
 
     /// Gives back the last batch's charge and, if nothing waits, frees the batch buffers (up
@@ -430,6 +638,8 @@ impl EgressRx {
             self.batch = Vec::new();
             self.pending = VecDeque::new();
             self.segments = Vec::new().into_iter();
+            self.fq = None;
+            self.settle_flows();
         }
     }
 
@@ -439,9 +649,12 @@ impl EgressRx {
         (self.recv_many(&mut one, 1).await > 0).then(|| one.pop())?
     }
 
-    /// Moves the frames of `self.batch` that are still fresh at `now` into `pending`, still
-    /// charged; the late ones are dropped and their charge given back.
+    /// Moves the frames of `self.batch` that are still fresh at `now` into `pending` (or the
+    /// flow queues), still charged; the late ones are dropped and their charge given back.
     fn keep_fresh(&mut self, now: Instant) -> usize {
+        if self.fair() && self.fq.is_none() {
+            self.fq = Some(Box::new(fq::Fq::new()));
+        }
         let s = &self.state;
         let mut n = 0;
         for (frame, queued) in self.batch.drain(..) {
@@ -449,11 +662,29 @@ impl EgressRx {
                 s.release(cost(&frame));
                 s.expired.fetch_add(1, Relaxed);
             } else {
+                let Some(fq) = self.fq.as_mut() else {
+                    self.held += cost(&frame);
+                    self.pending.push_back(frame);
+                    n += 1;
+                    continue;
+                };
+                let hash = fq::flow_hash(&self.key, &frame.data);
+                // A new flow is charged for what it costs, from the budget (the port's own
+                // bound gives way: the frame was admitted, and the fattest flow pays below).
+                if !fq.is_open(hash) {
+                    if !s.reserve_more(fq::FLOW_COST, false) {
+                        s.release(cost(&frame));
+                        s.dropped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    self.flow_charge += fq::FLOW_COST;
+                }
                 self.held += cost(&frame);
-                self.pending.push_back(frame);
+                fq.enqueue(hash, frame, queued);
                 n += 1;
             }
         }
+        self.trim();
         n
     }
 }
@@ -461,7 +692,7 @@ impl EgressRx {
 impl Drop for EgressRx {
     /// Frames still queued give their bytes back to the budget.
     fn drop(&mut self) {
-        self.state.release(self.held + self.sent);
+        self.state.release(self.held + self.sent + self.flow_charge);
         self.rx.close();
         while let Ok((frame, _)) = self.rx.try_recv() {
             self.state.release(cost(&frame));
@@ -478,6 +709,7 @@ mod tests {
             bytes,
             budget,
             delay: Duration::from_millis(200),
+            discipline: Discipline::Fifo,
         }
     }
 
@@ -538,8 +770,13 @@ mod tests {
     #[tokio::test]
     async fn a_removed_port_gives_back_exactly_what_it_was_charged() {
         let budget = Arc::new(Budget::new(1 << 20));
-        for plain in [false, true] {
-            let (q, mut rx) = queue(limits(1 << 20, 1 << 20), budget.clone());
+        let fifo = limits(1 << 20, 1 << 20);
+        let fair = QueueLimits {
+            discipline: Discipline::FqCodel,
+            ..fifo
+        };
+        for (plain, limits) in [(false, fifo), (true, fifo), (false, fair), (true, fair)] {
+            let (q, mut rx) = queue(limits, budget.clone());
             let now = Instant::now();
             for _ in 0..10 {
                 assert!(q.offer(&frame(100), now));
@@ -576,6 +813,101 @@ mod tests {
         rx.written();
         let c = q.counters();
         assert_eq!((c.tx, c.expired, c.queued_bytes), (2, 1, 0));
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// An IPv4/UDP frame of `len` bytes from port `sport`.
+    fn udp(sport: u16, len: usize) -> Frame {
+        let mut d = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        d.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
+        d.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        d.extend_from_slice(&sport.to_be_bytes());
+        d.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
+        d.resize(len.max(d.len()), 0);
+        Frame::from(Bytes::from(d))
+    }
+
+    fn fair(bytes: usize) -> QueueLimits {
+        QueueLimits {
+            discipline: Discipline::FqCodel,
+            ..limits(bytes, 1 << 20)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sparse_flow_overtakes_a_bulk_backlog_and_charges_return_to_zero() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, mut rx) = queue(fair(1 << 20), budget.clone());
+        let now = Instant::now();
+        for _ in 0..200 {
+            assert!(q.offer(&udp(1000, 1514), now));
+        }
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_many(&mut out, 1).await, 1);
+        // A ping arrives while the bulk flow's first frame is written: it goes next.
+        assert!(q.offer(&udp(7, 98), now));
+        rx.written();
+        out.clear();
+        assert_eq!(rx.recv_many(&mut out, 1).await, 1);
+        assert_eq!(out[0].len(), 98);
+        let mut n = 1;
+        while !rx.is_empty() {
+            out.clear();
+            n += rx.recv_plain(&mut Vec::new(), 64).await;
+        }
+        rx.release();
+        let c = q.counters();
+        assert_eq!(
+            (n, c.dropped, c.aqm_dropped, c.queued_bytes),
+            (200, 0, 0, 0)
+        );
+        assert_eq!(budget.used(), 0);
+        assert!(rx.fq.is_none(), "an idle port keeps no flow queues");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_from_the_fattest_flow_not_the_sparse_one() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let bound = 100 * cost(&udp(1000, 1514));
+        let (q, mut rx) = queue(fair(bound), budget.clone());
+        let now = Instant::now();
+        for _ in 0..95 {
+            assert!(q.offer(&udp(1000, 1514), now));
+        }
+        assert!(q.offer(&udp(7, 98), now));
+        let mut out = Vec::new();
+        // The bulk flow, new too, sends its quantum (one frame), then the sparse one.
+        assert_eq!(rx.recv_many(&mut out, 2).await, 2);
+        assert_eq!(out[1].len(), 98, "the sparse frame was kept, and goes next");
+        let c = q.counters();
+        assert!(c.dropped > 0, "the bulk flow paid");
+        assert!(c.queued_bytes as usize <= bound - bound / 8);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_port_takes_small_batches() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let (q, mut rx) = queue(fair(1 << 20), budget.clone());
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(q.offer(&udp(1000, 1500), now));
+        }
+        let mut out = Vec::new();
+        // Fast (nothing measured yet): a full batch.
+        assert_eq!(rx.recv_many(&mut out, 4).await, 4);
+        // That batch took a second to write, with frames left behind: 6 kB/s.
+        rx.handed = Some((Instant::now() - Duration::from_secs(1), true));
+        rx.written();
+        assert!(rx.rate < 10_000.0, "{}", rx.rate);
+        assert!(
+            rx.params().target > CODEL_TARGET,
+            "the target grows on a slow link"
+        );
+        out.clear();
+        assert_eq!(rx.recv_many(&mut out, 4).await, 1, "one frame at a time");
+        drop(rx);
         assert_eq!(budget.used(), 0);
     }
 

@@ -27,10 +27,13 @@ pub(crate) trait Egress: Clone {
 pub(crate) struct TxCounters {
     /// Frames queued for transmission.
     pub(crate) tx: u64,
-    /// Frames refused: the port's queue or the switch's queue budget was full.
+    /// Frames refused: the port's queue or the switch's queue budget was full (with flow
+    /// queues, also frames of the fattest flow dropped to make room).
     pub(crate) dropped: u64,
     /// Frames queued but dropped because they waited too long to be sent.
     pub(crate) expired: u64,
+    /// Frames queued but dropped by the queue's CoDel (flow queues), to keep it short.
+    pub(crate) aqm_dropped: u64,
     /// Bytes in the queue now.
     pub(crate) queued_bytes: u64,
     /// Bytes of the frames queued for transmission (`tx`'s bytes).
@@ -105,6 +108,9 @@ pub(crate) struct PortStat {
     pub(crate) tx_dropped: u64,
     /// Frames queued for this port but dropped because they waited too long in the queue.
     pub(crate) tx_expired: u64,
+    /// Frames queued for this port but dropped by CoDel to keep its queue short
+    /// (`--queue-discipline fq-codel`).
+    pub(crate) tx_aqm_dropped: u64,
     /// Bytes waiting in this port's queue.
     pub(crate) queued_bytes: u64,
     /// The port exchanges super-frames with its device or peer (offloads negotiated).
@@ -157,6 +163,7 @@ impl PortStat {
             macs_refused: 0,
             tx_dropped: 0,
             tx_expired: 0,
+            tx_aqm_dropped: 0,
             queued_bytes: 0,
             super_frames: false,
             congestion: None,
@@ -191,6 +198,7 @@ impl PortStat {
             tx_bytes: c.tx_bytes,
             tx_dropped: c.dropped,
             tx_expired: c.expired,
+            tx_aqm_dropped: c.aqm_dropped,
             queued_bytes: c.queued_bytes,
             ..self.clone()
         }
