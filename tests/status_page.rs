@@ -48,7 +48,7 @@ const ADMIN: &[&str] = &["--ctluser", "admin", "--ctlpasswd", "admin-pw"];
 const HOSTILE: &str = r#"<img src=x onerror=document.title='pwned'>"&amp;<b>bold</b>"#;
 
 /// The drop counters every port shows (and `listPort` reports).
-const DROPS: [&str; 13] = [
+const DROPS: [&str; 14] = [
     "rx_dropped",
     "rx_invalid",
     "rx_oversize",
@@ -56,6 +56,7 @@ const DROPS: [&str; 13] = [
     "macs_refused",
     "tx_dropped",
     "tx_expired",
+    "tx_aqm_dropped",
     "loop_blocks",
     "loop_dropped",
     "vlan_dropped",

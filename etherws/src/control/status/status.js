@@ -263,7 +263,7 @@
   // Every drop counter of listPort, in the order of the table's columns.
   const DROPS = [
     "rx_dropped", "rx_invalid", "rx_oversize", "storm_dropped", "macs_refused", "tx_dropped",
-    "tx_expired", "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped",
+    "tx_expired", "tx_aqm_dropped", "loop_dropped", "vlan_dropped", "rate_in_dropped", "rate_out_dropped",
     "guard_dropped",
   ];
 
