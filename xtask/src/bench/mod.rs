@@ -536,6 +536,13 @@ fn add_netdev(sw: &Switch, dev: &str, offload: bool) -> String {
     sw.add_port("netdev", dev, opts).kind
 }
 
+/// Whether an etherws tunnel row runs TAP ports (the switch namespaces are the hosts) rather
+/// than netdev ports on host veths: `ws_tap`, `wss_tap` and their `_strict` rows. (Matching the
+/// name's end once made the `_strict` TAP rows run offloaded netdev ports instead.)
+fn tap_ports(name: &str) -> bool {
+    name.starts_with("ws") && name.contains("_tap")
+}
+
 /// host1 ── s1 [switch namespace] s2 ── host2.
 fn offload_topo(s: &Scenario, env: &Env) -> Topo {
     let mid = Rc::new(Netns::new("mid"));
@@ -609,7 +616,7 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
         na.set_mtu("tA", 1550);
         nb.set_mtu("tB", 1550);
     }
-    let tap = s.name.ends_with("_tap");
+    let tap = tap_ports(s.name);
     let mut nss = vec![na.clone(), nb.clone()];
     let (h1, h2) = if tap {
         (
@@ -1639,6 +1646,22 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         assert_eq!(sum, 0xffff);
+    }
+
+    #[test]
+    fn every_tap_row_runs_tap_ports_and_no_other_does() {
+        for s in SCENARIOS {
+            assert_eq!(
+                tap_ports(s.name),
+                s.what.contains("TAP ports"),
+                "{}: {}",
+                s.name,
+                s.what
+            );
+        }
+        for n in ["ws_tap", "ws_tap_strict", "wss_tap", "wss_tap_strict"] {
+            assert!(tap_ports(n), "{n}");
+        }
     }
 
     #[test]
