@@ -11,6 +11,7 @@
 //! socket's receive buffer, or its queues) is a loss the inner TCP pays for with a whole RTT of
 //! the path, so across a WAN a switch must drop none of a window-sized burst.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use etherws_testkit::*;
@@ -169,6 +170,77 @@ fn the_delay_line_delays_and_loses_what_it_is_told() {
         "10 % loss configured: {lost} of {rx} frames lost"
     );
     assert_eq!(wan.stats.unintended_drops(), 0, "{}", wan.stats.summary());
+}
+
+/// A rate-limited line passes what is under its rate whatever its delay (its buffer holds what
+/// waits to be serialized, not what is on the wire), and no more than its rate.
+#[test]
+fn a_rate_limited_line_carries_its_rate() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = (Netns::new("wrA"), Netns::new("wrB"));
+    let wan = Wan::between(
+        &a,
+        "ra",
+        Some("198.51.100.1/24"),
+        &b,
+        "rb",
+        Some("198.51.100.2/24"),
+        1500,
+        "150ms,0%,20mbit".parse().unwrap(),
+    );
+    ping_within(&a, "198.51.100.2", Duration::from_secs(10));
+    let ab = &wan.stats.ab;
+    let load = |a: &AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    // Under the rate: all of it arrives, with 300 ms of it in flight.
+    let _srv = b.daemon(&["iperf3", "-s", "-B", "198.51.100.2", "-p", "5301"]);
+    poll("iperf3 server", Duration::from_secs(10), || {
+        let out = b.exec(&["ss", "-Hltn", "sport = :5301"]);
+        if String::from_utf8_lossy(&out.stdout).contains("5301") {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    let udp = |rate: &str, secs: &str| {
+        a.exec(&[
+            "iperf3",
+            "-c",
+            "198.51.100.2",
+            "-p",
+            "5301",
+            "-u",
+            "-b",
+            rate,
+            "-t",
+            secs,
+            "-l",
+            "1400",
+        ])
+    };
+    udp("15M", "2");
+    assert_eq!(load(&ab.overflow), 0, "{}", wan.stats.summary());
+    // Over the rate: it carries its rate, not more (measured over two seconds of a five-second
+    // run at twice the rate).
+    let (b0, t0, b1, t1) = std::thread::scope(|s| {
+        s.spawn(|| udp("40M", "5"));
+        // iperf3's control connection takes a few of the line's 300 ms round trips first.
+        std::thread::sleep(Duration::from_millis(2500));
+        let (b0, t0) = (load(&ab.sent_bytes), std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(2000));
+        (b0, t0, load(&ab.sent_bytes), std::time::Instant::now())
+    });
+    let mbit = (b1 - b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e6;
+    eprintln!(
+        "{mbit:.1} Mbit/s at a 20 Mbit/s line; {}",
+        wan.stats.summary()
+    );
+    assert!(
+        (17.0..21.0).contains(&mbit),
+        "{mbit:.1} Mbit/s through a 20 Mbit/s line"
+    );
+    assert!(load(&ab.overflow) > 0, "{}", wan.stats.summary());
 }
 
 /// A 5 s transfer across a 20 ms path: neither switch drops a frame at its ingress (the

@@ -111,8 +111,9 @@ pub struct DirStats {
     pub lost: AtomicU64,
     /// Frames dropped because the rate-limited backlog was full.
     pub overflow: AtomicU64,
-    /// Frames written to the egress veth.
+    /// Frames written to the egress veth, and their bytes.
     pub sent: AtomicU64,
+    pub sent_bytes: AtomicU64,
     /// Frames the egress write refused (counted, not retried).
     pub send_errors: AtomicU64,
     /// Frames the line's own receive socket dropped (`PACKET_STATISTICS`): it could not keep up.
@@ -269,7 +270,6 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
     let tx = packet_socket(to, false);
     let mut rng = seed | 1;
     let mut queue: VecDeque<Held> = VecDeque::new();
-    let mut backlog = 0usize;
     // With a rate: when the previous frame has finished leaving.
     let mut free_at = Instant::now();
     let limit = backlog_limit(spec);
@@ -278,13 +278,14 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
         let now = Instant::now();
         while queue.front().is_some_and(|h| h.due <= now) {
             let h = queue.pop_front().expect("front checked");
-            backlog -= h.data.len();
             send_frame(&tx, to, &h, d);
         }
+        // At most 20 ms: a stop is seen that soon whatever the delay.
         let wait = queue
             .front()
             .map(|h| h.due.saturating_duration_since(now))
-            .unwrap_or(Duration::from_millis(20));
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_millis(20));
         if !readable(&rx, wait) {
             continue;
         }
@@ -310,7 +311,11 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
             let len = n as usize;
             let mut due = now + spec.delay;
             if let Some(rate) = spec.rate {
-                if backlog + len > limit {
+                // The router's buffer holds what waits to be serialized, not what is already
+                // on the wire (in the delay).
+                let waiting =
+                    free_at.saturating_duration_since(now).as_secs_f64() * rate as f64 / 8.0;
+                if waiting as usize + len > limit {
                     d.overflow.fetch_add(1, Relaxed);
                     continue;
                 }
@@ -318,7 +323,6 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
                     free_at.max(now) + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / rate);
                 due = free_at + spec.delay;
             }
-            backlog += len;
             queue.push_back(Held {
                 due,
                 data: buf[..len].to_vec(),
@@ -329,8 +333,8 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
     d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
 }
 
-/// A rate-limited line holds at most 100 ms of its rate (at least 64 frames): a router's
-/// buffer, so a sender above the rate sees drops, not unbounded delay.
+/// A rate-limited line buffers at most 100 ms of its rate waiting to be serialized (at least 64
+/// frames): a router's buffer, so a sender above the rate sees drops, not unbounded delay.
 fn backlog_limit(spec: WanSpec) -> usize {
     match spec.rate {
         Some(r) => ((r / 8 / 10) as usize).max(64 * 1514),
@@ -374,6 +378,7 @@ fn send_frame(tx: &OwnedFd, ifindex: i32, h: &Held, d: &DirStats) {
         d.send_errors.fetch_add(1, Relaxed);
     } else {
         d.sent.fetch_add(1, Relaxed);
+        d.sent_bytes.fetch_add(h.data.len() as u64, Relaxed);
     }
 }
 
@@ -434,7 +439,8 @@ fn packet_socket(ifindex: i32, rx: bool) -> OwnedFd {
     fd
 }
 
-/// Waits up to `wait` for `fd` to be readable.
+/// Waits up to `wait` for `fd` to be readable, or in error (the veth went down or away): the
+/// `recv` that follows then takes the error, so a real-time thread never spins on it.
 fn readable(fd: &OwnedFd, wait: Duration) -> bool {
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -447,6 +453,12 @@ fn readable(fd: &OwnedFd, wait: Duration) -> bool {
     };
     // SAFETY: ppoll on one pollfd we own, a valid timespec, no signal mask.
     let r = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    if r > 0 && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        // Nothing to read until the veth is back: pause rather than spin at a real-time
+        // priority (the recv after this clears a pending socket error).
+        thread::sleep(Duration::from_millis(5));
+        return true;
+    }
     r > 0 && p.revents & libc::POLLIN != 0
 }
 

@@ -71,14 +71,19 @@ pub(crate) struct Tap {
 struct Drops {
     netif: Netif,
     index: u32,
-    /// The count when last read (when the port was added, at first).
+    /// The count when last read (when the port was added, at first); [`Drops::UNKNOWN`] until
+    /// a read succeeded.
     last: std::sync::atomic::AtomicU64,
 }
 
 impl Drops {
+    /// No count read yet: the first one read is the baseline, not drops of the port's (a
+    /// persistent TAP keeps its count from before).
+    const UNKNOWN: u64 = u64::MAX;
+
     /// The device's drops from now on (its count so far is not the port's).
     async fn of(netif: &Netif, index: u32) -> Drops {
-        let last = netif.tx_dropped(index).await.unwrap_or(0);
+        let last = netif.tx_dropped(index).await.unwrap_or(Drops::UNKNOWN);
         Drops {
             netif: netif.clone(),
             index,
@@ -89,9 +94,10 @@ impl Drops {
     /// Frames dropped since the last call (0 when the count cannot be read).
     async fn since(&self) -> u64 {
         match self.netif.tx_dropped(self.index).await {
-            Ok(now) => {
-                now.saturating_sub(self.last.swap(now, std::sync::atomic::Ordering::Relaxed))
-            }
+            Ok(now) => match self.last.swap(now, std::sync::atomic::Ordering::Relaxed) {
+                Drops::UNKNOWN => 0,
+                before => now.saturating_sub(before),
+            },
             Err(e) => {
                 tracing::debug!(index = self.index, "TAP drops unknown: {e}");
                 0
