@@ -28,13 +28,16 @@ use std::thread::JoinHandle;
 
 use super::*;
 
-/// What the path does: one-way delay, random loss (a fraction, 0.005 for 0.5 %), and an
-/// optional rate in bit/s. Written `20ms`, `20ms,0.5%`, `50ms,1%,100mbit`.
+/// What the path does: one-way delay, random loss (a fraction, 0.005 for 0.5 %), an optional
+/// rate in bit/s, and an optional slot: frames leave only at multiples of it, in bursts, as
+/// on Wi-Fi, LTE or DOCSIS links that deliver in transmission opportunities (netem's `slot`).
+/// Written `20ms`, `20ms,0.5%`, `50ms,1%,100mbit`, `20ms,slot=5ms`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WanSpec {
     pub delay: Duration,
     pub loss: f64,
     pub rate: Option<u64>,
+    pub slot: Option<Duration>,
 }
 
 impl FromStr for WanSpec {
@@ -45,6 +48,7 @@ impl FromStr for WanSpec {
             delay: Duration::ZERO,
             loss: 0.0,
             rate: None,
+            slot: None,
         };
         let mut parts = s.split(',').map(str::trim);
         let delay = parts.next().unwrap_or_default();
@@ -55,7 +59,14 @@ impl FromStr for WanSpec {
             .ok_or_else(|| format!("{delay:?}: a one-way delay like 20ms (0 to 10000)"))?;
         spec.delay = Duration::from_secs_f64(ms / 1000.0);
         for p in parts {
-            if let Some(pct) = p.strip_suffix('%') {
+            if let Some(slot) = p.strip_prefix("slot=") {
+                let ms: f64 = slot
+                    .strip_suffix("ms")
+                    .and_then(|v| v.parse().ok())
+                    .filter(|v: &f64| v.is_finite() && (0.01..=1000.0).contains(v))
+                    .ok_or_else(|| format!("{p:?}: a slot like slot=5ms (0.01 to 1000)"))?;
+                spec.slot = Some(Duration::from_secs_f64(ms / 1000.0));
+            } else if let Some(pct) = p.strip_suffix('%') {
                 let v: f64 = pct
                     .parse()
                     .ok()
@@ -92,6 +103,9 @@ impl fmt::Display for WanSpec {
         }
         if let Some(r) = self.rate {
             write!(f, ",{}mbit", fmt_num(r as f64 / 1e6))?;
+        }
+        if let Some(s) = self.slot {
+            write!(f, ",slot={}ms", fmt_num(s.as_secs_f64() * 1000.0))?;
         }
         Ok(())
     }
@@ -274,6 +288,7 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
     let mut free_at = Instant::now();
     let limit = backlog_limit(spec);
     let mut buf = vec![0u8; MAX_READ];
+    let epoch = Instant::now();
     while !stop.load(Relaxed) {
         let now = Instant::now();
         while queue.front().is_some_and(|h| h.due <= now) {
@@ -323,6 +338,9 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
                     free_at.max(now) + Duration::from_nanos(len as u64 * 8 * 1_000_000_000 / rate);
                 due = free_at + spec.delay;
             }
+            if let Some(slot) = spec.slot {
+                due = next_slot(epoch, due, slot);
+            }
             queue.push_back(Held {
                 due,
                 data: buf[..len].to_vec(),
@@ -331,6 +349,13 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
         d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
     }
     d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
+}
+
+/// The first slot boundary (multiples of `slot` since `epoch`) at or after `t`.
+fn next_slot(epoch: Instant, t: Instant, slot: Duration) -> Instant {
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let n = since.div_ceil(slot.as_nanos());
+    epoch + Duration::from_nanos((n * slot.as_nanos()) as u64)
 }
 
 /// A rate-limited line buffers at most 100 ms of its rate waiting to be serialized (at least 64
@@ -496,8 +521,13 @@ mod tests {
         let s: WanSpec = "50ms,1%,100mbit".parse().unwrap();
         assert_eq!(s.rate, Some(100_000_000));
         assert_eq!(s.to_string(), "50ms,1%,100mbit");
+        let s: WanSpec = "20ms,slot=2.5ms".parse().unwrap();
+        assert_eq!(s.slot, Some(Duration::from_micros(2500)));
+        assert_eq!(s.to_string(), "20ms,slot=2.5ms");
         assert_eq!("0ms".parse::<WanSpec>().unwrap().delay, Duration::ZERO);
         for bad in [
+            "20ms,slot=0ms",
+            "20ms,slot=5",
             "20",
             "20s",
             "-1ms",
@@ -508,6 +538,19 @@ mod tests {
         ] {
             assert!(bad.parse::<WanSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn slots_round_up_to_their_boundaries() {
+        let e = Instant::now();
+        let slot = Duration::from_millis(5);
+        assert_eq!(next_slot(e, e, slot), e);
+        assert_eq!(next_slot(e, e + Duration::from_millis(1), slot), e + slot);
+        assert_eq!(next_slot(e, e + slot, slot), e + slot);
+        assert_eq!(
+            next_slot(e, e + Duration::from_millis(11), slot),
+            e + 3 * slot
+        );
     }
 
     #[test]
