@@ -526,14 +526,19 @@ impl EgressRx {
         if !self.fair() {
             return;
         }
+        self.take_channel();
+        if !self.batch.is_empty() {
+            self.keep_fresh(Instant::now());
+        }
+    }
+
+    /// Moves what waits in the channel into `batch`, without waiting.
+    fn take_channel(&mut self) {
         while self.batch.len() < QUEUE_FRAMES {
             match self.rx.try_recv() {
                 Ok(queued) => self.batch.push(queued),
                 Err(_) => break,
             }
-        }
-        if !self.batch.is_empty() {
-            self.keep_fresh(Instant::now());
         }
     }
 
@@ -545,16 +550,11 @@ impl EgressRx {
         };
         let bound = self.state.limits.bytes;
         let used = self.state.bytes.load(Relaxed);
-        let Some(mut excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
+        let Some(excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
             return;
         };
         let mut drops = fq::Drops::default();
-        while excess > 0 {
-            match fq.drop_fattest(excess, &mut drops) {
-                0 => break,
-                freed => excess = excess.saturating_sub(freed),
-            }
-        }
+        fq.drop_fattest(excess, &mut drops);
         self.account(drops);
     }
 
@@ -616,6 +616,12 @@ impl EgressRx {
         loop {
             if self.rx.recv_many(&mut self.batch, limit).await == 0 {
                 return 0;
+            }
+            // Flow queues: all that waits, so that the flows are trimmed for what the queue
+            // holds, not the fattest flow of the few frames taken (the bulk flow's frames
+            // left in the channel would be kept, the sparse ones taken dropped).
+            if self.fair() {
+                self.take_channel();
             }
             let n = self.keep_fresh(Instant::now());
             if n > 0 {
@@ -882,6 +888,39 @@ mod tests {
         let c = q.counters();
         assert!(c.dropped > 0, "the bulk flow paid");
         assert!(c.queued_bytes as usize <= bound - bound / 8);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sparse_frame_survives_trimming_with_the_bulk_still_in_the_channel() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let bulk = cost(&udp(1000, 1514));
+        let bound = 100 * bulk;
+        let (q, mut rx) = queue(fair(bound), budget.clone());
+        let now = Instant::now();
+        // A port waiting for frames (nothing taken yet) when a burst arrives: a few taken by
+        // the wait (4 here), the bulk of it still in the channel.
+        assert!(q.offer(&udp(1000, 1514), now));
+        assert!(q.offer(&udp(7, 98), now));
+        assert!(q.offer(&udp(8, 98), now));
+        for _ in 0..97 {
+            assert!(q.offer(&udp(1000, 1514), now));
+        }
+        assert!(rx.fill(4).await > 0);
+        // 98 bulk frames, two pings and three flows against seven eighths of the bound: the
+        // bulk flow pays for the excess, to the frame (12).
+        let held = 98 * bulk + 2 * cost(&udp(7, 98)) + 3 * fq::FLOW_COST;
+        let excess = held - (bound - bound / 8);
+        assert_eq!(q.counters().dropped as usize, excess.div_ceil(bulk));
+        let (mut pings, mut out) = (0, Vec::new());
+        while !rx.is_empty() {
+            out.clear();
+            rx.recv_many(&mut out, 64).await;
+            pings += out.iter().filter(|f| f.len() == 98).count();
+            rx.written();
+        }
+        assert_eq!(pings, 2, "the sparse frames were kept");
         drop(rx);
         assert_eq!(budget.used(), 0);
     }
