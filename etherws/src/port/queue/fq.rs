@@ -34,8 +34,9 @@ const MAX_PACKET: usize = 1514 + super::SLOT;
 /// While a flow holds frames its buffer may be larger: each queued frame is charged its slot
 /// ([`super::SLOT`]), and the buffer is shrunk as it empties (see [`shrink`]) so that it never
 /// holds more than 4 slots per queued frame (or [`FLOW_SLOTS`]): the spare capacity beyond the
-/// slots charged is at most 3 slots per queued frame, 96 bytes against the frame's charge of
-/// at least its slot and 60 bytes; the memory a queue holds stays under twice its charge.
+/// slots charged is at most 3 slots per queued frame, uncharged but bounded by what is: a
+/// frame charged its slot and at least 60 bytes holds at most 3 slots more, under 2.6 times
+/// its charge all told (within the factor 5 `docs/production.md` budgets memory for).
 pub(super) const FLOW_COST: usize =
     std::mem::size_of::<Flow>() + FLOW_SLOTS * std::mem::size_of::<Queued>();
 
@@ -78,6 +79,20 @@ struct Codel {
     dropping: bool,
 }
 
+/// What CoDel keeps of a bucket's flow once it closes: RFC 8289's `count`, `lastcount` and
+/// `drop_next`, kept per bucket as Linux's fq_codel does, so that a flow that comes back soon
+/// after a dropping episode (its queue emptied now and then) starts again where it left off
+/// instead of at one drop per interval. Compact (12 bytes, [`BUCKETS`] of them: charged with
+/// the flow queues, [`FQ_COST`]); `drop_next` in milliseconds since the flow queues were made
+/// (it only says whether the last episode was recent: a millisecond is close enough).
+#[derive(Debug, Default, Clone, Copy)]
+struct Saved {
+    count: u32,
+    last_count: u32,
+    /// `drop_next` − `Fq::epoch` in ms, plus 1 (0: none).
+    drop_next: u32,
+}
+
 /// One flow queue.
 #[derive(Debug, Default)]
 struct Flow {
@@ -106,7 +121,17 @@ pub(super) struct Fq {
     old: VecDeque<u16>,
     /// What all the flows' frames are charged.
     bytes: usize,
+    /// CoDel's state of each bucket's last flow, while its bucket has none open.
+    saved: Box<[Saved; BUCKETS]>,
+    /// When the flow queues were made: what `Saved::drop_next` counts from.
+    epoch: Instant,
 }
+
+/// What the flow queues cost besides their flows, charged while a port has them (they are
+/// freed with the port's queue when it empties, [`Saved`] with them).
+pub(super) const FQ_COST: usize = std::mem::size_of::<Fq>()
+    + std::mem::size_of::<[u16; BUCKETS]>()
+    + std::mem::size_of::<[Saved; BUCKETS]>();
 
 /// The flow `data` belongs to, hashed with `key`: its MAC addresses, VLAN tags and EtherType,
 /// and for IP its addresses, protocol and (TCP, UDP, SCTP, not fragmented) ports. Reads
@@ -147,6 +172,8 @@ impl Fq {
             new: VecDeque::new(),
             old: VecDeque::new(),
             bytes: 0,
+            saved: Box::new([Saved::default(); BUCKETS]),
+            epoch: Instant::now(),
         }
     }
 
@@ -180,9 +207,19 @@ impl Fq {
                     (self.flows.len() - 1) as u16
                 });
                 self.map[bucket(hash)] = i + 1;
+                let saved = self.saved[bucket(hash)];
                 let flow = &mut self.flows[usize::from(i)];
                 flow.bucket = bucket(hash) as u16;
-                flow.codel = Codel::default();
+                // Not dropping, nothing above the target yet; the last episode remembered.
+                flow.codel = Codel {
+                    count: saved.count,
+                    last_count: saved.last_count,
+                    drop_next: saved
+                        .drop_next
+                        .checked_sub(1)
+                        .map(|ms| self.epoch + Duration::from_millis(u64::from(ms))),
+                    ..Codel::default()
+                };
                 i
             }
             n => n - 1,
@@ -254,6 +291,15 @@ impl Fq {
         if flow.frames.capacity() > FLOW_SLOTS {
             flow.frames = VecDeque::new();
         }
+        let c = &flow.codel;
+        let ms = |t: Instant| t.saturating_duration_since(self.epoch).as_millis();
+        self.saved[usize::from(flow.bucket)] = Saved {
+            count: c.count,
+            last_count: c.last_count,
+            drop_next: c
+                .drop_next
+                .map_or(0, |t| u32::try_from(ms(t) + 1).unwrap_or(u32::MAX)),
+        };
         flow.listed = false;
         self.map[usize::from(flow.bucket)] = 0;
         self.free.push(i);
@@ -543,7 +589,18 @@ mod tests {
         let key = RandomState::new();
         let mut fq = Fq::new();
         let now = Instant::now();
-        for (port, n) in [(1000, 10), (1001, 5), (1002, 3)] {
+        // Three flows in three buckets (the key is random: two ports may share one).
+        let mut ports: Vec<u16> = Vec::new();
+        for port in 1000.. {
+            let b = |p: u16| bucket(flow_hash(&key, &udp(p, 60).data));
+            if ports.iter().all(|&q| b(q) != b(port)) {
+                ports.push(port);
+            }
+            if ports.len() == 3 {
+                break;
+            }
+        }
+        for (port, n) in ports.into_iter().zip([10, 5, 3]) {
             for _ in 0..n {
                 let f = udp(port, 1000);
                 fq.enqueue(flow_hash(&key, &f.data), f, now);
@@ -558,6 +615,43 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, [3, 3, 4]);
         assert_eq!(fq.bytes(), 10 * c);
+    }
+
+    /// Feeds the flow of `f` 2 frames per ms and drains 1, from `start` for `ms` ms; returns
+    /// the flow's CoDel count when CoDel first dropped, if it did.
+    fn overload(fq: &mut Fq, key: &RandomState, start: Instant, ms: u64) -> Option<u32> {
+        let (p, mut drops, mut first) = (params(), Drops::default(), None);
+        for t in 0..ms {
+            let now = start + Duration::from_millis(t);
+            for _ in 0..2 {
+                let f = udp(1000, 1000);
+                fq.enqueue(flow_hash(key, &f.data), f, now);
+            }
+            fq.dequeue(now, &p, &mut drops);
+            if drops.aqm > 0 && first.is_none() {
+                let f =
+                    &fq.flows[usize::from(fq.map[bucket(flow_hash(key, &udp(1000, 0).data))] - 1)];
+                first = Some(f.codel.count);
+            }
+        }
+        first
+    }
+
+    #[test]
+    fn codel_resumes_where_it_left_off_when_a_flow_comes_back_soon() {
+        let key = RandomState::new();
+        let mut fq = Fq::new();
+        let start = Instant::now();
+        assert_eq!(overload(&mut fq, &key, start, 400), Some(1));
+        // The flow's queue runs empty: it closes, its bucket keeps CoDel's count.
+        let end = start + Duration::from_millis(400);
+        let mut drops = Drops::default();
+        while fq.dequeue(end, &params(), &mut drops).is_some() {}
+        assert_eq!(fq.open_flows(), 0);
+        // Back 100 ms later, as fast: CoDel starts from the count it had reached (RFC 8289's
+        // re-entry), not from one drop per interval.
+        let again = overload(&mut fq, &key, end + Duration::from_millis(100), 300);
+        assert!(again.is_some_and(|count| count > 1), "{again:?}");
     }
 
     #[test]
