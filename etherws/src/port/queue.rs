@@ -261,7 +261,8 @@ pub(crate) struct EgressRx {
     /// The rate the port writes at, bytes/s (a moving average over batches; flow queues
     /// only): bounds the batches and scales CoDel's target on a slow link.
     rate: f64,
-    /// What the open flows are charged ([`fq::FLOW_COST`] each).
+    /// What the flow queues are charged while the port has them ([`fq::FQ_COST`]) and the
+    /// open flows ([`fq::FLOW_COST`] each).
     flow_charge: usize,
     /// When the batch in hand was handed out, and whether frames were left behind.
     handed: Option<(Instant, bool)>,
@@ -495,12 +496,13 @@ impl EgressRx {
         frame
     }
 
-    /// Gives back the charge of the flows closed since (all of them without flow queues).
+    /// Gives back the charge of the flows closed since (all of them, and the flow queues',
+    /// once they are gone).
     fn settle_flows(&mut self) {
         let open = self
             .fq
             .as_ref()
-            .map_or(0, |fq| fq.open_flows() * fq::FLOW_COST);
+            .map_or(0, |fq| fq::FQ_COST + fq.open_flows() * fq::FLOW_COST);
         if self.flow_charge > open {
             self.state.release(self.flow_charge - open);
             self.flow_charge = open;
@@ -526,14 +528,19 @@ impl EgressRx {
         if !self.fair() {
             return;
         }
+        self.take_channel();
+        if !self.batch.is_empty() {
+            self.keep_fresh(Instant::now());
+        }
+    }
+
+    /// Moves what waits in the channel into `batch`, without waiting.
+    fn take_channel(&mut self) {
         while self.batch.len() < QUEUE_FRAMES {
             match self.rx.try_recv() {
                 Ok(queued) => self.batch.push(queued),
                 Err(_) => break,
             }
-        }
-        if !self.batch.is_empty() {
-            self.keep_fresh(Instant::now());
         }
     }
 
@@ -545,16 +552,11 @@ impl EgressRx {
         };
         let bound = self.state.limits.bytes;
         let used = self.state.bytes.load(Relaxed);
-        let Some(mut excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
+        let Some(excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
             return;
         };
         let mut drops = fq::Drops::default();
-        while excess > 0 {
-            match fq.drop_fattest(excess, &mut drops) {
-                0 => break,
-                freed => excess = excess.saturating_sub(freed),
-            }
-        }
+        fq.drop_fattest(excess, &mut drops);
         self.account(drops);
     }
 
@@ -617,6 +619,12 @@ impl EgressRx {
             if self.rx.recv_many(&mut self.batch, limit).await == 0 {
                 return 0;
             }
+            // Flow queues: all that waits, so that the flows are trimmed for what the queue
+            // holds, not the fattest flow of the few frames taken (the bulk flow's frames
+            // left in the channel would be kept, the sparse ones taken dropped).
+            if self.fair() {
+                self.take_channel();
+            }
             let n = self.keep_fresh(Instant::now());
             if n > 0 {
                 return n;
@@ -652,9 +660,7 @@ impl EgressRx {
     /// Moves the frames of `self.batch` that are still fresh at `now` into `pending` (or the
     /// flow queues), still charged; the late ones are dropped and their charge given back.
     fn keep_fresh(&mut self, now: Instant) -> usize {
-        if self.fair() && self.fq.is_none() {
-            self.fq = Some(Box::new(fq::Fq::new()));
-        }
+        let fair = self.fair();
         let s = &self.state;
         let mut n = 0;
         for (frame, queued) in self.batch.drain(..) {
@@ -662,23 +668,26 @@ impl EgressRx {
                 s.release(cost(&frame));
                 s.expired.fetch_add(1, Relaxed);
             } else {
-                let Some(fq) = self.fq.as_mut() else {
+                if !fair {
                     self.held += cost(&frame);
                     self.pending.push_back(frame);
                     n += 1;
                     continue;
-                };
+                }
                 let hash = fq::flow_hash(&self.key, &frame.data);
-                // A new flow is charged for what it costs, from the budget (the port's own
-                // bound gives way: the frame was admitted, and the fattest flow pays below).
-                if !fq.is_open(hash) {
-                    if !s.reserve_more(fq::FLOW_COST, false) {
+                // A new flow is charged for what it costs, and so are the flow queues the
+                // first frame makes, from the budget (the port's own bound gives way: the
+                // frame was admitted, and the fattest flow pays below).
+                if !self.fq.as_ref().is_some_and(|fq| fq.is_open(hash)) {
+                    let made = if self.fq.is_none() { fq::FQ_COST } else { 0 };
+                    if !s.reserve_more(fq::FLOW_COST + made, false) {
                         s.release(cost(&frame));
                         s.dropped.fetch_add(1, Relaxed);
                         continue;
                     }
-                    self.flow_charge += fq::FLOW_COST;
+                    self.flow_charge += fq::FLOW_COST + made;
                 }
+                let fq = self.fq.get_or_insert_with(|| Box::new(fq::Fq::new()));
                 self.held += cost(&frame);
                 fq.enqueue(hash, frame, queued);
                 n += 1;
@@ -882,6 +891,39 @@ mod tests {
         let c = q.counters();
         assert!(c.dropped > 0, "the bulk flow paid");
         assert!(c.queued_bytes as usize <= bound - bound / 8);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sparse_frame_survives_trimming_with_the_bulk_still_in_the_channel() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let bulk = cost(&udp(1000, 1514));
+        let bound = 100 * bulk;
+        let (q, mut rx) = queue(fair(bound), budget.clone());
+        let now = Instant::now();
+        // A port waiting for frames (nothing taken yet) when a burst arrives: a few taken by
+        // the wait (4 here), the bulk of it still in the channel.
+        assert!(q.offer(&udp(1000, 1514), now));
+        assert!(q.offer(&udp(7, 98), now));
+        assert!(q.offer(&udp(8, 98), now));
+        for _ in 0..97 {
+            assert!(q.offer(&udp(1000, 1514), now));
+        }
+        assert!(rx.fill(4).await > 0);
+        // 98 bulk frames, two pings, three flows and the flow queues against seven eighths of the bound: the
+        // bulk flow pays for the excess, to the frame (12).
+        let held = 98 * bulk + 2 * cost(&udp(7, 98)) + 3 * fq::FLOW_COST + fq::FQ_COST;
+        let excess = held - (bound - bound / 8);
+        assert_eq!(q.counters().dropped as usize, excess.div_ceil(bulk));
+        let (mut pings, mut out) = (0, Vec::new());
+        while !rx.is_empty() {
+            out.clear();
+            rx.recv_many(&mut out, 64).await;
+            pings += out.iter().filter(|f| f.len() == 98).count();
+            rx.written();
+        }
+        assert_eq!(pings, 2, "the sparse frames were kept");
         drop(rx);
         assert_eq!(budget.used(), 0);
     }

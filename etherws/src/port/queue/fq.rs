@@ -8,7 +8,8 @@
 //! Everything here belongs to the port's end of the queue (one task): no lock, no atomics.
 //! The byte accounting stays with the caller: what is dropped here is reported in [`Drops`].
 
-use std::collections::VecDeque;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,18 @@ const MAX_PACKET: usize = 1514 + super::SLOT;
 /// What an open flow costs besides its frames: its entry and its queue's first buffer
 /// (charged to the port's queue and the budget while the flow is open, so that the bounds
 /// stay bounds on memory however many flows the frames make).
-pub(super) const FLOW_COST: usize = std::mem::size_of::<Flow>() + 4 * std::mem::size_of::<Queued>();
+///
+/// While a flow holds frames its buffer may be larger: each queued frame is charged its slot
+/// ([`super::SLOT`]), and the buffer is shrunk as it empties (see [`shrink`]) so that it never
+/// holds more than 4 slots per queued frame (or [`FLOW_SLOTS`]): the spare capacity beyond the
+/// slots charged is at most 3 slots per queued frame, uncharged but bounded by what is: a
+/// frame charged its slot and at least 60 bytes holds at most 3 slots more, under 2.6 times
+/// its charge all told (within the factor 5 `docs/production.md` budgets memory for).
+pub(super) const FLOW_COST: usize =
+    std::mem::size_of::<Flow>() + FLOW_SLOTS * std::mem::size_of::<Queued>();
+
+/// The slots of a flow's buffer that [`FLOW_COST`] charges (a `VecDeque`'s first allocation).
+const FLOW_SLOTS: usize = 4;
 
 /// CoDel's parameters for one dequeue, and the hard cap on a frame's wait (`--queue-delay`).
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +79,20 @@ struct Codel {
     dropping: bool,
 }
 
+/// What CoDel keeps of a bucket's flow once it closes: RFC 8289's `count`, `lastcount` and
+/// `drop_next`, kept per bucket as Linux's fq_codel does, so that a flow that comes back soon
+/// after a dropping episode (its queue emptied now and then) starts again where it left off
+/// instead of at one drop per interval. Compact (12 bytes, [`BUCKETS`] of them: charged with
+/// the flow queues, [`FQ_COST`]); `drop_next` in milliseconds since the flow queues were made
+/// (it only says whether the last episode was recent: a millisecond is close enough).
+#[derive(Debug, Default, Clone, Copy)]
+struct Saved {
+    count: u32,
+    last_count: u32,
+    /// `drop_next` − `Fq::epoch` in ms, plus 1 (0: none).
+    drop_next: u32,
+}
+
 /// One flow queue.
 #[derive(Debug, Default)]
 struct Flow {
@@ -95,7 +121,17 @@ pub(super) struct Fq {
     old: VecDeque<u16>,
     /// What all the flows' frames are charged.
     bytes: usize,
+    /// CoDel's state of each bucket's last flow, while its bucket has none open.
+    saved: Box<[Saved; BUCKETS]>,
+    /// When the flow queues were made: what `Saved::drop_next` counts from.
+    epoch: Instant,
 }
+
+/// What the flow queues cost besides their flows, charged while a port has them (they are
+/// freed with the port's queue when it empties, [`Saved`] with them).
+pub(super) const FQ_COST: usize = std::mem::size_of::<Fq>()
+    + std::mem::size_of::<[u16; BUCKETS]>()
+    + std::mem::size_of::<[Saved; BUCKETS]>();
 
 /// The flow `data` belongs to, hashed with `key`: its MAC addresses, VLAN tags and EtherType,
 /// and for IP its addresses, protocol and (TCP, UDP, SCTP, not fragmented) ports. Reads
@@ -136,6 +172,8 @@ impl Fq {
             new: VecDeque::new(),
             old: VecDeque::new(),
             bytes: 0,
+            saved: Box::new([Saved::default(); BUCKETS]),
+            epoch: Instant::now(),
         }
     }
 
@@ -169,9 +207,19 @@ impl Fq {
                     (self.flows.len() - 1) as u16
                 });
                 self.map[bucket(hash)] = i + 1;
+                let saved = self.saved[bucket(hash)];
                 let flow = &mut self.flows[usize::from(i)];
                 flow.bucket = bucket(hash) as u16;
-                flow.codel = Codel::default();
+                // Not dropping, nothing above the target yet; the last episode remembered.
+                flow.codel = Codel {
+                    count: saved.count,
+                    last_count: saved.last_count,
+                    drop_next: saved
+                        .drop_next
+                        .checked_sub(1)
+                        .map(|ms| self.epoch + Duration::from_millis(u64::from(ms))),
+                    ..Codel::default()
+                };
                 i
             }
             n => n - 1,
@@ -233,36 +281,62 @@ impl Fq {
         }
     }
 
-    /// Frees an empty flow off the lists: its bucket forgets it, its buffer is kept.
+    /// Frees an empty flow off the lists: its bucket forgets it, its buffer is kept if it is
+    /// no larger than the [`FLOW_COST`] charged for it (a flow that once held thousands of
+    /// frames gives them back, so that the free entries hold at most `BUCKETS` × `FLOW_COST`
+    /// while the port stays busy, whatever the flows did).
     fn retire(&mut self, i: u16) {
         let flow = &mut self.flows[usize::from(i)];
         debug_assert!(flow.frames.is_empty());
+        if flow.frames.capacity() > FLOW_SLOTS {
+            flow.frames = VecDeque::new();
+        }
+        let c = &flow.codel;
+        let ms = |t: Instant| t.saturating_duration_since(self.epoch).as_millis();
+        self.saved[usize::from(flow.bucket)] = Saved {
+            count: c.count,
+            last_count: c.last_count,
+            drop_next: c
+                .drop_next
+                .map_or(0, |t| u32::try_from(ms(t) + 1).unwrap_or(u32::MAX)),
+        };
         flow.listed = false;
         self.map[usize::from(flow.bucket)] = 0;
         self.free.push(i);
     }
 
-    /// Drops the oldest frames of the flow holding the most bytes until `excess` bytes are
-    /// freed or the flow is empty (fq_codel's answer to a full queue: the arriving sparse
-    /// frame is kept, the bulk flow that filled the queue pays). Returns what it freed.
+    /// Drops the oldest frames of the flows holding the most bytes, one frame at a time from
+    /// the fattest, until `excess` bytes are freed (fq_codel's answer to a full queue: the
+    /// arriving sparse frame is kept, the bulk flows that filled the queue pay, the fattest
+    /// first, down to the next one's size). One scan of the flows per call, then a heap:
+    /// O(flows + drops × log flows), not a scan per frame dropped; the heap is the call's own
+    /// (at most [`BUCKETS`] entries), gone when it returns. Returns what it freed.
     pub(super) fn drop_fattest(&mut self, excess: usize, drops: &mut Drops) -> usize {
-        let Some(flow) = self.flows.iter_mut().max_by_key(|f| f.bytes) else {
-            return 0;
-        };
+        let mut fattest: BinaryHeap<(usize, u16)> = (self.flows.iter().enumerate())
+            .filter(|(_, f)| f.bytes > 0)
+            .map(|(i, f)| (f.bytes, i as u16))
+            .collect();
         let mut freed = 0;
         while freed < excess {
-            // The last frame stays: an empty queue takes any frame, however large.
-            match flow.frames.front() {
-                Some((frame, _)) if self.bytes - freed > cost(frame) => {}
-                _ => break,
-            }
-            let Some((frame, _)) = flow.frames.pop_front() else {
+            let Some(mut top) = fattest.peek_mut() else {
                 break;
             };
-            let c = cost(&frame);
+            let flow = &mut self.flows[usize::from(top.1)];
+            // The last frame stays: an empty queue takes any frame, however large.
+            let c = match flow.frames.front() {
+                Some((frame, _)) if self.bytes - freed > cost(frame) => cost(frame),
+                _ => break,
+            };
+            flow.frames.pop_front();
+            shrink(&mut flow.frames);
             flow.bytes -= c;
             freed += c;
             drops.overflow += 1;
+            if flow.bytes == 0 {
+                PeekMut::pop(top);
+            } else {
+                top.0 = flow.bytes;
+            }
         }
         self.bytes -= freed;
         drops.bytes += freed;
@@ -273,6 +347,16 @@ impl Fq {
 /// The bucket of the flow of `hash`.
 fn bucket(hash: u64) -> usize {
     (hash % BUCKETS as u64) as usize
+}
+
+/// Halves a flow's buffer once it is three quarters empty, so that it holds at most 4 slots
+/// per queued frame, or [`FLOW_SLOTS`] (amortized: a halving follows a quarter of the buffer's
+/// frames taken). Called after each frame taken off a flow.
+fn shrink(frames: &mut VecDeque<Queued>) {
+    let cap = frames.capacity();
+    if cap > FLOW_SLOTS && frames.len() <= cap / 4 {
+        frames.shrink_to((cap / 2).max(FLOW_SLOTS));
+    }
 }
 
 /// Takes the head of `flow`, dropping it if it waited longer than `--queue-delay`; says
@@ -288,6 +372,7 @@ fn codel_head(
             flow.codel.first_above = None;
             return None;
         };
+        shrink(&mut flow.frames);
         let c = cost(&frame);
         flow.bytes -= c;
         let sojourn = now.saturating_duration_since(at);
@@ -477,6 +562,96 @@ mod tests {
             left + drops.bytes + sent * cost(&udp(1000, 1000)),
             800 * cost(&udp(1000, 1000))
         );
+    }
+
+    #[test]
+    fn a_flow_gives_back_its_buffer_as_it_empties_and_when_it_closes() {
+        let key = RandomState::new();
+        let mut fq = Fq::new();
+        let now = Instant::now();
+        for _ in 0..1000 {
+            let f = udp(1000, 60);
+            fq.enqueue(flow_hash(&key, &f.data), f, now);
+        }
+        assert!(fq.flows[0].frames.capacity() >= 1000);
+        let mut drops = Drops::default();
+        while fq.dequeue(now, &params(), &mut drops).is_some() {
+            let frames = &fq.flows[0].frames;
+            assert!(frames.capacity() <= (4 * frames.len()).max(FLOW_SLOTS));
+        }
+        // Closed: its entry is free, and holds no more than FLOW_COST charged for it.
+        assert_eq!(fq.open_flows(), 0);
+        assert!(fq.flows[0].frames.capacity() <= FLOW_SLOTS);
+    }
+
+    #[test]
+    fn overflow_drops_level_the_fattest_flows() {
+        let key = RandomState::new();
+        let mut fq = Fq::new();
+        let now = Instant::now();
+        // Three flows in three buckets (the key is random: two ports may share one).
+        let mut ports: Vec<u16> = Vec::new();
+        for port in 1000.. {
+            let b = |p: u16| bucket(flow_hash(&key, &udp(p, 60).data));
+            if ports.iter().all(|&q| b(q) != b(port)) {
+                ports.push(port);
+            }
+            if ports.len() == 3 {
+                break;
+            }
+        }
+        for (port, n) in ports.into_iter().zip([10, 5, 3]) {
+            for _ in 0..n {
+                let f = udp(port, 1000);
+                fq.enqueue(flow_hash(&key, &f.data), f, now);
+            }
+        }
+        let mut drops = Drops::default();
+        let c = cost(&udp(1000, 1000));
+        assert_eq!(fq.drop_fattest(8 * c, &mut drops), 8 * c);
+        // 10, 5, 3 frames less 8, the fattest first down to the next one's size: 4, 3, 3
+        // (whichever of the two larger ones paid last).
+        let mut left: Vec<_> = fq.flows.iter().map(|f| f.frames.len()).collect();
+        left.sort_unstable();
+        assert_eq!(left, [3, 3, 4]);
+        assert_eq!(fq.bytes(), 10 * c);
+    }
+
+    /// Feeds the flow of `f` 2 frames per ms and drains 1, from `start` for `ms` ms; returns
+    /// the flow's CoDel count when CoDel first dropped, if it did.
+    fn overload(fq: &mut Fq, key: &RandomState, start: Instant, ms: u64) -> Option<u32> {
+        let (p, mut drops, mut first) = (params(), Drops::default(), None);
+        for t in 0..ms {
+            let now = start + Duration::from_millis(t);
+            for _ in 0..2 {
+                let f = udp(1000, 1000);
+                fq.enqueue(flow_hash(key, &f.data), f, now);
+            }
+            fq.dequeue(now, &p, &mut drops);
+            if drops.aqm > 0 && first.is_none() {
+                let f =
+                    &fq.flows[usize::from(fq.map[bucket(flow_hash(key, &udp(1000, 0).data))] - 1)];
+                first = Some(f.codel.count);
+            }
+        }
+        first
+    }
+
+    #[test]
+    fn codel_resumes_where_it_left_off_when_a_flow_comes_back_soon() {
+        let key = RandomState::new();
+        let mut fq = Fq::new();
+        let start = Instant::now();
+        assert_eq!(overload(&mut fq, &key, start, 400), Some(1));
+        // The flow's queue runs empty: it closes, its bucket keeps CoDel's count.
+        let end = start + Duration::from_millis(400);
+        let mut drops = Drops::default();
+        while fq.dequeue(end, &params(), &mut drops).is_some() {}
+        assert_eq!(fq.open_flows(), 0);
+        // Back 100 ms later, as fast: CoDel starts from the count it had reached (RFC 8289's
+        // re-entry), not from one drop per interval.
+        let again = overload(&mut fq, &key, end + Duration::from_millis(100), 300);
+        assert!(again.is_some_and(|count| count > 1), "{again:?}");
     }
 
     #[test]
