@@ -855,7 +855,9 @@ fn tinc(env: &Env, s: &Scenario, na: &Netns, nb: &Netns) -> anyhow::Result<Vec<D
     for (ns, side, host_if) in [(na, "a", "a1"), (nb, "b", "b1")] {
         let d = dir(side).display().to_string();
         let log = env.logs.join(format!("{}-tincd{side}.log", s.name));
-        daemons.push(ns.daemon_with_log(&["tincd", "-c", &d, "-D", "-d1"], &log));
+        // Each its own pid file (the default one is shared: the second daemon would refuse).
+        let pid = format!("--pidfile={d}/tincd.pid");
+        daemons.push(ns.daemon_with_log(&["tincd", "-c", &d, &pid, "-D", "-d1"], &log));
         ns.wait_link("tinc0");
         ns.ip(&["link", "set", "tinc0", "up"]);
         ns.bridge("br0", &[host_if, "tinc0"]);
