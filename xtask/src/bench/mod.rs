@@ -1044,22 +1044,28 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn measure(s: &Scenario, o: &Opts, env: &Env) -> Res {
-    let mut r = Res {
-        name: s.name,
-        what: s.what,
-        ..Res::default()
-    };
     eprintln!("bench: ── {} ({})", s.name, s.what);
-    // Everything the scenario made (processes, namespaces) is dropped before this returns,
-    // also when it panicked: unwinding drops the topology.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    caught(s, |r| {
         let t = match s.group {
             Group::Offload => offload_topo(s, env),
             Group::Tunnel => tunnel_topo(s, env, None)?,
         };
         r.note = t.note.clone();
-        measure_topo(&t, s, o, &mut r)
-    }));
+        measure_topo(&t, s, o, r)
+    })
+}
+
+/// A scenario's result as `body` fills it in, run under `catch_unwind`: its error, or its
+/// panic (the test kit panics on failure), becomes the row's error. Everything the scenario
+/// made (processes, namespaces) is dropped before this returns, also when it panicked:
+/// unwinding drops the topology.
+fn caught(s: &Scenario, body: impl FnOnce(&mut Res) -> anyhow::Result<()>) -> Res {
+    let mut r = Res {
+        name: s.name,
+        what: s.what,
+        ..Res::default()
+    };
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut r)));
     let err = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),

@@ -94,16 +94,11 @@ fn check_line(spec: WanSpec, o: &Opts) -> LineCheck {
 
 /// One tunnel row across the line.
 fn measure_wan(s: &Scenario, o: &Opts, env: &Env, spec: WanSpec) -> Res {
-    let mut r = Res {
-        name: s.name,
-        what: s.what,
-        ..Res::default()
-    };
     eprintln!("bench: ── {} at {spec} ({})", s.name, s.what);
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    caught(s, |r| {
         let t = tunnel_topo(s, env, Some(spec))?;
         r.note = t.note.clone();
-        let res = measure_wan_topo(&t, s, o, &mut r);
+        let res = measure_wan_topo(&t, s, o, r);
         if let Some(w) = &t.wan {
             r.line = Some(w.stats.summary());
             if w.stats.unintended_drops() > 0 {
@@ -115,17 +110,7 @@ fn measure_wan(s: &Scenario, o: &Opts, env: &Env, spec: WanSpec) -> Res {
             }
         }
         res
-    }));
-    let err = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(p) => Some(format!("panicked: {}", panic_message(&*p))),
-    };
-    if let Some(e) = err {
-        eprintln!("bench: {} failed: {e}", s.name);
-        r.error = Some(e.lines().next().unwrap_or("").chars().take(160).collect());
-    }
-    r
+    })
 }
 
 impl Res {
