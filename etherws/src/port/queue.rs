@@ -825,16 +825,7 @@ mod tests {
         assert_eq!(budget.used(), 0);
     }
 
-    /// An IPv4/UDP frame of `len` bytes from port `sport`.
-    fn udp(sport: u16, len: usize) -> Frame {
-        let mut d = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        d.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
-        d.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
-        d.extend_from_slice(&sport.to_be_bytes());
-        d.extend_from_slice(&[0, 53, 0, 8, 0, 0]);
-        d.resize(len.max(d.len()), 0);
-        Frame::from(Bytes::from(d))
-    }
+    use super::fq::tests::udp;
 
     fn fair(bytes: usize) -> QueueLimits {
         QueueLimits {

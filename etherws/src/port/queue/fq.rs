@@ -460,13 +460,14 @@ fn shed(frame: Frame, drops: &mut Drops) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use bytes::Bytes;
 
     use super::*;
 
-    /// An IPv4 frame of `len` bytes from UDP port `sport` (others: the same).
-    fn udp(sport: u16, len: usize) -> Frame {
+    /// An IPv4 frame of `len` bytes from UDP port `sport` (others: the same); the queue's
+    /// tests use it too.
+    pub(in crate::port::queue) fn udp(sport: u16, len: usize) -> Frame {
         let mut d = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
         d.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]);
         d.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
