@@ -6,25 +6,29 @@
 //! may want (broadcast, multicast, its own address) to the kernel's stack, where the port's
 //! packet socket picks it up for the switch. The contract with
 //! userspace (maps, keys, values, decisions) is written down in `../README.md`; the types and map
-//! names come from `etherws-common`.
+//! names come from `etherws-common`. The decision itself, which does not depend on the program
+//! type, is in `decide.rs`; this file carries it out the XDP way.
 //!
 //! Everything is bounds-checked against `data_end` before it is read (the verifier insists), no
 //! code path can panic, and nothing is logged.
 #![no_std]
 #![no_main]
 
+mod decide;
+
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
+    helpers::bpf_xdp_get_buff_len,
     macros::{map, xdp},
     maps::{DevMapHash, HashMap, PerCpuHashMap, XskMap},
     programs::XdpContext,
 };
 use etherws_common::{
-    ETH_ALEN, ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_GENERIC,
-    PORT_F_SHUT, PORT_F_USER, PORTS_MAX_ENTRIES, PortConf, PortCounters, SEEN_REFRESH_NS,
-    VLAN_HLEN, VLAN_VID_MASK, XSKS_MAX_ENTRIES,
+    ETH_HLEN, ETH_P_8021Q, FDB_MAX_ENTRIES, FdbKey, FdbValue, PORT_F_GENERIC, PORTS_MAX_ENTRIES,
+    PortConf, PortCounters, VLAN_HLEN, XSKS_MAX_ENTRIES,
 };
+
+use crate::decide::{Frame, L2, Verdict, decide, l2_in_packet};
 
 // The statics' names are the map names userspace looks up: keep them equal to the `MAP_*`
 // constants of etherws-common (the xtask eBPF tests open every map by those constants).
@@ -73,20 +77,20 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
             (*c).rx_bytes += len;
         }
     }
-    let action = decide(&ctx, ifindex, &conf, len);
+    let action = xdp_action_of(&ctx, ifindex, &conf, len);
     if let Some(c) = rx {
         // SAFETY: as above: this CPU's copy of the counters, valid for the whole run.
         unsafe {
             match action {
-                Verdict::Drop => (*c).dropped += 1,
-                Verdict::ToUser(xdp_action::XDP_REDIRECT) => (*c).to_user += 1,
-                Verdict::ToUser(_) => (*c).passed += 1,
-                Verdict::Host => (*c).host += 1,
-                Verdict::Partial(xdp_action::XDP_REDIRECT) => {
+                Action::Drop => (*c).dropped += 1,
+                Action::ToUser(xdp_action::XDP_REDIRECT) => (*c).to_user += 1,
+                Action::ToUser(_) => (*c).passed += 1,
+                Action::Host => (*c).host += 1,
+                Action::Partial(xdp_action::XDP_REDIRECT) => {
                     (*c).to_user += 1;
                     (*c).csum_partial += 1;
                 }
-                Verdict::Partial(_) => {
+                Action::Partial(_) => {
                     if conf.flags & PORT_F_GENERIC != 0 {
                         (*c).host += 1; // to the stack on purpose
                     } else {
@@ -94,22 +98,22 @@ pub fn etherws_xdp(ctx: XdpContext) -> u32 {
                     }
                     (*c).csum_partial += 1;
                 }
-                Verdict::Forward => {}
+                Action::Forward => {}
             }
         }
     }
     match action {
-        Verdict::Drop => xdp_action::XDP_DROP,
-        Verdict::ToUser(a) => a,
-        Verdict::Host => xdp_action::XDP_PASS,
-        Verdict::Partial(a) => a,
-        Verdict::Forward => xdp_action::XDP_REDIRECT,
+        Action::Drop => xdp_action::XDP_DROP,
+        Action::ToUser(a) => a,
+        Action::Host => xdp_action::XDP_PASS,
+        Action::Partial(a) => a,
+        Action::Forward => xdp_action::XDP_REDIRECT,
     }
 }
 
 /// What became of a frame of an offloaded port.
 #[derive(Clone, Copy)]
-enum Verdict {
+enum Action {
     /// Dropped.
     Drop,
     /// Redirected to the AF_XDP socket (`XDP_REDIRECT`), or passed to the stack (`XDP_PASS`)
@@ -124,93 +128,49 @@ enum Verdict {
     Forward,
 }
 
-#[inline(always)]
-fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict {
-    if conf.flags & PORT_F_SHUT != 0 {
-        return Verdict::Drop;
+/// An XDP frame's addresses are in its packet data, VLAN tags included.
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn l2(&self) -> Option<L2> {
+        l2_in_packet(self.data(), self.data_end())
     }
-    let Some((dst, src, vid)) = parse(ctx) else {
-        // Shorter than its Ethernet (and VLAN) header: userspace would discard it too.
-        return Verdict::Drop;
-    };
+}
+
+/// Carries out the shared [`decide`] the XDP way: to userspace through the AF_XDP socket (or,
+/// for a generic-mode port's checksum-partial frame, the stack), forwarding through the DEVMAP
+/// after the checksum-partial check. `len` is the frame's length, for the egress counters.
+#[inline(always)]
+fn xdp_action_of(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Action {
     // In generic mode a local sender's frames may be GSO super-frames, too big for an AF_XDP
     // frame; they all have their checksum left to the hardware, and the stack's packet socket
     // takes them whole with the metadata saying so.
     let generic = conf.flags & PORT_F_GENERIC != 0;
     let to_user = || {
         if generic && csum_partial_suspect(ctx) {
-            Verdict::Partial(xdp_action::XDP_PASS)
+            Action::Partial(xdp_action::XDP_PASS)
         } else {
-            Verdict::ToUser(xsk_redirect(ctx, conf))
+            Action::ToUser(xsk_redirect(ctx, conf))
         }
     };
-
-    // Frames the host's own stack may want (broadcast, multicast, the interface's address) go
-    // to the stack as they would without the offload; the port's packet socket, which sees
-    // what the stack receives, hands them to the switch too. (XDP cannot copy a frame, and
-    // sending them to the AF_XDP socket instead would leave the host deaf on this interface:
-    // no ARP, no neighbour discovery.)
-    let host = dst[0] & 1 != 0 || is_own(&dst, &conf.mac);
-    if conf.flags & PORT_F_USER != 0 {
-        return if host { Verdict::Host } else { to_user() };
-    }
-
-    // Learning. The kernel only refreshes the age of a source it already knows on this very
-    // port; a new source or a moved one goes to userspace, which learns it and updates the map,
-    // whatever the destination.
-    let Some(src) = ETHERWS_FDB.get_ptr_mut(FdbKey { vid, mac: src }) else {
-        return if host { Verdict::Host } else { to_user() };
+    let out = match decide(ctx, ifindex, conf) {
+        Verdict::Drop => return Action::Drop,
+        Verdict::Host => return Action::Host,
+        Verdict::ToUser => return to_user(),
+        Verdict::Forward(out) => out,
     };
-    // SAFETY: a valid map value (userspace may rewrite it concurrently; a stale read only sends
-    // one frame to userspace, or forwards it as the old entry said).
-    unsafe {
-        if (*src).port != conf.port || (*src).ifindex != ifindex {
-            return if host { Verdict::Host } else { to_user() };
-        }
-        let now = bpf_ktime_get_ns();
-        if now.wrapping_sub((*src).seen_ns) >= SEEN_REFRESH_NS {
-            (*src).seen_ns = now;
-        }
-    }
-    if host {
-        return Verdict::Host;
-    }
-
-    let Some(dst) = ETHERWS_FDB.get_ptr(FdbKey { vid, mac: dst }) else {
-        return to_user(); // unknown unicast: flooded by userspace
-    };
-    // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
-    // program runs; copied once, since userspace may rewrite it.
-    let dst: FdbValue = unsafe { core::ptr::read_volatile(dst) };
-    if dst.port == conf.port || dst.ifindex == ifindex {
-        return Verdict::Drop; // never back out of the ingress port
-    }
-    if dst.ifindex == 0 {
-        return to_user(); // on a port only userspace reaches
-    }
-    // The egress port must be an offloaded port that is neither shut nor left to userspace
-    // (see `PORT_F_USER`); otherwise userspace decides.
-    let Some(out) = ETHERWS_PORTS.get_ptr(dst.ifindex) else {
-        return to_user();
-    };
-    // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
-    // program runs; the field is read once.
-    if unsafe { core::ptr::read_volatile(&(*out).flags) } & (PORT_F_SHUT | PORT_F_USER) != 0 {
-        return to_user();
-    }
     // A checksum a local sender left to the "hardware" would arrive unfinished: XDP carries no
     // such metadata. Userspace finishes it (it knows how: a packet socket's virtio header in
     // generic mode, the checksum itself otherwise).
     if csum_partial_suspect(ctx) {
-        return Verdict::Partial(if generic {
+        return Action::Partial(if generic {
             xdp_action::XDP_PASS
         } else {
             xsk_redirect(ctx, conf)
         });
     }
-    match ETHERWS_DEVMAP.redirect(dst.ifindex, 0) {
+    match ETHERWS_DEVMAP.redirect(out, 0) {
         Ok(_) => {
-            if let Some(c) = counters(dst.ifindex) {
+            if let Some(c) = counters(out) {
                 // SAFETY: `counters` returned a pointer to this CPU's copy of the egress port's
                 // counters, valid for the whole run and written by no other run meanwhile.
                 unsafe {
@@ -218,7 +178,7 @@ fn decide(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> Verdict 
                     (*c).tx_bytes += len;
                 }
             }
-            Verdict::Forward
+            Action::Forward
         }
         // Not in the DEVMAP (userspace has not added it, or removed it): userspace forwards.
         Err(_) => to_user(),
@@ -344,51 +304,6 @@ fn csum_partial_suspect(ctx: &XdpContext) -> bool {
     sum = (sum & 0xffff) + (sum >> 16);
     // SAFETY: `l4 + field + 2 <= end` was checked above.
     be16(unsafe { (l4 as *const u8).add(field) }) == sum
-}
-
-/// Whether `dst` is the interface's own address `own` (all zeroes: unknown, never matches).
-/// Written out byte by byte: an array comparison may become a call to `bcmp`, which BPF has
-/// not got.
-#[inline(always)]
-fn is_own(dst: &[u8; ETH_ALEN], own: &[u8; ETH_ALEN]) -> bool {
-    let mut diff = 0u8;
-    let mut any = 0u8;
-    for i in 0..ETH_ALEN {
-        diff |= dst[i] ^ own[i];
-        any |= own[i];
-    }
-    diff == 0 && any != 0
-}
-
-/// Destination and source MAC and VLAN id (first 802.1Q tag's, 0 if untagged) of the frame, or
-/// `None` if the frame is too short for them.
-#[inline(always)]
-fn parse(ctx: &XdpContext) -> Option<([u8; ETH_ALEN], [u8; ETH_ALEN], u16)> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + ETH_HLEN > end {
-        return None;
-    }
-    let p = start as *const u8;
-    // SAFETY: the ETH_HLEN bytes at `start` are inside the packet (checked above).
-    let (dst, src, proto) = unsafe {
-        (
-            core::ptr::read_unaligned(p as *const [u8; ETH_ALEN]),
-            core::ptr::read_unaligned(p.add(ETH_ALEN) as *const [u8; ETH_ALEN]),
-            u16::from_be_bytes(core::ptr::read_unaligned(p.add(12) as *const [u8; 2])),
-        )
-    };
-    let vid = if proto == ETH_P_8021Q {
-        if start + ETH_HLEN + VLAN_HLEN > end {
-            return None;
-        }
-        // SAFETY: the TCI is inside the packet (checked above).
-        let tci = unsafe { core::ptr::read_unaligned(p.add(ETH_HLEN) as *const [u8; 2]) };
-        u16::from_be_bytes(tci) & VLAN_VID_MASK
-    } else {
-        0
-    };
-    Some((dst, src, vid))
 }
 
 #[cfg(not(test))]
