@@ -286,9 +286,10 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
     let mut queue: VecDeque<Held> = VecDeque::new();
     // With a rate: when the previous frame has finished leaving.
     let mut free_at = Instant::now();
-    let limit = backlog_limit(spec);
     let mut buf = vec![0u8; MAX_READ];
     let epoch = Instant::now();
+    // The socket's drop count (a syscall) is read every 100 ms, and once more at the end.
+    let mut next_stats = epoch;
     while !stop.load(Relaxed) {
         let now = Instant::now();
         while queue.front().is_some_and(|h| h.due <= now) {
@@ -330,7 +331,7 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
                 // on the wire (in the delay).
                 let waiting =
                     free_at.saturating_duration_since(now).as_secs_f64() * rate as f64 / 8.0;
-                if waiting as usize + len > limit {
+                if waiting as usize + len > backlog_limit(rate) {
                     d.overflow.fetch_add(1, Relaxed);
                     continue;
                 }
@@ -346,7 +347,10 @@ fn run_direction(from: i32, to: i32, spec: WanSpec, seed: u64, stop: &AtomicBool
                 data: buf[..len].to_vec(),
             });
         }
-        d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
+        if now >= next_stats {
+            d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
+            next_stats = now + Duration::from_millis(100);
+        }
     }
     d.socket_drops.fetch_add(socket_drops(&rx), Relaxed);
 }
@@ -360,11 +364,8 @@ fn next_slot(epoch: Instant, t: Instant, slot: Duration) -> Instant {
 
 /// A rate-limited line buffers at most 100 ms of its rate waiting to be serialized (at least 64
 /// frames): a router's buffer, so a sender above the rate sees drops, not unbounded delay.
-fn backlog_limit(spec: WanSpec) -> usize {
-    match spec.rate {
-        Some(r) => ((r / 8 / 10) as usize).max(64 * 1514),
-        None => usize::MAX,
-    }
+fn backlog_limit(rate: u64) -> usize {
+    ((rate / 8 / 10) as usize).max(64 * 1514)
 }
 
 /// xorshift64*, in [0, 1).

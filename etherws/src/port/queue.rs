@@ -580,12 +580,8 @@ impl EgressRx {
         if !self.fair() {
             return BATCH_BYTES;
         }
-        let cap = self.rate * BATCH_TIME.as_secs_f64();
-        if cap >= BATCH_BYTES as f64 {
-            BATCH_BYTES
-        } else {
-            (cap as usize).max(1)
-        }
+        let cap = (self.rate * BATCH_TIME.as_secs_f64()).min(BATCH_BYTES as f64);
+        (cap as usize).max(1)
     }
 
     /// Notes when a batch was handed out (flow queues), and whether frames were left behind
@@ -667,31 +663,31 @@ impl EgressRx {
             if now.saturating_duration_since(queued) > s.limits.delay {
                 s.release(cost(&frame));
                 s.expired.fetch_add(1, Relaxed);
-            } else {
-                if !fair {
-                    self.held += cost(&frame);
-                    self.pending.push_back(frame);
-                    n += 1;
+                continue;
+            }
+            if !fair {
+                self.held += cost(&frame);
+                self.pending.push_back(frame);
+                n += 1;
+                continue;
+            }
+            let hash = fq::flow_hash(&self.key, &frame.data);
+            // A new flow is charged for what it costs, and so are the flow queues the first
+            // frame makes, from the budget (the port's own bound gives way: the frame was
+            // admitted, and the fattest flow pays below).
+            if !self.fq.as_ref().is_some_and(|fq| fq.is_open(hash)) {
+                let made = if self.fq.is_none() { fq::FQ_COST } else { 0 };
+                if !s.reserve_more(fq::FLOW_COST + made, false) {
+                    s.release(cost(&frame));
+                    s.dropped.fetch_add(1, Relaxed);
                     continue;
                 }
-                let hash = fq::flow_hash(&self.key, &frame.data);
-                // A new flow is charged for what it costs, and so are the flow queues the
-                // first frame makes, from the budget (the port's own bound gives way: the
-                // frame was admitted, and the fattest flow pays below).
-                if !self.fq.as_ref().is_some_and(|fq| fq.is_open(hash)) {
-                    let made = if self.fq.is_none() { fq::FQ_COST } else { 0 };
-                    if !s.reserve_more(fq::FLOW_COST + made, false) {
-                        s.release(cost(&frame));
-                        s.dropped.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    self.flow_charge += fq::FLOW_COST + made;
-                }
-                let fq = self.fq.get_or_insert_with(|| Box::new(fq::Fq::new()));
-                self.held += cost(&frame);
-                fq.enqueue(hash, frame, queued);
-                n += 1;
+                self.flow_charge += fq::FLOW_COST + made;
             }
+            let fq = self.fq.get_or_insert_with(|| Box::new(fq::Fq::new()));
+            self.held += cost(&frame);
+            fq.enqueue(hash, frame, queued);
+            n += 1;
         }
         self.trim();
         n

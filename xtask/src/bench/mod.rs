@@ -289,21 +289,22 @@ struct Endpoint {
     ifname: &'static str,
 }
 
-/// One iperf3 TCP run from host1 (`client`) to host2 (`server`, `addr`); `reverse`: host2 sends.
-/// Returns (Mbit/s, bytes received).
+/// One iperf3 TCP run from host1 (`client`) to host2 (`server`, `addr`); `reverse`: host2 sends;
+/// `more`: other client options. Returns (Mbit/s, bytes received).
 fn iperf_tcp(
     client: &Netns,
     server: &Netns,
     addr: &str,
     secs: u32,
     reverse: bool,
+    more: &[&str],
 ) -> anyhow::Result<(f64, u64)> {
-    let (port, extra): (u16, &[&str]) = if reverse {
-        (5202, &["-R"])
-    } else {
-        (5201, &[])
-    };
-    let r = iperf3_for(server, client, addr, port, secs, extra);
+    let mut extra = more.to_vec();
+    if reverse {
+        extra.push("-R");
+    }
+    let port = if reverse { 5202 } else { 5201 };
+    let r = iperf3_for(server, client, addr, port, secs, &extra);
     match r.error {
         None => Ok((r.mbit_s, r.received)),
         Some(e) => bail!("iperf3 {} failed: {e}", extra.join(" ")),
@@ -1035,6 +1036,15 @@ struct Res {
     error: Option<String>,
 }
 
+/// What went wrong in a body run under `catch_unwind`: its error, or its panic's message.
+fn failure(result: std::thread::Result<anyhow::Result<()>>) -> Option<String> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(p) => Some(format!("panicked: {}", panic_message(&*p))),
+    }
+}
+
 /// What a panic said (the test kit panics on failure).
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
@@ -1066,12 +1076,7 @@ fn caught(s: &Scenario, body: impl FnOnce(&mut Res) -> anyhow::Result<()>) -> Re
         ..Res::default()
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut r)));
-    let err = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(p) => Some(format!("panicked: {}", panic_message(&*p))),
-    };
-    if let Some(e) = err {
+    if let Some(e) = failure(result) {
         eprintln!("bench: {} failed: {e}", s.name);
         r.error = Some(e.lines().next().unwrap_or("").chars().take(160).collect());
     }
@@ -1086,8 +1091,8 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
 
     let p0 = t.cpu.as_ref().map(|(c, n)| proc_ticks(n, c));
     let s0 = sys_ticks();
-    let (up, b1) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, false)?;
-    let (down, b2) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, true)?;
+    let (up, b1) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, false, &[])?;
+    let (down, b2) = iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, secs, true, &[])?;
     let gb = (b1 + b2) as f64 / 1e9;
     let s1 = sys_ticks();
     if let (Some(p0), Some((c, n))) = (p0, t.cpu.as_ref()) {
@@ -1569,7 +1574,7 @@ fn wan_bench(
 ) -> anyhow::Result<()> {
     let (tables, chart, failed) = wan::run(o, env, chosen);
     let command = crate::command_line().replace(" --write", "");
-    let (secs, omit) = if o.quick { (5, 2) } else { (20, 3) };
+    let (secs, omit) = wan::durations(o);
     let section = format!(
         "{heading}\n\n\
          host1 ── switchA ══ tunnel across a delay line ══ switchB ── host2: the \

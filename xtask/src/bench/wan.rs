@@ -29,10 +29,11 @@ struct LineCheck {
 }
 
 /// iperf3 seconds and omitted warm-up seconds.
-fn durations(o: &Opts) -> (u32, u32) {
+pub(super) fn durations(o: &Opts) -> (u32, u32) {
     if o.quick { (5, 2) } else { (20, 3) }
 }
 
+/// [`iperf_tcp`] across the line: `--inner-cc`'s algorithm, the warm-up omitted.
 fn iperf_wan(
     client: &Netns,
     server: &Netns,
@@ -46,15 +47,7 @@ fn iperf_wan(
     if let Some(cc) = &o.inner_cc {
         extra.extend(["-C", cc.as_str()]);
     }
-    if reverse {
-        extra.push("-R");
-    }
-    let port = if reverse { 5202 } else { 5201 };
-    let r = iperf3_for(server, client, addr, port, secs, &extra);
-    match r.error {
-        None => Ok((r.mbit_s, r.received)),
-        Some(e) => bail!("iperf3 {} failed: {e}", extra.join(" ")),
-    }
+    iperf_tcp(client, server, addr, secs, reverse, &extra)
 }
 
 fn check_line(spec: WanSpec, o: &Opts) -> LineCheck {
@@ -77,11 +70,7 @@ fn check_line(spec: WanSpec, o: &Opts) -> LineCheck {
         c.stats = wan.stats.summary();
         Ok(())
     }));
-    c.error = match r {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(p) => Some(format!("panicked: {}", panic_message(&*p))),
-    };
+    c.error = failure(r);
     eprintln!(
         "bench: line {spec}: RTT {:?} ms, TCP {:?} Mbit/s; {}{}",
         c.rtt.map(|r| r.0),
