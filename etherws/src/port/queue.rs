@@ -75,6 +75,11 @@ const CODEL_TARGET: Duration = Duration::from_millis(5);
 /// How long the sojourn must stay above the target before CoDel drops.
 const CODEL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Room the flow queues keep below their bound for a sparse flow's frames (the producer
+/// refuses a frame that does not fit): one super-frame. More only drops a bulk flow's frames
+/// before it has filled the queue.
+const TRIM_ROOM: usize = 64 * 1024;
+
 /// The time a batch taken off a flow-queued port takes to write, at most, at the rate the
 /// port writes: a frame that arrives meanwhile waits for it.
 const BATCH_TIME: Duration = CODEL_TARGET;
@@ -544,15 +549,17 @@ impl EgressRx {
         }
     }
 
-    /// Flow queues: a queue over seven eighths of its bound drops from its fattest flow, so
-    /// that room is left for a sparse flow's frames (the producer refuses what does not fit).
+    /// Flow queues: a queue within [`TRIM_ROOM`] (or an eighth of its bound, if less) of its
+    /// bound drops from its fattest flow, so that room is left for a sparse flow's frames (the
+    /// producer refuses what does not fit).
     fn trim(&mut self) {
         let Some(fq) = self.fq.as_mut() else {
             return;
         };
         let bound = self.state.limits.bytes;
         let used = self.state.bytes.load(Relaxed);
-        let Some(excess) = used.checked_sub(bound - bound / 8).filter(|&e| e > 0) else {
+        let room = (bound / 8).min(TRIM_ROOM);
+        let Some(excess) = used.checked_sub(bound - room).filter(|&e| e > 0) else {
             return;
         };
         let mut drops = fq::Drops::default();
