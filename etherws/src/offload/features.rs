@@ -18,8 +18,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use crate::sys::SyscallError;
 use crate::sys::socket::{self, Plain, SO_RCVTIMEO};
 
+/// `NETDEV_XDP_ACT_BASIC`: the driver runs XDP itself (native XDP; without it, only generic).
+pub(crate) const XDP_ACT_BASIC: u64 = 1 << 0;
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the device takes frames redirected into it by XDP.
 pub(crate) const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: AF_XDP sockets on the device can be zero-copy.
+pub(crate) const XDP_ACT_XSK_ZEROCOPY: u64 = 1 << 3;
 
 /// Netlink's message header, then generic netlink's.
 const NLMSG_HDRLEN: usize = size_of::<libc::nlmsghdr>();

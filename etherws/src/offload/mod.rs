@@ -24,6 +24,9 @@
 //! Where XDP cannot serve (program rejected, attach refused, no AF_XDP), the port falls back
 //! to the AF_PACKET path with the reason logged; only a build without the object is an error.
 
+// Not wired into port opening yet (#21 step 3: `--offload=auto`).
+#[allow(dead_code)]
+pub(crate) mod choose;
 mod error;
 pub(crate) mod features;
 pub(crate) mod xsk;

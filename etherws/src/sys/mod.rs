@@ -18,8 +18,13 @@
 //!   `/dev/null`, the limit on open files (`getrlimit`/`setrlimit`);
 //! - [`term`]: a terminal's echo turned off while a password is typed (`tcgetattr`/`tcsetattr`);
 //! - [`time`]: the monotonic clock the kernel stamps eBPF map entries with;
-//! - [`netif`]: interfaces through rtnetlink.
+//! - [`netif`]: interfaces through rtnetlink;
+//! - [`ethtool`]: what a driver says of itself (`SIOCETHTOOL`: its name, GRO/GSO/TSO);
+//! - [`kernel_release`] here: the running kernel's release (`uname`).
 
+// Read only by `offload::choose`, which is not wired in yet (#21 step 3).
+#[allow(dead_code)]
+pub(crate) mod ethtool;
 pub(crate) mod fd;
 pub(crate) mod mmap;
 pub(crate) mod netif;
@@ -82,6 +87,21 @@ impl std::error::Error for SyscallError {}
 /// What a wrapper returns.
 pub(crate) type Result<T> = std::result::Result<T, SyscallError>;
 
+/// The running kernel's release (`uname -r`: `6.8.0-45-generic`).
+///
+/// # Errors
+///
+/// `uname` with the OS error.
+pub(crate) fn kernel_release() -> Result<String> {
+    // SAFETY: `utsname` is made of byte arrays: all zeroes is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname(2) writes one `utsname`, which `u` is, live for the call.
+    check(unsafe { libc::uname(&mut u) }, "uname")?;
+    let bytes: Vec<u8> = u.release.iter().map(|&c| c as u8).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
 /// A C-style return value: negative means failure, with the cause in `errno`.
 fn check<T: Default + PartialOrd>(ret: T, call: &'static str) -> Result<T> {
     if ret < T::default() {
@@ -111,6 +131,13 @@ mod tests {
             chain,
             format!("cannot do it: setsockopt(SO_RCVTIMEO): {os}")
         );
+    }
+
+    #[test]
+    fn the_kernel_release_starts_with_its_version() {
+        let r = kernel_release().unwrap();
+        assert!(r.starts_with(|c: char| c.is_ascii_digit()), "{r}");
+        assert!(r.contains('.'), "{r}");
     }
 
     #[test]
