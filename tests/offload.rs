@@ -255,9 +255,16 @@ fn vlans_stay_separate_in_the_kernel_path() {
     if !ready() {
         return;
     }
-    let t = Topo::new("ov", &[], false);
-    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
-    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
+    for (tag, offload) in [("ov", "--offload"), ("ovt", "--offload=tc")] {
+        vlans_stay_separate(tag, offload);
+    }
+}
+
+/// [`vlans_stay_separate_in_the_kernel_path`] with the ports offloaded by `offload`.
+fn vlans_stay_separate(tag: &str, offload: &str) {
+    let t = Topo::new(tag, &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", offload]);
+    t.sw().ctl_ok(&["addport", "netdev", "s2", offload]);
     let r1 = RawSock::open(&t.h1, "h1");
     let r2 = RawSock::open(&t.h2, "h2");
     r1.drain();
@@ -386,7 +393,12 @@ fn offloaded_port_and_websocket_peer() {
     }
     // Both attach modes: in generic mode a local sender's GSO super-frames reach the switch
     // through the packet socket (too big for AF_XDP).
-    for (tag, mode) in [("ow", "native"), ("owg", "generic")] {
+    let xdp = |mode: &'static str| -> Vec<&'static str> { vec!["--offload", "--xdp-mode", mode] };
+    for (tag, mode, args) in [
+        ("ow", "native", xdp("native")),
+        ("owg", "generic", xdp("generic")),
+        ("owt", "tc", vec!["--offload=tc"]),
+    ] {
         // Site A: the switch with the offloaded s1 (h1 behind it) and the WebSocket server;
         // site B: a TAP 192.0.2.2 and a client port to A over the veth between them.
         let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
@@ -394,12 +406,17 @@ fn offloaded_port_and_websocket_peer() {
         veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
         h1.set_gro("h1", true);
         let s = Sites::builder(tag)
-            .a(|a| a.netdev("s1", &["--offload", "--xdp-mode", mode]))
+            .a(|a| a.netdev("s1", &args))
             .b(|b| b.tap())
             .connect(&[])
             .start_in(ns_a, ns_b);
         let rows = s.a.sw.listport();
-        assert!(rows[0].kind.starts_with("netdev/xdp"), "{rows:?}");
+        let want = if mode == "tc" {
+            "netdev/tc"
+        } else {
+            "netdev/xdp"
+        };
+        assert!(rows[0].kind.starts_with(want), "{rows:?}");
         ping(&h1, H2);
         let bytes = iperf3(&s.b.ns, &h1, H2, 5202, &[]).received;
         assert!(
@@ -653,4 +670,211 @@ fn tcp_from_senders_with_checksum_offload_works() {
         assert!(bytes > 1_000_000, "{mode}: iperf3 moved {bytes} B\n{r1}");
         assert!(k(&r1, "csum_partial") > 100, "{mode}: {r1}");
     }
+}
+
+/// The names of the tcx ingress programs of `ifname` in `ns` (asked with aya from a thread
+/// that enters the namespace: bpftool before 7.3 does not show tcx).
+fn tcx_programs(ns: &Netns, ifname: &str) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{}", ns.name());
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("netns file");
+        // SAFETY: setns(2) on a descriptor we own; CLONE_NEWNET moves only this thread.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let ingress = aya::programs::TcAttachType::Ingress;
+        match aya::programs::SchedClassifier::query_tcx(&ifname, ingress) {
+            Ok((_, progs)) => progs
+                .iter()
+                .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                .collect(),
+            Err(e) => vec![format!("query_tcx failed: {e}")],
+        }
+    })
+    .join()
+    .expect("tcx query thread")
+}
+
+/// Whether `ifname` in `ns` has our TC program attached (tcx or a netlink filter).
+fn has_tc(ns: &Netns, ifname: &str) -> bool {
+    let nl = ns.exec(&["tc", "filter", "show", "dev", ifname, "ingress"]);
+    tcx_programs(ns, ifname).iter().any(|p| p == "etherws_tc")
+        || String::from_utf8_lossy(&nl.stdout).contains("etherws_tc")
+}
+
+/// Polls until `ifname` has no TC program of ours.
+fn tc_gone(ns: &Netns, ifname: &str, what: &str) {
+    poll(what, Duration::from_secs(5), || {
+        if has_tc(ns, ifname) {
+            Err(format!("{:?}", tcx_programs(ns, ifname)))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// `count` pings from `ns` to `addr`, which must all come back, each once (`DUP!`: a frame
+/// delivered twice, by the kernel and by userspace).
+fn ping_once_each(ns: &Netns, addr: &str, count: u32) {
+    let out = ns.exec(&[
+        "ping",
+        "-n",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        addr,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ping {addr}: {text}");
+    assert!(!text.contains("DUP!"), "duplicates: {text}");
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+}
+
+/// iperf3 from `client` to `server_ns` (`addr`): the receiving port's kernel `tx_frames`
+/// must far exceed the frames userspace read from the sending port.
+fn iperf_in_kernel(t: &Topo, server: &Netns, client: &Netns, addr: &str, from: u64, to: u64) {
+    let before = t.rows();
+    let r = iperf3(server, client, addr, 5210, &[]);
+    let after = t.rows();
+    let (a, b) = (row(&after, from), row(&after, to));
+    let kernel = k(&b, "tx_frames") - k(&row(&before, to), "tx_frames");
+    let user = a["user_rx"].as_u64().unwrap() - row(&before, from)["user_rx"].as_u64().unwrap();
+    eprintln!(
+        "tc, port {from} → {to}: {:.0} Mbit/s, kernel {kernel} frames, userspace {user}",
+        r.mbit_s
+    );
+    assert!(
+        r.received > 1_000_000,
+        "iperf3 moved {} B\n{a}\n{b}",
+        r.received
+    );
+    assert!(kernel > 1000, "kernel forwarded {kernel} frames\n{a}\n{b}");
+    assert!(
+        user < kernel / 20,
+        "userspace read {user} frames for {kernel}\n{a}"
+    );
+}
+
+/// `--offload=tc`: the TC program forwards GSO super-frames between two ports in the kernel,
+/// with the hosts' defaults (TX checksum offload on: partial checksums cross as metadata);
+/// the socket filter keeps userspace from getting a second copy (no `DUP!`); a policy sends
+/// the port's frames through userspace (`netdev/tc-user`) and it still works; delport and
+/// exit detach.
+#[test]
+fn tc_ports_switch_super_frames_in_the_kernel() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let mut t = Topo::new("otc", &[], false);
+    for dev in ["s1", "s2"] {
+        let out = t.sw().ctl_ok(&["addport", "netdev", dev, "--offload=tc"]);
+        let rows = parse_ports(&out);
+        assert_eq!(rows[0].kind, "netdev/tc", "{out}\n{}", t.sw().log());
+        assert!(out.contains("TC program (tcx), asked for"), "{out}");
+    }
+    for r in &t.rows() {
+        assert_eq!(r["datapath"], "tc", "{r}");
+        assert_eq!(r["offload_program"], "tc", "{r}");
+        assert_eq!(r["offload_attach"], "tcx", "{r}");
+        assert_eq!(r["offload"], "kernel", "{r}");
+    }
+    assert!(has_tc(&t.ns_s, "s1") && has_tc(&t.ns_s, "s2"));
+    assert!(!has_xdp(&t.ns_s, "s1"));
+
+    ping(&t.h1, H2);
+    ping_once_each(&t.h1, H2, 10);
+    ping_once_each(&t.h2, H1, 10);
+    iperf_in_kernel(&t, &t.h2, &t.h1, H2, 1, 2);
+    iperf_in_kernel(&t, &t.h1, &t.h2, H1, 2, 1);
+
+    // A policy only userspace applies: everything of port 1 goes through userspace.
+    t.sw().ctl_ok(&["setport", "1", "--isolated", "1"]);
+    let rows = parse_ports(&t.sw().ctl_ok(&["listport"]));
+    assert_eq!(rows[0].kind, "netdev/tc-user", "{rows:?}");
+    assert_eq!(rows[1].kind, "netdev/tc", "{rows:?}");
+    let fwd = k(&row(&t.rows(), 2), "tx_frames");
+    ping_once_each(&t.h1, H2, 5);
+    let r = iperf3(&t.h2, &t.h1, H2, 5211, &[]);
+    assert!(
+        r.received > 1_000_000,
+        "isolated: iperf3 moved {} B",
+        r.received
+    );
+    assert_eq!(
+        k(&row(&t.rows(), 2), "tx_frames"),
+        fwd,
+        "forwarded in the kernel"
+    );
+    t.sw().ctl_ok(&["setport", "1", "--isolated", "0"]);
+    assert_eq!(
+        parse_ports(&t.sw().ctl_ok(&["listport"]))[0].kind,
+        "netdev/tc"
+    );
+
+    t.sw().ctl_ok(&["delport", "1"]);
+    tc_gone(&t.ns_s, "s1", "TC program detached from s1");
+    assert!(has_tc(&t.ns_s, "s2"));
+    {
+        let sw = t.sw.as_mut().unwrap();
+        sw.signal(libc::SIGTERM);
+        sw.wait_exit(Duration::from_secs(10))
+            .expect("switch exits on SIGTERM");
+    }
+    assert!(
+        !has_tc(&t.ns_s, "s2"),
+        "{}",
+        t.ns_s.exec_ok(&["bpftool", "net"])
+    );
+}
+
+/// SIGKILL detaches a tcx program (its link dies with the process). Without tcx (forced here),
+/// the netlink filter outlives the switch; the next switch removes it before attaching its own.
+#[test]
+fn tc_crash_leaves_nothing_attached() {
+    if !ready() {
+        return;
+    }
+    let mut t = Topo::new("otk", &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert!(has_tc(&t.ns_s, "s1"));
+    let sw = t.sw.as_mut().unwrap();
+    sw.signal(libc::SIGKILL);
+    sw.wait_exit(Duration::from_secs(10))
+        .expect("switch killed");
+    tc_gone(&t.ns_s, "s1", "tcx program gone after SIGKILL");
+
+    let netlink = |label: &str| {
+        Switch::builder(label)
+            .netns(&t.ns_s)
+            .host("127.0.0.1")
+            .port(WS_PORT)
+            .ctl_port(CTL_PORT)
+            .env("ETHERWS_TC_NETLINK", "1")
+            .start()
+    };
+    let filters = || {
+        let out = t
+            .ns_s
+            .exec_ok(&["tc", "filter", "show", "dev", "s1", "ingress"]);
+        out.lines().filter(|l| l.contains("etherws_tc")).count()
+    };
+    let mut sw = netlink("otk2");
+    let out = sw.ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert!(out.contains("TC program (netlink)"), "{out}\n{}", sw.log());
+    assert_eq!(filters(), 1);
+    sw.signal(libc::SIGKILL);
+    sw.wait_exit(Duration::from_secs(10))
+        .expect("switch killed");
+    assert_eq!(filters(), 1, "a netlink filter outlives its process");
+    let sw = netlink("otk3");
+    sw.ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert_eq!(filters(), 1, "the stale filter was not removed");
+    sw.ctl_ok(&["delport", "1"]);
+    assert_eq!(filters(), 0, "delport left the netlink filter");
 }

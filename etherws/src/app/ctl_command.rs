@@ -257,8 +257,11 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
             xdp_mode,
         } => {
             let mut opts = json!({});
-            if *offload {
-                opts["offload"] = json!(true);
+            match offload.as_deref() {
+                // As 1.3-compatible as it gets: `--offload` alone is `true`.
+                Some("auto") => opts["offload"] = json!(true),
+                Some(p) => opts["offload"] = json!(p),
+                None => {}
             }
             if let Some(m) = xdp_mode {
                 opts["xdp_mode"] = json!(m);
@@ -560,9 +563,15 @@ fn port_rows(entries: &[Value]) -> Vec<Vec<String>> {
             (false, false, false) => "up",
         };
         // etherws 2: an offloaded netdev port shows what the offload does for it.
+        // The program: `xdp` for a switch that does not say (only XDP then).
+        let program = e
+            .get("offload_program")
+            .and_then(Value::as_str)
+            .filter(|p| *p == "tc")
+            .unwrap_or("xdp");
         let kind = match e.get("offload").and_then(Value::as_str) {
-            Some("kernel") => format!("{}/xdp", cell(e, "type")),
-            Some("userspace") => format!("{}/xdp-user", cell(e, "type")),
+            Some("kernel") => format!("{}/{program}", cell(e, "type")),
+            Some("userspace") => format!("{}/{program}-user", cell(e, "type")),
             Some("fallback") => format!("{}/fallback", cell(e, "type")),
             _ => cell(e, "type"),
         };
@@ -585,7 +594,26 @@ fn offload_notes(entries: &[Value]) -> String {
     // Apart from the table by a blank line, so that whoever parses the table can stop there.
     let mut out = String::new();
     for e in entries {
+        let tc = e.get("offload_program").and_then(Value::as_str) == Some("tc");
+        if tc {
+            // Which program, how attached and why: TC ports only (XDP's notes are as before).
+            let attach = e
+                .get("offload_attach")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let why = e.get("offload_why").and_then(Value::as_str).unwrap_or("");
+            if out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "  port {}: TC program ({}), {}\n",
+                cell(e, "port"),
+                printable(attach),
+                printable(why)
+            ));
+        }
         let what = match e.get("offload").and_then(Value::as_str) {
+            Some("userspace") if tc => "TC program attached, frames go through userspace",
             Some("userspace") => "XDP attached, frames into it go through userspace",
             Some("fallback") => "offload fell back to AF_PACKET",
             _ => continue,
