@@ -447,20 +447,24 @@ fn host_on_an_offloaded_interface_works_as_without_offload() {
         return;
     }
     const HOST: &str = "192.0.2.100";
-    for (tag, offload) in [("ohx", true), ("ohp", false)] {
+    for (tag, program) in [
+        ("ohx", Some("--offload")),
+        ("oht", Some("--offload=tc")),
+        ("ohp", None),
+    ] {
+        let offload = program.is_some();
         let t = Topo::new(tag, &[], false);
         t.ns_s
             .ip(&["addr", "add", &format!("{HOST}/24"), "dev", "s1"]);
         for dev in ["s1", "s2"] {
             let mut args = vec!["addport", "netdev", dev];
-            if offload {
-                args.push("--offload");
-            }
+            args.extend(program);
             let rows = parse_ports(&t.sw().ctl_ok(&args));
-            // XDP attached (`netdev/xdp`, or `netdev/xdp-user` where frames into it go
-            // through userspace), or not asked for.
-            let xdp = rows[0].kind.starts_with("netdev/xdp");
-            assert_eq!(xdp, offload, "{rows:?}\n{}", t.sw().log());
+            // XDP or TC attached (`netdev/xdp`, or `netdev/xdp-user` where frames into it go
+            // through userspace; `netdev/tc`), or not asked for.
+            let kind = &rows[0].kind;
+            let attached = kind.starts_with("netdev/xdp") || kind.starts_with("netdev/tc");
+            assert_eq!(attached, offload, "{rows:?}\n{}", t.sw().log());
         }
         // A station on s1's segment reaches the host (ARP broadcast, then unicast to it).
         ping(&t.h1, HOST);
@@ -877,4 +881,41 @@ fn tc_crash_leaves_nothing_attached() {
     assert_eq!(filters(), 1, "the stale filter was not removed");
     sw.ctl_ok(&["delport", "1"]);
     assert_eq!(filters(), 0, "delport left the netlink filter");
+}
+
+/// Two switches, each with a TC-offloaded netdev port, joined by a ws:// tunnel: the frames
+/// the TC program leaves to userspace (everything for the remote site) cross it, both ways.
+#[test]
+fn tc_ports_on_both_ends_of_a_websocket_tunnel() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let tag = "owtt";
+    let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
+    let h1 = Netns::new(&format!("{tag}1"));
+    let h2 = Netns::new(&format!("{tag}2"));
+    veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_b, "s2", None);
+    let s = Sites::builder(tag)
+        .a(|a| a.netdev("s1", &["--offload=tc"]))
+        .b(|b| b.netdev("s2", &["--offload=tc"]))
+        .connect(&[])
+        .start_in(ns_a, ns_b);
+    for sw in [&s.a.sw, &s.b.sw] {
+        let rows = sw.listport();
+        assert!(rows.iter().any(|r| r.kind == "netdev/tc"), "{rows:?}");
+    }
+    ping_within(&h1, H2, Duration::from_secs(15));
+    ping_once_each(&h1, H2, 5);
+    for (server, client, addr, port) in [(&h2, &h1, H2, 5220), (&h1, &h2, H1, 5221)] {
+        let r = iperf3(server, client, addr, port, &[]);
+        eprintln!("tc ⇄ ws:// ⇄ tc, to {addr}: {:.0} Mbit/s", r.mbit_s);
+        assert!(
+            r.received > 1_000_000,
+            "iperf3 to {addr} moved {} B\n{}\n{}",
+            r.received,
+            s.a.sw.log(),
+            s.b.sw.log()
+        );
+    }
 }

@@ -16,7 +16,7 @@
 //! [[port]]
 //! type = "netdev"
 //! target = "eth1"
-//! offload = true           # netdev only
+//! offload = true           # netdev only: true (auto), "auto", "xdp" or "tc"
 //!
 //! [[port]]
 //! type = "client"
@@ -1497,6 +1497,26 @@ vlan = 40
             4,
             "invalid offload \"yes\" (auto, xdp or tc)",
         );
+    }
+
+    /// `offload` is `true`/`false` or the program.
+    #[test]
+    fn offload_names_the_program() {
+        for (value, want) in [
+            ("true", Some(Requested::Auto)),
+            ("false", None),
+            ("\"auto\"", Some(Requested::Auto)),
+            ("\"xdp\"", Some(Requested::Xdp)),
+            ("\"tc\"", Some(Requested::Tc)),
+        ] {
+            let text =
+                format!("[[port]]\ntype = \"netdev\"\ntarget = \"eth0\"\noffload = {value}\n");
+            let c = Config::parse(&text, "t.toml").unwrap();
+            match &c.ports[0] {
+                PortConf::Netdev { offload, .. } => assert_eq!(*offload, want, "{value}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     /// `isolated` and `mesh` are TOML booleans in every table: a string or a number is refused

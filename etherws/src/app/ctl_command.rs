@@ -822,6 +822,54 @@ mod tests {
         assert!(client("ws://x/", Some("u"), Some("pw")).is_ok());
     }
 
+    /// `--offload` alone sends 1.3-style `true`; `--offload=tc` names the program.
+    #[test]
+    fn offload_option_of_a_netdev_port() {
+        use clap::Parser;
+        let opts = |args: &[&str]| {
+            let argv = ["etherws", "ctl", "addport", "netdev", "s1"]
+                .iter()
+                .chain(args);
+            let cli = crate::app::cli::Cli::try_parse_from(argv).unwrap();
+            let crate::app::cli::Command::Ctl(ctl) = cli.command else {
+                panic!("not ctl")
+            };
+            request_for(&ctl.command).unwrap().1.unwrap()["options"].clone()
+        };
+        assert_eq!(opts(&[]), json!({}));
+        assert_eq!(opts(&["--offload"]), json!({"offload": true}));
+        assert_eq!(opts(&["--offload=tc"]), json!({"offload": "tc"}));
+        assert_eq!(opts(&["--offload=xdp"]), json!({"offload": "xdp"}));
+        assert_eq!(
+            opts(&["--offload", "--xdp-mode", "generic"]),
+            json!({"offload": true, "xdp_mode": "generic"})
+        );
+        let argv = ["etherws", "ctl", "addport", "netdev", "s1", "--offload=bpf"];
+        assert!(crate::app::cli::Cli::try_parse_from(argv).is_err());
+    }
+
+    /// TC ports in the table: `netdev/tc`, `netdev/tc-user`, and a note naming the program.
+    #[test]
+    fn tc_ports_in_the_table() {
+        let row = |port: u64, offload: &str| {
+            json!({"port": port, "type": "netdev", "shut": false, "rx": 0, "tx": 0,
+                   "target": "s1", "offload": offload, "offload_program": "tc",
+                   "offload_attach": "tcx", "offload_why": "asked for (--offload=tc)",
+                   "offload_reason": "a policy"})
+        };
+        let out = port_table(&[row(1, "kernel"), row(2, "userspace")]);
+        assert!(out.contains("  1     netdev/tc "), "{out}");
+        assert!(out.contains("  2     netdev/tc-user "), "{out}");
+        assert!(
+            out.contains("\n  port 1: TC program (tcx), asked for (--offload=tc)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  port 2: TC program attached, frames go through userspace: a policy"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn client_certificate_paths_are_sent_absolute() {
         let req = request_for(&CtlCommand::Addport {

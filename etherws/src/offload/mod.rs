@@ -1043,6 +1043,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_program_is_chosen_in_one_place() {
+        assert_eq!("tc".parse::<Requested>(), Ok(Requested::Tc));
+        assert_eq!("xdp".parse::<Requested>(), Ok(Requested::Xdp));
+        assert_eq!("auto".parse::<Requested>(), Ok(Requested::Auto));
+        assert!("bpf".parse::<Requested>().is_err());
+        assert_eq!(program_for(Requested::Tc).0, Program::Tc);
+        assert_eq!(program_for(Requested::Xdp).0, Program::Xdp);
+        // Until the automatic choice lands: XDP, as before the TC program.
+        assert_eq!(program_for(Requested::Auto).0, Program::Xdp);
+        assert_eq!(Program::Tc.name(), "tc");
+    }
+
+    #[test]
     fn attach_mode_parses() {
         assert_eq!("auto".parse(), Ok(AttachMode::Auto));
         assert_eq!("native".parse(), Ok(AttachMode::Native));
