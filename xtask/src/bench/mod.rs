@@ -15,7 +15,8 @@
 //! - `offload` (eBPF offload issue): one switch namespace between two host namespaces, the
 //!   hosts on veths. `af_packet` (two plain netdev ports), `af_xdp` (the ingress port
 //!   offloaded: XDP + AF_XDP into userspace, out through AF_PACKET), `xdp_kernel` (both ports
-//!   offloaded: unicast switched in the kernel), `linux_bridge` (a bridge instead of etherws),
+//!   offloaded: unicast switched in the kernel), `tc_kernel` (both ports `--offload=tc`: the TC
+//!   program, GSO super-frames switched in the kernel), `linux_bridge` (a bridge instead of etherws),
 //!   and the extra `xdp_kernel_gro_on` (as `xdp_kernel`, the host veths with GRO on, which
 //!   native XDP redirect into a veth needs, and TX checksum offload off).
 //! - `tunnel` (fast tunnel issue): host1 — switchA — switchB — host2, the switches joined by one
@@ -99,6 +100,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "xdp_kernel",
         group: Group::Offload,
         what: "etherws, both netdev offloaded: in-kernel netdev↔netdev",
+    },
+    Scenario {
+        name: "tc_kernel",
+        group: Group::Offload,
+        what: "etherws, both netdev `--offload=tc`: in-kernel netdev↔netdev, GSO kept",
     },
     Scenario {
         name: "linux_bridge",
@@ -532,9 +538,9 @@ fn xdp(kind: &str) -> bool {
 
 /// Adds a netdev port; returns its listport type (`netdev`, or with `--offload` `netdev/xdp`,
 /// `netdev/xdp-user` (XDP, frames into it through userspace) or `netdev/fallback`).
-fn add_netdev(sw: &Switch, dev: &str, offload: bool) -> String {
-    let opts: &[&str] = if offload { &["--offload"] } else { &[] };
-    sw.add_port("netdev", dev, opts).kind
+fn add_netdev(sw: &Switch, dev: &str, offload: Option<&str>) -> String {
+    let opts: Vec<&str> = offload.into_iter().collect();
+    sw.add_port("netdev", dev, &opts).kind
 }
 
 /// Whether an etherws tunnel row runs TAP ports (the switch namespaces are the hosts) rather
@@ -568,13 +574,15 @@ fn offload_topo(s: &Scenario, env: &Env) -> Topo {
     } else {
         let sw = start_switch(env, &format!("{}-switch", s.name), &mid, "127.0.0.1", &[]);
         let (o1, o2) = match s.name {
-            "af_packet" => (false, false),
-            "af_xdp" => (true, false),
-            _ => (true, true),
+            "af_packet" => (None, None),
+            "af_xdp" => (Some("--offload"), None),
+            "tc_kernel" => (Some("--offload=tc"), Some("--offload=tc")),
+            _ => (Some("--offload"), Some("--offload")),
         };
         let t1 = add_netdev(&sw, "s1", o1);
         let t2 = add_netdev(&sw, "s2", o2);
-        if (o1 && !xdp(&t1)) || (o2 && !xdp(&t2)) {
+        let offloaded = |t: &str| xdp(t) || t.starts_with("netdev/tc");
+        if (o1.is_some() && !offloaded(&t1)) || (o2.is_some() && !offloaded(&t2)) {
             note = format!("offload fell back to AF_PACKET (ports: {t1}, {t2})");
         }
         switches.push(sw);
@@ -676,8 +684,8 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
                 a.add_tap(&na, "ewsA0", H1_IP);
                 b.add_tap(&nb, "ewsB0", H2_IP);
             } else {
-                let ta = add_netdev(&a, "a1", offload);
-                let tb = add_netdev(&b, "b1", offload);
+                let ta = add_netdev(&a, "a1", offload.then_some("--offload"));
+                let tb = add_netdev(&b, "b1", offload.then_some("--offload"));
                 if offload && (!xdp(&ta) || !xdp(&tb)) {
                     note = format!("offload fell back to AF_PACKET ({ta}, {tb})");
                 }
