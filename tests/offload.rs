@@ -919,3 +919,32 @@ fn tc_ports_on_both_ends_of_a_websocket_tunnel() {
         );
     }
 }
+
+/// An XDP port and a TC port on one switch: XDP still redirects into the TC port in the
+/// kernel; the TC port's frames for the XDP port go through userspace; each frame once.
+#[test]
+fn xdp_and_tc_ports_together() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let t = Topo::new("oxt", &[], true);
+    let k1 = parse_ports(&t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload=xdp"]));
+    let k2 = parse_ports(&t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload=tc"]));
+    assert_eq!(
+        (k1[0].kind.as_str(), k2[0].kind.as_str()),
+        ("netdev/xdp", "netdev/tc")
+    );
+    ping(&t.h1, H2);
+    ping_once_each(&t.h1, H2, 10);
+    ping_once_each(&t.h2, H1, 10);
+    for (server, client, addr, port) in [(&t.h2, &t.h1, H2, 5230), (&t.h1, &t.h2, H1, 5231)] {
+        let r = iperf3(server, client, addr, port, &[]);
+        eprintln!("xdp ⇄ tc, to {addr}: {:.0} Mbit/s", r.mbit_s);
+        assert!(
+            r.received > 1_000_000,
+            "to {addr}: {} B\n{:#?}",
+            r.received,
+            t.rows()
+        );
+    }
+}

@@ -257,6 +257,9 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
             xdp_mode,
         } => {
             let mut opts = json!({});
+            if offload.as_deref() == Some("tc") && xdp_mode.is_some() {
+                anyhow::bail!("--xdp-mode applies to XDP only, not to --offload=tc");
+            }
             match offload.as_deref() {
                 // As 1.3-compatible as it gets: `--offload` alone is `true`.
                 Some("auto") => opts["offload"] = json!(true),
@@ -844,6 +847,21 @@ mod tests {
             opts(&["--offload", "--xdp-mode", "generic"]),
             json!({"offload": true, "xdp_mode": "generic"})
         );
+        let argv = [
+            "etherws",
+            "ctl",
+            "addport",
+            "netdev",
+            "s1",
+            "--offload=tc",
+            "--xdp-mode",
+            "native",
+        ];
+        let cli = crate::app::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::app::cli::Command::Ctl(ctl) = cli.command else {
+            panic!("not ctl")
+        };
+        assert!(request_for(&ctl.command).is_err());
         let argv = ["etherws", "ctl", "addport", "netdev", "s1", "--offload=bpf"];
         assert!(crate::app::cli::Cli::try_parse_from(argv).is_err());
     }
