@@ -147,10 +147,11 @@ pub fn etherws_tc(ctx: TcContext) -> i32 {
     if let Some(c) = rx {
         // SAFETY: as above.
         unsafe {
+            // In segments too, as `rx_frames`: userspace's `listPort` subtracts them from it.
             match verdict {
-                Verdict::Drop => (*c).dropped += 1,
-                Verdict::ToUser => (*c).to_user += 1,
-                Verdict::Host => (*c).host += 1,
+                Verdict::Drop => (*c).dropped += segs,
+                Verdict::ToUser => (*c).to_user += segs,
+                Verdict::Host => (*c).host += segs,
                 Verdict::Forward(_) => {}
             }
         }
