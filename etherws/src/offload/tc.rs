@@ -16,7 +16,7 @@
 use aya::programs::tc::{
     NlOptions, SchedClassifierLinkId, TcAttachOptions, qdisc_add_clsact, qdisc_detach_program,
 };
-use aya::programs::{LinkOrder, TcAttachType};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use etherws_common::TC_PROGRAM;
 
 use super::{
@@ -67,6 +67,17 @@ impl Offload {
             inner.loaded = None;
         }
         let (dev, link, mode) = r?;
+        let why = match (mode, foreign_tcx(name)) {
+            ("tcx", Some(others)) => {
+                tracing::warn!(
+                    interface = name,
+                    "other tcx programs on the interface: {others}; ours runs first, one \
+                     attached first later would run before it"
+                );
+                format!("{why}; other tcx programs: {others}")
+            }
+            _ => why.to_string(),
+        };
         inner.ports.insert(
             ifindex,
             PortInfo {
@@ -75,7 +86,7 @@ impl Offload {
                 link: None,
                 tc_link: Some(link),
                 program: Program::Tc,
-                why: why.to_string(),
+                why,
                 mode,
                 shut: false,
                 user_only: false,
@@ -148,6 +159,18 @@ fn attach(
             Err(OffloadError::AttachTc(errors))
         }
     }
+}
+
+/// The other tcx ingress programs of `name` (their names), if any: one that runs before ours
+/// would decide first, and the socket filter's prediction of our verdict would be wrong.
+fn foreign_tcx(name: &str) -> Option<String> {
+    let (_, progs) = SchedClassifier::query_tcx(name, TcAttachType::Ingress).ok()?;
+    let others: Vec<String> = progs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_string())
+        .filter(|n| n != TC_PROGRAM)
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
 }
 
 /// Detaches the TC program's `link` from port `ifindex`.
