@@ -785,9 +785,17 @@ fn policies_hold_on_offloaded_ports() {
         ));
         return;
     }
-    let sw_ns = Netns::new("noS");
-    let h1 = Netns::new("no1");
-    let h2 = Netns::new("no2");
+    // The XDP program, and the TC program (`--offload=tc`).
+    for (tag, offload) in [("no", "--offload"), ("not", "--offload=tc")] {
+        policies_hold(tag, offload);
+    }
+}
+
+/// [`policies_hold_on_offloaded_ports`] with the ports offloaded by `offload`.
+fn policies_hold(tag: &str, offload: &str) {
+    let sw_ns = Netns::new(&format!("{tag}S"));
+    let h1 = Netns::new(&format!("{tag}1"));
+    let h2 = Netns::new(&format!("{tag}2"));
     veth(&h1, "eth0", Some("192.0.2.1/24"), &sw_ns, "s1", None);
     veth(&h2, "eth0", Some("192.0.2.2/24"), &sw_ns, "s2", None);
     // As in tests/offload.rs: NAPI on the hosts' ends for native XDP redirects, and complete
@@ -796,9 +804,16 @@ fn policies_hold_on_offloaded_ports() {
         h.set_gro("eth0", true);
         h.set_tx_csum("eth0", false);
     }
-    let sw = Switch::builder("no").netns(&sw_ns).ctl_port(7867).start();
-    sw.add_port("netdev", "s1", &["--offload"]);
-    sw.add_port("netdev", "s2", &["--offload"]);
+    let sw = Switch::builder(tag).netns(&sw_ns).ctl_port(7867).start();
+    for dev in ["s1", "s2"] {
+        let kind = sw.add_port("netdev", dev, &[offload]).kind;
+        let want = if offload.ends_with("=tc") {
+            "netdev/tc"
+        } else {
+            "netdev/xdp"
+        };
+        assert!(kind.starts_with(want), "{kind}");
+    }
     pings(&[(&h1, "192.0.2.2")]);
 
     // Both ports isolated: nothing passes, in the kernel or not.

@@ -255,9 +255,16 @@ fn vlans_stay_separate_in_the_kernel_path() {
     if !ready() {
         return;
     }
-    let t = Topo::new("ov", &[], false);
-    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
-    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
+    for (tag, offload) in [("ov", "--offload"), ("ovt", "--offload=tc")] {
+        vlans_stay_separate(tag, offload);
+    }
+}
+
+/// [`vlans_stay_separate_in_the_kernel_path`] with the ports offloaded by `offload`.
+fn vlans_stay_separate(tag: &str, offload: &str) {
+    let t = Topo::new(tag, &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", offload]);
+    t.sw().ctl_ok(&["addport", "netdev", "s2", offload]);
     let r1 = RawSock::open(&t.h1, "h1");
     let r2 = RawSock::open(&t.h2, "h2");
     r1.drain();
@@ -386,7 +393,12 @@ fn offloaded_port_and_websocket_peer() {
     }
     // Both attach modes: in generic mode a local sender's GSO super-frames reach the switch
     // through the packet socket (too big for AF_XDP).
-    for (tag, mode) in [("ow", "native"), ("owg", "generic")] {
+    let xdp = |mode: &'static str| -> Vec<&'static str> { vec!["--offload", "--xdp-mode", mode] };
+    for (tag, mode, args) in [
+        ("ow", "native", xdp("native")),
+        ("owg", "generic", xdp("generic")),
+        ("owt", "tc", vec!["--offload=tc"]),
+    ] {
         // Site A: the switch with the offloaded s1 (h1 behind it) and the WebSocket server;
         // site B: a TAP 192.0.2.2 and a client port to A over the veth between them.
         let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
@@ -394,12 +406,17 @@ fn offloaded_port_and_websocket_peer() {
         veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
         h1.set_gro("h1", true);
         let s = Sites::builder(tag)
-            .a(|a| a.netdev("s1", &["--offload", "--xdp-mode", mode]))
+            .a(|a| a.netdev("s1", &args))
             .b(|b| b.tap())
             .connect(&[])
             .start_in(ns_a, ns_b);
         let rows = s.a.sw.listport();
-        assert!(rows[0].kind.starts_with("netdev/xdp"), "{rows:?}");
+        let want = if mode == "tc" {
+            "netdev/tc"
+        } else {
+            "netdev/xdp"
+        };
+        assert!(rows[0].kind.starts_with(want), "{rows:?}");
         ping(&h1, H2);
         let bytes = iperf3(&s.b.ns, &h1, H2, 5202, &[]).received;
         assert!(
@@ -430,20 +447,24 @@ fn host_on_an_offloaded_interface_works_as_without_offload() {
         return;
     }
     const HOST: &str = "192.0.2.100";
-    for (tag, offload) in [("ohx", true), ("ohp", false)] {
+    for (tag, program) in [
+        ("ohx", Some("--offload")),
+        ("oht", Some("--offload=tc")),
+        ("ohp", None),
+    ] {
+        let offload = program.is_some();
         let t = Topo::new(tag, &[], false);
         t.ns_s
             .ip(&["addr", "add", &format!("{HOST}/24"), "dev", "s1"]);
         for dev in ["s1", "s2"] {
             let mut args = vec!["addport", "netdev", dev];
-            if offload {
-                args.push("--offload");
-            }
+            args.extend(program);
             let rows = parse_ports(&t.sw().ctl_ok(&args));
-            // XDP attached (`netdev/xdp`, or `netdev/xdp-user` where frames into it go
-            // through userspace), or not asked for.
-            let xdp = rows[0].kind.starts_with("netdev/xdp");
-            assert_eq!(xdp, offload, "{rows:?}\n{}", t.sw().log());
+            // XDP or TC attached (`netdev/xdp`, or `netdev/xdp-user` where frames into it go
+            // through userspace; `netdev/tc`), or not asked for.
+            let kind = &rows[0].kind;
+            let attached = kind.starts_with("netdev/xdp") || kind.starts_with("netdev/tc");
+            assert_eq!(attached, offload, "{rows:?}\n{}", t.sw().log());
         }
         // A station on s1's segment reaches the host (ARP broadcast, then unicast to it).
         ping(&t.h1, HOST);
@@ -653,4 +674,347 @@ fn tcp_from_senders_with_checksum_offload_works() {
         assert!(bytes > 1_000_000, "{mode}: iperf3 moved {bytes} B\n{r1}");
         assert!(k(&r1, "csum_partial") > 100, "{mode}: {r1}");
     }
+}
+
+/// The names of the tcx ingress programs of `ifname` in `ns` (asked with aya from a thread
+/// that enters the namespace: bpftool before 7.3 does not show tcx).
+fn tcx_programs(ns: &Netns, ifname: &str) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{}", ns.name());
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("netns file");
+        // SAFETY: setns(2) on a descriptor we own; CLONE_NEWNET moves only this thread.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let ingress = aya::programs::TcAttachType::Ingress;
+        match aya::programs::SchedClassifier::query_tcx(&ifname, ingress) {
+            Ok((_, progs)) => progs
+                .iter()
+                .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                .collect(),
+            Err(e) => vec![format!("query_tcx failed: {e}")],
+        }
+    })
+    .join()
+    .expect("tcx query thread")
+}
+
+/// Whether `ifname` in `ns` has our TC program attached (tcx or a netlink filter).
+fn has_tc(ns: &Netns, ifname: &str) -> bool {
+    let nl = ns.exec(&["tc", "filter", "show", "dev", ifname, "ingress"]);
+    tcx_programs(ns, ifname).iter().any(|p| p == "etherws_tc")
+        || String::from_utf8_lossy(&nl.stdout).contains("etherws_tc")
+}
+
+/// Polls until `ifname` has no TC program of ours.
+fn tc_gone(ns: &Netns, ifname: &str, what: &str) {
+    poll(what, Duration::from_secs(5), || {
+        if has_tc(ns, ifname) {
+            Err(format!("{:?}", tcx_programs(ns, ifname)))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// `count` pings from `ns` to `addr`, which must all come back, each once (`DUP!`: a frame
+/// delivered twice, by the kernel and by userspace).
+fn ping_once_each(ns: &Netns, addr: &str, count: u32) {
+    let out = ns.exec(&[
+        "ping",
+        "-n",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        addr,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ping {addr}: {text}");
+    assert!(!text.contains("DUP!"), "duplicates: {text}");
+    assert!(
+        text.contains(&format!("{count} packets transmitted, {count} received")),
+        "{text}"
+    );
+}
+
+/// iperf3 from `client` to `server_ns` (`addr`): the receiving port's kernel `tx_frames`
+/// must far exceed the frames userspace read from the sending port.
+fn iperf_in_kernel(t: &Topo, server: &Netns, client: &Netns, addr: &str, from: u64, to: u64) {
+    let before = t.rows();
+    let r = iperf3(server, client, addr, 5210, &[]);
+    let after = t.rows();
+    let (a, b) = (row(&after, from), row(&after, to));
+    let kernel = k(&b, "tx_frames") - k(&row(&before, to), "tx_frames");
+    let user = a["user_rx"].as_u64().unwrap() - row(&before, from)["user_rx"].as_u64().unwrap();
+    eprintln!(
+        "tc, port {from} → {to}: {:.0} Mbit/s, kernel {kernel} frames, userspace {user}",
+        r.mbit_s
+    );
+    assert!(
+        r.received > 1_000_000,
+        "iperf3 moved {} B\n{a}\n{b}",
+        r.received
+    );
+    assert!(kernel > 1000, "kernel forwarded {kernel} frames\n{a}\n{b}");
+    assert!(
+        user < kernel / 20,
+        "userspace read {user} frames for {kernel}\n{a}"
+    );
+}
+
+/// `--offload=tc`: the TC program forwards GSO super-frames between two ports in the kernel,
+/// with the hosts' defaults (TX checksum offload on: partial checksums cross as metadata);
+/// the socket filter keeps userspace from getting a second copy (no `DUP!`); a policy sends
+/// the port's frames through userspace (`netdev/tc-user`) and it still works; delport and
+/// exit detach.
+#[test]
+fn tc_ports_switch_super_frames_in_the_kernel() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let mut t = Topo::new("otc", &[], false);
+    for dev in ["s1", "s2"] {
+        let out = t.sw().ctl_ok(&["addport", "netdev", dev, "--offload=tc"]);
+        let rows = parse_ports(&out);
+        assert_eq!(rows[0].kind, "netdev/tc", "{out}\n{}", t.sw().log());
+        assert!(out.contains("TC program (tcx), asked for"), "{out}");
+    }
+    for r in &t.rows() {
+        assert_eq!(r["datapath"], "tc", "{r}");
+        assert_eq!(r["offload_program"], "tc", "{r}");
+        assert_eq!(r["offload_attach"], "tcx", "{r}");
+        assert_eq!(r["offload"], "kernel", "{r}");
+    }
+    assert!(has_tc(&t.ns_s, "s1") && has_tc(&t.ns_s, "s2"));
+    assert!(!has_xdp(&t.ns_s, "s1"));
+
+    ping(&t.h1, H2);
+    ping_once_each(&t.h1, H2, 10);
+    ping_once_each(&t.h2, H1, 10);
+    iperf_in_kernel(&t, &t.h2, &t.h1, H2, 1, 2);
+    iperf_in_kernel(&t, &t.h1, &t.h2, H1, 2, 1);
+
+    // A policy only userspace applies: everything of port 1 goes through userspace.
+    t.sw().ctl_ok(&["setport", "1", "--isolated", "1"]);
+    let rows = parse_ports(&t.sw().ctl_ok(&["listport"]));
+    assert_eq!(rows[0].kind, "netdev/tc-user", "{rows:?}");
+    assert_eq!(rows[1].kind, "netdev/tc", "{rows:?}");
+    let fwd = k(&row(&t.rows(), 2), "tx_frames");
+    ping_once_each(&t.h1, H2, 5);
+    let r = iperf3(&t.h2, &t.h1, H2, 5211, &[]);
+    assert!(
+        r.received > 1_000_000,
+        "isolated: iperf3 moved {} B",
+        r.received
+    );
+    assert_eq!(
+        k(&row(&t.rows(), 2), "tx_frames"),
+        fwd,
+        "forwarded in the kernel"
+    );
+    t.sw().ctl_ok(&["setport", "1", "--isolated", "0"]);
+    assert_eq!(
+        parse_ports(&t.sw().ctl_ok(&["listport"]))[0].kind,
+        "netdev/tc"
+    );
+
+    t.sw().ctl_ok(&["delport", "1"]);
+    tc_gone(&t.ns_s, "s1", "TC program detached from s1");
+    assert!(has_tc(&t.ns_s, "s2"));
+    {
+        let sw = t.sw.as_mut().unwrap();
+        sw.signal(libc::SIGTERM);
+        sw.wait_exit(Duration::from_secs(10))
+            .expect("switch exits on SIGTERM");
+    }
+    assert!(
+        !has_tc(&t.ns_s, "s2"),
+        "{}",
+        t.ns_s.exec_ok(&["bpftool", "net"])
+    );
+}
+
+/// SIGKILL detaches a tcx program (its link dies with the process). Without tcx (forced here),
+/// the netlink filter outlives the switch; the next switch removes it before attaching its own.
+#[test]
+fn tc_crash_leaves_nothing_attached() {
+    if !ready() {
+        return;
+    }
+    let mut t = Topo::new("otk", &[], false);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert!(has_tc(&t.ns_s, "s1"));
+    let sw = t.sw.as_mut().unwrap();
+    sw.signal(libc::SIGKILL);
+    sw.wait_exit(Duration::from_secs(10))
+        .expect("switch killed");
+    tc_gone(&t.ns_s, "s1", "tcx program gone after SIGKILL");
+
+    let netlink = |label: &str| {
+        Switch::builder(label)
+            .netns(&t.ns_s)
+            .host("127.0.0.1")
+            .port(WS_PORT)
+            .ctl_port(CTL_PORT)
+            .env("ETHERWS_TC_NETLINK", "1")
+            .start()
+    };
+    let filters = || {
+        let out = t
+            .ns_s
+            .exec_ok(&["tc", "filter", "show", "dev", "s1", "ingress"]);
+        out.lines().filter(|l| l.contains("etherws_tc")).count()
+    };
+    let mut sw = netlink("otk2");
+    let out = sw.ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert!(out.contains("TC program (netlink)"), "{out}\n{}", sw.log());
+    assert_eq!(filters(), 1);
+    sw.signal(libc::SIGKILL);
+    sw.wait_exit(Duration::from_secs(10))
+        .expect("switch killed");
+    assert_eq!(filters(), 1, "a netlink filter outlives its process");
+    let sw = netlink("otk3");
+    sw.ctl_ok(&["addport", "netdev", "s1", "--offload=tc"]);
+    assert_eq!(filters(), 1, "the stale filter was not removed");
+    sw.ctl_ok(&["delport", "1"]);
+    // The port's task ends, then its program is detached.
+    poll(
+        "delport removes the netlink filter",
+        Duration::from_secs(5),
+        || match filters() {
+            0 => Ok(()),
+            n => Err(format!("{n} filters left")),
+        },
+    );
+}
+
+/// Two switches, each with a TC-offloaded netdev port, joined by a ws:// tunnel: the frames
+/// the TC program leaves to userspace (everything for the remote site) cross it, both ways.
+#[test]
+fn tc_ports_on_both_ends_of_a_websocket_tunnel() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let tag = "owtt";
+    let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
+    let h1 = Netns::new(&format!("{tag}1"));
+    let h2 = Netns::new(&format!("{tag}2"));
+    veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_b, "s2", None);
+    let s = Sites::builder(tag)
+        .a(|a| a.netdev("s1", &["--offload=tc"]))
+        .b(|b| b.netdev("s2", &["--offload=tc"]))
+        .connect(&[])
+        .start_in(ns_a, ns_b);
+    for sw in [&s.a.sw, &s.b.sw] {
+        let rows = sw.listport();
+        assert!(rows.iter().any(|r| r.kind == "netdev/tc"), "{rows:?}");
+    }
+    ping_within(&h1, H2, Duration::from_secs(15));
+    ping_once_each(&h1, H2, 5);
+    for (server, client, addr, port) in [(&h2, &h1, H2, 5220), (&h1, &h2, H1, 5221)] {
+        let r = iperf3(server, client, addr, port, &[]);
+        eprintln!("tc ⇄ ws:// ⇄ tc, to {addr}: {:.0} Mbit/s", r.mbit_s);
+        assert!(
+            r.received > 1_000_000,
+            "iperf3 to {addr} moved {} B\n{}\n{}",
+            r.received,
+            s.a.sw.log(),
+            s.b.sw.log()
+        );
+    }
+}
+
+/// An XDP port and a TC port on one switch: XDP still redirects into the TC port in the
+/// kernel; the TC port's frames for the XDP port go through userspace; each frame once.
+#[test]
+fn xdp_and_tc_ports_together() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let t = Topo::new("oxt", &[], true);
+    let k1 = parse_ports(&t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload=xdp"]));
+    // The control API: a program it does not know is refused; "tc" is the TC program.
+    let call = |offload: Value| {
+        json!({"jsonrpc": "2.0", "method": "etherws.control.addPort", "id": 1, "params":
+               {"type": "netdev", "target": "s2", "options": {"offload": offload}}})
+        .to_string()
+    };
+    let v = rpc_in(&t.ns_s, t.sw().ctl_addr(), "/ctl", &call(json!("bpf")));
+    assert!(v["error"].to_string().contains("invalid offload"), "{v}");
+    let v = rpc_in(&t.ns_s, t.sw().ctl_addr(), "/ctl", &call(json!("tc")));
+    let added = &v["result"]["entries"][0];
+    assert_eq!(
+        (&added["datapath"], &added["offload_program"]),
+        (&json!("tc"), &json!("tc")),
+        "{v}"
+    );
+    assert_eq!(k1[0].kind, "netdev/xdp");
+    ping(&t.h1, H2);
+    ping_once_each(&t.h1, H2, 10);
+    ping_once_each(&t.h2, H1, 10);
+    for (server, client, addr, port) in [(&t.h2, &t.h1, H2, 5230), (&t.h1, &t.h2, H1, 5231)] {
+        let r = iperf3(server, client, addr, port, &[]);
+        eprintln!("xdp ⇄ tc, to {addr}: {:.0} Mbit/s", r.mbit_s);
+        assert!(
+            r.received > 1_000_000,
+            "to {addr}: {} B\n{:#?}",
+            r.received,
+            t.rows()
+        );
+    }
+}
+
+/// A 4-queue veth as a TC port: TC runs per skb whatever the queue, so 8 flows over 4 queues
+/// are all switched in the kernel, each frame once.
+#[test]
+fn tc_on_a_multi_queue_device() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let ns_s = Netns::new("otmS");
+    let h1 = Netns::new("otm1");
+    let h2 = Netns::new("otm2");
+    let q = ["numtxqueues", "4", "numrxqueues", "4"];
+    let mut add = vec!["link", "add", "s1"];
+    add.extend(q);
+    add.extend(["netns", ns_s.name(), "type", "veth", "peer", "name", "h1"]);
+    add.extend(q);
+    add.extend(["netns", h1.name()]);
+    ns_s.ip(&["link", "set", "lo", "up"]);
+    run_ok(&[&["ip"][..], &add].concat());
+    h1.ip(&["addr", "add", &format!("{H1}/24"), "dev", "h1"]);
+    h1.ip(&["link", "set", "h1", "up"]);
+    ns_s.ip(&["link", "set", "s1", "up"]);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+    let sw = Switch::in_netns(&ns_s, "otm", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
+    for dev in ["s1", "s2"] {
+        let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", dev, "--offload=tc"]));
+        assert_eq!(rows[0].kind, "netdev/tc", "{rows:?}\n{}", sw.log());
+    }
+    ping(&h1, H2);
+    ping_once_each(&h1, H2, 5);
+    ping_once_each(&h2, H1, 5);
+    let r = iperf3(&h2, &h1, H2, 5240, &["-P", "8"]);
+    let rows = list_port(&ns_s, &sw);
+    let (r1, r2) = (row(&rows, 1), row(&rows, 2));
+    eprintln!(
+        "tc, 8 flows over 4 queues ({:.0} Mbit/s): {r1}\n{r2}",
+        r.mbit_s
+    );
+    assert!(
+        r.received > 1_000_000,
+        "iperf3 moved {} B\n{}",
+        r.received,
+        sw.log()
+    );
+    let kernel = k(&r2, "tx_frames");
+    let user = r1["user_rx"].as_u64().unwrap();
+    assert!(
+        kernel > 1000 && user < kernel / 20,
+        "kernel {kernel}, userspace {user}"
+    );
 }

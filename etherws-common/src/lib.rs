@@ -30,6 +30,14 @@ pub const VLAN_VID_MASK: u16 = 0x0fff;
 /// Name of the XDP program in the object built by `cargo xtask build-ebpf`.
 pub const XDP_PROGRAM: &str = "etherws_xdp";
 
+/// Name of the TC (`sched_cls`, direct action) program in the same object: the GSO-preserving
+/// in-kernel path of `--offload tc` ports, attached at TC ingress.
+pub const TC_PROGRAM: &str = "etherws_tc";
+
+/// Name of the socket filter in the same object, attached to a TC port's packet socket: it
+/// drops the frames the TC program forwards or drops, so userspace does not get them too.
+pub const SOCK_PROGRAM: &str = "etherws_sock";
+
 /// File name of that object under `target/bpf/`.
 pub const XDP_OBJECT: &str = "etherws-xdp.o";
 
@@ -61,6 +69,11 @@ pub const PORT_F_GENERIC: u32 = 1 << 1;
 /// or a rate limit): its frames all go to userspace, and none are forwarded into it in the
 /// kernel.
 pub const PORT_F_USER: u32 = 1 << 2;
+
+/// The port is served by the TC program (`--offload tc`): the TC program forwards only into
+/// ports with this flag (whose packet sockets carry the socket filter that hides the
+/// redirected frames' copies from userspace).
+pub const PORT_F_TC: u32 = 1 << 3;
 
 /// The XDP program rewrites [`FdbValue::seen_ns`] only when the stored value is at least this
 /// old, so a busy station does not make every CPU write the same cache line for every frame.

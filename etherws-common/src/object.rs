@@ -8,12 +8,12 @@ extern crate std;
 use core::fmt;
 
 use aya::maps::{DevMapHash, HashMap, MapData, MapError, PerCpuHashMap, XskMap};
-use aya::programs::{ProgramError, Xdp};
+use aya::programs::{ProgramError, SchedClassifier, SocketFilter, Xdp};
 use aya::{Ebpf, EbpfError};
 
 use crate::{
     FdbKey, FdbValue, MAP_COUNTERS, MAP_DEVMAP, MAP_FDB, MAP_PORTS, MAP_XSKS, PortConf,
-    PortCounters, XDP_PROGRAM,
+    PortCounters, SOCK_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
 };
 
 /// The loaded object. The maps are taken out of `ebpf`; the program stays in it
@@ -25,6 +25,8 @@ pub struct XdpObject {
     pub devmap: DevMapHash<MapData>,
     pub xsks: XskMap<MapData>,
     pub counters: PerCpuHashMap<MapData, u32, PortCounters>,
+    /// Whether [`XdpObject::load_tc`] has loaded the TC program and the socket filter.
+    pub tc_loaded: bool,
 }
 
 /// Why the object could not be loaded.
@@ -40,6 +42,8 @@ pub enum LoadError {
     NoProgram,
     /// The kernel refused the program (the verifier).
     Program(ProgramError),
+    /// The TC program or the socket filter (named) is missing, or the kernel refused it.
+    Tc(&'static str, Option<ProgramError>),
 }
 
 impl fmt::Display for LoadError {
@@ -52,6 +56,10 @@ impl fmt::Display for LoadError {
             LoadError::Program(e) => {
                 write!(f, "the kernel refused the XDP program (verifier): {e}")
             }
+            LoadError::Tc(p, None) => write!(f, "no program {p} of the right type in the object"),
+            LoadError::Tc(p, Some(e)) => {
+                write!(f, "the kernel refused the program {p} (verifier): {e}")
+            }
         }
     }
 }
@@ -61,8 +69,8 @@ impl std::error::Error for LoadError {
         match self {
             LoadError::Object(e) => Some(e),
             LoadError::Map(_, e) => Some(e),
-            LoadError::Program(e) => Some(e),
-            LoadError::NoMap(_) | LoadError::NoProgram => None,
+            LoadError::Program(e) | LoadError::Tc(_, Some(e)) => Some(e),
+            LoadError::NoMap(_) | LoadError::NoProgram | LoadError::Tc(_, None) => None,
         }
     }
 }
@@ -87,6 +95,7 @@ impl XdpObject {
             devmap,
             xsks,
             counters,
+            tc_loaded: false,
         };
         object.try_program()?.load().map_err(LoadError::Program)?;
         Ok(object)
@@ -103,5 +112,39 @@ impl XdpObject {
     /// The XDP program (checked when the object was loaded).
     pub fn program(&mut self) -> &mut Xdp {
         self.try_program().expect("checked by XdpObject::load")
+    }
+
+    /// Loads (verifies) the TC program and the socket filter, once: they are loaded with the
+    /// first TC port only, so a kernel refusing them costs only the TC mode.
+    pub fn load_tc(&mut self) -> Result<(), LoadError> {
+        if self.tc_loaded {
+            return Ok(());
+        }
+        self.tc_program()?
+            .load()
+            .map_err(|e| LoadError::Tc(TC_PROGRAM, Some(e)))?;
+        self.sock_program()?
+            .load()
+            .map_err(|e| LoadError::Tc(SOCK_PROGRAM, Some(e)))?;
+        self.tc_loaded = true;
+        Ok(())
+    }
+
+    /// The TC program (loaded by [`XdpObject::load_tc`]).
+    pub fn tc_program(&mut self) -> Result<&mut SchedClassifier, LoadError> {
+        self.ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(LoadError::Tc(TC_PROGRAM, None))?
+            .try_into()
+            .map_err(|_| LoadError::Tc(TC_PROGRAM, None))
+    }
+
+    /// The socket filter (loaded by [`XdpObject::load_tc`]).
+    pub fn sock_program(&mut self) -> Result<&mut SocketFilter, LoadError> {
+        self.ebpf
+            .program_mut(SOCK_PROGRAM)
+            .ok_or(LoadError::Tc(SOCK_PROGRAM, None))?
+            .try_into()
+            .map_err(|_| LoadError::Tc(SOCK_PROGRAM, None))
     }
 }

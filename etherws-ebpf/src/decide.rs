@@ -29,6 +29,13 @@ pub(crate) trait Frame {
         // SAFETY: the helper has no arguments and no preconditions.
         unsafe { bpf_ktime_get_ns() }
     }
+
+    /// Whether [`decide`] may refresh a known source's `seen_ns` (false: a read-only caller,
+    /// such as the socket filter that predicts the TC program's verdict).
+    #[inline(always)]
+    fn refreshes(&self) -> bool {
+        true
+    }
 }
 
 /// The decision on a frame of an offloaded port.
@@ -47,9 +54,12 @@ pub(crate) enum Verdict {
 }
 
 /// Decides what becomes of frame `frame` that arrived on the offloaded port `ifindex`, whose
-/// configuration is `conf`. Refreshes the age of a known source that is still on this port.
+/// configuration is `conf`. Refreshes the age of a known source that is still on this port
+/// (unless [`Frame::refreshes`] says not to). The egress port of a [`Verdict::Forward`] has
+/// every `PORT_F_*` bit of `need` set (0 for XDP, `PORT_F_TC` for the TC program, which
+/// forwards only into TC ports); otherwise the frame goes to userspace.
 #[inline(always)]
-pub(crate) fn decide<F: Frame>(frame: &F, ifindex: u32, conf: &PortConf) -> Verdict {
+pub(crate) fn decide<F: Frame>(frame: &F, ifindex: u32, conf: &PortConf, need: u32) -> Verdict {
     if conf.flags & PORT_F_SHUT != 0 {
         return Verdict::Drop;
     }
@@ -81,9 +91,11 @@ pub(crate) fn decide<F: Frame>(frame: &F, ifindex: u32, conf: &PortConf) -> Verd
         if (*src).port != conf.port || (*src).ifindex != ifindex {
             return user;
         }
-        let now = frame.now();
-        if now.wrapping_sub((*src).seen_ns) >= SEEN_REFRESH_NS {
-            (*src).seen_ns = now;
+        if frame.refreshes() {
+            let now = frame.now();
+            if now.wrapping_sub((*src).seen_ns) >= SEEN_REFRESH_NS {
+                (*src).seen_ns = now;
+            }
         }
     }
     if host {
@@ -109,7 +121,8 @@ pub(crate) fn decide<F: Frame>(frame: &F, ifindex: u32, conf: &PortConf) -> Verd
     };
     // SAFETY: `get_ptr` returned a pointer to the map's value, which stays allocated while the
     // program runs; the field is read once.
-    if unsafe { core::ptr::read_volatile(&(*out).flags) } & (PORT_F_SHUT | PORT_F_USER) != 0 {
+    let flags = unsafe { core::ptr::read_volatile(&(*out).flags) };
+    if flags & (PORT_F_SHUT | PORT_F_USER) != 0 || flags & need != need {
         return Verdict::ToUser;
     }
     Verdict::Forward(dst.ifindex)

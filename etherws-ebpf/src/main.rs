@@ -15,6 +15,7 @@
 #![no_main]
 
 mod decide;
+mod tc;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
@@ -54,6 +55,7 @@ static ETHERWS_XSKS: XskMap = XskMap::with_max_entries(XSKS_MAX_ENTRIES, 0);
 static ETHERWS_COUNTERS: PerCpuHashMap<u32, PortCounters> =
     PerCpuHashMap::with_max_entries(PORTS_MAX_ENTRIES, 0);
 
+/// The XDP entry point (see the module's doc).
 #[xdp]
 pub fn etherws_xdp(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -152,7 +154,7 @@ fn xdp_action_of(ctx: &XdpContext, ifindex: u32, conf: &PortConf, len: u64) -> A
             Action::ToUser(xsk_redirect(ctx, conf))
         }
     };
-    let out = match decide(ctx, ifindex, conf) {
+    let out = match decide(ctx, ifindex, conf, 0) {
         Verdict::Drop => return Action::Drop,
         Verdict::Host => return Action::Host,
         Verdict::ToUser => return to_user(),
@@ -197,7 +199,7 @@ fn xsk_redirect(ctx: &XdpContext, conf: &PortConf) -> u32 {
 
 /// The counters of port `ifindex` on this CPU, created (zeroed) if missing.
 #[inline(always)]
-fn counters(ifindex: u32) -> Option<*mut PortCounters> {
+pub(crate) fn counters(ifindex: u32) -> Option<*mut PortCounters> {
     if let Some(c) = ETHERWS_COUNTERS.get_ptr_mut(ifindex) {
         return Some(c);
     }

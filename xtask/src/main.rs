@@ -36,6 +36,7 @@ mod fuzz;
 mod load;
 mod report;
 mod test_ebpf;
+mod test_ebpf_tc;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

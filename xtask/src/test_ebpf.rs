@@ -16,12 +16,12 @@ use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 use aya::maps::{DevMapHash, HashMap, MapData, PerCpuHashMap, XskMap};
-use aya::programs::Xdp;
+use aya::programs::{SchedClassifier, SocketFilter, Xdp};
 use aya::{Ebpf, TestRun, TestRunOptions};
 use etherws_common::object::XdpObject;
 use etherws_common::{
     FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_USER, PortConf, PortCounters,
-    SEEN_REFRESH_NS, XDP_PROGRAM,
+    SEEN_REFRESH_NS, SOCK_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
 };
 
 use crate::build_ebpf::object_path;
@@ -30,31 +30,31 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 
-const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
-const MAC_R: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
-const BROADCAST: [u8; 6] = [0xff; 6];
-const MULTICAST: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
+pub(crate) const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+pub(crate) const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+pub(crate) const MAC_R: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
+pub(crate) const BROADCAST: [u8; 6] = [0xff; 6];
+pub(crate) const MULTICAST: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
 
 /// Switch port numbers of the test ports.
-const PORT_A: u32 = 1;
-const PORT_B: u32 = 2;
-const PORT_REMOTE: u32 = 3;
+pub(crate) const PORT_A: u32 = 1;
+pub(crate) const PORT_B: u32 = 2;
+pub(crate) const PORT_REMOTE: u32 = 3;
 
 /// The loaded program, its maps, and the namespace's interfaces.
-struct Bench {
+pub(crate) struct Bench {
     /// Holds the program.
     ebpf: Ebpf,
     fdb: HashMap<MapData, FdbKey, FdbValue>,
-    ports: HashMap<MapData, u32, PortConf>,
+    pub(crate) ports: HashMap<MapData, u32, PortConf>,
     devmap: DevMapHash<MapData>,
     xsks: XskMap<MapData>,
     counters: PerCpuHashMap<MapData, u32, PortCounters>,
     /// Offloaded port A (port 1) and B (port 2).
-    a: u32,
-    b: u32,
+    pub(crate) a: u32,
+    pub(crate) b: u32,
     /// An interface that is no offloaded port.
-    other: u32,
+    pub(crate) other: u32,
 }
 
 impl Bench {
@@ -91,11 +91,17 @@ impl Bench {
         Ok(())
     }
 
-    fn port(&mut self, ifindex: u32, port: u32, flags: u32, xsk_base: u32) -> anyhow::Result<()> {
+    pub(crate) fn port(
+        &mut self,
+        ifindex: u32,
+        port: u32,
+        flags: u32,
+        xsk_base: u32,
+    ) -> anyhow::Result<()> {
         self.port_with_mac(ifindex, port, flags, xsk_base, [0; 6])
     }
 
-    fn port_with_mac(
+    pub(crate) fn port_with_mac(
         &mut self,
         ifindex: u32,
         port: u32,
@@ -113,7 +119,7 @@ impl Bench {
         Ok(self.ports.insert(ifindex, conf, 0)?)
     }
 
-    fn learn(
+    pub(crate) fn learn(
         &mut self,
         vid: u16,
         mac: [u8; 6],
@@ -129,7 +135,7 @@ impl Bench {
         Ok(self.fdb.insert(FdbKey { vid, mac }, v, 0)?)
     }
 
-    fn seen_ns(&self, vid: u16, mac: [u8; 6]) -> anyhow::Result<u64> {
+    pub(crate) fn seen_ns(&self, vid: u16, mac: [u8; 6]) -> anyhow::Result<u64> {
         Ok(self.fdb.get(&FdbKey { vid, mac }, 0)?.seen_ns)
     }
 
@@ -155,12 +161,66 @@ impl Bench {
         Ok(r.return_value)
     }
 
+    /// Runs the socket filter, then the TC program (the order of the kernel: packet taps
+    /// first) on `frame` as received on `ifindex`, as a GSO frame of `gso_segs` segments if
+    /// not 0; checks that the filter drops exactly the frames TC redirects or drops, and
+    /// returns TC's return value.
+    pub(crate) fn run_tc(&self, ifindex: u32, frame: &[u8], gso_segs: u32) -> anyhow::Result<u32> {
+        // struct __sk_buff (192 bytes): ifindex at 40, gso_segs at 164, gso_size at 176; every
+        // other field must be zero.
+        let mut ctx = [0u8; 192];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        if gso_segs > 0 {
+            ctx[164..168].copy_from_slice(&gso_segs.to_ne_bytes());
+            ctx[176..180].copy_from_slice(&1448u32.to_ne_bytes());
+        }
+        let opts = || TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        };
+        let sock: &SocketFilter = self
+            .ebpf
+            .program(SOCK_PROGRAM)
+            .context("no socket filter")?
+            .try_into()?;
+        // The kernel refuses to test-run a socket filter on a frame of a few bytes past its
+        // Ethernet header (only the truncation cases have such frames).
+        let kept = if frame.len() >= 18 {
+            sock.test_run(opts())
+                .with_context(|| format!("BPF_PROG_TEST_RUN (socket filter) on ifindex {ifindex}"))?
+                .return_value
+                .into()
+        } else {
+            None
+        };
+        let tc: &SchedClassifier = self
+            .ebpf
+            .program(TC_PROGRAM)
+            .context("no TC program")?
+            .try_into()?;
+        let r = tc
+            .test_run(opts())
+            .with_context(|| format!("BPF_PROG_TEST_RUN (TC) on ifindex {ifindex}"))?
+            .return_value;
+        let taken = r == TC_ACT_REDIRECT || r == TC_ACT_SHOT;
+        let Some(kept) = kept else { return Ok(r) };
+        ensure!(
+            (kept == 0) == taken,
+            "the socket filter returned {kept:#x} but TC {}: userspace would get the frame {}",
+            tc_name(r),
+            if taken { "too" } else { "never" }
+        );
+        ensure!(kept == 0 || kept == u32::MAX, "socket filter: {kept:#x}");
+        Ok(r)
+    }
+
     fn run(&self, ifindex: u32, frame: &[u8]) -> anyhow::Result<u32> {
         self.run_on(ifindex, 0, frame)
     }
 
     /// Counters of `ifindex`, summed over the CPUs (zero if the entry does not exist).
-    fn counters(&self, ifindex: u32) -> anyhow::Result<PortCounters> {
+    pub(crate) fn counters(&self, ifindex: u32) -> anyhow::Result<PortCounters> {
         let mut sum = PortCounters::default();
         match self.counters.get(&ifindex, 0) {
             Ok(per_cpu) => per_cpu.iter().for_each(|c| sum += *c),
@@ -172,7 +232,7 @@ impl Bench {
 }
 
 /// An Ethernet frame from `src` to `dst`, tagged with `tci` if given, padded to 60 bytes.
-fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
+pub(crate) fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -187,7 +247,7 @@ fn frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>) -> Vec<u8> {
 
 /// An IPv4/TCP frame (optionally tagged) whose checksum field holds the folded pseudo-header
 /// sum (`partial`, as a sender with checksum offload leaves it) or something else.
-fn tcp_frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>, partial: bool) -> Vec<u8> {
+pub(crate) fn tcp_frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>, partial: bool) -> Vec<u8> {
     let mut f = dst.to_vec();
     f.extend(src);
     if let Some(tci) = tci {
@@ -225,6 +285,32 @@ fn tcp_frame(dst: [u8; 6], src: [u8; 6], tci: Option<u16>, partial: bool) -> Vec
     f
 }
 
+pub(crate) const TC_ACT_SHOT: u32 = 2;
+pub(crate) const TC_ACT_REDIRECT: u32 = 7;
+/// `TC_ACT_UNSPEC` (-1) as the test run returns it.
+pub(crate) const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+fn tc_name(a: u32) -> &'static str {
+    match a {
+        TC_ACT_SHOT => "TC_ACT_SHOT",
+        TC_ACT_REDIRECT => "TC_ACT_REDIRECT",
+        TC_ACT_UNSPEC => "TC_ACT_UNSPEC",
+        0 => "TC_ACT_OK",
+        _ => "?",
+    }
+}
+
+/// Checks a TC return value.
+pub(crate) fn expect_tc(got: u32, want: u32) -> anyhow::Result<()> {
+    ensure!(
+        got == want,
+        "TC returned {} ({got}), expected {} ({want})",
+        tc_name(got),
+        tc_name(want)
+    );
+    Ok(())
+}
+
 fn action_name(a: u32) -> &'static str {
     match a {
         0 => "XDP_ABORTED",
@@ -246,7 +332,7 @@ fn expect_action(got: u32, want: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -257,7 +343,7 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-type Case = fn(&mut Bench) -> anyhow::Result<()>;
+pub(crate) type Case = fn(&mut Bench) -> anyhow::Result<()>;
 
 const CASES: &[(&str, Case)] = &[
     ("not_offloaded_interface_passes", |t| {
@@ -665,6 +751,11 @@ fn bench(a: u32, b: u32, other: u32) -> anyhow::Result<Bench> {
     })?;
     // The switch's own loading sequence; verification happens here, so a verifier rejection
     // fails every test.
+    let mut object =
+        XdpObject::load(&data).with_context(|| format!("loading {}", path.display()))?;
+    object
+        .load_tc()
+        .context("loading the TC program and the socket filter")?;
     let XdpObject {
         ebpf,
         fdb,
@@ -672,7 +763,8 @@ fn bench(a: u32, b: u32, other: u32) -> anyhow::Result<Bench> {
         devmap,
         xsks,
         counters,
-    } = XdpObject::load(&data).with_context(|| format!("loading {}", path.display()))?;
+        ..
+    } = object;
     Ok(Bench {
         ebpf,
         fdb,
@@ -703,7 +795,7 @@ pub fn task_test_ebpf() -> anyhow::Result<()> {
             let (a, b, other) = private_netns()?;
             let mut t = bench(a, b, other)?;
             let (mut passed, mut failed) = (0, 0);
-            for (name, case) in CASES {
+            for (name, case) in CASES.iter().chain(crate::test_ebpf_tc::CASES) {
                 let r = t.reset().and_then(|()| case(&mut t));
                 match r {
                     Ok(()) => {

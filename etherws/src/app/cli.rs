@@ -719,11 +719,14 @@ pub(crate) enum AddPort {
     Netdev {
         /// Device name.
         target: String,
-        /// Offload with eBPF: XDP program + AF_XDP sockets, in-kernel forwarding between
-        /// offloaded ports (falls back to AF_PACKET, with the reason logged, where XDP cannot
-        /// serve). Needs a build with the XDP object (`cargo xtask build-ebpf`).
-        #[arg(long)]
-        offload: bool,
+        /// Offload with eBPF, in-kernel forwarding between offloaded ports: `xdp` (XDP
+        /// program + AF_XDP sockets), `tc` (TC program + the packet socket: keeps GSO
+        /// super-frames whole), or `auto` (the default: the switch chooses). Falls back to
+        /// AF_PACKET, with the reason logged, where the program cannot serve. Needs a build
+        /// with the eBPF object (`cargo xtask build-ebpf`).
+        #[arg(long, value_name = "PROGRAM", num_args = 0..=1, require_equals = true,
+              default_missing_value = "auto", value_parser = ["auto", "xdp", "tc"])]
+        offload: Option<String>,
         /// XDP attach mode for --offload: auto (native, else generic), native or generic.
         #[arg(long, value_name = "MODE", requires = "offload", value_parser = ["auto", "native", "generic"])]
         xdp_mode: Option<String>,

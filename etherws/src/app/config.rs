@@ -16,7 +16,7 @@
 //! [[port]]
 //! type = "netdev"
 //! target = "eth1"
-//! offload = true           # netdev only
+//! offload = true           # netdev only: true (auto), "auto", "xdp" or "tc"
 //!
 //! [[port]]
 //! type = "client"
@@ -49,6 +49,7 @@ use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::offload::Requested;
 use anyhow::Context;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Visitor};
@@ -86,7 +87,8 @@ pub(crate) enum PortConf {
     },
     Netdev {
         name: String,
-        offload: bool,
+        /// `offload = true` (the switch chooses), `"auto"`, `"xdp"`, `"tc"`; `None`: off.
+        offload: Option<Requested>,
         iface: IfConf,
         profile: Profile,
         line: usize,
@@ -237,7 +239,32 @@ struct NetdevTable {
     address: Option<Spanned<String>>,
     netmask: Option<Spanned<String>>,
     mtu: Option<Mtu>,
-    offload: Option<bool>,
+    offload: Option<OffloadSetting>,
+}
+
+/// A netdev port's `offload`: `true`/`false`, or the program: `"auto"`, `"xdp"` or `"tc"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OffloadSetting(Option<Requested>);
+
+impl<'de> Deserialize<'de> for OffloadSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = OffloadSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, \"auto\", \"xdp\" or \"tc\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<OffloadSetting, E> {
+                Ok(OffloadSetting(on.then_some(Requested::Auto)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OffloadSetting, E> {
+                s.parse()
+                    .map(|r| OffloadSetting(Some(r)))
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A `[[port]]` of type `client`.
@@ -613,7 +640,7 @@ impl Doc<'_> {
             PortTable::Netdev(t) => (
                 PortConf::Netdev {
                     name: s.ifname(&t.target)?,
-                    offload: t.offload.unwrap_or(false),
+                    offload: t.offload.and_then(|o| o.0),
                     iface: s.iface(t.address, t.netmask, t.mtu)?,
                     profile,
                     line,
@@ -1231,7 +1258,7 @@ vlan = 40
             },
             PortConf::Netdev {
                 name: "eth1".into(),
-                offload: true,
+                offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
                 line: 60,
@@ -1468,8 +1495,28 @@ vlan = 40
         fails(
             "[[port]]\ntype = \"netdev\"\ntarget = \"eth0\"\noffload = \"yes\"\n",
             4,
-            "offload must be true or false, not string",
+            "invalid offload \"yes\" (auto, xdp or tc)",
         );
+    }
+
+    /// `offload` is `true`/`false` or the program.
+    #[test]
+    fn offload_names_the_program() {
+        for (value, want) in [
+            ("true", Some(Requested::Auto)),
+            ("false", None),
+            ("\"auto\"", Some(Requested::Auto)),
+            ("\"xdp\"", Some(Requested::Xdp)),
+            ("\"tc\"", Some(Requested::Tc)),
+        ] {
+            let text =
+                format!("[[port]]\ntype = \"netdev\"\ntarget = \"eth0\"\noffload = {value}\n");
+            let c = Config::parse(&text, "t.toml").unwrap();
+            match &c.ports[0] {
+                PortConf::Netdev { offload, .. } => assert_eq!(*offload, want, "{value}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     /// `isolated` and `mesh` are TOML booleans in every table: a string or a number is refused

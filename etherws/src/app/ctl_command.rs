@@ -257,8 +257,14 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
             xdp_mode,
         } => {
             let mut opts = json!({});
-            if *offload {
-                opts["offload"] = json!(true);
+            if offload.as_deref() == Some("tc") && xdp_mode.is_some() {
+                anyhow::bail!("--xdp-mode applies to XDP only, not to --offload=tc");
+            }
+            match offload.as_deref() {
+                // As 1.3-compatible as it gets: `--offload` alone is `true`.
+                Some("auto") => opts["offload"] = json!(true),
+                Some(p) => opts["offload"] = json!(p),
+                None => {}
             }
             if let Some(m) = xdp_mode {
                 opts["xdp_mode"] = json!(m);
@@ -560,9 +566,15 @@ fn port_rows(entries: &[Value]) -> Vec<Vec<String>> {
             (false, false, false) => "up",
         };
         // etherws 2: an offloaded netdev port shows what the offload does for it.
+        // The program: `xdp` for a switch that does not say (only XDP then).
+        let program = e
+            .get("offload_program")
+            .and_then(Value::as_str)
+            .filter(|p| *p == "tc")
+            .unwrap_or("xdp");
         let kind = match e.get("offload").and_then(Value::as_str) {
-            Some("kernel") => format!("{}/xdp", cell(e, "type")),
-            Some("userspace") => format!("{}/xdp-user", cell(e, "type")),
+            Some("kernel") => format!("{}/{program}", cell(e, "type")),
+            Some("userspace") => format!("{}/{program}-user", cell(e, "type")),
             Some("fallback") => format!("{}/fallback", cell(e, "type")),
             _ => cell(e, "type"),
         };
@@ -585,7 +597,26 @@ fn offload_notes(entries: &[Value]) -> String {
     // Apart from the table by a blank line, so that whoever parses the table can stop there.
     let mut out = String::new();
     for e in entries {
+        let tc = e.get("offload_program").and_then(Value::as_str) == Some("tc");
+        if tc {
+            // Which program, how attached and why: TC ports only (XDP's notes are as before).
+            let attach = e
+                .get("offload_attach")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let why = e.get("offload_why").and_then(Value::as_str).unwrap_or("");
+            if out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "  port {}: TC program ({}), {}\n",
+                cell(e, "port"),
+                printable(attach),
+                printable(why)
+            ));
+        }
         let what = match e.get("offload").and_then(Value::as_str) {
+            Some("userspace") if tc => "TC program attached, frames go through userspace",
             Some("userspace") => "XDP attached, frames into it go through userspace",
             Some("fallback") => "offload fell back to AF_PACKET",
             _ => continue,
@@ -792,6 +823,69 @@ mod tests {
         assert!(client("http://x/", None, None).is_err());
         assert!(client("ws://x/", None, Some("pw")).is_err());
         assert!(client("ws://x/", Some("u"), Some("pw")).is_ok());
+    }
+
+    /// `--offload` alone sends 1.3-style `true`; `--offload=tc` names the program.
+    #[test]
+    fn offload_option_of_a_netdev_port() {
+        use clap::Parser;
+        let opts = |args: &[&str]| {
+            let argv = ["etherws", "ctl", "addport", "netdev", "s1"]
+                .iter()
+                .chain(args);
+            let cli = crate::app::cli::Cli::try_parse_from(argv).unwrap();
+            let crate::app::cli::Command::Ctl(ctl) = cli.command else {
+                panic!("not ctl")
+            };
+            request_for(&ctl.command).unwrap().1.unwrap()["options"].clone()
+        };
+        assert_eq!(opts(&[]), json!({}));
+        assert_eq!(opts(&["--offload"]), json!({"offload": true}));
+        assert_eq!(opts(&["--offload=tc"]), json!({"offload": "tc"}));
+        assert_eq!(opts(&["--offload=xdp"]), json!({"offload": "xdp"}));
+        assert_eq!(
+            opts(&["--offload", "--xdp-mode", "generic"]),
+            json!({"offload": true, "xdp_mode": "generic"})
+        );
+        let argv = [
+            "etherws",
+            "ctl",
+            "addport",
+            "netdev",
+            "s1",
+            "--offload=tc",
+            "--xdp-mode",
+            "native",
+        ];
+        let cli = crate::app::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::app::cli::Command::Ctl(ctl) = cli.command else {
+            panic!("not ctl")
+        };
+        assert!(request_for(&ctl.command).is_err());
+        let argv = ["etherws", "ctl", "addport", "netdev", "s1", "--offload=bpf"];
+        assert!(crate::app::cli::Cli::try_parse_from(argv).is_err());
+    }
+
+    /// TC ports in the table: `netdev/tc`, `netdev/tc-user`, and a note naming the program.
+    #[test]
+    fn tc_ports_in_the_table() {
+        let row = |port: u64, offload: &str| {
+            json!({"port": port, "type": "netdev", "shut": false, "rx": 0, "tx": 0,
+                   "target": "s1", "offload": offload, "offload_program": "tc",
+                   "offload_attach": "tcx", "offload_why": "asked for (--offload=tc)",
+                   "offload_reason": "a policy"})
+        };
+        let out = port_table(&[row(1, "kernel"), row(2, "userspace")]);
+        assert!(out.contains("  1     netdev/tc "), "{out}");
+        assert!(out.contains("  2     netdev/tc-user "), "{out}");
+        assert!(
+            out.contains("\n  port 1: TC program (tcx), asked for (--offload=tc)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  port 2: TC program attached, frames go through userspace: a policy"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -691,18 +691,20 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
 async fn add_netdev(
     control: &Control,
     name: &str,
-    offload: bool,
+    offload: Option<crate::offload::Requested>,
     what: &str,
 ) -> anyhow::Result<PortStat> {
-    if offload && !crate::offload::available() {
-        tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
-        control.add_netdev(name).await
-    } else if offload {
-        control
-            .add_netdev_offloaded(name, crate::offload::AttachMode::Auto)
-            .await
-    } else {
-        control.add_netdev(name).await
+    match offload {
+        Some(_) if !crate::offload::available() => {
+            tracing::warn!("{what}: {}; using AF_PACKET", crate::offload::NO_OBJECT);
+            control.add_netdev(name).await
+        }
+        Some(requested) => {
+            control
+                .add_netdev_offloaded(name, requested, crate::offload::AttachMode::Auto)
+                .await
+        }
+        None => control.add_netdev(name).await,
     }
 }
 

@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::{Call, RpcError, parse_call, response};
 use crate::base::escape::Esc;
 use crate::base::tls::ClientTls;
-use crate::offload::{AttachMode, Offload, PortView};
+use crate::offload::{AttachMode, Offload, PortView, Program, Requested};
+use crate::port::Port;
 use crate::port::netdev::Netdev;
 use crate::port::tap::Tap;
 use crate::port::websocket::{ClientOptions, ClientPort, Credentials, WsSettings};
@@ -102,6 +103,15 @@ fn flag(p: &Map<String, Value>, key: &str) -> Result<Option<bool>, RpcError> {
         Some(v) => Err(bad(format!(
             "{key} must be true or false (or 1 or 0), not {v}"
         ))),
+    }
+}
+
+/// A netdev port's `offload` option: `true` (or 1: the switch chooses), `false` (or 0, or
+/// absent: none), or the program, `"auto"`, `"xdp"` or `"tc"`.
+fn offload_option(p: &Map<String, Value>) -> Result<Option<Requested>, RpcError> {
+    match p.get("offload") {
+        Some(Value::String(s)) => s.parse().map(Some).map_err(bad),
+        _ => Ok(flag(p, "offload")?.and_then(|on| on.then_some(Requested::Auto))),
     }
 }
 
@@ -225,15 +235,20 @@ struct NetdevRow<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     offload_fallback: Option<&'a str>,
     #[serde(flatten)]
-    xdp: Option<XdpRow>,
+    xdp: Option<XdpRow<'a>>,
 }
 
 /// What an offloaded (XDP) port's row adds.
 #[derive(Serialize)]
-struct XdpRow {
+struct XdpRow<'a> {
     user_rx: u64,
     user_tx: u64,
     xdp_mode: &'static str,
+    /// The program (`xdp` or `tc`), how it is attached (`native`, `generic`, `tcx`,
+    /// `netlink`), and why that program.
+    offload_program: &'static str,
+    offload_attach: &'static str,
+    offload_why: &'a str,
     kernel_tx: bool,
     kernel: KernelRow,
 }
@@ -283,7 +298,7 @@ impl<'a> PortRow<'a> {
                 None => ("off", None),
             };
             NetdevRow {
-                datapath: if xdp.is_some() { "xdp" } else { "af_packet" },
+                datapath: xdp.map_or("af_packet", |v| v.program),
                 offload,
                 offload_reason,
                 offload_fallback: view.and_then(|v| v.fallback.as_deref()),
@@ -291,6 +306,9 @@ impl<'a> PortRow<'a> {
                     user_rx: s.rx,
                     user_tx: s.tx,
                     xdp_mode: v.mode,
+                    offload_program: v.program,
+                    offload_attach: v.mode,
+                    offload_why: &v.why,
                     kernel_tx: v.kernel_tx,
                     kernel: KernelRow::from(&v.kernel),
                 }),
@@ -487,13 +505,13 @@ impl Control {
             "tap" => self.add_tap(target).await.map_err(fail)?,
             "netdev" => {
                 let opts = object(p.get("options").unwrap_or(&Value::Null))?;
-                let offload = flag(&opts, "offload")?.unwrap_or(false);
+                let offload = offload_option(&opts)?;
                 let mode = string(&opts, "xdp_mode")?
                     .map(str::parse::<AttachMode>)
                     .transpose()
                     .map_err(bad)?;
-                if offload {
-                    self.add_netdev_offloaded(target, mode.unwrap_or_default())
+                if let Some(requested) = offload {
+                    self.add_netdev_offloaded(target, requested, mode.unwrap_or_default())
                         .await
                         .map_err(fail)?
                 } else {
@@ -588,6 +606,7 @@ impl Control {
     pub(crate) async fn add_netdev_offloaded(
         &self,
         name: &str,
+        requested: Requested,
         mode: AttachMode,
     ) -> anyhow::Result<PortStat> {
         if !crate::offload::available() {
@@ -598,39 +617,53 @@ impl Control {
         let queues = Netif::rx_queues(name).await;
         let index = hw.index;
         let was_loaded = self.offload.loaded();
-        match self
-            .offload
-            .prepare(name, hw, queues, mode, self.netif.clone())
-        {
-            Ok(port) => {
-                // Its veth peer, named in the reason if it does not take redirected frames.
-                match self.netif.veth_peer(index).await {
-                    Ok(peer) => self.offload.set_peer(index, peer),
-                    Err(e) => tracing::debug!(interface = name, "veth peer unknown: {e}"),
-                }
-                let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
-                self.offload.activate(index, stat.port);
-                // Decided before answering, so that `addport` already says whether the kernel
-                // forwards into the port (a netlink round trip: off the async workers).
-                let offload = self.offload.clone();
-                let _ = tokio::task::spawn_blocking(move || offload.refresh(index, None)).await;
-                if !was_loaded {
-                    // The kernel's FDB starts empty: give it what the switch knows.
-                    lock(&self.switch).replay_fdb();
-                }
-                Ok(stat)
-            }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                tracing::warn!(
-                    interface = name,
-                    "eBPF offload not possible, using AF_PACKET instead: {reason}"
-                );
-                let stat = self.add_netdev(name).await?;
-                self.offload.note_fallback(stat.port, e);
-                Ok(stat)
-            }
+        let (program, why) = crate::offload::program_for(requested);
+        let netif = self.netif.clone();
+        let failed = match program {
+            Program::Xdp => match self.offload.prepare(name, hw, queues, mode, netif) {
+                Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
+                Err(e) => e,
+            },
+            Program::Tc => match self.offload.prepare_tc(name, hw, netif, why) {
+                Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
+                Err(e) => e,
+            },
+        };
+        let reason = format!("{failed:#}");
+        tracing::warn!(
+            interface = name,
+            "eBPF offload not possible, using AF_PACKET instead: {reason}"
+        );
+        let stat = self.add_netdev(name).await?;
+        self.offload.note_fallback(stat.port, failed);
+        Ok(stat)
+    }
+
+    /// Adds the prepared offloaded port `port` on interface `name` (`index`) to the switch and
+    /// switches it in the kernel.
+    async fn offloaded<P: Port>(
+        &self,
+        name: &str,
+        index: u32,
+        port: P,
+        was_loaded: bool,
+    ) -> PortStat {
+        // Its veth peer, named in the reason if it does not take redirected frames.
+        match self.netif.veth_peer(index).await {
+            Ok(peer) => self.offload.set_peer(index, peer),
+            Err(e) => tracing::debug!(interface = name, "veth peer unknown: {e}"),
         }
+        let stat = attach(&self.switch, PortKind::Netdev, name.to_string(), port);
+        self.offload.activate(index, stat.port);
+        // Decided before answering, so that `addport` already says whether the kernel
+        // forwards into the port (a netlink round trip: off the async workers).
+        let offload = self.offload.clone();
+        let _ = tokio::task::spawn_blocking(move || offload.refresh(index, None)).await;
+        if !was_loaded {
+            // The kernel's FDB starts empty: give it what the switch knows.
+            lock(&self.switch).replay_fdb();
+        }
+        stat
     }
 
     /// Adds a client port. With `connect_first`, the first connection must succeed (as

@@ -41,6 +41,9 @@ pub(crate) enum OffloadError {
     /// Every attach mode tried was refused: each mode with the kernel's answer.
     #[error("cannot attach the XDP program ({})", .0.join("; "))]
     Attach(Vec<String>),
+    /// Every way of attaching the TC program was refused: each with the kernel's answer.
+    #[error("cannot attach the TC program ({})", .0.join("; "))]
+    AttachTc(Vec<String>),
     /// An AF_XDP socket could not be put in the XSKMAP.
     #[error("cannot put the AF_XDP socket in the XSKMAP: {}", Chain(.0))]
     Xskmap(MapError),

@@ -29,6 +29,7 @@
 pub(crate) mod choose;
 mod error;
 pub(crate) mod features;
+pub(crate) mod tc;
 pub(crate) mod xsk;
 
 pub(crate) use error::{InvalidMode, OffloadError};
@@ -39,11 +40,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use aya::maps::MapError;
-use aya::programs::{XdpMode, xdp::XdpLinkId};
+use aya::programs::{XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId};
 use bytes::{Bytes, BytesMut};
 use etherws_common::object::XdpObject;
 use etherws_common::{
-    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_USER, PortConf, PortCounters,
+    FdbKey, FdbValue, PORT_F_GENERIC, PORT_F_SHUT, PORT_F_TC, PORT_F_USER, PortConf, PortCounters,
     XSKS_MAX_ENTRIES,
 };
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -104,6 +105,60 @@ impl FromStr for AttachMode {
     }
 }
 
+/// Which program a netdev port asks for (`--offload[=auto|xdp|tc]`, the file's and the
+/// control API's `offload`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Requested {
+    /// The switch chooses ([`program_for`]).
+    #[default]
+    Auto,
+    Xdp,
+    Tc,
+}
+
+impl FromStr for Requested {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "" => Ok(Requested::Auto),
+            "xdp" => Ok(Requested::Xdp),
+            "tc" => Ok(Requested::Tc),
+            other => Err(format!("invalid offload {other:?} (auto, xdp or tc)")),
+        }
+    }
+}
+
+/// The program an offloaded port runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Program {
+    /// XDP and AF_XDP sockets (`etherws_xdp`).
+    Xdp,
+    /// TC ingress and the packet socket (`etherws_tc`, `etherws_sock`): GSO super-frames
+    /// forwarded whole.
+    Tc,
+}
+
+impl Program {
+    /// Its name in `listPort` (`program`) and the table (`netdev/xdp`, `netdev/tc`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Program::Xdp => "xdp",
+            Program::Tc => "tc",
+        }
+    }
+}
+
+/// The one place a port's program is chosen: from what was asked for, the program and why
+/// (shown by `listPort`). `auto` is XDP for now (the default of etherws before the TC
+/// program); the automatic choice from the device's facts goes here.
+pub(crate) fn program_for(requested: Requested) -> (Program, &'static str) {
+    match requested {
+        Requested::Xdp => (Program::Xdp, "asked for (--offload=xdp)"),
+        Requested::Tc => (Program::Tc, "asked for (--offload=tc)"),
+        Requested::Auto => (Program::Xdp, "auto: XDP, the default"),
+    }
+}
+
 /// The loaded object: program and maps.
 type Loaded = XdpObject;
 
@@ -117,6 +172,13 @@ struct PortInfo {
     xsk_base: u32,
     queues: u32,
     link: Option<XdpLinkId>,
+    /// The TC program's link (TC ports).
+    tc_link: Option<SchedClassifierLinkId>,
+    /// XDP or TC.
+    program: Program,
+    /// Why that program ([`program_for`]), and for TC how it is attached if not plainly.
+    why: String,
+    /// The attach mode: `native`, `generic` (XDP), `tcx` or `netlink` (TC).
     mode: &'static str,
     shut: bool,
     /// Every frame goes through userspace (the port has a policy the kernel cannot apply).
@@ -146,6 +208,11 @@ impl PortInfo {
                 | if self.user_only { PORT_F_USER } else { 0 }
                 | if self.mode == "generic" {
                     PORT_F_GENERIC
+                } else {
+                    0
+                }
+                | if self.program == Program::Tc {
+                    PORT_F_TC
                 } else {
                     0
                 },
@@ -182,7 +249,12 @@ pub(crate) struct Offload {
 /// What `listPort` adds for a netdev port.
 #[derive(Debug, Clone)]
 pub(crate) struct PortView {
+    /// Offloaded (XDP or TC), not fallen back.
     pub(crate) xdp: bool,
+    /// `xdp` or `tc` (offloaded ports).
+    pub(crate) program: &'static str,
+    /// Why that program.
+    pub(crate) why: String,
     pub(crate) mode: &'static str,
     /// Frames from other offloaded ports are forwarded into this one in the kernel.
     pub(crate) kernel_tx: bool,
@@ -255,6 +327,9 @@ impl Offload {
                 xsk_base,
                 queues,
                 link: Some(link),
+                tc_link: None,
+                program: Program::Xdp,
+                why: String::new(),
                 mode: mode_name,
                 shut: false,
                 user_only: false,
@@ -411,12 +486,16 @@ impl Offload {
                     per_cpu.iter().for_each(|c| kernel += *c);
                 }
             }
+            let tc = p.program == Program::Tc;
             let userspace_why = if p.user_only {
                 Some(
                     "the port has a VLAN, isolation, mesh, mirror or rate setting, which only \
                      userspace applies"
                         .to_string(),
                 )
+            } else if tc {
+                // The TC program forwards into any TC port (no DEVMAP involved).
+                None
             } else if p.kernel_tx != Some(true) {
                 Some(
                     p.kernel_tx_why
@@ -431,8 +510,14 @@ impl Offload {
             };
             return Some(PortView {
                 xdp: true,
+                program: p.program.name(),
+                why: p.why.clone(),
                 mode: p.mode,
-                kernel_tx: p.kernel_tx.unwrap_or(false),
+                kernel_tx: if tc {
+                    !p.user_only
+                } else {
+                    p.kernel_tx.unwrap_or(false)
+                },
                 fallback: None,
                 userspace_why,
                 kernel,
@@ -440,6 +525,8 @@ impl Offload {
         }
         inner.fallback.get(&port).map(|r| PortView {
             xdp: false,
+            program: "",
+            why: String::new(),
             mode: "",
             kernel_tx: false,
             fallback: Some(r.to_string()),
@@ -496,6 +583,9 @@ impl Offload {
                     tracing::warn!(ifindex, "cannot detach the XDP program: {e}");
                 }
             }
+            if let Some(link) = p.tc_link {
+                tc::detach(l, link, ifindex);
+            }
         }
         if last {
             // The last offloaded port: program and maps go.
@@ -503,7 +593,10 @@ impl Offload {
             inner.mirrored.clear();
         }
         drop(inner);
-        tracing::info!(ifindex, "XDP program detached");
+        match p.program {
+            Program::Xdp => tracing::info!(ifindex, "XDP program detached"),
+            Program::Tc => tracing::info!(ifindex, "TC program detached"),
+        }
         self.refresh_all();
     }
 }
@@ -951,6 +1044,19 @@ async fn refresh_every_second(guard: &Guard, netif: &Netif, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_program_is_chosen_in_one_place() {
+        assert_eq!("tc".parse::<Requested>(), Ok(Requested::Tc));
+        assert_eq!("xdp".parse::<Requested>(), Ok(Requested::Xdp));
+        assert_eq!("auto".parse::<Requested>(), Ok(Requested::Auto));
+        assert!("bpf".parse::<Requested>().is_err());
+        assert_eq!(program_for(Requested::Tc).0, Program::Tc);
+        assert_eq!(program_for(Requested::Xdp).0, Program::Xdp);
+        // Until the automatic choice lands: XDP, as before the TC program.
+        assert_eq!(program_for(Requested::Auto).0, Program::Xdp);
+        assert_eq!(Program::Tc.name(), "tc");
+    }
 
     #[test]
     fn attach_mode_parses() {

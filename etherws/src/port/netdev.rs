@@ -73,6 +73,9 @@ pub(crate) enum NetdevError {
     Bind { name: String, source: SyscallError },
     #[error("cannot make {name} promiscuous")]
     Promiscuous { name: String, source: SyscallError },
+    /// The socket filter could not be attached (the reason, in words).
+    #[error("cannot attach the socket filter: {0}")]
+    Filter(String),
     /// The socket cannot be registered with the reactor.
     #[error(transparent)]
     Register(SyscallError),
@@ -95,6 +98,20 @@ impl Netdev {
     ///
     /// A [`NetdevError`] saying which step failed.
     pub(crate) fn open_index(name: &str, index: u32) -> Result<Netdev, NetdevError> {
+        Netdev::open_filtered(name, index, |_| Ok(()))
+    }
+
+    /// [`Netdev::open_index`], running `before_bind` on the socket before it is bound: a
+    /// socket filter attached there sees every frame the socket will ever queue.
+    ///
+    /// # Errors
+    ///
+    /// A [`NetdevError`] saying which step failed (`before_bind`'s own included).
+    pub(crate) fn open_filtered(
+        name: &str,
+        index: u32,
+        before_bind: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> Result<(), NetdevError>,
+    ) -> Result<Netdev, NetdevError> {
         // Protocol 0 until bound: no frames from other interfaces sneak in before bind().
         let fd = socket::socket(
             libc::AF_PACKET,
@@ -106,6 +123,7 @@ impl Netdev {
         let option = |option| move |source| NetdevError::Option { option, source };
         socket::setsockopt(fd.as_fd(), PACKET_VNET_HDR, &1).map_err(option("PACKET_VNET_HDR"))?;
         size_receive_buffer(fd.as_fd(), name);
+        before_bind(fd.as_fd())?;
 
         let mut sll = libc::sockaddr_ll::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;

@@ -181,8 +181,10 @@
   function datapath(p) {
     if (p.type !== "netdev" || !p.datapath) return dash();
     const out = [];
-    if (p.datapath === "xdp") {
-      out.push(tag(p.xdp_mode ? `xdp (${p.xdp_mode})` : "xdp", "good", "offloaded to the kernel"));
+    if (p.datapath === "xdp" || p.datapath === "tc") {
+      const mode = p.offload_attach || p.xdp_mode;
+      const why = p.offload_why ? `offloaded to the kernel: ${p.offload_why}` : "offloaded to the kernel";
+      out.push(tag(mode ? `${p.datapath} (${mode})` : p.datapath, "good", why));
       if (p.kernel_tx) out.push(tag("kernel tx", "", "frames from other offloaded ports are forwarded in the kernel"));
     } else {
       out.push(tag(p.datapath, ""));
