@@ -786,7 +786,7 @@ fn policies_hold_on_offloaded_ports() {
         return;
     }
     // The XDP program, and the TC program (`--offload=tc`).
-    for (tag, offload) in [("no", "--offload"), ("not", "--offload=tc")] {
+    for (tag, offload) in [("no", "--offload=xdp"), ("not", "--offload=tc")] {
         policies_hold(tag, offload);
     }
 }

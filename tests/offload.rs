@@ -134,7 +134,7 @@ fn two_offloaded_ports_switch_unicast_in_the_kernel() {
             "addport",
             "netdev",
             dev,
-            "--offload",
+            "--offload=xdp",
             "--xdp-mode",
             &mode,
         ]));
@@ -235,7 +235,7 @@ fn crash_leaves_nothing_attached() {
         return;
     }
     let mut t = Topo::new("oc", &[], false);
-    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
+    t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload=xdp"]);
     assert!(has_xdp(&t.ns_s, "s1"));
     let sw = t.sw.as_mut().unwrap();
     sw.signal(libc::SIGKILL);
@@ -255,7 +255,7 @@ fn vlans_stay_separate_in_the_kernel_path() {
     if !ready() {
         return;
     }
-    for (tag, offload) in [("ov", "--offload"), ("ovt", "--offload=tc")] {
+    for (tag, offload) in [("ov", "--offload=xdp"), ("ovt", "--offload=tc")] {
         vlans_stay_separate(tag, offload);
     }
 }
@@ -352,7 +352,7 @@ fn attach_failure_falls_back_to_af_packet() {
         "addport",
         "netdev",
         "s1",
-        "--offload",
+        "--offload=xdp",
         "--xdp-mode",
         "native",
     ]);
@@ -371,7 +371,7 @@ fn attach_failure_falls_back_to_af_packet() {
             && out.contains("`--xdp-mode generic`"),
         "{out}"
     );
-    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload"]);
+    t.sw().ctl_ok(&["addport", "netdev", "s2", "--offload=xdp"]);
     let json = t.rows();
     assert_eq!(row(&json, 1)["datapath"], "af_packet", "{json:?}");
     assert!(row(&json, 1)["offload_fallback"].is_string(), "{json:?}");
@@ -448,7 +448,7 @@ fn host_on_an_offloaded_interface_works_as_without_offload() {
     }
     const HOST: &str = "192.0.2.100";
     for (tag, program) in [
-        ("ohx", Some("--offload")),
+        ("ohx", Some("--offload=xdp")),
         ("oht", Some("--offload=tc")),
         ("ohp", None),
     ] {
@@ -516,7 +516,7 @@ fn port_that_cannot_take_redirected_frames_is_served_by_userspace() {
             "addport",
             "netdev",
             dev,
-            "--offload",
+            "--offload=xdp",
             "--xdp-mode",
             "native",
         ];
@@ -603,7 +603,7 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
     veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
     h1.set_gro("h1", true);
     let sw = Switch::in_netns(&ns_s, "omq", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
-    let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload"]));
+    let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload=xdp"]));
     assert_eq!(rows[0].kind, "netdev/xdp", "{rows:?}\n{}", sw.log());
     sw.ctl_ok(&["addport", "netdev", "s2"]);
     let log = sw.log();
@@ -1016,5 +1016,63 @@ fn tc_on_a_multi_queue_device() {
     assert!(
         kernel > 1000 && user < kernel / 20,
         "kernel {kernel}, userspace {user}"
+    );
+}
+
+/// `--offload` alone is auto: on a veth the switch picks the TC program and says why in
+/// `listport`'s note and the JSON row; an XDP attach mode asked for means XDP; the control API's
+/// `"offload": true` is auto too. Frames still cross in the kernel, each once.
+#[test]
+fn auto_picks_tc_on_veths_and_says_why() {
+    if !ready() {
+        return;
+    }
+    let t = Topo::new("oau", &[], true);
+    let out = t.sw().ctl_ok(&["addport", "netdev", "s1", "--offload"]);
+    let rows = parse_ports(&out);
+    assert_eq!(rows[0].kind, "netdev/tc", "{out}\n{}", t.sw().log());
+    assert!(
+        out.contains("port 1: TC program (tcx), chosen by auto: veth:"),
+        "{out}"
+    );
+    let call = |offload: Value| {
+        json!({"jsonrpc": "2.0", "method": "etherws.control.addPort", "id": 1, "params":
+               {"type": "netdev", "target": "s2", "options": {"offload": offload}}})
+        .to_string()
+    };
+    let v = rpc_in(&t.ns_s, t.sw().ctl_addr(), "/ctl", &call(json!(true)));
+    let added = &v["result"]["entries"][0];
+    assert_eq!(added["datapath"], "tc", "{v}");
+    assert!(
+        added["offload_why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("veth: XDP sees frames before GRO")),
+        "{v}"
+    );
+    assert_eq!(added["offload_attach"], "tcx", "{v}");
+    ping(&t.h1, H2);
+    ping_once_each(&t.h1, H2, 10);
+    ping_once_each(&t.h2, H1, 10);
+    let k: u64 = t
+        .rows()
+        .iter()
+        .map(|r| r["kernel"]["tx_frames"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(k > 0, "nothing switched in the kernel: {:#?}", t.rows());
+    // An XDP attach mode asked for with `--offload` alone means XDP.
+    t.sw().ctl_ok(&["delport", "2"]);
+    let out = t.sw().ctl_ok(&[
+        "addport",
+        "netdev",
+        "s2",
+        "--offload",
+        "--xdp-mode",
+        "generic",
+    ]);
+    assert!(
+        parse_ports(&out)
+            .iter()
+            .any(|r| r.kind.starts_with("netdev/xdp")),
+        "{out}"
     );
 }

@@ -597,20 +597,28 @@ fn offload_notes(entries: &[Value]) -> String {
     // Apart from the table by a blank line, so that whoever parses the table can stop there.
     let mut out = String::new();
     for e in entries {
-        let tc = e.get("offload_program").and_then(Value::as_str) == Some("tc");
-        if tc {
-            // Which program, how attached and why: TC ports only (XDP's notes are as before).
+        let program = e.get("offload_program").and_then(Value::as_str);
+        let tc = program == Some("tc");
+        let why = e.get("offload_why").and_then(Value::as_str).unwrap_or("");
+        // Which program, how attached and why: TC ports, and XDP ports whose program was
+        // chosen (`--offload` alone is auto); XDP asked for by name adds no line.
+        if tc || (program == Some("xdp") && !why.is_empty() && !why.starts_with("asked for")) {
             let attach = e
                 .get("offload_attach")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let why = e.get("offload_why").and_then(Value::as_str).unwrap_or("");
             if out.is_empty() {
                 out.push('\n');
             }
+            let by = if why.starts_with("asked for") {
+                ""
+            } else {
+                "chosen by auto: "
+            };
             out.push_str(&format!(
-                "  port {}: TC program ({}), {}\n",
+                "  port {}: {} program ({}), {by}{}\n",
                 cell(e, "port"),
+                if tc { "TC" } else { "XDP" },
                 printable(attach),
                 printable(why)
             ));

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use etherws_common::PortCounters;
 use serde::Serialize;
@@ -616,16 +616,41 @@ impl Control {
         let hw = self.netif.hardware(name).await?;
         let queues = Netif::rx_queues(name).await;
         let index = hw.index;
+        // No switch port has the interface (checked above), so an offloaded port still holding
+        // it is one `delPort` removed whose task is ending: give it a moment to let go.
+        for _ in 0..200 {
+            if !self.offload.holds(index) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let was_loaded = self.offload.loaded();
-        let (program, why) = crate::offload::program_for(requested);
+        // An XDP attach mode asked for means XDP.
+        let requested = match (requested, mode) {
+            (Requested::Auto, AttachMode::Native | AttachMode::Generic) => Requested::Xdp,
+            (r, _) => r,
+        };
+        let (program, why) = self.choose_program(name, index, requested).await;
         let netif = self.netif.clone();
         let failed = match program {
-            Program::Xdp => match self.offload.prepare(name, hw, queues, mode, netif) {
+            Program::Xdp => match self.offload.prepare(name, hw, queues, mode, netif, why) {
                 Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
                 Err(e) => e,
             },
-            Program::Tc => match self.offload.prepare_tc(name, hw, netif, why) {
+            Program::Tc => match self.offload.prepare_tc(name, hw, netif.clone(), why) {
                 Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
+                // Chosen by auto: XDP is still an offload.
+                Err(e) if requested == Requested::Auto => {
+                    tracing::warn!(
+                        interface = name,
+                        "TC program not possible, trying XDP: {e:#}"
+                    );
+                    let why = "the TC program could not be attached";
+                    match self.offload.prepare(name, hw, queues, mode, netif, why) {
+                        Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
+                        Err(e) => e,
+                    }
+                }
                 Err(e) => e,
             },
         };
@@ -637,6 +662,27 @@ impl Control {
         let stat = self.add_netdev(name).await?;
         self.offload.note_fallback(stat.port, failed);
         Ok(stat)
+    }
+
+    /// The program for interface `name` (`index`): what was asked for, or for `auto` what
+    /// [`choose`](crate::offload::choose) makes of the device's facts (read off the async
+    /// workers: ioctls and a netlink exchange), and why.
+    async fn choose_program(
+        &self,
+        name: &str,
+        index: u32,
+        requested: Requested,
+    ) -> (Program, &'static str) {
+        if requested != Requested::Auto {
+            return crate::offload::choose(requested, &crate::offload::Facts::default());
+        }
+        let ifname = name.to_string();
+        let facts =
+            tokio::task::spawn_blocking(move || crate::offload::Facts::read(&ifname, index))
+                .await
+                .unwrap_or_default();
+        tracing::debug!(interface = name, ?facts, "offload: the device's facts");
+        crate::offload::choose(requested, &facts)
     }
 
     /// Adds the prepared offloaded port `port` on interface `name` (`index`) to the switch and

@@ -19,8 +19,9 @@ pub(crate) enum Program {
 }
 
 impl Program {
-    /// Its name as `--offload` takes it and `listPort` shows it.
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Its name as `--offload` takes it and `listPort` shows it (`program`; the table's
+    /// `netdev/xdp`, `netdev/tc`).
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Program::Xdp => "xdp",
             Program::Tc => "tc",
@@ -36,6 +37,18 @@ pub(crate) enum Requested {
     Auto,
     Xdp,
     Tc,
+}
+
+impl std::str::FromStr for Requested {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "" => Ok(Requested::Auto),
+            "xdp" => Ok(Requested::Xdp),
+            "tc" => Ok(Requested::Tc),
+            other => Err(format!("invalid offload {other:?} (auto, xdp or tc)")),
+        }
+    }
 }
 
 /// What [`choose`] knows of a device. A fact that could not be read is the cautious value
@@ -206,6 +219,14 @@ mod tests {
     }
 
     #[test]
+    fn requests_parse() {
+        assert_eq!("tc".parse::<Requested>(), Ok(Requested::Tc));
+        assert_eq!("xdp".parse::<Requested>(), Ok(Requested::Xdp));
+        assert_eq!("auto".parse::<Requested>(), Ok(Requested::Auto));
+        assert!("bpf".parse::<Requested>().is_err());
+    }
+
+    #[test]
     fn every_rule_of_the_table() {
         use Program::{Tc, Xdp};
         use Requested as R;
@@ -274,8 +295,8 @@ mod tests {
 
     #[test]
     fn program_names() {
-        assert_eq!(Program::Xdp.as_str(), "xdp");
-        assert_eq!(Program::Tc.as_str(), "tc");
+        assert_eq!(Program::Xdp.name(), "xdp");
+        assert_eq!(Program::Tc.name(), "tc");
         assert_eq!(Requested::default(), Requested::Auto);
     }
 

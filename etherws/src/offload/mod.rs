@@ -24,14 +24,13 @@
 //! Where XDP cannot serve (program rejected, attach refused, no AF_XDP), the port falls back
 //! to the AF_PACKET path with the reason logged; only a build without the object is an error.
 
-// Not wired into port opening yet (#21 step 3: `--offload=auto`).
-#[allow(dead_code)]
 pub(crate) mod choose;
 mod error;
 pub(crate) mod features;
 pub(crate) mod tc;
 pub(crate) mod xsk;
 
+pub(crate) use choose::{Facts, Program, Requested, choose};
 pub(crate) use error::{InvalidMode, OffloadError};
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,60 +104,6 @@ impl FromStr for AttachMode {
     }
 }
 
-/// Which program a netdev port asks for (`--offload[=auto|xdp|tc]`, the file's and the
-/// control API's `offload`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Requested {
-    /// The switch chooses ([`program_for`]).
-    #[default]
-    Auto,
-    Xdp,
-    Tc,
-}
-
-impl FromStr for Requested {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" | "" => Ok(Requested::Auto),
-            "xdp" => Ok(Requested::Xdp),
-            "tc" => Ok(Requested::Tc),
-            other => Err(format!("invalid offload {other:?} (auto, xdp or tc)")),
-        }
-    }
-}
-
-/// The program an offloaded port runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Program {
-    /// XDP and AF_XDP sockets (`etherws_xdp`).
-    Xdp,
-    /// TC ingress and the packet socket (`etherws_tc`, `etherws_sock`): GSO super-frames
-    /// forwarded whole.
-    Tc,
-}
-
-impl Program {
-    /// Its name in `listPort` (`program`) and the table (`netdev/xdp`, `netdev/tc`).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Program::Xdp => "xdp",
-            Program::Tc => "tc",
-        }
-    }
-}
-
-/// The one place a port's program is chosen: from what was asked for, the program and why
-/// (shown by `listPort`). `auto` is XDP for now (the default of etherws before the TC
-/// program); the automatic choice from the device's facts goes here.
-pub(crate) fn program_for(requested: Requested) -> (Program, &'static str) {
-    match requested {
-        Requested::Xdp => (Program::Xdp, "asked for (--offload=xdp)"),
-        Requested::Tc => (Program::Tc, "asked for (--offload=tc)"),
-        Requested::Auto => (Program::Xdp, "auto: XDP, the default"),
-    }
-}
-
 /// The loaded object: program and maps.
 type Loaded = XdpObject;
 
@@ -176,7 +121,7 @@ struct PortInfo {
     tc_link: Option<SchedClassifierLinkId>,
     /// XDP or TC.
     program: Program,
-    /// Why that program ([`program_for`]), and for TC how it is attached if not plainly.
+    /// Why that program ([`choose`]), and for TC how it is attached if not plainly.
     why: String,
     /// The attach mode: `native`, `generic` (XDP), `tcx` or `netlink` (TC).
     mode: &'static str,
@@ -302,6 +247,7 @@ impl Offload {
         queues: u32,
         mode: AttachMode,
         netif: Netif,
+        why: &str,
     ) -> Result<XdpPort, OffloadError> {
         let ifindex = hw.index;
         // What XDP passes to the stack (frames for the host) and what the host sends out of the
@@ -329,7 +275,7 @@ impl Offload {
                 link: Some(link),
                 tc_link: None,
                 program: Program::Xdp,
-                why: String::new(),
+                why: why.to_string(),
                 mode: mode_name,
                 shut: false,
                 user_only: false,
@@ -538,6 +484,12 @@ impl Offload {
     /// Forgets a removed port's fallback note.
     pub(crate) fn forget(&self, port: PortNo) {
         self.lock().fallback.remove(&port);
+    }
+
+    /// Whether interface `ifindex` is still held by an offloaded port (one being deleted lets go
+    /// when its task ends, just after `delPort` answers).
+    pub(crate) fn holds(&self, ifindex: u32) -> bool {
+        self.lock().ports.contains_key(&ifindex)
     }
 
     /// Whether the program and maps are loaded (some port is offloaded).
@@ -1044,19 +996,6 @@ async fn refresh_every_second(guard: &Guard, netif: &Netif, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_program_is_chosen_in_one_place() {
-        assert_eq!("tc".parse::<Requested>(), Ok(Requested::Tc));
-        assert_eq!("xdp".parse::<Requested>(), Ok(Requested::Xdp));
-        assert_eq!("auto".parse::<Requested>(), Ok(Requested::Auto));
-        assert!("bpf".parse::<Requested>().is_err());
-        assert_eq!(program_for(Requested::Tc).0, Program::Tc);
-        assert_eq!(program_for(Requested::Xdp).0, Program::Xdp);
-        // Until the automatic choice lands: XDP, as before the TC program.
-        assert_eq!(program_for(Requested::Auto).0, Program::Xdp);
-        assert_eq!(Program::Tc.name(), "tc");
-    }
 
     #[test]
     fn attach_mode_parses() {

@@ -22,8 +22,6 @@
 //! - [`ethtool`]: what a driver says of itself (`SIOCETHTOOL`: its name, GRO/GSO/TSO);
 //! - [`kernel_release`] here: the running kernel's release (`uname`).
 
-// Read only by `offload::choose`, which is not wired in yet (#21 step 3).
-#[allow(dead_code)]
 pub(crate) mod ethtool;
 pub(crate) mod fd;
 pub(crate) mod mmap;
