@@ -47,12 +47,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 
 use crate::port::netdev::Netdev;
-use crate::port::{EgressRx, Ingress, Port, PortIo};
+use crate::port::{EgressRx, Ingress, MAX_FRAME, Port, PortIo};
 use crate::switch::FdbObserver;
 use crate::switch::fdb::PortNo;
-use crate::switch::frame::Mac;
+use crate::switch::frame::{Frame, Mac};
 use crate::sys::netif::{Hardware, Netif, Peer};
 use crate::sys::{self, SyscallError};
+use crate::wire::gro;
 use crate::wire::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::wire::{self, ip_protocol, tcp, udp};
 
@@ -846,9 +847,12 @@ fn register(socks: Vec<Sock>) -> anyhow::Result<Registered> {
     Ok((rxs, first_tx))
 }
 
-/// Hands the frames of one AF_XDP socket to the switch as they come; returns only on error.
+/// Hands the frames of one AF_XDP socket to the switch as they come, the TCP segments of each
+/// batch coalesced into super-frames (`wire::gro`, counted in `rx_gro_merged`); returns only
+/// on error.
 async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> anyhow::Result<()> {
     let mut frames = Vec::with_capacity(BATCH as usize);
+    let mut coalesced = Vec::with_capacity(BATCH as usize);
     loop {
         let mut guard = queue.fd.readable().await?;
         loop {
@@ -856,7 +860,9 @@ async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> an
             if frames.is_empty() {
                 break;
             }
-            ingress.frames(frames.drain(..));
+            let merged = gro::coalesce(frames.drain(..), MAX_FRAME, &mut coalesced);
+            ingress.gro_merged(merged as u64);
+            ingress.frames(coalesced.drain(..).map(|(f, hdr)| Frame::new(f, hdr)));
         }
         guard.clear_ready();
     }
