@@ -805,6 +805,8 @@ impl Port for XdpPort {
             guard,
         } = self;
         let (rxs, (tx_queue, tx)) = register(socks)?;
+        // Super-frames leave through the companion socket whole (`write_frames`).
+        ingress.set_super_frames(true);
         let ingress = &ingress;
         let readers = rxs
             .into_iter()
@@ -812,7 +814,7 @@ impl Port for XdpPort {
         tokio::select! {
             r = futures_util::future::try_join_all(readers) => r.map(drop),
             r = companion.receive_only(ingress) => r,
-            r = write_frames(&tx_queue, tx, egress, &name) => r,
+            r = write_frames(&tx_queue, tx, &companion, egress, &name) => r,
             () = refresh_every_second(&guard, &netif, &name) => Ok(()),
         }
     }
@@ -868,36 +870,65 @@ async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> an
     }
 }
 
-/// Sends the switch's frames for the port through the socket of `queue` until the switch
-/// removes the port. A frame that cannot be queued is dropped (and counted in the log).
+/// Sends the switch's frames for the port until the switch removes the port: plain frames
+/// through the AF_XDP socket of `queue`; super-frames and checksum-partial frames, which AF_XDP
+/// cannot carry, whole through the `companion` packet socket with their `virtio_net_hdr` (the
+/// kernel segments them only if the device cannot). A batch leaves in order: each run of
+/// frames for one socket is out before the next run goes to the other.
 async fn write_frames(
     queue: &Queue,
     mut tx: xsk::Tx,
+    companion: &Netdev,
     mut egress: EgressRx,
     name: &str,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(64);
     let mut dropped = 0u64;
-    // An AF_XDP socket takes plain frames only: super-frames are segmented first.
-    while egress.recv_plain(&mut batch, 64).await > 0 {
-        for frame in batch.drain(..) {
-            if !push(&mut tx, queue, &frame).await? {
-                dropped += 1;
-                if dropped.is_power_of_two() {
-                    tracing::debug!(
-                        interface = %name,
-                        dropped,
-                        len = frame.len(),
-                        "AF_XDP: frame not sent"
-                    );
-                }
+    let by_xsk = |f: &Frame| f.offload == VnetHdr::default() && f.len() <= xsk::FRAME_SIZE as usize;
+    while egress.recv_many(&mut batch, 64).await > 0 {
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            let n = rest.iter().take_while(|f| by_xsk(f)).count();
+            if n > 0 {
+                send_xsk(&mut tx, queue, &rest[..n], name, &mut dropped).await?;
             }
+            rest = &rest[n..];
+            let m = rest.iter().take_while(|f| !by_xsk(f)).count();
+            if m > 0 {
+                companion.send_offloaded(&rest[..m]).await?;
+            }
+            rest = &rest[m..];
         }
-        flush(&mut tx, queue.fd.get_ref().as_fd()).await?;
+        batch.clear();
         // Charged to the queue until now (see `EgressRx`).
         egress.written();
     }
     Ok(())
+}
+
+/// Sends plain `frames` through the AF_XDP socket of `queue`, all out before it returns. A
+/// frame that cannot be queued is dropped (counted in `dropped`, and in the log).
+async fn send_xsk(
+    tx: &mut xsk::Tx,
+    queue: &Queue,
+    frames: &[Frame],
+    name: &str,
+    dropped: &mut u64,
+) -> Result<(), SyscallError> {
+    for frame in frames {
+        if !push(tx, queue, &frame.data).await? {
+            *dropped += 1;
+            if dropped.is_power_of_two() {
+                tracing::debug!(
+                    interface = %name,
+                    dropped = *dropped,
+                    len = frame.len(),
+                    "AF_XDP: frame not sent"
+                );
+            }
+        }
+    }
+    flush(tx, queue.fd.get_ref().as_fd()).await
 }
 
 /// Queues `frame` in the TX ring, kicking the kernel (and from the third try on yielding) while
