@@ -868,6 +868,8 @@ mod gso_and_proxy_tests {
         }
         gro.extend_from_slice(b"\x80\x00\x03abc");
         super::gro(&gro);
+        // Found by the fuzzer: 1-byte segments merged into a super-frame `segment` refused.
+        super::gro(b"\x08\x22\0\x01\x08\x22\0\x01\x08\x22\0\x01\x15\x01\0\0\x0b\0\0\0\x55\x08\x60\x55\x55\x55\x55\x55");
         for i in inputs {
             super::gro(i);
             super::gso(i);

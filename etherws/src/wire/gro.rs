@@ -17,7 +17,8 @@
 //!   label and hop limit; TCP ACK number, window, header length and options), its sequence
 //!   number follows on, the IPv4 ID is the next one (or the same, with DF), every earlier
 //!   segment was full-sized and it is no larger, and the result stays within 65,535 bytes of
-//!   IP packet, the caller's frame bound and [`MAX_SEGMENTS`];
+//!   IP packet, the caller's frame bound, [`MAX_SEGMENTS`] and what [`gso::segment`] takes
+//!   back (tiny segments behind long headers would weigh more than twice the super-frame);
 //! - a segment with PSH ends its super-frame; any other frame of an open flow (a pure ACK, a
 //!   FIN, a segment that cannot be appended) closes it, so nothing overtakes anything within a
 //!   flow. A super-frame takes the place of its first segment.
@@ -234,6 +235,8 @@ impl Group {
             && self.count < MAX_SEGMENTS
             && len <= max_len
             && len - l3 <= MAX_IP_LEN
+            // What `gso::segment` takes back: tiny segments behind long headers are not.
+            && gso::bounded(0, g.hdrs, self.count + 1, len - g.hdrs).is_ok()
             // ACK number, data offset; window, urgent pointer (flags are ACK or ACK|PSH).
             && a[l4 + 8..l4 + 13] == f[l4 + 8..l4 + 13]
             && a[l4 + 14..l4 + 16] == f[l4 + 14..l4 + 16]
@@ -671,6 +674,12 @@ mod tests {
         let specs = run(100, 100, 0, |_| {});
         let (out, merged) = gro(&specs);
         assert_eq!((out.len(), merged), (2, 98));
+        // Tiny segments: no super-frame that `gso::segment` would refuse (its segments
+        // weighing more than twice the super-frame).
+        let specs = run(40, 1, 0, |_| {});
+        let (out, merged) = gro(&specs);
+        assert!(merged > 0 && out.len() > 1);
+        assert_eq!(resegment(&out), built(&specs));
         // The caller's bound.
         let mut out = Vec::new();
         let frames = run(10, 1000, 0, |_| {})

@@ -162,7 +162,7 @@ pub(crate) enum Error {
 /// headers: a few segments more than a sane sender makes, headers no longer than real ones,
 /// and at most twice its own size in all (a hostile peer's super-frame of tiny segments behind
 /// long headers would otherwise become a hundred times its size in a slow port's queue).
-fn bounded(tags: usize, hdrs: usize, n: usize, payload: usize) -> Result<(), Error> {
+pub(crate) fn bounded(tags: usize, hdrs: usize, n: usize, payload: usize) -> Result<(), Error> {
     if n > MAX_SEGMENTS {
         return Err(Error::TooManySegments);
     }
