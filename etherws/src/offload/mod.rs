@@ -884,26 +884,35 @@ async fn write_frames(
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(64);
     let mut dropped = 0u64;
-    let by_xsk = |f: &Frame| f.offload == VnetHdr::default() && f.len() <= xsk::FRAME_SIZE as usize;
     while egress.recv_many(&mut batch, 64).await > 0 {
         let mut rest = &batch[..];
-        while !rest.is_empty() {
-            let n = rest.iter().take_while(|f| by_xsk(f)).count();
-            if n > 0 {
-                send_xsk(&mut tx, queue, &rest[..n], name, &mut dropped).await?;
+        while let Some((xsk, n)) = first_run(rest) {
+            let (run, more) = rest.split_at(n);
+            if xsk {
+                send_xsk(&mut tx, queue, run, name, &mut dropped).await?;
+            } else {
+                companion.send_offloaded(run).await?;
             }
-            rest = &rest[n..];
-            let m = rest.iter().take_while(|f| !by_xsk(f)).count();
-            if m > 0 {
-                companion.send_offloaded(&rest[..m]).await?;
-            }
-            rest = &rest[m..];
+            rest = more;
         }
         batch.clear();
         // Charged to the queue until now (see `EgressRx`).
         egress.written();
     }
     Ok(())
+}
+
+/// Whether a frame can leave through AF_XDP: plain (no checksum left to do, not a
+/// super-frame) and within a UMEM frame.
+fn by_xsk(f: &Frame) -> bool {
+    f.offload == VnetHdr::default() && f.len() <= xsk::FRAME_SIZE as usize
+}
+
+/// The first run of `frames` that leaves the same way: whether by AF_XDP ([`by_xsk`]), and
+/// how many frames; `None` for no frames.
+fn first_run(frames: &[Frame]) -> Option<(bool, usize)> {
+    let xsk = by_xsk(frames.first()?);
+    Some((xsk, frames.iter().take_while(|f| by_xsk(f) == xsk).count()))
 }
 
 /// Sends plain `frames` through the AF_XDP socket of `queue`, all out before it returns. A
@@ -985,6 +994,43 @@ async fn refresh_every_second(guard: &Guard, netif: &Netif, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_leaves_in_runs_plain_frames_by_af_xdp_the_others_by_the_packet_socket() {
+        let plain = |n: usize| Frame::from(Bytes::from(vec![0u8; n]));
+        let gso = Frame::new(
+            Bytes::from(vec![0u8; 9000]),
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: gso::GSO_TCPV4,
+                gso_size: 1448,
+                ..VnetHdr::default()
+            },
+        );
+        let partial = Frame::new(
+            Bytes::from(vec![0u8; 100]),
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                ..VnetHdr::default()
+            },
+        );
+        let batch = [
+            plain(60),
+            plain(1514),
+            gso,
+            partial,
+            plain(9000), // over a UMEM frame
+            plain(60),
+        ];
+        let mut runs = Vec::new();
+        let mut rest = &batch[..];
+        while let Some((xsk, n)) = first_run(rest) {
+            runs.push((xsk, n));
+            rest = &rest[n..];
+        }
+        assert_eq!(runs, [(true, 2), (false, 3), (true, 1)]);
+        assert_eq!(first_run(&[]), None);
+    }
 
     #[test]
     fn attach_mode_parses() {
