@@ -359,6 +359,10 @@ pub fn gro(data: &[u8]) {
             continue;
         }
         assert!(f.len() <= max_len && f.len() <= crate::port::MAX_FRAME);
+        assert!(
+            hdr.gso_size >= gso::MIN_GSO_SIZE,
+            "what a super/1 peer takes"
+        );
         let segs = gso::segment(hdr, f).expect("a super-frame cuts back");
         assert!((2..=gro::MAX_SEGMENTS).contains(&segs.len()));
         bytes_out += segs.iter().map(Bytes::len).sum::<usize>();

@@ -16,7 +16,8 @@
 //!   number, the IPv4 ID and the checksums is the same (IP TOS/DF/TTL or traffic class, flow
 //!   label and hop limit; TCP ACK number, window, header length and options), its sequence
 //!   number follows on, the IPv4 ID is the next one (or the same, with DF), every earlier
-//!   segment was full-sized and it is no larger, and the result stays within 65,535 bytes of
+//!   segment was full-sized (at least [`gso::MIN_GSO_SIZE`] bytes, what a `super/1` peer
+//!   takes) and it is no larger, and the result stays within 65,535 bytes of
 //!   IP packet, the caller's frame bound, [`MAX_SEGMENTS`] and what [`gso::segment`] takes
 //!   back (tiny segments behind long headers would weigh more than twice the super-frame);
 //! - a segment with PSH ends its super-frame; any other frame of an open flow (a pure ACK, a
@@ -231,6 +232,7 @@ impl Group {
         let ok = s.hdrs == g.hdrs
             && s.seq == self.next_seq
             && self.last_payload == self.gso_size
+            && self.gso_size >= usize::from(gso::MIN_GSO_SIZE)
             && payload <= self.gso_size
             && self.count < MAX_SEGMENTS
             && len <= max_len
@@ -674,11 +676,18 @@ mod tests {
         let specs = run(100, 100, 0, |_| {});
         let (out, merged) = gro(&specs);
         assert_eq!((out.len(), merged), (2, 98));
-        // Tiny segments: no super-frame that `gso::segment` would refuse (its segments
-        // weighing more than twice the super-frame).
-        let specs = run(40, 1, 0, |_| {});
+        // Tiny segments: no super-frame that a `super/1` peer would refuse (segments under 48
+        // bytes) or that `gso::segment` would (segments weighing more than twice the
+        // super-frame).
+        let specs = run(40, 47, 0, |_| {});
+        assert_eq!(gro(&specs).1, 0);
+        let specs = run(64, 48, 0, |_| {});
         let (out, merged) = gro(&specs);
-        assert!(merged > 0 && out.len() > 1);
+        assert!(merged > 0 && out.len() > 1, "{merged} {}", out.len());
+        assert!(
+            out.iter()
+                .all(|(f, h)| !h.is_gso() || gso::segment(h, f).is_ok())
+        );
         assert_eq!(resegment(&out), built(&specs));
         // The caller's bound.
         let mut out = Vec::new();

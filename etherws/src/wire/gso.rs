@@ -39,6 +39,11 @@ pub(crate) const GSO_UDP_L4: u8 = 5;
 /// Bit of `gso_type`: the TCP flow uses ECN (CWR goes on the first segment only).
 pub(crate) const GSO_ECN: u8 = 0x80;
 
+/// Smallest segment size a super-frame may have: Linux's smallest TCP MSS (`tcp_min_snd_mss`).
+/// Smaller ones would only make a receiver cut a super-frame into thousands of tiny frames; a
+/// `super/1` WebSocket peer refuses them, and software GRO makes none.
+pub(crate) const MIN_GSO_SIZE: u16 = 48;
+
 /// More segments than this from one super-frame is not something a sane sender asks for.
 const MAX_SEGMENTS: usize = 4096;
 
