@@ -1076,3 +1076,73 @@ fn auto_picks_tc_on_veths_and_says_why() {
         "{out}"
     );
 }
+
+/// Two switches joined by ws://, each with an offloaded port to a host: TCP both ways through
+/// the tunnel. What XDP hands userspace over AF_XDP is MTU-sized frames; the port coalesces each
+/// batch's segments into super-frames (software GRO) before the switch, which its
+/// `rx_gro_merged` counts (a switch without GRO has no such field, and fails here).
+///
+/// ```text
+/// nsH1: h1 192.0.2.1 ── veth ── s1 [A --offload] ══ ws:// ══ [B --offload] s2 ── veth ── h2 192.0.2.2 :nsH2
+/// ```
+#[test]
+fn websocket_tunnel_between_offloaded_ports_gets_super_frames() {
+    if !ready() || !require_tool("iperf3") {
+        return;
+    }
+    let tag = "og";
+    let (ns_a, ns_b) = linked(tag, Sites::A_VETH, Sites::B_VETH);
+    let h1 = Netns::new(&format!("{tag}1"));
+    let h2 = Netns::new(&format!("{tag}2"));
+    veth(&h1, "h1", Some(&format!("{H1}/24")), &ns_a, "s1", None);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_b, "s2", None);
+    h1.set_gro("h1", true);
+    h2.set_gro("h2", true);
+    let s = Sites::builder(tag)
+        .a(|a| a.netdev("s1", &["--offload=xdp"]))
+        .b(|b| b.netdev("s2", &["--offload=xdp"]))
+        .connect(&[])
+        .start_in(ns_a, ns_b);
+    for site in [&s.a, &s.b] {
+        let rows = site.sw.listport();
+        assert!(rows[0].kind.starts_with("netdev/xdp"), "{rows:?}");
+    }
+    ping(&h1, H2);
+    let merged = |site: &Site| {
+        let p = site.sw.port_status(1);
+        p["rx_gro_merged"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rx_gro_merged in {p}"))
+    };
+    let r = iperf3(&h2, &h1, H2, 5205, &[]);
+    let (a, b) = (merged(&s.a), merged(&s.b));
+    eprintln!(
+        "h1 → h2: {:.0} Mbit/s; rx_gro_merged A {a}, B {b}",
+        r.mbit_s
+    );
+    assert!(
+        r.received > 1_000_000,
+        "h1 → h2: {:?}\n{}",
+        r.error,
+        s.a.sw.log()
+    );
+    assert!(
+        a > 100,
+        "A's offloaded port merged {a} segments\n{}",
+        s.a.sw.log()
+    );
+    let r = iperf3(&h1, &h2, H1, 5206, &[]);
+    let b2 = merged(&s.b);
+    eprintln!("h2 → h1: {:.0} Mbit/s; rx_gro_merged B {b2}", r.mbit_s);
+    assert!(
+        r.received > 1_000_000,
+        "h2 → h1: {:?}\n{}",
+        r.error,
+        s.b.sw.log()
+    );
+    assert!(
+        b2 > b + 100,
+        "B's offloaded port merged {b2} segments\n{}",
+        s.b.sw.log()
+    );
+}

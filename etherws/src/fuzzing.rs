@@ -304,6 +304,109 @@ pub fn gso(data: &[u8]) {
     );
 }
 
+/// Software GRO (`wire::gro::coalesce`) over one batch. Input: a byte choosing the frame bound,
+/// then records `ctl, step, len, len bytes`. A record with bit 7 of `ctl` clear is a TCP segment
+/// built with good checksums around its bytes as payload: bit 0 IPv6, bit 1 a VLAN tag, bit 2
+/// PSH, bits 3-4 one of four flows, bit 5 a byte flipped afterwards (a corrupt segment), bit 6
+/// the IPv4 ID repeated; its sequence number runs on from the flow's last, plus `step`. Else
+/// the bytes are the frame. Checked: every frame comes out once (merged or not), within the
+/// bound; a frame left alone is as it came; a super-frame cuts back (`gso::segment`) into as
+/// many bytes as went into it.
+pub fn gro(data: &[u8]) {
+    use crate::wire::gro;
+    use crate::wire::gso;
+
+    let Some((bound, mut rest)) = data.split_first() else {
+        return;
+    };
+    let max_len = [crate::port::MAX_FRAME, 1514, 3000, 9018][usize::from(bound & 3)];
+    let mut seqs = [0u32; 4];
+    let mut ids = [0u16; 4];
+    let mut frames = Vec::new();
+    while let [ctl, step, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (body, more) = tail.split_at(n);
+        rest = more;
+        if ctl & 0x80 != 0 {
+            frames.push(Bytes::copy_from_slice(body));
+            continue;
+        }
+        let flow = usize::from(ctl >> 3 & 3);
+        let seq = seqs[flow].wrapping_add(u32::from(*step));
+        seqs[flow] = seq.wrapping_add(n as u32);
+        if ctl & 0x40 == 0 {
+            ids[flow] = ids[flow].wrapping_add(1);
+        }
+        let mut f = gro_segment(*ctl, flow, seq, ids[flow], body);
+        if ctl & 0x20 != 0 && !f.is_empty() {
+            let at = usize::from(*step) % f.len();
+            f[at] ^= 0x10;
+        }
+        frames.push(Bytes::from(f));
+    }
+    let mut out = Vec::new();
+    let merged = gro::coalesce(frames.iter().cloned(), max_len, &mut out);
+    assert_eq!(out.len() + merged, frames.len(), "every frame once");
+    let bytes_in: usize = frames.iter().map(Bytes::len).sum();
+    let mut bytes_out = 0;
+    for (f, hdr) in &out {
+        if !hdr.is_gso() {
+            assert!(
+                *hdr == gso::VnetHdr::default() && frames.contains(f),
+                "left alone"
+            );
+            bytes_out += f.len();
+            continue;
+        }
+        assert!(f.len() <= max_len && f.len() <= crate::port::MAX_FRAME);
+        assert!(
+            hdr.gso_size >= gso::MIN_GSO_SIZE,
+            "what a super/1 peer takes"
+        );
+        let segs = gso::segment(hdr, f).expect("a super-frame cuts back");
+        assert!((2..=gro::MAX_SEGMENTS).contains(&segs.len()));
+        bytes_out += segs.iter().map(Bytes::len).sum::<usize>();
+    }
+    assert_eq!(bytes_in, bytes_out, "bytes in and out");
+}
+
+/// A TCP segment for [`gro`]: `ctl` says IP version, tag and PSH, `flow` the source port.
+fn gro_segment(ctl: u8, flow: usize, seq: u32, id: u16, payload: &[u8]) -> Vec<u8> {
+    use crate::wire::gso::{fold, pseudo_sum, sum};
+
+    let v6 = ctl & 1 != 0;
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a];
+    if ctl & 2 != 0 {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    }
+    let l3 = f.len() + 2;
+    let l4_len = 32 + payload.len();
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        f.extend_from_slice(&[6, 64]);
+        f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+        f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0, 192, 0, 2, 3, 192, 0, 2, 2]);
+        let c = !fold(sum(&f[l3..], 0));
+        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    let l4 = f.len();
+    f.extend_from_slice(&(40000 + flow as u16).to_be_bytes());
+    f.extend_from_slice(&[0x14, 0x51]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0x80, if ctl & 4 != 0 { 0x18 } else { 0x10 }]);
+    f.extend_from_slice(&[1, 0xf5, 0, 0, 0, 0, 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    f.extend_from_slice(payload);
+    let c = !fold(sum(&f[l4..], pseudo_sum(&f, l3, v6, 6, f.len() - l4)));
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 /// The `no_proxy` matcher (`port::http_proxy::bypass`, curl's rules) and the choice of a proxy
 /// around it (`proxy_for`). Input: the target port (2 bytes, little-endian), a flags byte
 /// (bit 0: wss://; bits 1 to 4: whether `http(s)_proxy`, `HTTP(S)_PROXY`, `no_proxy` and
@@ -754,7 +857,25 @@ mod gso_and_proxy_tests {
             b"\x01\x01\x01HTTP/1.1 407 Proxy Authentication Required\n\n",
             b"\xff\x07\0HTTP/1.0 200 OK\n\n",
         ];
+        // Three full segments and a short one of a flow, a corrupt one, a raw frame.
+        let mut gro = vec![0u8];
+        for (ctl, len) in [
+            (0u8, 200u8),
+            (0, 200),
+            (0x20, 200),
+            (2, 9),
+            (0, 200),
+            (4, 50),
+        ] {
+            gro.extend_from_slice(&[ctl, 0, len]);
+            gro.extend(std::iter::repeat_n(0x5a, usize::from(len)));
+        }
+        gro.extend_from_slice(b"\x80\x00\x03abc");
+        super::gro(&gro);
+        // Found by the fuzzer: 1-byte segments merged into a super-frame `segment` refused.
+        super::gro(b"\x08\x22\0\x01\x08\x22\0\x01\x08\x22\0\x01\x15\x01\0\0\x0b\0\0\0\x55\x08\x60\x55\x55\x55\x55\x55");
         for i in inputs {
+            super::gro(i);
             super::gso(i);
             super::no_proxy(i);
             super::proxy_url(i);

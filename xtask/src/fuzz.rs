@@ -15,6 +15,7 @@ pub const TARGETS: &[&str] = &[
     "htpasswd",
     "config",
     "gso",
+    "gro",
     "super_frame",
     "strict_egress",
     "websocket",

@@ -42,7 +42,7 @@ struct Metric<T> {
 }
 
 /// The metrics of every port, labelled with the port.
-const PER_PORT: [Metric<PortStat>; 21] = [
+const PER_PORT: [Metric<PortStat>; 22] = [
     Metric {
         name: "etherws_port_rx_frames_total",
         kind: "counter",
@@ -114,6 +114,12 @@ const PER_PORT: [Metric<PortStat>; 21] = [
         kind: "counter",
         help: "IP frames from the port shorter than their IP length says (the sender's MTU is larger than what it reads); forwarded.",
         value: |p| p.rx_truncated,
+    },
+    Metric {
+        name: "etherws_port_rx_gro_merged_total",
+        kind: "counter",
+        help: "TCP segments from the port that software GRO appended to an earlier one of their flow (an offloaded port's AF_XDP frames).",
+        value: |p| p.rx_gro_merged,
     },
     Metric {
         name: "etherws_port_storm_dropped_total",
@@ -295,6 +301,7 @@ mod tests {
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
+            rx_gro_merged: 0,
             storm_dropped: 3,
             macs_refused: 0,
             tx_dropped: 1,

@@ -50,12 +50,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 
 use crate::port::netdev::Netdev;
-use crate::port::{EgressRx, Ingress, Port, PortIo};
+use crate::port::{EgressRx, Ingress, MAX_FRAME, Port, PortIo};
 use crate::switch::FdbObserver;
 use crate::switch::fdb::PortNo;
-use crate::switch::frame::Mac;
+use crate::switch::frame::{Frame, Mac};
 use crate::sys::netif::{Hardware, Netif, Peer};
 use crate::sys::{self, SyscallError};
+use crate::wire::gro;
 use crate::wire::gso::{self, F_NEEDS_CSUM, VnetHdr};
 use crate::wire::{self, ip_protocol, tcp, udp};
 
@@ -852,6 +853,8 @@ impl Port for XdpPort {
             guard,
         } = self;
         let (rxs, (tx_queue, tx)) = register(socks)?;
+        // Super-frames leave through the companion socket whole (`write_frames`).
+        ingress.set_super_frames(true);
         let ingress = &ingress;
         let readers = rxs
             .into_iter()
@@ -859,7 +862,7 @@ impl Port for XdpPort {
         tokio::select! {
             r = futures_util::future::try_join_all(readers) => r.map(drop),
             r = companion.receive_only(ingress) => r,
-            r = write_frames(&tx_queue, tx, egress, &name) => r,
+            r = write_frames(&tx_queue, tx, &companion, egress, &name) => r,
             () = refresh_every_second(&guard, &netif, &name) => Ok(()),
         }
     }
@@ -894,9 +897,12 @@ fn register(socks: Vec<Sock>) -> anyhow::Result<Registered> {
     Ok((rxs, first_tx))
 }
 
-/// Hands the frames of one AF_XDP socket to the switch as they come; returns only on error.
+/// Hands the frames of one AF_XDP socket to the switch as they come, the TCP segments of each
+/// batch coalesced into super-frames (`wire::gro`, counted in `rx_gro_merged`); returns only
+/// on error.
 async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> anyhow::Result<()> {
     let mut frames = Vec::with_capacity(BATCH as usize);
+    let mut coalesced = Vec::with_capacity(BATCH as usize);
     loop {
         let mut guard = queue.fd.readable().await?;
         loop {
@@ -904,42 +910,82 @@ async fn read_queue(queue: Arc<Queue>, mut rx: xsk::Rx, ingress: &Ingress) -> an
             if frames.is_empty() {
                 break;
             }
-            ingress.frames(frames.drain(..));
+            let merged = gro::coalesce(frames.drain(..), MAX_FRAME, &mut coalesced);
+            ingress.gro_merged(merged as u64);
+            ingress.frames(coalesced.drain(..).map(|(f, hdr)| Frame::new(f, hdr)));
         }
         guard.clear_ready();
     }
 }
 
-/// Sends the switch's frames for the port through the socket of `queue` until the switch
-/// removes the port. A frame that cannot be queued is dropped (and counted in the log).
+/// Sends the switch's frames for the port until the switch removes the port: plain frames
+/// through the AF_XDP socket of `queue`; super-frames and checksum-partial frames, which AF_XDP
+/// cannot carry, whole through the `companion` packet socket with their `virtio_net_hdr` (the
+/// kernel segments them only if the device cannot). A batch leaves in order: each run of
+/// frames for one socket is out before the next run goes to the other.
 async fn write_frames(
     queue: &Queue,
     mut tx: xsk::Tx,
+    companion: &Netdev,
     mut egress: EgressRx,
     name: &str,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(64);
     let mut dropped = 0u64;
-    // An AF_XDP socket takes plain frames only: super-frames are segmented first.
-    while egress.recv_plain(&mut batch, 64).await > 0 {
-        for frame in batch.drain(..) {
-            if !push(&mut tx, queue, &frame).await? {
-                dropped += 1;
-                if dropped.is_power_of_two() {
-                    tracing::debug!(
-                        interface = %name,
-                        dropped,
-                        len = frame.len(),
-                        "AF_XDP: frame not sent"
-                    );
-                }
+    while egress.recv_many(&mut batch, 64).await > 0 {
+        let mut rest = &batch[..];
+        while let Some((xsk, n)) = first_run(rest) {
+            let (run, more) = rest.split_at(n);
+            if xsk {
+                send_xsk(&mut tx, queue, run, name, &mut dropped).await?;
+            } else {
+                companion.send_offloaded(run).await?;
             }
+            rest = more;
         }
-        flush(&mut tx, queue.fd.get_ref().as_fd()).await?;
+        batch.clear();
         // Charged to the queue until now (see `EgressRx`).
         egress.written();
     }
     Ok(())
+}
+
+/// Whether a frame can leave through AF_XDP: plain (no checksum left to do, not a
+/// super-frame) and within a UMEM frame.
+fn by_xsk(f: &Frame) -> bool {
+    f.offload == VnetHdr::default() && f.len() <= xsk::FRAME_SIZE as usize
+}
+
+/// The first run of `frames` that leaves the same way: whether by AF_XDP ([`by_xsk`]), and
+/// how many frames; `None` for no frames.
+fn first_run(frames: &[Frame]) -> Option<(bool, usize)> {
+    let xsk = by_xsk(frames.first()?);
+    Some((xsk, frames.iter().take_while(|f| by_xsk(f) == xsk).count()))
+}
+
+/// Sends plain `frames` through the AF_XDP socket of `queue`, all out before it returns. A
+/// frame that cannot be queued is dropped (counted in `dropped`, and in the log).
+async fn send_xsk(
+    tx: &mut xsk::Tx,
+    queue: &Queue,
+    frames: &[Frame],
+    name: &str,
+    dropped: &mut u64,
+) -> Result<(), SyscallError> {
+    for frame in frames {
+        if !push(tx, queue, &frame.data).await? {
+            *dropped += 1;
+            if dropped.is_power_of_two() {
+                tracing::debug!(
+                    interface = %name,
+                    dropped = *dropped,
+                    len = frame.len(),
+                    "AF_XDP: frame not sent"
+                );
+            }
+        }
+    }
+    flush(tx, queue.fd.get_ref().as_fd()).await
 }
 
 /// Queues `frame` in the TX ring, kicking the kernel (and from the third try on yielding) while
@@ -996,6 +1042,43 @@ async fn refresh_every_second(guard: &Guard, netif: &Netif, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_leaves_in_runs_plain_frames_by_af_xdp_the_others_by_the_packet_socket() {
+        let plain = |n: usize| Frame::from(Bytes::from(vec![0u8; n]));
+        let gso = Frame::new(
+            Bytes::from(vec![0u8; 9000]),
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: gso::GSO_TCPV4,
+                gso_size: 1448,
+                ..VnetHdr::default()
+            },
+        );
+        let partial = Frame::new(
+            Bytes::from(vec![0u8; 100]),
+            VnetHdr {
+                flags: F_NEEDS_CSUM,
+                ..VnetHdr::default()
+            },
+        );
+        let batch = [
+            plain(60),
+            plain(1514),
+            gso,
+            partial,
+            plain(9000), // over a UMEM frame
+            plain(60),
+        ];
+        let mut runs = Vec::new();
+        let mut rest = &batch[..];
+        while let Some((xsk, n)) = first_run(rest) {
+            runs.push((xsk, n));
+            rest = &rest[n..];
+        }
+        assert_eq!(runs, [(true, 2), (false, 3), (true, 1)]);
+        assert_eq!(first_run(&[]), None);
+    }
 
     #[test]
     fn attach_mode_parses() {

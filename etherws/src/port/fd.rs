@@ -219,7 +219,7 @@ pub(crate) fn write_vnet(fd: RawFd, frame: &Frame) -> Result<usize, SyscallError
 }
 
 /// Errors after which the descriptor is useless: the device is gone.
-fn fatal(e: &SyscallError) -> bool {
+pub(crate) fn fatal(e: &SyscallError) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENODEV | libc::ENXIO | libc::EBADF | libc::EFAULT)

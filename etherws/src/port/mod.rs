@@ -133,6 +133,14 @@ impl Ingress {
         sw.set_congestion(self.port, congestion);
     }
 
+    /// Counts `n` received TCP segments that software GRO appended to an earlier one
+    /// (`rx_gro_merged`).
+    pub(crate) fn gro_merged(&self, n: u64) {
+        if n > 0 {
+            lock(&self.switch).count_gro_merged(self.port, n);
+        }
+    }
+
     /// Counts `n` frames the port's device or socket dropped before they were read
     /// (`rx_dropped`).
     pub(crate) fn rx_dropped(&self, n: u64) {

@@ -24,12 +24,14 @@
 
 use std::collections::VecDeque;
 use std::mem::size_of;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::unix::AsyncFd;
 
-use super::fd::{HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, vnet_iov};
+use super::fd::{
+    HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, fatal, receive, vnet_iov,
+};
 use super::{Ingress, MAX_FRAME, Port, PortIo, SOCKET_DROPS_EVERY, count_rx_dropped};
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
@@ -457,13 +459,43 @@ impl Netdev {
     /// # Errors
     ///
     /// The error that made the socket useless.
-    pub(crate) async fn receive_only(self, ingress: &Ingress) -> anyhow::Result<()> {
+    pub(crate) async fn receive_only(&self, ingress: &Ingress) -> anyhow::Result<()> {
         let mut rx = Receiver::new(ingress.port());
         tokio::select! {
             // SAFETY: `fd` is this port's packet socket.
             r = receive(&self.sock, ingress, |fd, buf| unsafe { rx.recv(fd, buf) }) => r,
             () = self.count_drops(ingress) => Ok(()),
         }
+    }
+}
+
+impl Netdev {
+    /// Sends `frames` in order, each behind its `virtio_net_hdr` (the kernel segments a
+    /// super-frame, in the device or in software, and completes checksums), waiting while the
+    /// socket's buffer is full: the send half of an offloaded port, for what its AF_XDP socket
+    /// cannot carry. A frame the device refuses is dropped and logged at debug level.
+    ///
+    /// # Errors
+    ///
+    /// The error that made the socket useless (the device went away), or the reactor's.
+    pub(crate) async fn send_offloaded(&self, frames: &[Frame]) -> anyhow::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        let mut sent = 0;
+        while sent < frames.len() {
+            match send_frames(fd, &frames[sent..]) {
+                Ok(n) => sent += n.max(1),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.sock.writable().await?.clear_ready();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if fatal(&e) => return Err(e.into()),
+                Err(e) => {
+                    tracing::debug!(len = frames[sent].len(), "frame not sent: {e}");
+                    sent += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -321,6 +321,13 @@ impl<E: Egress> Switch<E> {
         }
     }
 
+    /// Counts `n` TCP segments of a port that software GRO appended to an earlier one.
+    pub(crate) fn count_gro_merged(&mut self, port: PortNo, n: u64) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.rx_gro_merged = p.stat.rx_gro_merged.saturating_add(n);
+        }
+    }
+
     /// Counts `n` frames a port's device or socket dropped before the switch read them.
     pub(crate) fn count_rx_dropped(&mut self, port: PortNo, n: u64) {
         if let Some(p) = self.ports.get_mut(&port) {

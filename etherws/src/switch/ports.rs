@@ -99,6 +99,9 @@ pub(crate) struct PortStat {
     /// length, IPv6 payload length): cut short by a sender that reads less than its MTU.
     /// Forwarded all the same.
     pub(crate) rx_truncated: u64,
+    /// TCP segments received from this port that software GRO appended to an earlier one of
+    /// their flow (an offloaded port's AF_XDP frames, `wire/gro.rs`): frames saved.
+    pub(crate) rx_gro_merged: u64,
     /// Broadcast/multicast frames from this port dropped by storm control.
     pub(crate) storm_dropped: u64,
     /// Frames whose source address was not learned because of the MAC limits.
@@ -159,6 +162,7 @@ impl PortStat {
             rx_invalid: 0,
             rx_oversize: 0,
             rx_truncated: 0,
+            rx_gro_merged: 0,
             storm_dropped: 0,
             macs_refused: 0,
             tx_dropped: 0,

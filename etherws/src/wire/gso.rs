@@ -39,6 +39,11 @@ pub(crate) const GSO_UDP_L4: u8 = 5;
 /// Bit of `gso_type`: the TCP flow uses ECN (CWR goes on the first segment only).
 pub(crate) const GSO_ECN: u8 = 0x80;
 
+/// Smallest segment size a super-frame may have: Linux's smallest TCP MSS (`tcp_min_snd_mss`).
+/// Smaller ones would only make a receiver cut a super-frame into thousands of tiny frames; a
+/// `super/1` WebSocket peer refuses them, and software GRO makes none.
+pub(crate) const MIN_GSO_SIZE: u16 = 48;
+
 /// More segments than this from one super-frame is not something a sane sender asks for.
 const MAX_SEGMENTS: usize = 4096;
 
@@ -162,7 +167,7 @@ pub(crate) enum Error {
 /// headers: a few segments more than a sane sender makes, headers no longer than real ones,
 /// and at most twice its own size in all (a hostile peer's super-frame of tiny segments behind
 /// long headers would otherwise become a hundred times its size in a slow port's queue).
-fn bounded(tags: usize, hdrs: usize, n: usize, payload: usize) -> Result<(), Error> {
+pub(crate) fn bounded(tags: usize, hdrs: usize, n: usize, payload: usize) -> Result<(), Error> {
     if n > MAX_SEGMENTS {
         return Err(Error::TooManySegments);
     }

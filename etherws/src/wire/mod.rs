@@ -14,6 +14,7 @@
 
 pub(crate) mod arp;
 pub(crate) mod dhcp;
+pub(crate) mod gro;
 pub(crate) mod gso;
 pub(crate) mod icmpv6;
 

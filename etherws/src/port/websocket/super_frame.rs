@@ -34,7 +34,8 @@ use hyper::http::HeaderMap;
 
 use crate::switch::frame::Frame;
 use crate::wire::gso::{
-    F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VnetHdr,
+    F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, MIN_GSO_SIZE,
+    VnetHdr,
 };
 
 /// The upgrade header that offers (request) and accepts (response) super-frames.
@@ -43,10 +44,6 @@ pub(crate) const HEADER: &str = "x-etherws-frames";
 pub(crate) const VERSION: &str = "super/1";
 /// Bytes in front of each frame.
 pub(crate) const HDR_LEN: usize = 8;
-
-/// Smallest segment size accepted: Linux's smallest TCP MSS (`tcp_min_snd_mss`). Smaller ones
-/// would only make a receiver cut a super-frame into thousands of tiny frames.
-const MIN_GSO_SIZE: u16 = 48;
 
 /// True if `headers` offer (or accept) `super/1` (a comma-separated list may hold others).
 pub(crate) fn offered(headers: &HeaderMap) -> bool {
