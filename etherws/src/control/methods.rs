@@ -239,12 +239,20 @@ struct NetdevRow<'a> {
     xdp: Option<XdpRow<'a>>,
 }
 
+/// A port made ready for one of the two programs.
+enum Prepared {
+    Xdp(crate::offload::XdpPort),
+    Tc(crate::offload::tc::TcPort),
+}
+
 /// What an offloaded (XDP) port's row adds.
 #[derive(Serialize)]
 struct XdpRow<'a> {
     user_rx: u64,
     user_tx: u64,
-    xdp_mode: &'static str,
+    /// XDP ports only (`native`, `generic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xdp_mode: Option<&'static str>,
     /// The program (`xdp` or `tc`), how it is attached (`native`, `generic`, `tcx`,
     /// `netlink`), and why that program.
     offload_program: &'static str,
@@ -306,7 +314,7 @@ impl<'a> PortRow<'a> {
                 xdp: xdp.map(|v| XdpRow {
                     user_rx: s.rx,
                     user_tx: s.tx,
-                    xdp_mode: v.mode,
+                    xdp_mode: (v.program == Program::Xdp.name()).then_some(v.mode),
                     offload_program: v.program,
                     offload_attach: v.mode,
                     offload_why: &v.why,
@@ -512,6 +520,9 @@ impl Control {
                     .map(str::parse::<AttachMode>)
                     .transpose()
                     .map_err(bad)?;
+                if offload == Some(Requested::Tc) && mode.is_some() {
+                    return Err(bad("xdp_mode is for the XDP program, not offload \"tc\""));
+                }
                 if let Some(requested) = offload {
                     self.add_netdev_offloaded(target, requested, mode.unwrap_or_default())
                         .await
@@ -626,6 +637,12 @@ impl Control {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if self.offload.holds(index) {
+            anyhow::bail!(
+                "{} is still held by a deleted offloaded port letting go of it; try again",
+                Esc(name)
+            );
+        }
         let was_loaded = self.offload.loaded();
         // An XDP attach mode asked for means XDP.
         let requested = match (requested, mode) {
@@ -633,28 +650,34 @@ impl Control {
             (r, _) => r,
         };
         let (program, why) = self.choose_program(name, index, requested).await;
-        let netif = self.netif.clone();
-        let failed = match program {
-            Program::Xdp => match self.offload.prepare(name, hw, queues, mode, netif, why) {
-                Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
-                Err(e) => e,
-            },
-            Program::Tc => match self.offload.prepare_tc(name, hw, netif.clone(), why) {
-                Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
-                // Chosen by auto: XDP is still an offload.
-                Err(e) if requested == Requested::Auto => {
-                    tracing::warn!(
-                        interface = name,
-                        "TC program not possible, trying XDP: {e:#}"
-                    );
-                    let why = "the TC program could not be attached";
-                    match self.offload.prepare(name, hw, queues, mode, netif, why) {
-                        Ok(port) => return Ok(self.offloaded(name, index, port, was_loaded).await),
-                        Err(e) => e,
-                    }
-                }
-                Err(e) => e,
-            },
+        let prepare = |program: Program, why: &'static str| {
+            let (offload, netif, name) =
+                (self.offload.clone(), self.netif.clone(), name.to_string());
+            // Verifier, netlink, sockets: off the async workers.
+            tokio::task::spawn_blocking(move || match program {
+                Program::Xdp => offload
+                    .prepare(&name, hw, queues, mode, netif, why)
+                    .map(Prepared::Xdp),
+                Program::Tc => offload.prepare_tc(&name, hw, netif, why).map(Prepared::Tc),
+            })
+        };
+        let mut r = prepare(program, why).await?;
+        if let (Err(e), Program::Tc, Requested::Auto) = (&r, program, requested) {
+            // Chosen by auto: XDP is still an offload.
+            tracing::warn!(
+                interface = name,
+                "TC program not possible, trying XDP: {e:#}"
+            );
+            r = prepare(Program::Xdp, "the TC program could not be attached").await?;
+        }
+        let failed = match r {
+            Ok(Prepared::Xdp(port)) => {
+                return Ok(self.offloaded(name, index, port, was_loaded).await);
+            }
+            Ok(Prepared::Tc(port)) => {
+                return Ok(self.offloaded(name, index, port, was_loaded).await);
+            }
+            Err(e) => e,
         };
         let reason = format!("{failed:#}");
         tracing::warn!(

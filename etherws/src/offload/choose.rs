@@ -43,7 +43,7 @@ impl std::str::FromStr for Requested {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "auto" | "" => Ok(Requested::Auto),
+            "auto" => Ok(Requested::Auto),
             "xdp" => Ok(Requested::Xdp),
             "tc" => Ok(Requested::Tc),
             other => Err(format!("invalid offload {other:?} (auto, xdp or tc)")),
@@ -224,6 +224,10 @@ mod tests {
         assert_eq!("xdp".parse::<Requested>(), Ok(Requested::Xdp));
         assert_eq!("auto".parse::<Requested>(), Ok(Requested::Auto));
         assert!("bpf".parse::<Requested>().is_err());
+        assert!(
+            "".parse::<Requested>().is_err(),
+            "an empty string is no way to turn it on"
+        );
     }
 
     #[test]

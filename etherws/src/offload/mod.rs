@@ -255,6 +255,8 @@ impl Offload {
         // interface reach the switch through a packet socket; it also makes the interface
         // promiscuous, which XDP on a real NIC needs as much as AF_PACKET does.
         let companion = Netdev::open_index(name, ifindex).map_err(OffloadError::Companion)?;
+        // A TC filter a crashed switch left on the interface would switch frames too.
+        tc::remove_stale_filters(name);
         let mut inner = self.lock();
         if inner.ports.contains_key(&ifindex) {
             return Err(OffloadError::Offloaded(name.to_string()));
@@ -561,7 +563,14 @@ fn apply_refresh(
     mac: Option<Mac>,
     xmit: Result<bool, features::FeaturesError>,
 ) {
-    let all_generic = inner.ports.values().all(|p| p.mode == "generic");
+    // Only XDP ports redirect through the DEVMAP (TC ports use `bpf_redirect`): generic XDP
+    // into a device without `ndo_xdp_xmit` still works, so with no native XDP port every
+    // device can take the redirected frames.
+    let all_generic = inner
+        .ports
+        .values()
+        .filter(|p| p.program == Program::Xdp)
+        .all(|p| p.mode == "generic");
     let Some((l, p)) = inner.port_mut(ifindex) else {
         return;
     };
@@ -608,7 +617,12 @@ fn apply_refresh(
         };
         tracing::warn!(
             interface = %p.name,
-            "{why}: frames to it from other offloaded ports go through userspace",
+            "{why}: frames to it from {} go through userspace",
+            if p.program == Program::Tc {
+                "XDP ports"
+            } else {
+                "other offloaded ports"
+            }
         );
         p.kernel_tx_why = Some(why);
     }

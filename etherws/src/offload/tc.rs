@@ -138,6 +138,9 @@ fn attach(
     l: &mut Loaded,
     name: &str,
 ) -> Result<(SchedClassifierLinkId, &'static str), OffloadError> {
+    // Netlink filters outlive their process: one of ours left by a crash would run after our
+    // tcx program (or first) with the maps of a switch that is gone.
+    remove_stale_filters(name);
     let prog = l.tc_program().map_err(OffloadError::Load)?;
     let mut errors = Vec::new();
     if std::env::var("ETHERWS_TC_NETLINK").as_deref() != Ok("1") {
@@ -147,8 +150,6 @@ fn attach(
             Err(e) => errors.push(failure("tcx", &e)),
         }
     }
-    // Netlink filters outlive their process: one of ours left by a crash would run first.
-    let _ = qdisc_detach_program(name, TcAttachType::Ingress, TC_PROGRAM);
     // Exists already (EEXIST) or cannot be made: the attach says which.
     let _ = qdisc_add_clsact(name);
     let nl = TcAttachOptions::Netlink(NlOptions::default());
@@ -158,6 +159,15 @@ fn attach(
             errors.push(failure("netlink", &e));
             Err(OffloadError::AttachTc(errors))
         }
+    }
+}
+
+/// Removes the netlink TC filters named after our program from `name`'s ingress, which a
+/// switch killed while it had a TC port attached that way leaves behind (none is the usual
+/// case: the error that says so is no news).
+pub(super) fn remove_stale_filters(name: &str) {
+    if qdisc_detach_program(name, TcAttachType::Ingress, TC_PROGRAM).is_ok() {
+        tracing::info!(interface = name, "removed a stale TC filter of ours");
     }
 }
 
