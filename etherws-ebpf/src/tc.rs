@@ -178,7 +178,15 @@ pub fn etherws_sock(ctx: SkBuffContext) -> i64 {
             _ => KEEP,
         };
     }
-    // Sent out of this port: did our TC program redirect it here from its source's port?
+    // Sent out of this port. A frame our TC program redirected here from TC port S still says
+    // it came in on S (`skb_iif`, kept by the redirect; 0 for the host's own frames), and its
+    // source station is behind S. That is read from the frame itself, not predicted from the
+    // maps, so an FDB or port change between the redirect and this copy (made when the frame
+    // leaves the device's queue, which can be much later) does not let it through.
+    let from = skb.field(|s| s.ingress_ifindex);
+    if from == 0 || from == ifindex || tc_conf(from).is_none() {
+        return KEEP;
+    }
     let Some((_, src, vid)) = skb.l2() else {
         return KEEP;
     };
@@ -187,13 +195,10 @@ pub fn etherws_sock(ctx: SkBuffContext) -> i64 {
     };
     // SAFETY: `get_ptr` returned a pointer to the map's value, valid while the program runs;
     // the field is read once.
-    let from = unsafe { core::ptr::read_volatile(&(*s).ifindex) };
-    if from == 0 || from == ifindex {
-        return KEEP;
-    }
-    match tc_verdict(&skb, from) {
-        Some(Verdict::Forward(out)) if out == ifindex => 0,
-        _ => KEEP,
+    if unsafe { core::ptr::read_volatile(&(*s).ifindex) } == from {
+        0
+    } else {
+        KEEP
     }
 }
 
