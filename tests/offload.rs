@@ -585,22 +585,7 @@ fn every_rx_queue_of_a_multi_queue_device_has_its_socket() {
     if !ready() || !require_tool("iperf3") || !require_tool("ethtool") {
         return;
     }
-    let ns_s = Netns::new("omqS");
-    let h1 = Netns::new("omq1");
-    let h2 = Netns::new("omq2");
-    // s1/h1: 4 queues each way; s2/h2: a plain veth, a non-offloaded port.
-    let q = ["numtxqueues", "4", "numrxqueues", "4"];
-    let mut add = vec!["link", "add", "s1"];
-    add.extend(q);
-    add.extend(["netns", ns_s.name(), "type", "veth", "peer", "name", "h1"]);
-    add.extend(q);
-    add.extend(["netns", h1.name()]);
-    ns_s.ip(&["link", "set", "lo", "up"]);
-    run_ok(&[&["ip"][..], &add].concat());
-    h1.ip(&["addr", "add", &format!("{H1}/24"), "dev", "h1"]);
-    h1.ip(&["link", "set", "h1", "up"]);
-    ns_s.ip(&["link", "set", "s1", "up"]);
-    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+    let (ns_s, h1, h2) = multi_queue_topo("omq");
     h1.set_gro("h1", true);
     let sw = Switch::in_netns(&ns_s, "omq", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
     let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", "s1", "--offload=xdp"]));
@@ -975,21 +960,7 @@ fn tc_on_a_multi_queue_device() {
     if !ready() || !require_tool("iperf3") {
         return;
     }
-    let ns_s = Netns::new("otmS");
-    let h1 = Netns::new("otm1");
-    let h2 = Netns::new("otm2");
-    let q = ["numtxqueues", "4", "numrxqueues", "4"];
-    let mut add = vec!["link", "add", "s1"];
-    add.extend(q);
-    add.extend(["netns", ns_s.name(), "type", "veth", "peer", "name", "h1"]);
-    add.extend(q);
-    add.extend(["netns", h1.name()]);
-    ns_s.ip(&["link", "set", "lo", "up"]);
-    run_ok(&[&["ip"][..], &add].concat());
-    h1.ip(&["addr", "add", &format!("{H1}/24"), "dev", "h1"]);
-    h1.ip(&["link", "set", "h1", "up"]);
-    ns_s.ip(&["link", "set", "s1", "up"]);
-    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+    let (ns_s, h1, h2) = multi_queue_topo("otm");
     let sw = Switch::in_netns(&ns_s, "otm", "127.0.0.1", WS_PORT, CTL_PORT, &[]);
     for dev in ["s1", "s2"] {
         let rows = parse_ports(&sw.ctl_ok(&["addport", "netdev", dev, "--offload=tc"]));
@@ -1145,4 +1116,25 @@ fn websocket_tunnel_between_offloaded_ports_gets_super_frames() {
         "B's offloaded port merged {b2} segments\n{}",
         s.b.sw.log()
     );
+}
+
+/// Namespaces `{tag}S` (the switch), `{tag}1` and `{tag}2`: s1/h1 a veth with 4 queues each
+/// way, s2/h2 a plain veth; the hosts have their addresses.
+fn multi_queue_topo(tag: &str) -> (Netns, Netns, Netns) {
+    let ns_s = Netns::new(&format!("{tag}S"));
+    let h1 = Netns::new(&format!("{tag}1"));
+    let h2 = Netns::new(&format!("{tag}2"));
+    let q = ["numtxqueues", "4", "numrxqueues", "4"];
+    let mut add = vec!["link", "add", "s1"];
+    add.extend(q);
+    add.extend(["netns", ns_s.name(), "type", "veth", "peer", "name", "h1"]);
+    add.extend(q);
+    add.extend(["netns", h1.name()]);
+    ns_s.ip(&["link", "set", "lo", "up"]);
+    run_ok(&[&["ip"][..], &add].concat());
+    h1.ip(&["addr", "add", &format!("{H1}/24"), "dev", "h1"]);
+    h1.ip(&["link", "set", "h1", "up"]);
+    ns_s.ip(&["link", "set", "s1", "up"]);
+    veth(&h2, "h2", Some(&format!("{H2}/24")), &ns_s, "s2", None);
+    (ns_s, h1, h2)
 }

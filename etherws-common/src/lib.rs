@@ -75,6 +75,13 @@ pub const PORT_F_USER: u32 = 1 << 2;
 /// redirected frames' copies from userspace).
 pub const PORT_F_TC: u32 = 1 << 3;
 
+/// The mark (`SO_MARK`, `skb->mark`) of every frame a netdev port's packet socket sends. A
+/// super-frame the kernel cuts into segments for a device without TSO gives its socket to the
+/// last segment only, so the packet taps hand the others back to the sending socket as
+/// outgoing frames; the mark, which every segment keeps, lets the socket's filter (classic BPF,
+/// or `etherws_sock` on TC ports) drop them.
+pub const TX_MARK: u32 = 0x4557_5331;
+
 /// The XDP program rewrites [`FdbValue::seen_ns`] only when the stored value is at least this
 /// old, so a busy station does not make every CPU write the same cache line for every frame.
 /// Userspace ageing has a resolution of seconds, so this loses nothing.

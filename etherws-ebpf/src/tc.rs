@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{SkBuffContext, TcContext},
 };
 use etherws_common::{
-    ETH_HLEN, ETH_P_8021Q, FdbKey, PORT_F_TC, PortConf, VLAN_HLEN, VLAN_VID_MASK,
+    ETH_HLEN, ETH_P_8021Q, FdbKey, PORT_F_TC, PortConf, TX_MARK, VLAN_HLEN, VLAN_VID_MASK,
 };
 
 use crate::decide::{Frame, L2, Verdict, decide};
@@ -183,6 +183,11 @@ pub fn etherws_sock(ctx: SkBuffContext) -> i64 {
     // source station is behind S. That is read from the frame itself, not predicted from the
     // maps, so an FDB or port change between the redirect and this copy (made when the frame
     // leaves the device's queue, which can be much later) does not let it through.
+    // The switch's own frame: a segment the kernel cut from a super-frame it sent through
+    // this socket (see `TX_MARK`).
+    if skb.field(|s| s.mark) == TX_MARK {
+        return 0;
+    }
     let from = skb.field(|s| s.ingress_ifindex);
     if from == 0 || from == ifindex || tc_conf(from).is_none() {
         return KEEP;

@@ -146,6 +146,29 @@ struct PortInfo {
 }
 
 impl PortInfo {
+    /// A port of `program` on interface `name` (`hw`), attached in `mode` for reason `why`;
+    /// open, not yet numbered, nothing decided about the DEVMAP. XDP ports add their link and
+    /// sockets, TC ports their link.
+    fn new(name: &str, hw: Hardware, program: Program, why: String, mode: &'static str) -> Self {
+        PortInfo {
+            xsk_base: 0,
+            queues: 0,
+            link: None,
+            tc_link: None,
+            program,
+            why,
+            mode,
+            shut: false,
+            user_only: false,
+            port: None,
+            mac: Mac(hw.mac),
+            name: name.to_string(),
+            kernel_tx: None,
+            kernel_tx_why: None,
+            peer: None,
+        }
+    }
+
     /// The port's entry in the kernel's port table.
     fn conf(&self, port: PortNo) -> PortConf {
         PortConf {
@@ -276,18 +299,7 @@ impl Offload {
                 xsk_base,
                 queues,
                 link: Some(link),
-                tc_link: None,
-                program: Program::Xdp,
-                why: why.to_string(),
-                mode: mode_name,
-                shut: false,
-                user_only: false,
-                kernel_tx_why: None,
-                peer: None,
-                port: None,
-                mac: Mac(hw.mac),
-                name: name.to_string(),
-                kernel_tx: None,
+                ..PortInfo::new(name, hw, Program::Xdp, why.to_string(), mode_name)
             },
         );
         drop(inner);

@@ -25,7 +25,6 @@ use super::{
 };
 use crate::port::netdev::{Netdev, NetdevError};
 use crate::port::{Port, PortIo};
-use crate::switch::frame::Mac;
 use crate::sys::netif::{Hardware, Netif};
 
 /// An offloaded TC port: its packet socket (filtered) carries the frames the TC program leaves
@@ -81,21 +80,8 @@ impl Offload {
         inner.ports.insert(
             ifindex,
             PortInfo {
-                xsk_base: 0,
-                queues: 0,
-                link: None,
                 tc_link: Some(link),
-                program: Program::Tc,
-                why,
-                mode,
-                shut: false,
-                user_only: false,
-                kernel_tx_why: None,
-                peer: None,
-                port: None,
-                mac: Mac(hw.mac),
-                name: name.to_string(),
-                kernel_tx: None,
+                ..PortInfo::new(name, hw, Program::Tc, why, mode)
             },
         );
         drop(inner);

@@ -38,11 +38,12 @@ use crate::switch::frame::Frame;
 use crate::sys::netif::Netif;
 use crate::sys::socket::{
     self, PACKET_ADD_MEMBERSHIP, PACKET_AUXDATA, PACKET_STATISTICS, PACKET_VNET_HDR, Plain,
-    SO_RCVBUF, SO_RCVBUFFORCE,
+    SO_ATTACH_FILTER, SO_MARK, SO_RCVBUF, SO_RCVBUFFORCE,
 };
 use crate::sys::{self, SyscallError};
 use crate::wire::gso::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::vlan;
+use etherws_common::TX_MARK;
 
 const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
 
@@ -125,6 +126,7 @@ impl Netdev {
         let option = |option| move |source| NetdevError::Option { option, source };
         socket::setsockopt(fd.as_fd(), PACKET_VNET_HDR, &1).map_err(option("PACKET_VNET_HDR"))?;
         size_receive_buffer(fd.as_fd(), name);
+        hide_own_segments(fd.as_fd()).map_err(option("SO_MARK/SO_ATTACH_FILTER"))?;
         before_bind(fd.as_fd())?;
 
         let mut sll = libc::sockaddr_ll::zeroed();
@@ -150,6 +152,36 @@ impl Netdev {
         let sock = sys::fd::register(fd).map_err(NetdevError::Register)?;
         Ok(Netdev { sock })
     }
+}
+
+/// Marks what the socket sends ([`TX_MARK`]) and attaches a classic BPF filter that drops the
+/// outgoing frames carrying that mark: the segments the kernel cuts from the switch's own
+/// super-frames for a device without TSO, which the packet taps would hand back to this socket
+/// (only the last segment keeps the socket that sent it). The host's own outgoing frames stay.
+/// A TC port's eBPF filter, attached after this one, replaces it and drops them too.
+fn hide_own_segments(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), SyscallError> {
+    // `<linux/filter.h>`: ancillary loads, and the instruction classes used.
+    const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+    const SKF_AD_PKTTYPE: u32 = 4;
+    const SKF_AD_MARK: u32 = 20;
+    const LD_ABS_W: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+    const JEQ_K: u16 = 0x15; // BPF_JMP (5) | BPF_JEQ (0x10) | BPF_K (0)
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = [
+        insn(LD_ABS_W, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        insn(JEQ_K, 0, 2, libc::PACKET_OUTGOING as u32),
+        insn(LD_ABS_W, 0, 0, SKF_AD_OFF + SKF_AD_MARK),
+        insn(JEQ_K, 1, 0, TX_MARK),
+        insn(RET_K, 0, 0, u32::MAX),
+        insn(RET_K, 0, 0, 0),
+    ];
+    socket::setsockopt(fd, SO_MARK, &TX_MARK)?;
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    socket::setsockopt(fd, SO_ATTACH_FILTER, &fprog)
 }
 
 /// Gives the socket a receive buffer of [`RCVBUF`]: past `net.core.rmem_max` where the switch

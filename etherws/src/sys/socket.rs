@@ -72,6 +72,10 @@ options! {
     SO_RCVBUF: libc::c_int = libc::SOL_SOCKET, libc::SO_RCVBUF;
     /// [`SO_RCVBUF`] past `net.core.rmem_max`: needs `CAP_NET_ADMIN` (`EPERM` without).
     SO_RCVBUFFORCE: libc::c_int = libc::SOL_SOCKET, libc::SO_RCVBUFFORCE;
+    /// The mark of every packet the socket sends (`skb->mark`); needs `CAP_NET_ADMIN`.
+    SO_MARK: u32 = libc::SOL_SOCKET, libc::SO_MARK;
+    /// A classic BPF socket filter (replaced by a later one, eBPF's `SO_ATTACH_BPF` included).
+    SO_ATTACH_FILTER: libc::sock_fprog = libc::SOL_SOCKET, libc::SO_ATTACH_FILTER;
     /// Packet socket: frames received and frames dropped (the receive buffer was full) since
     /// the last read; reading it starts both again from zero.
     PACKET_STATISTICS: libc::tpacket_stats = libc::SOL_PACKET, libc::PACKET_STATISTICS;
