@@ -281,6 +281,12 @@ impl Policer {
         limit > 0 && self.moves_in.hit(now) >= limit
     }
 
+    /// The loop guard blocked another port: the moves counted here so far were most likely
+    /// the same loop's, which that block broke; count afresh (a second loop still shows).
+    pub(crate) fn loop_broken(&mut self, now: Instant) {
+        self.moves_in = PerSecond { start: now, n: 0 };
+    }
+
     /// Warns that a station of the port was learned in a full table in place of one of the
     /// biggest holder's (on port `from`).
     pub(crate) fn evicted(&mut self, stat: &PortStat, from: PortNo, now: Instant) {

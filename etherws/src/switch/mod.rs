@@ -718,6 +718,13 @@ impl<E: Egress> Switch<E> {
                 "loop suspected: stations keep moving onto this port; port blocked for a while"
             );
         }
+        // The loop's other ports saw the same moves: blocking one port broke it, so the
+        // frames still on their way round must not block a second one.
+        for (n, p) in self.ports.iter_mut() {
+            if *n != port {
+                p.policer.loop_broken(now);
+            }
+        }
         self.flushed(port);
     }
 }
@@ -1260,6 +1267,20 @@ mod tests {
         assert_eq!(blocked.len(), 1, "one port of the loop is blocked");
         let b = blocked[0];
         assert!(b == 2 || b == 3);
+        // Frames still on their way round the broken loop (here B's, moving onto the other
+        // port) do not block that one too: its count started again.
+        let other = 5 - b;
+        let from_b = Bytes::from(frame(BCAST, B, None));
+        for _ in 0..3 {
+            sw.receive(1, &from_b, t0 + Duration::from_secs(3)).unwrap();
+            sw.receive(other, &from_b, t0 + Duration::from_secs(3))
+                .unwrap();
+        }
+        assert!(
+            !sw.port(other)
+                .unwrap()
+                .loop_blocked(t0 + Duration::from_secs(3))
+        );
         // A blocked port neither sends nor receives; its frames are counted.
         let t1 = t0 + Duration::from_secs(4);
         let before = counts(&sinks);
