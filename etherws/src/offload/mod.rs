@@ -888,7 +888,7 @@ impl Port for XdpPort {
         tokio::select! {
             r = futures_util::future::try_join_all(readers) => r.map(drop),
             r = companion.receive_only(ingress) => r,
-            r = write_frames(&tx_queue, tx, &companion, egress, &name) => r,
+            r = write_frames(&tx_queue, tx, &companion, egress, ingress.port(), &name) => r,
             () = refresh_every_second(&guard, &netif, &name) => Ok(()),
         }
     }
@@ -954,6 +954,7 @@ async fn write_frames(
     mut tx: xsk::Tx,
     companion: &Netdev,
     mut egress: EgressRx,
+    port: PortNo,
     name: &str,
 ) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(64);
@@ -965,7 +966,7 @@ async fn write_frames(
             if xsk {
                 send_xsk(&mut tx, queue, run, name, &mut dropped).await?;
             } else {
-                companion.send_offloaded(run).await?;
+                companion.send_offloaded(run, port).await?;
             }
             rest = more;
         }

@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::{Ingress, MAX_FRAME, PortIo};
+use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
 use crate::sys::{self, SyscallError};
 use crate::wire::gso::VNET_HDR_LEN;
@@ -219,7 +220,7 @@ pub(crate) fn write_vnet(fd: RawFd, frame: &Frame) -> Result<usize, SyscallError
 }
 
 /// Errors after which the descriptor is useless: the device is gone.
-pub(crate) fn fatal(e: &SyscallError) -> bool {
+fn fatal(e: &SyscallError) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENODEV | libc::ENXIO | libc::EBADF | libc::EFAULT)
@@ -270,8 +271,6 @@ pub(crate) async fn drive<T: AsRawFd>(
         mut egress,
         ingress,
     } = io;
-    let fd = afd.as_raw_fd();
-
     let reader = receive(afd, &ingress, &mut recv);
 
     let writer = async {
@@ -289,28 +288,7 @@ pub(crate) async fn drive<T: AsRawFd>(
             if n == 0 {
                 break;
             }
-            let mut sent = 0;
-            while sent < batch.len() {
-                match send(fd, &batch[sent..]) {
-                    Ok(n) => {
-                        debug_assert!(n > 0, "send wrote no frame");
-                        sent += n.max(1);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        afd.writable().await?.clear_ready();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if fatal(&e) => return Err(anyhow::Error::from(e)),
-                    Err(e) => {
-                        tracing::debug!(
-                            port = ingress.port(),
-                            len = batch[sent].len(),
-                            "frame not sent: {e}"
-                        );
-                        sent += 1;
-                    }
-                }
-            }
+            send_all(afd, &batch, ingress.port(), &mut send).await?;
             batch.clear();
             // Charged to the queue until now (see `EgressRx`).
             egress.written();
@@ -322,6 +300,40 @@ pub(crate) async fn drive<T: AsRawFd>(
         r = reader => r,
         r = writer => r,
     }
+}
+
+/// Sends all of `frames` (of port `port`) through `afd` with `send`, waiting while the
+/// socket is full; a frame the device refuses is dropped (logged), the others still go.
+///
+/// # Errors
+///
+/// The error that made the device useless ([`fatal`]), or the reactor's.
+pub(crate) async fn send_all<T: AsRawFd>(
+    afd: &AsyncFd<T>,
+    frames: &[Frame],
+    port: PortNo,
+    mut send: impl FnMut(RawFd, &[Frame]) -> Result<usize, SyscallError>,
+) -> anyhow::Result<()> {
+    let fd = afd.as_raw_fd();
+    let mut sent = 0;
+    while sent < frames.len() {
+        match send(fd, &frames[sent..]) {
+            Ok(n) => {
+                debug_assert!(n > 0, "send wrote no frame");
+                sent += n.max(1);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                afd.writable().await?.clear_ready();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if fatal(&e) => return Err(anyhow::Error::from(e)),
+            Err(e) => {
+                tracing::debug!(port, len = frames[sent].len(), "frame not sent: {e}");
+                sent += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads frames with `recv` and hands them to the switch until the device goes away (`Err`):

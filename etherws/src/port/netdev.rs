@@ -24,13 +24,13 @@
 
 use std::collections::VecDeque;
 use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::unix::AsyncFd;
 
 use super::fd::{
-    HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, fatal, receive, vnet_iov,
+    HEADROOM, Received, Retired, RxBuf, SEND_BATCH, Takes, drive, receive, send_all, vnet_iov,
 };
 use super::{Ingress, MAX_FRAME, Port, PortIo, SOCKET_DROPS_EVERY, count_rx_dropped};
 use crate::switch::fdb::PortNo;
@@ -510,24 +510,12 @@ impl Netdev {
     /// # Errors
     ///
     /// The error that made the socket useless (the device went away), or the reactor's.
-    pub(crate) async fn send_offloaded(&self, frames: &[Frame]) -> anyhow::Result<()> {
-        let fd = self.sock.as_raw_fd();
-        let mut sent = 0;
-        while sent < frames.len() {
-            match send_frames(fd, &frames[sent..]) {
-                Ok(n) => sent += n.max(1),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.sock.writable().await?.clear_ready();
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if fatal(&e) => return Err(e.into()),
-                Err(e) => {
-                    tracing::debug!(len = frames[sent].len(), "frame not sent: {e}");
-                    sent += 1;
-                }
-            }
-        }
-        Ok(())
+    pub(crate) async fn send_offloaded(
+        &self,
+        frames: &[Frame],
+        port: PortNo,
+    ) -> anyhow::Result<()> {
+        send_all(&self.sock, frames, port, send_frames).await
     }
 }
 
