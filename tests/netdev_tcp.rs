@@ -150,10 +150,27 @@ fn netdev_port_without_tso_does_not_hear_its_own_segments() {
         out.trim().parse().unwrap_or(0)
     };
     let a_rx = || t.s.a.sw.port_status(1)["rx"].as_u64().unwrap_or(0);
+    // Both counts are read once the port's stays put (what the tunnel still holds for C when
+    // iperf3 exits keeps arriving, and C answers it). At the end the port's count is read first,
+    // so whatever it counted, C had sent by the time C's count is read; at the start, C's.
+    let settle = || {
+        let mut last = a_rx();
+        for _ in 0..30 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = a_rx();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    };
+    settle();
     let (c0, a0) = (c_tx(), a_rx());
     // B sends: super-frames leave A's netdev port, and vA1 (no TSO) needs them cut.
     let r = iperf3(&t.s.b.ns, &t.ns_c, B_TAP_IP, 5207, &["-R"]);
-    let (c1, a1) = (c_tx(), a_rx());
+    let a1 = settle();
+    let c1 = c_tx();
     eprintln!(
         "B -> C through vA1 without TSO: {:.0} Mbit/s; A's port received {} frames, C sent {}",
         r.mbit_s,
