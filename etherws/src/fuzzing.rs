@@ -306,13 +306,18 @@ pub fn gso(data: &[u8]) {
     );
 }
 
-/// The `gso` target's `segment_to`, with the header's `hdr_len` (which segmenting does not
-/// read) as the longest frame: never a UDP (USO) super-frame, no segment longer than that, as
-/// many segments and payload bytes as `segment` gives when nothing is cut smaller.
+/// The `gso` target's `segment_to` and `fit_tcp`, with the header's `hdr_len` (which
+/// segmenting does not read) as the longest frame: never a UDP (USO) super-frame, no segment
+/// longer than that, as many segments and payload bytes as `segment` gives when nothing is cut
+/// smaller.
 fn resegment(hdr: &crate::wire::gso::VnetHdr, frame: &[u8]) {
     use crate::wire::gso::{self, GSO_ECN, GSO_UDP_L4};
 
     let max_len = usize::from(hdr.hdr_len);
+    // The frame as a plain one: cut the same way, if it is plain TCP with a good checksum.
+    for s in gso::fit_tcp(frame, max_len).unwrap_or_default() {
+        assert!(s.len() <= max_len && s[..12] == frame[..12], "fit_tcp");
+    }
     let Ok(segments) = gso::segment_to(hdr, frame, max_len) else {
         return;
     };

@@ -165,6 +165,8 @@ pub(crate) enum Error {
     UsoResegment,
     #[error("GSO super-frame with {hdrs} bytes of headers: no room for payload in {max_len}")]
     NoRoom { max_len: usize, hdrs: usize },
+    #[error("TCP frame with a bad checksum: not cut")]
+    BadChecksum,
 }
 
 /// What a super-frame may cost once cut into `n` segments, each repeating its `hdrs` bytes of
@@ -345,6 +347,37 @@ pub(crate) fn segment_to(hdr: &VnetHdr, frame: &[u8], max_len: usize) -> Result<
         return Err(Error::UsoResegment);
     }
     cut(hdr, frame, max_len)
+}
+
+/// Cuts a plain TCP frame into frames of at most `max_len` bytes, as [`segment_to`] cuts a
+/// super-frame (one copy when it fits already): for the segments of a connection whose SYN
+/// was not clamped, or whose sender ignored the MSS. Refused: anything but one whole TCP
+/// packet that fills the frame (not a fragment, no Ethernet padding, no IPv6 jumbogram); a
+/// SYN, RST or URG; and a frame whose TCP checksum does not verify
+/// ([`Error::BadChecksum`]: fresh checksums would make a corrupt frame whole).
+pub(crate) fn fit_tcp(frame: &[u8], max_len: usize) -> Result<Vec<Bytes>, Error> {
+    let h = wire::walk(frame).map_err(|e| Error::Malformed(e.as_str()))?;
+    let l4 = h.l4_offset;
+    if h.l4_protocol != ip_protocol::TCP || h.l4_header_len.is_err() || h.is_fragment() {
+        return Err(Error::Malformed("not a whole TCP packet"));
+    }
+    if h.ip_end() != Some(frame.len()) {
+        return Err(Error::Malformed("IP length other than the frame's"));
+    }
+    if frame[l4 + tcp::field::FLAGS] & (tcp::SYN | tcp::RST | tcp::URG) != 0 {
+        return Err(Error::Malformed("SYN, RST or URG"));
+    }
+    let v6 = h.is_ipv6();
+    let acc = pseudo_sum(frame, h.l3_offset(), v6, ip_protocol::TCP, frame.len() - l4);
+    if fold(sum(&frame[l4..], acc)) != 0xffff {
+        return Err(Error::BadChecksum);
+    }
+    let hdr = VnetHdr {
+        gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+        gso_size: u16::MAX,
+        ..VnetHdr::default()
+    };
+    segment_to(&hdr, frame, max_len)
 }
 
 /// The headers of a super-frame, checked against its GSO type, and that type's L4 protocol.
@@ -883,6 +916,47 @@ mod tests {
             Some((GSO_TCPV4, 1448)),
         );
         assert_eq!(segment_to(&hdr, &f, 100), Err(Error::Expansion));
+    }
+
+    #[test]
+    fn plain_tcp_frames_are_fitted() {
+        for (tag, v6) in [(None, false), (Some(9), true), (None, true)] {
+            let data = payload(9000);
+            let (mut f, hdr) = partial(tag, v6, IPPROTO_TCP, tcp_hdr(0x19), &data, None);
+            fix_csum(&hdr, &mut f).unwrap();
+            let l3 = if tag.is_some() { 18 } else { 14 };
+            let hdrs = l3 + if v6 { 40 } else { 20 } + 32;
+            let segs = fit_tcp(&f, 1400).unwrap();
+            assert_eq!(segs.len(), 9000usize.div_ceil(1400 - hdrs));
+            let mut joined = Vec::new();
+            for (i, s) in segs.iter().enumerate() {
+                assert!(s.len() <= 1400 && l4_csum_ok(s, l3, v6));
+                assert!(v6 || ipv4_csum_ok(s, l3));
+                let seq = u32::from_be_bytes(s[hdrs - 28..hdrs - 24].try_into().unwrap());
+                assert_eq!(seq, SEQ.wrapping_add(joined.len() as u32));
+                let fin = i + 1 == segs.len();
+                assert_eq!(s[hdrs - 19] & (TCP_FIN | TCP_PSH) != 0, fin);
+                joined.extend_from_slice(&s[hdrs..]);
+            }
+            assert_eq!(joined, data);
+            // One that fits comes back as it is.
+            assert_eq!(fit_tcp(&f, 9999).unwrap(), [Bytes::from(f.clone())]);
+            // A corrupt one is not made whole; a SYN is not cut.
+            let mut bad = f.clone();
+            bad[hdrs + 77] ^= 1;
+            assert_eq!(fit_tcp(&bad, 1400), Err(Error::BadChecksum));
+            let mut syn = f.clone();
+            syn[hdrs - 19] |= 0x02;
+            assert!(matches!(fit_tcp(&syn, 1400), Err(Error::Malformed(_))));
+            // Ethernet padding, or an IP length other than the frame's.
+            let mut padded = f.clone();
+            padded.push(0);
+            assert!(matches!(fit_tcp(&padded, 1400), Err(Error::Malformed(_))));
+        }
+        // UDP.
+        let (mut f, hdr) = partial(None, false, IPPROTO_UDP, udp_hdr(), &payload(3000), None);
+        fix_csum(&hdr, &mut f).unwrap();
+        assert!(matches!(fit_tcp(&f, 1400), Err(Error::Malformed(_))));
     }
 
     #[test]
