@@ -463,6 +463,12 @@ sw_options! {
             env: "ETHERWS_", clients: "WebSocket", listener: "WebSocket", on: "wss://",
             mutual: "; mutual TLS", revoked: "client certificates",
         }
+        /// Serve the QUIC listener with a self-signed ECDSA P-256 certificate made in memory
+        /// (valid 12 days, renewed every 6) instead of --sslkey/--sslcert, for web pages that
+        /// pin it by hash (WebTransport's serverCertificateHashes); the WebSocket listener
+        /// answers its SHA-256 at /.well-known/etherws/wt-cert-hash.
+        #[arg(long, env = "ETHERWS_WEBTRANSPORT_SELFSIGNED", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub(crate) webtransport_selfsigned: bool = false,
 
         /// HTTP path to serve the control API on.
         #[arg(long, env = "ETHERWS_CTLPATH")]

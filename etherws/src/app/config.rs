@@ -1085,6 +1085,7 @@ sslkey = "/etc/etherws/key.pem"
 sslcert = "/etc/etherws/cert.pem"
 sslclientca = "/etc/etherws/clientca.pem"
 sslcrl = "/etc/etherws/clients.crl"
+webtransport_selfsigned = true
 ctlpath = "/control"
 ctlhost = "127.0.0.1"
 ctlport = 7000
@@ -1231,6 +1232,7 @@ vlan = 40
             sslcert: p("/etc/etherws/cert.pem"),
             sslclientca: p("/etc/etherws/clientca.pem"),
             sslcrl: p("/etc/etherws/clients.crl"),
+            webtransport_selfsigned: Some(true),
             ctlpath: Some(HttpPath("/control".into())),
             ctlhost: Some("127.0.0.1".into()),
             ctlport: Some(Num(7000)),
@@ -1254,14 +1256,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 53,
+                line: 54,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 60,
+                line: 61,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1272,7 +1274,7 @@ vlan = 40
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
                 profile: Profile::default(),
-                line: 65,
+                line: 66,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1286,7 +1288,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 75,
+                line: 76,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1305,9 +1307,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 86),
-            ("carol".to_string(), 89),
-            ("node-b".to_string(), 93),
+            ("bob".to_string(), 87),
+            ("carol".to_string(), 90),
+            ("node-b".to_string(), 94),
         ]);
         assert_eq!(
             c,
@@ -1318,10 +1320,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 65);
+        assert_eq!(c.ports[2].line(), 66);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 49);
+        assert_eq!(keys.len(), 50);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

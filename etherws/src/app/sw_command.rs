@@ -28,6 +28,7 @@ use crate::edge::forwarded::TrustedProxies;
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
 use crate::edge::server::{self, Listening, WsSide};
+use crate::edge::wt_cert::{self, WtCerts};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::tcp::TcpTuning;
 use crate::port::websocket::{ClientOptions, Credentials};
@@ -72,6 +73,9 @@ pub(crate) struct Settings {
     pub(crate) ctl_trusted_proxies: Arc<TrustedProxies>,
     /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
     pub(crate) proxy_protocol: bool,
+    /// `--webtransport-selfsigned`: the QUIC listener's certificate is made in memory, and
+    /// its hashes are served at [`wt_cert::HASH_PATH`].
+    pub(crate) webtransport_selfsigned: bool,
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -147,6 +151,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             o.proxy_header,
         )?),
         proxy_protocol: o.proxy_protocol,
+        webtransport_selfsigned: o.webtransport_selfsigned,
     };
     s.check(&ws_tls, &ctl_tls)?;
     Ok(s)
@@ -269,6 +274,10 @@ impl Settings {
             if self.ctlpath == path || (self.shared_listener() && on_ws(path)) {
                 bail!("{path} is reserved for {what}");
             }
+        }
+        let wt = wt_cert::HASH_PATH;
+        if self.webtransport_selfsigned && (on_ws(wt) || self.ctlpath == wt) {
+            bail!("{wt} is reserved for --webtransport-selfsigned's certificate hashes");
         }
         if self.shared_listener() {
             if on_ws(&self.ctlpath) {
@@ -761,7 +770,8 @@ async fn serve(
         .map(|(_, c)| c.users.clone())
         .unwrap_or_default();
     let live = LiveWs::new(s.paths.clone(), users);
-    let ws = server::ws_routes(live.clone(), switch.clone(), &ws_side, s.ws);
+    let wt_certs = webtransport_certs(&s)?;
+    let ws = server::ws_routes(live.clone(), switch.clone(), &ws_side, s.ws, wt_certs);
     let guard = Guard {
         tls: s.ctltls.is_some(),
         allowed_hosts: s.ctlallowhost.clone(),
@@ -804,6 +814,17 @@ async fn serve(
         reloads: reload_rx,
     };
     events.run(reloader, &switch).await
+}
+
+/// With `--webtransport-selfsigned`, the QUIC listener's first certificate, renewed for as long
+/// as the switch runs.
+fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
+    if !s.webtransport_selfsigned {
+        return Ok(None);
+    }
+    let certs = WtCerts::new(s.port, s.client_auth.clone())?;
+    tokio::spawn(wt_cert::renew_loop(certs.clone(), |_config| {}));
+    Ok(Some(certs))
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

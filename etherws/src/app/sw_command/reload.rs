@@ -466,6 +466,7 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
         auth_window => "auth-window", trusted_proxy => "trusted-proxy",
         proxy_header => "proxy-header", proxy_protocol => "proxy-protocol",
         ctlallowhost => "ctlallowhost", ctl_trusted_proxy => "ctl-trusted-proxy",
+        webtransport_selfsigned => "webtransport-selfsigned",
     );
     None
 }

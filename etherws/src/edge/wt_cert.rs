@@ -1,0 +1,190 @@
+//! `--webtransport-selfsigned`: the QUIC listener's self-signed certificate, renewed before it
+//! expires, and the page that tells browsers its hashes.
+//!
+//! The QUIC listener serves the newest certificate; a renewal makes a new one every
+//! [`RENEW_EVERY`] and hands its TLS configuration to the listener (which swaps its server
+//! configuration: sessions in course keep theirs). `GET` [`HASH_PATH`] on the WebSocket listener
+//! answers the SHA-256 of every certificate still valid, newest first, and the QUIC port:
+//! `{"algorithm":"sha-256","hashes":["base64…",…],"port":4433}`. A page fetched the hashes
+//! before a renewal still connects, as long as the certificate it pinned is still listed.
+//!
+//! The answer carries `Access-Control-Allow-Origin: *`: a page served from elsewhere (a v86
+//! page on another host) may read it. That gives a page nothing it could not learn without it:
+//! the certificate is what the listener shows anyone who opens a QUIC handshake, the hashes
+//! grant no access (a session is admitted by its path, htpasswd or client certificate, as a
+//! WebSocket is), and the answer depends on no credential (`*` never lets a browser send
+//! cookies or `Authorization` with the request).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use crate::base::selfsigned::SelfSigned;
+use crate::base::tls::{ClientAuth, server_config_with};
+
+/// Where the WebSocket listener answers the hashes.
+pub(crate) const HASH_PATH: &str = "/.well-known/etherws/wt-cert-hash";
+
+/// How often a new certificate is made: half its lifetime, so the one before stays valid (and
+/// listed) for as long again.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(6 * 24 * 3600);
+
+/// Certificates kept at most: the one served and the one before.
+const KEPT: usize = 2;
+
+/// The self-signed certificates, newest first, and what the listener needs of them.
+pub(crate) struct WtCerts {
+    certs: Mutex<Vec<Arc<SelfSigned>>>,
+    /// The client certificates the QUIC listener requires (`--sslclientca`), if any.
+    client_auth: Option<ClientAuth>,
+    /// The UDP port the QUIC listener serves, told to pages.
+    port: u16,
+}
+
+impl WtCerts {
+    /// A first certificate, made now.
+    pub(crate) fn new(port: u16, client_auth: Option<ClientAuth>) -> anyhow::Result<Arc<WtCerts>> {
+        let first = SelfSigned::generate(SystemTime::now())?;
+        Ok(Arc::new(WtCerts {
+            certs: Mutex::new(vec![Arc::new(first)]),
+            client_auth,
+            port,
+        }))
+    }
+
+    fn newest(&self) -> Arc<SelfSigned> {
+        self.certs.lock().unwrap_or_else(|e| e.into_inner())[0].clone()
+    }
+
+    /// The TLS configuration of the newest certificate (ALPN left for the listener to set).
+    pub(crate) fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let c = self.newest();
+        server_config_with(
+            vec![c.cert.clone()],
+            c.private_key(),
+            self.client_auth.as_ref(),
+        )
+    }
+
+    /// Makes a new certificate at `now`, keeps the one before while it is valid, and gives the
+    /// new TLS configuration.
+    pub(crate) fn renew(&self, now: SystemTime) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let new = Arc::new(SelfSigned::generate(now)?);
+        {
+            let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+            certs.insert(0, new);
+            certs.truncate(KEPT);
+            certs.retain(|c| c.valid_at(now));
+        }
+        self.server_config()
+    }
+
+    /// The SHA-256 of each certificate valid at `now`, newest first, in base64.
+    pub(crate) fn hashes(&self, now: SystemTime) -> Vec<String> {
+        let certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        certs
+            .iter()
+            .filter(|c| c.valid_at(now))
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c.sha256))
+            .collect()
+    }
+
+    /// The answer of [`HASH_PATH`]: JSON, never cached, readable from any origin.
+    pub(crate) fn answer(&self) -> Response {
+        let body = serde_json::json!({
+            "algorithm": "sha-256",
+            "hashes": self.hashes(SystemTime::now()),
+            "port": self.port,
+        });
+        (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// Renews the certificate every [`RENEW_EVERY`] for as long as the switch runs, handing each
+/// new TLS configuration to `install` (the QUIC listener's). A failed renewal is logged and
+/// tried again in a minute; the certificate before stays in use meanwhile.
+pub(crate) async fn renew_loop(
+    certs: Arc<WtCerts>,
+    install: impl Fn(Arc<rustls::ServerConfig>) + Send + 'static,
+) {
+    let mut wait = RENEW_EVERY;
+    loop {
+        tokio::time::sleep(wait).await;
+        let made = {
+            let certs = certs.clone();
+            tokio::task::spawn_blocking(move || certs.renew(SystemTime::now())).await
+        };
+        match made {
+            Ok(Ok(config)) => {
+                install(config);
+                tracing::info!("WebTransport: new self-signed certificate");
+                wait = RENEW_EVERY;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("WebTransport: the certificate could not be renewed: {e:#}");
+                wait = Duration::from_secs(60);
+            }
+            Err(e) => {
+                tracing::warn!("WebTransport: the renewal failed: {e}");
+                wait = Duration::from_secs(60);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::selfsigned::LIFETIME;
+
+    #[test]
+    fn renewal_keeps_the_one_before_while_it_is_valid() {
+        let certs = WtCerts::new(4433, None).unwrap();
+        let t0 = SystemTime::now();
+        let first = certs.hashes(t0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].len(), 44, "32 bytes in base64: {first:?}");
+        certs.renew(t0 + RENEW_EVERY).unwrap();
+        let two = certs.hashes(t0 + RENEW_EVERY);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1], first[0], "the one before, after the new one");
+        // Once the first has expired it is no longer listed.
+        assert_eq!(
+            certs.hashes(t0 + LIFETIME + Duration::from_secs(5)).len(),
+            1
+        );
+        certs.renew(t0 + RENEW_EVERY * 2).unwrap();
+        let three = certs.hashes(t0 + RENEW_EVERY * 2);
+        assert_eq!(three.len(), 2);
+        assert!(!three.contains(&first[0]));
+        assert_eq!(three[1], two[0]);
+        assert!(RENEW_EVERY * 2 <= LIFETIME);
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_json_uncached_and_public() {
+        let certs = WtCerts::new(4433, None).unwrap();
+        let r = certs.answer();
+        let h = r.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "application/json");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["port"], 4433);
+        assert_eq!(v["algorithm"], "sha-256");
+        assert_eq!(v["hashes"].as_array().unwrap().len(), 1);
+    }
+}
