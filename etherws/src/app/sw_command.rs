@@ -27,6 +27,7 @@ use crate::edge::auth::Auth;
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
+use crate::edge::quic::QuicSide;
 use crate::edge::server::{self, Listening, WsSide};
 use crate::edge::wt_cert::{self, WtCerts};
 use crate::port::websocket::WsSettings;
@@ -76,6 +77,26 @@ pub(crate) struct Settings {
     /// `--webtransport-selfsigned`: the QUIC listener's certificate is made in memory, and
     /// its hashes are served at [`wt_cert::HASH_PATH`].
     pub(crate) webtransport_selfsigned: bool,
+    /// The UDP port to serve QUIC on (`--quic`), if any.
+    pub(crate) quic: Option<u16>,
+}
+
+/// The UDP port of `--quic`: `--quic-port`, else `--port`'s number. QUIC has no form without
+/// TLS, so it needs `--sslkey`/`--sslcert`, or `--webtransport-selfsigned` (`tls`), which needs
+/// it in turn.
+fn quic_port(o: &EffectiveOptions, tls: bool) -> anyhow::Result<Option<u16>> {
+    if !o.quic {
+        if o.webtransport_selfsigned {
+            bail!("--webtransport-selfsigned needs --quic: its certificate is the QUIC listener's");
+        }
+        return Ok(None);
+    }
+    if !tls {
+        bail!(
+            "--quic needs --sslkey and --sslcert, or --webtransport-selfsigned: QUIC is always encrypted"
+        );
+    }
+    Ok(Some(o.quic_port.or(o.port).map_or(443, |p| p.0)))
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -107,6 +128,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
                 notsent_lowat: o.notsent_lowat.0,
                 congestion: o.congestion,
             },
+            quic_congestion: o.quic_congestion,
         },
         limits: limits(o),
         queues: QueueLimits {
@@ -152,6 +174,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
         )?),
         proxy_protocol: o.proxy_protocol,
         webtransport_selfsigned: o.webtransport_selfsigned,
+        quic: quic_port(o, ws_tls.pair.is_some() || o.webtransport_selfsigned)?,
     };
     s.check(&ws_tls, &ctl_tls)?;
     Ok(s)
@@ -674,7 +697,11 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
             ..
         } => (add_netdev(control, name, *offload, what).await, iface),
         PortConf::Client {
-            url, user, passwd, ..
+            url,
+            user,
+            passwd,
+            transport,
+            ..
         } => {
             let creds = user.as_ref().map(|u| Credentials {
                 user: u.clone(),
@@ -687,7 +714,7 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
                 verify: tls.verify,
                 identity: tls.identity,
             };
-            return control.add_client(url, opts, false).await;
+            return control.add_client(url, opts, *transport, false).await;
         }
     };
     let stat = added?;
@@ -771,7 +798,13 @@ async fn serve(
         .unwrap_or_default();
     let live = LiveWs::new(s.paths.clone(), users);
     let wt_certs = webtransport_certs(&s)?;
-    let ws = server::ws_routes(live.clone(), switch.clone(), &ws_side, s.ws, wt_certs);
+    let ws = server::ws_routes(
+        live.clone(),
+        switch.clone(),
+        &ws_side,
+        s.ws,
+        wt_certs.clone(),
+    );
     let guard = Guard {
         tls: s.ctltls.is_some(),
         allowed_hosts: s.ctlallowhost.clone(),
@@ -790,7 +823,22 @@ async fn serve(
     let (ws_tls, ctl_tls) = (tls_cell(&s.tls), tls_cell(&s.ctltls));
     let shared = ctl_listener.is_none();
     let routes = [ws, ctl];
-    let servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    let mut servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    if let Some(port) = s.quic {
+        let side = QuicSide {
+            switch: switch.clone(),
+            auth: ws_side.auth.clone(),
+            conns: ws_side.conns.clone(),
+            live: live.clone(),
+            settings: s.ws,
+        };
+        let tls = match (&wt_certs, &ws_tls) {
+            (Some(certs), _) => certs.server_config()?,
+            (None, Some(tls)) => tls.load(),
+            (None, None) => bail!("--quic without TLS"),
+        };
+        servers.spawn(serve_quic(&s, port, &tls, side, wt_certs)?);
+    }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
         options: start.options,
@@ -816,15 +864,48 @@ async fn serve(
     events.run(reloader, &switch).await
 }
 
-/// With `--webtransport-selfsigned`, the QUIC listener's first certificate, renewed for as long
-/// as the switch runs.
+/// With `--webtransport-selfsigned`, the QUIC listener's first certificate (renewed once the
+/// listener is bound: [`renew_webtransport_certs`]).
 fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
     if !s.webtransport_selfsigned {
         return Ok(None);
     }
-    let certs = WtCerts::new(s.port, s.client_auth.clone())?;
-    tokio::spawn(wt_cert::renew_loop(certs.clone(), |_config| {}));
-    Ok(Some(certs))
+    let port = s.quic.unwrap_or_default();
+    Ok(Some(WtCerts::new(port, s.client_auth.clone())?))
+}
+
+/// Opens the QUIC listener (`--quic`) on `port`; gives what serves it. With `wt_certs`, tells
+/// them the port and renews them into the listener for as long as it runs.
+fn serve_quic(
+    s: &Settings,
+    port: u16,
+    tls: &rustls::ServerConfig,
+    side: QuicSide,
+    wt_certs: Option<Arc<WtCerts>>,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
+    let endpoint = crate::edge::quic::bind(&s.host, port, tls, &s.ws)?;
+    let quic_addr = endpoint.local_addr()?;
+    let congestion = s.ws.quic_congestion.name();
+    let selfsigned = wt_certs.is_some();
+    tracing::info!(%quic_addr, path = %s.path_list(), congestion, selfsigned, "serving QUIC (HTTP/3)");
+    if let Some(certs) = wt_certs {
+        certs.set_port(quic_addr.port());
+        renew_webtransport_certs(certs, endpoint.clone(), &s.ws);
+    }
+    Ok(crate::edge::quic::serve(endpoint, side, s.conns))
+}
+
+/// Renews `certs` for as long as the switch runs, each new certificate the server
+/// configuration of `endpoint` from then on (connections in course keep theirs).
+fn renew_webtransport_certs(certs: Arc<WtCerts>, endpoint: quinn::Endpoint, ws: &WsSettings) {
+    let transport = crate::port::quic::transport(ws.keepalive, ws.quic_congestion);
+    tokio::spawn(wt_cert::renew_loop(
+        certs,
+        move |tls| match crate::port::quic::server_config(&tls, transport.clone()) {
+            Ok(config) => endpoint.set_server_config(Some(config)),
+            Err(e) => tracing::warn!("WebTransport: the new certificate cannot serve QUIC: {e:#}"),
+        },
+    ));
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

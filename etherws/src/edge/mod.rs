@@ -6,5 +6,6 @@ pub(crate) mod auth;
 pub(crate) mod forwarded;
 pub(crate) mod htpasswd;
 pub(crate) mod live;
+pub(crate) mod quic;
 pub(crate) mod server;
 pub(crate) mod wt_cert;

@@ -15,6 +15,7 @@
 //! WebSocket is), and the answer depends on no credential (`*` never lets a browser send
 //! cookies or `Authorization` with the request).
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -40,8 +41,8 @@ pub(crate) struct WtCerts {
     certs: Mutex<Vec<Arc<SelfSigned>>>,
     /// The client certificates the QUIC listener requires (`--sslclientca`), if any.
     client_auth: Option<ClientAuth>,
-    /// The UDP port the QUIC listener serves, told to pages.
-    port: u16,
+    /// The UDP port the QUIC listener serves, told to pages (set once it is bound).
+    port: AtomicU16,
 }
 
 impl WtCerts {
@@ -51,8 +52,13 @@ impl WtCerts {
         Ok(Arc::new(WtCerts {
             certs: Mutex::new(vec![Arc::new(first)]),
             client_auth,
-            port,
+            port: AtomicU16::new(port),
         }))
+    }
+
+    /// The QUIC listener's port, once bound (`--quic-port 0` picks one).
+    pub(crate) fn set_port(&self, port: u16) {
+        self.port.store(port, Ordering::Relaxed);
     }
 
     fn newest(&self) -> Arc<SelfSigned> {
@@ -97,7 +103,7 @@ impl WtCerts {
         let body = serde_json::json!({
             "algorithm": "sha-256",
             "hashes": self.hashes(SystemTime::now()),
-            "port": self.port,
+            "port": self.port.load(Ordering::Relaxed),
         });
         (
             [
@@ -175,7 +181,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_answer_is_json_uncached_and_public() {
-        let certs = WtCerts::new(4433, None).unwrap();
+        let certs = WtCerts::new(0, None).unwrap();
+        certs.set_port(4433);
         let r = certs.answer();
         let h = r.headers();
         assert_eq!(h[header::CONTENT_TYPE], "application/json");
