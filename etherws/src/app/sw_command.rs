@@ -1080,4 +1080,27 @@ mod tests {
         assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
         assert_eq!(s.ageout, std::time::Duration::from_secs(300));
     }
+
+    #[test]
+    fn a_self_signed_webtransport_certificate_goes_with_quic() {
+        let mut o = EffectiveOptions {
+            webtransport_selfsigned: true,
+            ..EffectiveOptions::default()
+        };
+        let e = settings(&o).err().unwrap().to_string();
+        assert!(e.contains("--webtransport-selfsigned needs --quic"), "{e}");
+        // QUIC without --sslkey: the self-signed certificate is its TLS; the WebSocket
+        // listener stays plain (port 80), QUIC takes --quic-port.
+        o.quic = true;
+        o.quic_port = Some(Num(4433));
+        let s = settings(&o).unwrap();
+        assert_eq!((s.quic, s.port, s.tls.is_some()), (Some(4433), 80, false));
+        assert!(s.webtransport_selfsigned);
+        o.path = vec![wt_cert::HASH_PATH.parse().unwrap()];
+        let e = settings(&o).err().unwrap().to_string();
+        assert!(
+            e.contains("is reserved for --webtransport-selfsigned"),
+            "{e}"
+        );
+    }
 }
