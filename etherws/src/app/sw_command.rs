@@ -901,6 +901,7 @@ fn renew_webtransport_certs(certs: Arc<WtCerts>, endpoint: quinn::Endpoint, ws: 
     let transport = crate::port::quic::transport(ws.keepalive, ws.quic_congestion);
     tokio::spawn(wt_cert::renew_loop(
         certs,
+        wt_cert::RENEW_EVERY,
         move |tls| match crate::port::quic::server_config(&tls, transport.clone()) {
             Ok(config) => endpoint.set_server_config(Some(config)),
             Err(e) => tracing::warn!("WebTransport: the new certificate cannot serve QUIC: {e:#}"),

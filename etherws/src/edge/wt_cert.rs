@@ -118,14 +118,15 @@ impl WtCerts {
     }
 }
 
-/// Renews the certificate every [`RENEW_EVERY`] for as long as the switch runs, handing each
-/// new TLS configuration to `install` (the QUIC listener's). A failed renewal is logged and
+/// Renews the certificate `every` ([`RENEW_EVERY`]) for as long as the switch runs, handing
+/// each new TLS configuration to `install` (the QUIC listener's). A failed renewal is logged and
 /// tried again in a minute; the certificate before stays in use meanwhile.
 pub(crate) async fn renew_loop(
     certs: Arc<WtCerts>,
+    every: Duration,
     install: impl Fn(Arc<rustls::ServerConfig>) + Send + 'static,
 ) {
-    let mut wait = RENEW_EVERY;
+    let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
         let made = {
@@ -136,7 +137,7 @@ pub(crate) async fn renew_loop(
             Ok(Ok(config)) => {
                 install(config);
                 tracing::info!("WebTransport: new self-signed certificate");
-                wait = RENEW_EVERY;
+                wait = every;
             }
             Ok(Err(e)) => {
                 tracing::warn!("WebTransport: the certificate could not be renewed: {e:#}");
@@ -177,6 +178,35 @@ mod tests {
         assert!(!three.contains(&first[0]));
         assert_eq!(three[1], two[0]);
         assert!(RENEW_EVERY * 2 <= LIFETIME);
+    }
+
+    #[tokio::test]
+    async fn the_loop_installs_each_new_certificate() {
+        let certs = WtCerts::new(4433, None).unwrap();
+        let first = certs.hashes(SystemTime::now())[0].clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let every = Duration::from_millis(50);
+        let task = tokio::spawn(renew_loop(certs.clone(), every, move |config| {
+            let _ = tx.send(config);
+        }));
+        for round in 1..=2 {
+            let config = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a renewal within 10 s")
+                .unwrap();
+            let hashes = certs.hashes(SystemTime::now());
+            assert_eq!(
+                hashes.len(),
+                2,
+                "round {round}: the new one and the one before"
+            );
+            assert_ne!(hashes[0], first);
+            assert!(
+                config.alpn_protocols.len() == 1,
+                "a whole TLS configuration"
+            );
+        }
+        task.abort();
     }
 
     #[tokio::test]
