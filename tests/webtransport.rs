@@ -17,7 +17,9 @@
 //! 4. reads datagrams until the echo reply comes, and writes `pong` into the DOM.
 //!
 //! While the page runs, the test polls `listPort` for the QUIC session's `server` port. A
-//! second page pins a wrong hash: its session must fail with a `WebTransportError`.
+//! second page pins a wrong hash: its session must fail with a `WebTransportError`. A third
+//! test gives the switch certificates made by `openssl` and the page their hashes: Chromium
+//! takes an ECDSA one valid 10 days, and refuses an RSA one and an ECDSA one valid 15 days.
 //!
 //! The page holds its load event (`<img src="/hold">`) until it posted its outcome to `/done`,
 //! so `--dump-dom` shows the end; there is no `--virtual-time-budget`, whose virtual clock would
@@ -41,8 +43,8 @@ const TAP_IP: &str = "192.0.2.10";
 const PAGE_IP: &str = "192.0.2.99";
 const PAGE_MAC: &str = "02:00:5e:10:00:99";
 
-/// The page (`@WS_PORT@`, `@TAP_IP@`, `@PAGE_IP@`, `@PAGE_MAC@` and `@WRONG@` are filled in by
-/// [`page`]).
+/// The page (`@WS_PORT@`, `@TAP_IP@`, `@PAGE_IP@`, `@PAGE_MAC@`, `@WRONG@` and `@PINNED@` are
+/// filled in by [`page`]).
 const PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>wt</title></head>
 <body>
@@ -53,6 +55,7 @@ const PAGE: &str = r#"<!doctype html>
 "use strict";
 const HASH_URL = "http://127.0.0.1:@WS_PORT@/.well-known/etherws/wt-cert-hash";
 const WRONG = @WRONG@;
+const PINNED = @PINNED@;
 const ip = s => s.split(".").map(Number);
 const TAP_IP = ip("@TAP_IP@"), MY_IP = ip("@PAGE_IP@");
 const MY_MAC = "@PAGE_MAC@".split(":").map(h => parseInt(h, 16));
@@ -129,8 +132,7 @@ async function exchange(w, rd, frame, want) {
   throw new Error("no answer to " + Array.from(frame.slice(12, 14)).join(","));
 }
 async function run() {
-  const r = await fetch(HASH_URL, {cache: "no-store"});
-  const j = await r.json();
+  const j = PINNED || await (await fetch(HASH_URL, {cache: "no-store"})).json();
   log("hashes " + JSON.stringify(j));
   const hashes = WRONG ? [new Uint8Array(32).fill(7)] : j.hashes.map(b64);
   const url = "https://127.0.0.1:" + j.port + "/";
@@ -160,9 +162,15 @@ async function run() {
 </body></html>
 "#;
 
-fn page(wrong: bool) -> String {
+/// The page; `wrong`: it pins a made-up hash; `pinned`: the hash it pins (base64) instead of
+/// those the switch serves.
+fn page(wrong: bool, pinned: Option<&str>) -> String {
+    let pinned = pinned.map_or("null".to_string(), |h| {
+        serde_json::json!({"hashes": [h], "port": QUIC_PORT}).to_string()
+    });
     PAGE.replace("@WS_PORT@", &WS_PORT.to_string())
         .replace("@WRONG@", if wrong { "true" } else { "false" })
+        .replace("@PINNED@", &pinned)
         .replace("@TAP_IP@", TAP_IP)
         .replace("@PAGE_IP@", PAGE_IP)
         .replace("@PAGE_MAC@", PAGE_MAC)
@@ -229,19 +237,21 @@ struct Lan {
 }
 
 impl Lan {
+    /// The switch with `--webtransport-selfsigned`.
     fn new() -> Lan {
+        Self::with(&["--webtransport-selfsigned"])
+    }
+
+    /// The switch with its QUIC listener and `tls` (its certificate options).
+    fn with(tls: &[&str]) -> Lan {
         let ns = Netns::new("wtS");
         let quic_port = QUIC_PORT.to_string();
         let sw = Switch::builder("wt")
             .netns(&ns)
             .host("127.0.0.1")
             .port(WS_PORT)
-            .args(&[
-                "--quic",
-                "--quic-port",
-                &quic_port,
-                "--webtransport-selfsigned",
-            ])
+            .args(&["--quic", "--quic-port", &quic_port])
+            .args(tls)
             .start();
         sw.add_tap(&ns, TAP, TAP_IP);
         Lan { ns, sw }
@@ -255,7 +265,7 @@ fn a_web_page_pings_a_tap_host_over_webtransport() {
         return;
     }
     let lan = Lan::new();
-    let (dom, log, posted, servers) = load(&lan, PAGE_PORT, page(false));
+    let (dom, log, posted, servers) = load(&lan, PAGE_PORT, page(false, None));
     eprintln!(
         "webtransport: the page posted {posted:?}; it logged:\n{}",
         page_log(&dom)
@@ -296,7 +306,7 @@ fn a_web_page_pinning_a_wrong_hash_is_refused() {
         return;
     }
     let lan = Lan::new();
-    let (dom, log, posted, servers) = load(&lan, WRONG_PAGE_PORT, page(true));
+    let (dom, log, posted, servers) = load(&lan, WRONG_PAGE_PORT, page(true, None));
     eprintln!("webtransport: the page posted {posted:?}");
     assert!(
         dom.contains("<p id=\"result\">error WebTransportError"),
@@ -304,4 +314,66 @@ fn a_web_page_pinning_a_wrong_hash_is_refused() {
          --- dumped DOM ---\n{dom}\n--- chromium log ---\n{log}"
     );
     assert!(servers.is_empty(), "a session was admitted: {servers:?}");
+}
+
+/// A certificate made by `openssl req -x509` with `newkey` (`rsa:2048`, `ec`) valid for `days`,
+/// in `dir`: its key and certificate files, and the SHA-256 of its DER in base64.
+fn openssl_cert(dir: &TempDir, name: &str, newkey: &str, days: &str) -> (String, String, String) {
+    let (key, cert) = (
+        dir.file(&format!("{name}.key")),
+        dir.file(&format!("{name}.crt")),
+    );
+    let mut argv = vec!["openssl", "req", "-x509", "-newkey", newkey];
+    if newkey == "ec" {
+        argv.extend(["-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+    }
+    argv.extend(["-days", days, "-nodes", "-subj", "/CN=etherws-wt-test"]);
+    argv.extend(["-keyout", &key, "-out", &cert]);
+    run_ok(&argv);
+    let hash = format!(
+        "openssl x509 -in {cert} -outform DER | openssl dgst -sha256 -binary | openssl base64 -A"
+    );
+    let hash = run_ok(&["sh", "-c", &hash]).trim().to_string();
+    assert_eq!(hash.len(), 44, "a SHA-256 in base64: {hash:?}");
+    (key, cert, hash)
+}
+
+/// Chromium's rules for a pinned certificate, with the certificate given to the switch
+/// (`--sslkey`/`--sslcert`): an ECDSA one valid 10 days is taken (the page pings), an RSA one
+/// and an ECDSA one valid 15 days are not, whatever their hash (a `WebTransportError`). Why
+/// `--webtransport-selfsigned` makes ECDSA certificates valid 12 days and an hour.
+#[test]
+fn chromium_pins_only_short_lived_ecdsa_certificates() {
+    if !require_root() || !require_tool("chromium") || !require_tool("openssl") {
+        return;
+    }
+    let dir = TempDir::new("wt-certs");
+    let cases = [
+        ("ecdsa-10d", "ec", "10", true),
+        ("rsa-10d", "rsa:2048", "10", false),
+        ("ecdsa-15d", "ec", "15", false),
+    ];
+    for (name, newkey, days, pings) in cases {
+        let (key, cert, hash) = openssl_cert(&dir, name, newkey, days);
+        let lan = Lan::with(&["--sslkey", &key, "--sslcert", &cert]);
+        let (dom, log, posted, servers) = load(&lan, PAGE_PORT, page(false, Some(&hash)));
+        eprintln!("webtransport: {name}: the page posted {posted:?}");
+        let (want, result) = match pings {
+            true => ("pong", "<p id=\"result\">pong</p>"),
+            false => (
+                "a WebTransportError",
+                "<p id=\"result\">error WebTransportError",
+            ),
+        };
+        assert!(
+            dom.contains(result),
+            "{name}: the page should end in {want} (posted: {posted:?})\n--- dumped DOM ---\n\
+             {dom}\n--- chromium log ---\n{log}"
+        );
+        assert_eq!(
+            servers.is_empty(),
+            !pings,
+            "{name}: server ports {servers:?}"
+        );
+    }
 }
