@@ -209,3 +209,53 @@ fn quic_needs_tls_and_a_wss_url() {
     ]);
     assert!(show(&out).contains("not supported yet"), "{}", show(&out));
 }
+
+#[test]
+fn quic_client_certificates_and_the_loop_check() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicmt");
+    let clients = pki.ca("clients");
+    let other = pki.ca("other");
+    let good = pki.client(&clients, "node-b", KeyForm::Pkcs8);
+    let bad = pki.client(&other, "mallory", KeyForm::Pkcs8);
+    let (s, ca) = sites("qm", &pki, &["--sslclientca", &clients.cert]);
+    let u = url();
+    let add = |sw: &Switch, cert: Option<&ServerCert>| {
+        let mut argv = vec![
+            "addport",
+            "client",
+            &u,
+            "--transport",
+            "quic",
+            "--cacerts",
+            &ca,
+        ];
+        if let Some(c) = cert {
+            argv.extend_from_slice(&["--cert", &c.cert, "--key", &c.key]);
+        }
+        sw.ctl(&argv)
+    };
+
+    // No certificate, or one of another CA: refused, and no port comes up.
+    for (cert, what) in [(None, "no certificate"), (Some(&bad), "another CA's")] {
+        let out = add(&s.b.sw, cert);
+        assert!(!out.status.success(), "{what}: must fail\n{}", show(&out));
+        assert_eq!(s.a.sw.servers(), vec![], "{what}");
+    }
+
+    // The CA's client certificate: the port's user is its name.
+    let out = add(&s.b.sw, Some(&good));
+    assert!(out.status.success(), "{}", show(&out));
+    s.a.sw.wait_servers(1);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    let server = s.a.sw.servers()[0].port;
+    assert_eq!(s.a.sw.port_status(server)["user"], "node-b");
+
+    // A's client port to its own QUIC listener: refused with 508.
+    let out = add(&s.a.sw, Some(&good));
+    assert!(!out.status.success(), "a loop must fail\n{}", show(&out));
+    assert!(show(&out).contains("508"), "{}", show(&out));
+    assert_eq!(s.a.sw.servers().len(), 1);
+}
