@@ -259,3 +259,50 @@ fn quic_client_certificates_and_the_loop_check() {
     assert!(show(&out).contains("508"), "{}", show(&out));
     assert_eq!(s.a.sw.servers().len(), 1);
 }
+
+#[test]
+fn quic_takes_a_reloaded_certificate_and_keeps_its_sessions() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicrl");
+    let (s, ca) = sites("ql", &pki, &[]);
+    let first = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+
+    // A new certificate from another CA, in place of the files A was started with.
+    let ca2 = pki.ca("rotated");
+    let cert2 = pki.server(&ca2, "switch-a2", &[A_VETH], KeyForm::Pkcs8);
+    let key = pki.dir.file("switch-a.key");
+    let crt = pki.dir.file("switch-a.pem");
+    for (from, to) in [(&cert2.key, &key), (&cert2.cert, &crt)] {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {from} to {to}: {e}"));
+    }
+    let out = s.a.sw.ctl_ok(&["reload"]);
+    eprintln!("reload: {out}");
+
+    // The session in course goes on; a new one is verified against the new CA only.
+    ping(&s.b.ns, A_TAP);
+    let u = url();
+    let old = s.b.sw.ctl(&[
+        "addport",
+        "client",
+        &u,
+        "--transport",
+        "quic",
+        "--cacerts",
+        &ca,
+    ]);
+    assert!(
+        !old.status.success(),
+        "the old CA must fail now\n{}",
+        show(&old)
+    );
+    s.b.sw.add_port(
+        "client",
+        &u,
+        &["--transport", "quic", "--cacerts", &ca2.cert],
+    );
+    s.a.sw.wait_servers(2);
+    assert_eq!(s.b.sw.port_status(first.port)["link"], "up");
+}
