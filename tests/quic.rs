@@ -306,3 +306,33 @@ fn quic_takes_a_reloaded_certificate_and_keeps_its_sessions() {
     s.a.sw.wait_servers(2);
     assert_eq!(s.b.sw.port_status(first.port)["link"], "up");
 }
+
+#[test]
+fn quic_paths_give_their_settings_and_unknown_ones_404() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicpa");
+    let (s, ca) = sites("qp", &pki, &["--path", "/", "--path", "/v10=vlan:10"]);
+    let u = format!("wss://{A_VETH}:{PORT}/v10");
+    let quic = ["--transport", "quic", "--cacerts", ca.as_str()];
+    s.b.sw.add_port("client", &u, &quic);
+    let server = s.a.sw.wait_servers(1)[0].port;
+    let row = s.a.sw.port_status(server);
+    assert_eq!(
+        (&row["path"], &row["vlan"]),
+        (&"/v10".into(), &10.into()),
+        "{row}"
+    );
+
+    let nowhere = format!("wss://{A_VETH}:{PORT}/nowhere");
+    let mut argv = vec!["addport", "client", nowhere.as_str()];
+    argv.extend_from_slice(&quic);
+    let out = s.b.sw.ctl(&argv);
+    assert!(
+        !out.status.success(),
+        "an unknown path must fail\n{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("404"), "{}", show(&out));
+}
