@@ -209,3 +209,130 @@ fn quic_needs_tls_and_a_wss_url() {
     ]);
     assert!(show(&out).contains("not supported yet"), "{}", show(&out));
 }
+
+#[test]
+fn quic_client_certificates_and_the_loop_check() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicmt");
+    let clients = pki.ca("clients");
+    let other = pki.ca("other");
+    let good = pki.client(&clients, "node-b", KeyForm::Pkcs8);
+    let bad = pki.client(&other, "mallory", KeyForm::Pkcs8);
+    let (s, ca) = sites("qm", &pki, &["--sslclientca", &clients.cert]);
+    let u = url();
+    let add = |sw: &Switch, cert: Option<&ServerCert>| {
+        let mut argv = vec![
+            "addport",
+            "client",
+            &u,
+            "--transport",
+            "quic",
+            "--cacerts",
+            &ca,
+        ];
+        if let Some(c) = cert {
+            argv.extend_from_slice(&["--cert", &c.cert, "--key", &c.key]);
+        }
+        sw.ctl(&argv)
+    };
+
+    // No certificate, or one of another CA: refused, and no port comes up.
+    for (cert, what) in [(None, "no certificate"), (Some(&bad), "another CA's")] {
+        let out = add(&s.b.sw, cert);
+        assert!(!out.status.success(), "{what}: must fail\n{}", show(&out));
+        assert_eq!(s.a.sw.servers(), vec![], "{what}");
+    }
+
+    // The CA's client certificate: the port's user is its name.
+    let out = add(&s.b.sw, Some(&good));
+    assert!(out.status.success(), "{}", show(&out));
+    s.a.sw.wait_servers(1);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    let server = s.a.sw.servers()[0].port;
+    assert_eq!(s.a.sw.port_status(server)["user"], "node-b");
+
+    // A's client port to its own QUIC listener: refused with 508.
+    let out = add(&s.a.sw, Some(&good));
+    assert!(!out.status.success(), "a loop must fail\n{}", show(&out));
+    assert!(show(&out).contains("508"), "{}", show(&out));
+    assert_eq!(s.a.sw.servers().len(), 1);
+}
+
+#[test]
+fn quic_takes_a_reloaded_certificate_and_keeps_its_sessions() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicrl");
+    let (s, ca) = sites("ql", &pki, &[]);
+    let first = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+
+    // A new certificate from another CA, in place of the files A was started with.
+    let ca2 = pki.ca("rotated");
+    let cert2 = pki.server(&ca2, "switch-a2", &[A_VETH], KeyForm::Pkcs8);
+    let key = pki.dir.file("switch-a.key");
+    let crt = pki.dir.file("switch-a.pem");
+    for (from, to) in [(&cert2.key, &key), (&cert2.cert, &crt)] {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {from} to {to}: {e}"));
+    }
+    let out = s.a.sw.ctl_ok(&["reload"]);
+    eprintln!("reload: {out}");
+
+    // The session in course goes on; a new one is verified against the new CA only.
+    ping(&s.b.ns, A_TAP);
+    let u = url();
+    let old = s.b.sw.ctl(&[
+        "addport",
+        "client",
+        &u,
+        "--transport",
+        "quic",
+        "--cacerts",
+        &ca,
+    ]);
+    assert!(
+        !old.status.success(),
+        "the old CA must fail now\n{}",
+        show(&old)
+    );
+    s.b.sw.add_port(
+        "client",
+        &u,
+        &["--transport", "quic", "--cacerts", &ca2.cert],
+    );
+    s.a.sw.wait_servers(2);
+    assert_eq!(s.b.sw.port_status(first.port)["link"], "up");
+}
+
+#[test]
+fn quic_paths_give_their_settings_and_unknown_ones_404() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicpa");
+    let (s, ca) = sites("qp", &pki, &["--path", "/", "--path", "/v10=vlan:10"]);
+    let u = format!("wss://{A_VETH}:{PORT}/v10");
+    let quic = ["--transport", "quic", "--cacerts", ca.as_str()];
+    s.b.sw.add_port("client", &u, &quic);
+    let server = s.a.sw.wait_servers(1)[0].port;
+    let row = s.a.sw.port_status(server);
+    assert_eq!(
+        (&row["path"], &row["vlan"]),
+        (&"/v10".into(), &10.into()),
+        "{row}"
+    );
+
+    let nowhere = format!("wss://{A_VETH}:{PORT}/nowhere");
+    let mut argv = vec!["addport", "client", nowhere.as_str()];
+    argv.extend_from_slice(&quic);
+    let out = s.b.sw.ctl(&argv);
+    assert!(
+        !out.status.success(),
+        "an unknown path must fail\n{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("404"), "{}", show(&out));
+}

@@ -833,11 +833,11 @@ async fn serve(
             settings: s.ws,
         };
         let tls = match (&wt_certs, &ws_tls) {
-            (Some(certs), _) => certs.server_config()?,
-            (None, Some(tls)) => tls.load(),
+            (Some(certs), _) => Arc::new(Swap::new(certs.server_config()?)),
+            (None, Some(tls)) => tls.clone(),
             (None, None) => bail!("--quic without TLS"),
         };
-        servers.spawn(serve_quic(&s, port, &tls, side, wt_certs)?);
+        servers.spawn(serve_quic(&s, port, tls, side, wt_certs)?);
     }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
@@ -874,39 +874,37 @@ fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
     Ok(Some(WtCerts::new(port, s.client_auth.clone())?))
 }
 
-/// Opens the QUIC listener (`--quic`) on `port`; gives what serves it. With `wt_certs`, tells
-/// them the port and renews them into the listener for as long as it runs.
+/// Opens the QUIC listener (`--quic`) on `port` with the TLS configuration of `tls` (as a
+/// reload or a renewal leaves it); gives what serves it. With `wt_certs` (then `tls` is their
+/// cell), tells them the port and renews them into `tls` for as long as the switch runs.
 fn serve_quic(
     s: &Settings,
     port: u16,
-    tls: &rustls::ServerConfig,
+    tls: TlsCell,
     side: QuicSide,
     wt_certs: Option<Arc<WtCerts>>,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
-    let endpoint = crate::edge::quic::bind(&s.host, port, tls, &s.ws)?;
+    let cell = tls.clone();
+    let mut tls = crate::edge::quic::ServerTls::new(tls, &s.ws)?;
+    let endpoint = crate::edge::quic::bind(&s.host, port, &mut tls)?;
     let quic_addr = endpoint.local_addr()?;
     let congestion = s.ws.quic_congestion.name();
     let selfsigned = wt_certs.is_some();
     tracing::info!(%quic_addr, path = %s.path_list(), congestion, selfsigned, "serving QUIC (HTTP/3)");
     if let Some(certs) = wt_certs {
         certs.set_port(quic_addr.port());
-        renew_webtransport_certs(certs, endpoint.clone(), &s.ws);
+        renew_webtransport_certs(certs, cell);
     }
-    Ok(crate::edge::quic::serve(endpoint, side, s.conns))
+    Ok(crate::edge::quic::serve(endpoint, side, s.conns, tls))
 }
 
-/// Renews `certs` for as long as the switch runs, each new certificate the server
-/// configuration of `endpoint` from then on (connections in course keep theirs).
-fn renew_webtransport_certs(certs: Arc<WtCerts>, endpoint: quinn::Endpoint, ws: &WsSettings) {
-    let transport = crate::port::quic::transport(ws.keepalive, ws.quic_congestion);
-    tokio::spawn(wt_cert::renew_loop(
-        certs,
-        wt_cert::RENEW_EVERY,
-        move |tls| match crate::port::quic::server_config(&tls, transport.clone()) {
-            Ok(config) => endpoint.set_server_config(Some(config)),
-            Err(e) => tracing::warn!("WebTransport: the new certificate cannot serve QUIC: {e:#}"),
-        },
-    ));
+/// Renews `certs` for as long as the switch runs, each new certificate the QUIC listener's
+/// TLS configuration (`cell`, its own) from then on: connections in course keep theirs.
+fn renew_webtransport_certs(certs: Arc<WtCerts>, cell: TlsCell) {
+    let every = wt_cert::RENEW_EVERY;
+    tokio::spawn(wt_cert::renew_loop(certs, every, move |tls| {
+        cell.store(tls)
+    }));
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

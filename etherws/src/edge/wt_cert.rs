@@ -2,8 +2,8 @@
 //! expires, and the page that tells browsers its hashes.
 //!
 //! The QUIC listener serves the newest certificate; a renewal makes a new one every
-//! [`RENEW_EVERY`] and hands its TLS configuration to the listener (which swaps its server
-//! configuration: sessions in course keep theirs). `GET` [`HASH_PATH`] on the WebSocket listener
+//! [`RENEW_EVERY`] and stores its TLS configuration in the listener's cell, which each new
+//! connection reads (sessions in course keep theirs). `GET` [`HASH_PATH`] on the WebSocket listener
 //! answers the SHA-256 of every certificate still valid, newest first, and the QUIC port:
 //! `{"algorithm":"sha-256","hashes":["base64…",…],"port":4433}`. A page fetched the hashes
 //! before a renewal still connects, as long as the certificate it pinned is still listed.
