@@ -297,6 +297,16 @@ fn a_web_page_pings_a_tap_host_over_webtransport() {
         servers.iter().any(is_quic_server),
         "listPort never showed the page's QUIC server port with its frames: {shown:?}"
     );
+    // A reload gives the QUIC listener its certificate again (with the client CAs read
+    // again): a page still joins with the hashes served.
+    let said = lan.sw.ctl_ok(&["reload"]);
+    eprintln!("webtransport: reload: {}", said.trim());
+    let (dom, log, posted, _) = load(&lan, PAGE_PORT + 2, page(false, None));
+    assert!(
+        dom.contains("<p id=\"result\">pong</p>"),
+        "after a reload, the page did not get its echo reply (posted: {posted:?})\n\
+         --- dumped DOM ---\n{dom}\n--- chromium log ---\n{log}"
+    );
 }
 
 /// A page that pins a hash the switch's certificate does not have cannot open a session.

@@ -833,11 +833,11 @@ async fn serve(
             settings: s.ws,
         };
         let tls = match (&wt_certs, &ws_tls) {
-            (Some(certs), _) => Arc::new(Swap::new(certs.server_config()?)),
+            (Some(certs), _) => certs.cell(),
             (None, Some(tls)) => tls.clone(),
             (None, None) => bail!("--quic without TLS"),
         };
-        servers.spawn(serve_quic(&s, port, tls, side, wt_certs)?);
+        servers.spawn(serve_quic(&s, port, tls, side, wt_certs.clone())?);
     }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
@@ -850,6 +850,7 @@ async fn serve(
         ctl_auth,
         ws_tls,
         ctl_tls: if shared { None } else { ctl_tls },
+        webtransport: wt_certs,
         control,
     };
 
@@ -865,7 +866,7 @@ async fn serve(
 }
 
 /// With `--webtransport-selfsigned`, the QUIC listener's first certificate (renewed once the
-/// listener is bound: [`renew_webtransport_certs`]).
+/// listener is bound, by [`serve_quic`]).
 fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
     if !s.webtransport_selfsigned {
         return Ok(None);
@@ -876,7 +877,7 @@ fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
 
 /// Opens the QUIC listener (`--quic`) on `port` with the TLS configuration of `tls` (as a
 /// reload or a renewal leaves it); gives what serves it. With `wt_certs` (then `tls` is their
-/// cell), tells them the port and renews them into `tls` for as long as the switch runs.
+/// cell), tells them the port and renews them for as long as the switch runs.
 fn serve_quic(
     s: &Settings,
     port: u16,
@@ -884,7 +885,6 @@ fn serve_quic(
     side: QuicSide,
     wt_certs: Option<Arc<WtCerts>>,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
-    let cell = tls.clone();
     let mut tls = crate::edge::quic::ServerTls::new(tls, &s.ws)?;
     let endpoint = crate::edge::quic::bind(&s.host, port, &mut tls)?;
     let quic_addr = endpoint.local_addr()?;
@@ -893,18 +893,9 @@ fn serve_quic(
     tracing::info!(%quic_addr, path = %s.path_list(), congestion, selfsigned, "serving QUIC (HTTP/3)");
     if let Some(certs) = wt_certs {
         certs.set_port(quic_addr.port());
-        renew_webtransport_certs(certs, cell);
+        tokio::spawn(wt_cert::renew_loop(certs, wt_cert::RENEW_EVERY));
     }
     Ok(crate::edge::quic::serve(endpoint, side, s.conns, tls))
-}
-
-/// Renews `certs` for as long as the switch runs, each new certificate the QUIC listener's
-/// TLS configuration (`cell`, its own) from then on: connections in course keep theirs.
-fn renew_webtransport_certs(certs: Arc<WtCerts>, cell: TlsCell) {
-    let every = wt_cert::RENEW_EVERY;
-    tokio::spawn(wt_cert::renew_loop(certs, every, move |tls| {
-        cell.store(tls)
-    }));
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

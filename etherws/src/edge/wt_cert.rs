@@ -3,7 +3,8 @@
 //!
 //! The QUIC listener serves the newest certificate; a renewal makes a new one every
 //! [`RENEW_EVERY`] and stores its TLS configuration in the listener's cell, which each new
-//! connection reads (sessions in course keep theirs). `GET` [`HASH_PATH`] on the WebSocket listener
+//! connection reads (sessions in course keep theirs); a reload stores one with its client CAs
+//! and CRLs there too. `GET` [`HASH_PATH`] on the WebSocket listener
 //! answers the SHA-256 of every certificate still valid, newest first, and the QUIC port:
 //! `{"algorithm":"sha-256","hashes":["base64…",…],"port":4433}`. A page fetched the hashes
 //! before a renewal still connects, as long as the certificate it pinned is still listed.
@@ -25,6 +26,7 @@ use base64::Engine;
 
 use crate::base::selfsigned::SelfSigned;
 use crate::base::tls::{ClientAuth, server_config_with};
+use crate::edge::live::{Swap, TlsCell};
 
 /// Where the WebSocket listener answers the hashes.
 pub(crate) const HASH_PATH: &str = "/.well-known/etherws/wt-cert-hash";
@@ -36,24 +38,50 @@ pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(6 * 24 * 3600);
 /// Certificates kept at most: the one served and the one before.
 const KEPT: usize = 2;
 
-/// The self-signed certificates, newest first, and what the listener needs of them.
+/// The self-signed certificates and the QUIC listener's TLS configuration made of them.
 pub(crate) struct WtCerts {
-    certs: Mutex<Vec<Arc<SelfSigned>>>,
-    /// The client certificates the QUIC listener requires (`--sslclientca`), if any.
-    client_auth: Option<ClientAuth>,
+    /// One lock, so that a renewal and a reload install their configurations one at a time.
+    state: Mutex<State>,
+    /// The QUIC listener's TLS configuration, its own: the newest certificate's.
+    cell: TlsCell,
     /// The UDP port the QUIC listener serves, told to pages (set once it is bound).
     port: AtomicU16,
 }
 
+/// The certificates, newest first, and the client certificates asked for.
+struct State {
+    certs: Vec<Arc<SelfSigned>>,
+    /// The client certificates the QUIC listener requires (`--sslclientca`), if any.
+    client_auth: Option<ClientAuth>,
+}
+
+/// The TLS configuration of `cert` (ALPN left for the listener to set). Reads the client CAs
+/// and CRLs of `client_auth`: on the blocking pool, or at start-up.
+fn tls_config(
+    cert: &SelfSigned,
+    client_auth: Option<&ClientAuth>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    server_config_with(vec![cert.cert.clone()], cert.private_key(), client_auth)
+}
+
 impl WtCerts {
-    /// A first certificate, made now.
+    /// A first certificate, made now, and its TLS configuration in a cell of its own.
     pub(crate) fn new(port: u16, client_auth: Option<ClientAuth>) -> anyhow::Result<Arc<WtCerts>> {
         let first = SelfSigned::generate(SystemTime::now())?;
+        let config = tls_config(&first, client_auth.as_ref())?;
         Ok(Arc::new(WtCerts {
-            certs: Mutex::new(vec![Arc::new(first)]),
-            client_auth,
+            state: Mutex::new(State {
+                certs: vec![Arc::new(first)],
+                client_auth,
+            }),
+            cell: Arc::new(Swap::new(config)),
             port: AtomicU16::new(port),
         }))
+    }
+
+    /// The QUIC listener's TLS configuration, as the last renewal or reload left it.
+    pub(crate) fn cell(&self) -> TlsCell {
+        self.cell.clone()
     }
 
     /// The QUIC listener's port, once bound (`--quic-port 0` picks one).
@@ -61,37 +89,38 @@ impl WtCerts {
         self.port.store(port, Ordering::Relaxed);
     }
 
-    fn newest(&self) -> Arc<SelfSigned> {
-        self.certs.lock().unwrap_or_else(|e| e.into_inner())[0].clone()
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The TLS configuration of the newest certificate (ALPN left for the listener to set).
-    pub(crate) fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let c = self.newest();
-        server_config_with(
-            vec![c.cert.clone()],
-            c.private_key(),
-            self.client_auth.as_ref(),
-        )
-    }
-
-    /// Makes a new certificate at `now`, keeps the one before while it is valid, and gives the
-    /// new TLS configuration.
-    pub(crate) fn renew(&self, now: SystemTime) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    /// Makes a new certificate at `now`, keeps the one before while it is valid, and installs
+    /// the new one's TLS configuration. On the blocking pool.
+    pub(crate) fn renew(&self, now: SystemTime) -> anyhow::Result<()> {
         let new = Arc::new(SelfSigned::generate(now)?);
-        {
-            let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
-            certs.insert(0, new);
-            certs.truncate(KEPT);
-            certs.retain(|c| c.valid_at(now));
-        }
-        self.server_config()
+        let mut state = self.state();
+        let config = tls_config(&new, state.client_auth.as_ref())?;
+        state.certs.insert(0, new);
+        state.certs.truncate(KEPT);
+        state.certs.retain(|c| c.valid_at(now));
+        self.cell.store(config);
+        Ok(())
+    }
+
+    /// A reload's client CAs and CRLs (`--sslclientca`, `--sslcrl`), for new connections from
+    /// now on. On the blocking pool.
+    pub(crate) fn set_client_auth(&self, client_auth: Option<ClientAuth>) -> anyhow::Result<()> {
+        let mut state = self.state();
+        let config = tls_config(&state.certs[0], client_auth.as_ref())?;
+        state.client_auth = client_auth;
+        self.cell.store(config);
+        Ok(())
     }
 
     /// The SHA-256 of each certificate valid at `now`, newest first, in base64.
     pub(crate) fn hashes(&self, now: SystemTime) -> Vec<String> {
-        let certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
-        certs
+        let state = self.state();
+        state
+            .certs
             .iter()
             .filter(|c| c.valid_at(now))
             .map(|c| base64::engine::general_purpose::STANDARD.encode(c.sha256))
@@ -118,14 +147,10 @@ impl WtCerts {
     }
 }
 
-/// Renews the certificate `every` ([`RENEW_EVERY`]) for as long as the switch runs, handing
-/// each new TLS configuration to `install` (the QUIC listener's). A failed renewal is logged and
-/// tried again in a minute; the certificate before stays in use meanwhile.
-pub(crate) async fn renew_loop(
-    certs: Arc<WtCerts>,
-    every: Duration,
-    install: impl Fn(Arc<rustls::ServerConfig>) + Send + 'static,
-) {
+/// Renews the certificate `every` ([`RENEW_EVERY`]) for as long as the switch runs, each new
+/// one the QUIC listener's from then on (connections in course keep theirs). A failed renewal
+/// is logged and tried again in a minute; the certificate before stays in use meanwhile.
+pub(crate) async fn renew_loop(certs: Arc<WtCerts>, every: Duration) {
     let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
@@ -133,21 +158,20 @@ pub(crate) async fn renew_loop(
             let certs = certs.clone();
             tokio::task::spawn_blocking(move || certs.renew(SystemTime::now())).await
         };
-        match made {
-            Ok(Ok(config)) => {
-                install(config);
+        wait = match made {
+            Ok(Ok(())) => {
                 tracing::info!("WebTransport: new self-signed certificate");
-                wait = every;
+                every
             }
             Ok(Err(e)) => {
                 tracing::warn!("WebTransport: the certificate could not be renewed: {e:#}");
-                wait = Duration::from_secs(60);
+                Duration::from_secs(60)
             }
             Err(e) => {
                 tracing::warn!("WebTransport: the renewal failed: {e}");
-                wait = Duration::from_secs(60);
+                Duration::from_secs(60)
             }
-        }
+        };
     }
 }
 
@@ -184,16 +208,19 @@ mod tests {
     async fn the_loop_installs_each_new_certificate() {
         let certs = WtCerts::new(4433, None).unwrap();
         let first = certs.hashes(SystemTime::now())[0].clone();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let every = Duration::from_millis(50);
-        let task = tokio::spawn(renew_loop(certs.clone(), every, move |config| {
-            let _ = tx.send(config);
-        }));
+        let cell = certs.cell();
+        let mut installed = cell.load();
+        let task = tokio::spawn(renew_loop(certs.clone(), Duration::from_millis(50)));
         for round in 1..=2 {
-            let config = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("a renewal within 10 s")
-                .unwrap();
+            let t0 = std::time::Instant::now();
+            while Arc::ptr_eq(&installed, &cell.load()) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "round {round}: no renewal"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            installed = cell.load();
             let hashes = certs.hashes(SystemTime::now());
             assert_eq!(
                 hashes.len(),
@@ -201,12 +228,13 @@ mod tests {
                 "round {round}: the new one and the one before"
             );
             assert_ne!(hashes[0], first);
-            assert!(
-                config.alpn_protocols.len() == 1,
-                "a whole TLS configuration"
-            );
         }
         task.abort();
+        // A reload's client CAs: a new configuration, of the same certificate.
+        let before = certs.hashes(SystemTime::now());
+        certs.set_client_auth(None).unwrap();
+        assert!(!Arc::ptr_eq(&installed, &cell.load()));
+        assert_eq!(certs.hashes(SystemTime::now()), before);
     }
 
     #[tokio::test]
