@@ -428,3 +428,30 @@ fn quic_bad_datagrams_are_counted_and_the_session_lives() {
     );
     assert!(s.a.sw.log().contains("port added"), "{}", s.a.sw.log());
 }
+
+#[test]
+fn quic_sessions_count_against_the_per_address_limit() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quiclim");
+    let (s, ca) = sites("qn", &pki, &["--max-conns-per-addr", "1"]);
+    connect(&s, &ca, &[]);
+    let u = url();
+    let out = s.b.sw.ctl(&[
+        "addport",
+        "client",
+        &u,
+        "--transport",
+        "quic",
+        "--cacerts",
+        &ca,
+    ]);
+    assert!(
+        !out.status.success(),
+        "a second session must fail\n{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("503"), "{}", show(&out));
+    assert_eq!(s.a.sw.servers().len(), 1);
+}
