@@ -45,6 +45,8 @@
 //! * `relay` (by path): the relay of docs/dhcp-nat.md built with `contrib/etherws-lan-gateway`
 //!   (`Relay`, its VMs with `udhcpc` leases, `lan_gateway()`, `start_vm()`), a VM's router
 //!   advertisement, `ping_stats()`, `rss_mib()`;
+//! * `browser` (by path): `PageServer` (a page served inside a namespace, holding its load
+//!   until the page reports), `headless_chromium()` (with or without QUIC);
 //! * `docs` (by path): the documentation's pages, `assert_shows()` (a page shows an example as a
 //!   test runs it), `fenced_blocks()` (an example read from its page), `links()` and `anchors()`.
 //!
@@ -87,6 +89,7 @@ pub const CHROMIUM_HEADLESS: &[&str] = &[
     "--disable-sync",
 ];
 
+pub mod browser;
 pub mod dhcp;
 pub mod docs;
 mod http;

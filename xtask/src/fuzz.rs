@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "proxy_answer",
     "forwarded",
     "mss_clamp",
+    "h3_datagram",
 ];
 
 fn have_cargo_fuzz() -> bool {

@@ -27,7 +27,9 @@ use crate::edge::auth::Auth;
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
+use crate::edge::quic::QuicSide;
 use crate::edge::server::{self, Listening, WsSide};
+use crate::edge::wt_cert::{self, WtCerts};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::tcp::TcpTuning;
 use crate::port::websocket::{ClientOptions, Credentials};
@@ -72,6 +74,29 @@ pub(crate) struct Settings {
     pub(crate) ctl_trusted_proxies: Arc<TrustedProxies>,
     /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
     pub(crate) proxy_protocol: bool,
+    /// `--webtransport-selfsigned`: the QUIC listener's certificate is made in memory, and
+    /// its hashes are served at [`wt_cert::HASH_PATH`].
+    pub(crate) webtransport_selfsigned: bool,
+    /// The UDP port to serve QUIC on (`--quic`), if any.
+    pub(crate) quic: Option<u16>,
+}
+
+/// The UDP port of `--quic`: `--quic-port`, else `--port`'s number. QUIC has no form without
+/// TLS, so it needs `--sslkey`/`--sslcert`, or `--webtransport-selfsigned` (`tls`), which needs
+/// it in turn.
+fn quic_port(o: &EffectiveOptions, tls: bool) -> anyhow::Result<Option<u16>> {
+    if !o.quic {
+        if o.webtransport_selfsigned {
+            bail!("--webtransport-selfsigned needs --quic: its certificate is the QUIC listener's");
+        }
+        return Ok(None);
+    }
+    if !tls {
+        bail!(
+            "--quic needs --sslkey and --sslcert, or --webtransport-selfsigned: QUIC is always encrypted"
+        );
+    }
+    Ok(Some(o.quic_port.or(o.port).map_or(443, |p| p.0)))
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -103,6 +128,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
                 notsent_lowat: o.notsent_lowat.0,
                 congestion: o.congestion,
             },
+            quic_congestion: o.quic_congestion,
         },
         limits: limits(o),
         queues: QueueLimits {
@@ -147,6 +173,8 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             o.proxy_header,
         )?),
         proxy_protocol: o.proxy_protocol,
+        webtransport_selfsigned: o.webtransport_selfsigned,
+        quic: quic_port(o, ws_tls.pair.is_some() || o.webtransport_selfsigned)?,
     };
     s.check(&ws_tls, &ctl_tls)?;
     Ok(s)
@@ -269,6 +297,10 @@ impl Settings {
             if self.ctlpath == path || (self.shared_listener() && on_ws(path)) {
                 bail!("{path} is reserved for {what}");
             }
+        }
+        let wt = wt_cert::HASH_PATH;
+        if self.webtransport_selfsigned && (on_ws(wt) || self.ctlpath == wt) {
+            bail!("{wt} is reserved for --webtransport-selfsigned's certificate hashes");
         }
         if self.shared_listener() {
             if on_ws(&self.ctlpath) {
@@ -665,7 +697,11 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
             ..
         } => (add_netdev(control, name, *offload, what).await, iface),
         PortConf::Client {
-            url, user, passwd, ..
+            url,
+            user,
+            passwd,
+            transport,
+            ..
         } => {
             let creds = user.as_ref().map(|u| Credentials {
                 user: u.clone(),
@@ -678,7 +714,7 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
                 verify: tls.verify,
                 identity: tls.identity,
             };
-            return control.add_client(url, opts, false).await;
+            return control.add_client(url, opts, *transport, false).await;
         }
     };
     let stat = added?;
@@ -761,7 +797,14 @@ async fn serve(
         .map(|(_, c)| c.users.clone())
         .unwrap_or_default();
     let live = LiveWs::new(s.paths.clone(), users);
-    let ws = server::ws_routes(live.clone(), switch.clone(), &ws_side, s.ws);
+    let wt_certs = webtransport_certs(&s)?;
+    let ws = server::ws_routes(
+        live.clone(),
+        switch.clone(),
+        &ws_side,
+        s.ws,
+        wt_certs.clone(),
+    );
     let guard = Guard {
         tls: s.ctltls.is_some(),
         allowed_hosts: s.ctlallowhost.clone(),
@@ -780,7 +823,22 @@ async fn serve(
     let (ws_tls, ctl_tls) = (tls_cell(&s.tls), tls_cell(&s.ctltls));
     let shared = ctl_listener.is_none();
     let routes = [ws, ctl];
-    let servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    let mut servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    if let Some(port) = s.quic {
+        let side = QuicSide {
+            switch: switch.clone(),
+            auth: ws_side.auth.clone(),
+            conns: ws_side.conns.clone(),
+            live: live.clone(),
+            settings: s.ws,
+        };
+        let tls = match (&wt_certs, &ws_tls) {
+            (Some(certs), _) => certs.cell(),
+            (None, Some(tls)) => tls.clone(),
+            (None, None) => bail!("--quic without TLS"),
+        };
+        servers.spawn(serve_quic(&s, port, tls, side, wt_certs.clone())?);
+    }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
         options: start.options,
@@ -792,6 +850,7 @@ async fn serve(
         ctl_auth,
         ws_tls,
         ctl_tls: if shared { None } else { ctl_tls },
+        webtransport: wt_certs,
         control,
     };
 
@@ -804,6 +863,39 @@ async fn serve(
         reloads: reload_rx,
     };
     events.run(reloader, &switch).await
+}
+
+/// With `--webtransport-selfsigned`, the QUIC listener's first certificate (renewed once the
+/// listener is bound, by [`serve_quic`]).
+fn webtransport_certs(s: &Settings) -> anyhow::Result<Option<Arc<WtCerts>>> {
+    if !s.webtransport_selfsigned {
+        return Ok(None);
+    }
+    let port = s.quic.unwrap_or_default();
+    Ok(Some(WtCerts::new(port, s.client_auth.clone())?))
+}
+
+/// Opens the QUIC listener (`--quic`) on `port` with the TLS configuration of `tls` (as a
+/// reload or a renewal leaves it); gives what serves it. With `wt_certs` (then `tls` is their
+/// cell), tells them the port and renews them for as long as the switch runs.
+fn serve_quic(
+    s: &Settings,
+    port: u16,
+    tls: TlsCell,
+    side: QuicSide,
+    wt_certs: Option<Arc<WtCerts>>,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
+    let mut tls = crate::edge::quic::ServerTls::new(tls, &s.ws)?;
+    let endpoint = crate::edge::quic::bind(&s.host, port, &mut tls)?;
+    let quic_addr = endpoint.local_addr()?;
+    let congestion = s.ws.quic_congestion.name();
+    let selfsigned = wt_certs.is_some();
+    tracing::info!(%quic_addr, path = %s.path_list(), congestion, selfsigned, "serving QUIC (HTTP/3)");
+    if let Some(certs) = wt_certs {
+        certs.set_port(quic_addr.port());
+        tokio::spawn(wt_cert::renew_loop(certs, wt_cert::RENEW_EVERY));
+    }
+    Ok(crate::edge::quic::serve(endpoint, side, s.conns, tls))
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control
@@ -977,5 +1069,28 @@ mod tests {
         let s = settings(&EffectiveOptions::default()).unwrap();
         assert_eq!((s.port, s.ctlport, s.ctlpath.as_str()), (80, 7867, "/ctl"));
         assert_eq!(s.ageout, std::time::Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_self_signed_webtransport_certificate_goes_with_quic() {
+        let mut o = EffectiveOptions {
+            webtransport_selfsigned: true,
+            ..EffectiveOptions::default()
+        };
+        let e = settings(&o).err().unwrap().to_string();
+        assert!(e.contains("--webtransport-selfsigned needs --quic"), "{e}");
+        // QUIC without --sslkey: the self-signed certificate is its TLS; the WebSocket
+        // listener stays plain (port 80), QUIC takes --quic-port.
+        o.quic = true;
+        o.quic_port = Some(Num(4433));
+        let s = settings(&o).unwrap();
+        assert_eq!((s.quic, s.port, s.tls.is_some()), (Some(4433), 80, false));
+        assert!(s.webtransport_selfsigned);
+        o.path = vec![wt_cert::HASH_PATH.parse().unwrap()];
+        let e = settings(&o).err().unwrap().to_string();
+        assert!(
+            e.contains("is reserved for --webtransport-selfsigned"),
+            "{e}"
+        );
     }
 }

@@ -114,21 +114,44 @@ pub(crate) fn server_config(
 ) -> anyhow::Result<Arc<ServerConfig>> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
+    let mut config = server_builder(client_auth)?
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "private key and certificate {} do not go together",
+                cert.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The configuration of a TLS server with the given key and certificate chain, made in memory
+/// (`base::selfsigned`), requiring client certificates when `client_auth` is given.
+pub(crate) fn server_config_with(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_auth: Option<&ClientAuth>,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut config = server_builder(client_auth)?
+        .with_single_cert(certs, key)
+        .context("private key and certificate do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TLS server's configuration up to its certificate: our versions, and client certificates
+/// required when `client_auth` is given.
+fn server_builder(
+    client_auth: Option<&ClientAuth>,
+) -> anyhow::Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .context("TLS versions")?;
-    let builder = match client_auth {
+    Ok(match client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => builder.with_client_cert_verifier(client_verifier(auth)?),
-    };
-    let mut config = builder.with_single_cert(certs, key).with_context(|| {
-        format!(
-            "private key and certificate {} do not go together",
-            cert.display()
-        )
-    })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    })
 }
 
 /// Why a client's certificate chain, accepted when it connected, is refused now by `verifier`

@@ -32,6 +32,7 @@ use crate::edge::auth::Auth;
 use crate::edge::forwarded::{Client, Connection, Malformed, TrustedProxies, read_proxy_header};
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Session, TlsCell};
+use crate::edge::wt_cert::{self, WtCerts};
 use crate::port::websocket::super_frame;
 use crate::port::websocket::tcp::{TcpTuning, tune};
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
@@ -149,10 +150,10 @@ struct CtlState {
 
 /// A port that holds a connection slot for as long as it lives, and is in the sessions a
 /// reload looks at meanwhile.
-struct Admitted<P> {
-    port: P,
-    _permit: ConnPermit,
-    session: (Arc<LiveWs>, Arc<Session>),
+pub(crate) struct Admitted<P> {
+    pub(crate) port: P,
+    pub(crate) _permit: ConnPermit,
+    pub(crate) session: (Arc<LiveWs>, Arc<Session>),
 }
 
 impl<P: Port> Port for Admitted<P> {
@@ -198,13 +199,22 @@ impl WsSide {
 
 /// Routes for the WebSocket endpoint: every path not the control API's, looked up per request
 /// in the paths served now (a reload may add, change or remove them); an unknown path is `404`.
+/// With `wt_certs` (`--webtransport-selfsigned`), [`wt_cert::HASH_PATH`] answers their hashes.
 pub(crate) fn ws_routes(
     live: Arc<LiveWs>,
     switch: SharedSwitch,
     side: &WsSide,
     settings: WsSettings,
+    wt_certs: Option<Arc<WtCerts>>,
 ) -> Router {
-    Router::new().fallback(upgrade).with_state(WsState {
+    let mut router = Router::new();
+    if let Some(certs) = wt_certs {
+        router = router.route(
+            wt_cert::HASH_PATH,
+            get(move || std::future::ready(certs.answer())),
+        );
+    }
+    router.fallback(upgrade).with_state(WsState {
         switch,
         auth: side.auth.clone(),
         settings,

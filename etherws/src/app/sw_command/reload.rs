@@ -21,6 +21,7 @@ use crate::base::escape::Esc;
 use crate::control::Control;
 use crate::edge::auth::Auth;
 use crate::edge::live::{LiveWs, Session, TlsCell, Users, WsPath};
+use crate::edge::wt_cert::WtCerts;
 use crate::port::lock;
 use crate::switch::fdb::PortNo;
 
@@ -41,6 +42,9 @@ pub(crate) struct Reloader {
     pub(crate) ws_tls: Option<TlsCell>,
     /// `None` on a listener shared with the WebSocket side, or without TLS.
     pub(crate) ctl_tls: Option<TlsCell>,
+    /// The QUIC listener's self-signed certificates (`--webtransport-selfsigned`), whose TLS
+    /// configuration takes the client CAs and CRLs read again.
+    pub(crate) webtransport: Option<Arc<WtCerts>>,
     pub(crate) control: Control,
 }
 
@@ -104,6 +108,7 @@ impl Reloader {
     async fn apply(&mut self, next: Next) -> String {
         let mut said = Vec::new();
         self.apply_tls(&next.settings, &mut said);
+        self.apply_webtransport(&next.settings).await;
         self.ws_auth.set_htpasswd(next.settings.htpasswd.clone());
         self.ctl_auth
             .set_htpasswd(next.settings.ctlhtpasswd.clone());
@@ -142,6 +147,22 @@ impl Reloader {
         }
         if n > 0 {
             said.push("TLS certificates read again".into());
+        }
+    }
+
+    /// The QUIC listener's self-signed certificate with the client CAs and CRLs read again
+    /// (files: on the blocking pool). Said with the other certificates; a failure is logged,
+    /// and the listener keeps what it had.
+    async fn apply_webtransport(&self, s: &Settings) {
+        let Some(certs) = self.webtransport.clone() else {
+            return;
+        };
+        let auth = s.client_auth.clone();
+        let done = tokio::task::spawn_blocking(move || certs.set_client_auth(auth)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("WebTransport: client CAs not reloaded: {e:#}"),
+            Err(e) => tracing::warn!("WebTransport: client CAs not reloaded: {e}"),
         }
     }
 
@@ -451,7 +472,8 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
         };
     }
     first_changed!(
-        host => "host", port => "port", ctlhost => "ctlhost", ctlport => "ctlport",
+        host => "host", port => "port", quic => "quic", quic_port => "quic-port",
+        quic_congestion => "quic-congestion", ctlhost => "ctlhost", ctlport => "ctlport",
         ctlpath => "ctlpath", threads => "threads", pidfile => "pidfile", debug => "debug",
         logconf => "logconf", log_format => "log-format", ageout => "ageout",
         keepalive => "keepalive", reconnect_max => "reconnect-max",
@@ -466,6 +488,7 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
         auth_window => "auth-window", trusted_proxy => "trusted-proxy",
         proxy_header => "proxy-header", proxy_protocol => "proxy-protocol",
         ctlallowhost => "ctlallowhost", ctl_trusted_proxy => "ctl-trusted-proxy",
+        webtransport_selfsigned => "webtransport-selfsigned",
     );
     None
 }
