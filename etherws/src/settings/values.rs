@@ -416,8 +416,7 @@ mod tests {
 
 /// How a `client` port reaches its peer (`addport … --transport`, `transport` in a file's
 /// `[[port]]` and in `addPort`'s options).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Transport {
     /// WebSocket over TCP (`ws://`, `wss://`), as always.
     #[default]
