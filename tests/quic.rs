@@ -567,3 +567,89 @@ fn auto_falls_back_to_websocket_and_returns_to_quic() {
     assert!(log.contains("moved from WebSocket to QUIC"), "{log}");
     assert!(log.contains("moved from QUIC to WebSocket"), "{log}");
 }
+
+/// `tinyproxy` in a namespace on 127.0.0.1:`port`, CONNECT to [`PORT`] only; killed on drop
+/// (its log printed if the test panics).
+struct Proxy(std::process::Child, String);
+
+impl Proxy {
+    fn start(ns: &Netns, dir: &TempDir, port: u16) -> Proxy {
+        let conf = dir.write(
+            "tinyproxy.conf",
+            &format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nAllow 127.0.0.1\n\
+                 LogLevel Info\nConnectPort {PORT}\n"
+            ),
+        );
+        let log = dir.file("tinyproxy.log");
+        let out = std::fs::File::create(&log).expect("create the tinyproxy log");
+        let child = ns
+            .command(&["tinyproxy", "-d", "-c", &conf])
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start tinyproxy");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        poll("tinyproxy", Duration::from_secs(10), || {
+            ns.tcp_connect(addr).map(drop).map_err(|e| e.to_string())
+        });
+        Proxy(child, log)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!("===== tinyproxy log =====\n{}===== end =====", self.log());
+        }
+    }
+}
+
+#[test]
+fn auto_through_an_http_proxy_is_websocket_only() {
+    if !needs(&["openssl", "tinyproxy"]) {
+        return;
+    }
+    let pki = Pki::new("quicpx");
+    let ca = pki.ca("quic");
+    let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
+    let s = Sites::builder("qp")
+        .a(|a| {
+            a.switch(|b| b.port(PORT)).args(&[
+                "--quic",
+                "--sslkey",
+                &cert.key,
+                "--sslcert",
+                &cert.cert,
+            ])
+        })
+        .b(|b| {
+            b.switch(|b| b.env("https_proxy", "http://127.0.0.1:8888"))
+                .args(&["--quic-probe-interval", "1"])
+        })
+        .both(|s| s.args(&["--keepalive", "1"]).tap())
+        .start();
+    let proxy = Proxy::start(&s.b.ns, &pki.dir, 8888);
+
+    // UDP is open, but the proxy carries TCP only: WebSocket through it, and no probe.
+    let args = ["--transport", "auto", "--cacerts", &ca.cert];
+    let client = s.b.sw.add_port("client", &url(), &args);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(3));
+    let row = s.b.sw.port_status(client.port);
+    assert_eq!(row["transport"], "ws", "{row}");
+    assert_eq!(row["transport_reason"], "http proxy: ws only", "{row}");
+    assert!(
+        proxy.log().contains(&format!("CONNECT {A_VETH}:{PORT} ")),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(s.a.sw.servers().len(), 1);
+}
