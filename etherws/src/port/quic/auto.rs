@@ -22,9 +22,11 @@ pub(crate) const HEAD_START: Duration = Duration::from_millis(300);
 /// The longest `transport_reason` kept (a reason quotes errors, which may quote the peer).
 const MAX_REASON: usize = 300;
 
-/// The transport of a port's last session, for logging each switch once.
+/// A port's last session, for logging each change of transport once: none yet.
 const NONE: u8 = 0;
+/// The last session was WebSocket.
 const WS: u8 = 1;
+/// The last session was QUIC.
 const QUIC: u8 = 2;
 
 /// How a `transport auto` client port reaches its peer: both dialers, prepared once.
@@ -128,7 +130,9 @@ fn reason_text(reason: &str) -> Arc<str> {
 
 /// The winner of a race.
 enum Won {
+    /// QUIC's handshake and CONNECT were done first.
     Quic(QuicPort),
+    /// WebSocket's handshake was done first (or QUIC failed).
     Ws(WsPort),
 }
 
@@ -177,12 +181,14 @@ fn fall_back(ws: anyhow::Result<WsPort>, qe: &anyhow::Error) -> anyhow::Result<(
     }
 }
 
+/// The error of a race both transports lost.
 fn both_failed(qe: &anyhow::Error, we: &anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("quic: {qe:#}; ws: {we:#}")
 }
 
 /// What an `auto` port's session runs on.
 enum Via {
+    /// A QUIC connection.
     Quic(QuicPort),
     /// WebSocket, and the probe back to QUIC (none: WebSocket only, or no probing).
     Ws(WsPort, Option<Probe>),
