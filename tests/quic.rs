@@ -487,9 +487,14 @@ fn block_udp(s: &Sites, on: bool) {
 
 /// B's client port's transport and reason, once `transport` is `want` (within `within`).
 fn wait_transport(s: &Sites, port: u32, want: &str, within: Duration) -> String {
+    switch_transport(&s.b.sw, port, want, within)
+}
+
+/// A client port's transport and reason, once `transport` is `want` (within `within`).
+fn switch_transport(sw: &Switch, port: u32, want: &str, within: Duration) -> String {
     let t0 = std::time::Instant::now();
     let reason = poll(&format!("transport {want}"), within, || {
-        let row = s.b.sw.port_status(port);
+        let row = sw.port_status(port);
         match (row["transport"].as_str(), row["link"].as_str()) {
             (Some(t), Some("up")) if t == want => Ok(row["transport_reason"].to_string()),
             _ => Err(row.to_string()),
@@ -652,4 +657,26 @@ fn auto_through_an_http_proxy_is_websocket_only() {
         proxy.log()
     );
     assert_eq!(s.a.sw.servers().len(), 1);
+
+    // The same target from a configuration file's `[[port]]`, on a switch without the proxy:
+    // QUIC.
+    let conf = pki.dir.write(
+        "auto.toml",
+        &format!(
+            "[[port]]\ntype = \"client\"\ntarget = \"{}\"\ncacerts = \"{}\"\n\
+             transport = \"auto\"\n",
+            url(),
+            ca.cert
+        ),
+    );
+    let sw = Switch::builder("qp-B2")
+        .netns(&s.b.ns)
+        .host(Sites::B_VETH)
+        .port(8081)
+        .ctl_port(7868)
+        .args(&["--config", &conf])
+        .start();
+    let reason = switch_transport(&sw, 1, "quic", Duration::from_secs(10));
+    assert_eq!(reason, "\"quic\"");
+    s.a.sw.wait_servers(2);
 }

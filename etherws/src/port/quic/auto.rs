@@ -17,7 +17,7 @@ use crate::port::websocket::{
 };
 
 /// QUIC's head start: WebSocket is tried too once QUIC has not answered in this long.
-pub(crate) const HEAD_START: Duration = Duration::from_millis(300);
+const HEAD_START: Duration = Duration::from_millis(300);
 
 /// The longest `transport_reason` kept (a reason quotes errors, which may quote the peer).
 const MAX_REASON: usize = 300;
