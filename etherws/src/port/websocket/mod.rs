@@ -142,9 +142,7 @@ impl<D: Dial> ClientPort<D> {
             first,
         })
     }
-}
 
-impl<D: Dial> ClientPort<D> {
     /// The first connection, made by [`start`](Self::start) with `connect_first`.
     pub(crate) fn first(&self) -> Option<&D::Link> {
         self.first.as_ref()
