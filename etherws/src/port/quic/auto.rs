@@ -95,7 +95,7 @@ impl AutoDialer {
         quic: &Arc<QuicDialer>,
         settings: &WsSettings,
     ) -> anyhow::Result<AutoLink> {
-        let (won, reason) = race(quic, &self.ws, settings).await?;
+        let (won, reason) = race(&**quic, &self.ws, settings).await?;
         let via = match won {
             Won::Quic(q) => Via::Quic(q),
             Won::Ws(ws) => Via::Ws(ws, Probe::new(quic, settings)),
@@ -128,21 +128,21 @@ fn reason_text(reason: &str) -> Arc<str> {
     printable(&reason).into()
 }
 
-/// The winner of a race.
-enum Won {
+/// The winner of a race: QUIC's link or WebSocket's.
+enum Won<Q, W> {
     /// QUIC's handshake and CONNECT were done first.
-    Quic(QuicPort),
+    Quic(Q),
     /// WebSocket's handshake was done first (or QUIC failed).
-    Ws(WsPort),
+    Ws(W),
 }
 
 /// Happy eyeballs: QUIC alone for [`HEAD_START`] (or until it fails), then both; the first
 /// handshake done wins, and the other attempt is dropped. Gives the winner and why.
-async fn race(
-    quic: &QuicDialer,
-    ws: &Dialer,
+async fn race<Q: Dial, W: Dial>(
+    quic: &Q,
+    ws: &W,
     settings: &WsSettings,
-) -> anyhow::Result<(Won, String)> {
+) -> anyhow::Result<(Won<Q::Link, W::Link>, String)> {
     let start = Instant::now();
     let q = Dial::connect(quic, settings);
     tokio::pin!(q);
@@ -174,7 +174,10 @@ async fn race(
 }
 
 /// WebSocket's result once QUIC failed with `qe`.
-fn fall_back(ws: anyhow::Result<WsPort>, qe: &anyhow::Error) -> anyhow::Result<(Won, String)> {
+fn fall_back<Q, W>(
+    ws: anyhow::Result<W>,
+    qe: &anyhow::Error,
+) -> anyhow::Result<(Won<Q, W>, String)> {
     match ws {
         Ok(s) => Ok((Won::Ws(s), format!("quic failed: {qe:#}; ws"))),
         Err(we) => Err(both_failed(qe, &we)),
@@ -319,6 +322,99 @@ mod tests {
             _ => None,
         };
         assert!(tls.quic_with(exempt).is_ok());
+    }
+
+    /// A dialer that answers after `after`, or fails then; it notes when it was asked.
+    struct Fake {
+        after: Duration,
+        ok: bool,
+        asked: std::sync::Mutex<Option<Instant>>,
+    }
+
+    /// A link of [`Fake`].
+    struct FakeLink;
+
+    impl Link for FakeLink {
+        async fn session(self, _io: &mut PortIo) -> End {
+            End::Removed
+        }
+    }
+
+    fn fake(after_ms: u64, ok: bool) -> Fake {
+        Fake {
+            after: Duration::from_millis(after_ms),
+            ok,
+            asked: std::sync::Mutex::new(None),
+        }
+    }
+
+    impl Dial for Fake {
+        type Link = FakeLink;
+
+        fn url(&self) -> &str {
+            "wss://192.0.2.1/"
+        }
+
+        async fn connect(&self, _settings: &WsSettings) -> anyhow::Result<FakeLink> {
+            *self.asked.lock().unwrap() = Some(Instant::now());
+            tokio::time::sleep(self.after).await;
+            match self.ok {
+                true => Ok(FakeLink),
+                false => anyhow::bail!("refused after {:?}", self.after),
+            }
+        }
+    }
+
+    /// Races `quic` and `ws`: the winner ("quic" or "ws"), its reason, and when WebSocket
+    /// was asked (from the start).
+    async fn run(
+        quic: Fake,
+        ws: Fake,
+    ) -> (anyhow::Result<(&'static str, String)>, Option<Duration>) {
+        let start = Instant::now();
+        let r = race(&quic, &ws, &WsSettings::default()).await;
+        let r = r.map(|(won, why)| match won {
+            Won::Quic(_) => ("quic", why),
+            Won::Ws(_) => ("ws", why),
+        });
+        let asked = *ws.asked.lock().unwrap();
+        (r, asked.map(|t| t - start))
+    }
+
+    /// Happy eyeballs: QUIC's head start, WebSocket at once when QUIC fails, the first
+    /// handshake done wins, both errors when both fail.
+    #[tokio::test]
+    async fn the_race_gives_quic_a_head_start_and_takes_the_first_done() {
+        // QUIC answers within its head start: WebSocket is never tried.
+        let (r, asked) = run(fake(50, true), fake(0, true)).await;
+        assert_eq!(r.unwrap(), ("quic", "quic".into()));
+        assert_eq!(asked, None);
+        // QUIC does not answer: WebSocket after the head start wins.
+        let (r, asked) = run(fake(60_000, true), fake(50, true)).await;
+        let (won, why) = r.unwrap();
+        assert_eq!(won, "ws");
+        assert!(why.starts_with("quic failed: no answer in "), "{why}");
+        assert!(asked.unwrap() >= HEAD_START, "{asked:?}");
+        // QUIC fails: WebSocket at once, and the reason quotes QUIC's error.
+        let (r, asked) = run(fake(20, false), fake(0, true)).await;
+        assert_eq!(
+            r.unwrap(),
+            ("ws", "quic failed: refused after 20ms; ws".into())
+        );
+        assert!(asked.unwrap() < HEAD_START, "{asked:?}");
+        // QUIC slower than its head start, but sooner than WebSocket: QUIC.
+        let (r, _) = run(fake(500, true), fake(2000, true)).await;
+        assert_eq!(r.unwrap().0, "quic");
+        // WebSocket fails first: QUIC is still waited for.
+        let (r, _) = run(fake(600, true), fake(0, false)).await;
+        assert_eq!(r.unwrap().0, "quic");
+        // Both fail: both errors.
+        let (r, _) = run(fake(400, false), fake(0, false)).await;
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(
+            e.starts_with("quic: refused after 400ms; ws: refused"),
+            "{e}"
+        );
     }
 
     /// A reason is printable and bounded, whatever an error quoted.
