@@ -200,14 +200,17 @@ fn quic_needs_tls_and_a_wss_url() {
     ]);
     assert!(!out.status.success());
     assert!(show(&out).contains("needs a wss:// URL"), "{}", show(&out));
+    // `auto` with a ws:// URL is WebSocket only: no QUIC is tried, WebSocket's error is given.
     let out = sw.ctl(&[
         "addport",
         "client",
-        "wss://127.0.0.1:1/",
+        "ws://127.0.0.1:1/",
         "--transport",
         "auto",
     ]);
-    assert!(show(&out).contains("not supported yet"), "{}", show(&out));
+    assert!(!out.status.success());
+    assert!(show(&out).contains("cannot connect"), "{}", show(&out));
+    assert!(!show(&out).contains("quic"), "{}", show(&out));
 }
 
 #[test]
@@ -454,4 +457,226 @@ fn quic_sessions_count_against_the_per_address_limit() {
     );
     assert!(show(&out).contains("503"), "{}", show(&out));
     assert_eq!(s.a.sw.servers().len(), 1);
+}
+
+/// The probe interval of B's `auto` port in [`auto_falls_back_to_websocket_and_returns_to_quic`].
+const PROBE_SECS: &str = "3";
+
+/// Drops B's UDP to A's QUIC port (`on`), or lets it through again, with nftables in B's
+/// namespace (gone with it).
+fn block_udp(s: &Sites, on: bool) {
+    let ns = &s.b.ns;
+    if ns
+        .exec(&["nft", "list", "table", "inet", "t"])
+        .status
+        .success()
+    {
+        ns.exec_ok(&["nft", "flush", "chain", "inet", "t", "o"]);
+    } else {
+        ns.exec_ok(&["nft", "add", "table", "inet", "t"]);
+        let hook = "{ type filter hook output priority 0; }";
+        ns.exec_ok(&["nft", "add", "chain", "inet", "t", "o", hook]);
+    }
+    if on {
+        let port = PORT.to_string();
+        ns.exec_ok(&[
+            "nft", "add", "rule", "inet", "t", "o", "udp", "dport", &port, "drop",
+        ]);
+    }
+}
+
+/// B's client port's transport and reason, once `transport` is `want` (within `within`).
+fn wait_transport(s: &Sites, port: u32, want: &str, within: Duration) -> String {
+    switch_transport(&s.b.sw, port, want, within)
+}
+
+/// A client port's transport and reason, once `transport` is `want` (within `within`).
+fn switch_transport(sw: &Switch, port: u32, want: &str, within: Duration) -> String {
+    let t0 = std::time::Instant::now();
+    let reason = poll(&format!("transport {want}"), within, || {
+        let row = sw.port_status(port);
+        match (row["transport"].as_str(), row["link"].as_str()) {
+            (Some(t), Some("up")) if t == want => Ok(row["transport_reason"].to_string()),
+            _ => Err(row.to_string()),
+        }
+    });
+    eprintln!("transport {want} after {:?}: {reason}", t0.elapsed());
+    reason
+}
+
+#[test]
+fn auto_falls_back_to_websocket_and_returns_to_quic() {
+    if !needs(&["openssl", "nft"]) {
+        return;
+    }
+    let pki = Pki::new("quicauto");
+    let ca = pki.ca("quic");
+    let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
+    let s = Sites::builder("qa")
+        .a(|a| {
+            a.switch(|b| b.port(PORT)).args(&[
+                "--quic",
+                "--sslkey",
+                &cert.key,
+                "--sslcert",
+                &cert.cert,
+            ])
+        })
+        .b(|b| b.args(&["--quic-probe-interval", PROBE_SECS]))
+        .both(|s| s.args(&["--keepalive", "1"]).tap())
+        .start();
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", HOST_MTU]);
+    s.b.ns.ip(&["link", "set", "ewsB0", "mtu", HOST_MTU]);
+
+    // UDP blocked: QUIC never answers, WebSocket wins once QUIC's head start is over.
+    block_udp(&s, true);
+    let args = ["--transport", "auto", "--cacerts", &ca.cert];
+    let client = s.b.sw.add_port("client", &url(), &args);
+    let reason = wait_transport(&s, client.port, "ws", Duration::from_secs(3));
+    assert!(reason.contains("quic failed"), "{reason}");
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    ping(&s.a.ns, B_TAP);
+
+    // UDP let through: within a probe interval (and a blocked probe's handshake), QUIC.
+    block_udp(&s, false);
+    let reason = wait_transport(&s, client.port, "quic", Duration::from_secs(12));
+    assert!(reason.contains("probe succeeded"), "{reason}");
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(5));
+    ping(&s.a.ns, B_TAP);
+    // The WebSocket session was closed: A has the QUIC server port only.
+    poll(
+        "A's WebSocket port to go",
+        Duration::from_secs(5),
+        || match s.a.sw.servers().as_slice() {
+            [one] if s.a.sw.port_status(one.port)["transport"] == "quic" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    // UDP blocked mid-session: the idle timeout (2 s), then the race again, onto WebSocket.
+    block_udp(&s, true);
+    let reason = wait_transport(&s, client.port, "ws", Duration::from_secs(12));
+    assert!(reason.contains("quic failed"), "{reason}");
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    ping(&s.a.ns, B_TAP);
+    // One client port all along, and each switch logged.
+    assert_eq!(
+        s.b.sw
+            .listport()
+            .iter()
+            .filter(|p| p.kind == "client")
+            .count(),
+        1
+    );
+    let log = s.b.sw.log();
+    assert!(log.contains("moved from WebSocket to QUIC"), "{log}");
+    assert!(log.contains("moved from QUIC to WebSocket"), "{log}");
+}
+
+/// `tinyproxy` in a namespace on 127.0.0.1:`port`, CONNECT to [`PORT`] only; killed on drop
+/// (its log printed if the test panics).
+struct Proxy(std::process::Child, String);
+
+impl Proxy {
+    fn start(ns: &Netns, dir: &TempDir, port: u16) -> Proxy {
+        let conf = dir.write(
+            "tinyproxy.conf",
+            &format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nAllow 127.0.0.1\n\
+                 LogLevel Info\nConnectPort {PORT}\n"
+            ),
+        );
+        let log = dir.file("tinyproxy.log");
+        let out = std::fs::File::create(&log).expect("create the tinyproxy log");
+        let child = ns
+            .command(&["tinyproxy", "-d", "-c", &conf])
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start tinyproxy");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        poll("tinyproxy", Duration::from_secs(10), || {
+            ns.tcp_connect(addr).map(drop).map_err(|e| e.to_string())
+        });
+        Proxy(child, log)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!("===== tinyproxy log =====\n{}===== end =====", self.log());
+        }
+    }
+}
+
+#[test]
+fn auto_through_an_http_proxy_is_websocket_only() {
+    if !needs(&["openssl", "tinyproxy"]) {
+        return;
+    }
+    let pki = Pki::new("quicpx");
+    let ca = pki.ca("quic");
+    let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
+    let s = Sites::builder("qp")
+        .a(|a| {
+            a.switch(|b| b.port(PORT)).args(&[
+                "--quic",
+                "--sslkey",
+                &cert.key,
+                "--sslcert",
+                &cert.cert,
+            ])
+        })
+        .b(|b| {
+            b.switch(|b| b.env("https_proxy", "http://127.0.0.1:8888"))
+                .args(&["--quic-probe-interval", "1"])
+        })
+        .both(|s| s.args(&["--keepalive", "1"]).tap())
+        .start();
+    let proxy = Proxy::start(&s.b.ns, &pki.dir, 8888);
+
+    // UDP is open, but the proxy carries TCP only: WebSocket through it, and no probe.
+    let args = ["--transport", "auto", "--cacerts", &ca.cert];
+    let client = s.b.sw.add_port("client", &url(), &args);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(3));
+    let row = s.b.sw.port_status(client.port);
+    assert_eq!(row["transport"], "ws", "{row}");
+    assert_eq!(row["transport_reason"], "http proxy: ws only", "{row}");
+    assert!(
+        proxy.log().contains(&format!("CONNECT {A_VETH}:{PORT} ")),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(s.a.sw.servers().len(), 1);
+
+    // The same target from a configuration file's `[[port]]`, on a switch without the proxy:
+    // QUIC.
+    let conf = pki.dir.write(
+        "auto.toml",
+        &format!(
+            "[[port]]\ntype = \"client\"\ntarget = \"{}\"\ncacerts = \"{}\"\n\
+             transport = \"auto\"\n",
+            url(),
+            ca.cert
+        ),
+    );
+    let sw = Switch::builder("qp-B2")
+        .netns(&s.b.ns)
+        .host(Sites::B_VETH)
+        .port(8081)
+        .ctl_port(7868)
+        .args(&["--config", &conf])
+        .start();
+    let reason = switch_transport(&sw, 1, "quic", Duration::from_secs(10));
+    assert_eq!(reason, "\"quic\"");
+    s.a.sw.wait_servers(2);
 }

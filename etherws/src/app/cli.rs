@@ -476,6 +476,10 @@ sw_options! {
         /// random loss), `cubic` or `newreno`.
         #[arg(long, env = "ETHERWS_QUIC_CONGESTION", value_name = "NAME")]
         pub(crate) quic_congestion: QuicCongestion = QuicCongestion::Bbr,
+        /// How often a `--transport auto` client port that fell back to WebSocket tries QUIC
+        /// again, in seconds (0: never); when QUIC answers, the port moves onto it.
+        #[arg(long, env = "ETHERWS_QUIC_PROBE_INTERVAL", value_name = "SECS")]
+        pub(crate) quic_probe_interval: Num<u64> = Num(300),
         // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
         listener_files {
             htpasswd, sslkey, sslcert, sslclientca, sslcrl;
@@ -786,8 +790,9 @@ pub(crate) enum AddPort {
         /// A mesh link: frames from it never leave by another mesh port (split horizon).
         #[arg(long)]
         mesh: bool,
-        /// How to reach the server: `ws` (WebSocket, the default) or `quic` (HTTP/3
-        /// datagrams over UDP to the URL's port; wss:// only).
+        /// How to reach the server: `ws` (WebSocket, the default), `quic` (HTTP/3
+        /// datagrams over UDP to the URL's port; wss:// only) or `auto` (QUIC, falling back to
+        /// WebSocket when UDP is blocked).
         #[arg(long, value_name = "TRANSPORT", value_parser = Transport::parse)]
         transport: Option<Transport>,
     },

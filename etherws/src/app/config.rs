@@ -28,7 +28,7 @@
 //! insecure = false
 //! cert = "client.pem"      # a client certificate and its key, for a server requiring one
 //! key = "client.key"
-//! transport = "ws"         # or "quic": HTTP/3 datagrams over UDP (wss:// only)
+//! transport = "ws"         # or "quic": HTTP/3 datagrams over UDP (wss:// only), or "auto"
 //! ```
 //!
 //! Everything is checked before anything is started, and every error names the file and the
@@ -104,7 +104,7 @@ pub(crate) enum PortConf {
         /// Client certificate and its key (both or neither).
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
-        /// `transport`: `ws` (the default) or `quic`.
+        /// `transport`: `ws` (the default), `quic` or `auto`.
         transport: Transport,
         profile: Profile,
         line: usize,
@@ -1072,6 +1072,7 @@ congestion = "cubic"
 quic = true
 quic_port = 4433
 quic_congestion = "cubic"
+quic_probe_interval = 60
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
@@ -1226,8 +1227,14 @@ vlan = 40
         let auto = ws
             .replace("ws://", "wss://")
             .replace("\"quic\"", "\"auto\"");
-        let e = Config::parse(&auto, "t").unwrap_err().to_string();
-        assert!(e.contains("not supported yet"), "{e}");
+        let c = Config::parse(&auto, "t").unwrap();
+        assert!(matches!(
+            c.ports[0],
+            PortConf::Client {
+                transport: Transport::Auto,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1247,6 +1254,7 @@ vlan = 40
             quic: Some(true),
             quic_port: Some(Num(4433)),
             quic_congestion: Some(crate::settings::values::QuicCongestion::Cubic),
+            quic_probe_interval: Some(Num(60)),
             max_frame: Some(Num(1518)),
             max_macs: Some(Num(1000)),
             max_macs_per_port: Some(Num(100)),

@@ -129,6 +129,8 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
                 congestion: o.congestion,
             },
             quic_congestion: o.quic_congestion,
+            quic_probe: (o.quic_probe_interval.0 > 0)
+                .then(|| Duration::from_secs(o.quic_probe_interval.0)),
         },
         limits: limits(o),
         queues: QueueLimits {

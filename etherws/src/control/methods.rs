@@ -14,7 +14,7 @@ use crate::base::tls::ClientTls;
 use crate::offload::{AttachMode, Offload, PortView, Program, Requested};
 use crate::port::Port;
 use crate::port::netdev::Netdev;
-use crate::port::quic::QuicDialer;
+use crate::port::quic::{AutoDialer, QuicDialer};
 use crate::port::tap::Tap;
 use crate::port::websocket::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
@@ -177,6 +177,8 @@ pub(crate) struct PortRow<'a> {
     congestion: Option<&'a str>,
     /// How a server or client port reaches its peer: `ws` or `quic` (`null` for the others).
     transport: Option<&'static str>,
+    /// Why a `transport auto` client port is on its transport (`null` for the others).
+    transport_reason: Option<&'a str>,
     /// A QUIC port's connection: `rtt_ms`, `max_datagram`, `lost_packets`, `rx_errors`,
     /// `tx_dropped_oversize`.
     #[serde(flatten)]
@@ -383,6 +385,7 @@ impl<'a> PortRow<'a> {
                 (PortKind::Server | PortKind::Client, None) => Some("ws"),
                 _ => None,
             },
+            transport_reason: s.transport_reason.as_deref(),
             quic: s.quic.map(QuicStatRow::from),
             user: s.user.as_deref(),
             loop_blocked: s.loop_blocked(now),
@@ -793,12 +796,26 @@ impl Control {
         connect_first: bool,
     ) -> anyhow::Result<PortStat> {
         let (switch, target, ws) = (&self.switch, url.to_string(), self.ws);
-        if transport.check(url).map_err(anyhow::Error::msg)? == Transport::Quic {
-            let dialer = QuicDialer::new(url, opts).await?;
-            let port = ClientPort::start(dialer, ws, connect_first).await?;
-            let stat = attach(switch, PortKind::Client, target, port);
-            lock(switch).set_quic(stat.port, QuicStat::default());
-            return Ok(stat);
+        match transport.check(url).map_err(anyhow::Error::msg)? {
+            Transport::Quic => {
+                let dialer = QuicDialer::new(url, opts).await?;
+                let port = ClientPort::start(dialer, ws, connect_first).await?;
+                let stat = attach(switch, PortKind::Client, target, port);
+                lock(switch).set_quic(stat.port, QuicStat::default());
+                return Ok(stat);
+            }
+            Transport::Auto => {
+                let dialer = AutoDialer::new(url, opts).await?;
+                let port = ClientPort::start(dialer, ws, connect_first).await?;
+                let (quic, why) = port
+                    .first()
+                    .map_or((false, "connecting".into()), |l| l.transport());
+                let stat = attach(switch, PortKind::Client, target, port);
+                let mut sw = lock(switch);
+                sw.set_transport(stat.port, quic, why);
+                return Ok(sw.port(stat.port).unwrap_or(stat));
+            }
+            Transport::Ws => {}
         }
         let port = if connect_first {
             ClientPort::connect(url, opts, ws).await?

@@ -311,6 +311,7 @@ mod tests {
             super_frames: false,
             congestion: None,
             quic: None,
+            transport_reason: None,
             addr: None,
             user: None,
             loop_blocked_until: None,

@@ -139,6 +139,12 @@ impl Ingress {
         lock(&self.switch).set_quic(self.port, quic);
     }
 
+    /// Records which transport a `transport auto` client port is on and why (`listPort`
+    /// shows both).
+    pub(crate) fn set_transport(&self, quic: bool, reason: Arc<str>) {
+        lock(&self.switch).set_transport(self.port, quic, reason);
+    }
+
     /// Counts `n` received TCP segments that software GRO appended to an earlier one
     /// (`rx_gro_merged`).
     pub(crate) fn gro_merged(&self, n: u64) {

@@ -423,7 +423,9 @@ pub(crate) enum Transport {
     Ws,
     /// HTTP/3 datagrams over QUIC (UDP), to the URL's port; `wss://` URLs only.
     Quic,
-    // `auto` (QUIC, falling back to WebSocket) is a later step of issue #26: refused by name.
+    /// QUIC first, WebSocket when QUIC does not answer (UDP blocked), QUIC again once a probe
+    /// gets through; WebSocket only for `ws://` URLs and through an HTTP proxy.
+    Auto,
 }
 
 impl Transport {
@@ -432,20 +434,22 @@ impl Transport {
         match self {
             Transport::Ws => "ws",
             Transport::Quic => "quic",
+            Transport::Auto => "auto",
         }
     }
 
-    /// Reads a transport's name; `auto` is refused for now.
+    /// Reads a transport's name.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         match s {
             "ws" => Ok(Transport::Ws),
             "quic" => Ok(Transport::Quic),
-            "auto" => Err("transport \"auto\" is not supported yet: use ws or quic".into()),
-            other => Err(format!("unknown transport {other:?}: ws or quic")),
+            "auto" => Ok(Transport::Auto),
+            other => Err(format!("unknown transport {other:?}: ws, quic or auto")),
         }
     }
 
-    /// Checks that the transport can carry `url`: QUIC needs TLS (`wss://`).
+    /// Checks that the transport can carry `url`: QUIC needs TLS (`wss://`); `auto` takes
+    /// both (WebSocket only for `ws://`).
     pub(crate) fn check(self, url: &str) -> Result<Self, String> {
         match self {
             Transport::Quic if !url.starts_with("wss://") => Err(format!(
@@ -487,13 +491,16 @@ mod transport_tests {
     use super::*;
 
     #[test]
-    fn quic_needs_wss_and_auto_is_not_yet() {
+    fn quic_needs_wss_and_auto_takes_both() {
         assert_eq!(Transport::parse("quic"), Ok(Transport::Quic));
+        assert_eq!(Transport::parse("auto"), Ok(Transport::Auto));
         assert!(
-            Transport::parse("auto")
+            Transport::parse("udp")
                 .unwrap_err()
-                .contains("not supported yet")
+                .contains("ws, quic or auto")
         );
+        assert_eq!(Transport::Auto.check("ws://h/"), Ok(Transport::Auto));
+        assert_eq!(Transport::Auto.check("wss://h/"), Ok(Transport::Auto));
         assert!(Transport::Quic.check("ws://h/").is_err());
         assert_eq!(Transport::Quic.check("wss://h:1/p"), Ok(Transport::Quic));
         assert_eq!(Transport::Ws.check("ws://h/"), Ok(Transport::Ws));

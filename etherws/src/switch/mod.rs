@@ -317,6 +317,15 @@ impl<E: Egress> Switch<E> {
         }
     }
 
+    /// Records which transport a `transport auto` client port is on (QUIC or WebSocket) and
+    /// why: a port on WebSocket has no QUIC state.
+    pub(crate) fn set_transport(&mut self, port: PortNo, quic: bool, reason: Arc<str>) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.quic = quic.then(QuicStat::default);
+            p.stat.transport_reason = Some(reason);
+        }
+    }
+
     /// Records that a port's link went down or came back. Going down forgets the stations
     /// learned on it: they may be anywhere by the time it returns.
     pub(crate) fn set_link(&mut self, port: PortNo, up: bool) {

@@ -145,6 +145,8 @@ pub(crate) struct PortStat {
     pub(crate) guard: GuardCounters,
     /// A QUIC port's connection state (none: not a QUIC port).
     pub(crate) quic: Option<QuicStat>,
+    /// Why a `transport auto` client port is on the transport it is on (none: not `auto`).
+    pub(crate) transport_reason: Option<Arc<str>>,
 }
 
 /// What a QUIC port reports of its connection, published by its session about once a second.
@@ -200,6 +202,7 @@ impl PortStat {
             rate_out_dropped: 0,
             guard: GuardCounters::default(),
             quic: None,
+            transport_reason: None,
         }
     }
 

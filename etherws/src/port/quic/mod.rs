@@ -7,8 +7,10 @@
 //! session's Quarter Stream ID ([`codec`]) and one frame, the same bytes as a WebSocket message.
 //!
 //! Its parts: [`codec`] (the datagram prefix), [`session`] (one connection's data phase, for
-//! server and client ports alike); the transport's settings and client ports' dialing are here.
+//! server and client ports alike), [`auto`] (`transport auto` client ports: QUIC, falling back
+//! to WebSocket); the transport's settings and client ports' dialing are here.
 
+mod auto;
 pub(crate) mod codec;
 mod session;
 
@@ -20,6 +22,7 @@ use anyhow::Context;
 use http::{HeaderValue, Method, Request};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
+pub(crate) use auto::AutoDialer;
 pub(crate) use session::{AbortOnDrop, QuicPort};
 
 use super::websocket::{

@@ -74,6 +74,9 @@ pub(crate) struct WsSettings {
     pub(crate) tcp: tcp::TcpTuning,
     /// The congestion controller of QUIC connections (`--quic-congestion`).
     pub(crate) quic_congestion: crate::settings::values::QuicCongestion,
+    /// How often a `transport auto` client port on WebSocket tries QUIC again
+    /// (`--quic-probe-interval`). None: never.
+    pub(crate) quic_probe: Option<Duration>,
 }
 
 impl Default for WsSettings {
@@ -84,6 +87,7 @@ impl Default for WsSettings {
             super_frames: true,
             tcp: tcp::TcpTuning::default(),
             quic_congestion: Default::default(),
+            quic_probe: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -137,6 +141,11 @@ impl<D: Dial> ClientPort<D> {
             settings,
             first,
         })
+    }
+
+    /// The first connection, made by [`start`](Self::start) with `connect_first`.
+    pub(crate) fn first(&self) -> Option<&D::Link> {
+        self.first.as_ref()
     }
 }
 
@@ -309,7 +318,8 @@ pub(crate) struct Dialer {
 }
 
 impl Dialer {
-    async fn new(url: &str, opts: ClientOptions) -> anyhow::Result<Self> {
+    /// Checks `url` and loads its TLS settings.
+    pub(crate) async fn new(url: &str, opts: ClientOptions) -> anyhow::Result<Self> {
         let uri = parse_target(url)?;
         let authorization = authorization(opts.creds)?;
         let ca_file = matches!(opts.verify, Verify::CaFile(_));

@@ -140,6 +140,16 @@ impl WsPort {
     /// intervals (no pong either) is given up on: a peer that vanished without a FIN (power
     /// cut, NAT timeout) would otherwise hold its port and its stations forever.
     pub(crate) async fn session(self, io: &mut PortIo) -> End {
+        self.session_until(io, std::future::pending()).await
+    }
+
+    /// [`session`](Self::session), ended early when `stop` completes: the peer is then sent a
+    /// close (1001, going away), and the session ends as [`End::Closed`].
+    pub(crate) async fn session_until(
+        self,
+        io: &mut PortIo,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> End {
         let PortIo { egress, ingress } = io;
         ingress.set_session(self.super_frames, self.congestion.clone());
         let (mut rd, mut wr) = tokio::io::split(self.io);
@@ -152,9 +162,14 @@ impl WsPort {
         // close for its error (code, reason).
         let mut owed: Option<Owed> = None;
         let end = tokio::select! {
-            end = shared.read(&mut reader, &mut rd, ingress, &mut owed) => end,
-            end = shared.write(&mut writer, &mut wr, egress) => end,
+            end = shared.read(&mut reader, &mut rd, ingress, &mut owed) => Some(end),
+            end = shared.write(&mut writer, &mut wr, egress) => Some(end),
+            () = stop => None,
         };
+        let end = end.unwrap_or_else(|| {
+            owed = Some((Some(1001), "going away"));
+            End::Closed
+        });
         // A close frame cannot follow half a message.
         if let Some((code, reason)) = owed.filter(|_| !shared.writing.load(Relaxed)) {
             let bye = writer.close(&mut wr, code, reason);
