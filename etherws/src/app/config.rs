@@ -1311,14 +1311,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 57,
+                line: 58,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 64,
+                line: 65,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1330,7 +1330,7 @@ vlan = 40
                 key: p("/etc/etherws/client.key"),
                 transport: Transport::Ws,
                 profile: Profile::default(),
-                line: 69,
+                line: 70,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1345,7 +1345,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 79,
+                line: 80,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1364,9 +1364,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 90),
-            ("carol".to_string(), 93),
-            ("node-b".to_string(), 97),
+            ("bob".to_string(), 91),
+            ("carol".to_string(), 94),
+            ("node-b".to_string(), 98),
         ]);
         assert_eq!(
             c,
