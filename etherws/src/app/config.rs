@@ -1377,7 +1377,7 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 69);
+        assert_eq!(c.ports[2].line(), 70);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
         assert_eq!(keys.len(), 53);
