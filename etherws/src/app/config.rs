@@ -1380,7 +1380,7 @@ vlan = 40
         assert_eq!(c.ports[2].line(), 70);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 53);
+        assert_eq!(keys.len(), 54);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
