@@ -186,12 +186,18 @@ impl QuicSide {
             Err(_) => return tracing::info!(%peer, "QUIC handshake timed out"),
         };
         let request = async {
-            h3.accept()
-                .await?
-                .context("closed")?
-                .resolve_request()
-                .await
-                .map_err(anyhow::Error::from)
+            let req = async {
+                h3.accept()
+                    .await?
+                    .context("closed")?
+                    .resolve_request()
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
+            tokio::select! {
+                r = req => r,
+                () = drop_datagrams(&conn) => Err(anyhow::anyhow!("closed")),
+            }
         };
         let (req, mut stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request).await {
             Ok(Ok(r)) => r,
@@ -208,7 +214,13 @@ impl QuicSide {
                 let _ = stream.send_response(answer).await;
                 let _ = stream.finish().await;
                 // The client goes once it has read the answer.
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                let gone = async {
+                    tokio::select! {
+                        _ = conn.closed() => {}
+                        () = drop_datagrams(&conn) => {}
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
             }
             Ok(admitted) => self.attach(admitted, conn, h3, stream, peer).await,
         }
@@ -310,6 +322,19 @@ impl QuicSide {
             policy: profile.policy(),
         };
         Ok((origin, session, permit))
+    }
+}
+
+/// Reads and drops the datagrams of a connection that has no session (yet) until it ends:
+/// quinn would otherwise keep up to its receive buffer (1 MiB) of them for each connection
+/// that holds back its CONNECT, and a few addresses may hold thousands of such connections.
+async fn drop_datagrams(conn: &quinn::Connection) {
+    let mut dropped = 0u64;
+    while conn.read_datagram().await.is_ok() {
+        dropped += 1;
+    }
+    if dropped > 0 {
+        tracing::debug!(peer = %Client::of(conn.remote_address()), dropped, "datagrams before a session dropped");
     }
 }
 
