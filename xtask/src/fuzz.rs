@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "proxy_answer",
     "forwarded",
     "h3_datagram",
+    "mss_clamp",
 ];
 
 fn have_cargo_fuzz() -> bool {
