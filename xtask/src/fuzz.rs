@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "proxy_answer",
     "forwarded",
     "h3_datagram",
+    "capsule",
     "mss_clamp",
 ];
 
