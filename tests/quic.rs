@@ -259,3 +259,122 @@ fn quic_client_certificates_and_the_loop_check() {
     assert!(show(&out).contains("508"), "{}", show(&out));
     assert_eq!(s.a.sw.servers().len(), 1);
 }
+
+/// The path between the switches: a 1300-byte MTU on the outer veth, under the hosts' 1500.
+const NARROW_PATH_MTU: &str = "1300";
+
+/// A QUIC port's counter, summed over B's client port and A's server port.
+fn both_ways(s: &Sites, client: u32, field: &str) -> u64 {
+    let server = s.a.sw.servers()[0].port;
+    let count = |row: serde_json::Value| row[field].as_u64().unwrap_or(0);
+    count(s.b.sw.port_status(client)) + count(s.a.sw.port_status(server))
+}
+
+#[test]
+fn quic_fits_frames_to_a_narrow_path() {
+    if !needs(&["openssl", "iperf3"]) {
+        return;
+    }
+    let pki = Pki::new("quicfit");
+    let (s, ca) = sites("qf", &pki, &[]);
+    // Hosts at 1500 behind a 1300-byte path: their frames do not fit one datagram.
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    s.b.ns.ip(&["link", "set", "ewsB0", "mtu", "1500"]);
+    s.a.ns.ip(&["link", "set", "vAB", "mtu", NARROW_PATH_MTU]);
+    s.b.ns.ip(&["link", "set", "vBA", "mtu", NARROW_PATH_MTU]);
+    let client = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+
+    // Path MTU discovery: from quinn's first 1200-byte packets up to what 1300 bytes take.
+    poll("max_datagram to grow", Duration::from_secs(15), || {
+        let row = s.b.sw.port_status(client.port);
+        match row["max_datagram"].as_u64() {
+            Some(n) if n > 1200 && n < 1300 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    // TCP: SYNs clamped, so the segments fit datagrams; bulk moves both ways.
+    for (extra, what) in [(&[][..], "B to A"), (&["-R"][..], "A to B")] {
+        let r = iperf3(&s.a.ns, &s.b.ns, A_TAP, 5201, extra);
+        eprintln!(
+            "iperf3 over QUIC on a 1300-byte path, {what}: {:.1} Mbit/s",
+            r.mbit_s
+        );
+        assert!(r.received > 0, "iperf3 {what} moved nothing: {:?}", r.error);
+    }
+    let clamped = both_ways(&s, client.port, "mss_clamped");
+    eprintln!("mss_clamped {clamped}");
+    assert!(clamped > 0, "no SYN clamped");
+
+    // A 1442-byte frame, not TCP, DF set: through DATAGRAM capsules on the CONNECT stream.
+    poll("ping -s 1400 -M do", Duration::from_secs(10), || {
+        let out = s.b.ns.exec(&[
+            "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-s", "1400", "-M", "do", A_TAP,
+        ]);
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stdout).into_owned()),
+        }
+    });
+    // Published once a second.
+    poll("capsules counted", Duration::from_secs(3), || {
+        let (tx, rx) = (
+            both_ways(&s, client.port, "tx_capsuled"),
+            both_ways(&s, client.port, "rx_capsuled"),
+        );
+        match tx >= 2 && rx >= 2 {
+            true => Ok(()),
+            false => Err(format!("tx_capsuled {tx}, rx_capsuled {rx}")),
+        }
+    });
+    for row in [
+        s.b.sw.port_status(client.port),
+        s.a.sw.port_status(s.a.sw.servers()[0].port),
+    ] {
+        eprintln!("{row}");
+        assert_eq!(row["tx_dropped_oversize"], 0, "{row}");
+        assert_eq!(row["tx_capsule_dropped"], 0, "{row}");
+        assert_eq!(row["rx_errors"], 0, "{row}");
+    }
+}
+
+#[test]
+fn quic_without_the_mss_clamp_resegments_tcp() {
+    if !needs(&["openssl", "iperf3"]) {
+        return;
+    }
+    let pki = Pki::new("quicseg");
+    let ca = pki.ca("quic");
+    let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
+    let (key, crt) = (cert.key.clone(), cert.cert.clone());
+    let s = Sites::builder("qs")
+        .a(|a| {
+            a.switch(|b| b.port(PORT))
+                .args(&["--quic", "--sslkey", &key, "--sslcert", &crt])
+        })
+        .both(|s| s.args(&["--keepalive", "1", "--no-mss-clamp"]).tap())
+        .start();
+    let ca = ca.cert;
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    s.b.ns.ip(&["link", "set", "ewsB0", "mtu", "1500"]);
+    s.a.ns.ip(&["link", "set", "vAB", "mtu", NARROW_PATH_MTU]);
+    s.b.ns.ip(&["link", "set", "vBA", "mtu", NARROW_PATH_MTU]);
+    let client = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    // No SYN clamped: the hosts' 1448-byte segments are cut to fit by the switches.
+    for (extra, what) in [(&[][..], "B to A"), (&["-R"][..], "A to B")] {
+        let r = iperf3(&s.a.ns, &s.b.ns, A_TAP, 5201, extra);
+        eprintln!("iperf3 over QUIC unclamped, {what}: {:.1} Mbit/s", r.mbit_s);
+        assert!(r.received > 0, "iperf3 {what} moved nothing: {:?}", r.error);
+    }
+    poll("both sides resegment", Duration::from_secs(3), || {
+        let a = s.a.sw.port_status(s.a.sw.servers()[0].port);
+        let b = s.b.sw.port_status(client.port);
+        match a["tx_resegmented"].as_u64() > Some(0) && b["tx_resegmented"].as_u64() > Some(0) {
+            true => Ok(()),
+            false => Err(format!("A {a}\nB {b}")),
+        }
+    });
+    assert_eq!(both_ways(&s, client.port, "mss_clamped"), 0);
+}
