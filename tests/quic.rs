@@ -260,6 +260,202 @@ fn quic_client_certificates_and_the_loop_check() {
     assert_eq!(s.a.sw.servers().len(), 1);
 }
 
+#[test]
+fn quic_takes_a_reloaded_certificate_and_keeps_its_sessions() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicrl");
+    let (s, ca) = sites("ql", &pki, &[]);
+    let first = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+
+    // A new certificate from another CA, in place of the files A was started with.
+    let ca2 = pki.ca("rotated");
+    let cert2 = pki.server(&ca2, "switch-a2", &[A_VETH], KeyForm::Pkcs8);
+    let key = pki.dir.file("switch-a.key");
+    let crt = pki.dir.file("switch-a.pem");
+    for (from, to) in [(&cert2.key, &key), (&cert2.cert, &crt)] {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {from} to {to}: {e}"));
+    }
+    let out = s.a.sw.ctl_ok(&["reload"]);
+    eprintln!("reload: {out}");
+
+    // The session in course goes on; a new one is verified against the new CA only.
+    ping(&s.b.ns, A_TAP);
+    let u = url();
+    let old = s.b.sw.ctl(&[
+        "addport",
+        "client",
+        &u,
+        "--transport",
+        "quic",
+        "--cacerts",
+        &ca,
+    ]);
+    assert!(
+        !old.status.success(),
+        "the old CA must fail now\n{}",
+        show(&old)
+    );
+    s.b.sw.add_port(
+        "client",
+        &u,
+        &["--transport", "quic", "--cacerts", &ca2.cert],
+    );
+    s.a.sw.wait_servers(2);
+    assert_eq!(s.b.sw.port_status(first.port)["link"], "up");
+}
+
+#[test]
+fn quic_paths_give_their_settings_and_unknown_ones_404() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicpa");
+    let (s, ca) = sites("qp", &pki, &["--path", "/", "--path", "/v10=vlan:10"]);
+    let u = format!("wss://{A_VETH}:{PORT}/v10");
+    let quic = ["--transport", "quic", "--cacerts", ca.as_str()];
+    s.b.sw.add_port("client", &u, &quic);
+    let server = s.a.sw.wait_servers(1)[0].port;
+    let row = s.a.sw.port_status(server);
+    assert_eq!(
+        (&row["path"], &row["vlan"]),
+        (&"/v10".into(), &10.into()),
+        "{row}"
+    );
+
+    let nowhere = format!("wss://{A_VETH}:{PORT}/nowhere");
+    let mut argv = vec!["addport", "client", nowhere.as_str()];
+    argv.extend_from_slice(&quic);
+    let out = s.b.sw.ctl(&argv);
+    assert!(
+        !out.status.success(),
+        "an unknown path must fail\n{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("404"), "{}", show(&out));
+}
+
+/// Datagrams a hostile QUIC peer sends after its CONNECT that are not the session's frames: a
+/// truncated varint (empty, or cut in its 2-, 4- and 8-byte forms), another Quarter Stream ID.
+const BAD_DATAGRAMS: &[&[u8]] = &[&[], &[0x40], &[0x80, 0, 0], &[0xc0, 0, 0, 0], &[1, 2, 3]];
+
+/// A QUIC client by hand (quinn and h3, as a peer would be): CONNECTs to A's `/` trusting
+/// `ca_pem`, sends [`BAD_DATAGRAMS`], holds the session for `hold`, and says whether the
+/// connection was still open at the end.
+fn hostile_client(ca_pem: Vec<u8>, hold: Duration) -> bool {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(c.expect("CA PEM")).expect("CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut t = quinn::TransportConfig::default();
+        t.datagram_receive_buffer_size(Some(64 * 1024));
+        cfg.transport_config(Arc::new(t));
+        let ep = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).expect("endpoint");
+        let addr = format!("{A_VETH}:{PORT}").parse().unwrap();
+        let conn = ep
+            .connect_with(cfg, addr, A_VETH)
+            .unwrap()
+            .await
+            .expect("QUIC");
+        let (mut driver, mut send) = h3::client::builder()
+            .enable_extended_connect(true)
+            .enable_datagram(true)
+            .build::<_, _, bytes::Bytes>(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .expect("h3");
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("https://{A_VETH}:{PORT}/"))
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h3::ext::Protocol::WEB_TRANSPORT);
+        let mut stream = send.send_request(req).await.expect("CONNECT");
+        let resp = stream.recv_response().await.expect("answer");
+        assert_eq!(resp.status(), 200, "{resp:?}");
+        for d in BAD_DATAGRAMS {
+            conn.send_datagram(bytes::Bytes::from_static(d))
+                .expect("datagram");
+        }
+        tokio::time::sleep(hold).await;
+        conn.close_reason().is_none()
+    })
+}
+
+#[test]
+fn quic_bad_datagrams_are_counted_and_the_session_lives() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicbd");
+    let (s, ca) = sites("qb", &pki, &[]);
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    let ns = s.b.ns.name().to_string();
+    let client = std::thread::spawn(move || {
+        enter_named(&ns, move || hostile_client(ca_pem, Duration::from_secs(5)))
+    });
+    let server = s.a.sw.wait_servers(1)[0].port;
+    poll("rx_errors counted", Duration::from_secs(4), || {
+        let row = s.a.sw.port_status(server);
+        match row["rx_errors"].as_u64() {
+            Some(n) if n == BAD_DATAGRAMS.len() as u64 => Ok(()),
+            _ => Err(row.to_string()),
+        }
+    });
+    assert!(
+        client.join().expect("client thread"),
+        "the session was closed"
+    );
+    assert!(s.a.sw.log().contains("port added"), "{}", s.a.sw.log());
+}
+
+#[test]
+fn quic_sessions_count_against_the_per_address_limit() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quiclim");
+    let (s, ca) = sites("qn", &pki, &["--max-conns-per-addr", "1"]);
+    connect(&s, &ca, &[]);
+    let u = url();
+    let out = s.b.sw.ctl(&[
+        "addport",
+        "client",
+        &u,
+        "--transport",
+        "quic",
+        "--cacerts",
+        &ca,
+    ]);
+    assert!(
+        !out.status.success(),
+        "a second session must fail\n{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("503"), "{}", show(&out));
+    assert_eq!(s.a.sw.servers().len(), 1);
+}
+
 /// The path between the switches: a 1300-byte MTU on the outer veth, under the hosts' 1500.
 const NARROW_PATH_MTU: &str = "1300";
 

@@ -416,16 +416,14 @@ mod tests {
 
 /// How a `client` port reaches its peer (`addport … --transport`, `transport` in a file's
 /// `[[port]]` and in `addPort`'s options).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Transport {
     /// WebSocket over TCP (`ws://`, `wss://`), as always.
     #[default]
     Ws,
     /// HTTP/3 datagrams over QUIC (UDP), to the URL's port; `wss://` URLs only.
     Quic,
-    /// QUIC, falling back to WebSocket: not yet (a later step of issue #26).
-    Auto,
+    // `auto` (QUIC, falling back to WebSocket) is a later step of issue #26: refused by name.
 }
 
 impl Transport {
@@ -434,7 +432,6 @@ impl Transport {
         match self {
             Transport::Ws => "ws",
             Transport::Quic => "quic",
-            Transport::Auto => "auto",
         }
     }
 
@@ -451,7 +448,6 @@ impl Transport {
     /// Checks that the transport can carry `url`: QUIC needs TLS (`wss://`).
     pub(crate) fn check(self, url: &str) -> Result<Self, String> {
         match self {
-            Transport::Auto => Transport::parse("auto"),
             Transport::Quic if !url.starts_with("wss://") => Err(format!(
                 "transport quic needs a wss:// URL (QUIC is always encrypted): {url}"
             )),
