@@ -574,3 +574,122 @@ fn quic_without_the_mss_clamp_resegments_tcp() {
     });
     assert_eq!(both_ways(&s, client.port, "mss_clamped"), 0);
 }
+
+/// A QUIC peer by hand that offers capsules: CONNECTs to A's `/` with `capsule-protocol: ?1`,
+/// checks that A echoes it, sends `first` on the CONNECT stream, waits `pause`, sends `then`,
+/// and returns how the connection ended within 5 s (`None`: still open).
+fn capsule_peer(
+    ca_pem: Vec<u8>,
+    first: Vec<u8>,
+    pause: Duration,
+    then: Vec<u8>,
+) -> Option<quinn::ConnectionError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(c.expect("CA PEM")).expect("CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let ep = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).expect("endpoint");
+        let addr = format!("{A_VETH}:{PORT}").parse().unwrap();
+        let conn = ep
+            .connect_with(cfg, addr, A_VETH)
+            .unwrap()
+            .await
+            .expect("QUIC");
+        let (mut driver, mut send) = h3::client::builder()
+            .enable_extended_connect(true)
+            .enable_datagram(true)
+            .build::<_, _, bytes::Bytes>(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .expect("h3");
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("https://{A_VETH}:{PORT}/"))
+            .header("capsule-protocol", "?1")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h3::ext::Protocol::WEB_TRANSPORT);
+        let mut stream = send.send_request(req).await.expect("CONNECT");
+        let resp = stream.recv_response().await.expect("answer");
+        assert_eq!(resp.status(), 200, "{resp:?}");
+        assert_eq!(resp.headers()["capsule-protocol"], "?1", "{resp:?}");
+        stream
+            .send_data(first.into())
+            .await
+            .expect("first capsules");
+        tokio::time::sleep(pause).await;
+        let _ = stream.send_data(then.into()).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        closed.ok()
+    })
+}
+
+#[test]
+fn quic_capsules_from_a_peer_are_switched_and_an_overlong_one_closes_the_session() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quiccap");
+    let (s, ca) = sites("qc", &pki, &[]);
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    // A broadcast frame of an experimental ethertype in a DATAGRAM capsule (type 0, length
+    // 60), behind a grease capsule; then a DATAGRAM capsule that says 2^62 − 1 bytes.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x26, 0x88, 0xb5]);
+    frame.resize(60, 0);
+    let mut first = vec![0x40, 0x17 + 0x29, 3, 1, 2, 3, 0x00, 60];
+    first.extend_from_slice(&frame);
+    let huge = vec![0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let ns = s.b.ns.name().to_string();
+    let peer = std::thread::spawn(move || {
+        enter_named(&ns, move || {
+            capsule_peer(ca_pem, first, Duration::from_secs(3), huge)
+        })
+    });
+    let server = s.a.sw.wait_servers(1)[0].port;
+    poll("rx_capsuled counted", Duration::from_secs(3), || {
+        let row = s.a.sw.port_status(server);
+        match (row["rx_capsuled"].as_u64(), row["rx"].as_u64()) {
+            (Some(1), Some(rx)) if rx >= 1 => Ok(()),
+            _ => Err(row.to_string()),
+        }
+    });
+    let end = peer.join().expect("peer thread");
+    match end {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(0x33), "{c:?}")
+        }
+        other => panic!("closed with H3_DATAGRAM_ERROR expected: {other:?}"),
+    }
+    poll(
+        "the server port to go",
+        Duration::from_secs(5),
+        || match s.a.sw.servers().len() {
+            0 => Ok(()),
+            n => Err(format!("{n} server ports")),
+        },
+    );
+    assert!(
+        s.a.sw.log().contains("capsule of type 0x0"),
+        "{}",
+        s.a.sw.log()
+    );
+}

@@ -326,22 +326,32 @@ impl QuicPort {
             return std::future::pending().await;
         }
         let mut parser = Parser::new(CAPSULE_CAP);
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             let chunk = match rx.recv().await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return End::Closed,
                 Err(e) => return self.stream_failed(e.into()).await,
             };
-            if let Err(e) = parser.feed(chunk, |frame| batch.push(frame)) {
+            let budget = self.budget().unwrap_or(0);
+            // Switched a batch at a time: a chunk of tiny capsules holds many.
+            let switch = |batch: &mut Vec<Bytes>| {
+                counters.rx_capsuled.fetch_add(batch.len() as u64, Relaxed);
+                ingress.frames(batch.drain(..).map(|f| self.clamped(f, budget, counters)));
+            };
+            let fed = parser.feed(chunk, |frame| {
+                batch.push(frame);
+                if batch.len() == BATCH {
+                    switch(&mut batch);
+                }
+            });
+            switch(&mut batch);
+            if let Err(e) = fed {
                 tracing::warn!(port = ingress.port(), "QUIC session closed: {e}");
                 let code = capsule::H3_DATAGRAM_ERROR.into();
                 self.conn.close(code, b"capsule too long");
                 return End::Failed(e.into());
             }
-            counters.rx_capsuled.fetch_add(batch.len() as u64, Relaxed);
-            let budget = self.budget().unwrap_or(0);
-            ingress.frames(batch.drain(..).map(|f| self.clamped(f, budget, counters)));
         }
     }
 
