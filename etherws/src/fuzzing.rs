@@ -169,6 +169,34 @@ pub fn h3_datagram(data: &[u8]) {
     }
 }
 
+/// A QUIC peer's CONNECT stream (`port::quic::capsule`): the bytes read as capsules in chunks
+/// whose sizes the first byte picks, with a small cap. Never panics; holds at most one capsule
+/// (its header, or a DATAGRAM capsule's payload within the cap); every frame handed out is within
+/// the cap; and the same bytes in one chunk give the same frames (or the same error).
+pub fn capsule(data: &[u8]) {
+    use crate::port::quic::capsule::Parser;
+    const CAP: usize = 512;
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let run = |step: usize| {
+        let mut p = Parser::new(CAP);
+        let mut frames = Vec::new();
+        for chunk in data.chunks(step) {
+            let fed = p.feed(chunk, |f| {
+                assert!(f.len() <= CAP, "frame within the cap");
+                frames.push(f);
+            });
+            assert!(p.held() <= CAP.max(16), "one capsule held at most");
+            fed?;
+        }
+        Ok::<_, crate::port::quic::capsule::Error>(frames)
+    };
+    assert_eq!(
+        run(step),
+        run(data.len().max(1)),
+        "chunking changes nothing"
+    );
+}
+
 /// A message from a peer that negotiated super-frames: the header checks, then what a strict
 /// port makes of the frame (segments, checksum), and the forwarding decision on it.
 pub fn super_frame(data: &[u8]) {
@@ -292,6 +320,8 @@ pub fn gso(data: &[u8]) {
         "fix_csum changed more than the checksum ({hdr:?})"
     );
 
+    resegment(&hdr, &frame);
+
     // Segments: at most 4096, none longer than the super-frame, each starting with its
     // Ethernet addresses; all but the last carry exactly gso_size payload bytes behind the
     // same headers, and the payloads put back together are the super-frame's.
@@ -324,6 +354,39 @@ pub fn gso(data: &[u8]) {
         payload == frame[hdrs..],
         "payloads differ from the super-frame's"
     );
+}
+
+/// The `gso` target's `segment_to` and `fit_tcp`, with the header's `hdr_len` (which
+/// segmenting does not read) as the longest frame: never a UDP (USO) super-frame, no segment
+/// longer than that, as many segments and payload bytes as `segment` gives when nothing is cut
+/// smaller.
+fn resegment(hdr: &crate::wire::gso::VnetHdr, frame: &[u8]) {
+    use crate::wire::gso::{self, GSO_ECN, GSO_UDP_L4};
+
+    let max_len = usize::from(hdr.hdr_len);
+    // The frame as a plain one: cut the same way, if it is plain TCP with a good checksum.
+    for s in gso::fit_tcp(frame, max_len).unwrap_or_default() {
+        assert!(s.len() <= max_len && s[..12] == frame[..12], "fit_tcp");
+    }
+    let Ok(segments) = gso::segment_to(hdr, frame, max_len) else {
+        return;
+    };
+    assert_ne!(
+        hdr.gso_type & !GSO_ECN,
+        GSO_UDP_L4,
+        "a USO super-frame cut smaller"
+    );
+    let total = |s: &[bytes::Bytes]| s.iter().map(|s| s.len()).sum::<usize>();
+    for s in &segments {
+        assert!(s.len() <= max_len && s[..12] == frame[..12], "{hdr:?}");
+    }
+    if segments.iter().all(|s| s.len() < max_len) {
+        let plain = gso::segment(hdr, frame).expect("segment_to cut it");
+        assert_eq!(
+            (segments.len(), total(&segments)),
+            (plain.len(), total(&plain))
+        );
+    }
 }
 
 /// Software GRO (`wire::gro::coalesce`) over one batch. Input: a byte choosing the frame bound,
@@ -809,6 +872,64 @@ pub fn strict_egress(data: &[u8]) {
     assert_eq!(budget.used(), 0, "charges not given back");
 }
 
+/// TCP MSS clamping (`wire::mss`) on arbitrary frames. Input: a control byte, a 2-byte limit,
+/// a 2-byte `csum_start`, then the frame. Control bits 0-1 choose `clamp_mss` (limit as the
+/// MSS), `clamp_mss_to_fit` (limit as the frame budget), or `clamp_mss_vnet` with a
+/// checksum-partial header at `csum_start` (or without one). Checked: no panic, the length
+/// never changes, at most the MSS value and the checksum change, and a TCP checksum that
+/// verified before still verifies after a full-checksum clamp.
+pub fn mss_clamp(data: &[u8]) {
+    use crate::wire::gso::{F_NEEDS_CSUM, VnetHdr};
+    use crate::wire::mss;
+
+    let [ctl, l0, l1, c0, c1, frame @ ..] = data else {
+        return;
+    };
+    let limit = u16::from_be_bytes([*l0, *l1]);
+    let mut f = frame.to_vec();
+    let verified = tcp_csum_verifies(&f);
+    let partial = ctl & 3 == 2;
+    let changed = match ctl & 3 {
+        0 => mss::clamp_mss(&mut f, limit),
+        1 => mss::clamp_mss_to_fit(&mut f, usize::from(limit)),
+        m => {
+            let hdr = VnetHdr {
+                flags: if m == 2 { F_NEEDS_CSUM } else { 0 },
+                csum_start: u16::from_be_bytes([*c0, *c1]),
+                csum_offset: 16,
+                ..VnetHdr::default()
+            };
+            mss::clamp_mss_vnet(&hdr, &mut f, limit)
+        }
+    };
+    assert_eq!(f.len(), frame.len(), "the length changed");
+    let diff = f.iter().zip(frame).filter(|(a, b)| a != b).count();
+    assert!(changed || diff == 0, "changed without saying so");
+    assert!(diff <= 4, "{diff} bytes changed");
+    if changed && verified && !partial {
+        assert!(tcp_csum_verifies(&f), "the checksum broke");
+    }
+}
+
+/// Whether `frame` is TCP whose checksum verifies over its IP packet (`false` for anything
+/// the walker does not find whole).
+fn tcp_csum_verifies(frame: &[u8]) -> bool {
+    use crate::wire::gso::{fold, pseudo_sum, sum};
+
+    let Ok(h) = crate::wire::walk(frame) else {
+        return false;
+    };
+    let (Some(end), Ok(hlen)) = (h.ip_end(), h.l4_header_len) else {
+        return false;
+    };
+    let l4 = h.l4_offset;
+    if h.l4_protocol != 6 || end > frame.len() || end < l4 + hlen {
+        return false;
+    }
+    let acc = pseudo_sum(frame, h.l3_offset(), h.is_ipv6(), 6, end - l4);
+    fold(sum(&frame[l4..end], acc)) == 0xffff
+}
+
 #[cfg(test)]
 mod tests {
     /// The targets run on a few inputs here too, so they keep compiling and not panicking
@@ -897,6 +1018,7 @@ mod gso_and_proxy_tests {
         // Found by the fuzzer: 1-byte segments merged into a super-frame `segment` refused.
         super::gro(b"\x08\x22\0\x01\x08\x22\0\x01\x08\x22\0\x01\x15\x01\0\0\x0b\0\0\0\x55\x08\x60\x55\x55\x55\x55\x55");
         for i in inputs {
+            super::mss_clamp(i);
             super::gro(i);
             super::gso(i);
             super::no_proxy(i);
@@ -904,6 +1026,45 @@ mod gso_and_proxy_tests {
             super::proxy_answer(i);
             super::super_frame(i);
             super::websocket(i);
+        }
+    }
+
+    /// [`capsule`] on a few streams: frames, grease, an over-long capsule, random bytes.
+    #[test]
+    fn capsule_runs_its_checks() {
+        let mut rng = fastrand::Rng::with_seed(26);
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![3, 0x00, 0x05, 1, 2, 3, 4, 5, 0x40, 0x17, 0x02, 9, 9],
+            vec![1, 0x00, 0x42, 0x01, 0],
+            vec![7, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for _ in 0..200 {
+            inputs.push((0..rng.usize(0..600)).map(|_| rng.u8(..)).collect());
+        }
+        for i in &inputs {
+            super::capsule(i);
+        }
+    }
+
+    /// [`mss_clamp`] on a TCP SYN with a good checksum, in each mode, so that the checks
+    /// behind a clamp run.
+    #[test]
+    fn mss_clamp_runs_its_checks() {
+        use crate::wire::gso::{fold, pseudo_sum, sum};
+
+        let mut f = vec![0u8; 14 + 20 + 24];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14..18].copy_from_slice(&[0x45, 0, 0, 44]);
+        f[14 + 8..14 + 10].copy_from_slice(&[64, 6]);
+        f[14 + 12..14 + 20].copy_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        f[34 + 12..34 + 14].copy_from_slice(&[6 << 4, 0x02]);
+        f[54..58].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+        let c = !fold(sum(&f[34..], pseudo_sum(&f, 14, false, 6, 24)));
+        f[34 + 16..34 + 18].copy_from_slice(&c.to_be_bytes());
+        assert!(super::tcp_csum_verifies(&f));
+        for ctl in 0..4u8 {
+            let input = [&[ctl, 0x05, 0x00, 0, 34][..], &f].concat();
+            super::mss_clamp(&input);
         }
     }
 

@@ -11,7 +11,7 @@
 //! | `port/` | the port kinds (TAP, netdev, WebSocket, QUIC) and their queues |
 //! | `settings/` | settings' value types and what a port starts with |
 //! | `switch/` | the switch core: frames, the forwarding database, the forwarding decision |
-//! | `wire/` | header layouts on the wire, GSO, GRO and checksums |
+//! | `wire/` | header layouts on the wire, GSO, GRO, checksums and the MSS clamp |
 //! | `base/` | escaping, bounded file reads, IP addresses, TLS configuration |
 //! | `sys/` | system calls, each behind a safe wrapper that names the call; netlink |
 //!

@@ -24,6 +24,8 @@ pub const TARGETS: &[&str] = &[
     "proxy_answer",
     "forwarded",
     "h3_datagram",
+    "capsule",
+    "mss_clamp",
 ];
 
 fn have_cargo_fuzz() -> bool {

@@ -475,6 +475,10 @@ sw_options! {
         /// random loss), `cubic` or `newreno`.
         #[arg(long, env = "ETHERWS_QUIC_CONGESTION", value_name = "NAME")]
         pub(crate) quic_congestion: QuicCongestion = QuicCongestion::Bbr,
+        /// Leave the MSS of TCP SYNs through QUIC ports alone (by default it is lowered so
+        /// that the connection's segments fit one datagram).
+        #[arg(long, env = "ETHERWS_NO_MSS_CLAMP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub(crate) no_mss_clamp: bool = false,
         // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
         listener_files {
             htpasswd, sslkey, sslcert, sslclientca, sslcrl;

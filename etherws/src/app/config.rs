@@ -1072,6 +1072,7 @@ congestion = "cubic"
 quic = true
 quic_port = 4433
 quic_congestion = "cubic"
+no_mss_clamp = true
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
@@ -1246,6 +1247,7 @@ vlan = 40
             quic: Some(true),
             quic_port: Some(Num(4433)),
             quic_congestion: Some(crate::settings::values::QuicCongestion::Cubic),
+            no_mss_clamp: Some(true),
             max_frame: Some(Num(1518)),
             max_macs: Some(Num(1000)),
             max_macs_per_port: Some(Num(100)),
@@ -1301,14 +1303,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 56,
+                line: 57,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 63,
+                line: 64,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1320,7 +1322,7 @@ vlan = 40
                 key: p("/etc/etherws/client.key"),
                 transport: Transport::Ws,
                 profile: Profile::default(),
-                line: 68,
+                line: 69,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1335,7 +1337,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 78,
+                line: 79,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1354,9 +1356,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 89),
-            ("carol".to_string(), 92),
-            ("node-b".to_string(), 96),
+            ("bob".to_string(), 90),
+            ("carol".to_string(), 93),
+            ("node-b".to_string(), 97),
         ]);
         assert_eq!(
             c,
@@ -1367,10 +1369,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 68);
+        assert_eq!(c.ports[2].line(), 69);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 52);
+        assert_eq!(keys.len(), 53);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

@@ -119,6 +119,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
                 congestion: o.congestion,
             },
             quic_congestion: o.quic_congestion,
+            mss_clamp: !o.no_mss_clamp,
         },
         limits: limits(o),
         queues: QueueLimits {

@@ -161,6 +161,12 @@ pub(crate) enum Error {
     HeadersTooLong(usize),
     #[error("GSO super-frame whose segments would be more than twice its size")]
     Expansion,
+    #[error("UDP (USO) super-frame: its datagrams cannot be made smaller")]
+    UsoResegment,
+    #[error("GSO super-frame with {hdrs} bytes of headers: no room for payload in {max_len}")]
+    NoRoom { max_len: usize, hdrs: usize },
+    #[error("TCP frame with a bad checksum: not cut")]
+    BadChecksum,
 }
 
 /// What a super-frame may cost once cut into `n` segments, each repeating its `hdrs` bytes of
@@ -328,30 +334,85 @@ pub(crate) fn fix_csum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), Error> {
 /// [`VnetHdr::shifted`]); the headers are parsed from the frame itself, so only the
 /// segmentation parameters of `hdr` are needed.
 pub(crate) fn segment(hdr: &VnetHdr, frame: &[u8]) -> Result<Vec<Bytes>, Error> {
-    let kind = hdr.gso_type & !GSO_ECN;
-    let (want_v6, want_proto) = match kind {
+    cut(hdr, frame, usize::MAX)
+}
+
+/// [`segment`] into frames of at most `max_len` bytes each: a TCP super-frame is cut with a
+/// smaller segment size than its `gso_size` where its segments would be longer (TCP allows
+/// any segmentation of its byte stream). A UDP (USO) super-frame is refused
+/// ([`Error::UsoResegment`]): its segments are datagrams, whose boundaries the application
+/// chose. So is a frame whose headers leave no room for payload within `max_len`.
+pub(crate) fn segment_to(hdr: &VnetHdr, frame: &[u8], max_len: usize) -> Result<Vec<Bytes>, Error> {
+    if hdr.gso_type & !GSO_ECN == GSO_UDP_L4 {
+        return Err(Error::UsoResegment);
+    }
+    cut(hdr, frame, max_len)
+}
+
+/// Cuts a plain TCP frame into frames of at most `max_len` bytes, as [`segment_to`] cuts a
+/// super-frame (one copy when it fits already): for the segments of a connection whose SYN
+/// was not clamped, or whose sender ignored the MSS. Refused: anything but one whole TCP
+/// packet that fills the frame (not a fragment, no Ethernet padding, no IPv6 jumbogram); a
+/// SYN, RST or URG; and a frame whose TCP checksum does not verify
+/// ([`Error::BadChecksum`]: fresh checksums would make a corrupt frame whole).
+pub(crate) fn fit_tcp(frame: &[u8], max_len: usize) -> Result<Vec<Bytes>, Error> {
+    let h = wire::walk(frame).map_err(|e| Error::Malformed(e.as_str()))?;
+    let l4 = h.l4_offset;
+    if h.l4_protocol != ip_protocol::TCP || h.l4_header_len.is_err() || h.is_fragment() {
+        return Err(Error::Malformed("not a whole TCP packet"));
+    }
+    if h.ip_end() != Some(frame.len()) {
+        return Err(Error::Malformed("IP length other than the frame's"));
+    }
+    if frame[l4 + tcp::field::FLAGS] & (tcp::SYN | tcp::RST | tcp::URG) != 0 {
+        return Err(Error::Malformed("SYN, RST or URG"));
+    }
+    let v6 = h.is_ipv6();
+    let acc = pseudo_sum(frame, h.l3_offset(), v6, ip_protocol::TCP, frame.len() - l4);
+    if fold(sum(&frame[l4..], acc)) != 0xffff {
+        return Err(Error::BadChecksum);
+    }
+    let hdr = VnetHdr {
+        gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+        gso_size: u16::MAX,
+        ..VnetHdr::default()
+    };
+    segment_to(&hdr, frame, max_len)
+}
+
+/// The headers of a super-frame, checked against its GSO type, and that type's L4 protocol.
+fn gso_headers(hdr: &VnetHdr, frame: &[u8]) -> Result<(wire::Headers, u8), Error> {
+    let (want_v6, want_proto) = match hdr.gso_type & !GSO_ECN {
         GSO_TCPV4 => (Some(false), ip_protocol::TCP),
         GSO_TCPV6 => (Some(true), ip_protocol::TCP),
         GSO_UDP_L4 => (None, ip_protocol::UDP),
         GSO_UDP => return Err(Error::Ufo),
         t => return Err(Error::UnknownGsoType(t)),
     };
-    let mss = usize::from(hdr.gso_size);
-    if mss == 0 {
+    if hdr.gso_size == 0 {
         return Err(Error::ZeroGsoSize);
     }
-    let malformed = |e: wire::Error| Error::Malformed(e.as_str());
-    let h = wire::walk(frame).map_err(malformed)?;
+    let h = wire::walk(frame).map_err(|e| Error::Malformed(e.as_str()))?;
     if want_v6.is_some_and(|v6| v6 != h.is_ipv6()) {
         return Err(Error::Malformed("IP version does not match the GSO type"));
     }
     if h.l4_protocol != want_proto {
         return Err(Error::Malformed("L4 protocol does not match the GSO type"));
     }
+    Ok((h, want_proto))
+}
+
+/// [`segment`], with segments of at most `max_len` bytes.
+fn cut(hdr: &VnetHdr, frame: &[u8], max_len: usize) -> Result<Vec<Bytes>, Error> {
+    let (h, want_proto) = gso_headers(hdr, frame)?;
     let (l3, l4, v6) = (h.l3_offset(), h.l4_offset, h.is_ipv6());
-    let l4_hlen = h.l4_header_len.map_err(malformed)?;
+    let l4_hlen = h.l4_header_len.map_err(|e| Error::Malformed(e.as_str()))?;
     // All within the frame: the walker checked.
     let hdrs = l4 + l4_hlen;
+    let mss = usize::from(hdr.gso_size).min(max_len.saturating_sub(hdrs));
+    if mss == 0 {
+        return Err(Error::NoRoom { max_len, hdrs });
+    }
     // The super-frame's own length fields may be stale (or 0 for BIG TCP): the frame length
     // is what counts.
     let payload = &frame[hdrs..];
@@ -717,6 +778,18 @@ mod tests {
 
     /// Segments a TCP super-frame and checks every segment against the original.
     fn check_tcp_segments(tag: Option<u16>, v6: bool, flags: u8, len: usize, mss: u16, ecn: bool) {
+        check_tcp_cut(tag, v6, flags, len, (mss, ecn), usize::MAX);
+    }
+
+    /// [`check_tcp_segments`] with segments of at most `max_len` bytes ([`segment_to`]).
+    fn check_tcp_cut(
+        tag: Option<u16>,
+        v6: bool,
+        flags: u8,
+        len: usize,
+        (mss, ecn): (u16, bool),
+        max_len: usize,
+    ) {
         let data = payload(len);
         let gso_type = (if v6 { GSO_TCPV6 } else { GSO_TCPV4 }) | if ecn { GSO_ECN } else { 0 };
         let (f, hdr) = partial(
@@ -727,11 +800,16 @@ mod tests {
             &data,
             Some((gso_type, mss)),
         );
-        let segs = segment(&hdr, &f).unwrap();
-        let mss = usize::from(mss);
         let l3 = if tag.is_some() { 18 } else { 14 };
         let l4 = l3 + if v6 { 40 } else { 20 };
         let hdrs = l4 + 32;
+        let (segs, mss) = if max_len == usize::MAX {
+            (segment(&hdr, &f).unwrap(), usize::from(mss))
+        } else {
+            let segs = segment_to(&hdr, &f, max_len).unwrap();
+            (segs, usize::from(mss).min(max_len - hdrs))
+        };
+        assert!(segs.iter().all(|s| s.len() <= max_len), "segment too long");
         assert_eq!(segs.len(), len.div_ceil(mss).max(1), "segment count");
         let mut joined = Vec::new();
         for (i, s) in segs.iter().enumerate() {
@@ -795,6 +873,105 @@ mod tests {
     fn segment_tcpv6() {
         check_tcp_segments(None, true, 0x98, 7 * 1428 + 99, 1428, true);
         check_tcp_segments(Some(7), true, 0x18, 60_000, 1428, false);
+    }
+
+    #[test]
+    fn resegment_tcp_to_a_smaller_size() {
+        // 64 KB super-frames (v4 and v6, with and without a tag) into 1400-byte frames:
+        // PSH|ACK|FIN|CWR split between first and last segments as `segment` does.
+        for (tag, v6) in [
+            (None, false),
+            (None, true),
+            (Some(5), false),
+            (Some(5), true),
+        ] {
+            check_tcp_cut(tag, v6, 0x99, 65_000, (1448, true), 1400);
+            check_tcp_cut(tag, v6, 0x18, 65_000, (1448, false), 1400);
+        }
+        // Already small enough: the super-frame's own gso_size stays; one short segment.
+        check_tcp_cut(None, false, 0x18, 30_000, (1000, false), 1400);
+        check_tcp_cut(None, true, 0x19, 100, (1448, false), 1400);
+        // Headers of 14 + 20 + 32 leave 1 byte in 67 (two segments of 1 byte); none in 66.
+        check_tcp_cut(None, false, 0x18, 2, (1448, false), 67);
+        let (f, hdr) = partial(
+            None,
+            false,
+            IPPROTO_TCP,
+            tcp_hdr(0x18),
+            &payload(10),
+            Some((GSO_TCPV4, 1448)),
+        );
+        let no_room = Err(Error::NoRoom {
+            max_len: 66,
+            hdrs: 66,
+        });
+        assert_eq!(segment_to(&hdr, &f, 66), no_room);
+        // A 64 KB frame cut to tiny segments costs more than twice its size: refused.
+        let (f, hdr) = partial(
+            None,
+            false,
+            IPPROTO_TCP,
+            tcp_hdr(0x18),
+            &payload(65_000),
+            Some((GSO_TCPV4, 1448)),
+        );
+        assert_eq!(segment_to(&hdr, &f, 100), Err(Error::Expansion));
+    }
+
+    #[test]
+    fn plain_tcp_frames_are_fitted() {
+        for (tag, v6) in [(None, false), (Some(9), true), (None, true)] {
+            let data = payload(9000);
+            let (mut f, hdr) = partial(tag, v6, IPPROTO_TCP, tcp_hdr(0x19), &data, None);
+            fix_csum(&hdr, &mut f).unwrap();
+            let l3 = if tag.is_some() { 18 } else { 14 };
+            let hdrs = l3 + if v6 { 40 } else { 20 } + 32;
+            let segs = fit_tcp(&f, 1400).unwrap();
+            assert_eq!(segs.len(), 9000usize.div_ceil(1400 - hdrs));
+            let mut joined = Vec::new();
+            for (i, s) in segs.iter().enumerate() {
+                assert!(s.len() <= 1400 && l4_csum_ok(s, l3, v6));
+                assert!(v6 || ipv4_csum_ok(s, l3));
+                let seq = u32::from_be_bytes(s[hdrs - 28..hdrs - 24].try_into().unwrap());
+                assert_eq!(seq, SEQ.wrapping_add(joined.len() as u32));
+                let fin = i + 1 == segs.len();
+                assert_eq!(s[hdrs - 19] & (TCP_FIN | TCP_PSH) != 0, fin);
+                joined.extend_from_slice(&s[hdrs..]);
+            }
+            assert_eq!(joined, data);
+            // One that fits comes back as it is.
+            assert_eq!(fit_tcp(&f, 9999).unwrap(), [Bytes::from(f.clone())]);
+            // A corrupt one is not made whole; a SYN is not cut.
+            let mut bad = f.clone();
+            bad[hdrs + 77] ^= 1;
+            assert_eq!(fit_tcp(&bad, 1400), Err(Error::BadChecksum));
+            let mut syn = f.clone();
+            syn[hdrs - 19] |= 0x02;
+            assert!(matches!(fit_tcp(&syn, 1400), Err(Error::Malformed(_))));
+            // Ethernet padding, or an IP length other than the frame's.
+            let mut padded = f.clone();
+            padded.push(0);
+            assert!(matches!(fit_tcp(&padded, 1400), Err(Error::Malformed(_))));
+        }
+        // UDP.
+        let (mut f, hdr) = partial(None, false, IPPROTO_UDP, udp_hdr(), &payload(3000), None);
+        fix_csum(&hdr, &mut f).unwrap();
+        assert!(matches!(fit_tcp(&f, 1400), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn uso_is_never_resegmented() {
+        let (f, hdr) = partial(
+            None,
+            false,
+            IPPROTO_UDP,
+            udp_hdr(),
+            &payload(3000),
+            Some((GSO_UDP_L4 | GSO_ECN, 1472)),
+        );
+        assert_eq!(segment_to(&hdr, &f, 1400), Err(Error::UsoResegment));
+        assert_eq!(segment_to(&hdr, &f, 9000), Err(Error::UsoResegment));
+        assert_eq!(segment(&hdr, &f).map(|s| s.len()), Ok(3));
     }
 
     #[test]

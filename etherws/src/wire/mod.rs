@@ -4,9 +4,10 @@
 //! header's fields as ranges counted from the start of that header), and [`walk`], the one
 //! walker that finds a frame's L3 and L4 headers.
 //!
-//! The userspace data path looks past the Ethernet header in two places, both through [`walk`]:
-//! `port::gso` (segmentation and checksum completion of frames behind a virtio-net header) and
-//! `offload` (checksum-partial frames the XDP program hands to AF_XDP). The XDP program in
+//! The userspace data path looks past the Ethernet header through [`walk`]: [`gso`]
+//! (segmentation and checksum completion of frames behind a virtio-net header), [`gro`],
+//! [`mss`] (the MSS option of TCP SYNs) and `offload` (checksum-partial frames the XDP
+//! program hands to AF_XDP). The XDP program in
 //! `etherws-ebpf` keeps a walker of its own: the verifier wants it written its own way.
 //!
 //! Every read is checked against the slice: a frame too short for what its headers announce
@@ -17,6 +18,7 @@ pub(crate) mod dhcp;
 pub(crate) mod gro;
 pub(crate) mod gso;
 pub(crate) mod icmpv6;
+pub(crate) mod mss;
 
 use core::fmt;
 use core::ops::Range;
@@ -211,7 +213,10 @@ pub(crate) mod tcp {
     pub(crate) const MIN_HEADER_LEN: usize = field::URGENT.end;
 
     pub(crate) const FIN: u8 = 0x01;
+    pub(crate) const SYN: u8 = 0x02;
+    pub(crate) const RST: u8 = 0x04;
     pub(crate) const PSH: u8 = 0x08;
+    pub(crate) const URG: u8 = 0x20;
     pub(crate) const CWR: u8 = 0x80;
 }
 

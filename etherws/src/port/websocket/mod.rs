@@ -74,6 +74,9 @@ pub(crate) struct WsSettings {
     pub(crate) tcp: tcp::TcpTuning,
     /// The congestion controller of QUIC connections (`--quic-congestion`).
     pub(crate) quic_congestion: crate::settings::values::QuicCongestion,
+    /// Clamp the MSS of TCP SYNs through QUIC ports to their datagram size (`--no-mss-clamp`
+    /// turns it off).
+    pub(crate) mss_clamp: bool,
 }
 
 impl Default for WsSettings {
@@ -84,6 +87,7 @@ impl Default for WsSettings {
             super_frames: true,
             tcp: tcp::TcpTuning::default(),
             quic_congestion: Default::default(),
+            mss_clamp: true,
         }
     }
 }
