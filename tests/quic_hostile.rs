@@ -253,8 +253,13 @@ impl Evil {
 
     /// A session: an h3 connection whose CONNECT A answered 200.
     async fn session(&self) -> (H3, Stream) {
+        self.h3_session(connect()).await
+    }
+
+    /// A session opened with `req`.
+    async fn h3_session(&self, req: http::Request<()>) -> (H3, Stream) {
         let mut h3 = self.h3().await;
-        let (status, stream) = h3.request(connect()).await;
+        let (status, stream) = h3.request(req).await;
         assert_eq!(status, Ok(200), "the attacker's CONNECT");
         (h3, stream.expect("the CONNECT stream"))
     }
@@ -791,4 +796,157 @@ fn quic_idle_sessions_memory_is_bounded() {
     assert!(per <= 200, "{per} KiB per idle QUIC session");
     lab.still_serves();
     drop(sessions);
+}
+
+// ---------------------------------------------------------------------------------------------
+// capsules on the CONNECT stream
+
+/// A's cap on one capsule from a peer: the largest frame (65535 + 14 + 4) and 16 bytes.
+const CAPSULE_CAP: u64 = 65553 + 16;
+
+/// The QUIC varint encoding of `v` (at most 2^62 − 1).
+fn varint(v: u64) -> Vec<u8> {
+    match v {
+        0..=0x3f => vec![v as u8],
+        0x40..=0x3fff => (v as u16 | 0x4000).to_be_bytes().to_vec(),
+        0x4000..=0x3fff_ffff => (v as u32 | 0x8000_0000).to_be_bytes().to_vec(),
+        _ => (v | 0xc000_0000_0000_0000).to_be_bytes().to_vec(),
+    }
+}
+
+/// A capsule (RFC 9297 §3.2): type, length, payload.
+fn capsule(kind: u64, payload: &[u8]) -> Vec<u8> {
+    let mut c = varint(kind);
+    c.extend(varint(payload.len() as u64));
+    c.extend_from_slice(payload);
+    c
+}
+
+/// The CONNECT of a switch that takes capsules (`capsule-protocol: ?1`).
+fn connect_capsules() -> http::Request<()> {
+    let mut req = connect();
+    req.headers_mut()
+        .insert("capsule-protocol", http::HeaderValue::from_static("?1"));
+    req
+}
+
+#[test]
+fn quic_capsules_are_bounded() {
+    if !Lab::needs() {
+        return;
+    }
+    let lab = Lab::new("qhc", &[]);
+    let evil = lab.evil();
+    let rss0 = lab.rss_kib();
+
+    // A DATAGRAM capsule sent before the 200, then 100,000 empty capsules of unknown types,
+    // a 1000-byte grease capsule in 1000 DATA frames and a DATAGRAM capsule in one DATA
+    // frame per byte: two frames switched.
+    let (h3, mut stream) = lab.run(async {
+        let mut h3 = evil.h3().await;
+        let mut stream = h3
+            .send
+            .send_request(connect_capsules())
+            .await
+            .expect("CONNECT");
+        let early = capsule(0x00, &datagram(&arp_frame()));
+        stream
+            .send_data(early.into())
+            .await
+            .expect("a capsule before the 200");
+        let resp = stream.recv_response().await.expect("the answer");
+        assert_eq!(resp.status(), 200);
+        (h3, stream)
+    });
+    let port = lab.evil_ports()[0].port;
+    let t0 = Instant::now();
+    lab.run(async {
+        let mut unknown = Vec::new();
+        for i in 0..100_000u64 {
+            // Not DATAGRAM (0x00): WT_CLOSE_SESSION's neighbours and grease.
+            unknown.extend(capsule(0x2844 + i % 1000, &[]));
+        }
+        for chunk in unknown.chunks(16 * 1024) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            stream.send_data(chunk).await.expect("unknown capsules");
+        }
+        let grease = capsule(0x29 * 3 + 0x17, &[0x77; 1000]);
+        let mut frame = arp_frame();
+        frame.resize(MAX_FRAME - 10, 0);
+        let split = capsule(0x00, &datagram(&frame));
+        for byte in grease.iter().chain(split.iter()) {
+            stream
+                .send_data(Bytes::copy_from_slice(&[*byte]))
+                .await
+                .expect("one byte per DATA frame");
+        }
+    });
+    eprintln!(
+        "100,000 unknown capsules and 1,600 one-byte DATA frames in {:?}",
+        t0.elapsed()
+    );
+    let row = lab.wait_row(port, "two frames from capsules", |r| r["rx_capsuled"] == 2);
+    eprintln!(
+        "rx_capsuled {} rx {} rx_errors {}",
+        row["rx_capsuled"], row["rx"], row["rx_errors"]
+    );
+    assert_eq!(row["rx"], 2, "{row}");
+    assert_eq!(row["link"], "up", "{row}");
+    assert!(h3.conn.close_reason().is_none());
+
+    // A session without capsule-protocol: A does not read its CONNECT stream, and the
+    // stream's flow control stops the attacker at its window (256 KiB).
+    let written = lab.run(async {
+        let (_h3, mut stream) = evil.session().await;
+        let mut written = 0usize;
+        let chunk = Bytes::from(vec![0x11u8; 16 * 1024]);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && written < 4 << 20 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.send_data(chunk.clone())).await {
+                Ok(Ok(())) => written += chunk.len(),
+                _ => break,
+            }
+        }
+        written
+    });
+    eprintln!(
+        "written on a CONNECT stream A does not read: {} KiB",
+        written / 1024
+    );
+    assert!(written < 1 << 20, "{written} bytes");
+
+    // Lengths over the cap, whatever the type: A closes the session (H3_DATAGRAM_ERROR).
+    for (kind, len) in [
+        (0x00, CAPSULE_CAP + 1),
+        (0x00, (1 << 62) - 1),
+        (0x29 * 5 + 0x17, CAPSULE_CAP + 1),
+    ] {
+        let why = lab.run(async {
+            let (h3, mut stream) = evil.h3_session(connect_capsules()).await;
+            let mut head = varint(kind);
+            head.extend(varint(len));
+            head.extend_from_slice(&[0; 100]);
+            stream.send_data(head.into()).await.expect("the header");
+            tokio::time::timeout(Duration::from_secs(5), h3.conn.closed()).await
+        });
+        eprintln!("capsule type {kind:#x} of {len} bytes: {why:?}");
+        assert!(
+            matches!(&why, Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == 0x33u32.into()),
+            "{why:?}"
+        );
+    }
+    poll(
+        "the refused sessions' ports to go",
+        Duration::from_secs(5),
+        || match lab.evil_ports().len() {
+            1 => Ok(()),
+            n => Err(format!("{n}")),
+        },
+    );
+    let rss1 = lab.rss_kib();
+    eprintln!("A's RSS: {rss0} KiB before, {rss1} KiB after");
+    assert!(rss1 < rss0 + 16 * 1024, "A grew from {rss0} to {rss1} KiB");
+    lab.still_serves();
+    drop((h3, stream));
 }
