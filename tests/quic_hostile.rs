@@ -413,6 +413,39 @@ fn quic_malformed_datagrams_are_dropped_and_counted() {
         "{:?}",
         h3.conn.close_reason()
     );
+
+    // 20,000 datagrams of another session as fast as quinn sends them: counted (those quinn's
+    // 1 MiB receive buffer had to drop are not); A's memory bounded (a burst held in quinn's
+    // buffers and the allocator's, about 1 MiB at 60,000 sent more slowly).
+    const FLOOD: u64 = 20_000;
+    let rss0 = lab.rss_kib();
+    let t0 = Instant::now();
+    lab.run(async {
+        let foreign = datagram_with(&[0x07], &[0xab; 1000]);
+        for _ in 0..FLOOD {
+            h3.conn
+                .send_datagram_wait(foreign.clone())
+                .await
+                .expect("flood");
+        }
+    });
+    let took = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let row = lab.s.a.sw.port_status(port);
+    let rss1 = lab.rss_kib();
+    eprintln!(
+        "{FLOOD} foreign datagrams in {took:?}: rx_errors {}, RSS {rss0} -> {rss1} KiB",
+        row["rx_errors"]
+    );
+    let errors = row["rx_errors"].as_u64().unwrap_or(0) - prefix_errors;
+    assert!(errors > 0 && errors <= FLOOD, "{row}");
+    assert_eq!(row["rx"], 1, "{row}");
+    assert!(rss1 < rss0 + 16 * 1024, "A grew from {rss0} to {rss1} KiB");
+    assert!(
+        h3.conn.close_reason().is_none(),
+        "{:?}",
+        h3.conn.close_reason()
+    );
     // The datagram over A's max_datagram_frame_size cannot be sent: A announces 65535 (quinn
     // caps its receive buffer's size there), more than any UDP packet's payload.
     lab.still_serves();
@@ -460,6 +493,30 @@ fn quic_streams_are_capped_and_other_requests_refused() {
         second.is_err(),
         "a second CONNECT must be refused: {second:?}"
     );
+    assert_eq!(lab.evil_ports().len(), 1);
+    // 1000 more requests, one after the other: each refused, its stream's credit given back.
+    let t0 = Instant::now();
+    let refused = lab.run(async {
+        let mut refused = 0;
+        for i in 0..1000 {
+            let req = if i % 2 == 0 {
+                connect()
+            } else {
+                plain(http::Method::GET)
+            };
+            let (status, _) = h3.request(req).await;
+            match status {
+                Err(e) if e.contains("H3_REQUEST_REJECTED") => refused += 1,
+                other => panic!("request {i}: {other:?}"),
+            }
+        }
+        refused
+    });
+    eprintln!(
+        "1000 requests on the session's connection refused in {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(refused, 1000);
     assert_eq!(lab.evil_ports().len(), 1);
 
     // 1000 bidirectional and 1000 unidirectional streams: quinn opens only what A's
@@ -743,6 +800,13 @@ fn quic_unvalidated_address_gets_at_most_three_times_what_it_sent() {
     // connection/mod.rs), so one datagram of at most the initial MTU (1200) more.
     assert!(out_u <= 3 * in_u + 1200, "A sent {out_u} bytes for {in_u}");
     assert!(out_p >= 1, "A answered");
+    // Then A gives up on it (its idle timeout, 2 s here): nothing more.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        counter(a, "out"),
+        (out_p, out_b),
+        "A still sends to an unvalidated address"
+    );
     drop(evil);
 
     // 70 handshakes pending at once from many ports of the address: past 64, a Retry.
