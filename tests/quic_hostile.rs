@@ -44,6 +44,11 @@ impl Lab {
 
     /// The lab with `extra` arguments for A; the honest hosts ping when this returns.
     fn new(tag: &str, extra: &[&str]) -> Lab {
+        Self::with_keepalive(tag, "1", extra)
+    }
+
+    /// [`Lab::new`] with A's `--keepalive` (B's is 1 s).
+    fn with_keepalive(tag: &str, keepalive: &str, extra: &[&str]) -> Lab {
         let pki = Pki::new(tag);
         let ca = pki.ca("quic");
         // P-256: the handshakes of many sessions are cheap on a busy machine.
@@ -53,10 +58,11 @@ impl Lab {
             .a(|a| {
                 a.switch(|b| b.port(PORT))
                     .args(&["--quic", "--sslkey", &cert.key, "--sslcert", &cert.cert])
-                    .args(&["--max-frame", &mf])
+                    .args(&["--max-frame", &mf, "--keepalive", keepalive])
                     .args(extra)
+                    .tap()
             })
-            .both(|s| s.args(&["--keepalive", "1"]).tap())
+            .b(|s| s.args(&["--keepalive", "1"]).tap())
             .start();
         s.a.ns.ip(&["link", "set", "ewsA0", "mtu", HOST_MTU]);
         s.b.ns.ip(&["link", "set", "ewsB0", "mtu", HOST_MTU]);
@@ -238,17 +244,7 @@ impl Evil {
 
     /// A QUIC connection to A with h3 set up on it.
     async fn h3(&self) -> H3 {
-        let conn = self.quic().await.expect("QUIC handshake");
-        let (mut driver, send) = h3::client::builder()
-            .enable_extended_connect(true)
-            .enable_datagram(true)
-            .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
-            .await
-            .expect("HTTP/3 set-up");
-        let driver = tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        H3 { conn, send, driver }
+        h3_on(self.quic().await.expect("QUIC handshake")).await
     }
 
     /// A session: an h3 connection whose CONNECT A answered 200.
@@ -263,6 +259,20 @@ impl Evil {
         assert_eq!(status, Ok(200), "the attacker's CONNECT");
         (h3, stream.expect("the CONNECT stream"))
     }
+}
+
+/// h3 set up on the attacker's QUIC connection `conn`.
+async fn h3_on(conn: quinn::Connection) -> H3 {
+    let (mut driver, send) = h3::client::builder()
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .expect("HTTP/3 set-up");
+    let driver = tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    H3 { conn, send, driver }
 }
 
 impl H3 {
@@ -1013,4 +1023,86 @@ fn quic_capsules_are_bounded() {
     assert!(rss1 < rss0 + 16 * 1024, "A grew from {rss0} to {rss1} KiB");
     lab.still_serves();
     drop((h3, stream));
+}
+
+#[test]
+fn quic_stalled_handshake_is_dropped_without_an_idle_timeout() {
+    if !Lab::needs() {
+        return;
+    }
+    // No keepalive on A: no QUIC idle timeout, so only the listener's 15 s handshake
+    // timeout ends a handshake that stalls; one connection per address.
+    let lab = Lab::with_keepalive("qhk", "0", &["--max-conns-per-addr", "1"]);
+    let (a, b) = (&lab.s.a.ns, &lab.s.b.ns);
+    nft(a, "add table inet t");
+    nft(a, "add counter inet t out");
+    nft(
+        a,
+        "add chain inet t o { type filter hook output priority 0 ; }",
+    );
+    nft(
+        a,
+        &format!("add rule inet t o ip daddr {EVIL} udp sport {PORT} counter name out"),
+    );
+    // One Initial from the attacker's address, which never hears A.
+    nft(b, "add table inet t");
+    nft(
+        b,
+        "add chain inet t i { type filter hook input priority 0 ; }",
+    );
+    nft(
+        b,
+        "add chain inet t o { type filter hook output priority 0 ; }",
+    );
+    nft(
+        b,
+        &format!("add rule inet t i ip daddr {EVIL} udp sport {PORT} drop"),
+    );
+    nft(
+        b,
+        &format!("add rule inet t o ip saddr {EVIL} udp dport {PORT} quota over 1300 bytes drop"),
+    );
+    let t0 = Instant::now();
+    let evil = lab.evil();
+    let got = lab.run(async { tokio::time::timeout(Duration::from_secs(2), evil.quic()).await });
+    assert!(!matches!(got, Ok(Ok(_))), "the handshake cannot finish");
+    drop(evil);
+    nft(b, "flush table inet t");
+
+    // The stalled handshake holds the address's one slot: a real client is refused.
+    let evil = lab.evil();
+    let refused = lab.run(evil.quic());
+    eprintln!("a second connection while the first stalls: {refused:?}");
+    assert!(
+        matches!(&refused, Err(quinn::ConnectionError::ConnectionClosed(c))
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED),
+        "{refused:?}"
+    );
+    // After the handshake timeout the slot is free again.
+    let (out_p, _) = counter(a, "out");
+    // The first connection A lets in carries the session (its slot is the address's one).
+    let (_h3, _stream) = lab.run(async {
+        let conn = loop {
+            match tokio::time::timeout(Duration::from_secs(3), evil.quic()).await {
+                Ok(Ok(c)) => break c,
+                _ if t0.elapsed() > Duration::from_secs(25) => panic!("still refused"),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        let mut h3 = h3_on(conn).await;
+        let (status, stream) = h3.request(connect()).await;
+        assert_eq!(status, Ok(200), "the attacker's CONNECT");
+        (h3, stream)
+    });
+    eprintln!(
+        "the address's slot free again after {:?}; A had sent {out_p} packets to it meanwhile",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_secs(14),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(lab.evil_ports().len(), 1);
+    lab.still_serves();
 }
