@@ -130,5 +130,8 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p.payload_at(&[0x40, 100, 9]), Ok(2));
         assert_eq!(p.payload_at(&[0x40]), Err(Error::Truncated));
+        // A longer encoding of the same ID is the same ID (RFC 9000 16 allows it).
+        let p = Prefix::for_stream(512);
+        assert_eq!(p.payload_at(&[0x80, 0, 0, 0x80, 0xcb]), Ok(4));
     }
 }
