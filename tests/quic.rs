@@ -15,8 +15,8 @@ const A_TAP: &str = Sites::A_TAP;
 const B_TAP: &str = Sites::B_TAP;
 /// A's listener: WebSocket over TCP and QUIC over UDP, one port number.
 const PORT: u16 = 8443;
-/// The TAP hosts' MTU: their frames fit in one datagram of a 1500-byte path (the MSS clamp
-/// and capsules for larger frames are a later step).
+/// The TAP hosts' MTU in most tests: their frames fit in one datagram of a 1500-byte path
+/// (larger frames: `quic_fits_frames_to_a_narrow_path` and the tests after it).
 const HOST_MTU: &str = "1300";
 
 /// Root and every tool the test needs, or a loud skip (a failure under CI).
