@@ -15,8 +15,8 @@ const A_TAP: &str = Sites::A_TAP;
 const B_TAP: &str = Sites::B_TAP;
 /// A's listener: WebSocket over TCP and QUIC over UDP, one port number.
 const PORT: u16 = 8443;
-/// The TAP hosts' MTU: their frames fit in one datagram of a 1500-byte path (the MSS clamp
-/// and capsules for larger frames are a later step).
+/// The TAP hosts' MTU in most tests: their frames fit in one datagram of a 1500-byte path
+/// (larger frames: `quic_fits_frames_to_a_narrow_path` and the tests after it).
 const HOST_MTU: &str = "1300";
 
 /// Root and every tool the test needs, or a loud skip (a failure under CI).
@@ -692,4 +692,38 @@ fn quic_capsules_from_a_peer_are_switched_and_an_overlong_one_closes_the_session
         "{}",
         s.a.sw.log()
     );
+}
+
+#[test]
+fn quic_oversize_frames_to_a_peer_without_capsules_are_dropped_and_counted() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicnc");
+    let (s, ca) = sites("qd", &pki, &[]);
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    let ns = s.b.ns.name().to_string();
+    // A peer as a browser is: no `capsule-protocol` in its CONNECT.
+    let peer = std::thread::spawn(move || {
+        enter_named(&ns, move || hostile_client(ca_pem, Duration::from_secs(6)))
+    });
+    let server = s.a.sw.wait_servers(1)[0].port;
+    // 1442-byte broadcast frames from A's host, flooded to the peer: too large for a datagram.
+    let bcast = [
+        "ping", "-n", "-b", "-c", "3", "-i", "0.2", "-W", "1", "-s", "1400",
+    ];
+    let _ = s.a.ns.exec(&[&bcast[..], &["192.0.2.255"]].concat());
+    poll(
+        "tx_dropped_oversize counted",
+        Duration::from_secs(3),
+        || {
+            let row = s.a.sw.port_status(server);
+            match row["tx_dropped_oversize"].as_u64() {
+                Some(n) if n >= 3 && row["tx_capsuled"] == 0 => Ok(()),
+                _ => Err(row.to_string()),
+            }
+        },
+    );
+    assert!(peer.join().expect("peer thread"), "the session was closed");
 }

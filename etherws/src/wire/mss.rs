@@ -2,9 +2,10 @@
 //! connection's segments fit a port that carries smaller frames than the hosts' links (a QUIC
 //! datagram, like OpenVPN's `mssfix`).
 //!
-//! The MSS a host announces in its SYN is how large the segments sent *to it* may be. A port
-//! that clamps the SYNs it sends and the SYN-ACKs it sends covers the segments coming back to
-//! it from both ends; clamping what it receives too covers both ways from one end alone.
+//! The MSS a host announces in its SYN (or SYN-ACK) is how large the segments sent *to it* may
+//! be. So a port that clamps what it sends makes the segments it receives fit; with both ends
+//! of a link clamping what they send, both ways fit. Clamping what it receives as well covers
+//! both ways from one end alone.
 //!
 //! Only the MSS option's value changes; the frame's length never does. The TCP checksum is
 //! adjusted incrementally (RFC 1624, eqn. 3), so a checksum that was wrong stays wrong, unless

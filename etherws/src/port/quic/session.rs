@@ -140,7 +140,7 @@ impl QuicPort {
             let mut next = Some(first);
             while let Some(dg) = next.take() {
                 match self.prefix.payload_at(&dg) {
-                    Ok(at) => batch.push(self.clamped(dg.slice(at..), budget, counters)),
+                    Ok(at) => batch.push(clamped(dg.slice(at..), budget, self.mss_clamp, counters)),
                     Err(e) => {
                         counters.rx_errors.fetch_add(1, Relaxed);
                         tracing::debug!(port = ingress.port(), "datagram dropped: {e}");
@@ -167,21 +167,6 @@ impl QuicPort {
         Some(max.saturating_sub(self.prefix.len()))
     }
 
-    /// `frame`, or a copy with its MSS clamped to `budget` if it is a TCP SYN or SYN-ACK
-    /// whose MSS is larger (both ways: a peer that does not clamp still gets segments that
-    /// fit this end's datagrams).
-    fn clamped(&self, frame: Bytes, budget: usize, counters: &Counters) -> Bytes {
-        if !self.mss_clamp || budget == 0 || !mss::is_syn(&frame) {
-            return frame;
-        }
-        let mut copy = frame.to_vec();
-        if mss::clamp_mss_to_fit(&mut copy, budget) {
-            counters.mss_clamped.fetch_add(1, Relaxed);
-            return Bytes::from(copy);
-        }
-        frame
-    }
-
     /// Sends what the switch queues, waiting for the connection's room (the backpressure:
     /// the port's queue does the dropping).
     async fn write(&self, egress: &mut EgressRx, counters: &Counters, queue: &CapsuleTx) -> End {
@@ -194,7 +179,7 @@ impl QuicPort {
             let sent = match self.budget() {
                 Some(budget) => {
                     for frame in batch.drain(..) {
-                        self.fit(frame, budget, &mut out, counters);
+                        fit(frame, budget, self.mss_clamp, &mut out, counters);
                     }
                     self.send(&out, budget, counters, queue).await
                 }
@@ -210,48 +195,6 @@ impl QuicPort {
             if let Err(e) = sent {
                 return End::Failed(e);
             }
-        }
-    }
-
-    /// Makes `frame` plain frames into `out`, each within `budget` where TCP allows: a
-    /// super-frame cut into segments that fit, an oversize TCP segment cut again, a SYN's MSS
-    /// clamped. What still does not fit is left for [`send`](Self::send) to capsule or drop.
-    fn fit(&self, frame: Frame, budget: usize, out: &mut Vec<Bytes>, counters: &Counters) {
-        let hdr = frame.offload;
-        if hdr.is_gso() {
-            let cut = gso::segment_to(&hdr, &frame.data, budget)
-                .or_else(|_| gso::segment(&hdr, &frame.data));
-            match cut {
-                Ok(segs) => {
-                    if frame.finished_len().largest > budget {
-                        counters.tx_resegmented.fetch_add(1, Relaxed);
-                    }
-                    out.extend(segs);
-                }
-                Err(e) => {
-                    counters.tx_dropped_oversize.fetch_add(1, Relaxed);
-                    tracing::debug!(?hdr, "super-frame dropped: {e}");
-                }
-            }
-            return;
-        }
-        let plain = match frame.into_plain().map(|mut p| p.next()) {
-            Ok(Some(plain)) => plain,
-            Ok(None) => return,
-            Err(e) => {
-                counters.tx_dropped_oversize.fetch_add(1, Relaxed);
-                return tracing::debug!(?hdr, "offloaded frame dropped: {e}");
-            }
-        };
-        if plain.len() <= budget {
-            return out.push(self.clamped(plain, budget, counters));
-        }
-        match gso::fit_tcp(&plain, budget) {
-            Ok(segs) => {
-                counters.tx_resegmented.fetch_add(1, Relaxed);
-                out.extend(segs);
-            }
-            Err(_) => out.push(plain),
         }
     }
 
@@ -337,7 +280,11 @@ impl QuicPort {
             // Switched a batch at a time: a chunk of tiny capsules holds many.
             let switch = |batch: &mut Vec<Bytes>| {
                 counters.rx_capsuled.fetch_add(batch.len() as u64, Relaxed);
-                ingress.frames(batch.drain(..).map(|f| self.clamped(f, budget, counters)));
+                ingress.frames(
+                    batch
+                        .drain(..)
+                        .map(|f| clamped(f, budget, self.mss_clamp, counters)),
+                );
             };
             let fed = parser.feed(chunk, |frame| {
                 batch.push(frame);
@@ -385,6 +332,63 @@ impl QuicPort {
     }
 }
 
+/// `frame`, or a copy with its MSS clamped to `budget` if it is a TCP SYN or SYN-ACK
+/// whose MSS is larger (both ways: a peer that does not clamp still gets segments that
+/// fit this end's datagrams).
+fn clamped(frame: Bytes, budget: usize, on: bool, counters: &Counters) -> Bytes {
+    if !on || budget == 0 || !mss::is_syn(&frame) {
+        return frame;
+    }
+    let mut copy = frame.to_vec();
+    if mss::clamp_mss_to_fit(&mut copy, budget) {
+        counters.mss_clamped.fetch_add(1, Relaxed);
+        return Bytes::from(copy);
+    }
+    frame
+}
+
+/// Makes `frame` plain frames into `out`, each within `budget` where TCP allows: a
+/// super-frame cut into segments that fit, an oversize TCP segment cut again, a SYN's MSS
+/// clamped (if `clamp`). What still does not fit is left for `send` to capsule or drop.
+fn fit(frame: Frame, budget: usize, clamp: bool, out: &mut Vec<Bytes>, counters: &Counters) {
+    let hdr = frame.offload;
+    if hdr.is_gso() {
+        let cut =
+            gso::segment_to(&hdr, &frame.data, budget).or_else(|_| gso::segment(&hdr, &frame.data));
+        match cut {
+            Ok(segs) => {
+                if frame.finished_len().largest > budget {
+                    counters.tx_resegmented.fetch_add(1, Relaxed);
+                }
+                out.extend(segs);
+            }
+            Err(e) => {
+                counters.tx_dropped_oversize.fetch_add(1, Relaxed);
+                tracing::debug!(?hdr, "super-frame dropped: {e}");
+            }
+        }
+        return;
+    }
+    let plain = match frame.into_plain().map(|mut p| p.next()) {
+        Ok(Some(plain)) => plain,
+        Ok(None) => return,
+        Err(e) => {
+            counters.tx_dropped_oversize.fetch_add(1, Relaxed);
+            return tracing::debug!(?hdr, "offloaded frame dropped: {e}");
+        }
+    };
+    if plain.len() <= budget {
+        return out.push(clamped(plain, budget, clamp, counters));
+    }
+    match gso::fit_tcp(&plain, budget) {
+        Ok(segs) => {
+            counters.tx_resegmented.fetch_add(1, Relaxed);
+            out.extend(segs);
+        }
+        Err(_) => out.push(plain),
+    }
+}
+
 /// The writer's end of the capsule queue, and the capsule sender's.
 type CapsuleTx = tokio::sync::mpsc::Sender<Bytes>;
 type CapsuleRx = tokio::sync::mpsc::Receiver<Bytes>;
@@ -410,5 +414,81 @@ impl Port for QuicPort {
             End::Removed | End::Closed => Ok(()),
             End::Failed(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::gso::{GSO_TCPV4, VnetHdr, fold, pseudo_sum, sum};
+
+    /// A TCP/IPv4 frame with `flags`, `options` and `data`, its checksums complete.
+    fn tcp4(flags: u8, options: &[u8], data: &[u8]) -> Vec<u8> {
+        let tcp_len = 20 + options.len() + data.len();
+        let mut f = vec![0u8; 34];
+        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+        f[22..24].copy_from_slice(&[64, 6]);
+        f[26..34].copy_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        let ip = !fold(sum(&f[14..34], 0));
+        f[24..26].copy_from_slice(&ip.to_be_bytes());
+        let mut tcp = vec![0u8; 20];
+        tcp[12] = (((20 + options.len()) / 4) << 4) as u8;
+        tcp[13] = flags;
+        tcp[14..16].copy_from_slice(&[0xff, 0xff]);
+        tcp.extend_from_slice(options);
+        tcp.extend_from_slice(data);
+        f.extend_from_slice(&tcp);
+        let c = !fold(sum(&f[34..], pseudo_sum(&f, 14, false, 6, tcp_len)));
+        f[50..52].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    fn fitted(frame: Frame, budget: usize, clamp: bool) -> (Vec<Bytes>, Counters) {
+        let (mut out, counters) = (Vec::new(), Counters::default());
+        fit(frame, budget, clamp, &mut out, &counters);
+        (out, counters)
+    }
+
+    #[test]
+    fn syns_are_clamped_to_the_datagram_unless_told_not_to() {
+        let syn = tcp4(0x02, &[2, 4, 0x05, 0xb4], &[]);
+        let (out, c) = fitted(Frame::from(Bytes::from(syn.clone())), 1200, true);
+        // 1200 − 14 − 20 − 20.
+        assert_eq!(out[0][56..58], 1146u16.to_be_bytes());
+        assert_eq!(c.mss_clamped.load(Relaxed), 1);
+        let (out, c) = fitted(Frame::from(Bytes::from(syn.clone())), 1200, false);
+        assert_eq!(&out[0][..], &syn[..]);
+        assert_eq!(c.mss_clamped.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn tcp_is_cut_to_fit_and_the_rest_left_whole() {
+        let seg = tcp4(0x10, &[], &[7; 1460]);
+        let (out, c) = fitted(Frame::from(Bytes::from(seg)), 1200, true);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|f| f.len() <= 1200));
+        assert_eq!(c.tx_resegmented.load(Relaxed), 1);
+        // A super-frame of three 1448-byte segments, cut smaller than its gso_size.
+        let sup = tcp4(0x18, &[], &[9; 3 * 1448]);
+        let hdr = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 1448,
+            hdr_len: 54,
+            ..VnetHdr::default()
+        };
+        let (out, c) = fitted(Frame::new(Bytes::from(sup), hdr), 1200, true);
+        assert!(out.len() >= 4 && out.iter().all(|f| f.len() <= 1200));
+        let payload: usize = out.iter().map(|f| f.len() - 54).sum();
+        assert_eq!(payload, 3 * 1448);
+        assert_eq!(c.tx_resegmented.load(Relaxed), 1);
+        // Not TCP: left as it is, for a capsule.
+        let mut udp = tcp4(0x10, &[], &[1; 1400]);
+        udp[23] = 17;
+        let (out, c) = fitted(Frame::from(Bytes::from(udp.clone())), 1200, true);
+        assert_eq!(&out[0][..], &udp[..]);
+        assert_eq!(c.tx_resegmented.load(Relaxed), 0);
     }
 }
