@@ -15,8 +15,8 @@ const A_TAP: &str = Sites::A_TAP;
 const B_TAP: &str = Sites::B_TAP;
 /// A's listener: WebSocket over TCP and QUIC over UDP, one port number.
 const PORT: u16 = 8443;
-/// The TAP hosts' MTU: their frames fit in one datagram of a 1500-byte path (the MSS clamp
-/// and capsules for larger frames are a later step).
+/// The TAP hosts' MTU in most tests: their frames fit in one datagram of a 1500-byte path
+/// (larger frames: `quic_fits_frames_to_a_narrow_path` and the tests after it).
 const HOST_MTU: &str = "1300";
 
 /// Root and every tool the test needs, or a loud skip (a failure under CI).
@@ -679,4 +679,274 @@ fn auto_through_an_http_proxy_is_websocket_only() {
     let reason = switch_transport(&sw, 1, "quic", Duration::from_secs(10));
     assert_eq!(reason, "\"quic\"");
     s.a.sw.wait_servers(2);
+/// The path between the switches: a 1300-byte MTU on the outer veth, under the hosts' 1500.
+const NARROW_PATH_MTU: &str = "1300";
+
+/// A QUIC port's counter, summed over B's client port and A's server port.
+fn both_ways(s: &Sites, client: u32, field: &str) -> u64 {
+    let server = s.a.sw.servers()[0].port;
+    let count = |row: serde_json::Value| row[field].as_u64().unwrap_or(0);
+    count(s.b.sw.port_status(client)) + count(s.a.sw.port_status(server))
+}
+
+#[test]
+fn quic_fits_frames_to_a_narrow_path() {
+    if !needs(&["openssl", "iperf3"]) {
+        return;
+    }
+    let pki = Pki::new("quicfit");
+    let (s, ca) = sites("qf", &pki, &[]);
+    // Hosts at 1500 behind a 1300-byte path: their frames do not fit one datagram.
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    s.b.ns.ip(&["link", "set", "ewsB0", "mtu", "1500"]);
+    s.a.ns.ip(&["link", "set", "vAB", "mtu", NARROW_PATH_MTU]);
+    s.b.ns.ip(&["link", "set", "vBA", "mtu", NARROW_PATH_MTU]);
+    let client = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+
+    // Path MTU discovery: from quinn's first 1200-byte packets up to what 1300 bytes take.
+    poll("max_datagram to grow", Duration::from_secs(15), || {
+        let row = s.b.sw.port_status(client.port);
+        match row["max_datagram"].as_u64() {
+            Some(n) if n > 1200 && n < 1300 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    // TCP: SYNs clamped, so the segments fit datagrams; bulk moves both ways.
+    for (extra, what) in [(&[][..], "B to A"), (&["-R"][..], "A to B")] {
+        let r = iperf3(&s.a.ns, &s.b.ns, A_TAP, 5201, extra);
+        eprintln!(
+            "iperf3 over QUIC on a 1300-byte path, {what}: {:.1} Mbit/s",
+            r.mbit_s
+        );
+        assert!(r.received > 0, "iperf3 {what} moved nothing: {:?}", r.error);
+    }
+    let clamped = both_ways(&s, client.port, "mss_clamped");
+    eprintln!("mss_clamped {clamped}");
+    assert!(clamped > 0, "no SYN clamped");
+
+    // A 1442-byte frame, not TCP, DF set: through DATAGRAM capsules on the CONNECT stream.
+    poll("ping -s 1400 -M do", Duration::from_secs(10), || {
+        let out = s.b.ns.exec(&[
+            "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-s", "1400", "-M", "do", A_TAP,
+        ]);
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stdout).into_owned()),
+        }
+    });
+    // Published once a second.
+    poll("capsules counted", Duration::from_secs(3), || {
+        let (tx, rx) = (
+            both_ways(&s, client.port, "tx_capsuled"),
+            both_ways(&s, client.port, "rx_capsuled"),
+        );
+        match tx >= 2 && rx >= 2 {
+            true => Ok(()),
+            false => Err(format!("tx_capsuled {tx}, rx_capsuled {rx}")),
+        }
+    });
+    for row in [
+        s.b.sw.port_status(client.port),
+        s.a.sw.port_status(s.a.sw.servers()[0].port),
+    ] {
+        eprintln!("{row}");
+        assert_eq!(row["tx_dropped_oversize"], 0, "{row}");
+        assert_eq!(row["tx_capsule_dropped"], 0, "{row}");
+        assert_eq!(row["rx_errors"], 0, "{row}");
+    }
+}
+
+#[test]
+fn quic_without_the_mss_clamp_resegments_tcp() {
+    if !needs(&["openssl", "iperf3"]) {
+        return;
+    }
+    let pki = Pki::new("quicseg");
+    let ca = pki.ca("quic");
+    let cert = pki.server(&ca, "switch-a", &[A_VETH], KeyForm::Pkcs8);
+    let (key, crt) = (cert.key.clone(), cert.cert.clone());
+    let s = Sites::builder("qs")
+        .a(|a| {
+            a.switch(|b| b.port(PORT))
+                .args(&["--quic", "--sslkey", &key, "--sslcert", &crt])
+        })
+        .both(|s| s.args(&["--keepalive", "1", "--no-mss-clamp"]).tap())
+        .start();
+    let ca = ca.cert;
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    s.b.ns.ip(&["link", "set", "ewsB0", "mtu", "1500"]);
+    s.a.ns.ip(&["link", "set", "vAB", "mtu", NARROW_PATH_MTU]);
+    s.b.ns.ip(&["link", "set", "vBA", "mtu", NARROW_PATH_MTU]);
+    let client = connect(&s, &ca, &[]);
+    ping_within(&s.b.ns, A_TAP, Duration::from_secs(10));
+    // No SYN clamped: the hosts' 1448-byte segments are cut to fit by the switches.
+    for (extra, what) in [(&[][..], "B to A"), (&["-R"][..], "A to B")] {
+        let r = iperf3(&s.a.ns, &s.b.ns, A_TAP, 5201, extra);
+        eprintln!("iperf3 over QUIC unclamped, {what}: {:.1} Mbit/s", r.mbit_s);
+        assert!(r.received > 0, "iperf3 {what} moved nothing: {:?}", r.error);
+    }
+    poll("both sides resegment", Duration::from_secs(3), || {
+        let a = s.a.sw.port_status(s.a.sw.servers()[0].port);
+        let b = s.b.sw.port_status(client.port);
+        match a["tx_resegmented"].as_u64() > Some(0) && b["tx_resegmented"].as_u64() > Some(0) {
+            true => Ok(()),
+            false => Err(format!("A {a}\nB {b}")),
+        }
+    });
+    assert_eq!(both_ways(&s, client.port, "mss_clamped"), 0);
+}
+
+/// A QUIC peer by hand that offers capsules: CONNECTs to A's `/` with `capsule-protocol: ?1`,
+/// checks that A echoes it, sends `first` on the CONNECT stream, waits `pause`, sends `then`,
+/// and returns how the connection ended within 5 s (`None`: still open).
+fn capsule_peer(
+    ca_pem: Vec<u8>,
+    first: Vec<u8>,
+    pause: Duration,
+    then: Vec<u8>,
+) -> Option<quinn::ConnectionError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(c.expect("CA PEM")).expect("CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let ep = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).expect("endpoint");
+        let addr = format!("{A_VETH}:{PORT}").parse().unwrap();
+        let conn = ep
+            .connect_with(cfg, addr, A_VETH)
+            .unwrap()
+            .await
+            .expect("QUIC");
+        let (mut driver, mut send) = h3::client::builder()
+            .enable_extended_connect(true)
+            .enable_datagram(true)
+            .build::<_, _, bytes::Bytes>(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .expect("h3");
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("https://{A_VETH}:{PORT}/"))
+            .header("capsule-protocol", "?1")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h3::ext::Protocol::WEB_TRANSPORT);
+        let mut stream = send.send_request(req).await.expect("CONNECT");
+        let resp = stream.recv_response().await.expect("answer");
+        assert_eq!(resp.status(), 200, "{resp:?}");
+        assert_eq!(resp.headers()["capsule-protocol"], "?1", "{resp:?}");
+        stream
+            .send_data(first.into())
+            .await
+            .expect("first capsules");
+        tokio::time::sleep(pause).await;
+        let _ = stream.send_data(then.into()).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        closed.ok()
+    })
+}
+
+#[test]
+fn quic_capsules_from_a_peer_are_switched_and_an_overlong_one_closes_the_session() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quiccap");
+    let (s, ca) = sites("qc", &pki, &[]);
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    // A broadcast frame of an experimental ethertype in a DATAGRAM capsule (type 0, length
+    // 60), behind a grease capsule; then a DATAGRAM capsule that says 2^62 − 1 bytes.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x26, 0x88, 0xb5]);
+    frame.resize(60, 0);
+    let mut first = vec![0x40, 0x17 + 0x29, 3, 1, 2, 3, 0x00, 60];
+    first.extend_from_slice(&frame);
+    let huge = vec![0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let ns = s.b.ns.name().to_string();
+    let peer = std::thread::spawn(move || {
+        enter_named(&ns, move || {
+            capsule_peer(ca_pem, first, Duration::from_secs(3), huge)
+        })
+    });
+    let server = s.a.sw.wait_servers(1)[0].port;
+    poll("rx_capsuled counted", Duration::from_secs(3), || {
+        let row = s.a.sw.port_status(server);
+        match (row["rx_capsuled"].as_u64(), row["rx"].as_u64()) {
+            (Some(1), Some(rx)) if rx >= 1 => Ok(()),
+            _ => Err(row.to_string()),
+        }
+    });
+    let end = peer.join().expect("peer thread");
+    match end {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(0x33), "{c:?}")
+        }
+        other => panic!("closed with H3_DATAGRAM_ERROR expected: {other:?}"),
+    }
+    poll(
+        "the server port to go",
+        Duration::from_secs(5),
+        || match s.a.sw.servers().len() {
+            0 => Ok(()),
+            n => Err(format!("{n} server ports")),
+        },
+    );
+    assert!(
+        s.a.sw.log().contains("capsule of type 0x0"),
+        "{}",
+        s.a.sw.log()
+    );
+}
+
+#[test]
+fn quic_oversize_frames_to_a_peer_without_capsules_are_dropped_and_counted() {
+    if !needs(&["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("quicnc");
+    let (s, ca) = sites("qd", &pki, &[]);
+    s.a.ns.ip(&["link", "set", "ewsA0", "mtu", "1500"]);
+    let ca_pem = std::fs::read(&ca).expect("CA file");
+    let ns = s.b.ns.name().to_string();
+    // A peer as a browser is: no `capsule-protocol` in its CONNECT.
+    let peer = std::thread::spawn(move || {
+        enter_named(&ns, move || hostile_client(ca_pem, Duration::from_secs(6)))
+    });
+    let server = s.a.sw.wait_servers(1)[0].port;
+    // 1442-byte broadcast frames from A's host, flooded to the peer: too large for a datagram.
+    let bcast = [
+        "ping", "-n", "-b", "-c", "3", "-i", "0.2", "-W", "1", "-s", "1400",
+    ];
+    let _ = s.a.ns.exec(&[&bcast[..], &["192.0.2.255"]].concat());
+    poll(
+        "tx_dropped_oversize counted",
+        Duration::from_secs(3),
+        || {
+            let row = s.a.sw.port_status(server);
+            match row["tx_dropped_oversize"].as_u64() {
+                Some(n) if n >= 3 && row["tx_capsuled"] == 0 => Ok(()),
+                _ => Err(row.to_string()),
+            }
+        },
+    );
+    assert!(peer.join().expect("peer thread"), "the session was closed");
 }

@@ -171,6 +171,34 @@ pub fn h3_datagram(data: &[u8]) {
     }
 }
 
+/// A QUIC peer's CONNECT stream (`port::quic::capsule`): the bytes read as capsules in chunks
+/// whose sizes the first byte picks, with a small cap. Never panics; holds at most one capsule
+/// (its header, or a DATAGRAM capsule's payload within the cap); every frame handed out is within
+/// the cap; and the same bytes in one chunk give the same frames (or the same error).
+pub fn capsule(data: &[u8]) {
+    use crate::port::quic::capsule::Parser;
+    const CAP: usize = 512;
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let run = |step: usize| {
+        let mut p = Parser::new(CAP);
+        let mut frames = Vec::new();
+        for chunk in data.chunks(step) {
+            let fed = p.feed(chunk, |f| {
+                assert!(f.len() <= CAP, "frame within the cap");
+                frames.push(f);
+            });
+            assert!(p.held() <= CAP.max(16), "one capsule held at most");
+            fed?;
+        }
+        Ok::<_, crate::port::quic::capsule::Error>(frames)
+    };
+    assert_eq!(
+        run(step),
+        run(data.len().max(1)),
+        "chunking changes nothing"
+    );
+}
+
 /// A message from a peer that negotiated super-frames: the header checks, then what a strict
 /// port makes of the frame (segments, checksum), and the forwarding decision on it.
 pub fn super_frame(data: &[u8]) {
@@ -1000,6 +1028,23 @@ mod gso_and_proxy_tests {
             super::proxy_answer(i);
             super::super_frame(i);
             super::websocket(i);
+        }
+    }
+
+    /// [`capsule`] on a few streams: frames, grease, an over-long capsule, random bytes.
+    #[test]
+    fn capsule_runs_its_checks() {
+        let mut rng = fastrand::Rng::with_seed(26);
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![3, 0x00, 0x05, 1, 2, 3, 4, 5, 0x40, 0x17, 0x02, 9, 9],
+            vec![1, 0x00, 0x42, 0x01, 0],
+            vec![7, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for _ in 0..200 {
+            inputs.push((0..rng.usize(0..600)).map(|_| rng.u8(..)).collect());
+        }
+        for i in &inputs {
+            super::capsule(i);
         }
     }
 

@@ -25,6 +25,7 @@ pub const TARGETS: &[&str] = &[
     "forwarded",
     "mss_clamp",
     "h3_datagram",
+    "capsule",
 ];
 
 fn have_cargo_fuzz() -> bool {

@@ -480,6 +480,10 @@ sw_options! {
         /// again, in seconds (0: never); when QUIC answers, the port moves onto it.
         #[arg(long, env = "ETHERWS_QUIC_PROBE_INTERVAL", value_name = "SECS")]
         pub(crate) quic_probe_interval: Num<u64> = Num(300),
+        /// Leave the MSS of TCP SYNs through QUIC ports alone (by default it is lowered so
+        /// that the connection's segments fit one datagram).
+        #[arg(long, env = "ETHERWS_NO_MSS_CLAMP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub(crate) no_mss_clamp: bool = false,
         // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
         listener_files {
             htpasswd, sslkey, sslcert, sslclientca, sslcrl;

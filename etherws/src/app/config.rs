@@ -1073,6 +1073,7 @@ quic = true
 quic_port = 4433
 quic_congestion = "cubic"
 quic_probe_interval = 60
+no_mss_clamp = true
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
@@ -1255,6 +1256,7 @@ vlan = 40
             quic_port: Some(Num(4433)),
             quic_congestion: Some(crate::settings::values::QuicCongestion::Cubic),
             quic_probe_interval: Some(Num(60)),
+            no_mss_clamp: Some(true),
             max_frame: Some(Num(1518)),
             max_macs: Some(Num(1000)),
             max_macs_per_port: Some(Num(100)),

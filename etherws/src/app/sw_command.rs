@@ -131,6 +131,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             quic_congestion: o.quic_congestion,
             quic_probe: (o.quic_probe_interval.0 > 0)
                 .then(|| Duration::from_secs(o.quic_probe_interval.0)),
+            mss_clamp: !o.no_mss_clamp,
         },
         limits: limits(o),
         queues: QueueLimits {

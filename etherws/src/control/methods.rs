@@ -180,7 +180,8 @@ pub(crate) struct PortRow<'a> {
     /// Why a `transport auto` client port is on its transport (`null` for the others).
     transport_reason: Option<&'a str>,
     /// A QUIC port's connection: `rtt_ms`, `max_datagram`, `lost_packets`, `rx_errors`,
-    /// `tx_dropped_oversize`.
+    /// `tx_dropped_oversize`, `tx_capsuled`, `rx_capsuled`, `tx_capsule_dropped`,
+    /// `tx_resegmented`, `mss_clamped`.
     #[serde(flatten)]
     quic: Option<QuicStatRow>,
     user: Option<&'a str>,
@@ -215,6 +216,11 @@ struct QuicStatRow {
     lost_packets: u64,
     rx_errors: u64,
     tx_dropped_oversize: u64,
+    tx_capsuled: u64,
+    rx_capsuled: u64,
+    tx_capsule_dropped: u64,
+    tx_resegmented: u64,
+    mss_clamped: u64,
 }
 
 impl From<QuicStat> for QuicStatRow {
@@ -225,6 +231,11 @@ impl From<QuicStat> for QuicStatRow {
             lost_packets: q.lost_packets,
             rx_errors: q.rx_errors,
             tx_dropped_oversize: q.tx_dropped_oversize,
+            tx_capsuled: q.tx_capsuled,
+            rx_capsuled: q.rx_capsuled,
+            tx_capsule_dropped: q.tx_capsule_dropped,
+            tx_resegmented: q.tx_resegmented,
+            mss_clamped: q.mss_clamped,
         }
     }
 }

@@ -23,7 +23,10 @@ use crate::edge::auth::Auth;
 use crate::edge::forwarded::Client;
 use crate::edge::live::{LiveWs, Session, TlsCell};
 use crate::edge::server::Admitted;
-use crate::port::quic::{QuicPort, WT_DRAFT_HEADER};
+use crate::port::quic::{
+    CAPSULE_PROTOCOL, CAPSULE_PROTOCOL_ON, ConnectStream, QuicPort, Setup, WT_DRAFT_HEADER,
+    says_capsules,
+};
 use crate::port::websocket::{SWITCH_ID_HEADER, WsSettings, switch_id};
 use crate::port::{Origin, SharedSwitch, attach_from};
 use crate::settings::profile::Credentials;
@@ -186,12 +189,18 @@ impl QuicSide {
             Err(_) => return tracing::info!(%peer, "QUIC handshake timed out"),
         };
         let request = async {
-            h3.accept()
-                .await?
-                .context("closed")?
-                .resolve_request()
-                .await
-                .map_err(anyhow::Error::from)
+            let req = async {
+                h3.accept()
+                    .await?
+                    .context("closed")?
+                    .resolve_request()
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
+            tokio::select! {
+                r = req => r,
+                () = drop_datagrams(&conn) => Err(anyhow::anyhow!("closed")),
+            }
         };
         let (req, mut stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request).await {
             Ok(Ok(r)) => r,
@@ -208,9 +217,19 @@ impl QuicSide {
                 let _ = stream.send_response(answer).await;
                 let _ = stream.finish().await;
                 // The client goes once it has read the answer.
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                let gone = async {
+                    tokio::select! {
+                        _ = conn.closed() => {}
+                        () = drop_datagrams(&conn) => {}
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
             }
-            Ok(admitted) => self.attach(admitted, conn, h3, stream, peer).await,
+            Ok(admitted) => {
+                let capsules = says_capsules(req.headers());
+                self.attach(admitted, conn, (h3, stream, capsules), peer)
+                    .await
+            }
         }
     }
 
@@ -219,27 +238,29 @@ impl QuicSide {
         &self,
         (origin, session, permit): (Origin, Arc<Session>, ConnPermit),
         conn: quinn::Connection,
-        h3: H3Conn,
-        mut stream: H3Stream,
+        (h3, mut stream, capsules): (H3Conn, H3Stream, bool),
         peer: Client,
     ) {
-        let answer = Response::builder()
+        let mut answer = Response::builder()
             .status(StatusCode::OK)
             .header(WT_DRAFT_HEADER, "draft02")
-            .header(SWITCH_ID_HEADER, switch_id())
-            .body(())
-            .unwrap_or_default();
+            .header(SWITCH_ID_HEADER, switch_id());
+        if capsules {
+            answer = answer.header(CAPSULE_PROTOCOL, CAPSULE_PROTOCOL_ON);
+        }
+        let answer = answer.body(()).unwrap_or_default();
         if let Err(e) = stream.send_response(answer).await {
             return tracing::info!(%peer, "CONNECT answer not sent: {e}");
         }
         let refuser = tokio::spawn(refuse_more(h3));
-        let keep = (stream, crate::port::quic::AbortOnDrop(refuser));
-        let port = QuicPort::new(
-            conn,
-            keep.0.id().into_inner(),
-            self.settings.quic_congestion,
-            Mutex::new(Box::new(keep)),
-        );
+        let keep = crate::port::quic::AbortOnDrop(refuser);
+        let setup = Setup {
+            congestion: self.settings.quic_congestion,
+            capsules,
+            mss_clamp: self.settings.mss_clamp,
+        };
+        let stream = ConnectStream::Server(stream);
+        let port = QuicPort::new(conn, stream, setup, Mutex::new(Box::new(keep)));
         let port = Admitted {
             port,
             _permit: permit,
@@ -310,6 +331,19 @@ impl QuicSide {
             policy: profile.policy(),
         };
         Ok((origin, session, permit))
+    }
+}
+
+/// Reads and drops the datagrams of a connection that has no session (yet) until it ends:
+/// quinn would otherwise keep up to its receive buffer (1 MiB) of them for each connection
+/// that holds back its CONNECT, and a few addresses may hold thousands of such connections.
+async fn drop_datagrams(conn: &quinn::Connection) {
+    let mut dropped = 0u64;
+    while conn.read_datagram().await.is_ok() {
+        dropped += 1;
+    }
+    if dropped > 0 {
+        tracing::debug!(peer = %Client::of(conn.remote_address()), dropped, "datagrams before a session dropped");
     }
 }
 

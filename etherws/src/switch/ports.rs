@@ -160,8 +160,18 @@ pub(crate) struct QuicStat {
     pub(crate) lost_packets: u64,
     /// Datagrams received that were not this session's frames (a bad prefix), dropped.
     pub(crate) rx_errors: u64,
-    /// Frames too large for one datagram, dropped.
+    /// Frames too large for one datagram and not sent as capsules, dropped.
     pub(crate) tx_dropped_oversize: u64,
+    /// Frames too large for one datagram sent as DATAGRAM capsules on the CONNECT stream.
+    pub(crate) tx_capsuled: u64,
+    /// Frames received in DATAGRAM capsules.
+    pub(crate) rx_capsuled: u64,
+    /// Capsules dropped because their queue was full.
+    pub(crate) tx_capsule_dropped: u64,
+    /// TCP super-frames and segments cut smaller to fit a datagram.
+    pub(crate) tx_resegmented: u64,
+    /// TCP SYNs and SYN-ACKs whose MSS was lowered to fit a datagram, both ways.
+    pub(crate) mss_clamped: u64,
 }
 
 impl PortStat {

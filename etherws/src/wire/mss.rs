@@ -73,6 +73,12 @@ pub(crate) fn clamp_mss_to_fit(frame: &mut [u8], budget: usize) -> bool {
     })
 }
 
+/// Whether `frame` is a TCP SYN or SYN-ACK whose header [`clamp_mss`] would read: for a
+/// caller that copies a shared frame only when it may change.
+pub(crate) fn is_syn(frame: &[u8]) -> bool {
+    syn_options(frame).is_some()
+}
+
 /// [`clamp_mss`] for a frame behind its virtio-net header. A checksum-partial frame's
 /// checksum field is left alone (see `Csum::Partial`), and then only a frame whose partial
 /// checksum starts at its TCP header is clamped (else who sums what is unclear). A super-frame

@@ -473,7 +473,7 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
     }
     first_changed!(
         host => "host", port => "port", quic => "quic", quic_port => "quic-port",
-        quic_congestion => "quic-congestion",
+        quic_congestion => "quic-congestion", no_mss_clamp => "no-mss-clamp",
         quic_probe_interval => "quic-probe-interval", ctlhost => "ctlhost", ctlport => "ctlport",
         ctlpath => "ctlpath", threads => "threads", pidfile => "pidfile", debug => "debug",
         logconf => "logconf", log_format => "log-format", ageout => "ageout",

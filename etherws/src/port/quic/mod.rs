@@ -11,8 +11,10 @@
 //! to WebSocket); the transport's settings and client ports' dialing are here.
 
 mod auto;
+pub(crate) mod capsule;
 pub(crate) mod codec;
 mod session;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +25,8 @@ use http::{HeaderValue, Method, Request};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 pub(crate) use auto::AutoDialer;
-pub(crate) use session::{AbortOnDrop, QuicPort};
+pub(crate) use session::{AbortOnDrop, QuicPort, Setup};
+pub(crate) use stream::ConnectStream;
 
 use super::websocket::{
     CONNECT_TIMEOUT, ClientOptions, Dial, SWITCH_ID_HEADER, WsSettings, parse_target, switch_id,
@@ -34,6 +37,20 @@ use crate::settings::values::QuicCongestion;
 
 /// The ALPN token of HTTP/3.
 pub(crate) const ALPN: &[u8] = b"h3";
+
+/// The header by which both ends say the CONNECT stream carries capsules (RFC 9297 §3.2),
+/// with the value [`CAPSULE_PROTOCOL_ON`]; etherws switches send it, browsers at draft-02 not.
+pub(crate) const CAPSULE_PROTOCOL: &str = "capsule-protocol";
+
+/// `capsule-protocol`'s value: the structured-field boolean true.
+pub(crate) const CAPSULE_PROTOCOL_ON: &str = "?1";
+
+/// Whether `headers` say `capsule-protocol: ?1`.
+pub(crate) fn says_capsules(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CAPSULE_PROTOCOL)
+        .is_some_and(|v| v.as_bytes().trim_ascii() == CAPSULE_PROTOCOL_ON.as_bytes())
+}
 
 /// The header of the 200 a browser at WebTransport draft-02 needs (Chromium).
 pub(crate) const WT_DRAFT_HEADER: &str = "sec-webtransport-http3-draft";
@@ -186,13 +203,17 @@ impl QuicDialer {
             .await
             .context("no answer to CONNECT")?;
         self.check(&resp)?;
-        let stream_id = stream.id().into_inner();
-        let keep = (requests, stream, AbortOnDrop(driving));
+        let setup = Setup {
+            congestion: settings.quic_congestion,
+            capsules: says_capsules(resp.headers()),
+            mss_clamp: settings.mss_clamp,
+        };
+        let keep = (requests, AbortOnDrop(driving));
         let keep = std::sync::Mutex::new(Box::new(keep) as Box<dyn Send>);
         Ok(QuicPort::new(
             conn,
-            stream_id,
-            settings.quic_congestion,
+            ConnectStream::Client(stream),
+            setup,
             keep,
         ))
     }
@@ -207,6 +228,7 @@ impl QuicDialer {
             .uri(format!("https://{authority}{path}"))
             .header(SWITCH_ID_HEADER, switch_id())
             .header("sec-webtransport-http3-draft02", "1")
+            .header(CAPSULE_PROTOCOL, CAPSULE_PROTOCOL_ON)
             .body(())?;
         if let Some(auth) = &self.authorization {
             req.headers_mut()

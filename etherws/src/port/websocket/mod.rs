@@ -77,6 +77,9 @@ pub(crate) struct WsSettings {
     /// How often a `transport auto` client port on WebSocket tries QUIC again
     /// (`--quic-probe-interval`). None: never.
     pub(crate) quic_probe: Option<Duration>,
+    /// Clamp the MSS of TCP SYNs through QUIC ports to their datagram size (`--no-mss-clamp`
+    /// turns it off).
+    pub(crate) mss_clamp: bool,
 }
 
 impl Default for WsSettings {
@@ -88,6 +91,7 @@ impl Default for WsSettings {
             tcp: tcp::TcpTuning::default(),
             quic_congestion: Default::default(),
             quic_probe: Some(Duration::from_secs(300)),
+            mss_clamp: true,
         }
     }
 }
