@@ -679,6 +679,8 @@ fn auto_through_an_http_proxy_is_websocket_only() {
     let reason = switch_transport(&sw, 1, "quic", Duration::from_secs(10));
     assert_eq!(reason, "\"quic\"");
     s.a.sw.wait_servers(2);
+}
+
 /// The path between the switches: a 1300-byte MTU on the outer veth, under the hosts' 1500.
 const NARROW_PATH_MTU: &str = "1300";
 

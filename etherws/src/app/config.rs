@@ -1313,14 +1313,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 58,
+                line: 59,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 65,
+                line: 66,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1332,7 +1332,7 @@ vlan = 40
                 key: p("/etc/etherws/client.key"),
                 transport: Transport::Ws,
                 profile: Profile::default(),
-                line: 70,
+                line: 71,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1347,7 +1347,7 @@ vlan = 40
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 80,
+                line: 81,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1366,9 +1366,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 91),
-            ("carol".to_string(), 94),
-            ("node-b".to_string(), 98),
+            ("bob".to_string(), 92),
+            ("carol".to_string(), 95),
+            ("node-b".to_string(), 99),
         ]);
         assert_eq!(
             c,
@@ -1379,10 +1379,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 70);
+        assert_eq!(c.ports[2].line(), 71);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 54);
+        assert_eq!(keys.len(), 55);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }

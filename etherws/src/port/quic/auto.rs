@@ -97,7 +97,7 @@ impl AutoDialer {
     ) -> anyhow::Result<AutoLink> {
         let (won, reason) = race(&**quic, &self.ws, settings).await?;
         let via = match won {
-            Won::Quic(q) => Via::Quic(q),
+            Won::Quic(q) => Via::Quic(Box::new(q)),
             Won::Ws(ws) => Via::Ws(ws, Probe::new(quic, settings)),
         };
         Ok(self.link(via, &reason))
@@ -192,7 +192,7 @@ fn both_failed(qe: &anyhow::Error, we: &anyhow::Error) -> anyhow::Error {
 /// What an `auto` port's session runs on.
 enum Via {
     /// A QUIC connection.
-    Quic(QuicPort),
+    Quic(Box<QuicPort>),
     /// WebSocket, and the probe back to QUIC (none: WebSocket only, or no probing).
     Ws(WsPort, Option<Probe>),
 }
