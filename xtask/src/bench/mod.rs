@@ -1294,6 +1294,7 @@ const OUTER_FIELDS: &[&str] = &[
     "rtt_ms",
     "lost_packets",
     "max_datagram",
+    "rx_errors",
     "capsuled",
     "tx_dropped_oversize",
     "mss_clamped",
