@@ -18,7 +18,7 @@ use crate::app::logging::LogFormat;
 use crate::edge::forwarded::ProxyHeader;
 use crate::port::websocket::tcp::{DEFAULT_CONGESTION, DEFAULT_NOTSENT_LOWAT};
 use crate::settings::profile::PathSpec;
-use crate::settings::values::{BitRate, Congestion, HttpPath, Int, Num};
+use crate::settings::values::{BitRate, Congestion, HttpPath, Int, Num, QuicCongestion, Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -251,6 +251,12 @@ impl DefaultText for Congestion {
     }
 }
 
+impl DefaultText for QuicCongestion {
+    fn text(&self) -> String {
+        self.name().to_owned()
+    }
+}
+
 impl DefaultText for HttpPath {
     fn text(&self) -> String {
         self.0.clone()
@@ -325,7 +331,8 @@ sw_options! {
     /// - `trusted_proxy`, `ctl_trusted_proxy`, `ctlallowhost`: `None`, none (as an empty list);
     /// - `rate_in`, `rate_out`: `None`, no limit but a path's own;
     /// - `host`: `None`, every address;
-    /// - `port`: `None`, 443 with TLS (`sslkey`), 80 without.
+    /// - `port`: `None`, 443 with TLS (`sslkey`), 80 without;
+    /// - `quic_port`: `None`, the port's number.
     #[derive(Debug, Clone, PartialEq)]
     pub(crate) struct EffectiveOptions {
         /// Log debug messages (off otherwise, whatever the log configuration says).
@@ -457,6 +464,17 @@ sw_options! {
         /// Port to serve WebSocket on (default 80, or 443 with TLS; 0: any free port).
         #[arg(long, env = "ETHERWS_PORT")]
         pub(crate) port: Num<u16>,
+        /// Also serve HTTP/3 over QUIC (UDP) on --host, for QUIC client ports: the same
+        /// paths, certificates, htpasswd and limits as WebSocket (needs --sslkey/--sslcert).
+        #[arg(long, env = "ETHERWS_QUIC", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+        pub(crate) quic: bool = false,
+        /// UDP port to serve QUIC on (default: the --port number).
+        #[arg(long, env = "ETHERWS_QUIC_PORT", value_name = "PORT")]
+        pub(crate) quic_port: Num<u16>,
+        /// Congestion control of QUIC connections, both ways: `bbr` (keeps its rate through
+        /// random loss), `cubic` or `newreno`.
+        #[arg(long, env = "ETHERWS_QUIC_CONGESTION", value_name = "NAME")]
+        pub(crate) quic_congestion: QuicCongestion = QuicCongestion::Bbr,
         // --htpasswd, --sslkey, --sslcert, --sslclientca, --sslcrl.
         listener_files {
             htpasswd, sslkey, sslcert, sslclientca, sslcrl;
@@ -761,6 +779,10 @@ pub(crate) enum AddPort {
         /// A mesh link: frames from it never leave by another mesh port (split horizon).
         #[arg(long)]
         mesh: bool,
+        /// How to reach the server: `ws` (WebSocket, the default) or `quic` (HTTP/3
+        /// datagrams over UDP to the URL's port; wss:// only).
+        #[arg(long, value_name = "TRANSPORT", value_parser = Transport::parse)]
+        transport: Option<Transport>,
     },
 }
 

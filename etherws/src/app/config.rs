@@ -28,6 +28,7 @@
 //! insecure = false
 //! cert = "client.pem"      # a client certificate and its key, for a server requiring one
 //! key = "client.key"
+//! transport = "ws"         # or "quic": HTTP/3 datagrams over UDP (wss:// only)
 //! ```
 //!
 //! Everything is checked before anything is started, and every error names the file and the
@@ -59,7 +60,7 @@ use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use crate::app::cli::SwOptions;
 use crate::base::tls::{ClientTls, HalfIdentity};
 use crate::settings::profile::{PathSpec, PathTable, Profile, UserPin, UserTable};
-use crate::settings::values::Num;
+use crate::settings::values::{Num, Transport};
 use crate::switch::PortKind;
 
 /// A parsed, validated configuration file.
@@ -103,6 +104,8 @@ pub(crate) enum PortConf {
         /// Client certificate and its key (both or neither).
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
+        /// `transport`: `ws` (the default) or `quic`.
+        transport: Transport,
         profile: Profile,
         line: usize,
     },
@@ -279,6 +282,7 @@ struct ClientTable {
     insecure: Option<Spanned<bool>>,
     cert: Option<Spanned<PathBuf>>,
     key: Option<Spanned<PathBuf>>,
+    transport: Option<Spanned<String>>,
 }
 
 /// A `[[port]]` table, by its `type`.
@@ -291,7 +295,7 @@ struct ClientTable {
 enum PortTable {
     Tap(TapTable),
     Netdev(NetdevTable),
-    Client(ClientTable),
+    Client(Box<ClientTable>),
 }
 
 /// A `type` a `[[port]]` may have.
@@ -317,7 +321,7 @@ const PORT_TYPES: [PortType; 3] = [
     PortType {
         kind: PortKind::Client,
         keys: keys_of::<ClientTable>,
-        read: |d| ClientTable::deserialize(d).map(PortTable::Client),
+        read: |d| ClientTable::deserialize(d).map(|c| PortTable::Client(Box::new(c))),
     },
 ];
 
@@ -649,7 +653,7 @@ impl Doc<'_> {
             ),
             PortTable::Client(c) => {
                 let target = c.target.span();
-                let mut client = s.client(c, line)?;
+                let mut client = s.client(*c, line)?;
                 if let PortConf::Client { profile: p, .. } = &mut client {
                     *p = profile;
                 }
@@ -934,7 +938,14 @@ impl Section<'_, '_> {
             }
             _ => {}
         }
+        let transport = match &c.transport {
+            None => Transport::Ws,
+            Some(t) => Transport::parse(t.get_ref())
+                .and_then(|t| t.check(url))
+                .map_err(|e| self.err(&t.span(), e))?,
+        };
         Ok(PortConf::Client {
+            transport,
             url: c.target.into_inner(),
             user: c.user.map(Spanned::into_inner),
             passwd,
@@ -1058,6 +1069,9 @@ keepalive = 15
 reconnect_max = 120
 notsent_lowat = 65536
 congestion = "cubic"
+quic = true
+quic_port = 4433
+quic_congestion = "cubic"
 max_frame = 1518
 max_macs = 1000
 max_macs_per_port = 100
@@ -1186,6 +1200,36 @@ vlan = 40
     }
 
     #[test]
+    fn quic_keys() {
+        let c = Config::parse(
+            "[switch]\nquic = true\nquic_port = 4433\nquic_congestion = \"newreno\"\n\n\
+             [[port]]\ntype = \"client\"\ntarget = \"wss://192.0.2.1/\"\ntransport = \"quic\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.switch.quic, Some(true));
+        assert_eq!(c.switch.quic_port, Some(Num(4433)));
+        let newreno = crate::settings::values::QuicCongestion::NewReno;
+        assert_eq!(c.switch.quic_congestion, Some(newreno));
+        assert!(matches!(
+            c.ports[0],
+            PortConf::Client {
+                transport: Transport::Quic,
+                ..
+            }
+        ));
+        let ws =
+            "[[port]]\ntype = \"client\"\ntarget = \"ws://192.0.2.1/\"\ntransport = \"quic\"\n";
+        let e = Config::parse(ws, "t").unwrap_err().to_string();
+        assert!(e.contains("needs a wss:// URL"), "{e}");
+        let auto = ws
+            .replace("ws://", "wss://")
+            .replace("\"quic\"", "\"auto\"");
+        let e = Config::parse(&auto, "t").unwrap_err().to_string();
+        assert!(e.contains("not supported yet"), "{e}");
+    }
+
+    #[test]
     fn full_example() {
         let c = Config::parse(FULL, "t.toml").unwrap();
         let p = |s: &str| Some(PathBuf::from(s));
@@ -1199,6 +1243,9 @@ vlan = 40
             reconnect_max: Some(Num(120)),
             notsent_lowat: Some(Num(65536)),
             congestion: Some("cubic".parse().unwrap()),
+            quic: Some(true),
+            quic_port: Some(Num(4433)),
+            quic_congestion: Some(crate::settings::values::QuicCongestion::Cubic),
             max_frame: Some(Num(1518)),
             max_macs: Some(Num(1000)),
             max_macs_per_port: Some(Num(100)),
@@ -1254,14 +1301,14 @@ vlan = 40
                     mtu: Some(1400),
                 },
                 profile: Profile::default(),
-                line: 53,
+                line: 56,
             },
             PortConf::Netdev {
                 name: "eth1".into(),
                 offload: Some(Requested::Auto),
                 iface: IfConf::default(),
                 profile: Profile::default(),
-                line: 60,
+                line: 63,
             },
             PortConf::Client {
                 url: "wss://198.51.100.1/".into(),
@@ -1271,8 +1318,9 @@ vlan = 40
                 insecure: false,
                 cert: p("/etc/etherws/client.pem"),
                 key: p("/etc/etherws/client.key"),
+                transport: Transport::Ws,
                 profile: Profile::default(),
-                line: 65,
+                line: 68,
             },
             PortConf::Client {
                 url: "ws://198.51.100.2:8080/sw".into(),
@@ -1282,11 +1330,12 @@ vlan = 40
                 insecure: false,
                 cert: None,
                 key: None,
+                transport: Transport::Ws,
                 profile: Profile {
                     mesh: Some(true),
                     ..Profile::default()
                 },
-                line: 75,
+                line: 78,
             },
         ];
         let pin = |credentials, vlan| UserPin {
@@ -1305,9 +1354,9 @@ vlan = 40
             ("node-b".to_string(), pin(Credentials::Certificate, 40)),
         ]);
         let user_lines = HashMap::from([
-            ("bob".to_string(), 86),
-            ("carol".to_string(), 89),
-            ("node-b".to_string(), 93),
+            ("bob".to_string(), 89),
+            ("carol".to_string(), 92),
+            ("node-b".to_string(), 96),
         ]);
         assert_eq!(
             c,
@@ -1318,10 +1367,10 @@ vlan = 40
                 user_lines,
             }
         );
-        assert_eq!(c.ports[2].line(), 65);
+        assert_eq!(c.ports[2].line(), 68);
         // Every key of [switch] is exercised above.
         let keys = keys_of::<SwOptions>();
-        assert_eq!(keys.len(), 49);
+        assert_eq!(keys.len(), 52);
         for key in keys {
             assert!(FULL.contains(&format!("\n{key} = ")), "{key} untested");
         }
@@ -1340,7 +1389,7 @@ vlan = 40
         };
         assert_eq!(keys(PortKind::Tap), ["target", "address", "netmask", "mtu"]);
         assert_eq!(keys(PortKind::Netdev).last(), Some(&"offload"));
-        assert_eq!(keys(PortKind::Client).len(), 8);
+        assert_eq!(keys(PortKind::Client).len(), 9);
         assert_eq!(port_types(), "tap, netdev or client");
     }
 
@@ -1672,6 +1721,7 @@ vlan = 40
                 insecure: true,
                 cert: None,
                 key: None,
+                transport: Transport::Ws,
                 profile: Profile::default(),
                 line: 1
             }
@@ -1836,6 +1886,7 @@ vlan = 40
                 insecure: false,
                 cert: None,
                 key: None,
+                transport: Transport::Ws,
                 profile: Profile::default(),
                 line: 9,
             }]

@@ -281,9 +281,13 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
             cert,
             key,
             mesh,
+            transport,
         } => {
             if !target.starts_with("ws://") && !target.starts_with("wss://") {
                 bail!("Invalid target URL scheme: {target}");
+            }
+            if let Some(t) = transport {
+                t.check(target).map_err(anyhow::Error::msg)?;
             }
             let user = user.clone().filter(|u| !u.is_empty());
             let mut passwd = passwd.clone().filter(|p| !p.is_empty());
@@ -306,6 +310,9 @@ fn addport_options(kind: &AddPort) -> anyhow::Result<(&'static str, &String, Val
             }
             if *mesh {
                 opts["mesh"] = json!(true);
+            }
+            if let Some(t) = transport {
+                opts["transport"] = json!(t.name());
             }
             ("client", target, opts)
         }
@@ -825,6 +832,7 @@ mod tests {
                     cert: None,
                     key: None,
                     mesh: false,
+                    transport: None,
                 },
             })
         };
@@ -908,6 +916,7 @@ mod tests {
                 cert: Some("client.pem".into()),
                 key: Some("/etc/client.key".into()),
                 mesh: false,
+                transport: None,
             },
         })
         .unwrap();

@@ -27,6 +27,7 @@ use crate::edge::auth::Auth;
 use crate::edge::forwarded::TrustedProxies;
 use crate::edge::htpasswd::Htpasswd;
 use crate::edge::live::{LiveWs, Swap, TlsCell, WsPath};
+use crate::edge::quic::QuicSide;
 use crate::edge::server::{self, Listening, WsSide};
 use crate::port::websocket::WsSettings;
 use crate::port::websocket::tcp::TcpTuning;
@@ -72,6 +73,20 @@ pub(crate) struct Settings {
     pub(crate) ctl_trusted_proxies: Arc<TrustedProxies>,
     /// The WebSocket listener reads a PROXY protocol header from trusted proxies.
     pub(crate) proxy_protocol: bool,
+    /// The UDP port to serve QUIC on (`--quic`), if any.
+    pub(crate) quic: Option<u16>,
+}
+
+/// The UDP port of `--quic`: `--quic-port`, else `--port`'s number; QUIC has no form without
+/// TLS, so it needs `--sslkey`/`--sslcert`.
+fn quic_port(o: &EffectiveOptions, tls: bool) -> anyhow::Result<Option<u16>> {
+    if !o.quic {
+        return Ok(None);
+    }
+    if !tls {
+        bail!("--quic needs --sslkey and --sslcert: QUIC is always encrypted");
+    }
+    Ok(Some(o.quic_port.or(o.port).map_or(443, |p| p.0)))
 }
 
 fn absolute(p: &Option<PathBuf>, what: &str) -> anyhow::Result<Option<PathBuf>> {
@@ -103,6 +118,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
                 notsent_lowat: o.notsent_lowat.0,
                 congestion: o.congestion,
             },
+            quic_congestion: o.quic_congestion,
         },
         limits: limits(o),
         queues: QueueLimits {
@@ -147,6 +163,7 @@ pub(crate) fn settings(o: &EffectiveOptions) -> anyhow::Result<Settings> {
             o.proxy_header,
         )?),
         proxy_protocol: o.proxy_protocol,
+        quic: quic_port(o, ws_tls.pair.is_some())?,
     };
     s.check(&ws_tls, &ctl_tls)?;
     Ok(s)
@@ -665,7 +682,11 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
             ..
         } => (add_netdev(control, name, *offload, what).await, iface),
         PortConf::Client {
-            url, user, passwd, ..
+            url,
+            user,
+            passwd,
+            transport,
+            ..
         } => {
             let creds = user.as_ref().map(|u| Credentials {
                 user: u.clone(),
@@ -678,7 +699,7 @@ async fn create_port(control: &Control, p: &PortConf, what: &str) -> anyhow::Res
                 verify: tls.verify,
                 identity: tls.identity,
             };
-            return control.add_client(url, opts, false).await;
+            return control.add_client(url, opts, *transport, false).await;
         }
     };
     let stat = added?;
@@ -780,7 +801,17 @@ async fn serve(
     let (ws_tls, ctl_tls) = (tls_cell(&s.tls), tls_cell(&s.ctltls));
     let shared = ctl_listener.is_none();
     let routes = [ws, ctl];
-    let servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    let mut servers = spawn_servers(&s, [ws_listener, ctl_listener], routes, [&ws_tls, &ctl_tls])?;
+    if let (Some(port), Some(tls)) = (s.quic, &ws_tls) {
+        let side = QuicSide {
+            switch: switch.clone(),
+            auth: ws_side.auth.clone(),
+            conns: ws_side.conns.clone(),
+            live: live.clone(),
+            settings: s.ws,
+        };
+        servers.spawn(serve_quic(&s, port, &tls.load(), side)?);
+    }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
         options: start.options,
@@ -804,6 +835,20 @@ async fn serve(
         reloads: reload_rx,
     };
     events.run(reloader, &switch).await
+}
+
+/// Opens the QUIC listener (`--quic`) on `port`; gives what serves it.
+fn serve_quic(
+    s: &Settings,
+    port: u16,
+    tls: &rustls::ServerConfig,
+    side: QuicSide,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
+    let endpoint = crate::edge::quic::bind(&s.host, port, tls, &s.ws)?;
+    let quic_addr = endpoint.local_addr()?;
+    let congestion = s.ws.quic_congestion.name();
+    tracing::info!(%quic_addr, path = %s.path_list(), congestion, "serving QUIC (HTTP/3)");
+    Ok(crate::edge::quic::serve(endpoint, side, s.conns))
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

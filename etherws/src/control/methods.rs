@@ -14,15 +14,17 @@ use crate::base::tls::ClientTls;
 use crate::offload::{AttachMode, Offload, PortView, Program, Requested};
 use crate::port::Port;
 use crate::port::netdev::Netdev;
+use crate::port::quic::QuicDialer;
 use crate::port::tap::Tap;
 use crate::port::websocket::{ClientOptions, ClientPort, Credentials, WsSettings};
 use crate::port::{SharedSwitch, attach, lock};
 use crate::settings::profile::Profile;
 use crate::settings::values::BitRate;
 use crate::settings::values::Num;
+use crate::settings::values::Transport;
 use crate::switch::fdb::PortNo;
 use crate::switch::guard::{GuardCounters, Rule};
-use crate::switch::{Policy, PolicyError, PortKind, PortStat};
+use crate::switch::{Policy, PolicyError, PortKind, PortStat, QuicStat};
 use crate::sys::netif::{IfChange, Netif};
 
 /// What the control API acts on.
@@ -170,8 +172,15 @@ pub(crate) struct PortRow<'a> {
     tx_aqm_dropped: u64,
     queued_bytes: u64,
     super_frames: bool,
-    /// A WebSocket port's TCP congestion control algorithm (`null` for the others).
+    /// A WebSocket port's TCP congestion control algorithm, a QUIC port's controller
+    /// (`null` for the others).
     congestion: Option<&'a str>,
+    /// How a server or client port reaches its peer: `ws` or `quic` (`null` for the others).
+    transport: Option<&'static str>,
+    /// A QUIC port's connection: `rtt_ms`, `max_datagram`, `lost_packets`, `rx_errors`,
+    /// `tx_dropped_oversize`.
+    #[serde(flatten)]
+    quic: Option<QuicStatRow>,
     user: Option<&'a str>,
     loop_blocked: bool,
     loop_blocks: u64,
@@ -194,6 +203,28 @@ pub(crate) struct PortRow<'a> {
     guard: GuardRow,
     #[serde(flatten)]
     netdev: Option<NetdevRow<'a>>,
+}
+
+/// A QUIC port's connection, as `listPort` shows it.
+#[derive(Serialize)]
+struct QuicStatRow {
+    rtt_ms: u64,
+    max_datagram: u64,
+    lost_packets: u64,
+    rx_errors: u64,
+    tx_dropped_oversize: u64,
+}
+
+impl From<QuicStat> for QuicStatRow {
+    fn from(q: QuicStat) -> Self {
+        QuicStatRow {
+            rtt_ms: q.rtt_ms,
+            max_datagram: q.max_datagram,
+            lost_packets: q.lost_packets,
+            rx_errors: q.rx_errors,
+            tx_dropped_oversize: q.tx_dropped_oversize,
+        }
+    }
 }
 
 /// What port security dropped from a port, per rule.
@@ -347,6 +378,12 @@ impl<'a> PortRow<'a> {
             queued_bytes: s.queued_bytes,
             super_frames: s.super_frames,
             congestion: s.congestion.as_deref(),
+            transport: match (s.kind, s.quic) {
+                (PortKind::Server | PortKind::Client, Some(_)) => Some("quic"),
+                (PortKind::Server | PortKind::Client, None) => Some("ws"),
+                _ => None,
+            },
+            quic: s.quic.map(QuicStatRow::from),
             user: s.user.as_deref(),
             loop_blocked: s.loop_blocked(now),
             loop_blocks: s.loop_blocks,
@@ -555,12 +592,20 @@ impl Control {
                 let tls = ClientTls::new(insecure, cacerts, file("cert")?, file("key")?)
                     .map_err(|e| bad(e.to_string()))?;
                 let mesh = flag(&opts, "mesh")?.unwrap_or(false);
+                let transport = string(&opts, "transport")?
+                    .map(Transport::parse)
+                    .transpose()
+                    .and_then(|t| t.unwrap_or_default().check(target))
+                    .map_err(bad)?;
                 let opts = ClientOptions {
                     creds,
                     verify: tls.verify,
                     identity: tls.identity,
                 };
-                let stat = self.add_client(target, opts, true).await.map_err(fail)?;
+                let stat = self
+                    .add_client(target, opts, transport, true)
+                    .await
+                    .map_err(fail)?;
                 if mesh {
                     let profile = Profile {
                         mesh: Some(true),
@@ -744,19 +789,23 @@ impl Control {
         &self,
         url: &str,
         opts: ClientOptions,
+        transport: Transport,
         connect_first: bool,
     ) -> anyhow::Result<PortStat> {
+        let (switch, target, ws) = (&self.switch, url.to_string(), self.ws);
+        if transport.check(url).map_err(anyhow::Error::msg)? == Transport::Quic {
+            let dialer = QuicDialer::new(url, opts).await?;
+            let port = ClientPort::start(dialer, ws, connect_first).await?;
+            let stat = attach(switch, PortKind::Client, target, port);
+            lock(switch).set_quic(stat.port, QuicStat::default());
+            return Ok(stat);
+        }
         let port = if connect_first {
-            ClientPort::connect(url, opts, self.ws).await?
+            ClientPort::connect(url, opts, ws).await?
         } else {
-            ClientPort::pending(url, opts, self.ws).await?
+            ClientPort::pending(url, opts, ws).await?
         };
-        Ok(attach(
-            &self.switch,
-            PortKind::Client,
-            url.to_string(),
-            port,
-        ))
+        Ok(attach(switch, PortKind::Client, target, port))
     }
 
     /// Applies `setif` settings to a tap or netdev port.

@@ -310,6 +310,7 @@ mod tests {
             queued_bytes: 0,
             super_frames: false,
             congestion: None,
+            quic: None,
             addr: None,
             user: None,
             loop_blocked_until: None,

@@ -6,4 +6,5 @@ pub(crate) mod auth;
 pub(crate) mod forwarded;
 pub(crate) mod htpasswd;
 pub(crate) mod live;
+pub(crate) mod quic;
 pub(crate) mod server;

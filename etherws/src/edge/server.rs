@@ -149,10 +149,10 @@ struct CtlState {
 
 /// A port that holds a connection slot for as long as it lives, and is in the sessions a
 /// reload looks at meanwhile.
-struct Admitted<P> {
-    port: P,
-    _permit: ConnPermit,
-    session: (Arc<LiveWs>, Arc<Session>),
+pub(crate) struct Admitted<P> {
+    pub(crate) port: P,
+    pub(crate) _permit: ConnPermit,
+    pub(crate) session: (Arc<LiveWs>, Arc<Session>),
 }
 
 impl<P: Port> Port for Admitted<P> {

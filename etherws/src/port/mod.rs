@@ -12,6 +12,7 @@
 pub(crate) mod fd;
 pub(crate) mod netdev;
 pub(crate) mod queue;
+pub(crate) mod quic;
 pub(crate) mod tap;
 pub(crate) mod websocket;
 
@@ -26,7 +27,7 @@ use crate::base::escape::Esc;
 pub(crate) use crate::switch::Origin;
 use crate::switch::fdb::PortNo;
 use crate::switch::frame::Frame;
-use crate::switch::{Decisions, PortKind, PortStat, Switch};
+use crate::switch::{Decisions, PortKind, PortStat, QuicStat, Switch};
 pub(crate) use queue::{Budget, Discipline, EgressRx, Queue, QueueLimits};
 
 /// Largest frame read from a device or peer: a GSO super-frame's 65535-byte IP packet behind
@@ -131,6 +132,11 @@ impl Ingress {
         let mut sw = lock(&self.switch);
         sw.set_super_frames(self.port, super_frames);
         sw.set_congestion(self.port, congestion);
+    }
+
+    /// Records a QUIC session's connection state (`listPort` shows it).
+    pub(crate) fn set_quic(&self, quic: QuicStat) {
+        lock(&self.switch).set_quic(self.port, quic);
     }
 
     /// Counts `n` received TCP segments that software GRO appended to an earlier one

@@ -413,3 +413,93 @@ mod tests {
         }
     }
 }
+
+/// How a `client` port reaches its peer (`addport … --transport`, `transport` in a file's
+/// `[[port]]` and in `addPort`'s options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Transport {
+    /// WebSocket over TCP (`ws://`, `wss://`), as always.
+    #[default]
+    Ws,
+    /// HTTP/3 datagrams over QUIC (UDP), to the URL's port; `wss://` URLs only.
+    Quic,
+    /// QUIC, falling back to WebSocket: not yet (a later step of issue #26).
+    Auto,
+}
+
+impl Transport {
+    /// The name `listPort` and the options use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Quic => "quic",
+            Transport::Auto => "auto",
+        }
+    }
+
+    /// Reads a transport's name; `auto` is refused for now.
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "ws" => Ok(Transport::Ws),
+            "quic" => Ok(Transport::Quic),
+            "auto" => Err("transport \"auto\" is not supported yet: use ws or quic".into()),
+            other => Err(format!("unknown transport {other:?}: ws or quic")),
+        }
+    }
+
+    /// Checks that the transport can carry `url`: QUIC needs TLS (`wss://`).
+    pub(crate) fn check(self, url: &str) -> Result<Self, String> {
+        match self {
+            Transport::Auto => Transport::parse("auto"),
+            Transport::Quic if !url.starts_with("wss://") => Err(format!(
+                "transport quic needs a wss:// URL (QUIC is always encrypted): {url}"
+            )),
+            t => Ok(t),
+        }
+    }
+}
+
+/// The congestion controller of QUIC connections (`--quic-congestion`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum QuicCongestion {
+    /// BBR (quinn's, BBRv1): keeps its rate through random loss.
+    #[default]
+    Bbr,
+    /// CUBIC.
+    Cubic,
+    /// NewReno.
+    #[value(name = "newreno")]
+    #[serde(rename = "newreno")]
+    NewReno,
+}
+
+impl QuicCongestion {
+    /// Its name, as `listPort` and the options give it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            QuicCongestion::Bbr => "bbr",
+            QuicCongestion::Cubic => "cubic",
+            QuicCongestion::NewReno => "newreno",
+        }
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    #[test]
+    fn quic_needs_wss_and_auto_is_not_yet() {
+        assert_eq!(Transport::parse("quic"), Ok(Transport::Quic));
+        assert!(
+            Transport::parse("auto")
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+        assert!(Transport::Quic.check("ws://h/").is_err());
+        assert_eq!(Transport::Quic.check("wss://h:1/p"), Ok(Transport::Quic));
+        assert_eq!(Transport::Ws.check("ws://h/"), Ok(Transport::Ws));
+    }
+}

@@ -54,7 +54,7 @@ pub(crate) use crate::switch::limits::Limits;
 use crate::switch::limits::Policer;
 use crate::switch::policy::Edit;
 pub(crate) use crate::switch::policy::{Policy, PolicyError, Rate};
-pub(crate) use crate::switch::ports::{Egress, Origin, PortKind, PortStat, TxCounters};
+pub(crate) use crate::switch::ports::{Egress, Origin, PortKind, PortStat, QuicStat, TxCounters};
 use crate::wire;
 
 /// Follows the forwarding database's changes, so a copy of it elsewhere (the kernel's, for
@@ -307,6 +307,13 @@ impl<E: Egress> Switch<E> {
     pub(crate) fn set_congestion(&mut self, port: PortNo, congestion: Option<Arc<str>>) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.stat.congestion = congestion;
+        }
+    }
+
+    /// Records a QUIC port's connection state (`listPort` shows it).
+    pub(crate) fn set_quic(&mut self, port: PortNo, quic: QuicStat) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.stat.quic = Some(quic);
         }
     }
 

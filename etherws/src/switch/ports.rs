@@ -143,6 +143,23 @@ pub(crate) struct PortStat {
     pub(crate) rate_out_dropped: u64,
     /// Frames from this port that port security dropped, per rule.
     pub(crate) guard: GuardCounters,
+    /// A QUIC port's connection state (none: not a QUIC port).
+    pub(crate) quic: Option<QuicStat>,
+}
+
+/// What a QUIC port reports of its connection, published by its session about once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QuicStat {
+    /// The connection's smoothed round-trip time, in milliseconds.
+    pub(crate) rtt_ms: u64,
+    /// The largest datagram the path takes now (0: none, or not connected).
+    pub(crate) max_datagram: u64,
+    /// Packets the connection declared lost.
+    pub(crate) lost_packets: u64,
+    /// Datagrams received that were not this session's frames (a bad prefix), dropped.
+    pub(crate) rx_errors: u64,
+    /// Frames too large for one datagram, dropped.
+    pub(crate) tx_dropped_oversize: u64,
 }
 
 impl PortStat {
@@ -182,6 +199,7 @@ impl PortStat {
             rate_in_dropped: 0,
             rate_out_dropped: 0,
             guard: GuardCounters::default(),
+            quic: None,
         }
     }
 

@@ -451,7 +451,8 @@ fn changed_option(old: &EffectiveOptions, new: &EffectiveOptions) -> Option<&'st
         };
     }
     first_changed!(
-        host => "host", port => "port", ctlhost => "ctlhost", ctlport => "ctlport",
+        host => "host", port => "port", quic => "quic", quic_port => "quic-port",
+        quic_congestion => "quic-congestion", ctlhost => "ctlhost", ctlport => "ctlport",
         ctlpath => "ctlpath", threads => "threads", pidfile => "pidfile", debug => "debug",
         logconf => "logconf", log_format => "log-format", ageout => "ageout",
         keepalive => "keepalive", reconnect_max => "reconnect-max",

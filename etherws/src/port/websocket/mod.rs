@@ -72,6 +72,8 @@ pub(crate) struct WsSettings {
     pub(crate) super_frames: bool,
     /// What every connection's TCP socket is given: its unsent backlog, its congestion control.
     pub(crate) tcp: tcp::TcpTuning,
+    /// The congestion controller of QUIC connections (`--quic-congestion`).
+    pub(crate) quic_congestion: crate::settings::values::QuicCongestion,
 }
 
 impl Default for WsSettings {
@@ -81,36 +83,71 @@ impl Default for WsSettings {
             reconnect_max: Duration::from_secs(60),
             super_frames: true,
             tcp: tcp::TcpTuning::default(),
+            quic_congestion: Default::default(),
         }
     }
 }
 
-/// A `client` port: a WebSocket connection that is re-established when it drops.
+/// A `client` port: a connection (WebSocket, or QUIC with `port::quic`) that is
+/// re-established when it drops.
 ///
 /// The port keeps its number while the link is down; the switch sends it nothing and forgets
 /// its stations meanwhile. Attempts back off exponentially (1 s, 2 s, 4 s… up to
 /// `reconnect_max`) with jitter, so a switch restarting under many clients is not hit by all
 /// of them at once. Removing the port stops the attempts, even one in progress.
-pub(crate) struct ClientPort {
-    dialer: Dialer,
+pub(crate) struct ClientPort<D: Dial = Dialer> {
+    dialer: D,
     settings: WsSettings,
-    first: Option<WsPort>,
+    first: Option<D::Link>,
 }
 
-impl ClientPort {
+/// How a client port reaches its peer: one transport's dialer, prepared once.
+pub(crate) trait Dial: Send + Sync + 'static {
+    /// A connection made, its handshake done.
+    type Link: Link;
+    /// The target URL, for logs.
+    fn url(&self) -> &str;
+    /// Connects once.
+    fn connect(
+        &self,
+        settings: &WsSettings,
+    ) -> impl std::future::Future<Output = anyhow::Result<Self::Link>> + Send;
+}
+
+/// One connection's data phase, until it ends.
+pub(crate) trait Link: Send + 'static {
+    /// Moves frames until the peer goes or the switch removes the port.
+    fn session(self, io: &mut PortIo) -> impl std::future::Future<Output = End> + Send;
+}
+
+impl<D: Dial> ClientPort<D> {
+    /// A port on `dialer`: connected first (failing here fails `addPort`, as in etherws 1.3)
+    /// with `connect_first`, else down and connecting in the background.
+    pub(crate) async fn start(
+        dialer: D,
+        settings: WsSettings,
+        connect_first: bool,
+    ) -> anyhow::Result<Self> {
+        let first = match connect_first {
+            true => Some(dialer.connect(&settings).await?),
+            false => None,
+        };
+        Ok(ClientPort {
+            dialer,
+            settings,
+            first,
+        })
+    }
+}
+
+impl ClientPort<Dialer> {
     /// Connects for the first time; failing here fails `addPort`, as in etherws 1.3.
     pub(crate) async fn connect(
         url: &str,
         opts: ClientOptions,
         settings: WsSettings,
     ) -> anyhow::Result<Self> {
-        let dialer = Dialer::new(url, opts).await?;
-        let first = dialer.connect(&settings).await?;
-        Ok(ClientPort {
-            dialer,
-            settings,
-            first: Some(first),
-        })
+        Self::start(Dialer::new(url, opts).await?, settings, true).await
     }
 
     /// A port that starts down and connects in the background (checking the URL and loading
@@ -120,11 +157,7 @@ impl ClientPort {
         opts: ClientOptions,
         settings: WsSettings,
     ) -> anyhow::Result<Self> {
-        Ok(ClientPort {
-            dialer: Dialer::new(url, opts).await?,
-            settings,
-            first: None,
-        })
+        Self::start(Dialer::new(url, opts).await?, settings, false).await
     }
 }
 
@@ -141,10 +174,10 @@ async fn closed_within(egress: &mut EgressRx, delay: Duration) -> bool {
     }
 }
 
-impl Port for ClientPort {
+impl<D: Dial> Port for ClientPort<D> {
     async fn run(self, mut io: PortIo) -> anyhow::Result<()> {
         let port = io.ingress.port();
-        let url = &self.dialer.url;
+        let url = self.dialer.url();
         let mut ws = self.first;
         if ws.is_none() {
             io.ingress.set_link(false);
@@ -252,10 +285,22 @@ pub(crate) fn switch_id() -> &'static str {
     ID.get_or_init(|| format!("{:016x}", fastrand::u64(..)))
 }
 
+/// The `Authorization` header of HTTP Basic authentication with `creds`.
+pub(crate) fn authorization(creds: Option<Credentials>) -> anyhow::Result<Option<HeaderValue>> {
+    creds
+        .map(|c| {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.user, c.passwd));
+            HeaderValue::from_str(&format!("Basic {token}"))
+                .context("credentials that cannot be sent in a header")
+        })
+        .transpose()
+}
+
 /// How a `client` port reaches its peer, prepared once: the URL checked, the credentials
 /// encoded and, for `wss://`, the TLS configuration loaded (CA file or system roots, read on
 /// the blocking pool — never again on each reconnection).
-struct Dialer {
+pub(crate) struct Dialer {
     url: String,
     authorization: Option<HeaderValue>,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -266,15 +311,7 @@ struct Dialer {
 impl Dialer {
     async fn new(url: &str, opts: ClientOptions) -> anyhow::Result<Self> {
         let uri = parse_target(url)?;
-        let authorization = opts
-            .creds
-            .map(|c| {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", c.user, c.passwd));
-                HeaderValue::from_str(&format!("Basic {token}"))
-                    .context("credentials that cannot be sent in a header")
-            })
-            .transpose()?;
+        let authorization = authorization(opts.creds)?;
         let ca_file = matches!(opts.verify, Verify::CaFile(_));
         let tls = if uri.scheme_str() == Some("wss") {
             if opts.verify == Verify::Insecure {
@@ -374,6 +411,27 @@ impl Dialer {
             WsPort::new(io, Role::Client, tail, settings.keepalive, super_frames)
                 .with_congestion(congestion),
         )
+    }
+}
+
+impl Dial for Dialer {
+    type Link = WsPort;
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn connect(
+        &self,
+        settings: &WsSettings,
+    ) -> impl std::future::Future<Output = anyhow::Result<WsPort>> + Send {
+        Dialer::connect(self, settings)
+    }
+}
+
+impl Link for WsPort {
+    fn session(self, io: &mut PortIo) -> impl std::future::Future<Output = End> + Send {
+        WsPort::session(self, io)
     }
 }
 

@@ -1,0 +1,302 @@
+//! The HTTP/3 listener (`--quic`): an extended CONNECT (`:protocol = webtransport`) on one of
+//! the WebSocket paths becomes a `server` port whose frames travel as HTTP Datagrams
+//! (`port::quic`), admitted as a WebSocket upgrade is (`edge/server.rs`): the path (404),
+//! the loop check (508), htpasswd with the same throttle (401), mutual TLS with the same
+//! verifier, the same per-address connection limit (503).
+//!
+//! No proxy header is read over QUIC: the client is the UDP source (`--trusted-proxy` and
+//! the PROXY protocol are for TCP reverse proxies). One CONNECT per connection: later
+//! requests are refused (`H3_REQUEST_REJECTED`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
+
+use crate::base::ip::canonical;
+use crate::edge::admission::{ConnLimits, ConnPermit, Connections};
+use crate::edge::auth::Auth;
+use crate::edge::forwarded::Client;
+use crate::edge::live::{LiveWs, Session};
+use crate::edge::server::Admitted;
+use crate::port::quic::{QuicPort, WT_DRAFT_HEADER};
+use crate::port::websocket::{SWITCH_ID_HEADER, WsSettings, switch_id};
+use crate::port::{Origin, SharedSwitch, attach_from};
+use crate::settings::profile::Credentials;
+use crate::switch::PortKind;
+
+/// Time a client gets to finish its QUIC handshake, and to send its CONNECT.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Handshakes under way past which a client whose address is not validated gets a Retry.
+const RETRY_ABOVE: usize = 64;
+
+/// Bytes of the UDP socket's buffers, both ways.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A connection over QUIC and HTTP/3 whose CONNECT has not been answered: h3 and the stream.
+type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
+type H3Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+/// What the QUIC listener admits peers with: the WebSocket listener's own.
+#[derive(Clone)]
+pub(crate) struct QuicSide {
+    pub(crate) switch: SharedSwitch,
+    pub(crate) auth: Arc<Auth>,
+    /// The WebSocket sessions' limits: a QUIC session counts against them too.
+    pub(crate) conns: Arc<Connections>,
+    pub(crate) live: Arc<LiveWs>,
+    pub(crate) settings: WsSettings,
+}
+
+/// Opens the QUIC endpoint on `host` (all addresses if empty) and UDP `port`.
+pub(crate) fn bind(
+    host: &str,
+    port: u16,
+    tls: &rustls::ServerConfig,
+    settings: &WsSettings,
+) -> anyhow::Result<quinn::Endpoint> {
+    let transport = crate::port::quic::transport(settings.keepalive, settings.quic_congestion);
+    let config = crate::port::quic::server_config(tls, transport)?;
+    let socket = udp_socket(host, port)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(Default::default(), Some(config), socket, runtime)
+        .with_context(|| format!("cannot serve QUIC on UDP port {port}"))
+}
+
+/// The listener's UDP socket, dual-stack when `host` is empty, with large buffers.
+fn udp_socket(host: &str, port: u16) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr: SocketAddr = match host {
+        "" => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+        h => (h.trim_start_matches('[').trim_end_matches(']'), port)
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {h}"))?
+            .next()
+            .with_context(|| format!("no address for {h}"))?,
+    };
+    let open = |addr: SocketAddr| -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(!host.is_empty())?;
+        }
+        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+        s.bind(&addr.into())?;
+        Ok(s)
+    };
+    let socket = open(addr)
+        .or_else(|e| match host {
+            // No IPv6 on this host: every IPv4 address.
+            "" => open(SocketAddr::from(([0, 0, 0, 0], port))),
+            _ => Err(e),
+        })
+        .with_context(|| format!("cannot bind UDP {addr}"))?;
+    Ok(socket.into())
+}
+
+/// Serves QUIC on `endpoint` until it closes. Handshakes under way are bounded as HTTP
+/// connections are (`limits`): past them a new one is refused at once.
+pub(crate) async fn serve(
+    endpoint: quinn::Endpoint,
+    side: QuicSide,
+    limits: ConnLimits,
+) -> std::io::Result<()> {
+    let pending = Connections::new(limits);
+    while let Some(inc) = endpoint.accept().await {
+        let ip = canonical(inc.remote_address().ip());
+        let slot = match pending.admit(ip) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(peer = %Client::of(inc.remote_address()), "QUIC connection refused: {why}");
+                inc.refuse();
+                continue;
+            }
+        };
+        if pending.total() > RETRY_ABOVE && !inc.remote_address_validated() {
+            let _ = inc.retry();
+            continue;
+        }
+        tokio::spawn(side.clone().connection(inc, slot));
+    }
+    Ok(())
+}
+
+impl QuicSide {
+    /// One connection: the QUIC handshake, h3's, the CONNECT, and the port it becomes.
+    async fn connection(self, inc: quinn::Incoming, _slot: ConnPermit) {
+        let peer = Client::of(inc.remote_address());
+        let connected = async {
+            let conn = inc.accept()?.await?;
+            let h3 = h3::server::builder()
+                .enable_extended_connect(true)
+                .enable_datagram(true)
+                .enable_webtransport(true)
+                .max_webtransport_sessions(1)
+                .max_field_section_size(16384)
+                .build(h3_quinn::Connection::new(conn.clone()))
+                .await?;
+            Ok::<_, anyhow::Error>((conn, h3))
+        };
+        let (conn, mut h3) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connected).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return tracing::info!(%peer, "QUIC handshake failed: {e:#}"),
+            Err(_) => return tracing::info!(%peer, "QUIC handshake timed out"),
+        };
+        let request = async {
+            h3.accept()
+                .await?
+                .context("closed")?
+                .resolve_request()
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let (req, mut stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return tracing::info!(%peer, "no HTTP/3 request: {e:#}"),
+            Err(_) => return tracing::info!(%peer, "HTTP/3 request timed out"),
+        };
+        let certs = peer_certs(&conn);
+        match self.admit(&req, &peer, certs).await {
+            Err(status) => {
+                let answer = Response::builder()
+                    .status(status)
+                    .body(())
+                    .unwrap_or_default();
+                let _ = stream.send_response(answer).await;
+                let _ = stream.finish().await;
+                // The client goes once it has read the answer.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            }
+            Ok(admitted) => self.attach(admitted, conn, h3, stream, peer).await,
+        }
+    }
+
+    /// Answers 200 and attaches the port; later requests on the connection are refused.
+    async fn attach(
+        &self,
+        (origin, session, permit): (Origin, Arc<Session>, ConnPermit),
+        conn: quinn::Connection,
+        h3: H3Conn,
+        mut stream: H3Stream,
+        peer: Client,
+    ) {
+        let answer = Response::builder()
+            .status(StatusCode::OK)
+            .header(WT_DRAFT_HEADER, "draft02")
+            .header(SWITCH_ID_HEADER, switch_id())
+            .body(())
+            .unwrap_or_default();
+        if let Err(e) = stream.send_response(answer).await {
+            return tracing::info!(%peer, "CONNECT answer not sent: {e}");
+        }
+        let refuser = tokio::spawn(refuse_more(h3));
+        let keep = (stream, crate::port::quic::AbortOnDrop(refuser));
+        let port = QuicPort::new(
+            conn,
+            keep.0.id().into_inner(),
+            self.settings.quic_congestion,
+            Mutex::new(Box::new(keep)),
+        );
+        let port = Admitted {
+            port,
+            _permit: permit,
+            session: (self.live.clone(), session),
+        };
+        let stat = attach_from(
+            &self.switch,
+            PortKind::Server,
+            peer.to_string(),
+            origin,
+            port,
+        );
+        crate::port::lock(&self.switch).set_quic(stat.port, Default::default());
+    }
+
+    /// Admits a CONNECT as `edge/server.rs`'s `upgrade` admits a WebSocket upgrade.
+    async fn admit(
+        &self,
+        req: &Request<()>,
+        client: &Client,
+        (identity, certs): (Option<String>, Option<Arc<[CertificateDer<'static>]>>),
+    ) -> Result<(Origin, Arc<Session>, ConnPermit), StatusCode> {
+        let generation = self.live.generation();
+        let path = self
+            .live
+            .path(req.uri().path())
+            .ok_or(StatusCode::NOT_FOUND)?;
+        let protocol = req.extensions().get::<h3::ext::Protocol>();
+        if req.method() != Method::CONNECT || protocol != Some(&h3::ext::Protocol::WEB_TRANSPORT) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let h = req.headers();
+        if h.get(SWITCH_ID_HEADER)
+            .is_some_and(|id| id.as_bytes() == switch_id().as_bytes())
+        {
+            tracing::warn!(peer = %client, "refused a QUIC connection from this switch itself");
+            return Err(StatusCode::LOOP_DETECTED);
+        }
+        let htpasswd = path.htpasswd.clone().or(self.auth.htpasswd());
+        let shown = client.to_string();
+        let checked = self
+            .auth
+            .check_with(htpasswd.as_ref(), h, client.ip, &shown);
+        let (user, from) = match checked.await {
+            Ok(Some(user)) if path.htpasswd.is_some() => {
+                (Some(user), Credentials::Path(path.path.clone()))
+            }
+            Ok(Some(user)) => (Some(user), Credentials::Switch),
+            Ok(None) => (identity, Credentials::Certificate),
+            Err(denied) => return Err(denied.status()),
+        };
+        let session = Arc::new(Session {
+            path: path.path.clone(),
+            user,
+            from,
+            certs,
+            generation,
+        });
+        let profile = session.profile(&path, &self.live.users.load());
+        let permit = self.conns.admit(client.ip).map_err(|why| {
+            tracing::warn!(peer = %client, "QUIC session refused: {why}");
+            StatusCode::SERVICE_UNAVAILABLE
+        })?;
+        let origin = Origin {
+            addr: Some(client.ip),
+            user: session.user.clone(),
+            path: Some(path.path),
+            policy: profile.policy(),
+        };
+        Ok((origin, session, permit))
+    }
+}
+
+/// The client's certificate chain and its name, on a listener that requires one.
+fn peer_certs(
+    conn: &quinn::Connection,
+) -> (Option<String>, Option<Arc<[CertificateDer<'static>]>>) {
+    let chain = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+    match chain {
+        Some(chain) => (
+            crate::base::tls::peer_identity(&chain),
+            Some(chain.into_iter().collect()),
+        ),
+        None => (None, None),
+    }
+}
+
+/// Refuses every request after the session's CONNECT, keeping h3's control streams read,
+/// until the connection ends.
+async fn refuse_more(mut h3: H3Conn) {
+    while let Ok(Some(resolver)) = h3.accept().await {
+        if let Ok((_, mut stream)) = resolver.resolve_request().await {
+            stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
+        }
+    }
+}
