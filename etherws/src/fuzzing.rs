@@ -147,6 +147,28 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// A datagram from a QUIC peer (`port::quic::codec`): its Quarter Stream ID prefix, read as
+/// a session on the stream the first byte picks reads it, never panics, never reads past the
+/// datagram, and a prefix written is read back.
+pub fn h3_datagram(data: &[u8]) {
+    use crate::port::quic::codec::{Prefix, get_varint, put_varint, varint_len};
+    let stream = u64::from(data.first().copied().unwrap_or(0)) * 4;
+    let prefix = Prefix::for_stream(stream);
+    if let Ok(at) = prefix.payload_at(data) {
+        assert!(
+            at <= data.len() && at == prefix.len(),
+            "payload inside the datagram"
+        );
+    }
+    if let Ok((v, n)) = get_varint(data) {
+        assert!(n <= data.len() && n == 1 << (data[0] >> 6), "varint length");
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        assert_eq!(out.len(), varint_len(v), "varint length of a value");
+        assert_eq!(get_varint(&out), Ok((v, out.len())), "varint round trip");
+    }
+}
+
 /// A message from a peer that negotiated super-frames: the header checks, then what a strict
 /// port makes of the frame (segments, checksum), and the forwarding decision on it.
 pub fn super_frame(data: &[u8]) {

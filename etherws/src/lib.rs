@@ -5,10 +5,10 @@
 //! | layer | what it holds |
 //! |---|---|
 //! | `app/` | the command line, the configuration file, `etherws sw` and `etherws ctl` |
-//! | `edge/` | the HTTP listeners: WebSocket upgrades, admission, authentication, reverse proxies |
+//! | `edge/` | the HTTP listeners: WebSocket upgrades, the HTTP/3 (QUIC) listener, admission, authentication, reverse proxies |
 //! | `control/` | the JSON-RPC control API, `/metrics`, the status page |
 //! | `offload/` | eBPF offload of `netdev` ports |
-//! | `port/` | the port kinds (TAP, netdev, WebSocket) and their queues |
+//! | `port/` | the port kinds (TAP, netdev, WebSocket, QUIC) and their queues |
 //! | `settings/` | settings' value types and what a port starts with |
 //! | `switch/` | the switch core: frames, the forwarding database, the forwarding decision |
 //! | `wire/` | header layouts on the wire, GSO, GRO and checksums |

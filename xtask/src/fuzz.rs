@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "proxy_url",
     "proxy_answer",
     "forwarded",
+    "h3_datagram",
 ];
 
 fn have_cargo_fuzz() -> bool {

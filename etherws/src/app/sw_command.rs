@@ -810,7 +810,7 @@ async fn serve(
             live: live.clone(),
             settings: s.ws,
         };
-        servers.spawn(serve_quic(&s, port, &tls.load(), side)?);
+        servers.spawn(serve_quic(&s, port, tls.clone(), side)?);
     }
     let reloader = reload::Reloader {
         config: config.map(|(p, _)| p),
@@ -841,14 +841,15 @@ async fn serve(
 fn serve_quic(
     s: &Settings,
     port: u16,
-    tls: &rustls::ServerConfig,
+    tls: TlsCell,
     side: QuicSide,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>> + use<>> {
-    let endpoint = crate::edge::quic::bind(&s.host, port, tls, &s.ws)?;
+    let mut tls = crate::edge::quic::ServerTls::new(tls, &s.ws)?;
+    let endpoint = crate::edge::quic::bind(&s.host, port, &mut tls)?;
     let quic_addr = endpoint.local_addr()?;
     let congestion = s.ws.quic_congestion.name();
     tracing::info!(%quic_addr, path = %s.path_list(), congestion, "serving QUIC (HTTP/3)");
-    Ok(crate::edge::quic::serve(endpoint, side, s.conns))
+    Ok(crate::edge::quic::serve(endpoint, side, s.conns, tls))
 }
 
 /// Starts serving: WebSocket and control on one listener, or each on its own (the control

@@ -21,7 +21,7 @@ use crate::base::ip::canonical;
 use crate::edge::admission::{ConnLimits, ConnPermit, Connections};
 use crate::edge::auth::Auth;
 use crate::edge::forwarded::Client;
-use crate::edge::live::{LiveWs, Session};
+use crate::edge::live::{LiveWs, Session, TlsCell};
 use crate::edge::server::Admitted;
 use crate::port::quic::{QuicPort, WT_DRAFT_HEADER};
 use crate::port::websocket::{SWITCH_ID_HEADER, WsSettings, switch_id};
@@ -53,15 +53,46 @@ pub(crate) struct QuicSide {
     pub(crate) settings: WsSettings,
 }
 
+/// The QUIC server configuration, made again from the WebSocket listener's TLS one when a
+/// reload replaced it (checked at each new connection, as a TLS handshake reads its cell).
+pub(crate) struct ServerTls {
+    cell: TlsCell,
+    transport: Arc<quinn::TransportConfig>,
+    made_from: Arc<rustls::ServerConfig>,
+    config: Arc<quinn::ServerConfig>,
+}
+
+impl ServerTls {
+    pub(crate) fn new(cell: TlsCell, settings: &WsSettings) -> anyhow::Result<Self> {
+        let transport = crate::port::quic::transport(settings.keepalive, settings.quic_congestion);
+        let made_from = cell.load();
+        let config = crate::port::quic::server_config(&made_from, transport.clone())?;
+        Ok(ServerTls {
+            cell,
+            transport,
+            made_from,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration for a new connection: the last one, or one made from the cell's
+    /// TLS configuration if a reload replaced it.
+    fn current(&mut self) -> Arc<quinn::ServerConfig> {
+        let now = self.cell.load();
+        if !Arc::ptr_eq(&now, &self.made_from) {
+            match crate::port::quic::server_config(&now, self.transport.clone()) {
+                Ok(c) => self.config = Arc::new(c),
+                Err(e) => tracing::warn!("QUIC keeps its TLS configuration: {e:#}"),
+            }
+            self.made_from = now;
+        }
+        self.config.clone()
+    }
+}
+
 /// Opens the QUIC endpoint on `host` (all addresses if empty) and UDP `port`.
-pub(crate) fn bind(
-    host: &str,
-    port: u16,
-    tls: &rustls::ServerConfig,
-    settings: &WsSettings,
-) -> anyhow::Result<quinn::Endpoint> {
-    let transport = crate::port::quic::transport(settings.keepalive, settings.quic_congestion);
-    let config = crate::port::quic::server_config(tls, transport)?;
+pub(crate) fn bind(host: &str, port: u16, tls: &mut ServerTls) -> anyhow::Result<quinn::Endpoint> {
+    let config = (*tls.current()).clone();
     let socket = udp_socket(host, port)?;
     let runtime = Arc::new(quinn::TokioRuntime);
     quinn::Endpoint::new(Default::default(), Some(config), socket, runtime)
@@ -105,9 +136,11 @@ pub(crate) async fn serve(
     endpoint: quinn::Endpoint,
     side: QuicSide,
     limits: ConnLimits,
+    mut tls: ServerTls,
 ) -> std::io::Result<()> {
     let pending = Connections::new(limits);
     while let Some(inc) = endpoint.accept().await {
+        let config = tls.current();
         let ip = canonical(inc.remote_address().ip());
         let slot = match pending.admit(ip) {
             Ok(slot) => slot,
@@ -121,17 +154,22 @@ pub(crate) async fn serve(
             let _ = inc.retry();
             continue;
         }
-        tokio::spawn(side.clone().connection(inc, slot));
+        tokio::spawn(side.clone().connection(inc, config, slot));
     }
     Ok(())
 }
 
 impl QuicSide {
     /// One connection: the QUIC handshake, h3's, the CONNECT, and the port it becomes.
-    async fn connection(self, inc: quinn::Incoming, _slot: ConnPermit) {
+    async fn connection(
+        self,
+        inc: quinn::Incoming,
+        config: Arc<quinn::ServerConfig>,
+        _slot: ConnPermit,
+    ) {
         let peer = Client::of(inc.remote_address());
         let connected = async {
-            let conn = inc.accept()?.await?;
+            let conn = inc.accept_with(config)?.await?;
             let h3 = h3::server::builder()
                 .enable_extended_connect(true)
                 .enable_datagram(true)
