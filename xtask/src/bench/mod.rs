@@ -251,6 +251,30 @@ pub struct Opts {
     /// `--sw-arg=--congestion=cubic`: an etherws setting compared across runs.
     #[arg(long = "sw-arg", value_name = "ARG", allow_hyphen_values = true)]
     sw_args: Vec<String>,
+    /// The MTU of the QUIC rows' TAPs: `fit` (the default: the largest whose frames fit in
+    /// one datagram, as `listPort`'s `max_datagram` says once the path MTU is found), or a
+    /// number (`1500`: full-size frames, for a switch that clamps the MSS or resegments).
+    #[arg(long, value_name = "fit|MTU", default_value = "fit", value_parser = quic_mtu)]
+    quic_tap_mtu: QuicMtu,
+}
+
+/// `--quic-tap-mtu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QuicMtu {
+    Fit,
+    Fixed(u32),
+}
+
+fn quic_mtu(v: &str) -> Result<QuicMtu, String> {
+    match v {
+        "fit" => Ok(QuicMtu::Fit),
+        n => n
+            .parse()
+            .ok()
+            .filter(|m| (576..=9000).contains(m))
+            .map(QuicMtu::Fixed)
+            .ok_or_else(|| format!("{v:?}: `fit` or an MTU from 576 to 9000")),
+    }
 }
 
 fn scenario_name(n: &str) -> Result<String, String> {
@@ -539,6 +563,8 @@ struct Env {
     pki: Option<BenchPki>,
     /// `--sw-arg`s, given to every etherws switch.
     sw_args: Vec<String>,
+    /// `--quic-tap-mtu`.
+    quic_tap_mtu: QuicMtu,
 }
 
 struct BenchPki {
@@ -787,6 +813,7 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
         }
         n if quic_row(n) => {
             switches = quic_switches(s, env, &na, &nb)?;
+            note = quic_tap_mtu(env, &switches, &na, &nb);
             cpu = Some(("etherws", vec![na.clone(), nb.clone()]));
         }
         "softether" => {
@@ -942,6 +969,57 @@ fn quic_switches(s: &Scenario, env: &Env, na: &Netns, nb: &Netns) -> anyhow::Res
         &["--transport", "quic", "--cacerts", &pki.ca.cert],
     );
     Ok(vec![a, b])
+}
+
+/// The largest TAP MTU whose frames (Ethernet header and the datagram's 1–2 byte prefix
+/// added) fit the smaller `max_datagram` of the two QUIC ports; 0 while either is unknown.
+fn fitting_mtu(max_datagrams: &[u64]) -> u32 {
+    match max_datagrams.iter().min() {
+        Some(&m) if m > 16 => (m - 16).min(1500) as u32,
+        _ => 0,
+    }
+}
+
+/// `--quic-tap-mtu` on both TAPs of a QUIC row: `fit` waits up to 15 s for the path MTU
+/// (`max_datagram` above quinn's initial 1200-byte packets' on both ports, then steady), then sets the
+/// MTU whose frames fit one datagram. Returns the row's note.
+fn quic_tap_mtu(env: &Env, sw: &[Switch], na: &Netns, nb: &Netns) -> String {
+    let quic_max = |s: &Switch| -> Option<u64> {
+        let ports = s.rpc("listPort", serde_json::json!({}));
+        ports["entries"]
+            .as_array()?
+            .iter()
+            .find(|p| p["transport"] == "quic")
+            .and_then(|p| p["max_datagram"].as_u64())
+    };
+    let (mtu, how) = match env.quic_tap_mtu {
+        QuicMtu::Fixed(m) => (m, "`--quic-tap-mtu`".to_string()),
+        QuicMtu::Fit => {
+            // listPort publishes a QUIC port's state every second: settled once both ports
+            // are past the initial 1200-byte packets and unchanged for 3 s.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let (mut last, mut since) = (Vec::new(), Instant::now());
+            let seen = loop {
+                let seen: Vec<u64> = sw.iter().filter_map(quic_max).collect();
+                if seen != last {
+                    (last, since) = (seen.clone(), Instant::now());
+                }
+                let up = seen.len() == sw.len() && seen.iter().all(|&m| m > 1200);
+                let settled = up && since.elapsed() >= Duration::from_secs(3);
+                if settled || Instant::now() > deadline {
+                    break seen;
+                }
+                thread::sleep(Duration::from_millis(250));
+            };
+            let fit = fitting_mtu(&seen);
+            let mtu = if fit == 0 { 1300 } else { fit };
+            (mtu, format!("to fit `max_datagram` {seen:?} (A, B)"))
+        }
+    };
+    na.set_mtu("ewsA0", mtu);
+    nb.set_mtu("ewsB0", mtu);
+    eprintln!("bench: QUIC row: TAP MTU {mtu}, {how}");
+    format!("TAP MTU {mtu} ({how})")
 }
 
 /// Two tinc 1.0 daemons (Debian's `tinc`) in switch mode, A on 198.51.100.1:655 and B
@@ -1778,6 +1856,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             .map(Some)?,
         logs: logs.clone(),
         sw_args: o.sw_args.clone(),
+        quic_tap_mtu: o.quic_tap_mtu,
     };
     if !o.wan.is_empty() {
         return wan_bench(&o, &env, &chosen, &load, &started);
@@ -2020,6 +2099,17 @@ mod tests {
         assert_eq!(quic_congestion("quic_tap_cubic"), Some("cubic"));
         assert_eq!(quic_congestion("quic_tap_newreno"), Some("newreno"));
         assert!(!quic_row("ws_tap") && etherws_row("wss_tap") && !etherws_row("vxlan"));
+    }
+
+    #[test]
+    fn quic_tap_mtu_fits_the_smaller_datagram() {
+        assert_eq!(fitting_mtu(&[1420, 1431]), 1404);
+        assert_eq!(fitting_mtu(&[9000]), 1500);
+        assert_eq!(fitting_mtu(&[1420]), 1404);
+        assert_eq!(fitting_mtu(&[]), 0);
+        assert_eq!(quic_mtu("fit"), Ok(QuicMtu::Fit));
+        assert_eq!(quic_mtu("1500"), Ok(QuicMtu::Fixed(1500)));
+        assert!(quic_mtu("70000").is_err());
     }
 
     #[test]
