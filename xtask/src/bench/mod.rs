@@ -23,7 +23,9 @@
 //!   tunnel over a veth. etherws `ws`/`wss` with TAP ports (the switch namespaces are the
 //!   hosts), super-frames (the default) and `_strict` (`--strict-frames` on both switches);
 //!   `ws_netdev` rows with netdev ports, offloaded (`--offload`: auto; `_xdp`, `_tc`: that
-//!   program) or not (`_nooffload`);
+//!   program) or not (`_nooffload`); `quic_tap` (etherws over QUIC: HTTP/3 datagrams, TAP
+//!   ports; `_cubic`, `_newreno`: that `--quic-congestion`), checked against `ws_tap`
+//!   (target ≥ 0.5×) and `wss_tap`, `wss_tap_strict` (both encrypt);
 //!   OpenVPN 2.6 TAP over TCP plain and TLS (AES-128-GCM), SoftEther VPN (two Debian
 //!   `vpnserver`s, B's hub cascaded to A's over one TLS connection, each hub bridged to a TAP)
 //!   and a kernel VXLAN tunnel, each bridged to the host veth, and plain Linux bridges (the
@@ -144,6 +146,21 @@ const SCENARIOS: &[Scenario] = &[
         what: "etherws wss://, TAP ports, `--strict-frames`",
     },
     Scenario {
+        name: "quic_tap",
+        group: Group::Tunnel,
+        what: "etherws over QUIC (HTTP/3 datagrams), TAP ports, default controller",
+    },
+    Scenario {
+        name: "quic_tap_cubic",
+        group: Group::Tunnel,
+        what: "etherws over QUIC, TAP ports, `--quic-congestion cubic`",
+    },
+    Scenario {
+        name: "quic_tap_newreno",
+        group: Group::Tunnel,
+        what: "etherws over QUIC, TAP ports, `--quic-congestion newreno`",
+    },
+    Scenario {
         name: "ws_netdev",
         group: Group::Tunnel,
         what: "etherws ws://, netdev ports `--offload` (auto), super-frames (default)",
@@ -234,6 +251,33 @@ pub struct Opts {
     /// `--sw-arg=--congestion=cubic`: an etherws setting compared across runs.
     #[arg(long = "sw-arg", value_name = "ARG", allow_hyphen_values = true)]
     sw_args: Vec<String>,
+    /// The MTU of the QUIC rows' TAPs: `default` (left as created, 1500, as every other
+    /// row's: the switch fits TCP to the datagram size and sends the rest as capsules), `fit`
+    /// (the largest whose frames fit in one datagram, as `listPort`'s `max_datagram` says once
+    /// the path MTU is found), or a number.
+    #[arg(long, value_name = "default|fit|MTU", default_value = "default", value_parser = quic_mtu)]
+    quic_tap_mtu: QuicMtu,
+}
+
+/// `--quic-tap-mtu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QuicMtu {
+    Default,
+    Fit,
+    Fixed(u32),
+}
+
+fn quic_mtu(v: &str) -> Result<QuicMtu, String> {
+    match v {
+        "default" => Ok(QuicMtu::Default),
+        "fit" => Ok(QuicMtu::Fit),
+        n => n
+            .parse()
+            .ok()
+            .filter(|m| (576..=9000).contains(m))
+            .map(QuicMtu::Fixed)
+            .ok_or_else(|| format!("{v:?}: `default`, `fit` or an MTU from 576 to 9000")),
+    }
 }
 
 fn scenario_name(n: &str) -> Result<String, String> {
@@ -333,14 +377,24 @@ fn iperf_tcp(
     }
 }
 
-/// `ping -i 0.01 -c 200`: (average, p99, lost) in ms.
-fn ping_rtt(from: &Netns, to: &str) -> anyhow::Result<(f64, f64, usize)> {
+/// What a ping run saw, in ms: average, p99 and maximum of the replies' times, and how many
+/// got no reply.
+#[derive(Clone, Copy, Debug)]
+struct Ping {
+    avg: f64,
+    p99: f64,
+    max: f64,
+    lost: usize,
+}
+
+/// `ping -i 0.01 -c 200`.
+fn ping_rtt(from: &Netns, to: &str) -> anyhow::Result<Ping> {
     let out = from.exec(&["ping", "-n", "-i", "0.01", "-c", "200", "-W", "1", to]);
     ping_stats(&String::from_utf8_lossy(&out.stdout), to)
 }
 
-/// (average, p99, lost) in ms of ping's per-reply lines; lost from its summary line.
-fn ping_stats(text: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
+/// Average, p99 and maximum of ping's per-reply lines; lost from its summary line.
+fn ping_stats(text: &str, to: &str) -> anyhow::Result<Ping> {
     let mut times: Vec<f64> = text
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("time="))
@@ -357,7 +411,12 @@ fn ping_stats(text: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {
     times.sort_by(f64::total_cmp);
     let avg = times.iter().sum::<f64>() / times.len() as f64;
     let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).clamp(1, times.len()) - 1];
-    Ok((avg, p99, sent.saturating_sub(times.len())))
+    Ok(Ping {
+        avg,
+        p99,
+        max: times[times.len() - 1],
+        lost: sent.saturating_sub(times.len()),
+    })
 }
 
 /// Pings until they get through (ARP, learning), up to 15 s.
@@ -507,6 +566,8 @@ struct Env {
     pki: Option<BenchPki>,
     /// `--sw-arg`s, given to every etherws switch.
     sw_args: Vec<String>,
+    /// `--quic-tap-mtu`.
+    quic_tap_mtu: QuicMtu,
 }
 
 struct BenchPki {
@@ -578,7 +639,28 @@ fn add_netdev(sw: &Switch, dev: &str, offload: Option<&str>) -> String {
 /// than netdev ports on host veths: `ws_tap`, `wss_tap` and their `_strict` rows. (Matching the
 /// name's end once made the `_strict` TAP rows run offloaded netdev ports instead.)
 fn tap_ports(name: &str) -> bool {
-    name.starts_with("ws") && name.contains("_tap")
+    etherws_row(name) && name.contains("_tap")
+}
+
+/// Whether a tunnel row is etherws (`ws…`, `wss…`, `quic…`) rather than a reference.
+fn etherws_row(name: &str) -> bool {
+    name.starts_with("ws") || quic_row(name)
+}
+
+/// Whether a tunnel row is etherws over QUIC (`quic_tap`, `quic_tap_cubic`, …).
+fn quic_row(name: &str) -> bool {
+    name.starts_with("quic")
+}
+
+/// A QUIC row's `--quic-congestion` from its name's last word (`_cubic`, `_newreno`); none
+/// (the switch's default) otherwise.
+fn quic_congestion(name: &str) -> Option<&'static str> {
+    match name.rsplit('_').next() {
+        Some("cubic") => Some("cubic"),
+        Some("newreno") => Some("newreno"),
+        Some("bbr") => Some("bbr"),
+        _ => None,
+    }
 }
 
 /// host1 ── s1 [switch namespace] s2 ── host2.
@@ -732,6 +814,11 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
             cpu = Some(("etherws", vec![na.clone(), nb.clone()]));
             check_super = Some((client.port, !strict));
         }
+        n if quic_row(n) => {
+            switches = quic_switches(s, env, &na, &nb)?;
+            note = quic_tap_mtu(env, &switches, &na, &nb);
+            cpu = Some(("etherws", vec![na.clone(), nb.clone()]));
+        }
         "softether" => {
             daemons = softether(env, s, &na, &nb)?;
             cpu = Some(("vpnserver", vec![na.clone(), nb.clone()]));
@@ -856,6 +943,87 @@ fn tunnel_topo(s: &Scenario, env: &Env, wan: Option<WanSpec>) -> anyhow::Result<
         note,
         check_super,
     })
+}
+
+/// A QUIC row's switches: A serves HTTP/3 (`--quic`, with the bench's certificate) on UDP at
+/// its WebSocket port's number, B dials it (`addport client wss://A/ --transport quic
+/// --cacerts CA`); both with the row's `--quic-congestion`, if its name gives one; TAP ports.
+fn quic_switches(s: &Scenario, env: &Env, na: &Netns, nb: &Netns) -> anyhow::Result<Vec<Switch>> {
+    let pki = env.pki.as_ref().context("no certificates")?;
+    let cc: Vec<&str> = quic_congestion(s.name)
+        .map(|c| vec!["--quic-congestion", c])
+        .unwrap_or_default();
+    let mut a_args = vec![
+        "--quic",
+        "--sslkey",
+        &pki.srv.key,
+        "--sslcert",
+        &pki.srv.cert,
+    ];
+    a_args.extend(&cc);
+    let a = start_switch(env, &format!("{}-switchA", s.name), na, A_IP, &a_args);
+    let b = start_switch(env, &format!("{}-switchB", s.name), nb, B_IP, &cc);
+    a.add_tap(na, "ewsA0", H1_IP);
+    b.add_tap(nb, "ewsB0", H2_IP);
+    let url = format!("wss://{A_IP}:{}/", a.ws_port);
+    b.add_port(
+        "client",
+        &url,
+        &["--transport", "quic", "--cacerts", &pki.ca.cert],
+    );
+    Ok(vec![a, b])
+}
+
+/// The largest TAP MTU whose frames (Ethernet header and the datagram's 1–2 byte prefix
+/// added) fit the smaller `max_datagram` of the two QUIC ports; 0 while either is unknown.
+fn fitting_mtu(max_datagrams: &[u64]) -> u32 {
+    match max_datagrams.iter().min() {
+        Some(&m) if m > 16 => (m - 16).min(1500) as u32,
+        _ => 0,
+    }
+}
+
+/// `--quic-tap-mtu` on both TAPs of a QUIC row (`default` leaves them alone): `fit` waits up to 15 s for the path MTU
+/// (`max_datagram` above quinn's initial 1200-byte packets' on both ports, then steady), then sets the
+/// MTU whose frames fit one datagram. Returns the row's note.
+fn quic_tap_mtu(env: &Env, sw: &[Switch], na: &Netns, nb: &Netns) -> String {
+    let quic_max = |s: &Switch| -> Option<u64> {
+        let ports = s.rpc("listPort", serde_json::json!({}));
+        ports["entries"]
+            .as_array()?
+            .iter()
+            .find(|p| p["transport"] == "quic")
+            .and_then(|p| p["max_datagram"].as_u64())
+    };
+    let (mtu, how) = match env.quic_tap_mtu {
+        QuicMtu::Default => return String::new(),
+        QuicMtu::Fixed(m) => (m, "`--quic-tap-mtu`".to_string()),
+        QuicMtu::Fit => {
+            // listPort publishes a QUIC port's state every second: settled once both ports
+            // are past the initial 1200-byte packets and unchanged for 3 s.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let (mut last, mut since) = (Vec::new(), Instant::now());
+            let seen = loop {
+                let seen: Vec<u64> = sw.iter().filter_map(quic_max).collect();
+                if seen != last {
+                    (last, since) = (seen.clone(), Instant::now());
+                }
+                let up = seen.len() == sw.len() && seen.iter().all(|&m| m > 1200);
+                let settled = up && since.elapsed() >= Duration::from_secs(3);
+                if settled || Instant::now() > deadline {
+                    break seen;
+                }
+                thread::sleep(Duration::from_millis(250));
+            };
+            let fit = fitting_mtu(&seen);
+            let mtu = if fit == 0 { 1300 } else { fit };
+            (mtu, format!("to fit `max_datagram` {seen:?} (A, B)"))
+        }
+    };
+    na.set_mtu("ewsA0", mtu);
+    nb.set_mtu("ewsB0", mtu);
+    eprintln!("bench: QUIC row: TAP MTU {mtu}, {how}");
+    format!("TAP MTU {mtu} ({how})")
 }
 
 /// Two tinc 1.0 daemons (Debian's `tinc`) in switch mode, A on 198.51.100.1:655 and B
@@ -1059,7 +1227,7 @@ struct Res {
     what: &'static str,
     up: Option<f64>,
     down: Option<f64>,
-    ping: Option<(f64, f64, usize)>,
+    ping: Option<Ping>,
     /// Most frames/s received, loss at that load.
     fps: Option<(f64, f64)>,
     /// Highest paced rate with loss < 0.1 %; `true` when the sender was the limit.
@@ -1067,10 +1235,18 @@ struct Res {
     cpu_proc: Option<f64>,
     cpu_sys: Option<f64>,
     /// `--wan`: pings during the h1→h2 transfer (average, p99, lost), and what the line did.
-    ping_load: Option<(f64, f64, usize)>,
+    ping_load: Option<Ping>,
     line: Option<String>,
     /// etherws tunnels: `listPort`'s `super_frames` of switch B's client port.
     super_frames: Option<bool>,
+    /// etherws tunnels: the outer connection's congestion control (`listPort`'s `congestion`
+    /// of switch B's client port), and what `listPort` says of the tunnel port at each end
+    /// after the runs (QUIC: `transport`, `rtt_ms`, `lost_packets`, …).
+    outer: Option<String>,
+    outer_info: Vec<String>,
+    /// `--wan`: one BBR flow and four CUBIC flows, (h1→h2, h2→h1) Mbit/s.
+    bbr: [Option<f64>; 2],
+    four: [Option<f64>; 2],
     note: String,
     error: Option<String>,
 }
@@ -1143,6 +1319,7 @@ fn measure_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Result
     eprintln!("bench: {}: TCP {up:.0} / {down:.0} Mbit/s", s.name);
 
     r.ping = Some(ping_rtt(&t.h1.ns, H2_IP)?);
+    read_outer(t, r);
 
     warm_up(&t.h1.ns, H2_IP);
     let fsecs = if o.quick { 2.0 } else { 5.0 };
@@ -1192,6 +1369,72 @@ fn check_super(t: &Topo, r: &mut Res) {
     }
 }
 
+/// The `listPort` fields shown for an etherws row's tunnel ports, when the port has them.
+const OUTER_FIELDS: &[&str] = &[
+    "transport",
+    "congestion",
+    "rtt_ms",
+    "lost_packets",
+    "max_datagram",
+    "rx_errors",
+    "capsuled",
+    "tx_dropped_oversize",
+    "mss_clamped",
+];
+
+/// After the runs of an etherws row: the tunnel ports (`client`/`server`) of both switches
+/// as `listPort` shows them (`OUTER_FIELDS`), into `r.outer_info`; switch B's client port's
+/// `congestion` into `r.outer`. A QUIC row whose client port does not say `transport: quic`
+/// gets a note (the row would be measuring something else).
+fn read_outer(t: &Topo, r: &mut Res) {
+    if !etherws_row(r.name) {
+        return;
+    }
+    for (side, sw) in ["A", "B"].iter().zip(&t._switches) {
+        let ports = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            sw.rpc("listPort", serde_json::json!({}))
+        }));
+        let Ok(ports) = ports else {
+            r.outer_info.push(format!("switch {side}: listPort failed"));
+            continue;
+        };
+        let entries = ports["entries"].as_array().cloned().unwrap_or_default();
+        for p in entries
+            .iter()
+            .filter(|p| matches!(p["type"].as_str(), Some("client" | "server")))
+        {
+            let kind = p["type"].as_str().unwrap_or_default();
+            let fields: Vec<String> = OUTER_FIELDS
+                .iter()
+                .filter(|f| !p[**f].is_null())
+                .map(|f| match p[*f].as_str() {
+                    Some(v) => format!("{f} {v}"),
+                    None => format!("{f} {}", p[*f]),
+                })
+                .collect();
+            r.outer_info.push(format!(
+                "switch {side}'s {kind} port {}: {}",
+                p["port"],
+                if fields.is_empty() {
+                    "(none of the fields)".to_string()
+                } else {
+                    fields.join(", ")
+                }
+            ));
+            if *side == "B" && kind == "client" {
+                r.outer = p["congestion"].as_str().map(String::from);
+                let transport = p["transport"].as_str();
+                if quic_row(r.name) && transport != Some("quic") {
+                    r.note = format!(
+                        "{} switch B's client port: transport {transport:?}, expected \"quic\"",
+                        r.note
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn env_logs() -> PathBuf {
     std::env::temp_dir().join(format!("etherws-bench-{}", std::process::id()))
 }
@@ -1213,6 +1456,70 @@ fn fk(v: f64) -> String {
 
 fn f2(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into())
+}
+
+/// The "frames" column: what an etherws tunnel carries per message (B's client port).
+fn frames_kind(r: &Res) -> &'static str {
+    match r.super_frames {
+        _ if quic_row(r.name) => "datagrams",
+        Some(true) => "super",
+        Some(false) => "strict",
+        None => "—",
+    }
+}
+
+/// The etherws rows' tunnel ports as `listPort` showed them after the runs (the outer
+/// connection: its congestion control; QUIC: RTT, lost packets, datagram size).
+fn outer_list(rs: &[&Res]) -> String {
+    let lines: Vec<String> = rs
+        .iter()
+        .filter(|r| !r.outer_info.is_empty())
+        .map(|r| format!("- `{}`: {}", r.name, r.outer_info.join("; ")))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "The tunnel's outer connection per etherws row (`listPort` of both switches after the \
+         runs):\n\n{}\n\n",
+        lines.join("\n")
+    )
+}
+
+/// The zero-delay target for each QUIC row: ≥ 0.5× `ws_tap` both ways; and its ratios to
+/// `wss_tap` and `wss_tap_strict`, the honest comparisons (both encrypt), without a target.
+fn quic_verdicts(rs: &[&Res]) -> String {
+    let get = |n: &str| rs.iter().find(|r| r.name == n && r.error.is_none());
+    let r = |a: Option<f64>, b: Option<f64>| a.unwrap_or(0.0) / b.unwrap_or(0.0).max(1e-9);
+    let mut v = String::new();
+    for q in rs.iter().filter(|r| quic_row(r.name) && r.error.is_none()) {
+        if let Some(w) = get("ws_tap") {
+            let (up, down) = (r(q.up, w.up), r(q.down, w.down));
+            let _ = writeln!(
+                v,
+                "- `{}` vs `ws_tap`: {up:.2}× h1→h2, {down:.2}× h2→h1 (target ≥ 0.5× both \
+                 ways: {}).",
+                q.name,
+                if up >= 0.5 && down >= 0.5 {
+                    "met"
+                } else {
+                    "**missed**"
+                }
+            );
+        }
+        for n in ["wss_tap", "wss_tap_strict"] {
+            if let Some(w) = get(n) {
+                let _ = writeln!(
+                    v,
+                    "- `{}` vs `{n}` (both encrypt): {:.2}× h1→h2, {:.2}× h2→h1.",
+                    q.name,
+                    r(q.up, w.up),
+                    r(q.down, w.down)
+                );
+            }
+        }
+    }
+    v
 }
 
 fn fails(rs: &[&Res]) -> String {
@@ -1350,11 +1657,7 @@ fn tunnel_table(rs: &[&Res]) -> String {
             .fps
             .map(|(f, l)| format!("{} ({:.1} %)", fk(f), l * 100.0))
             .unwrap_or_else(|| "—".into());
-        let frames = match r.super_frames {
-            Some(true) => "super",
-            Some(false) => "strict",
-            None => "—",
-        };
+        let frames = frames_kind(r);
         let _ = writeln!(
             t,
             "| `{}` | {} | {frames} | {} | {} | {} | {} | {fps} | {} | {} |",
@@ -1363,10 +1666,10 @@ fn tunnel_table(rs: &[&Res]) -> String {
             f0(r.up),
             f0(r.down),
             r.ping
-                .map(|p| format!("{:.3}", p.0))
+                .map(|p| format!("{:.3}", p.avg))
                 .unwrap_or_else(|| "—".into()),
             r.ping
-                .map(|p| format!("{:.3}", p.1))
+                .map(|p| format!("{:.3}", p.p99))
                 .unwrap_or_else(|| "—".into()),
             f2(r.cpu_proc),
             f2(r.cpu_sys)
@@ -1381,7 +1684,13 @@ fn tunnel_table(rs: &[&Res]) -> String {
             }
         }
     }
-    format!("{t}\n{v}\n{}\n{}", tunnel_ratios(rs), fails(rs))
+    v.push_str(&quic_verdicts(rs));
+    format!(
+        "{t}\n{v}\n{}\n{}{}",
+        tunnel_ratios(rs),
+        outer_list(rs),
+        fails(rs)
+    )
 }
 
 /// The etherws rows as ratios to the reference rows of the same run.
@@ -1403,10 +1712,10 @@ fn tunnel_ratios(rs: &[&Res]) -> String {
     let mut any = false;
     for e in rs
         .iter()
-        .filter(|r| r.name.starts_with("ws") && r.error.is_none())
+        .filter(|r| etherws_row(r.name) && r.error.is_none())
     {
         let mut refs = Vec::new();
-        if e.name.starts_with("wss") {
+        if e.name.starts_with("wss") || quic_row(e.name) {
             refs.extend(["openvpn_tls", "softether"]);
         } else {
             refs.push("openvpn");
@@ -1424,8 +1733,8 @@ fn tunnel_ratios(rs: &[&Res]) -> String {
                 v.name,
                 ratio(e.up, v.up),
                 ratio(e.down, v.down),
-                ratio(e.ping.map(|p| p.0), v.ping.map(|p| p.0)),
-                ratio(e.ping.map(|p| p.1), v.ping.map(|p| p.1)),
+                ratio(e.ping.map(|p| p.avg), v.ping.map(|p| p.avg)),
+                ratio(e.ping.map(|p| p.p99), v.ping.map(|p| p.p99)),
                 ratio(e.cpu_proc, v.cpu_proc),
                 ratio(e.cpu_sys, v.cpu_sys),
             );
@@ -1551,6 +1860,7 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
             .map(Some)?,
         logs: logs.clone(),
         sw_args: o.sw_args.clone(),
+        quic_tap_mtu: o.quic_tap_mtu,
     };
     if !o.wan.is_empty() {
         return wan_bench(&o, &env, &chosen, &load, &started);
@@ -1636,6 +1946,10 @@ pub fn task_bench(o: Opts) -> anyhow::Result<()> {
                  super-frames (GSO frames up to 64 KB whole over the WebSocket, negotiated; \
                  column \"frames\": `listPort`'s `super_frames` of switch B's client port) \
                  unless `_strict` (both switches `--strict-frames`: one MTU frame per message). \
+                 `quic` rows: switch A `--quic` (HTTP/3 on UDP at its WebSocket port's number, \
+                 the bench's certificate), switch B `addport client wss://… --transport quic`, \
+                 frames as HTTP datagrams; the outer controller is the switches' default unless \
+                 the name says (`_cubic`, `_newreno`: `--quic-congestion`). \
                  OpenVPN {}: TAP, TCP, `--tcp-nodelay`; plain = `--cipher none --auth none` \
                  (no TLS), TLS = `--tls-server/--tls-client`, `--data-ciphers AES-128-GCM`. \
                  SoftEther: Debian's `softether-vpnserver` {}, one server per switch \
@@ -1676,16 +1990,23 @@ fn wan_bench(
          tunnel rows of the tunnel bench, the link between the switch namespaces replaced by \
          the test kit's WAN emulator (packet sockets between two veths in a namespace of its \
          own, one real-time thread per direction; offloads off on its veths, MTU 1550, as on a \
-         wire; everything else at its defaults). Congestion control inside the tunnels \
-         (iperf3): {inner}. Run \
+         wire; everything else at its defaults). Congestion control of the main flows inside \
+         the tunnels (iperf3): {inner}. Run \
          {started} with `{command}` (root): kernel {}, {}, load average at start {load} (1/5/15 \
-         min). iperf3 TCP {secs} s each way after {omit} s omitted; ping idle: 200 at 10 ms; \
-         ping during bulk: every 50 ms during the h1→h2 run. Logs: `{}`.\n\n\
+         min). iperf3 TCP {secs} s each way after {omit} s omitted; then, each way, one BBR \
+         flow (`-C bbr`) and four CUBIC flows (`-C cubic -P 4`, summed), {fsecs} s after \
+         {fomit} s omitted; ping idle: 200 at 10 ms (avg / p99 / max); ping during bulk: every \
+         50 ms during the h1→h2 run. \"Outer CC\": `listPort`'s `congestion` of switch B's \
+         client port (the tunnel's own connection). QUIC rows: switch A `--quic` (HTTP/3 on \
+         UDP at its WebSocket port's number, the bench's certificate), switch B `addport client \
+         wss://… --transport quic`. Logs: `{}`.\n\n\
          ![TCP throughput across the WAN paths](bench-wan.svg)\n\n{tables}",
         sh(&["uname", "-r"]),
         cpu_model(),
         env.logs.display(),
         heading = wan::WAN_HEADING,
+        fsecs = wan::FLOW_SECS,
+        fomit = wan::FLOW_OMIT,
         inner = match &o.inner_cc {
             Some(cc) => format!("`{cc}` (`--inner-cc`)"),
             None => format!(
@@ -1770,6 +2091,106 @@ mod tests {
         for n in ["ws_tap", "ws_tap_strict", "wss_tap", "wss_tap_strict"] {
             assert!(tap_ports(n), "{n}");
         }
+    }
+
+    #[test]
+    fn quic_rows_are_etherws_tap_rows_with_their_controller() {
+        for n in ["quic_tap", "quic_tap_cubic", "quic_tap_newreno"] {
+            assert!(quic_row(n) && etherws_row(n) && tap_ports(n), "{n}");
+            assert!(SCENARIOS.iter().any(|s| s.name == n), "{n}");
+        }
+        assert_eq!(quic_congestion("quic_tap"), None);
+        assert_eq!(quic_congestion("quic_tap_cubic"), Some("cubic"));
+        assert_eq!(quic_congestion("quic_tap_newreno"), Some("newreno"));
+        assert!(!quic_row("ws_tap") && etherws_row("wss_tap") && !etherws_row("vxlan"));
+    }
+
+    #[test]
+    fn quic_tap_mtu_fits_the_smaller_datagram() {
+        assert_eq!(fitting_mtu(&[1420, 1431]), 1404);
+        assert_eq!(fitting_mtu(&[9000]), 1500);
+        assert_eq!(fitting_mtu(&[1420]), 1404);
+        assert_eq!(fitting_mtu(&[]), 0);
+        assert_eq!(quic_mtu("fit"), Ok(QuicMtu::Fit));
+        assert_eq!(quic_mtu("1500"), Ok(QuicMtu::Fixed(1500)));
+        assert!(quic_mtu("70000").is_err());
+    }
+
+    #[test]
+    fn ping_stats_give_average_p99_max_and_lost() {
+        let text = "64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time=40.1 ms\n\
+                    64 bytes from 192.0.2.2: icmp_seq=2 ttl=64 time=80.5 ms\n\
+                    64 bytes from 192.0.2.2: icmp_seq=4 ttl=64 time=41.0 ms\n\
+                    4 packets transmitted, 3 received, 25% packet loss, time 30ms\n";
+        let p = ping_stats(text, H2_IP).unwrap();
+        assert!((p.avg - 53.866).abs() < 0.01, "{p:?}");
+        assert_eq!((p.p99, p.max, p.lost), (80.5, 80.5, 1));
+    }
+
+    fn row(name: &'static str, up: f64, bbr: f64, four: f64, ping: f64) -> Res {
+        Res {
+            name,
+            up: Some(up),
+            down: Some(up),
+            bbr: [Some(bbr), Some(bbr)],
+            four: [Some(four), Some(four)],
+            ping_load: Some(Ping {
+                avg: ping,
+                p99: ping,
+                max: ping,
+                lost: 0,
+            }),
+            ..Res::default()
+        }
+    }
+
+    #[test]
+    fn tunnel_verdicts_compare_quic_with_ws_and_wss() {
+        let (q, w, s) = (
+            row("quic_tap", 1500.0, 0.0, 0.0, 0.0),
+            row("ws_tap", 5000.0, 0.0, 0.0, 0.0),
+            row("wss_tap", 2000.0, 0.0, 0.0, 0.0),
+        );
+        let v = quic_verdicts(&[&q, &w, &s]);
+        assert!(
+            v.contains("`quic_tap` vs `ws_tap`: 0.30× h1→h2, 0.30× h2→h1 (target ≥ 0.5× both ways: **missed**)"),
+            "{v}"
+        );
+        assert!(
+            v.contains("`quic_tap` vs `wss_tap` (both encrypt): 0.75×"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn wan_targets_and_issue_layout_for_quic_rows() {
+        let spec: WanSpec = "20ms,2%".parse().unwrap();
+        let (q, v) = (
+            row("quic_tap", 2.0, 200.0, 5.0, 50.0),
+            row("vxlan", 2.0, 240.0, 7.8, 40.0),
+        );
+        let t = wan::targets(spec, &[&q, &v]);
+        assert!(
+            t.contains("`quic_tap` one BBR flow ≥ 0.8× VXLAN's both ways: 0.83× (met)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("`quic_tap` four CUBIC flows ≥ 0.8× VXLAN's both ways: 0.64× (**missed**)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("`quic_tap` ping during bulk ≤ 1.5× VXLAN's: 1.25×"),
+            "{t}"
+        );
+        let l = wan::issue_layout(spec, &[&q, &v], "cubic");
+        assert!(
+            l.contains("| one BBR flow | 200 / 200 | 240 / 240 |"),
+            "{l}"
+        );
+        assert!(
+            l.contains("| four CUBIC flows | 5.0 / 5.0 | 7.8 / 7.8 |"),
+            "{l}"
+        );
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //! row (frames lost on purpose, frames it dropped itself, how late it sent) is reported with
 //! the row, so a figure is never the emulator's limit in disguise.
 //!
-//! Per row: iperf3 TCP both ways (`-O 3`, 20 s; 5 s with `--quick`), ping idle (200 at 10 ms)
-//! and ping during the h1→h2 transfer (every 50 ms), with the issue's targets checked against
-//! VXLAN, OpenVPN over TCP and the best UDP tunnel of the same run.
+//! Per row: iperf3 TCP both ways (`-O 3`, 20 s; 5 s with `--quick`) with `--inner-cc`'s
+//! algorithm, ping idle (200 at 10 ms: average, p99, max) and ping during the h1→h2 transfer
+//! (every 50 ms); then, each way, one BBR flow (`-C bbr`) and four CUBIC flows (`-C cubic -P
+//! 4`, summed), short ones (`FLOW_SECS` after `FLOW_OMIT` omitted), as issue #26's table has
+//! them. The targets are checked against VXLAN, OpenVPN over TCP and the best UDP tunnel of
+//! the same run; for QUIC rows, issue #26's: a BBR flow and four flows ≥ 0.8× VXLAN's, ping
+//! during bulk ≤ 1.5× VXLAN's. Each path also gets a table in the issue's layout (a column per
+//! tunnel).
 
 use std::process::Stdio;
 
@@ -22,7 +27,7 @@ pub(super) const WAN_HEADING: &str = "## Bench: across a WAN path (delay line)";
 /// The line itself at one path: RTT, TCP between the switch namespaces, what it did.
 struct LineCheck {
     spec: WanSpec,
-    rtt: Option<(f64, f64, usize)>,
+    rtt: Option<Ping>,
     tcp: Option<f64>,
     stats: String,
     error: Option<String>,
@@ -32,6 +37,10 @@ struct LineCheck {
 pub(super) fn durations(o: &Opts) -> (u32, u32) {
     if o.quick { (5, 2) } else { (20, 3) }
 }
+
+/// The extra flows (one BBR flow, four CUBIC flows): seconds each way, and seconds omitted.
+pub(super) const FLOW_SECS: u32 = 5;
+pub(super) const FLOW_OMIT: &str = "2";
 
 /// [`iperf_tcp`] across the line: `--inner-cc`'s algorithm, the warm-up omitted.
 fn iperf_wan(
@@ -73,7 +82,7 @@ fn check_line(spec: WanSpec, o: &Opts) -> LineCheck {
     c.error = failure(r);
     eprintln!(
         "bench: line {spec}: RTT {:?} ms, TCP {:?} Mbit/s; {}{}",
-        c.rtt.map(|r| r.0),
+        c.rtt.map(|r| r.avg),
         c.tcp,
         c.stats,
         c.error.as_deref().unwrap_or("")
@@ -133,7 +142,41 @@ fn measure_wan_topo(t: &Topo, s: &Scenario, o: &Opts, r: &mut Res) -> anyhow::Re
         "bench: {}: TCP {up:.1} / {down:.1} Mbit/s, ping during bulk {:?}",
         s.name, r.ping_load
     );
+    extra_flows(t, r);
+    eprintln!(
+        "bench: {}: one BBR flow {:?}, four CUBIC flows {:?} Mbit/s",
+        s.name, r.bbr, r.four
+    );
+    read_outer(t, r);
     Ok(())
+}
+
+/// Each way: one BBR flow, then four CUBIC flows (`-P 4`, summed), `FLOW_SECS` s after
+/// `FLOW_OMIT` s omitted. A flow that fails stays "—", with a note; the row goes on.
+fn extra_flows(t: &Topo, r: &mut Res) {
+    for (i, reverse) in [false, true].into_iter().enumerate() {
+        let flows: [(&str, &[&str]); 2] = [
+            ("one BBR flow", &["-C", "bbr"]),
+            ("four CUBIC flows", &["-C", "cubic", "-P", "4"]),
+        ];
+        for (k, (what, args)) in flows.into_iter().enumerate() {
+            let mut extra = vec!["-O", FLOW_OMIT];
+            extra.extend_from_slice(args);
+            match iperf_tcp(&t.h1.ns, &t.h2.ns, H2_IP, FLOW_SECS, reverse, &extra) {
+                Ok((v, _)) if k == 0 => r.bbr[i] = Some(v),
+                Ok((v, _)) => r.four[i] = Some(v),
+                Err(e) => {
+                    let e: String = format!("{e:#}").lines().next().unwrap_or("").into();
+                    let way = if reverse { "h2→h1" } else { "h1→h2" };
+                    r.note = format!(
+                        "{} {what} {way} failed: {};",
+                        r.note,
+                        e.chars().take(120).collect::<String>()
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Every chosen tunnel row at every `--wan` path: the section for BENCHMARKS.md and the chart.
@@ -146,12 +189,13 @@ pub(super) fn run(o: &Opts, env: &Env, chosen: &[&Scenario]) -> (String, String,
     let mut text = String::new();
     let mut chart_rows = Vec::new();
     let mut failed = false;
+    let cc = inner_cc(o);
     for &spec in &o.wan {
         let line = check_line(spec, o);
         let results: Vec<Res> = rows.iter().map(|s| measure_wan(s, o, env, spec)).collect();
         failed |= line.error.is_some() || results.iter().any(|r| r.error.is_some());
         let refs: Vec<&Res> = results.iter().collect();
-        text.push_str(&path_table(&line, &refs));
+        text.push_str(&path_table(&line, &refs, &cc));
         chart_rows.extend(results.iter().map(|r| crate::report::ChartRow {
             label: format!("{spec} {}", r.name),
             values: [r.up.unwrap_or(0.0), r.down.unwrap_or(0.0)],
@@ -167,13 +211,36 @@ pub(super) fn run(o: &Opts, env: &Env, chosen: &[&Scenario]) -> (String, String,
     (text, chart, failed)
 }
 
-fn ms(p: Option<(f64, f64, usize)>) -> String {
-    p.map(|(a, p99, lost)| {
-        if lost > 0 {
-            format!("{a:.1} / {p99:.1} ({lost} lost)")
+/// The congestion control of the main flows inside the tunnels: `--inner-cc`'s, or the hosts'
+/// default.
+pub(super) fn inner_cc(o: &Opts) -> String {
+    o.inner_cc.clone().unwrap_or_else(|| {
+        let d = sh(&["sysctl", "-n", "net.ipv4.tcp_congestion_control"]);
+        if d.is_empty() { "default".into() } else { d }
+    })
+}
+
+/// Average / p99 (lost) of a ping run.
+fn ms(p: Option<Ping>) -> String {
+    p.map(|p| {
+        if p.lost > 0 {
+            format!("{:.1} / {:.1} ({} lost)", p.avg, p.p99, p.lost)
         } else {
-            format!("{a:.1} / {p99:.1}")
+            format!("{:.1} / {:.1}", p.avg, p.p99)
         }
+    })
+    .unwrap_or_else(|| "—".into())
+}
+
+/// Average / p99 / max (lost) of a ping run.
+fn ms_max(p: Option<Ping>) -> String {
+    p.map(|p| {
+        let lost = if p.lost > 0 {
+            format!(" ({} lost)", p.lost)
+        } else {
+            String::new()
+        };
+        format!("{:.1} / {:.1} / {:.1}{lost}", p.avg, p.p99, p.max)
     })
     .unwrap_or_else(|| "—".into())
 }
@@ -189,15 +256,22 @@ fn f1(v: Option<f64>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
-/// One path's table: the line, every row, ratios and the targets.
-fn path_table(line: &LineCheck, rs: &[&Res]) -> String {
+/// Two figures, h1→h2 / h2→h1.
+fn pair(v: [Option<f64>; 2]) -> String {
+    format!("{} / {}", f1(v[0]), f1(v[1]))
+}
+
+/// One path's table: the line, every row, ratios and the targets; then the same in issue
+/// #26's layout.
+fn path_table(line: &LineCheck, rs: &[&Res], cc: &str) -> String {
     let spec = line.spec;
     let mut t = format!(
         "### {spec}\n\nThe line itself: RTT {} ms (avg / p99; nominal {:.1} ms), TCP across it with \
          no tunnel {} Mbit/s; {}{}\n\n\
-         | row | what | frames | TCP h1→h2 Mbit/s | TCP h2→h1 Mbit/s | ping idle ms avg / p99 | \
+         | row | what | frames | outer CC | TCP ({cc}) h1→h2 Mbit/s | TCP ({cc}) h2→h1 Mbit/s | \
+         one BBR flow ↑ / ↓ Mbit/s | four CUBIC flows ↑ / ↓ Mbit/s | ping idle ms avg / p99 / max | \
          ping during h1→h2 ms avg / p99 | ×VXLAN ↑ / ↓ | ×OpenVPN TCP ↑ / ↓ |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         ms(line.rtt),
         spec.delay.as_secs_f64() * 2000.0,
         f1(line.tcp),
@@ -217,19 +291,18 @@ fn path_table(line: &LineCheck, rs: &[&Res]) -> String {
         None => "—".into(),
     };
     for r in rs {
-        let frames = match r.super_frames {
-            Some(true) => "super",
-            Some(false) => "strict",
-            None => "—",
-        };
         let _ = writeln!(
             t,
-            "| `{}` | {} | {frames} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
+            frames_kind(r),
+            r.outer.as_deref().unwrap_or("—"),
             f1(r.up),
             f1(r.down),
-            ms(r.ping),
+            pair(r.bbr),
+            pair(r.four),
+            ms_max(r.ping),
             ms(r.ping_load),
             both(r, get("vxlan")),
             both(r, get("openvpn")),
@@ -241,13 +314,98 @@ fn path_table(line: &LineCheck, rs: &[&Res]) -> String {
         .filter_map(|r| r.line.as_ref().map(|l| format!("- `{}`: {l}", r.name)))
         .collect();
     let _ = writeln!(t, "What the line did per row:\n\n{}\n", lines.join("\n"));
+    t.push_str(&outer_list(rs));
     t.push_str(&fails(rs));
+    t.push('\n');
+    t.push_str(&issue_layout(spec, rs, cc));
+    t
+}
+
+/// The path's figures in issue #26's layout: a column per tunnel, a line per measure.
+pub(super) fn issue_layout(spec: WanSpec, rs: &[&Res], cc: &str) -> String {
+    let mut t = format!(
+        "In issue #26's layout, {spec} (Mbit/s h1→h2 / h2→h1; ping in ms):\n\n| inside the tunnel |"
+    );
+    for r in rs {
+        let _ = write!(t, " `{}` |", r.name);
+    }
+    t.push_str("\n| --- |");
+    t.push_str(&" ---: |".repeat(rs.len()));
+    t.push('\n');
+    let line = |t: &mut String, what: &str, f: &dyn Fn(&Res) -> String| {
+        let _ = write!(t, "| {what} |");
+        for r in rs {
+            let v = if r.error.is_some() {
+                "failed".into()
+            } else {
+                f(r)
+            };
+            let _ = write!(t, " {v} |");
+        }
+        t.push('\n');
+    };
+    line(&mut t, &format!("one {cc} flow"), &|r| pair([r.up, r.down]));
+    line(&mut t, "one BBR flow", &|r| pair(r.bbr));
+    line(&mut t, "four CUBIC flows", &|r| pair(r.four));
+    line(&mut t, "ping during a bulk transfer: avg", &|r| {
+        f1(r.ping_load.map(|p| p.avg))
+    });
+    line(&mut t, "idle ping: max", &|r| f1(r.ping.map(|p| p.max)));
+    line(&mut t, "outer congestion control", &|r| {
+        r.outer.clone().unwrap_or_else(|| "—".into())
+    });
     t.push('\n');
     t
 }
 
+/// Issue #26's targets for each QUIC row against VXLAN of the same path: one BBR flow and
+/// four CUBIC flows ≥ 0.8× VXLAN's (the worse way counts), ping during bulk ≤ 1.5× VXLAN's
+/// (averages).
+fn quic_targets(rs: &[&Res]) -> String {
+    let Some(v) = rs.iter().find(|r| r.name == "vxlan" && r.error.is_none()) else {
+        return String::new();
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let mut out = String::new();
+    for q in rs.iter().filter(|r| quic_row(r.name) && r.error.is_none()) {
+        for (what, a, b) in [
+            ("one BBR flow", q.bbr, v.bbr),
+            ("four CUBIC flows", q.four, v.four),
+        ] {
+            let x = (0..2)
+                .map(|i| match (a[i], b[i]) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                    _ => None,
+                })
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
+            let _ = match x {
+                Some(x) => writeln!(
+                    out,
+                    "- `{}` {what} ≥ 0.8× VXLAN's both ways: {x:.2}× ({})",
+                    q.name,
+                    verdict(x >= 0.8)
+                ),
+                None => writeln!(out, "- `{}` {what} vs VXLAN: not measured", q.name),
+            };
+        }
+        if let (Some(qp), Some(vp)) = (q.ping_load, v.ping_load) {
+            let x = qp.avg / vp.avg.max(1e-9);
+            let _ = writeln!(
+                out,
+                "- `{}` ping during bulk ≤ 1.5× VXLAN's: {x:.2}× ({:.1} vs {:.1} ms average; {})",
+                q.name,
+                qp.avg,
+                vp.avg,
+                verdict(x <= 1.5)
+            );
+        }
+    }
+    out
+}
+
 /// The issue's targets at this path, each said met or **missed** with its ratio.
-fn targets(spec: WanSpec, rs: &[&Res]) -> String {
+pub(super) fn targets(spec: WanSpec, rs: &[&Res]) -> String {
     let get = |n: &str| rs.iter().find(|r| r.name == n && r.error.is_none());
     let ours = || {
         rs.iter()
@@ -303,9 +461,10 @@ fn targets(spec: WanSpec, rs: &[&Res]) -> String {
             }
         }
     }
+    out.push_str(&quic_targets(rs));
     let rtt = spec.delay.as_secs_f64() * 2000.0;
     for r in ours().filter(|_| rtt > 0.0) {
-        if let Some((avg, p99, _)) = r.ping_load {
+        if let Some(Ping { avg, p99, .. }) = r.ping_load {
             let _ = writeln!(
                 out,
                 "- `{}` ping during bulk: average {:.2}× the path's RTT (target ≤ 2×: {}), p99 \

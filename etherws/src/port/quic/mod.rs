@@ -123,10 +123,33 @@ fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
         return Ok(e.clone());
     }
     let v6: SocketAddr = "[::]:0".parse()?;
-    let endpoint = quinn::Endpoint::client(v6)
-        .or_else(|_| quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+    let endpoint = client_on(v6)
+        .or_else(|_| client_on(SocketAddr::from(([0, 0, 0, 0], 0))))
         .context("cannot open the QUIC client socket")?;
     Ok(ENDPOINT.get_or_init(|| endpoint).clone())
+}
+
+/// The client endpoint's UDP socket buffers, as the listener's: the kernel's default (about
+/// 200 KB) overflows at a few hundred Mbit/s, and every datagram it drops is a loss to the
+/// congestion controller (the kernel caps them at `net.core.rmem_max`/`wmem_max`).
+const CLIENT_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A client endpoint on `addr` (dual-stack when IPv6), its socket with large buffers.
+fn client_on(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    let _ = s.set_recv_buffer_size(CLIENT_SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(CLIENT_SOCKET_BUFFER);
+    s.bind(&addr.into())?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        s.into(),
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// How a QUIC `client` port reaches its peer, prepared once: the `wss://` URL checked, the

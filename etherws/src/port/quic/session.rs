@@ -23,7 +23,7 @@ use crate::port::{EgressRx, Ingress, MAX_FRAME, Port, PortIo};
 use crate::settings::values::QuicCongestion;
 use crate::switch::QuicStat;
 use crate::switch::frame::Frame;
-use crate::wire::{gso, mss};
+use crate::wire::{gro, gso, mss};
 
 /// Datagrams switched per lock of the switch, and frames taken from the queue at once.
 const BATCH: usize = 64;
@@ -127,10 +127,12 @@ impl QuicPort {
         }
     }
 
-    /// Reads datagrams and switches their frames, a batch at a time; a datagram that is not
-    /// this session's frame is dropped and counted, never ends the session.
+    /// Reads datagrams and switches their frames, a batch at a time, TCP segments coalesced
+    /// into super-frames (`rx_gro_merged`); a datagram that is not this session's frame is
+    /// dropped and counted, never ends the session.
     async fn read(&self, ingress: &Ingress, counters: &Counters) -> End {
         let mut batch: Vec<Bytes> = Vec::new();
+        let mut coalesced = Vec::new();
         loop {
             let first = match self.conn.read_datagram().await {
                 Ok(d) => d,
@@ -154,9 +156,16 @@ impl QuicPort {
                         .and_then(Result::ok);
                 }
             }
-            ingress.frames(batch.drain(..));
+            // The TCP segments of the batch coalesced into super-frames (`wire::gro`), as an
+            // offloaded netdev port does: a TAP takes them in one write, not one per segment.
+            let merged = gro::coalesce(batch.drain(..), MAX_FRAME, &mut coalesced);
+            ingress.gro_merged(merged as u64);
+            ingress.frames(coalesced.drain(..).map(|(f, hdr)| Frame::new(f, hdr)));
             if batch.capacity() > BATCH {
                 batch = Vec::new();
+            }
+            if coalesced.capacity() > BATCH {
+                coalesced = Vec::new();
             }
         }
     }
