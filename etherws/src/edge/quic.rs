@@ -17,6 +17,7 @@ use axum::http::{Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
 
+use crate::base::escape::printable;
 use crate::base::ip::canonical;
 use crate::edge::admission::{ConnLimits, ConnPermit, Connections};
 use crate::edge::auth::Auth;
@@ -37,6 +38,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Handshakes under way past which a client whose address is not validated gets a Retry.
 const RETRY_ABOVE: usize = 64;
+
+/// HTTP/3's `H3_EXCESSIVE_LOAD`: the connection closed past its address's limit.
+const H3_EXCESSIVE_LOAD: u32 = 0x107;
+
+/// Time the answer to a refused CONNECT gets to leave, and its client to go.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes of the UDP socket's buffers, both ways.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
@@ -135,6 +142,11 @@ fn udp_socket(host: &str, port: u16) -> anyhow::Result<std::net::UdpSocket> {
 
 /// Serves QUIC on `endpoint` until it closes. Handshakes under way are bounded as HTTP
 /// connections are (`limits`): past them a new one is refused at once.
+///
+/// An Initial's source address is not proven (anyone can send one in another's name), so a
+/// handshake counts against the total only until it completes, and then against its
+/// address: spoofed Initials cannot take their victim's slots. With more than
+/// [`RETRY_ABOVE`] handshakes under way, an address not yet validated gets a Retry first.
 pub(crate) async fn serve(
     endpoint: quinn::Endpoint,
     side: QuicSide,
@@ -144,8 +156,11 @@ pub(crate) async fn serve(
     let pending = Connections::new(limits);
     while let Some(inc) = endpoint.accept().await {
         let config = tls.current();
-        let ip = canonical(inc.remote_address().ip());
-        let slot = match pending.admit(ip) {
+        if pending.total() > RETRY_ABOVE && !inc.remote_address_validated() {
+            let _ = inc.retry();
+            continue;
+        }
+        let slot = match pending.admit_overall() {
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!(peer = %Client::of(inc.remote_address()), "QUIC connection refused: {why}");
@@ -153,24 +168,44 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        if pending.total() > RETRY_ABOVE && !inc.remote_address_validated() {
-            let _ = inc.retry();
-            continue;
-        }
-        tokio::spawn(side.clone().connection(inc, config, slot));
+        let handshake = Handshake {
+            pending: pending.clone(),
+            slot,
+            config,
+        };
+        tokio::spawn(side.clone().connection(inc, handshake));
     }
     Ok(())
 }
 
+/// A handshake under way: its slot (the total's), and what takes its address's.
+struct Handshake {
+    pending: Arc<Connections>,
+    slot: ConnPermit,
+    config: Arc<quinn::ServerConfig>,
+}
+
+impl Handshake {
+    /// Once the handshake proved the client's address: its slot there, in place of the
+    /// total's, or the connection closed (`H3_EXCESSIVE_LOAD`) past the address's limit.
+    fn proven(self, conn: &quinn::Connection, peer: &Client) -> Option<ConnPermit> {
+        drop(self.slot);
+        match self.pending.admit(canonical(conn.remote_address().ip())) {
+            Ok(slot) => Some(slot),
+            Err(why) => {
+                tracing::debug!(%peer, "QUIC connection refused: {why}");
+                conn.close(H3_EXCESSIVE_LOAD.into(), b"too many connections");
+                None
+            }
+        }
+    }
+}
+
 impl QuicSide {
     /// One connection: the QUIC handshake, h3's, the CONNECT, and the port it becomes.
-    async fn connection(
-        self,
-        inc: quinn::Incoming,
-        config: Arc<quinn::ServerConfig>,
-        _slot: ConnPermit,
-    ) {
+    async fn connection(self, inc: quinn::Incoming, handshake: Handshake) {
         let peer = Client::of(inc.remote_address());
+        let config = handshake.config.clone();
         let connected = async {
             let conn = inc.accept_with(config)?.await?;
             let h3 = h3::server::builder()
@@ -185,8 +220,13 @@ impl QuicSide {
         };
         let (conn, mut h3) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connected).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return tracing::info!(%peer, "QUIC handshake failed: {e:#}"),
+            Ok(Err(e)) => {
+                return tracing::info!(%peer, "QUIC handshake failed: {}", printable(&format!("{e:#}")));
+            }
             Err(_) => return tracing::info!(%peer, "QUIC handshake timed out"),
+        };
+        let Some(_slot) = handshake.proven(&conn, &peer) else {
+            return;
         };
         let request = async {
             let req = async {
@@ -204,7 +244,9 @@ impl QuicSide {
         };
         let (req, mut stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return tracing::info!(%peer, "no HTTP/3 request: {e:#}"),
+            Ok(Err(e)) => {
+                return tracing::info!(%peer, "no HTTP/3 request: {}", printable(&format!("{e:#}")));
+            }
             Err(_) => return tracing::info!(%peer, "HTTP/3 request timed out"),
         };
         let certs = peer_certs(&conn);
@@ -214,16 +256,20 @@ impl QuicSide {
                     .status(status)
                     .body(())
                     .unwrap_or_default();
-                let _ = stream.send_response(answer).await;
-                let _ = stream.finish().await;
-                // The client goes once it has read the answer.
+                // The answer, then the client goes once it has read it; a client that
+                // grants no credit for the answer is not waited for.
+                let refusal = async {
+                    let _ = stream.send_response(answer).await;
+                    let _ = stream.finish().await;
+                    conn.closed().await;
+                };
                 let gone = async {
                     tokio::select! {
-                        _ = conn.closed() => {}
+                        () = refusal => {}
                         () = drop_datagrams(&conn) => {}
                     }
                 };
-                let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, gone).await;
             }
             Ok(admitted) => {
                 let capsules = says_capsules(req.headers());
@@ -249,8 +295,13 @@ impl QuicSide {
             answer = answer.header(CAPSULE_PROTOCOL, CAPSULE_PROTOCOL_ON);
         }
         let answer = answer.body(()).unwrap_or_default();
-        if let Err(e) = stream.send_response(answer).await {
-            return tracing::info!(%peer, "CONNECT answer not sent: {e}");
+        // A client that grants no credit for the answer is not waited for.
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.send_response(answer)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return tracing::info!(%peer, "CONNECT answer not sent: {}", printable(&e.to_string()));
+            }
+            Err(_) => return tracing::info!(%peer, "CONNECT answer not sent: timed out"),
         }
         let refuser = tokio::spawn(refuse_more(h3));
         let keep = crate::port::quic::AbortOnDrop(refuser);
@@ -364,10 +415,12 @@ fn peer_certs(
 }
 
 /// Refuses every request after the session's CONNECT, keeping h3's control streams read,
-/// until the connection ends.
+/// until the connection ends. A request whose headers do not come within
+/// [`REFUSAL_TIMEOUT`] is dropped (its stream reset), so it cannot stop the refusals.
 async fn refuse_more(mut h3: H3Conn) {
     while let Ok(Some(resolver)) = h3.accept().await {
-        if let Ok((_, mut stream)) = resolver.resolve_request().await {
+        let resolved = tokio::time::timeout(REFUSAL_TIMEOUT, resolver.resolve_request()).await;
+        if let Ok(Ok((_, mut stream))) = resolved {
             stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
         }
     }

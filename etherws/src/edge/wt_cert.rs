@@ -6,8 +6,9 @@
 //! connection reads (sessions in course keep theirs); a reload stores one with its client CAs
 //! and CRLs there too. `GET` [`HASH_PATH`] on the WebSocket listener
 //! answers the SHA-256 of every certificate still valid, newest first, and the QUIC port:
-//! `{"algorithm":"sha-256","hashes":["base64…",…],"port":4433}`. A page fetched the hashes
-//! before a renewal still connects, as long as the certificate it pinned is still listed.
+//! `{"algorithm":"sha-256","hashes":["base64…",…],"port":4433}`. The listener serves the
+//! newest certificate only: a page that pinned the hashes before a renewal fetches them again
+//! when its connection fails.
 //!
 //! The answer carries `Access-Control-Allow-Origin: *`: a page served from elsewhere (a v86
 //! page on another host) may read it. That gives a page nothing it could not learn without it:

@@ -58,22 +58,29 @@ pub(crate) const WT_DRAFT_HEADER: &str = "sec-webtransport-http3-draft";
 /// Datagrams received and not yet read, per connection, in bytes (quinn drops the oldest).
 const DATAGRAM_RECV_BUFFER: usize = 1024 * 1024;
 
+/// The keepalive of QUIC connections when `--keepalive` is 0: pings after 30 s of silence,
+/// the connection given up after 60 s.
+const QUIET_KEEPALIVE: Duration = Duration::from_secs(30);
+
 /// Datagrams waiting to be sent, per connection: the standing queue is the port's own.
 const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 
 /// The transport settings of every QUIC connection, server and client.
 ///
 /// Keepalive as WebSocket's: a ping after `keepalive` of silence, the connection dropped after
-/// twice as long (the idle timeout is the smaller of both ends'); none without keepalive.
+/// twice as long (the idle timeout is the smaller of both ends'). Without keepalive
+/// (`--keepalive 0`) QUIC still checks its peer, every [`QUIET_KEEPALIVE`]: a peer that
+/// vanished (a power cut, a NAT that forgot the path) is only ever noticed by the idle
+/// timeout, and a UDP path left silent loses its NAT mappings.
 pub(crate) fn transport(
     keepalive: Option<Duration>,
     congestion: QuicCongestion,
 ) -> Arc<quinn::TransportConfig> {
     use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(keepalive);
-    let idle = keepalive.and_then(|k| quinn::IdleTimeout::try_from(2 * k).ok());
-    t.max_idle_timeout(idle);
+    let keepalive = keepalive.unwrap_or(QUIET_KEEPALIVE);
+    t.keep_alive_interval(Some(keepalive));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(2 * keepalive).ok());
     t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(8u32.into());
     t.stream_receive_window((256u32 * 1024).into());

@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use super::capsule::{self, Parser};
 use super::codec::Prefix;
 use super::stream::{ConnectStream, RecvHalf, SendHalf};
+use crate::base::escape::printable;
 use crate::port::websocket::{End, Link};
 use crate::port::{EgressRx, Ingress, MAX_FRAME, Port, PortIo};
 use crate::settings::values::QuicCongestion;
@@ -140,7 +141,10 @@ impl QuicPort {
             };
             let budget = self.budget().unwrap_or(0);
             let mut next = Some(first);
+            // Every datagram read counts, switched or not: a flood of bad ones yields too.
+            let mut read = 0;
             while let Some(dg) = next.take() {
+                read += 1;
                 match self.prefix.payload_at(&dg) {
                     Ok(at) => batch.push(clamped(dg.slice(at..), budget, self.mss_clamp, counters)),
                     Err(e) => {
@@ -148,7 +152,7 @@ impl QuicPort {
                         tracing::debug!(port = ingress.port(), "datagram dropped: {e}");
                     }
                 }
-                if batch.len() < BATCH {
+                if read < BATCH {
                     next = self
                         .conn
                         .read_datagram()
@@ -274,8 +278,15 @@ impl QuicPort {
     /// the peer finishing the stream ends it.
     async fn read_capsules(&self, mut rx: RecvHalf, ingress: &Ingress, counters: &Counters) -> End {
         if !self.capsules {
-            let _held = rx;
-            return std::future::pending().await;
+            // Nothing to switch on the stream, but its end is the session's (WebTransport
+            // closes a session so): what comes on it is read and dropped.
+            loop {
+                match rx.recv().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return End::Closed,
+                    Err(e) => return self.stream_failed(e.into()).await,
+                }
+            }
         }
         let mut parser = Parser::new(CAPSULE_CAP);
         let mut batch = Vec::with_capacity(BATCH);
@@ -407,7 +418,8 @@ fn ended(e: quinn::ConnectionError) -> End {
     match e {
         quinn::ConnectionError::ApplicationClosed(_) => End::Closed,
         quinn::ConnectionError::LocallyClosed => End::Removed,
-        e => End::Failed(e.into()),
+        // The peer's reason phrase is its own text: escaped before it reaches a log.
+        e => End::Failed(anyhow::anyhow!("{}", printable(&e.to_string()))),
     }
 }
 
