@@ -9,7 +9,7 @@
 //! `capsule-protocol: ?1` (a bounded queue, so that the stream never holds up the datagrams),
 //! or is dropped and counted (`tx_dropped_oversize`).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -69,6 +69,8 @@ pub(crate) struct QuicPort {
 /// What the reader and the writer count, published with the connection's state.
 #[derive(Default)]
 struct Counters {
+    /// The widest frame budget the connection has had (what SYNs are clamped to).
+    widest_budget: AtomicUsize,
     rx_errors: AtomicU64,
     tx_dropped_oversize: AtomicU64,
     tx_capsuled: AtomicU64,
@@ -352,15 +354,28 @@ impl QuicPort {
     }
 }
 
-/// `frame`, or a copy with its MSS clamped to `budget` if it is a TCP SYN or SYN-ACK
-/// whose MSS is larger (both ways: a peer that does not clamp still gets segments that
-/// fit this end's datagrams).
+/// `frame`, or a copy with its MSS clamped if it is a TCP SYN or SYN-ACK whose MSS is
+/// larger (both ways: a peer that does not clamp still gets segments that fit this end's
+/// datagrams).
+///
+/// The clamp is to the widest `budget` the connection has had, not to the one of the
+/// moment: a TCP connection keeps its MSS for life, and the datagram size is small while
+/// path MTU discovery starts, and again for a while when random loss makes quinn suspect a
+/// black hole (seen at 2 % loss). A segment larger than the budget of the moment is cut to
+/// fit (`fit`), which costs less than every segment of the connection being small.
 fn clamped(frame: Bytes, budget: usize, on: bool, counters: &Counters) -> Bytes {
-    if !on || budget == 0 || !mss::is_syn(&frame) {
+    if !on || budget == 0 {
+        return frame;
+    }
+    let widest = counters
+        .widest_budget
+        .fetch_max(budget, Relaxed)
+        .max(budget);
+    if !mss::is_syn(&frame) {
         return frame;
     }
     let mut copy = frame.to_vec();
-    if mss::clamp_mss_to_fit(&mut copy, budget) {
+    if mss::clamp_mss_to_fit(&mut copy, widest) {
         counters.mss_clamped.fetch_add(1, Relaxed);
         return Bytes::from(copy);
     }
@@ -471,6 +486,17 @@ mod tests {
         let (mut out, counters) = (Vec::new(), Counters::default());
         fit(frame, budget, clamp, &mut out, &counters);
         (out, counters)
+    }
+
+    #[test]
+    fn syns_are_clamped_to_the_widest_datagram_the_connection_had() {
+        let counters = Counters::default();
+        let data = tcp4(0x10, &[], &[0; 100]);
+        clamped(Bytes::from(data), 1400, true, &counters);
+        // The datagram shrank (a suspected black hole): a new SYN still gets 1400 − 54.
+        let syn = tcp4(0x02, &[2, 4, 0x05, 0xb4], &[]);
+        let out = clamped(Bytes::from(syn), 1162, true, &counters);
+        assert_eq!(out[56..58], 1346u16.to_be_bytes());
     }
 
     #[test]
