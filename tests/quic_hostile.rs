@@ -1036,7 +1036,7 @@ fn quic_capsules_are_bounded() {
 }
 
 #[test]
-fn quic_stalled_handshake_is_dropped_without_an_idle_timeout() {
+fn quic_stalled_handshakes_are_dropped_before_the_idle_timeout() {
     if !Lab::needs() {
         return;
     }
