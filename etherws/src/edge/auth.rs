@@ -19,8 +19,10 @@ use tokio::sync::Semaphore;
 
 use crate::base::escape::Esc;
 use crate::edge::admission::{AuthLimits, AuthThrottle, Throttled};
+use crate::edge::forwarded::Client;
 use crate::edge::htpasswd::{Htpasswd, parse_basic};
-use crate::edge::live::Swap;
+use crate::edge::live::{Swap, WsPath};
+use crate::settings::profile::Credentials;
 
 /// The realm of the `401` challenge.
 const REALM: &str = "Basic realm=\"etherws\"";
@@ -106,6 +108,31 @@ impl Auth {
     ) -> Result<Option<String>, Response> {
         self.check_with(self.htpasswd().as_ref(), headers, ip, peer)
             .await
+    }
+
+    /// Who a peer on `path` proved to be, and with what: its htpasswd user (of the path's own
+    /// file, or the switch-wide one), else `identity`, its client certificate's name; the
+    /// answer to give it when it proved nothing it had to. WebSocket upgrades and QUIC
+    /// CONNECTs alike.
+    pub(crate) async fn prove(
+        &self,
+        path: &WsPath,
+        headers: &HeaderMap,
+        client: &Client,
+        identity: Option<String>,
+    ) -> Result<(Option<String>, Credentials), Response> {
+        let htpasswd = path.htpasswd.clone().or(self.htpasswd());
+        let shown = client.to_string();
+        let user = self
+            .check_with(htpasswd.as_ref(), headers, client.ip, &shown)
+            .await?;
+        Ok(match user {
+            Some(user) if path.htpasswd.is_some() => {
+                (Some(user), Credentials::Path(path.path.clone()))
+            }
+            Some(user) => (Some(user), Credentials::Switch),
+            None => (identity, Credentials::Certificate),
+        })
     }
 
     /// [`Auth::check`] against another htpasswd file (a WebSocket path's own), with this

@@ -30,7 +30,6 @@ use crate::port::quic::{
 };
 use crate::port::websocket::{SWITCH_ID_HEADER, WsSettings, switch_id};
 use crate::port::{Origin, SharedSwitch, attach_from};
-use crate::settings::profile::Credentials;
 use crate::switch::PortKind;
 
 /// Time a client gets to finish its QUIC handshake, and to send its CONNECT.
@@ -350,19 +349,11 @@ impl QuicSide {
             tracing::warn!(peer = %client, "refused a QUIC connection from this switch itself");
             return Err(StatusCode::LOOP_DETECTED);
         }
-        let htpasswd = path.htpasswd.clone().or(self.auth.htpasswd());
-        let shown = client.to_string();
-        let checked = self
+        let (user, from) = self
             .auth
-            .check_with(htpasswd.as_ref(), h, client.ip, &shown);
-        let (user, from) = match checked.await {
-            Ok(Some(user)) if path.htpasswd.is_some() => {
-                (Some(user), Credentials::Path(path.path.clone()))
-            }
-            Ok(Some(user)) => (Some(user), Credentials::Switch),
-            Ok(None) => (identity, Credentials::Certificate),
-            Err(denied) => return Err(denied.status()),
-        };
+            .prove(&path, h, client, identity)
+            .await
+            .map_err(|denied| denied.status())?;
         let session = Arc::new(Session {
             path: path.path.clone(),
             user,

@@ -37,7 +37,6 @@ use crate::port::websocket::super_frame;
 use crate::port::websocket::tcp::{TcpTuning, tune};
 use crate::port::websocket::{BoxIo, Role, SWITCH_ID_HEADER, WsPort, WsSettings, switch_id};
 use crate::port::{Origin, Port, PortIo, SharedSwitch, attach_from};
-use crate::settings::profile::Credentials;
 use crate::switch::PortKind;
 
 /// Time a client gets to send its request headers, and to finish a TLS handshake.
@@ -393,19 +392,12 @@ async fn upgrade(State(st): State<WsState>, mut req: Request) -> Response {
         Err(refused) => return refused.into_response(),
     };
     let h = req.headers();
-    // Who the peer proved to be, and with what: its htpasswd user (of the path's own file, or
-    // the switch-wide one), else its certificate's name.
-    let htpasswd = path.htpasswd.clone().or(st.auth.htpasswd());
     let (user, from) = match st
         .auth
-        .check_with(htpasswd.as_ref(), h, client.ip, &client.to_string())
+        .prove(&path, h, &client, peer.identity.clone())
         .await
     {
-        Ok(Some(user)) if path.htpasswd.is_some() => {
-            (Some(user), Credentials::Path(path.path.clone()))
-        }
-        Ok(Some(user)) => (Some(user), Credentials::Switch),
-        Ok(None) => (peer.identity.clone(), Credentials::Certificate),
+        Ok(proved) => proved,
         Err(denied) => return denied,
     };
     let session = Arc::new(Session {
